@@ -1,0 +1,7 @@
+// The dllm subcommands; each parses its own flags and returns the process exit code.
+#ifndef DLLM_COMMANDS_H
+#define DLLM_COMMANDS_H
+
+int cmd_train(int argc, char **argv);
+
+#endif

@@ -1,0 +1,39 @@
+// dllm: one program, one subcommand per task.
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} Command;
+
+static const Command commands[] = {
+    {"train", cmd_train, "train a masked-diffusion (or AR baseline) model on a text file"},
+};
+static const int n_commands = sizeof commands / sizeof commands[0];
+
+static void print_usage(FILE *f) {
+    fprintf(f, "usage: dllm <command> [--flag value ...]\n\ncommands:\n");
+    for (int i = 0; i < n_commands; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\n`dllm <command> --help` lists a command's flags and their defaults.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        print_usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        print_usage(stdout);
+        return 0;
+    }
+    for (int i = 0; i < n_commands; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 2, argv + 2);
+    fprintf(stderr, "dllm: unknown command '%s' (see dllm --help)\n", argv[1]);
+    return 2;
+}

@@ -1,0 +1,28 @@
+// Long command-line flags from a table: `--name value` or `--name=value`.
+// The same table prints --help (with defaults) and the settings at the start of a run.
+#ifndef DLLM_FLAGS_H
+#define DLLM_FLAGS_H
+
+#include <stdio.h>
+
+#include "common/error.h"
+
+typedef enum { FLAG_INT, FLAG_INT64, FLAG_U64, FLAG_FLOAT, FLAG_STRING } FlagType;
+
+typedef struct {
+    const char *name;    // without the leading dashes
+    FlagType type;
+    void *value;         // int, int64_t, uint64_t, float or const char * (points into argv)
+    const char *help;
+    int set;             // filled by flags_parse: given on the command line
+} Flag;
+
+// Returns 0, 1 when --help was given, or -1 with a message naming the bad flag.
+int flags_parse(Flag *flags, int n_flags, int argc, char **argv, Error *err);
+void flags_print_help(FILE *f, const char *usage, const Flag *flags, int n_flags);
+const Flag *flags_find(const Flag *flags, int n_flags, const char *name);
+// Index of value in choices[n], or -1 with a message naming the flag.
+int flags_choice(const char *flag, const char *value, const char *const *choices, int n,
+                 Error *err);
+
+#endif

@@ -1,0 +1,89 @@
+// The ops the model is built from, behind one interface with one implementation per device.
+// The CPU backend (kernels/cpu/) is the fp32 reference and the truth every other backend
+// is tested against. All pointers passed to ops are memory from the same backend's alloc.
+//
+// Layout conventions: activations are row-major [N, C] with N = B*T rows; attention
+// q, k, v are [B, T, n_head * head_dim] (heads side by side in a row); weights are
+// [C_out, C_in] so a linear layer is out = inp @ W^T.
+//
+// Gradient convention: every *_backward op ADDS into its gradient outputs (dinp, dweight, ...),
+// so callers zero those buffers first. This lets residual branches and q/k/v projections
+// sum their contributions without extra copies. rope_backward is the one in-place op.
+#ifndef DLLM_BACKEND_H
+#define DLLM_BACKEND_H
+
+#include <stddef.h>
+
+#include "common/error.h"
+
+typedef struct {
+    const char *name;
+
+    // memory: alloc returns zeroed memory, or NULL when out of memory
+    void *(*alloc)(size_t bytes);
+    void (*free)(void *ptr);
+    void (*zero)(void *ptr, size_t bytes);
+    void (*to_device)(void *dst, const void *src, size_t bytes);
+    void (*to_host)(void *dst, const void *src, size_t bytes);
+
+    // out[N, C] = table[tokens[n], :]
+    void (*embedding_forward)(float *out, const int *tokens, const float *table, int N, int C);
+    void (*embedding_backward)(float *dtable, const float *dout, const int *tokens, int N, int C);
+
+    // out = inp / rms(inp) * weight, one rms per row; rstd[N] saved for backward
+    void (*rmsnorm_forward)(float *out, float *rstd, const float *inp, const float *weight, int N,
+                            int C, float eps);
+    void (*rmsnorm_backward)(float *dinp, float *dweight, const float *dout, const float *inp,
+                             const float *weight, const float *rstd, int N, int C);
+
+    // out[N, C_out] = inp[N, C_in] @ weight[C_out, C_in]^T
+    void (*matmul_forward)(float *out, const float *inp, const float *weight, int N, int C_in,
+                           int C_out);
+    void (*matmul_backward)(float *dinp, float *dweight, const float *dout, const float *inp,
+                            const float *weight, int N, int C_in, int C_out);
+
+    // Rotary position embedding, in place, on x[B, T, H, head_dim]; position t uses
+    // cos/sin[t, head_dim/2]. Backward rotates the gradient back (also in place).
+    void (*rope_forward)(float *x, const float *cos, const float *sin, int B, int T, int H,
+                         int head_dim);
+    void (*rope_backward)(float *dx, const float *cos, const float *sin, int B, int T, int H,
+                          int head_dim);
+
+    // Scaled dot-product attention; probs[B, H, T, T] saved for backward.
+    // causal = 1 masks keys after the query position (AR); 0 attends everywhere (MDM).
+    void (*attention_forward)(float *out, float *probs, const float *q, const float *k,
+                              const float *v, int B, int T, int H, int head_dim, int causal);
+    void (*attention_backward)(float *dq, float *dk, float *dv, const float *dout,
+                               const float *probs, const float *q, const float *k, const float *v,
+                               int B, int T, int H, int head_dim);
+
+    // out = silu(gate) * up, elementwise over n values
+    void (*swiglu_forward)(float *out, const float *gate, const float *up, size_t n);
+    void (*swiglu_backward)(float *dgate, float *dup, const float *dout, const float *gate,
+                            const float *up, size_t n);
+
+    // out = a + b
+    void (*add)(float *out, const float *a, const float *b, size_t n);
+
+    // losses[n] = -log softmax(logits[n])[targets[n]]
+    void (*cross_entropy_forward)(float *losses, const float *logits, const int *targets, int N,
+                                  int V);
+    // dlogits[n] += weights[n] * (softmax(logits[n]) - onehot(targets[n])): the gradient of
+    // sum_n weights[n] * losses[n]. Rows with weight 0 get no gradient.
+    void (*cross_entropy_backward)(float *dlogits, const float *logits, const int *targets,
+                                   const float *weights, int N, int V);
+
+    // optimizer
+    double (*sum_squares)(const float *x, size_t n);
+    void (*scale)(float *x, size_t n, float s);
+    // one AdamW step with decoupled weight decay; t is the 1-based step for bias correction
+    void (*adamw_update)(float *params, const float *grads, float *m, float *v, size_t n, float lr,
+                         float beta1, float beta2, float eps, float weight_decay, long t);
+} Backend;
+
+extern const Backend backend_cpu;
+
+// "cpu" (always) or "cuda" (when built with it); NULL and a message otherwise.
+const Backend *backend_by_name(const char *name, Error *err);
+
+#endif

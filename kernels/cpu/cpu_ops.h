@@ -1,0 +1,49 @@
+// The CPU reference implementations of the ops in kernels/backend.h (fp32, OpenMP).
+// Each parallel loop gives every output element to exactly one thread and sums in a fixed
+// order, so results do not depend on the thread count.
+#ifndef DLLM_CPU_OPS_H
+#define DLLM_CPU_OPS_H
+
+#include <stddef.h>
+
+void cpu_embedding_forward(float *out, const int *tokens, const float *table, int N, int C);
+void cpu_embedding_backward(float *dtable, const float *dout, const int *tokens, int N, int C);
+
+void cpu_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int N,
+                         int C, float eps);
+void cpu_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
+                          const float *weight, const float *rstd, int N, int C);
+
+void cpu_matmul_forward(float *out, const float *inp, const float *weight, int N, int C_in,
+                        int C_out);
+void cpu_matmul_backward(float *dinp, float *dweight, const float *dout, const float *inp,
+                         const float *weight, int N, int C_in, int C_out);
+
+void cpu_rope_forward(float *x, const float *cos, const float *sin, int B, int T, int H,
+                      int head_dim);
+void cpu_rope_backward(float *dx, const float *cos, const float *sin, int B, int T, int H,
+                       int head_dim);
+
+void cpu_attention_forward(float *out, float *probs, const float *q, const float *k,
+                           const float *v, int B, int T, int H, int head_dim, int causal);
+void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
+                            const float *q, const float *k, const float *v, int B, int T, int H,
+                            int head_dim);
+
+void cpu_swiglu_forward(float *out, const float *gate, const float *up, size_t n);
+void cpu_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+                         const float *up, size_t n);
+
+void cpu_add(float *out, const float *a, const float *b, size_t n);
+
+void cpu_cross_entropy_forward(float *losses, const float *logits, const int *targets, int N,
+                               int V);
+void cpu_cross_entropy_backward(float *dlogits, const float *logits, const int *targets,
+                                const float *weights, int N, int V);
+
+double cpu_sum_squares(const float *x, size_t n);
+void cpu_scale(float *x, size_t n, float s);
+void cpu_adamw_update(float *params, const float *grads, float *m, float *v, size_t n, float lr,
+                      float beta1, float beta2, float eps, float weight_decay, long t);
+
+#endif

@@ -1,0 +1,18 @@
+// Token embedding: a row lookup forward, a scatter-add backward.
+#include <string.h>
+
+#include "kernels/cpu/cpu_ops.h"
+
+void cpu_embedding_forward(float *out, const int *tokens, const float *table, int N, int C) {
+#pragma omp parallel for
+    for (int n = 0; n < N; n++) memcpy(out + (size_t)n * C, table + (size_t)tokens[n] * C,
+                                       (size_t)C * sizeof(float));
+}
+
+void cpu_embedding_backward(float *dtable, const float *dout, const int *tokens, int N, int C) {
+    // Tokens repeat, so rows of dtable collide; threads split the columns instead of the
+    // rows, which keeps every sum in the same order whatever the thread count.
+#pragma omp parallel for
+    for (int c = 0; c < C; c++)
+        for (int n = 0; n < N; n++) dtable[(size_t)tokens[n] * C + c] += dout[(size_t)n * C + c];
+}

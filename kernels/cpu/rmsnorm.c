@@ -1,0 +1,41 @@
+// RMSNorm: y = x * rstd * w with rstd = 1 / sqrt(mean(x^2) + eps), per row.
+#include <math.h>
+
+#include "kernels/cpu/cpu_ops.h"
+
+void cpu_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int N,
+                         int C, float eps) {
+#pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float *y = out + (size_t)n * C;
+        float ss = 0.0f;
+        for (int i = 0; i < C; i++) ss += x[i] * x[i];
+        float r = 1.0f / sqrtf(ss / C + eps);
+        for (int i = 0; i < C; i++) y[i] = x[i] * r * weight[i];
+        rstd[n] = r;
+    }
+}
+
+void cpu_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
+                          const float *weight, const float *rstd, int N, int C) {
+    // dx_j = r * (w_j dy_j - x_j * r^2 * mean_i(w_i dy_i x_i))
+#pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        const float *dy = dout + (size_t)n * C;
+        float *dx = dinp + (size_t)n * C;
+        float r = rstd[n];
+        float dot = 0.0f;
+        for (int i = 0; i < C; i++) dot += weight[i] * dy[i] * x[i];
+        float coef = r * r * dot / C;
+        for (int i = 0; i < C; i++) dx[i] += r * (weight[i] * dy[i] - x[i] * coef);
+    }
+    // dweight sums over rows: split by column so each sum has one owner
+#pragma omp parallel for
+    for (int i = 0; i < C; i++) {
+        float s = 0.0f;
+        for (int n = 0; n < N; n++) s += dout[(size_t)n * C + i] * inp[(size_t)n * C + i] * rstd[n];
+        dweight[i] += s;
+    }
+}

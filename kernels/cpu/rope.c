@@ -1,0 +1,33 @@
+// Rotary position embedding. Each head's vector is split in halves (i, i + head_dim/2) and
+// each pair is rotated by the angle t * theta^(-2i/head_dim). A rotation is orthogonal, so the
+// backward pass is the same rotation by the opposite angle.
+#include "kernels/cpu/cpu_ops.h"
+
+static void rotate(float *x, const float *cos, const float *sin, int B, int T, int H,
+                   int head_dim, float direction) {
+    int half = head_dim / 2;
+#pragma omp parallel for collapse(3)
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < H; h++) {
+                float *v = x + (((size_t)b * T + t) * H + h) * head_dim;
+                const float *c = cos + (size_t)t * half;
+                const float *s = sin + (size_t)t * half;
+                for (int i = 0; i < half; i++) {
+                    float x0 = v[i], x1 = v[i + half];
+                    float si = direction * s[i];
+                    v[i] = x0 * c[i] - x1 * si;
+                    v[i + half] = x0 * si + x1 * c[i];
+                }
+            }
+}
+
+void cpu_rope_forward(float *x, const float *cos, const float *sin, int B, int T, int H,
+                      int head_dim) {
+    rotate(x, cos, sin, B, T, H, head_dim, 1.0f);
+}
+
+void cpu_rope_backward(float *dx, const float *cos, const float *sin, int B, int T, int H,
+                       int head_dim) {
+    rotate(dx, cos, sin, B, T, H, head_dim, -1.0f);
+}

@@ -1,0 +1,51 @@
+#include "model/config.h"
+
+#include <math.h>
+
+ModelConfig model_config_default(void) {
+    ModelConfig c = {
+        .n_layer = 4,
+        .n_head = 4,
+        .d_model = 128,
+        .d_ff = 352,
+        .vocab_size = 260,
+        .seq_len = 128,
+        .mask_token_id = 256,
+        .causal = 0,
+        .rope_theta = 10000.0f,
+        .norm_eps = 1e-5f,
+    };
+    return c;
+}
+
+int model_config_validate(const ModelConfig *c, Error *err) {
+    if (c->n_layer < 1) return error_set(err, "n_layer must be >= 1 (got %d)", c->n_layer);
+    if (c->n_head < 1) return error_set(err, "n_head must be >= 1 (got %d)", c->n_head);
+    if (c->d_model < 2 || c->d_model % c->n_head != 0)
+        return error_set(err, "d_model (%d) must be a positive multiple of n_head (%d)", c->d_model,
+                         c->n_head);
+    if ((c->d_model / c->n_head) % 2 != 0)
+        return error_set(err, "head size d_model/n_head (%d) must be even for RoPE",
+                         c->d_model / c->n_head);
+    if (c->d_ff < 1) return error_set(err, "d_ff must be >= 1 (got %d)", c->d_ff);
+    if (c->vocab_size < 2) return error_set(err, "vocab_size must be >= 2 (got %d)", c->vocab_size);
+    if (c->seq_len < 2) return error_set(err, "seq_len must be >= 2 (got %d)", c->seq_len);
+    if (c->mask_token_id < 0 || c->mask_token_id >= c->vocab_size)
+        return error_set(err, "mask_token_id %d is outside the vocabulary [0, %d)",
+                         c->mask_token_id, c->vocab_size);
+    if (c->causal != 0 && c->causal != 1)
+        return error_set(err, "causal must be 0 or 1 (got %d)", c->causal);
+    if (!(c->rope_theta > 0.0f) || !isfinite(c->rope_theta))
+        return error_set(err, "rope_theta must be positive (got %g)", c->rope_theta);
+    if (!(c->norm_eps > 0.0f) || !isfinite(c->norm_eps))
+        return error_set(err, "norm_eps must be positive (got %g)", c->norm_eps);
+    return 0;
+}
+
+void model_config_print(FILE *f, const ModelConfig *c) {
+    fprintf(f,
+            "model: n_layer %d, n_head %d, d_model %d, d_ff %d, vocab %d, seq_len %d, mask_id %d, "
+            "%s attention, rope_theta %g, norm_eps %g\n",
+            c->n_layer, c->n_head, c->d_model, c->d_ff, c->vocab_size, c->seq_len,
+            c->mask_token_id, c->causal ? "causal" : "bidirectional", c->rope_theta, c->norm_eps);
+}

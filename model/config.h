@@ -1,0 +1,29 @@
+// The shape of a transformer: everything needed to size its buffers and run it.
+// One struct serves both objectives; `causal` is 0 for the masked-diffusion model (MDM)
+// and 1 for the autoregressive (AR) baseline.
+#ifndef DLLM_CONFIG_H
+#define DLLM_CONFIG_H
+
+#include <stdio.h>
+
+#include "common/error.h"
+
+typedef struct {
+    int n_layer;
+    int n_head;
+    int d_model;
+    int d_ff;            // hidden width of the SwiGLU MLP
+    int vocab_size;
+    int seq_len;         // longest sequence the model runs on (sizes RoPE and activations)
+    int mask_token_id;   // the [MASK] token the MDM is trained to fill in
+    int causal;          // 1: causal attention (AR), 0: bidirectional (MDM)
+    float rope_theta;
+    float norm_eps;
+} ModelConfig;
+
+// A small default, good for CPU experiments on byte-level text.
+ModelConfig model_config_default(void);
+int model_config_validate(const ModelConfig *c, Error *err);
+void model_config_print(FILE *f, const ModelConfig *c);
+
+#endif

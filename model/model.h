@@ -1,0 +1,80 @@
+// The transformer, written once over the Backend ops: forward, loss and backward as
+// straight-line loops over layers. One model for both objectives: config.causal picks
+// bidirectional attention (masked diffusion) or causal attention (the AR baseline).
+//
+// Per layer:  h = x + Wo * attention(rope(Wq * norm(x)), rope(Wk * norm(x)), Wv * norm(x))
+//             x' = h + Wdown * (silu(Wgate * norm(h)) * Wup * norm(h))
+// then logits = lm_head * norm(x) after the last layer.
+#ifndef DLLM_MODEL_H
+#define DLLM_MODEL_H
+
+#include <stdint.h>
+
+#include "kernels/backend.h"
+#include "model/config.h"
+#include "model/params.h"
+
+// What the forward pass keeps for the backward pass, sized for max_batch sequences of
+// seq_len tokens. Per-layer arrays hold n_layer slices of B*T rows for the current B, T.
+typedef struct {
+    float *resid;      // [n_layer + 1, B*T, d_model] residual stream into each layer (+ the output)
+    float *ln1;        // [n_layer, B*T, d_model]
+    float *ln1_rstd;   // [n_layer, B*T]
+    float *q, *k, *v;  // [n_layer, B*T, d_model], q and k after RoPE
+    float *probs;      // [n_layer, B, n_head, T, T] attention probabilities
+    float *att_out;    // [n_layer, B*T, d_model] attention output before Wo
+    float *resid_mid;  // [n_layer, B*T, d_model] after the attention residual
+    float *ln2;        // [n_layer, B*T, d_model]
+    float *ln2_rstd;   // [n_layer, B*T]
+    float *gate, *up;  // [n_layer, B*T, d_ff]
+    float *swiglu;     // [n_layer, B*T, d_ff]
+    float *lnf;        // [B*T, d_model]
+    float *lnf_rstd;   // [B*T]
+    float *logits;     // [B*T, vocab]
+    float *losses;     // [B*T] per-position cross-entropy
+    float *proj;       // [B*T, d_model] scratch: a branch output before its residual add
+} Activations;
+
+// Gradients of activations, one layer at a time (reused across layers).
+typedef struct {
+    float *resid;      // [B*T, d_model] gradient of the residual stream
+    float *ln;         // [B*T, d_model]
+    float *q, *k, *v;  // [B*T, d_model]
+    float *att_out;    // [B*T, d_model]
+    float *gate, *up, *swiglu;  // [B*T, d_ff]
+    float *logits;     // [B*T, vocab]
+} ActivationGrads;
+
+typedef struct {
+    ModelConfig cfg;
+    const Backend *be;
+    int max_batch;
+    size_t n_params;
+    // one buffer each, same layout (see model/params.h), all in backend memory
+    float *params, *grads, *adam_m, *adam_v;
+    ParamTensors p, g;  // views of params and grads
+    float *acts_memory, *grad_acts_memory;
+    Activations acts;
+    ActivationGrads grad_acts;
+    float *rope_cos, *rope_sin;  // [seq_len, head_dim / 2]
+    int *tokens, *targets;       // [max_batch * seq_len] inputs of the current batch
+    float *weights;              // [max_batch * seq_len] loss weight per position
+    float *host_losses;          // host copy of acts.losses
+    int B, T;                    // shape of the last forward pass
+} Model;
+
+// Allocates everything for batches of up to max_batch sequences; parameters start at 0.
+int model_create(Model *m, const ModelConfig *c, const Backend *be, int max_batch, Error *err);
+void model_free(Model *m);
+void model_init_params(Model *m, uint64_t seed);
+
+// Logits for tokens[B*T] (T <= seq_len) into m->acts.logits.
+void model_forward(Model *m, const int *tokens, int B, int T);
+// After model_forward: sum over positions of weights[n] * cross-entropy(logits[n], targets[n]).
+// The objective decides the weights (0 for positions that do not count).
+float model_loss(Model *m, const int *targets, const float *weights);
+// After model_loss: adds the gradient of that loss into m->grads.
+void model_backward(Model *m);
+void model_zero_grad(Model *m);
+
+#endif

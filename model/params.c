@@ -1,0 +1,70 @@
+#include "model/params.h"
+
+#include <math.h>
+
+#include "train/rng.h"
+
+void param_specs(const ModelConfig *c, ParamSpec specs[N_PARAM_TENSORS]) {
+    size_t L = c->n_layer, C = c->d_model, F = c->d_ff, V = c->vocab_size;
+    // GPT-2 style: the two projections that write into the residual stream start smaller,
+    // so the stream's variance does not grow with depth.
+    float std = 0.02f, resid_std = 0.02f / sqrtf(2.0f * c->n_layer);
+    ParamSpec table[N_PARAM_TENSORS] = {
+        {"tok_emb", V * C, 0, std},        {"attn_norm", L * C, 1, 0.0f},
+        {"wq", L * C * C, 0, std},         {"wk", L * C * C, 0, std},
+        {"wv", L * C * C, 0, std},         {"wo", L * C * C, 0, resid_std},
+        {"mlp_norm", L * C, 1, 0.0f},      {"w_gate", L * F * C, 0, std},
+        {"w_up", L * F * C, 0, std},       {"w_down", L * C * F, 0, resid_std},
+        {"final_norm", C, 1, 0.0f},        {"lm_head", V * C, 0, std},
+    };
+    for (int i = 0; i < N_PARAM_TENSORS; i++) specs[i] = table[i];
+}
+
+size_t param_count(const ModelConfig *c) {
+    ParamSpec specs[N_PARAM_TENSORS];
+    param_specs(c, specs);
+    size_t n = 0;
+    for (int i = 0; i < N_PARAM_TENSORS; i++) n += specs[i].size;
+    return n;
+}
+
+void param_tensors_point(ParamTensors *t, float *base, const ModelConfig *c) {
+    float **fields[N_PARAM_TENSORS] = {
+        &t->tok_emb, &t->attn_norm, &t->wq,     &t->wk,   &t->wv,         &t->wo,
+        &t->mlp_norm, &t->w_gate,   &t->w_up,   &t->w_down, &t->final_norm, &t->lm_head,
+    };
+    ParamSpec specs[N_PARAM_TENSORS];
+    param_specs(c, specs);
+    for (int i = 0; i < N_PARAM_TENSORS; i++) {
+        *fields[i] = base;
+        base += specs[i].size;
+    }
+}
+
+LayerWeights layer_weights(const ParamTensors *t, const ModelConfig *c, int l) {
+    size_t C = c->d_model, F = c->d_ff;
+    LayerWeights w = {
+        .attn_norm = t->attn_norm + l * C,
+        .wq = t->wq + l * C * C,
+        .wk = t->wk + l * C * C,
+        .wv = t->wv + l * C * C,
+        .wo = t->wo + l * C * C,
+        .mlp_norm = t->mlp_norm + l * C,
+        .w_gate = t->w_gate + l * F * C,
+        .w_up = t->w_up + l * F * C,
+        .w_down = t->w_down + l * C * F,
+    };
+    return w;
+}
+
+void params_init(float *params, const ModelConfig *c, uint64_t seed) {
+    ParamSpec specs[N_PARAM_TENSORS];
+    param_specs(c, specs);
+    Rng rng;
+    rng_seed(&rng, seed);
+    for (int i = 0; i < N_PARAM_TENSORS; i++) {
+        for (size_t j = 0; j < specs[i].size; j++)
+            params[j] = specs[i].is_norm ? 1.0f : specs[i].init_std * rng_normal(&rng);
+        params += specs[i].size;
+    }
+}

@@ -1,0 +1,154 @@
+#include "train/checkpoint.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FNV_OFFSET 0xcbf29ce484222325ULL
+#define FNV_PRIME 0x100000001b3ULL
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * FNV_PRIME;
+    return h;
+}
+
+// Header plus the three arrays, with the header's checksum field counted as 0.
+static uint64_t checkpoint_checksum(const CheckpointHeader *h, const float *arrays[3]) {
+    CheckpointHeader copy = *h;
+    copy.checksum = 0;
+    uint64_t sum = fnv1a(FNV_OFFSET, &copy, sizeof copy);
+    for (int i = 0; i < 3; i++) sum = fnv1a(sum, arrays[i], h->n_params * sizeof(float));
+    return sum;
+}
+
+int checkpoint_save(const char *path, const Trainer *tr, Error *err) {
+    const Model *m = tr->model;
+    CheckpointHeader h;
+    memset(&h, 0, sizeof h);  // padding bytes too: they are part of the checksum
+    memcpy(h.magic, CHECKPOINT_MAGIC, 8);
+    h.version = CHECKPOINT_VERSION;
+    h.header_bytes = sizeof h;
+    h.model = m->cfg;
+    h.train = tr->tc;
+    h.step = tr->step;
+    h.rng_data = tr->rng_data;
+    h.rng_mask = tr->rng_mask;
+    h.n_params = m->n_params;
+
+    size_t bytes = m->n_params * sizeof(float);
+    float *host = malloc(3 * bytes);
+    if (!host) return error_set(err, "%s: out of memory for the checkpoint", path);
+    const float *device[3] = {m->params, m->adam_m, m->adam_v};
+    const float *arrays[3];
+    for (int i = 0; i < 3; i++) {
+        m->be->to_host(host + i * m->n_params, device[i], bytes);
+        arrays[i] = host + i * m->n_params;
+    }
+    h.checksum = checkpoint_checksum(&h, arrays);
+
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
+        free(host);
+        return error_set(err, "%s: path too long", path);
+    }
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        free(host);
+        return error_set(err, "%s: %s", tmp, strerror(errno));
+    }
+    int ok = fwrite(&h, sizeof h, 1, f) == 1 && fwrite(host, bytes, 3, f) == 3;
+    ok = (fclose(f) == 0) && ok;
+    free(host);
+    if (!ok || rename(tmp, path) != 0) {
+        int e = errno;
+        remove(tmp);
+        return error_set(err, "%s: write failed: %s", path, strerror(e));
+    }
+    return 0;
+}
+
+static int validate_header(const char *path, const CheckpointHeader *h, long file_size,
+                           Error *err) {
+    if (memcmp(h->magic, CHECKPOINT_MAGIC, 8) != 0)
+        return error_set(err, "%s: not a dllm checkpoint (wrong magic)", path);
+    if (h->version != CHECKPOINT_VERSION)
+        return error_set(err, "%s: unsupported checkpoint version %u (this build reads %d)", path,
+                         h->version, CHECKPOINT_VERSION);
+    if (h->header_bytes != sizeof *h)
+        return error_set(err, "%s: header size %u, expected %zu", path, h->header_bytes,
+                         sizeof *h);
+    Error why;
+    if (model_config_validate(&h->model, &why))
+        return error_set(err, "%s: bad model config: %s", path, why.msg);
+    if (train_config_validate(&h->train, &why))
+        return error_set(err, "%s: bad training config: %s", path, why.msg);
+    if (h->n_params != param_count(&h->model))
+        return error_set(err, "%s: %llu parameters stored, the config needs %zu", path,
+                         (unsigned long long)h->n_params, param_count(&h->model));
+    long expected = (long)sizeof *h + 3L * (long)(h->n_params * sizeof(float));
+    if (file_size < expected)
+        return error_set(err, "%s: truncated: %ld bytes, expected %ld", path, file_size, expected);
+    if (file_size > expected)
+        return error_set(err, "%s: %ld trailing bytes after the data", path, file_size - expected);
+    return 0;
+}
+
+int checkpoint_load(const char *path, Checkpoint *ck, Error *err) {
+    memset(ck, 0, sizeof *ck);
+    FILE *f = fopen(path, "rb");
+    if (!f) return error_set(err, "%s: %s", path, strerror(errno));
+    fseek(f, 0, SEEK_END);
+    long file_size = ftell(f);
+    rewind(f);
+    CheckpointHeader *h = &ck->header;
+    if (fread(h, sizeof *h, 1, f) != 1) {
+        fclose(f);
+        if (file_size >= 8 && memcmp(h->magic, CHECKPOINT_MAGIC, 8) != 0)
+            return error_set(err, "%s: not a dllm checkpoint (wrong magic)", path);
+        return error_set(err, "%s: truncated: %ld bytes, shorter than the %zu-byte header", path,
+                         file_size, sizeof *h);
+    }
+    if (validate_header(path, h, file_size, err)) {
+        fclose(f);
+        return -1;
+    }
+    size_t n = h->n_params;
+    float *data = malloc(3 * n * sizeof(float));
+    if (!data) {
+        fclose(f);
+        return error_set(err, "%s: out of memory for %zu parameters", path, n);
+    }
+    size_t got = fread(data, sizeof(float), 3 * n, f);
+    fclose(f);
+    ck->params = data;
+    ck->adam_m = data + n;
+    ck->adam_v = data + 2 * n;
+    const float *arrays[3] = {ck->params, ck->adam_m, ck->adam_v};
+    if (got != 3 * n) {
+        checkpoint_free(ck);
+        return error_set(err, "%s: read failed after %zu of %zu values", path, got, 3 * n);
+    }
+    if (checkpoint_checksum(h, arrays) != h->checksum) {
+        checkpoint_free(ck);
+        return error_set(err, "%s: corrupt: checksum mismatch", path);
+    }
+    return 0;
+}
+
+void checkpoint_free(Checkpoint *ck) {
+    free(ck->params);  // the three arrays share one allocation
+    memset(ck, 0, sizeof *ck);
+}
+
+void checkpoint_restore(const Checkpoint *ck, Trainer *tr) {
+    Model *m = tr->model;
+    size_t bytes = m->n_params * sizeof(float);
+    m->be->to_device(m->params, ck->params, bytes);
+    m->be->to_device(m->adam_m, ck->adam_m, bytes);
+    m->be->to_device(m->adam_v, ck->adam_v, bytes);
+    tr->step = ck->header.step;
+    tr->rng_data = ck->header.rng_data;
+    tr->rng_mask = ck->header.rng_mask;
+}

@@ -1,0 +1,30 @@
+#include "train/objective.h"
+
+#include <string.h>
+
+void mdm_noise_batch(const int *tokens, int B, int T, int mask_id, float eps, Rng *rng,
+                     int *inputs, int *targets, float *weights, float *t_out) {
+    float norm = 1.0f / ((float)B * T);
+    for (int b = 0; b < B; b++) {
+        // LLaDA's p_mask = (1 - eps) t + eps: t never reaches 0, so 1/t stays bounded
+        float t = (1.0f - eps) * rng_uniform(rng) + eps;
+        if (t_out) t_out[b] = t;
+        for (int i = 0; i < T; i++) {
+            size_t n = (size_t)b * T + i;
+            int masked = rng_uniform(rng) < t;
+            inputs[n] = masked ? mask_id : tokens[n];
+            targets[n] = tokens[n];
+            weights[n] = masked ? norm / t : 0.0f;
+        }
+    }
+}
+
+void ar_shift_batch(const int *windows, int B, int T, int *inputs, int *targets, float *weights) {
+    float w = 1.0f / ((float)B * T);
+    for (int b = 0; b < B; b++) {
+        const int *win = windows + (size_t)b * (T + 1);
+        memcpy(inputs + (size_t)b * T, win, (size_t)T * sizeof(int));
+        memcpy(targets + (size_t)b * T, win + 1, (size_t)T * sizeof(int));
+        for (int i = 0; i < T; i++) weights[(size_t)b * T + i] = w;
+    }
+}

@@ -1,0 +1,22 @@
+// The two training objectives, as ways of turning token windows into (inputs, targets,
+// per-position loss weights) for model_loss. The model itself is the same for both.
+#ifndef DLLM_OBJECTIVE_H
+#define DLLM_OBJECTIVE_H
+
+#include "train/rng.h"
+
+typedef enum { OBJECTIVE_MDM = 0, OBJECTIVE_AR = 1 } Objective;
+
+// Masked diffusion (LLaDA pretraining): for each of the B sequences of T tokens draw
+// t ~ U(eps, 1), replace each token by mask_id independently with probability t, and weight
+// each masked position by 1 / (t * B * T); unmasked positions weigh 0. The weighted loss is
+// then LLaDA's: the sum over masked tokens of CE / t, divided by B * T (nats per token).
+// t_out[B], if not NULL, receives the drawn t.
+void mdm_noise_batch(const int *tokens, int B, int T, int mask_id, float eps, Rng *rng,
+                     int *inputs, int *targets, float *weights, float *t_out);
+
+// Autoregressive: windows of T + 1 tokens; inputs are tokens 0..T-1, targets 1..T,
+// every position weighted 1 / (B * T), so the loss is the mean next-token CE.
+void ar_shift_batch(const int *windows, int B, int T, int *inputs, int *targets, float *weights);
+
+#endif

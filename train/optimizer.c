@@ -1,0 +1,23 @@
+#include "train/optimizer.h"
+
+#include <math.h>
+
+float optimizer_step(Model *m, const TrainConfig *tc, float lr, int64_t t) {
+    const Backend *be = m->be;
+    float norm = (float)sqrt(be->sum_squares(m->grads, m->n_params));
+    if (tc->grad_clip > 0.0f && norm > tc->grad_clip)
+        be->scale(m->grads, m->n_params, tc->grad_clip / norm);
+
+    // tensor by tensor, because norm gains get no weight decay
+    ParamSpec specs[N_PARAM_TENSORS];
+    param_specs(&m->cfg, specs);
+    size_t offset = 0;
+    for (int i = 0; i < N_PARAM_TENSORS; i++) {
+        float wd = specs[i].is_norm ? 0.0f : tc->weight_decay;
+        be->adamw_update(m->params + offset, m->grads + offset, m->adam_m + offset,
+                         m->adam_v + offset, specs[i].size, lr, tc->beta1, tc->beta2,
+                         tc->adam_eps, wd, t);
+        offset += specs[i].size;
+    }
+    return norm;
+}

@@ -1,0 +1,38 @@
+// Training hyperparameters: everything besides the model shape that decides a run.
+// Saved in checkpoints so a resumed run continues with exactly the same settings.
+#ifndef DLLM_TRAIN_CONFIG_H
+#define DLLM_TRAIN_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/error.h"
+#include "train/objective.h"
+
+typedef enum { SCHEDULE_COSINE = 0, SCHEDULE_WSD = 1 } LrSchedule;
+
+typedef struct {
+    Objective objective;
+    int batch_size;          // sequences per micro-batch
+    int grad_accum;          // micro-batches per optimizer step
+    int64_t steps;           // optimizer steps in the whole run
+    int64_t warmup_steps;    // linear warmup from 0 to lr
+    float lr;                // peak learning rate
+    float min_lr;            // where cosine / the WSD decay ends
+    LrSchedule schedule;     // cosine, or warmup-stable-decay
+    float decay_frac;        // WSD: fraction of steps spent decaying at the end
+    float weight_decay;      // decoupled (AdamW), on matrices only
+    float beta1, beta2, adam_eps;
+    float grad_clip;         // global gradient norm limit; 0 turns clipping off
+    float mask_eps;          // MDM: t ~ U(mask_eps, 1)
+    float random_length_prob;  // MDM: chance that a micro-batch is cut to a random length
+    uint64_t seed;           // seeds init, data order and masking (each its own stream)
+} TrainConfig;
+
+TrainConfig train_config_default(void);
+int train_config_validate(const TrainConfig *tc, Error *err);
+void train_config_print(FILE *f, const TrainConfig *tc);
+// Learning rate for optimizer step `step` (0-based).
+float lr_at(const TrainConfig *tc, int64_t step);
+
+#endif

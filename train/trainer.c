@@ -1,0 +1,103 @@
+#include "train/trainer.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "train/optimizer.h"
+
+uint64_t seed_for_init(uint64_t seed) { return seed * 4 + 1; }
+uint64_t seed_for_data(uint64_t seed) { return seed * 4 + 2; }
+uint64_t seed_for_mask(uint64_t seed) { return seed * 4 + 3; }
+
+int trainer_init(Trainer *tr, Model *m, const TrainConfig *tc, const TokenData *data, Error *err) {
+    memset(tr, 0, sizeof *tr);
+    if (train_config_validate(tc, err)) return -1;
+    int want_causal = tc->objective == OBJECTIVE_AR;
+    if (m->cfg.causal != want_causal)
+        return error_set(err, "the %s objective needs %s attention", want_causal ? "ar" : "mdm",
+                         want_causal ? "causal" : "bidirectional");
+    if (tc->batch_size > m->max_batch)
+        return error_set(err, "batch size %d exceeds the model's %d", tc->batch_size,
+                         m->max_batch);
+    size_t window = (size_t)m->cfg.seq_len + 1;
+    if (data->n < window)
+        return error_set(err, "the training text has %zu tokens, fewer than seq_len + 1 = %zu",
+                         data->n, window);
+    tr->tc = *tc;
+    tr->model = m;
+    tr->data = data;
+    rng_seed(&tr->rng_data, seed_for_data(tc->seed));
+    rng_seed(&tr->rng_mask, seed_for_mask(tc->seed));
+    size_t n = (size_t)tc->batch_size * window;
+    tr->windows = malloc(n * sizeof(int));
+    tr->inputs = malloc(n * sizeof(int));
+    tr->targets = malloc(n * sizeof(int));
+    tr->weights = malloc(n * sizeof(float));
+    if (!tr->windows || !tr->inputs || !tr->targets || !tr->weights) {
+        trainer_free(tr);
+        return error_set(err, "out of memory for the batch buffers");
+    }
+    return 0;
+}
+
+void trainer_free(Trainer *tr) {
+    free(tr->windows);
+    free(tr->inputs);
+    free(tr->targets);
+    free(tr->weights);
+    memset(tr, 0, sizeof *tr);
+}
+
+// Draws one micro-batch of length T from data into inputs/targets/weights.
+static void make_batch(Trainer *tr, const TokenData *data, Rng *rng_data, Rng *rng_mask, int T) {
+    const TrainConfig *tc = &tr->tc;
+    int B = tc->batch_size;
+    if (tc->objective == OBJECTIVE_MDM) {
+        data_random_windows(data, rng_data, B, T, tr->windows);
+        mdm_noise_batch(tr->windows, B, T, tr->model->cfg.mask_token_id, tc->mask_eps, rng_mask,
+                        tr->inputs, tr->targets, tr->weights, NULL);
+    } else {
+        data_random_windows(data, rng_data, B, T + 1, tr->windows);
+        ar_shift_batch(tr->windows, B, T, tr->inputs, tr->targets, tr->weights);
+    }
+}
+
+StepStats trainer_step(Trainer *tr) {
+    const TrainConfig *tc = &tr->tc;
+    Model *m = tr->model;
+    StepStats st = {0};
+    // LLaDA trains a small share of batches on random shorter lengths, so the model also
+    // sees sequences that do not fill the context.
+    st.seq_len = m->cfg.seq_len;
+    if (tc->objective == OBJECTIVE_MDM && tc->random_length_prob > 0.0f &&
+        rng_uniform(&tr->rng_mask) < tc->random_length_prob)
+        st.seq_len = 1 + (int)rng_below(&tr->rng_mask, (uint64_t)m->cfg.seq_len);
+
+    model_zero_grad(m);
+    size_t n = (size_t)tc->batch_size * st.seq_len;
+    for (int micro = 0; micro < tc->grad_accum; micro++) {
+        make_batch(tr, tr->data, &tr->rng_data, &tr->rng_mask, st.seq_len);
+        // each micro-batch carries 1/grad_accum of the step's loss
+        for (size_t i = 0; i < n; i++) tr->weights[i] /= (float)tc->grad_accum;
+        model_forward(m, tr->inputs, tc->batch_size, st.seq_len);
+        st.loss += model_loss(m, tr->targets, tr->weights);
+        model_backward(m);
+    }
+    st.lr = lr_at(tc, tr->step);
+    tr->step++;
+    st.grad_norm = optimizer_step(m, tc, st.lr, tr->step);
+    return st;
+}
+
+float trainer_eval_loss(Trainer *tr, const TokenData *data, int n_batches, uint64_t seed) {
+    Rng rng_data, rng_mask;
+    rng_seed(&rng_data, seed_for_data(seed));
+    rng_seed(&rng_mask, seed_for_mask(seed));
+    double total = 0.0;
+    for (int i = 0; i < n_batches; i++) {
+        make_batch(tr, data, &rng_data, &rng_mask, tr->model->cfg.seq_len);
+        model_forward(tr->model, tr->inputs, tr->tc.batch_size, tr->model->cfg.seq_len);
+        total += model_loss(tr->model, tr->targets, tr->weights);
+    }
+    return (float)(total / n_batches);
+}

@@ -1,0 +1,46 @@
+// The training loop's state and one optimizer step: draw windows, apply the objective
+// (masking for MDM, shifting for AR), forward, loss, backward, accumulate, clip, AdamW.
+#ifndef DLLM_TRAINER_H
+#define DLLM_TRAINER_H
+
+#include <stdint.h>
+
+#include "model/model.h"
+#include "train/data.h"
+#include "train/rng.h"
+#include "train/train_config.h"
+
+typedef struct {
+    TrainConfig tc;
+    Model *model;
+    const TokenData *data;
+    int64_t step;   // optimizer steps done
+    Rng rng_data;   // window offsets
+    Rng rng_mask;   // MDM t, masks and random lengths
+    // host batch buffers, batch_size * (seq_len + 1)
+    int *windows, *inputs, *targets;
+    float *weights;
+} Trainer;
+
+typedef struct {
+    float loss;       // nats/token (MDM: the weighted masked loss; AR: mean next-token CE)
+    float grad_norm;  // before clipping
+    float lr;
+    int seq_len;      // length used (shorter than the model's on random-length steps)
+} StepStats;
+
+// The model must be created (and its parameters set) with the objective's attention:
+// bidirectional for MDM, causal for AR. Seeds the data and masking streams from tc->seed.
+int trainer_init(Trainer *tr, Model *m, const TrainConfig *tc, const TokenData *data, Error *err);
+void trainer_free(Trainer *tr);
+StepStats trainer_step(Trainer *tr);
+// Mean loss over n_batches of full-length windows from data, drawn from streams seeded by
+// `seed`, so that every call sees the same windows and masks and losses compare across steps.
+float trainer_eval_loss(Trainer *tr, const TokenData *data, int n_batches, uint64_t seed);
+
+// The seeds of the separate random streams, derived from the run's one seed.
+uint64_t seed_for_init(uint64_t seed);
+uint64_t seed_for_data(uint64_t seed);
+uint64_t seed_for_mask(uint64_t seed);
+
+#endif
