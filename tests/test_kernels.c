@@ -1,0 +1,334 @@
+// Each CPU op's backward against finite differences of its forward, each forward against
+// a direct double-precision computation, and the "backward adds into its outputs" contract.
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/backend.h"
+#include "tests/testutil.h"
+
+static const Backend *be = &backend_cpu;
+
+#define GRAD_TOL 1e-3
+#define FD_STEP 1e-2f
+
+static float *randn(size_t n, uint64_t seed) {
+    float *x = malloc(n * sizeof(float));
+    fill_normal(x, n, seed, 1.0f);
+    return x;
+}
+
+static float *zeros(size_t n) { return calloc(n, sizeof(float)); }
+
+// Running a backward a second time into the same buffers must double them.
+static void assert_doubled(const float *once, const float *twice, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        ck_assert_float_eq_tol(twice[i], 2.0f * once[i], 1e-5f * (1.0f + fabsf(once[i])));
+}
+
+static void report(const char *what, double err) {
+    printf("  grad check %-28s max rel err %.2e\n", what, err);
+    ck_assert_msg(err < GRAD_TOL, "%s: relative gradient error %g", what, err);
+}
+
+// ---- matmul ----
+typedef struct { float *out, *inp, *w, *r; int N, Ci, Co; } MatmulCase;
+
+static double matmul_scalar(void *p) {
+    MatmulCase *c = p;
+    be->matmul_forward(c->out, c->inp, c->w, c->N, c->Ci, c->Co);
+    return dot_double(c->out, c->r, (size_t)c->N * c->Co);
+}
+
+START_TEST(test_matmul) {
+    // N = 9 exercises both the 4-row tiles and the leftover row
+    MatmulCase c = {NULL, randn(9 * 7, 1), randn(6 * 7, 2), randn(9 * 6, 3), 9, 7, 6};
+    c.out = zeros(9 * 6);
+    matmul_scalar(&c);
+    for (int n = 0; n < c.N; n++)
+        for (int o = 0; o < c.Co; o++) {
+            double s = dot_double(c.inp + n * c.Ci, c.w + o * c.Ci, c.Ci);
+            ck_assert_double_eq_tol(c.out[n * c.Co + o], s, 1e-5);
+        }
+    float *dinp = zeros(9 * 7), *dw = zeros(6 * 7);
+    be->matmul_backward(dinp, dw, c.r, c.inp, c.w, c.N, c.Ci, c.Co);
+    report("matmul dinp", grad_check(matmul_scalar, &c, c.inp, dinp, 9 * 7, FD_STEP, 0));
+    report("matmul dweight", grad_check(matmul_scalar, &c, c.w, dw, 6 * 7, FD_STEP, 0));
+    float *dinp2 = malloc(9 * 7 * sizeof(float)), *dw2 = malloc(6 * 7 * sizeof(float));
+    memcpy(dinp2, dinp, 9 * 7 * sizeof(float));
+    memcpy(dw2, dw, 6 * 7 * sizeof(float));
+    be->matmul_backward(dinp2, dw2, c.r, c.inp, c.w, c.N, c.Ci, c.Co);
+    assert_doubled(dinp, dinp2, 9 * 7);
+    assert_doubled(dw, dw2, 6 * 7);
+    free(c.out), free(c.inp), free(c.w), free(c.r), free(dinp), free(dw), free(dinp2), free(dw2);
+}
+END_TEST
+
+// ---- rmsnorm ----
+typedef struct { float *out, *rstd, *inp, *w, *r; int N, C; } NormCase;
+
+static double rmsnorm_scalar(void *p) {
+    NormCase *c = p;
+    be->rmsnorm_forward(c->out, c->rstd, c->inp, c->w, c->N, c->C, 1e-5f);
+    return dot_double(c->out, c->r, (size_t)c->N * c->C);
+}
+
+START_TEST(test_rmsnorm) {
+    int N = 4, C = 8;
+    NormCase c = {zeros(N * C), zeros(N), randn(N * C, 4), randn(C, 5), randn(N * C, 6), N, C};
+    rmsnorm_scalar(&c);
+    for (int n = 0; n < N; n++) {
+        double ms = dot_double(c.inp + n * C, c.inp + n * C, C) / C;
+        for (int i = 0; i < C; i++)
+            ck_assert_double_eq_tol(c.out[n * C + i], c.inp[n * C + i] * c.w[i] / sqrt(ms + 1e-5),
+                                    1e-5);
+    }
+    float *dinp = zeros(N * C), *dw = zeros(C);
+    be->rmsnorm_backward(dinp, dw, c.r, c.inp, c.w, c.rstd, N, C);
+    report("rmsnorm dinp", grad_check(rmsnorm_scalar, &c, c.inp, dinp, N * C, FD_STEP, 0));
+    report("rmsnorm dweight", grad_check(rmsnorm_scalar, &c, c.w, dw, C, FD_STEP, 0));
+    free(c.out), free(c.rstd), free(c.inp), free(c.w), free(c.r), free(dinp), free(dw);
+}
+END_TEST
+
+// ---- rope ----
+typedef struct { float *x, *work, *cos, *sin, *r; int B, T, H, hd; } RopeCase;
+
+static void rope_tables(RopeCase *c) {
+    int half = c->hd / 2;
+    c->cos = zeros(c->T * half);
+    c->sin = zeros(c->T * half);
+    for (int t = 0; t < c->T; t++)
+        for (int i = 0; i < half; i++) {
+            double a = t * pow(10000.0, -(double)i / half);
+            c->cos[t * half + i] = (float)cos(a);
+            c->sin[t * half + i] = (float)sin(a);
+        }
+}
+
+static double rope_scalar(void *p) {
+    RopeCase *c = p;
+    size_t n = (size_t)c->B * c->T * c->H * c->hd;
+    memcpy(c->work, c->x, n * sizeof(float));
+    be->rope_forward(c->work, c->cos, c->sin, c->B, c->T, c->H, c->hd);
+    return dot_double(c->work, c->r, n);
+}
+
+START_TEST(test_rope) {
+    RopeCase c = {NULL, NULL, NULL, NULL, NULL, 2, 5, 2, 6};
+    size_t n = 2 * 5 * 2 * 6;
+    c.x = randn(n, 7), c.work = zeros(n), c.r = randn(n, 8);
+    rope_tables(&c);
+    rope_scalar(&c);
+    // position 0 is not rotated; every rotated pair keeps its length
+    for (int i = 0; i < 2 * 6; i++) ck_assert_float_eq(c.work[i], c.x[i]);
+    for (size_t v = 0; v < n / 6; v++)
+        for (int i = 0; i < 3; i++) {
+            const float *a = c.x + v * 6, *b = c.work + v * 6;
+            ck_assert_float_eq_tol(a[i] * a[i] + a[i + 3] * a[i + 3],
+                                   b[i] * b[i] + b[i + 3] * b[i + 3], 1e-5f);
+        }
+    // backward: the rotation back; it is the gradient, and undoes the forward
+    float *d = malloc(n * sizeof(float));
+    memcpy(d, c.r, n * sizeof(float));
+    be->rope_backward(d, c.cos, c.sin, 2, 5, 2, 6);
+    report("rope dx", grad_check(rope_scalar, &c, c.x, d, n, FD_STEP, 0));
+    rope_scalar(&c);  // the check left work at its last perturbed point
+    be->rope_backward(c.work, c.cos, c.sin, 2, 5, 2, 6);
+    for (size_t i = 0; i < n; i++) ck_assert_float_eq_tol(c.work[i], c.x[i], 1e-5f);
+    free(c.x), free(c.work), free(c.r), free(c.cos), free(c.sin), free(d);
+}
+END_TEST
+
+// ---- attention ----
+typedef struct { float *out, *probs, *q, *k, *v, *r; int B, T, H, hd, causal; } AttnCase;
+
+static double attention_scalar(void *p) {
+    AttnCase *c = p;
+    be->attention_forward(c->out, c->probs, c->q, c->k, c->v, c->B, c->T, c->H, c->hd, c->causal);
+    return dot_double(c->out, c->r, (size_t)c->B * c->T * c->H * c->hd);
+}
+
+static void check_attention(int causal) {
+    int B = 2, T = 5, H = 2, hd = 4;
+    size_t n = (size_t)B * T * H * hd;
+    AttnCase c = {zeros(n), zeros(B * H * T * T), randn(n, 10), randn(n, 11), randn(n, 12),
+                  randn(n, 13), B, T, H, hd, causal};
+    attention_scalar(&c);
+    // each probability row sums to one, and causal rows put nothing on later keys
+    for (int row = 0; row < B * H * T; row++) {
+        int t = row % T;
+        double sum = 0.0;
+        for (int t2 = 0; t2 < T; t2++) {
+            float p = c.probs[row * T + t2];
+            sum += p;
+            if (causal && t2 > t) ck_assert_float_eq(p, 0.0f);
+            if (!causal) ck_assert(p > 0.0f);
+        }
+        ck_assert_double_eq_tol(sum, 1.0, 1e-5);
+    }
+    float *dq = zeros(n), *dk = zeros(n), *dv = zeros(n);
+    be->attention_backward(dq, dk, dv, c.r, c.probs, c.q, c.k, c.v, B, T, H, hd);
+    const char *tag = causal ? "causal" : "bidirectional";
+    char name[64];
+    snprintf(name, sizeof name, "attention dq (%s)", tag);
+    report(name, grad_check(attention_scalar, &c, c.q, dq, n, FD_STEP, 0));
+    snprintf(name, sizeof name, "attention dk (%s)", tag);
+    report(name, grad_check(attention_scalar, &c, c.k, dk, n, FD_STEP, 0));
+    snprintf(name, sizeof name, "attention dv (%s)", tag);
+    report(name, grad_check(attention_scalar, &c, c.v, dv, n, FD_STEP, 0));
+    attention_scalar(&c);  // restore probs for the accumulation check
+    float *dq2 = malloc(n * sizeof(float)), *dk2 = malloc(n * sizeof(float)),
+          *dv2 = malloc(n * sizeof(float));
+    memcpy(dq2, dq, n * sizeof(float));
+    memcpy(dk2, dk, n * sizeof(float));
+    memcpy(dv2, dv, n * sizeof(float));
+    be->attention_backward(dq2, dk2, dv2, c.r, c.probs, c.q, c.k, c.v, B, T, H, hd);
+    assert_doubled(dq, dq2, n);
+    assert_doubled(dk, dk2, n);
+    assert_doubled(dv, dv2, n);
+    free(c.out), free(c.probs), free(c.q), free(c.k), free(c.v), free(c.r);
+    free(dq), free(dk), free(dv), free(dq2), free(dk2), free(dv2);
+}
+
+START_TEST(test_attention_bidirectional) { check_attention(0); }
+END_TEST
+
+START_TEST(test_attention_causal) { check_attention(1); }
+END_TEST
+
+// ---- swiglu ----
+typedef struct { float *out, *gate, *up, *r; size_t n; } SwigluCase;
+
+static double swiglu_scalar(void *p) {
+    SwigluCase *c = p;
+    be->swiglu_forward(c->out, c->gate, c->up, c->n);
+    return dot_double(c->out, c->r, c->n);
+}
+
+START_TEST(test_swiglu) {
+    size_t n = 50;
+    SwigluCase c = {zeros(n), randn(n, 14), randn(n, 15), randn(n, 16), n};
+    swiglu_scalar(&c);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_double_eq_tol(c.out[i], c.gate[i] / (1.0 + exp(-c.gate[i])) * c.up[i], 1e-5);
+    float *dg = zeros(n), *du = zeros(n);
+    be->swiglu_backward(dg, du, c.r, c.gate, c.up, n);
+    report("swiglu dgate", grad_check(swiglu_scalar, &c, c.gate, dg, n, FD_STEP, 0));
+    report("swiglu dup", grad_check(swiglu_scalar, &c, c.up, du, n, FD_STEP, 0));
+    free(c.out), free(c.gate), free(c.up), free(c.r), free(dg), free(du);
+}
+END_TEST
+
+// ---- embedding ----
+typedef struct { float *out, *table, *r; const int *tokens; int N, C; } EmbedCase;
+
+static double embedding_scalar(void *p) {
+    EmbedCase *c = p;
+    be->embedding_forward(c->out, c->tokens, c->table, c->N, c->C);
+    return dot_double(c->out, c->r, (size_t)c->N * c->C);
+}
+
+START_TEST(test_embedding) {
+    static const int tokens[] = {3, 0, 3, 4, 1, 3, 0};  // repeats must add up
+    int N = 7, V = 5, C = 4;
+    EmbedCase c = {zeros(N * C), randn(V * C, 17), randn(N * C, 18), tokens, N, C};
+    embedding_scalar(&c);
+    for (int n = 0; n < N; n++)
+        ck_assert_mem_eq(c.out + n * C, c.table + tokens[n] * C, C * sizeof(float));
+    float *dt = zeros(V * C);
+    be->embedding_backward(dt, c.r, tokens, N, C);
+    report("embedding dtable", grad_check(embedding_scalar, &c, c.table, dt, V * C, FD_STEP, 0));
+    // token 2 never occurs: no gradient
+    for (int i = 0; i < C; i++) ck_assert_float_eq(dt[2 * C + i], 0.0f);
+    free(c.out), free(c.table), free(c.r), free(dt);
+}
+END_TEST
+
+// ---- cross-entropy ----
+typedef struct { float *losses, *logits, *weights; const int *targets; int N, V; } CeCase;
+
+static double cross_entropy_scalar(void *p) {
+    CeCase *c = p;
+    be->cross_entropy_forward(c->losses, c->logits, c->targets, c->N, c->V);
+    return dot_double(c->losses, c->weights, c->N);
+}
+
+START_TEST(test_cross_entropy) {
+    static const int targets[] = {0, 8, 3, 3, 5, 1};
+    int N = 6, V = 9;
+    float weights[] = {0.5f, 0.0f, 2.0f, 1.0f, 0.0f, 0.25f};
+    CeCase c = {zeros(N), randn(N * V, 19), weights, targets, N, V};
+    for (int i = 0; i < N * V; i++) c.logits[i] *= 3.0f;
+    cross_entropy_scalar(&c);
+    for (int n = 0; n < N; n++) {
+        double z = 0.0;
+        for (int v = 0; v < V; v++) z += exp(c.logits[n * V + v]);
+        ck_assert_double_eq_tol(c.losses[n], log(z) - c.logits[n * V + targets[n]], 1e-5);
+    }
+    float *dl = zeros(N * V);
+    be->cross_entropy_backward(dl, c.logits, targets, weights, N, V);
+    report("cross-entropy dlogits", grad_check(cross_entropy_scalar, &c, c.logits, dl, N * V,
+                                               FD_STEP, 0));
+    for (int v = 0; v < V; v++) ck_assert_float_eq(dl[1 * V + v], 0.0f);  // weight 0 rows
+    free(c.losses), free(c.logits), free(dl);
+}
+END_TEST
+
+// ---- optimizer ops ----
+START_TEST(test_adamw) {
+    // two steps of AdamW against the update written out in double precision
+    size_t n = 5;
+    float p[5] = {0.5f, -1.0f, 2.0f, 0.0f, 3.0f}, m[5] = {0}, v[5] = {0};
+    double rp[5], rm[5] = {0}, rv[5] = {0};
+    float g[2][5] = {{0.1f, -0.2f, 0.0f, 1.0f, -3.0f}, {0.3f, 0.1f, 0.0f, -1.0f, 2.0f}};
+    float lr = 0.01f, b1 = 0.9f, b2 = 0.95f, eps = 1e-8f, wd = 0.1f;
+    for (size_t i = 0; i < n; i++) rp[i] = p[i];
+    for (int t = 1; t <= 2; t++) {
+        be->adamw_update(p, g[t - 1], m, v, n, lr, b1, b2, eps, wd, t);
+        for (size_t i = 0; i < n; i++) {
+            rm[i] = b1 * rm[i] + (1 - b1) * g[t - 1][i];
+            rv[i] = b2 * rv[i] + (1 - b2) * (double)g[t - 1][i] * g[t - 1][i];
+            double mh = rm[i] / (1 - pow(b1, t)), vh = rv[i] / (1 - pow(b2, t));
+            rp[i] -= lr * (mh / (sqrt(vh) + eps) + wd * rp[i]);
+        }
+    }
+    for (size_t i = 0; i < n; i++) ck_assert_double_eq_tol(p[i], rp[i], 1e-6);
+    // a zero gradient leaves only the decoupled decay: p * (1 - lr * wd) per step
+    ck_assert_double_eq_tol(p[2], 2.0 * (1 - lr * wd) * (1 - lr * wd), 1e-6);
+}
+END_TEST
+
+START_TEST(test_sum_squares_and_scale) {
+    size_t n = 200003;  // several chunks and a partial one
+    float *x = randn(n, 20);
+    ck_assert_double_eq_tol(be->sum_squares(x, n), dot_double(x, x, n), 1e-6 * n);
+    be->scale(x, n, 0.5f);
+    float *y = randn(n, 20);
+    for (size_t i = 0; i < n; i++) ck_assert_float_eq(x[i], 0.5f * y[i]);
+    free(x), free(y);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("kernels");
+    TCase *tc = tcase_create("cpu ops");
+    tcase_add_test(tc, test_matmul);
+    tcase_add_test(tc, test_rmsnorm);
+    tcase_add_test(tc, test_rope);
+    tcase_add_test(tc, test_attention_bidirectional);
+    tcase_add_test(tc, test_attention_causal);
+    tcase_add_test(tc, test_swiglu);
+    tcase_add_test(tc, test_embedding);
+    tcase_add_test(tc, test_cross_entropy);
+    tcase_add_test(tc, test_adamw);
+    tcase_add_test(tc, test_sum_squares_and_scale);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

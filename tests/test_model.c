@@ -1,0 +1,242 @@
+// The whole transformer: gradient check of every parameter tensor for both attention modes,
+// causality of the AR configuration, and gradient accumulation across micro-batches.
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model.h"
+#include "tests/testutil.h"
+#include "train/objective.h"
+#include "train/rng.h"
+
+static ModelConfig tiny_config(int causal) {
+    ModelConfig c = model_config_default();
+    c.n_layer = 2;
+    c.n_head = 2;
+    c.d_model = 8;
+    c.d_ff = 12;
+    c.vocab_size = 11;
+    c.seq_len = 6;
+    c.mask_token_id = 10;
+    c.causal = causal;
+    return c;
+}
+
+static Model make_model(const ModelConfig *c, int max_batch) {
+    Model m;
+    Error err;
+    ck_assert_msg(model_create(&m, c, &backend_cpu, max_batch, &err) == 0, "%s", err.msg);
+    // larger than the training init, so that every gradient is well above fp32 noise
+    fill_normal(m.params, m.n_params, 99, 0.5f);
+    return m;
+}
+
+static void random_tokens(int *tokens, size_t n, int vocab, uint64_t seed) {
+    Rng rng;
+    rng_seed(&rng, seed);
+    for (size_t i = 0; i < n; i++) tokens[i] = (int)rng_below(&rng, (uint64_t)vocab);
+}
+
+typedef struct { Model *m; const int *inputs, *targets; const float *weights; int B, T; } LossCase;
+
+static double model_scalar(void *p) {
+    LossCase *c = p;
+    model_forward(c->m, c->inputs, c->B, c->T);
+    return model_loss(c->m, c->targets, c->weights);
+}
+
+// Every parameter of every tensor against central differences of the loss.
+static void check_model_gradients(int causal) {
+    ModelConfig cfg = tiny_config(causal);
+    int B = 2, T = cfg.seq_len, N = B * T;
+    Model m = make_model(&cfg, B);
+    int tokens[2 * 7], inputs[12], targets[12];
+    float weights[12];
+    random_tokens(tokens, 2 * 7, cfg.vocab_size - 1, 5);
+    if (causal) {
+        ar_shift_batch(tokens, B, T, inputs, targets, weights);
+    } else {
+        // every third token masked (t = 1/3): enough unmasked context that the attention
+        // weights, and so wq and wk, matter to the loss well above fp32 noise
+        for (int i = 0; i < N; i++) {
+            int masked = i % 3 == 1;
+            inputs[i] = masked ? cfg.mask_token_id : tokens[i];
+            targets[i] = tokens[i];
+            weights[i] = masked ? 3.0f / N : 0.0f;
+        }
+    }
+    LossCase c = {&m, inputs, targets, weights, B, T};
+    model_zero_grad(&m);
+    model_scalar(&c);
+    model_backward(&m);
+
+    ParamSpec specs[N_PARAM_TENSORS];
+    param_specs(&cfg, specs);
+    size_t offset = 0;
+    for (int i = 0; i < N_PARAM_TENSORS; i++) {
+        double err = grad_check(model_scalar, &c, m.params + offset, m.grads + offset,
+                                specs[i].size, 2e-2f, 0);
+        printf("  %s model grad check %-10s (%4zu params) max rel err %.2e\n",
+               causal ? "AR " : "MDM", specs[i].name, specs[i].size, err);
+        fflush(stdout);
+        ck_assert_msg(err < 1e-2, "%s: relative gradient error %g", specs[i].name, err);
+        offset += specs[i].size;
+    }
+    model_free(&m);
+}
+
+START_TEST(test_model_gradients_bidirectional) { check_model_gradients(0); }
+END_TEST
+
+START_TEST(test_model_gradients_causal) { check_model_gradients(1); }
+END_TEST
+
+// Logits of sequence b at position t, copied out.
+static void logits_copy(const Model *m, float *out) {
+    memcpy(out, m->acts.logits, (size_t)m->B * m->T * m->cfg.vocab_size * sizeof(float));
+}
+
+static void check_dependence(int causal) {
+    ModelConfig cfg = tiny_config(causal);
+    int B = 2, T = cfg.seq_len, V = cfg.vocab_size;
+    Model m = make_model(&cfg, B);
+    int tokens[12];
+    float *base = malloc((size_t)B * T * V * sizeof(float));
+    float *changed = malloc((size_t)B * T * V * sizeof(float));
+    random_tokens(tokens, B * T, V, 7);
+    model_forward(&m, tokens, B, T);
+    logits_copy(&m, base);
+    for (int j = 0; j < T; j++) {
+        int saved = tokens[j];  // token j of sequence 0
+        tokens[j] = (saved + 1) % V;
+        model_forward(&m, tokens, B, T);
+        logits_copy(&m, changed);
+        tokens[j] = saved;
+        for (int t = 0; t < T; t++) {
+            int same = memcmp(base + t * V, changed + t * V, V * sizeof(float)) == 0;
+            if (causal && t < j)
+                ck_assert_msg(same, "AR: changing token %d changed logits at position %d", j, t);
+            else
+                ck_assert_msg(!same, "%s: changing token %d left logits at position %d unchanged",
+                              causal ? "AR" : "MDM", j, t);
+        }
+        // sequences in a batch never see each other
+        ck_assert_mem_eq(base + T * V, changed + T * V, T * V * sizeof(float));
+    }
+    free(base);
+    free(changed);
+    model_free(&m);
+}
+
+START_TEST(test_ar_is_causal) { check_dependence(1); }
+END_TEST
+
+START_TEST(test_mdm_sees_every_position) { check_dependence(0); }
+END_TEST
+
+START_TEST(test_gradient_accumulation) {
+    // Two micro-batches at half weight accumulate the gradient of the batch they form together.
+    ModelConfig cfg = tiny_config(1);
+    int B = 2, T = cfg.seq_len, N = B * T;
+    Model m = make_model(&cfg, B);
+    int windows[2 * 7], inputs[12], targets[12];
+    float weights[12];
+    random_tokens(windows, 2 * 7, cfg.vocab_size, 8);
+    ar_shift_batch(windows, B, T, inputs, targets, weights);
+    model_zero_grad(&m);
+    model_forward(&m, inputs, B, T);
+    float full_loss = model_loss(&m, targets, weights);
+    model_backward(&m);
+    float *full = malloc(m.n_params * sizeof(float));
+    memcpy(full, m.grads, m.n_params * sizeof(float));
+
+    model_zero_grad(&m);
+    float accum_loss = 0.0f;
+    for (int b = 0; b < B; b++) {
+        // a batch of one sequence weighs its positions 1/T; half of that is 1/(2T), as in the pair
+        float half[6];
+        for (int i = 0; i < T; i++) half[i] = weights[b * T + i] * (float)B / 2.0f;
+        model_forward(&m, inputs + b * T, 1, T);
+        accum_loss += model_loss(&m, targets + b * T, half);
+        model_backward(&m);
+    }
+    ck_assert_float_eq_tol(accum_loss, full_loss, 1e-5f);
+    double max_diff = 0.0, max_abs = 0.0;
+    for (size_t i = 0; i < m.n_params; i++) {
+        max_diff = fmax(max_diff, fabs(full[i] - m.grads[i]));
+        max_abs = fmax(max_abs, fabs(full[i]));
+    }
+    ck_assert_msg(max_diff < 1e-5 * max_abs, "accumulated gradient off by %g (scale %g)", max_diff,
+                  max_abs);
+    (void)N;
+    free(full);
+    model_free(&m);
+}
+END_TEST
+
+START_TEST(test_shorter_sequences) {
+    // A batch shorter than seq_len (LLaDA's random-length batches) gives the same logits as
+    // the same tokens alone: nothing of the unused tail leaks in.
+    ModelConfig cfg = tiny_config(0);
+    Model m = make_model(&cfg, 2);
+    int tokens[12];
+    random_tokens(tokens, 12, cfg.vocab_size, 9);
+    model_forward(&m, tokens, 1, 3);
+    float first[3 * 11];
+    memcpy(first, m.acts.logits, sizeof first);
+    model_forward(&m, tokens, 2, 6);
+    model_forward(&m, tokens, 1, 3);
+    ck_assert_mem_eq(first, m.acts.logits, sizeof first);
+    model_free(&m);
+}
+END_TEST
+
+START_TEST(test_init_is_seeded) {
+    ModelConfig cfg = tiny_config(0);
+    Model a = make_model(&cfg, 1), b = make_model(&cfg, 1);
+    model_init_params(&a, 42);
+    model_init_params(&b, 42);
+    ck_assert_mem_eq(a.params, b.params, a.n_params * sizeof(float));
+    model_init_params(&b, 43);
+    ck_assert(memcmp(a.params, b.params, a.n_params * sizeof(float)) != 0);
+    ck_assert_float_eq(a.p.final_norm[0], 1.0f);  // norm gains start at 1
+    model_free(&a);
+    model_free(&b);
+}
+END_TEST
+
+START_TEST(test_bad_config_is_refused) {
+    ModelConfig cfg = tiny_config(0);
+    cfg.d_model = 9;  // not a multiple of n_head
+    Model m;
+    Error err;
+    ck_assert_int_eq(model_create(&m, &cfg, &backend_cpu, 1, &err), -1);
+    ck_assert_msg(strstr(err.msg, "multiple of n_head") != NULL, "%s", err.msg);
+    cfg = tiny_config(0);
+    cfg.mask_token_id = cfg.vocab_size;
+    ck_assert_int_eq(model_create(&m, &cfg, &backend_cpu, 1, &err), -1);
+    ck_assert_msg(strstr(err.msg, "mask_token_id") != NULL, "%s", err.msg);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("model");
+    TCase *tc = tcase_create("transformer");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_model_gradients_bidirectional);
+    tcase_add_test(tc, test_model_gradients_causal);
+    tcase_add_test(tc, test_ar_is_causal);
+    tcase_add_test(tc, test_mdm_sees_every_position);
+    tcase_add_test(tc, test_gradient_accumulation);
+    tcase_add_test(tc, test_shorter_sequences);
+    tcase_add_test(tc, test_init_is_seeded);
+    tcase_add_test(tc, test_bad_config_is_refused);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,59 @@
+#include "tests/testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "train/rng.h"
+
+void fill_normal(float *x, size_t n, uint64_t seed, float std) {
+    Rng rng;
+    rng_seed(&rng, seed);
+    for (size_t i = 0; i < n; i++) x[i] = std * rng_normal(&rng);
+}
+
+double dot_double(const float *a, const float *b, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return s;
+}
+
+// Central difference of f along x[i] with step h, using the step actually taken after
+// x[i] +- h is rounded to float.
+static double central_difference(ScalarFn f, void *ctx, float *x, size_t i, float h) {
+    float saved = x[i];
+    x[i] = saved + h;
+    double up = f(ctx);
+    x[i] = saved - h;
+    double down = f(ctx);
+    x[i] = saved;
+    return (up - down) / ((double)(saved + h) - (double)(saved - h));
+}
+
+double grad_check(ScalarFn f, void *ctx, float *x, const float *analytic, size_t n, float h,
+                  size_t max_checks) {
+    size_t stride = (max_checks && n > max_checks) ? n / max_checks : 1;
+    double max_diff = 0.0, max_num = 0.0;
+    for (size_t i = 0; i < n; i += stride) {
+        // Richardson extrapolation cancels the h^2 error term of the central difference, so h
+        // can stay large enough that fp32 rounding in f does not swamp the difference.
+        double coarse = central_difference(f, ctx, x, i, h);
+        double fine = central_difference(f, ctx, x, i, h / 2);
+        double numeric = (4.0 * fine - coarse) / 3.0;
+        double diff = fabs(numeric - analytic[i]);
+        if (diff > max_diff) max_diff = diff;
+        if (fabs(numeric) > max_num) max_num = fabs(numeric);
+    }
+    return max_num > 0.0 ? max_diff / max_num : max_diff;
+}
+
+const char *write_temp_file(const char *name, const void *data, size_t n) {
+    static char path[512];
+    snprintf(path, sizeof path, "/tmp/dllm_test_%d_%s", (int)getpid(), name);
+    FILE *f = fopen(path, "wb");
+    if (!f) return NULL;
+    fwrite(data, 1, n, f);
+    fclose(f);
+    return path;
+}

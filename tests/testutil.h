@@ -1,0 +1,23 @@
+// Helpers shared by the test suites: seeded fills and a finite-difference gradient check.
+#ifndef DLLM_TESTUTIL_H
+#define DLLM_TESTUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+void fill_normal(float *x, size_t n, uint64_t seed, float std);
+double dot_double(const float *a, const float *b, size_t n);
+
+// A scalar function of some float buffer, recomputed from scratch on every call.
+typedef double (*ScalarFn)(void *ctx);
+
+// Compares analytic[i] with the numeric derivative of f along x[i] (central differences at
+// steps h and h/2, Richardson-extrapolated) for every i < n (or a spread of max_checks indices when n is larger) and returns
+// max |analytic - numeric| / max |numeric|: the error relative to the gradient's scale.
+double grad_check(ScalarFn f, void *ctx, float *x, const float *analytic, size_t n, float h,
+                  size_t max_checks);
+
+// Writes a temporary file with the given bytes and returns its path (static storage).
+const char *write_temp_file(const char *name, const void *data, size_t n);
+
+#endif
