@@ -1,0 +1,214 @@
+// The dllm program as a user meets it: help, training runs, resumes, and one clear error
+// line (and no output file) for each kind of bad input. Runs ./dllm from the project root.
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tests/testutil.h"
+
+typedef struct {
+    int status;
+    char out[65536];
+    char err[4096];
+} Result;
+
+static char dir[128];
+
+static void slurp(const char *path, char *buf, size_t size) {
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, size - 1, f) : 0;
+    buf[n] = '\0';
+    if (f) fclose(f);
+}
+
+// Runs `./dllm <args>` and captures its exit status, stdout and stderr.
+static Result *dllm(const char *args) {
+    static Result r;
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "./dllm %s >%s/out 2>%s/err", args, dir, dir);
+    int st = system(cmd);
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    char path[300];
+    snprintf(path, sizeof path, "%s/out", dir);
+    slurp(path, r.out, sizeof r.out);
+    snprintf(path, sizeof path, "%s/err", dir);
+    slurp(path, r.err, sizeof r.err);
+    return &r;
+}
+
+// A failure: non-zero exit, exactly one stderr line, starting "dllm: " and containing `what`.
+static void assert_one_error(const Result *r, const char *what) {
+    ck_assert_msg(r->status != 0, "expected failure, got exit 0");
+    ck_assert_msg(strncmp(r->err, "dllm: ", 6) == 0, "stderr: '%s'", r->err);
+    char *nl = strchr(r->err, '\n');
+    ck_assert_msg(nl && nl[1] == '\0', "expected one line, got '%s'", r->err);
+    ck_assert_msg(strstr(r->err, what) != NULL, "'%s' not in '%s'", what, r->err);
+}
+
+static int exists(const char *name) {
+    char path[300];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return access(path, F_OK) == 0;
+}
+
+// Writes n bytes of repeated English text to dir/name.
+static void write_text(const char *name, size_t n) {
+    static const char *line = "In the beginning was the word, and the word was with the text. ";
+    char path[300];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    for (size_t i = 0; i < n; i++) fputc(line[i % strlen(line)], f);
+    fclose(f);
+}
+
+static void setup(void) {
+    snprintf(dir, sizeof dir, "/tmp/dllm_cli_%d", (int)getpid());
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s", dir, dir);
+    ck_assert(system(cmd) == 0);
+    write_text("text.txt", 6000);
+}
+
+static void teardown(void) {
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+}
+
+static const char *tiny = "--n-layer 1 --n-head 2 --d-model 32 --d-ff 64 --seq-len 32 "
+                          "--batch-size 4 --warmup 5 --lr 3e-3 --log-every 1 --eval-every 0";
+
+START_TEST(test_help) {
+    Result *r = dllm("--help");
+    ck_assert_int_eq(r->status, 0);
+    ck_assert(strstr(r->out, "train") != NULL);
+    r = dllm("train --help");
+    ck_assert_int_eq(r->status, 0);
+    ck_assert(strstr(r->out, "--data") && strstr(r->out, "--objective") &&
+              strstr(r->out, "[mdm]"));
+}
+END_TEST
+
+START_TEST(test_bad_flags) {
+    char args[1024];
+    assert_one_error(dllm("bogus"), "unknown command 'bogus'");
+    snprintf(args, sizeof args, "train --data %s/text.txt --bogus 1", dir);
+    assert_one_error(dllm(args), "unknown flag '--bogus'");
+    snprintf(args, sizeof args, "train --data %s/text.txt --n-layer abc", dir);
+    assert_one_error(dllm(args), "--n-layer: expected an integer, got 'abc'");
+    snprintf(args, sizeof args, "train --data %s/text.txt --objective bert", dir);
+    assert_one_error(dllm(args), "--objective: 'bert' is not one of mdm|ar");
+    snprintf(args, sizeof args, "train --data %s/text.txt --lr", dir);
+    assert_one_error(dllm(args), "--lr: missing value");
+    snprintf(args, sizeof args, "train --data %s/text.txt --device tpu", dir);
+    assert_one_error(dllm(args), "unknown device");
+    snprintf(args, sizeof args, "train --data %s/text.txt --d-model 30 --out %s/x.ckpt", dir, dir);
+    assert_one_error(dllm(args), "multiple of n_head");
+    assert_one_error(dllm("train"), "--data FILE is required");
+    ck_assert(!exists("x.ckpt"));
+}
+END_TEST
+
+START_TEST(test_bad_data) {
+    char args[1024];
+    snprintf(args, sizeof args, "train --data %s/missing.txt --out %s/x.ckpt", dir, dir);
+    assert_one_error(dllm(args), "missing.txt: No such file or directory");
+    write_text("short.txt", 20);
+    snprintf(args, sizeof args, "train %s --data %s/short.txt --out %s/x.ckpt", tiny, dir, dir);
+    assert_one_error(dllm(args), "fewer than seq_len + 1");
+    snprintf(args, sizeof args, "train %s --data %s/text.txt --val-frac 0.001 --eval-every 5 "
+             "--out %s/x.ckpt", tiny, dir, dir);
+    assert_one_error(dllm(args), "--val-frac 0.001 holds out 6 tokens");
+    ck_assert(!exists("x.ckpt"));
+}
+END_TEST
+
+// First and last "loss X" of a training log.
+static void first_last_loss(const char *log, float *first, float *last) {
+    const char *p = log;
+    *first = *last = -1.0f;
+    while ((p = strstr(p, "| loss ")) != NULL) {
+        float v = strtof(p + 7, NULL);
+        if (*first < 0.0f) *first = v;
+        *last = v;
+        p += 7;
+    }
+}
+
+static void check_training(const char *objective) {
+    char args[1024];
+    snprintf(args, sizeof args, "train %s --objective %s --steps 60 --data %s/text.txt --out %s/m.ckpt",
+             tiny, objective, dir, dir);
+    Result *r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    float first, last;
+    first_last_loss(r->out, &first, &last);
+    printf("  dllm train --objective %s: loss %.4f -> %.4f over 60 steps\n", objective, first,
+           last);
+    ck_assert(first > 0.0f && last < 0.7f * first);
+    ck_assert(exists("m.ckpt") && !exists("m.ckpt.tmp"));
+
+    // resume to 70 steps; the checkpoint fixes everything but --steps
+    snprintf(args, sizeof args, "train --resume %s/m.ckpt --steps 70 --data %s/text.txt "
+             "--out %s/m2.ckpt --log-every 1 --eval-every 0", dir, dir, dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    ck_assert(strstr(r->out, "resumed") && strstr(r->out, "at step 60"));
+    ck_assert(strstr(r->out, "step     61/70") && strstr(r->out, "step     70/70"));
+    ck_assert(exists("m2.ckpt"));
+}
+
+START_TEST(test_train_mdm) { check_training("mdm"); }
+END_TEST
+
+START_TEST(test_train_ar) { check_training("ar"); }
+END_TEST
+
+START_TEST(test_bad_resume) {
+    char args[1024];
+    snprintf(args, sizeof args, "train %s --steps 2 --data %s/text.txt --out %s/m.ckpt", tiny, dir,
+             dir);
+    ck_assert(dllm(args)->status == 0);
+    snprintf(args, sizeof args, "train --resume %s/m.ckpt --lr 1 --data %s/text.txt --out %s/y.ckpt",
+             dir, dir, dir);
+    assert_one_error(dllm(args), "--lr cannot be combined with --resume");
+    // a truncated checkpoint
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "head -c 1000 %s/m.ckpt > %s/cut.ckpt", dir, dir);
+    ck_assert(system(cmd) == 0);
+    snprintf(args, sizeof args, "train --resume %s/cut.ckpt --data %s/text.txt --out %s/y.ckpt",
+             dir, dir, dir);
+    assert_one_error(dllm(args), "cut.ckpt: truncated");
+    // a text file is not a checkpoint
+    snprintf(args, sizeof args, "train --resume %s/text.txt --data %s/text.txt --out %s/y.ckpt",
+             dir, dir, dir);
+    assert_one_error(dllm(args), "not a dllm checkpoint");
+    ck_assert(!exists("y.ckpt"));
+}
+END_TEST
+
+int main(void) {
+    if (access("./dllm", X_OK) != 0) {
+        fprintf(stderr, "test_cli: ./dllm not found; run from the project root after make\n");
+        return 1;
+    }
+    Suite *s = suite_create("cli");
+    TCase *tc = tcase_create("dllm program");
+    tcase_set_timeout(tc, 300);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_help);
+    tcase_add_test(tc, test_bad_flags);
+    tcase_add_test(tc, test_bad_data);
+    tcase_add_test(tc, test_train_mdm);
+    tcase_add_test(tc, test_train_ar);
+    tcase_add_test(tc, test_bad_resume);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
