@@ -3,5 +3,6 @@
 #define DLLM_COMMANDS_H
 
 int cmd_train(int argc, char **argv);
+int cmd_sample(int argc, char **argv);
 
 #endif

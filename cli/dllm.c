@@ -12,6 +12,7 @@ typedef struct {
 
 static const Command commands[] = {
     {"train", cmd_train, "train a masked-diffusion (or AR baseline) model on a text file"},
+    {"sample", cmd_sample, "generate text from a checkpoint: parallel denoising (MDM) or AR"},
 };
 static const int n_commands = sizeof commands / sizeof commands[0];
 

@@ -25,6 +25,7 @@ typedef struct {
     void (*zero)(void *ptr, size_t bytes);
     void (*to_device)(void *dst, const void *src, size_t bytes);
     void (*to_host)(void *dst, const void *src, size_t bytes);
+    void (*copy)(void *dst, const void *src, size_t bytes);  // device to device
 
     // out[N, C] = table[tokens[n], :]
     void (*embedding_forward)(float *out, const int *tokens, const float *table, int N, int C);
@@ -42,17 +43,23 @@ typedef struct {
     void (*matmul_backward)(float *dinp, float *dweight, const float *dout, const float *inp,
                             const float *weight, int N, int C_in, int C_out);
 
-    // Rotary position embedding, in place, on x[B, T, H, head_dim]; position t uses
-    // cos/sin[t, head_dim/2]. Backward rotates the gradient back (also in place).
-    void (*rope_forward)(float *x, const float *cos, const float *sin, int B, int T, int H,
-                         int head_dim);
-    void (*rope_backward)(float *dx, const float *cos, const float *sin, int B, int T, int H,
-                          int head_dim);
+    // Rotary position embedding, in place, on x[B, T, H, head_dim] whose rows sit at positions
+    // pos0 .. pos0 + T - 1; position p uses cos/sin[p, head_dim/2]. Backward rotates the
+    // gradient back (also in place).
+    void (*rope_forward)(float *x, const float *cos, const float *sin, int B, int T, int pos0,
+                         int H, int head_dim);
+    void (*rope_backward)(float *dx, const float *cos, const float *sin, int B, int T, int pos0,
+                          int H, int head_dim);
 
-    // Scaled dot-product attention; probs[B, H, T, T] saved for backward.
+    // Scaled dot-product attention of Tq queries (at positions q_pos0 ..) over Tk keys (at
+    // positions 0 .. Tk - 1): q and out are [B, Tq, H * head_dim], k and v [B, Tk, H * head_dim],
+    // probs [B, H, Tq, Tk]. Training uses Tq = Tk, q_pos0 = 0; sampling with a KV cache asks
+    // for a few query rows against the whole cached sequence.
     // causal = 1 masks keys after the query position (AR); 0 attends everywhere (MDM).
     void (*attention_forward)(float *out, float *probs, const float *q, const float *k,
-                              const float *v, int B, int T, int H, int head_dim, int causal);
+                              const float *v, int B, int Tq, int Tk, int q_pos0, int H,
+                              int head_dim, int causal);
+    // Backward of the square (training) case, probs as saved by the forward.
     void (*attention_backward)(float *dq, float *dk, float *dv, const float *dout,
                                const float *probs, const float *q, const float *k, const float *v,
                                int B, int T, int H, int head_dim);

@@ -168,9 +168,9 @@ void model_forward(Model *m, const int *tokens, int B, int T) {
         be->matmul_forward(a.q, a.ln1, w.wq, N, C, C);
         be->matmul_forward(a.k, a.ln1, w.wk, N, C, C);
         be->matmul_forward(a.v, a.ln1, w.wv, N, C, C);
-        be->rope_forward(a.q, m->rope_cos, m->rope_sin, B, T, H, hd);
-        be->rope_forward(a.k, m->rope_cos, m->rope_sin, B, T, H, hd);
-        be->attention_forward(a.att_out, a.probs, a.q, a.k, a.v, B, T, H, hd, c->causal);
+        be->rope_forward(a.q, m->rope_cos, m->rope_sin, B, T, 0, H, hd);
+        be->rope_forward(a.k, m->rope_cos, m->rope_sin, B, T, 0, H, hd);
+        be->attention_forward(a.att_out, a.probs, a.q, a.k, a.v, B, T, T, 0, H, hd, c->causal);
         be->matmul_forward(m->acts.proj, a.att_out, w.wo, N, C, C);
         be->add(a.resid_mid, a.resid_in, m->acts.proj, (size_t)N * C);
         // SwiGLU MLP block
@@ -185,6 +185,56 @@ void model_forward(Model *m, const int *tokens, int B, int T) {
     float *resid_final = m->acts.resid + (size_t)c->n_layer * N * C;
     be->rmsnorm_forward(m->acts.lnf, m->acts.lnf_rstd, resid_final, m->p.final_norm, N, C,
                         c->norm_eps);
+    be->matmul_forward(m->acts.logits, m->acts.lnf, m->p.lm_head, N, C, c->vocab_size);
+}
+
+// Copies rows [start, end) of each sequence's keys or values (fresh, [B, end - start, C]) into
+// their places in a layer's cache ([B, T, C]).
+static void store_rows(const Backend *be, float *cache, const float *fresh, int B, int T,
+                       int start, int end, int C) {
+    int Tq = end - start;
+    for (int b = 0; b < B; b++)
+        be->copy(cache + ((size_t)b * T + start) * C, fresh + (size_t)b * Tq * C,
+                 (size_t)Tq * C * sizeof(float));
+}
+
+void model_infer(Model *m, const int *tokens, int B, int T, int start, int end) {
+    const ModelConfig *c = &m->cfg;
+    const Backend *be = m->be;
+    assert(B >= 1 && B <= m->max_batch && T >= 1 && T <= c->seq_len);
+    assert(0 <= start && start < end && end <= T);
+    m->B = B;  // the cache layout: layer slices of B * T rows
+    m->T = T;
+    int Tq = end - start, N = B * Tq, C = c->d_model, F = c->d_ff, H = c->n_head, hd = C / H;
+    for (int b = 0; b < B; b++)
+        be->to_device(m->tokens + (size_t)b * Tq, tokens + (size_t)b * T + start,
+                      (size_t)Tq * sizeof(int));
+    // Only the first N rows of each activation slice are used; nothing is kept for backward.
+    float *x = m->acts.resid, *proj = m->acts.proj;
+    be->embedding_forward(x, m->tokens, m->p.tok_emb, N, C);
+    for (int l = 0; l < c->n_layer; l++) {
+        LayerActs a = layer_acts(m, l);
+        LayerWeights w = layer_weights(&m->p, c, l);
+        be->rmsnorm_forward(a.ln1, a.ln1_rstd, x, w.attn_norm, N, C, c->norm_eps);
+        be->matmul_forward(a.q, a.ln1, w.wq, N, C, C);
+        be->rope_forward(a.q, m->rope_cos, m->rope_sin, B, Tq, start, H, hd);
+        be->matmul_forward(proj, a.ln1, w.wk, N, C, C);
+        be->rope_forward(proj, m->rope_cos, m->rope_sin, B, Tq, start, H, hd);
+        store_rows(be, a.k, proj, B, T, start, end, C);
+        be->matmul_forward(proj, a.ln1, w.wv, N, C, C);
+        store_rows(be, a.v, proj, B, T, start, end, C);
+        be->attention_forward(a.att_out, a.probs, a.q, a.k, a.v, B, Tq, T, start, H, hd,
+                              c->causal);
+        be->matmul_forward(proj, a.att_out, w.wo, N, C, C);
+        be->add(a.resid_mid, x, proj, (size_t)N * C);
+        be->rmsnorm_forward(a.ln2, a.ln2_rstd, a.resid_mid, w.mlp_norm, N, C, c->norm_eps);
+        be->matmul_forward(a.gate, a.ln2, w.w_gate, N, C, F);
+        be->matmul_forward(a.up, a.ln2, w.w_up, N, C, F);
+        be->swiglu_forward(a.swiglu, a.gate, a.up, (size_t)N * F);
+        be->matmul_forward(proj, a.swiglu, w.w_down, N, F, C);
+        be->add(x, a.resid_mid, proj, (size_t)N * C);
+    }
+    be->rmsnorm_forward(m->acts.lnf, m->acts.lnf_rstd, x, m->p.final_norm, N, C, c->norm_eps);
     be->matmul_forward(m->acts.logits, m->acts.lnf, m->p.lm_head, N, C, c->vocab_size);
 }
 
@@ -241,8 +291,8 @@ void model_backward(Model *m) {
         be->zero(d->k, NC * sizeof(float));
         be->zero(d->v, NC * sizeof(float));
         be->attention_backward(d->q, d->k, d->v, d->att_out, a.probs, a.q, a.k, a.v, B, T, H, hd);
-        be->rope_backward(d->q, m->rope_cos, m->rope_sin, B, T, H, hd);
-        be->rope_backward(d->k, m->rope_cos, m->rope_sin, B, T, H, hd);
+        be->rope_backward(d->q, m->rope_cos, m->rope_sin, B, T, 0, H, hd);
+        be->rope_backward(d->k, m->rope_cos, m->rope_sin, B, T, 0, H, hd);
         be->zero(d->ln, NC * sizeof(float));
         be->matmul_backward(d->ln, dw.wq, d->q, a.ln1, w.wq, N, C, C);
         be->matmul_backward(d->ln, dw.wk, d->k, a.ln1, w.wk, N, C, C);

@@ -77,4 +77,14 @@ float model_loss(Model *m, const int *targets, const float *weights);
 void model_backward(Model *m);
 void model_zero_grad(Model *m);
 
+// Inference with a key/value cache, for the samplers. The cache is the k and v activation
+// buffers: every layer's keys and values of B sequences of T positions (so a model_forward in
+// between overwrites it). model_infer runs rows [start, end) of each sequence of tokens[B*T]:
+// it recomputes their keys and values into the cache, and attends over all T cached positions
+// (a causal model: over those up to each row). Logits of the rows land in acts.logits
+// [B, end - start, vocab]. (0, T) refreshes the whole cache; a later call on fewer rows reuses
+// the other rows' cached keys and values as they were (Fast-dLLM's approximate block cache, and
+// the exact AR KV cache, where earlier rows never change).
+void model_infer(Model *m, const int *tokens, int B, int T, int start, int end);
+
 #endif

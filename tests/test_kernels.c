@@ -112,7 +112,7 @@ static double rope_scalar(void *p) {
     RopeCase *c = p;
     size_t n = (size_t)c->B * c->T * c->H * c->hd;
     memcpy(c->work, c->x, n * sizeof(float));
-    be->rope_forward(c->work, c->cos, c->sin, c->B, c->T, c->H, c->hd);
+    be->rope_forward(c->work, c->cos, c->sin, c->B, c->T, 0, c->H, c->hd);
     return dot_double(c->work, c->r, n);
 }
 
@@ -133,10 +133,10 @@ START_TEST(test_rope) {
     // backward: the rotation back; it is the gradient, and undoes the forward
     float *d = malloc(n * sizeof(float));
     memcpy(d, c.r, n * sizeof(float));
-    be->rope_backward(d, c.cos, c.sin, 2, 5, 2, 6);
+    be->rope_backward(d, c.cos, c.sin, 2, 5, 0, 2, 6);
     report("rope dx", grad_check(rope_scalar, &c, c.x, d, n, FD_STEP, 0));
     rope_scalar(&c);  // the check left work at its last perturbed point
-    be->rope_backward(c.work, c.cos, c.sin, 2, 5, 2, 6);
+    be->rope_backward(c.work, c.cos, c.sin, 2, 5, 0, 2, 6);
     for (size_t i = 0; i < n; i++) ck_assert_float_eq_tol(c.work[i], c.x[i], 1e-5f);
     free(c.x), free(c.work), free(c.r), free(c.cos), free(c.sin), free(d);
 }
@@ -147,7 +147,8 @@ typedef struct { float *out, *probs, *q, *k, *v, *r; int B, T, H, hd, causal; } 
 
 static double attention_scalar(void *p) {
     AttnCase *c = p;
-    be->attention_forward(c->out, c->probs, c->q, c->k, c->v, c->B, c->T, c->H, c->hd, c->causal);
+    be->attention_forward(c->out, c->probs, c->q, c->k, c->v, c->B, c->T, c->T, 0, c->H, c->hd,
+                          c->causal);
     return dot_double(c->out, c->r, (size_t)c->B * c->T * c->H * c->hd);
 }
 

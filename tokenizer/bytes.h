@@ -15,5 +15,8 @@ enum {
 
 // ids[i] = bytes[i]
 void bytes_encode(const unsigned char *bytes, size_t n, int *ids);
+// The text of one id: its byte, or a name in brackets for a special token ("[MASK]").
+// buf holds at least 8 bytes; returns buf.
+const char *bytes_piece(int id, char *buf);
 
 #endif

@@ -142,6 +142,16 @@ void checkpoint_free(Checkpoint *ck) {
     memset(ck, 0, sizeof *ck);
 }
 
+int checkpoint_load_model(const char *path, const Backend *be, int max_batch, Model *m,
+                          Error *err) {
+    Checkpoint ck;
+    if (checkpoint_load(path, &ck, err)) return -1;
+    int rc = model_create(m, &ck.header.model, be, max_batch, err);
+    if (rc == 0) be->to_device(m->params, ck.params, m->n_params * sizeof(float));
+    checkpoint_free(&ck);
+    return rc;
+}
+
 void checkpoint_restore(const Checkpoint *ck, Trainer *tr) {
     Model *m = tr->model;
     size_t bytes = m->n_params * sizeof(float);

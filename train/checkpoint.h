@@ -38,6 +38,10 @@ typedef struct {
 int checkpoint_save(const char *path, const Trainer *tr, Error *err);
 int checkpoint_load(const char *path, Checkpoint *ck, Error *err);
 void checkpoint_free(Checkpoint *ck);
+// Loads a checkpoint's model for inference: creates m (room for max_batch sequences) with the
+// stored config and weights.
+int checkpoint_load_model(const char *path, const Backend *be, int max_batch, Model *m,
+                          Error *err);
 // Copies weights and optimizer state into a model created with ck->header.model, and the
 // step and RNG streams into a trainer initialised on that model.
 void checkpoint_restore(const Checkpoint *ck, Trainer *tr);

@@ -11,18 +11,20 @@ static size_t head_offset(int b, int t, int h, int T, int H, int head_dim) {
 }
 
 void cpu_attention_forward(float *out, float *probs, const float *q, const float *k,
-                           const float *v, int B, int T, int H, int head_dim, int causal) {
+                           const float *v, int B, int Tq, int Tk, int q_pos0, int H, int head_dim,
+                           int causal) {
     float scale = 1.0f / sqrtf((float)head_dim);
 #pragma omp parallel for collapse(3)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++)
-            for (int t = 0; t < T; t++) {
-                const float *qt = q + head_offset(b, t, h, T, H, head_dim);
-                float *p = probs + (((size_t)b * H + h) * T + t) * T;
-                int n_keys = causal ? t + 1 : T;
+            for (int t = 0; t < Tq; t++) {
+                const float *qt = q + head_offset(b, t, h, Tq, H, head_dim);
+                float *p = probs + (((size_t)b * H + h) * Tq + t) * Tk;
+                int n_keys = causal ? q_pos0 + t + 1 : Tk;
+                if (n_keys > Tk) n_keys = Tk;
                 float maxv = -INFINITY;
                 for (int t2 = 0; t2 < n_keys; t2++) {
-                    const float *kt = k + head_offset(b, t2, h, T, H, head_dim);
+                    const float *kt = k + head_offset(b, t2, h, Tk, H, head_dim);
                     float s = 0.0f;
                     for (int i = 0; i < head_dim; i++) s += qt[i] * kt[i];
                     p[t2] = s * scale;
@@ -34,12 +36,12 @@ void cpu_attention_forward(float *out, float *probs, const float *q, const float
                     sum += p[t2];
                 }
                 for (int t2 = 0; t2 < n_keys; t2++) p[t2] /= sum;
-                for (int t2 = n_keys; t2 < T; t2++) p[t2] = 0.0f;
+                for (int t2 = n_keys; t2 < Tk; t2++) p[t2] = 0.0f;
 
-                float *o = out + head_offset(b, t, h, T, H, head_dim);
+                float *o = out + head_offset(b, t, h, Tq, H, head_dim);
                 for (int i = 0; i < head_dim; i++) o[i] = 0.0f;
                 for (int t2 = 0; t2 < n_keys; t2++) {
-                    const float *vt = v + head_offset(b, t2, h, T, H, head_dim);
+                    const float *vt = v + head_offset(b, t2, h, Tk, H, head_dim);
                     for (int i = 0; i < head_dim; i++) o[i] += p[t2] * vt[i];
                 }
             }

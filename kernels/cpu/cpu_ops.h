@@ -19,13 +19,14 @@ void cpu_matmul_forward(float *out, const float *inp, const float *weight, int N
 void cpu_matmul_backward(float *dinp, float *dweight, const float *dout, const float *inp,
                          const float *weight, int N, int C_in, int C_out);
 
-void cpu_rope_forward(float *x, const float *cos, const float *sin, int B, int T, int H,
+void cpu_rope_forward(float *x, const float *cos, const float *sin, int B, int T, int pos0, int H,
                       int head_dim);
-void cpu_rope_backward(float *dx, const float *cos, const float *sin, int B, int T, int H,
-                       int head_dim);
+void cpu_rope_backward(float *dx, const float *cos, const float *sin, int B, int T, int pos0,
+                       int H, int head_dim);
 
 void cpu_attention_forward(float *out, float *probs, const float *q, const float *k,
-                           const float *v, int B, int T, int H, int head_dim, int causal);
+                           const float *v, int B, int Tq, int Tk, int q_pos0, int H, int head_dim,
+                           int causal);
 void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
                             const float *q, const float *k, const float *v, int B, int T, int H,
                             int head_dim);

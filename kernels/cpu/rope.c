@@ -3,7 +3,7 @@
 // backward pass is the same rotation by the opposite angle.
 #include "kernels/cpu/cpu_ops.h"
 
-static void rotate(float *x, const float *cos, const float *sin, int B, int T, int H,
+static void rotate(float *x, const float *cos, const float *sin, int B, int T, int pos0, int H,
                    int head_dim, float direction) {
     int half = head_dim / 2;
 #pragma omp parallel for collapse(3)
@@ -11,8 +11,8 @@ static void rotate(float *x, const float *cos, const float *sin, int B, int T, i
         for (int t = 0; t < T; t++)
             for (int h = 0; h < H; h++) {
                 float *v = x + (((size_t)b * T + t) * H + h) * head_dim;
-                const float *c = cos + (size_t)t * half;
-                const float *s = sin + (size_t)t * half;
+                const float *c = cos + (size_t)(pos0 + t) * half;
+                const float *s = sin + (size_t)(pos0 + t) * half;
                 for (int i = 0; i < half; i++) {
                     float x0 = v[i], x1 = v[i + half];
                     float si = direction * s[i];
@@ -22,12 +22,12 @@ static void rotate(float *x, const float *cos, const float *sin, int B, int T, i
             }
 }
 
-void cpu_rope_forward(float *x, const float *cos, const float *sin, int B, int T, int H,
+void cpu_rope_forward(float *x, const float *cos, const float *sin, int B, int T, int pos0, int H,
                       int head_dim) {
-    rotate(x, cos, sin, B, T, H, head_dim, 1.0f);
+    rotate(x, cos, sin, B, T, pos0, H, head_dim, 1.0f);
 }
 
-void cpu_rope_backward(float *dx, const float *cos, const float *sin, int B, int T, int H,
-                       int head_dim) {
-    rotate(dx, cos, sin, B, T, H, head_dim, -1.0f);
+void cpu_rope_backward(float *dx, const float *cos, const float *sin, int B, int T, int pos0,
+                       int H, int head_dim) {
+    rotate(dx, cos, sin, B, T, pos0, H, head_dim, -1.0f);
 }

@@ -1,0 +1,68 @@
+// Sampling the AR baseline: one token at a time, each step running only the newest row
+// against the KV cache of the earlier ones.
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sampler/pick.h"
+#include "sampler/sampler.h"
+
+int ar_generate(Model *m, const SamplerConfig *sc, const int *prompt, int prompt_len, int B,
+                int *out, int *lengths, SampleStats *stats, StepCallback cb, void *user,
+                Error *err) {
+    if (!m->cfg.causal)
+        return error_set(err, "the AR sampler needs a causal model; this one is a "
+                         "masked-diffusion model (use --sampler llada)");
+    if (sampler_check_config(m, sc, prompt_len, B, B, err)) return -1;
+    if (prompt_len < 1) return error_set(err, "the AR sampler needs a prompt of at least one token");
+    if (sc->top_k < 0 || !(sc->top_p > 0.0f && sc->top_p <= 1.0f))
+        return error_set(err, "--top-k must be >= 0 and --top-p in (0, 1]");
+    int T = prompt_len + sc->gen_length, V = m->cfg.vocab_size;
+    float *logits = malloc((size_t)V * sizeof(float)), *scratch = malloc(2 * (size_t)V * sizeof(float));
+    char *committed = malloc((size_t)B * T), *done = calloc(B, 1);
+    float *confidence = malloc((size_t)B * T * sizeof(float));
+    if (!logits || !scratch || !committed || !done || !confidence) {
+        free(logits), free(scratch), free(committed), free(done), free(confidence);
+        return error_set(err, "out of memory for the sampler");
+    }
+    Rng rng;
+    rng_seed(&rng, sc->seed);
+    for (int b = 0; b < B; b++) {
+        memcpy(out + (size_t)b * T, prompt, (size_t)prompt_len * sizeof(int));
+        // not generated yet: shown as masked, never attended (causal)
+        for (int i = prompt_len; i < T; i++) out[(size_t)b * T + i] = m->cfg.mask_token_id;
+    }
+    SampleStats st = {0, 0};
+    int start = 0;  // the first step runs the whole prompt, later ones only the newest token
+    for (int pos = prompt_len; pos < T; pos++) {
+        model_infer(m, out, B, T, start, pos);
+        st.nfe++;
+        int rows = pos - start, all_done = 1;
+        memset(committed, 0, (size_t)B * T);
+        for (size_t i = 0; i < (size_t)B * T; i++) confidence[i] = NAN;
+        for (int b = 0; b < B; b++) {
+            if (done[b]) continue;
+            m->be->to_host(logits, m->acts.logits + ((size_t)b * rows + rows - 1) * V,
+                           (size_t)V * sizeof(float));
+            logits[m->cfg.mask_token_id] = -INFINITY;  // never generated: it marks "not yet"
+            int token = pick_top_k_top_p(logits, V, sc->temperature, sc->top_k, sc->top_p, &rng,
+                                         scratch);
+            out[(size_t)b * T + pos] = token;
+            committed[(size_t)b * T + pos] = 1;
+            confidence[(size_t)b * T + pos] = softmax_prob(logits, V, token);
+            done[b] = token == sc->eos_id;
+            all_done &= done[b];
+        }
+        if (cb) {
+            StepEvent ev = {st.steps, 0, B, T, out, committed, confidence};
+            cb(user, &ev);
+        }
+        st.steps++;
+        start = pos;
+        if (all_done) break;
+    }
+    trim_at_eos(out, B, T, prompt_len, sc->eos_id, lengths);
+    if (stats) *stats = st;
+    free(logits), free(scratch), free(committed), free(done), free(confidence);
+    return 0;
+}

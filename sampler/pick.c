@@ -1,0 +1,74 @@
+#include "sampler/pick.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+double uniform_open(Rng *rng) { return ((double)(rng_next(rng) >> 11) + 0.5) / 9007199254740992.0; }
+
+static int argmax(const float *x, int V) {
+    int best = 0;
+    for (int i = 1; i < V; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+int pick_gumbel_argmax(const float *logits, int V, float temperature, Rng *rng) {
+    if (temperature == 0.0f) return argmax(logits, V);
+    int best = 0;
+    double best_score = -1.0;
+    for (int i = 0; i < V; i++) {
+        double score = exp((double)logits[i]) / pow(-log(uniform_open(rng)), temperature);
+        if (score > best_score) best_score = score, best = i;
+    }
+    return best;
+}
+
+float softmax_prob(const float *logits, int V, int token) {
+    float m = logits[argmax(logits, V)];
+    double sum = 0.0;
+    for (int i = 0; i < V; i++) sum += exp((double)logits[i] - m);
+    return (float)(exp((double)logits[token] - m) / sum);
+}
+
+typedef struct {
+    float prob;
+    int id;
+} TokenProb;
+
+// Descending probability; ties go to the lower id.
+static int by_prob_desc(const void *a, const void *b) {
+    const TokenProb *x = a, *y = b;
+    if (x->prob != y->prob) return x->prob < y->prob ? 1 : -1;
+    return x->id - y->id;
+}
+
+int pick_top_k_top_p(const float *logits, int V, float temperature, int top_k, float top_p,
+                     Rng *rng, float *scratch) {
+    if (temperature == 0.0f) return argmax(logits, V);
+    TokenProb *tp = (TokenProb *)scratch;
+    float m = logits[argmax(logits, V)];
+    for (int i = 0; i < V; i++) tp[i] = (TokenProb){expf((logits[i] - m) / temperature), i};
+    qsort(tp, V, sizeof *tp, by_prob_desc);
+    int keep = (top_k > 0 && top_k < V) ? top_k : V;
+    double total = 0.0;
+    for (int i = 0; i < keep; i++) total += tp[i].prob;
+    if (top_p < 1.0f) {
+        // the nucleus: the most likely tokens until their share reaches top_p
+        double cum = 0.0;
+        for (int i = 0; i < keep; i++) {
+            cum += tp[i].prob;
+            if (cum >= top_p * total) {
+                keep = i + 1;
+                break;
+            }
+        }
+        total = 0.0;
+        for (int i = 0; i < keep; i++) total += tp[i].prob;
+    }
+    double r = uniform_open(rng) * total;
+    for (int i = 0; i < keep; i++) {
+        r -= tp[i].prob;
+        if (r <= 0.0) return tp[i].id;
+    }
+    return tp[keep - 1].id;
+}

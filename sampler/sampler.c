@@ -1,0 +1,44 @@
+// What both samplers share: defaults, the checks of a request against the model, EOS trimming.
+#include "sampler/sampler.h"
+
+SamplerConfig sampler_config_default(void) {
+    SamplerConfig sc = {
+        .gen_length = 64,
+        .block_length = 32,
+        .steps = 64,
+        .remasking = REMASK_LOW_CONFIDENCE,
+        .cfg_scale = 0.0f,
+        .threshold = 0.0f,
+        .cache = CACHE_NONE,
+        .temperature = 0.0f,
+        .top_k = 0,
+        .top_p = 1.0f,
+        .eos_id = -1,
+        .seed = 1234,
+    };
+    return sc;
+}
+
+int sampler_check_config(const Model *m, const SamplerConfig *sc, int prompt_len, int B,
+                         int rows, Error *err) {
+    int T = prompt_len + sc->gen_length;
+    if (sc->gen_length < 1) return error_set(err, "--gen-length must be >= 1");
+    if (prompt_len < 0) return error_set(err, "negative prompt length");
+    if (T > m->cfg.seq_len)
+        return error_set(err, "prompt (%d tokens) + gen length (%d) = %d exceeds the model's "
+                         "context of %d tokens", prompt_len, sc->gen_length, T, m->cfg.seq_len);
+    if (B < 1) return error_set(err, "--batch must be >= 1");
+    if (rows > m->max_batch)
+        return error_set(err, "%d sequences exceed the model's batch room of %d", rows,
+                         m->max_batch);
+    if (!(sc->temperature >= 0.0f)) return error_set(err, "--temperature must be >= 0");
+    return 0;
+}
+
+void trim_at_eos(const int *out, int B, int T, int prompt_len, int eos_id, int *lengths) {
+    for (int b = 0; b < B; b++) {
+        int n = 0;
+        while (prompt_len + n < T && out[(size_t)b * T + prompt_len + n] != eos_id) n++;
+        lengths[b] = n;
+    }
+}

@@ -1,0 +1,77 @@
+// Text generation from a trained model: the LLaDA denoising sampler (with Fast-dLLM's
+// confidence-threshold decoding and block caches) for masked-diffusion models, and
+// temperature / top-k / top-p sampling with a KV cache for the AR baseline.
+#ifndef DLLM_SAMPLER_H
+#define DLLM_SAMPLER_H
+
+#include <stdint.h>
+
+#include "common/error.h"
+#include "model/model.h"
+
+typedef enum { REMASK_LOW_CONFIDENCE = 0, REMASK_RANDOM = 1 } Remasking;
+typedef enum { CACHE_NONE = 0, CACHE_PREFIX = 1, CACHE_DUAL = 2 } CacheMode;
+
+typedef struct {
+    int gen_length;      // tokens to generate after the prompt
+    // diffusion (LLaDA) sampling
+    int block_length;    // gen_length is decoded in gen_length / block_length blocks, left to right
+    int steps;           // denoising steps over all blocks (reference schedule)
+    Remasking remasking; // which masked positions to commit: most confident, or random
+    float cfg_scale;     // classifier-free guidance; 0 is off
+    float threshold;     // > 0: commit every masked position of the block at or above it (at least
+                         // one per step) until the block is done; steps is then not used
+    CacheMode cache;     // reuse keys/values outside the recomputed rows within a block
+    // both
+    float temperature;   // 0: greedy / argmax
+    int top_k;           // AR only; 0 is off
+    float top_p;         // AR only; 1 is off
+    int eos_id;          // generated text ends at the first one (-1: none)
+    uint64_t seed;
+} SamplerConfig;
+
+SamplerConfig sampler_config_default(void);
+
+// What one denoising (or AR) step did, for --show and --trace. Host arrays of B * T.
+typedef struct {
+    int step;             // 0-based, over the whole generation
+    int block;            // current block (AR: 0)
+    int B, T;
+    const int *tokens;    // the sequences after this step
+    const char *committed;     // 1 where a token was committed at this step
+    const float *confidence;   // confidence of every position a token was proposed for at this
+                               // step (committed or not); NaN elsewhere
+} StepEvent;
+
+typedef void (*StepCallback)(void *user, const StepEvent *ev);
+
+typedef struct {
+    int nfe;              // forward passes of the model (a CFG step counts one: both halves
+                          // run as one batch)
+    int steps;            // sampler steps taken
+} SampleStats;
+
+// LLaDA's transfer schedule: how many of `masked` tokens to commit at each of `steps` steps:
+// masked / steps each, and the first masked % steps steps one more.
+void llada_transfer_counts(int masked, int steps, int *counts);
+
+// Generates B sequences from one prompt of prompt_len tokens. out[B * (prompt_len +
+// gen_length)] receives prompt + generated tokens, lengths[B] the generated length up to
+// (not including) the first EOS. The model must have room for the batch: B rows, 2B with
+// cfg_scale > 0. Fails with a message on a bad configuration; the model's causal flag must
+// match the sampler (llada: bidirectional, ar: causal).
+int llada_generate(Model *m, const SamplerConfig *sc, const int *prompt, int prompt_len, int B,
+                   int *out, int *lengths, SampleStats *stats, StepCallback cb, void *user,
+                   Error *err);
+int ar_generate(Model *m, const SamplerConfig *sc, const int *prompt, int prompt_len, int B,
+                int *out, int *lengths, SampleStats *stats, StepCallback cb, void *user,
+                Error *err);
+
+// Checks what every sampler needs: a generation that fits the context, room for `rows`
+// sequences in the model, a valid temperature.
+int sampler_check_config(const Model *m, const SamplerConfig *sc, int prompt_len, int B, int rows,
+                         Error *err);
+// Generated length of each row: up to the first eos_id (or all of gen_length).
+void trim_at_eos(const int *out, int B, int T, int prompt_len, int eos_id, int *lengths);
+
+#endif

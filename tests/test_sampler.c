@@ -1,0 +1,404 @@
+// The samplers: LLaDA's schedule, the invariants of denoising (prompt kept, commits final,
+// blocks in order, nothing left masked), determinism, guidance, threshold decoding, block
+// caches, AR sampling with its KV cache, bad requests, and regenerating a memorised text.
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model.h"
+#include "sampler/pick.h"
+#include "sampler/sampler.h"
+#include "tests/testutil.h"
+#include "tokenizer/bytes.h"
+#include "train/trainer.h"
+
+static ModelConfig small_config(int causal) {
+    ModelConfig c = model_config_default();
+    c.n_layer = 2, c.n_head = 2, c.d_model = 32, c.d_ff = 64, c.seq_len = 48;
+    c.causal = causal;
+    return c;
+}
+
+// A model with random weights, large enough that its predictions vary by position.
+static Model random_model(int causal, int max_batch) {
+    ModelConfig cfg = small_config(causal);
+    Model m;
+    Error err;
+    ck_assert_msg(model_create(&m, &cfg, &backend_cpu, max_batch, &err) == 0, "%s", err.msg);
+    fill_normal(m.params, m.n_params, 5, 0.3f);
+    return m;
+}
+
+START_TEST(test_transfer_counts) {
+    for (int masked = 0; masked <= 70; masked++)
+        for (int steps = 1; steps <= 40; steps++) {
+            int counts[40], sum = 0;
+            llada_transfer_counts(masked, steps, counts);
+            for (int i = 0; i < steps; i++) {
+                // LLaDA: base = masked // steps, the first masked % steps steps get one more
+                int want = masked / steps + (i < masked % steps);
+                ck_assert_int_eq(counts[i], want);
+                sum += counts[i];
+            }
+            ck_assert_int_eq(sum, masked);
+        }
+    int counts[4];
+    llada_transfer_counts(10, 4, counts);  // 10 over 4 steps: 3 3 2 2
+    ck_assert(counts[0] == 3 && counts[1] == 3 && counts[2] == 2 && counts[3] == 2);
+}
+END_TEST
+
+// Checks every step of a diffusion run against the previous state.
+typedef struct {
+    int *prev;            // [B, T] tokens before the step
+    int P, block_length, steps_per_block;
+    float threshold;
+    int bad;              // first violation, as a code
+    int step_commits[64];
+    int n_events;
+} Watch;
+
+static void watch_step(void *user, const StepEvent *ev) {
+    Watch *w = user;
+    int bs = w->P + ev->block * w->block_length, be = bs + w->block_length;
+    for (int b = 0; b < ev->B; b++) {
+        int commits = 0, masked_before = 0;
+        float best = -1.0f;
+        for (int t = 0; t < ev->T; t++) {
+            size_t i = (size_t)b * ev->T + t;
+            int before = w->prev[i], now = ev->tokens[i];
+            if (before == BYTE_MASK && (t >= bs && t < be)) masked_before++;
+            if (t < w->P && now != before) w->bad = w->bad ? w->bad : 1;  // prompt changed
+            if (before != BYTE_MASK && now != before) w->bad = w->bad ? w->bad : 2;  // remasked
+            if (ev->committed[i]) {
+                commits++;
+                if (t < bs || t >= be) w->bad = w->bad ? w->bad : 3;  // outside the block
+                if (before != BYTE_MASK || now == BYTE_MASK) w->bad = w->bad ? w->bad : 4;
+            }
+            if (t >= be && now != BYTE_MASK) w->bad = w->bad ? w->bad : 5;  // a later block early
+            if (!isnan(ev->confidence[i]) && ev->confidence[i] > best) best = ev->confidence[i];
+            // threshold decoding: everything at or above the threshold is committed
+            if (w->threshold > 0.0f && !isnan(ev->confidence[i]) &&
+                ev->confidence[i] >= w->threshold && !ev->committed[i])
+                w->bad = w->bad ? w->bad : 6;
+        }
+        if (masked_before > 0 && commits < 1) w->bad = w->bad ? w->bad : 7;
+        if (b == 0 && ev->step < 64) w->step_commits[ev->step] = commits;
+    }
+    memcpy(w->prev, ev->tokens, (size_t)ev->B * ev->T * sizeof(int));
+    w->n_events++;
+}
+
+static const int prompt[] = {'H', 'e', 'l', 'l', 'o', ' '};
+enum { P = 6 };
+
+static void run_watched(Model *m, SamplerConfig *sc, int B, int *out, Watch *w, SampleStats *st) {
+    int T = P + sc->gen_length;
+    memset(w, 0, sizeof *w);
+    w->prev = malloc((size_t)B * T * sizeof(int));
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) w->prev[b * T + t] = t < P ? prompt[t] : BYTE_MASK;
+    w->P = P, w->block_length = sc->block_length, w->threshold = sc->threshold;
+    w->steps_per_block = sc->steps / (sc->gen_length / sc->block_length);
+    int lengths[8];
+    Error err;
+    ck_assert_msg(llada_generate(m, sc, prompt, P, B, out, lengths, st, watch_step, w, &err) == 0,
+                  "%s", err.msg);
+    free(w->prev);
+    for (int i = 0; i < B * T; i++) ck_assert_int_ne(out[i], BYTE_MASK);  // nothing left masked
+}
+
+START_TEST(test_llada_invariants_and_schedule) {
+    Model m = random_model(0, 4);
+    SamplerConfig sc = sampler_config_default();
+    sc.gen_length = 30, sc.block_length = 10, sc.steps = 12;  // 4 steps per block: 3 3 2 2
+    int out[3 * 36];
+    Watch w;
+    SampleStats st;
+    run_watched(&m, &sc, 3, out, &w, &st);
+    ck_assert_msg(w.bad == 0, "invariant %d broken", w.bad);
+    ck_assert_int_eq(st.steps, 12);
+    ck_assert_int_eq(st.nfe, 12);
+    int want[12] = {3, 3, 2, 2, 3, 3, 2, 2, 3, 3, 2, 2};
+    ck_assert_mem_eq(w.step_commits, want, sizeof want);
+    for (int b = 0; b < 3; b++) ck_assert_mem_eq(out + b * 36, prompt, sizeof prompt);
+    // random remasking keeps the same schedule and invariants
+    sc.remasking = REMASK_RANDOM, sc.temperature = 1.0f;
+    run_watched(&m, &sc, 3, out, &w, &st);
+    ck_assert_msg(w.bad == 0, "invariant %d broken (random remasking)", w.bad);
+    ck_assert_mem_eq(w.step_commits, want, sizeof want);
+    model_free(&m);
+}
+END_TEST
+
+START_TEST(test_llada_determinism) {
+    Model m = random_model(0, 2);
+    SamplerConfig sc = sampler_config_default();
+    sc.gen_length = 16, sc.block_length = 8, sc.steps = 8;
+    int a[2 * 22], b[2 * 22], lengths[2];
+    SampleStats st;
+    Error err;
+    ck_assert(llada_generate(&m, &sc, prompt, P, 2, a, lengths, &st, NULL, NULL, &err) == 0);
+    sc.seed = 999;  // greedy ignores the seed
+    ck_assert(llada_generate(&m, &sc, prompt, P, 2, b, lengths, &st, NULL, NULL, &err) == 0);
+    ck_assert_mem_eq(a, b, sizeof a);
+    ck_assert_mem_eq(a, a + 22, 22 * sizeof(int));  // greedy: every sample the same
+    sc.temperature = 1.0f;
+    ck_assert(llada_generate(&m, &sc, prompt, P, 2, a, lengths, &st, NULL, NULL, &err) == 0);
+    ck_assert(llada_generate(&m, &sc, prompt, P, 2, b, lengths, &st, NULL, NULL, &err) == 0);
+    ck_assert_mem_eq(a, b, sizeof a);  // same seed, same samples
+    ck_assert(memcmp(a, a + 22, 22 * sizeof(int)) != 0);  // the two samples differ
+    sc.seed = 1000;
+    ck_assert(llada_generate(&m, &sc, prompt, P, 2, b, lengths, &st, NULL, NULL, &err) == 0);
+    ck_assert(memcmp(a, b, sizeof a) != 0);
+    model_free(&m);
+}
+END_TEST
+
+START_TEST(test_llada_guidance) {
+    Model m = random_model(0, 2);
+    SamplerConfig sc = sampler_config_default();
+    sc.gen_length = 16, sc.block_length = 16, sc.steps = 8;
+    int plain[22], guided[22], lengths[1];
+    SampleStats st;
+    Error err;
+    ck_assert(llada_generate(&m, &sc, prompt, P, 1, plain, lengths, &st, NULL, NULL, &err) == 0);
+    sc.cfg_scale = 0.0f;  // 0 is off: exactly the plain result
+    ck_assert(llada_generate(&m, &sc, prompt, P, 1, guided, lengths, &st, NULL, NULL, &err) == 0);
+    ck_assert_mem_eq(plain, guided, sizeof plain);
+    // with guidance the prompt pulls harder, so the text changes
+    sc.cfg_scale = 3.0f;
+    ck_assert(llada_generate(&m, &sc, prompt, P, 1, guided, lengths, &st, NULL, NULL, &err) == 0);
+    ck_assert_int_eq(st.nfe, 8);
+    ck_assert(memcmp(plain, guided, sizeof plain) != 0);
+    // without a prompt the unconditional half equals the conditional one: guidance is a no-op
+    ck_assert(llada_generate(&m, &sc, NULL, 0, 1, guided, lengths, &st, NULL, NULL, &err) == 0);
+    sc.cfg_scale = 0.0f;
+    ck_assert(llada_generate(&m, &sc, NULL, 0, 1, plain, lengths, &st, NULL, NULL, &err) == 0);
+    ck_assert_mem_eq(plain, guided, 16 * sizeof(int));
+    model_free(&m);
+}
+END_TEST
+
+START_TEST(test_threshold_decoding) {
+    Model m = random_model(0, 2);
+    SamplerConfig sc = sampler_config_default();
+    sc.gen_length = 24, sc.block_length = 8, sc.steps = 24, sc.threshold = 0.05f;
+    int out[2 * 30];
+    Watch w;
+    SampleStats st;
+    run_watched(&m, &sc, 2, out, &w, &st);
+    ck_assert_msg(w.bad == 0, "invariant %d broken", w.bad);
+    ck_assert(st.nfe <= 24);
+    // an unreachable threshold commits exactly one token per step
+    sc.threshold = 1.01f;
+    run_watched(&m, &sc, 2, out, &w, &st);
+    ck_assert_msg(w.bad == 0, "invariant %d broken", w.bad);
+    ck_assert_int_eq(st.nfe, 24);
+    for (int i = 0; i < 24; i++) ck_assert_int_eq(w.step_commits[i], 1);
+    model_free(&m);
+}
+END_TEST
+
+START_TEST(test_block_caches) {
+    Model m = random_model(0, 2);
+    // A partial pass after a full one, with nothing changed, reproduces the full pass's rows.
+    int tokens[2 * 20];
+    for (int i = 0; i < 40; i++) tokens[i] = (i * 37) % 256;
+    int V = m.cfg.vocab_size;
+    model_infer(&m, tokens, 2, 20, 0, 20);
+    float *full = malloc(2 * 20 * V * sizeof(float));
+    memcpy(full, m.acts.logits, 2 * 20 * V * sizeof(float));
+    model_infer(&m, tokens, 2, 20, 8, 14);
+    for (int b = 0; b < 2; b++)
+        for (int t = 8; t < 14; t++)
+            for (int v = 0; v < V; v++)
+                ck_assert_float_eq_tol(m.acts.logits[((b * 6) + t - 8) * V + v],
+                                       full[((b * 20) + t) * V + v], 1e-4f);
+    // the full inference pass is the training forward pass
+    model_forward(&m, tokens, 2, 20);
+    ck_assert_mem_eq(m.acts.logits, full, 2 * 20 * V * sizeof(float));
+    free(full);
+
+    // cached generation keeps every invariant, with fewer rows per pass
+    SamplerConfig sc = sampler_config_default();
+    sc.gen_length = 24, sc.block_length = 8, sc.steps = 12;
+    int out[2 * 30];
+    Watch w;
+    SampleStats st;
+    for (int mode = CACHE_PREFIX; mode <= CACHE_DUAL; mode++) {
+        sc.cache = (CacheMode)mode;
+        run_watched(&m, &sc, 2, out, &w, &st);
+        ck_assert_msg(w.bad == 0, "cache %d: invariant %d broken", mode, w.bad);
+        ck_assert_int_eq(st.nfe, 12);
+    }
+    model_free(&m);
+}
+END_TEST
+
+START_TEST(test_ar_cache_matches_full_recompute) {
+    Model m = random_model(1, 2);
+    SamplerConfig sc = sampler_config_default();
+    sc.gen_length = 20;
+    int out[26], lengths[1];
+    SampleStats st;
+    Error err;
+    ck_assert(ar_generate(&m, &sc, prompt, P, 1, out, lengths, &st, NULL, NULL, &err) == 0);
+    ck_assert_int_eq(st.nfe, 20);
+    ck_assert_int_eq(lengths[0], 20);
+    // greedy decoding by re-running the whole sequence for every token
+    int seq[26];
+    memcpy(seq, prompt, sizeof prompt);
+    int V = m.cfg.vocab_size;
+    for (int pos = P; pos < 26; pos++) {
+        model_forward(&m, seq, 1, pos);
+        const float *last = m.acts.logits + (size_t)(pos - 1) * V;
+        int best = 0;
+        for (int v = 1; v < V; v++)
+            if (v != BYTE_MASK && last[v] > last[best]) best = v;
+        seq[pos] = best;
+    }
+    ck_assert_mem_eq(out, seq, sizeof seq);
+    model_free(&m);
+}
+END_TEST
+
+START_TEST(test_ar_sampling_filters) {
+    float logits[6] = {2.0f, 1.0f, 0.5f, 0.0f, -1.0f, 3.0f};
+    float scratch[12];
+    Rng rng;
+    rng_seed(&rng, 3);
+    int seen[6] = {0};
+    for (int i = 0; i < 4000; i++) seen[pick_top_k_top_p(logits, 6, 1.0f, 2, 1.0f, &rng, scratch)]++;
+    ck_assert(seen[5] > 0 && seen[0] > 0);  // top-2: only tokens 5 and 0
+    ck_assert(seen[1] + seen[2] + seen[3] + seen[4] == 0);
+    // p(5) = 0.63 of the total: top-p 0.5 keeps it alone
+    for (int i = 0; i < 100; i++)
+        ck_assert_int_eq(pick_top_k_top_p(logits, 6, 1.0f, 0, 0.5f, &rng, scratch), 5);
+    ck_assert_int_eq(pick_top_k_top_p(logits, 6, 0.0f, 0, 1.0f, &rng, scratch), 5);  // greedy
+    // EOS ends a row: a model whose every prediction is EOS generates nothing
+    Model m = random_model(1, 1);
+    memset(m.p.lm_head, 0, (size_t)m.cfg.vocab_size * m.cfg.d_model * sizeof(float));
+    for (int c = 0; c < m.cfg.d_model; c++) m.p.lm_head[BYTE_EOS * m.cfg.d_model + c] = 5.0f;
+    m.p.final_norm[0] = 1.0f;
+    SamplerConfig sc = sampler_config_default();
+    sc.eos_id = BYTE_EOS, sc.gen_length = 40;
+    int out[6 + 40], lengths[1];
+    SampleStats st;
+    Error err;
+    // rmsnorm output has mean square 1, so some row has a positive sum and predicts EOS;
+    // check the generated length stops at the first EOS whatever the tokens were
+    ck_assert(ar_generate(&m, &sc, prompt, P, 1, out, lengths, &st, NULL, NULL, &err) == 0);
+    int first_eos = 0;
+    while (first_eos < 40 && out[P + first_eos] != BYTE_EOS) first_eos++;
+    ck_assert_int_eq(lengths[0], first_eos);
+    if (first_eos < 40) ck_assert_int_eq(st.steps, first_eos + 1);  // stopped right there
+    model_free(&m);
+}
+END_TEST
+
+START_TEST(test_bad_requests) {
+    Model mdm = random_model(0, 2), ar = random_model(1, 2);
+    SamplerConfig sc = sampler_config_default();
+    int out[2 * 64], lengths[2];
+    Error err;
+    sc.gen_length = 48;  // 6 + 48 > seq_len 48
+    ck_assert_int_eq(llada_generate(&mdm, &sc, prompt, P, 1, out, lengths, NULL, NULL, NULL, &err), -1);
+    ck_assert_msg(strstr(err.msg, "exceeds the model's context of 48") != NULL, "%s", err.msg);
+    ck_assert_int_eq(ar_generate(&ar, &sc, prompt, P, 1, out, lengths, NULL, NULL, NULL, &err), -1);
+    ck_assert_msg(strstr(err.msg, "exceeds the model's context") != NULL, "%s", err.msg);
+    sc.gen_length = 30, sc.block_length = 8;
+    ck_assert_int_eq(llada_generate(&mdm, &sc, prompt, P, 1, out, lengths, NULL, NULL, NULL, &err), -1);
+    ck_assert_msg(strstr(err.msg, "not a multiple of --block-length") != NULL, "%s", err.msg);
+    sc.gen_length = 32, sc.steps = 6;  // 4 blocks
+    ck_assert_int_eq(llada_generate(&mdm, &sc, prompt, P, 1, out, lengths, NULL, NULL, NULL, &err), -1);
+    ck_assert_msg(strstr(err.msg, "multiple of the 4 blocks") != NULL, "%s", err.msg);
+    sc.steps = 8, sc.cfg_scale = 1.0f;  // 2 sequences need 4 rows
+    ck_assert_int_eq(llada_generate(&mdm, &sc, prompt, P, 2, out, lengths, NULL, NULL, NULL, &err), -1);
+    ck_assert_msg(strstr(err.msg, "batch room") != NULL, "%s", err.msg);
+    sc.cfg_scale = 0.0f;
+    ck_assert_int_eq(llada_generate(&ar, &sc, prompt, P, 1, out, lengths, NULL, NULL, NULL, &err), -1);
+    ck_assert_msg(strstr(err.msg, "this one is autoregressive") != NULL, "%s", err.msg);
+    ck_assert_int_eq(ar_generate(&mdm, &sc, prompt, P, 1, out, lengths, NULL, NULL, NULL, &err), -1);
+    ck_assert_msg(strstr(err.msg, "masked-diffusion model") != NULL, "%s", err.msg);
+    model_free(&mdm);
+    model_free(&ar);
+}
+END_TEST
+
+// ---- a memorised text, regenerated ----
+static const char *const verse = "the quick brown fox jumps over the lazy dog. ";
+
+static void train_on_verse(Model *m, Objective objective, int steps) {
+    char text[3000] = "";
+    while (strlen(text) + strlen(verse) < sizeof text) strcat(text, verse);
+    TokenData data = {malloc(strlen(text) * sizeof(int)), strlen(text), 1};
+    bytes_encode((const unsigned char *)text, data.n, data.tokens);
+    ModelConfig cfg = model_config_default();
+    cfg.n_layer = 2, cfg.n_head = 4, cfg.d_model = 64, cfg.d_ff = 176, cfg.seq_len = 32;
+    cfg.causal = objective == OBJECTIVE_AR;
+    TrainConfig tc = train_config_default();
+    tc.objective = objective;
+    tc.batch_size = 16, tc.steps = steps, tc.warmup_steps = 20, tc.lr = 3e-3f, tc.min_lr = 3e-4f;
+    Trainer tr;
+    Error err;
+    ck_assert(model_create(m, &cfg, &backend_cpu, tc.batch_size, &err) == 0);
+    model_init_params(m, seed_for_init(tc.seed));
+    ck_assert(trainer_init(&tr, m, &tc, &data, &err) == 0);
+    for (int s = 0; s < steps; s++) trainer_step(&tr);
+    trainer_free(&tr);
+    data_free(&data);
+}
+
+static void check_regenerates(Objective objective) {
+    Model m;
+    train_on_verse(&m, objective, objective == OBJECTIVE_MDM ? 600 : 300);
+    const char *start = "the quick brown ";
+    int p_len = (int)strlen(start), ids[32], out[32], lengths[1];
+    bytes_encode((const unsigned char *)start, p_len, ids);
+    SamplerConfig sc = sampler_config_default();
+    sc.gen_length = 16, sc.block_length = 8, sc.steps = 16;
+    SampleStats st;
+    Error err;
+    int rc = objective == OBJECTIVE_MDM
+                 ? llada_generate(&m, &sc, ids, p_len, 1, out, lengths, &st, NULL, NULL, &err)
+                 : ar_generate(&m, &sc, ids, p_len, 1, out, lengths, &st, NULL, NULL, &err);
+    ck_assert_msg(rc == 0, "%s", err.msg);
+    char text[33];
+    for (int i = 0; i < p_len + 16; i++) text[i] = (char)out[i];
+    text[p_len + 16] = '\0';
+    printf("  %s regenerates: '%s'\n", objective == OBJECTIVE_MDM ? "MDM" : "AR ", text);
+    ck_assert_str_eq(text, "the quick brown fox jumps over t");
+    model_free(&m);
+}
+
+START_TEST(test_mdm_regenerates_memorised_text) { check_regenerates(OBJECTIVE_MDM); }
+END_TEST
+
+START_TEST(test_ar_regenerates_memorised_text) { check_regenerates(OBJECTIVE_AR); }
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("sampler");
+    TCase *tc = tcase_create("sampling");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, test_transfer_counts);
+    tcase_add_test(tc, test_llada_invariants_and_schedule);
+    tcase_add_test(tc, test_llada_determinism);
+    tcase_add_test(tc, test_llada_guidance);
+    tcase_add_test(tc, test_threshold_decoding);
+    tcase_add_test(tc, test_block_caches);
+    tcase_add_test(tc, test_ar_cache_matches_full_recompute);
+    tcase_add_test(tc, test_ar_sampling_filters);
+    tcase_add_test(tc, test_bad_requests);
+    tcase_add_test(tc, test_mdm_regenerates_memorised_text);
+    tcase_add_test(tc, test_ar_regenerates_memorised_text);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
