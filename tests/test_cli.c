@@ -190,6 +190,82 @@ START_TEST(test_bad_resume) {
 }
 END_TEST
 
+// Trains a tiny checkpoint of each kind into dir/mdm.ckpt and dir/ar.ckpt.
+static void train_both(void) {
+    char args[1024];
+    const char *objectives[] = {"mdm", "ar"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(args, sizeof args, "train %s --objective %s --steps 20 --data %s/text.txt "
+                 "--out %s/%s.ckpt", tiny, objectives[i], dir, dir, objectives[i]);
+        Result *r = dllm(args);
+        ck_assert_msg(r->status == 0, "%s", r->err);
+    }
+}
+
+START_TEST(test_sample) {
+    train_both();
+    char args[1024];
+    // the diffusion sampler, traced: one JSON line per step, 8 steps of 2 tokens each
+    snprintf(args, sizeof args, "sample --model %s/mdm.ckpt --prompt 'In the' --gen-length 16 "
+             "--block-length 8 --steps 8 --trace %s/trace.jsonl", dir, dir);
+    Result *r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    ck_assert(strncmp(r->out, "In the", 6) == 0);
+    ck_assert_msg(strstr(r->err, "llada sampler: 8 steps, 8 forward passes") != NULL, "%s", r->err);
+    char path[300], trace[65536];
+    snprintf(path, sizeof path, "%s/trace.jsonl", dir);
+    slurp(path, trace, sizeof trace);
+    int lines = 0, commits = 0;
+    for (const char *p = trace; (p = strchr(p, '\n')) != NULL; p++) lines++;
+    for (const char *p = trace; (p = strstr(p, "\"pos\"")) != NULL; p++) commits++;
+    ck_assert_int_eq(lines, 8);
+    ck_assert_int_eq(commits, 16);
+    ck_assert(strncmp(trace, "{\"step\": 0, \"block\": 0, \"committed\": [{\"seq\": 0", 45) == 0);
+    ck_assert(!exists("trace.jsonl.tmp"));
+
+    // --show draws a frame per step; threshold decoding takes at most as many passes
+    snprintf(args, sizeof args, "sample --model %s/mdm.ckpt --prompt 'In the' --gen-length 16 "
+             "--block-length 8 --threshold 0.5 --cache dual --show 1", dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    ck_assert(strstr(r->out, "step 1 (block 0)") != NULL && strstr(r->out, "_") != NULL);
+
+    // the AR sampler, chosen from the checkpoint
+    snprintf(args, sizeof args, "sample --model %s/ar.ckpt --prompt 'In the' --gen-length 10 "
+             "--temperature 0.8 --top-k 20 --top-p 0.9 --batch 2", dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    ck_assert(strstr(r->out, "--- sample 1") != NULL);
+    ck_assert_msg(strstr(r->err, "ar sampler: 10 steps, 10 forward passes") != NULL, "%s", r->err);
+}
+END_TEST
+
+START_TEST(test_sample_bad_input) {
+    train_both();
+    char args[1024];
+    snprintf(args, sizeof args, "sample --model %s/none.ckpt", dir);
+    assert_one_error(dllm(args), "none.ckpt: No such file or directory");
+    snprintf(args, sizeof args, "sample --model %s/text.txt", dir);
+    assert_one_error(dllm(args), "not a dllm checkpoint");
+    snprintf(args, sizeof args, "sample --model %s/mdm.ckpt --prompt '%s' --gen-length 8 "
+             "--block-length 8 --steps 8", dir, "a prompt that is longer than the context");
+    assert_one_error(dllm(args), "exceeds the model's context of 32 tokens");
+    snprintf(args, sizeof args, "sample --model %s/mdm.ckpt --gen-length 12 --block-length 8", dir);
+    assert_one_error(dllm(args), "--gen-length 12 is not a multiple of --block-length 8");
+    snprintf(args, sizeof args, "sample --model %s/ar.ckpt --sampler llada --prompt x", dir);
+    assert_one_error(dllm(args), "this one is autoregressive");
+    snprintf(args, sizeof args, "sample --model %s/mdm.ckpt --sampler ar --prompt x", dir);
+    assert_one_error(dllm(args), "this one is a masked-diffusion model");
+    snprintf(args, sizeof args, "sample --model %s/mdm.ckpt --remasking sometimes", dir);
+    assert_one_error(dllm(args), "'sometimes' is not one of low_confidence|random");
+    snprintf(args, sizeof args, "sample --model %s/mdm.ckpt --gen-length 16 --block-length 8 "
+             "--steps 8 --trace %s/t.jsonl --prompt '%s'", dir, dir,
+             "a prompt that is longer than the context");
+    assert_one_error(dllm(args), "exceeds");
+    ck_assert(!exists("t.jsonl") && !exists("t.jsonl.tmp"));
+}
+END_TEST
+
 int main(void) {
     if (access("./dllm", X_OK) != 0) {
         fprintf(stderr, "test_cli: ./dllm not found; run from the project root after make\n");
@@ -205,6 +281,8 @@ int main(void) {
     tcase_add_test(tc, test_train_mdm);
     tcase_add_test(tc, test_train_ar);
     tcase_add_test(tc, test_bad_resume);
+    tcase_add_test(tc, test_sample);
+    tcase_add_test(tc, test_sample_bad_input);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -26,6 +26,7 @@ void cpu_attention_forward(float *out, float *probs, const float *q, const float
                 for (int t2 = 0; t2 < n_keys; t2++) {
                     const float *kt = k + head_offset(b, t2, h, Tk, H, head_dim);
                     float s = 0.0f;
+#pragma omp simd reduction(+ : s)
                     for (int i = 0; i < head_dim; i++) s += qt[i] * kt[i];
                     p[t2] = s * scale;
                     if (p[t2] > maxv) maxv = p[t2];
@@ -42,6 +43,7 @@ void cpu_attention_forward(float *out, float *probs, const float *q, const float
                 for (int i = 0; i < head_dim; i++) o[i] = 0.0f;
                 for (int t2 = 0; t2 < n_keys; t2++) {
                     const float *vt = v + head_offset(b, t2, h, Tk, H, head_dim);
+#pragma omp simd
                     for (int i = 0; i < head_dim; i++) o[i] += p[t2] * vt[i];
                 }
             }
@@ -68,6 +70,7 @@ void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout, 
                         const float *vt = v + head_offset(b, t2, h, T, H, head_dim);
                         float *dvt = dv + head_offset(b, t2, h, T, H, head_dim);
                         float s = 0.0f;
+#pragma omp simd reduction(+ : s)
                         for (int i = 0; i < head_dim; i++) {
                             s += dot[i] * vt[i];
                             dvt[i] += p[t2] * dot[i];
@@ -83,6 +86,7 @@ void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout, 
                         if (ds == 0.0f) continue;
                         const float *kt = k + head_offset(b, t2, h, T, H, head_dim);
                         float *dkt = dk + head_offset(b, t2, h, T, H, head_dim);
+#pragma omp simd
                         for (int i = 0; i < head_dim; i++) {
                             dqt[i] += ds * kt[i];
                             dkt[i] += ds * qt[i];
