@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The main job, for now: train a small masked-diffusion model and its AR baseline on the same
 # English text (the license texts every Debian system ships in /usr/share/common-licenses)
-# for a few CPU minutes, and print both loss curves. Usage: bash scripts/demo.sh [steps]
+# for a few CPU minutes, then generate from both: the MDM by parallel denoising (LLaDA's
+# schedule, then threshold decoding), the AR model token by token.
+# Usage: bash scripts/demo.sh [steps]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-steps=${1:-300}
+steps=${1:-600}
 mkdir -p runs/demo
 text=runs/demo/text.txt
 if [ ! -s "$text" ]; then
@@ -13,8 +15,19 @@ if [ ! -s "$text" ]; then
 fi
 echo "demo: $(wc -c < "$text") bytes of text in $text"
 common=(--data "$text" --steps "$steps" --warmup 30 --lr 2e-3 --min-lr 2e-4 --batch-size 16
-        --log-every 25 --eval-every 100)
-echo "== masked diffusion (MDM)"
+        --log-every 50 --eval-every 200)
+echo "== training the masked-diffusion model (MDM)"
 ./dllm train "${common[@]}" --objective mdm --out runs/demo/mdm.ckpt
-echo "== autoregressive baseline (AR)"
+echo "== training the autoregressive baseline (AR)"
 ./dllm train "${common[@]}" --objective ar --out runs/demo/ar.ckpt
+
+prompt="the Program"
+echo "== MDM, LLaDA sampler: 64 tokens in 2 blocks, 64 steps (trace: runs/demo/trace.jsonl)"
+./dllm sample --model runs/demo/mdm.ckpt --prompt "$prompt" --gen-length 64 --block-length 32 \
+    --steps 64 --trace runs/demo/trace.jsonl
+echo "== MDM, threshold decoding (0.9) with the dual block cache"
+./dllm sample --model runs/demo/mdm.ckpt --prompt "$prompt" --gen-length 64 --block-length 32 \
+    --threshold 0.9 --cache dual
+echo "== AR baseline, greedy"
+./dllm sample --model runs/demo/ar.ckpt --prompt "$prompt" --gen-length 64
+echo "(watch the denoising: ./dllm sample --model runs/demo/mdm.ckpt --prompt \"$prompt\" --show 1)"

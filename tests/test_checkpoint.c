@@ -212,9 +212,5 @@ int main(void) {
     tcase_add_test(tc, test_bad_files_give_clear_errors);
     tcase_add_test(tc, test_failed_save_leaves_nothing);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return run_suite(s);
 }

@@ -329,24 +329,10 @@ START_TEST(test_bad_requests) {
 END_TEST
 
 // ---- a memorised text, regenerated ----
-static const char *const verse = "the quick brown fox jumps over the lazy dog. ";
-
 static void train_on_verse(Model *m, Objective objective, int steps) {
-    char text[3000] = "";
-    while (strlen(text) + strlen(verse) < sizeof text) strcat(text, verse);
-    TokenData data = {malloc(strlen(text) * sizeof(int)), strlen(text), 1};
-    bytes_encode((const unsigned char *)text, data.n, data.tokens);
-    ModelConfig cfg = model_config_default();
-    cfg.n_layer = 2, cfg.n_head = 4, cfg.d_model = 64, cfg.d_ff = 176, cfg.seq_len = 32;
-    cfg.causal = objective == OBJECTIVE_AR;
-    TrainConfig tc = train_config_default();
-    tc.objective = objective;
-    tc.batch_size = 16, tc.steps = steps, tc.warmup_steps = 20, tc.lr = 3e-3f, tc.min_lr = 3e-4f;
+    TokenData data = verse_data();
     Trainer tr;
-    Error err;
-    ck_assert(model_create(m, &cfg, &backend_cpu, tc.batch_size, &err) == 0);
-    model_init_params(m, seed_for_init(tc.seed));
-    ck_assert(trainer_init(&tr, m, &tc, &data, &err) == 0);
+    tiny_verse_run(m, &tr, objective, 16, steps, &data);
     for (int s = 0; s < steps; s++) trainer_step(&tr);
     trainer_free(&tr);
     data_free(&data);
@@ -396,9 +382,5 @@ int main(void) {
     tcase_add_test(tc, test_mdm_regenerates_memorised_text);
     tcase_add_test(tc, test_ar_regenerates_memorised_text);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return run_suite(s);
 }

@@ -125,37 +125,22 @@ START_TEST(test_lr_schedules) {
 END_TEST
 
 // ---- overfitting a short repeated text ----
-static const char *const overfit_text = "the quick brown fox jumps over the lazy dog. ";
-
 static float overfit(Objective objective) {
-    char text[3000] = "";
-    while (strlen(text) + strlen(overfit_text) < sizeof text) strcat(text, overfit_text);
-    TokenData data = {malloc(strlen(text) * sizeof(int)), strlen(text), 1};
-    bytes_encode((const unsigned char *)text, data.n, data.tokens);
-
-    ModelConfig cfg = model_config_default();
-    cfg.n_layer = 2, cfg.n_head = 4, cfg.d_model = 64, cfg.d_ff = 176, cfg.seq_len = 32;
-    cfg.causal = objective == OBJECTIVE_AR;
-    TrainConfig tc = train_config_default();
-    tc.objective = objective;
-    tc.batch_size = 8, tc.steps = 400, tc.warmup_steps = 20, tc.lr = 3e-3f, tc.min_lr = 3e-4f;
+    TokenData data = verse_data();
     Model m;
     Trainer tr;
-    Error err;
-    ck_assert_msg(model_create(&m, &cfg, &backend_cpu, tc.batch_size, &err) == 0, "%s", err.msg);
-    model_init_params(&m, seed_for_init(tc.seed));
-    ck_assert_msg(trainer_init(&tr, &m, &tc, &data, &err) == 0, "%s", err.msg);
+    tiny_verse_run(&m, &tr, objective, 8, 400, &data);
     // the same 8 batches (same windows, same masks) before and after
     float before = trainer_eval_loss(&tr, &data, 8, 77);
     StepStats st = {0};
-    for (int s = 0; s < tc.steps; s++) {
+    for (int s = 0; s < tr.tc.steps; s++) {
         st = trainer_step(&tr);
         ck_assert(isfinite(st.loss));
     }
     float after = trainer_eval_loss(&tr, &data, 8, 77);
     float drop = 1.0f - after / before;
     printf("  %s overfit: loss %.4f -> %.4f after %lld steps (%.1f%% lower; last step %.4f)\n",
-           objective == OBJECTIVE_MDM ? "MDM" : "AR ", before, after, (long long)tc.steps,
+           objective == OBJECTIVE_MDM ? "MDM" : "AR ", before, after, (long long)tr.tc.steps,
            100 * drop, st.loss);
     trainer_free(&tr);
     model_free(&m);
@@ -203,9 +188,5 @@ int main(void) {
     tcase_add_test(tc, test_ar_overfits);
     tcase_add_test(tc, test_trainer_refuses_mismatch);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return run_suite(s);
 }

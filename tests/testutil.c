@@ -3,7 +3,10 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
+
+#include "tokenizer/bytes.h"
 
 #include "train/rng.h"
 
@@ -56,4 +59,36 @@ const char *write_temp_file(const char *name, const void *data, size_t n) {
     fwrite(data, 1, n, f);
     fclose(f);
     return path;
+}
+
+int run_suite(Suite *s) {
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
+
+TokenData verse_data(void) {
+    static const char *const verse = "the quick brown fox jumps over the lazy dog. ";
+    char text[3000] = "";
+    while (strlen(text) + strlen(verse) < sizeof text) strcat(text, verse);
+    TokenData data = {malloc(strlen(text) * sizeof(int)), strlen(text), 1};
+    bytes_encode((const unsigned char *)text, data.n, data.tokens);
+    return data;
+}
+
+void tiny_verse_run(Model *m, Trainer *tr, Objective objective, int batch_size, int steps,
+                    const TokenData *data) {
+    ModelConfig cfg = model_config_default();
+    cfg.n_layer = 2, cfg.n_head = 4, cfg.d_model = 64, cfg.d_ff = 176, cfg.seq_len = 32;
+    cfg.causal = objective == OBJECTIVE_AR;
+    TrainConfig tc = train_config_default();
+    tc.objective = objective;
+    tc.batch_size = batch_size, tc.steps = steps, tc.warmup_steps = 20;
+    tc.lr = 3e-3f, tc.min_lr = 3e-4f;
+    Error err;
+    ck_assert_msg(model_create(m, &cfg, &backend_cpu, batch_size, &err) == 0, "%s", err.msg);
+    model_init_params(m, seed_for_init(tc.seed));
+    ck_assert_msg(trainer_init(tr, m, &tc, data, &err) == 0, "%s", err.msg);
 }

@@ -2,8 +2,13 @@
 #ifndef DLLM_TESTUTIL_H
 #define DLLM_TESTUTIL_H
 
+#include <check.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "model/model.h"
+#include "train/data.h"
+#include "train/trainer.h"
 
 void fill_normal(float *x, size_t n, uint64_t seed, float std);
 double dot_double(const float *a, const float *b, size_t n);
@@ -19,5 +24,15 @@ double grad_check(ScalarFn f, void *ctx, float *x, const float *analytic, size_t
 
 // Writes a temporary file with the given bytes and returns its path (static storage).
 const char *write_temp_file(const char *name, const void *data, size_t n);
+
+// Runs a suite (Check prints its summary line) and returns the process exit code.
+int run_suite(Suite *s);
+
+// "the quick brown fox jumps over the lazy dog. " repeated to about 3000 byte tokens.
+TokenData verse_data(void);
+// A 2-layer, d_model 64, seq_len 32 model (seeded init) and a trainer on data: the setting of
+// the overfitting and regeneration tests.
+void tiny_verse_run(Model *m, Trainer *tr, Objective objective, int batch_size, int steps,
+                    const TokenData *data);
 
 #endif
