@@ -23,8 +23,52 @@ typedef struct {
     FILE *trace;      // JSON lines, or NULL
     int show;         // draw a frame per step
     int tty;          // frames redraw in place on a terminal
-    int prompt_len;
 } Observer;
+
+// Prompts as byte-token ids.
+typedef struct {
+    int n;
+    int **ids;
+    int *lens;
+} Prompts;
+
+static void prompts_free(Prompts *p) {
+    for (int i = 0; i < p->n; i++) free(p->ids[i]);
+    free(p->ids);
+    free(p->lens);
+    memset(p, 0, sizeof *p);
+}
+
+static void prompts_add(Prompts *p, const char *text, size_t len) {
+    p->ids = realloc(p->ids, (size_t)(p->n + 1) * sizeof *p->ids);
+    p->lens = realloc(p->lens, (size_t)(p->n + 1) * sizeof *p->lens);
+    p->ids[p->n] = malloc((len ? len : 1) * sizeof(int));
+    bytes_encode((const unsigned char *)text, len, p->ids[p->n]);
+    p->lens[p->n++] = (int)len;
+}
+
+static void one_prompt(const char *text, Prompts *p) {
+    memset(p, 0, sizeof *p);
+    prompts_add(p, text, strlen(text));
+}
+
+// One prompt per non-empty line.
+static int read_prompt_file(const char *path, Prompts *p, Error *err) {
+    memset(p, 0, sizeof *p);
+    FILE *f = fopen(path, "r");
+    if (!f) return error_set(err, "%s: %s", path, strerror(errno));
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    while ((len = getline(&line, &cap, f)) > 0) {
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
+        if (len > 0) prompts_add(p, line, (size_t)len);
+    }
+    free(line);
+    fclose(f);
+    if (p->n == 0) return error_set(err, "%s: no prompts (one per line)", path);
+    return 0;
+}
 
 static void print_json_string(FILE *f, const char *s) {
     fputc('"', f);
@@ -99,12 +143,15 @@ static double now_seconds(void) {
 int cmd_sample(int argc, char **argv) {
     SamplerConfig sc = sampler_config_default();
     sc.eos_id = BYTE_EOS;
-    const char *model_path = NULL, *prompt = "", *device = "cpu", *sampler = "auto",
+    const char *model_path = NULL, *prompt = "", *prompt_file = NULL, *device = "cpu",
+               *sampler = "auto",
                *remasking = "low_confidence", *cache = "none", *trace_path = NULL;
     int batch = 1, show = 0;
     Flag flags[] = {
         {"model", FLAG_STRING, &model_path, "checkpoint written by dllm train (required)", 0},
         {"prompt", FLAG_STRING, &prompt, "text the generation continues", 0},
+        {"prompt-file", FLAG_STRING, &prompt_file,
+         "one prompt per line, all generated together (instead of --prompt)", 0},
         {"device", FLAG_STRING, &device, "backend: cpu or cuda", 0},
         {"sampler", FLAG_STRING, &sampler, "auto (by the checkpoint), llada or ar", 0},
         {"gen-length", FLAG_INT, &sc.gen_length, "tokens to generate", 0},
@@ -119,7 +166,7 @@ int cmd_sample(int argc, char **argv) {
         {"top-k", FLAG_INT, &sc.top_k, "ar: keep the k most likely tokens (0: all)", 0},
         {"top-p", FLAG_FLOAT, &sc.top_p, "ar: nucleus probability (1: all)", 0},
         {"seed", FLAG_U64, &sc.seed, "sampling seed", 0},
-        {"batch", FLAG_INT, &batch, "samples generated together, one forward pass per step", 0},
+        {"batch", FLAG_INT, &batch, "samples per prompt; all rows share each forward pass", 0},
         {"show", FLAG_INT, &show, "1: draw the sequence after every step", 0},
         {"trace", FLAG_STRING, &trace_path, "write one JSON line per step to this file", 0},
     };
@@ -143,39 +190,54 @@ int cmd_sample(int argc, char **argv) {
     const Backend *be = backend_by_name(device, &err);
     if (!be) return fail(err.msg);
 
+    Prompts pr;
+    if (prompt_file ? read_prompt_file(prompt_file, &pr, &err) : (one_prompt(prompt, &pr), 0))
+        return fail(err.msg);
+    int n_rows = pr.n * batch;
     Model m;
-    int rows = sc.cfg_scale > 0.0f ? 2 * batch : batch;
-    if (checkpoint_load_model(model_path, be, rows, &m, &err)) return fail(err.msg);
+    int rows = sc.cfg_scale > 0.0f ? 2 * n_rows : n_rows;
+    if (checkpoint_load_model(model_path, be, rows, &m, &err)) {
+        prompts_free(&pr);
+        return fail(err.msg);
+    }
     if (m.cfg.vocab_size != BYTE_VOCAB_SIZE) {
         snprintf(err.msg, sizeof err.msg, "%s: vocabulary of %d tokens, not the byte tokenizer's %d",
                  model_path, m.cfg.vocab_size, BYTE_VOCAB_SIZE);
         model_free(&m);
+        prompts_free(&pr);
         return fail(err.msg);
     }
     if (which == 0) which = m.cfg.causal ? 2 : 1;
 
-    int P = (int)strlen(prompt), T = P + sc.gen_length;
-    int *prompt_ids = malloc((size_t)(P ? P : 1) * sizeof(int));
-    int *out = malloc((size_t)batch * (T > 0 ? T : 1) * sizeof(int));
-    int *lengths = malloc((size_t)batch * sizeof(int));
-    bytes_encode((const unsigned char *)prompt, (size_t)P, prompt_ids);
+    // every prompt `batch` times, as token ids
+    const int **row_prompts = malloc((size_t)n_rows * sizeof *row_prompts);
+    int *row_lens = malloc((size_t)n_rows * sizeof(int));
+    for (int r = 0; r < n_rows; r++) {
+        row_prompts[r] = pr.ids[r / batch];
+        row_lens[r] = pr.lens[r / batch];
+    }
+    int P = max_prompt_length(row_lens, n_rows), T = P + sc.gen_length;
+    int *out = malloc((size_t)n_rows * T * sizeof(int));
+    int *lengths = malloc((size_t)n_rows * sizeof(int));
 
     char tmp_path[4096] = "";
-    Observer obs = {NULL, show, isatty(STDOUT_FILENO), P};
+    Observer obs = {NULL, show, isatty(STDOUT_FILENO)};
     if (trace_path) {
         snprintf(tmp_path, sizeof tmp_path, "%s.tmp", trace_path);
         obs.trace = fopen(tmp_path, "w");
         if (!obs.trace) {
             snprintf(err.msg, sizeof err.msg, "%s: %s", tmp_path, strerror(errno));
-            free(prompt_ids), free(out), free(lengths), model_free(&m);
+            free(row_prompts), free(row_lens), free(out), free(lengths), model_free(&m);
+            prompts_free(&pr);
             return fail(err.msg);
         }
     }
     SampleStats st;
     double t0 = now_seconds();
-    rc = (which == 1 ? llada_generate : ar_generate)(&m, &sc, prompt_ids, P, batch, out, lengths,
-                                                     &st, (show || obs.trace) ? observe : NULL,
-                                                     &obs, &err);
+    rc = (which == 1 ? llada_generate : ar_generate)(&m, &sc, row_prompts, row_lens, n_rows, out,
+                                                     lengths, &st,
+                                                     (show || obs.trace) ? observe : NULL, &obs,
+                                                     &err);
     double dt = now_seconds() - t0;
     if (obs.trace) {
         int ok = fclose(obs.trace) == 0 && rc == 0;
@@ -188,22 +250,22 @@ int cmd_sample(int argc, char **argv) {
     if (rc == 0) {
         char piece[8];
         long generated = 0;
-        for (int b = 0; b < batch; b++) {
-            if (batch > 1) printf("--- sample %d\n", b);
-            fputs(prompt, stdout);
-            for (int i = 0; i < lengths[b]; i++)
-                fputs(bytes_piece(out[(size_t)b * T + P + i], piece), stdout);
+        for (int r = 0; r < n_rows; r++) {
+            if (n_rows > 1) printf("--- prompt %d, sample %d\n", r / batch, r % batch);
+            for (int i = P - row_lens[r]; i < P + lengths[r]; i++)
+                fputs(bytes_piece(out[(size_t)r * T + i], piece), stdout);
             printf("\n");
-            generated += lengths[b];
+            generated += lengths[r];
         }
         fflush(stdout);
         fprintf(stderr,
                 "%s sampler: %d steps, %d forward passes, %ld tokens generated in %d sequences, "
                 "NFE/token %.3f, %.2f s\n",
-                which == 1 ? "llada" : "ar", st.steps, st.nfe, generated, batch,
+                which == 1 ? "llada" : "ar", st.steps, st.nfe, generated, n_rows,
                 (double)st.nfe / sc.gen_length, dt);
     }
-    free(prompt_ids), free(out), free(lengths);
+    free(row_prompts), free(row_lens), free(out), free(lengths);
+    prompts_free(&pr);
     model_free(&m);
     return rc ? fail(err.msg) : 0;
 }

@@ -56,9 +56,12 @@ typedef struct {
     // probs [B, H, Tq, Tk]. Training uses Tq = Tk, q_pos0 = 0; sampling with a KV cache asks
     // for a few query rows against the whole cached sequence.
     // causal = 1 masks keys after the query position (AR); 0 attends everywhere (MDM).
+    // key_start[B] (or NULL: all 0) hides each sequence's keys before that position: the
+    // left padding that lets prompts of different lengths share a batch. A query row with no
+    // visible key gets zeros.
     void (*attention_forward)(float *out, float *probs, const float *q, const float *k,
-                              const float *v, int B, int Tq, int Tk, int q_pos0, int H,
-                              int head_dim, int causal);
+                              const float *v, const int *key_start, int B, int Tq, int Tk,
+                              int q_pos0, int H, int head_dim, int causal);
     // Backward of the square (training) case, probs as saved by the forward.
     void (*attention_backward)(float *dq, float *dk, float *dv, const float *dout,
                                const float *probs, const float *q, const float *k, const float *v,

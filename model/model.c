@@ -86,10 +86,11 @@ int model_create(Model *m, const ModelConfig *c, const Backend *be, int max_batc
     m->tokens = be->alloc(n_rows * sizeof(int));
     m->targets = be->alloc(n_rows * sizeof(int));
     m->weights = be->alloc(n_rows * sizeof(float));
+    m->key_start = be->alloc((size_t)max_batch * sizeof(int));
     m->host_losses = malloc(n_rows * sizeof(float));
     if (!m->params || !m->grads || !m->adam_m || !m->adam_v || !m->acts_memory ||
         !m->grad_acts_memory || !m->rope_cos || !m->rope_sin || !m->tokens || !m->targets ||
-        !m->weights || !m->host_losses || upload_rope_tables(m)) {
+        !m->weights || !m->key_start || !m->host_losses || upload_rope_tables(m)) {
         model_free(m);
         return error_set(err, "out of memory for a %zu-parameter model with batch %d", m->n_params,
                          max_batch);
@@ -103,7 +104,7 @@ void model_free(Model *m) {
     if (m->be) {
         void *bufs[] = {m->params,   m->grads,    m->adam_m,  m->adam_v,  m->acts_memory,
                         m->grad_acts_memory, m->rope_cos, m->rope_sin, m->tokens, m->targets,
-                        m->weights};
+                        m->weights,  m->key_start};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
             if (bufs[i]) m->be->free(bufs[i]);
     }
@@ -170,7 +171,8 @@ void model_forward(Model *m, const int *tokens, int B, int T) {
         be->matmul_forward(a.v, a.ln1, w.wv, N, C, C);
         be->rope_forward(a.q, m->rope_cos, m->rope_sin, B, T, 0, H, hd);
         be->rope_forward(a.k, m->rope_cos, m->rope_sin, B, T, 0, H, hd);
-        be->attention_forward(a.att_out, a.probs, a.q, a.k, a.v, B, T, T, 0, H, hd, c->causal);
+        be->attention_forward(a.att_out, a.probs, a.q, a.k, a.v, NULL, B, T, T, 0, H, hd,
+                              c->causal);
         be->matmul_forward(m->acts.proj, a.att_out, w.wo, N, C, C);
         be->add(a.resid_mid, a.resid_in, m->acts.proj, (size_t)N * C);
         // SwiGLU MLP block
@@ -198,7 +200,8 @@ static void store_rows(const Backend *be, float *cache, const float *fresh, int 
                  (size_t)Tq * C * sizeof(float));
 }
 
-void model_infer(Model *m, const int *tokens, int B, int T, int start, int end) {
+void model_infer(Model *m, const int *tokens, const int *key_start, int B, int T, int start,
+                 int end) {
     const ModelConfig *c = &m->cfg;
     const Backend *be = m->be;
     assert(B >= 1 && B <= m->max_batch && T >= 1 && T <= c->seq_len);
@@ -209,6 +212,7 @@ void model_infer(Model *m, const int *tokens, int B, int T, int start, int end) 
     for (int b = 0; b < B; b++)
         be->to_device(m->tokens + (size_t)b * Tq, tokens + (size_t)b * T + start,
                       (size_t)Tq * sizeof(int));
+    if (key_start) be->to_device(m->key_start, key_start, (size_t)B * sizeof(int));
     // Only the first N rows of each activation slice are used; nothing is kept for backward.
     float *x = m->acts.resid, *proj = m->acts.proj;
     be->embedding_forward(x, m->tokens, m->p.tok_emb, N, C);
@@ -223,8 +227,8 @@ void model_infer(Model *m, const int *tokens, int B, int T, int start, int end) 
         store_rows(be, a.k, proj, B, T, start, end, C);
         be->matmul_forward(proj, a.ln1, w.wv, N, C, C);
         store_rows(be, a.v, proj, B, T, start, end, C);
-        be->attention_forward(a.att_out, a.probs, a.q, a.k, a.v, B, Tq, T, start, H, hd,
-                              c->causal);
+        be->attention_forward(a.att_out, a.probs, a.q, a.k, a.v, key_start ? m->key_start : NULL,
+                              B, Tq, T, start, H, hd, c->causal);
         be->matmul_forward(proj, a.att_out, w.wo, N, C, C);
         be->add(a.resid_mid, x, proj, (size_t)N * C);
         be->rmsnorm_forward(a.ln2, a.ln2_rstd, a.resid_mid, w.mlp_norm, N, C, c->norm_eps);

@@ -59,6 +59,7 @@ typedef struct {
     float *rope_cos, *rope_sin;  // [seq_len, head_dim / 2]
     int *tokens, *targets;       // [max_batch * seq_len] inputs of the current batch
     float *weights;              // [max_batch * seq_len] loss weight per position
+    int *key_start;              // [max_batch] first attended position (left-padded prompts)
     float *host_losses;          // host copy of acts.losses
     int B, T;                    // shape of the last forward pass
 } Model;
@@ -84,7 +85,10 @@ void model_zero_grad(Model *m);
 // (a causal model: over those up to each row). Logits of the rows land in acts.logits
 // [B, end - start, vocab]. (0, T) refreshes the whole cache; a later call on fewer rows reuses
 // the other rows' cached keys and values as they were (Fast-dLLM's approximate block cache, and
-// the exact AR KV cache, where earlier rows never change).
-void model_infer(Model *m, const int *tokens, int B, int T, int start, int end);
+// the exact AR KV cache, where earlier rows never change). key_start[B] (or NULL) hides each
+// sequence's positions before it from attention: left padding, so prompts of different
+// lengths can share a batch and give exactly what they give alone.
+void model_infer(Model *m, const int *tokens, const int *key_start, int B, int T, int start,
+                 int end);
 
 #endif

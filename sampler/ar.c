@@ -7,35 +7,36 @@
 #include "sampler/pick.h"
 #include "sampler/sampler.h"
 
-int ar_generate(Model *m, const SamplerConfig *sc, const int *prompt, int prompt_len, int B,
-                int *out, int *lengths, SampleStats *stats, StepCallback cb, void *user,
-                Error *err) {
+int ar_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
+                const int *prompt_lens, int B, int *out, int *lengths, SampleStats *stats,
+                StepCallback cb, void *user, Error *err) {
     if (!m->cfg.causal)
         return error_set(err, "the AR sampler needs a causal model; this one is a "
                          "masked-diffusion model (use --sampler llada)");
-    if (sampler_check_config(m, sc, prompt_len, B, B, err)) return -1;
-    if (prompt_len < 1) return error_set(err, "the AR sampler needs a prompt of at least one token");
+    if (sampler_check_config(m, sc, prompt_lens, B, B, err)) return -1;
+    for (int b = 0; b < B; b++)
+        if (prompt_lens[b] < 1)
+            return error_set(err, "the AR sampler needs a prompt of at least one token");
+    int prompt_len = max_prompt_length(prompt_lens, B);
     if (sc->top_k < 0 || !(sc->top_p > 0.0f && sc->top_p <= 1.0f))
         return error_set(err, "--top-k must be >= 0 and --top-p in (0, 1]");
     int T = prompt_len + sc->gen_length, V = m->cfg.vocab_size;
     float *logits = malloc((size_t)V * sizeof(float)), *scratch = malloc(2 * (size_t)V * sizeof(float));
     char *committed = malloc((size_t)B * T), *done = calloc(B, 1);
+    int *key_start = malloc((size_t)B * sizeof(int));
     float *confidence = malloc((size_t)B * T * sizeof(float));
-    if (!logits || !scratch || !committed || !done || !confidence) {
-        free(logits), free(scratch), free(committed), free(done), free(confidence);
+    if (!logits || !scratch || !committed || !done || !confidence || !key_start) {
+        free(logits), free(scratch), free(committed), free(done), free(confidence), free(key_start);
         return error_set(err, "out of memory for the sampler");
     }
     Rng rng;
     rng_seed(&rng, sc->seed);
-    for (int b = 0; b < B; b++) {
-        memcpy(out + (size_t)b * T, prompt, (size_t)prompt_len * sizeof(int));
-        // not generated yet: shown as masked, never attended (causal)
-        for (int i = prompt_len; i < T; i++) out[(size_t)b * T + i] = m->cfg.mask_token_id;
-    }
+    // not generated yet: shown as masked, never attended (causal)
+    layout_rows(sc, prompts, prompt_lens, B, T, prompt_len, m->cfg.mask_token_id, out, key_start);
     SampleStats st = {0, 0};
     int start = 0;  // the first step runs the whole prompt, later ones only the newest token
     for (int pos = prompt_len; pos < T; pos++) {
-        model_infer(m, out, B, T, start, pos);
+        model_infer(m, out, key_start, B, T, start, pos);
         st.nfe++;
         int rows = pos - start, all_done = 1;
         memset(committed, 0, (size_t)B * T);
@@ -63,6 +64,6 @@ int ar_generate(Model *m, const SamplerConfig *sc, const int *prompt, int prompt
     }
     trim_at_eos(out, B, T, prompt_len, sc->eos_id, lengths);
     if (stats) *stats = st;
-    free(logits), free(scratch), free(committed), free(done), free(confidence);
+    free(logits), free(scratch), free(committed), free(done), free(confidence), free(key_start);
     return 0;
 }

@@ -30,6 +30,7 @@ typedef struct {
     Model *m;
     int B, rows, T, P, V;
     int *x;            // [B, T] the sequences being denoised (the caller's out)
+    int *key_start;    // [rows] where each row's prompt begins (left padding before it)
     int *input;        // [rows, T] what the model sees: x, then x with the prompt masked (CFG)
     float *logits;     // [rows, T, V] host copy of the rows the model computed
     float *guided;     // [V] one position's logits after guidance
@@ -47,9 +48,9 @@ static void run_model(Denoiser *d, int start, int end) {
     if (d->rows > d->B) {  // the unconditional half: the same sequences without their prompt
         memcpy(d->input + n, d->x, n * sizeof(int));
         for (int b = 0; b < d->B; b++)
-            for (int i = 0; i < d->P; i++) d->input[n + (size_t)b * d->T + i] = mask;
+            for (int i = d->key_start[b]; i < d->P; i++) d->input[n + (size_t)b * d->T + i] = mask;
     }
-    model_infer(d->m, d->input, d->rows, d->T, start, end);
+    model_infer(d->m, d->input, d->key_start, d->rows, d->T, start, end);
     size_t count = (size_t)d->rows * (end - start) * d->V;
     d->m->be->to_host(d->logits, d->m->acts.logits, count * sizeof(float));
 }
@@ -111,14 +112,15 @@ static int block_has_mask(const Denoiser *d, int bs, int be) {
     return 0;
 }
 
-int llada_generate(Model *m, const SamplerConfig *sc, const int *prompt, int prompt_len, int B,
-                   int *out, int *lengths, SampleStats *stats, StepCallback cb, void *user,
-                   Error *err) {
+int llada_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
+                   const int *prompt_lens, int B, int *out, int *lengths, SampleStats *stats,
+                   StepCallback cb, void *user, Error *err) {
     if (m->cfg.causal)
         return error_set(err, "the diffusion sampler needs a masked-diffusion model; this one is "
                          "autoregressive (use --sampler ar)");
     int rows = sc->cfg_scale > 0.0f ? 2 * B : B;
-    if (sampler_check_config(m, sc, prompt_len, B, rows, err)) return -1;
+    if (sampler_check_config(m, sc, prompt_lens, B, rows, err)) return -1;
+    int prompt_len = max_prompt_length(prompt_lens, B);
     if (sc->block_length < 1 || sc->gen_length % sc->block_length != 0)
         return error_set(err, "--gen-length %d is not a multiple of --block-length %d",
                          sc->gen_length, sc->block_length);
@@ -139,19 +141,19 @@ int llada_generate(Model *m, const SamplerConfig *sc, const int *prompt, int pro
     d.committed = malloc((size_t)B * d.T);
     d.confidence = malloc((size_t)B * d.T * sizeof(float));
     d.cands = malloc((size_t)sc->block_length * sizeof(Candidate));
+    d.key_start = malloc((size_t)rows * sizeof(int));
     int *counts = malloc((size_t)B * (steps_per_block + 1) * sizeof(int));
     int *step_counts = malloc((size_t)B * sizeof(int));
     if (!d.input || !d.logits || !d.guided || !d.committed || !d.confidence || !d.cands ||
-        !counts || !step_counts) {
+        !d.key_start || !counts || !step_counts) {
         free(d.input), free(d.logits), free(d.guided), free(d.committed), free(d.confidence);
-        free(d.cands), free(counts), free(step_counts);
+        free(d.cands), free(d.key_start), free(counts), free(step_counts);
         return error_set(err, "out of memory for the sampler");
     }
     rng_seed(&d.rng, sc->seed);
-    for (int b = 0; b < B; b++) {
-        memcpy(out + (size_t)b * d.T, prompt, (size_t)prompt_len * sizeof(int));
-        for (int i = prompt_len; i < d.T; i++) out[(size_t)b * d.T + i] = m->cfg.mask_token_id;
-    }
+    layout_rows(sc, prompts, prompt_lens, B, d.T, prompt_len, m->cfg.mask_token_id, out,
+                d.key_start);
+    if (rows > B) memcpy(d.key_start + B, d.key_start, (size_t)B * sizeof(int));
 
     SampleStats st = {0, 0};
     for (int k = 0; k < n_blocks; k++) {
@@ -183,6 +185,6 @@ int llada_generate(Model *m, const SamplerConfig *sc, const int *prompt, int pro
     trim_at_eos(out, B, d.T, prompt_len, sc->eos_id, lengths);
     if (stats) *stats = st;
     free(d.input), free(d.logits), free(d.guided), free(d.committed), free(d.confidence);
-    free(d.cands), free(counts), free(step_counts);
+    free(d.cands), free(d.key_start), free(counts), free(step_counts);
     return 0;
 }

@@ -27,6 +27,7 @@ typedef struct {
     int top_k;           // AR only; 0 is off
     float top_p;         // AR only; 1 is off
     int eos_id;          // generated text ends at the first one (-1: none)
+    int pad_id;          // fills the left of shorter prompts (never attended)
     uint64_t seed;
 } SamplerConfig;
 
@@ -55,22 +56,30 @@ typedef struct {
 // masked / steps each, and the first masked % steps steps one more.
 void llada_transfer_counts(int masked, int steps, int *counts);
 
-// Generates B sequences from one prompt of prompt_len tokens. out[B * (prompt_len +
-// gen_length)] receives prompt + generated tokens, lengths[B] the generated length up to
-// (not including) the first EOS. The model must have room for the batch: B rows, 2B with
-// cfg_scale > 0. Fails with a message on a bad configuration; the model's causal flag must
-// match the sampler (llada: bidirectional, ar: causal).
-int llada_generate(Model *m, const SamplerConfig *sc, const int *prompt, int prompt_len, int B,
-                   int *out, int *lengths, SampleStats *stats, StepCallback cb, void *user,
-                   Error *err);
-int ar_generate(Model *m, const SamplerConfig *sc, const int *prompt, int prompt_len, int B,
-                int *out, int *lengths, SampleStats *stats, StepCallback cb, void *user,
-                Error *err);
+// Generates one sequence for each of the B prompts (prompts[b] of prompt_lens[b] tokens; the
+// same prompt may repeat). Prompts are right-aligned at P = the longest prompt length, shorter
+// ones left-padded with pad_id and hidden from attention, so each row gives what it would
+// alone. out[B * (P + gen_length)] receives the rows; row b's generated tokens start at P,
+// and lengths[b] counts them up to (not including) the first EOS. The model needs room for B
+// rows (2B with cfg_scale > 0) and the sampler's attention: llada bidirectional, ar causal.
+int llada_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
+                   const int *prompt_lens, int B, int *out, int *lengths, SampleStats *stats,
+                   StepCallback cb, void *user, Error *err);
+int ar_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
+                const int *prompt_lens, int B, int *out, int *lengths, SampleStats *stats,
+                StepCallback cb, void *user, Error *err);
+
+// The longest of the B prompt lengths: where generation starts in every row.
+int max_prompt_length(const int *prompt_lens, int B);
+// Lays out the B rows of T = P + gen_length tokens: pad_id, then the prompt ending at P, then
+// fill (the [MASK] token) to the end; key_start[b] = where row b's prompt begins.
+void layout_rows(const SamplerConfig *sc, const int *const *prompts, const int *prompt_lens,
+                 int B, int T, int P, int fill, int *out, int *key_start);
 
 // Checks what every sampler needs: a generation that fits the context, room for `rows`
 // sequences in the model, a valid temperature.
-int sampler_check_config(const Model *m, const SamplerConfig *sc, int prompt_len, int B, int rows,
-                         Error *err);
+int sampler_check_config(const Model *m, const SamplerConfig *sc, const int *prompt_lens, int B,
+                         int rows, Error *err);
 // Generated length of each row: up to the first eos_id (or all of gen_length).
 void trim_at_eos(const int *out, int B, int T, int prompt_len, int eos_id, int *lengths);
 

@@ -14,20 +14,23 @@ if [ ! -s "$text" ]; then
     mv "$text.tmp" "$text"
 fi
 echo "demo: $(wc -c < "$text") bytes of text in $text"
-common=(--data "$text" --steps "$steps" --warmup 30 --lr 2e-3 --min-lr 2e-4 --batch-size 16
-        --log-every 50 --eval-every 200)
+common=(--data "$text" --steps "$steps" --warmup 30 --lr 3e-3 --min-lr 3e-4 --batch-size 32
+        --seq-len 64 --log-every 50 --eval-every 200)
 echo "== training the masked-diffusion model (MDM)"
 ./dllm train "${common[@]}" --objective mdm --out runs/demo/mdm.ckpt
 echo "== training the autoregressive baseline (AR)"
 ./dllm train "${common[@]}" --objective ar --out runs/demo/ar.ckpt
 
 prompt="the Program"
-echo "== MDM, LLaDA sampler: 64 tokens in 2 blocks, 64 steps (trace: runs/demo/trace.jsonl)"
-./dllm sample --model runs/demo/mdm.ckpt --prompt "$prompt" --gen-length 64 --block-length 32 \
-    --steps 64 --trace runs/demo/trace.jsonl
+echo "== MDM, LLaDA sampler: 48 tokens in 3 blocks, 48 steps (trace: runs/demo/trace.jsonl)"
+./dllm sample --model runs/demo/mdm.ckpt --prompt "$prompt" --gen-length 48 --block-length 16 \
+    --steps 48 --trace runs/demo/trace.jsonl
+echo "== MDM, LLaDA sampler with temperature 1 and random remasking"
+./dllm sample --model runs/demo/mdm.ckpt --prompt "$prompt" --gen-length 48 --block-length 16 \
+    --steps 48 --temperature 1 --remasking random
 echo "== MDM, threshold decoding (0.9) with the dual block cache"
-./dllm sample --model runs/demo/mdm.ckpt --prompt "$prompt" --gen-length 64 --block-length 32 \
+./dllm sample --model runs/demo/mdm.ckpt --prompt "$prompt" --gen-length 48 --block-length 16 \
     --threshold 0.9 --cache dual
 echo "== AR baseline, greedy"
-./dllm sample --model runs/demo/ar.ckpt --prompt "$prompt" --gen-length 64
+./dllm sample --model runs/demo/ar.ckpt --prompt "$prompt" --gen-length 48
 echo "(watch the denoising: ./dllm sample --model runs/demo/mdm.ckpt --prompt \"$prompt\" --show 1)"

@@ -235,8 +235,20 @@ START_TEST(test_sample) {
              "--temperature 0.8 --top-k 20 --top-p 0.9 --batch 2", dir);
     r = dllm(args);
     ck_assert_msg(r->status == 0, "%s", r->err);
-    ck_assert(strstr(r->out, "--- sample 1") != NULL);
+    ck_assert(strstr(r->out, "--- prompt 0, sample 1") != NULL);
     ck_assert_msg(strstr(r->err, "ar sampler: 10 steps, 10 forward passes") != NULL, "%s", r->err);
+
+    // prompts of different lengths from a file, generated together
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "printf 'In\\nthe word was\\n' > %s/prompts.txt", dir);
+    ck_assert(system(cmd) == 0);
+    snprintf(args, sizeof args, "sample --model %s/mdm.ckpt --prompt-file %s/prompts.txt "
+             "--gen-length 8 --block-length 8 --steps 4", dir, dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    ck_assert(strstr(r->out, "--- prompt 0, sample 0\nIn") != NULL);
+    ck_assert(strstr(r->out, "--- prompt 1, sample 0\nthe word was") != NULL);
+    ck_assert_msg(strstr(r->err, "in 2 sequences") != NULL, "%s", r->err);
 }
 END_TEST
 
@@ -256,6 +268,8 @@ START_TEST(test_sample_bad_input) {
     assert_one_error(dllm(args), "this one is autoregressive");
     snprintf(args, sizeof args, "sample --model %s/mdm.ckpt --sampler ar --prompt x", dir);
     assert_one_error(dllm(args), "this one is a masked-diffusion model");
+    snprintf(args, sizeof args, "sample --model %s/mdm.ckpt --prompt-file %s/none.txt", dir, dir);
+    assert_one_error(dllm(args), "none.txt: No such file or directory");
     snprintf(args, sizeof args, "sample --model %s/mdm.ckpt --remasking sometimes", dir);
     assert_one_error(dllm(args), "'sometimes' is not one of low_confidence|random");
     snprintf(args, sizeof args, "sample --model %s/mdm.ckpt --gen-length 16 --block-length 8 "

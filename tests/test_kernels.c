@@ -147,7 +147,7 @@ typedef struct { float *out, *probs, *q, *k, *v, *r; int B, T, H, hd, causal; } 
 
 static double attention_scalar(void *p) {
     AttnCase *c = p;
-    be->attention_forward(c->out, c->probs, c->q, c->k, c->v, c->B, c->T, c->T, 0, c->H, c->hd,
+    be->attention_forward(c->out, c->probs, c->q, c->k, c->v, NULL, c->B, c->T, c->T, 0, c->H, c->hd,
                           c->causal);
     return dot_double(c->out, c->r, (size_t)c->B * c->T * c->H * c->hd);
 }

@@ -14,6 +14,17 @@
 #include "tokenizer/bytes.h"
 #include "train/trainer.h"
 
+// The samplers on B copies of one prompt.
+static int generate_copies(int ar, Model *m, const SamplerConfig *sc, const int *prompt, int len,
+                           int B, int *out, int *lengths, SampleStats *st, StepCallback cb,
+                           void *user, Error *err) {
+    const int *prompts[8];
+    int lens[8];
+    for (int b = 0; b < B; b++) prompts[b] = prompt, lens[b] = len;
+    return (ar ? ar_generate : llada_generate)(m, sc, prompts, lens, B, out, lengths, st, cb, user,
+                                               err);
+}
+
 static ModelConfig small_config(int causal) {
     ModelConfig c = model_config_default();
     c.n_layer = 2, c.n_head = 2, c.d_model = 32, c.d_ff = 64, c.seq_len = 48;
@@ -104,7 +115,7 @@ static void run_watched(Model *m, SamplerConfig *sc, int B, int *out, Watch *w, 
     w->steps_per_block = sc->steps / (sc->gen_length / sc->block_length);
     int lengths[8];
     Error err;
-    ck_assert_msg(llada_generate(m, sc, prompt, P, B, out, lengths, st, watch_step, w, &err) == 0,
+    ck_assert_msg(generate_copies(0, m, sc, prompt, P, B, out, lengths, st, watch_step, w, &err) == 0,
                   "%s", err.msg);
     free(w->prev);
     for (int i = 0; i < B * T; i++) ck_assert_int_ne(out[i], BYTE_MASK);  // nothing left masked
@@ -140,18 +151,18 @@ START_TEST(test_llada_determinism) {
     int a[2 * 22], b[2 * 22], lengths[2];
     SampleStats st;
     Error err;
-    ck_assert(llada_generate(&m, &sc, prompt, P, 2, a, lengths, &st, NULL, NULL, &err) == 0);
+    ck_assert(generate_copies(0, &m, &sc, prompt, P, 2, a, lengths, &st, NULL, NULL, &err) == 0);
     sc.seed = 999;  // greedy ignores the seed
-    ck_assert(llada_generate(&m, &sc, prompt, P, 2, b, lengths, &st, NULL, NULL, &err) == 0);
+    ck_assert(generate_copies(0, &m, &sc, prompt, P, 2, b, lengths, &st, NULL, NULL, &err) == 0);
     ck_assert_mem_eq(a, b, sizeof a);
     ck_assert_mem_eq(a, a + 22, 22 * sizeof(int));  // greedy: every sample the same
     sc.temperature = 1.0f;
-    ck_assert(llada_generate(&m, &sc, prompt, P, 2, a, lengths, &st, NULL, NULL, &err) == 0);
-    ck_assert(llada_generate(&m, &sc, prompt, P, 2, b, lengths, &st, NULL, NULL, &err) == 0);
+    ck_assert(generate_copies(0, &m, &sc, prompt, P, 2, a, lengths, &st, NULL, NULL, &err) == 0);
+    ck_assert(generate_copies(0, &m, &sc, prompt, P, 2, b, lengths, &st, NULL, NULL, &err) == 0);
     ck_assert_mem_eq(a, b, sizeof a);  // same seed, same samples
     ck_assert(memcmp(a, a + 22, 22 * sizeof(int)) != 0);  // the two samples differ
     sc.seed = 1000;
-    ck_assert(llada_generate(&m, &sc, prompt, P, 2, b, lengths, &st, NULL, NULL, &err) == 0);
+    ck_assert(generate_copies(0, &m, &sc, prompt, P, 2, b, lengths, &st, NULL, NULL, &err) == 0);
     ck_assert(memcmp(a, b, sizeof a) != 0);
     model_free(&m);
 }
@@ -164,19 +175,19 @@ START_TEST(test_llada_guidance) {
     int plain[22], guided[22], lengths[1];
     SampleStats st;
     Error err;
-    ck_assert(llada_generate(&m, &sc, prompt, P, 1, plain, lengths, &st, NULL, NULL, &err) == 0);
+    ck_assert(generate_copies(0, &m, &sc, prompt, P, 1, plain, lengths, &st, NULL, NULL, &err) == 0);
     sc.cfg_scale = 0.0f;  // 0 is off: exactly the plain result
-    ck_assert(llada_generate(&m, &sc, prompt, P, 1, guided, lengths, &st, NULL, NULL, &err) == 0);
+    ck_assert(generate_copies(0, &m, &sc, prompt, P, 1, guided, lengths, &st, NULL, NULL, &err) == 0);
     ck_assert_mem_eq(plain, guided, sizeof plain);
     // with guidance the prompt pulls harder, so the text changes
     sc.cfg_scale = 3.0f;
-    ck_assert(llada_generate(&m, &sc, prompt, P, 1, guided, lengths, &st, NULL, NULL, &err) == 0);
+    ck_assert(generate_copies(0, &m, &sc, prompt, P, 1, guided, lengths, &st, NULL, NULL, &err) == 0);
     ck_assert_int_eq(st.nfe, 8);
     ck_assert(memcmp(plain, guided, sizeof plain) != 0);
     // without a prompt the unconditional half equals the conditional one: guidance is a no-op
-    ck_assert(llada_generate(&m, &sc, NULL, 0, 1, guided, lengths, &st, NULL, NULL, &err) == 0);
+    ck_assert(generate_copies(0, &m, &sc, NULL, 0, 1, guided, lengths, &st, NULL, NULL, &err) == 0);
     sc.cfg_scale = 0.0f;
-    ck_assert(llada_generate(&m, &sc, NULL, 0, 1, plain, lengths, &st, NULL, NULL, &err) == 0);
+    ck_assert(generate_copies(0, &m, &sc, NULL, 0, 1, plain, lengths, &st, NULL, NULL, &err) == 0);
     ck_assert_mem_eq(plain, guided, 16 * sizeof(int));
     model_free(&m);
 }
@@ -208,10 +219,10 @@ START_TEST(test_block_caches) {
     int tokens[2 * 20];
     for (int i = 0; i < 40; i++) tokens[i] = (i * 37) % 256;
     int V = m.cfg.vocab_size;
-    model_infer(&m, tokens, 2, 20, 0, 20);
+    model_infer(&m, tokens, NULL, 2, 20, 0, 20);
     float *full = malloc(2 * 20 * V * sizeof(float));
     memcpy(full, m.acts.logits, 2 * 20 * V * sizeof(float));
-    model_infer(&m, tokens, 2, 20, 8, 14);
+    model_infer(&m, tokens, NULL, 2, 20, 8, 14);
     for (int b = 0; b < 2; b++)
         for (int t = 8; t < 14; t++)
             for (int v = 0; v < V; v++)
@@ -245,7 +256,7 @@ START_TEST(test_ar_cache_matches_full_recompute) {
     int out[26], lengths[1];
     SampleStats st;
     Error err;
-    ck_assert(ar_generate(&m, &sc, prompt, P, 1, out, lengths, &st, NULL, NULL, &err) == 0);
+    ck_assert(generate_copies(1, &m, &sc, prompt, P, 1, out, lengths, &st, NULL, NULL, &err) == 0);
     ck_assert_int_eq(st.nfe, 20);
     ck_assert_int_eq(lengths[0], 20);
     // greedy decoding by re-running the whole sequence for every token
@@ -290,12 +301,42 @@ START_TEST(test_ar_sampling_filters) {
     Error err;
     // rmsnorm output has mean square 1, so some row has a positive sum and predicts EOS;
     // check the generated length stops at the first EOS whatever the tokens were
-    ck_assert(ar_generate(&m, &sc, prompt, P, 1, out, lengths, &st, NULL, NULL, &err) == 0);
+    ck_assert(generate_copies(1, &m, &sc, prompt, P, 1, out, lengths, &st, NULL, NULL, &err) == 0);
     int first_eos = 0;
     while (first_eos < 40 && out[P + first_eos] != BYTE_EOS) first_eos++;
     ck_assert_int_eq(lengths[0], first_eos);
     if (first_eos < 40) ck_assert_int_eq(st.steps, first_eos + 1);  // stopped right there
     model_free(&m);
+}
+END_TEST
+
+START_TEST(test_mixed_prompt_lengths) {
+    // Prompts of different lengths share a batch (left-padded, padding unseen) and each row
+    // comes out exactly as the prompt gives alone, for both samplers and with guidance.
+    static const int longer[] = {'A', ' ', 'l', 'o', 'n', 'g', 'e', 'r', ' ', 'o', 'n', 'e'};
+    const int *prompts[2] = {prompt, longer};
+    int lens[2] = {P, 12};
+    for (int ar = 0; ar <= 1; ar++) {
+        Model m = random_model(ar, 4);
+        SamplerConfig sc = sampler_config_default();
+        sc.gen_length = 16, sc.block_length = 8, sc.steps = 8, sc.cfg_scale = ar ? 0.0f : 1.5f;
+        int both[2 * 28], alone[28], lengths[2];
+        SampleStats st;
+        Error err;
+        ck_assert_msg((ar ? ar_generate : llada_generate)(&m, &sc, prompts, lens, 2, both,
+                                                          lengths, &st, NULL, NULL, &err) == 0,
+                      "%s", err.msg);
+        for (int b = 0; b < 2; b++) {
+            ck_assert(generate_copies(ar, &m, &sc, prompts[b], lens[b], 1, alone, lengths, &st,
+                                      NULL, NULL, &err) == 0);
+            // generated tokens start at the longest prompt's end (12) in the batch
+            for (int i = 0; i < 16; i++)
+                ck_assert_int_eq(both[b * 28 + 12 + i], alone[lens[b] + i]);
+        }
+        ck_assert_mem_eq(both + 28, longer, sizeof longer);  // row 1: its prompt, unpadded
+        ck_assert_mem_eq(both + 6, prompt, sizeof prompt);   // row 0: 6 pads, then the prompt
+        model_free(&m);
+    }
 }
 END_TEST
 
@@ -305,23 +346,23 @@ START_TEST(test_bad_requests) {
     int out[2 * 64], lengths[2];
     Error err;
     sc.gen_length = 48;  // 6 + 48 > seq_len 48
-    ck_assert_int_eq(llada_generate(&mdm, &sc, prompt, P, 1, out, lengths, NULL, NULL, NULL, &err), -1);
+    ck_assert_int_eq(generate_copies(0, &mdm, &sc, prompt, P, 1, out, lengths, NULL, NULL, NULL, &err), -1);
     ck_assert_msg(strstr(err.msg, "exceeds the model's context of 48") != NULL, "%s", err.msg);
-    ck_assert_int_eq(ar_generate(&ar, &sc, prompt, P, 1, out, lengths, NULL, NULL, NULL, &err), -1);
+    ck_assert_int_eq(generate_copies(1, &ar, &sc, prompt, P, 1, out, lengths, NULL, NULL, NULL, &err), -1);
     ck_assert_msg(strstr(err.msg, "exceeds the model's context") != NULL, "%s", err.msg);
     sc.gen_length = 30, sc.block_length = 8;
-    ck_assert_int_eq(llada_generate(&mdm, &sc, prompt, P, 1, out, lengths, NULL, NULL, NULL, &err), -1);
+    ck_assert_int_eq(generate_copies(0, &mdm, &sc, prompt, P, 1, out, lengths, NULL, NULL, NULL, &err), -1);
     ck_assert_msg(strstr(err.msg, "not a multiple of --block-length") != NULL, "%s", err.msg);
     sc.gen_length = 32, sc.steps = 6;  // 4 blocks
-    ck_assert_int_eq(llada_generate(&mdm, &sc, prompt, P, 1, out, lengths, NULL, NULL, NULL, &err), -1);
+    ck_assert_int_eq(generate_copies(0, &mdm, &sc, prompt, P, 1, out, lengths, NULL, NULL, NULL, &err), -1);
     ck_assert_msg(strstr(err.msg, "multiple of the 4 blocks") != NULL, "%s", err.msg);
     sc.steps = 8, sc.cfg_scale = 1.0f;  // 2 sequences need 4 rows
-    ck_assert_int_eq(llada_generate(&mdm, &sc, prompt, P, 2, out, lengths, NULL, NULL, NULL, &err), -1);
+    ck_assert_int_eq(generate_copies(0, &mdm, &sc, prompt, P, 2, out, lengths, NULL, NULL, NULL, &err), -1);
     ck_assert_msg(strstr(err.msg, "batch room") != NULL, "%s", err.msg);
     sc.cfg_scale = 0.0f;
-    ck_assert_int_eq(llada_generate(&ar, &sc, prompt, P, 1, out, lengths, NULL, NULL, NULL, &err), -1);
+    ck_assert_int_eq(generate_copies(0, &ar, &sc, prompt, P, 1, out, lengths, NULL, NULL, NULL, &err), -1);
     ck_assert_msg(strstr(err.msg, "this one is autoregressive") != NULL, "%s", err.msg);
-    ck_assert_int_eq(ar_generate(&mdm, &sc, prompt, P, 1, out, lengths, NULL, NULL, NULL, &err), -1);
+    ck_assert_int_eq(generate_copies(1, &mdm, &sc, prompt, P, 1, out, lengths, NULL, NULL, NULL, &err), -1);
     ck_assert_msg(strstr(err.msg, "masked-diffusion model") != NULL, "%s", err.msg);
     model_free(&mdm);
     model_free(&ar);
@@ -349,8 +390,8 @@ static void check_regenerates(Objective objective) {
     SampleStats st;
     Error err;
     int rc = objective == OBJECTIVE_MDM
-                 ? llada_generate(&m, &sc, ids, p_len, 1, out, lengths, &st, NULL, NULL, &err)
-                 : ar_generate(&m, &sc, ids, p_len, 1, out, lengths, &st, NULL, NULL, &err);
+                 ? generate_copies(0, &m, &sc, ids, p_len, 1, out, lengths, &st, NULL, NULL, &err)
+                 : generate_copies(1, &m, &sc, ids, p_len, 1, out, lengths, &st, NULL, NULL, &err);
     ck_assert_msg(rc == 0, "%s", err.msg);
     char text[33];
     for (int i = 0; i < p_len + 16; i++) text[i] = (char)out[i];
@@ -378,6 +419,7 @@ int main(void) {
     tcase_add_test(tc, test_block_caches);
     tcase_add_test(tc, test_ar_cache_matches_full_recompute);
     tcase_add_test(tc, test_ar_sampling_filters);
+    tcase_add_test(tc, test_mixed_prompt_lengths);
     tcase_add_test(tc, test_bad_requests);
     tcase_add_test(tc, test_mdm_regenerates_memorised_text);
     tcase_add_test(tc, test_ar_regenerates_memorised_text);

@@ -11,8 +11,8 @@ static size_t head_offset(int b, int t, int h, int T, int H, int head_dim) {
 }
 
 void cpu_attention_forward(float *out, float *probs, const float *q, const float *k,
-                           const float *v, int B, int Tq, int Tk, int q_pos0, int H, int head_dim,
-                           int causal) {
+                           const float *v, const int *key_start, int B, int Tq, int Tk, int q_pos0,
+                           int H, int head_dim, int causal) {
     float scale = 1.0f / sqrtf((float)head_dim);
 #pragma omp parallel for collapse(3)
     for (int b = 0; b < B; b++)
@@ -20,10 +20,12 @@ void cpu_attention_forward(float *out, float *probs, const float *q, const float
             for (int t = 0; t < Tq; t++) {
                 const float *qt = q + head_offset(b, t, h, Tq, H, head_dim);
                 float *p = probs + (((size_t)b * H + h) * Tq + t) * Tk;
+                int first = key_start ? key_start[b] : 0;
                 int n_keys = causal ? q_pos0 + t + 1 : Tk;
                 if (n_keys > Tk) n_keys = Tk;
+                for (int t2 = 0; t2 < first && t2 < Tk; t2++) p[t2] = 0.0f;
                 float maxv = -INFINITY;
-                for (int t2 = 0; t2 < n_keys; t2++) {
+                for (int t2 = first; t2 < n_keys; t2++) {
                     const float *kt = k + head_offset(b, t2, h, Tk, H, head_dim);
                     float s = 0.0f;
 #pragma omp simd reduction(+ : s)
@@ -32,16 +34,16 @@ void cpu_attention_forward(float *out, float *probs, const float *q, const float
                     if (p[t2] > maxv) maxv = p[t2];
                 }
                 float sum = 0.0f;
-                for (int t2 = 0; t2 < n_keys; t2++) {
+                for (int t2 = first; t2 < n_keys; t2++) {
                     p[t2] = expf(p[t2] - maxv);
                     sum += p[t2];
                 }
-                for (int t2 = 0; t2 < n_keys; t2++) p[t2] /= sum;
-                for (int t2 = n_keys; t2 < Tk; t2++) p[t2] = 0.0f;
+                for (int t2 = first; t2 < n_keys; t2++) p[t2] /= sum;
+                for (int t2 = n_keys > first ? n_keys : first; t2 < Tk; t2++) p[t2] = 0.0f;
 
                 float *o = out + head_offset(b, t, h, Tq, H, head_dim);
                 for (int i = 0; i < head_dim; i++) o[i] = 0.0f;
-                for (int t2 = 0; t2 < n_keys; t2++) {
+                for (int t2 = first; t2 < n_keys; t2++) {
                     const float *vt = v + head_offset(b, t2, h, Tk, H, head_dim);
 #pragma omp simd
                     for (int i = 0; i < head_dim; i++) o[i] += p[t2] * vt[i];

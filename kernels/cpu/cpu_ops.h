@@ -25,8 +25,8 @@ void cpu_rope_backward(float *dx, const float *cos, const float *sin, int B, int
                        int H, int head_dim);
 
 void cpu_attention_forward(float *out, float *probs, const float *q, const float *k,
-                           const float *v, int B, int Tq, int Tk, int q_pos0, int H, int head_dim,
-                           int causal);
+                           const float *v, const int *key_start, int B, int Tq, int Tk, int q_pos0,
+                           int H, int head_dim, int causal);
 void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
                             const float *q, const float *k, const float *v, int B, int T, int H,
                             int head_dim);
