@@ -21,7 +21,8 @@ int ar_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
     if (sc->top_k < 0 || !(sc->top_p > 0.0f && sc->top_p <= 1.0f))
         return error_set(err, "--top-k must be >= 0 and --top-p in (0, 1]");
     int T = prompt_len + sc->gen_length, V = m->cfg.vocab_size;
-    float *logits = malloc((size_t)V * sizeof(float)), *scratch = malloc(2 * (size_t)V * sizeof(float));
+    float *logits = malloc((size_t)V * sizeof(float));
+    Scored *scratch = malloc((size_t)V * sizeof(Scored));
     char *committed = malloc((size_t)B * T), *done = calloc(B, 1);
     int *key_start = malloc((size_t)B * sizeof(int));
     float *confidence = malloc((size_t)B * T * sizeof(float));

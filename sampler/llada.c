@@ -11,19 +11,6 @@ void llada_transfer_counts(int masked, int steps, int *counts) {
     for (int i = 0; i < steps; i++) counts[i] = masked / steps + (i < masked % steps ? 1 : 0);
 }
 
-typedef struct {
-    float confidence;
-    int pos;
-    int token;
-} Candidate;
-
-// Most confident first; ties go to the earlier position.
-static int by_confidence_desc(const void *a, const void *b) {
-    const Candidate *x = a, *y = b;
-    if (x->confidence != y->confidence) return x->confidence < y->confidence ? 1 : -1;
-    return x->pos - y->pos;
-}
-
 // Working memory of one generation.
 typedef struct {
     const SamplerConfig *sc;
@@ -36,7 +23,7 @@ typedef struct {
     float *guided;     // [V] one position's logits after guidance
     char *committed;   // [B, T]
     float *confidence; // [B, T]
-    Candidate *cands;  // [block_length]
+    Scored *cands;     // [block_length] proposals: confidence, position, token
     Rng rng;
 } Denoiser;
 
@@ -86,18 +73,18 @@ static int denoise_step(Denoiser *d, int bs, int be, int q_start, int q_len, con
             int token = pick_gumbel_argmax(lg, d->V, sc->temperature, &d->rng);
             float conf = sc->remasking == REMASK_LOW_CONFIDENCE ? softmax_prob(lg, d->V, token)
                                                                  : (float)uniform_open(&d->rng);
-            d->cands[n++] = (Candidate){conf, pos, token};
+            d->cands[n++] = (Scored){conf, pos, token};
             d->confidence[(size_t)b * d->T + pos] = conf;
         }
         if (n == 0) continue;
-        qsort(d->cands, n, sizeof *d->cands, by_confidence_desc);
+        sort_by_score(d->cands, n);
         int k = counts ? counts[b] : 1;
         if (!counts)
-            while (k < n && d->cands[k].confidence >= sc->threshold) k++;
+            while (k < n && d->cands[k].score >= sc->threshold) k++;
         for (int i = 0; i < k && i < n; i++) {
-            const Candidate *c = &d->cands[i];
-            x[c->pos] = c->token;
-            d->committed[(size_t)b * d->T + c->pos] = 1;
+            const Scored *c = &d->cands[i];
+            x[c->index] = c->token;
+            d->committed[(size_t)b * d->T + c->index] = 1;
             total++;
         }
     }
@@ -140,7 +127,7 @@ int llada_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
     d.guided = malloc((size_t)d.V * sizeof(float));
     d.committed = malloc((size_t)B * d.T);
     d.confidence = malloc((size_t)B * d.T * sizeof(float));
-    d.cands = malloc((size_t)sc->block_length * sizeof(Candidate));
+    d.cands = malloc((size_t)sc->block_length * sizeof(Scored));
     d.key_start = malloc((size_t)rows * sizeof(int));
     int *counts = malloc((size_t)B * (steps_per_block + 1) * sizeof(int));
     int *step_counts = malloc((size_t)B * sizeof(int));

@@ -30,45 +30,40 @@ float softmax_prob(const float *logits, int V, int token) {
     return (float)(exp((double)logits[token] - m) / sum);
 }
 
-typedef struct {
-    float prob;
-    int id;
-} TokenProb;
-
-// Descending probability; ties go to the lower id.
-static int by_prob_desc(const void *a, const void *b) {
-    const TokenProb *x = a, *y = b;
-    if (x->prob != y->prob) return x->prob < y->prob ? 1 : -1;
-    return x->id - y->id;
+static int by_score_desc(const void *a, const void *b) {
+    const Scored *x = a, *y = b;
+    if (x->score != y->score) return x->score < y->score ? 1 : -1;
+    return x->index - y->index;
 }
 
+void sort_by_score(Scored *items, int n) { qsort(items, (size_t)n, sizeof *items, by_score_desc); }
+
 int pick_top_k_top_p(const float *logits, int V, float temperature, int top_k, float top_p,
-                     Rng *rng, float *scratch) {
+                     Rng *rng, Scored *tp) {
     if (temperature == 0.0f) return argmax(logits, V);
-    TokenProb *tp = (TokenProb *)scratch;
     float m = logits[argmax(logits, V)];
-    for (int i = 0; i < V; i++) tp[i] = (TokenProb){expf((logits[i] - m) / temperature), i};
-    qsort(tp, V, sizeof *tp, by_prob_desc);
+    for (int i = 0; i < V; i++) tp[i] = (Scored){expf((logits[i] - m) / temperature), i, i};
+    sort_by_score(tp, V);
     int keep = (top_k > 0 && top_k < V) ? top_k : V;
     double total = 0.0;
-    for (int i = 0; i < keep; i++) total += tp[i].prob;
+    for (int i = 0; i < keep; i++) total += tp[i].score;
     if (top_p < 1.0f) {
         // the nucleus: the most likely tokens until their share reaches top_p
         double cum = 0.0;
         for (int i = 0; i < keep; i++) {
-            cum += tp[i].prob;
+            cum += tp[i].score;
             if (cum >= top_p * total) {
                 keep = i + 1;
                 break;
             }
         }
         total = 0.0;
-        for (int i = 0; i < keep; i++) total += tp[i].prob;
+        for (int i = 0; i < keep; i++) total += tp[i].score;
     }
     double r = uniform_open(rng) * total;
     for (int i = 0; i < keep; i++) {
-        r -= tp[i].prob;
-        if (r <= 0.0) return tp[i].id;
+        r -= tp[i].score;
+        if (r <= 0.0) return tp[i].index;
     }
-    return tp[keep - 1].id;
+    return tp[keep - 1].index;
 }

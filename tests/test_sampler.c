@@ -278,7 +278,7 @@ END_TEST
 
 START_TEST(test_ar_sampling_filters) {
     float logits[6] = {2.0f, 1.0f, 0.5f, 0.0f, -1.0f, 3.0f};
-    float scratch[12];
+    Scored scratch[6];
     Rng rng;
     rng_seed(&rng, 3);
     int seen[6] = {0};
