@@ -152,42 +152,7 @@ static LayerActs layer_acts(const Model *m, int l) {
 }
 
 void model_forward(Model *m, const int *tokens, int B, int T) {
-    const ModelConfig *c = &m->cfg;
-    const Backend *be = m->be;
-    assert(B >= 1 && B <= m->max_batch && T >= 1 && T <= c->seq_len);
-    m->B = B;
-    m->T = T;
-    int N = B * T, C = c->d_model, F = c->d_ff, H = c->n_head, hd = C / H;
-    be->to_device(m->tokens, tokens, (size_t)N * sizeof(int));
-    be->embedding_forward(m->acts.resid, m->tokens, m->p.tok_emb, N, C);
-
-    for (int l = 0; l < c->n_layer; l++) {
-        LayerActs a = layer_acts(m, l);
-        LayerWeights w = layer_weights(&m->p, c, l);
-        // attention block
-        be->rmsnorm_forward(a.ln1, a.ln1_rstd, a.resid_in, w.attn_norm, N, C, c->norm_eps);
-        be->matmul_forward(a.q, a.ln1, w.wq, N, C, C);
-        be->matmul_forward(a.k, a.ln1, w.wk, N, C, C);
-        be->matmul_forward(a.v, a.ln1, w.wv, N, C, C);
-        be->rope_forward(a.q, m->rope_cos, m->rope_sin, B, T, 0, H, hd);
-        be->rope_forward(a.k, m->rope_cos, m->rope_sin, B, T, 0, H, hd);
-        be->attention_forward(a.att_out, a.probs, a.q, a.k, a.v, NULL, B, T, T, 0, H, hd,
-                              c->causal);
-        be->matmul_forward(m->acts.proj, a.att_out, w.wo, N, C, C);
-        be->add(a.resid_mid, a.resid_in, m->acts.proj, (size_t)N * C);
-        // SwiGLU MLP block
-        be->rmsnorm_forward(a.ln2, a.ln2_rstd, a.resid_mid, w.mlp_norm, N, C, c->norm_eps);
-        be->matmul_forward(a.gate, a.ln2, w.w_gate, N, C, F);
-        be->matmul_forward(a.up, a.ln2, w.w_up, N, C, F);
-        be->swiglu_forward(a.swiglu, a.gate, a.up, (size_t)N * F);
-        be->matmul_forward(m->acts.proj, a.swiglu, w.w_down, N, F, C);
-        be->add(a.resid_out, a.resid_mid, m->acts.proj, (size_t)N * C);
-    }
-
-    float *resid_final = m->acts.resid + (size_t)c->n_layer * N * C;
-    be->rmsnorm_forward(m->acts.lnf, m->acts.lnf_rstd, resid_final, m->p.final_norm, N, C,
-                        c->norm_eps);
-    be->matmul_forward(m->acts.logits, m->acts.lnf, m->p.lm_head, N, C, c->vocab_size);
+    model_infer(m, tokens, NULL, B, T, 0, T);
 }
 
 // Copies rows [start, end) of each sequence's keys or values (fresh, [B, end - start, C]) into
@@ -206,39 +171,47 @@ void model_infer(Model *m, const int *tokens, const int *key_start, int B, int T
     const Backend *be = m->be;
     assert(B >= 1 && B <= m->max_batch && T >= 1 && T <= c->seq_len);
     assert(0 <= start && start < end && end <= T);
-    m->B = B;  // the cache layout: layer slices of B * T rows
+    m->B = B;  // per-layer slices hold B * T rows: the whole cache, or a training batch
     m->T = T;
     int Tq = end - start, N = B * Tq, C = c->d_model, F = c->d_ff, H = c->n_head, hd = C / H;
+    int whole = Tq == T;  // every row recomputed: keys and values go straight to their place
     for (int b = 0; b < B; b++)
         be->to_device(m->tokens + (size_t)b * Tq, tokens + (size_t)b * T + start,
                       (size_t)Tq * sizeof(int));
     if (key_start) be->to_device(m->key_start, key_start, (size_t)B * sizeof(int));
-    // Only the first N rows of each activation slice are used; nothing is kept for backward.
-    float *x = m->acts.resid, *proj = m->acts.proj;
-    be->embedding_forward(x, m->tokens, m->p.tok_emb, N, C);
+    float *proj = m->acts.proj;
+    be->embedding_forward(m->acts.resid, m->tokens, m->p.tok_emb, N, C);
+
     for (int l = 0; l < c->n_layer; l++) {
         LayerActs a = layer_acts(m, l);
         LayerWeights w = layer_weights(&m->p, c, l);
-        be->rmsnorm_forward(a.ln1, a.ln1_rstd, x, w.attn_norm, N, C, c->norm_eps);
+        // attention block; keys and values of the computed rows land in the layer's cache
+        be->rmsnorm_forward(a.ln1, a.ln1_rstd, a.resid_in, w.attn_norm, N, C, c->norm_eps);
         be->matmul_forward(a.q, a.ln1, w.wq, N, C, C);
         be->rope_forward(a.q, m->rope_cos, m->rope_sin, B, Tq, start, H, hd);
-        be->matmul_forward(proj, a.ln1, w.wk, N, C, C);
-        be->rope_forward(proj, m->rope_cos, m->rope_sin, B, Tq, start, H, hd);
-        store_rows(be, a.k, proj, B, T, start, end, C);
-        be->matmul_forward(proj, a.ln1, w.wv, N, C, C);
-        store_rows(be, a.v, proj, B, T, start, end, C);
+        float *k = whole ? a.k : proj;
+        be->matmul_forward(k, a.ln1, w.wk, N, C, C);
+        be->rope_forward(k, m->rope_cos, m->rope_sin, B, Tq, start, H, hd);
+        if (!whole) store_rows(be, a.k, proj, B, T, start, end, C);
+        float *v = whole ? a.v : proj;
+        be->matmul_forward(v, a.ln1, w.wv, N, C, C);
+        if (!whole) store_rows(be, a.v, proj, B, T, start, end, C);
         be->attention_forward(a.att_out, a.probs, a.q, a.k, a.v, key_start ? m->key_start : NULL,
                               B, Tq, T, start, H, hd, c->causal);
         be->matmul_forward(proj, a.att_out, w.wo, N, C, C);
-        be->add(a.resid_mid, x, proj, (size_t)N * C);
+        be->add(a.resid_mid, a.resid_in, proj, (size_t)N * C);
+        // SwiGLU MLP block
         be->rmsnorm_forward(a.ln2, a.ln2_rstd, a.resid_mid, w.mlp_norm, N, C, c->norm_eps);
         be->matmul_forward(a.gate, a.ln2, w.w_gate, N, C, F);
         be->matmul_forward(a.up, a.ln2, w.w_up, N, C, F);
         be->swiglu_forward(a.swiglu, a.gate, a.up, (size_t)N * F);
         be->matmul_forward(proj, a.swiglu, w.w_down, N, F, C);
-        be->add(x, a.resid_mid, proj, (size_t)N * C);
+        be->add(a.resid_out, a.resid_mid, proj, (size_t)N * C);
     }
-    be->rmsnorm_forward(m->acts.lnf, m->acts.lnf_rstd, x, m->p.final_norm, N, C, c->norm_eps);
+
+    float *resid_final = m->acts.resid + (size_t)c->n_layer * B * T * C;
+    be->rmsnorm_forward(m->acts.lnf, m->acts.lnf_rstd, resid_final, m->p.final_norm, N, C,
+                        c->norm_eps);
     be->matmul_forward(m->acts.logits, m->acts.lnf, m->p.lm_head, N, C, c->vocab_size);
 }
 
