@@ -57,10 +57,10 @@ static const float *position_logits(Denoiser *d, int b, int pos, int q_start, in
     return lg;
 }
 
-// Commits tokens of block [bs, be) in every sequence: the `counts[b]` most confident masked
-// positions (reference), or all at or above the threshold and at least one (threshold > 0).
+// Commits tokens of block [bs, be) in every sequence: the `count` most confident masked
+// positions (reference), or with count < 0 all at or above the threshold and at least one.
 // Returns the number of tokens committed.
-static int denoise_step(Denoiser *d, int bs, int be, int q_start, int q_len, const int *counts) {
+static int denoise_step(Denoiser *d, int bs, int be, int q_start, int q_len, int count) {
     const SamplerConfig *sc = d->sc;
     int mask = d->m->cfg.mask_token_id, total = 0;
     memset(d->committed, 0, (size_t)d->B * d->T);
@@ -78,8 +78,8 @@ static int denoise_step(Denoiser *d, int bs, int be, int q_start, int q_len, con
         }
         if (n == 0) continue;
         sort_by_score(d->cands, n);
-        int k = counts ? counts[b] : 1;
-        if (!counts)
+        int k = count >= 0 ? count : 1;
+        if (count < 0)
             while (k < n && d->cands[k].score >= sc->threshold) k++;
         for (int i = 0; i < k && i < n; i++) {
             const Scored *c = &d->cands[i];
@@ -129,12 +129,11 @@ int llada_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
     d.confidence = malloc((size_t)B * d.T * sizeof(float));
     d.cands = malloc((size_t)sc->block_length * sizeof(Scored));
     d.key_start = malloc((size_t)rows * sizeof(int));
-    int *counts = malloc((size_t)B * (steps_per_block + 1) * sizeof(int));
-    int *step_counts = malloc((size_t)B * sizeof(int));
+    int *counts = malloc((size_t)(steps_per_block + 1) * sizeof(int));
     if (!d.input || !d.logits || !d.guided || !d.committed || !d.confidence || !d.cands ||
-        !d.key_start || !counts || !step_counts) {
+        !d.key_start || !counts) {
         free(d.input), free(d.logits), free(d.guided), free(d.committed), free(d.confidence);
-        free(d.cands), free(d.key_start), free(counts), free(step_counts);
+        free(d.cands), free(d.key_start), free(counts);
         return error_set(err, "out of memory for the sampler");
     }
     rng_seed(&d.rng, sc->seed);
@@ -145,10 +144,8 @@ int llada_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
     SampleStats st = {0, 0};
     for (int k = 0; k < n_blocks; k++) {
         int bs = prompt_len + k * sc->block_length, be = bs + sc->block_length;
-        if (!threshold_mode)  // every sequence starts the block with all of it masked
-            for (int b = 0; b < B; b++)
-                llada_transfer_counts(sc->block_length, steps_per_block,
-                                      counts + (size_t)b * steps_per_block);
+        if (!threshold_mode)  // every sequence starts the block fully masked: one schedule
+            llada_transfer_counts(sc->block_length, steps_per_block, counts);
         for (int i = 0; threshold_mode ? block_has_mask(&d, bs, be) : i < steps_per_block; i++) {
             // the block's first step refreshes every cached key and value; later steps of a
             // cached run recompute only the block (dual) or the block and what follows (prefix)
@@ -159,9 +156,7 @@ int llada_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
             }
             run_model(&d, q_start, q_end);
             st.nfe++;
-            if (!threshold_mode)
-                for (int b = 0; b < B; b++) step_counts[b] = counts[(size_t)b * steps_per_block + i];
-            denoise_step(&d, bs, be, q_start, q_end - q_start, threshold_mode ? NULL : step_counts);
+            denoise_step(&d, bs, be, q_start, q_end - q_start, threshold_mode ? -1 : counts[i]);
             if (cb) {
                 StepEvent ev = {st.steps, k, B, d.T, out, d.committed, d.confidence};
                 cb(user, &ev);
@@ -172,6 +167,6 @@ int llada_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
     trim_at_eos(out, B, d.T, prompt_len, sc->eos_id, lengths);
     if (stats) *stats = st;
     free(d.input), free(d.logits), free(d.guided), free(d.committed), free(d.confidence);
-    free(d.cands), free(d.key_start), free(counts), free(step_counts);
+    free(d.cands), free(d.key_start), free(counts);
     return 0;
 }

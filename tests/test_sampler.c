@@ -140,6 +140,12 @@ START_TEST(test_llada_invariants_and_schedule) {
     run_watched(&m, &sc, 3, out, &w, &st);
     ck_assert_msg(w.bad == 0, "invariant %d broken (random remasking)", w.bad);
     ck_assert_mem_eq(w.step_commits, want, sizeof want);
+    // more steps than masked tokens: one per step, then steps that commit nothing
+    sc.gen_length = 8, sc.block_length = 8, sc.steps = 12;
+    run_watched(&m, &sc, 1, out, &w, &st);
+    ck_assert_msg(w.bad == 0, "invariant %d broken (steps > tokens)", w.bad);
+    int sparse[12] = {1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0};
+    ck_assert_mem_eq(w.step_commits, sparse, sizeof sparse);
     model_free(&m);
 }
 END_TEST
