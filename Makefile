@@ -6,7 +6,10 @@
 CC      ?= gcc
 CFLAGS  ?= -O2 -march=native
 CFLAGS  += -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -fopenmp -I. -MMD -MP
-LDLIBS  += -lm -fopenmp
+CXXFLAGS ?= -O2 -march=native
+CXXFLAGS += -std=c++17 -Wall -Wextra -I. -MMD -MP
+SPM_LIBS := $(shell pkg-config --libs sentencepiece 2>/dev/null || echo -lsentencepiece -lsentencepiece_train)
+LDLIBS  += $(SPM_LIBS) -lstdc++ -lm -fopenmp
 
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
@@ -17,7 +20,9 @@ LIB_SRC := $(wildcard common/*.c kernels/*.c kernels/cpu/*.c model/*.c train/*.c
 CLI_SRC := $(wildcard cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB_CXX := $(wildcard tokenizer/*.cc)
+
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(LIB_CXX:%.cc=$(BUILD)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
@@ -34,6 +39,10 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
+$(BUILD)/%.o: %.cc
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -c -o $@ $<
+
 $(BUILD)/tests/%.o: tests/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
@@ -42,7 +51,7 @@ $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(BUILD)/tests/testutil.o $(BUILD
 	$(CC) $(CFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
 
 check-deps:
-	@pkg-config --exists check || { echo "error: the Check library is missing; run scripts/setup.sh (or apt-get install check pkg-config)"; exit 1; }
+	@pkg-config --exists check sentencepiece || { echo "error: Check or SentencePiece is missing; run scripts/setup.sh"; exit 1; }
 
 # Each suite prints Check's summary line: "100%: Checks: N, Failures: 0, Errors: 0".
 test: check-deps dllm $(TEST_BIN)

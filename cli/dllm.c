@@ -11,6 +11,8 @@ typedef struct {
 } Command;
 
 static const Command commands[] = {
+    {"tokenizer", cmd_tokenizer, "train a SentencePiece tokenizer; encode or decode with one"},
+    {"prepare", cmd_prepare, "tokenize text or JSONL files into train/validation shards"},
     {"train", cmd_train, "train a masked-diffusion (or AR baseline) model on a text file"},
     {"sample", cmd_sample, "generate text from a checkpoint: parallel denoising (MDM) or AR"},
 };

@@ -115,3 +115,9 @@ int flags_choice(const char *flag, const char *value, const char *const *choices
     }
     return error_set(err, "--%s: '%s' is not one of %s", flag, value, list);
 }
+
+int flags_split_list(char *list, const char **items, int max) {
+    int n = 0;
+    for (char *tok = strtok(list, ","); tok && n < max; tok = strtok(NULL, ",")) items[n++] = tok;
+    return n;
+}

@@ -25,4 +25,7 @@ const Flag *flags_find(const Flag *flags, int n_flags, const char *name);
 int flags_choice(const char *flag, const char *value, const char *const *choices, int n,
                  Error *err);
 
+// Splits a comma-separated list in place into at most max items; returns the count.
+int flags_split_list(char *list, const char **items, int max);
+
 #endif

@@ -12,7 +12,7 @@
 #include "kernels/backend.h"
 #include "model/model.h"
 #include "sampler/sampler.h"
-#include "tokenizer/bytes.h"
+#include "tokenizer/tokenizer.h"
 #include "train/checkpoint.h"
 
 static const char *const sampler_names[] = {"auto", "llada", "ar"};
@@ -23,9 +23,10 @@ typedef struct {
     FILE *trace;      // JSON lines, or NULL
     int show;         // draw a frame per step
     int tty;          // frames redraw in place on a terminal
+    const Tokenizer *tokenizer;
 } Observer;
 
-// Prompts as byte-token ids.
+// Prompts as token ids.
 typedef struct {
     int n;
     int **ids;
@@ -39,21 +40,22 @@ static void prompts_free(Prompts *p) {
     memset(p, 0, sizeof *p);
 }
 
-static void prompts_add(Prompts *p, const char *text, size_t len) {
+static int prompts_add(Prompts *p, const Tokenizer *t, const char *text, size_t len, Error *err) {
     p->ids = realloc(p->ids, (size_t)(p->n + 1) * sizeof *p->ids);
     p->lens = realloc(p->lens, (size_t)(p->n + 1) * sizeof *p->lens);
-    p->ids[p->n] = malloc((len ? len : 1) * sizeof(int));
-    bytes_encode((const unsigned char *)text, len, p->ids[p->n]);
-    p->lens[p->n++] = (int)len;
+    size_t n;
+    if (tokenizer_encode(t, text, len, &p->ids[p->n], &n, err)) return -1;
+    p->lens[p->n++] = (int)n;
+    return 0;
 }
 
-static void one_prompt(const char *text, Prompts *p) {
+static int one_prompt(const char *text, const Tokenizer *t, Prompts *p, Error *err) {
     memset(p, 0, sizeof *p);
-    prompts_add(p, text, strlen(text));
+    return prompts_add(p, t, text, strlen(text), err);
 }
 
 // One prompt per non-empty line.
-static int read_prompt_file(const char *path, Prompts *p, Error *err) {
+static int read_prompt_file(const char *path, const Tokenizer *t, Prompts *p, Error *err) {
     memset(p, 0, sizeof *p);
     FILE *f = fopen(path, "r");
     if (!f) return error_set(err, "%s: %s", path, strerror(errno));
@@ -62,10 +64,11 @@ static int read_prompt_file(const char *path, Prompts *p, Error *err) {
     ssize_t len;
     while ((len = getline(&line, &cap, f)) > 0) {
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
-        if (len > 0) prompts_add(p, line, (size_t)len);
+        if (len > 0 && prompts_add(p, t, line, (size_t)len, err)) break;
     }
     free(line);
     fclose(f);
+    if (len > 0) return -1;  // stopped on an encoding error
     if (p->n == 0) return error_set(err, "%s: no prompts (one per line)", path);
     return 0;
 }
@@ -81,17 +84,17 @@ static void print_json_string(FILE *f, const char *s) {
     fputc('"', f);
 }
 
-static void write_trace(FILE *f, const StepEvent *ev) {
+static void write_trace(FILE *f, const Tokenizer *tok, const StepEvent *ev) {
     fprintf(f, "{\"step\": %d, \"block\": %d, \"committed\": [", ev->step, ev->block);
     int first = 1;
-    char piece[8];
+    char piece[TOKENIZER_PIECE_MAX];
     for (int b = 0; b < ev->B; b++)
         for (int t = 0; t < ev->T; t++) {
             size_t i = (size_t)b * ev->T + t;
             if (!ev->committed[i]) continue;
             fprintf(f, "%s{\"seq\": %d, \"pos\": %d, \"token\": %d, \"text\": ", first ? "" : ", ",
                     b, t, ev->tokens[i]);
-            print_json_string(f, bytes_piece(ev->tokens[i], piece));
+            print_json_string(f, tokenizer_piece(tok, ev->tokens[i], piece));
             fprintf(f, ", \"confidence\": %.4f}", ev->confidence[i]);
             first = 0;
         }
@@ -103,16 +106,17 @@ static void write_trace(FILE *f, const StepEvent *ev) {
 static void draw_frame(const Observer *o, const StepEvent *ev) {
     if (o->tty) printf("\033[H\033[2J");
     printf("step %d (block %d)\n", ev->step + 1, ev->block);
-    char piece[8];
+    char piece[TOKENIZER_PIECE_MAX];
     for (int b = 0; b < ev->B; b++) {
         for (int t = 0; t < ev->T; t++) {
             size_t i = (size_t)b * ev->T + t;
             int token = ev->tokens[i];
-            if (token == BYTE_MASK) {
+            if (token == o->tokenizer->mask_id) {
                 fputs(o->tty ? "\xe2\x96\x91" : "_", stdout);  // U+2591 light shade
                 continue;
             }
-            const char *text = token == '\n' ? "\xe2\x86\xb5" : bytes_piece(token, piece);
+            const char *text = tokenizer_piece(o->tokenizer, token, piece);
+            if (strcmp(text, "\n") == 0) text = "\xe2\x86\xb5";  // U+21B5, keeps the frame on one line
             if (ev->committed[i] && o->tty) printf("\033[7m%s\033[0m", text);
             else if (ev->committed[i]) printf("[%s]", text);
             else fputs(text, stdout);
@@ -125,7 +129,7 @@ static void draw_frame(const Observer *o, const StepEvent *ev) {
 
 static void observe(void *user, const StepEvent *ev) {
     Observer *o = user;
-    if (o->trace) write_trace(o->trace, ev);
+    if (o->trace) write_trace(o->trace, o->tokenizer, ev);
     if (o->show) draw_frame(o, ev);
 }
 
@@ -142,7 +146,6 @@ static double now_seconds(void) {
 
 int cmd_sample(int argc, char **argv) {
     SamplerConfig sc = sampler_config_default();
-    sc.eos_id = BYTE_EOS;
     const char *model_path = NULL, *prompt = "", *prompt_file = NULL, *device = "cpu",
                *sampler = "auto",
                *remasking = "low_confidence", *cache = "none", *trace_path = NULL;
@@ -190,23 +193,27 @@ int cmd_sample(int argc, char **argv) {
     const Backend *be = backend_by_name(device, &err);
     if (!be) return fail(err.msg);
 
-    Prompts pr;
-    if (prompt_file ? read_prompt_file(prompt_file, &pr, &err) : (one_prompt(prompt, &pr), 0))
-        return fail(err.msg);
+    // The model is sized for its rows, which depend on the prompts, which need the
+    // checkpoint's tokenizer: read the tokenizer first, then create the model.
+    Checkpoint ck;
+    if (checkpoint_load(model_path, &ck, &err)) return fail(err.msg);
+    Tokenizer tok = ck.tokenizer;
+    memset(&ck.tokenizer, 0, sizeof ck.tokenizer);
+    Prompts pr = {0};
+    rc = prompt_file ? read_prompt_file(prompt_file, &tok, &pr, &err)
+                     : one_prompt(prompt, &tok, &pr, &err);
     int n_rows = pr.n * batch;
     Model m;
     int rows = sc.cfg_scale > 0.0f ? 2 * n_rows : n_rows;
-    if (checkpoint_load_model(model_path, be, rows, &m, &err)) {
+    if (rc == 0) rc = model_create(&m, &ck.header.model, be, rows, &err);
+    if (rc == 0) be->to_device(m.params, ck.params, m.n_params * sizeof(float));
+    checkpoint_free(&ck);
+    if (rc) {
         prompts_free(&pr);
+        tokenizer_free(&tok);
         return fail(err.msg);
     }
-    if (m.cfg.vocab_size != BYTE_VOCAB_SIZE) {
-        snprintf(err.msg, sizeof err.msg, "%s: vocabulary of %d tokens, not the byte tokenizer's %d",
-                 model_path, m.cfg.vocab_size, BYTE_VOCAB_SIZE);
-        model_free(&m);
-        prompts_free(&pr);
-        return fail(err.msg);
-    }
+    sc.eos_id = tok.eos_id;
     if (which == 0) which = m.cfg.causal ? 2 : 1;
 
     // every prompt `batch` times, as token ids
@@ -221,7 +228,7 @@ int cmd_sample(int argc, char **argv) {
     int *lengths = malloc((size_t)n_rows * sizeof(int));
 
     char tmp_path[4096] = "";
-    Observer obs = {NULL, show, isatty(STDOUT_FILENO)};
+    Observer obs = {NULL, show, isatty(STDOUT_FILENO), &tok};
     if (trace_path) {
         snprintf(tmp_path, sizeof tmp_path, "%s.tmp", trace_path);
         obs.trace = fopen(tmp_path, "w");
@@ -229,6 +236,7 @@ int cmd_sample(int argc, char **argv) {
             snprintf(err.msg, sizeof err.msg, "%s: %s", tmp_path, strerror(errno));
             free(row_prompts), free(row_lens), free(out), free(lengths), model_free(&m);
             prompts_free(&pr);
+            tokenizer_free(&tok);
             return fail(err.msg);
         }
     }
@@ -248,13 +256,15 @@ int cmd_sample(int argc, char **argv) {
         if (!ok || rc) remove(tmp_path);
     }
     if (rc == 0) {
-        char piece[8];
         long generated = 0;
-        for (int r = 0; r < n_rows; r++) {
+        for (int r = 0; r < n_rows && rc == 0; r++) {
             if (n_rows > 1) printf("--- prompt %d, sample %d\n", r / batch, r % batch);
-            for (int i = P - row_lens[r]; i < P + lengths[r]; i++)
-                fputs(bytes_piece(out[(size_t)r * T + i], piece), stdout);
-            printf("\n");
+            char *text;
+            int start = P - row_lens[r];
+            rc = tokenizer_decode(&tok, out + (size_t)r * T + start, (size_t)(row_lens[r] + lengths[r]),
+                                  &text, &err);
+            if (rc == 0) printf("%s\n", text);
+            if (rc == 0) free(text);
             generated += lengths[r];
         }
         fflush(stdout);
@@ -267,5 +277,6 @@ int cmd_sample(int argc, char **argv) {
     free(row_prompts), free(row_lens), free(out), free(lengths);
     prompts_free(&pr);
     model_free(&m);
+    tokenizer_free(&tok);
     return rc ? fail(err.msg) : 0;
 }

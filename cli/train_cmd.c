@@ -8,20 +8,21 @@
 #include "cli/flags.h"
 #include "kernels/backend.h"
 #include "model/model.h"
-#include "tokenizer/bytes.h"
+#include "tokenizer/tokenizer.h"
 #include "train/checkpoint.h"
 #include "train/data.h"
 #include "train/trainer.h"
 
 static const char *const objective_names[] = {"mdm", "ar"};
 static const char *const schedule_names[] = {"cosine", "wsd"};
+static const char *const order_names[] = {"random", "sequential"};
 
 // Flags that a checkpoint fixes: giving one together with --resume is an error.
 static const char *const fixed_on_resume[] = {
     "objective", "n-layer",  "n-head",       "d-model",  "d-ff",      "seq-len",
     "batch-size", "grad-accum", "warmup",    "lr",       "min-lr",    "schedule",
     "decay-frac", "weight-decay", "beta1",   "beta2",    "adam-eps",  "grad-clip",
-    "mask-eps",  "random-length-prob", "seed",
+    "mask-eps",  "random-length-prob", "seed", "order", "tokenizer",
 };
 
 static double now_seconds(void) {
@@ -31,7 +32,7 @@ static double now_seconds(void) {
 }
 
 typedef struct {
-    const char *data, *out, *resume, *device, *objective, *schedule;
+    const char *data, *tokenizer, *out, *resume, *device, *objective, *schedule, *order;
     int log_every, eval_every, eval_batches, save_every;
     float val_frac;
 } TrainOptions;
@@ -42,7 +43,8 @@ static int fail(const char *msg) {
 }
 
 // Runs the loop from tr->step to tc.steps, logging, evaluating and saving along the way.
-static int run_training(Trainer *tr, const TokenData *val, const TrainOptions *o, Error *err) {
+static int run_training(Trainer *tr, const TokenData *val, const Tokenizer *t,
+                        const TrainOptions *o, Error *err) {
     const TrainConfig *tc = &tr->tc;
     double t0 = now_seconds();
     while (tr->step < tc->steps) {
@@ -63,24 +65,48 @@ static int run_training(Trainer *tr, const TokenData *val, const TrainOptions *o
             fflush(stdout);
         }
         if (o->save_every > 0 && s % o->save_every == 0 && s < tc->steps) {
-            if (checkpoint_save(o->out, tr, err)) return -1;
+            if (checkpoint_save(o->out, tr, t, err)) return -1;
             printf("saved %s at step %lld\n", o->out, (long long)s);
         }
     }
-    if (checkpoint_save(o->out, tr, err)) return -1;
+    if (checkpoint_save(o->out, tr, t, err)) return -1;
     printf("done: %lld steps in %.1f s, saved %s\n", (long long)tc->steps, now_seconds() - t0,
            o->out);
     return 0;
+}
+
+// The run's tokenizer: the checkpoint's on --resume, else --tokenizer, else the one beside
+// the shards, else bytes for a text file.
+static int load_tokenizer(const TrainOptions *o, const Dataset *ds, Checkpoint *ck,
+                          Tokenizer *t, Error *err) {
+    if (o->resume) {
+        *t = ck->tokenizer;
+        memset(&ck->tokenizer, 0, sizeof ck->tokenizer);
+        return 0;
+    }
+    if (o->tokenizer) return tokenizer_load(t, o->tokenizer, err);
+    if (ds->tokenizer_path[0]) return tokenizer_load(t, ds->tokenizer_path, err);
+    if (ds->text) {
+        tokenizer_init_bytes(t);
+        return 0;
+    }
+    return error_set(err, "%s: the shards come with no tokenizer.model: pass --tokenizer",
+                     o->data);
 }
 
 int cmd_train(int argc, char **argv) {
     ModelConfig mc = model_config_default();
     TrainConfig tc = train_config_default();
     TrainOptions o = {.out = "dllm.ckpt", .device = "cpu", .objective = "mdm",
-                      .schedule = "cosine", .log_every = 10, .eval_every = 100,
+                      .schedule = "cosine", .order = "random", .log_every = 10, .eval_every = 100,
                       .eval_batches = 4, .save_every = 0, .val_frac = 0.05f};
     Flag flags[] = {
-        {"data", FLAG_STRING, &o.data, "training text file, read as bytes (required)", 0},
+        {"data", FLAG_STRING, &o.data,
+         "shard directory (dllm prepare, llm.c), one .bin shard, or a text file read as bytes "
+         "(required)", 0},
+        {"tokenizer", FLAG_STRING, &o.tokenizer,
+         "SentencePiece .model or 'bytes' (default: the shard directory's tokenizer.model)", 0},
+        {"order", FLAG_STRING, &o.order, "random or sequential windows", 0},
         {"out", FLAG_STRING, &o.out, "checkpoint to write (at the end and every --save-every)", 0},
         {"resume", FLAG_STRING, &o.resume, "continue from this checkpoint (fixes the configs)", 0},
         {"device", FLAG_STRING, &o.device, "backend: cpu or cuda", 0},
@@ -107,7 +133,8 @@ int cmd_train(int argc, char **argv) {
         {"random-length-prob", FLAG_FLOAT, &tc.random_length_prob,
          "mdm: chance a step trains on a random shorter length (LLaDA: 0.01)", 0},
         {"seed", FLAG_U64, &tc.seed, "seeds init, data order and masking", 0},
-        {"val-frac", FLAG_FLOAT, &o.val_frac, "tail of the text held out for validation", 0},
+        {"val-frac", FLAG_FLOAT, &o.val_frac,
+         "tail of the data held out for validation when there are no val shards", 0},
         {"eval-every", FLAG_INT, &o.eval_every, "steps between validation losses (0: never)", 0},
         {"eval-batches", FLAG_INT, &o.eval_batches, "batches per validation loss", 0},
         {"log-every", FLAG_INT, &o.log_every, "steps between log lines", 0},
@@ -147,35 +174,37 @@ int cmd_train(int argc, char **argv) {
     } else {
         int obj = flags_choice("objective", o.objective, objective_names, 2, &err);
         int sched = flags_choice("schedule", o.schedule, schedule_names, 2, &err);
-        if (obj < 0 || sched < 0) return fail(err.msg);
+        int order = flags_choice("order", o.order, order_names, 2, &err);
+        if (obj < 0 || sched < 0 || order < 0) return fail(err.msg);
         tc.objective = (Objective)obj;
         tc.schedule = (LrSchedule)sched;
+        tc.order = (DataOrder)order;
         mc.causal = tc.objective == OBJECTIVE_AR;
-        mc.vocab_size = BYTE_VOCAB_SIZE;
-        mc.mask_token_id = BYTE_MASK;
     }
 
-    TokenData all, train, val;
-    if (data_load_bytes(&all, o.data, &err)) {
+    Dataset ds;
+    if (dataset_open(&ds, o.data, o.val_frac, &err)) {
         checkpoint_free(&ck);
         return fail(err.msg);
     }
-    data_split(&all, o.val_frac, &train, &val);
-    int eval = o.eval_every > 0 && val.n > 0;
-    if (eval && val.n < (size_t)mc.seq_len + 1) {
-        snprintf(err.msg, sizeof err.msg,
-                 "%s: --val-frac %g holds out %zu tokens, fewer than seq_len + 1 = %d "
-                 "(raise it, or --eval-every 0)", o.data, o.val_frac, val.n, mc.seq_len + 1);
-        data_free(&all);
-        checkpoint_free(&ck);
-        return fail(err.msg);
+    Tokenizer tok = {0};
+    int status = load_tokenizer(&o, &ds, &ck, &tok, &err);
+    if (status == 0 && !o.resume) {
+        mc.vocab_size = tok.vocab_size;
+        mc.mask_token_id = tok.mask_id;
     }
-
+    if (status == 0) status = dataset_check(&ds, &tok, mc.vocab_size, &err);
+    int eval = o.eval_every > 0 && ds.val.n > 0;
+    if (status == 0 && eval && ds.val.n < (size_t)mc.seq_len + 1)
+        status = error_set(&err, "%s: %zu validation tokens, fewer than seq_len + 1 = %d "
+                                 "(raise --val-frac, or --eval-every 0)",
+                           o.data, ds.val.n, mc.seq_len + 1);
     Model model;
     Trainer tr;
-    int status = 1;
-    if (model_create(&model, &mc, be, tc.batch_size, &err) == 0) {
-        if (trainer_init(&tr, &model, &tc, &train, &err) == 0) {
+    if (status == 0) status = model_create(&model, &mc, be, tc.batch_size, &err);
+    if (status == 0) {
+        status = trainer_init(&tr, &model, &tc, &ds.train, &err);
+        if (status == 0) {
             if (o.resume) {
                 checkpoint_restore(&ck, &tr);
                 printf("resumed %s at step %lld\n", o.resume, (long long)tr.step);
@@ -184,15 +213,18 @@ int cmd_train(int argc, char **argv) {
             }
             model_config_print(stdout, &mc);
             train_config_print(stdout, &tc);
-            printf("params: %zu | device %s | data %s: %zu train + %zu val tokens\n",
-                   model.n_params, be->name, o.data, train.n, val.n);
-            status = run_training(&tr, eval ? &val : NULL, &o, &err) == 0 ? 0 : 1;
+            printf("params: %zu | device %s | data %s: %zu train + %zu val tokens | "
+                   "tokenizer: %s, %d tokens\n", model.n_params, be->name, o.data, ds.train.n,
+                   ds.val.n, tok.kind == TOKENIZER_BYTES ? "bytes" : "sentencepiece",
+                   tok.vocab_size);
+            status = run_training(&tr, eval ? &ds.val : NULL, &tok, &o, &err) == 0 ? 0 : 1;
             trainer_free(&tr);
         }
         model_free(&model);
     }
     if (status) fail(err.msg);
-    data_free(&all);
+    tokenizer_free(&tok);
+    dataset_close(&ds);
     checkpoint_free(&ck);
-    return status;
+    return status ? 1 : 0;
 }

@@ -8,7 +8,7 @@ ModelConfig model_config_default(void) {
         .n_head = 4,
         .d_model = 128,
         .d_ff = 352,
-        .vocab_size = 260,
+        .vocab_size = 262,
         .seq_len = 128,
         .mask_token_id = 256,
         .causal = 0,

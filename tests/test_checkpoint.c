@@ -20,10 +20,13 @@ typedef struct {
     TokenData data;
 } Run;
 
+static Tokenizer bytes_tokenizer;
+static int resume_text[4000];
+
 static void run_start(Run *r, Objective objective) {
-    static int text[4000];
-    for (int i = 0; i < 4000; i++) text[i] = (i * 31 + i / 7) % 97 + 32;
-    r->data = (TokenData){text, 4000, 0};
+    tokenizer_init_bytes(&bytes_tokenizer);
+    for (int i = 0; i < 4000; i++) resume_text[i] = (i * 31 + i / 7) % 97 + 32;
+    ck_assert(data_from_ids(&r->data, resume_text, 4000, NULL) == 0);
     ModelConfig cfg = model_config_default();
     cfg.n_layer = 2, cfg.n_head = 2, cfg.d_model = 32, cfg.d_ff = 64, cfg.seq_len = 24;
     cfg.causal = objective == OBJECTIVE_AR;
@@ -39,6 +42,7 @@ static void run_start(Run *r, Objective objective) {
 }
 
 static void run_free(Run *r) {
+    data_free(&r->data);
     trainer_free(&r->trainer);
     model_free(&r->model);
 }
@@ -55,7 +59,7 @@ START_TEST(test_round_trip_is_bit_exact) {
     for (int i = 0; i < 3; i++) trainer_step(&r.trainer);
     const char *path = temp_path("roundtrip");
     Error err;
-    ck_assert_msg(checkpoint_save(path, &r.trainer, &err) == 0, "%s", err.msg);
+    ck_assert_msg(checkpoint_save(path, &r.trainer, &bytes_tokenizer, &err) == 0, "%s", err.msg);
     char tmp[300];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     ck_assert_msg(access(tmp, F_OK) != 0, "the temp file must be renamed away");
@@ -89,13 +93,13 @@ static void check_resume(Objective objective, int cut) {
     for (int s = 0; s < cut; s++) resumed[s] = trainer_step(&b.trainer).loss;
     const char *path = temp_path("resume");
     Error err;
-    ck_assert_msg(checkpoint_save(path, &b.trainer, &err) == 0, "%s", err.msg);
+    ck_assert_msg(checkpoint_save(path, &b.trainer, &bytes_tokenizer, &err) == 0, "%s", err.msg);
     run_free(&b);
 
     Checkpoint ck;
     ck_assert_msg(checkpoint_load(path, &ck, &err) == 0, "%s", err.msg);
     Run c;
-    c.data = a.data;
+    ck_assert(data_from_ids(&c.data, resume_text, 4000, NULL) == 0);
     ck_assert(model_create(&c.model, &ck.header.model, &backend_cpu, ck.header.train.batch_size,
                            &err) == 0);
     ck_assert(trainer_init(&c.trainer, &c.model, &ck.header.train, &c.data, &err) == 0);
@@ -125,7 +129,7 @@ static char *saved_bytes(size_t *n) {
     trainer_step(&r.trainer);
     const char *path = temp_path("good");
     Error err;
-    ck_assert(checkpoint_save(path, &r.trainer, &err) == 0);
+    ck_assert(checkpoint_save(path, &r.trainer, &bytes_tokenizer, &err) == 0);
     run_free(&r);
     FILE *f = fopen(path, "rb");
     fseek(f, 0, SEEK_END);
@@ -196,7 +200,7 @@ START_TEST(test_failed_save_leaves_nothing) {
     Run r;
     run_start(&r, OBJECTIVE_MDM);
     Error err;
-    ck_assert_int_eq(checkpoint_save("/nonexistent/dir/x.ckpt", &r.trainer, &err), -1);
+    ck_assert_int_eq(checkpoint_save("/nonexistent/dir/x.ckpt", &r.trainer, &bytes_tokenizer, &err), -1);
     ck_assert_msg(strstr(err.msg, "/nonexistent/dir/x.ckpt") != NULL, "%s", err.msg);
     run_free(&r);
 }

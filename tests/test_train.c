@@ -162,16 +162,19 @@ START_TEST(test_trainer_refuses_mismatch) {
     Error err;
     ck_assert(model_create(&m, &cfg, &backend_cpu, 4, &err) == 0);
     int tokens[64] = {0};
-    TokenData data = {tokens, 64, 0};
+    TokenData data;
+    ck_assert(data_from_ids(&data, tokens, 64, NULL) == 0);
     TrainConfig tc = train_config_default();
     tc.batch_size = 4;
     tc.objective = OBJECTIVE_AR;  // on a bidirectional model
     ck_assert_int_eq(trainer_init(&tr, &m, &tc, &data, &err), -1);
     ck_assert_msg(strstr(err.msg, "causal") != NULL, "%s", err.msg);
     tc.objective = OBJECTIVE_MDM;
-    data.n = 10;  // shorter than one window
+    data_free(&data);
+    ck_assert(data_from_ids(&data, tokens, 10, NULL) == 0);  // shorter than one window
     ck_assert_int_eq(trainer_init(&tr, &m, &tc, &data, &err), -1);
     ck_assert_msg(strstr(err.msg, "fewer than seq_len") != NULL, "%s", err.msg);
+    data_free(&data);
     model_free(&m);
 }
 END_TEST

@@ -73,8 +73,12 @@ TokenData verse_data(void) {
     static const char *const verse = "the quick brown fox jumps over the lazy dog. ";
     char text[3000] = "";
     while (strlen(text) + strlen(verse) < sizeof text) strcat(text, verse);
-    TokenData data = {malloc(strlen(text) * sizeof(int)), strlen(text), 1};
-    bytes_encode((const unsigned char *)text, data.n, data.tokens);
+    size_t n = strlen(text);
+    int *ids = malloc(n * sizeof(int));
+    bytes_encode((const unsigned char *)text, n, ids);
+    TokenData data;
+    ck_assert(data_from_ids(&data, ids, n, NULL) == 0);
+    data.owned = ids;
     return data;
 }
 

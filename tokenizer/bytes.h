@@ -1,4 +1,4 @@
-// The byte-level tokenizer: ids 0-255 are the bytes themselves, then the special tokens.
+// The byte-level tokenizer's ids: 0-255 are the bytes themselves, then the special tokens.
 // Good for tests and tiny experiments on any file, with no tokenizer to train.
 #ifndef DLLM_BYTES_H
 #define DLLM_BYTES_H
@@ -10,13 +10,12 @@ enum {
     BYTE_BOS = 257,
     BYTE_EOS = 258,
     BYTE_PAD = 259,
-    BYTE_VOCAB_SIZE = 260,
+    BYTE_PROMPT = 260,    // <|prompt|>, SFT marker
+    BYTE_RESPONSE = 261,  // <|response|>, SFT marker
+    BYTE_VOCAB_SIZE = 262,
 };
 
 // ids[i] = bytes[i]
 void bytes_encode(const unsigned char *bytes, size_t n, int *ids);
-// The text of one id: its byte, or a name in brackets for a special token ("[MASK]").
-// buf holds at least 8 bytes; returns buf.
-const char *bytes_piece(int id, char *buf);
 
 #endif

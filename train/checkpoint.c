@@ -5,25 +5,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FNV_OFFSET 0xcbf29ce484222325ULL
-#define FNV_PRIME 0x100000001b3ULL
+#include "common/file.h"
+#include "common/hash.h"
 
-static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
-    const unsigned char *p = data;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * FNV_PRIME;
-    return h;
-}
-
-// Header plus the three arrays, with the header's checksum field counted as 0.
-static uint64_t checkpoint_checksum(const CheckpointHeader *h, const float *arrays[3]) {
+// Header, the three arrays and the tokenizer, with the header's checksum field counted as 0.
+static uint64_t checkpoint_checksum(const CheckpointHeader *h, const float *arrays[3],
+                                    const char *tokenizer) {
     CheckpointHeader copy = *h;
     copy.checksum = 0;
-    uint64_t sum = fnv1a(FNV_OFFSET, &copy, sizeof copy);
+    uint64_t sum = fnv1a(FNV1A_INIT, &copy, sizeof copy);
     for (int i = 0; i < 3; i++) sum = fnv1a(sum, arrays[i], h->n_params * sizeof(float));
-    return sum;
+    return fnv1a(sum, tokenizer, h->tokenizer_bytes);
 }
 
-int checkpoint_save(const char *path, const Trainer *tr, Error *err) {
+int checkpoint_save(const char *path, const Trainer *tr, const Tokenizer *t, Error *err) {
     const Model *m = tr->model;
     CheckpointHeader h;
     memset(&h, 0, sizeof h);  // padding bytes too: they are part of the checksum
@@ -35,7 +30,9 @@ int checkpoint_save(const char *path, const Trainer *tr, Error *err) {
     h.step = tr->step;
     h.rng_data = tr->rng_data;
     h.rng_mask = tr->rng_mask;
+    h.data_pos = tr->data_pos;
     h.n_params = m->n_params;
+    h.tokenizer_bytes = t->kind == TOKENIZER_SPM ? t->proto_bytes : 0;
 
     size_t bytes = m->n_params * sizeof(float);
     float *host = malloc(3 * bytes);
@@ -46,27 +43,18 @@ int checkpoint_save(const char *path, const Trainer *tr, Error *err) {
         m->be->to_host(host + i * m->n_params, device[i], bytes);
         arrays[i] = host + i * m->n_params;
     }
-    h.checksum = checkpoint_checksum(&h, arrays);
+    h.checksum = checkpoint_checksum(&h, arrays, t->proto);
 
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
+    AtomicFile f;
+    if (atomic_open(&f, path, err)) {
         free(host);
-        return error_set(err, "%s: path too long", path);
+        return -1;
     }
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        free(host);
-        return error_set(err, "%s: %s", tmp, strerror(errno));
-    }
-    int ok = fwrite(&h, sizeof h, 1, f) == 1 && fwrite(host, bytes, 3, f) == 3;
-    ok = (fclose(f) == 0) && ok;
+    fwrite(&h, sizeof h, 1, f.f);
+    fwrite(host, bytes, 3, f.f);
+    if (h.tokenizer_bytes) fwrite(t->proto, 1, h.tokenizer_bytes, f.f);
     free(host);
-    if (!ok || rename(tmp, path) != 0) {
-        int e = errno;
-        remove(tmp);
-        return error_set(err, "%s: write failed: %s", path, strerror(e));
-    }
-    return 0;
+    return atomic_commit(&f, err);
 }
 
 static int validate_header(const char *path, const CheckpointHeader *h, long file_size,
@@ -87,7 +75,8 @@ static int validate_header(const char *path, const CheckpointHeader *h, long fil
     if (h->n_params != param_count(&h->model))
         return error_set(err, "%s: %llu parameters stored, the config needs %zu", path,
                          (unsigned long long)h->n_params, param_count(&h->model));
-    long expected = (long)sizeof *h + 3L * (long)(h->n_params * sizeof(float));
+    long expected = (long)sizeof *h + 3L * (long)(h->n_params * sizeof(float)) +
+                    (long)h->tokenizer_bytes;
     if (file_size < expected)
         return error_set(err, "%s: truncated: %ld bytes, expected %ld", path, file_size, expected);
     if (file_size > expected)
@@ -115,12 +104,14 @@ int checkpoint_load(const char *path, Checkpoint *ck, Error *err) {
         return -1;
     }
     size_t n = h->n_params;
-    float *data = malloc(3 * n * sizeof(float));
+    float *data = malloc(3 * n * sizeof(float) + h->tokenizer_bytes);
     if (!data) {
         fclose(f);
         return error_set(err, "%s: out of memory for %zu parameters", path, n);
     }
     size_t got = fread(data, sizeof(float), 3 * n, f);
+    char *tokenizer = (char *)(data + 3 * n);
+    if (got == 3 * n && fread(tokenizer, 1, h->tokenizer_bytes, f) != h->tokenizer_bytes) got = 0;
     fclose(f);
     ck->params = data;
     ck->adam_m = data + n;
@@ -130,26 +121,28 @@ int checkpoint_load(const char *path, Checkpoint *ck, Error *err) {
         checkpoint_free(ck);
         return error_set(err, "%s: read failed after %zu of %zu values", path, got, 3 * n);
     }
-    if (checkpoint_checksum(h, arrays) != h->checksum) {
+    if (checkpoint_checksum(h, arrays, tokenizer) != h->checksum) {
         checkpoint_free(ck);
         return error_set(err, "%s: corrupt: checksum mismatch", path);
+    }
+    if (h->tokenizer_bytes == 0) {
+        tokenizer_init_bytes(&ck->tokenizer);
+    } else if (tokenizer_from_proto(&ck->tokenizer, tokenizer, h->tokenizer_bytes, path, err)) {
+        checkpoint_free(ck);
+        return -1;
+    }
+    if (ck->tokenizer.vocab_size != h->model.vocab_size ||
+        ck->tokenizer.mask_id != h->model.mask_token_id) {
+        checkpoint_free(ck);
+        return error_set(err, "%s: the tokenizer does not match the model's vocabulary", path);
     }
     return 0;
 }
 
 void checkpoint_free(Checkpoint *ck) {
-    free(ck->params);  // the three arrays share one allocation
+    free(ck->params);  // the arrays and the tokenizer bytes share one allocation
+    tokenizer_free(&ck->tokenizer);
     memset(ck, 0, sizeof *ck);
-}
-
-int checkpoint_load_model(const char *path, const Backend *be, int max_batch, Model *m,
-                          Error *err) {
-    Checkpoint ck;
-    if (checkpoint_load(path, &ck, err)) return -1;
-    int rc = model_create(m, &ck.header.model, be, max_batch, err);
-    if (rc == 0) be->to_device(m->params, ck.params, m->n_params * sizeof(float));
-    checkpoint_free(&ck);
-    return rc;
 }
 
 void checkpoint_restore(const Checkpoint *ck, Trainer *tr) {
@@ -161,4 +154,5 @@ void checkpoint_restore(const Checkpoint *ck, Trainer *tr) {
     tr->step = ck->header.step;
     tr->rng_data = ck->header.rng_data;
     tr->rng_mask = ck->header.rng_mask;
+    tr->data_pos = ck->header.data_pos;
 }

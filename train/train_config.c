@@ -21,6 +21,7 @@ TrainConfig train_config_default(void) {
         .mask_eps = 1e-3f,
         .random_length_prob = 0.0f,
         .seed = 1337,
+        .order = ORDER_RANDOM,
     };
     return tc;
 }
@@ -35,6 +36,8 @@ int train_config_validate(const TrainConfig *tc, Error *err) {
     if (!(tc->lr > 0.0f)) return error_set(err, "lr must be > 0");
     if (!(tc->min_lr >= 0.0f && tc->min_lr <= tc->lr))
         return error_set(err, "min lr must be in [0, lr]");
+    if (tc->order != ORDER_RANDOM && tc->order != ORDER_SEQUENTIAL)
+        return error_set(err, "unknown data order %d", (int)tc->order);
     if (tc->schedule != SCHEDULE_COSINE && tc->schedule != SCHEDULE_WSD)
         return error_set(err, "unknown lr schedule %d", (int)tc->schedule);
     if (!(tc->decay_frac > 0.0f && tc->decay_frac <= 1.0f))
@@ -58,9 +61,11 @@ void train_config_print(FILE *f, const TrainConfig *tc) {
             (long long)tc->steps, (long long)tc->warmup_steps, tc->lr, tc->min_lr,
             tc->schedule == SCHEDULE_COSINE ? "cosine" : "wsd");
     if (tc->schedule == SCHEDULE_WSD) fprintf(f, ", decay over last %g", tc->decay_frac);
-    fprintf(f, "), wd %g, betas %g %g, eps %g, clip %g, mask eps %g, random length %g, seed %llu\n",
+    fprintf(f, "), wd %g, betas %g %g, eps %g, clip %g, mask eps %g, random length %g, seed %llu, "
+               "%s order\n",
             tc->weight_decay, tc->beta1, tc->beta2, tc->adam_eps, tc->grad_clip, tc->mask_eps,
-            tc->random_length_prob, (unsigned long long)tc->seed);
+            tc->random_length_prob, (unsigned long long)tc->seed,
+            tc->order == ORDER_RANDOM ? "random" : "sequential");
 }
 
 float lr_at(const TrainConfig *tc, int64_t step) {

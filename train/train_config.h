@@ -10,6 +10,8 @@
 #include "train/objective.h"
 
 typedef enum { SCHEDULE_COSINE = 0, SCHEDULE_WSD = 1 } LrSchedule;
+// Where training windows come from: uniformly drawn offsets, or one pass after another.
+typedef enum { ORDER_RANDOM = 0, ORDER_SEQUENTIAL = 1 } DataOrder;
 
 typedef struct {
     Objective objective;
@@ -27,6 +29,7 @@ typedef struct {
     float mask_eps;          // MDM: t ~ U(mask_eps, 1)
     float random_length_prob;  // MDM: chance that a micro-batch is cut to a random length
     uint64_t seed;           // seeds init, data order and masking (each its own stream)
+    DataOrder order;
 } TrainConfig;
 
 TrainConfig train_config_default(void);

@@ -21,7 +21,7 @@ int trainer_init(Trainer *tr, Model *m, const TrainConfig *tc, const TokenData *
                          m->max_batch);
     size_t window = (size_t)m->cfg.seq_len + 1;
     if (data->n < window)
-        return error_set(err, "the training text has %zu tokens, fewer than seq_len + 1 = %zu",
+        return error_set(err, "the training data has %zu tokens, fewer than seq_len + 1 = %zu",
                          data->n, window);
     tr->tc = *tc;
     tr->model = m;
@@ -48,16 +48,25 @@ void trainer_free(Trainer *tr) {
     memset(tr, 0, sizeof *tr);
 }
 
+// Copies B windows of len tokens: from *pos on when pos is given, else at random offsets.
+static void draw_windows(Trainer *tr, const TokenData *data, Rng *rng_data, uint64_t *pos, int len) {
+    if (pos)
+        data_sequential_windows(data, pos, tr->tc.batch_size, len, tr->windows);
+    else
+        data_random_windows(data, rng_data, tr->tc.batch_size, len, tr->windows);
+}
+
 // Draws one micro-batch of length T from data into inputs/targets/weights.
-static void make_batch(Trainer *tr, const TokenData *data, Rng *rng_data, Rng *rng_mask, int T) {
+static void make_batch(Trainer *tr, const TokenData *data, Rng *rng_data, uint64_t *pos,
+                       Rng *rng_mask, int T) {
     const TrainConfig *tc = &tr->tc;
     int B = tc->batch_size;
     if (tc->objective == OBJECTIVE_MDM) {
-        data_random_windows(data, rng_data, B, T, tr->windows);
+        draw_windows(tr, data, rng_data, pos, T);
         mdm_noise_batch(tr->windows, B, T, tr->model->cfg.mask_token_id, tc->mask_eps, rng_mask,
                         tr->inputs, tr->targets, tr->weights, NULL);
     } else {
-        data_random_windows(data, rng_data, B, T + 1, tr->windows);
+        draw_windows(tr, data, rng_data, pos, T + 1);
         ar_shift_batch(tr->windows, B, T, tr->inputs, tr->targets, tr->weights);
     }
 }
@@ -76,7 +85,8 @@ StepStats trainer_step(Trainer *tr) {
     model_zero_grad(m);
     size_t n = (size_t)tc->batch_size * st.seq_len;
     for (int micro = 0; micro < tc->grad_accum; micro++) {
-        make_batch(tr, tr->data, &tr->rng_data, &tr->rng_mask, st.seq_len);
+        uint64_t *pos = tc->order == ORDER_SEQUENTIAL ? &tr->data_pos : NULL;
+        make_batch(tr, tr->data, &tr->rng_data, pos, &tr->rng_mask, st.seq_len);
         // each micro-batch carries 1/grad_accum of the step's loss
         for (size_t i = 0; i < n; i++) tr->weights[i] /= (float)tc->grad_accum;
         model_forward(m, tr->inputs, tc->batch_size, st.seq_len);
@@ -95,7 +105,7 @@ float trainer_eval_loss(Trainer *tr, const TokenData *data, int n_batches, uint6
     rng_seed(&rng_mask, seed_for_mask(seed));
     double total = 0.0;
     for (int i = 0; i < n_batches; i++) {
-        make_batch(tr, data, &rng_data, &rng_mask, tr->model->cfg.seq_len);
+        make_batch(tr, data, &rng_data, NULL, &rng_mask, tr->model->cfg.seq_len);
         model_forward(tr->model, tr->inputs, tr->tc.batch_size, tr->model->cfg.seq_len);
         total += model_loss(tr->model, tr->targets, tr->weights);
     }

@@ -15,7 +15,8 @@ typedef struct {
     Model *model;
     const TokenData *data;
     int64_t step;   // optimizer steps done
-    Rng rng_data;   // window offsets
+    Rng rng_data;   // window offsets (random order)
+    uint64_t data_pos;  // next window (sequential order)
     Rng rng_mask;   // MDM t, masks and random lengths
     // host batch buffers, batch_size * (seq_len + 1)
     int *windows, *inputs, *targets;

@@ -1,0 +1,175 @@
+#include "common/json.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    const char *p;
+    Error *err;
+} Parser;
+
+static void skip_space(Parser *ps) {
+    while (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\n' || *ps->p == '\r') ps->p++;
+}
+
+static int hex4(const char *p, unsigned *v) {
+    *v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0) return -1;
+        *v = *v * 16 + (unsigned)d;
+    }
+    return 0;
+}
+
+static size_t put_utf8(char *out, unsigned cp) {
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xC0 | cp >> 6);
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | cp >> 12);
+        out[1] = (char)(0x80 | (cp >> 6 & 0x3F));
+        out[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | cp >> 18);
+    out[1] = (char)(0x80 | (cp >> 12 & 0x3F));
+    out[2] = (char)(0x80 | (cp >> 6 & 0x3F));
+    out[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+// Parses a string at ps->p (on its opening quote). With out != NULL, decodes into out, which
+// must hold as many bytes as the raw string (decoding never grows it).
+static int parse_string(Parser *ps, char *out, size_t *len) {
+    if (*ps->p != '"') return error_set(ps->err, "expected a string");
+    const char *p = ps->p + 1;
+    size_t n = 0;
+    while (*p != '"') {
+        if (*p == '\0') return error_set(ps->err, "unterminated string");
+        if (*p != '\\') {
+            if (out) out[n] = *p;
+            n++;
+            p++;
+            continue;
+        }
+        p++;
+        const char *simple = strchr("\"\\/bfnrt", *p);
+        if (*p && simple) {
+            static const char decoded[] = "\"\\/\b\f\n\r\t";
+            if (out) out[n] = decoded[simple - "\"\\/bfnrt"];
+            n++;
+            p++;
+        } else if (*p == 'u') {
+            unsigned cp, lo;
+            if (hex4(p + 1, &cp)) return error_set(ps->err, "bad \\u escape");
+            p += 5;
+            if (cp >= 0xD800 && cp < 0xDC00 && p[0] == '\\' && p[1] == 'u' && !hex4(p + 2, &lo) &&
+                lo >= 0xDC00 && lo < 0xE000) {
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                p += 6;
+            }
+            char tmp[4];
+            size_t k = put_utf8(out ? out + n : tmp, cp);
+            n += k;
+        } else {
+            return error_set(ps->err, "bad escape '\\%c'", *p ? *p : '0');
+        }
+    }
+    ps->p = p + 1;
+    *len = n;
+    return 0;
+}
+
+static int skip_value(Parser *ps, int depth);
+
+// Skips an object or array whose opening bracket is at ps->p.
+static int skip_container(Parser *ps, int depth) {
+    char close = *ps->p == '{' ? '}' : ']';
+    int object = close == '}';
+    ps->p++;
+    skip_space(ps);
+    if (*ps->p == close) {
+        ps->p++;
+        return 0;
+    }
+    for (;;) {
+        size_t len;
+        if (object) {
+            if (parse_string(ps, NULL, &len)) return -1;
+            skip_space(ps);
+            if (*ps->p++ != ':') return error_set(ps->err, "expected ':'");
+        }
+        if (skip_value(ps, depth + 1)) return -1;
+        skip_space(ps);
+        if (*ps->p == close) {
+            ps->p++;
+            return 0;
+        }
+        if (*ps->p++ != ',') return error_set(ps->err, "expected ',' or '%c'", close);
+        skip_space(ps);
+    }
+}
+
+static int skip_value(Parser *ps, int depth) {
+    if (depth > 64) return error_set(ps->err, "nested too deeply");
+    skip_space(ps);
+    size_t len;
+    switch (*ps->p) {
+    case '"': return parse_string(ps, NULL, &len);
+    case '{':
+    case '[': return skip_container(ps, depth);
+    default: {
+        // numbers, true, false, null: a run of their characters
+        const char *start = ps->p;
+        while (*ps->p && strchr("+-.0123456789eEtruefalsn", *ps->p)) ps->p++;
+        return ps->p > start ? 0 : error_set(ps->err, "unexpected character '%c'", *start);
+    }
+    }
+}
+
+int json_get_string(const char *text, const char *key, char **value, size_t *len, Error *err) {
+    Parser ps = {text, err};
+    skip_space(&ps);
+    if (*ps.p != '{') return error_set(err, "not a JSON object");
+    ps.p++;
+    skip_space(&ps);
+    size_t key_len = strlen(key);
+    while (*ps.p != '}') {
+        const char *name = ps.p + 1;
+        size_t name_len;
+        if (parse_string(&ps, NULL, &name_len)) return -1;
+        int match = (size_t)(ps.p - 1 - name) == key_len && memcmp(name, key, key_len) == 0;
+        skip_space(&ps);
+        if (*ps.p++ != ':') return error_set(err, "expected ':' after a member name");
+        skip_space(&ps);
+        if (match) {
+            if (*ps.p != '"') return error_set(err, "member \"%s\" is not a string", key);
+            const char *start = ps.p;
+            if (parse_string(&ps, NULL, len)) return -1;
+            *value = malloc((size_t)(ps.p - start) + 1);
+            if (!*value) return error_set(err, "out of memory");
+            ps.p = start;
+            parse_string(&ps, *value, len);
+            (*value)[*len] = '\0';
+            return 0;
+        }
+        if (skip_value(&ps, 0)) return -1;
+        skip_space(&ps);
+        if (*ps.p == ',') {
+            ps.p++;
+            skip_space(&ps);
+        } else if (*ps.p != '}') {
+            return error_set(err, "expected ',' or '}'");
+        }
+    }
+    return 1;
+}

@@ -1,0 +1,156 @@
+#include "tokenizer/tokenizer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/file.h"
+#include "common/hash.h"
+#include "tokenizer/bytes.h"
+
+void tokenizer_init_bytes(Tokenizer *t) {
+    static const char id[] = "dllm-bytes-v1";
+    *t = (Tokenizer){
+        .kind = TOKENIZER_BYTES,
+        .vocab_size = BYTE_VOCAB_SIZE,
+        .mask_id = BYTE_MASK,
+        .bos_id = BYTE_BOS,
+        .eos_id = BYTE_EOS,
+        .pad_id = BYTE_PAD,
+        .prompt_id = BYTE_PROMPT,
+        .response_id = BYTE_RESPONSE,
+        .hash = fnv1a(FNV1A_INIT, id, sizeof id - 1),
+    };
+}
+
+int tokenizer_load(Tokenizer *t, const char *path, Error *err) {
+    if (strcmp(path, "bytes") == 0) {
+        tokenizer_init_bytes(t);
+        return 0;
+    }
+    char *proto;
+    size_t n;
+    if (file_read_all(path, &proto, &n, err)) return -1;
+    int rc = tokenizer_from_proto(t, proto, n, path, err);
+    free(proto);
+    return rc;
+}
+
+// The id of a reserved piece, which every dllm SentencePiece model has.
+static int special_id(const Tokenizer *t, const char *piece, const char *what, int *id,
+                      Error *err) {
+    *id = spm_piece_to_id(t->spm, piece);
+    if (*id < 0)
+        return error_set(err, "%s: the tokenizer has no %s piece (train it with dllm tokenizer "
+                              "train)", what, piece);
+    return 0;
+}
+
+int tokenizer_from_proto(Tokenizer *t, const char *proto, size_t n, const char *what,
+                         Error *err) {
+    memset(t, 0, sizeof *t);
+    Error why;
+    t->spm = spm_load(proto, n, &why);
+    if (!t->spm) return error_set(err, "%s: %s", what, why.msg);
+    t->kind = TOKENIZER_SPM;
+    t->vocab_size = spm_vocab_size(t->spm);
+    t->proto = malloc(n);
+    if (!t->proto) {
+        tokenizer_free(t);
+        return error_set(err, "%s: out of memory", what);
+    }
+    memcpy(t->proto, proto, n);
+    t->proto_bytes = n;
+    t->hash = fnv1a(FNV1A_INIT, proto, n);
+    if (special_id(t, "[MASK]", what, &t->mask_id, err) ||
+        special_id(t, "<s>", what, &t->bos_id, err) ||
+        special_id(t, "</s>", what, &t->eos_id, err) ||
+        special_id(t, "<pad>", what, &t->pad_id, err) ||
+        special_id(t, "<|prompt|>", what, &t->prompt_id, err) ||
+        special_id(t, "<|response|>", what, &t->response_id, err)) {
+        tokenizer_free(t);
+        return -1;
+    }
+    return 0;
+}
+
+void tokenizer_free(Tokenizer *t) {
+    if (t->spm) spm_free(t->spm);
+    free(t->proto);
+    memset(t, 0, sizeof *t);
+}
+
+int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int **ids, size_t *n,
+                     Error *err) {
+    if (t->kind == TOKENIZER_SPM) return spm_encode(t->spm, text, len, ids, n, err);
+    *ids = malloc((len + 1) * sizeof(int));
+    if (!*ids) return error_set(err, "out of memory for %zu tokens", len);
+    bytes_encode((const unsigned char *)text, len, *ids);
+    *n = len;
+    return 0;
+}
+
+// The bracketed name of a special token, or NULL for an ordinary one.
+static const char *special_name(const Tokenizer *t, int id) {
+    if (id == t->mask_id) return "[MASK]";
+    if (id == t->bos_id) return "[BOS]";
+    if (id == t->eos_id) return "[EOS]";
+    if (id == t->pad_id) return "[PAD]";
+    if (id == t->prompt_id) return "<|prompt|>";
+    if (id == t->response_id) return "<|response|>";
+    return NULL;
+}
+
+int tokenizer_is_special(const Tokenizer *t, int id) { return special_name(t, id) != NULL; }
+
+int tokenizer_decode(const Tokenizer *t, const int *ids, size_t n, char **text, Error *err) {
+    if (t->kind == TOKENIZER_SPM) return spm_decode(t->spm, ids, n, text, err);
+    char *out = malloc(n * 16 + 1);
+    if (!out) return error_set(err, "out of memory decoding %zu tokens", n);
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] >= 0 && ids[i] < 256) {
+            out[len++] = (char)ids[i];
+        } else if (ids[i] == t->prompt_id || ids[i] == t->response_id) {
+            const char *name = special_name(t, ids[i]);
+            memcpy(out + len, name, strlen(name));
+            len += strlen(name);
+        }
+    }
+    out[len] = '\0';
+    *text = out;
+    return 0;
+}
+
+// SentencePiece marks a word start with U+2581 (3 bytes in UTF-8); on screen it is a space.
+static void spm_piece_text(const char *piece, char *buf) {
+    size_t len = 0;
+    for (const char *p = piece; *p && len < TOKENIZER_PIECE_MAX - 1; p++) {
+        if (memcmp(p, "\xe2\x96\x81", 3) == 0) {
+            buf[len++] = ' ';
+            p += 2;
+        } else {
+            buf[len++] = *p;
+        }
+    }
+    buf[len] = '\0';
+}
+
+const char *tokenizer_piece(const Tokenizer *t, int id, char *buf) {
+    const char *name = special_name(t, id);
+    unsigned char byte;
+    if (id < 0 || id >= t->vocab_size) {
+        snprintf(buf, TOKENIZER_PIECE_MAX, "[?]");
+    } else if (name) {
+        snprintf(buf, TOKENIZER_PIECE_MAX, "%s", name);
+    } else if (t->kind == TOKENIZER_BYTES) {
+        buf[0] = (char)id;
+        buf[1] = '\0';
+    } else if (spm_is_byte(t->spm, id, &byte)) {
+        buf[0] = (char)byte;
+        buf[1] = '\0';
+    } else {
+        spm_piece_text(spm_id_to_piece(t->spm, id), buf);
+    }
+    return buf;
+}
