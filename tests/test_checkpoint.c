@@ -34,6 +34,8 @@ static void run_start(Run *r, Objective objective) {
     tc.objective = objective;
     tc.batch_size = 4, tc.grad_accum = 2, tc.steps = RESUME_STEPS, tc.warmup_steps = 3;
     tc.random_length_prob = objective == OBJECTIVE_MDM ? 0.3f : 0.0f;  // exercise that stream too
+    // AR reads the data in order, so its resume also depends on the stored data position
+    tc.order = objective == OBJECTIVE_AR ? ORDER_SEQUENTIAL : ORDER_RANDOM;
     Error err;
     ck_assert_msg(model_create(&r->model, &cfg, &backend_cpu, tc.batch_size, &err) == 0, "%s",
                   err.msg);
