@@ -16,13 +16,12 @@ echo "== training a masked-diffusion model on data/shards ($steps steps)"
     --d-ff 352 --log-every 50 --eval-every 200 --out runs/demo/mdm.ckpt
 
 prompt="And God said,"
-echo "== LLaDA sampler: 64 tokens in 2 blocks of 32, 64 steps, low-confidence remasking"
+# Temperature 0.8: after only a few CPU minutes greedy decoding collapses onto the most frequent
+# token (",") everywhere; sampling shows what the model has learned.
+echo "== LLaDA sampler: 64 tokens in 2 blocks of 32, 64 steps, low-confidence remasking, 3 samples"
 ./dllm sample --model runs/demo/mdm.ckpt --prompt "$prompt" --gen-length 64 --block-length 32 \
-    --steps 64 --trace runs/demo/trace.jsonl
-echo "== the same at temperature 0.8, three samples in one batch"
-./dllm sample --model runs/demo/mdm.ckpt --prompt "$prompt" --gen-length 64 --block-length 32 \
-    --steps 64 --temperature 0.8 --batch 3
+    --steps 64 --temperature 0.8 --batch 3 --trace runs/demo/trace.jsonl
 echo "== threshold decoding (0.9) with the dual block cache"
 ./dllm sample --model runs/demo/mdm.ckpt --prompt "$prompt" --gen-length 64 --block-length 32 \
-    --threshold 0.9 --cache dual
-echo "(watch it denoise: ./dllm sample --model runs/demo/mdm.ckpt --prompt \"$prompt\" --show 1)"
+    --threshold 0.9 --cache dual --temperature 0.8
+echo "(watch it denoise: ./dllm sample --model runs/demo/mdm.ckpt --prompt \"$prompt\" --temperature 0.8 --show 1)"

@@ -280,6 +280,58 @@ START_TEST(test_sample_bad_input) {
 }
 END_TEST
 
+// The path from text to samples: tokenizer train -> prepare -> train -> sample, on the
+// Genesis fixture with a SentencePiece BPE.
+START_TEST(test_tokenizer_prepare_train_sample) {
+    char args[1024];
+    snprintf(args, sizeof args, "tokenizer train --input tests/fixtures/genesis.txt --vocab 600 "
+             "--out %s/tok.model", dir);
+    Result *r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    ck_assert_msg(strstr(r->out, "600 pieces") && strstr(r->out, "[MASK] 4"), "%s", r->out);
+    snprintf(args, sizeof args, "tokenizer encode --tokenizer %s/tok.model --text 'And God said'",
+             dir);
+    r = dllm(args);
+    ck_assert_int_eq(r->status, 0);
+    char ids[256];
+    snprintf(ids, sizeof ids, "%.250s", r->out);
+    ids[strcspn(ids, "\n")] = '\0';
+    snprintf(args, sizeof args, "tokenizer decode --tokenizer %s/tok.model --ids '%s'", dir, ids);
+    r = dllm(args);
+    ck_assert_str_eq(r->out, "And God said\n");
+
+    snprintf(args, sizeof args, "prepare --tokenizer %s/tok.model --input "
+             "tests/fixtures/genesis.txt --val-fraction 0 --out %s/shards", dir, dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    ck_assert_msg(strstr(r->out, "6912 train tokens (6 documents") &&
+                  exists("shards/train_000000.bin") && exists("shards/tokenizer.model"), "%s",
+                  r->out);
+    // training picks up the tokenizer beside the shards; sampling reads it from the checkpoint
+    snprintf(args, sizeof args, "train %s --data %s/shards --steps 4 --eval-every 2 --out %s/m.ckpt",
+             tiny, dir, dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    ck_assert_msg(strstr(r->out, "tokenizer: sentencepiece, 600 tokens"), "%s", r->out);
+    snprintf(args, sizeof args, "sample --model %s/m.ckpt --prompt 'And God' --gen-length 8 "
+             "--block-length 8 --steps 4", dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    ck_assert_msg(strncmp(r->out, "And God", 7) == 0, "%s", r->out);
+    // a shard directory without its tokenizer, and shards from another tokenizer
+    snprintf(args, sizeof args, "rm %s/shards/tokenizer.model", dir);
+    ck_assert(system(args) == 0);
+    snprintf(args, sizeof args, "train %s --data %s/shards --steps 1 --out %s/x.ckpt", tiny, dir, dir);
+    assert_one_error(dllm(args), "no tokenizer.model: pass --tokenizer");
+    snprintf(args, sizeof args, "train %s --data %s/shards --tokenizer bytes --steps 1 --out %s/x.ckpt",
+             tiny, dir, dir);
+    assert_one_error(dllm(args), "train_000000.bin: tokenized with a different tokenizer");
+    snprintf(args, sizeof args, "prepare --tokenizer %s/none.model --input x --out %s/s2", dir, dir);
+    assert_one_error(dllm(args), "none.model: No such file");
+    ck_assert(!exists("x.ckpt") && !exists("s2"));
+}
+END_TEST
+
 int main(void) {
     if (access("./dllm", X_OK) != 0) {
         fprintf(stderr, "test_cli: ./dllm not found; run from the project root after make\n");
@@ -297,6 +349,7 @@ int main(void) {
     tcase_add_test(tc, test_bad_resume);
     tcase_add_test(tc, test_sample);
     tcase_add_test(tc, test_sample_bad_input);
+    tcase_add_test(tc, test_tokenizer_prepare_train_sample);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
