@@ -11,6 +11,13 @@ CXXFLAGS += -std=c++17 -Wall -Wextra -I. -MMD -MP
 SPM_LIBS := $(shell pkg-config --libs sentencepiece 2>/dev/null || echo -lsentencepiece -lsentencepiece_train)
 LDLIBS  += $(SPM_LIBS) -lstdc++ -lm -fopenmp
 
+# CUDA: built whenever nvcc is found (CI has it, with no GPU); `make CUDA=0` leaves it out.
+CUDA_HOME ?= /usr/local/cuda
+NVCC      ?= $(CUDA_HOME)/bin/nvcc
+CUDA      ?= $(if $(wildcard $(NVCC)),1,0)
+NVCCFLAGS ?= -O3 -gencode=arch=compute_90,code=sm_90 -gencode=arch=compute_80,code=sm_80
+NVCCFLAGS += -std=c++17 -I. -MMD -MP
+
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
 
@@ -21,12 +28,18 @@ CLI_SRC := $(wildcard cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 
 LIB_CXX := $(wildcard tokenizer/*.cc)
+ifeq ($(CUDA),1)
+LIB_SRC += $(wildcard kernels/cuda/*.c)
+LIB_CU  := $(wildcard kernels/cuda/*.cu)
+CFLAGS  += -DDLLM_CUDA
+LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart
+endif
 
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(LIB_CXX:%.cc=$(BUILD)/%.o)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(LIB_CXX:%.cc=$(BUILD)/%.o) $(LIB_CU:%.cu=$(BUILD)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test clean check-deps
+.PHONY: all test test-gpu bench clean check-deps
 all: dllm
 
 dllm: $(CLI_OBJ) $(BUILD)/libdllm.a
@@ -43,6 +56,10 @@ $(BUILD)/%.o: %.cc
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -c -o $@ $<
 
+$(BUILD)/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c -o $@ $<
+
 $(BUILD)/tests/%.o: tests/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
@@ -57,6 +74,20 @@ check-deps:
 test: check-deps dllm $(TEST_BIN)
 	@status=0; for t in $(TEST_BIN); do echo "== $$t"; ./$$t || status=1; done; \
 	exit $$status
+
+# On a machine with a GPU: the CUDA backend against the CPU reference (fails if no device).
+test-gpu: check-deps $(BUILD)/tests/test_gpu
+	DLLM_REQUIRE_GPU=1 ./$(BUILD)/tests/test_gpu
+
+$(BUILD)/bench/bench: bench/bench.c $(BUILD)/libdllm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+# Throughput figures (not tests): GPT-2 small and 350M sizes on a GPU, the tiny size on a CPU.
+bench: $(BUILD)/bench/bench
+	@if ./$(BUILD)/tests/test_gpu >/dev/null 2>&1 && ./$(BUILD)/bench/bench --device cuda --steps 1 --size tiny >/dev/null 2>&1; then \
+	  ./$(BUILD)/bench/bench --device cuda --size gpt2 && ./$(BUILD)/bench/bench --device cuda --size 350m; \
+	else ./$(BUILD)/bench/bench --device cpu --size tiny --steps 5; fi
 
 clean:
 	rm -rf $(BUILD) dllm

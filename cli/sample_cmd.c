@@ -146,7 +146,7 @@ static double now_seconds(void) {
 
 int cmd_sample(int argc, char **argv) {
     SamplerConfig sc = sampler_config_default();
-    const char *model_path = NULL, *prompt = "", *prompt_file = NULL, *device = "cpu",
+    const char *model_path = NULL, *prompt = "", *prompt_file = NULL, *device = "auto",
                *sampler = "auto",
                *remasking = "low_confidence", *cache = "none", *trace_path = NULL;
     int batch = 1, show = 0;
@@ -155,7 +155,7 @@ int cmd_sample(int argc, char **argv) {
         {"prompt", FLAG_STRING, &prompt, "text the generation continues", 0},
         {"prompt-file", FLAG_STRING, &prompt_file,
          "one prompt per line, all generated together (instead of --prompt)", 0},
-        {"device", FLAG_STRING, &device, "backend: cpu or cuda", 0},
+        {"device", FLAG_STRING, &device, "auto (cuda when a GPU is present), cpu or cuda", 0},
         {"sampler", FLAG_STRING, &sampler, "auto (by the checkpoint), llada or ar", 0},
         {"gen-length", FLAG_INT, &sc.gen_length, "tokens to generate", 0},
         {"block-length", FLAG_INT, &sc.block_length, "llada: tokens per block (divides gen-length)", 0},

@@ -97,7 +97,7 @@ static int load_tokenizer(const TrainOptions *o, const Dataset *ds, Checkpoint *
 int cmd_train(int argc, char **argv) {
     ModelConfig mc = model_config_default();
     TrainConfig tc = train_config_default();
-    TrainOptions o = {.out = "dllm.ckpt", .device = "cpu", .objective = "mdm",
+    TrainOptions o = {.out = "dllm.ckpt", .device = "auto", .objective = "mdm",
                       .schedule = "cosine", .order = "random", .log_every = 10, .eval_every = 100,
                       .eval_batches = 4, .save_every = 0, .val_frac = 0.05f};
     Flag flags[] = {
@@ -109,7 +109,7 @@ int cmd_train(int argc, char **argv) {
         {"order", FLAG_STRING, &o.order, "random or sequential windows", 0},
         {"out", FLAG_STRING, &o.out, "checkpoint to write (at the end and every --save-every)", 0},
         {"resume", FLAG_STRING, &o.resume, "continue from this checkpoint (fixes the configs)", 0},
-        {"device", FLAG_STRING, &o.device, "backend: cpu or cuda", 0},
+        {"device", FLAG_STRING, &o.device, "auto (cuda when a GPU is present), cpu or cuda", 0},
         {"objective", FLAG_STRING, &o.objective, "mdm (masked diffusion) or ar (baseline)", 0},
         {"n-layer", FLAG_INT, &mc.n_layer, "transformer layers", 0},
         {"n-head", FLAG_INT, &mc.n_head, "attention heads", 0},

@@ -2,12 +2,34 @@
 #include <string.h>
 
 #include "kernels/backend.h"
+#ifdef DLLM_CUDA
+#include "kernels/cuda/cuda_ops.h"
+#endif
+
+int backend_cuda_available(void) {
+#ifdef DLLM_CUDA
+    return cuda_device_count() > 0;
+#else
+    return 0;
+#endif
+}
 
 const Backend *backend_by_name(const char *name, Error *err) {
     if (strcmp(name, "cpu") == 0) return &backend_cpu;
-    if (strcmp(name, "cuda") == 0)
-        error_set(err, "--device cuda: the CUDA backend is not part of this build yet");
-    else
-        error_set(err, "--device %s: unknown device (expected cpu or cuda)", name);
+#ifdef DLLM_CUDA
+    if (strcmp(name, "cuda") == 0 || strcmp(name, "auto") == 0) {
+        if (backend_cuda_available()) return &backend_cuda;
+        if (strcmp(name, "auto") == 0) return &backend_cpu;
+        error_set(err, "--device cuda: no CUDA device found");
+        return NULL;
+    }
+#else
+    if (strcmp(name, "auto") == 0) return &backend_cpu;
+    if (strcmp(name, "cuda") == 0) {
+        error_set(err, "--device cuda: this build has no CUDA backend (nvcc was not found)");
+        return NULL;
+    }
+#endif
+    error_set(err, "--device %s: unknown device (expected auto, cpu or cuda)", name);
     return NULL;
 }

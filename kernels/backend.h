@@ -92,8 +92,12 @@ typedef struct {
 } Backend;
 
 extern const Backend backend_cpu;
+extern const Backend backend_cuda;  // only in builds with CUDA (DLLM_CUDA)
 
-// "cpu" (always) or "cuda" (when built with it); NULL and a message otherwise.
+// "cpu", "cuda" (built with CUDA and a device present), or "auto": cuda when it is available,
+// else cpu. NULL and a message otherwise.
 const Backend *backend_by_name(const char *name, Error *err);
+// 1 when this build has the CUDA backend and a CUDA device is present.
+int backend_cuda_available(void);
 
 #endif

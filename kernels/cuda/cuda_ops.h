@@ -1,0 +1,72 @@
+// The CUDA ops behind backend_cuda (kernels/cuda/*.cu): one twin for each CPU reference op in
+// kernels/cpu/cpu_ops.h, with the same arguments and the same "backward adds" convention.
+// Every pointer is device memory. Reductions run in a fixed order, so results do not change
+// from run to run (no atomics): the determinism that bit-exact resumes need.
+#ifndef DLLM_CUDA_OPS_H
+#define DLLM_CUDA_OPS_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// Aborts with the call site and CUDA's message: a failed launch or copy leaves the device in a
+// state no caller can repair, so this is the one place dllm exits outside the CLI.
+void cuda_check(int status, const char *what, const char *file, int line);
+#define CUDA_CHECK(call) cuda_check((int)(call), #call, __FILE__, __LINE__)
+// Checks the last launch.
+#define CUDA_CHECK_LAUNCH() cuda_check((int)cudaGetLastError(), "kernel launch", __FILE__, __LINE__)
+
+// Number of usable CUDA devices (0 without a GPU or driver).
+int cuda_device_count(void);
+void *cuda_alloc(size_t bytes);
+void cuda_free(void *ptr);
+void cuda_zero(void *ptr, size_t bytes);
+void cuda_to_device(void *dst, const void *src, size_t bytes);
+void cuda_to_host(void *dst, const void *src, size_t bytes);
+void cuda_copy(void *dst, const void *src, size_t bytes);
+// Scratch memory for ops that need some (attention backward, sums), grown on demand; one
+// user at a time (ops run one after another on the default stream).
+void *cuda_scratch(size_t bytes);
+
+void cuda_embedding_forward(float *out, const int *tokens, const float *table, int N, int C);
+void cuda_embedding_backward(float *dtable, const float *dout, const int *tokens, int N, int C);
+void cuda_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int N,
+                          int C, float eps);
+void cuda_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
+                           const float *weight, const float *rstd, int N, int C);
+void cuda_matmul_forward(float *out, const float *inp, const float *weight, int N, int C_in,
+                         int C_out);
+void cuda_matmul_backward(float *dinp, float *dweight, const float *dout, const float *inp,
+                          const float *weight, int N, int C_in, int C_out);
+// 1: matmuls multiply in bf16 (fp32 inputs, outputs and accumulation); 0: full fp32.
+void cuda_matmul_set_bf16(int on);
+void cuda_rope_forward(float *x, const float *cos, const float *sin, int B, int T, int pos0, int H,
+                       int head_dim);
+void cuda_rope_backward(float *dx, const float *cos, const float *sin, int B, int T, int pos0,
+                        int H, int head_dim);
+void cuda_attention_forward(float *out, float *probs, const float *q, const float *k,
+                            const float *v, const int *key_start, int B, int Tq, int Tk,
+                            int q_pos0, int H, int head_dim, int causal);
+void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
+                             const float *probs, const float *q, const float *k, const float *v,
+                             int B, int T, int H, int head_dim);
+void cuda_swiglu_forward(float *out, const float *gate, const float *up, size_t n);
+void cuda_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+                          const float *up, size_t n);
+void cuda_add(float *out, const float *a, const float *b, size_t n);
+void cuda_cross_entropy_forward(float *losses, const float *logits, const int *targets, int N,
+                                int V);
+void cuda_cross_entropy_backward(float *dlogits, const float *logits, const int *targets,
+                                 const float *weights, int N, int V);
+double cuda_sum_squares(const float *x, size_t n);
+void cuda_scale(float *x, size_t n, float s);
+void cuda_adamw_update(float *params, const float *grads, float *m, float *v, size_t n, float lr,
+                       float beta1, float beta2, float eps, float weight_decay, long t);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

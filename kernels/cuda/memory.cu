@@ -1,0 +1,86 @@
+// Device memory, error checks, scratch space, and the deterministic sum of squares.
+#include <cuda_runtime.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/reduce.cuh"
+
+extern "C" void cuda_check(int status, const char *what, const char *file, int line) {
+    if (status == 0) return;
+    // cudaError_t and cublasStatus_t both use 0 for success; name the runtime's errors
+    const char *msg = status < 1000 ? cudaGetErrorString((cudaError_t)status) : "cuBLAS error";
+    fprintf(stderr, "dllm: CUDA error %d (%s) in %s at %s:%d\n", status, msg, what, file, line);
+    exit(1);
+}
+
+extern "C" int cuda_device_count(void) {
+    int n = 0;
+    return cudaGetDeviceCount(&n) == cudaSuccess ? n : 0;
+}
+
+extern "C" void *cuda_alloc(size_t bytes) {
+    void *p = NULL;
+    if (cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess) {
+        cudaGetLastError();  // clear the sticky error: the caller reports out of memory
+        return NULL;
+    }
+    CUDA_CHECK(cudaMemset(p, 0, bytes));
+    return p;
+}
+
+extern "C" void cuda_free(void *ptr) { CUDA_CHECK(cudaFree(ptr)); }
+extern "C" void cuda_zero(void *ptr, size_t bytes) { CUDA_CHECK(cudaMemset(ptr, 0, bytes)); }
+
+extern "C" void cuda_to_device(void *dst, const void *src, size_t bytes) {
+    CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+}
+
+extern "C" void cuda_to_host(void *dst, const void *src, size_t bytes) {
+    CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
+}
+
+extern "C" void cuda_copy(void *dst, const void *src, size_t bytes) {
+    CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice));
+}
+
+static void *scratch;
+static size_t scratch_bytes;
+
+extern "C" void *cuda_scratch(size_t bytes) {
+    if (bytes > scratch_bytes) {
+        if (scratch) CUDA_CHECK(cudaFree(scratch));
+        CUDA_CHECK(cudaMalloc(&scratch, bytes));
+        scratch_bytes = bytes;
+    }
+    return scratch;
+}
+
+#define SUM_BLOCKS 1024
+#define SUM_THREADS 256
+
+// Each block sums a fixed strided subset in double: the same grouping on every run.
+__global__ void sum_squares_kernel(double *partial, const float *x, size_t n) {
+    double s = 0.0;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        s += (double)x[i] * x[i];
+    __shared__ double buf[SUM_THREADS];
+    buf[threadIdx.x] = s;
+    __syncthreads();
+    for (int stride = blockDim.x / 2; stride > 0; stride >>= 1) {
+        if (threadIdx.x < stride) buf[threadIdx.x] += buf[threadIdx.x + stride];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) partial[blockIdx.x] = buf[0];
+}
+
+extern "C" double cuda_sum_squares(const float *x, size_t n) {
+    double *partial = (double *)cuda_scratch(SUM_BLOCKS * sizeof(double));
+    sum_squares_kernel<<<SUM_BLOCKS, SUM_THREADS>>>(partial, x, n);
+    CUDA_CHECK_LAUNCH();
+    double host[SUM_BLOCKS], total = 0.0;
+    CUDA_CHECK(cudaMemcpy(host, partial, sizeof host, cudaMemcpyDeviceToHost));
+    for (int i = 0; i < SUM_BLOCKS; i++) total += host[i];
+    return total;
+}

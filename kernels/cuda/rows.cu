@@ -1,0 +1,125 @@
+// Row ops, one thread block per row: RMSNorm, the cross-entropy loss, and the token embedding.
+// Column sums (RMSNorm's dweight, the embedding gradient) give each column one thread that
+// walks the rows in order: deterministic, no atomics.
+#include <cuda_runtime.h>
+#include <math.h>
+
+#include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/reduce.cuh"
+
+#define ROW_THREADS 256
+
+__global__ void rmsnorm_forward_kernel(float *out, float *rstd, const float *inp,
+                                       const float *weight, int C, float eps) {
+    const float *x = inp + (size_t)blockIdx.x * C;
+    float *y = out + (size_t)blockIdx.x * C;
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < C; i += blockDim.x) ss += x[i] * x[i];
+    float r = rsqrtf(block_sum(ss) / C + eps);
+    for (int i = threadIdx.x; i < C; i += blockDim.x) y[i] = x[i] * r * weight[i];
+    if (threadIdx.x == 0) rstd[blockIdx.x] = r;
+}
+
+__global__ void rmsnorm_backward_kernel(float *dinp, const float *dout, const float *inp,
+                                        const float *weight, const float *rstd, int C) {
+    size_t row = (size_t)blockIdx.x * C;
+    float r = rstd[blockIdx.x], dot = 0.0f;
+    for (int i = threadIdx.x; i < C; i += blockDim.x) dot += weight[i] * dout[row + i] * inp[row + i];
+    float coef = r * r * block_sum(dot) / C;
+    for (int i = threadIdx.x; i < C; i += blockDim.x)
+        dinp[row + i] += r * (weight[i] * dout[row + i] - inp[row + i] * coef);
+}
+
+__global__ void rmsnorm_dweight_kernel(float *dweight, const float *dout, const float *inp,
+                                       const float *rstd, int N, int C) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= C) return;
+    float s = 0.0f;
+    for (int n = 0; n < N; n++) s += dout[(size_t)n * C + i] * inp[(size_t)n * C + i] * rstd[n];
+    dweight[i] += s;
+}
+
+__global__ void cross_entropy_forward_kernel(float *losses, const float *logits,
+                                             const int *targets, int V) {
+    const float *x = logits + (size_t)blockIdx.x * V;
+    float m = -INFINITY;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) m = fmaxf(m, x[i]);
+    m = block_max(m);
+    float sum = 0.0f;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) sum += expf(x[i] - m);
+    sum = block_sum(sum);
+    if (threadIdx.x == 0) losses[blockIdx.x] = logf(sum) + m - x[targets[blockIdx.x]];
+}
+
+// The softmax is recomputed from the logits: nothing of size N x V is stored besides them.
+__global__ void cross_entropy_backward_kernel(float *dlogits, const float *logits,
+                                              const int *targets, const float *weights, int V) {
+    float w = weights[blockIdx.x];
+    if (w == 0.0f) return;
+    const float *x = logits + (size_t)blockIdx.x * V;
+    float *dx = dlogits + (size_t)blockIdx.x * V;
+    float m = -INFINITY;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) m = fmaxf(m, x[i]);
+    m = block_max(m);
+    float sum = 0.0f;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) sum += expf(x[i] - m);
+    float inv = 1.0f / block_sum(sum);
+    int target = targets[blockIdx.x];
+    for (int i = threadIdx.x; i < V; i += blockDim.x)
+        dx[i] += w * expf(x[i] - m) * inv - (i == target ? w : 0.0f);
+}
+
+__global__ void embedding_forward_kernel(float *out, const int *tokens, const float *table, int C) {
+    const float *src = table + (size_t)tokens[blockIdx.x] * C;
+    float *dst = out + (size_t)blockIdx.x * C;
+    for (int i = threadIdx.x; i < C; i += blockDim.x) dst[i] = src[i];
+}
+
+__global__ void embedding_backward_kernel(float *dtable, const float *dout, const int *tokens,
+                                          int N, int C) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    for (int n = 0; n < N; n++) dtable[(size_t)tokens[n] * C + c] += dout[(size_t)n * C + c];
+}
+
+static unsigned column_blocks(int C) { return (unsigned)((C + ROW_THREADS - 1) / ROW_THREADS); }
+
+extern "C" void cuda_rmsnorm_forward(float *out, float *rstd, const float *inp,
+                                     const float *weight, int N, int C, float eps) {
+    rmsnorm_forward_kernel<<<N, ROW_THREADS>>>(out, rstd, inp, weight, C, eps);
+    CUDA_CHECK_LAUNCH();
+}
+
+extern "C" void cuda_rmsnorm_backward(float *dinp, float *dweight, const float *dout,
+                                      const float *inp, const float *weight, const float *rstd,
+                                      int N, int C) {
+    rmsnorm_backward_kernel<<<N, ROW_THREADS>>>(dinp, dout, inp, weight, rstd, C);
+    CUDA_CHECK_LAUNCH();
+    rmsnorm_dweight_kernel<<<column_blocks(C), ROW_THREADS>>>(dweight, dout, inp, rstd, N, C);
+    CUDA_CHECK_LAUNCH();
+}
+
+extern "C" void cuda_cross_entropy_forward(float *losses, const float *logits, const int *targets,
+                                           int N, int V) {
+    cross_entropy_forward_kernel<<<N, ROW_THREADS>>>(losses, logits, targets, V);
+    CUDA_CHECK_LAUNCH();
+}
+
+extern "C" void cuda_cross_entropy_backward(float *dlogits, const float *logits,
+                                            const int *targets, const float *weights, int N,
+                                            int V) {
+    cross_entropy_backward_kernel<<<N, ROW_THREADS>>>(dlogits, logits, targets, weights, V);
+    CUDA_CHECK_LAUNCH();
+}
+
+extern "C" void cuda_embedding_forward(float *out, const int *tokens, const float *table, int N,
+                                       int C) {
+    embedding_forward_kernel<<<N, ROW_THREADS>>>(out, tokens, table, C);
+    CUDA_CHECK_LAUNCH();
+}
+
+extern "C" void cuda_embedding_backward(float *dtable, const float *dout, const int *tokens,
+                                        int N, int C) {
+    embedding_backward_kernel<<<column_blocks(C), ROW_THREADS>>>(dtable, dout, tokens, N, C);
+    CUDA_CHECK_LAUNCH();
+}

@@ -1,0 +1,377 @@
+// The CUDA backend against the CPU reference: every op on random inputs, the whole model's
+// logits, loss and gradients, 20 training steps, bit-identical reruns, and greedy sampling.
+// `make test-gpu` runs it on a lent GPU. Without a device it prints "skipped: no CUDA device"
+// and runs no checks, so nothing is counted as passed.
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/backend.h"
+#include "model/model.h"
+#include "sampler/sampler.h"
+#include "tests/testutil.h"
+#include "train/trainer.h"
+
+#ifdef DLLM_CUDA
+#include "kernels/cuda/cuda_ops.h"
+
+static const Backend *gpu = &backend_cuda, *cpu = &backend_cpu;
+
+// ||a - b|| / ||b|| over n values, in double; NaN or Inf never passes.
+static double rel_error(const float *a, const float *b, size_t n) {
+    double d = 0.0, r = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(a[i])) return INFINITY;
+        d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        r += (double)b[i] * b[i];
+    }
+    return r > 0.0 ? sqrt(d / r) : sqrt(d);
+}
+
+// A device copy of n host values of 4 bytes (floats or ints).
+static void *up(const void *host, size_t n) {
+    void *d = gpu->alloc(n * 4);
+    gpu->to_device(d, host, n * 4);
+    return d;
+}
+
+// Device buffer d (n floats) against the CPU's result.
+static void expect_close(const char *what, const float *d, const float *ref, size_t n,
+                         double tol) {
+    float *h = malloc(n * sizeof(float));
+    gpu->to_host(h, d, n * sizeof(float));
+    double e = rel_error(h, ref, n);
+    printf("  %-34s rel error %.2e (tolerance %.0e)\n", what, e, tol);
+    ck_assert_msg(e <= tol, "%s: relative error %g over %g", what, e, tol);
+    free(h);
+}
+
+static float *randn(size_t n, uint64_t seed) {
+    float *x = malloc(n * sizeof(float));
+    fill_normal(x, n, seed, 1.0f);
+    return x;
+}
+
+static void check_matmul(int bf16, double tol) {
+    int N = 96, C = 80, K = 72;
+    cuda_matmul_set_bf16(bf16);
+    float *x = randn((size_t)N * C, 1), *w = randn((size_t)K * C, 2), *dy = randn((size_t)N * K, 3);
+    // the backward adds: start both sides from the same random gradients
+    float *dx = randn((size_t)N * C, 4), *dw = randn((size_t)K * C, 5), *out = malloc((size_t)N * K * 4);
+    float *gx = up(x, (size_t)N * C), *gw = up(w, (size_t)K * C), *gdy = up(dy, (size_t)N * K);
+    float *gdx = up(dx, (size_t)N * C), *gdw = up(dw, (size_t)K * C), *gout = gpu->alloc((size_t)N * K * 4);
+    cpu->matmul_forward(out, x, w, N, C, K);
+    gpu->matmul_forward(gout, gx, gw, N, C, K);
+    cpu->matmul_backward(dx, dw, dy, x, w, N, C, K);
+    gpu->matmul_backward(gdx, gdw, gdy, gx, gw, N, C, K);
+    const char *mode = bf16 ? "bf16" : "fp32";
+    char name[64];
+    snprintf(name, sizeof name, "matmul forward (%s)", mode);
+    expect_close(name, gout, out, (size_t)N * K, tol);
+    snprintf(name, sizeof name, "matmul dinp (%s)", mode);
+    expect_close(name, gdx, dx, (size_t)N * C, tol);
+    snprintf(name, sizeof name, "matmul dweight (%s)", mode);
+    expect_close(name, gdw, dw, (size_t)K * C, tol);
+    free(x), free(w), free(dy), free(dx), free(dw), free(out);
+    gpu->free(gx), gpu->free(gw), gpu->free(gdy), gpu->free(gdx), gpu->free(gdw), gpu->free(gout);
+    cuda_matmul_set_bf16(1);
+}
+
+START_TEST(test_matmul) {
+    check_matmul(0, 1e-5);
+    check_matmul(1, 1e-2);
+}
+END_TEST
+
+START_TEST(test_row_ops) {
+    int N = 64, C = 96, V = 300;
+    float *x = randn((size_t)N * C, 11), *w = randn(C, 12), *dy = randn((size_t)N * C, 13);
+    float *y = malloc((size_t)N * C * 4), *rstd = malloc(N * 4);
+    float *dx = randn((size_t)N * C, 14), *dw = randn(C, 15);
+    float *gx = up(x, (size_t)N * C), *gw = up(w, C), *gdy = up(dy, (size_t)N * C);
+    float *gy = gpu->alloc((size_t)N * C * 4), *grstd = gpu->alloc(N * 4);
+    float *gdx = up(dx, (size_t)N * C), *gdw = up(dw, C);
+    cpu->rmsnorm_forward(y, rstd, x, w, N, C, 1e-5f);
+    gpu->rmsnorm_forward(gy, grstd, gx, gw, N, C, 1e-5f);
+    expect_close("rmsnorm forward", gy, y, (size_t)N * C, 1e-5);
+    expect_close("rmsnorm rstd", grstd, rstd, N, 1e-5);
+    cpu->rmsnorm_backward(dx, dw, dy, x, w, rstd, N, C);
+    gpu->rmsnorm_backward(gdx, gdw, gdy, gx, gw, grstd, N, C);
+    expect_close("rmsnorm dinp", gdx, dx, (size_t)N * C, 1e-5);
+    expect_close("rmsnorm dweight", gdw, dw, C, 1e-5);
+
+    // cross-entropy: some rows weighted 0 (no gradient), targets anywhere in the vocabulary
+    float *logits = randn((size_t)N * V, 16), *weights = randn(N, 17);
+    float *dlogits = randn((size_t)N * V, 18), *losses = malloc(N * 4);
+    int *targets = malloc(N * sizeof(int));
+    for (int n = 0; n < N; n++) targets[n] = (n * 97 + 13) % V;
+    for (int n = 0; n < N; n += 3) weights[n] = 0.0f;
+    float *glogits = up(logits, (size_t)N * V), *gweights = up(weights, N);
+    float *gdlogits = up(dlogits, (size_t)N * V), *glosses = gpu->alloc(N * 4);
+    int *gtargets = up(targets, N);
+    cpu->cross_entropy_forward(losses, logits, targets, N, V);
+    gpu->cross_entropy_forward(glosses, glogits, gtargets, N, V);
+    expect_close("cross-entropy forward", glosses, losses, N, 1e-5);
+    cpu->cross_entropy_backward(dlogits, logits, targets, weights, N, V);
+    gpu->cross_entropy_backward(gdlogits, glogits, gtargets, gweights, N, V);
+    expect_close("cross-entropy backward", gdlogits, dlogits, (size_t)N * V, 1e-5);
+
+    // embedding: tokens repeat, so gradient rows collide
+    int rows = 50;
+    float *table = randn((size_t)rows * C, 19), *dtable = randn((size_t)rows * C, 20);
+    int *tokens = malloc(N * sizeof(int));
+    for (int n = 0; n < N; n++) tokens[n] = (n * 7) % rows;
+    float *gtable = up(table, (size_t)rows * C), *gdtable = up(dtable, (size_t)rows * C);
+    int *gtokens = up(tokens, N);
+    cpu->embedding_forward(y, tokens, table, N, C);
+    gpu->embedding_forward(gy, gtokens, gtable, N, C);
+    expect_close("embedding forward", gy, y, (size_t)N * C, 0.0);
+    cpu->embedding_backward(dtable, dy, tokens, N, C);
+    gpu->embedding_backward(gdtable, gdy, gtokens, N, C);
+    expect_close("embedding backward", gdtable, dtable, (size_t)rows * C, 1e-6);
+    free(x), free(w), free(dy), free(y), free(rstd), free(dx), free(dw), free(logits);
+    free(weights), free(dlogits), free(losses), free(targets), free(table), free(dtable), free(tokens);
+    void *g[] = {gx, gw, gdy, gy, grstd, gdx, gdw, glogits, gweights, gdlogits, glosses, gtargets,
+                 gtable, gdtable, gtokens};
+    for (size_t i = 0; i < sizeof g / sizeof g[0]; i++) gpu->free(g[i]);
+}
+END_TEST
+
+START_TEST(test_elementwise_and_optimizer) {
+    size_t n = 100003;  // not a multiple of any block size
+    float *a = randn(n, 21), *b = randn(n, 22), *c = randn(n, 23), *d = randn(n, 24);
+    float *out = malloc(n * 4);
+    float *ga = up(a, n), *gb = up(b, n), *gc = up(c, n), *gd = up(d, n), *gout = gpu->alloc(n * 4);
+    cpu->swiglu_forward(out, a, b, n);
+    gpu->swiglu_forward(gout, ga, gb, n);
+    expect_close("swiglu forward", gout, out, n, 1e-6);
+    cpu->swiglu_backward(c, d, out, a, b, n);
+    gpu->swiglu_backward(gc, gd, gout, ga, gb, n);
+    expect_close("swiglu dgate", gc, c, n, 1e-6);
+    expect_close("swiglu dup", gd, d, n, 1e-6);
+    cpu->add(out, a, b, n);
+    gpu->add(gout, ga, gb, n);
+    expect_close("add", gout, out, n, 0.0);
+    double s_cpu = cpu->sum_squares(a, n), s_gpu = gpu->sum_squares(ga, n);
+    printf("  sum of squares: cpu %.10g gpu %.10g\n", s_cpu, s_gpu);
+    ck_assert(fabs(s_cpu - s_gpu) <= 1e-12 * s_cpu);
+    cpu->scale(a, n, 0.37f);
+    gpu->scale(ga, n, 0.37f);
+    expect_close("scale", ga, a, n, 0.0);
+    // AdamW: params a, grads b, moments c (m) and |d| (v >= 0)
+    for (size_t i = 0; i < n; i++) d[i] = fabsf(d[i]);
+    gpu->to_device(gd, d, n * 4);
+    for (long t = 1; t <= 3; t++) {
+        cpu->adamw_update(a, b, c, d, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, t);
+        gpu->adamw_update(ga, gb, gc, gd, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, t);
+    }
+    expect_close("adamw params", ga, a, n, 1e-6);
+    expect_close("adamw m", gc, c, n, 1e-6);
+    expect_close("adamw v", gd, d, n, 1e-6);
+    free(a), free(b), free(c), free(d), free(out);
+    gpu->free(ga), gpu->free(gb), gpu->free(gc), gpu->free(gd), gpu->free(gout);
+}
+END_TEST
+
+START_TEST(test_rope_and_attention) {
+    int B = 2, T = 40, H = 2, hd = 16, C = H * hd, half = hd / 2;
+    size_t n = (size_t)B * T * C, np = (size_t)B * H * T * T;
+    float *cs = malloc((size_t)T * half * 4), *sn = malloc((size_t)T * half * 4);
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < half; i++) {
+            float angle = t * powf(10000.0f, -2.0f * i / hd);
+            cs[t * half + i] = cosf(angle), sn[t * half + i] = sinf(angle);
+        }
+    float *gcs = up(cs, (size_t)T * half), *gsn = up(sn, (size_t)T * half);
+    float *x = randn(n, 31), *gx = up(x, n);
+    cpu->rope_forward(x, cs, sn, B, T, 0, H, hd);
+    gpu->rope_forward(gx, gcs, gsn, B, T, 0, H, hd);
+    expect_close("rope forward", gx, x, n, 1e-6);
+    cpu->rope_backward(x, cs, sn, B, T - 8, 8, H, hd);  // a later window of positions
+    gpu->rope_backward(gx, gcs, gsn, B, T - 8, 8, H, hd);
+    expect_close("rope backward (pos0 8)", gx, x, n, 1e-6);
+
+    float *q = randn(n, 32), *k = randn(n, 33), *v = randn(n, 34), *dout = randn(n, 35);
+    float *gq = up(q, n), *gk = up(k, n), *gv = up(v, n), *gdout = up(dout, n);
+    float *out = malloc(n * 4), *probs = malloc(np * 4), *gout = gpu->alloc(n * 4), *gprobs = gpu->alloc(np * 4);
+    int key_start[2] = {0, 5};
+    int *gks = up(key_start, 2);
+    for (int causal = 0; causal <= 1; causal++) {
+        cpu->attention_forward(out, probs, q, k, v, key_start, B, T, T, 0, H, hd, causal);
+        gpu->attention_forward(gout, gprobs, gq, gk, gv, gks, B, T, T, 0, H, hd, causal);
+        expect_close(causal ? "attention forward, causal" : "attention forward, bidir", gout,
+                     out, n, 1e-5);
+        expect_close("attention probs", gprobs, probs, np, 1e-5);
+        // training backward: no key_start
+        cpu->attention_forward(out, probs, q, k, v, NULL, B, T, T, 0, H, hd, causal);
+        gpu->attention_forward(gout, gprobs, gq, gk, gv, NULL, B, T, T, 0, H, hd, causal);
+        float *dq = randn(n, 36), *dk = randn(n, 37), *dv = randn(n, 38);
+        float *gdq = up(dq, n), *gdk = up(dk, n), *gdv = up(dv, n);
+        cpu->attention_backward(dq, dk, dv, dout, probs, q, k, v, B, T, H, hd);
+        gpu->attention_backward(gdq, gdk, gdv, gdout, gprobs, gq, gk, gv, B, T, H, hd);
+        expect_close("attention dq", gdq, dq, n, 1e-5);
+        expect_close("attention dk", gdk, dk, n, 1e-5);
+        expect_close("attention dv", gdv, dv, n, 1e-5);
+        free(dq), free(dk), free(dv);
+        gpu->free(gdq), gpu->free(gdk), gpu->free(gdv);
+    }
+    // the KV-cache case: 8 query rows at positions 32.. against all 40 keys
+    int Tq = 8;
+    size_t nq = (size_t)B * Tq * C;
+    cpu->attention_forward(out, probs, q, k, v, key_start, B, Tq, T, 32, H, hd, 1);
+    gpu->attention_forward(gout, gprobs, gq, gk, gv, gks, B, Tq, T, 32, H, hd, 1);
+    expect_close("attention forward, 8 of 40 rows", gout, out, nq, 1e-5);
+    free(cs), free(sn), free(x), free(q), free(k), free(v), free(dout), free(out), free(probs);
+    void *g[] = {gcs, gsn, gx, gq, gk, gv, gdout, gout, gprobs, gks};
+    for (size_t i = 0; i < sizeof g / sizeof g[0]; i++) gpu->free(g[i]);
+}
+END_TEST
+
+static ModelConfig small_config(int causal) {
+    ModelConfig c = model_config_default();
+    c.n_layer = 2, c.n_head = 4, c.d_model = 64, c.d_ff = 176, c.seq_len = 32;
+    c.causal = causal;
+    return c;
+}
+
+// The same model on both backends: host weights of std `std` uploaded to each.
+static void twin_models(Model *mc, Model *mg, int causal, int max_batch, float std) {
+    ModelConfig cfg = small_config(causal);
+    Error err;
+    ck_assert_msg(model_create(mc, &cfg, cpu, max_batch, &err) == 0, "%s", err.msg);
+    ck_assert_msg(model_create(mg, &cfg, gpu, max_batch, &err) == 0, "%s", err.msg);
+    fill_normal(mc->params, mc->n_params, 77, std);
+    gpu->to_device(mg->params, mc->params, mc->n_params * sizeof(float));
+}
+
+START_TEST(test_whole_model) {
+    int B = 4, T = 32, N = B * T;
+    for (int causal = 0; causal <= 1; causal++) {
+        Model mc, mg;
+        twin_models(&mc, &mg, causal, B, 0.1f);
+        int *tokens = malloc(N * sizeof(int)), *targets = malloc(N * sizeof(int));
+        float *weights = malloc(N * sizeof(float));
+        for (int n = 0; n < N; n++) {
+            targets[n] = (n * 37 + 11) % 256;
+            tokens[n] = n % 3 == 0 && !causal ? mc.cfg.mask_token_id : targets[n];
+            weights[n] = 1.0f / N;
+        }
+        cuda_matmul_set_bf16(0);
+        model_zero_grad(&mc);
+        model_zero_grad(&mg);
+        model_forward(&mc, tokens, B, T);
+        model_forward(&mg, tokens, B, T);
+        float lc = model_loss(&mc, targets, weights), lg = model_loss(&mg, targets, weights);
+        printf("  %s loss: cpu %.6f gpu %.6f\n", causal ? "AR " : "MDM", lc, lg);
+        ck_assert(fabsf(lc - lg) <= 1e-4f * fabsf(lc));
+        expect_close("model logits (fp32)", mg.acts.logits, mc.acts.logits,
+                     (size_t)N * mc.cfg.vocab_size, 1e-4);
+        model_backward(&mc);
+        model_backward(&mg);
+        expect_close("model gradients (fp32)", mg.grads, mc.grads, mc.n_params, 1e-3);
+        cuda_matmul_set_bf16(1);
+        model_forward(&mg, tokens, B, T);
+        expect_close("model logits (bf16)", mg.acts.logits, mc.acts.logits,
+                     (size_t)N * mc.cfg.vocab_size, 3e-2);
+        free(tokens), free(targets), free(weights);
+        model_free(&mc);
+        model_free(&mg);
+    }
+}
+END_TEST
+
+// n_steps MDM training steps on the verse text from the seeded init; losses into out.
+static void train_steps(const Backend *be, int n_steps, float *out, float *final_params) {
+    TokenData data = verse_data();
+    ModelConfig cfg = small_config(0);
+    TrainConfig tc = train_config_default();
+    tc.batch_size = 8, tc.steps = n_steps, tc.warmup_steps = 5, tc.lr = 3e-3f;
+    Model m;
+    Trainer tr;
+    Error err;
+    ck_assert_msg(model_create(&m, &cfg, be, tc.batch_size, &err) == 0, "%s", err.msg);
+    model_init_params(&m, seed_for_init(tc.seed));
+    ck_assert_msg(trainer_init(&tr, &m, &tc, &data, &err) == 0, "%s", err.msg);
+    for (int s = 0; s < n_steps; s++) out[s] = trainer_step(&tr).loss;
+    if (final_params) be->to_host(final_params, m.params, m.n_params * sizeof(float));
+    trainer_free(&tr);
+    model_free(&m);
+    data_free(&data);
+}
+
+START_TEST(test_training_tracks_cpu_and_is_deterministic) {
+    enum { STEPS = 20 };
+    float lc[STEPS], lg[STEPS], lg2[STEPS];
+    train_steps(cpu, STEPS, lc, NULL);
+    ModelConfig cfg = small_config(0);
+    size_t n = param_count(&cfg);
+    float *p1 = malloc(n * 4), *p2 = malloc(n * 4);
+    train_steps(gpu, STEPS, lg, p1);  // bf16 matmuls
+    train_steps(gpu, STEPS, lg2, p2);
+    for (int s = 0; s < STEPS; s++) {
+        if (s % 5 == 4) printf("  step %2d loss: cpu %.4f gpu %.4f\n", s + 1, lc[s], lg[s]);
+        ck_assert_msg(fabsf(lc[s] - lg[s]) <= 0.03f * lc[s], "step %d: cpu %f gpu %f", s, lc[s],
+                      lg[s]);
+    }
+    ck_assert_mem_eq(lg, lg2, sizeof lg);  // the same seed: the same bits
+    ck_assert_mem_eq(p1, p2, n * 4);
+    free(p1), free(p2);
+}
+END_TEST
+
+START_TEST(test_greedy_sampling_matches_cpu) {
+    cuda_matmul_set_bf16(0);
+    for (int causal = 0; causal <= 1; causal++) {
+        Model mc, mg;
+        twin_models(&mc, &mg, causal, 2, 0.3f);
+        SamplerConfig sc = sampler_config_default();
+        sc.gen_length = 16, sc.block_length = 8, sc.steps = 8, sc.temperature = 0.0f;
+        sc.eos_id = -1;
+        int prompt[5] = {'a', 'b', 'c', 'd', 'e'};
+        const int *prompts[2] = {prompt, prompt + 2};
+        int lens[2] = {5, 3}, out_c[2 * 21], out_g[2 * 21], len_c[2], len_g[2];
+        SampleStats st;
+        Error err;
+        int (*gen)(Model *, const SamplerConfig *, const int *const *, const int *, int, int *,
+                   int *, SampleStats *, StepCallback, void *, Error *) =
+            causal ? ar_generate : llada_generate;
+        ck_assert_msg(gen(&mc, &sc, prompts, lens, 2, out_c, len_c, &st, NULL, NULL, &err) == 0,
+                      "%s", err.msg);
+        ck_assert_msg(gen(&mg, &sc, prompts, lens, 2, out_g, len_g, &st, NULL, NULL, &err) == 0,
+                      "%s", err.msg);
+        ck_assert_mem_eq(out_c, out_g, sizeof out_c);
+        printf("  %s greedy sampling: same %d tokens on cpu and gpu\n", causal ? "AR " : "MDM",
+               2 * 21);
+        model_free(&mc);
+        model_free(&mg);
+    }
+    cuda_matmul_set_bf16(1);
+}
+END_TEST
+
+int main(void) {
+    if (!backend_cuda_available()) {
+        printf("test_gpu: skipped: no CUDA device\n");
+        return getenv("DLLM_REQUIRE_GPU") ? 1 : 0;
+    }
+    Suite *s = suite_create("gpu");
+    TCase *tc = tcase_create("cuda vs cpu");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_matmul);
+    tcase_add_test(tc, test_row_ops);
+    tcase_add_test(tc, test_elementwise_and_optimizer);
+    tcase_add_test(tc, test_rope_and_attention);
+    tcase_add_test(tc, test_whole_model);
+    tcase_add_test(tc, test_training_tracks_cpu_and_is_deterministic);
+    tcase_add_test(tc, test_greedy_sampling_matches_cpu);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
+#else
+int main(void) {
+    printf("test_gpu: skipped: no CUDA device (this build has no CUDA backend)\n");
+    return getenv("DLLM_REQUIRE_GPU") ? 1 : 0;
+}
+#endif
