@@ -81,7 +81,7 @@ test-gpu: check-deps $(BUILD)/tests/test_gpu
 
 $(BUILD)/bench/bench: bench/bench.c $(BUILD)/libdllm.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $(filter %.c %.a,$^) $(LDLIBS)
 
 # Throughput figures (not tests): GPT-2 small and 350M sizes on a GPU, the tiny size on a CPU.
 bench: $(BUILD)/bench/bench
