@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "kernels/backend.h"
 #include "tests/testutil.h"
 
 typedef struct {
@@ -105,6 +106,10 @@ START_TEST(test_bad_flags) {
     assert_one_error(dllm(args), "--lr: missing value");
     snprintf(args, sizeof args, "train --data %s/text.txt --device tpu", dir);
     assert_one_error(dllm(args), "unknown device");
+    if (!backend_cuda_available()) {  // CI: no GPU, so cuda is refused in one line
+        snprintf(args, sizeof args, "train --data %s/text.txt --device cuda", dir);
+        assert_one_error(dllm(args), "--device cuda: ");
+    }
     snprintf(args, sizeof args, "train --data %s/text.txt --d-model 30 --out %s/x.ckpt", dir, dir);
     assert_one_error(dllm(args), "multiple of n_head");
     assert_one_error(dllm("train"), "--data FILE is required");
