@@ -121,3 +121,16 @@ int flags_split_list(char *list, const char **items, int max) {
     for (char *tok = strtok(list, ","); tok && n < max; tok = strtok(NULL, ",")) items[n++] = tok;
     return n;
 }
+
+int cli_fail(const char *msg) {
+    fprintf(stderr, "dllm: %s\n", msg);
+    return 1;
+}
+
+int flags_parse_command(Flag *flags, int n_flags, int argc, char **argv, const char *usage) {
+    Error err;
+    int rc = flags_parse(flags, n_flags, argc, argv, &err);
+    if (rc == 1) flags_print_help(stdout, usage, flags, n_flags);
+    if (rc < 0) cli_fail(err.msg);
+    return rc;
+}

@@ -25,6 +25,12 @@ const Flag *flags_find(const Flag *flags, int n_flags, const char *name);
 int flags_choice(const char *flag, const char *value, const char *const *choices, int n,
                  Error *err);
 
+// For commands: parses, and on --help prints the usage and flags (returns 1), on a bad flag
+// prints the one error line (returns -1); 0 means go on. A command returns `rc < 0` then.
+int flags_parse_command(Flag *flags, int n_flags, int argc, char **argv, const char *usage);
+// Prints "dllm: msg" as the command's one error line; returns the exit code 1.
+int cli_fail(const char *msg);
+
 // Splits a comma-separated list in place into at most max items; returns the count.
 int flags_split_list(char *list, const char **items, int max);
 

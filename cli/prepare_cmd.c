@@ -21,32 +21,18 @@ int cmd_prepare(int argc, char **argv) {
         {"shard-tokens", FLAG_INT64, &o.shard_tokens, "tokens per shard", 0},
     };
     int n_flags = sizeof flags / sizeof flags[0];
+    int rc = flags_parse_command(flags, n_flags, argc, argv,
+                                 "usage: dllm prepare --tokenizer M --input FILES --out DIR");
+    if (rc) return rc < 0;
+    if (!tok_path || !input || !o.out_dir)
+        return cli_fail("prepare: --tokenizer, --input and --out are required");
+    if (!(val_fraction >= 0 && val_fraction < 1) || o.shard_tokens < 1)
+        return cli_fail("prepare: --val-fraction must be in [0, 1), --shard-tokens >= 1");
     Error err;
-    int rc = flags_parse(flags, n_flags, argc, argv, &err);
-    if (rc == 1) {
-        flags_print_help(stdout, "usage: dllm prepare --tokenizer M --input FILES --out DIR",
-                         flags, n_flags);
-        return 0;
-    }
-    if (rc < 0) {
-        fprintf(stderr, "dllm: %s\n", err.msg);
-        return 1;
-    }
-    if (!tok_path || !input || !o.out_dir) {
-        fprintf(stderr, "dllm: prepare: --tokenizer, --input and --out are required\n");
-        return 1;
-    }
-    if (!(val_fraction >= 0 && val_fraction < 1) || o.shard_tokens < 1) {
-        fprintf(stderr, "dllm: prepare: --val-fraction must be in [0, 1), --shard-tokens >= 1\n");
-        return 1;
-    }
     o.val_fraction = val_fraction;
     o.progress = isatty(STDERR_FILENO);
     Tokenizer t;
-    if (tokenizer_load(&t, tok_path, &err)) {
-        fprintf(stderr, "dllm: %s\n", err.msg);
-        return 1;
-    }
+    if (tokenizer_load(&t, tok_path, &err)) return cli_fail(err.msg);
     char *list = strdup(input);
     const char *inputs[256];
     o.inputs = inputs;
@@ -59,7 +45,7 @@ int cmd_prepare(int argc, char **argv) {
                (long long)r.tokens[0], (long long)r.docs[0], r.shards[0],
                (long long)r.tokens[1], (long long)r.docs[1], r.shards[1], (long long)r.bytes);
     else
-        fprintf(stderr, "dllm: %s\n", err.msg);
+        cli_fail(err.msg);
     free(list);
     tokenizer_free(&t);
     return rc ? 1 : 0;

@@ -133,11 +133,6 @@ static void observe(void *user, const StepEvent *ev) {
     if (o->show) draw_frame(o, ev);
 }
 
-static int fail(const char *msg) {
-    fprintf(stderr, "dllm: %s\n", msg);
-    return 1;
-}
-
 static double now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -174,29 +169,25 @@ int cmd_sample(int argc, char **argv) {
         {"trace", FLAG_STRING, &trace_path, "write one JSON line per step to this file", 0},
     };
     int n_flags = sizeof flags / sizeof flags[0];
+    int rc = flags_parse_command(flags, n_flags, argc, argv,
+                                 "usage: dllm sample --model CKPT --prompt TEXT [flags]");
+    if (rc) return rc < 0;
     Error err;
-    int rc = flags_parse(flags, n_flags, argc, argv, &err);
-    if (rc == 1) {
-        flags_print_help(stdout, "usage: dllm sample --model CKPT --prompt TEXT [flags]", flags,
-                         n_flags);
-        return 0;
-    }
-    if (rc < 0) return fail(err.msg);
-    if (!model_path) return fail("sample: --model CKPT is required (see --help)");
+    if (!model_path) return cli_fail("sample: --model CKPT is required (see --help)");
     int which = flags_choice("sampler", sampler, sampler_names, 3, &err);
     int remask = flags_choice("remasking", remasking, remasking_names, 2, &err);
     int cache_mode = flags_choice("cache", cache, cache_names, 3, &err);
-    if (which < 0 || remask < 0 || cache_mode < 0) return fail(err.msg);
+    if (which < 0 || remask < 0 || cache_mode < 0) return cli_fail(err.msg);
     sc.remasking = (Remasking)remask;
     sc.cache = (CacheMode)cache_mode;
-    if (batch < 1) return fail("sample: --batch must be >= 1");
+    if (batch < 1) return cli_fail("sample: --batch must be >= 1");
     const Backend *be = backend_by_name(device, &err);
-    if (!be) return fail(err.msg);
+    if (!be) return cli_fail(err.msg);
 
     // The model is sized for its rows, which depend on the prompts, which need the
     // checkpoint's tokenizer: read the tokenizer first, then create the model.
     Checkpoint ck;
-    if (checkpoint_load(model_path, &ck, &err)) return fail(err.msg);
+    if (checkpoint_load(model_path, &ck, &err)) return cli_fail(err.msg);
     Tokenizer tok = ck.tokenizer;
     memset(&ck.tokenizer, 0, sizeof ck.tokenizer);
     Prompts pr = {0};
@@ -211,7 +202,7 @@ int cmd_sample(int argc, char **argv) {
     if (rc) {
         prompts_free(&pr);
         tokenizer_free(&tok);
-        return fail(err.msg);
+        return cli_fail(err.msg);
     }
     sc.eos_id = tok.eos_id;
     if (which == 0) which = m.cfg.causal ? 2 : 1;
@@ -237,7 +228,7 @@ int cmd_sample(int argc, char **argv) {
             free(row_prompts), free(row_lens), free(out), free(lengths), model_free(&m);
             prompts_free(&pr);
             tokenizer_free(&tok);
-            return fail(err.msg);
+            return cli_fail(err.msg);
         }
     }
     SampleStats st;
@@ -278,5 +269,5 @@ int cmd_sample(int argc, char **argv) {
     prompts_free(&pr);
     model_free(&m);
     tokenizer_free(&tok);
-    return rc ? fail(err.msg) : 0;
+    return rc ? cli_fail(err.msg) : 0;
 }

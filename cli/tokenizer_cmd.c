@@ -9,11 +9,6 @@
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/tokenizer_train.h"
 
-static int fail(const char *msg) {
-    fprintf(stderr, "dllm: %s\n", msg);
-    return 1;
-}
-
 static int tokenizer_train_cmd(int argc, char **argv) {
     const char *input = NULL, *out = NULL, *type = "bpe";
     TokenizerTrainOptions o = {.vocab_size = 4096, .max_sentence_length = 4192,
@@ -30,17 +25,13 @@ static int tokenizer_train_cmd(int argc, char **argv) {
         {"threads", FLAG_INT, &o.threads, "training threads", 0},
     };
     int n_flags = sizeof flags / sizeof flags[0];
+    int rc = flags_parse_command(flags, n_flags, argc, argv,
+                                 "usage: dllm tokenizer train --input FILES --out M.model");
+    if (rc) return rc < 0;
     Error err;
-    int rc = flags_parse(flags, n_flags, argc, argv, &err);
-    if (rc == 1) {
-        flags_print_help(stdout, "usage: dllm tokenizer train --input FILES --out M.model",
-                         flags, n_flags);
-        return 0;
-    }
-    if (rc < 0) return fail(err.msg);
-    if (!input || !out) return fail("tokenizer train: --input and --out are required");
+    if (!input || !out) return cli_fail("tokenizer train: --input and --out are required");
     if (o.vocab_size < 16 || o.max_sentence_length < 64 || max_sentences < 1 || o.threads < 1)
-        return fail("tokenizer train: needs --vocab >= 16, --max-sentence-length >= 64, "
+        return cli_fail("tokenizer train: needs --vocab >= 16, --max-sentence-length >= 64, "
                     "--max-sentences >= 1, --threads >= 1");
     char *list = strdup(input);
     const char *inputs[256];
@@ -51,13 +42,13 @@ static int tokenizer_train_cmd(int argc, char **argv) {
     TokenizerTrainReport report;
     rc = tokenizer_train(&o, out, &report, &err);
     free(list);
-    if (rc) return fail(err.msg);
+    if (rc) return cli_fail(err.msg);
     if (report.split_lines > 0)
         fprintf(stderr, "warning: %ld of %ld lines were longer than %d bytes and were split "
                         "at spaces (SentencePiece skips such lines silently)\n",
                 report.split_lines, report.lines, o.max_sentence_length);
     Tokenizer t;
-    if (tokenizer_load(&t, out, &err)) return fail(err.msg);
+    if (tokenizer_load(&t, out, &err)) return cli_fail(err.msg);
     printf("wrote %s: %s, %d pieces from %ld lines | [MASK] %d, BOS %d, EOS %d, PAD %d, "
            "<|prompt|> %d, <|response|> %d\n", out, type, t.vocab_size, report.lines, t.mask_id,
            t.bos_id, t.eos_id, t.pad_id, t.prompt_id, t.response_id);
@@ -73,18 +64,14 @@ static int tokenizer_convert_cmd(int argc, char **argv, int encode) {
         {encode ? "text" : "ids", FLAG_STRING, &text,
          encode ? "the text to encode (required)" : "space-separated ids (required)", 0},
     };
+    int rc = flags_parse_command(flags, 2, argc, argv,
+                                 encode ? "usage: dllm tokenizer encode --tokenizer M --text S"
+                                        : "usage: dllm tokenizer decode --tokenizer M --ids S");
+    if (rc) return rc < 0;
     Error err;
-    int rc = flags_parse(flags, 2, argc, argv, &err);
-    if (rc == 1) {
-        flags_print_help(stdout, encode ? "usage: dllm tokenizer encode --tokenizer M --text S"
-                                        : "usage: dllm tokenizer decode --tokenizer M --ids S",
-                         flags, 2);
-        return 0;
-    }
-    if (rc < 0) return fail(err.msg);
-    if (!path || !text) return fail("tokenizer: --tokenizer and --text/--ids are required");
+    if (!path || !text) return cli_fail("tokenizer: --tokenizer and --text/--ids are required");
     Tokenizer t;
-    if (tokenizer_load(&t, path, &err)) return fail(err.msg);
+    if (tokenizer_load(&t, path, &err)) return cli_fail(err.msg);
     int *ids = NULL;
     size_t n = 0;
     char *decoded = NULL;
@@ -109,7 +96,7 @@ static int tokenizer_convert_cmd(int argc, char **argv, int encode) {
     free(ids);
     free(decoded);
     tokenizer_free(&t);
-    return rc ? fail(err.msg) : 0;
+    return rc ? cli_fail(err.msg) : 0;
 }
 
 int cmd_tokenizer(int argc, char **argv) {

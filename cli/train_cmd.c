@@ -37,11 +37,6 @@ typedef struct {
     float val_frac;
 } TrainOptions;
 
-static int fail(const char *msg) {
-    fprintf(stderr, "dllm: %s\n", msg);
-    return 1;
-}
-
 // Runs the loop from tr->step to tc.steps, logging, evaluating and saving along the way.
 static int run_training(Trainer *tr, const TokenData *val, const Tokenizer *t,
                         const TrainOptions *o, Error *err) {
@@ -141,21 +136,18 @@ int cmd_train(int argc, char **argv) {
         {"save-every", FLAG_INT, &o.save_every, "steps between checkpoints (0: only at the end)", 0},
     };
     int n_flags = sizeof flags / sizeof flags[0];
+    int rc = flags_parse_command(flags, n_flags, argc, argv,
+                                 "usage: dllm train --data FILE [flags]");
+    if (rc) return rc < 0;
     Error err;
-    int rc = flags_parse(flags, n_flags, argc, argv, &err);
-    if (rc == 1) {
-        flags_print_help(stdout, "usage: dllm train --data FILE [flags]", flags, n_flags);
-        return 0;
-    }
-    if (rc < 0) return fail(err.msg);
-    if (!o.data) return fail("train: --data FILE is required (see --help)");
+    if (!o.data) return cli_fail("train: --data FILE is required (see --help)");
     if (o.log_every < 1 || o.eval_batches < 1 || o.eval_every < 0 || o.save_every < 0)
-        return fail("train: --log-every and --eval-batches must be >= 1, --eval-every and "
+        return cli_fail("train: --log-every and --eval-batches must be >= 1, --eval-every and "
                     "--save-every >= 0");
-    if (!(o.val_frac >= 0.0f && o.val_frac < 1.0f)) return fail("train: --val-frac must be in [0, 1)");
+    if (!(o.val_frac >= 0.0f && o.val_frac < 1.0f)) return cli_fail("train: --val-frac must be in [0, 1)");
 
     const Backend *be = backend_by_name(o.device, &err);
-    if (!be) return fail(err.msg);
+    if (!be) return cli_fail(err.msg);
 
     Checkpoint ck = {0};
     if (o.resume) {
@@ -164,9 +156,9 @@ int cmd_train(int argc, char **argv) {
                 snprintf(err.msg, sizeof err.msg,
                          "train: --%s cannot be combined with --resume (the checkpoint fixes it)",
                          fixed_on_resume[i]);
-                return fail(err.msg);
+                return cli_fail(err.msg);
             }
-        if (checkpoint_load(o.resume, &ck, &err)) return fail(err.msg);
+        if (checkpoint_load(o.resume, &ck, &err)) return cli_fail(err.msg);
         int64_t steps = tc.steps;
         mc = ck.header.model;
         tc = ck.header.train;
@@ -175,7 +167,7 @@ int cmd_train(int argc, char **argv) {
         int obj = flags_choice("objective", o.objective, objective_names, 2, &err);
         int sched = flags_choice("schedule", o.schedule, schedule_names, 2, &err);
         int order = flags_choice("order", o.order, order_names, 2, &err);
-        if (obj < 0 || sched < 0 || order < 0) return fail(err.msg);
+        if (obj < 0 || sched < 0 || order < 0) return cli_fail(err.msg);
         tc.objective = (Objective)obj;
         tc.schedule = (LrSchedule)sched;
         tc.order = (DataOrder)order;
@@ -185,7 +177,7 @@ int cmd_train(int argc, char **argv) {
     Dataset ds;
     if (dataset_open(&ds, o.data, o.val_frac, &err)) {
         checkpoint_free(&ck);
-        return fail(err.msg);
+        return cli_fail(err.msg);
     }
     Tokenizer tok = {0};
     int status = load_tokenizer(&o, &ds, &ck, &tok, &err);
@@ -222,7 +214,7 @@ int cmd_train(int argc, char **argv) {
         }
         model_free(&model);
     }
-    if (status) fail(err.msg);
+    if (status) cli_fail(err.msg);
     tokenizer_free(&tok);
     dataset_close(&ds);
     checkpoint_free(&ck);
