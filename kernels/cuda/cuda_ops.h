@@ -11,12 +11,10 @@
 extern "C" {
 #endif
 
-// Aborts with the call site and CUDA's message: a failed launch or copy leaves the device in a
-// state no caller can repair, so this is the one place dllm exits outside the CLI.
-void cuda_check(int status, const char *what, const char *file, int line);
-#define CUDA_CHECK(call) cuda_check((int)(call), #call, __FILE__, __LINE__)
-// Checks the last launch.
-#define CUDA_CHECK_LAUNCH() cuda_check((int)cudaGetLastError(), "kernel launch", __FILE__, __LINE__)
+// Aborts naming the call site and the library's message: a failed launch or copy leaves the
+// device in a state no caller can repair, so this is the one place dllm exits outside the CLI.
+// The .cu files check through kernels/cuda/check.cuh.
+void cuda_fail(const char *message, const char *what, const char *file, int line);
 
 // Number of usable CUDA devices (0 without a GPU or driver).
 int cuda_device_count(void);

@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 #include <math.h>
 
+#include "kernels/cuda/check.cuh"
 #include "kernels/cuda/cuda_ops.h"
 
 static unsigned blocks_for(size_t n, int threads) { return (unsigned)((n + threads - 1) / threads); }

@@ -1,6 +1,7 @@
 // Rotary position embedding, in place: one thread per rotated pair (the CPU twin's formula).
 #include <cuda_runtime.h>
 
+#include "kernels/cuda/check.cuh"
 #include "kernels/cuda/cuda_ops.h"
 
 __global__ void rope_kernel(float *x, const float *cos, const float *sin, int T, int pos0, int H,
