@@ -10,16 +10,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/progress.h"
 #include "kernels/backend.h"
 #include "model/model.h"
 #include "sampler/sampler.h"
 #include "train/trainer.h"
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static ModelConfig size_config(const char *size) {
     ModelConfig c = model_config_default();

@@ -9,11 +9,13 @@
 
 #include "cli/commands.h"
 #include "cli/flags.h"
+#include "common/progress.h"
 #include "kernels/backend.h"
 #include "model/model.h"
 #include "sampler/sampler.h"
 #include "tokenizer/tokenizer.h"
 #include "train/checkpoint.h"
+#include "train/run_dir.h"
 
 static const char *const sampler_names[] = {"auto", "llada", "ar"};
 static const char *const remasking_names[] = {"low_confidence", "random"};
@@ -133,12 +135,6 @@ static void observe(void *user, const StepEvent *ev) {
     if (o->show) draw_frame(o, ev);
 }
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 int cmd_sample(int argc, char **argv) {
     SamplerConfig sc = sampler_config_default();
     const char *model_path = NULL, *prompt = "", *prompt_file = NULL, *device = "auto",
@@ -146,7 +142,7 @@ int cmd_sample(int argc, char **argv) {
                *remasking = "low_confidence", *cache = "none", *trace_path = NULL;
     int batch = 1, show = 0;
     Flag flags[] = {
-        {"model", FLAG_STRING, &model_path, "checkpoint written by dllm train (required)", 0},
+        {"model", FLAG_STRING, &model_path, "a run directory (its newest checkpoint) or a .ckpt file (required)", 0},
         {"prompt", FLAG_STRING, &prompt, "text the generation continues", 0},
         {"prompt-file", FLAG_STRING, &prompt_file,
          "one prompt per line, all generated together (instead of --prompt)", 0},
@@ -187,7 +183,10 @@ int cmd_sample(int argc, char **argv) {
     // The model is sized for its rows, which depend on the prompts, which need the
     // checkpoint's tokenizer: read the tokenizer first, then create the model.
     Checkpoint ck;
-    if (checkpoint_load(model_path, &ck, &err)) return cli_fail(err.msg);
+    char chosen[4200];
+    int skipped;
+    if (checkpoint_load_latest(model_path, &ck, chosen, sizeof chosen, &skipped, &err))
+        return cli_fail(err.msg);
     Tokenizer tok = ck.tokenizer;
     memset(&ck.tokenizer, 0, sizeof ck.tokenizer);
     Prompts pr = {0};

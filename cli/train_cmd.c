@@ -1,16 +1,25 @@
-// dllm train: flags -> model and training configs -> trainer loop -> checkpoint.
+// dllm train: flags -> model and training configs -> trainer loop in a run directory
+// (JSON log, periodic / best checkpoints, validation, clean stop on SIGINT / SIGTERM).
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli/commands.h"
 #include "cli/flags.h"
+#include "common/progress.h"
 #include "kernels/backend.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "train/checkpoint.h"
 #include "train/data.h"
+#include "train/eval.h"
+#include "train/run_dir.h"
 #include "train/trainer.h"
 
 static const char *const objective_names[] = {"mdm", "ar"};
@@ -25,48 +34,133 @@ static const char *const fixed_on_resume[] = {
     "mask-eps",  "random-length-prob", "seed", "order", "tokenizer",
 };
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 typedef struct {
-    const char *data, *tokenizer, *out, *resume, *device, *objective, *schedule, *order;
-    int log_every, eval_every, eval_batches, save_every;
+    const char *data, *tokenizer, *run, *resume, *device, *objective, *schedule, *order;
+    int log_every, eval_every, eval_windows, eval_mc, save_every, keep, max_skips;
+    uint64_t eval_seed;
     float val_frac;
 } TrainOptions;
 
-// Runs the loop from tr->step to tc.steps, logging, evaluating and saving along the way.
-static int run_training(Trainer *tr, const TokenData *val, const Tokenizer *t,
-                        const TrainOptions *o, Error *err) {
+// SIGINT / SIGTERM only raise this flag: the loop finishes its step, saves and exits.
+static volatile sig_atomic_t stop_signal = 0;
+
+static void on_stop_signal(int sig) { stop_signal = sig; }
+
+static void catch_stop_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+typedef struct {
+    Trainer *tr;
+    const TokenData *val;
+    const Tokenizer *tokenizer;
+    const TrainOptions *o;
+    RunDir rd;
+    int tty;           // stdout is a terminal: one status line redrawn in place
+    double t0;         // when this process started training
+    int64_t step0;     // the step it started from
+    double last_val;   // NAN until the first evaluation
+    double last_draw;  // when the status line was last drawn
+} Run;
+
+// A line that stays: on a terminal it replaces the status line, which the next step redraws.
+static void print_line(const Run *r, const char *fmt, ...) {
+    if (r->tty) fputs("\r\033[K", stdout);
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    fflush(stdout);
+}
+
+static void report_step(Run *r, const StepStats *st, double dt) {
+    const TrainConfig *tc = &r->tr->tc;
+    int64_t s = r->tr->step;
+    double tokens = (double)tc->batch_size * tc->grad_accum * st->seq_len;
+    double elapsed = now_seconds() - r->t0;
+    run_log_train(&r->rd, s, st, tokens / dt, elapsed);
+    char loss[32];
+    snprintf(loss, sizeof loss, st->skipped ? "%.4f (skipped)" : "%.4f", st->loss);
+    if (!r->tty) {
+        if (s % r->o->log_every == 0 || s == tc->steps || s == 1 || st->skipped)
+            print_line(r, "step %6lld/%lld | loss %s | lr %.2e | grad norm %.3f | %.1f ms | "
+                          "%.0f tok/s\n", (long long)s, (long long)tc->steps, loss, st->lr,
+                       st->grad_norm, dt * 1e3, tokens / dt);
+        return;
+    }
+    if (now_seconds() - r->last_draw < 0.1 && s < tc->steps) return;  // ~10 frames a second
+    r->last_draw = now_seconds();
+    char bar[32], spent[16], eta[16], val[32] = "";
+    progress_bar(bar, 20, (double)s / tc->steps);
+    format_duration(spent, sizeof spent, elapsed);
+    format_duration(eta, sizeof eta, elapsed / (double)(s - r->step0) * (double)(tc->steps - s));
+    if (!isnan(r->last_val)) snprintf(val, sizeof val, " | val %.4f", r->last_val);
+    printf("\r\033[Kstep %lld/%lld %s %3.0f%% | loss %s%s | %.0f tok/s | %s, ETA %s",
+           (long long)s, (long long)tc->steps, bar, 100.0 * s / tc->steps, loss, val,
+           tokens / dt, spent, eta);
+    fflush(stdout);
+}
+
+static int evaluate(Run *r, Error *err) {
+    EvalResult res;
+    int64_t s = r->tr->step;
+    if (eval_heldout(r->tr->model, r->val, r->o->eval_windows, r->o->eval_mc, r->o->eval_seed,
+                     &res, err))
+        return -1;
+    run_log_eval(&r->rd, s, &res, now_seconds() - r->t0);
+    r->last_val = res.nats_per_token;
+    int best;
+    if (run_dir_save_best(&r->rd, r->tr, r->tokenizer, res.nats_per_token, &best, err)) return -1;
+    print_line(r, "step %6lld | val %.4f nats/token | %s %.2f | %lld tokens%s%s\n", (long long)s,
+               res.nats_per_token, r->tr->model->cfg.causal ? "ppl" : "ppl <=", res.ppl,
+               (long long)res.tokens, r->tr->model->cfg.causal ? "" : " (ELBO)",
+               best ? " | best, saved best.ckpt" : "");
+    return 0;
+}
+
+// Runs the loop from tr->step to tc.steps: logging, evaluating and saving along the way.
+// Returns 0 when done, 128 + signal when stopped by one (after saving), -1 on an error.
+static int run_training(Run *r, Error *err) {
+    Trainer *tr = r->tr;
     const TrainConfig *tc = &tr->tc;
-    double t0 = now_seconds();
-    while (tr->step < tc->steps) {
+    const TrainOptions *o = r->o;
+    int skips = 0;
+    catch_stop_signals();
+    while (tr->step < tc->steps && !stop_signal) {
         double t_step = now_seconds();
         StepStats st = trainer_step(tr);
-        double dt = now_seconds() - t_step;
+        report_step(r, &st, now_seconds() - t_step);
         int64_t s = tr->step;
-        if (s % o->log_every == 0 || s == tc->steps || s == 1) {
-            double tokens = (double)tc->batch_size * tc->grad_accum * st.seq_len;
-            printf("step %6lld/%lld | loss %.4f | lr %.2e | grad norm %.3f | %.1f ms | %.0f tok/s\n",
-                   (long long)s, (long long)tc->steps, st.loss, st.lr, st.grad_norm, dt * 1e3,
-                   tokens / dt);
-            fflush(stdout);
+        skips = st.skipped ? skips + 1 : 0;
+        if (skips >= o->max_skips) {
+            run_log_event(&r->rd, s, "diverged", "non-finite loss or gradients");
+            return error_set(err, "train: %d steps in a row with a non-finite loss or gradients "
+                                  "(up to step %lld): stopped without saving; the run's last "
+                                  "checkpoint is untouched", skips, (long long)s);
         }
-        if (val && o->eval_every > 0 && (s % o->eval_every == 0 || s == tc->steps)) {
-            float vl = trainer_eval_loss(tr, val, o->eval_batches, tc->seed);
-            printf("step %6lld | val loss %.4f\n", (long long)s, vl);
-            fflush(stdout);
-        }
+        if (r->val && o->eval_every > 0 && (s % o->eval_every == 0 || s == tc->steps) &&
+            evaluate(r, err))
+            return -1;
         if (o->save_every > 0 && s % o->save_every == 0 && s < tc->steps) {
-            if (checkpoint_save(o->out, tr, t, err)) return -1;
-            printf("saved %s at step %lld\n", o->out, (long long)s);
+            if (run_dir_save(&r->rd, tr, r->tokenizer, err)) return -1;
+            if (!r->tty) print_line(r, "saved %s/step_%08lld.ckpt\n", r->rd.dir, (long long)s);
         }
     }
-    if (checkpoint_save(o->out, tr, t, err)) return -1;
-    printf("done: %lld steps in %.1f s, saved %s\n", (long long)tc->steps, now_seconds() - t0,
-           o->out);
+    if (run_dir_save(&r->rd, tr, r->tokenizer, err)) return -1;
+    if (stop_signal) {
+        const char *name = stop_signal == SIGINT ? "SIGINT" : "SIGTERM";
+        run_log_event(&r->rd, tr->step, "interrupted", name);
+        print_line(r, "%s at step %lld: saved %s/step_%08lld.ckpt (--resume %s continues)\n",
+                   name, (long long)tr->step, r->rd.dir, (long long)tr->step, r->rd.dir);
+        return 128 + stop_signal;
+    }
+    run_log_event(&r->rd, tr->step, "done", "");
+    print_line(r, "done: %lld steps in %.1f s, saved %s/step_%08lld.ckpt\n",
+               (long long)tc->steps, now_seconds() - r->t0, r->rd.dir, (long long)tr->step);
     return 0;
 }
 
@@ -89,12 +183,31 @@ static int load_tokenizer(const TrainOptions *o, const Dataset *ds, Checkpoint *
                      o->data);
 }
 
+// --run, else the resumed run's directory, else runs/DATE-TIME.
+static void default_run_dir(const TrainOptions *o, char *out, size_t cap) {
+    struct stat st;
+    if (o->run) {
+        snprintf(out, cap, "%s", o->run);
+    } else if (o->resume && stat(o->resume, &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(out, cap, "%s", o->resume);
+    } else if (o->resume) {
+        const char *slash = strrchr(o->resume, '/');
+        snprintf(out, cap, "%.*s", slash ? (int)(slash - o->resume) : 1, slash ? o->resume : ".");
+    } else {
+        time_t now = time(NULL);
+        char stamp[32];
+        strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
+        snprintf(out, cap, "runs/%s", stamp);
+    }
+}
+
 int cmd_train(int argc, char **argv) {
     ModelConfig mc = model_config_default();
     TrainConfig tc = train_config_default();
-    TrainOptions o = {.out = "dllm.ckpt", .device = "auto", .objective = "mdm",
-                      .schedule = "cosine", .order = "random", .log_every = 10, .eval_every = 100,
-                      .eval_batches = 4, .save_every = 0, .val_frac = 0.05f};
+    TrainOptions o = {.device = "auto", .objective = "mdm", .schedule = "cosine",
+                      .order = "random", .log_every = 10, .eval_every = 100, .eval_windows = 32,
+                      .eval_mc = 8, .eval_seed = 1234, .save_every = 100, .keep = 3,
+                      .max_skips = 5, .val_frac = 0.05f};
     Flag flags[] = {
         {"data", FLAG_STRING, &o.data,
          "shard directory (dllm prepare, llm.c), one .bin shard, or a text file read as bytes "
@@ -102,8 +215,11 @@ int cmd_train(int argc, char **argv) {
         {"tokenizer", FLAG_STRING, &o.tokenizer,
          "SentencePiece .model or 'bytes' (default: the shard directory's tokenizer.model)", 0},
         {"order", FLAG_STRING, &o.order, "random or sequential windows", 0},
-        {"out", FLAG_STRING, &o.out, "checkpoint to write (at the end and every --save-every)", 0},
-        {"resume", FLAG_STRING, &o.resume, "continue from this checkpoint (fixes the configs)", 0},
+        {"run", FLAG_STRING, &o.run,
+         "run directory: log.jsonl, step_*.ckpt, best.ckpt (default: runs/DATE-TIME; on "
+         "--resume: the resumed run's)", 0},
+        {"resume", FLAG_STRING, &o.resume,
+         "continue a run: its directory (newest complete checkpoint) or one .ckpt file", 0},
         {"device", FLAG_STRING, &o.device, "auto (cuda when a GPU is present), cpu or cuda", 0},
         {"objective", FLAG_STRING, &o.objective, "mdm (masked diffusion) or ar (baseline)", 0},
         {"n-layer", FLAG_INT, &mc.n_layer, "transformer layers", 0},
@@ -131,9 +247,15 @@ int cmd_train(int argc, char **argv) {
         {"val-frac", FLAG_FLOAT, &o.val_frac,
          "tail of the data held out for validation when there are no val shards", 0},
         {"eval-every", FLAG_INT, &o.eval_every, "steps between validation losses (0: never)", 0},
-        {"eval-batches", FLAG_INT, &o.eval_batches, "batches per validation loss", 0},
-        {"log-every", FLAG_INT, &o.log_every, "steps between log lines", 0},
+        {"eval-windows", FLAG_INT, &o.eval_windows, "validation windows of seq-len tokens", 0},
+        {"eval-mc", FLAG_INT, &o.eval_mc, "mdm: mask draws per validation window", 0},
+        {"eval-seed", FLAG_U64, &o.eval_seed,
+         "seeds the validation masks (the same in every run, so runs compare)", 0},
+        {"log-every", FLAG_INT, &o.log_every, "steps between terminal lines (not a terminal)", 0},
         {"save-every", FLAG_INT, &o.save_every, "steps between checkpoints (0: only at the end)", 0},
+        {"keep", FLAG_INT, &o.keep, "periodic checkpoints kept (best.ckpt besides)", 0},
+        {"max-skips", FLAG_INT, &o.max_skips,
+         "stop after this many steps in a row with a non-finite loss or gradients", 0},
     };
     int n_flags = sizeof flags / sizeof flags[0];
     int rc = flags_parse_command(flags, n_flags, argc, argv,
@@ -141,15 +263,17 @@ int cmd_train(int argc, char **argv) {
     if (rc) return rc < 0;
     Error err;
     if (!o.data) return cli_fail("train: --data FILE is required (see --help)");
-    if (o.log_every < 1 || o.eval_batches < 1 || o.eval_every < 0 || o.save_every < 0)
-        return cli_fail("train: --log-every and --eval-batches must be >= 1, --eval-every and "
-                    "--save-every >= 0");
+    if (o.log_every < 1 || o.eval_windows < 1 || o.eval_mc < 1 || o.keep < 1 || o.max_skips < 1 ||
+        o.eval_every < 0 || o.save_every < 0)
+        return cli_fail("train: --log-every, --eval-windows, --eval-mc, --keep and --max-skips "
+                        "must be >= 1, --eval-every and --save-every >= 0");
     if (!(o.val_frac >= 0.0f && o.val_frac < 1.0f)) return cli_fail("train: --val-frac must be in [0, 1)");
 
     const Backend *be = backend_by_name(o.device, &err);
     if (!be) return cli_fail(err.msg);
 
     Checkpoint ck = {0};
+    char resume_path[4200] = "", run_dir[4200];
     if (o.resume) {
         for (size_t i = 0; i < sizeof fixed_on_resume / sizeof fixed_on_resume[0]; i++)
             if (flags_find(flags, n_flags, fixed_on_resume[i])->set) {
@@ -158,7 +282,13 @@ int cmd_train(int argc, char **argv) {
                          fixed_on_resume[i]);
                 return cli_fail(err.msg);
             }
-        if (checkpoint_load(o.resume, &ck, &err)) return cli_fail(err.msg);
+        int skipped;
+        if (checkpoint_load_latest(o.resume, &ck, resume_path, sizeof resume_path, &skipped,
+                                   &err))
+            return cli_fail(err.msg);
+        if (skipped)
+            printf("resume: skipped %d damaged or incomplete newer checkpoint%s\n", skipped,
+                   skipped > 1 ? "s" : "");
         int64_t steps = tc.steps;
         mc = ck.header.model;
         tc = ck.header.train;
@@ -199,7 +329,7 @@ int cmd_train(int argc, char **argv) {
         if (status == 0) {
             if (o.resume) {
                 checkpoint_restore(&ck, &tr);
-                printf("resumed %s at step %lld\n", o.resume, (long long)tr.step);
+                printf("resumed %s at step %lld\n", resume_path, (long long)tr.step);
             } else {
                 model_init_params(&model, seed_for_init(tc.seed));
             }
@@ -209,14 +339,24 @@ int cmd_train(int argc, char **argv) {
                    "tokenizer: %s, %d tokens\n", model.n_params, be->name, o.data, ds.train.n,
                    ds.val.n, tok.kind == TOKENIZER_BYTES ? "bytes" : "sentencepiece",
                    tok.vocab_size);
-            status = run_training(&tr, eval ? &ds.val : NULL, &tok, &o, &err) == 0 ? 0 : 1;
+            default_run_dir(&o, run_dir, sizeof run_dir);
+            Run r = {.tr = &tr, .val = eval ? &ds.val : NULL, .tokenizer = &tok, .o = &o,
+                     .tty = isatty(STDOUT_FILENO), .t0 = now_seconds(), .step0 = tr.step,
+                     .last_val = NAN};
+            status = run_dir_open(&r.rd, run_dir, o.keep, o.resume ? tr.step : -1, &err);
+            if (status == 0) {
+                printf("run: %s\n", run_dir);
+                run_log_event(&r.rd, tr.step, o.resume ? "resume" : "start", resume_path);
+                status = run_training(&r, &err);
+                run_dir_close(&r.rd);
+            }
             trainer_free(&tr);
         }
         model_free(&model);
     }
-    if (status) cli_fail(err.msg);
+    if (status < 0) status = cli_fail(err.msg);
     tokenizer_free(&tok);
     dataset_close(&ds);
     checkpoint_free(&ck);
-    return status ? 1 : 0;
+    return status;
 }

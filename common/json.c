@@ -136,40 +136,99 @@ static int skip_value(Parser *ps, int depth) {
     }
 }
 
-int json_get_string(const char *text, const char *key, char **value, size_t *len, Error *err) {
-    Parser ps = {text, err};
-    skip_space(&ps);
-    if (*ps.p != '{') return error_set(err, "not a JSON object");
-    ps.p++;
-    skip_space(&ps);
+// Positions ps at the value of the top-level member `key` of the object in text.
+// Returns 0, 1 when there is no such member, or -1 when the text is not a JSON object.
+static int find_member(Parser *ps, const char *key) {
+    skip_space(ps);
+    if (*ps->p != '{') return error_set(ps->err, "not a JSON object");
+    ps->p++;
+    skip_space(ps);
     size_t key_len = strlen(key);
-    while (*ps.p != '}') {
-        const char *name = ps.p + 1;
+    while (*ps->p != '}') {
+        const char *name = ps->p + 1;
         size_t name_len;
-        if (parse_string(&ps, NULL, &name_len)) return -1;
-        int match = (size_t)(ps.p - 1 - name) == key_len && memcmp(name, key, key_len) == 0;
-        skip_space(&ps);
-        if (*ps.p++ != ':') return error_set(err, "expected ':' after a member name");
-        skip_space(&ps);
-        if (match) {
-            if (*ps.p != '"') return error_set(err, "member \"%s\" is not a string", key);
-            const char *start = ps.p;
-            if (parse_string(&ps, NULL, len)) return -1;
-            *value = malloc((size_t)(ps.p - start) + 1);
-            if (!*value) return error_set(err, "out of memory");
-            ps.p = start;
-            parse_string(&ps, *value, len);
-            (*value)[*len] = '\0';
-            return 0;
-        }
-        if (skip_value(&ps, 0)) return -1;
-        skip_space(&ps);
-        if (*ps.p == ',') {
-            ps.p++;
-            skip_space(&ps);
-        } else if (*ps.p != '}') {
-            return error_set(err, "expected ',' or '}'");
+        if (parse_string(ps, NULL, &name_len)) return -1;
+        int match = (size_t)(ps->p - 1 - name) == key_len && memcmp(name, key, key_len) == 0;
+        skip_space(ps);
+        if (*ps->p++ != ':') return error_set(ps->err, "expected ':' after a member name");
+        skip_space(ps);
+        if (match) return 0;
+        if (skip_value(ps, 0)) return -1;
+        skip_space(ps);
+        if (*ps->p == ',') {
+            ps->p++;
+            skip_space(ps);
+        } else if (*ps->p != '}') {
+            return error_set(ps->err, "expected ',' or '}'");
         }
     }
     return 1;
+}
+
+// Decodes the string at ps->p into a malloc'd, NUL-terminated buffer.
+static int decode_string(Parser *ps, char **value, size_t *len) {
+    const char *start = ps->p;
+    if (parse_string(ps, NULL, len)) return -1;
+    *value = malloc((size_t)(ps->p - start) + 1);
+    if (!*value) return error_set(ps->err, "out of memory");
+    ps->p = start;
+    parse_string(ps, *value, len);
+    (*value)[*len] = '\0';
+    return 0;
+}
+
+int json_get_string(const char *text, const char *key, char **value, size_t *len, Error *err) {
+    Parser ps = {text, err};
+    int rc = find_member(&ps, key);
+    if (rc) return rc;
+    if (*ps.p != '"') return error_set(err, "member \"%s\" is not a string", key);
+    return decode_string(&ps, value, len);
+}
+
+int json_get_number(const char *text, const char *key, double *value, Error *err) {
+    Parser ps = {text, err};
+    int rc = find_member(&ps, key);
+    if (rc) return rc;
+    char *end;
+    *value = strtod(ps.p, &end);
+    if (end == ps.p || !strchr(",} \t\r\n", *end))
+        return error_set(err, "member \"%s\" is not a number", key);
+    return 0;
+}
+
+void json_free_strings(char **items, size_t *lens, int n) {
+    for (int i = 0; i < n; i++) free(items[i]);
+    free(items);
+    free(lens);
+}
+
+int json_get_strings(const char *text, const char *key, char ***items, size_t **lens, int *n,
+                     Error *err) {
+    Parser ps = {text, err};
+    int rc = find_member(&ps, key);
+    if (rc) return rc;
+    if (*ps.p != '[') return error_set(err, "member \"%s\" is not an array", key);
+    ps.p++;
+    *items = NULL, *lens = NULL, *n = 0;
+    for (;;) {
+        skip_space(&ps);
+        if (*ps.p == ']' && *n == 0) return 0;
+        if (*ps.p != '"') {
+            json_free_strings(*items, *lens, *n);
+            return error_set(err, "member \"%s\" is not an array of strings", key);
+        }
+        *items = realloc(*items, (size_t)(*n + 1) * sizeof **items);
+        *lens = realloc(*lens, (size_t)(*n + 1) * sizeof **lens);
+        if (decode_string(&ps, &(*items)[*n], &(*lens)[*n])) {
+            json_free_strings(*items, *lens, *n);
+            return -1;
+        }
+        (*n)++;
+        skip_space(&ps);
+        if (*ps.p == ']') return 0;
+        if (*ps.p++ != ',') {
+            json_free_strings(*items, *lens, *n);
+            return error_set(err, "member \"%s\": expected ',' or ']'", key);
+        }
+    }
 }

@@ -110,24 +110,24 @@ START_TEST(test_bad_flags) {
         snprintf(args, sizeof args, "train --data %s/text.txt --device cuda", dir);
         assert_one_error(dllm(args), "--device cuda: ");
     }
-    snprintf(args, sizeof args, "train --data %s/text.txt --d-model 30 --out %s/x.ckpt", dir, dir);
+    snprintf(args, sizeof args, "train --data %s/text.txt --d-model 30 --run %s/x", dir, dir);
     assert_one_error(dllm(args), "multiple of n_head");
     assert_one_error(dllm("train"), "--data FILE is required");
-    ck_assert(!exists("x.ckpt"));
+    ck_assert(!exists("x"));
 }
 END_TEST
 
 START_TEST(test_bad_data) {
     char args[1024];
-    snprintf(args, sizeof args, "train --data %s/missing.txt --out %s/x.ckpt", dir, dir);
+    snprintf(args, sizeof args, "train --data %s/missing.txt --run %s/x", dir, dir);
     assert_one_error(dllm(args), "missing.txt: No such file or directory");
     write_text("short.txt", 20);
-    snprintf(args, sizeof args, "train %s --data %s/short.txt --out %s/x.ckpt", tiny, dir, dir);
+    snprintf(args, sizeof args, "train %s --data %s/short.txt --run %s/x", tiny, dir, dir);
     assert_one_error(dllm(args), "fewer than seq_len + 1");
     snprintf(args, sizeof args, "train %s --data %s/text.txt --val-frac 0.001 --eval-every 5 "
-             "--out %s/x.ckpt", tiny, dir, dir);
+             "--run %s/x", tiny, dir, dir);
     assert_one_error(dllm(args), "6 validation tokens, fewer than seq_len + 1");
-    ck_assert(!exists("x.ckpt"));
+    ck_assert(!exists("x"));
 }
 END_TEST
 
@@ -145,8 +145,8 @@ static void first_last_loss(const char *log, float *first, float *last) {
 
 static void check_training(const char *objective) {
     char args[1024];
-    snprintf(args, sizeof args, "train %s --objective %s --steps 60 --data %s/text.txt --out %s/m.ckpt",
-             tiny, objective, dir, dir);
+    snprintf(args, sizeof args, "train %s --objective %s --steps 60 --eval-every 30 --data %s/text.txt "
+             "--run %s/m", tiny, objective, dir, dir);
     Result *r = dllm(args);
     ck_assert_msg(r->status == 0, "%s", r->err);
     float first, last;
@@ -154,16 +154,16 @@ static void check_training(const char *objective) {
     printf("  dllm train --objective %s: loss %.4f -> %.4f over 60 steps\n", objective, first,
            last);
     ck_assert(first > 0.0f && last < 0.7f * first);
-    ck_assert(exists("m.ckpt") && !exists("m.ckpt.tmp"));
+    ck_assert(exists("m/step_00000060.ckpt") && exists("m/best.ckpt") && exists("m/log.jsonl"));
 
     // resume to 70 steps; the checkpoint fixes everything but --steps
-    snprintf(args, sizeof args, "train --resume %s/m.ckpt --steps 70 --data %s/text.txt "
-             "--out %s/m2.ckpt --log-every 1 --eval-every 0", dir, dir, dir);
+    snprintf(args, sizeof args, "train --resume %s/m --steps 70 --data %s/text.txt "
+             "--log-every 1 --eval-every 0", dir, dir);
     r = dllm(args);
     ck_assert_msg(r->status == 0, "%s", r->err);
     ck_assert(strstr(r->out, "resumed") && strstr(r->out, "at step 60"));
     ck_assert(strstr(r->out, "step     61/70") && strstr(r->out, "step     70/70"));
-    ck_assert(exists("m2.ckpt"));
+    ck_assert(exists("m/step_00000070.ckpt"));
 }
 
 START_TEST(test_train_mdm) { check_training("mdm"); }
@@ -174,34 +174,34 @@ END_TEST
 
 START_TEST(test_bad_resume) {
     char args[1024];
-    snprintf(args, sizeof args, "train %s --steps 2 --data %s/text.txt --out %s/m.ckpt", tiny, dir,
+    snprintf(args, sizeof args, "train %s --steps 2 --data %s/text.txt --run %s/m", tiny, dir,
              dir);
     ck_assert(dllm(args)->status == 0);
-    snprintf(args, sizeof args, "train --resume %s/m.ckpt --lr 1 --data %s/text.txt --out %s/y.ckpt",
+    snprintf(args, sizeof args, "train --resume %s/m --lr 1 --data %s/text.txt --run %s/y",
              dir, dir, dir);
     assert_one_error(dllm(args), "--lr cannot be combined with --resume");
     // a truncated checkpoint
     char cmd[600];
-    snprintf(cmd, sizeof cmd, "head -c 1000 %s/m.ckpt > %s/cut.ckpt", dir, dir);
+    snprintf(cmd, sizeof cmd, "head -c 1000 %s/m/step_00000002.ckpt > %s/cut.ckpt", dir, dir);
     ck_assert(system(cmd) == 0);
-    snprintf(args, sizeof args, "train --resume %s/cut.ckpt --data %s/text.txt --out %s/y.ckpt",
+    snprintf(args, sizeof args, "train --resume %s/cut.ckpt --data %s/text.txt --run %s/y",
              dir, dir, dir);
     assert_one_error(dllm(args), "cut.ckpt: truncated");
     // a text file is not a checkpoint
-    snprintf(args, sizeof args, "train --resume %s/text.txt --data %s/text.txt --out %s/y.ckpt",
+    snprintf(args, sizeof args, "train --resume %s/text.txt --data %s/text.txt --run %s/y",
              dir, dir, dir);
     assert_one_error(dllm(args), "not a dllm checkpoint");
-    ck_assert(!exists("y.ckpt"));
+    ck_assert(!exists("y"));
 }
 END_TEST
 
-// Trains a tiny checkpoint of each kind into dir/mdm.ckpt and dir/ar.ckpt.
+// Trains a tiny run of each kind into dir/mdm and dir/ar.
 static void train_both(void) {
     char args[1024];
     const char *objectives[] = {"mdm", "ar"};
     for (int i = 0; i < 2; i++) {
         snprintf(args, sizeof args, "train %s --objective %s --steps 20 --data %s/text.txt "
-                 "--out %s/%s.ckpt", tiny, objectives[i], dir, dir, objectives[i]);
+                 "--run %s/%s", tiny, objectives[i], dir, dir, objectives[i]);
         Result *r = dllm(args);
         ck_assert_msg(r->status == 0, "%s", r->err);
     }
@@ -211,7 +211,7 @@ START_TEST(test_sample) {
     train_both();
     char args[1024];
     // the diffusion sampler, traced: one JSON line per step, 8 steps of 2 tokens each
-    snprintf(args, sizeof args, "sample --model %s/mdm.ckpt --prompt 'In the' --gen-length 16 "
+    snprintf(args, sizeof args, "sample --model %s/mdm --prompt 'In the' --gen-length 16 "
              "--block-length 8 --steps 8 --trace %s/trace.jsonl", dir, dir);
     Result *r = dllm(args);
     ck_assert_msg(r->status == 0, "%s", r->err);
@@ -229,14 +229,14 @@ START_TEST(test_sample) {
     ck_assert(!exists("trace.jsonl.tmp"));
 
     // --show draws a frame per step; threshold decoding takes at most as many passes
-    snprintf(args, sizeof args, "sample --model %s/mdm.ckpt --prompt 'In the' --gen-length 16 "
+    snprintf(args, sizeof args, "sample --model %s/mdm --prompt 'In the' --gen-length 16 "
              "--block-length 8 --threshold 0.5 --cache dual --show 1", dir);
     r = dllm(args);
     ck_assert_msg(r->status == 0, "%s", r->err);
     ck_assert(strstr(r->out, "step 1 (block 0)") != NULL && strstr(r->out, "_") != NULL);
 
     // the AR sampler, chosen from the checkpoint
-    snprintf(args, sizeof args, "sample --model %s/ar.ckpt --prompt 'In the' --gen-length 10 "
+    snprintf(args, sizeof args, "sample --model %s/ar --prompt 'In the' --gen-length 10 "
              "--temperature 0.8 --top-k 20 --top-p 0.9 --batch 2", dir);
     r = dllm(args);
     ck_assert_msg(r->status == 0, "%s", r->err);
@@ -247,7 +247,7 @@ START_TEST(test_sample) {
     char cmd[600];
     snprintf(cmd, sizeof cmd, "printf 'In\\nthe word was\\n' > %s/prompts.txt", dir);
     ck_assert(system(cmd) == 0);
-    snprintf(args, sizeof args, "sample --model %s/mdm.ckpt --prompt-file %s/prompts.txt "
+    snprintf(args, sizeof args, "sample --model %s/mdm --prompt-file %s/prompts.txt "
              "--gen-length 8 --block-length 8 --steps 4", dir, dir);
     r = dllm(args);
     ck_assert_msg(r->status == 0, "%s", r->err);
@@ -264,20 +264,20 @@ START_TEST(test_sample_bad_input) {
     assert_one_error(dllm(args), "none.ckpt: No such file or directory");
     snprintf(args, sizeof args, "sample --model %s/text.txt", dir);
     assert_one_error(dllm(args), "not a dllm checkpoint");
-    snprintf(args, sizeof args, "sample --model %s/mdm.ckpt --prompt '%s' --gen-length 8 "
+    snprintf(args, sizeof args, "sample --model %s/mdm --prompt '%s' --gen-length 8 "
              "--block-length 8 --steps 8", dir, "a prompt that is longer than the context");
     assert_one_error(dllm(args), "exceeds the model's context of 32 tokens");
-    snprintf(args, sizeof args, "sample --model %s/mdm.ckpt --gen-length 12 --block-length 8", dir);
+    snprintf(args, sizeof args, "sample --model %s/mdm --gen-length 12 --block-length 8", dir);
     assert_one_error(dllm(args), "--gen-length 12 is not a multiple of --block-length 8");
-    snprintf(args, sizeof args, "sample --model %s/ar.ckpt --sampler llada --prompt x", dir);
+    snprintf(args, sizeof args, "sample --model %s/ar --sampler llada --prompt x", dir);
     assert_one_error(dllm(args), "this one is autoregressive");
-    snprintf(args, sizeof args, "sample --model %s/mdm.ckpt --sampler ar --prompt x", dir);
+    snprintf(args, sizeof args, "sample --model %s/mdm --sampler ar --prompt x", dir);
     assert_one_error(dllm(args), "this one is a masked-diffusion model");
-    snprintf(args, sizeof args, "sample --model %s/mdm.ckpt --prompt-file %s/none.txt", dir, dir);
+    snprintf(args, sizeof args, "sample --model %s/mdm --prompt-file %s/none.txt", dir, dir);
     assert_one_error(dllm(args), "none.txt: No such file or directory");
-    snprintf(args, sizeof args, "sample --model %s/mdm.ckpt --remasking sometimes", dir);
+    snprintf(args, sizeof args, "sample --model %s/mdm --remasking sometimes", dir);
     assert_one_error(dllm(args), "'sometimes' is not one of low_confidence|random");
-    snprintf(args, sizeof args, "sample --model %s/mdm.ckpt --gen-length 16 --block-length 8 "
+    snprintf(args, sizeof args, "sample --model %s/mdm --gen-length 16 --block-length 8 "
              "--steps 8 --trace %s/t.jsonl --prompt '%s'", dir, dir,
              "a prompt that is longer than the context");
     assert_one_error(dllm(args), "exceeds");
@@ -313,12 +313,12 @@ START_TEST(test_tokenizer_prepare_train_sample) {
                   exists("shards/train_000000.bin") && exists("shards/tokenizer.model"), "%s",
                   r->out);
     // training picks up the tokenizer beside the shards; sampling reads it from the checkpoint
-    snprintf(args, sizeof args, "train %s --data %s/shards --steps 4 --eval-every 2 --out %s/m.ckpt",
+    snprintf(args, sizeof args, "train %s --data %s/shards --steps 4 --eval-every 2 --run %s/m",
              tiny, dir, dir);
     r = dllm(args);
     ck_assert_msg(r->status == 0, "%s", r->err);
     ck_assert_msg(strstr(r->out, "tokenizer: sentencepiece, 600 tokens"), "%s", r->out);
-    snprintf(args, sizeof args, "sample --model %s/m.ckpt --prompt 'And God' --gen-length 8 "
+    snprintf(args, sizeof args, "sample --model %s/m --prompt 'And God' --gen-length 8 "
              "--block-length 8 --steps 4", dir);
     r = dllm(args);
     ck_assert_msg(r->status == 0, "%s", r->err);
@@ -326,14 +326,14 @@ START_TEST(test_tokenizer_prepare_train_sample) {
     // a shard directory without its tokenizer, and shards from another tokenizer
     snprintf(args, sizeof args, "rm %s/shards/tokenizer.model", dir);
     ck_assert(system(args) == 0);
-    snprintf(args, sizeof args, "train %s --data %s/shards --steps 1 --out %s/x.ckpt", tiny, dir, dir);
+    snprintf(args, sizeof args, "train %s --data %s/shards --steps 1 --run %s/x", tiny, dir, dir);
     assert_one_error(dllm(args), "no tokenizer.model: pass --tokenizer");
-    snprintf(args, sizeof args, "train %s --data %s/shards --tokenizer bytes --steps 1 --out %s/x.ckpt",
+    snprintf(args, sizeof args, "train %s --data %s/shards --tokenizer bytes --steps 1 --run %s/x",
              tiny, dir, dir);
     assert_one_error(dllm(args), "train_000000.bin: tokenized with a different tokenizer");
     snprintf(args, sizeof args, "prepare --tokenizer %s/none.model --input x --out %s/s2", dir, dir);
     assert_one_error(dllm(args), "none.model: No such file");
-    ck_assert(!exists("x.ckpt") && !exists("s2"));
+    ck_assert(!exists("x") && !exists("s2"));
 }
 END_TEST
 

@@ -9,6 +9,7 @@
 #include "common/file.h"
 #include "common/hash.h"
 #include "common/json.h"
+#include "common/progress.h"
 #include "tokenizer/shard.h"
 
 // A paragraph longer than this is cut into several documents, so memory stays bounded.
@@ -29,11 +30,9 @@ static void draw_progress(Preparer *p) {
     int pct = (int)(100 * p->r->bytes / p->total_bytes);
     if (pct == p->drawn) return;
     p->drawn = pct;
-    char bar[41];
-    memset(bar, '#', 40);
-    memset(bar + pct * 40 / 100, '.', 40 - pct * 40 / 100);
-    bar[40] = '\0';
-    fprintf(stderr, "\rprepare [%s] %3d%% %lld MB, %lld tokens", bar, pct,
+    char bar[43];
+    progress_bar(bar, 40, pct / 100.0);
+    fprintf(stderr, "\rprepare %s %3d%% %lld MB, %lld tokens", bar, pct,
             (long long)(p->r->bytes >> 20), (long long)(p->r->tokens[0] + p->r->tokens[1]));
     if (pct == 100) fputc('\n', stderr);
 }

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,6 +44,12 @@ int checkpoint_save(const char *path, const Trainer *tr, const Tokenizer *t, Err
         m->be->to_host(host + i * m->n_params, device[i], bytes);
         arrays[i] = host + i * m->n_params;
     }
+    // a diverged run must never overwrite good checkpoints with garbage
+    for (size_t i = 0; i < 3 * m->n_params; i++)
+        if (!isfinite(host[i])) {
+            free(host);
+            return error_set(err, "%s: not saved: the model holds non-finite values", path);
+        }
     h.checksum = checkpoint_checksum(&h, arrays, t->proto);
 
     AtomicFile f;

@@ -28,3 +28,19 @@ void ar_shift_batch(const int *windows, int B, int T, int *inputs, int *targets,
         for (int i = 0; i < T; i++) weights[(size_t)b * T + i] = w;
     }
 }
+
+void mask_exact_count(int *inputs, float *weights, int from, int len, int count, int mask_id,
+                      float w, Rng *rng) {
+    // partial Fisher-Yates over the positions, carried out in place on a list of them
+    int n = len - from;
+    int order[n];
+    for (int i = 0; i < n; i++) order[i] = from + i;
+    for (int i = 0; i < count; i++) {
+        int j = i + (int)rng_below(rng, (uint64_t)(n - i));
+        int pick = order[j];
+        order[j] = order[i];
+        order[i] = pick;
+        inputs[pick] = mask_id;
+        weights[pick] = w;
+    }
+}

@@ -19,4 +19,11 @@ void mdm_noise_batch(const int *tokens, int B, int T, int mask_id, float eps, Rn
 // every position weighted 1 / (B * T), so the loss is the mean next-token CE.
 void ar_shift_batch(const int *windows, int B, int T, int *inputs, int *targets, float *weights);
 
+// Masks exactly `count` of the positions [from, len) of one row, chosen uniformly without
+// replacement: inputs there become mask_id and weights there become w. The other positions are
+// left as they are. The mask-count form of the ELBO (LLaDA's likelihood evaluation) draws the
+// count instead of a ratio, which removes one source of variance.
+void mask_exact_count(int *inputs, float *weights, int from, int len, int count, int mask_id,
+                      float w, Rng *rng);
+
 #endif

@@ -2,9 +2,10 @@
 
 #include <math.h>
 
-float optimizer_step(Model *m, const TrainConfig *tc, float lr, int64_t t) {
+float grad_norm(const Model *m) { return (float)sqrt(m->be->sum_squares(m->grads, m->n_params)); }
+
+void optimizer_step(Model *m, const TrainConfig *tc, float norm, float lr, int64_t t) {
     const Backend *be = m->be;
-    float norm = (float)sqrt(be->sum_squares(m->grads, m->n_params));
     if (tc->grad_clip > 0.0f && norm > tc->grad_clip)
         be->scale(m->grads, m->n_params, tc->grad_clip / norm);
 
@@ -19,5 +20,4 @@ float optimizer_step(Model *m, const TrainConfig *tc, float lr, int64_t t) {
                          tc->adam_eps, wd, t);
         offset += specs[i].size;
     }
-    return norm;
 }

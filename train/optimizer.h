@@ -5,8 +5,10 @@
 #include "model/model.h"
 #include "train/train_config.h"
 
-// Clips m->grads to tc->grad_clip (if > 0), applies AdamW with learning rate lr as step t
-// (1-based), and returns the gradient norm measured before clipping.
-float optimizer_step(Model *m, const TrainConfig *tc, float lr, int64_t t);
+// The global L2 norm of m->grads (not finite when any gradient is not).
+float grad_norm(const Model *m);
+// Clips m->grads from norm to tc->grad_clip (if > 0), then applies AdamW with learning rate lr
+// as step t (1-based).
+void optimizer_step(Model *m, const TrainConfig *tc, float norm, float lr, int64_t t);
 
 #endif

@@ -1,5 +1,6 @@
 #include "train/trainer.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -95,19 +96,10 @@ StepStats trainer_step(Trainer *tr) {
     }
     st.lr = lr_at(tc, tr->step);
     tr->step++;
-    st.grad_norm = optimizer_step(m, tc, st.lr, tr->step);
+    st.grad_norm = grad_norm(m);
+    // a non-finite loss or gradient would poison the weights and the optimizer state for good:
+    // the update is skipped (the step still counts, so the schedule and data move on)
+    st.skipped = !isfinite(st.loss) || !isfinite(st.grad_norm);
+    if (!st.skipped) optimizer_step(m, tc, st.grad_norm, st.lr, tr->step);
     return st;
-}
-
-float trainer_eval_loss(Trainer *tr, const TokenData *data, int n_batches, uint64_t seed) {
-    Rng rng_data, rng_mask;
-    rng_seed(&rng_data, seed_for_data(seed));
-    rng_seed(&rng_mask, seed_for_mask(seed));
-    double total = 0.0;
-    for (int i = 0; i < n_batches; i++) {
-        make_batch(tr, data, &rng_data, NULL, &rng_mask, tr->model->cfg.seq_len);
-        model_forward(tr->model, tr->inputs, tr->tc.batch_size, tr->model->cfg.seq_len);
-        total += model_loss(tr->model, tr->targets, tr->weights);
-    }
-    return (float)(total / n_batches);
 }

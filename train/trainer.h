@@ -28,6 +28,7 @@ typedef struct {
     float grad_norm;  // before clipping
     float lr;
     int seq_len;      // length used (shorter than the model's on random-length steps)
+    int skipped;      // 1: the loss or a gradient was not finite and no update was made
 } StepStats;
 
 // The model must be created (and its parameters set) with the objective's attention:
@@ -35,9 +36,6 @@ typedef struct {
 int trainer_init(Trainer *tr, Model *m, const TrainConfig *tc, const TokenData *data, Error *err);
 void trainer_free(Trainer *tr);
 StepStats trainer_step(Trainer *tr);
-// Mean loss over n_batches of full-length windows from data, drawn from streams seeded by
-// `seed`, so that every call sees the same windows and masks and losses compare across steps.
-float trainer_eval_loss(Trainer *tr, const TokenData *data, int n_batches, uint64_t seed);
 
 // The seeds of the separate random streams, derived from the run's one seed.
 uint64_t seed_for_init(uint64_t seed);

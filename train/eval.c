@@ -1,0 +1,171 @@
+#include "train/eval.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "train/objective.h"
+
+int stratified_mask_count(int n, int k, int mc, Rng *rng) {
+    double t = (k + (double)rng_uniform(rng)) / mc;
+    int count = (int)ceil(t * n);
+    return count < 1 ? 1 : count > n ? n : count;
+}
+
+typedef struct {
+    int *inputs, *targets;
+    float *weights;
+} RowBuffers;
+
+static int rows_alloc(RowBuffers *rb, size_t n, Error *err) {
+    rb->inputs = malloc(n * sizeof(int));
+    rb->targets = malloc(n * sizeof(int));
+    rb->weights = calloc(n, sizeof(float));
+    if (rb->inputs && rb->targets && rb->weights) return 0;
+    free(rb->inputs);
+    free(rb->targets);
+    free(rb->weights);
+    return error_set(err, "out of memory for %zu evaluation positions", n);
+}
+
+static void rows_free(RowBuffers *rb) {
+    free(rb->inputs);
+    free(rb->targets);
+    free(rb->weights);
+}
+
+// Window w of `windows` spread evenly over the `avail` non-overlapping windows of data.
+static size_t window_offset(int w, int windows, size_t avail, int len) {
+    return (size_t)((double)w * avail / windows) * (size_t)len;
+}
+
+int eval_heldout(Model *m, const TokenData *data, int max_windows, int mc, uint64_t seed,
+                 EvalResult *r, Error *err) {
+    int T = m->cfg.seq_len, W = T + 1, causal = m->cfg.causal;
+    size_t avail = data->n / (size_t)W;
+    if (avail == 0)
+        return error_set(err, "%zu tokens to evaluate, fewer than one window of seq_len + 1 = %d",
+                         data->n, W);
+    if (!causal && mc < 1) return error_set(err, "mask draws per window must be >= 1");
+    if (causal) mc = 1;
+    int windows = max_windows > 0 && (size_t)max_windows < avail ? max_windows
+                  : avail < (size_t)(1 << 30)                    ? (int)avail
+                                                                 : 1 << 30;
+    int rows = windows * mc, B = m->max_batch;
+    RowBuffers rb;
+    if (rows_alloc(&rb, (size_t)B * T, err)) return -1;
+    int *win = malloc((size_t)W * sizeof(int));
+    if (!win) {
+        rows_free(&rb);
+        return error_set(err, "out of memory");
+    }
+    Rng rng;
+    rng_seed(&rng, seed);
+    double total = 0.0;
+    for (int r0 = 0; r0 < rows; r0 += B) {
+        int nb = rows - r0 < B ? rows - r0 : B;
+        for (int b = 0; b < nb; b++) {
+            int row = r0 + b, w = row / mc;
+            int *in = rb.inputs + (size_t)b * T, *tg = rb.targets + (size_t)b * T;
+            float *wt = rb.weights + (size_t)b * T;
+            data_copy(data, window_offset(w, windows, avail, W), (size_t)W, win);
+            // both objectives score window tokens 1..T
+            memcpy(tg, win + 1, (size_t)T * sizeof(int));
+            if (causal) {
+                memcpy(in, win, (size_t)T * sizeof(int));
+                for (int i = 0; i < T; i++) wt[i] = 1.0f / ((float)T * windows);
+            } else {
+                // per window the estimate of NELBO / T is sum(CE over the masked) / count
+                memcpy(in, win + 1, (size_t)T * sizeof(int));
+                memset(wt, 0, (size_t)T * sizeof(float));
+                int count = stratified_mask_count(T, row % mc, mc, &rng);
+                mask_exact_count(in, wt, 0, T, count, m->cfg.mask_token_id,
+                                 1.0f / ((float)count * mc * windows), &rng);
+            }
+        }
+        model_forward(m, rb.inputs, nb, T);
+        total += model_loss(m, rb.targets, rb.weights);
+    }
+    free(win);
+    rows_free(&rb);
+    r->nats_per_token = total;
+    r->ppl = exp(total);
+    r->tokens = (int64_t)windows * T;
+    r->windows = windows;
+    r->mc = mc;
+    return 0;
+}
+
+static int score_ar(Model *m, const int *tokens, int len, int from, double *nll, Error *err) {
+    if (from < 1) return error_set(err, "an AR model needs at least one prompt token to score after");
+    if (len - 1 > m->cfg.seq_len)
+        return error_set(err, "%d tokens do not fit the context of %d (+1)", len, m->cfg.seq_len);
+    int T = len - 1;
+    RowBuffers rb;
+    if (rows_alloc(&rb, (size_t)T, err)) return -1;
+    memcpy(rb.inputs, tokens, (size_t)T * sizeof(int));
+    memcpy(rb.targets, tokens + 1, (size_t)T * sizeof(int));
+    for (int i = from - 1; i < T; i++) rb.weights[i] = 1.0f;  // predictions of tokens from..len-1
+    model_forward(m, rb.inputs, 1, T);
+    *nll = model_loss(m, rb.targets, rb.weights);
+    rows_free(&rb);
+    return 0;
+}
+
+// Guided logits (1 + cfg) * cond - cfg * uncond, into the n conditional rows, on the device.
+static void guide_logits(Model *m, int rows, int len, float cfg) {
+    size_t n = (size_t)rows * len * m->cfg.vocab_size;
+    float *cond = m->acts.logits, *uncond = cond + n;
+    m->be->scale(uncond, n, -cfg / (1.0f + cfg));
+    m->be->add(cond, cond, uncond, n);
+    m->be->scale(cond, n, 1.0f + cfg);
+}
+
+static int score_mdm(Model *m, const int *tokens, int len, int from, int mc, float cfg,
+                     uint64_t seed, double *nll, Error *err) {
+    if (len > m->cfg.seq_len)
+        return error_set(err, "%d tokens do not fit the context of %d", len, m->cfg.seq_len);
+    if (mc < 1) return error_set(err, "mask draws must be >= 1");
+    int guided = cfg > 0.0f, per_draw = guided ? 2 : 1, per_batch = m->max_batch / per_draw;
+    if (per_batch < 1) return error_set(err, "guidance needs room for 2 rows in the model");
+    int n = len - from;
+    RowBuffers rb;
+    if (rows_alloc(&rb, (size_t)m->max_batch * len, err)) return -1;
+    Rng rng;
+    rng_seed(&rng, seed);
+    double total = 0.0;
+    for (int k0 = 0; k0 < mc; k0 += per_batch) {
+        int nb = mc - k0 < per_batch ? mc - k0 : per_batch;
+        for (int b = 0; b < nb * per_draw; b++) {
+            memcpy(rb.inputs + (size_t)b * len, tokens, (size_t)len * sizeof(int));
+            memcpy(rb.targets + (size_t)b * len, tokens, (size_t)len * sizeof(int));
+            memset(rb.weights + (size_t)b * len, 0, (size_t)len * sizeof(float));
+        }
+        for (int b = 0; b < nb; b++) {
+            // one draw's estimate of -log p is sum(CE over the masked) * n / count
+            int *in = rb.inputs + (size_t)b * len;
+            int count = stratified_mask_count(n, k0 + b, mc, &rng);
+            mask_exact_count(in, rb.weights + (size_t)b * len, from, len, count,
+                             m->cfg.mask_token_id, (float)n / count / mc, &rng);
+            if (guided) {  // the unconditional twin: same masks, prompt masked too, no loss
+                int *twin = rb.inputs + (size_t)(nb + b) * len;
+                memcpy(twin, in, (size_t)len * sizeof(int));
+                for (int i = 0; i < from; i++) twin[i] = m->cfg.mask_token_id;
+            }
+        }
+        model_forward(m, rb.inputs, nb * per_draw, len);
+        if (guided) guide_logits(m, nb, len, cfg);
+        total += model_loss(m, rb.targets, rb.weights);
+    }
+    rows_free(&rb);
+    *nll = total;
+    return 0;
+}
+
+int score_continuation(Model *m, const int *tokens, int len, int from, int mc, float cfg,
+                       uint64_t seed, double *nll, Error *err) {
+    if (from < 0 || from >= len)
+        return error_set(err, "nothing to score: prompt of %d tokens, sequence of %d", from, len);
+    if (m->cfg.causal) return score_ar(m, tokens, len, from, nll, err);
+    return score_mdm(m, tokens, len, from, mc, cfg, seed, nll, err);
+}

@@ -1,0 +1,43 @@
+// Likelihood evaluation in nats per token, in the same units for both objectives so that MDM
+// and AR runs line up in one table:
+//   AR  - exact next-token cross-entropy (perplexity = exp of it);
+//   MDM - the negative ELBO, an upper bound on -log p (so exp of it bounds the perplexity),
+//         estimated by Monte Carlo over mask counts drawn from a fixed seed, stratified so that
+//         a handful of draws already covers light and heavy masking. The same seed gives the
+//         same masks, so numbers compare across steps and across runs.
+#ifndef DLLM_EVAL_H
+#define DLLM_EVAL_H
+
+#include <stdint.h>
+
+#include "common/error.h"
+#include "model/model.h"
+#include "train/data.h"
+
+typedef struct {
+    double nats_per_token;  // AR: exact; MDM: the ELBO bound
+    double ppl;             // exp(nats_per_token): AR exact, MDM an upper bound
+    int64_t tokens;         // tokens scored
+    int windows;
+    int mc;                 // mask draws per window (1 for AR)
+} EvalResult;
+
+// Scores the first `max_windows` (or as many as fit) non-overlapping windows of seq_len + 1
+// tokens of data; both objectives score tokens 1..seq_len of each window (AR predicts them from
+// the tokens before, MDM from the rest of the window). MDM draws mc masks per window.
+int eval_heldout(Model *m, const TokenData *data, int max_windows, int mc, uint64_t seed,
+                 EvalResult *r, Error *err);
+
+// Estimated -log p(tokens[from..len) | tokens[0..from)) in nats, the score of a continuation
+// given a prompt. AR (causal model): exact, needs from >= 1. MDM: LLaDA's Monte-Carlo bound
+// with mc stratified mask counts over the continuation (the prompt is never masked); cfg > 0
+// applies classifier-free guidance, the unconditional pass seeing the prompt fully masked.
+int score_continuation(Model *m, const int *tokens, int len, int from, int mc, float cfg,
+                       uint64_t seed, double *nll, Error *err);
+
+// The k-th of mc stratified mask counts for a span of n tokens: ceil(n * (k + u) / mc) with
+// u uniform in [0, 1) from rng, so counts are uniform over 1..n overall and each stratum of
+// masking ratios gets exactly one draw.
+int stratified_mask_count(int n, int k, int mc, Rng *rng);
+
+#endif

@@ -1,0 +1,54 @@
+// A training run's directory, everything a run leaves behind:
+//   log.jsonl              one JSON object per line: train steps, evaluations, events
+//   step_NNNNNNNN.ckpt     periodic checkpoints, the newest `keep` of them
+//   best.ckpt              the checkpoint with the lowest validation loss so far
+// Every file is written to a temporary name and renamed, so whatever kills the process
+// (kill -9 included) leaves only complete checkpoints under their real names; the log is
+// flushed line by line and cut back to the resumed step when a run continues, so a resumed
+// run's log reads exactly like an uninterrupted one.
+#ifndef DLLM_RUN_DIR_H
+#define DLLM_RUN_DIR_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/error.h"
+#include "tokenizer/tokenizer.h"
+#include "train/checkpoint.h"
+#include "train/eval.h"
+#include "train/trainer.h"
+
+typedef struct {
+    char dir[4000];
+    FILE *log;
+    int keep;                // periodic checkpoints kept
+    double best_val;         // lowest validation loss logged so far (INFINITY: none)
+    double elapsed_before;   // wall seconds of the run before this process (resumes)
+} RunDir;
+
+// Opens (creating it if needed) the run directory. A fresh run (resume_step < 0) refuses a
+// directory that already holds a run. A resumed run keeps only the log lines up to
+// resume_step and takes the best validation loss and elapsed time from them.
+int run_dir_open(RunDir *rd, const char *dir, int keep, int64_t resume_step, Error *err);
+void run_dir_close(RunDir *rd);
+
+void run_log_train(RunDir *rd, int64_t step, const StepStats *st, double tokens_per_s,
+                   double elapsed);
+void run_log_eval(RunDir *rd, int64_t step, const EvalResult *r, double elapsed);
+// A line for what happened outside the step loop: "start", "resume", "interrupted",
+// "diverged", "done".
+void run_log_event(RunDir *rd, int64_t step, const char *event, const char *detail);
+
+// Saves step_NNNNNNNN.ckpt and deletes the older ones beyond keep.
+int run_dir_save(RunDir *rd, const Trainer *tr, const Tokenizer *t, Error *err);
+// Saves best.ckpt when val is the lowest validation loss so far; *saved says whether it did.
+int run_dir_save_best(RunDir *rd, const Trainer *tr, const Tokenizer *t, double val, int *saved,
+                      Error *err);
+
+// Loads a checkpoint: path itself when it is a file; for a run directory, its newest
+// step_*.ckpt that loads completely (size, magic, version, checksum), older ones after a
+// newest that does not. chosen receives the file loaded and *skipped the damaged newer ones.
+int checkpoint_load_latest(const char *path, Checkpoint *ck, char *chosen, size_t cap,
+                           int *skipped, Error *err);
+
+#endif
