@@ -13,7 +13,8 @@ typedef struct {
 static const Command commands[] = {
     {"tokenizer", cmd_tokenizer, "train a SentencePiece tokenizer; encode or decode with one"},
     {"prepare", cmd_prepare, "tokenize text or JSONL files into train/validation shards"},
-    {"train", cmd_train, "train a masked-diffusion (or AR baseline) model on a text file"},
+    {"train", cmd_train, "train or fine-tune a masked-diffusion (or AR baseline) model"},
+    {"eval", cmd_eval, "likelihood (ELBO / perplexity) and multiple-choice accuracy, side by side"},
     {"sample", cmd_sample, "generate text from a checkpoint: parallel denoising (MDM) or AR"},
 };
 static const int n_commands = sizeof commands / sizeof commands[0];

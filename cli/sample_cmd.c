@@ -13,6 +13,7 @@
 #include "kernels/backend.h"
 #include "model/model.h"
 #include "sampler/sampler.h"
+#include "tokenizer/chat.h"
 #include "tokenizer/tokenizer.h"
 #include "train/checkpoint.h"
 #include "train/run_dir.h"
@@ -30,6 +31,7 @@ typedef struct {
 
 // Prompts as token ids.
 typedef struct {
+    int chat;  // laid out as an SFT prompt (tokenizer/chat.h)
     int n;
     int **ids;
     int *lens;
@@ -46,19 +48,24 @@ static int prompts_add(Prompts *p, const Tokenizer *t, const char *text, size_t 
     p->ids = realloc(p->ids, (size_t)(p->n + 1) * sizeof *p->ids);
     p->lens = realloc(p->lens, (size_t)(p->n + 1) * sizeof *p->lens);
     size_t n;
-    if (tokenizer_encode(t, text, len, &p->ids[p->n], &n, err)) return -1;
+    if (p->chat ? chat_encode_prompt(t, text, len, &p->ids[p->n], &n, err)
+                : tokenizer_encode(t, text, len, &p->ids[p->n], &n, err))
+        return -1;
     p->lens[p->n++] = (int)n;
     return 0;
 }
 
-static int one_prompt(const char *text, const Tokenizer *t, Prompts *p, Error *err) {
+static int one_prompt(const char *text, const Tokenizer *t, int chat, Prompts *p, Error *err) {
     memset(p, 0, sizeof *p);
+    p->chat = chat;
     return prompts_add(p, t, text, strlen(text), err);
 }
 
 // One prompt per non-empty line.
-static int read_prompt_file(const char *path, const Tokenizer *t, Prompts *p, Error *err) {
+static int read_prompt_file(const char *path, const Tokenizer *t, int chat, Prompts *p,
+                            Error *err) {
     memset(p, 0, sizeof *p);
+    p->chat = chat;
     FILE *f = fopen(path, "r");
     if (!f) return error_set(err, "%s: %s", path, strerror(errno));
     char *line = NULL;
@@ -140,10 +147,12 @@ int cmd_sample(int argc, char **argv) {
     const char *model_path = NULL, *prompt = "", *prompt_file = NULL, *device = "auto",
                *sampler = "auto",
                *remasking = "low_confidence", *cache = "none", *trace_path = NULL;
-    int batch = 1, show = 0;
+    int batch = 1, show = 0, chat = 0;
     Flag flags[] = {
         {"model", FLAG_STRING, &model_path, "a run directory (its newest checkpoint) or a .ckpt file (required)", 0},
         {"prompt", FLAG_STRING, &prompt, "text the generation continues", 0},
+        {"chat", FLAG_INT, &chat,
+         "1: lay prompts out as in fine-tuning (BOS <|prompt|> text <|response|>)", 0},
         {"prompt-file", FLAG_STRING, &prompt_file,
          "one prompt per line, all generated together (instead of --prompt)", 0},
         {"device", FLAG_STRING, &device, "auto (cuda when a GPU is present), cpu or cuda", 0},
@@ -190,8 +199,8 @@ int cmd_sample(int argc, char **argv) {
     Tokenizer tok = ck.tokenizer;
     memset(&ck.tokenizer, 0, sizeof ck.tokenizer);
     Prompts pr = {0};
-    rc = prompt_file ? read_prompt_file(prompt_file, &tok, &pr, &err)
-                     : one_prompt(prompt, &tok, &pr, &err);
+    rc = prompt_file ? read_prompt_file(prompt_file, &tok, chat, &pr, &err)
+                     : one_prompt(prompt, &tok, chat, &pr, &err);
     int n_rows = pr.n * batch;
     Model m;
     int rows = sc.cfg_scale > 0.0f ? 2 * n_rows : n_rows;

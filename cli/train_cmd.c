@@ -20,22 +20,29 @@
 #include "train/data.h"
 #include "train/eval.h"
 #include "train/run_dir.h"
+#include "train/sft.h"
 #include "train/trainer.h"
 
 static const char *const objective_names[] = {"mdm", "ar"};
 static const char *const schedule_names[] = {"cosine", "wsd"};
 static const char *const order_names[] = {"random", "sequential"};
 
-// Flags that a checkpoint fixes: giving one together with --resume is an error.
+// Flags that a checkpoint fixes: giving one together with --resume (everything) or --init
+// (the model and its tokenizer) is an error.
 static const char *const fixed_on_resume[] = {
     "objective", "n-layer",  "n-head",       "d-model",  "d-ff",      "seq-len",
     "batch-size", "grad-accum", "warmup",    "lr",       "min-lr",    "schedule",
     "decay-frac", "weight-decay", "beta1",   "beta2",    "adam-eps",  "grad-clip",
-    "mask-eps",  "random-length-prob", "seed", "order", "tokenizer",
+    "mask-eps",  "random-length-prob", "seed", "order", "tokenizer", "cfg-drop", NULL,
+};
+static const char *const fixed_on_init[] = {
+    "n-layer", "n-head", "d-model", "d-ff", "seq-len", "tokenizer", NULL,
 };
 
 typedef struct {
-    const char *data, *tokenizer, *run, *resume, *device, *objective, *schedule, *order;
+    const char *data, *sft, *init, *tokenizer, *run, *resume, *device, *objective, *schedule,
+        *order;
+    int objective_set;
     int log_every, eval_every, eval_windows, eval_mc, save_every, keep, max_skips;
     uint64_t eval_seed;
     float val_frac;
@@ -56,7 +63,8 @@ static void catch_stop_signals(void) {
 
 typedef struct {
     Trainer *tr;
-    const TokenData *val;
+    const TokenData *val;    // validation tokens, or
+    const SftData *val_sft;  // validation examples (NULL both: no evaluation)
     const Tokenizer *tokenizer;
     const TrainOptions *o;
     RunDir rd;
@@ -108,8 +116,11 @@ static void report_step(Run *r, const StepStats *st, double dt) {
 static int evaluate(Run *r, Error *err) {
     EvalResult res;
     int64_t s = r->tr->step;
-    if (eval_heldout(r->tr->model, r->val, r->o->eval_windows, r->o->eval_mc, r->o->eval_seed,
-                     &res, err))
+    Model *m = r->tr->model;
+    const TrainOptions *o = r->o;
+    if (r->val_sft ? eval_sft(m, r->val_sft, o->eval_windows, o->eval_mc, o->eval_seed, &res, err)
+                   : eval_heldout(m, r->val, o->eval_windows, o->eval_mc, o->eval_seed, &res,
+                                  err))
         return -1;
     run_log_eval(&r->rd, s, &res, now_seconds() - r->t0);
     r->last_val = res.nats_per_token;
@@ -142,7 +153,7 @@ static int run_training(Run *r, Error *err) {
                                   "(up to step %lld): stopped without saving; the run's last "
                                   "checkpoint is untouched", skips, (long long)s);
         }
-        if (r->val && o->eval_every > 0 && (s % o->eval_every == 0 || s == tc->steps) &&
+        if ((r->val || r->val_sft) && o->eval_every > 0 && (s % o->eval_every == 0 || s == tc->steps) &&
             evaluate(r, err))
             return -1;
         if (o->save_every > 0 && s % o->save_every == 0 && s < tc->steps) {
@@ -164,16 +175,17 @@ static int run_training(Run *r, Error *err) {
     return 0;
 }
 
-// The run's tokenizer: the checkpoint's on --resume, else --tokenizer, else the one beside
-// the shards, else bytes for a text file.
+// The run's tokenizer: the checkpoint's on --resume / --init, else --tokenizer, else the one
+// beside the shards, else bytes for a text file.
 static int load_tokenizer(const TrainOptions *o, const Dataset *ds, Checkpoint *ck,
                           Tokenizer *t, Error *err) {
-    if (o->resume) {
+    if (o->resume || o->init) {
         *t = ck->tokenizer;
         memset(&ck->tokenizer, 0, sizeof ck->tokenizer);
         return 0;
     }
     if (o->tokenizer) return tokenizer_load(t, o->tokenizer, err);
+    if (!ds) return error_set(err, "train: --sft without --init needs --tokenizer (bytes or a .model)");
     if (ds->tokenizer_path[0]) return tokenizer_load(t, ds->tokenizer_path, err);
     if (ds->text) {
         tokenizer_init_bytes(t);
@@ -181,6 +193,95 @@ static int load_tokenizer(const TrainOptions *o, const Dataset *ds, Checkpoint *
     }
     return error_set(err, "%s: the shards come with no tokenizer.model: pass --tokenizer",
                      o->data);
+}
+
+// The objective: --objective, or for --init the checkpoint's (a model's attention is fixed).
+// Also the schedule and data order choices.
+static int choose_objective(const TrainOptions *o, const Checkpoint *init, TrainConfig *tc,
+                            Error *err) {
+    int obj = flags_choice("objective", o->objective, objective_names, 2, err);
+    int sched = flags_choice("schedule", o->schedule, schedule_names, 2, err);
+    int order = flags_choice("order", o->order, order_names, 2, err);
+    if (obj < 0 || sched < 0 || order < 0) return -1;
+    if (init) {
+        int causal = init->header.model.causal;
+        if (o->objective_set && obj != (causal ? OBJECTIVE_AR : OBJECTIVE_MDM))
+            return error_set(err, "train: --objective %s, but %s is %s model", o->objective,
+                             o->init, causal ? "an ar" : "an mdm");
+        obj = causal ? OBJECTIVE_AR : OBJECTIVE_MDM;
+    }
+    tc->objective = (Objective)obj;
+    tc->schedule = (LrSchedule)sched;
+    tc->order = (DataOrder)order;
+    return 0;
+}
+
+// Pretraining tokens (a Dataset), or SFT rows split into train and validation examples.
+typedef struct {
+    Dataset ds;
+    int have_ds;
+    SftData sft, sft_train, sft_val;
+} TrainingData;
+
+static void close_training_data(TrainingData *d) {
+    if (d->have_ds) dataset_close(&d->ds);
+    sft_free(&d->sft);
+}
+
+// Loads the tokenizer and the data; fills in the model's vocabulary for a fresh run.
+static int open_training_data(const TrainOptions *o, Checkpoint *ck, ModelConfig *mc,
+                              Tokenizer *tok, TrainingData *d, Error *err) {
+    memset(d, 0, sizeof *d);
+    if (o->data) {
+        if (dataset_open(&d->ds, o->data, o->val_frac, err)) return -1;
+        d->have_ds = 1;
+    }
+    if (load_tokenizer(o, d->have_ds ? &d->ds : NULL, ck, tok, err)) return -1;
+    if (!o->resume && !o->init) {
+        mc->vocab_size = tok->vocab_size;
+        mc->mask_token_id = tok->mask_id;
+    }
+    int eval = o->eval_every > 0;
+    if (o->sft) {
+        if (sft_load(&d->sft, o->sft, tok, mc->seq_len, err)) return -1;
+        int n_val = eval ? (int)(d->sft.n * (double)o->val_frac) : 0;
+        if (eval && n_val < 1 && d->sft.n > 1) n_val = 1;
+        d->sft_train = sft_view(&d->sft, 0, d->sft.n - n_val);
+        d->sft_val = sft_view(&d->sft, d->sft.n - n_val, n_val);
+        return 0;
+    }
+    if (dataset_check(&d->ds, tok, mc->vocab_size, err)) return -1;
+    if (eval && d->ds.val.n > 0 && d->ds.val.n < (size_t)mc->seq_len + 1)
+        return error_set(err, "%s: %zu validation tokens, fewer than seq_len + 1 = %d "
+                              "(raise --val-frac, or --eval-every 0)",
+                         o->data, d->ds.val.n, mc->seq_len + 1);
+    return 0;
+}
+
+static void print_data_summary(const TrainOptions *o, const TrainingData *d) {
+    if (o->sft)
+        printf("sft data %s: %d train + %d val examples\n", o->sft, d->sft_train.n,
+               d->sft_val.n);
+    else
+        printf("data %s: %zu train + %zu val tokens\n", o->data, d->ds.train.n, d->ds.val.n);
+    if (d->sft.truncated)
+        printf("sft data: %d responses were cut to fit seq_len %d\n", d->sft.truncated, d->sft.T);
+}
+
+// Resume: weights, optimizer state, step and RNG streams; --init: the weights only (a new run
+// with a fresh optimizer); otherwise a seeded initialisation.
+static void set_start_weights(const TrainOptions *o, const Checkpoint *ck, const char *path,
+                              Trainer *tr) {
+    Model *m = tr->model;
+    if (o->resume) {
+        checkpoint_restore(ck, tr);
+        printf("resumed %s at step %lld\n", path, (long long)tr->step);
+    } else if (o->init) {
+        m->be->to_device(m->params, ck->params, m->n_params * sizeof(float));
+        printf("initialised from %s (step %lld)\n", path, (long long)ck->header.step);
+    } else {
+        model_init_params(m, seed_for_init(tr->tc.seed));
+    }
 }
 
 // --run, else the resumed run's directory, else runs/DATE-TIME.
@@ -212,6 +313,12 @@ int cmd_train(int argc, char **argv) {
         {"data", FLAG_STRING, &o.data,
          "shard directory (dllm prepare, llm.c), one .bin shard, or a text file read as bytes "
          "(required)", 0},
+        {"sft", FLAG_STRING, &o.sft,
+         "fine-tune on JSONL {\"prompt\", \"response\"} lines (instead of --data)", 0},
+        {"init", FLAG_STRING, &o.init,
+         "start from this checkpoint's weights (or a run's newest), fresh optimizer", 0},
+        {"cfg-drop", FLAG_FLOAT, &tc.cfg_drop,
+         "mdm --sft: share of examples trained with the prompt masked (for --cfg)", 0},
         {"tokenizer", FLAG_STRING, &o.tokenizer,
          "SentencePiece .model or 'bytes' (default: the shard directory's tokenizer.model)", 0},
         {"order", FLAG_STRING, &o.order, "random or sequential windows", 0},
@@ -259,94 +366,88 @@ int cmd_train(int argc, char **argv) {
     };
     int n_flags = sizeof flags / sizeof flags[0];
     int rc = flags_parse_command(flags, n_flags, argc, argv,
-                                 "usage: dllm train --data FILE [flags]");
+                                 "usage: dllm train --data FILE [flags]\n"
+                                 "       dllm train --sft FILE.jsonl [--init CKPT] [flags]\n"
+                                 "       dllm train --resume RUN_DIR --data FILE | --sft FILE");
     if (rc) return rc < 0;
+    o.objective_set = flags_find(flags, n_flags, "objective")->set;
     Error err;
-    if (!o.data) return cli_fail("train: --data FILE is required (see --help)");
+    if (!o.data == !o.sft)
+        return cli_fail("train: give --data FILE (pretraining) or --sft FILE (fine-tuning)");
     if (o.log_every < 1 || o.eval_windows < 1 || o.eval_mc < 1 || o.keep < 1 || o.max_skips < 1 ||
         o.eval_every < 0 || o.save_every < 0)
         return cli_fail("train: --log-every, --eval-windows, --eval-mc, --keep and --max-skips "
                         "must be >= 1, --eval-every and --save-every >= 0");
-    if (!(o.val_frac >= 0.0f && o.val_frac < 1.0f)) return cli_fail("train: --val-frac must be in [0, 1)");
+    if (!(o.val_frac >= 0.0f && o.val_frac < 1.0f))
+        return cli_fail("train: --val-frac must be in [0, 1)");
+    if (o.resume && o.init) return cli_fail("train: --resume and --init exclude each other");
+    const char *const *fixed = o.resume ? fixed_on_resume : o.init ? fixed_on_init : NULL;
+    for (int i = 0; fixed && fixed[i]; i++)
+        if (flags_find(flags, n_flags, fixed[i])->set) {
+            snprintf(err.msg, sizeof err.msg, "train: --%s cannot be combined with --%s (the "
+                     "checkpoint fixes it)", fixed[i], o.resume ? "resume" : "init");
+            return cli_fail(err.msg);
+        }
 
     const Backend *be = backend_by_name(o.device, &err);
     if (!be) return cli_fail(err.msg);
 
     Checkpoint ck = {0};
-    char resume_path[4200] = "", run_dir[4200];
-    if (o.resume) {
-        for (size_t i = 0; i < sizeof fixed_on_resume / sizeof fixed_on_resume[0]; i++)
-            if (flags_find(flags, n_flags, fixed_on_resume[i])->set) {
-                snprintf(err.msg, sizeof err.msg,
-                         "train: --%s cannot be combined with --resume (the checkpoint fixes it)",
-                         fixed_on_resume[i]);
-                return cli_fail(err.msg);
-            }
+    char ck_path[4200] = "", run_dir[4200];
+    if (o.resume || o.init) {
         int skipped;
-        if (checkpoint_load_latest(o.resume, &ck, resume_path, sizeof resume_path, &skipped,
-                                   &err))
+        if (checkpoint_load_latest(o.resume ? o.resume : o.init, &ck, ck_path, sizeof ck_path,
+                                   &skipped, &err))
             return cli_fail(err.msg);
         if (skipped)
-            printf("resume: skipped %d damaged or incomplete newer checkpoint%s\n", skipped,
+            printf("skipped %d damaged or incomplete newer checkpoint%s\n", skipped,
                    skipped > 1 ? "s" : "");
-        int64_t steps = tc.steps;
         mc = ck.header.model;
+    }
+    if (o.resume) {
+        int64_t steps = tc.steps;
         tc = ck.header.train;
         if (flags_find(flags, n_flags, "steps")->set) tc.steps = steps;
+        if (tc.sft != (o.sft != NULL))
+            rc = error_set(&err, "train: %s is %s run: resume it with %s", ck_path,
+                           tc.sft ? "a fine-tuning" : "a pretraining",
+                           tc.sft ? "--sft FILE" : "--data FILE");
     } else {
-        int obj = flags_choice("objective", o.objective, objective_names, 2, &err);
-        int sched = flags_choice("schedule", o.schedule, schedule_names, 2, &err);
-        int order = flags_choice("order", o.order, order_names, 2, &err);
-        if (obj < 0 || sched < 0 || order < 0) return cli_fail(err.msg);
-        tc.objective = (Objective)obj;
-        tc.schedule = (LrSchedule)sched;
-        tc.order = (DataOrder)order;
+        rc = choose_objective(&o, o.init ? &ck : NULL, &tc, &err);
         mc.causal = tc.objective == OBJECTIVE_AR;
+        tc.sft = o.sft != NULL;
     }
-
-    Dataset ds;
-    if (dataset_open(&ds, o.data, o.val_frac, &err)) {
+    if (rc) {
         checkpoint_free(&ck);
         return cli_fail(err.msg);
     }
+
     Tokenizer tok = {0};
-    int status = load_tokenizer(&o, &ds, &ck, &tok, &err);
-    if (status == 0 && !o.resume) {
-        mc.vocab_size = tok.vocab_size;
-        mc.mask_token_id = tok.mask_id;
-    }
-    if (status == 0) status = dataset_check(&ds, &tok, mc.vocab_size, &err);
-    int eval = o.eval_every > 0 && ds.val.n > 0;
-    if (status == 0 && eval && ds.val.n < (size_t)mc.seq_len + 1)
-        status = error_set(&err, "%s: %zu validation tokens, fewer than seq_len + 1 = %d "
-                                 "(raise --val-frac, or --eval-every 0)",
-                           o.data, ds.val.n, mc.seq_len + 1);
+    TrainingData data;
+    int status = open_training_data(&o, &ck, &mc, &tok, &data, &err);
     Model model;
     Trainer tr;
     if (status == 0) status = model_create(&model, &mc, be, tc.batch_size, &err);
     if (status == 0) {
-        status = trainer_init(&tr, &model, &tc, &ds.train, &err);
+        status = data.sft.n ? trainer_init_sft(&tr, &model, &tc, &data.sft_train, &err)
+                            : trainer_init(&tr, &model, &tc, &data.ds.train, &err);
         if (status == 0) {
-            if (o.resume) {
-                checkpoint_restore(&ck, &tr);
-                printf("resumed %s at step %lld\n", resume_path, (long long)tr.step);
-            } else {
-                model_init_params(&model, seed_for_init(tc.seed));
-            }
+            set_start_weights(&o, &ck, ck_path, &tr);
             model_config_print(stdout, &mc);
             train_config_print(stdout, &tc);
-            printf("params: %zu | device %s | data %s: %zu train + %zu val tokens | "
-                   "tokenizer: %s, %d tokens\n", model.n_params, be->name, o.data, ds.train.n,
-                   ds.val.n, tok.kind == TOKENIZER_BYTES ? "bytes" : "sentencepiece",
+            printf("params: %zu | device %s | tokenizer: %s, %d tokens\n", model.n_params,
+                   be->name, tok.kind == TOKENIZER_BYTES ? "bytes" : "sentencepiece",
                    tok.vocab_size);
+            print_data_summary(&o, &data);
             default_run_dir(&o, run_dir, sizeof run_dir);
-            Run r = {.tr = &tr, .val = eval ? &ds.val : NULL, .tokenizer = &tok, .o = &o,
-                     .tty = isatty(STDOUT_FILENO), .t0 = now_seconds(), .step0 = tr.step,
-                     .last_val = NAN};
+            Run r = {.tr = &tr, .tokenizer = &tok, .o = &o, .tty = isatty(STDOUT_FILENO),
+                     .t0 = now_seconds(), .step0 = tr.step, .last_val = NAN};
+            if (o.eval_every > 0 && data.sft_val.n > 0) r.val_sft = &data.sft_val;
+            if (o.eval_every > 0 && !data.sft.n && data.ds.val.n > 0) r.val = &data.ds.val;
             status = run_dir_open(&r.rd, run_dir, o.keep, o.resume ? tr.step : -1, &err);
             if (status == 0) {
                 printf("run: %s\n", run_dir);
-                run_log_event(&r.rd, tr.step, o.resume ? "resume" : "start", resume_path);
+                run_log_event(&r.rd, tr.step, o.resume ? "resume" : "start", ck_path);
                 status = run_training(&r, &err);
                 run_dir_close(&r.rd);
             }
@@ -356,7 +457,7 @@ int cmd_train(int argc, char **argv) {
     }
     if (status < 0) status = cli_fail(err.msg);
     tokenizer_free(&tok);
-    dataset_close(&ds);
+    close_training_data(&data);
     checkpoint_free(&ck);
     return status;
 }

@@ -19,7 +19,7 @@
 #include "train/trainer.h"
 
 #define CHECKPOINT_MAGIC "DLLMCKPT"
-#define CHECKPOINT_VERSION 2
+#define CHECKPOINT_VERSION 3
 
 typedef struct {
     char magic[8];

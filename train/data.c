@@ -1,6 +1,7 @@
 #include "train/data.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <glob.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,6 +131,7 @@ static int open_text(Dataset *ds, const char *path, double val_frac, Error *err)
 
 int dataset_open(Dataset *ds, const char *path, double val_frac, Error *err) {
     memset(ds, 0, sizeof *ds);
+    snprintf(ds->path, sizeof ds->path, "%s", path);
     struct stat st;
     if (stat(path, &st) != 0) return error_set(err, "%s: %s", path, strerror(errno));
     int rc;
@@ -160,6 +162,9 @@ int dataset_open(Dataset *ds, const char *path, double val_frac, Error *err) {
 }
 
 int dataset_check(const Dataset *ds, const Tokenizer *t, int vocab_size, Error *err) {
+    if (ds->text && t && t->kind != TOKENIZER_BYTES)
+        return error_set(err, "%s: a text file is read as bytes, but the tokenizer is "
+                              "SentencePiece: tokenize it with dllm prepare first", ds->path);
     for (int i = 0; i < ds->n_shards; i++) {
         const Shard *s = &ds->shards[i];
         if (s->tokenizer_hash && t && s->tokenizer_hash != t->hash)

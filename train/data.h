@@ -42,6 +42,7 @@ typedef struct {
     TokenData train, val;
     uint64_t tokenizer_hash;    // from the shard headers; 0 when they do not say
     int text;                   // 1: a text file read as bytes
+    char path[4096];            // as opened
     char tokenizer_path[4200];  // DIR/tokenizer.model when a shard directory has one, else ""
 } Dataset;
 
@@ -49,8 +50,8 @@ typedef struct {
 // them), one shard file, or a text file read as bytes. When there are no validation shards,
 // the last val_frac of the tokens is held out.
 int dataset_open(Dataset *ds, const char *path, double val_frac, Error *err);
-// Checks every token id against the model's vocabulary, and the shards' tokenizer against
-// the model's. Shards that declare a vocabulary no larger than the model's need no scan.
+// Checks every token id against the model's vocabulary, and the shards' tokenizer (or, for a
+// text file, bytes) against the model's. Shards that declare a vocabulary no larger than the model's need no scan.
 int dataset_check(const Dataset *ds, const Tokenizer *t, int vocab_size, Error *err);
 void dataset_close(Dataset *ds);
 

@@ -169,3 +169,26 @@ int score_continuation(Model *m, const int *tokens, int len, int from, int mc, f
     if (m->cfg.causal) return score_ar(m, tokens, len, from, nll, err);
     return score_mdm(m, tokens, len, from, mc, cfg, seed, nll, err);
 }
+
+int eval_sft(Model *m, const SftData *d, int max_examples, int mc, uint64_t seed, EvalResult *r,
+             Error *err) {
+    int n = max_examples > 0 && max_examples < d->n ? max_examples : d->n;
+    if (n < 1) return error_set(err, "no SFT examples to evaluate");
+    double total = 0.0;
+    int64_t tokens = 0;
+    for (int i = 0; i < n; i++) {
+        const int *row = d->tokens + (size_t)i * d->T;
+        int p = d->prompt_len[i], len = p + d->answer_len[i];
+        double nll;
+        if (score_continuation(m, row, len, p, mc, 0.0f, seed + (uint64_t)i, &nll, err))
+            return -1;
+        total += nll;
+        tokens += d->answer_len[i];
+    }
+    r->nats_per_token = total / (double)tokens;
+    r->ppl = exp(r->nats_per_token);
+    r->tokens = tokens;
+    r->windows = n;
+    r->mc = m->cfg.causal ? 1 : mc;
+    return 0;
+}

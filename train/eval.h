@@ -13,6 +13,7 @@
 #include "common/error.h"
 #include "model/model.h"
 #include "train/data.h"
+#include "train/sft.h"
 
 typedef struct {
     double nats_per_token;  // AR: exact; MDM: the ELBO bound
@@ -27,6 +28,11 @@ typedef struct {
 // the tokens before, MDM from the rest of the window). MDM draws mc masks per window.
 int eval_heldout(Model *m, const TokenData *data, int max_windows, int mc, uint64_t seed,
                  EvalResult *r, Error *err);
+
+// SFT validation: -log p(answer | prompt) per answer token (the response and its EOS) over the
+// first max_examples examples (0: all), by score_continuation.
+int eval_sft(Model *m, const SftData *d, int max_examples, int mc, uint64_t seed, EvalResult *r,
+             Error *err);
 
 // Estimated -log p(tokens[from..len) | tokens[0..from)) in nats, the score of a continuation
 // given a prompt. AR (causal model): exact, needs from >= 1. MDM: LLaDA's Monte-Carlo bound

@@ -44,3 +44,39 @@ void mask_exact_count(int *inputs, float *weights, int from, int len, int count,
         weights[pick] = w;
     }
 }
+
+void sft_mdm_batch(const int *rows, const int *prompt_len, int B, int T, int mask_id, float eps,
+                   float cfg_drop, Rng *rng, int *inputs, int *targets, float *weights,
+                   float *t_out) {
+    for (int b = 0; b < B; b++) {
+        const int *row = rows + (size_t)b * T;
+        int *in = inputs + (size_t)b * T;
+        float *w = weights + (size_t)b * T;
+        int p = prompt_len[b];
+        float t = (1.0f - eps) * rng_uniform(rng) + eps;
+        if (t_out) t_out[b] = t;
+        float norm = 1.0f / (t * (float)(T - p) * B);
+        int drop_prompt = cfg_drop > 0.0f && rng_uniform(rng) < cfg_drop;
+        memcpy(targets + (size_t)b * T, row, (size_t)T * sizeof(int));
+        for (int i = 0; i < T; i++) {
+            int masked = i < p ? drop_prompt : rng_uniform(rng) < t;
+            in[i] = masked ? mask_id : row[i];
+            w[i] = masked && i >= p ? norm : 0.0f;
+        }
+    }
+}
+
+void sft_ar_batch(const int *rows, const int *prompt_len, const int *answer_len, int B, int T,
+                  int *inputs, int *targets, float *weights) {
+    int n = T - 1;  // positions per row
+    for (int b = 0; b < B; b++) {
+        const int *row = rows + (size_t)b * T;
+        memcpy(inputs + (size_t)b * n, row, (size_t)n * sizeof(int));
+        memcpy(targets + (size_t)b * n, row + 1, (size_t)n * sizeof(int));
+        // position i predicts token i + 1: the answer is tokens p .. p + answer_len - 1
+        int first = prompt_len[b] - 1, last = first + answer_len[b];
+        for (int i = 0; i < n; i++)
+            weights[(size_t)b * n + i] =
+                i >= first && i < last ? 1.0f / ((float)answer_len[b] * B) : 0.0f;
+    }
+}

@@ -19,6 +19,23 @@ void mdm_noise_batch(const int *tokens, int B, int T, int mask_id, float eps, Rn
 // every position weighted 1 / (B * T), so the loss is the mean next-token CE.
 void ar_shift_batch(const int *windows, int B, int T, int *inputs, int *targets, float *weights);
 
+// LLaDA SFT: rows[B, T] whose first prompt_len[b] tokens are the prompt. Per row t ~ U(eps, 1)
+// and each position after the prompt (the response and its EOS padding) is masked with
+// probability t; the prompt never is. A masked position weighs 1 / (t * (T - prompt_len) * B):
+// the loss of each example is normalised by its answer length, then averaged over the batch.
+// With probability cfg_drop a row's prompt is masked too (inputs only, still no loss), which
+// teaches the unconditional model classifier-free guidance needs.
+// t_out[B], if not NULL, receives the drawn t.
+void sft_mdm_batch(const int *rows, const int *prompt_len, int B, int T, int mask_id, float eps,
+                   float cfg_drop, Rng *rng, int *inputs, int *targets, float *weights,
+                   float *t_out);
+
+// AR SFT: inputs are row tokens 0..T-2, targets 1..T-1; only predictions of the response and
+// its first EOS (answer_len[b] positions after the prompt) count, each example normalised by
+// its answer length and the batch averaged, as in sft_mdm_batch.
+void sft_ar_batch(const int *rows, const int *prompt_len, const int *answer_len, int B, int T,
+                  int *inputs, int *targets, float *weights);
+
 // Masks exactly `count` of the positions [from, len) of one row, chosen uniformly without
 // replacement: inputs there become mask_id and weights there become w. The other positions are
 // left as they are. The mask-count form of the ELBO (LLaDA's likelihood evaluation) draws the

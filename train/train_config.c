@@ -51,6 +51,10 @@ int train_config_validate(const TrainConfig *tc, Error *err) {
         return error_set(err, "mask eps must be in (0, 1)");
     if (!(tc->random_length_prob >= 0.0f && tc->random_length_prob <= 1.0f))
         return error_set(err, "random length probability must be in [0, 1]");
+    if (!(tc->cfg_drop >= 0.0f && tc->cfg_drop < 1.0f))
+        return error_set(err, "cfg drop must be in [0, 1)");
+    if (tc->cfg_drop > 0.0f && !(tc->sft && tc->objective == OBJECTIVE_MDM))
+        return error_set(err, "cfg drop is for MDM fine-tuning (--sft) only");
     return 0;
 }
 
@@ -66,6 +70,7 @@ void train_config_print(FILE *f, const TrainConfig *tc) {
             tc->weight_decay, tc->beta1, tc->beta2, tc->adam_eps, tc->grad_clip, tc->mask_eps,
             tc->random_length_prob, (unsigned long long)tc->seed,
             tc->order == ORDER_RANDOM ? "random" : "sequential");
+    if (tc->sft) fprintf(f, "fine-tuning (SFT): prompts never masked, cfg drop %g\n", tc->cfg_drop);
 }
 
 float lr_at(const TrainConfig *tc, int64_t step) {

@@ -30,6 +30,8 @@ typedef struct {
     float random_length_prob;  // MDM: chance that a micro-batch is cut to a random length
     uint64_t seed;           // seeds init, data order and masking (each its own stream)
     DataOrder order;
+    int sft;                 // 1: fine-tuning on prompt/response rows (prompt never masked)
+    float cfg_drop;          // MDM SFT: share of rows trained with the prompt masked (for CFG)
 } TrainConfig;
 
 TrainConfig train_config_default(void);

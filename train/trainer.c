@@ -10,7 +10,8 @@ uint64_t seed_for_init(uint64_t seed) { return seed * 4 + 1; }
 uint64_t seed_for_data(uint64_t seed) { return seed * 4 + 2; }
 uint64_t seed_for_mask(uint64_t seed) { return seed * 4 + 3; }
 
-int trainer_init(Trainer *tr, Model *m, const TrainConfig *tc, const TokenData *data, Error *err) {
+// What both kinds of training data share: config checks, RNG streams, batch buffers.
+static int trainer_setup(Trainer *tr, Model *m, const TrainConfig *tc, Error *err) {
     memset(tr, 0, sizeof *tr);
     if (train_config_validate(tc, err)) return -1;
     int want_causal = tc->objective == OBJECTIVE_AR;
@@ -20,24 +21,45 @@ int trainer_init(Trainer *tr, Model *m, const TrainConfig *tc, const TokenData *
     if (tc->batch_size > m->max_batch)
         return error_set(err, "batch size %d exceeds the model's %d", tc->batch_size,
                          m->max_batch);
-    size_t window = (size_t)m->cfg.seq_len + 1;
-    if (data->n < window)
-        return error_set(err, "the training data has %zu tokens, fewer than seq_len + 1 = %zu",
-                         data->n, window);
     tr->tc = *tc;
     tr->model = m;
-    tr->data = data;
     rng_seed(&tr->rng_data, seed_for_data(tc->seed));
     rng_seed(&tr->rng_mask, seed_for_mask(tc->seed));
-    size_t n = (size_t)tc->batch_size * window;
+    size_t n = (size_t)tc->batch_size * (m->cfg.seq_len + 1);
     tr->windows = malloc(n * sizeof(int));
     tr->inputs = malloc(n * sizeof(int));
     tr->targets = malloc(n * sizeof(int));
     tr->weights = malloc(n * sizeof(float));
-    if (!tr->windows || !tr->inputs || !tr->targets || !tr->weights) {
+    tr->row_prompt = malloc((size_t)tc->batch_size * sizeof(int));
+    tr->row_answer = malloc((size_t)tc->batch_size * sizeof(int));
+    if (!tr->windows || !tr->inputs || !tr->targets || !tr->weights || !tr->row_prompt ||
+        !tr->row_answer) {
         trainer_free(tr);
         return error_set(err, "out of memory for the batch buffers");
     }
+    return 0;
+}
+
+int trainer_init(Trainer *tr, Model *m, const TrainConfig *tc, const TokenData *data, Error *err) {
+    size_t window = (size_t)m->cfg.seq_len + 1;
+    if (data->n < window)
+        return error_set(err, "the training data has %zu tokens, fewer than seq_len + 1 = %zu",
+                         data->n, window);
+    if (tc->sft) return error_set(err, "an SFT configuration needs SFT data");
+    if (trainer_setup(tr, m, tc, err)) return -1;
+    tr->data = data;
+    return 0;
+}
+
+int trainer_init_sft(Trainer *tr, Model *m, const TrainConfig *tc, const SftData *sft,
+                     Error *err) {
+    if (!tc->sft) return error_set(err, "SFT data needs an SFT configuration");
+    if (sft->T != m->cfg.seq_len)
+        return error_set(err, "SFT rows of %d tokens for a model of seq_len %d", sft->T,
+                         m->cfg.seq_len);
+    if (sft->n < 1) return error_set(err, "no SFT examples");
+    if (trainer_setup(tr, m, tc, err)) return -1;
+    tr->sft = sft;
     return 0;
 }
 
@@ -46,6 +68,8 @@ void trainer_free(Trainer *tr) {
     free(tr->inputs);
     free(tr->targets);
     free(tr->weights);
+    free(tr->row_prompt);
+    free(tr->row_answer);
     memset(tr, 0, sizeof *tr);
 }
 
@@ -55,6 +79,29 @@ static void draw_windows(Trainer *tr, const TokenData *data, Rng *rng_data, uint
         data_sequential_windows(data, pos, tr->tc.batch_size, len, tr->windows);
     else
         data_random_windows(data, rng_data, tr->tc.batch_size, len, tr->windows);
+}
+
+// Draws B SFT examples (in order, or at random) and applies the objective's SFT weighting.
+// Returns the number of positions per row: seq_len for MDM, seq_len - 1 for AR.
+static int make_sft_batch(Trainer *tr) {
+    const TrainConfig *tc = &tr->tc;
+    const SftData *d = tr->sft;
+    int B = tc->batch_size, T = d->T;
+    for (int b = 0; b < B; b++) {
+        int i = tc->order == ORDER_SEQUENTIAL ? (int)(tr->data_pos++ % (uint64_t)d->n)
+                                              : (int)rng_below(&tr->rng_data, (uint64_t)d->n);
+        memcpy(tr->windows + (size_t)b * T, d->tokens + (size_t)i * T, (size_t)T * sizeof(int));
+        tr->row_prompt[b] = d->prompt_len[i];
+        tr->row_answer[b] = d->answer_len[i];
+    }
+    if (tc->objective == OBJECTIVE_AR) {
+        sft_ar_batch(tr->windows, tr->row_prompt, tr->row_answer, B, T, tr->inputs, tr->targets,
+                     tr->weights);
+        return T - 1;
+    }
+    sft_mdm_batch(tr->windows, tr->row_prompt, B, T, tr->model->cfg.mask_token_id, tc->mask_eps,
+                  tc->cfg_drop, &tr->rng_mask, tr->inputs, tr->targets, tr->weights, NULL);
+    return T;
 }
 
 // Draws one micro-batch of length T from data into inputs/targets/weights.
@@ -78,16 +125,20 @@ StepStats trainer_step(Trainer *tr) {
     StepStats st = {0};
     // LLaDA trains a small share of batches on random shorter lengths, so the model also
     // sees sequences that do not fill the context.
-    st.seq_len = m->cfg.seq_len;
-    if (tc->objective == OBJECTIVE_MDM && tc->random_length_prob > 0.0f &&
+    st.seq_len = tr->sft && tc->objective == OBJECTIVE_AR ? m->cfg.seq_len - 1 : m->cfg.seq_len;
+    if (!tr->sft && tc->objective == OBJECTIVE_MDM && tc->random_length_prob > 0.0f &&
         rng_uniform(&tr->rng_mask) < tc->random_length_prob)
         st.seq_len = 1 + (int)rng_below(&tr->rng_mask, (uint64_t)m->cfg.seq_len);
 
     model_zero_grad(m);
     size_t n = (size_t)tc->batch_size * st.seq_len;
     for (int micro = 0; micro < tc->grad_accum; micro++) {
-        uint64_t *pos = tc->order == ORDER_SEQUENTIAL ? &tr->data_pos : NULL;
-        make_batch(tr, tr->data, &tr->rng_data, pos, &tr->rng_mask, st.seq_len);
+        if (tr->sft) {
+            make_sft_batch(tr);
+        } else {
+            uint64_t *pos = tc->order == ORDER_SEQUENTIAL ? &tr->data_pos : NULL;
+            make_batch(tr, tr->data, &tr->rng_data, pos, &tr->rng_mask, st.seq_len);
+        }
         // each micro-batch carries 1/grad_accum of the step's loss
         for (size_t i = 0; i < n; i++) tr->weights[i] /= (float)tc->grad_accum;
         model_forward(m, tr->inputs, tc->batch_size, st.seq_len);

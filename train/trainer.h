@@ -8,12 +8,14 @@
 #include "model/model.h"
 #include "train/data.h"
 #include "train/rng.h"
+#include "train/sft.h"
 #include "train/train_config.h"
 
 typedef struct {
     TrainConfig tc;
     Model *model;
-    const TokenData *data;
+    const TokenData *data;  // pretraining windows, or
+    const SftData *sft;     // SFT examples (one of the two is set)
     int64_t step;   // optimizer steps done
     Rng rng_data;   // window offsets (random order)
     uint64_t data_pos;  // next window (sequential order)
@@ -21,6 +23,7 @@ typedef struct {
     // host batch buffers, batch_size * (seq_len + 1)
     int *windows, *inputs, *targets;
     float *weights;
+    int *row_prompt, *row_answer;  // SFT: prompt and answer length of each row, batch_size each
 } Trainer;
 
 typedef struct {
@@ -34,6 +37,9 @@ typedef struct {
 // The model must be created (and its parameters set) with the objective's attention:
 // bidirectional for MDM, causal for AR. Seeds the data and masking streams from tc->seed.
 int trainer_init(Trainer *tr, Model *m, const TrainConfig *tc, const TokenData *data, Error *err);
+// The same for fine-tuning on SFT rows (tc->sft set; rows of the model's seq_len).
+int trainer_init_sft(Trainer *tr, Model *m, const TrainConfig *tc, const SftData *sft,
+                     Error *err);
 void trainer_free(Trainer *tr);
 StepStats trainer_step(Trainer *tr);
 
