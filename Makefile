@@ -23,7 +23,7 @@ CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
 
 BUILD := build
 LIB_SRC := $(wildcard common/*.c kernels/*.c kernels/cpu/*.c model/*.c train/*.c tokenizer/*.c \
-                     sampler/*.c)
+                     sampler/*.c report/*.c)
 CLI_SRC := $(wildcard cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 
@@ -34,6 +34,9 @@ LIB_CU  := $(wildcard kernels/cuda/*.cu)
 CFLAGS  += -DDLLM_CUDA
 LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart
 endif
+
+# stb (libstb-dev) headers only for the file that draws PNGs
+$(BUILD)/report/plot.o $(BUILD)/tests/test_report.o: CFLAGS += -isystem /usr/include/stb
 
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(LIB_CXX:%.cc=$(BUILD)/%.o) $(LIB_CU:%.cu=$(BUILD)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)

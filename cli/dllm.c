@@ -15,6 +15,7 @@ static const Command commands[] = {
     {"prepare", cmd_prepare, "tokenize text or JSONL files into train/validation shards"},
     {"train", cmd_train, "train or fine-tune a masked-diffusion (or AR baseline) model"},
     {"eval", cmd_eval, "likelihood (ELBO / perplexity) and multiple-choice accuracy, side by side"},
+    {"plot", cmd_plot, "loss curves of runs (train and validation) overlaid in a PNG"},
     {"sample", cmd_sample, "generate text from a checkpoint: parallel denoising (MDM) or AR"},
 };
 static const int n_commands = sizeof commands / sizeof commands[0];

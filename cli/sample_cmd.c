@@ -147,12 +147,13 @@ int cmd_sample(int argc, char **argv) {
     const char *model_path = NULL, *prompt = "", *prompt_file = NULL, *device = "auto",
                *sampler = "auto",
                *remasking = "low_confidence", *cache = "none", *trace_path = NULL;
-    int batch = 1, show = 0, chat = 0;
+    int batch = 1, show = 0, chat = -1;
     Flag flags[] = {
         {"model", FLAG_STRING, &model_path, "a run directory (its newest checkpoint) or a .ckpt file (required)", 0},
         {"prompt", FLAG_STRING, &prompt, "text the generation continues", 0},
         {"chat", FLAG_INT, &chat,
-         "1: lay prompts out as in fine-tuning (BOS <|prompt|> text <|response|>)", 0},
+         "1: lay prompts out as in fine-tuning (BOS <|prompt|> text <|response|>), 0: plain "
+         "text (default: 1 for fine-tuned checkpoints)", 0},
         {"prompt-file", FLAG_STRING, &prompt_file,
          "one prompt per line, all generated together (instead of --prompt)", 0},
         {"device", FLAG_STRING, &device, "auto (cuda when a GPU is present), cpu or cuda", 0},
@@ -198,6 +199,7 @@ int cmd_sample(int argc, char **argv) {
         return cli_fail(err.msg);
     Tokenizer tok = ck.tokenizer;
     memset(&ck.tokenizer, 0, sizeof ck.tokenizer);
+    if (chat < 0) chat = ck.header.train.sft;
     Prompts pr = {0};
     rc = prompt_file ? read_prompt_file(prompt_file, &tok, chat, &pr, &err)
                      : one_prompt(prompt, &tok, chat, &pr, &err);

@@ -1,0 +1,78 @@
+#include "report/run_log.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/file.h"
+#include "common/json.h"
+
+static void push(double **xs, double **ys, int *n, double x, double y) {
+    *xs = realloc(*xs, (size_t)(*n + 1) * sizeof **xs);
+    *ys = realloc(*ys, (size_t)(*n + 1) * sizeof **ys);
+    (*xs)[*n] = x;
+    (*ys)[*n] = y;
+    (*n)++;
+}
+
+int run_log_read(const char *dir, RunLog *log, Error *err) {
+    memset(log, 0, sizeof *log);
+    char path[4200], *text;
+    size_t n;
+    snprintf(path, sizeof path, "%s/log.jsonl", dir);
+    if (file_read_all(path, &text, &n, err)) return -1;
+    double tps_sum = 0.0;
+    int tps_n = 0;
+    Error ignore;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        double step, x;
+        if (json_get_number(line, "step", &step, &ignore)) continue;
+        char *type;
+        size_t len;
+        if (json_get_string(line, "type", &type, &len, &ignore)) continue;
+        if (strcmp(type, "train") == 0) {
+            // a skipped step logs "loss":null, which is not a number
+            if (json_get_number(line, "loss", &x, &ignore)) x = NAN;
+            push(&log->train_step, &log->train_loss, &log->n_train, step, x);
+            if (json_get_number(line, "tokens_per_s", &x, &ignore) == 0) tps_sum += x, tps_n++;
+            log->last_step = (long long)step;
+        } else if (strcmp(type, "eval") == 0) {
+            if (json_get_number(line, "val_loss", &x, &ignore) == 0)
+                push(&log->eval_step, &log->eval_loss, &log->n_eval, step, x);
+        } else if (strcmp(type, "event") == 0) {
+            char *event;
+            if (json_get_string(line, "event", &event, &len, &ignore) == 0) {
+                snprintf(log->last_event, sizeof log->last_event, "%s", event);
+                free(event);
+            }
+        }
+        if (json_get_number(line, "elapsed_s", &x, &ignore) == 0) log->elapsed_s = x;
+        free(type);
+    }
+    free(text);
+    log->tokens_per_s = tps_n ? tps_sum / tps_n : NAN;
+    return 0;
+}
+
+void run_log_free(RunLog *log) {
+    free(log->train_step);
+    free(log->train_loss);
+    free(log->eval_step);
+    free(log->eval_loss);
+    memset(log, 0, sizeof *log);
+}
+
+double run_log_best_eval(const RunLog *log, double *step) {
+    double best = NAN;
+    for (int i = 0; i < log->n_eval; i++)
+        if (isnan(best) || log->eval_loss[i] < best) best = log->eval_loss[i], *step = log->eval_step[i];
+    return best;
+}
+
+double run_log_final_train_loss(const RunLog *log, int window) {
+    double sum = 0.0;
+    int n = 0;
+    for (int i = log->n_train - 1; i >= 0 && n < window; i--)
+        if (isfinite(log->train_loss[i])) sum += log->train_loss[i], n++;
+    return n ? sum / n : NAN;
+}
