@@ -16,6 +16,7 @@ static const Command commands[] = {
     {"train", cmd_train, "train or fine-tune a masked-diffusion (or AR baseline) model"},
     {"eval", cmd_eval, "likelihood (ELBO / perplexity) and multiple-choice accuracy, side by side"},
     {"plot", cmd_plot, "loss curves of runs (train and validation) overlaid in a PNG"},
+    {"sweep", cmd_sweep, "run a markdown plan of training runs unattended; write REPORT.md"},
     {"sample", cmd_sample, "generate text from a checkpoint: parallel denoising (MDM) or AR"},
 };
 static const int n_commands = sizeof commands / sizeof commands[0];

@@ -42,7 +42,7 @@ static const char *const fixed_on_init[] = {
 typedef struct {
     const char *data, *sft, *init, *tokenizer, *run, *resume, *device, *objective, *schedule,
         *order;
-    int objective_set;
+    int objective_set, auto_resume;
     int log_every, eval_every, eval_windows, eval_mc, save_every, keep, max_skips;
     uint64_t eval_seed;
     float val_frac;
@@ -325,6 +325,8 @@ int cmd_train(int argc, char **argv) {
         {"run", FLAG_STRING, &o.run,
          "run directory: log.jsonl, step_*.ckpt, best.ckpt (default: runs/DATE-TIME; on "
          "--resume: the resumed run's)", 0},
+        {"auto-resume", FLAG_INT, &o.auto_resume,
+         "1: resume --run when it holds a checkpoint, else start it (same command again)", 0},
         {"resume", FLAG_STRING, &o.resume,
          "continue a run: its directory (newest complete checkpoint) or one .ckpt file", 0},
         {"device", FLAG_STRING, &o.device, "auto (cuda when a GPU is present), cpu or cuda", 0},
@@ -381,7 +383,26 @@ int cmd_train(int argc, char **argv) {
     if (!(o.val_frac >= 0.0f && o.val_frac < 1.0f))
         return cli_fail("train: --val-frac must be in [0, 1)");
     if (o.resume && o.init) return cli_fail("train: --resume and --init exclude each other");
-    const char *const *fixed = o.resume ? fixed_on_resume : o.init ? fixed_on_init : NULL;
+    // --auto-resume: rerunning the same command continues the run (what sweeps do after a
+    // crash); the checkpoint's settings win over the repeated flags, --steps aside
+    int reuse_dir = 0;
+    if (o.auto_resume && !o.run) return cli_fail("train: --auto-resume needs --run");
+    if (o.auto_resume && !o.resume) {
+        char dummy[4200];
+        int skipped;
+        Checkpoint probe;
+        if (checkpoint_load_latest(o.run, &probe, dummy, sizeof dummy, &skipped, &err) == 0) {
+            checkpoint_free(&probe);
+            o.resume = o.run;
+            o.init = NULL;
+        } else {
+            reuse_dir = 1;  // killed before its first checkpoint: start over in place
+        }
+    }
+    const char *const *fixed = o.auto_resume ? NULL
+                               : o.resume    ? fixed_on_resume
+                               : o.init      ? fixed_on_init
+                                             : NULL;
     for (int i = 0; fixed && fixed[i]; i++)
         if (flags_find(flags, n_flags, fixed[i])->set) {
             snprintf(err.msg, sizeof err.msg, "train: --%s cannot be combined with --%s (the "
@@ -444,7 +465,8 @@ int cmd_train(int argc, char **argv) {
                      .t0 = now_seconds(), .step0 = tr.step, .last_val = NAN};
             if (o.eval_every > 0 && data.sft_val.n > 0) r.val_sft = &data.sft_val;
             if (o.eval_every > 0 && !data.sft.n && data.ds.val.n > 0) r.val = &data.ds.val;
-            status = run_dir_open(&r.rd, run_dir, o.keep, o.resume ? tr.step : -1, &err);
+            status = run_dir_open(&r.rd, run_dir, o.keep, o.resume || reuse_dir ? tr.step : -1,
+                                  &err);
             if (status == 0) {
                 printf("run: %s\n", run_dir);
                 run_log_event(&r.rd, tr.step, o.resume ? "resume" : "start", ck_path);

@@ -60,3 +60,17 @@ long long file_size(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 ? (long long)st.st_size : -1;
 }
+
+int make_dirs(const char *dir, Error *err) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s", dir);
+    for (char *p = path + 1;; p++) {
+        if (*p != '/' && *p != '\0') continue;
+        char c = *p;
+        *p = '\0';
+        if (mkdir(path, 0777) != 0 && errno != EEXIST)
+            return error_set(err, "%s: cannot create: %s", path, strerror(errno));
+        *p = c;
+        if (c == '\0') return 0;
+    }
+}

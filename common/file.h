@@ -24,4 +24,7 @@ int file_read_all(const char *path, char **data, size_t *n, Error *err);
 // The size of a file in bytes, or -1.
 long long file_size(const char *path);
 
+// mkdir -p: creates dir and its missing parents.
+int make_dirs(const char *dir, Error *err);
+
 #endif

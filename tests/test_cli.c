@@ -112,7 +112,7 @@ START_TEST(test_bad_flags) {
     }
     snprintf(args, sizeof args, "train --data %s/text.txt --d-model 30 --run %s/x", dir, dir);
     assert_one_error(dllm(args), "multiple of n_head");
-    assert_one_error(dllm("train"), "--data FILE is required");
+    assert_one_error(dllm("train"), "give --data FILE (pretraining) or --sft FILE");
     ck_assert(!exists("x"));
 }
 END_TEST
@@ -206,6 +206,57 @@ static void train_both(void) {
         ck_assert_msg(r->status == 0, "%s", r->err);
     }
 }
+
+// An MDM and an AR model scored side by side, fine-tuned, plotted.
+START_TEST(test_eval_sft_plot) {
+    train_both();
+    char args[1024];
+    snprintf(args, sizeof args, "eval --model %s/mdm,%s/ar --data %s/text.txt --mc 4", dir, dir,
+             dir);
+    Result *r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    printf("%s", r->out);
+    ck_assert(strstr(r->out, "nats/tok") && strstr(r->out, " mdm ") && strstr(r->out, " ar "));
+    // fine-tune the MDM on prompt/response pairs, then score them and multiple-choice items
+    char path[300];
+    snprintf(path, sizeof path, "%s/qa.jsonl", dir);
+    FILE *f = fopen(path, "w");
+    for (int i = 0; i < 20; i++) fprintf(f, "{\"prompt\": \"%d+1\", \"response\": \"%d\"}\n", i, i + 1);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/mc.jsonl", dir);
+    f = fopen(path, "w");
+    fprintf(f, "{\"prompt\": \"3+1\", \"choices\": [\"4\", \"9\"], \"answer\": 0}\n");
+    fclose(f);
+    snprintf(args, sizeof args, "train --sft %s/qa.jsonl --init %s/mdm --steps 10 --eval-every 5 "
+             "--batch-size 4 --run %s/sft --cfg-drop 0.1", dir, dir, dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    ck_assert(strstr(r->out, "initialised from") && strstr(r->out, "19 train + 1 val examples"));
+    snprintf(args, sizeof args, "eval --model %s/sft --sft %s/qa.jsonl --choices %s/mc.jsonl "
+             "--mc 4", dir, dir, dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    ck_assert(strstr(r->out, "sft nats/tok") && strstr(r->out, "/1"));
+    snprintf(args, sizeof args, "plot %s/mdm %s/ar %s/sft --out %s/p.png", dir, dir, dir, dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    ck_assert(exists("p.png"));
+    // bad input: one line each
+    assert_one_error(dllm("eval --data x"), "--model is required");
+    snprintf(args, sizeof args, "eval --model %s/mdm", dir);
+    assert_one_error(dllm(args), "give --data, --sft and/or --choices");
+    snprintf(args, sizeof args, "plot %s/nothing", dir);
+    assert_one_error(dllm(args), "nothing/log.jsonl: No such file");
+    snprintf(args, sizeof args, "train --sft %s/qa.jsonl --init %s/mdm --objective ar --run %s/x",
+             dir, dir, dir);
+    assert_one_error(dllm(args), "is an mdm model");
+    snprintf(args, sizeof args, "train --sft %s/qa.jsonl --run %s/x", dir, dir);
+    assert_one_error(dllm(args), "--sft without --init needs --tokenizer");
+    snprintf(args, sizeof args, "train --data %s/text.txt --sft %s/qa.jsonl", dir, dir);
+    assert_one_error(dllm(args), "give --data FILE (pretraining) or --sft FILE");
+    ck_assert(!exists("x"));
+}
+END_TEST
 
 START_TEST(test_sample) {
     train_both();
@@ -353,6 +404,7 @@ int main(void) {
     tcase_add_test(tc, test_train_ar);
     tcase_add_test(tc, test_bad_resume);
     tcase_add_test(tc, test_sample);
+    tcase_add_test(tc, test_eval_sft_plot);
     tcase_add_test(tc, test_sample_bad_input);
     tcase_add_test(tc, test_tokenizer_prepare_train_sample);
     suite_add_tcase(s, tc);

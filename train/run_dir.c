@@ -12,21 +12,6 @@
 
 static const char LOG_NAME[] = "log.jsonl";
 
-// mkdir -p
-static int make_dirs(const char *dir, Error *err) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s", dir);
-    for (char *p = path + 1;; p++) {
-        if (*p != '/' && *p != '\0') continue;
-        char c = *p;
-        *p = '\0';
-        if (mkdir(path, 0777) != 0 && errno != EEXIST)
-            return error_set(err, "%s: cannot create: %s", path, strerror(errno));
-        *p = c;
-        if (c == '\0') return 0;
-    }
-}
-
 // Steps of the dir's step_NNNNNNNN.ckpt files, newest first; returns the count (max cap).
 static int list_checkpoints(const char *dir, int64_t *steps, int cap) {
     DIR *d = opendir(dir);

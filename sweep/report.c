@@ -1,0 +1,226 @@
+#include "sweep/report.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/file.h"
+#include "common/progress.h"
+#include "report/plot.h"
+#include "report/run_log.h"
+#include "sweep/runner.h"
+
+typedef struct {
+    const PlanRun *run;
+    RunLog log;
+    int have_log;
+    RunOutcome outcome;
+    double metric;  // NAN when the run has none (failed before evaluating)
+    double best_val, final_train;
+} Row;
+
+static int by_metric(const void *a, const void *b) {
+    const Row *x = a, *y = b;
+    int nx = isnan(x->metric), ny = isnan(y->metric);
+    if (nx != ny) return nx - ny;  // runs without a metric last
+    if (!nx && x->metric != y->metric) return x->metric < y->metric ? -1 : 1;
+    return strcmp(x->run->name, y->run->name);
+}
+
+// Runs argv and collects its stdout (stderr dropped); returns the exit status.
+static int capture(char **argv, char *out, size_t cap) {
+    int fds[2];
+    out[0] = '\0';
+    if (pipe(fds) != 0) return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], STDOUT_FILENO);
+        close(fds[0]);
+        close(fds[1]);
+        if (!freopen("/dev/null", "w", stderr)) _exit(127);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    size_t used = 0;
+    ssize_t got;
+    while (used + 1 < cap && (got = read(fds[0], out + used, cap - 1 - used)) > 0)
+        used += (size_t)got;
+    out[used] = '\0';
+    close(fds[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void write_samples(FILE *f, const Plan *p, const Row *best, const char *dir,
+                          const char *exe) {
+    if (!p->prompt[0] || !best->have_log) return;
+    char model[4300], gen[16], text[8192];
+    snprintf(model, sizeof model, "%s/runs/%s", dir, best->run->name);
+    const char *seq = plan_value(p, best->run, "seq-len");
+    snprintf(gen, sizeof gen, "%d", (seq ? atoi(seq) : 128) / 2);
+    char *argv[] = {(char *)exe, "sample", "--model", model, "--prompt", (char *)p->prompt,
+                    "--gen-length", gen, "--block-length", gen, "--steps", gen,
+                    "--temperature", "0.8", "--batch", "3", NULL};
+    int rc = capture(argv, text, sizeof text);
+    fprintf(f, "\n## Samples from the best run\n\n`dllm sample --model runs/%s --prompt \"%s\" "
+               "--gen-length %s --temperature 0.8 --batch 3`%s\n\n```\n%s\n```\n",
+            best->run->name, p->prompt, gen, rc ? " (failed)" : "", text);
+}
+
+static int sort_numbers(const void *a, const void *b) {
+    double x = atof(*(const char *const *)a), y = atof(*(const char *const *)b);
+    return x < y ? -1 : x > y;
+}
+
+// metric_<setting>.png: each run's metric at the value it used, values along the x axis.
+static int plot_metric_vs(const Plan *p, const Row *rows, int n, const char *setting,
+                          const char *dir, char *png, size_t cap, Error *err) {
+    const char *values[PLAN_MAX_RUNS];
+    int n_values = 0, numeric = 1;
+    for (int i = 0; i < n; i++) {
+        const char *v = plan_value(p, rows[i].run, setting);
+        if (!v) v = "(base)";
+        int seen = 0;
+        for (int k = 0; k < n_values; k++) seen |= strcmp(values[k], v) == 0;
+        if (!seen) values[n_values++] = v;
+        char *end;
+        strtod(v, &end);
+        numeric &= *end == '\0';
+    }
+    if (numeric) qsort(values, (size_t)n_values, sizeof values[0], sort_numbers);
+    double *x = malloc((size_t)n * sizeof *x), *y = malloc((size_t)n * sizeof *y);
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        if (isnan(rows[i].metric)) continue;
+        const char *v = plan_value(p, rows[i].run, setting);
+        for (int k = 0; k < n_values; k++)
+            if (strcmp(values[k], v ? v : "(base)") == 0) x[m] = k;
+        y[m++] = rows[i].metric;
+    }
+    Series s = {NULL, x, y, m, 0, 0, 1, 1};
+    char title[160];
+    snprintf(title, sizeof title, "%s vs %s", p->metric, setting);
+    PlotSpec spec = {.title = title, .x_label = setting, .y_label = "nats/token",
+                     .x_names = values, .n_x_names = n_values};
+    snprintf(png, cap, "metric_%s.png", setting);
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s", dir, png);
+    int rc = plot_png(path, &spec, &s, 1, err);
+    free(x);
+    free(y);
+    return rc;
+}
+
+static int plot_val_curves(const Row *rows, int n, const char *dir, Error *err) {
+    Series *s = calloc((size_t)n, sizeof *s);
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (rows[i].have_log && rows[i].log.n_eval)
+            s[m] = (Series){rows[i].run->name, rows[i].log.eval_step, rows[i].log.eval_loss,
+                            rows[i].log.n_eval, m, 0, 1, 0}, m++;
+    char path[4400];
+    snprintf(path, sizeof path, "%s/val_curves.png", dir);
+    PlotSpec spec = {.title = "validation loss (nats/token)", .x_label = "step",
+                     .y_label = "nats/token"};
+    int rc = m ? plot_png(path, &spec, s, m, err) : 0;
+    free(s);
+    return rc ? -1 : m;
+}
+
+static void write_table(FILE *f, const Plan *p, const Row *rows, int n) {
+    fprintf(f, "| rank | run |");
+    for (int k = 0; k < p->n_varied_names; k++) fprintf(f, " %s |", p->varied_names[k]);
+    fprintf(f, " train loss | val nats/tok | val ppl | tok/s | wall | status |\n|---|---|");
+    for (int k = 0; k < p->n_varied_names; k++) fprintf(f, "---|");
+    fprintf(f, "---|---|---|---|---|---|\n");
+    for (int i = 0; i < n; i++) {
+        const Row *r = &rows[i];
+        const char *b = i == 0 && !isnan(r->metric) ? "**" : "";
+        const char *obj = plan_value(p, r->run, "objective");
+        int mdm = !obj || strcmp(obj, "ar") != 0;
+        fprintf(f, "| %s%d%s | %s%s%s |", b, i + 1, b, b, r->run->name, b);
+        for (int k = 0; k < p->n_varied_names; k++) {
+            const char *v = plan_value(p, r->run, p->varied_names[k]);
+            fprintf(f, " %s |", v ? v : "");
+        }
+        char wall[16] = "";
+        if (r->have_log) format_duration(wall, sizeof wall, r->log.elapsed_s);
+        fprintf(f, isnan(r->final_train) ? " - |" : " %.4f |", r->final_train);
+        if (isnan(r->best_val)) fprintf(f, " - | - |");
+        else fprintf(f, " %s%.4f%s | %s%.1f |", b, r->best_val, b, mdm ? "≤ " : "", exp(r->best_val));
+        fprintf(f, r->have_log && isfinite(r->log.tokens_per_s) ? " %.0f |" : " - |",
+                r->log.tokens_per_s);
+        fprintf(f, " %s | %s |\n", wall[0] ? wall : "-",
+                r->outcome.status[0] ? r->outcome.status : "unfinished");
+    }
+}
+
+int sweep_report(const Plan *p, const char *dir, const char *exe, Error *err) {
+    Row *rows = calloc((size_t)p->n_runs, sizeof *rows);
+    if (!rows) return error_set(err, "out of memory");
+    for (int i = 0; i < p->n_runs; i++) {
+        Row *r = &rows[i];
+        char run_dir[4300];
+        Error ignore;
+        snprintf(run_dir, sizeof run_dir, "%s/runs/%s", dir, p->runs[i].name);
+        r->run = &p->runs[i];
+        r->have_log = run_log_read(run_dir, &r->log, &ignore) == 0;
+        run_outcome_read(run_dir, &r->outcome);
+        double step;
+        r->best_val = r->have_log ? run_log_best_eval(&r->log, &step) : NAN;
+        r->final_train = r->have_log ? run_log_final_train_loss(&r->log, 20) : NAN;
+        r->metric = strcmp(p->metric, "train_loss") == 0 ? r->final_train : r->best_val;
+        if (strcmp(r->outcome.status, "failed") == 0) r->metric = NAN;
+    }
+    qsort(rows, (size_t)p->n_runs, sizeof *rows, by_metric);
+    int curves = plot_val_curves(rows, p->n_runs, dir, err), status = curves < 0 ? -1 : 0;
+    char pngs[PLAN_MAX_VARIED][96];
+    for (int k = 0; status == 0 && k < p->n_varied_names; k++)
+        status = plot_metric_vs(p, rows, p->n_runs, p->varied_names[k], dir, pngs[k],
+                                sizeof pngs[k], err);
+    char path[4300];
+    snprintf(path, sizeof path, "%s/REPORT.md", dir);
+    AtomicFile f;
+    if (status == 0) status = atomic_open(&f, path, err);
+    if (status == 0) {
+        int done = 0, failed = 0;
+        for (int i = 0; i < p->n_runs; i++) {
+            done += strcmp(rows[i].outcome.status, "done") == 0;
+            failed += strcmp(rows[i].outcome.status, "failed") == 0;
+        }
+        time_t now = time(NULL);
+        char stamp[32];
+        strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M", localtime(&now));
+        fprintf(f.f, "# Sweep report: %s\n\n", p->title[0] ? p->title : "(untitled)");
+        fprintf(f.f, "Plan: [PLAN.md](PLAN.md) · %d runs: %d done, %d failed · ranked by %s "
+                     "(nats/token, lower is better; MDM: the ELBO bound, AR: exact) · %s\n\n",
+                p->n_runs, done, failed, p->metric, stamp);
+        write_table(f.f, p, rows, p->n_runs);
+        if (!isnan(rows[0].metric))
+            fprintf(f.f, "\nBest: **%s**, %s %.4f nats/token.\n", rows[0].run->name, p->metric,
+                    rows[0].metric);
+        fprintf(f.f, "\n## Plots\n\n");
+        if (curves > 0) fprintf(f.f, "![validation curves](val_curves.png)\n\n");
+        for (int k = 0; k < p->n_varied_names; k++)
+            fprintf(f.f, "![%s vs %s](%s)\n\n", p->metric, p->varied_names[k], pngs[k]);
+        if (failed) {
+            fprintf(f.f, "## Failed runs\n\n");
+            for (int i = 0; i < p->n_runs; i++)
+                if (strcmp(rows[i].outcome.status, "failed") == 0)
+                    fprintf(f.f, "- %s: %s (log: runs/%s/train.out)\n", rows[i].run->name,
+                            rows[i].outcome.reason, rows[i].run->name);
+        }
+        if (!isnan(rows[0].metric)) write_samples(f.f, p, &rows[0], dir, exe);
+        status = atomic_commit(&f, err);
+    }
+    for (int i = 0; i < p->n_runs; i++)
+        if (rows[i].have_log) run_log_free(&rows[i].log);
+    free(rows);
+    return status;
+}

@@ -1,0 +1,359 @@
+#include "sweep/runner.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/file.h"
+#include "common/json.h"
+#include "common/progress.h"
+#include "model/config.h"
+#include "report/run_log.h"
+#include "sweep/report.h"
+#include "train/train_config.h"
+
+// SIGINT / SIGTERM to the sweep: the child gets the same signal (it saves and exits), and the
+// sweep stops after it without recording an outcome, so a restart resumes the run.
+static volatile sig_atomic_t stop_signal = 0;
+
+static void on_stop_signal(int sig) { stop_signal = sig; }
+
+static int make_dir(const char *path, Error *err) {
+    if (mkdir(path, 0777) != 0 && errno != EEXIST)
+        return error_set(err, "%s: cannot create: %s", path, strerror(errno));
+    return 0;
+}
+
+int run_outcome_read(const char *run_dir, RunOutcome *out) {
+    memset(out, 0, sizeof *out);
+    char path[4300], *text, *value;
+    size_t n, len;
+    Error err;
+    snprintf(path, sizeof path, "%s/status.json", run_dir);
+    if (file_read_all(path, &text, &n, &err)) return -1;
+    if (json_get_string(text, "status", &value, &len, &err) == 0) {
+        snprintf(out->status, sizeof out->status, "%s", value);
+        free(value);
+    }
+    if (json_get_string(text, "reason", &value, &len, &err) == 0) {
+        snprintf(out->reason, sizeof out->reason, "%s", value);
+        free(value);
+    }
+    free(text);
+    return out->status[0] ? 0 : -1;
+}
+
+static int write_outcome(const char *run_dir, const char *status, const char *reason,
+                         Error *err) {
+    char path[4300];
+    snprintf(path, sizeof path, "%s/status.json", run_dir);
+    AtomicFile f;
+    if (atomic_open(&f, path, err)) return -1;
+    fprintf(f.f, "{\"status\":\"%s\",\"reason\":\"", status);
+    for (const char *c = reason; *c; c++) {
+        if (*c == '"' || *c == '\\') fputc('\\', f.f);
+        fputc((unsigned char)*c < 0x20 ? ' ' : *c, f.f);
+    }
+    fprintf(f.f, "\"}\n");
+    return atomic_commit(&f, err);
+}
+
+static int int_value(const Plan *p, const PlanRun *r, const char *name, int fallback) {
+    const char *v = plan_value(p, r, name);
+    return v ? atoi(v) : fallback;
+}
+
+int sweep_train_args(const Plan *p, const PlanRun *r, const char *run_dir, char *storage,
+                     size_t cap, char **argv, int max) {
+    int n = 0;
+    size_t used = 0;
+    argv[n++] = "train";
+    for (int i = 0; i < p->n_base && n + 2 < max; i++) {
+        const char *name = p->base[i].name;
+        int varied = 0;
+        for (int k = 0; k < r->n_varied; k++) varied |= strcmp(r->varied[k].name, name) == 0;
+        if (varied || (strcmp(name, "steps") == 0 && (p->budget_steps || p->budget_tokens)))
+            continue;
+        argv[n++] = storage + used;
+        used += (size_t)snprintf(storage + used, cap - used, "--%s", name) + 1;
+        argv[n++] = (char *)p->base[i].value;
+    }
+    for (int k = 0; k < r->n_varied && n + 2 < max; k++) {
+        argv[n++] = storage + used;
+        used += (size_t)snprintf(storage + used, cap - used, "--%s", r->varied[k].name) + 1;
+        argv[n++] = (char *)r->varied[k].value;
+    }
+    int64_t steps = p->budget_steps;
+    if (p->budget_tokens) {
+        // equal tokens for every run: steps = tokens / (batch * accum * seq_len)
+        TrainConfig tc = train_config_default();
+        ModelConfig mc = model_config_default();
+        int64_t per_step = (int64_t)int_value(p, r, "batch-size", tc.batch_size) *
+                           int_value(p, r, "grad-accum", tc.grad_accum) *
+                           int_value(p, r, "seq-len", mc.seq_len);
+        steps = per_step > 0 ? (p->budget_tokens + per_step - 1) / per_step : 1;
+    }
+    if (steps) {
+        argv[n++] = "--steps";
+        argv[n++] = storage + used;
+        used += (size_t)snprintf(storage + used, cap - used, "%lld", (long long)steps) + 1;
+    }
+    argv[n++] = "--run";
+    argv[n++] = (char *)run_dir;
+    argv[n++] = "--auto-resume";
+    argv[n++] = "1";
+    argv[n] = NULL;
+    return n;
+}
+
+// The last non-empty line of a file (a failed run's error), or "".
+static void last_line(const char *path, char *out, size_t cap) {
+    out[0] = '\0';
+    char *text;
+    size_t n;
+    Error err;
+    if (file_read_all(path, &text, &n, &err)) return;
+    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r')) text[--n] = '\0';
+    char *start = strrchr(text, '\n');
+    start = start ? start + 1 : text;
+    // a progress line redrawn with \r keeps only its last frame
+    char *cr = strrchr(start, '\r');
+    snprintf(out, cap, "%s", cr ? cr + 1 : start);
+    free(text);
+}
+
+typedef struct {
+    int index, total;
+    const char *name;
+    double sweep_t0, done_seconds;  // wall time of the runs finished in this process
+    int done_here;
+} Progress;
+
+static void draw_status(const Progress *pg, const char *run_dir, double run_t0, int64_t steps) {
+    RunLog log;
+    Error err;
+    char loss[64] = "starting", eta[16] = "?", bar[32];
+    double frac = 0.0;
+    if (run_log_read(run_dir, &log, &err) == 0) {
+        if (log.n_train) {
+            snprintf(loss, sizeof loss, "step %lld | loss %.4f", log.last_step,
+                     log.train_loss[log.n_train - 1]);
+            if (steps > 0) frac = (double)log.last_step / steps;
+        }
+        run_log_free(&log);
+    }
+    double run_elapsed = now_seconds() - run_t0;
+    // runs left times the mean run so far (this one extrapolated from its progress)
+    double per_run = pg->done_here ? pg->done_seconds / pg->done_here
+                     : frac > 0.02   ? run_elapsed / frac
+                                     : NAN;
+    if (isfinite(per_run))
+        format_duration(eta, sizeof eta,
+                        per_run * (pg->total - pg->index) - fmin(run_elapsed, per_run));
+    progress_bar(bar, 20, frac);
+    printf("\r\033[Krun %d/%d %s %s | %s | sweep ETA %s", pg->index + 1, pg->total, pg->name,
+           bar, loss, eta);
+    fflush(stdout);
+}
+
+// Runs one child to its end. Returns its wait status, or -1 when it could not start.
+static int run_child(char **argv, const char *exe, const char *run_dir, const Progress *pg,
+                     const SweepOptions *o, double minutes, int64_t steps, int *timed_out,
+                     Error *err) {
+    char out_path[4400];
+    snprintf(out_path, sizeof out_path, "%s/train.out", run_dir);
+    int fd = open(out_path, O_WRONLY | O_CREAT | O_APPEND, 0666);
+    if (fd < 0) return error_set(err, "%s: %s", out_path, strerror(errno));
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fd);
+        return error_set(err, "fork: %s", strerror(errno));
+    }
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM);  // a killed sweep takes its run down cleanly
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+        close(fd);
+        signal(SIGINT, SIG_IGN);  // the sweep forwards SIGTERM instead, once
+        execv(exe, argv);
+        fprintf(stderr, "dllm: cannot run %s: %s\n", exe, strerror(errno));
+        _exit(127);
+    }
+    close(fd);
+    double t0 = now_seconds();
+    *timed_out = 0;
+    int st, forwarded = 0;
+    for (;;) {
+        pid_t got = waitpid(pid, &st, WNOHANG);
+        if (got == pid) break;
+        if (got < 0 && errno != EINTR) return error_set(err, "waitpid: %s", strerror(errno));
+        if ((stop_signal || (minutes > 0 && now_seconds() - t0 > minutes * 60)) && !forwarded) {
+            *timed_out = !stop_signal;
+            kill(pid, SIGTERM);
+            forwarded = 1;
+        }
+        if (o->tty) draw_status(pg, run_dir, t0, steps);
+        usleep(200000);
+    }
+    if (o->tty) printf("\r\033[K");
+    return st;
+}
+
+// Records how the run ended. Returns 1 when the sweep must stop (interrupted), else 0.
+static int record_outcome(const char *run_dir, int st, int timed_out, Error *err, int *failed) {
+    char reason[512], out_path[4400];
+    snprintf(out_path, sizeof out_path, "%s/train.out", run_dir);
+    int code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    *failed = 0;
+    if (code == 0) return write_outcome(run_dir, "done", "", err);
+    if (timed_out && (code == 128 + SIGTERM || code == 0))
+        return write_outcome(run_dir, "done", "time budget reached", err);
+    if (stop_signal && code == 128 + SIGTERM) return 1;
+    *failed = 1;
+    if (WIFSIGNALED(st)) {
+        int sig = WTERMSIG(st);
+        snprintf(reason, sizeof reason, "killed by signal %d%s", sig,
+                 sig == SIGKILL ? " (out of memory?)" : "");
+    } else {
+        last_line(out_path, reason, sizeof reason);
+        if (!reason[0]) snprintf(reason, sizeof reason, "exit status %d", code);
+    }
+    return write_outcome(run_dir, "failed", reason, err);
+}
+
+int sweep_run(const char *plan_path, const char *dir, const SweepOptions *o, Error *err) {
+    Plan *p = malloc(sizeof *p);
+    if (!p) return error_set(err, "out of memory");
+    int status = plan_load(p, plan_path, err);
+    char path[4300], run_dir[4300];
+    snprintf(path, sizeof path, "%s/runs", dir);
+    if (status == 0) status = make_dirs(path, err);
+    int lock_fd = -1;
+    if (status == 0) {
+        snprintf(path, sizeof path, "%s/lock", dir);
+        lock_fd = open(path, O_RDWR | O_CREAT, 0666);
+        if (lock_fd < 0) status = error_set(err, "%s: %s", path, strerror(errno));
+        else if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0)
+            status = error_set(err, "%s: another sweep is running in this directory", dir);
+    }
+    if (status == 0) {  // the plan travels with its results
+        snprintf(path, sizeof path, "%s/PLAN.md", dir);
+        char *text;
+        size_t n;
+        AtomicFile f;
+        if (file_read_all(plan_path, &text, &n, err) == 0) {
+            if (atomic_open(&f, path, err) == 0) {
+                fwrite(text, 1, n, f.f);
+                atomic_commit(&f, err);
+            }
+            free(text);
+        }
+    }
+    struct sigaction sa, old_int, old_term;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    Progress pg = {0, p->n_runs, NULL, now_seconds(), 0.0, 0};
+    int failures = 0;
+    for (int i = 0; status == 0 && i < p->n_runs && !stop_signal; i++) {
+        const PlanRun *r = &p->runs[i];
+        pg.index = i, pg.name = r->name;
+        snprintf(run_dir, sizeof run_dir, "%s/runs/%s", dir, r->name);
+        RunOutcome done;
+        if (run_outcome_read(run_dir, &done) == 0) {
+            printf("run %d/%d %s: %s earlier%s%s\n", i + 1, p->n_runs, r->name, done.status,
+                   done.reason[0] ? ": " : "", done.reason);
+            continue;
+        }
+        if ((status = make_dir(run_dir, err))) break;
+        char storage[4096], *argv[2 * PLAN_MAX_FLAGS + 2 * PLAN_MAX_VARIED + 16];
+        int argc = sweep_train_args(p, r, run_dir, storage, sizeof storage, argv + 1,
+                                    (int)(sizeof argv / sizeof argv[0]) - 1);
+        argv[0] = (char *)o->exe;
+        (void)argc;
+        const char *steps_arg = NULL;
+        for (int k = 1; argv[k]; k++)
+            if (strcmp(argv[k], "--steps") == 0) steps_arg = argv[k + 1];
+        double t0 = now_seconds();
+        int timed_out = 0, st = run_child(argv, o->exe, run_dir, &pg, o, p->budget_minutes,
+                                      steps_arg ? atoll(steps_arg) : 0, &timed_out, err);
+        if (st < 0) {
+            status = -1;
+            break;
+        }
+        int failed, stop = record_outcome(run_dir, st, timed_out, err, &failed);
+        if (stop < 0) {
+            status = -1;
+            break;
+        }
+        if (stop) break;
+        pg.done_seconds += now_seconds() - t0, pg.done_here++;
+        failures += failed;
+        RunOutcome got;
+        run_outcome_read(run_dir, &got);
+        printf("run %d/%d %s: %s%s%s (%.0f s)\n", i + 1, p->n_runs, r->name, got.status,
+               got.reason[0] ? ": " : "", got.reason, now_seconds() - t0);
+        fflush(stdout);
+    }
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    if (status == 0 && stop_signal) {
+        printf("sweep interrupted: run `dllm sweep` again to continue\n");
+        status = 128 + stop_signal;
+    } else if (status == 0) {
+        status = sweep_report(p, dir, o->exe, err);
+        if (status == 0)
+            printf("sweep done: %d runs, %d failed; report: %s/REPORT.md\n", p->n_runs, failures,
+                   dir);
+    }
+    if (lock_fd >= 0) close(lock_fd);
+    free(p);
+    return status;
+}
+
+int sweep_status(const char *dir, Error *err) {
+    Plan *p = malloc(sizeof *p);
+    if (!p) return error_set(err, "out of memory");
+    char path[4300];
+    snprintf(path, sizeof path, "%s/PLAN.md", dir);
+    if (plan_load(p, path, err)) {
+        free(p);
+        return -1;
+    }
+    printf("%s: %s\n", dir, p->title[0] ? p->title : "(untitled)");
+    int counts[4] = {0};
+    static const char *const names[4] = {"done", "failed", "partial", "pending"};
+    for (int i = 0; i < p->n_runs; i++) {
+        char run_dir[4300];
+        snprintf(run_dir, sizeof run_dir, "%s/runs/%s", dir, p->runs[i].name);
+        RunOutcome out;
+        RunLog log;
+        Error ignore;
+        int have_log = run_log_read(run_dir, &log, &ignore) == 0;
+        int kind = run_outcome_read(run_dir, &out) == 0 ? strcmp(out.status, "done") != 0
+                   : have_log                          ? 2
+                                                       : 3;
+        counts[kind]++;
+        printf("  %-32s %-8s", p->runs[i].name, names[kind]);
+        if (have_log && log.n_train)
+            printf(" step %6lld | loss %.4f", log.last_step, log.train_loss[log.n_train - 1]);
+        if (kind == 1) printf(" | %s", out.reason);
+        printf("\n");
+        if (have_log) run_log_free(&log);
+    }
+    printf("%d runs: %d done, %d failed, %d partial, %d pending\n", p->n_runs, counts[0],
+           counts[1], counts[2], counts[3]);
+    free(p);
+    return 0;
+}
