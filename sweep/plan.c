@@ -151,13 +151,15 @@ static int grid_line(Parser *ps, const char *key, char *values) {
     GridLine *g = &ps->grid[ps->n_grid];
     snprintf(g->key, sizeof g->key, "%s", key);
     g->n = 0;
-    char *save;
-    for (char *v = strtok_r(values, ",", &save); v; v = strtok_r(NULL, ",", &save)) {
+    for (char *v = values;;) {
+        char *comma = strchr(v, ',');
+        if (comma) *comma = '\0';
         if (g->n >= 32) return fail(ps, "%s: more than 32 values", key);
         snprintf(g->values[g->n++], 256, "%s", trim(v));
         if (!g->values[g->n - 1][0]) return fail(ps, "%s: an empty value", key);
+        if (!comma) break;
+        v = comma + 1;
     }
-    if (g->n == 0) return fail(ps, "%s: no values", key);
     ps->n_grid++;
     return 0;
 }

@@ -180,7 +180,9 @@ static int run_child(char **argv, const char *exe, const char *run_dir, const Pr
         return error_set(err, "fork: %s", strerror(errno));
     }
     if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGTERM);  // a killed sweep takes its run down cleanly
+        // a killed sweep takes its run down cleanly; the run keeps the sweep's lock (inherited)
+        // until it has saved and exited, so no restart can touch its directory before
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
         dup2(fd, STDOUT_FILENO);
         dup2(fd, STDERR_FILENO);
         close(fd);
@@ -244,7 +246,8 @@ int sweep_run(const char *plan_path, const char *dir, const SweepOptions *o, Err
         lock_fd = open(path, O_RDWR | O_CREAT, 0666);
         if (lock_fd < 0) status = error_set(err, "%s: %s", path, strerror(errno));
         else if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0)
-            status = error_set(err, "%s: another sweep is running in this directory", dir);
+            status = error_set(err, "%s: another sweep is running in this directory (or a run "
+                                    "it started is still stopping)", dir);
     }
     if (status == 0) {  // the plan travels with its results
         snprintf(path, sizeof path, "%s/PLAN.md", dir);

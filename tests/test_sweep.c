@@ -1,0 +1,246 @@
+// Sweeps: plan parsing (tables, grids, budgets, line-numbered errors) and a real tiny sweep
+// driven through ./dllm: one run fails on purpose, the sweep is killed with SIGKILL halfway
+// and started again, and finishes without redoing the finished runs.
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/wait.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "common/file.h"
+#include "common/json.h"
+#include "sweep/plan.h"
+#include "sweep/runner.h"
+#include "tests/testutil.h"
+
+static Plan *parse(const char *text, Error *err, int *rc) {
+    Plan *p = malloc(sizeof *p);
+    *rc = plan_parse(p, text, "plan.md", err);
+    return p;
+}
+
+START_TEST(test_table_grid_budget) {
+    const char *text =
+        "# Sizes and rates\n"
+        "Some prose, with a list that is not a setting:\n"
+        "- just a thought\n"
+        "## Base\n"
+        "- data: data/shards\n"
+        "- steps: 999\n"
+        "```\n"
+        "--n-layer 2 --seq-len=64 \\\n"
+        "--batch-size 8\n"
+        "```\n"
+        "## Runs\n"
+        "| name | objective | d-model |\n"
+        "|:-----|-----------|--------:|\n"
+        "| small mdm | mdm | 64 |\n"
+        "| small ar | ar | 64 |\n"
+        "\n"
+        "## Grid\n"
+        "- lr: 1e-3, 3e-3, 1e-2\n"
+        "## Budget\n"
+        "- tokens: 2M\n"
+        "- minutes: 30\n"
+        "## Report\n"
+        "- metric: train_loss\n"
+        "- prompt: And God said,\n";
+    Error err;
+    int rc;
+    Plan *p = parse(text, &err, &rc);
+    ck_assert_msg(rc == 0, "%s", err.msg);
+    ck_assert_str_eq(p->title, "Sizes and rates");
+    ck_assert_int_eq(p->n_base, 5);
+    ck_assert_int_eq(p->n_runs, 6);  // 2 rows x 3 learning rates
+    ck_assert_str_eq(p->runs[0].name, "small_mdm-lr1e-3");
+    ck_assert_str_eq(p->runs[5].name, "small_ar-lr1e-2");
+    ck_assert_int_eq(p->n_varied_names, 3);
+    ck_assert_str_eq(p->varied_names[2], "lr");
+    ck_assert_str_eq(plan_value(p, &p->runs[4], "objective"), "ar");
+    ck_assert_str_eq(plan_value(p, &p->runs[4], "lr"), "3e-3");
+    ck_assert_str_eq(plan_value(p, &p->runs[4], "seq-len"), "64");
+    ck_assert_int_eq(p->budget_tokens, 2000000);
+    ck_assert(p->budget_minutes == 30.0);
+    ck_assert_str_eq(p->metric, "train_loss");
+    ck_assert_str_eq(p->prompt, "And God said,");
+    // the arguments of one run: steps from the token budget, 2e6 / (8 * 64) = 3907 (rounded up)
+    char storage[4096], *argv[160];
+    int n = sweep_train_args(p, &p->runs[1], "/x/run", storage, sizeof storage, argv, 160);
+    char line[2048] = "";
+    for (int i = 0; i < n; i++) strcat(line, argv[i]), strcat(line, " ");
+    printf("  run 2: dllm %s\n", line);
+    ck_assert(strstr(line, "--steps 3907 "));
+    ck_assert(!strstr(line, "--steps 999"));
+    ck_assert(strstr(line, "--d-model 64 ") && strstr(line, "--lr 3e-3 "));
+    ck_assert(strstr(line, "--run /x/run --auto-resume 1"));
+    free(p);
+}
+END_TEST
+
+// Each bad plan fails with the file, the line and the problem.
+START_TEST(test_errors_name_the_line) {
+    static const char *const cases[][2] = {
+        {"## Base\n- lr 1e-3\n", "plan.md:2: expected '- name: value'"},
+        {"## Base\n```\n--lr\n```\n", "plan.md:3: --lr needs a value"},
+        {"## Base\n```\nlr 3\n```\n", "plan.md:3: expected a --flag, got 'lr'"},
+        {"## Base\n- lr: 1\n## Runs\n| a | b |\n|---|---|\n| 1 |\n", "plan.md:6: 1 cells, the header has 2"},
+        {"## Base\n- lr: 1\n## Runs\n| a | b |\n| 1 | 2 |\n", "plan.md:5: expected the |---| line"},
+        {"## Base\n- lr: 1\n## Budget\n- hours: 3\n", "plan.md:4: unknown budget 'hours'"},
+        {"## Base\n- lr: 1\n## Budget\n- steps: -5\n", "plan.md:4: budget '-5' is not a positive"},
+        {"## Base\n- run: x\n", "plan.md:2: --run is set by the sweep"},
+        {"## Base\n- lr: 1\n- lr: 2\n", "plan.md:3: --lr given twice"},
+        {"## Base\n- lr: 1\n## Grid\n- seed: 1,,2\n", "plan.md:4: seed: an empty value"},
+        {"## Base\n```\n--lr 1\n", "plan.md: a ``` block is not closed"},
+        {"# Only a title\n", "plan.md: no base configuration"},
+        {"## Base\n- lr: 1\n## Runs\n| name | x |\n|--|--|\n| a | 1 |\n| a | 2 |\n",
+         "plan.md: two runs are named 'a'"},
+        {"## Base\n- lr: 1\n## Report\n- metric: accuracy\n", "plan.md:4: metric 'accuracy'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        Error err;
+        int rc;
+        Plan *p = parse(cases[i][0], &err, &rc);
+        ck_assert_msg(rc == -1, "case %zu parsed", i);
+        ck_assert_msg(strstr(err.msg, cases[i][1]), "case %zu: '%s' not in '%s'", i, cases[i][1],
+                      err.msg);
+        free(p);
+    }
+}
+END_TEST
+
+// ---- a real sweep ----
+
+static char dir[128];
+
+static const char *tiny_plan =
+    "# CI sweep\n"
+    "## Base\n"
+    "```\n"
+    "--data tests/fixtures/genesis.txt --device cpu --n-layer 1 --n-head 2 --d-model 32\n"
+    "--d-ff 64 --seq-len 32 --batch-size 4 --warmup 5 --eval-every 50 --eval-windows 4\n"
+    "--eval-mc 2 --save-every 25 --max-skips 2 --log-every 1000\n"
+    "```\n"
+    "## Runs\n"
+    "| name | objective | lr |\n"
+    "|---|---|---|\n"
+    "| a | mdm | 3e-3 |\n"
+    "| b | ar | 3e-3 |\n"
+    "| diverges | mdm | 1e30 |\n"
+    "| c | mdm | 1e-3 |\n"
+    "## Budget\n"
+    "- steps: 400\n";
+
+static pid_t start_sweep(void) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "exec ./dllm sweep %s/plan.md --dir %s/out >>%s/sweep.out 2>&1",
+             dir, dir, dir);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int wait_exit(pid_t pid) {
+    int st;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static int file_has(const char *name, const char *what) {
+    char path[300], *text;
+    size_t n;
+    Error err;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (file_read_all(path, &text, &n, &err)) return 0;
+    int found = strstr(text, what) != NULL;
+    free(text);
+    return found;
+}
+
+static int exists(const char *name) {
+    char path[300];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return access(path, F_OK) == 0;
+}
+
+START_TEST(test_sweep_survives_kill_and_failure) {
+    snprintf(dir, sizeof dir, "/tmp/dllm_sweep_%d", (int)getpid());
+    char cmd[300], path[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s", dir, dir);
+    ck_assert(system(cmd) == 0);
+    snprintf(path, sizeof path, "%s/plan.md", dir);
+    FILE *f = fopen(path, "w");
+    fputs(tiny_plan, f);
+    fclose(f);
+
+    // kill -9 the sweep while run b is past its first checkpoint
+    pid_t pid = start_sweep();
+    while (!file_has("out/runs/b/log.jsonl", "\"step\":60,")) {
+        int st;
+        ck_assert_msg(waitpid(pid, &st, WNOHANG) == 0, "the sweep ended early");
+        usleep(2000);
+    }
+    kill(pid, SIGKILL);
+    ck_assert_int_eq(wait_exit(pid), 128 + SIGKILL);
+    // run b gets SIGTERM from the kernel (its parent died), saves and exits, and only then
+    // lets go of the sweep's lock
+    snprintf(path, sizeof path, "%s/out/lock", dir);
+    int fd = open(path, O_RDWR), waited = 0;
+    ck_assert(fd >= 0);
+    while (flock(fd, LOCK_EX | LOCK_NB) != 0 && waited++ < 1000) usleep(10000);
+    ck_assert_msg(waited < 1000, "the orphaned run kept the lock for 10 s");
+    ck_assert(exists("out/runs/a/status.json"));
+    ck_assert(!exists("out/runs/b/status.json"));
+    ck_assert(file_has("out/runs/b/log.jsonl", "\"event\":\"interrupted\""));
+    printf("  killed the sweep (SIGKILL) during run b; a done, b saved and stopped\n");
+
+    // a second sweep on the same directory while one holds the lock is refused
+    ck_assert_int_eq(wait_exit(start_sweep()), 1);
+    ck_assert(file_has("sweep.out", "another sweep is running in this directory"));
+    close(fd);
+
+    // started again: a is skipped, b resumes, the failure is recorded, the sweep completes
+    ck_assert_int_eq(wait_exit(start_sweep()), 0);
+    ck_assert(file_has("sweep.out", "run 1/4 a: done earlier"));
+    ck_assert(file_has("out/runs/b/log.jsonl", "\"event\":\"resume\""));
+    ck_assert(file_has("out/runs/b/log.jsonl", "\"step\":400,"));
+    ck_assert(file_has("out/runs/diverges/status.json", "\"status\":\"failed\""));
+    ck_assert(file_has("out/REPORT.md", "| diverges | mdm | 1e30 |"));
+    ck_assert(file_has("out/REPORT.md", "non-finite loss"));
+    ck_assert(file_has("out/REPORT.md", "4 runs: 3 done, 1 failed"));
+    ck_assert(exists("out/val_curves.png") && exists("out/metric_lr.png"));
+    // a's run was not redone: its log has exactly one start
+    char *text;
+    size_t n;
+    Error err;
+    snprintf(path, sizeof path, "%s/out/runs/a/log.jsonl", dir);
+    ck_assert(file_read_all(path, &text, &n, &err) == 0);
+    int starts = 0;
+    for (const char *p = text; (p = strstr(p, "\"event\":\"start\"")); p++) starts++;
+    ck_assert_int_eq(starts, 1);
+    free(text);
+    printf("  restarted: a skipped, b resumed to step 400, 'diverges' failed and reported\n");
+    snprintf(cmd, sizeof cmd, "./dllm sweep --status %s/out > %s/status.txt", dir, dir);
+    ck_assert(system(cmd) == 0);
+    ck_assert(file_has("status.txt", "4 runs: 3 done, 1 failed, 0 partial, 0 pending"));
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert(system(cmd) == 0);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("sweep");
+    TCase *tc = tcase_create("plans and runs");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_table_grid_budget);
+    tcase_add_test(tc, test_errors_name_the_line);
+    tcase_add_test(tc, test_sweep_survives_kill_and_failure);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
