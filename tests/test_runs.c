@@ -41,21 +41,9 @@ static void teardown(void) {
 
 // Starts `./dllm train <args>` with its output thrown away; returns the pid.
 static pid_t start_train(const char *args) {
-    char cmd[2048];
+    char cmd[2400];
     snprintf(cmd, sizeof cmd, "exec ./dllm train %s >/dev/null 2>>%s/stderr", args, dir);
-    pid_t pid = fork();
-    ck_assert(pid >= 0);
-    if (pid == 0) {
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
-}
-
-static int wait_exit(pid_t pid) {
-    int st;
-    ck_assert(waitpid(pid, &st, 0) == pid);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return spawn_shell(cmd);
 }
 
 static int run_train(const char *args) { return wait_exit(start_train(args)); }
@@ -116,6 +104,15 @@ static int count_lines(const char *s) {
     return n;
 }
 
+// The checkpoint a resume of run would pick; *skipped counts the damaged newer ones.
+static Checkpoint load_latest(const char *run, char *chosen, size_t cap, int *skipped) {
+    Checkpoint ck;
+    Error err;
+    ck_assert_msg(checkpoint_load_latest(run, &ck, chosen, cap, skipped, &err) == 0, "%s",
+                  err.msg);
+    return ck;
+}
+
 START_TEST(test_kill9_resume_is_exact) {
     char args[2048], ref[300], run[300];
     snprintf(ref, sizeof ref, "%s/ref", dir);
@@ -160,12 +157,9 @@ START_TEST(test_damaged_checkpoints_are_skipped) {
              "mv cut step_00000028.ckpt && echo junk > step_00000030.ckpt && "
              "cp step_00000021.ckpt step_00000029.ckpt.tmp", run);
     ck_assert(system(cmd) == 0);
-    Checkpoint ck;
     char chosen[400];
     int skipped;
-    Error err;
-    ck_assert_msg(checkpoint_load_latest(run, &ck, chosen, sizeof chosen, &skipped, &err) == 0,
-                  "%s", err.msg);
+    Checkpoint ck = load_latest(run, chosen, sizeof chosen, &skipped);
     printf("  resume picks %s, skipping %d damaged newer checkpoints\n", strrchr(chosen, '/') + 1,
            skipped);
     snprintf(path, sizeof path, "%s/step_00000021.ckpt", run);
@@ -184,6 +178,7 @@ START_TEST(test_damaged_checkpoints_are_skipped) {
     // a run directory with nothing complete in it is an error, not a fresh start
     snprintf(cmd, sizeof cmd, "cd %s && for f in step_*.ckpt; do echo junk > $f; done", run);
     ck_assert(system(cmd) == 0);
+    Error err;
     ck_assert(checkpoint_load_latest(run, &ck, chosen, sizeof chosen, &skipped, &err) == -1);
     ck_assert_msg(strstr(err.msg, "is complete"), "%s", err.msg);
 }
@@ -198,12 +193,9 @@ START_TEST(test_sigterm_saves_and_exits) {
     kill(pid, SIGTERM);
     ck_assert_int_eq(wait_exit(pid), 128 + SIGTERM);
     long step = last_logged_step(run);
-    Checkpoint ck;
     char chosen[400];
     int skipped;
-    Error err;
-    ck_assert_msg(checkpoint_load_latest(run, &ck, chosen, sizeof chosen, &skipped, &err) == 0,
-                  "%s", err.msg);
+    Checkpoint ck = load_latest(run, chosen, sizeof chosen, &skipped);
     printf("  SIGTERM: exit %d, checkpoint at step %lld, log ends at step %ld\n", 128 + SIGTERM,
            (long long)ck.header.step, step);
     ck_assert_int_eq(ck.header.step, step);

@@ -138,18 +138,7 @@ static pid_t start_sweep(void) {
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "exec ./dllm sweep %s/plan.md --dir %s/out >>%s/sweep.out 2>&1",
              dir, dir, dir);
-    pid_t pid = fork();
-    if (pid == 0) {
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
-}
-
-static int wait_exit(pid_t pid) {
-    int st;
-    waitpid(pid, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return spawn_shell(cmd);
 }
 
 static int file_has(const char *name, const char *what) {

@@ -5,6 +5,7 @@
 #include <check.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "model/model.h"
 #include "train/data.h"
@@ -24,6 +25,11 @@ double grad_check(ScalarFn f, void *ctx, float *x, const float *analytic, size_t
 
 // Writes a temporary file with the given bytes and returns its path (static storage).
 const char *write_temp_file(const char *name, const void *data, size_t n);
+
+// Starts `sh -c cmd` in the background; returns its pid.
+pid_t spawn_shell(const char *cmd);
+// Waits for pid: its exit status, or 128 + the signal that ended it.
+int wait_exit(pid_t pid);
 
 // Runs a suite (Check prints its summary line) and returns the process exit code.
 int run_suite(Suite *s);
