@@ -23,7 +23,7 @@ CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
 
 BUILD := build
 LIB_SRC := $(wildcard common/*.c kernels/*.c kernels/cpu/*.c model/*.c train/*.c tokenizer/*.c \
-                     sampler/*.c report/*.c sweep/*.c)
+                     sampler/*.c report/*.c sweep/*.c tasks/*.c)
 CLI_SRC := $(wildcard cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 

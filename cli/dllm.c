@@ -17,6 +17,7 @@ static const Command commands[] = {
     {"eval", cmd_eval, "likelihood (ELBO / perplexity) and multiple-choice accuracy, side by side"},
     {"plot", cmd_plot, "loss curves of runs (train and validation) overlaid in a PNG"},
     {"sweep", cmd_sweep, "run a markdown plan of training runs unattended; write REPORT.md"},
+    {"task", cmd_task, "write a synthetic task (reversal, addition, sudoku) as SFT JSONL"},
     {"sample", cmd_sample, "generate text from a checkpoint: parallel denoising (MDM) or AR"},
 };
 static const int n_commands = sizeof commands / sizeof commands[0];

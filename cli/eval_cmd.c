@@ -2,6 +2,7 @@
 //   --data    held-out likelihood in nats/token (MDM: the ELBO bound; AR: exact) and perplexity
 //   --sft     -log p(response | prompt) per answer token on prompt/response JSONL
 //   --choices multiple-choice accuracy (JSONL items with "choices" and "answer")
+//   --exact   exact-match accuracy of generated answers on prompt/response JSONL
 #include <stdio.h>
 #include <string.h>
 
@@ -9,6 +10,7 @@
 #include "cli/flags.h"
 #include "kernels/backend.h"
 #include "model/model.h"
+#include "sampler/exact_match.h"
 #include "train/checkpoint.h"
 #include "train/choices.h"
 #include "train/data.h"
@@ -17,7 +19,7 @@
 #include "train/sft.h"
 
 typedef struct {
-    const char *data, *sft, *choices, *split, *device;
+    const char *data, *sft, *choices, *exact, *split, *device;
     int windows, mc, batch, chat;
     float cfg, val_frac;
     uint64_t seed;
@@ -28,6 +30,7 @@ static void print_header(const EvalOptions *o) {
     if (o->data) printf(" | %10s %10s %9s", "nats/tok", "ppl", "tokens");
     if (o->sft) printf(" | %12s %9s", "sft nats/tok", "tokens");
     if (o->choices) printf(" | %8s %9s", "accuracy", "correct");
+    if (o->exact) printf(" | %8s %9s", "exact", "correct");
     printf("\n");
 }
 
@@ -81,6 +84,12 @@ static int eval_one(const char *path, const Backend *be, const EvalOptions *o, E
         status = score_choices(&m, &ck.tokenizer, o->choices, &co, &r, err);
         if (status == 0) printf(" | %7.1f%% %4d/%-4d", 100.0 * r.accuracy, r.correct, r.items);
     }
+    if (status == 0 && o->exact) {
+        ExactOptions eo = {o->chat >= 0 ? o->chat : ck.header.train.sft, 0, o->windows, 0};
+        ExactResult r;
+        status = exact_match(&m, &ck.tokenizer, o->exact, &eo, &r, err);
+        if (status == 0) printf(" | %7.1f%% %4d/%-4d", 100.0 * r.accuracy, r.correct, r.items);
+    }
     printf("\n");
     model_free(&m);
     checkpoint_free(&ck);
@@ -99,6 +108,7 @@ int cmd_eval(int argc, char **argv) {
         {"windows", FLAG_INT, &o.windows, "windows (or SFT examples) scored, 0: all", 0},
         {"sft", FLAG_STRING, &o.sft, "prompt/response JSONL: -log p(response | prompt)", 0},
         {"choices", FLAG_STRING, &o.choices, "multiple-choice JSONL: accuracy", 0},
+        {"exact", FLAG_STRING, &o.exact, "prompt/response JSONL: exact match of greedy answers", 0},
         {"chat", FLAG_INT, &o.chat, "choices: 1 SFT layout, 0 plain text (default: by model)", 0},
         {"mc", FLAG_INT, &o.mc, "mdm: Monte-Carlo mask draws per window / continuation", 0},
         {"cfg", FLAG_FLOAT, &o.cfg, "mdm choices: classifier-free guidance scale", 0},
@@ -112,8 +122,8 @@ int cmd_eval(int argc, char **argv) {
                                  "[--choices F]");
     if (rc) return rc < 0;
     if (!models) return cli_fail("eval: --model is required (see --help)");
-    if (!o.data && !o.sft && !o.choices)
-        return cli_fail("eval: give --data, --sft and/or --choices");
+    if (!o.data && !o.sft && !o.choices && !o.exact)
+        return cli_fail("eval: give --data, --sft, --choices and/or --exact");
     if (strcmp(o.split, "val") != 0 && strcmp(o.split, "train") != 0)
         return cli_fail("eval: --split must be val or train");
     if (o.windows < 0 || o.mc < 1 || o.batch < 1 || o.cfg < 0.0f)

@@ -244,7 +244,7 @@ START_TEST(test_eval_sft_plot) {
     // bad input: one line each
     assert_one_error(dllm("eval --data x"), "--model is required");
     snprintf(args, sizeof args, "eval --model %s/mdm", dir);
-    assert_one_error(dllm(args), "give --data, --sft and/or --choices");
+    assert_one_error(dllm(args), "give --data, --sft, --choices and/or --exact");
     snprintf(args, sizeof args, "plot %s/nothing", dir);
     assert_one_error(dllm(args), "nothing/log.jsonl: No such file");
     snprintf(args, sizeof args, "train --sft %s/qa.jsonl --init %s/mdm --objective ar --run %s/x",

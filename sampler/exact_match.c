@@ -1,0 +1,70 @@
+#include "sampler/exact_match.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "sampler/sampler.h"
+#include "train/sft.h"
+
+// Generates answers for items [start, start + n) of d and counts the exact matches.
+static int score_batch(Model *m, const Tokenizer *t, const SftData *d, char **answers,
+                       int start, int n, const ExactOptions *o, ExactResult *r, Error *err) {
+    const int *prompts[n];
+    int lens[n];
+    for (int i = 0; i < n; i++) {
+        prompts[i] = d->tokens + (size_t)(start + i) * d->T;
+        lens[i] = d->prompt_len[start + i];
+    }
+    int P = max_prompt_length(lens, n);
+    SamplerConfig sc = sampler_config_default();
+    sc.gen_length = m->cfg.seq_len - P;
+    sc.block_length = o->block_length > 0 && o->block_length < sc.gen_length ? o->block_length
+                                                                            : sc.gen_length;
+    sc.gen_length -= sc.gen_length % sc.block_length;  // whole blocks
+    sc.steps = sc.gen_length;
+    sc.eos_id = t->eos_id;
+    sc.pad_id = t->pad_id;
+    int T = P + sc.gen_length, *out = malloc((size_t)n * T * sizeof(int)), lengths[n];
+    SampleStats stats;
+    int rc = (m->cfg.causal ? ar_generate : llada_generate)(m, &sc, prompts, lens, n, out,
+                                                             lengths, &stats, NULL, NULL, err);
+    for (int i = 0; rc == 0 && i < n; i++) {
+        char *text;
+        if ((rc = tokenizer_decode(t, out + (size_t)i * T + P, (size_t)lengths[i], &text, err)))
+            break;
+        int right = strcmp(text, answers[start + i]) == 0;
+        r->correct += right;
+        if (o->show && !right)
+            printf("  wrong: item %d: '%s' instead of '%s'\n", start + i + 1, text,
+                   answers[start + i]);
+        free(text);
+    }
+    r->items += n;
+    free(out);
+    return rc;
+}
+
+int exact_match(Model *m, const Tokenizer *t, const char *path, const ExactOptions *o,
+                ExactResult *r, Error *err) {
+    memset(r, 0, sizeof *r);
+    // the rows give the prompt ids; the answers are compared as text, read again here
+    SftData d;
+    if (sft_load(&d, path, t, m->cfg.seq_len, err)) return -1;
+    int n = o->max_items > 0 && o->max_items < d.n ? o->max_items : d.n;
+    char **answers = calloc((size_t)n, sizeof *answers);
+    int status = answers ? 0 : error_set(err, "out of memory");
+    for (int i = 0; status == 0 && i < n; i++) {
+        const int *row = d.tokens + (size_t)i * d.T + d.prompt_len[i];
+        status = tokenizer_decode(t, row, (size_t)d.answer_len[i] - 1, &answers[i], err);
+    }
+    if (status == 0 && !o->chat)
+        status = error_set(err, "%s: exact match needs the SFT layout (--chat 1)", path);
+    for (int i = 0; status == 0 && i < n; i += m->max_batch)
+        status = score_batch(m, t, &d, answers, i, n - i < m->max_batch ? n - i : m->max_batch,
+                             o, r, err);
+    for (int i = 0; answers && i < n; i++) free(answers[i]);
+    free(answers);
+    sft_free(&d);
+    r->accuracy = r->items ? (double)r->correct / r->items : 0.0;
+    return status;
+}

@@ -1,0 +1,166 @@
+// Synthetic tasks: the same seed gives the same examples, no test prompt leaks into training,
+// every answer is right (sums add up, sudoku solutions solve their puzzles, reversal questions
+// ask about facts the training set states forwards); and exact-match scoring through the
+// samplers on tiny models trained to memorise a few items.
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model.h"
+#include "sampler/exact_match.h"
+#include "tasks/tasks.h"
+#include "tests/testutil.h"
+#include "train/sft.h"
+#include "train/trainer.h"
+
+static TaskData make(TaskKind kind, uint64_t seed) {
+    TaskOptions o = task_defaults(kind);
+    o.seed = seed;
+    o.n_train = 500, o.n_test = 60;
+    TaskData d;
+    Error err;
+    ck_assert_msg(task_generate(kind, &o, &d, &err) == 0, "%s", err.msg);
+    return d;
+}
+
+static int same_examples(const TaskExample *a, const TaskExample *b, int n) {
+    for (int i = 0; i < n; i++)
+        if (strcmp(a[i].prompt, b[i].prompt) || strcmp(a[i].response, b[i].response)) return 0;
+    return 1;
+}
+
+START_TEST(test_seeded_and_disjoint) {
+    for (int k = 0; k < 3; k++) {
+        TaskData a = make((TaskKind)k, 7), b = make((TaskKind)k, 7), c = make((TaskKind)k, 8);
+        ck_assert_int_eq(a.n_train, b.n_train);
+        ck_assert(same_examples(a.train, b.train, a.n_train));
+        ck_assert(same_examples(a.test, b.test, a.n_test));
+        ck_assert(!same_examples(a.test, c.test, a.n_test));
+        int leaks = 0;
+        for (int i = 0; i < a.n_test; i++)
+            for (int j = 0; j < a.n_train; j++) leaks += strcmp(a.test[i].prompt, a.train[j].prompt) == 0;
+        printf("  %-8s %d train, %d test, %d test prompts in train; e.g. \"%s\" -> \"%s\"\n",
+               k == 0 ? "reversal" : k == 1 ? "addition" : "sudoku", a.n_train, a.n_test, leaks,
+               a.test[0].prompt, a.test[0].response);
+        ck_assert_int_eq(leaks, 0);
+        task_free(&a);
+        task_free(&b);
+        task_free(&c);
+    }
+}
+END_TEST
+
+START_TEST(test_answers_are_right) {
+    TaskData add = make(TASK_ADDITION, 3);
+    for (int i = 0; i < add.n_train; i++) {
+        long a, b;
+        ck_assert(sscanf(add.train[i].prompt, "%ld+%ld=", &a, &b) == 2);
+        ck_assert_int_eq(atol(add.train[i].response), a + b);
+    }
+    task_free(&add);
+    TaskData sud = make(TASK_SUDOKU, 3);
+    for (int i = 0; i < sud.n_test; i++) {
+        const char *p = sud.test[i].prompt + strlen("sudoku "), *s = sud.test[i].response;
+        int digits[16], n = 0;
+        for (int j = 0; s[j]; j++) {
+            if (s[j] == ' ') continue;
+            ck_assert(p[j] == '.' || p[j] == s[j]);  // the solution keeps every given digit
+            digits[n++] = s[j] - '0';
+        }
+        ck_assert_int_eq(n, 16);
+        for (int u = 0; u < 4; u++) {  // rows, columns and boxes hold 1..4 once each
+            int row = 0, col = 0, box = 0;
+            for (int v = 0; v < 4; v++) {
+                row |= 1 << digits[u * 4 + v];
+                col |= 1 << digits[v * 4 + u];
+                box |= 1 << digits[(u / 2 * 2 + v / 2) * 4 + u % 2 * 2 + v % 2];
+            }
+            ck_assert(row == 0x1E && col == 0x1E && box == 0x1E);
+        }
+    }
+    task_free(&sud);
+    // every held-out reverse question is about a pair whose forward fact is trained
+    TaskData rev = make(TASK_REVERSAL, 3);
+    for (int i = 0; i < rev.n_test; i++) {
+        char forward[96];
+        snprintf(forward, sizeof forward, "Who is %s's parent?", rev.test[i].response);
+        int found = 0;
+        for (int j = 0; j < rev.n_train; j++)
+            found |= strcmp(rev.train[j].prompt, forward) == 0 &&
+                     strncmp(rev.test[i].prompt + 7, rev.train[j].response,
+                             strlen(rev.train[j].response)) == 0;
+        ck_assert_msg(found, "no forward fact for '%s'", rev.test[i].prompt);
+    }
+    task_free(&rev);
+}
+END_TEST
+
+// Eight sums learnt by heart; greedy generation must give them back exactly.
+static void memorise_and_generate(Objective objective) {
+    const char *items =
+        "{\"prompt\": \"12+30=\", \"response\": \"42\"}\n{\"prompt\": \"5+5=\", \"response\": \"10\"}\n"
+        "{\"prompt\": \"7+0=\", \"response\": \"7\"}\n{\"prompt\": \"40+41=\", \"response\": \"81\"}\n"
+        "{\"prompt\": \"9+9=\", \"response\": \"18\"}\n{\"prompt\": \"3+60=\", \"response\": \"63\"}\n"
+        "{\"prompt\": \"21+2=\", \"response\": \"23\"}\n{\"prompt\": \"8+11=\", \"response\": \"19\"}\n";
+    const char *path = write_temp_file("sums.jsonl", items, strlen(items));
+    Tokenizer t;
+    tokenizer_init_bytes(&t);
+    ModelConfig c = model_config_default();
+    c.n_layer = 2, c.n_head = 4, c.d_model = 64, c.d_ff = 176, c.seq_len = 16;
+    c.causal = objective == OBJECTIVE_AR;
+    TrainConfig tc = train_config_default();
+    tc.objective = objective, tc.sft = 1, tc.batch_size = 8, tc.steps = 400;
+    tc.warmup_steps = 20, tc.lr = 3e-3f, tc.min_lr = 3e-4f;
+    SftData d;
+    Model m;
+    Trainer tr;
+    Error err;
+    ck_assert_msg(sft_load(&d, path, &t, c.seq_len, &err) == 0, "%s", err.msg);
+    ck_assert(model_create(&m, &c, &backend_cpu, 8, &err) == 0);
+    model_init_params(&m, seed_for_init(tc.seed));
+    ck_assert(trainer_init_sft(&tr, &m, &tc, &d, &err) == 0);
+    for (int s = 0; s < tc.steps; s++) trainer_step(&tr);
+    ExactOptions eo = {.chat = 1, .show = 1};
+    ExactResult r;
+    ck_assert_msg(exact_match(&m, &t, path, &eo, &r, &err) == 0, "%s", err.msg);
+    printf("  %s: %d/%d sums generated exactly after %lld steps\n", c.causal ? "AR " : "MDM",
+           r.correct, r.items, (long long)tc.steps);
+    ck_assert_int_eq(r.items, 8);
+    ck_assert_int_eq(r.correct, 8);
+    trainer_free(&tr);
+    model_free(&m);
+    sft_free(&d);
+}
+
+START_TEST(test_exact_match_mdm) { memorise_and_generate(OBJECTIVE_MDM); }
+END_TEST
+
+START_TEST(test_exact_match_ar) { memorise_and_generate(OBJECTIVE_AR); }
+END_TEST
+
+START_TEST(test_bad_options) {
+    TaskOptions o = task_defaults(TASK_ADDITION);
+    o.digits = 1, o.n_train = 100;
+    TaskData d;
+    Error err;
+    ck_assert(task_generate(TASK_ADDITION, &o, &d, &err) == -1);
+    ck_assert_msg(strstr(err.msg, "too many for 1-digit operands"), "%s", err.msg);
+    TaskKind k;
+    ck_assert(task_by_name("chess", &k, &err) == -1);
+    ck_assert_msg(strstr(err.msg, "unknown task 'chess'"), "%s", err.msg);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("tasks");
+    TCase *tc = tcase_create("synthetic tasks");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_seeded_and_disjoint);
+    tcase_add_test(tc, test_answers_are_right);
+    tcase_add_test(tc, test_exact_match_mdm);
+    tcase_add_test(tc, test_exact_match_ar);
+    tcase_add_test(tc, test_bad_options);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
