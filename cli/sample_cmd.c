@@ -158,7 +158,8 @@ int cmd_sample(int argc, char **argv) {
          "one prompt per line, all generated together (instead of --prompt)", 0},
         {"device", FLAG_STRING, &device, "auto (cuda when a GPU is present), cpu or cuda", 0},
         {"sampler", FLAG_STRING, &sampler, "auto (by the checkpoint), llada or ar", 0},
-        {"gen-length", FLAG_INT, &sc.gen_length, "tokens to generate", 0},
+        {"gen-length", FLAG_INT, &sc.gen_length,
+         "tokens to generate (0: the rest of the context, as one block, a token per step)", 0},
         {"block-length", FLAG_INT, &sc.block_length, "llada: tokens per block (divides gen-length)", 0},
         {"steps", FLAG_INT, &sc.steps, "llada: denoising steps over all blocks", 0},
         {"remasking", FLAG_STRING, &remasking, "llada: low_confidence or random", 0},
@@ -224,7 +225,12 @@ int cmd_sample(int argc, char **argv) {
         row_prompts[r] = pr.ids[r / batch];
         row_lens[r] = pr.lens[r / batch];
     }
-    int P = max_prompt_length(row_lens, n_rows), T = P + sc.gen_length;
+    int P = max_prompt_length(row_lens, n_rows);
+    if (sc.gen_length == 0) {  // the rest of the context, in one block, a token per step
+        sc.gen_length = m.cfg.seq_len - P > 0 ? m.cfg.seq_len - P : 1;
+        sc.block_length = sc.steps = sc.gen_length;
+    }
+    int T = P + sc.gen_length;
     int *out = malloc((size_t)n_rows * T * sizeof(int));
     int *lengths = malloc((size_t)n_rows * sizeof(int));
 

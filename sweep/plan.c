@@ -191,13 +191,16 @@ static int budget_line(Parser *ps, const char *key, const char *value) {
 static int report_line(Parser *ps, const char *key, const char *value) {
     Plan *p = ps->p;
     if (strcmp(key, "metric") == 0) {
-        if (strcmp(value, "val_loss") != 0 && strcmp(value, "train_loss") != 0)
-            return fail(ps, "metric '%s': val_loss or train_loss", value);
+        if (strcmp(value, "val_loss") != 0 && strcmp(value, "train_loss") != 0 &&
+            strcmp(value, "exact") != 0)
+            return fail(ps, "metric '%s': val_loss, train_loss or exact", value);
         snprintf(p->metric, sizeof p->metric, "%s", value);
     } else if (strcmp(key, "prompt") == 0) {
         snprintf(p->prompt, sizeof p->prompt, "%s", value);
+    } else if (strcmp(key, "exact") == 0) {
+        snprintf(p->exact, sizeof p->exact, "%s", value);
     } else {
-        return fail(ps, "unknown report setting '%s' (metric, prompt)", key);
+        return fail(ps, "unknown report setting '%s' (metric, prompt, exact)", key);
     }
     return 0;
 }
@@ -262,8 +265,10 @@ static int expand_runs(Parser *ps) {
                 const char *v = gl->values[rest % gl->n];
                 rest /= gl->n;
                 add_varied(p, r, gl->key, v);
+                // "mdm" names itself; a number needs its setting: "lr3e-3", "seed1"
                 char piece[320];
-                snprintf(piece, sizeof piece, "%s%s", gl->key, v);
+                int numeric = strchr("0123456789.-+", v[0]) != NULL;
+                snprintf(piece, sizeof piece, "%s%s", numeric ? gl->key : "", v);
                 append_name(r->name, sizeof r->name, piece);
             }
             if (!r->name[0]) snprintf(r->name, sizeof r->name, "run");
@@ -308,6 +313,9 @@ int plan_parse(Plan *p, const char *text, const char *path, Error *err) {
         status = error_set(err, "%s: the runs table has no rows", path);
     if (status == 0 && p->n_base == 0)
         status = error_set(err, "%s: no base configuration (a '## Base' section of flags)", path);
+    if (status == 0 && strcmp(p->metric, "exact") == 0 && !p->exact[0])
+        status = error_set(err, "%s: metric exact needs an exact test file in the Report section",
+                           path);
     if (status == 0) status = expand_runs(ps);
     free(copy);
     free(ps);

@@ -13,8 +13,9 @@
 //   - lr: 1e-3, 3e-3                 (crossed with the table rows when both are given)
 //   ## Budget                        per run: steps, tokens (steps = tokens / tokens per
 //   - tokens: 2000000                step, equal data for every size) and/or minutes
-//   ## Report                        optional: metric (val_loss or train_loss), prompt
-//   - prompt: And God said,
+//   ## Report                        optional: metric (val_loss, train_loss or exact), prompt
+//   - prompt: And God said,          (samples from the best run), exact (a prompt/response
+//   - exact: tasks/add/test.jsonl    JSONL scored by exact match for every run)
 //
 // Section names are case-insensitive; anything else is prose. Errors name the line.
 #ifndef DLLM_PLAN_H
@@ -47,8 +48,9 @@ typedef struct {
     int n_varied_names;
     int64_t budget_steps, budget_tokens;  // 0: not given
     double budget_minutes;                // 0: not given
-    char metric[32];                      // "val_loss" (default) or "train_loss"
+    char metric[32];                      // "val_loss" (default), "train_loss" or "exact"
     char prompt[512];                     // samples from the best run ("" : none)
+    char exact[512];                      // exact-match test file ("": none)
 } Plan;
 
 // A Plan is about a megabyte: allocate it, do not put it on the stack.

@@ -9,6 +9,11 @@
 #include <unistd.h>
 
 #include "common/file.h"
+#include "kernels/backend.h"
+#include "model/model.h"
+#include "sampler/exact_match.h"
+#include "train/checkpoint.h"
+#include "train/run_dir.h"
 #include "common/progress.h"
 #include "report/plot.h"
 #include "report/run_log.h"
@@ -21,13 +26,19 @@ typedef struct {
     RunOutcome outcome;
     double metric;  // NAN when the run has none (failed before evaluating)
     double best_val, final_train;
+    double exact;   // exact-match accuracy on the plan's test file, NAN when not measured
 } Row;
+
+// qsort has no context argument: the direction of the ranking for by_metric.
+static int rank_higher_better;
 
 static int by_metric(const void *a, const void *b) {
     const Row *x = a, *y = b;
     int nx = isnan(x->metric), ny = isnan(y->metric);
     if (nx != ny) return nx - ny;  // runs without a metric last
-    if (!nx && x->metric != y->metric) return x->metric < y->metric ? -1 : 1;
+    // accuracy ranks high to low, losses low to high
+    if (!nx && x->metric != y->metric)
+        return (x->metric < y->metric) != rank_higher_better ? -1 : 1;
     return strcmp(x->run->name, y->run->name);
 }
 
@@ -60,17 +71,35 @@ static int capture(char **argv, char *out, size_t cap) {
 static void write_samples(FILE *f, const Plan *p, const Row *best, const char *dir,
                           const char *exe) {
     if (!p->prompt[0] || !best->have_log) return;
-    char model[4300], gen[16], text[8192];
+    char model[4300], text[8192];
     snprintf(model, sizeof model, "%s/runs/%s", dir, best->run->name);
-    const char *seq = plan_value(p, best->run, "seq-len");
-    snprintf(gen, sizeof gen, "%d", (seq ? atoi(seq) : 128) / 2);
+    // the rest of the context after the prompt, a token per step
     char *argv[] = {(char *)exe, "sample", "--model", model, "--prompt", (char *)p->prompt,
-                    "--gen-length", gen, "--block-length", gen, "--steps", gen,
-                    "--temperature", "0.8", "--batch", "3", NULL};
+                    "--gen-length", "0", "--temperature", "0.8", "--batch", "3", NULL};
     int rc = capture(argv, text, sizeof text);
     fprintf(f, "\n## Samples from the best run\n\n`dllm sample --model runs/%s --prompt \"%s\" "
-               "--gen-length %s --temperature 0.8 --batch 3`%s\n\n```\n%s\n```\n",
-            best->run->name, p->prompt, gen, rc ? " (failed)" : "", text);
+               "--gen-length 0 --temperature 0.8 --batch 3`%s\n\n```\n%s\n```\n",
+            best->run->name, p->prompt, rc ? " (failed)" : "", text);
+}
+
+// Exact-match accuracy of a run's newest checkpoint on the plan's test file.
+static double exact_accuracy(const char *run_dir, const char *test, Error *err) {
+    Checkpoint ck;
+    char chosen[4400];
+    int skipped;
+    if (checkpoint_load_latest(run_dir, &ck, chosen, sizeof chosen, &skipped, err)) return NAN;
+    const Backend *be = backend_by_name("auto", err);
+    Model m;
+    double acc = NAN;
+    if (be && model_create(&m, &ck.header.model, be, 32, err) == 0) {
+        be->to_device(m.params, ck.params, m.n_params * sizeof(float));
+        ExactOptions eo = {.chat = ck.header.train.sft};
+        ExactResult r;
+        if (exact_match(&m, &ck.tokenizer, test, &eo, &r, err) == 0) acc = r.accuracy;
+        model_free(&m);
+    }
+    checkpoint_free(&ck);
+    return acc;
 }
 
 static int sort_numbers(const void *a, const void *b) {
@@ -106,7 +135,8 @@ static int plot_metric_vs(const Plan *p, const Row *rows, int n, const char *set
     Series s = {NULL, x, y, m, 0, 0, 1, 1};
     char title[160];
     snprintf(title, sizeof title, "%s vs %s", p->metric, setting);
-    PlotSpec spec = {.title = title, .x_label = setting, .y_label = "nats/token",
+    PlotSpec spec = {.title = title, .x_label = setting,
+                     .y_label = strcmp(p->metric, "exact") == 0 ? "accuracy" : "nats/token",
                      .x_names = values, .n_x_names = n_values};
     snprintf(png, cap, "metric_%s.png", setting);
     char path[4400];
@@ -136,9 +166,10 @@ static int plot_val_curves(const Row *rows, int n, const char *dir, Error *err) 
 static void write_table(FILE *f, const Plan *p, const Row *rows, int n) {
     fprintf(f, "| rank | run |");
     for (int k = 0; k < p->n_varied_names; k++) fprintf(f, " %s |", p->varied_names[k]);
-    fprintf(f, " train loss | val nats/tok | val ppl | tok/s | wall | status |\n|---|---|");
+    fprintf(f, " train loss | val nats/tok | val ppl |%s tok/s | wall | status |\n|---|---|",
+            p->exact[0] ? " exact match |" : "");
     for (int k = 0; k < p->n_varied_names; k++) fprintf(f, "---|");
-    fprintf(f, "---|---|---|---|---|---|\n");
+    fprintf(f, "---|---|---|%s---|---|---|\n", p->exact[0] ? "---|" : "");
     for (int i = 0; i < n; i++) {
         const Row *r = &rows[i];
         const char *b = i == 0 && !isnan(r->metric) ? "**" : "";
@@ -154,6 +185,7 @@ static void write_table(FILE *f, const Plan *p, const Row *rows, int n) {
         fprintf(f, isnan(r->final_train) ? " - |" : " %.4f |", r->final_train);
         if (isnan(r->best_val)) fprintf(f, " - | - |");
         else fprintf(f, " %s%.4f%s | %s%.1f |", b, r->best_val, b, mdm ? "≤ " : "", exp(r->best_val));
+        if (p->exact[0]) fprintf(f, isnan(r->exact) ? " - |" : " %.1f%% |", 100.0 * r->exact);
         fprintf(f, r->have_log && isfinite(r->log.tokens_per_s) ? " %.0f |" : " - |",
                 r->log.tokens_per_s);
         fprintf(f, " %s | %s |\n", wall[0] ? wall : "-",
@@ -175,9 +207,18 @@ int sweep_report(const Plan *p, const char *dir, const char *exe, Error *err) {
         double step;
         r->best_val = r->have_log ? run_log_best_eval(&r->log, &step) : NAN;
         r->final_train = r->have_log ? run_log_final_train_loss(&r->log, 20) : NAN;
-        r->metric = strcmp(p->metric, "train_loss") == 0 ? r->final_train : r->best_val;
+        r->exact = NAN;
+        if (p->exact[0] && strcmp(r->outcome.status, "done") == 0) {
+            Error why;
+            r->exact = exact_accuracy(run_dir, p->exact, &why);
+            if (isnan(r->exact)) fprintf(stderr, "dllm: report: %s: %s\n", run_dir, why.msg);
+        }
+        r->metric = strcmp(p->metric, "train_loss") == 0 ? r->final_train
+                    : strcmp(p->metric, "exact") == 0    ? r->exact
+                                                         : r->best_val;
         if (strcmp(r->outcome.status, "failed") == 0) r->metric = NAN;
     }
+    rank_higher_better = strcmp(p->metric, "exact") == 0;
     qsort(rows, (size_t)p->n_runs, sizeof *rows, by_metric);
     int curves = plot_val_curves(rows, p->n_runs, dir, err), status = curves < 0 ? -1 : 0;
     char pngs[PLAN_MAX_VARIED][96];
@@ -199,12 +240,16 @@ int sweep_report(const Plan *p, const char *dir, const char *exe, Error *err) {
         strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M", localtime(&now));
         fprintf(f.f, "# Sweep report: %s\n\n", p->title[0] ? p->title : "(untitled)");
         fprintf(f.f, "Plan: [PLAN.md](PLAN.md) · %d runs: %d done, %d failed · ranked by %s "
-                     "(nats/token, lower is better; MDM: the ELBO bound, AR: exact) · %s\n\n",
-                p->n_runs, done, failed, p->metric, stamp);
+                     "(%s) · losses in nats/token (MDM: the ELBO bound, AR: exact) · %s\n\n",
+                p->n_runs, done, failed, p->metric,
+                strcmp(p->metric, "exact") == 0 ? "higher is better" : "lower is better", stamp);
         write_table(f.f, p, rows, p->n_runs);
         if (!isnan(rows[0].metric))
-            fprintf(f.f, "\nBest: **%s**, %s %.4f nats/token.\n", rows[0].run->name, p->metric,
-                    rows[0].metric);
+            fprintf(f.f, "\nBest: **%s**, %s %.4f%s.\n", rows[0].run->name, p->metric,
+                    rows[0].metric, strcmp(p->metric, "exact") == 0 ? "" : " nats/token");
+        if (p->exact[0])
+            fprintf(f.f, "\nExact match: greedy answers to every line of `%s` (MDM: LLaDA's "
+                         "sampler, one token per step; AR: token by token).\n", p->exact);
         fprintf(f.f, "\n## Plots\n\n");
         if (curves > 0) fprintf(f.f, "![validation curves](val_curves.png)\n\n");
         for (int k = 0; k < p->n_varied_names; k++)
