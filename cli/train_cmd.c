@@ -244,8 +244,9 @@ static int open_training_data(const TrainOptions *o, Checkpoint *ck, ModelConfig
     int eval = o->eval_every > 0;
     if (o->sft) {
         if (sft_load(&d->sft, o->sft, tok, mc->seq_len, err)) return -1;
+        // the last val_frac of the examples (at least one unless --val-frac 0)
         int n_val = eval ? (int)(d->sft.n * (double)o->val_frac) : 0;
-        if (eval && n_val < 1 && d->sft.n > 1) n_val = 1;
+        if (eval && o->val_frac > 0.0f && n_val < 1 && d->sft.n > 1) n_val = 1;
         d->sft_train = sft_view(&d->sft, 0, d->sft.n - n_val);
         d->sft_val = sft_view(&d->sft, d->sft.n - n_val, n_val);
         return 0;
