@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/progress.h"
 #include "sampler/sampler.h"
 #include "train/sft.h"
 
@@ -21,13 +22,22 @@ static int score_batch(Model *m, const Tokenizer *t, const SftData *d, char **an
     sc.block_length = o->block_length > 0 && o->block_length < sc.gen_length ? o->block_length
                                                                             : sc.gen_length;
     sc.gen_length -= sc.gen_length % sc.block_length;  // whole blocks
-    sc.steps = sc.gen_length;
+    int per_step = o->tokens_per_step > 1 ? o->tokens_per_step : 1;
+    int blocks = sc.gen_length / sc.block_length;
+    sc.steps = sc.gen_length / per_step;
+    sc.steps -= sc.steps % blocks;  // the schedule splits steps evenly over the blocks
+    if (sc.steps < blocks) sc.steps = blocks;
+    sc.threshold = o->threshold;
     sc.eos_id = t->eos_id;
     sc.pad_id = t->pad_id;
     int T = P + sc.gen_length, *out = malloc((size_t)n * T * sizeof(int)), lengths[n];
     SampleStats stats;
+    double t0 = now_seconds();
     int rc = (m->cfg.causal ? ar_generate : llada_generate)(m, &sc, prompts, lens, n, out,
                                                              lengths, &stats, NULL, NULL, err);
+    r->seconds += now_seconds() - t0;
+    r->nfe += stats.nfe;
+    r->tokens += (long long)sc.gen_length;
     for (int i = 0; rc == 0 && i < n; i++) {
         char *text;
         if ((rc = tokenizer_decode(t, out + (size_t)i * T + P, (size_t)lengths[i], &text, err)))

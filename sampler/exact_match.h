@@ -13,11 +13,15 @@ typedef struct {
     int block_length;  // MDM: 0 decodes the whole answer as one block
     int max_items;     // 0: all
     int show;          // print every wrong answer to stdout
+    int tokens_per_step;  // MDM: 0 or 1 commits one token per step; k: gen_length / k steps
+    float threshold;      // MDM: > 0 decodes by confidence threshold (Fast-dLLM) instead
 } ExactOptions;
 
 typedef struct {
     int items, correct;
     double accuracy;
+    long long nfe, tokens;  // forward passes and generated positions, for NFE per token
+    double seconds;         // generation wall time
 } ExactResult;
 
 // The model needs room for batches of up to its max_batch prompts.

@@ -82,24 +82,66 @@ static void write_samples(FILE *f, const Plan *p, const Row *best, const char *d
             best->run->name, p->prompt, rc ? " (failed)" : "", text);
 }
 
-// Exact-match accuracy of a run's newest checkpoint on the plan's test file.
-static double exact_accuracy(const char *run_dir, const char *test, Error *err) {
-    Checkpoint ck;
+// A run's newest checkpoint as a model (with room for 32 rows) and its tokenizer.
+static int load_run_model(const char *run_dir, Model *m, Checkpoint *ck, Error *err) {
     char chosen[4400];
     int skipped;
-    if (checkpoint_load_latest(run_dir, &ck, chosen, sizeof chosen, &skipped, err)) return NAN;
+    if (checkpoint_load_latest(run_dir, ck, chosen, sizeof chosen, &skipped, err)) return -1;
     const Backend *be = backend_by_name("auto", err);
-    Model m;
-    double acc = NAN;
-    if (be && model_create(&m, &ck.header.model, be, 32, err) == 0) {
-        be->to_device(m.params, ck.params, m.n_params * sizeof(float));
-        ExactOptions eo = {.chat = ck.header.train.sft};
-        ExactResult r;
-        if (exact_match(&m, &ck.tokenizer, test, &eo, &r, err) == 0) acc = r.accuracy;
-        model_free(&m);
+    if (!be || model_create(m, &ck->header.model, be, 32, err)) {
+        checkpoint_free(ck);
+        return -1;
     }
+    be->to_device(m->params, ck->params, m->n_params * sizeof(float));
+    return 0;
+}
+
+// Exact-match accuracy of a run's newest checkpoint on the plan's test file.
+static double exact_accuracy(const char *run_dir, const char *test, Error *err) {
+    Model m;
+    Checkpoint ck;
+    if (load_run_model(run_dir, &m, &ck, err)) return NAN;
+    ExactOptions eo = {.chat = ck.header.train.sft};
+    ExactResult r;
+    double acc = exact_match(&m, &ck.tokenizer, test, &eo, &r, err) == 0 ? r.accuracy : NAN;
+    model_free(&m);
     checkpoint_free(&ck);
     return acc;
+}
+
+// Generation speed against quality for the best MDM run: exact match, forward passes per
+// answer token and answers per second for the reference schedule at 1, 2 and 4 tokens per step
+// and for confidence-threshold decoding.
+static void write_sampler_tradeoff(FILE *f, const Plan *p, const Row *rows, int n,
+                                   const char *dir) {
+    const Row *best = NULL;
+    for (int i = 0; i < n && !best; i++) {
+        const char *obj = plan_value(p, rows[i].run, "objective");
+        if ((!obj || strcmp(obj, "ar") != 0) && !isnan(rows[i].exact)) best = &rows[i];
+    }
+    if (!best) return;
+    char run_dir[4300];
+    snprintf(run_dir, sizeof run_dir, "%s/runs/%s", dir, best->run->name);
+    Model m;
+    Checkpoint ck;
+    Error err;
+    if (load_run_model(run_dir, &m, &ck, &err)) return;
+    static const struct { const char *name; int per_step; float threshold; } settings[] = {
+        {"1 token / step", 1, 0.0f}, {"2 tokens / step", 2, 0.0f}, {"4 tokens / step", 4, 0.0f},
+        {"threshold 0.9", 1, 0.9f},  {"threshold 0.7", 1, 0.7f},
+    };
+    fprintf(f, "\n## MDM sampler: speed vs quality (%s)\n\n| sampler | exact match | NFE / token "
+               "| answers / s |\n|---|---|---|---|\n", best->run->name);
+    for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++) {
+        ExactOptions eo = {.chat = ck.header.train.sft, .tokens_per_step = settings[i].per_step,
+                           .threshold = settings[i].threshold};
+        ExactResult r;
+        if (exact_match(&m, &ck.tokenizer, p->exact, &eo, &r, &err)) break;
+        fprintf(f, "| %s | %.1f%% | %.2f | %.0f |\n", settings[i].name, 100.0 * r.accuracy,
+                (double)r.nfe / (double)r.tokens, r.items / r.seconds);
+    }
+    model_free(&m);
+    checkpoint_free(&ck);
 }
 
 static int sort_numbers(const void *a, const void *b) {
@@ -254,8 +296,9 @@ int sweep_report(const Plan *p, const char *dir, const char *exe, Error *err) {
         if (curves > 0) fprintf(f.f, "![validation curves](val_curves.png)\n\n");
         for (int k = 0; k < p->n_varied_names; k++)
             fprintf(f.f, "![%s vs %s](%s)\n\n", p->metric, p->varied_names[k], pngs[k]);
+        if (p->exact[0]) write_sampler_tradeoff(f.f, p, rows, p->n_runs, dir);
         if (failed) {
-            fprintf(f.f, "## Failed runs\n\n");
+            fprintf(f.f, "\n## Failed runs\n\n");
             for (int i = 0; i < p->n_runs; i++)
                 if (strcmp(rows[i].outcome.status, "failed") == 0)
                     fprintf(f.f, "- %s: %s (log: runs/%s/train.out)\n", rows[i].run->name,

@@ -203,31 +203,23 @@ static void memorise_and_score(Objective objective) {
     const char *items = write_items(sft_path, sizeof sft_path);
     Tokenizer t;
     tokenizer_init_bytes(&t);
-    ModelConfig c = model_config_default();
-    c.n_layer = 2, c.n_head = 4, c.d_model = 64, c.d_ff = 176, c.seq_len = 24;
-    c.causal = objective == OBJECTIVE_AR;
-    TrainConfig tc = train_config_default();
-    tc.objective = objective, tc.sft = 1, tc.batch_size = 8, tc.steps = 300;
-    tc.warmup_steps = 20, tc.lr = 3e-3f, tc.min_lr = 3e-4f;
     SftData d;
     Model m;
     Trainer tr;
     Error err;
-    ck_assert_msg(sft_load(&d, sft_path, &t, c.seq_len, &err) == 0, "%s", err.msg);
-    ck_assert_msg(model_create(&m, &c, &backend_cpu, 16, &err) == 0, "%s", err.msg);
-    model_init_params(&m, seed_for_init(tc.seed));
-    ck_assert_msg(trainer_init_sft(&tr, &m, &tc, &d, &err) == 0, "%s", err.msg);
+    tiny_sft_run(&m, &tr, &d, sft_path, objective, 24, 300);
     ChoiceOptions co = {.chat = 1, .mc = 16, .cfg = 0.0f, .seed = 7};
     ChoiceResult before, after;
     ck_assert_msg(score_choices(&m, &t, items, &co, &before, &err) == 0, "%s", err.msg);
     StepStats st = {0};
-    for (int s = 0; s < tc.steps; s++) st = trainer_step(&tr);
+    for (int s = 0; s < tr.tc.steps; s++) st = trainer_step(&tr);
     ck_assert_msg(score_choices(&m, &t, items, &co, &after, &err) == 0, "%s", err.msg);
+    int causal = objective == OBJECTIVE_AR;
     printf("  %s: accuracy %d/8 before fine-tuning, %d/8 after %lld steps (loss %.4f)\n",
-           c.causal ? "AR " : "MDM", before.correct, after.correct, (long long)tc.steps, st.loss);
+           causal ? "AR " : "MDM", before.correct, after.correct, (long long)tr.tc.steps, st.loss);
     ck_assert_int_eq(after.items, 8);
     ck_assert_int_eq(after.correct, 8);
-    if (!c.causal) {  // guidance keeps the memorised answers on top
+    if (!causal) {  // guidance keeps the memorised answers on top
         co.cfg = 1.0f;
         ck_assert(score_choices(&m, &t, items, &co, &after, &err) == 0);
         printf("  MDM with cfg 1.0: %d/8\n", after.correct);

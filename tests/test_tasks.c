@@ -106,26 +106,17 @@ static void memorise_and_generate(Objective objective) {
     const char *path = write_temp_file("sums.jsonl", items, strlen(items));
     Tokenizer t;
     tokenizer_init_bytes(&t);
-    ModelConfig c = model_config_default();
-    c.n_layer = 2, c.n_head = 4, c.d_model = 64, c.d_ff = 176, c.seq_len = 16;
-    c.causal = objective == OBJECTIVE_AR;
-    TrainConfig tc = train_config_default();
-    tc.objective = objective, tc.sft = 1, tc.batch_size = 8, tc.steps = 400;
-    tc.warmup_steps = 20, tc.lr = 3e-3f, tc.min_lr = 3e-4f;
     SftData d;
     Model m;
     Trainer tr;
     Error err;
-    ck_assert_msg(sft_load(&d, path, &t, c.seq_len, &err) == 0, "%s", err.msg);
-    ck_assert(model_create(&m, &c, &backend_cpu, 8, &err) == 0);
-    model_init_params(&m, seed_for_init(tc.seed));
-    ck_assert(trainer_init_sft(&tr, &m, &tc, &d, &err) == 0);
-    for (int s = 0; s < tc.steps; s++) trainer_step(&tr);
+    tiny_sft_run(&m, &tr, &d, path, objective, 16, 400);
+    for (int s = 0; s < tr.tc.steps; s++) trainer_step(&tr);
     ExactOptions eo = {.chat = 1, .show = 1};
     ExactResult r;
     ck_assert_msg(exact_match(&m, &t, path, &eo, &r, &err) == 0, "%s", err.msg);
-    printf("  %s: %d/%d sums generated exactly after %lld steps\n", c.causal ? "AR " : "MDM",
-           r.correct, r.items, (long long)tc.steps);
+    printf("  %s: %d/%d sums generated exactly after %lld steps\n",
+           objective == OBJECTIVE_AR ? "AR " : "MDM", r.correct, r.items, (long long)tr.tc.steps);
     ck_assert_int_eq(r.items, 8);
     ck_assert_int_eq(r.correct, 8);
     trainer_free(&tr);

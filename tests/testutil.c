@@ -113,3 +113,20 @@ void tiny_verse_run(Model *m, Trainer *tr, Objective objective, int batch_size, 
     model_init_params(m, seed_for_init(tc.seed));
     ck_assert_msg(trainer_init(tr, m, &tc, data, &err) == 0, "%s", err.msg);
 }
+
+void tiny_sft_run(Model *m, Trainer *tr, SftData *d, const char *path, Objective objective,
+                  int seq_len, int steps) {
+    Tokenizer t;
+    tokenizer_init_bytes(&t);
+    ModelConfig c = model_config_default();
+    c.n_layer = 2, c.n_head = 4, c.d_model = 64, c.d_ff = 176, c.seq_len = seq_len;
+    c.causal = objective == OBJECTIVE_AR;
+    TrainConfig tc = train_config_default();
+    tc.objective = objective, tc.sft = 1, tc.batch_size = 8, tc.steps = steps;
+    tc.warmup_steps = 20, tc.lr = 3e-3f, tc.min_lr = 3e-4f;
+    Error err;
+    ck_assert_msg(sft_load(d, path, &t, c.seq_len, &err) == 0, "%s", err.msg);
+    ck_assert_msg(model_create(m, &c, &backend_cpu, 16, &err) == 0, "%s", err.msg);
+    model_init_params(m, seed_for_init(tc.seed));
+    ck_assert_msg(trainer_init_sft(tr, m, &tc, d, &err) == 0, "%s", err.msg);
+}

@@ -26,6 +26,11 @@ double grad_check(ScalarFn f, void *ctx, float *x, const float *analytic, size_t
 // Writes a temporary file with the given bytes and returns its path (static storage).
 const char *write_temp_file(const char *name, const void *data, size_t n);
 
+// A 2-layer, d_model 64 model and an SFT trainer (batch 8, seeded init) on the prompt/response
+// JSONL at path, byte-tokenized into rows of seq_len: the setting of the memorisation tests.
+void tiny_sft_run(Model *m, Trainer *tr, SftData *d, const char *path, Objective objective,
+                  int seq_len, int steps);
+
 // Starts `sh -c cmd` in the background; returns its pid.
 pid_t spawn_shell(const char *cmd);
 // Waits for pid: its exit status, or 128 + the signal that ended it.
