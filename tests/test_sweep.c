@@ -223,6 +223,28 @@ START_TEST(test_sweep_survives_kill_and_failure) {
 }
 END_TEST
 
+// A wall-clock budget stops a run cleanly (SIGTERM: it saves) and counts it as done.
+START_TEST(test_time_budget) {
+    snprintf(dir, sizeof dir, "/tmp/dllm_sweep_time_%d", (int)getpid());
+    char cmd[300], path[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s", dir, dir);
+    ck_assert(system(cmd) == 0);
+    snprintf(path, sizeof path, "%s/plan.md", dir);
+    FILE *f = fopen(path, "w");
+    fputs("# time budget\n## Base\n- data: tests/fixtures/genesis.txt\n- device: cpu\n"
+          "- n-layer: 1\n- n-head: 2\n- d-model: 32\n- d-ff: 64\n- seq-len: 32\n"
+          "- batch-size: 4\n- steps: 10000000\n- eval-every: 0\n## Budget\n- minutes: 0.03\n", f);
+    fclose(f);
+    ck_assert_int_eq(wait_exit(start_sweep()), 0);
+    ck_assert(file_has("out/runs/run/status.json", "time budget reached"));
+    ck_assert(file_has("out/runs/run/log.jsonl", "\"event\":\"interrupted\""));
+    ck_assert(exists("out/REPORT.md"));
+    printf("  a 0.03-minute budget: the run was stopped, saved and counted as done\n");
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert(system(cmd) == 0);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("sweep");
     TCase *tc = tcase_create("plans and runs");
@@ -230,6 +252,7 @@ int main(void) {
     tcase_add_test(tc, test_table_grid_budget);
     tcase_add_test(tc, test_errors_name_the_line);
     tcase_add_test(tc, test_sweep_survives_kill_and_failure);
+    tcase_add_test(tc, test_time_budget);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
