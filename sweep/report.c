@@ -149,10 +149,10 @@ static int sort_numbers(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-// metric_<setting>.png: each run's metric at the value it used, values along the x axis.
-static int plot_metric_vs(const Plan *p, const Row *rows, int n, const char *setting,
-                          const char *dir, char *png, size_t cap, Error *err) {
-    const char *values[PLAN_MAX_RUNS];
+// The distinct values runs use for a setting ("(base)" where they do not vary it), sorted
+// numerically when all are numbers, else in order of appearance. Returns the count.
+static int distinct_values(const Plan *p, const Row *rows, int n, const char *setting,
+                           const char **values) {
     int n_values = 0, numeric = 1;
     for (int i = 0; i < n; i++) {
         const char *v = plan_value(p, rows[i].run, setting);
@@ -165,16 +165,42 @@ static int plot_metric_vs(const Plan *p, const Row *rows, int n, const char *set
         numeric &= *end == '\0';
     }
     if (numeric) qsort(values, (size_t)n_values, sizeof values[0], sort_numbers);
+    return n_values;
+}
+
+static int index_of(const char *const *values, int n, const char *v) {
+    for (int k = 0; k < n; k++)
+        if (strcmp(values[k], v ? v : "(base)") == 0) return k;
+    return 0;
+}
+
+// metric_<setting>.png: each run's metric at the value it used, values along the x axis; when
+// the plan compares objectives, one colored series (joined in x order) per objective.
+static int plot_metric_vs(const Plan *p, const Row *rows, int n, const char *setting,
+                          const char *dir, char *png, size_t cap, Error *err) {
+    const char *values[PLAN_MAX_RUNS], *groups[PLAN_MAX_RUNS];
+    int n_values = distinct_values(p, rows, n, setting, values);
+    int by_objective = 0;  // does the plan compare objectives (and is x something else)?
+    for (int k = 0; k < p->n_varied_names; k++)
+        by_objective |= strcmp(p->varied_names[k], "objective") == 0;
+    by_objective &= strcmp(setting, "objective") != 0;
+    int n_groups = by_objective ? distinct_values(p, rows, n, "objective", groups) : 1;
     double *x = malloc((size_t)n * sizeof *x), *y = malloc((size_t)n * sizeof *y);
+    Series series[PLAN_MAX_RUNS];
     int m = 0;
-    for (int i = 0; i < n; i++) {
-        if (isnan(rows[i].metric)) continue;
-        const char *v = plan_value(p, rows[i].run, setting);
-        for (int k = 0; k < n_values; k++)
-            if (strcmp(values[k], v ? v : "(base)") == 0) x[m] = k;
-        y[m++] = rows[i].metric;
+    for (int g = 0; g < n_groups; g++) {
+        int first = m;
+        for (int k = 0; k < n_values; k++)  // in x order, so the joining line reads left to right
+            for (int i = 0; i < n; i++) {
+                const char *obj = plan_value(p, rows[i].run, "objective");
+                if (isnan(rows[i].metric) || (by_objective && index_of(groups, n_groups, obj) != g) ||
+                    index_of(values, n_values, plan_value(p, rows[i].run, setting)) != k)
+                    continue;
+                x[m] = k, y[m++] = rows[i].metric;
+            }
+        series[g] = (Series){by_objective ? groups[g] : NULL, x + first, y + first, m - first, g,
+                             0, 1, !by_objective};
     }
-    Series s = {NULL, x, y, m, 0, 0, 1, 1};
     char title[160];
     snprintf(title, sizeof title, "%s vs %s", p->metric, setting);
     PlotSpec spec = {.title = title, .x_label = setting,
@@ -183,7 +209,7 @@ static int plot_metric_vs(const Plan *p, const Row *rows, int n, const char *set
     snprintf(png, cap, "metric_%s.png", setting);
     char path[4400];
     snprintf(path, sizeof path, "%s/%s", dir, png);
-    int rc = plot_png(path, &spec, &s, 1, err);
+    int rc = plot_png(path, &spec, series, n_groups, err);
     free(x);
     free(y);
     return rc;
