@@ -85,7 +85,8 @@ static int eval_one(const char *path, const Backend *be, const EvalOptions *o, E
         if (status == 0) printf(" | %7.1f%% %4d/%-4d", 100.0 * r.accuracy, r.correct, r.items);
     }
     if (status == 0 && o->exact) {
-        ExactOptions eo = {o->chat >= 0 ? o->chat : ck.header.train.sft, 0, o->windows, 0};
+        ExactOptions eo = {.chat = o->chat >= 0 ? o->chat : ck.header.train.sft,
+                           .max_items = o->windows};
         ExactResult r;
         status = exact_match(&m, &ck.tokenizer, o->exact, &eo, &r, err);
         if (status == 0) printf(" | %7.1f%% %4d/%-4d", 100.0 * r.accuracy, r.correct, r.items);

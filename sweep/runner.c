@@ -211,17 +211,16 @@ static int run_child(char **argv, const char *exe, const char *run_dir, const Pr
     return st;
 }
 
-// Records how the run ended. Returns 1 when the sweep must stop (interrupted), else 0.
-static int record_outcome(const char *run_dir, int st, int timed_out, Error *err, int *failed) {
+// Records how the run ended. Returns 1 when the sweep must stop (interrupted), -1 on an error,
+// else 0.
+static int record_outcome(const char *run_dir, int st, int timed_out, Error *err) {
     char reason[512], out_path[4400];
     snprintf(out_path, sizeof out_path, "%s/train.out", run_dir);
     int code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    *failed = 0;
     if (code == 0) return write_outcome(run_dir, "done", "", err);
     if (timed_out && (code == 128 + SIGTERM || code == 0))
         return write_outcome(run_dir, "done", "time budget reached", err);
     if (stop_signal && code == 128 + SIGTERM) return 1;
-    *failed = 1;
     if (WIFSIGNALED(st)) {
         int sig = WTERMSIG(st);
         snprintf(reason, sizeof reason, "killed by signal %d%s", sig,
@@ -295,14 +294,13 @@ int sweep_run(const char *plan_path, const char *dir, const SweepOptions *o, Err
             status = -1;
             break;
         }
-        int failed, stop = record_outcome(run_dir, st, timed_out, err, &failed);
+        int stop = record_outcome(run_dir, st, timed_out, err);
         if (stop < 0) {
             status = -1;
             break;
         }
         if (stop) break;
         pg.done_seconds += now_seconds() - t0, pg.done_here++;
-        failures += failed;
         RunOutcome got;
         run_outcome_read(run_dir, &got);
         printf("run %d/%d %s: %s%s%s (%.0f s)\n", i + 1, p->n_runs, r->name, got.status,
@@ -315,6 +313,12 @@ int sweep_run(const char *plan_path, const char *dir, const SweepOptions *o, Err
         printf("sweep interrupted: run `dllm sweep` again to continue\n");
         status = 128 + stop_signal;
     } else if (status == 0) {
+        failures = 0;  // over the whole sweep, earlier processes' runs included
+        for (int i = 0; i < p->n_runs; i++) {
+            RunOutcome out;
+            snprintf(run_dir, sizeof run_dir, "%s/runs/%s", dir, p->runs[i].name);
+            failures += run_outcome_read(run_dir, &out) == 0 && strcmp(out.status, "failed") == 0;
+        }
         status = sweep_report(p, dir, o->exe, err);
         if (status == 0)
             printf("sweep done: %d runs, %d failed; report: %s/REPORT.md\n", p->n_runs, failures,
