@@ -225,9 +225,7 @@ static void memorise_and_score(Objective objective) {
         printf("  MDM with cfg 1.0: %d/8\n", after.correct);
         ck_assert_int_eq(after.correct, 8);
     }
-    trainer_free(&tr);
-    model_free(&m);
-    sft_free(&d);
+    tiny_sft_free(&m, &tr, &d);
 }
 
 START_TEST(test_choices_mdm) { memorise_and_score(OBJECTIVE_MDM); }

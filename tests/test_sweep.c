@@ -158,15 +158,21 @@ static int exists(const char *name) {
     return access(path, F_OK) == 0;
 }
 
-START_TEST(test_sweep_survives_kill_and_failure) {
-    snprintf(dir, sizeof dir, "/tmp/dllm_sweep_%d", (int)getpid());
+// A fresh /tmp/dllm_<name>_PID directory (now `dir`) holding plan.md.
+static void fresh_dir_with_plan(const char *name, const char *plan) {
+    snprintf(dir, sizeof dir, "/tmp/dllm_%s_%d", name, (int)getpid());
     char cmd[300], path[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s", dir, dir);
     ck_assert(system(cmd) == 0);
     snprintf(path, sizeof path, "%s/plan.md", dir);
     FILE *f = fopen(path, "w");
-    fputs(tiny_plan, f);
+    fputs(plan, f);
     fclose(f);
+}
+
+START_TEST(test_sweep_survives_kill_and_failure) {
+    char cmd[300], path[300];
+    fresh_dir_with_plan("sweep", tiny_plan);
 
     // kill -9 the sweep while run b is past its first checkpoint
     pid_t pid = start_sweep();
@@ -225,16 +231,12 @@ END_TEST
 
 // A wall-clock budget stops a run cleanly (SIGTERM: it saves) and counts it as done.
 START_TEST(test_time_budget) {
-    snprintf(dir, sizeof dir, "/tmp/dllm_sweep_time_%d", (int)getpid());
-    char cmd[300], path[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s", dir, dir);
-    ck_assert(system(cmd) == 0);
-    snprintf(path, sizeof path, "%s/plan.md", dir);
-    FILE *f = fopen(path, "w");
-    fputs("# time budget\n## Base\n- data: tests/fixtures/genesis.txt\n- device: cpu\n"
-          "- n-layer: 1\n- n-head: 2\n- d-model: 32\n- d-ff: 64\n- seq-len: 32\n"
-          "- batch-size: 4\n- steps: 10000000\n- eval-every: 0\n## Budget\n- minutes: 0.03\n", f);
-    fclose(f);
+    fresh_dir_with_plan("sweep_time",
+                        "# time budget\n## Base\n- data: tests/fixtures/genesis.txt\n"
+                        "- device: cpu\n- n-layer: 1\n- n-head: 2\n- d-model: 32\n- d-ff: 64\n"
+                        "- seq-len: 32\n- batch-size: 4\n- steps: 10000000\n- eval-every: 0\n"
+                        "## Budget\n- minutes: 0.03\n");
+    char cmd[300];
     ck_assert_int_eq(wait_exit(start_sweep()), 0);
     ck_assert(file_has("out/runs/run/status.json", "time budget reached"));
     ck_assert(file_has("out/runs/run/log.jsonl", "\"event\":\"interrupted\""));

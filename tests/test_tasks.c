@@ -119,9 +119,7 @@ static void memorise_and_generate(Objective objective) {
            objective == OBJECTIVE_AR ? "AR " : "MDM", r.correct, r.items, (long long)tr.tc.steps);
     ck_assert_int_eq(r.items, 8);
     ck_assert_int_eq(r.correct, 8);
-    trainer_free(&tr);
-    model_free(&m);
-    sft_free(&d);
+    tiny_sft_free(&m, &tr, &d);
 }
 
 START_TEST(test_exact_match_mdm) { memorise_and_generate(OBJECTIVE_MDM); }

@@ -130,3 +130,9 @@ void tiny_sft_run(Model *m, Trainer *tr, SftData *d, const char *path, Objective
     model_init_params(m, seed_for_init(tc.seed));
     ck_assert_msg(trainer_init_sft(tr, m, &tc, d, &err) == 0, "%s", err.msg);
 }
+
+void tiny_sft_free(Model *m, Trainer *tr, SftData *d) {
+    trainer_free(tr);
+    model_free(m);
+    sft_free(d);
+}

@@ -31,6 +31,8 @@ const char *write_temp_file(const char *name, const void *data, size_t n);
 void tiny_sft_run(Model *m, Trainer *tr, SftData *d, const char *path, Objective objective,
                   int seq_len, int steps);
 
+void tiny_sft_free(Model *m, Trainer *tr, SftData *d);
+
 // Starts `sh -c cmd` in the background; returns its pid.
 pid_t spawn_shell(const char *cmd);
 // Waits for pid: its exit status, or 128 + the signal that ended it.
