@@ -7,6 +7,14 @@
 #include "sampler/sampler.h"
 #include "train/sft.h"
 
+// The divisor of n closest to want (the larger one on a tie).
+static int nearest_divisor(int n, int want) {
+    int best = 1;
+    for (int d = 1; d <= n; d++)
+        if (n % d == 0 && abs(d - want) <= abs(best - want)) best = d;
+    return best;
+}
+
 // Generates answers for items [start, start + n) of d and counts the exact matches.
 static int score_batch(Model *m, const Tokenizer *t, const SftData *d, char **answers,
                        int start, int n, const ExactOptions *o, ExactResult *r, Error *err) {
@@ -19,11 +27,10 @@ static int score_batch(Model *m, const Tokenizer *t, const SftData *d, char **an
     int P = max_prompt_length(lens, n);
     SamplerConfig sc = sampler_config_default();
     sc.gen_length = m->cfg.seq_len - P;
-    sc.block_length = o->block_length > 0 && o->block_length < sc.gen_length ? o->block_length
-                                                                            : sc.gen_length;
-    sc.gen_length -= sc.gen_length % sc.block_length;  // whole blocks
+    int blocks = nearest_divisor(sc.gen_length, o->blocks > 1 ? o->blocks : 1);
+    sc.block_length = sc.gen_length / blocks;
+    if (blocks > r->blocks_used) r->blocks_used = blocks;
     int per_step = o->tokens_per_step > 1 ? o->tokens_per_step : 1;
-    int blocks = sc.gen_length / sc.block_length;
     sc.steps = sc.gen_length / per_step;
     sc.steps -= sc.steps % blocks;  // the schedule splits steps evenly over the blocks
     if (sc.steps < blocks) sc.steps = blocks;

@@ -10,7 +10,10 @@
 
 typedef struct {
     int chat;          // 1: prompts in the SFT layout (tokenizer/chat.h)
-    int block_length;  // MDM: 0 decodes the whole answer as one block
+    int blocks;        // MDM: the answer area is decoded in about this many blocks, left to
+                       // right: the nearest divisor of its length, because a fine-tuned model
+                       // needs its rows at the trained length (cutting 3 padding positions off
+                       // took a 4x4 sudoku model from 84% to 0%)
     int max_items;     // 0: all
     int show;          // print every wrong answer to stdout
     int tokens_per_step;  // MDM: 0 or 1 commits one token per step; k: gen_length / k steps
@@ -22,6 +25,7 @@ typedef struct {
     double accuracy;
     long long nfe, tokens;  // forward passes and generated positions, for NFE per token
     double seconds;         // generation wall time
+    int blocks_used;        // MDM: the most blocks any batch was decoded in
 } ExactResult;
 
 // The model needs room for batches of up to its max_batch prompts.

@@ -68,18 +68,38 @@ static int capture(char **argv, char *out, size_t cap) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-static void write_samples(FILE *f, const Plan *p, const Row *best, const char *dir,
-                          const char *exe) {
-    if (!p->prompt[0] || !best->have_log) return;
+static void write_samples_of(FILE *f, const Plan *p, const Row *r, const char *what,
+                             const char *dir, const char *exe) {
     char model[4300], text[8192];
-    snprintf(model, sizeof model, "%s/runs/%s", dir, best->run->name);
+    snprintf(model, sizeof model, "%s/runs/%s", dir, r->run->name);
     // the rest of the context after the prompt, a token per step
     char *argv[] = {(char *)exe, "sample", "--model", model, "--prompt", (char *)p->prompt,
                     "--gen-length", "0", "--temperature", "0.8", "--batch", "3", NULL};
     int rc = capture(argv, text, sizeof text);
-    fprintf(f, "\n## Samples from the best run\n\n`dllm sample --model runs/%s --prompt \"%s\" "
+    fprintf(f, "\n## Samples from the best %s\n\n`dllm sample --model runs/%s --prompt \"%s\" "
                "--gen-length 0 --temperature 0.8 --batch 3`%s\n\n```\n%s\n```\n",
-            best->run->name, p->prompt, rc ? " (failed)" : "", text);
+            what, r->run->name, p->prompt, rc ? " (failed)" : "", text);
+}
+
+// Samples from the best run, or from the best run of each objective when the plan compares
+// objectives (rows are ranked, so the first of each objective is its best).
+static void write_samples(FILE *f, const Plan *p, const Row *rows, int n, const char *dir,
+                          const char *exe) {
+    if (!p->prompt[0]) return;
+    int by_objective = 0;
+    for (int k = 0; k < p->n_varied_names; k++)
+        by_objective |= strcmp(p->varied_names[k], "objective") == 0;
+    const char *const objectives[] = {"mdm", "ar"};
+    for (int o = 0; o < (by_objective ? 2 : 1); o++)
+        for (int i = 0; i < n; i++) {
+            const char *obj = plan_value(p, rows[i].run, "objective");
+            if (isnan(rows[i].metric) || !rows[i].have_log) continue;
+            if (by_objective && strcmp(obj ? obj : "mdm", objectives[o]) != 0) continue;
+            char what[32];
+            snprintf(what, sizeof what, by_objective ? "%s run" : "run", objectives[o]);
+            write_samples_of(f, p, &rows[i], what, dir, exe);
+            break;
+        }
 }
 
 // A run's newest checkpoint as a model (with room for 32 rows) and its tokenizer.
@@ -110,8 +130,8 @@ static double exact_accuracy(const char *run_dir, const char *test, Error *err) 
 }
 
 // Generation speed against quality for the best MDM run: exact match, forward passes per
-// answer token and answers per second for the reference schedule at 1, 2 and 4 tokens per step
-// and for confidence-threshold decoding.
+// answer token and answers per second for the reference schedule at 1, 2 and 4 tokens per step,
+// in 1, 2 or 4 blocks, and for confidence-threshold decoding.
 static void write_sampler_tradeoff(FILE *f, const Plan *p, const Row *rows, int n,
                                    const char *dir) {
     const Row *best = NULL;
@@ -126,19 +146,26 @@ static void write_sampler_tradeoff(FILE *f, const Plan *p, const Row *rows, int 
     Checkpoint ck;
     Error err;
     if (load_run_model(run_dir, &m, &ck, &err)) return;
-    static const struct { const char *name; int per_step; float threshold; } settings[] = {
-        {"1 token / step", 1, 0.0f}, {"2 tokens / step", 2, 0.0f}, {"4 tokens / step", 4, 0.0f},
-        {"threshold 0.9", 1, 0.9f},  {"threshold 0.7", 1, 0.7f},
+    static const struct {
+        const char *name;
+        int per_step, blocks;
+        float threshold;
+    } settings[] = {
+        {"1 token / step, 1 block", 1, 1, 0.0f}, {"2 tokens / step", 2, 1, 0.0f},
+        {"4 tokens / step", 4, 1, 0.0f},         {"semi-AR blocks (about 2)", 1, 2, 0.0f},
+        {"semi-AR blocks (about 4)", 1, 4, 0.0f}, {"threshold 0.9", 1, 1, 0.9f},
+        {"threshold 0.7", 1, 1, 0.7f},
     };
-    fprintf(f, "\n## MDM sampler: speed vs quality (%s)\n\n| sampler | exact match | NFE / token "
-               "| answers / s |\n|---|---|---|---|\n", best->run->name);
+    fprintf(f, "\n## MDM sampler: speed vs quality (%s)\n\n| sampler | blocks | exact match | "
+               "NFE / token | answers / s |\n|---|---|---|---|---|\n", best->run->name);
     for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++) {
-        ExactOptions eo = {.chat = ck.header.train.sft, .tokens_per_step = settings[i].per_step,
+        ExactOptions eo = {.chat = ck.header.train.sft, .blocks = settings[i].blocks,
+                           .tokens_per_step = settings[i].per_step,
                            .threshold = settings[i].threshold};
         ExactResult r;
         if (exact_match(&m, &ck.tokenizer, p->exact, &eo, &r, &err)) break;
-        fprintf(f, "| %s | %.1f%% | %.2f | %.0f |\n", settings[i].name, 100.0 * r.accuracy,
-                (double)r.nfe / (double)r.tokens, r.items / r.seconds);
+        fprintf(f, "| %s | %d | %.1f%% | %.2f | %.0f |\n", settings[i].name, r.blocks_used,
+                100.0 * r.accuracy, (double)r.nfe / (double)r.tokens, r.items / r.seconds);
     }
     model_free(&m);
     checkpoint_free(&ck);
@@ -330,7 +357,7 @@ int sweep_report(const Plan *p, const char *dir, const char *exe, Error *err) {
                     fprintf(f.f, "- %s: %s (log: runs/%s/train.out)\n", rows[i].run->name,
                             rows[i].outcome.reason, rows[i].run->name);
         }
-        if (!isnan(rows[0].metric)) write_samples(f.f, p, &rows[0], dir, exe);
+        write_samples(f.f, p, rows, p->n_runs, dir, exe);
         status = atomic_commit(&f, err);
     }
     for (int i = 0; i < p->n_runs; i++)

@@ -116,6 +116,17 @@ int sweep_train_args(const Plan *p, const PlanRun *r, const char *run_dir, char 
     return n;
 }
 
+// run_dir/command.txt: the exact `dllm train` command of the run, to read or rerun by hand.
+static int write_command(const char *run_dir, char **argv, int argc, Error *err) {
+    char path[4400];
+    snprintf(path, sizeof path, "%s/command.txt", run_dir);
+    AtomicFile f;
+    if (atomic_open(&f, path, err)) return -1;
+    for (int i = 0; i < argc; i++) fprintf(f.f, "%s%s", i ? " " : "", argv[i]);
+    fputc('\n', f.f);
+    return atomic_commit(&f, err);
+}
+
 // The last non-empty line of a file (a failed run's error), or "".
 static void last_line(const char *path, char *out, size_t cap) {
     out[0] = '\0';
@@ -283,7 +294,7 @@ int sweep_run(const char *plan_path, const char *dir, const SweepOptions *o, Err
         int argc = sweep_train_args(p, r, run_dir, storage, sizeof storage, argv + 1,
                                     (int)(sizeof argv / sizeof argv[0]) - 1);
         argv[0] = (char *)o->exe;
-        (void)argc;
+        if ((status = write_command(run_dir, argv, argc + 1, err))) break;
         const char *steps_arg = NULL;
         for (int k = 1; argv[k]; k++)
             if (strcmp(argv[k], "--steps") == 0) steps_arg = argv[k + 1];

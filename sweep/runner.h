@@ -1,4 +1,5 @@
-// Runs a sweep plan unattended: each run is a `dllm train` child process in DIR/runs/NAME,
+// Runs a sweep plan unattended: each run is a `dllm train` child process in DIR/runs/NAME
+// (its command in command.txt, its output in train.out),
 // one after another. A run that fails (crash, out of memory, divergence) is recorded with its
 // reason and the sweep goes on. Finished runs leave DIR/runs/NAME/status.json; starting the
 // sweep again skips them and resumes an interrupted run from its checkpoint. DIR/lock keeps a
