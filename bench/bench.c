@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli/flags.h"
 #include "common/progress.h"
 #include "kernels/backend.h"
 #include "model/model.h"
@@ -95,34 +96,46 @@ static void bench_sampling(const Backend *be, ModelConfig cfg, int batch, int th
     model_free(&m);
 }
 
-int main(int argc, char **argv) {
-    const char *size = "tiny", *device = "auto";
-    int steps = 10, batch = 8;
-    double peak = 989.0;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--size") == 0) size = argv[i + 1];
-        else if (strcmp(argv[i], "--device") == 0) device = argv[i + 1];
-        else if (strcmp(argv[i], "--steps") == 0) steps = atoi(argv[i + 1]);
-        else if (strcmp(argv[i], "--batch") == 0) batch = atoi(argv[i + 1]);
-        else if (strcmp(argv[i], "--peak-tflops") == 0) peak = atof(argv[i + 1]);
-        else {
-            fprintf(stderr, "bench: unknown flag %s\n", argv[i]);
-            return 2;
-        }
-    }
-    Error err;
-    const Backend *be = backend_by_name(device, &err);
-    if (!be) {
-        fprintf(stderr, "bench: %s\n", err.msg);
-        return 1;
-    }
+// One size: its training and sampling tables.
+static void bench_size(const Backend *be, const char *size, int steps, int batch, double peak) {
     ModelConfig cfg = size_config(size);
-    printf("bench: size %s on %s, %d timed steps, peak %.0f TFLOP/s\n\n", size, be->name, steps, peak);
+    printf("bench: size %s on %s, %d timed steps, peak %.0f TFLOP/s\n\n", size, be->name, steps,
+           peak);
     printf("| objective | params | batch x seq | ms/step | tokens/s | MFU |\n|---|---|---|---|---|---|\n");
     bench_training(be, cfg, 0, batch, steps, peak);
     bench_training(be, cfg, 1, batch, steps, peak);
     printf("\n| sampler | batch x gen | forward passes | tokens/s |\n|---|---|---|---|\n");
     bench_sampling(be, cfg, batch, 0);
     bench_sampling(be, cfg, batch, 1);
+    printf("\n");
+}
+
+int main(int argc, char **argv) {
+    const char *size = "auto", *device = "auto";
+    int steps = 10, batch = 8;
+    float peak = 989.0f;
+    Flag flags[] = {
+        {"size", FLAG_STRING, &size, "auto (gpt2 and 350m on a GPU, tiny on a CPU), tiny, gpt2 or 350m", 0},
+        {"device", FLAG_STRING, &device, "auto, cpu or cuda", 0},
+        {"steps", FLAG_INT, &steps, "timed training steps", 0},
+        {"batch", FLAG_INT, &batch, "sequences per step / per sampling batch", 0},
+        {"peak-tflops", FLAG_FLOAT, &peak, "the device's peak for MFU (H100 bf16 dense: 989)", 0},
+    };
+    int rc = flags_parse_command(flags, sizeof flags / sizeof flags[0], argc - 1, argv + 1,
+                                 "usage: bench [--size S] [--device D] [--steps N]");
+    if (rc) return rc < 0;
+    static const char *const sizes[] = {"auto", "tiny", "gpt2", "350m"};
+    Error err;
+    const Backend *be = backend_by_name(device, &err);
+    if (!be || flags_choice("size", size, sizes, 4, &err) < 0) return cli_fail(err.msg);
+    if (steps < 1 || batch < 1) return cli_fail("bench: --steps and --batch must be >= 1");
+    if (strcmp(size, "auto") != 0) {
+        bench_size(be, size, steps, batch, peak);
+    } else if (strcmp(be->name, "cpu") == 0) {
+        bench_size(be, "tiny", steps < 5 ? steps : 5, batch, peak);
+    } else {
+        bench_size(be, "gpt2", steps, batch, peak);
+        bench_size(be, "350m", steps, batch, peak);
+    }
     return 0;
 }
