@@ -74,7 +74,8 @@ check-deps:
 	@pkg-config --exists check sentencepiece || { echo "error: Check or SentencePiece is missing; run scripts/setup.sh"; exit 1; }
 
 # Each suite prints Check's summary line: "100%: Checks: N, Failures: 0, Errors: 0".
-test: check-deps dllm $(TEST_BIN)
+# builds the benchmark too, so CI compiles everything
+test: check-deps dllm $(TEST_BIN) $(BUILD)/bench/bench
 	@status=0; for t in $(TEST_BIN); do echo "== $$t"; ./$$t || status=1; done; \
 	exit $$status
 
