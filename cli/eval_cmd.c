@@ -66,11 +66,10 @@ static int eval_one(const char *path, const Backend *be, const EvalOptions *o, E
     int skipped;
     if (checkpoint_load_latest(path, &ck, chosen, sizeof chosen, &skipped, err)) return -1;
     Model m;
-    if (model_create(&m, &ck.header.model, be, o->batch, err)) {
+    if (checkpoint_model(&ck, be, o->batch, &m, err)) {
         checkpoint_free(&ck);
         return -1;
     }
-    be->to_device(m.params, ck.params, m.n_params * sizeof(float));
     printf("%-28s %-4s %8.2fM %8lld", path, m.cfg.causal ? "ar" : "mdm", m.n_params / 1e6,
            (long long)ck.header.step);
     fflush(stdout);

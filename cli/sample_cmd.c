@@ -207,8 +207,7 @@ int cmd_sample(int argc, char **argv) {
     int n_rows = pr.n * batch;
     Model m;
     int rows = sc.cfg_scale > 0.0f ? 2 * n_rows : n_rows;
-    if (rc == 0) rc = model_create(&m, &ck.header.model, be, rows, &err);
-    if (rc == 0) be->to_device(m.params, ck.params, m.n_params * sizeof(float));
+    if (rc == 0) rc = checkpoint_model(&ck, be, rows, &m, &err);
     checkpoint_free(&ck);
     if (rc) {
         prompts_free(&pr);

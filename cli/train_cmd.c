@@ -278,7 +278,7 @@ static void set_start_weights(const TrainOptions *o, const Checkpoint *ck, const
         checkpoint_restore(ck, tr);
         printf("resumed %s at step %lld\n", path, (long long)tr->step);
     } else if (o->init) {
-        m->be->to_device(m->params, ck->params, m->n_params * sizeof(float));
+        checkpoint_copy_weights(ck, m);
         printf("initialised from %s (step %lld)\n", path, (long long)ck->header.step);
     } else {
         model_init_params(m, seed_for_init(tr->tc.seed));

@@ -108,11 +108,10 @@ static int load_run_model(const char *run_dir, Model *m, Checkpoint *ck, Error *
     int skipped;
     if (checkpoint_load_latest(run_dir, ck, chosen, sizeof chosen, &skipped, err)) return -1;
     const Backend *be = backend_by_name("auto", err);
-    if (!be || model_create(m, &ck->header.model, be, 32, err)) {
+    if (!be || checkpoint_model(ck, be, 32, m, err)) {
         checkpoint_free(ck);
         return -1;
     }
-    be->to_device(m->params, ck->params, m->n_params * sizeof(float));
     return 0;
 }
 

@@ -152,10 +152,21 @@ void checkpoint_free(Checkpoint *ck) {
     memset(ck, 0, sizeof *ck);
 }
 
+void checkpoint_copy_weights(const Checkpoint *ck, Model *m) {
+    m->be->to_device(m->params, ck->params, m->n_params * sizeof(float));
+}
+
+int checkpoint_model(const Checkpoint *ck, const Backend *be, int max_batch, Model *m,
+                     Error *err) {
+    if (model_create(m, &ck->header.model, be, max_batch, err)) return -1;
+    checkpoint_copy_weights(ck, m);
+    return 0;
+}
+
 void checkpoint_restore(const Checkpoint *ck, Trainer *tr) {
     Model *m = tr->model;
     size_t bytes = m->n_params * sizeof(float);
-    m->be->to_device(m->params, ck->params, bytes);
+    checkpoint_copy_weights(ck, m);
     m->be->to_device(m->adam_m, ck->adam_m, bytes);
     m->be->to_device(m->adam_v, ck->adam_v, bytes);
     tr->step = ck->header.step;

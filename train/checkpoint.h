@@ -47,5 +47,10 @@ void checkpoint_free(Checkpoint *ck);
 // Copies weights and optimizer state into a model created with ck->header.model, and the
 // step and RNG streams into a trainer initialised on that model.
 void checkpoint_restore(const Checkpoint *ck, Trainer *tr);
+// Copies the weights alone (a fine-tuning start, or inference).
+void checkpoint_copy_weights(const Checkpoint *ck, Model *m);
+// Creates a model of the checkpoint's shape with room for max_batch rows, holding its weights.
+int checkpoint_model(const Checkpoint *ck, const Backend *be, int max_batch, Model *m,
+                     Error *err);
 
 #endif
