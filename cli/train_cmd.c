@@ -384,20 +384,22 @@ int cmd_train(int argc, char **argv) {
     if (!(o.val_frac >= 0.0f && o.val_frac < 1.0f))
         return cli_fail("train: --val-frac must be in [0, 1)");
     if (o.resume && o.init) return cli_fail("train: --resume and --init exclude each other");
+    const Backend *be = backend_by_name(o.device, &err);
+    if (!be) return cli_fail(err.msg);
+
     // --auto-resume: rerunning the same command continues the run (what sweeps do after a
     // crash); the checkpoint's settings win over the repeated flags, --steps aside
-    int reuse_dir = 0;
+    Checkpoint ck = {0};
+    char ck_path[4200] = "", run_dir[4200];
+    int reuse_dir = 0, loaded = 0, skipped = 0;
     if (o.auto_resume && !o.run) return cli_fail("train: --auto-resume needs --run");
     if (o.auto_resume && !o.resume) {
-        char dummy[4200];
-        int skipped;
-        Checkpoint probe;
-        if (checkpoint_load_latest(o.run, &probe, dummy, sizeof dummy, &skipped, &err) == 0) {
-            checkpoint_free(&probe);
-            o.resume = o.run;
-            o.init = NULL;
-        } else {
-            reuse_dir = 1;  // killed before its first checkpoint: start over in place
+        loaded = checkpoint_load_latest(o.run, &ck, ck_path, sizeof ck_path, &skipped, &err) == 0;
+        if (loaded) {
+            o.resume = o.run, o.init = NULL;
+        } else {  // killed before its first checkpoint: start over in place
+            reuse_dir = 1;
+            ck_path[0] = '\0';
         }
     }
     const char *const *fixed = o.auto_resume ? NULL
@@ -411,21 +413,14 @@ int cmd_train(int argc, char **argv) {
             return cli_fail(err.msg);
         }
 
-    const Backend *be = backend_by_name(o.device, &err);
-    if (!be) return cli_fail(err.msg);
-
-    Checkpoint ck = {0};
-    char ck_path[4200] = "", run_dir[4200];
-    if (o.resume || o.init) {
-        int skipped;
-        if (checkpoint_load_latest(o.resume ? o.resume : o.init, &ck, ck_path, sizeof ck_path,
-                                   &skipped, &err))
-            return cli_fail(err.msg);
-        if (skipped)
-            printf("skipped %d damaged or incomplete newer checkpoint%s\n", skipped,
-                   skipped > 1 ? "s" : "");
-        mc = ck.header.model;
-    }
+    if ((o.resume || o.init) && !loaded &&
+        checkpoint_load_latest(o.resume ? o.resume : o.init, &ck, ck_path, sizeof ck_path,
+                               &skipped, &err))
+        return cli_fail(err.msg);
+    if (skipped)
+        printf("skipped %d damaged or incomplete newer checkpoint%s\n", skipped,
+               skipped > 1 ? "s" : "");
+    if (o.resume || o.init) mc = ck.header.model;
     if (o.resume) {
         int64_t steps = tc.steps;
         tc = ck.header.train;
