@@ -74,16 +74,16 @@ void trainer_free(Trainer *tr) {
 }
 
 // Copies B windows of len tokens: from *pos on when pos is given, else at random offsets.
-static void draw_windows(Trainer *tr, const TokenData *data, Rng *rng_data, uint64_t *pos, int len) {
-    if (pos)
-        data_sequential_windows(data, pos, tr->tc.batch_size, len, tr->windows);
+static void draw_windows(Trainer *tr, int len) {
+    if (tr->tc.order == ORDER_SEQUENTIAL)
+        data_sequential_windows(tr->data, &tr->data_pos, tr->tc.batch_size, len, tr->windows);
     else
-        data_random_windows(data, rng_data, tr->tc.batch_size, len, tr->windows);
+        data_random_windows(tr->data, &tr->rng_data, tr->tc.batch_size, len, tr->windows);
 }
 
-// Draws B SFT examples (in order, or at random) and applies the objective's SFT weighting.
-// Returns the number of positions per row: seq_len for MDM, seq_len - 1 for AR.
-static int make_sft_batch(Trainer *tr) {
+// Draws B SFT examples (in order, or at random) and applies the objective's SFT weighting:
+// rows of seq_len positions for MDM, seq_len - 1 for AR.
+static void make_sft_batch(Trainer *tr) {
     const TrainConfig *tc = &tr->tc;
     const SftData *d = tr->sft;
     int B = tc->batch_size, T = d->T;
@@ -97,24 +97,22 @@ static int make_sft_batch(Trainer *tr) {
     if (tc->objective == OBJECTIVE_AR) {
         sft_ar_batch(tr->windows, tr->row_prompt, tr->row_answer, B, T, tr->inputs, tr->targets,
                      tr->weights);
-        return T - 1;
+        return;
     }
     sft_mdm_batch(tr->windows, tr->row_prompt, B, T, tr->model->cfg.mask_token_id, tc->mask_eps,
                   tc->cfg_drop, &tr->rng_mask, tr->inputs, tr->targets, tr->weights, NULL);
-    return T;
 }
 
-// Draws one micro-batch of length T from data into inputs/targets/weights.
-static void make_batch(Trainer *tr, const TokenData *data, Rng *rng_data, uint64_t *pos,
-                       Rng *rng_mask, int T) {
+// Draws one micro-batch of length T from the training data into inputs/targets/weights.
+static void make_batch(Trainer *tr, int T) {
     const TrainConfig *tc = &tr->tc;
     int B = tc->batch_size;
     if (tc->objective == OBJECTIVE_MDM) {
-        draw_windows(tr, data, rng_data, pos, T);
-        mdm_noise_batch(tr->windows, B, T, tr->model->cfg.mask_token_id, tc->mask_eps, rng_mask,
-                        tr->inputs, tr->targets, tr->weights, NULL);
+        draw_windows(tr, T);
+        mdm_noise_batch(tr->windows, B, T, tr->model->cfg.mask_token_id, tc->mask_eps,
+                        &tr->rng_mask, tr->inputs, tr->targets, tr->weights, NULL);
     } else {
-        draw_windows(tr, data, rng_data, pos, T + 1);
+        draw_windows(tr, T + 1);
         ar_shift_batch(tr->windows, B, T, tr->inputs, tr->targets, tr->weights);
     }
 }
@@ -133,12 +131,8 @@ StepStats trainer_step(Trainer *tr) {
     model_zero_grad(m);
     size_t n = (size_t)tc->batch_size * st.seq_len;
     for (int micro = 0; micro < tc->grad_accum; micro++) {
-        if (tr->sft) {
-            make_sft_batch(tr);
-        } else {
-            uint64_t *pos = tc->order == ORDER_SEQUENTIAL ? &tr->data_pos : NULL;
-            make_batch(tr, tr->data, &tr->rng_data, pos, &tr->rng_mask, st.seq_len);
-        }
+        if (tr->sft) make_sft_batch(tr);
+        else make_batch(tr, st.seq_len);
         // each micro-batch carries 1/grad_accum of the step's loss
         for (size_t i = 0; i < n; i++) tr->weights[i] /= (float)tc->grad_accum;
         model_forward(m, tr->inputs, tc->batch_size, st.seq_len);
