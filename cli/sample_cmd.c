@@ -48,9 +48,7 @@ static int prompts_add(Prompts *p, const Tokenizer *t, const char *text, size_t 
     p->ids = realloc(p->ids, (size_t)(p->n + 1) * sizeof *p->ids);
     p->lens = realloc(p->lens, (size_t)(p->n + 1) * sizeof *p->lens);
     size_t n;
-    if (p->chat ? chat_encode_prompt(t, text, len, &p->ids[p->n], &n, err)
-                : tokenizer_encode(t, text, len, &p->ids[p->n], &n, err))
-        return -1;
+    if (encode_prompt(t, p->chat, text, len, &p->ids[p->n], &n, err)) return -1;
     p->lens[p->n++] = (int)n;
     return 0;
 }

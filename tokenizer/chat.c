@@ -3,6 +3,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+int encode_prompt(const Tokenizer *t, int chat, const char *text, size_t len, int **ids,
+                      size_t *n, Error *err) {
+    return chat ? chat_encode_prompt(t, text, len, ids, n, err)
+                : tokenizer_encode(t, text, len, ids, n, err);
+}
+
 int chat_encode_prompt(const Tokenizer *t, const char *text, size_t len, int **ids, size_t *n,
                        Error *err) {
     int *body;

@@ -16,4 +16,8 @@
 int chat_encode_prompt(const Tokenizer *t, const char *text, size_t len, int **ids, size_t *n,
                        Error *err);
 
+// A prompt as the model expects it: in the layout above when chat is set, else plain text.
+int encode_prompt(const Tokenizer *t, int chat, const char *text, size_t len, int **ids,
+                      size_t *n, Error *err);
+
 #endif

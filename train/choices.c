@@ -15,9 +15,7 @@ static int best_choice(Model *m, const Tokenizer *t, const ChoiceOptions *o, con
                        int *best, Error *err) {
     int *p, *seq = NULL;
     size_t np;
-    if (o->chat ? chat_encode_prompt(t, prompt, prompt_len, &p, &np, err)
-                : tokenizer_encode(t, prompt, prompt_len, &p, &np, err))
-        return -1;
+    if (encode_prompt(t, o->chat, prompt, prompt_len, &p, &np, err)) return -1;
     double best_nll = 0.0;
     int status = 0;
     for (int c = 0; c < n && status == 0; c++) {
