@@ -229,14 +229,11 @@ static void append_name(char *name, size_t cap, const char *piece) {
     name[n] = '\0';
 }
 
-static int add_varied(Plan *p, PlanRun *r, const char *key, const char *value) {
+static void add_varied(Plan *p, PlanRun *r, const char *key, const char *value) {
     snprintf(r->varied[r->n_varied].name, sizeof r->varied[0].name, "%s", key);
     snprintf(r->varied[r->n_varied].value, sizeof r->varied[0].value, "%s", value);
     r->n_varied++;
-    for (int i = 0; i < p->n_varied_names; i++)
-        if (strcmp(p->varied_names[i], key) == 0) return 0;
-    snprintf(p->varied_names[p->n_varied_names++], 64, "%s", key);
-    return 0;
+    if (!plan_varies(p, key)) snprintf(p->varied_names[p->n_varied_names++], 64, "%s", key);
 }
 
 // Table rows (or one empty row) crossed with the grid's cartesian product.
@@ -329,6 +326,12 @@ int plan_load(Plan *p, const char *path, Error *err) {
     int rc = plan_parse(p, text, path, err);
     free(text);
     return rc;
+}
+
+int plan_varies(const Plan *p, const char *name) {
+    for (int i = 0; i < p->n_varied_names; i++)
+        if (strcmp(p->varied_names[i], name) == 0) return 1;
+    return 0;
 }
 
 const char *plan_value(const Plan *p, const PlanRun *r, const char *name) {

@@ -56,6 +56,8 @@ typedef struct {
 // A Plan is about a megabyte: allocate it, do not put it on the stack.
 int plan_parse(Plan *p, const char *text, const char *path, Error *err);
 int plan_load(Plan *p, const char *path, Error *err);
+// 1 when runs differ in flag `name` (a table column or a grid line).
+int plan_varies(const Plan *p, const char *name);
 // The value of flag `name` for run r: its varied setting, else the base, else NULL.
 const char *plan_value(const Plan *p, const PlanRun *r, const char *name);
 

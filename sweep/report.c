@@ -86,9 +86,7 @@ static void write_samples_of(FILE *f, const Plan *p, const Row *r, const char *w
 static void write_samples(FILE *f, const Plan *p, const Row *rows, int n, const char *dir,
                           const char *exe) {
     if (!p->prompt[0]) return;
-    int by_objective = 0;
-    for (int k = 0; k < p->n_varied_names; k++)
-        by_objective |= strcmp(p->varied_names[k], "objective") == 0;
+    int by_objective = plan_varies(p, "objective");
     const char *const objectives[] = {"mdm", "ar"};
     for (int o = 0; o < (by_objective ? 2 : 1); o++)
         for (int i = 0; i < n; i++) {
@@ -206,10 +204,7 @@ static int plot_metric_vs(const Plan *p, const Row *rows, int n, const char *set
                           const char *dir, char *png, size_t cap, Error *err) {
     const char *values[PLAN_MAX_RUNS], *groups[PLAN_MAX_RUNS];
     int n_values = distinct_values(p, rows, n, setting, values);
-    int by_objective = 0;  // does the plan compare objectives (and is x something else)?
-    for (int k = 0; k < p->n_varied_names; k++)
-        by_objective |= strcmp(p->varied_names[k], "objective") == 0;
-    by_objective &= strcmp(setting, "objective") != 0;
+    int by_objective = plan_varies(p, "objective") && strcmp(setting, "objective") != 0;
     int n_groups = by_objective ? distinct_values(p, rows, n, "objective", groups) : 1;
     double *x = malloc((size_t)n * sizeof *x), *y = malloc((size_t)n * sizeof *y);
     Series series[PLAN_MAX_RUNS];

@@ -28,12 +28,6 @@ static volatile sig_atomic_t stop_signal = 0;
 
 static void on_stop_signal(int sig) { stop_signal = sig; }
 
-static int make_dir(const char *path, Error *err) {
-    if (mkdir(path, 0777) != 0 && errno != EEXIST)
-        return error_set(err, "%s: cannot create: %s", path, strerror(errno));
-    return 0;
-}
-
 int run_outcome_read(const char *run_dir, RunOutcome *out) {
     memset(out, 0, sizeof *out);
     char path[4300], *text, *value;
@@ -289,7 +283,7 @@ int sweep_run(const char *plan_path, const char *dir, const SweepOptions *o, Err
                    done.reason[0] ? ": " : "", done.reason);
             continue;
         }
-        if ((status = make_dir(run_dir, err))) break;
+        if ((status = make_dirs(run_dir, err))) break;
         char storage[4096], *argv[2 * PLAN_MAX_FLAGS + 2 * PLAN_MAX_VARIED + 16];
         int argc = sweep_train_args(p, r, run_dir, storage, sizeof storage, argv + 1,
                                     (int)(sizeof argv / sizeof argv[0]) - 1);
