@@ -73,19 +73,18 @@ static int eval_one(const char *path, const Backend *be, const EvalOptions *o, E
     printf("%-28s %-4s %8.2fM %8lld", path, m.cfg.causal ? "ar" : "mdm", m.n_params / 1e6,
            (long long)ck.header.step);
     fflush(stdout);
-    int status = 0;
+    // prompts take the fine-tuning layout when the model was fine-tuned, unless --chat says
+    int chat = o->chat >= 0 ? o->chat : ck.header.train.sft, status = 0;
     if (o->data) status = eval_data(&m, &ck.tokenizer, o, err);
     if (status == 0 && o->sft) status = eval_sft_file(&m, &ck.tokenizer, o, err);
     if (status == 0 && o->choices) {
-        // prompts take the fine-tuning layout when the model was fine-tuned, unless --chat says
-        ChoiceOptions co = {o->chat >= 0 ? o->chat : ck.header.train.sft, o->mc, o->cfg, o->seed};
+        ChoiceOptions co = {chat, o->mc, o->cfg, o->seed};
         ChoiceResult r;
         status = score_choices(&m, &ck.tokenizer, o->choices, &co, &r, err);
         if (status == 0) printf(" | %7.1f%% %4d/%-4d", 100.0 * r.accuracy, r.correct, r.items);
     }
     if (status == 0 && o->exact) {
-        ExactOptions eo = {.chat = o->chat >= 0 ? o->chat : ck.header.train.sft,
-                           .max_items = o->windows};
+        ExactOptions eo = {.chat = chat, .max_items = o->windows};
         ExactResult r;
         status = exact_match(&m, &ck.tokenizer, o->exact, &eo, &r, err);
         if (status == 0) printf(" | %7.1f%% %4d/%-4d", 100.0 * r.accuracy, r.correct, r.items);

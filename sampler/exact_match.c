@@ -64,7 +64,7 @@ static int score_batch(Model *m, const Tokenizer *t, const SftData *d, char **an
 int exact_match(Model *m, const Tokenizer *t, const char *path, const ExactOptions *o,
                 ExactResult *r, Error *err) {
     memset(r, 0, sizeof *r);
-    // the rows give the prompt ids; the answers are compared as text, read again here
+    // the rows give the prompt ids; the answers are compared as text, decoded from the rows
     SftData d;
     if (sft_load(&d, path, t, m->cfg.seq_len, err)) return -1;
     int n = o->max_items > 0 && o->max_items < d.n ? o->max_items : d.n;
