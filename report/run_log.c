@@ -54,6 +54,37 @@ int run_log_read(const char *dir, RunLog *log, Error *err) {
     return 0;
 }
 
+int run_log_last_step(const char *dir, long long *step, double *loss) {
+    char path[4200], tail[8192];
+    snprintf(path, sizeof path, "%s/log.jsonl", dir);
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    long start = size > (long)sizeof tail - 1 ? size - (long)sizeof tail + 1 : 0;
+    fseek(f, start, SEEK_SET);
+    size_t n = fread(tail, 1, sizeof tail - 1, f);
+    fclose(f);
+    tail[n] = '\0';
+    // complete lines only, newest first
+    for (char *end = strrchr(tail, '\n'); end; ) {
+        *end = '\0';
+        char *line = strrchr(tail, '\n');
+        line = line ? line + 1 : tail;
+        double s, x;
+        Error ignore;
+        if (strstr(line, "\"type\":\"train\"") && json_get_number(line, "step", &s, &ignore) == 0) {
+            *step = (long long)s;
+            if (json_get_number(line, "loss", &x, &ignore)) x = NAN;
+            *loss = x;
+            return 0;
+        }
+        if (line == tail) break;
+        end = line - 1;
+    }
+    return -1;
+}
+
 void run_log_free(RunLog *log) {
     free(log->train_step);
     free(log->train_loss);

@@ -18,6 +18,9 @@ typedef struct {
 // Reads dir/log.jsonl; lines cut short or not understood are ignored.
 int run_log_read(const char *dir, RunLog *log, Error *err);
 void run_log_free(RunLog *log);
+// The step and loss of the last training line, from the end of dir/log.jsonl only (a live
+// status line polls it, and the whole log of a long run is megabytes). 0, or -1 when none.
+int run_log_last_step(const char *dir, long long *step, double *loss);
 // The lowest validation loss and its step; NAN when the run has no evaluation.
 double run_log_best_eval(const RunLog *log, double *step);
 // Mean of the last `window` finite training losses (the noisy MDM loss needs the average).

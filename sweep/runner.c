@@ -145,17 +145,12 @@ typedef struct {
 } Progress;
 
 static void draw_status(const Progress *pg, const char *run_dir, double run_t0, int64_t steps) {
-    RunLog log;
-    Error err;
     char loss[64] = "starting", eta[16] = "?", bar[32];
-    double frac = 0.0;
-    if (run_log_read(run_dir, &log, &err) == 0) {
-        if (log.n_train) {
-            snprintf(loss, sizeof loss, "step %lld | loss %.4f", log.last_step,
-                     log.train_loss[log.n_train - 1]);
-            if (steps > 0) frac = (double)log.last_step / steps;
-        }
-        run_log_free(&log);
+    double frac = 0.0, last_loss;
+    long long step;
+    if (run_log_last_step(run_dir, &step, &last_loss) == 0) {
+        snprintf(loss, sizeof loss, "step %lld | loss %.4f", step, last_loss);
+        if (steps > 0) frac = (double)step / steps;
     }
     double run_elapsed = now_seconds() - run_t0;
     // runs left times the mean run so far (this one extrapolated from its progress)

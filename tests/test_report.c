@@ -89,6 +89,12 @@ START_TEST(test_run_log) {
     ck_assert_double_eq(run_log_final_train_loss(&log, 1), 2.0);
     ck_assert_double_eq(run_log_final_train_loss(&log, 2), 3.0);  // the NAN is passed over
     run_log_free(&log);
+    // the tail reader skips the cut line and the events after the last step
+    long long last;
+    double loss;
+    ck_assert_int_eq(run_log_last_step(dir, &last, &loss), 0);
+    ck_assert_int_eq(last, 3);
+    ck_assert_double_eq(loss, 2.0);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     ck_assert(system(cmd) == 0);
     ck_assert(run_log_read(dir, &log, &err) == -1);

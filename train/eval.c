@@ -1,5 +1,6 @@
 #include "train/eval.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,9 +49,9 @@ int eval_heldout(Model *m, const TokenData *data, int max_windows, int mc, uint6
                          data->n, W);
     if (!causal && mc < 1) return error_set(err, "mask draws per window must be >= 1");
     if (causal) mc = 1;
-    int windows = max_windows > 0 && (size_t)max_windows < avail ? max_windows
-                  : avail < (size_t)(1 << 30)                    ? (int)avail
-                                                                 : 1 << 30;
+    size_t want = max_windows > 0 && (size_t)max_windows < avail ? (size_t)max_windows : avail;
+    if (want > (size_t)(INT_MAX / mc)) want = (size_t)(INT_MAX / mc);  // rows must fit an int
+    int windows = (int)want;
     int rows = windows * mc, B = m->max_batch;
     RowBuffers rb;
     if (rows_alloc(&rb, (size_t)B * T, err)) return -1;
