@@ -44,7 +44,7 @@ static void bench_training(const Backend *be, ModelConfig cfg, int causal, int b
     TrainConfig tc = train_config_default();
     tc.objective = causal ? OBJECTIVE_AR : OBJECTIVE_MDM;
     tc.batch_size = batch, tc.steps = steps + 2;
-    if (data_from_ids(&data, ids, n_tokens, &err) || model_create(&m, &cfg, be, batch, &err) ||
+    if (data_from_ids(&data, ids, n_tokens, &err) || model_create(&m, &cfg, be, batch, 0, &err) ||
         trainer_init(&tr, &m, &tc, &data, &err)) {
         fprintf(stderr, "bench: %s\n", err.msg);
         exit(1);
@@ -69,7 +69,7 @@ static void bench_sampling(const Backend *be, ModelConfig cfg, int batch, int th
     cfg.causal = 0;
     Model m;
     Error err;
-    if (model_create(&m, &cfg, be, batch, &err)) {
+    if (model_create(&m, &cfg, be, batch, 0, &err)) {
         fprintf(stderr, "bench: %s\n", err.msg);
         exit(1);
     }

@@ -42,7 +42,7 @@ static const char *const fixed_on_init[] = {
 typedef struct {
     const char *data, *sft, *init, *tokenizer, *run, *resume, *device, *objective, *schedule,
         *order;
-    int objective_set, auto_resume;
+    int objective_set, auto_resume, recompute;
     int log_every, eval_every, eval_windows, eval_mc, save_every, keep, max_skips;
     uint64_t eval_seed;
     float val_frac;
@@ -331,6 +331,9 @@ int cmd_train(int argc, char **argv) {
         {"resume", FLAG_STRING, &o.resume,
          "continue a run: its directory (newest complete checkpoint) or one .ckpt file", 0},
         {"device", FLAG_STRING, &o.device, "auto (cuda when a GPU is present), cpu or cuda", 0},
+        {"recompute", FLAG_INT, &o.recompute,
+         "1: keep only the residual stream and recompute each layer in the backward pass "
+         "(activation memory / n_layer, about a third more compute; same gradients)", 0},
         {"objective", FLAG_STRING, &o.objective, "mdm (masked diffusion) or ar (baseline)", 0},
         {"n-layer", FLAG_INT, &mc.n_layer, "transformer layers", 0},
         {"n-head", FLAG_INT, &mc.n_head, "attention heads", 0},
@@ -384,6 +387,7 @@ int cmd_train(int argc, char **argv) {
     if (!(o.val_frac >= 0.0f && o.val_frac < 1.0f))
         return cli_fail("train: --val-frac must be in [0, 1)");
     if (o.resume && o.init) return cli_fail("train: --resume and --init exclude each other");
+    if (o.recompute != 0 && o.recompute != 1) return cli_fail("train: --recompute must be 0 or 1");
     const Backend *be = backend_by_name(o.device, &err);
     if (!be) return cli_fail(err.msg);
 
@@ -444,7 +448,7 @@ int cmd_train(int argc, char **argv) {
     int status = open_training_data(&o, &ck, &mc, &tok, &data, &err);
     Model model;
     Trainer tr;
-    if (status == 0) status = model_create(&model, &mc, be, tc.batch_size, &err);
+    if (status == 0) status = model_create(&model, &mc, be, tc.batch_size, o.recompute, &err);
     if (status == 0) {
         status = data.sft.n ? trainer_init_sft(&tr, &model, &tc, &data.sft_train, &err)
                             : trainer_init(&tr, &model, &tc, &data.ds.train, &err);
@@ -455,6 +459,8 @@ int cmd_train(int argc, char **argv) {
             printf("params: %zu | device %s | tokenizer: %s, %d tokens\n", model.n_params,
                    be->name, tok.kind == TOKENIZER_BYTES ? "bytes" : "sentencepiece",
                    tok.vocab_size);
+            MemoryPlan plan = model_memory_plan(&mc, tc.batch_size, o.recompute);
+            memory_plan_print(stdout, &plan, be->name);
             print_data_summary(&o, &data);
             default_run_dir(&o, run_dir, sizeof run_dir);
             Run r = {.tr = &tr, .tokenizer = &tok, .o = &o, .tty = isatty(STDOUT_FILENO),

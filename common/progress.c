@@ -27,3 +27,9 @@ void format_duration(char *buf, size_t cap, double seconds) {
     else if (s < 3600) snprintf(buf, cap, "%ldm%02lds", s / 60, s % 60);
     else snprintf(buf, cap, "%ldh%02ldm", s / 3600, s % 3600 / 60);
 }
+
+void format_bytes(char *buf, size_t cap, size_t bytes) {
+    if (bytes < 1000000) snprintf(buf, cap, "%.0f KB", bytes / 1e3);
+    else if (bytes < 1000000000) snprintf(buf, cap, "%.1f MB", bytes / 1e6);
+    else snprintf(buf, cap, "%.2f GB", bytes / 1e9);
+}

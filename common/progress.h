@@ -10,5 +10,7 @@ double now_seconds(void);
 void progress_bar(char *buf, int width, double fraction);
 // "45s", "3m12s", "2h05m".
 void format_duration(char *buf, size_t cap, double seconds);
+// "512 KB", "3.4 MB", "12.31 GB" (powers of 1000).
+void format_bytes(char *buf, size_t cap, size_t bytes);
 
 #endif

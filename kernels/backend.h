@@ -53,19 +53,21 @@ typedef struct {
 
     // Scaled dot-product attention of Tq queries (at positions q_pos0 ..) over Tk keys (at
     // positions 0 .. Tk - 1): q and out are [B, Tq, H * head_dim], k and v [B, Tk, H * head_dim],
-    // probs [B, H, Tq, Tk]. Training uses Tq = Tk, q_pos0 = 0; sampling with a KV cache asks
-    // for a few query rows against the whole cached sequence.
+    // lse [B, H, Tq] the log-sum-exp of each row's scaled scores (-inf for a row that sees no
+    // key): all the backward needs to recompute the probabilities, so attention memory is O(T).
+    // Training uses Tq = Tk, q_pos0 = 0; sampling with a KV cache asks for a few query rows
+    // against the whole cached sequence.
     // causal = 1 masks keys after the query position (AR); 0 attends everywhere (MDM).
     // key_start[B] (or NULL: all 0) hides each sequence's keys before that position: the
     // left padding that lets prompts of different lengths share a batch. A query row with no
     // visible key gets zeros.
-    void (*attention_forward)(float *out, float *probs, const float *q, const float *k,
+    void (*attention_forward)(float *out, float *lse, const float *q, const float *k,
                               const float *v, const int *key_start, int B, int Tq, int Tk,
                               int q_pos0, int H, int head_dim, int causal);
-    // Backward of the square (training) case, probs as saved by the forward.
+    // Backward of the square (training) case without key_start, from the forward's out and lse.
     void (*attention_backward)(float *dq, float *dk, float *dv, const float *dout,
-                               const float *probs, const float *q, const float *k, const float *v,
-                               int B, int T, int H, int head_dim);
+                               const float *out, const float *lse, const float *q, const float *k,
+                               const float *v, int B, int T, int H, int head_dim, int causal);
 
     // out = silu(gate) * up, elementwise over n values
     void (*swiglu_forward)(float *out, const float *gate, const float *up, size_t n);
@@ -78,10 +80,12 @@ typedef struct {
     // losses[n] = -log softmax(logits[n])[targets[n]]
     void (*cross_entropy_forward)(float *losses, const float *logits, const int *targets, int N,
                                   int V);
-    // dlogits[n] += weights[n] * (softmax(logits[n]) - onehot(targets[n])): the gradient of
-    // sum_n weights[n] * losses[n]. Rows with weight 0 get no gradient.
-    void (*cross_entropy_backward)(float *dlogits, const float *logits, const int *targets,
-                                   const float *weights, int N, int V);
+    // The training loss in one pass: losses as above, and dlogits[n] = weights[n] *
+    // (softmax(logits[n]) - onehot(targets[n])), the gradient of sum_n weights[n] * losses[n]
+    // (rows with weight 0 get zeros). dlogits is written, not added, so it may be logits
+    // itself: the logits' gradient replaces them and no probabilities are stored.
+    void (*cross_entropy_fused)(float *losses, float *dlogits, const float *logits,
+                                const int *targets, const float *weights, int N, int V);
 
     // optimizer
     double (*sum_squares)(const float *x, size_t n);

@@ -27,6 +27,10 @@ int model_config_validate(const ModelConfig *c, Error *err) {
     if ((c->d_model / c->n_head) % 2 != 0)
         return error_set(err, "head size d_model/n_head (%d) must be even for RoPE",
                          c->d_model / c->n_head);
+    // the CUDA attention kernels hold a head's row in registers
+    if (c->d_model / c->n_head > MODEL_MAX_HEAD_DIM)
+        return error_set(err, "head size d_model/n_head (%d) must be <= %d",
+                         c->d_model / c->n_head, MODEL_MAX_HEAD_DIM);
     if (c->d_ff < 1) return error_set(err, "d_ff must be >= 1 (got %d)", c->d_ff);
     if (c->vocab_size < 2) return error_set(err, "vocab_size must be >= 2 (got %d)", c->vocab_size);
     if (c->seq_len < 2) return error_set(err, "seq_len must be >= 2 (got %d)", c->seq_len);

@@ -8,6 +8,9 @@
 
 #include "common/error.h"
 
+// Largest head size (d_model / n_head) a model may have.
+#define MODEL_MAX_HEAD_DIM 128
+
 typedef struct {
     int n_layer;
     int n_head;

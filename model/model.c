@@ -1,48 +1,90 @@
 #include "model/model.h"
 
+#include "common/progress.h"
+
 #include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-// Carves consecutive arrays out of one allocation; sizes[i] floats go to *fields[i].
-static float *alloc_carved(const Backend *be, float **fields[], const size_t sizes[], int n) {
-    size_t total = 0;
-    for (int i = 0; i < n; i++) total += sizes[i];
-    float *base = be->alloc(total * sizeof(float));
-    if (!base) return NULL;
-    float *p = base;
-    for (int i = 0; i < n; i++) {
-        *fields[i] = p;
-        p += sizes[i];
-    }
-    return base;
+// Places `bytes` at *offset of base (256-byte aligned) and returns its address. With base
+// NULL it only counts, so one layout function both sizes and carves the activation memory.
+static void *carve(char *base, size_t *offset, size_t bytes) {
+    size_t at = *offset;
+    *offset += (bytes + 255) / 256 * 256;
+    return base ? base + at : NULL;
 }
 
-static float *alloc_activations(Model *m) {
+static float *carve_floats(char *base, size_t *offset, size_t n) {
+    return carve(base, offset, n * sizeof(float));
+}
+
+// Lays out every activation, activation gradient and per-batch buffer in base; returns the
+// total bytes.
+static size_t layout_activations(Model *m, char *base) {
     const ModelConfig *c = &m->cfg;
     size_t L = c->n_layer, N = (size_t)m->max_batch * c->seq_len, C = c->d_model, F = c->d_ff;
-    size_t V = c->vocab_size, probs = (size_t)m->max_batch * c->n_head * c->seq_len * c->seq_len;
+    size_t V = c->vocab_size, H = c->n_head, K = m->recompute ? 1 : L;  // kept layer slices
+    size_t off = 0;
     Activations *a = &m->acts;
-    float **fields[] = {&a->resid, &a->ln1,     &a->ln1_rstd, &a->q,     &a->k,
-                        &a->v,     &a->probs,   &a->att_out,  &a->resid_mid, &a->ln2,
-                        &a->ln2_rstd, &a->gate, &a->up,       &a->swiglu, &a->lnf,
-                        &a->lnf_rstd, &a->logits, &a->losses, &a->proj};
-    size_t sizes[] = {(L + 1) * N * C, L * N * C, L * N,     L * N * C, L * N * C,
-                      L * N * C,       L * probs, L * N * C, L * N * C, L * N * C,
-                      L * N,           L * N * F, L * N * F, L * N * F, N * C,
-                      N,               N * V,     N,         N * C};
-    return alloc_carved(m->be, fields, sizes, sizeof sizes / sizeof sizes[0]);
+    a->resid = carve_floats(base, &off, (L + 1) * N * C);
+    a->ln1 = carve_floats(base, &off, K * N * C);
+    a->ln1_rstd = carve_floats(base, &off, K * N);
+    a->q = carve_floats(base, &off, K * N * C);
+    a->k = carve_floats(base, &off, K * N * C);
+    a->v = carve_floats(base, &off, K * N * C);
+    a->lse = carve_floats(base, &off, K * N * H);
+    a->att_out = carve_floats(base, &off, K * N * C);
+    a->resid_mid = carve_floats(base, &off, K * N * C);
+    a->ln2 = carve_floats(base, &off, K * N * C);
+    a->ln2_rstd = carve_floats(base, &off, K * N);
+    a->gate = carve_floats(base, &off, K * N * F);
+    a->up = carve_floats(base, &off, K * N * F);
+    a->swiglu = carve_floats(base, &off, K * N * F);
+    a->lnf = carve_floats(base, &off, N * C);
+    a->lnf_rstd = carve_floats(base, &off, N);
+    a->logits = carve_floats(base, &off, N * V);
+    a->losses = carve_floats(base, &off, N);
+    a->proj = carve_floats(base, &off, N * C);
+    ActivationGrads *d = &m->grad_acts;
+    d->resid = carve_floats(base, &off, N * C);
+    d->ln = carve_floats(base, &off, N * C);
+    d->q = carve_floats(base, &off, N * C);
+    d->k = carve_floats(base, &off, N * C);
+    d->v = carve_floats(base, &off, N * C);
+    d->att_out = carve_floats(base, &off, N * C);
+    d->gate = carve_floats(base, &off, N * F);
+    d->up = carve_floats(base, &off, N * F);
+    d->swiglu = carve_floats(base, &off, N * F);
+    size_t rope_n = (size_t)c->seq_len * (C / H / 2);
+    m->rope_cos = carve_floats(base, &off, rope_n);
+    m->rope_sin = carve_floats(base, &off, rope_n);
+    m->weights = carve_floats(base, &off, N);
+    m->tokens = carve(base, &off, N * sizeof(int));
+    m->targets = carve(base, &off, N * sizeof(int));
+    m->key_start = carve(base, &off, (size_t)m->max_batch * sizeof(int));
+    return off;
 }
 
-static float *alloc_activation_grads(Model *m) {
-    const ModelConfig *c = &m->cfg;
-    size_t N = (size_t)m->max_batch * c->seq_len, C = c->d_model, F = c->d_ff, V = c->vocab_size;
-    ActivationGrads *d = &m->grad_acts;
-    float **fields[] = {&d->resid, &d->ln,   &d->q,  &d->k,      &d->v,
-                        &d->att_out, &d->gate, &d->up, &d->swiglu, &d->logits};
-    size_t sizes[] = {N * C, N * C, N * C, N * C, N * C, N * C, N * F, N * F, N * F, N * V};
-    return alloc_carved(m->be, fields, sizes, sizeof sizes / sizeof sizes[0]);
+MemoryPlan model_memory_plan(const ModelConfig *c, int max_batch, int recompute) {
+    Model shape = {.cfg = *c, .max_batch = max_batch, .recompute = recompute};
+    size_t pbytes = param_count(c) * sizeof(float);
+    MemoryPlan plan = {pbytes, pbytes, 2 * pbytes, layout_activations(&shape, NULL)};
+    return plan;
+}
+
+static size_t plan_total(const MemoryPlan *p) {
+    return p->params + p->grads + p->optimizer + p->activations;
+}
+
+void memory_plan_print(FILE *f, const MemoryPlan *p, const char *device) {
+    size_t sizes[5] = {p->params, p->grads, p->optimizer, p->activations, plan_total(p)};
+    char text[5][32];
+    for (int i = 0; i < 5; i++) format_bytes(text[i], sizeof text[i], sizes[i]);
+    fprintf(f,
+            "memory (%s, one allocation each): params %s | grads %s | optimizer %s | "
+            "activations %s | total %s\n",
+            device, text[0], text[1], text[2], text[3], text[4]);
 }
 
 // cos/sin of t * theta^(-2i/head_dim), computed once in double on the host.
@@ -64,36 +106,31 @@ static int upload_rope_tables(Model *m) {
     return 0;
 }
 
-int model_create(Model *m, const ModelConfig *c, const Backend *be, int max_batch, Error *err) {
+int model_create(Model *m, const ModelConfig *c, const Backend *be, int max_batch, int recompute,
+                 Error *err) {
     memset(m, 0, sizeof *m);
     if (model_config_validate(c, err)) return -1;
     if (max_batch < 1) return error_set(err, "batch size must be >= 1 (got %d)", max_batch);
     m->cfg = *c;
     m->be = be;
     m->max_batch = max_batch;
+    m->recompute = recompute;
     m->n_params = param_count(c);
-    size_t n_rows = (size_t)max_batch * c->seq_len;
-    size_t rope_n = (size_t)c->seq_len * (c->d_model / c->n_head / 2);
-    size_t pbytes = m->n_params * sizeof(float);
-    m->params = be->alloc(pbytes);
-    m->grads = be->alloc(pbytes);
-    m->adam_m = be->alloc(pbytes);
-    m->adam_v = be->alloc(pbytes);
-    m->acts_memory = alloc_activations(m);
-    m->grad_acts_memory = alloc_activation_grads(m);
-    m->rope_cos = be->alloc(rope_n * sizeof(float));
-    m->rope_sin = be->alloc(rope_n * sizeof(float));
-    m->tokens = be->alloc(n_rows * sizeof(int));
-    m->targets = be->alloc(n_rows * sizeof(int));
-    m->weights = be->alloc(n_rows * sizeof(float));
-    m->key_start = be->alloc((size_t)max_batch * sizeof(int));
-    m->host_losses = malloc(n_rows * sizeof(float));
-    if (!m->params || !m->grads || !m->adam_m || !m->adam_v || !m->acts_memory ||
-        !m->grad_acts_memory || !m->rope_cos || !m->rope_sin || !m->tokens || !m->targets ||
-        !m->weights || !m->key_start || !m->host_losses || upload_rope_tables(m)) {
+    MemoryPlan plan = model_memory_plan(c, max_batch, recompute);
+    m->params = be->alloc(plan.params);
+    m->grads = be->alloc(plan.grads);
+    m->adam_m = be->alloc(plan.optimizer);
+    m->adam_v = m->adam_m ? m->adam_m + m->n_params : NULL;
+    m->acts_memory = be->alloc(plan.activations);
+    if (m->acts_memory) layout_activations(m, m->acts_memory);
+    m->host_losses = malloc((size_t)max_batch * c->seq_len * sizeof(float));
+    if (!m->params || !m->grads || !m->adam_m || !m->acts_memory || !m->host_losses ||
+        upload_rope_tables(m)) {
         model_free(m);
-        return error_set(err, "out of memory for a %zu-parameter model with batch %d", m->n_params,
-                         max_batch);
+        char total[32];
+        format_bytes(total, sizeof total, plan_total(&plan));
+        return error_set(err, "out of memory for a %zu-parameter model with batch %d (%s)",
+                         m->n_params, max_batch, total);
     }
     param_tensors_point(&m->p, m->params, c);
     param_tensors_point(&m->g, m->grads, c);
@@ -102,9 +139,7 @@ int model_create(Model *m, const ModelConfig *c, const Backend *be, int max_batc
 
 void model_free(Model *m) {
     if (m->be) {
-        void *bufs[] = {m->params,   m->grads,    m->adam_m,  m->adam_v,  m->acts_memory,
-                        m->grad_acts_memory, m->rope_cos, m->rope_sin, m->tokens, m->targets,
-                        m->weights,  m->key_start};
+        void *bufs[] = {m->params, m->grads, m->adam_m, m->acts_memory};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
             if (bufs[i]) m->be->free(bufs[i]);
     }
@@ -121,31 +156,32 @@ void model_init_params(Model *m, uint64_t seed) {
 
 void model_zero_grad(Model *m) { m->be->zero(m->grads, m->n_params * sizeof(float)); }
 
-// One layer's slices of the activations for the current batch shape.
+// One layer's slices of the activations for the current batch shape (with recomputation,
+// every layer shares slice 0; the residual stream always has its own).
 typedef struct {
-    float *resid_in, *ln1, *ln1_rstd, *q, *k, *v, *probs, *att_out, *resid_mid, *ln2, *ln2_rstd,
+    float *resid_in, *ln1, *ln1_rstd, *q, *k, *v, *lse, *att_out, *resid_mid, *ln2, *ln2_rstd,
         *gate, *up, *swiglu, *resid_out;
 } LayerActs;
 
 static LayerActs layer_acts(const Model *m, int l) {
     const Activations *a = &m->acts;
-    size_t N = (size_t)m->B * m->T, C = m->cfg.d_model, F = m->cfg.d_ff;
-    size_t P = (size_t)m->B * m->cfg.n_head * m->T * m->T;
+    size_t N = (size_t)m->B * m->T, C = m->cfg.d_model, F = m->cfg.d_ff, H = m->cfg.n_head;
+    size_t s = m->recompute ? 0 : (size_t)l;
     LayerActs la = {
         .resid_in = a->resid + l * N * C,
-        .ln1 = a->ln1 + l * N * C,
-        .ln1_rstd = a->ln1_rstd + l * N,
-        .q = a->q + l * N * C,
-        .k = a->k + l * N * C,
-        .v = a->v + l * N * C,
-        .probs = a->probs + l * P,
-        .att_out = a->att_out + l * N * C,
-        .resid_mid = a->resid_mid + l * N * C,
-        .ln2 = a->ln2 + l * N * C,
-        .ln2_rstd = a->ln2_rstd + l * N,
-        .gate = a->gate + l * N * F,
-        .up = a->up + l * N * F,
-        .swiglu = a->swiglu + l * N * F,
+        .ln1 = a->ln1 + s * N * C,
+        .ln1_rstd = a->ln1_rstd + s * N,
+        .q = a->q + s * N * C,
+        .k = a->k + s * N * C,
+        .v = a->v + s * N * C,
+        .lse = a->lse + s * N * H,
+        .att_out = a->att_out + s * N * C,
+        .resid_mid = a->resid_mid + s * N * C,
+        .ln2 = a->ln2 + s * N * C,
+        .ln2_rstd = a->ln2_rstd + s * N,
+        .gate = a->gate + s * N * F,
+        .up = a->up + s * N * F,
+        .swiglu = a->swiglu + s * N * F,
         .resid_out = a->resid + (l + 1) * N * C,
     };
     return la;
@@ -165,117 +201,147 @@ static void store_rows(const Backend *be, float *cache, const float *fresh, int 
                  (size_t)Tq * C * sizeof(float));
 }
 
+// Layer l on rows [start, end) of the m->B sequences of m->T positions: from its residual
+// input to its residual output, keeping what the backward needs.
+static void layer_forward(Model *m, int l, const int *key_start, int start, int end) {
+    const ModelConfig *c = &m->cfg;
+    const Backend *be = m->be;
+    int B = m->B, T = m->T, Tq = end - start, N = B * Tq, C = c->d_model, F = c->d_ff;
+    int H = c->n_head, hd = C / H;
+    int whole = Tq == T;  // every row recomputed: keys and values go straight to their place
+    float *proj = m->acts.proj;
+    LayerActs a = layer_acts(m, l);
+    LayerWeights w = layer_weights(&m->p, c, l);
+    // attention block; keys and values of the computed rows land in the layer's cache
+    be->rmsnorm_forward(a.ln1, a.ln1_rstd, a.resid_in, w.attn_norm, N, C, c->norm_eps);
+    be->matmul_forward(a.q, a.ln1, w.wq, N, C, C);
+    be->rope_forward(a.q, m->rope_cos, m->rope_sin, B, Tq, start, H, hd);
+    float *k = whole ? a.k : proj;
+    be->matmul_forward(k, a.ln1, w.wk, N, C, C);
+    be->rope_forward(k, m->rope_cos, m->rope_sin, B, Tq, start, H, hd);
+    if (!whole) store_rows(be, a.k, proj, B, T, start, end, C);
+    float *v = whole ? a.v : proj;
+    be->matmul_forward(v, a.ln1, w.wv, N, C, C);
+    if (!whole) store_rows(be, a.v, proj, B, T, start, end, C);
+    be->attention_forward(a.att_out, a.lse, a.q, a.k, a.v, key_start, B, Tq, T, start, H, hd,
+                          c->causal);
+    be->matmul_forward(proj, a.att_out, w.wo, N, C, C);
+    be->add(a.resid_mid, a.resid_in, proj, (size_t)N * C);
+    // SwiGLU MLP block
+    be->rmsnorm_forward(a.ln2, a.ln2_rstd, a.resid_mid, w.mlp_norm, N, C, c->norm_eps);
+    be->matmul_forward(a.gate, a.ln2, w.w_gate, N, C, F);
+    be->matmul_forward(a.up, a.ln2, w.w_up, N, C, F);
+    be->swiglu_forward(a.swiglu, a.gate, a.up, (size_t)N * F);
+    be->matmul_forward(proj, a.swiglu, w.w_down, N, F, C);
+    be->add(a.resid_out, a.resid_mid, proj, (size_t)N * C);
+}
+
 void model_infer(Model *m, const int *tokens, const int *key_start, int B, int T, int start,
                  int end) {
     const ModelConfig *c = &m->cfg;
     const Backend *be = m->be;
     assert(B >= 1 && B <= m->max_batch && T >= 1 && T <= c->seq_len);
     assert(0 <= start && start < end && end <= T);
+    assert(!m->recompute || (start == 0 && end == T));  // no per-layer cache to reuse
     m->B = B;  // per-layer slices hold B * T rows: the whole cache, or a training batch
     m->T = T;
-    int Tq = end - start, N = B * Tq, C = c->d_model, F = c->d_ff, H = c->n_head, hd = C / H;
-    int whole = Tq == T;  // every row recomputed: keys and values go straight to their place
+    int Tq = end - start, N = B * Tq, C = c->d_model;
     for (int b = 0; b < B; b++)
         be->to_device(m->tokens + (size_t)b * Tq, tokens + (size_t)b * T + start,
                       (size_t)Tq * sizeof(int));
     if (key_start) be->to_device(m->key_start, key_start, (size_t)B * sizeof(int));
-    float *proj = m->acts.proj;
     be->embedding_forward(m->acts.resid, m->tokens, m->p.tok_emb, N, C);
-
-    for (int l = 0; l < c->n_layer; l++) {
-        LayerActs a = layer_acts(m, l);
-        LayerWeights w = layer_weights(&m->p, c, l);
-        // attention block; keys and values of the computed rows land in the layer's cache
-        be->rmsnorm_forward(a.ln1, a.ln1_rstd, a.resid_in, w.attn_norm, N, C, c->norm_eps);
-        be->matmul_forward(a.q, a.ln1, w.wq, N, C, C);
-        be->rope_forward(a.q, m->rope_cos, m->rope_sin, B, Tq, start, H, hd);
-        float *k = whole ? a.k : proj;
-        be->matmul_forward(k, a.ln1, w.wk, N, C, C);
-        be->rope_forward(k, m->rope_cos, m->rope_sin, B, Tq, start, H, hd);
-        if (!whole) store_rows(be, a.k, proj, B, T, start, end, C);
-        float *v = whole ? a.v : proj;
-        be->matmul_forward(v, a.ln1, w.wv, N, C, C);
-        if (!whole) store_rows(be, a.v, proj, B, T, start, end, C);
-        be->attention_forward(a.att_out, a.probs, a.q, a.k, a.v, key_start ? m->key_start : NULL,
-                              B, Tq, T, start, H, hd, c->causal);
-        be->matmul_forward(proj, a.att_out, w.wo, N, C, C);
-        be->add(a.resid_mid, a.resid_in, proj, (size_t)N * C);
-        // SwiGLU MLP block
-        be->rmsnorm_forward(a.ln2, a.ln2_rstd, a.resid_mid, w.mlp_norm, N, C, c->norm_eps);
-        be->matmul_forward(a.gate, a.ln2, w.w_gate, N, C, F);
-        be->matmul_forward(a.up, a.ln2, w.w_up, N, C, F);
-        be->swiglu_forward(a.swiglu, a.gate, a.up, (size_t)N * F);
-        be->matmul_forward(proj, a.swiglu, w.w_down, N, F, C);
-        be->add(a.resid_out, a.resid_mid, proj, (size_t)N * C);
-    }
-
+    for (int l = 0; l < c->n_layer; l++)
+        layer_forward(m, l, key_start ? m->key_start : NULL, start, end);
     float *resid_final = m->acts.resid + (size_t)c->n_layer * B * T * C;
     be->rmsnorm_forward(m->acts.lnf, m->acts.lnf_rstd, resid_final, m->p.final_norm, N, C,
                         c->norm_eps);
     be->matmul_forward(m->acts.logits, m->acts.lnf, m->p.lm_head, N, C, c->vocab_size);
 }
 
-float model_loss(Model *m, const int *targets, const float *weights) {
-    const Backend *be = m->be;
+static void upload_targets(Model *m, const int *targets, const float *weights) {
+    size_t N = (size_t)m->B * m->T;
+    m->be->to_device(m->targets, targets, N * sizeof(int));
+    m->be->to_device(m->weights, weights, N * sizeof(float));
+}
+
+// The weighted sum of the per-position losses, on the host in double.
+static float weighted_loss(Model *m, const float *weights) {
     int N = m->B * m->T;
-    be->to_device(m->targets, targets, (size_t)N * sizeof(int));
-    be->to_device(m->weights, weights, (size_t)N * sizeof(float));
-    be->cross_entropy_forward(m->acts.losses, m->acts.logits, m->targets, N, m->cfg.vocab_size);
-    be->to_host(m->host_losses, m->acts.losses, (size_t)N * sizeof(float));
+    m->be->to_host(m->host_losses, m->acts.losses, (size_t)N * sizeof(float));
     double loss = 0.0;
     for (int n = 0; n < N; n++)
         if (weights[n] != 0.0f) loss += (double)weights[n] * m->host_losses[n];
     return (float)loss;
 }
 
-void model_backward(Model *m) {
+float model_loss(Model *m, const int *targets, const float *weights) {
+    upload_targets(m, targets, weights);
+    m->be->cross_entropy_forward(m->acts.losses, m->acts.logits, m->targets, m->B * m->T,
+                                 m->cfg.vocab_size);
+    return weighted_loss(m, weights);
+}
+
+// Backward through layer l: d->resid holds the gradient of its output and becomes the
+// gradient of its input; its weight gradients are added into m->grads.
+static void layer_backward(Model *m, int l) {
+    const ModelConfig *c = &m->cfg;
+    const Backend *be = m->be;
+    const ActivationGrads *d = &m->grad_acts;
+    int B = m->B, T = m->T, N = B * T, C = c->d_model, F = c->d_ff, H = c->n_head, hd = C / H;
+    size_t NC = (size_t)N * C, NF = (size_t)N * F;
+    LayerActs a = layer_acts(m, l);
+    LayerWeights w = layer_weights(&m->p, c, l);
+    LayerWeights dw = layer_weights(&m->g, c, l);
+    // MLP block: the residual passes d->resid through unchanged, the branch adds to it
+    be->zero(d->swiglu, NF * sizeof(float));
+    be->matmul_backward(d->swiglu, dw.w_down, d->resid, a.swiglu, w.w_down, N, F, C);
+    be->zero(d->gate, NF * sizeof(float));
+    be->zero(d->up, NF * sizeof(float));
+    be->swiglu_backward(d->gate, d->up, d->swiglu, a.gate, a.up, NF);
+    be->zero(d->ln, NC * sizeof(float));
+    be->matmul_backward(d->ln, dw.w_gate, d->gate, a.ln2, w.w_gate, N, C, F);
+    be->matmul_backward(d->ln, dw.w_up, d->up, a.ln2, w.w_up, N, C, F);
+    be->rmsnorm_backward(d->resid, dw.mlp_norm, d->ln, a.resid_mid, w.mlp_norm, a.ln2_rstd, N, C);
+    // attention block
+    be->zero(d->att_out, NC * sizeof(float));
+    be->matmul_backward(d->att_out, dw.wo, d->resid, a.att_out, w.wo, N, C, C);
+    be->zero(d->q, NC * sizeof(float));
+    be->zero(d->k, NC * sizeof(float));
+    be->zero(d->v, NC * sizeof(float));
+    be->attention_backward(d->q, d->k, d->v, d->att_out, a.att_out, a.lse, a.q, a.k, a.v, B, T, H,
+                           hd, c->causal);
+    be->rope_backward(d->q, m->rope_cos, m->rope_sin, B, T, 0, H, hd);
+    be->rope_backward(d->k, m->rope_cos, m->rope_sin, B, T, 0, H, hd);
+    be->zero(d->ln, NC * sizeof(float));
+    be->matmul_backward(d->ln, dw.wq, d->q, a.ln1, w.wq, N, C, C);
+    be->matmul_backward(d->ln, dw.wk, d->k, a.ln1, w.wk, N, C, C);
+    be->matmul_backward(d->ln, dw.wv, d->v, a.ln1, w.wv, N, C, C);
+    be->rmsnorm_backward(d->resid, dw.attn_norm, d->ln, a.resid_in, w.attn_norm, a.ln1_rstd, N, C);
+}
+
+float model_loss_backward(Model *m, const int *targets, const float *weights) {
     const ModelConfig *c = &m->cfg;
     const Backend *be = m->be;
     const Activations *acts = &m->acts;
     const ActivationGrads *d = &m->grad_acts;
-    int B = m->B, T = m->T, N = B * T, C = c->d_model, F = c->d_ff, V = c->vocab_size;
-    int H = c->n_head, hd = C / H;
-    size_t NC = (size_t)N * C, NF = (size_t)N * F;
+    int N = m->B * m->T, C = c->d_model, V = c->vocab_size;
+    size_t NC = (size_t)N * C;
 
-    // loss -> logits -> final norm: d->resid becomes the gradient of the last residual
-    be->zero(d->logits, (size_t)N * V * sizeof(float));
-    be->cross_entropy_backward(d->logits, acts->logits, m->targets, m->weights, N, V);
+    // loss and dlogits in one pass, in place: acts->logits now holds the logits' gradient
+    upload_targets(m, targets, weights);
+    be->cross_entropy_fused(acts->losses, acts->logits, acts->logits, m->targets, m->weights, N, V);
+    float *dlogits = acts->logits;
+    // logits -> final norm: d->resid becomes the gradient of the last residual
     be->zero(d->ln, NC * sizeof(float));
-    be->matmul_backward(d->ln, m->g.lm_head, d->logits, acts->lnf, m->p.lm_head, N, C, V);
+    be->matmul_backward(d->ln, m->g.lm_head, dlogits, acts->lnf, m->p.lm_head, N, C, V);
     be->zero(d->resid, NC * sizeof(float));
     be->rmsnorm_backward(d->resid, m->g.final_norm, d->ln, acts->resid + (size_t)c->n_layer * NC,
                          m->p.final_norm, acts->lnf_rstd, N, C);
-
     for (int l = c->n_layer - 1; l >= 0; l--) {
-        LayerActs a = layer_acts(m, l);
-        LayerWeights w = layer_weights(&m->p, c, l);
-        LayerWeights dw = layer_weights(&m->g, c, l);
-        // MLP block: the residual passes d->resid through unchanged, the branch adds to it
-        be->zero(d->swiglu, NF * sizeof(float));
-        be->matmul_backward(d->swiglu, dw.w_down, d->resid, a.swiglu, w.w_down, N, F, C);
-        be->zero(d->gate, NF * sizeof(float));
-        be->zero(d->up, NF * sizeof(float));
-        be->swiglu_backward(d->gate, d->up, d->swiglu, a.gate, a.up, NF);
-        be->zero(d->ln, NC * sizeof(float));
-        be->matmul_backward(d->ln, dw.w_gate, d->gate, a.ln2, w.w_gate, N, C, F);
-        be->matmul_backward(d->ln, dw.w_up, d->up, a.ln2, w.w_up, N, C, F);
-        be->rmsnorm_backward(d->resid, dw.mlp_norm, d->ln, a.resid_mid, w.mlp_norm, a.ln2_rstd, N,
-                             C);
-        // attention block
-        be->zero(d->att_out, NC * sizeof(float));
-        be->matmul_backward(d->att_out, dw.wo, d->resid, a.att_out, w.wo, N, C, C);
-        be->zero(d->q, NC * sizeof(float));
-        be->zero(d->k, NC * sizeof(float));
-        be->zero(d->v, NC * sizeof(float));
-        be->attention_backward(d->q, d->k, d->v, d->att_out, a.probs, a.q, a.k, a.v, B, T, H, hd);
-        be->rope_backward(d->q, m->rope_cos, m->rope_sin, B, T, 0, H, hd);
-        be->rope_backward(d->k, m->rope_cos, m->rope_sin, B, T, 0, H, hd);
-        be->zero(d->ln, NC * sizeof(float));
-        be->matmul_backward(d->ln, dw.wq, d->q, a.ln1, w.wq, N, C, C);
-        be->matmul_backward(d->ln, dw.wk, d->k, a.ln1, w.wk, N, C, C);
-        be->matmul_backward(d->ln, dw.wv, d->v, a.ln1, w.wv, N, C, C);
-        be->rmsnorm_backward(d->resid, dw.attn_norm, d->ln, a.resid_in, w.attn_norm, a.ln1_rstd, N,
-                             C);
+        if (m->recompute) layer_forward(m, l, NULL, 0, m->T);  // refills the shared slice
+        layer_backward(m, l);
     }
     be->embedding_backward(m->g.tok_emb, d->resid, m->tokens, N, C);
+    return weighted_loss(m, weights);
 }

@@ -9,19 +9,22 @@
 #define DLLM_MODEL_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "kernels/backend.h"
 #include "model/config.h"
 #include "model/params.h"
 
 // What the forward pass keeps for the backward pass, sized for max_batch sequences of
-// seq_len tokens. Per-layer arrays hold n_layer slices of B*T rows for the current B, T.
+// seq_len tokens. Per-layer arrays hold n_layer slices of B*T rows for the current B, T;
+// with recomputation they hold one slice, refilled layer by layer during the backward pass
+// from the residual stream (which is always kept for every layer).
 typedef struct {
     float *resid;      // [n_layer + 1, B*T, d_model] residual stream into each layer (+ the output)
     float *ln1;        // [n_layer, B*T, d_model]
     float *ln1_rstd;   // [n_layer, B*T]
     float *q, *k, *v;  // [n_layer, B*T, d_model], q and k after RoPE
-    float *probs;      // [n_layer, B, n_head, T, T] attention probabilities
+    float *lse;        // [n_layer, B, n_head, T] log-sum-exp of each attention row's scores
     float *att_out;    // [n_layer, B*T, d_model] attention output before Wo
     float *resid_mid;  // [n_layer, B*T, d_model] after the attention residual
     float *ln2;        // [n_layer, B*T, d_model]
@@ -30,7 +33,7 @@ typedef struct {
     float *swiglu;     // [n_layer, B*T, d_ff]
     float *lnf;        // [B*T, d_model]
     float *lnf_rstd;   // [B*T]
-    float *logits;     // [B*T, vocab]
+    float *logits;     // [B*T, vocab]; the backward overwrites them with their gradient
     float *losses;     // [B*T] per-position cross-entropy
     float *proj;       // [B*T, d_model] scratch: a branch output before its residual add
 } Activations;
@@ -42,18 +45,24 @@ typedef struct {
     float *q, *k, *v;  // [B*T, d_model]
     float *att_out;    // [B*T, d_model]
     float *gate, *up, *swiglu;  // [B*T, d_ff]
-    float *logits;     // [B*T, vocab]
 } ActivationGrads;
+
+// Bytes of backend memory a model takes, one allocation each.
+typedef struct {
+    size_t params, grads, optimizer, activations;
+} MemoryPlan;
 
 typedef struct {
     ModelConfig cfg;
     const Backend *be;
     int max_batch;
+    int recompute;  // 1: keep only the residual stream, recompute layers in the backward
     size_t n_params;
-    // one buffer each, same layout (see model/params.h), all in backend memory
+    // params, grads and the optimizer state share one layout (see model/params.h); adam_m
+    // and adam_v are the two halves of one allocation
     float *params, *grads, *adam_m, *adam_v;
     ParamTensors p, g;  // views of params and grads
-    float *acts_memory, *grad_acts_memory;
+    void *acts_memory;  // one allocation: every field below that points to backend memory
     Activations acts;
     ActivationGrads grad_acts;
     float *rope_cos, *rope_sin;  // [seq_len, head_dim / 2]
@@ -64,8 +73,16 @@ typedef struct {
     int B, T;                    // shape of the last forward pass
 } Model;
 
-// Allocates everything for batches of up to max_batch sequences; parameters start at 0.
-int model_create(Model *m, const ModelConfig *c, const Backend *be, int max_batch, Error *err);
+// What model_create would allocate for this shape (nothing is allocated).
+MemoryPlan model_memory_plan(const ModelConfig *c, int max_batch, int recompute);
+// "memory: params 1.2 MB | grads ... | total ..." on one line.
+void memory_plan_print(FILE *f, const MemoryPlan *plan, const char *device);
+
+// Allocates everything for batches of up to max_batch sequences, once (the sizes are those
+// of model_memory_plan); parameters start at 0. recompute = 1 trades a second forward pass
+// per layer in model_backward for keeping one layer's activations instead of n_layer.
+int model_create(Model *m, const ModelConfig *c, const Backend *be, int max_batch, int recompute,
+                 Error *err);
 void model_free(Model *m);
 void model_init_params(Model *m, uint64_t seed);
 
@@ -74,8 +91,10 @@ void model_forward(Model *m, const int *tokens, int B, int T);
 // After model_forward: sum over positions of weights[n] * cross-entropy(logits[n], targets[n]).
 // The objective decides the weights (0 for positions that do not count).
 float model_loss(Model *m, const int *targets, const float *weights);
-// After model_loss: adds the gradient of that loss into m->grads.
-void model_backward(Model *m);
+// After model_forward: the same loss, with its gradient added into m->grads. The loss and
+// the logits' gradient come from one fused pass that overwrites the logits (no second
+// [B*T, vocab] buffer, no stored probabilities).
+float model_loss_backward(Model *m, const int *targets, const float *weights);
 void model_zero_grad(Model *m);
 
 // Inference with a key/value cache, for the samplers. The cache is the k and v activation
@@ -88,6 +107,7 @@ void model_zero_grad(Model *m);
 // the exact AR KV cache, where earlier rows never change). key_start[B] (or NULL) hides each
 // sequence's positions before it from attention: left padding, so prompts of different
 // lengths can share a batch and give exactly what they give alone.
+// A model created with recompute keeps no per-layer cache: it only runs whole rows (0, T).
 void model_infer(Model *m, const int *tokens, const int *key_start, int B, int T, int start,
                  int end);
 

@@ -37,7 +37,7 @@ static void run_start(Run *r, Objective objective) {
     // AR reads the data in order, so its resume also depends on the stored data position
     tc.order = objective == OBJECTIVE_AR ? ORDER_SEQUENTIAL : ORDER_RANDOM;
     Error err;
-    ck_assert_msg(model_create(&r->model, &cfg, &backend_cpu, tc.batch_size, &err) == 0, "%s",
+    ck_assert_msg(model_create(&r->model, &cfg, &backend_cpu, tc.batch_size, 0, &err) == 0, "%s",
                   err.msg);
     model_init_params(&r->model, seed_for_init(tc.seed));
     ck_assert_msg(trainer_init(&r->trainer, &r->model, &tc, &r->data, &err) == 0, "%s", err.msg);
@@ -102,7 +102,7 @@ static void check_resume(Objective objective, int cut) {
     ck_assert_msg(checkpoint_load(path, &ck, &err) == 0, "%s", err.msg);
     Run c;
     ck_assert(data_from_ids(&c.data, resume_text, 4000, NULL) == 0);
-    ck_assert(model_create(&c.model, &ck.header.model, &backend_cpu, ck.header.train.batch_size,
+    ck_assert(model_create(&c.model, &ck.header.model, &backend_cpu, ck.header.train.batch_size, 0,
                            &err) == 0);
     ck_assert(trainer_init(&c.trainer, &c.model, &ck.header.train, &c.data, &err) == 0);
     checkpoint_restore(&ck, &c.trainer);

@@ -20,7 +20,7 @@ static Model make_model(int causal, float init_std) {
     c.vocab_size = VOCAB, c.mask_token_id = MASK, c.seq_len = SEQ, c.causal = causal;
     Model m;
     Error err;
-    ck_assert_msg(model_create(&m, &c, &backend_cpu, 8, &err) == 0, "%s", err.msg);
+    ck_assert_msg(model_create(&m, &c, &backend_cpu, 8, 0, &err) == 0, "%s", err.msg);
     if (init_std > 0.0f) fill_normal(m.params, m.n_params, 5, init_std);
     return m;
 }

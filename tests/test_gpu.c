@@ -48,6 +48,29 @@ static void expect_close(const char *what, const float *d, const float *ref, siz
     free(h);
 }
 
+// Like expect_close for values where -inf is meaningful (an attention row that sees no key):
+// the same entries must be -inf, the others close.
+static void expect_same_infinities(const char *what, const float *d, const float *ref, size_t n) {
+    float *h = malloc(n * sizeof(float)), *hf = malloc(n * sizeof(float));
+    float *rf = malloc(n * sizeof(float));
+    gpu->to_host(h, d, n * sizeof(float));
+    size_t finite = 0, infinite = 0;
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_msg((h[i] == -INFINITY) == (ref[i] == -INFINITY), "%s: entry %zu is %g, not %g",
+                      what, i, h[i], ref[i]);
+        if (ref[i] == -INFINITY) {
+            infinite++;
+            continue;
+        }
+        hf[finite] = h[i];
+        rf[finite++] = ref[i];
+    }
+    double e = rel_error(hf, rf, finite);
+    printf("  %-34s rel error %.2e over %zu finite, %zu -inf\n", what, e, finite, infinite);
+    ck_assert_msg(e <= 1e-5, "%s: relative error %g", what, e);
+    free(h), free(hf), free(rf);
+}
+
 static float *randn(size_t n, uint64_t seed) {
     float *x = malloc(n * sizeof(float));
     fill_normal(x, n, seed, 1.0f);
@@ -114,9 +137,12 @@ START_TEST(test_row_ops) {
     cpu->cross_entropy_forward(losses, logits, targets, N, V);
     gpu->cross_entropy_forward(glosses, glogits, gtargets, N, V);
     expect_close("cross-entropy forward", glosses, losses, N, 1e-5);
-    cpu->cross_entropy_backward(dlogits, logits, targets, weights, N, V);
-    gpu->cross_entropy_backward(gdlogits, glogits, gtargets, gweights, N, V);
-    expect_close("cross-entropy backward", gdlogits, dlogits, (size_t)N * V, 1e-5);
+    cpu->cross_entropy_fused(losses, dlogits, logits, targets, weights, N, V);
+    gpu->cross_entropy_fused(glosses, gdlogits, glogits, gtargets, gweights, N, V);
+    expect_close("cross-entropy fused loss", glosses, losses, N, 1e-5);
+    expect_close("cross-entropy fused dlogits", gdlogits, dlogits, (size_t)N * V, 1e-5);
+    gpu->cross_entropy_fused(glosses, glogits, glogits, gtargets, gweights, N, V);  // in place
+    expect_close("cross-entropy fused, in place", glogits, dlogits, (size_t)N * V, 1e-5);
 
     // embedding: tokens repeat, so gradient rows collide
     int rows = 50;
@@ -175,9 +201,9 @@ START_TEST(test_elementwise_and_optimizer) {
 }
 END_TEST
 
-START_TEST(test_rope_and_attention) {
+START_TEST(test_rope) {
     int B = 2, T = 40, H = 2, hd = 16, C = H * hd, half = hd / 2;
-    size_t n = (size_t)B * T * C, np = (size_t)B * H * T * T;
+    size_t n = (size_t)B * T * C;
     float *cs = malloc((size_t)T * half * 4), *sn = malloc((size_t)T * half * 4);
     for (int t = 0; t < T; t++)
         for (int i = 0; i < half; i++) {
@@ -193,39 +219,64 @@ START_TEST(test_rope_and_attention) {
     gpu->rope_backward(gx, gcs, gsn, B, T - 8, 8, H, hd);
     expect_close("rope backward (pos0 8)", gx, x, n, 1e-6);
 
+    free(cs), free(sn), free(x);
+    void *g[] = {gcs, gsn, gx};
+    for (size_t i = 0; i < sizeof g / sizeof g[0]; i++) gpu->free(g[i]);
+}
+END_TEST
+
+// Attention at one head size: T spans two tiles of the flash kernels, the second partial.
+static void check_attention(int hd) {
+    int B = 2, T = 100, H = 2, C = H * hd;
+    size_t n = (size_t)B * T * C, nl = (size_t)B * H * T;
     float *q = randn(n, 32), *k = randn(n, 33), *v = randn(n, 34), *dout = randn(n, 35);
     float *gq = up(q, n), *gk = up(k, n), *gv = up(v, n), *gdout = up(dout, n);
-    float *out = malloc(n * 4), *probs = malloc(np * 4), *gout = gpu->alloc(n * 4), *gprobs = gpu->alloc(np * 4);
-    int key_start[2] = {0, 5};
+    float *out = malloc(n * 4), *lse = malloc(nl * 4), *gout = gpu->alloc(n * 4);
+    float *glse = gpu->alloc(nl * 4);
+    int key_start[2] = {0, 70};  // the second sequence's first visible key is in tile 2
     int *gks = up(key_start, 2);
+    char what[96];
     for (int causal = 0; causal <= 1; causal++) {
-        cpu->attention_forward(out, probs, q, k, v, key_start, B, T, T, 0, H, hd, causal);
-        gpu->attention_forward(gout, gprobs, gq, gk, gv, gks, B, T, T, 0, H, hd, causal);
-        expect_close(causal ? "attention forward, causal" : "attention forward, bidir", gout,
-                     out, n, 1e-5);
-        expect_close("attention probs", gprobs, probs, np, 1e-5);
+        const char *kind = causal ? "causal" : "bidir";
+        cpu->attention_forward(out, lse, q, k, v, key_start, B, T, T, 0, H, hd, causal);
+        gpu->attention_forward(gout, glse, gq, gk, gv, gks, B, T, T, 0, H, hd, causal);
+        snprintf(what, sizeof what, "attention hd %d %s, key_start: out", hd, kind);
+        expect_close(what, gout, out, n, 1e-5);
+        snprintf(what, sizeof what, "attention hd %d %s, key_start: lse (-inf rows too)", hd, kind);
+        expect_same_infinities(what, glse, lse, nl);
         // training backward: no key_start
-        cpu->attention_forward(out, probs, q, k, v, NULL, B, T, T, 0, H, hd, causal);
-        gpu->attention_forward(gout, gprobs, gq, gk, gv, NULL, B, T, T, 0, H, hd, causal);
+        cpu->attention_forward(out, lse, q, k, v, NULL, B, T, T, 0, H, hd, causal);
+        gpu->attention_forward(gout, glse, gq, gk, gv, NULL, B, T, T, 0, H, hd, causal);
         float *dq = randn(n, 36), *dk = randn(n, 37), *dv = randn(n, 38);
         float *gdq = up(dq, n), *gdk = up(dk, n), *gdv = up(dv, n);
-        cpu->attention_backward(dq, dk, dv, dout, probs, q, k, v, B, T, H, hd);
-        gpu->attention_backward(gdq, gdk, gdv, gdout, gprobs, gq, gk, gv, B, T, H, hd);
-        expect_close("attention dq", gdq, dq, n, 1e-5);
-        expect_close("attention dk", gdk, dk, n, 1e-5);
-        expect_close("attention dv", gdv, dv, n, 1e-5);
+        cpu->attention_backward(dq, dk, dv, dout, out, lse, q, k, v, B, T, H, hd, causal);
+        gpu->attention_backward(gdq, gdk, gdv, gdout, gout, glse, gq, gk, gv, B, T, H, hd, causal);
+        snprintf(what, sizeof what, "attention hd %d %s: dq", hd, kind);
+        expect_close(what, gdq, dq, n, 1e-4);
+        snprintf(what, sizeof what, "attention hd %d %s: dk", hd, kind);
+        expect_close(what, gdk, dk, n, 1e-4);
+        snprintf(what, sizeof what, "attention hd %d %s: dv", hd, kind);
+        expect_close(what, gdv, dv, n, 1e-4);
         free(dq), free(dk), free(dv);
         gpu->free(gdq), gpu->free(gdk), gpu->free(gdv);
     }
-    // the KV-cache case: 8 query rows at positions 32.. against all 40 keys
+    // the KV-cache case: 8 query rows at positions 92.. against all 100 keys
     int Tq = 8;
     size_t nq = (size_t)B * Tq * C;
-    cpu->attention_forward(out, probs, q, k, v, key_start, B, Tq, T, 32, H, hd, 1);
-    gpu->attention_forward(gout, gprobs, gq, gk, gv, gks, B, Tq, T, 32, H, hd, 1);
-    expect_close("attention forward, 8 of 40 rows", gout, out, nq, 1e-5);
-    free(cs), free(sn), free(x), free(q), free(k), free(v), free(dout), free(out), free(probs);
-    void *g[] = {gcs, gsn, gx, gq, gk, gv, gdout, gout, gprobs, gks};
+    cpu->attention_forward(out, lse, q, k, v, key_start, B, Tq, T, 92, H, hd, 1);
+    gpu->attention_forward(gout, glse, gq, gk, gv, gks, B, Tq, T, 92, H, hd, 1);
+    snprintf(what, sizeof what, "attention hd %d, 8 of 100 rows", hd);
+    expect_close(what, gout, out, nq, 1e-5);
+    free(q), free(k), free(v), free(dout), free(out), free(lse);
+    void *g[] = {gq, gk, gv, gdout, gout, glse, gks};
     for (size_t i = 0; i < sizeof g / sizeof g[0]; i++) gpu->free(g[i]);
+}
+
+START_TEST(test_attention) {
+    // one head size per register-tile width of the kernels (32, 64, 128)
+    check_attention(16);
+    check_attention(64);
+    check_attention(128);
 }
 END_TEST
 
@@ -240,8 +291,8 @@ static ModelConfig small_config(int causal) {
 static void twin_models(Model *mc, Model *mg, int causal, int max_batch, float std) {
     ModelConfig cfg = small_config(causal);
     Error err;
-    ck_assert_msg(model_create(mc, &cfg, cpu, max_batch, &err) == 0, "%s", err.msg);
-    ck_assert_msg(model_create(mg, &cfg, gpu, max_batch, &err) == 0, "%s", err.msg);
+    ck_assert_msg(model_create(mc, &cfg, cpu, max_batch, 0, &err) == 0, "%s", err.msg);
+    ck_assert_msg(model_create(mg, &cfg, gpu, max_batch, 0, &err) == 0, "%s", err.msg);
     fill_normal(mc->params, mc->n_params, 77, std);
     gpu->to_device(mg->params, mc->params, mc->n_params * sizeof(float));
 }
@@ -268,16 +319,31 @@ START_TEST(test_whole_model) {
         ck_assert(fabsf(lc - lg) <= 1e-4f * fabsf(lc));
         expect_close("model logits (fp32)", mg.acts.logits, mc.acts.logits,
                      (size_t)N * mc.cfg.vocab_size, 1e-4);
-        model_backward(&mc);
-        model_backward(&mg);
+        model_loss_backward(&mc, targets, weights);
+        model_loss_backward(&mg, targets, weights);
         expect_close("model gradients (fp32)", mg.grads, mc.grads, mc.n_params, 1e-3);
+        // recomputing layers in the backward: the same ops again, so the same bits
+        Model lean;
+        Error err;
+        ck_assert_msg(model_create(&lean, &mg.cfg, gpu, B, 1, &err) == 0, "%s", err.msg);
+        gpu->copy(lean.params, mg.params, mg.n_params * sizeof(float));
+        model_zero_grad(&lean);
+        model_forward(&lean, tokens, B, T);
+        model_loss_backward(&lean, targets, weights);
+        float *g_keep = malloc(mg.n_params * 4), *g_lean = malloc(mg.n_params * 4);
+        gpu->to_host(g_keep, mg.grads, mg.n_params * 4);
+        gpu->to_host(g_lean, lean.grads, mg.n_params * 4);
+        ck_assert_mem_eq(g_keep, g_lean, mg.n_params * 4);
+        printf("  recompute: gradients bit-identical\n");
         cuda_matmul_set_bf16(1);
         model_forward(&mg, tokens, B, T);
+        model_forward(&mc, tokens, B, T);
         expect_close("model logits (bf16)", mg.acts.logits, mc.acts.logits,
                      (size_t)N * mc.cfg.vocab_size, 3e-2);
-        free(tokens), free(targets), free(weights);
+        free(tokens), free(targets), free(weights), free(g_keep), free(g_lean);
         model_free(&mc);
         model_free(&mg);
+        model_free(&lean);
     }
 }
 END_TEST
@@ -291,7 +357,7 @@ static void train_steps(const Backend *be, int n_steps, float *out, float *final
     Model m;
     Trainer tr;
     Error err;
-    ck_assert_msg(model_create(&m, &cfg, be, tc.batch_size, &err) == 0, "%s", err.msg);
+    ck_assert_msg(model_create(&m, &cfg, be, tc.batch_size, 0, &err) == 0, "%s", err.msg);
     model_init_params(&m, seed_for_init(tc.seed));
     ck_assert_msg(trainer_init(&tr, &m, &tc, &data, &err) == 0, "%s", err.msg);
     for (int s = 0; s < n_steps; s++) out[s] = trainer_step(&tr).loss;
@@ -362,7 +428,8 @@ int main(void) {
     tcase_add_test(tc, test_matmul);
     tcase_add_test(tc, test_row_ops);
     tcase_add_test(tc, test_elementwise_and_optimizer);
-    tcase_add_test(tc, test_rope_and_attention);
+    tcase_add_test(tc, test_rope);
+    tcase_add_test(tc, test_attention);
     tcase_add_test(tc, test_whole_model);
     tcase_add_test(tc, test_training_tracks_cpu_and_is_deterministic);
     tcase_add_test(tc, test_greedy_sampling_matches_cpu);

@@ -143,35 +143,55 @@ START_TEST(test_rope) {
 END_TEST
 
 // ---- attention ----
-typedef struct { float *out, *probs, *q, *k, *v, *r; int B, T, H, hd, causal; } AttnCase;
+typedef struct { float *out, *lse, *q, *k, *v, *r; int B, T, H, hd, causal; } AttnCase;
 
 static double attention_scalar(void *p) {
     AttnCase *c = p;
-    be->attention_forward(c->out, c->probs, c->q, c->k, c->v, NULL, c->B, c->T, c->T, 0, c->H, c->hd,
+    be->attention_forward(c->out, c->lse, c->q, c->k, c->v, NULL, c->B, c->T, c->T, 0, c->H, c->hd,
                           c->causal);
     return dot_double(c->out, c->r, (size_t)c->B * c->T * c->H * c->hd);
+}
+
+// Attention of one row written out in double: softmax of the visible scores times v.
+static void attention_row_reference(const AttnCase *c, int b, int h, int t, double *out,
+                                    double *lse) {
+    int end = c->causal ? t + 1 : c->T;
+    double s[8], maxv = -INFINITY, sum = 0.0;
+    for (int j = 0; j < end; j++) {
+        s[j] = 0.0;
+        for (int i = 0; i < c->hd; i++)
+            s[j] += (double)c->q[((b * c->T + t) * c->H + h) * c->hd + i] *
+                    c->k[((b * c->T + j) * c->H + h) * c->hd + i];
+        s[j] /= sqrt(c->hd);
+        maxv = fmax(maxv, s[j]);
+    }
+    for (int j = 0; j < end; j++) sum += exp(s[j] - maxv);
+    *lse = maxv + log(sum);
+    for (int i = 0; i < c->hd; i++) {
+        out[i] = 0.0;
+        for (int j = 0; j < end; j++)
+            out[i] += exp(s[j] - *lse) * c->v[((b * c->T + j) * c->H + h) * c->hd + i];
+    }
 }
 
 static void check_attention(int causal) {
     int B = 2, T = 5, H = 2, hd = 4;
     size_t n = (size_t)B * T * H * hd;
-    AttnCase c = {zeros(n), zeros(B * H * T * T), randn(n, 10), randn(n, 11), randn(n, 12),
+    AttnCase c = {zeros(n), zeros(B * H * T), randn(n, 10), randn(n, 11), randn(n, 12),
                   randn(n, 13), B, T, H, hd, causal};
     attention_scalar(&c);
-    // each probability row sums to one, and causal rows put nothing on later keys
-    for (int row = 0; row < B * H * T; row++) {
-        int t = row % T;
-        double sum = 0.0;
-        for (int t2 = 0; t2 < T; t2++) {
-            float p = c.probs[row * T + t2];
-            sum += p;
-            if (causal && t2 > t) ck_assert_float_eq(p, 0.0f);
-            if (!causal) ck_assert(p > 0.0f);
-        }
-        ck_assert_double_eq_tol(sum, 1.0, 1e-5);
-    }
+    // every row (a causal one sees keys up to itself) against the double-precision softmax
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int t = 0; t < T; t++) {
+                double out[4], lse;
+                attention_row_reference(&c, b, h, t, out, &lse);
+                ck_assert_double_eq_tol(c.lse[(b * H + h) * T + t], lse, 1e-5);
+                for (int i = 0; i < hd; i++)
+                    ck_assert_double_eq_tol(c.out[((b * T + t) * H + h) * hd + i], out[i], 1e-5);
+            }
     float *dq = zeros(n), *dk = zeros(n), *dv = zeros(n);
-    be->attention_backward(dq, dk, dv, c.r, c.probs, c.q, c.k, c.v, B, T, H, hd);
+    be->attention_backward(dq, dk, dv, c.r, c.out, c.lse, c.q, c.k, c.v, B, T, H, hd, causal);
     const char *tag = causal ? "causal" : "bidirectional";
     char name[64];
     snprintf(name, sizeof name, "attention dq (%s)", tag);
@@ -180,17 +200,17 @@ static void check_attention(int causal) {
     report(name, grad_check(attention_scalar, &c, c.k, dk, n, FD_STEP, 0));
     snprintf(name, sizeof name, "attention dv (%s)", tag);
     report(name, grad_check(attention_scalar, &c, c.v, dv, n, FD_STEP, 0));
-    attention_scalar(&c);  // restore probs for the accumulation check
+    attention_scalar(&c);  // restore out and lse for the accumulation check
     float *dq2 = malloc(n * sizeof(float)), *dk2 = malloc(n * sizeof(float)),
           *dv2 = malloc(n * sizeof(float));
     memcpy(dq2, dq, n * sizeof(float));
     memcpy(dk2, dk, n * sizeof(float));
     memcpy(dv2, dv, n * sizeof(float));
-    be->attention_backward(dq2, dk2, dv2, c.r, c.probs, c.q, c.k, c.v, B, T, H, hd);
+    be->attention_backward(dq2, dk2, dv2, c.r, c.out, c.lse, c.q, c.k, c.v, B, T, H, hd, causal);
     assert_doubled(dq, dq2, n);
     assert_doubled(dk, dk2, n);
     assert_doubled(dv, dv2, n);
-    free(c.out), free(c.probs), free(c.q), free(c.k), free(c.v), free(c.r);
+    free(c.out), free(c.lse), free(c.q), free(c.k), free(c.v), free(c.r);
     free(dq), free(dk), free(dv), free(dq2), free(dk2), free(dv2);
 }
 
@@ -269,12 +289,17 @@ START_TEST(test_cross_entropy) {
         for (int v = 0; v < V; v++) z += exp(c.logits[n * V + v]);
         ck_assert_double_eq_tol(c.losses[n], log(z) - c.logits[n * V + targets[n]], 1e-5);
     }
-    float *dl = zeros(N * V);
-    be->cross_entropy_backward(dl, c.logits, targets, weights, N, V);
+    // the fused pass: the same losses, and the gradient, written (not added) even in place
+    float *dl = randn(N * V, 20), *fused_losses = zeros(N), *in_place = malloc(N * V * sizeof(float));
+    be->cross_entropy_fused(fused_losses, dl, c.logits, targets, weights, N, V);
+    ck_assert_mem_eq(fused_losses, c.losses, N * sizeof(float));
+    memcpy(in_place, c.logits, N * V * sizeof(float));
+    be->cross_entropy_fused(fused_losses, in_place, in_place, targets, weights, N, V);
+    ck_assert_mem_eq(in_place, dl, N * V * sizeof(float));
     report("cross-entropy dlogits", grad_check(cross_entropy_scalar, &c, c.logits, dl, N * V,
                                                FD_STEP, 0));
     for (int v = 0; v < V; v++) ck_assert_float_eq(dl[1 * V + v], 0.0f);  // weight 0 rows
-    free(c.losses), free(c.logits), free(dl);
+    free(c.losses), free(c.logits), free(dl), free(fused_losses), free(in_place);
 }
 END_TEST
 

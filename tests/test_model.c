@@ -27,7 +27,7 @@ static ModelConfig tiny_config(int causal) {
 static Model make_model(const ModelConfig *c, int max_batch) {
     Model m;
     Error err;
-    ck_assert_msg(model_create(&m, c, &backend_cpu, max_batch, &err) == 0, "%s", err.msg);
+    ck_assert_msg(model_create(&m, c, &backend_cpu, max_batch, 0, &err) == 0, "%s", err.msg);
     // larger than the training init, so that every gradient is well above fp32 noise
     fill_normal(m.params, m.n_params, 99, 0.5f);
     return m;
@@ -69,8 +69,9 @@ static void check_model_gradients(int causal) {
     }
     LossCase c = {&m, inputs, targets, weights, B, T};
     model_zero_grad(&m);
-    model_scalar(&c);
-    model_backward(&m);
+    float loss = (float)model_scalar(&c);
+    // the fused training pass gives the forward's loss, and the gradients checked below
+    ck_assert_float_eq(model_loss_backward(&m, targets, weights), loss);
 
     ParamSpec specs[N_PARAM_TENSORS];
     param_specs(&cfg, specs);
@@ -147,8 +148,7 @@ START_TEST(test_gradient_accumulation) {
     ar_shift_batch(windows, B, T, inputs, targets, weights);
     model_zero_grad(&m);
     model_forward(&m, inputs, B, T);
-    float full_loss = model_loss(&m, targets, weights);
-    model_backward(&m);
+    float full_loss = model_loss_backward(&m, targets, weights);
     float *full = malloc(m.n_params * sizeof(float));
     memcpy(full, m.grads, m.n_params * sizeof(float));
 
@@ -159,8 +159,7 @@ START_TEST(test_gradient_accumulation) {
         float half[6];
         for (int i = 0; i < T; i++) half[i] = weights[b * T + i] * (float)B / 2.0f;
         model_forward(&m, inputs + b * T, 1, T);
-        accum_loss += model_loss(&m, targets + b * T, half);
-        model_backward(&m);
+        accum_loss += model_loss_backward(&m, targets + b * T, half);
     }
     ck_assert_float_eq_tol(accum_loss, full_loss, 1e-5f);
     double max_diff = 0.0, max_abs = 0.0;
@@ -173,6 +172,64 @@ START_TEST(test_gradient_accumulation) {
     (void)N;
     free(full);
     model_free(&m);
+}
+END_TEST
+
+// Gradients of a model that recomputes each layer in the backward pass, against one that
+// keeps every layer's activations: the same ops on the same inputs, so the same bits.
+static void check_recompute(int causal) {
+    ModelConfig cfg = tiny_config(causal);
+    cfg.n_layer = 3;
+    int B = 2, T = cfg.seq_len, N = B * T;
+    Model keep = make_model(&cfg, B), again;
+    Error err;
+    ck_assert_msg(model_create(&again, &cfg, &backend_cpu, B, 1, &err) == 0, "%s", err.msg);
+    memcpy(again.params, keep.params, keep.n_params * sizeof(float));
+    int inputs[12], targets[12];
+    float weights[12];
+    random_tokens(inputs, N, cfg.vocab_size, 21);
+    random_tokens(targets, N, cfg.vocab_size, 22);
+    for (int i = 0; i < N; i++) weights[i] = (float)(i % 3) / N;
+    Model *models[2] = {&keep, &again};
+    float losses[2];
+    for (int i = 0; i < 2; i++) {
+        model_zero_grad(models[i]);
+        model_forward(models[i], inputs, B, T);
+        losses[i] = model_loss_backward(models[i], targets, weights);
+    }
+    ck_assert_float_eq(losses[0], losses[1]);
+    ck_assert_mem_eq(keep.grads, again.grads, keep.n_params * sizeof(float));
+    MemoryPlan full = model_memory_plan(&cfg, B, 0), lean = model_memory_plan(&cfg, B, 1);
+    printf("  %s recompute: activations %zu -> %zu bytes, gradients identical\n",
+           causal ? "AR " : "MDM", full.activations, lean.activations);
+    ck_assert(lean.activations < full.activations);
+    ck_assert(lean.params == full.params && lean.optimizer == 2 * full.params);
+    model_free(&keep);
+    model_free(&again);
+}
+
+START_TEST(test_recompute_gives_identical_gradients) {
+    check_recompute(0);
+    check_recompute(1);
+}
+END_TEST
+
+START_TEST(test_memory_plan_scales) {
+    // the kept activations grow with batch size and the per-layer part vanishes with recompute
+    ModelConfig cfg = model_config_default();
+    MemoryPlan b8 = model_memory_plan(&cfg, 8, 0), b16 = model_memory_plan(&cfg, 16, 0);
+    ck_assert_uint_eq(b8.params, param_count(&cfg) * sizeof(float));
+    ck_assert(b16.activations > b8.activations * 19 / 10);
+    cfg.n_layer *= 2;
+    MemoryPlan deeper = model_memory_plan(&cfg, 8, 0), deeper_lean = model_memory_plan(&cfg, 8, 1);
+    cfg.n_layer /= 2;
+    MemoryPlan lean = model_memory_plan(&cfg, 8, 1);
+    // recomputing, a layer costs only its residual-stream slice
+    size_t per_layer_kept = deeper.activations - b8.activations;
+    size_t per_layer_lean = deeper_lean.activations - lean.activations;
+    size_t resid = (size_t)cfg.n_layer * 8 * cfg.seq_len * cfg.d_model * sizeof(float);
+    ck_assert_uint_eq(per_layer_lean, resid);
+    ck_assert(per_layer_kept > 8 * per_layer_lean);
 }
 END_TEST
 
@@ -212,11 +269,11 @@ START_TEST(test_bad_config_is_refused) {
     cfg.d_model = 9;  // not a multiple of n_head
     Model m;
     Error err;
-    ck_assert_int_eq(model_create(&m, &cfg, &backend_cpu, 1, &err), -1);
+    ck_assert_int_eq(model_create(&m, &cfg, &backend_cpu, 1, 0, &err), -1);
     ck_assert_msg(strstr(err.msg, "multiple of n_head") != NULL, "%s", err.msg);
     cfg = tiny_config(0);
     cfg.mask_token_id = cfg.vocab_size;
-    ck_assert_int_eq(model_create(&m, &cfg, &backend_cpu, 1, &err), -1);
+    ck_assert_int_eq(model_create(&m, &cfg, &backend_cpu, 1, 0, &err), -1);
     ck_assert_msg(strstr(err.msg, "mask_token_id") != NULL, "%s", err.msg);
 }
 END_TEST
@@ -231,6 +288,8 @@ int main(void) {
     tcase_add_test(tc, test_mdm_sees_every_position);
     tcase_add_test(tc, test_gradient_accumulation);
     tcase_add_test(tc, test_shorter_sequences);
+    tcase_add_test(tc, test_recompute_gives_identical_gradients);
+    tcase_add_test(tc, test_memory_plan_scales);
     tcase_add_test(tc, test_init_is_seeded);
     tcase_add_test(tc, test_bad_config_is_refused);
     suite_add_tcase(s, tc);

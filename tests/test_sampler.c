@@ -37,7 +37,7 @@ static Model random_model(int causal, int max_batch) {
     ModelConfig cfg = small_config(causal);
     Model m;
     Error err;
-    ck_assert_msg(model_create(&m, &cfg, &backend_cpu, max_batch, &err) == 0, "%s", err.msg);
+    ck_assert_msg(model_create(&m, &cfg, &backend_cpu, max_batch, 0, &err) == 0, "%s", err.msg);
     fill_normal(m.params, m.n_params, 5, 0.3f);
     return m;
 }

@@ -110,7 +110,7 @@ static Model tiny_model(int causal) {
     c.mask_token_id = MASK, c.seq_len = T, c.causal = causal;
     Model m;
     Error err;
-    ck_assert_msg(model_create(&m, &c, &backend_cpu, B, &err) == 0, "%s", err.msg);
+    ck_assert_msg(model_create(&m, &c, &backend_cpu, B, 0, &err) == 0, "%s", err.msg);
     fill_normal(m.params, m.n_params, 3, 0.5f);
     return m;
 }

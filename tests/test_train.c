@@ -70,7 +70,7 @@ START_TEST(test_mdm_weighting_is_unbiased) {
     int B = 8, T = cfg.seq_len, draws = 3000;
     Model m;
     Error err;
-    ck_assert(model_create(&m, &cfg, &backend_cpu, B, &err) == 0);
+    ck_assert(model_create(&m, &cfg, &backend_cpu, B, 0, &err) == 0);
     model_init_params(&m, 1);
     memset(m.p.lm_head, 0, (size_t)cfg.vocab_size * cfg.d_model * sizeof(float));
     int tokens[8 * 32], inputs[8 * 32], targets[8 * 32];
@@ -168,7 +168,7 @@ START_TEST(test_trainer_refuses_mismatch) {
     Model m;
     Trainer tr;
     Error err;
-    ck_assert(model_create(&m, &cfg, &backend_cpu, 4, &err) == 0);
+    ck_assert(model_create(&m, &cfg, &backend_cpu, 4, 0, &err) == 0);
     int tokens[64] = {0};
     TokenData data;
     ck_assert(data_from_ids(&data, tokens, 64, NULL) == 0);

@@ -158,7 +158,7 @@ void checkpoint_copy_weights(const Checkpoint *ck, Model *m) {
 
 int checkpoint_model(const Checkpoint *ck, const Backend *be, int max_batch, Model *m,
                      Error *err) {
-    if (model_create(m, &ck->header.model, be, max_batch, err)) return -1;
+    if (model_create(m, &ck->header.model, be, max_batch, 0, err)) return -1;
     checkpoint_copy_weights(ck, m);
     return 0;
 }

@@ -136,8 +136,7 @@ StepStats trainer_step(Trainer *tr) {
         // each micro-batch carries 1/grad_accum of the step's loss
         for (size_t i = 0; i < n; i++) tr->weights[i] /= (float)tc->grad_accum;
         model_forward(m, tr->inputs, tc->batch_size, st.seq_len);
-        st.loss += model_loss(m, tr->targets, tr->weights);
-        model_backward(m);
+        st.loss += model_loss_backward(m, tr->targets, tr->weights);
     }
     st.lr = lr_at(tc, tr->step);
     tr->step++;

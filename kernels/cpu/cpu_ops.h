@@ -24,12 +24,12 @@ void cpu_rope_forward(float *x, const float *cos, const float *sin, int B, int T
 void cpu_rope_backward(float *dx, const float *cos, const float *sin, int B, int T, int pos0,
                        int H, int head_dim);
 
-void cpu_attention_forward(float *out, float *probs, const float *q, const float *k,
+void cpu_attention_forward(float *out, float *lse, const float *q, const float *k,
                            const float *v, const int *key_start, int B, int Tq, int Tk, int q_pos0,
                            int H, int head_dim, int causal);
-void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
-                            const float *q, const float *k, const float *v, int B, int T, int H,
-                            int head_dim);
+void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out,
+                            const float *lse, const float *q, const float *k, const float *v,
+                            int B, int T, int H, int head_dim, int causal);
 
 void cpu_swiglu_forward(float *out, const float *gate, const float *up, size_t n);
 void cpu_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
@@ -39,8 +39,8 @@ void cpu_add(float *out, const float *a, const float *b, size_t n);
 
 void cpu_cross_entropy_forward(float *losses, const float *logits, const int *targets, int N,
                                int V);
-void cpu_cross_entropy_backward(float *dlogits, const float *logits, const int *targets,
-                                const float *weights, int N, int V);
+void cpu_cross_entropy_fused(float *losses, float *dlogits, const float *logits,
+                             const int *targets, const float *weights, int N, int V);
 
 double cpu_sum_squares(const float *x, size_t n);
 void cpu_scale(float *x, size_t n, float s);

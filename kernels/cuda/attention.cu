@@ -1,137 +1,270 @@
-// Attention, the first correct version: one thread block per (query row, head, sequence) with
-// the row's scores in shared memory, probabilities written out as the interface asks.
-// Memory is O(T^2) per head like the CPU twin; a fused flash-style kernel is the next step.
+// Attention, flash style: no [T, T] matrix ever reaches memory. The forward walks the keys in
+// tiles held in shared memory with an online softmax (a running max and sum per query row)
+// and keeps only each row's log-sum-exp; the backward recomputes the probabilities tile by
+// tile from q, k and that log-sum-exp. One thread owns one query row (one key row in the
+// dk/dv pass) with its accumulators in registers, so every sum runs in a fixed order:
+// deterministic, no atomics. The arithmetic is fp32 on the CUDA cores, the twin of
+// kernels/cpu/attention.c.
 #include <cuda_runtime.h>
 #include <math.h>
 
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/cuda_ops.h"
-#include "kernels/cuda/reduce.cuh"
 
-#define ATT_THREADS 128
+#define TILE 64  // query (or key) rows per block, and rows per shared-memory tile
 
 // Offset of head h of position t of sequence b in a [B, T, H, head_dim] tensor.
 __device__ inline size_t head_offset(int b, int t, int h, int T, int H, int head_dim) {
     return (((size_t)b * T + t) * H + h) * head_dim;
 }
 
-__global__ void attention_forward_kernel(float *out, float *probs, const float *q, const float *k,
-                                         const float *v, const int *key_start, int Tq, int Tk,
-                                         int q_pos0, int H, int head_dim, int causal) {
-    extern __shared__ float scores[];  // Tk
-    int t = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
-    const float *qt = q + head_offset(b, t, h, Tq, H, head_dim);
-    float *p = probs + (((size_t)b * H + h) * Tq + t) * Tk;
+// Rows j0 .. j0 + TILE - 1 of one head of x into dst[TILE, hd] (zeros past T), the whole
+// block cooperating; consecutive threads read consecutive floats of a row.
+__device__ void load_tile(float *dst, const float *x, int b, int h, int j0, int T, int H, int hd) {
+    for (int idx = threadIdx.x; idx < TILE * hd; idx += blockDim.x) {
+        int j = j0 + idx / hd, i = idx % hd;
+        dst[idx] = j < T ? x[head_offset(b, j, h, T, H, hd) + i] : 0.0f;
+    }
+}
+
+// Row r of x's head h (zeros past hd and for inactive rows) into registers, times s.
+template <int HDM>
+__device__ void load_row(float *reg, const float *x, size_t offset, int hd, bool active, float s) {
+#pragma unroll
+    for (int i = 0; i < HDM; i++) reg[i] = active && i < hd ? x[offset + i] * s : 0.0f;
+}
+
+template <int HDM>
+__device__ float dot_row(const float *reg, const float *row, int hd) {
+    float s = 0.0f;
+#pragma unroll
+    for (int i = 0; i < HDM; i++)
+        if (i < hd) s += reg[i] * row[i];
+    return s;
+}
+
+// grid (ceil(Tq / TILE), H, B), TILE threads, shared keys and values [2, TILE, hd]
+template <int HDM>
+__global__ void __launch_bounds__(TILE)
+    flash_forward_kernel(float *out, float *lse, const float *q, const float *k, const float *v,
+                         const int *key_start, int Tq, int Tk, int q_pos0, int H, int hd,
+                         int causal) {
+    extern __shared__ float smem[];
+    float *sk = smem, *sv = smem + TILE * hd;
+    int b = blockIdx.z, h = blockIdx.y, t = blockIdx.x * TILE + threadIdx.x;
+    bool active = t < Tq;
+    size_t row = head_offset(b, active ? t : 0, h, Tq, H, hd);
+    float qr[HDM], acc[HDM];
+    load_row<HDM>(qr, q, row, hd, active, rsqrtf((float)hd));
+#pragma unroll
+    for (int i = 0; i < HDM; i++) acc[i] = 0.0f;
     int first = key_start ? key_start[b] : 0;
-    int n_keys = causal ? min(q_pos0 + t + 1, Tk) : Tk;
-    float scale = rsqrtf((float)head_dim);
-
-    float maxv = -INFINITY;
-    for (int j = threadIdx.x; j < Tk; j += blockDim.x) {
-        float s = -INFINITY;
-        if (j >= first && j < n_keys) {
-            const float *kj = k + head_offset(b, j, h, Tk, H, head_dim);
-            s = 0.0f;
-            for (int i = 0; i < head_dim; i++) s += qt[i] * kj[i];
-            s *= scale;
+    int end = causal ? min(q_pos0 + t + 1, Tk) : Tk;
+    int block_end = causal ? min(q_pos0 + (int)blockIdx.x * TILE + TILE, Tk) : Tk;
+    float m = -INFINITY, l = 0.0f;
+    for (int j0 = first - first % TILE; j0 < block_end; j0 += TILE) {
+        __syncthreads();  // every thread is done with the previous tile
+        load_tile(sk, k, b, h, j0, Tk, H, hd);
+        load_tile(sv, v, b, h, j0, Tk, H, hd);
+        __syncthreads();
+        if (!active) continue;  // still takes part in the loads and barriers
+        int lo = max(first - j0, 0), hi = min(end - j0, TILE);
+        for (int jj = lo; jj < hi; jj++) {
+            float s = dot_row<HDM>(qr, sk + jj * hd, hd);
+            if (s > m) {  // a new running max: rescale what was summed so far
+                float c = expf(m - s);
+                l *= c;
+#pragma unroll
+                for (int i = 0; i < HDM; i++) acc[i] *= c;
+                m = s;
+            }
+            float p = expf(s - m);
+            l += p;
+            const float *vj = sv + jj * hd;
+#pragma unroll
+            for (int i = 0; i < HDM; i++)
+                if (i < hd) acc[i] += p * vj[i];
         }
-        scores[j] = s;
-        maxv = fmaxf(maxv, s);
     }
-    maxv = block_max(maxv);
-    float sum = 0.0f;
-    for (int j = threadIdx.x; j < Tk; j += blockDim.x) {
-        float e = scores[j] == -INFINITY ? 0.0f : expf(scores[j] - maxv);
-        scores[j] = e;
-        sum += e;
-    }
-    sum = block_sum(sum);  // also the barrier before scores is read across threads
-    float inv = sum > 0.0f ? 1.0f / sum : 0.0f;  // no visible key: zeros
-    for (int j = threadIdx.x; j < Tk; j += blockDim.x) p[j] = scores[j] * inv;
-    float *o = out + head_offset(b, t, h, Tq, H, head_dim);
-    for (int i = threadIdx.x; i < head_dim; i += blockDim.x) {
-        float acc = 0.0f;
-        for (int j = first; j < n_keys; j++)
-            acc += scores[j] * v[head_offset(b, j, h, Tk, H, head_dim) + i];
-        o[i] = acc * inv;
-    }
+    if (!active) return;
+    float inv = l > 0.0f ? 1.0f / l : 0.0f;  // a row that sees no key gets zeros
+#pragma unroll
+    for (int i = 0; i < HDM; i++)
+        if (i < hd) out[row + i] = acc[i] * inv;
+    lse[((size_t)b * H + h) * Tq + t] = l > 0.0f ? m + logf(l) : -INFINITY;
 }
 
-// Per query row: dP = dout . v, dS = P * (dP - sum(P * dP)) (stored for the key pass),
-// dq += scale * dS @ k.
-__global__ void attention_backward_query_kernel(float *dq, float *dscores, const float *dout,
-                                                const float *probs, const float *k,
-                                                const float *v, int T, int H, int head_dim) {
-    extern __shared__ float ds[];  // T
-    int t = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
-    const float *p = probs + (((size_t)b * H + h) * T + t) * T;
-    float *dsrow = dscores + (((size_t)b * H + h) * T + t) * T;
-    const float *dot = dout + head_offset(b, t, h, T, H, head_dim);
-    float weighted = 0.0f;
-    for (int j = threadIdx.x; j < T; j += blockDim.x) {
-        float dp = 0.0f;
-        if (p[j] != 0.0f) {
-            const float *vj = v + head_offset(b, j, h, T, H, head_dim);
-            for (int i = 0; i < head_dim; i++) dp += dot[i] * vj[i];
-        }
-        ds[j] = dp;
-        weighted += p[j] * dp;
-    }
-    weighted = block_sum(weighted);
-    for (int j = threadIdx.x; j < T; j += blockDim.x) {
-        ds[j] = p[j] * (ds[j] - weighted);
-        dsrow[j] = ds[j];
-    }
-    __syncthreads();
-    float scale = rsqrtf((float)head_dim);
-    float *dqt = dq + head_offset(b, t, h, T, H, head_dim);
-    for (int i = threadIdx.x; i < head_dim; i += blockDim.x) {
-        float acc = 0.0f;
-        for (int j = 0; j < T; j++) acc += ds[j] * k[head_offset(b, j, h, T, H, head_dim) + i];
-        dqt[i] += scale * acc;
-    }
+// D[b, h, t] = dout . out of the row: the softmax backward's row term.
+__global__ void attention_row_dot_kernel(float *D, const float *dout, const float *out, int B,
+                                         int T, int H, int hd) {
+    size_t r = (size_t)blockIdx.x * blockDim.x + threadIdx.x;  // row of [B, T, H]
+    if (r >= (size_t)B * T * H) return;
+    int h = r % H, t = (r / H) % T, b = r / ((size_t)H * T);
+    float s = 0.0f;
+    for (int i = 0; i < hd; i++) s += dout[r * hd + i] * out[r * hd + i];
+    D[((size_t)b * H + h) * T + t] = s;
 }
 
-// Per key row j: dk += scale * dS[:, j] @ q, dv += P[:, j] @ dout.
-__global__ void attention_backward_key_kernel(float *dk, float *dv, const float *dscores,
-                                              const float *probs, const float *q,
-                                              const float *dout, int T, int H, int head_dim) {
-    int j = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
-    size_t base = ((size_t)b * H + h) * T * T;
-    float scale = rsqrtf((float)head_dim);
-    float *dkj = dk + head_offset(b, j, h, T, H, head_dim);
-    float *dvj = dv + head_offset(b, j, h, T, H, head_dim);
-    for (int i = threadIdx.x; i < head_dim; i += blockDim.x) {
-        float acc_k = 0.0f, acc_v = 0.0f;
-        for (int t = 0; t < T; t++) {
-            size_t row = head_offset(b, t, h, T, H, head_dim) + i;
-            acc_k += dscores[base + (size_t)t * T + j] * q[row];
-            acc_v += probs[base + (size_t)t * T + j] * dout[row];
+// dq of one query row per thread: dq += scale * sum_j P_j (dout . v_j - D) k_j.
+template <int HDM>
+__global__ void __launch_bounds__(TILE)
+    flash_backward_dq_kernel(float *dq, const float *dout, const float *D, const float *lse,
+                             const float *q, const float *k, const float *v, int T, int H, int hd,
+                             int causal) {
+    extern __shared__ float smem[];
+    float *sk = smem, *sv = smem + TILE * hd;
+    int b = blockIdx.z, h = blockIdx.y, t = blockIdx.x * TILE + threadIdx.x;
+    size_t stat = ((size_t)b * H + h) * T + t;
+    float row_lse = t < T ? lse[stat] : -INFINITY;
+    bool live = row_lse != -INFINITY;  // rows that saw no key pass no gradient
+    size_t row = head_offset(b, live ? t : 0, h, T, H, hd);
+    float scale = rsqrtf((float)hd), qr[HDM], dor[HDM], acc[HDM];
+    load_row<HDM>(qr, q, row, hd, live, scale);
+    load_row<HDM>(dor, dout, row, hd, live, 1.0f);
+#pragma unroll
+    for (int i = 0; i < HDM; i++) acc[i] = 0.0f;
+    float row_D = live ? D[stat] : 0.0f;
+    int end = causal ? t + 1 : T;
+    int block_end = causal ? min((int)blockIdx.x * TILE + TILE, T) : T;
+    for (int j0 = 0; j0 < block_end; j0 += TILE) {
+        __syncthreads();
+        load_tile(sk, k, b, h, j0, T, H, hd);
+        load_tile(sv, v, b, h, j0, T, H, hd);
+        __syncthreads();
+        if (!live) continue;
+        int hi = min(end - j0, TILE);
+        for (int jj = 0; jj < hi; jj++) {
+            const float *kj = sk + jj * hd;
+            float p = expf(dot_row<HDM>(qr, kj, hd) - row_lse);
+            float ds = p * (dot_row<HDM>(dor, sv + jj * hd, hd) - row_D);
+#pragma unroll
+            for (int i = 0; i < HDM; i++)
+                if (i < hd) acc[i] += ds * kj[i];
         }
-        dkj[i] += scale * acc_k;
-        dvj[i] += acc_v;
     }
+    if (!live) return;
+#pragma unroll
+    for (int i = 0; i < HDM; i++)
+        if (i < hd) dq[row + i] += scale * acc[i];
 }
 
-extern "C" void cuda_attention_forward(float *out, float *probs, const float *q, const float *k,
+// dk and dv of one key row per thread, walking the query rows that see it in tiles:
+// dv += sum_t P_t dout_t, dk += scale * sum_t P_t (dout_t . v - D_t) q_t.
+// Shared: query and dout tiles [2, TILE, hd], their lse and D [2, TILE], and each thread's
+// own key and value rows [2, TILE, hd + 1] (padded: threads read their own rows without
+// bank conflicts).
+template <int HDM>
+__global__ void __launch_bounds__(TILE)
+    flash_backward_dkv_kernel(float *dk, float *dv, const float *dout, const float *D,
+                              const float *lse, const float *q, const float *k, const float *v,
+                              int T, int H, int hd, int causal) {
+    extern __shared__ float smem[];
+    float *sq = smem, *sdo = sq + TILE * hd, *slse = sdo + TILE * hd, *sD = slse + TILE;
+    float *own_k = sD + TILE + threadIdx.x * (hd + 1), *own_v = own_k + TILE * (hd + 1);
+    int b = blockIdx.z, h = blockIdx.y, j = blockIdx.x * TILE + threadIdx.x;
+    bool active = j < T;
+    size_t row = head_offset(b, active ? j : 0, h, T, H, hd);
+    for (int i = 0; i < hd; i++) {
+        own_k[i] = active ? k[row + i] : 0.0f;
+        own_v[i] = active ? v[row + i] : 0.0f;
+    }
+    float scale = rsqrtf((float)hd), dka[HDM], dva[HDM];
+#pragma unroll
+    for (int i = 0; i < HDM; i++) dka[i] = dva[i] = 0.0f;
+    size_t stats = ((size_t)b * H + h) * T;
+    for (int t0 = causal ? (int)blockIdx.x * TILE : 0; t0 < T; t0 += TILE) {
+        __syncthreads();
+        load_tile(sq, q, b, h, t0, T, H, hd);
+        load_tile(sdo, dout, b, h, t0, T, H, hd);
+        for (int i = threadIdx.x; i < TILE; i += blockDim.x) {
+            slse[i] = t0 + i < T ? lse[stats + t0 + i] : -INFINITY;
+            sD[i] = t0 + i < T ? D[stats + t0 + i] : 0.0f;
+        }
+        __syncthreads();
+        if (!active) continue;
+        int lo = causal ? max(j - t0, 0) : 0, hi = min(T - t0, TILE);
+        for (int tt = lo; tt < hi; tt++) {
+            if (slse[tt] == -INFINITY) continue;
+            const float *qt = sq + tt * hd, *dot = sdo + tt * hd;
+            float s = 0.0f, dp = 0.0f;
+            for (int i = 0; i < hd; i++) {
+                s += qt[i] * own_k[i];
+                dp += dot[i] * own_v[i];
+            }
+            float p = expf(s * scale - slse[tt]);
+            float ds = p * (dp - sD[tt]);
+#pragma unroll
+            for (int i = 0; i < HDM; i++)
+                if (i < hd) {
+                    dva[i] += p * dot[i];
+                    dka[i] += ds * qt[i];
+                }
+        }
+    }
+    if (!active) return;
+#pragma unroll
+    for (int i = 0; i < HDM; i++)
+        if (i < hd) {
+            dk[row + i] += scale * dka[i];
+            dv[row + i] += dva[i];
+        }
+}
+
+// Launches kernel with `shared` bytes of dynamic shared memory, above the 48 KiB default
+// when a large head needs it.
+template <typename Kernel, typename... Args>
+static void launch(Kernel kernel, dim3 grid, size_t shared, Args... args) {
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    (int)shared));
+    kernel<<<grid, TILE, shared>>>(args...);
+    CUDA_CHECK_LAUNCH();
+}
+
+template <int HDM>
+static void forward(float *out, float *lse, const float *q, const float *k, const float *v,
+                    const int *key_start, int B, int Tq, int Tk, int q_pos0, int H, int hd,
+                    int causal) {
+    dim3 grid((Tq + TILE - 1) / TILE, H, B);
+    launch(flash_forward_kernel<HDM>, grid, 2 * TILE * hd * sizeof(float), out, lse, q, k, v,
+           key_start, Tq, Tk, q_pos0, H, hd, causal);
+}
+
+template <int HDM>
+static void backward(float *dq, float *dk, float *dv, const float *dout, const float *D,
+                     const float *lse, const float *q, const float *k, const float *v, int B,
+                     int T, int H, int hd, int causal) {
+    dim3 grid((T + TILE - 1) / TILE, H, B);
+    launch(flash_backward_dq_kernel<HDM>, grid, 2 * TILE * hd * sizeof(float), dq, dout, D, lse,
+           q, k, v, T, H, hd, causal);
+    size_t dkv_shared = (2 * TILE * hd + 2 * TILE + 2 * TILE * (hd + 1)) * sizeof(float);
+    launch(flash_backward_dkv_kernel<HDM>, grid, dkv_shared, dk, dv, dout, D, lse, q, k, v, T, H,
+           hd, causal);
+}
+
+extern "C" void cuda_attention_forward(float *out, float *lse, const float *q, const float *k,
                                        const float *v, const int *key_start, int B, int Tq,
                                        int Tk, int q_pos0, int H, int head_dim, int causal) {
-    dim3 grid(Tq, H, B);
-    size_t shared = (size_t)Tk * sizeof(float);
-    attention_forward_kernel<<<grid, ATT_THREADS, shared>>>(out, probs, q, k, v, key_start, Tq, Tk,
-                                                            q_pos0, H, head_dim, causal);
-    CUDA_CHECK_LAUNCH();
+    if (head_dim <= 32)
+        forward<32>(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, head_dim, causal);
+    else if (head_dim <= 64)
+        forward<64>(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, head_dim, causal);
+    else
+        forward<128>(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, head_dim, causal);
 }
 
 extern "C" void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
-                                        const float *probs, const float *q, const float *k,
-                                        const float *v, int B, int T, int H, int head_dim) {
-    float *dscores = (float *)cuda_scratch((size_t)B * H * T * T * sizeof(float));
-    dim3 grid(T, H, B);
-    attention_backward_query_kernel<<<grid, ATT_THREADS, (size_t)T * sizeof(float)>>>(
-        dq, dscores, dout, probs, k, v, T, H, head_dim);
+                                        const float *out, const float *lse, const float *q,
+                                        const float *k, const float *v, int B, int T, int H,
+                                        int head_dim, int causal) {
+    float *D = (float *)cuda_scratch((size_t)B * H * T * sizeof(float));
+    size_t rows = (size_t)B * T * H;
+    attention_row_dot_kernel<<<(unsigned)((rows + 255) / 256), 256>>>(D, dout, out, B, T, H,
+                                                                       head_dim);
     CUDA_CHECK_LAUNCH();
-    attention_backward_key_kernel<<<grid, ATT_THREADS>>>(dk, dv, dscores, probs, q, dout, T, H,
-                                                         head_dim);
-    CUDA_CHECK_LAUNCH();
+    if (head_dim <= 32)
+        backward<32>(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, head_dim, causal);
+    else if (head_dim <= 64)
+        backward<64>(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, head_dim, causal);
+    else
+        backward<128>(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, head_dim, causal);
 }

@@ -52,22 +52,25 @@ __global__ void cross_entropy_forward_kernel(float *losses, const float *logits,
     if (threadIdx.x == 0) losses[blockIdx.x] = logf(sum) + m - x[targets[blockIdx.x]];
 }
 
-// The softmax is recomputed from the logits: nothing of size N x V is stored besides them.
-__global__ void cross_entropy_backward_kernel(float *dlogits, const float *logits,
-                                              const int *targets, const float *weights, int V) {
-    float w = weights[blockIdx.x];
-    if (w == 0.0f) return;
+// Loss and gradient of a row in one pass, never storing probabilities. In place when
+// dlogits == logits: every thread reads an element before it writes it, and x[target] is
+// read by all before the first barrier.
+__global__ void cross_entropy_fused_kernel(float *losses, float *dlogits, const float *logits,
+                                           const int *targets, const float *weights, int V) {
     const float *x = logits + (size_t)blockIdx.x * V;
     float *dx = dlogits + (size_t)blockIdx.x * V;
+    int target = targets[blockIdx.x];
+    float w = weights[blockIdx.x], x_target = x[target];
     float m = -INFINITY;
     for (int i = threadIdx.x; i < V; i += blockDim.x) m = fmaxf(m, x[i]);
     m = block_max(m);
     float sum = 0.0f;
     for (int i = threadIdx.x; i < V; i += blockDim.x) sum += expf(x[i] - m);
-    float inv = 1.0f / block_sum(sum);
-    int target = targets[blockIdx.x];
+    sum = block_sum(sum);
+    if (threadIdx.x == 0) losses[blockIdx.x] = logf(sum) + m - x_target;
+    float coef = w / sum;
     for (int i = threadIdx.x; i < V; i += blockDim.x)
-        dx[i] += w * expf(x[i] - m) * inv - (i == target ? w : 0.0f);
+        dx[i] = w == 0.0f ? 0.0f : coef * expf(x[i] - m) - (i == target ? w : 0.0f);
 }
 
 __global__ void embedding_forward_kernel(float *out, const int *tokens, const float *table, int C) {
@@ -106,10 +109,9 @@ extern "C" void cuda_cross_entropy_forward(float *losses, const float *logits, c
     CUDA_CHECK_LAUNCH();
 }
 
-extern "C" void cuda_cross_entropy_backward(float *dlogits, const float *logits,
-                                            const int *targets, const float *weights, int N,
-                                            int V) {
-    cross_entropy_backward_kernel<<<N, ROW_THREADS>>>(dlogits, logits, targets, weights, V);
+extern "C" void cuda_cross_entropy_fused(float *losses, float *dlogits, const float *logits,
+                                         const int *targets, const float *weights, int N, int V) {
+    cross_entropy_fused_kernel<<<N, ROW_THREADS>>>(losses, dlogits, logits, targets, weights, V);
     CUDA_CHECK_LAUNCH();
 }
 
