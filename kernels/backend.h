@@ -13,6 +13,7 @@
 #define DLLM_BACKEND_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/error.h"
 
@@ -86,6 +87,18 @@ typedef struct {
     // itself: the logits' gradient replaces them and no probabilities are stored.
     void (*cross_entropy_fused)(float *losses, float *dlogits, const float *logits,
                                 const int *targets, const float *weights, int N, int V);
+
+    // The sampler's per-position step, on the device so only a token and a confidence per
+    // position come back, not a row of logits. Rows first .. first + count - 1 of each of the
+    // B sequences of rows_per_seq logit rows: with cfg > 0 each row is first guided,
+    // uncond + (cfg + 1) (cond - uncond), its unconditional twin B * rows_per_seq rows later.
+    // Token `banned` ([MASK]) is excluded. tokens[b * count + i] = argmax of logits +
+    // temperature * Gumbel noise (LLaDA's exp(l) / (-log u)^temperature, in log form; plain
+    // argmax at 0, ties to the lower id), the noise drawn from (seed, (b * count + i) * V + v)
+    // by kernels/noise.h; confidence = the token's softmax probability in the guided row.
+    void (*pick_tokens)(int *tokens, float *confidence, const float *logits, int B,
+                        int rows_per_seq, int first, int count, int V, float cfg,
+                        float temperature, uint64_t seed, int banned);
 
     // optimizer
     double (*sum_squares)(const float *x, size_t n);

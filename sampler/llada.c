@@ -19,15 +19,17 @@ typedef struct {
     int *x;            // [B, T] the sequences being denoised (the caller's out)
     int *key_start;    // [rows] where each row's prompt begins (left padding before it)
     int *input;        // [rows, T] what the model sees: x, then x with the prompt masked (CFG)
-    float *logits;     // [rows, T, V] host copy of the rows the model computed
-    float *guided;     // [V] one position's logits after guidance
+    int *picked;       // [B, block_length] each block position's proposed token, and its
+    float *picked_conf;  // confidence: host copies of what the backend's pick_tokens wrote to
+    int *dev_picked;     // these device buffers
+    float *dev_picked_conf;
     char *committed;   // [B, T]
     float *confidence; // [B, T]
     Scored *cands;     // [block_length] proposals: confidence, position, token
     Rng rng;
 } Denoiser;
 
-// One forward pass over rows [start, end) of every sequence; logits to the host.
+// One forward pass over rows [start, end) of every sequence; the logits stay on the device.
 static void run_model(Denoiser *d, int start, int end) {
     int mask = d->m->cfg.mask_token_id;
     size_t n = (size_t)d->B * d->T;
@@ -38,23 +40,20 @@ static void run_model(Denoiser *d, int start, int end) {
             for (int i = d->key_start[b]; i < d->P; i++) d->input[n + (size_t)b * d->T + i] = mask;
     }
     model_infer(d->m, d->input, d->key_start, d->rows, d->T, start, end);
-    size_t count = (size_t)d->rows * (end - start) * d->V;
-    d->m->be->to_host(d->logits, d->m->acts.logits, count * sizeof(float));
 }
 
-// Logits of sequence b at position pos (computed rows start at q_start), with guidance.
-// [MASK] is never a candidate: a committed [MASK] would read as still masked.
-static const float *position_logits(Denoiser *d, int b, int pos, int q_start, int q_len) {
-    float *cond = d->logits + ((size_t)b * q_len + (pos - q_start)) * d->V;
-    float *lg = cond;
-    if (d->rows > d->B) {
-        const float *uncond = cond + (size_t)d->B * q_len * d->V;
-        float w = d->sc->cfg_scale + 1.0f;
-        for (int v = 0; v < d->V; v++) d->guided[v] = uncond[v] + w * (cond[v] - uncond[v]);
-        lg = d->guided;
-    }
-    lg[d->m->cfg.mask_token_id] = -INFINITY;
-    return lg;
+// A token and its confidence for every position of block [bs, be) of every sequence, picked
+// on the device from the computed rows (which start at q_start). [MASK] is never a
+// candidate: a committed [MASK] would read as still masked.
+static void pick_block(Denoiser *d, int bs, int be, int q_start, int q_len) {
+    const Backend *backend = d->m->be;
+    int n = be - bs;
+    float cfg = d->rows > d->B ? d->sc->cfg_scale : 0.0f;
+    backend->pick_tokens(d->dev_picked, d->dev_picked_conf, d->m->acts.logits, d->B, q_len,
+                         bs - q_start, n, d->V, cfg, d->sc->temperature, rng_next(&d->rng),
+                         d->m->cfg.mask_token_id);
+    backend->to_host(d->picked, d->dev_picked, (size_t)d->B * n * sizeof(int));
+    backend->to_host(d->picked_conf, d->dev_picked_conf, (size_t)d->B * n * sizeof(float));
 }
 
 // Commits tokens of block [bs, be) in every sequence: the `count` most confident masked
@@ -65,15 +64,15 @@ static int denoise_step(Denoiser *d, int bs, int be, int q_start, int q_len, int
     int mask = d->m->cfg.mask_token_id, total = 0;
     memset(d->committed, 0, (size_t)d->B * d->T);
     for (size_t i = 0; i < (size_t)d->B * d->T; i++) d->confidence[i] = NAN;
+    pick_block(d, bs, be, q_start, q_len);
     for (int b = 0; b < d->B; b++) {
         int *x = d->x + (size_t)b * d->T, n = 0;
         for (int pos = bs; pos < be; pos++) {
             if (x[pos] != mask) continue;
-            const float *lg = position_logits(d, b, pos, q_start, q_len);
-            int token = pick_gumbel_argmax(lg, d->V, sc->temperature, &d->rng);
-            float conf = sc->remasking == REMASK_LOW_CONFIDENCE ? softmax_prob(lg, d->V, token)
+            size_t at = (size_t)b * (be - bs) + (pos - bs);
+            float conf = sc->remasking == REMASK_LOW_CONFIDENCE ? d->picked_conf[at]
                                                                  : (float)uniform_open(&d->rng);
-            d->cands[n++] = (Scored){conf, pos, token};
+            d->cands[n++] = (Scored){conf, pos, d->picked[at]};
             d->confidence[(size_t)b * d->T + pos] = conf;
         }
         if (n == 0) continue;
@@ -89,6 +88,13 @@ static int denoise_step(Denoiser *d, int bs, int be, int q_start, int q_len, int
         }
     }
     return total;
+}
+
+static void denoiser_free(Denoiser *d) {
+    free(d->input), free(d->picked), free(d->picked_conf), free(d->committed);
+    free(d->confidence), free(d->cands), free(d->key_start);
+    if (d->dev_picked) d->m->be->free(d->dev_picked);
+    if (d->dev_picked_conf) d->m->be->free(d->dev_picked_conf);
 }
 
 static int block_has_mask(const Denoiser *d, int bs, int be) {
@@ -122,18 +128,21 @@ int llada_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
     Denoiser d = {.sc = sc, .m = m, .B = B, .rows = rows, .P = prompt_len, .x = out};
     d.T = prompt_len + sc->gen_length;
     d.V = m->cfg.vocab_size;
+    size_t per_block = (size_t)B * sc->block_length;
     d.input = malloc((size_t)rows * d.T * sizeof(int));
-    d.logits = malloc((size_t)rows * d.T * d.V * sizeof(float));
-    d.guided = malloc((size_t)d.V * sizeof(float));
+    d.picked = malloc(per_block * sizeof(int));
+    d.picked_conf = malloc(per_block * sizeof(float));
+    d.dev_picked = m->be->alloc(per_block * sizeof(int));
+    d.dev_picked_conf = m->be->alloc(per_block * sizeof(float));
     d.committed = malloc((size_t)B * d.T);
     d.confidence = malloc((size_t)B * d.T * sizeof(float));
     d.cands = malloc((size_t)sc->block_length * sizeof(Scored));
     d.key_start = malloc((size_t)rows * sizeof(int));
     int *counts = malloc((size_t)(steps_per_block + 1) * sizeof(int));
-    if (!d.input || !d.logits || !d.guided || !d.committed || !d.confidence || !d.cands ||
-        !d.key_start || !counts) {
-        free(d.input), free(d.logits), free(d.guided), free(d.committed), free(d.confidence);
-        free(d.cands), free(d.key_start), free(counts);
+    if (!d.input || !d.picked || !d.picked_conf || !d.dev_picked || !d.dev_picked_conf ||
+        !d.committed || !d.confidence || !d.cands || !d.key_start || !counts) {
+        denoiser_free(&d);
+        free(counts);
         return error_set(err, "out of memory for the sampler");
     }
     rng_seed(&d.rng, sc->seed);
@@ -166,7 +175,7 @@ int llada_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
     }
     trim_at_eos(out, B, d.T, prompt_len, sc->eos_id, lengths);
     if (stats) *stats = st;
-    free(d.input), free(d.logits), free(d.guided), free(d.committed), free(d.confidence);
-    free(d.cands), free(d.key_start), free(counts);
+    denoiser_free(&d);
+    free(counts);
     return 0;
 }

@@ -12,17 +12,6 @@ static int argmax(const float *x, int V) {
     return best;
 }
 
-int pick_gumbel_argmax(const float *logits, int V, float temperature, Rng *rng) {
-    if (temperature == 0.0f) return argmax(logits, V);
-    int best = 0;
-    double best_score = -1.0;
-    for (int i = 0; i < V; i++) {
-        double score = exp((double)logits[i]) / pow(-log(uniform_open(rng)), temperature);
-        if (score > best_score) best_score = score, best = i;
-    }
-    return best;
-}
-
 float softmax_prob(const float *logits, int V, int token) {
     float m = logits[argmax(logits, V)];
     double sum = 0.0;

@@ -4,9 +4,6 @@
 
 #include "train/rng.h"
 
-// argmax of logits, or with temperature > 0 the argmax of LLaDA's Gumbel-max form
-// exp(logit) / (-log u)^temperature with u ~ U(0, 1), in double precision.
-int pick_gumbel_argmax(const float *logits, int V, float temperature, Rng *rng);
 // softmax(logits)[token]
 float softmax_prob(const float *logits, int V, int token);
 // A value with the position (or token id) it belongs to, for ranking.

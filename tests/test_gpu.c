@@ -280,6 +280,37 @@ START_TEST(test_attention) {
 }
 END_TEST
 
+START_TEST(test_pick_tokens) {
+    // 4 sequences of 40 rows over a 5000-token vocabulary, rows 8..39 picked, guided or not
+    int B = 4, R = 40, V = 5000, first = 8, count = 32, n = B * count;
+    size_t total = (size_t)2 * B * R * V;
+    float *logits = randn(total, 51), *glogits = up(logits, total);
+    int *tokens = malloc(n * sizeof(int)), *gtok = malloc(n * sizeof(int));
+    float *conf = malloc(n * sizeof(float));
+    int *dtok = gpu->alloc(n * sizeof(int));
+    float *dconf = gpu->alloc(n * sizeof(float));
+    float temps[2] = {0.0f, 0.8f}, cfgs[2] = {0.0f, 1.0f};
+    for (int ti = 0; ti < 2; ti++)
+        for (int ci = 0; ci < 2; ci++) {
+            cpu->pick_tokens(tokens, conf, logits, B, R, first, count, V, cfgs[ci], temps[ti], 5, 3);
+            gpu->pick_tokens(dtok, dconf, glogits, B, R, first, count, V, cfgs[ci], temps[ti], 5, 3);
+            gpu->to_host(gtok, dtok, n * sizeof(int));
+            int same = 0;
+            for (int i = 0; i < n; i++) same += gtok[i] == tokens[i];
+            char what[80];
+            snprintf(what, sizeof what, "pick_tokens temp %.1f cfg %.0f: confidence", temps[ti],
+                     cfgs[ci]);
+            printf("  pick_tokens temp %.1f cfg %.0f: %d/%d tokens as on the CPU\n", temps[ti],
+                   cfgs[ci], same, n);
+            // the same noise on both: only a float near-tie could flip a pick
+            ck_assert_int_ge(same, temps[ti] > 0.0f ? n - 2 : n);
+            if (same == n) expect_close(what, dconf, conf, n, 1e-5);
+        }
+    free(logits), free(tokens), free(gtok), free(conf);
+    gpu->free(glogits), gpu->free(dtok), gpu->free(dconf);
+}
+END_TEST
+
 static ModelConfig small_config(int causal) {
     ModelConfig c = model_config_default();
     c.n_layer = 2, c.n_head = 4, c.d_model = 64, c.d_ff = 176, c.seq_len = 32;
@@ -430,6 +461,7 @@ int main(void) {
     tcase_add_test(tc, test_elementwise_and_optimizer);
     tcase_add_test(tc, test_rope);
     tcase_add_test(tc, test_attention);
+    tcase_add_test(tc, test_pick_tokens);
     tcase_add_test(tc, test_whole_model);
     tcase_add_test(tc, test_training_tracks_cpu_and_is_deterministic);
     tcase_add_test(tc, test_greedy_sampling_matches_cpu);

@@ -338,6 +338,64 @@ START_TEST(test_sum_squares_and_scale) {
 }
 END_TEST
 
+// ---- the sampler's pick ----
+START_TEST(test_pick_tokens_greedy_and_guided) {
+    // 2 sequences of 3 rows, V 5, token 4 banned; pick rows 1..2 of each
+    enum { B = 2, R = 3, V = 5 };
+    float logits[2 * B * R * V];
+    fill_normal(logits, 2 * B * R * V, 41, 2.0f);
+    logits[(0 * R + 1) * V + 4] = 50.0f;  // the banned token would win
+    logits[(1 * R + 2) * V + 0] = logits[(1 * R + 2) * V + 3] = 9.0f;  // a tie: the lower id
+    int tokens[B * 2];
+    float conf[B * 2];
+    for (int guided = 0; guided <= 1; guided++) {
+        float cfg = guided ? 1.5f : 0.0f;
+        be->pick_tokens(tokens, conf, logits, B, R, 1, 2, V, cfg, 0.0f, 7, 4);
+        for (int b = 0; b < B; b++)
+            for (int i = 0; i < 2; i++) {
+                const float *cond = logits + ((b * R) + 1 + i) * V, *uncond = cond + B * R * V;
+                double g[V], z = 0.0;
+                int best = 0;
+                for (int v = 0; v < 4; v++) {
+                    g[v] = guided ? uncond[v] + 2.5 * ((double)cond[v] - uncond[v]) : cond[v];
+                    if (g[v] > g[best]) best = v;
+                }
+                for (int v = 0; v < 4; v++) z += exp(g[v]);
+                ck_assert_int_eq(tokens[b * 2 + i], best);
+                ck_assert_double_eq_tol(conf[b * 2 + i], exp(g[best]) / z, 1e-5);
+            }
+        if (!guided) ck_assert_int_eq(tokens[1 * 2 + 1], 0);  // the tie
+    }
+}
+END_TEST
+
+START_TEST(test_pick_tokens_samples_the_softmax) {
+    // Gumbel-max at temperature tau draws from softmax(logits / tau): 40000 rows of the same
+    // logits, each with its own noise, against those probabilities; the same seed repeats.
+    enum { N = 40000, V = 4 };
+    float tau = 0.7f, row[V] = {1.0f, 0.5f, -0.3f, 0.2f};
+    float *logits = malloc((size_t)N * V * sizeof(float)), *conf = malloc(N * sizeof(float));
+    int *tokens = malloc(N * sizeof(int)), *again = malloc(N * sizeof(int));
+    for (int n = 0; n < N; n++) memcpy(logits + (size_t)n * V, row, sizeof row);
+    be->pick_tokens(tokens, conf, logits, N, 1, 0, 1, V, 0.0f, tau, 99, -1);
+    be->pick_tokens(again, conf, logits, N, 1, 0, 1, V, 0.0f, tau, 99, -1);
+    ck_assert_mem_eq(tokens, again, N * sizeof(int));
+    be->pick_tokens(again, conf, logits, N, 1, 0, 1, V, 0.0f, tau, 100, -1);
+    ck_assert(memcmp(tokens, again, N * sizeof(int)) != 0);
+    double z = 0.0;
+    for (int v = 0; v < V; v++) z += exp(row[v] / tau);
+    for (int v = 0; v < V; v++) {
+        int hits = 0;
+        for (int n = 0; n < N; n++) hits += tokens[n] == v;
+        double expect = exp(row[v] / tau) / z;
+        printf("  gumbel-max at tau %.1f: token %d drawn %.4f, softmax %.4f\n", tau, v,
+               (double)hits / N, expect);
+        ck_assert_double_eq_tol((double)hits / N, expect, 0.01);
+    }
+    free(logits), free(conf), free(tokens), free(again);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("kernels");
     TCase *tc = tcase_create("cpu ops");
@@ -351,6 +409,8 @@ int main(void) {
     tcase_add_test(tc, test_cross_entropy);
     tcase_add_test(tc, test_adamw);
     tcase_add_test(tc, test_sum_squares_and_scale);
+    tcase_add_test(tc, test_pick_tokens_greedy_and_guided);
+    tcase_add_test(tc, test_pick_tokens_samples_the_softmax);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -31,6 +31,7 @@ const Backend backend_cpu = {
     .swiglu_forward = cpu_swiglu_forward,
     .swiglu_backward = cpu_swiglu_backward,
     .add = cpu_add,
+    .pick_tokens = cpu_pick_tokens,
     .cross_entropy_forward = cpu_cross_entropy_forward,
     .cross_entropy_fused = cpu_cross_entropy_fused,
     .sum_squares = cpu_sum_squares,

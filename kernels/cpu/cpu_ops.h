@@ -5,6 +5,7 @@
 #define DLLM_CPU_OPS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 void cpu_embedding_forward(float *out, const int *tokens, const float *table, int N, int C);
 void cpu_embedding_backward(float *dtable, const float *dout, const int *tokens, int N, int C);
@@ -34,6 +35,10 @@ void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout, 
 void cpu_swiglu_forward(float *out, const float *gate, const float *up, size_t n);
 void cpu_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
                          const float *up, size_t n);
+
+void cpu_pick_tokens(int *tokens, float *confidence, const float *logits, int B,
+                     int rows_per_seq, int first, int count, int V, float cfg, float temperature,
+                     uint64_t seed, int banned);
 
 void cpu_add(float *out, const float *a, const float *b, size_t n);
 

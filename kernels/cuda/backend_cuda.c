@@ -24,6 +24,7 @@ const Backend backend_cuda = {
     .swiglu_forward = cuda_swiglu_forward,
     .swiglu_backward = cuda_swiglu_backward,
     .add = cuda_add,
+    .pick_tokens = cuda_pick_tokens,
     .cross_entropy_forward = cuda_cross_entropy_forward,
     .cross_entropy_fused = cuda_cross_entropy_fused,
     .sum_squares = cuda_sum_squares,

@@ -6,6 +6,7 @@
 #define DLLM_CUDA_OPS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -53,6 +54,9 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
 void cuda_swiglu_forward(float *out, const float *gate, const float *up, size_t n);
 void cuda_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
                           const float *up, size_t n);
+void cuda_pick_tokens(int *tokens, float *confidence, const float *logits, int B,
+                      int rows_per_seq, int first, int count, int V, float cfg, float temperature,
+                      uint64_t seed, int banned);
 void cuda_add(float *out, const float *a, const float *b, size_t n);
 void cuda_cross_entropy_forward(float *losses, const float *logits, const int *targets, int N,
                                 int V);

@@ -1,0 +1,40 @@
+// The sampler's per-position pick: guidance, Gumbel-max token choice and its confidence,
+// row by row (the twin of kernels/cuda/pick.cu).
+#include <math.h>
+
+#include "kernels/cpu/cpu_ops.h"
+#include "kernels/noise.h"
+
+// Logit v of the row, guided when uncond is given.
+static float guided(const float *cond, const float *uncond, float w, int v) {
+    return uncond ? uncond[v] + w * (cond[v] - uncond[v]) : cond[v];
+}
+
+void cpu_pick_tokens(int *tokens, float *confidence, const float *logits, int B,
+                     int rows_per_seq, int first, int count, int V, float cfg, float temperature,
+                     uint64_t seed, int banned) {
+    size_t uncond_offset = (size_t)B * rows_per_seq * V;
+    float w = cfg + 1.0f;
+#pragma omp parallel for collapse(2)
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < count; i++) {
+            const float *cond = logits + ((size_t)b * rows_per_seq + first + i) * V;
+            const float *uncond = cfg > 0.0f ? cond + uncond_offset : NULL;
+            size_t out = (size_t)b * count + i;
+            int best = -1;
+            float best_score = -INFINITY, maxv = -INFINITY;
+            for (int v = 0; v < V; v++) {
+                if (v == banned) continue;
+                float l = guided(cond, uncond, w, v);
+                float score = temperature > 0.0f ? l + temperature * noise_gumbel(seed, out * V + v)
+                                                 : l;
+                if (best < 0 || score > best_score) best = v, best_score = score;
+                if (l > maxv) maxv = l;
+            }
+            float sum = 0.0f;
+            for (int v = 0; v < V; v++)
+                if (v != banned) sum += expf(guided(cond, uncond, w, v) - maxv);
+            tokens[out] = best;
+            confidence[out] = expf(guided(cond, uncond, w, best) - maxv) / sum;
+        }
+}
