@@ -32,7 +32,7 @@ ifeq ($(CUDA),1)
 LIB_SRC += $(wildcard kernels/cuda/*.c)
 LIB_CU  := $(wildcard kernels/cuda/*.cu)
 CFLAGS  += -DDLLM_CUDA
-LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart
+LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart
 endif
 
 # stb (libstb-dev) headers only for the file that draws PNGs

@@ -1,35 +1,96 @@
-// Linear layers through cuBLAS. Row-major out[N, C_out] = inp[N, C_in] @ W[C_out, C_in]^T is,
-// in cuBLAS's column-major terms, out^T = W^T(op T of the C_in x C_out matrix) x inp^T.
-// Inputs and outputs stay fp32; with bf16 on (the default) cuBLAS multiplies in bf16 on the
-// tensor cores and accumulates in fp32 (CUBLAS_COMPUTE_32F_FAST_16BF).
+// Linear layers through cuBLASLt. Row-major out[N, C_out] = inp[N, C_in] @ W[C_out, C_in]^T
+// is, in cuBLAS's column-major terms, out^T = op_T(W^T) x inp^T.
+// With bf16 on (the default) both operands are rounded to bf16 into a scratch buffer and
+// multiplied on the tensor cores with fp32 accumulation into the fp32 output; the weights
+// and activations themselves stay fp32 (the master copy AdamW updates). With bf16 off every
+// operand is fp32 (CUBLAS_COMPUTE_32F), the mode the whole-model CPU comparison uses.
+// The model has no biases, so no epilogue is fused; the backward's "adds into" contract is
+// the GEMM's beta = 1.
+#include <cublasLt.h>
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/cuda_ops.h"
 
-static cublasHandle_t handle;
-static int use_bf16 = 1;
+#define WORKSPACE_BYTES (32u << 20)
 
-static cublasHandle_t get_handle(void) {
-    if (!handle) {
-        CUDA_CHECK(cublasCreate(&handle));
-        // deterministic results: no split-K reductions that race
-        CUDA_CHECK(cublasSetAtomicsMode(handle, CUBLAS_ATOMICS_NOT_ALLOWED));
-    }
-    return handle;
-}
+static cublasLtHandle_t lt;
+static void *workspace;
+static int use_bf16 = 1;
+static __nv_bfloat16 *operands;  // bf16 copies of the current GEMM's two operands
+static size_t operands_cap;      // elements
 
 extern "C" void cuda_matmul_set_bf16(int on) { use_bf16 = on; }
 
-// C[m, n] (column-major) = alpha * op(A) op(B) + beta * C
+static void lt_init(void) {
+    if (lt) return;
+    CUDA_CHECK(cublasLtCreate(&lt));
+    CUDA_CHECK(cudaMalloc(&workspace, WORKSPACE_BYTES));
+}
+
+__global__ void to_bf16_kernel(__nv_bfloat16 *out, const float *in, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = __float2bfloat16(in[i]);
+}
+
+// Elements from 0 and from the returned offset (256-byte aligned) hold a and b.
+static size_t operands_fit(size_t a, size_t b) {
+    size_t offset = (a + 127) / 128 * 128;
+    if (offset + b > operands_cap) {
+        if (operands) CUDA_CHECK(cudaFree(operands));
+        CUDA_CHECK(cudaMalloc(&operands, (offset + b) * sizeof(__nv_bfloat16)));
+        operands_cap = offset + b;
+    }
+    return offset;
+}
+
+static void round_to_bf16(__nv_bfloat16 *out, const float *in, size_t n) {
+    to_bf16_kernel<<<(unsigned)((n + 255) / 256), 256>>>(out, in, n);
+    CUDA_CHECK_LAUNCH();
+}
+
+// C[m, n] (column-major) = op(A) op(B) + beta * C; A is m x k after op, B is k x n.
+// na and nb are the operands' element counts (for the bf16 copies).
 static void gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const float *A,
                  int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    lt_init();
+    const void *a = A, *b = B;
+    cudaDataType_t type = use_bf16 ? CUDA_R_16BF : CUDA_R_32F;
+    if (use_bf16) {
+        size_t na = (size_t)m * k, nb = (size_t)k * n;
+        size_t offset = operands_fit(na, nb);
+        round_to_bf16(operands, A, na);
+        round_to_bf16(operands + offset, B, nb);
+        a = operands, b = operands + offset;
+    }
+    cublasLtMatmulDesc_t op;
+    CUDA_CHECK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    CUDA_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    CUDA_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    cublasLtMatrixLayout_t la, lb, lc;
+    int ta_t = ta == CUBLAS_OP_T, tb_t = tb == CUBLAS_OP_T;
+    CUDA_CHECK(cublasLtMatrixLayoutCreate(&la, type, ta_t ? k : m, ta_t ? m : k, lda));
+    CUDA_CHECK(cublasLtMatrixLayoutCreate(&lb, type, tb_t ? n : k, tb_t ? k : n, ldb));
+    CUDA_CHECK(cublasLtMatrixLayoutCreate(&lc, CUDA_R_32F, m, n, ldc));
+    cublasLtMatmulPreference_t pref;
+    CUDA_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    size_t ws = WORKSPACE_BYTES;
+    CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                    &ws, sizeof ws));
+    cublasLtMatmulHeuristicResult_t heuristic;
+    int found = 0;
+    CUDA_CHECK(cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 1, &heuristic, &found));
+    if (!found) cuda_fail("no cuBLASLt algorithm for this shape", "gemm", __FILE__, __LINE__);
     float alpha = 1.0f;
-    cublasComputeType_t compute = use_bf16 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F;
-    CUDA_CHECK(cublasGemmEx(get_handle(), ta, tb, m, n, k, &alpha, A, CUDA_R_32F, lda, B,
-                            CUDA_R_32F, ldb, &beta, C, CUDA_R_32F, ldc, compute,
-                            CUBLAS_GEMM_DEFAULT));
+    CUDA_CHECK(cublasLtMatmul(lt, op, &alpha, a, la, b, lb, &beta, C, lc, C, lc, &heuristic.algo,
+                              workspace, WORKSPACE_BYTES, 0));
+    cublasLtMatmulPreferenceDestroy(pref);
+    cublasLtMatrixLayoutDestroy(la);
+    cublasLtMatrixLayoutDestroy(lb);
+    cublasLtMatrixLayoutDestroy(lc);
+    cublasLtMatmulDescDestroy(op);
 }
 
 extern "C" void cuda_matmul_forward(float *out, const float *inp, const float *weight, int N,
