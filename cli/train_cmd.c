@@ -42,7 +42,7 @@ static const char *const fixed_on_init[] = {
 typedef struct {
     const char *data, *sft, *init, *tokenizer, *run, *resume, *device, *objective, *schedule,
         *order;
-    int objective_set, auto_resume, recompute;
+    int objective_set, auto_resume, recompute, dry_run;
     int log_every, eval_every, eval_windows, eval_mc, save_every, keep, max_skips;
     uint64_t eval_seed;
     float val_frac;
@@ -303,6 +303,17 @@ static void default_run_dir(const TrainOptions *o, char *out, size_t cap) {
     }
 }
 
+// The model, the training settings, and what they take in memory.
+static void print_setup(const TrainOptions *o, const ModelConfig *mc, const TrainConfig *tc,
+                        const Backend *be, const Tokenizer *tok) {
+    model_config_print(stdout, mc);
+    train_config_print(stdout, tc);
+    printf("params: %zu | device %s | tokenizer: %s, %d tokens\n", param_count(mc), be->name,
+           tok->kind == TOKENIZER_BYTES ? "bytes" : "sentencepiece", tok->vocab_size);
+    MemoryPlan plan = model_memory_plan(mc, tc->batch_size, o->recompute);
+    memory_plan_print(stdout, &plan, be->name);
+}
+
 int cmd_train(int argc, char **argv) {
     ModelConfig mc = model_config_default();
     TrainConfig tc = train_config_default();
@@ -334,6 +345,9 @@ int cmd_train(int argc, char **argv) {
         {"recompute", FLAG_INT, &o.recompute,
          "1: keep only the residual stream and recompute each layer in the backward pass "
          "(activation memory / n_layer, about a third more compute; same gradients)", 0},
+        {"dry-run", FLAG_INT, &o.dry_run,
+         "1: print the model, the settings and the memory plan, then exit (nothing allocated)",
+         0},
         {"objective", FLAG_STRING, &o.objective, "mdm (masked diffusion) or ar (baseline)", 0},
         {"n-layer", FLAG_INT, &mc.n_layer, "transformer layers", 0},
         {"n-head", FLAG_INT, &mc.n_head, "attention heads", 0},
@@ -448,19 +462,19 @@ int cmd_train(int argc, char **argv) {
     int status = open_training_data(&o, &ck, &mc, &tok, &data, &err);
     Model model;
     Trainer tr;
-    if (status == 0) status = model_create(&model, &mc, be, tc.batch_size, o.recompute, &err);
-    if (status == 0) {
+    int dry_run = status == 0 && o.dry_run;
+    if (dry_run) {
+        print_setup(&o, &mc, &tc, be, &tok);
+        print_data_summary(&o, &data);
+    }
+    if (status == 0 && !dry_run)
+        status = model_create(&model, &mc, be, tc.batch_size, o.recompute, &err);
+    if (status == 0 && !dry_run) {
         status = data.sft.n ? trainer_init_sft(&tr, &model, &tc, &data.sft_train, &err)
                             : trainer_init(&tr, &model, &tc, &data.ds.train, &err);
         if (status == 0) {
             set_start_weights(&o, &ck, ck_path, &tr);
-            model_config_print(stdout, &mc);
-            train_config_print(stdout, &tc);
-            printf("params: %zu | device %s | tokenizer: %s, %d tokens\n", model.n_params,
-                   be->name, tok.kind == TOKENIZER_BYTES ? "bytes" : "sentencepiece",
-                   tok.vocab_size);
-            MemoryPlan plan = model_memory_plan(&mc, tc.batch_size, o.recompute);
-            memory_plan_print(stdout, &plan, be->name);
+            print_setup(&o, &mc, &tc, be, &tok);
             print_data_summary(&o, &data);
             default_run_dir(&o, run_dir, sizeof run_dir);
             Run r = {.tr = &tr, .tokenizer = &tok, .o = &o, .tty = isatty(STDOUT_FILENO),

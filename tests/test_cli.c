@@ -131,6 +131,36 @@ START_TEST(test_bad_data) {
 }
 END_TEST
 
+// "memory (...): ... | activations X GB | total Y GB" of a dry run, in GB.
+static void memory_plan_of(const char *out, double *activations, double *total) {
+    const char *a = strstr(out, "activations "), *t = strstr(out, "| total ");
+    ck_assert_msg(a && t && strstr(out, "one allocation each"), "no memory plan in '%s'", out);
+    ck_assert(sscanf(a, "activations %lf GB", activations) == 1);
+    ck_assert(sscanf(t, "| total %lf GB", total) == 1);
+}
+
+START_TEST(test_dry_run_memory_plan) {
+    // A 1.1B-parameter model (TinyLlama's shape) at 8 x 2048 tokens: the plan without
+    // allocating anything, and with recomputation it fits one 80 GB GPU with room to spare.
+    char args[1024];
+    double acts[2], total[2];
+    for (int recompute = 0; recompute <= 1; recompute++) {
+        snprintf(args, sizeof args, "train --data %s/text.txt --dry-run 1 --n-layer 22 "
+                 "--d-model 2048 --n-head 32 --d-ff 5632 --seq-len 2048 --batch-size 8 "
+                 "--eval-every 0 --recompute %d --run %s/big", dir, recompute, dir);
+        Result *r = dllm(args);
+        ck_assert_msg(r->status == 0, "%s", r->err);
+        ck_assert(strstr(r->out, "params: 1131530240"));
+        memory_plan_of(r->out, &acts[recompute], &total[recompute]);
+        printf("  1.13B params, 8 x 2048, recompute %d: activations %.2f GB, total %.2f GB\n",
+               recompute, acts[recompute], total[recompute]);
+    }
+    ck_assert(!exists("big"));  // a dry run writes nothing
+    ck_assert(acts[1] < acts[0] / 5.0);
+    ck_assert(total[1] < 40.0);
+}
+END_TEST
+
 // First and last "loss X" of a training log.
 static void first_last_loss(const char *log, float *first, float *last) {
     const char *p = log;
@@ -400,6 +430,7 @@ int main(void) {
     tcase_add_test(tc, test_help);
     tcase_add_test(tc, test_bad_flags);
     tcase_add_test(tc, test_bad_data);
+    tcase_add_test(tc, test_dry_run_memory_plan);
     tcase_add_test(tc, test_train_mdm);
     tcase_add_test(tc, test_train_ar);
     tcase_add_test(tc, test_bad_resume);
