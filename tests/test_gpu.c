@@ -7,11 +7,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kernels/backend.h"
 #include "model/model.h"
 #include "sampler/sampler.h"
 #include "tests/testutil.h"
+#include "tokenizer/tokenizer.h"
+#include "train/checkpoint.h"
 #include "train/trainer.h"
 
 #ifdef DLLM_CUDA
@@ -379,8 +382,11 @@ START_TEST(test_whole_model) {
 }
 END_TEST
 
-// n_steps MDM training steps on the verse text from the seeded init; losses into out.
-static void train_steps(const Backend *be, int n_steps, float *out, float *final_params) {
+// MDM training on the verse text, from the seeded init or (ck not NULL) from a checkpoint,
+// up to step n_steps; the loss of step s into out[s]. With save_path, the state after step
+// save_at is saved there.
+static void train_steps(const Backend *be, const Checkpoint *ck, int n_steps, float *out,
+                        float *final_params, int save_at, const char *save_path) {
     TokenData data = verse_data();
     ModelConfig cfg = small_config(0);
     TrainConfig tc = train_config_default();
@@ -391,7 +397,14 @@ static void train_steps(const Backend *be, int n_steps, float *out, float *final
     ck_assert_msg(model_create(&m, &cfg, be, tc.batch_size, 0, &err) == 0, "%s", err.msg);
     model_init_params(&m, seed_for_init(tc.seed));
     ck_assert_msg(trainer_init(&tr, &m, &tc, &data, &err) == 0, "%s", err.msg);
-    for (int s = 0; s < n_steps; s++) out[s] = trainer_step(&tr).loss;
+    if (ck) checkpoint_restore(ck, &tr);
+    Tokenizer bytes;
+    tokenizer_init_bytes(&bytes);
+    for (long s = tr.step; s < n_steps; s++) {
+        out[s] = trainer_step(&tr).loss;
+        if (save_path && s + 1 == save_at)
+            ck_assert_msg(checkpoint_save(save_path, &tr, &bytes, &err) == 0, "%s", err.msg);
+    }
     if (final_params) be->to_host(final_params, m.params, m.n_params * sizeof(float));
     trainer_free(&tr);
     model_free(&m);
@@ -401,12 +414,12 @@ static void train_steps(const Backend *be, int n_steps, float *out, float *final
 START_TEST(test_training_tracks_cpu_and_is_deterministic) {
     enum { STEPS = 20 };
     float lc[STEPS], lg[STEPS], lg2[STEPS];
-    train_steps(cpu, STEPS, lc, NULL);
+    train_steps(cpu, NULL, STEPS, lc, NULL, 0, NULL);
     ModelConfig cfg = small_config(0);
     size_t n = param_count(&cfg);
     float *p1 = malloc(n * 4), *p2 = malloc(n * 4);
-    train_steps(gpu, STEPS, lg, p1);  // bf16 matmuls
-    train_steps(gpu, STEPS, lg2, p2);
+    train_steps(gpu, NULL, STEPS, lg, p1, 0, NULL);  // bf16 matmuls
+    train_steps(gpu, NULL, STEPS, lg2, p2, 0, NULL);
     for (int s = 0; s < STEPS; s++) {
         if (s % 5 == 4) printf("  step %2d loss: cpu %.4f gpu %.4f\n", s + 1, lc[s], lg[s]);
         ck_assert_msg(fabsf(lc[s] - lg[s]) <= 0.03f * lc[s], "step %d: cpu %f gpu %f", s, lc[s],
@@ -415,6 +428,40 @@ START_TEST(test_training_tracks_cpu_and_is_deterministic) {
     ck_assert_mem_eq(lg, lg2, sizeof lg);  // the same seed: the same bits
     ck_assert_mem_eq(p1, p2, n * 4);
     free(p1), free(p2);
+}
+END_TEST
+
+START_TEST(test_resume_and_checkpoints_across_backends) {
+    // A GPU run saved at step 10 and resumed on the GPU continues bit for bit; the same
+    // checkpoint loads on the CPU and gives the GPU's logits (fp32 matmuls).
+    enum { STEPS = 20, CUT = 10 };
+    float straight[STEPS], resumed[STEPS];
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/dllm_gpu_resume_%d.ckpt", (int)getpid());
+    train_steps(gpu, NULL, STEPS, straight, NULL, CUT, path);
+    Checkpoint ck;
+    Error err;
+    ck_assert_msg(checkpoint_load(path, &ck, &err) == 0, "%s", err.msg);
+    train_steps(gpu, &ck, STEPS, resumed, NULL, 0, NULL);
+    printf("  resumed at step %d on the GPU: final loss %.6f straight, %.6f resumed\n", CUT,
+           straight[STEPS - 1], resumed[STEPS - 1]);
+    ck_assert_mem_eq(straight + CUT, resumed + CUT, (STEPS - CUT) * sizeof(float));
+
+    Model mc, mg;
+    ck_assert_msg(checkpoint_model(&ck, cpu, 2, &mc, &err) == 0, "%s", err.msg);
+    ck_assert_msg(checkpoint_model(&ck, gpu, 2, &mg, &err) == 0, "%s", err.msg);
+    int tokens[2 * 32];
+    for (int i = 0; i < 64; i++) tokens[i] = i % 5 == 0 ? mc.cfg.mask_token_id : 'a' + i % 26;
+    cuda_matmul_set_bf16(0);
+    model_forward(&mc, tokens, 2, 32);
+    model_forward(&mg, tokens, 2, 32);
+    expect_close("GPU checkpoint on the CPU: logits", mg.acts.logits, mc.acts.logits,
+                 (size_t)64 * mc.cfg.vocab_size, 1e-4);
+    cuda_matmul_set_bf16(1);
+    model_free(&mc);
+    model_free(&mg);
+    checkpoint_free(&ck);
+    remove(path);
 }
 END_TEST
 
@@ -464,6 +511,7 @@ int main(void) {
     tcase_add_test(tc, test_pick_tokens);
     tcase_add_test(tc, test_whole_model);
     tcase_add_test(tc, test_training_tracks_cpu_and_is_deterministic);
+    tcase_add_test(tc, test_resume_and_checkpoints_across_backends);
     tcase_add_test(tc, test_greedy_sampling_matches_cpu);
     suite_add_tcase(s, tc);
     return run_suite(s);
