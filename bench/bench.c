@@ -1,7 +1,8 @@
 // Throughput benchmark (not a test): training tokens/s, ms/step and MFU for MDM and AR, and
 // sampling tokens/s for LLaDA's reference sampler and threshold decoding with the dual cache.
-// Sizes: gpt2 (12 layers, d 768, 12 heads, seq 1024, vocab 50304, 124M) and 350m (24 layers,
-// d 1024, 16 heads); tiny (4 layers, d 128, seq 128) for a CPU. Data: seeded random tokens.
+// Sizes: gpt2 (12 layers, d 768, 12 heads, seq 1024, vocab 50304, 124M), 350m (24 layers,
+// d 1024, 16 heads), 1b (22 layers, d 2048, 32 heads, seq 2048: trained with recomputation);
+// tiny (4 layers, d 128, seq 128) for a CPU. Data: seeded random tokens.
 // MFU counts llm.c's FLOPs per token, 6 * params + 6 * layers * seq * d_model (attention),
 // against --peak-tflops (H100 SXM dense bf16: 989).
 // Usage: bench [--size tiny|gpt2|350m] [--device auto|cpu|cuda] [--steps N] [--batch B]
@@ -25,14 +26,17 @@ static ModelConfig size_config(const char *size) {
     } else if (strcmp(size, "350m") == 0) {
         c.n_layer = 24, c.n_head = 16, c.d_model = 1024, c.d_ff = 2816, c.seq_len = 1024;
         c.vocab_size = 50304, c.mask_token_id = 50257;
+    } else if (strcmp(size, "1b") == 0) {  // TinyLlama's shape, 1.2B with this vocabulary
+        c.n_layer = 22, c.n_head = 32, c.d_model = 2048, c.d_ff = 5632, c.seq_len = 2048;
+        c.vocab_size = 50304, c.mask_token_id = 50257;
     } else {
         c.n_layer = 4, c.n_head = 4, c.d_model = 128, c.d_ff = 352, c.seq_len = 128;
     }
     return c;
 }
 
-static void bench_training(const Backend *be, ModelConfig cfg, int causal, int batch, int steps,
-                           double peak_tflops) {
+static void bench_training(const Backend *be, ModelConfig cfg, int causal, int recompute,
+                           int batch, int steps, double peak_tflops) {
     cfg.causal = causal;
     size_t n_tokens = (size_t)1 << 22;
     int *ids = malloc(n_tokens * sizeof(int));
@@ -44,7 +48,7 @@ static void bench_training(const Backend *be, ModelConfig cfg, int causal, int b
     TrainConfig tc = train_config_default();
     tc.objective = causal ? OBJECTIVE_AR : OBJECTIVE_MDM;
     tc.batch_size = batch, tc.steps = steps + 2;
-    if (data_from_ids(&data, ids, n_tokens, &err) || model_create(&m, &cfg, be, batch, 0, &err) ||
+    if (data_from_ids(&data, ids, n_tokens, &err) || model_create(&m, &cfg, be, batch, recompute, &err) ||
         trainer_init(&tr, &m, &tc, &data, &err)) {
         fprintf(stderr, "bench: %s\n", err.msg);
         exit(1);
@@ -56,9 +60,10 @@ static void bench_training(const Backend *be, ModelConfig cfg, int causal, int b
     double dt = (now_seconds() - t0) / steps;
     double tokens = (double)batch * cfg.seq_len;
     double flops = tokens * (6.0 * m.n_params + 6.0 * cfg.n_layer * cfg.seq_len * cfg.d_model);
-    printf("| %-3s | %.1fM | %d x %d | %.1f | %.0f | %.1f%% |\n", causal ? "AR" : "MDM",
-           m.n_params / 1e6, batch, cfg.seq_len, dt * 1e3, tokens / dt,
-           100.0 * flops / dt / (peak_tflops * 1e12));
+    // recomputation runs the layers' forward twice; MFU counts only the model's own FLOPs
+    printf("| %-3s%s | %.1fM | %d x %d | %.1f | %.0f | %.1f%% |\n", causal ? "AR" : "MDM",
+           recompute ? " (recompute)" : "", m.n_params / 1e6, batch, cfg.seq_len, dt * 1e3,
+           tokens / dt, 100.0 * flops / dt / (peak_tflops * 1e12));
     trainer_free(&tr);
     model_free(&m);
     data_free(&data);
@@ -99,11 +104,19 @@ static void bench_sampling(const Backend *be, ModelConfig cfg, int batch, int th
 // One size: its training and sampling tables.
 static void bench_size(const Backend *be, const char *size, int steps, int batch, double peak) {
     ModelConfig cfg = size_config(size);
-    printf("bench: size %s on %s, %d timed steps, peak %.0f TFLOP/s\n\n", size, be->name, steps,
+    printf("bench: size %s on %s, %d timed steps, peak %.0f TFLOP/s\n", size, be->name, steps,
            peak);
-    printf("| objective | params | batch x seq | ms/step | tokens/s | MFU |\n|---|---|---|---|---|---|\n");
-    bench_training(be, cfg, 0, batch, steps, peak);
-    bench_training(be, cfg, 1, batch, steps, peak);
+    for (int recompute = 0; recompute <= 1; recompute++) {
+        MemoryPlan plan = model_memory_plan(&cfg, batch, recompute);
+        printf("recompute %d: ", recompute);
+        memory_plan_print(stdout, &plan, be->name);
+    }
+    printf("\n| objective | params | batch x seq | ms/step | tokens/s | MFU |\n|---|---|---|---|---|---|\n");
+    // 1b keeps every layer's activations only with recomputation on an 80 GB GPU
+    int big = strcmp(size, "1b") == 0;
+    bench_training(be, cfg, 0, big, batch, steps, peak);
+    bench_training(be, cfg, 1, big, batch, steps, peak);
+    if (!big) bench_training(be, cfg, 0, 1, batch, steps, peak);
     printf("\n| sampler | batch x gen | forward passes | tokens/s |\n|---|---|---|---|\n");
     bench_sampling(be, cfg, batch, 0);
     bench_sampling(be, cfg, batch, 1);
@@ -115,7 +128,7 @@ int main(int argc, char **argv) {
     int steps = 10, batch = 8;
     float peak = 989.0f;
     Flag flags[] = {
-        {"size", FLAG_STRING, &size, "auto (gpt2 and 350m on a GPU, tiny on a CPU), tiny, gpt2 or 350m", 0},
+        {"size", FLAG_STRING, &size, "auto (gpt2 and 350m on a GPU, tiny on a CPU), tiny, gpt2, 350m or 1b", 0},
         {"device", FLAG_STRING, &device, "auto, cpu or cuda", 0},
         {"steps", FLAG_INT, &steps, "timed training steps", 0},
         {"batch", FLAG_INT, &batch, "sequences per step / per sampling batch", 0},
@@ -124,10 +137,10 @@ int main(int argc, char **argv) {
     int rc = flags_parse_command(flags, sizeof flags / sizeof flags[0], argc - 1, argv + 1,
                                  "usage: bench [--size S] [--device D] [--steps N]");
     if (rc) return rc < 0;
-    static const char *const sizes[] = {"auto", "tiny", "gpt2", "350m"};
+    static const char *const sizes[] = {"auto", "tiny", "gpt2", "350m", "1b"};
     Error err;
     const Backend *be = backend_by_name(device, &err);
-    if (!be || flags_choice("size", size, sizes, 4, &err) < 0) return cli_fail(err.msg);
+    if (!be || flags_choice("size", size, sizes, 5, &err) < 0) return cli_fail(err.msg);
     if (steps < 1 || batch < 1) return cli_fail("bench: --steps and --batch must be >= 1");
     if (strcmp(size, "auto") != 0) {
         bench_size(be, size, steps, batch, peak);

@@ -1,6 +1,8 @@
 // Row ops, one thread block per row: RMSNorm, the cross-entropy loss, and the token embedding.
-// Column sums (RMSNorm's dweight, the embedding gradient) give each column one thread that
-// walks the rows in order: deterministic, no atomics.
+// Column sums (RMSNorm's dweight, the embedding gradient) run in a fixed order, no atomics:
+// RMSNorm's in two passes (each thread sums one column over a chunk of rows, then one thread
+// per column adds the chunks in order), the embedding's with one thread per column walking
+// the rows (rows with the same token add into the same table row).
 #include <cuda_runtime.h>
 #include <math.h>
 
@@ -31,13 +33,28 @@ __global__ void rmsnorm_backward_kernel(float *dinp, const float *dout, const fl
         dinp[row + i] += r * (weight[i] * dout[row + i] - inp[row + i] * coef);
 }
 
-__global__ void rmsnorm_dweight_kernel(float *dweight, const float *dout, const float *inp,
-                                       const float *rstd, int N, int C) {
+#define DWEIGHT_ROWS 128  // rows per partial column sum
+
+// partial[chunk, i] = sum over the chunk's rows n of dout[n, i] * inp[n, i] * rstd[n]
+__global__ void rmsnorm_dweight_partial_kernel(float *partial, const float *dout,
+                                               const float *inp, const float *rstd, int N,
+                                               int C) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x, chunk = blockIdx.y;
+    if (i >= C) return;
+    int end = min((chunk + 1) * DWEIGHT_ROWS, N);
+    float s = 0.0f;
+    for (int n = chunk * DWEIGHT_ROWS; n < end; n++)
+        s += dout[(size_t)n * C + i] * inp[(size_t)n * C + i] * rstd[n];
+    partial[(size_t)chunk * C + i] = s;
+}
+
+// out[i] += sum over chunks of partial[chunk, i], the chunks in order
+__global__ void add_column_sums_kernel(float *out, const float *partial, int chunks, int C) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= C) return;
     float s = 0.0f;
-    for (int n = 0; n < N; n++) s += dout[(size_t)n * C + i] * inp[(size_t)n * C + i] * rstd[n];
-    dweight[i] += s;
+    for (int k = 0; k < chunks; k++) s += partial[(size_t)k * C + i];
+    out[i] += s;
 }
 
 __global__ void cross_entropy_forward_kernel(float *losses, const float *logits,
@@ -99,7 +116,12 @@ extern "C" void cuda_rmsnorm_backward(float *dinp, float *dweight, const float *
                                       int N, int C) {
     rmsnorm_backward_kernel<<<N, ROW_THREADS>>>(dinp, dout, inp, weight, rstd, C);
     CUDA_CHECK_LAUNCH();
-    rmsnorm_dweight_kernel<<<column_blocks(C), ROW_THREADS>>>(dweight, dout, inp, rstd, N, C);
+    int chunks = (N + DWEIGHT_ROWS - 1) / DWEIGHT_ROWS;
+    float *partial = (float *)cuda_scratch((size_t)chunks * C * sizeof(float));
+    dim3 grid(column_blocks(C), chunks);
+    rmsnorm_dweight_partial_kernel<<<grid, ROW_THREADS>>>(partial, dout, inp, rstd, N, C);
+    CUDA_CHECK_LAUNCH();
+    add_column_sums_kernel<<<column_blocks(C), ROW_THREADS>>>(dweight, partial, chunks, C);
     CUDA_CHECK_LAUNCH();
 }
 
