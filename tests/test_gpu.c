@@ -53,7 +53,8 @@ static void expect_close(const char *what, const float *d, const float *ref, siz
 
 // Like expect_close for values where -inf is meaningful (an attention row that sees no key):
 // the same entries must be -inf, the others close.
-static void expect_same_infinities(const char *what, const float *d, const float *ref, size_t n) {
+static void expect_same_infinities(const char *what, const float *d, const float *ref, size_t n,
+                                   double tol) {
     float *h = malloc(n * sizeof(float)), *hf = malloc(n * sizeof(float));
     float *rf = malloc(n * sizeof(float));
     gpu->to_host(h, d, n * sizeof(float));
@@ -70,7 +71,7 @@ static void expect_same_infinities(const char *what, const float *d, const float
     }
     double e = rel_error(hf, rf, finite);
     printf("  %-34s rel error %.2e over %zu finite, %zu -inf\n", what, e, finite, infinite);
-    ck_assert_msg(e <= 1e-5, "%s: relative error %g", what, e);
+    ck_assert_msg(e <= tol, "%s: relative error %g", what, e);
     free(h), free(hf), free(rf);
 }
 
@@ -82,7 +83,7 @@ static float *randn(size_t n, uint64_t seed) {
 
 static void check_matmul(int bf16, double tol) {
     int N = 96, C = 80, K = 72;
-    cuda_matmul_set_bf16(bf16);
+    cuda_set_bf16(bf16);
     float *x = randn((size_t)N * C, 1), *w = randn((size_t)K * C, 2), *dy = randn((size_t)N * K, 3);
     // the backward adds: start both sides from the same random gradients
     float *dx = randn((size_t)N * C, 4), *dw = randn((size_t)K * C, 5), *out = malloc((size_t)N * K * 4);
@@ -102,7 +103,7 @@ static void check_matmul(int bf16, double tol) {
     expect_close(name, gdw, dw, (size_t)K * C, tol);
     free(x), free(w), free(dy), free(dx), free(dw), free(out);
     gpu->free(gx), gpu->free(gw), gpu->free(gdy), gpu->free(gdx), gpu->free(gdw), gpu->free(gout);
-    cuda_matmul_set_bf16(1);
+    cuda_set_bf16(1);
 }
 
 START_TEST(test_matmul) {
@@ -228,8 +229,11 @@ START_TEST(test_rope) {
 }
 END_TEST
 
-// Attention at one head size: T spans two tiles of the flash kernels, the second partial.
-static void check_attention(int hd) {
+// Attention at one head size, fp32 kernels (bf16 0) or the tensor-core ones (bf16 1, head
+// sizes 64 and 128): T spans two tiles of the flash kernels, the second partial.
+static void check_attention(int hd, int bf16) {
+    double tol_out = bf16 ? 2e-2 : 1e-5, tol_grad = bf16 ? 3e-2 : 1e-4;
+    cuda_set_bf16(bf16);
     int B = 2, T = 100, H = 2, C = H * hd;
     size_t n = (size_t)B * T * C, nl = (size_t)B * H * T;
     float *q = randn(n, 32), *k = randn(n, 33), *v = randn(n, 34), *dout = randn(n, 35);
@@ -239,14 +243,15 @@ static void check_attention(int hd) {
     int key_start[2] = {0, 70};  // the second sequence's first visible key is in tile 2
     int *gks = up(key_start, 2);
     char what[96];
+    const char *prec = bf16 ? "bf16" : "fp32";
     for (int causal = 0; causal <= 1; causal++) {
         const char *kind = causal ? "causal" : "bidir";
         cpu->attention_forward(out, lse, q, k, v, key_start, B, T, T, 0, H, hd, causal);
         gpu->attention_forward(gout, glse, gq, gk, gv, gks, B, T, T, 0, H, hd, causal);
-        snprintf(what, sizeof what, "attention hd %d %s, key_start: out", hd, kind);
-        expect_close(what, gout, out, n, 1e-5);
-        snprintf(what, sizeof what, "attention hd %d %s, key_start: lse (-inf rows too)", hd, kind);
-        expect_same_infinities(what, glse, lse, nl);
+        snprintf(what, sizeof what, "attention hd %d %s %s, key_start: out", hd, kind, prec);
+        expect_close(what, gout, out, n, tol_out);
+        snprintf(what, sizeof what, "attention hd %d %s %s, key_start: lse", hd, kind, prec);
+        expect_same_infinities(what, glse, lse, nl, tol_out);
         // training backward: no key_start
         cpu->attention_forward(out, lse, q, k, v, NULL, B, T, T, 0, H, hd, causal);
         gpu->attention_forward(gout, glse, gq, gk, gv, NULL, B, T, T, 0, H, hd, causal);
@@ -254,12 +259,12 @@ static void check_attention(int hd) {
         float *gdq = up(dq, n), *gdk = up(dk, n), *gdv = up(dv, n);
         cpu->attention_backward(dq, dk, dv, dout, out, lse, q, k, v, B, T, H, hd, causal);
         gpu->attention_backward(gdq, gdk, gdv, gdout, gout, glse, gq, gk, gv, B, T, H, hd, causal);
-        snprintf(what, sizeof what, "attention hd %d %s: dq", hd, kind);
-        expect_close(what, gdq, dq, n, 1e-4);
-        snprintf(what, sizeof what, "attention hd %d %s: dk", hd, kind);
-        expect_close(what, gdk, dk, n, 1e-4);
-        snprintf(what, sizeof what, "attention hd %d %s: dv", hd, kind);
-        expect_close(what, gdv, dv, n, 1e-4);
+        snprintf(what, sizeof what, "attention hd %d %s %s: dq", hd, kind, prec);
+        expect_close(what, gdq, dq, n, tol_grad);
+        snprintf(what, sizeof what, "attention hd %d %s %s: dk", hd, kind, prec);
+        expect_close(what, gdk, dk, n, tol_grad);
+        snprintf(what, sizeof what, "attention hd %d %s %s: dv", hd, kind, prec);
+        expect_close(what, gdv, dv, n, tol_grad);
         free(dq), free(dk), free(dv);
         gpu->free(gdq), gpu->free(gdk), gpu->free(gdv);
     }
@@ -268,18 +273,22 @@ static void check_attention(int hd) {
     size_t nq = (size_t)B * Tq * C;
     cpu->attention_forward(out, lse, q, k, v, key_start, B, Tq, T, 92, H, hd, 1);
     gpu->attention_forward(gout, glse, gq, gk, gv, gks, B, Tq, T, 92, H, hd, 1);
-    snprintf(what, sizeof what, "attention hd %d, 8 of 100 rows", hd);
-    expect_close(what, gout, out, nq, 1e-5);
+    snprintf(what, sizeof what, "attention hd %d %s, 8 of 100 rows", hd, prec);
+    expect_close(what, gout, out, nq, tol_out);
     free(q), free(k), free(v), free(dout), free(out), free(lse);
     void *g[] = {gq, gk, gv, gdout, gout, glse, gks};
     for (size_t i = 0; i < sizeof g / sizeof g[0]; i++) gpu->free(g[i]);
+    cuda_set_bf16(1);
 }
 
 START_TEST(test_attention) {
-    // one head size per register-tile width of the kernels (32, 64, 128)
-    check_attention(16);
-    check_attention(64);
-    check_attention(128);
+    // one head size per register-tile width of the fp32 kernels (32, 64, 128), and the
+    // tensor-core kernels at both their head sizes
+    check_attention(16, 0);
+    check_attention(64, 0);
+    check_attention(128, 0);
+    check_attention(64, 1);
+    check_attention(128, 1);
 }
 END_TEST
 
@@ -316,7 +325,8 @@ END_TEST
 
 static ModelConfig small_config(int causal) {
     ModelConfig c = model_config_default();
-    c.n_layer = 2, c.n_head = 4, c.d_model = 64, c.d_ff = 176, c.seq_len = 32;
+    // head size 64: in bf16 mode the tensor-core attention runs in the whole model too
+    c.n_layer = 2, c.n_head = 2, c.d_model = 128, c.d_ff = 352, c.seq_len = 32;
     c.causal = causal;
     return c;
 }
@@ -343,7 +353,7 @@ START_TEST(test_whole_model) {
             tokens[n] = n % 3 == 0 && !causal ? mc.cfg.mask_token_id : targets[n];
             weights[n] = 1.0f / N;
         }
-        cuda_matmul_set_bf16(0);
+        cuda_set_bf16(0);
         model_zero_grad(&mc);
         model_zero_grad(&mg);
         model_forward(&mc, tokens, B, T);
@@ -369,7 +379,7 @@ START_TEST(test_whole_model) {
         gpu->to_host(g_lean, lean.grads, mg.n_params * 4);
         ck_assert_mem_eq(g_keep, g_lean, mg.n_params * 4);
         printf("  recompute: gradients bit-identical\n");
-        cuda_matmul_set_bf16(1);
+        cuda_set_bf16(1);
         model_forward(&mg, tokens, B, T);
         model_forward(&mc, tokens, B, T);
         expect_close("model logits (bf16)", mg.acts.logits, mc.acts.logits,
@@ -452,12 +462,12 @@ START_TEST(test_resume_and_checkpoints_across_backends) {
     ck_assert_msg(checkpoint_model(&ck, gpu, 2, &mg, &err) == 0, "%s", err.msg);
     int tokens[2 * 32];
     for (int i = 0; i < 64; i++) tokens[i] = i % 5 == 0 ? mc.cfg.mask_token_id : 'a' + i % 26;
-    cuda_matmul_set_bf16(0);
+    cuda_set_bf16(0);
     model_forward(&mc, tokens, 2, 32);
     model_forward(&mg, tokens, 2, 32);
     expect_close("GPU checkpoint on the CPU: logits", mg.acts.logits, mc.acts.logits,
                  (size_t)64 * mc.cfg.vocab_size, 1e-4);
-    cuda_matmul_set_bf16(1);
+    cuda_set_bf16(1);
     model_free(&mc);
     model_free(&mg);
     checkpoint_free(&ck);
@@ -466,7 +476,7 @@ START_TEST(test_resume_and_checkpoints_across_backends) {
 END_TEST
 
 START_TEST(test_greedy_sampling_matches_cpu) {
-    cuda_matmul_set_bf16(0);
+    cuda_set_bf16(0);
     for (int causal = 0; causal <= 1; causal++) {
         Model mc, mg;
         twin_models(&mc, &mg, causal, 2, 0.3f);
@@ -491,7 +501,7 @@ START_TEST(test_greedy_sampling_matches_cpu) {
         model_free(&mc);
         model_free(&mg);
     }
-    cuda_matmul_set_bf16(1);
+    cuda_set_bf16(1);
 }
 END_TEST
 

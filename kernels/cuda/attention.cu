@@ -4,7 +4,8 @@
 // tile from q, k and that log-sum-exp. One thread owns one query row (one key row in the
 // dk/dv pass) with its accumulators in registers, so every sum runs in a fixed order:
 // deterministic, no atomics. The arithmetic is fp32 on the CUDA cores, the twin of
-// kernels/cpu/attention.c.
+// kernels/cpu/attention.c; in bf16 mode head sizes 64 and 128 go to the tensor-core kernels
+// of attention_tc.cu instead.
 #include <cuda_runtime.h>
 #include <math.h>
 
@@ -244,6 +245,9 @@ static void backward(float *dq, float *dk, float *dv, const float *dout, const f
 extern "C" void cuda_attention_forward(float *out, float *lse, const float *q, const float *k,
                                        const float *v, const int *key_start, int B, int Tq,
                                        int Tk, int q_pos0, int H, int head_dim, int causal) {
+    if (cuda_bf16() && cuda_attention_tc_forward(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0,
+                                                 H, head_dim, causal))
+        return;
     if (head_dim <= 32)
         forward<32>(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, head_dim, causal);
     else if (head_dim <= 64)
@@ -261,6 +265,9 @@ extern "C" void cuda_attention_backward(float *dq, float *dk, float *dv, const f
     attention_row_dot_kernel<<<(unsigned)((rows + 255) / 256), 256>>>(D, dout, out, B, T, H,
                                                                        head_dim);
     CUDA_CHECK_LAUNCH();
+    if (cuda_bf16() &&
+        cuda_attention_tc_backward(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, head_dim, causal))
+        return;
     if (head_dim <= 32)
         backward<32>(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, head_dim, causal);
     else if (head_dim <= 64)

@@ -39,8 +39,10 @@ void cuda_matmul_forward(float *out, const float *inp, const float *weight, int 
                          int C_out);
 void cuda_matmul_backward(float *dinp, float *dweight, const float *dout, const float *inp,
                           const float *weight, int N, int C_in, int C_out);
-// 1: matmuls multiply in bf16 (fp32 inputs, outputs and accumulation); 0: full fp32.
-void cuda_matmul_set_bf16(int on);
+// 1 (the default): matmuls and attention multiply bf16 operands on the tensor cores with fp32
+// accumulation (inputs and outputs stay fp32); 0: fp32 throughout (CPU-comparable).
+void cuda_set_bf16(int on);
+int cuda_bf16(void);
 void cuda_rope_forward(float *x, const float *cos, const float *sin, int B, int T, int pos0, int H,
                        int head_dim);
 void cuda_rope_backward(float *dx, const float *cos, const float *sin, int B, int T, int pos0,
@@ -51,6 +53,15 @@ void cuda_attention_forward(float *out, float *lse, const float *q, const float 
 void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out,
                              const float *lse, const float *q, const float *k, const float *v,
                              int B, int T, int H, int head_dim, int causal);
+// The tensor-core attention (attention_tc.cu) for head sizes 64 and 128 where the device's
+// shared memory allows: 1 when it ran, 0 when the caller should take the fp32 kernels.
+// D[B, H, T] = dout . out per row, as the backward's softmax term.
+int cuda_attention_tc_forward(float *out, float *lse, const float *q, const float *k,
+                              const float *v, const int *key_start, int B, int Tq, int Tk,
+                              int q_pos0, int H, int head_dim, int causal);
+int cuda_attention_tc_backward(float *dq, float *dk, float *dv, const float *dout, const float *D,
+                               const float *lse, const float *q, const float *k, const float *v,
+                               int B, int T, int H, int head_dim, int causal);
 void cuda_swiglu_forward(float *out, const float *gate, const float *up, size_t n);
 void cuda_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
                           const float *up, size_t n);

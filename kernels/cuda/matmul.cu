@@ -18,11 +18,8 @@
 
 static cublasLtHandle_t lt;
 static void *workspace;
-static int use_bf16 = 1;
 static __nv_bfloat16 *operands;  // bf16 copies of the current GEMM's two operands
 static size_t operands_cap;      // elements
-
-extern "C" void cuda_matmul_set_bf16(int on) { use_bf16 = on; }
 
 static void lt_init(void) {
     if (lt) return;
@@ -57,6 +54,7 @@ static void gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k
                  int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     lt_init();
     const void *a = A, *b = B;
+    int use_bf16 = cuda_bf16();
     cudaDataType_t type = use_bf16 ? CUDA_R_16BF : CUDA_R_32F;
     if (use_bf16) {
         size_t na = (size_t)m * k, nb = (size_t)k * n;

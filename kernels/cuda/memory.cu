@@ -1,4 +1,5 @@
-// Device memory, error checks, scratch space, and the deterministic sum of squares.
+// Device memory, error checks, the precision switch, scratch space, and the deterministic sum
+// of squares.
 #include <cuda_runtime.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +42,10 @@ extern "C" void cuda_to_host(void *dst, const void *src, size_t bytes) {
 extern "C" void cuda_copy(void *dst, const void *src, size_t bytes) {
     CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice));
 }
+
+static int use_bf16 = 1;
+extern "C" void cuda_set_bf16(int on) { use_bf16 = on; }
+extern "C" int cuda_bf16(void) { return use_bf16; }
 
 static void *scratch;
 static size_t scratch_bytes;

@@ -1,0 +1,357 @@
+// Flash attention on the tensor cores (bf16 operands, fp32 accumulation and softmax), the
+// path cuda_attention_* take in bf16 mode for head sizes 64 and 128. Same contract as the
+// fp32 kernels in attention.cu: out and each row's log-sum-exp forward, the gradients from
+// those in the backward, nothing of size T x T in memory.
+//
+// A block is 4 warps that own 16 rows each of a 64-row tile (queries in the forward and the
+// dq pass, keys in the dk/dv pass) and walk the other side in tiles of 64. Every product
+// (S = Q K^T, O += P V, dP = dO V^T, dq += dS K, dk += dS^T Q, dv += P^T dO) is a
+// 16x16x16 wmma over tiles staged in shared memory as bf16; the softmax and the elementwise
+// steps run in fp32 on the tile the warp just stored, two lanes per row. q is rounded to bf16
+// already scaled by 1/sqrt(head_dim). Sums run in a fixed order: deterministic.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <mma.h>
+
+#include "kernels/cuda/check.cuh"
+#include "kernels/cuda/cuda_ops.h"
+
+using namespace nvcuda;
+
+#define TILE 64     // rows of a block's own tile, and of each tile it walks
+#define WARPS 4     // 16 own rows each
+#define THREADS (WARPS * 32)
+
+typedef __nv_bfloat16 bf16;
+typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> FragA;
+typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> FragB;
+typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> FragBt;
+typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> FragC;
+
+__device__ inline size_t tc_head_offset(int b, int t, int h, int T, int H, int hd) {
+    return (((size_t)b * T + t) * H + h) * hd;
+}
+
+// Rows r0 .. r0 + TILE - 1 of one head of x, times s, into dst[TILE, HD] as bf16 (zeros
+// past T); the whole block cooperates.
+template <int HD>
+__device__ void stage_rows(bf16 *dst, const float *x, int b, int h, int r0, int T, int H,
+                           float s) {
+    for (int idx = threadIdx.x; idx < TILE * HD; idx += blockDim.x) {
+        int r = r0 + idx / HD, i = idx % HD;
+        dst[idx] = __float2bfloat16(r < T ? x[tc_head_offset(b, r, h, T, H, HD) + i] * s : 0.0f);
+    }
+}
+
+// Per-row floats (lse, D) of rows r0 .. r0 + TILE - 1 into dst (fill past T).
+__device__ void stage_stats(float *dst, const float *stats, int r0, int T, float fill) {
+    for (int i = threadIdx.x; i < TILE; i += blockDim.x)
+        dst[i] = r0 + i < T ? stats[r0 + i] : fill;
+}
+
+// out[16, 64] (float, ld TILE) = a[16, HD] (row-major, ld HD) times the transpose of
+// b[64, HD] (row-major, ld HD): the 16 rows' dot products with the tile's 64 rows.
+template <int HD>
+__device__ void warp_row_dots(float *out, const bf16 *a, const bf16 *b) {
+    for (int n = 0; n < TILE / 16; n++) {
+        FragC acc;
+        wmma::fill_fragment(acc, 0.0f);
+        for (int k = 0; k < HD / 16; k++) {
+            FragA fa;
+            FragBt fb;  // column-major reading of b's rows is b transposed
+            wmma::load_matrix_sync(fa, a + k * 16, HD);
+            wmma::load_matrix_sync(fb, b + n * 16 * HD + k * 16, HD);
+            wmma::mma_sync(acc, fa, fb, acc);
+        }
+        wmma::store_matrix_sync(out + n * 16, acc, TILE, wmma::mem_row_major);
+    }
+}
+
+// acc[16, HD] (float, ld HD) += a[16, 64] (row-major, ld TILE) times b[64, HD] (row-major).
+template <int HD>
+__device__ void warp_accumulate(float *acc, const bf16 *a, const bf16 *b) {
+    for (int d = 0; d < HD / 16; d++) {
+        FragC c;
+        wmma::load_matrix_sync(c, acc + d * 16, HD, wmma::mem_row_major);
+        for (int k = 0; k < TILE / 16; k++) {
+            FragA fa;
+            FragB fb;
+            wmma::load_matrix_sync(fa, a + k * 16, TILE);
+            wmma::load_matrix_sync(fb, b + k * 16 * HD + d * 16, HD);
+            wmma::mma_sync(c, fa, fb, c);
+        }
+        wmma::store_matrix_sync(acc + d * 16, c, HD, wmma::mem_row_major);
+    }
+}
+
+// Shared-memory carving: bf16 tiles and float tiles, each 128-byte aligned.
+struct Carver {
+    unsigned char *p;
+    template <typename X>
+    __device__ X *take(size_t n) {
+        X *out = (X *)p;
+        p += (n * sizeof(X) + 127) / 128 * 128;
+        return out;
+    }
+};
+
+template <int HD>
+static size_t forward_shared_bytes(void) {
+    size_t b = 0;
+    b += 3 * ((TILE * HD * sizeof(bf16) + 127) / 128 * 128);  // q, k, v
+    b += TILE * TILE * sizeof(float);                          // scores
+    b += TILE * TILE * sizeof(bf16);                           // probabilities
+    b += TILE * HD * sizeof(float);                            // output accumulator
+    return b;
+}
+
+// grid (ceil(Tq / TILE), H, B), THREADS threads
+template <int HD>
+__global__ void __launch_bounds__(THREADS)
+    flash_tc_forward_kernel(float *out, float *lse, const float *q, const float *k,
+                            const float *v, const int *key_start, int Tq, int Tk, int q_pos0,
+                            int H, int causal) {
+    extern __shared__ __align__(128) unsigned char smem[];
+    Carver c = {smem};
+    bf16 *sq = c.take<bf16>(TILE * HD), *sk = c.take<bf16>(TILE * HD);
+    bf16 *sv = c.take<bf16>(TILE * HD);
+    float *ss = c.take<float>(TILE * TILE);
+    bf16 *sp = c.take<bf16>(TILE * TILE);
+    float *so = c.take<float>(TILE * HD);
+    int b = blockIdx.z, h = blockIdx.y, t0 = blockIdx.x * TILE;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    int row = warp * 16 + lane / 2, half = lane % 2;  // this lane's row, and which half of it
+    int t = t0 + row;
+    stage_rows<HD>(sq, q, b, h, t0, Tq, H, rsqrtf((float)HD));
+    for (int i = threadIdx.x; i < TILE * HD; i += blockDim.x) so[i] = 0.0f;
+    int first = key_start ? key_start[b] : 0;
+    int end = causal ? min(q_pos0 + t + 1, Tk) : Tk;
+    int block_end = causal ? min(q_pos0 + t0 + TILE, Tk) : Tk;
+    float m = -INFINITY, l = 0.0f;
+    for (int j0 = first - first % TILE; j0 < block_end; j0 += TILE) {
+        __syncthreads();  // every warp is done with the previous tiles
+        stage_rows<HD>(sk, k, b, h, j0, Tk, H, 1.0f);
+        stage_rows<HD>(sv, v, b, h, j0, Tk, H, 1.0f);
+        __syncthreads();
+        warp_row_dots<HD>(ss + warp * 16 * TILE, sq + warp * 16 * HD, sk);
+        __syncwarp();
+        // online softmax over this lane's 32 columns of its row, then with its partner lane
+        float *s = ss + row * TILE + half * 32;
+        float tile_max = -INFINITY;
+        for (int jj = 0; jj < 32; jj++) {
+            int j = j0 + half * 32 + jj;
+            if (j >= first && j < end) tile_max = fmaxf(tile_max, s[jj]);
+        }
+        tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
+        float m_new = fmaxf(m, tile_max);
+        float sum = 0.0f;
+        bf16 *p = sp + row * TILE + half * 32;
+        for (int jj = 0; jj < 32; jj++) {
+            int j = j0 + half * 32 + jj;
+            float e = j >= first && j < end ? expf(s[jj] - m_new) : 0.0f;
+            p[jj] = __float2bfloat16(e);
+            sum += e;
+        }
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        float scale = m_new == -INFINITY ? 1.0f : expf(m - m_new);  // rescales what came before
+        l = l * scale + sum;
+        m = m_new;
+        float *o = so + row * HD + half * (HD / 2);
+        for (int i = 0; i < HD / 2; i++) o[i] *= scale;
+        __syncwarp();
+        warp_accumulate<HD>(so + warp * 16 * HD, sp + warp * 16 * TILE, sv);
+        __syncwarp();
+    }
+    if (t >= Tq) return;
+    float inv = l > 0.0f ? 1.0f / l : 0.0f;  // a row that sees no key gets zeros
+    const float *o = so + row * HD + half * (HD / 2);
+    float *dst = out + tc_head_offset(b, t, h, Tq, H, HD) + half * (HD / 2);
+    for (int i = 0; i < HD / 2; i++) dst[i] = o[i] * inv;
+    if (half == 0) lse[((size_t)b * H + h) * Tq + t] = l > 0.0f ? m + logf(l) : -INFINITY;
+}
+
+template <int HD>
+static size_t backward_shared_bytes(void) {
+    size_t b = 0;
+    b += 4 * ((TILE * HD * sizeof(bf16) + 127) / 128 * 128);  // own rows x 2, walked x 2
+    b += 2 * TILE * sizeof(float);                             // lse, D of the query side
+    b += 2 * TILE * TILE * sizeof(float);                      // S (then P), dP
+    b += 2 * TILE * TILE * sizeof(bf16);                       // P, dS as bf16
+    b += 2 * TILE * HD * sizeof(float);                        // up to two accumulators
+    return b;
+}
+
+// dq for 64 query rows per block: for each key tile, S = Qs K^T, P, dP = dO V^T, dS,
+// dq += dS K; finally dq = scale * dq added into the output.
+template <int HD>
+__global__ void __launch_bounds__(THREADS)
+    flash_tc_backward_dq_kernel(float *dq, const float *dout, const float *D, const float *lse,
+                                const float *q, const float *k, const float *v, int T, int H,
+                                int causal) {
+    extern __shared__ __align__(128) unsigned char smem[];
+    Carver c = {smem};
+    bf16 *sq = c.take<bf16>(TILE * HD), *sdo = c.take<bf16>(TILE * HD);
+    bf16 *sk = c.take<bf16>(TILE * HD), *sv = c.take<bf16>(TILE * HD);
+    float *ss = c.take<float>(TILE * TILE), *sdp = c.take<float>(TILE * TILE);
+    bf16 *sp = c.take<bf16>(TILE * TILE), *sds = c.take<bf16>(TILE * TILE);
+    float *sacc = c.take<float>(TILE * HD);
+    int b = blockIdx.z, h = blockIdx.y, t0 = blockIdx.x * TILE;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    int row = warp * 16 + lane / 2, half = lane % 2, t = t0 + row;
+    float scale = rsqrtf((float)HD);
+    stage_rows<HD>(sq, q, b, h, t0, T, H, scale);
+    stage_rows<HD>(sdo, dout, b, h, t0, T, H, 1.0f);
+    for (int i = threadIdx.x; i < TILE * HD; i += blockDim.x) sacc[i] = 0.0f;
+    size_t stats = ((size_t)b * H + h) * T;
+    float row_lse = t < T ? lse[stats + t] : -INFINITY, row_D = t < T ? D[stats + t] : 0.0f;
+    bool live = row_lse != -INFINITY;  // rows that saw no key pass no gradient
+    int block_end = causal ? min(t0 + TILE, T) : T;
+    for (int j0 = 0; j0 < block_end; j0 += TILE) {
+        __syncthreads();
+        stage_rows<HD>(sk, k, b, h, j0, T, H, 1.0f);
+        stage_rows<HD>(sv, v, b, h, j0, T, H, 1.0f);
+        __syncthreads();
+        warp_row_dots<HD>(ss + warp * 16 * TILE, sq + warp * 16 * HD, sk);
+        warp_row_dots<HD>(sdp + warp * 16 * TILE, sdo + warp * 16 * HD, sv);
+        __syncwarp();
+        // this lane's half row: query t against keys j0 + half * 32 + jj
+        int at = row * TILE + half * 32;
+        for (int jj = 0; jj < 32; jj++) {
+            int key = j0 + half * 32 + jj;
+            bool visible = live && t < T && key < T && (!causal || key <= t);
+            float p = visible ? expf(ss[at + jj] - row_lse) : 0.0f;
+            sp[at + jj] = __float2bfloat16(p);
+            sds[at + jj] = __float2bfloat16(p * (sdp[at + jj] - row_D));
+        }
+        __syncwarp();
+        warp_accumulate<HD>(sacc + warp * 16 * HD, sds + warp * 16 * TILE, sk);
+        __syncwarp();
+    }
+    if (t >= T || !live) return;
+    const float *a = sacc + row * HD + half * (HD / 2);
+    float *dst = dq + tc_head_offset(b, t, h, T, H, HD) + half * (HD / 2);
+    for (int i = 0; i < HD / 2; i++) dst[i] += scale * a[i];
+}
+
+// dk and dv for 64 key rows per block: for each query tile, S^T = K Qs^T, P^T = exp(S^T -
+// lse), dP^T = V dO^T, dS^T = P^T (dP^T - D), dv += P^T dO, dk += dS^T Qs (the scale is in Qs).
+template <int HD>
+__global__ void __launch_bounds__(THREADS)
+    flash_tc_backward_dkv_kernel(float *dk, float *dv, const float *dout, const float *D,
+                                 const float *lse, const float *q, const float *k, const float *v,
+                                 int T, int H, int causal) {
+    extern __shared__ __align__(128) unsigned char smem[];
+    Carver c = {smem};
+    bf16 *sk = c.take<bf16>(TILE * HD), *sv = c.take<bf16>(TILE * HD);
+    bf16 *sq = c.take<bf16>(TILE * HD), *sdo = c.take<bf16>(TILE * HD);
+    float *slse = c.take<float>(TILE), *sD = c.take<float>(TILE);
+    float *ss = c.take<float>(TILE * TILE), *sdp = c.take<float>(TILE * TILE);
+    bf16 *sp = c.take<bf16>(TILE * TILE), *sds = c.take<bf16>(TILE * TILE);
+    float *sdk = c.take<float>(TILE * HD), *sdv = c.take<float>(TILE * HD);
+    int b = blockIdx.z, h = blockIdx.y, j0 = blockIdx.x * TILE;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    int row = warp * 16 + lane / 2, half = lane % 2, j = j0 + row;
+    float scale = rsqrtf((float)HD);
+    stage_rows<HD>(sk, k, b, h, j0, T, H, 1.0f);
+    stage_rows<HD>(sv, v, b, h, j0, T, H, 1.0f);
+    for (int i = threadIdx.x; i < TILE * HD; i += blockDim.x) sdk[i] = sdv[i] = 0.0f;
+    size_t stats = ((size_t)b * H + h) * T;
+    for (int t0 = causal ? j0 : 0; t0 < T; t0 += TILE) {
+        __syncthreads();
+        stage_rows<HD>(sq, q, b, h, t0, T, H, scale);
+        stage_rows<HD>(sdo, dout, b, h, t0, T, H, 1.0f);
+        stage_stats(slse, lse + stats, t0, T, INFINITY);  // past T: not finite, no gradient
+        stage_stats(sD, D + stats, t0, T, 0.0f);
+        __syncthreads();
+        warp_row_dots<HD>(ss + warp * 16 * TILE, sk + warp * 16 * HD, sq);
+        warp_row_dots<HD>(sdp + warp * 16 * TILE, sv + warp * 16 * HD, sdo);
+        __syncwarp();
+        // this lane's half row of the transposed tile: key j against queries t0 + half*32 + jj
+        int at = row * TILE + half * 32;
+        for (int jj = 0; jj < 32; jj++) {
+            int qi = half * 32 + jj, query = t0 + qi;
+            // past T (staged +inf) or a query that saw no key (-inf): no gradient
+            bool visible = j < T && query < T && (!causal || j <= query) && isfinite(slse[qi]);
+            float p = visible ? expf(ss[at + jj] - slse[qi]) : 0.0f;
+            sp[at + jj] = __float2bfloat16(p);
+            sds[at + jj] = __float2bfloat16(p * (sdp[at + jj] - sD[qi]));
+        }
+        __syncwarp();
+        warp_accumulate<HD>(sdv + warp * 16 * HD, sp + warp * 16 * TILE, sdo);
+        warp_accumulate<HD>(sdk + warp * 16 * HD, sds + warp * 16 * TILE, sq);
+        __syncwarp();
+    }
+    if (j >= T) return;
+    size_t at = tc_head_offset(b, j, h, T, H, HD) + half * (HD / 2);
+    const float *a = sdk + row * HD + half * (HD / 2), *bv = sdv + row * HD + half * (HD / 2);
+    for (int i = 0; i < HD / 2; i++) {
+        dk[at + i] += a[i];
+        dv[at + i] += bv[i];
+    }
+}
+
+// 1 when a block may have `bytes` of shared memory on this device (the HD 128 backward
+// needs about 177 KB: an H100 has 227, an A100 163, which then takes the fp32 kernels).
+static int shared_fits(size_t bytes) {
+    static int limit = -1;
+    if (limit < 0) {
+        int device;
+        CUDA_CHECK(cudaGetDevice(&device));
+        CUDA_CHECK(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    }
+    return bytes <= (size_t)limit;
+}
+
+template <typename Kernel, typename... Args>
+static void launch_tc(Kernel kernel, dim3 grid, size_t shared, Args... args) {
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    (int)shared));
+    kernel<<<grid, THREADS, shared>>>(args...);
+    CUDA_CHECK_LAUNCH();
+}
+
+template <int HD>
+static void tc_forward(float *out, float *lse, const float *q, const float *k, const float *v,
+                       const int *key_start, int B, int Tq, int Tk, int q_pos0, int H, int causal) {
+    dim3 grid((Tq + TILE - 1) / TILE, H, B);
+    launch_tc(flash_tc_forward_kernel<HD>, grid, forward_shared_bytes<HD>(), out, lse, q, k, v,
+              key_start, Tq, Tk, q_pos0, H, causal);
+}
+
+template <int HD>
+static void tc_backward(float *dq, float *dk, float *dv, const float *dout, const float *D,
+                        const float *lse, const float *q, const float *k, const float *v, int B,
+                        int T, int H, int causal) {
+    dim3 grid((T + TILE - 1) / TILE, H, B);
+    size_t shared = backward_shared_bytes<HD>();
+    launch_tc(flash_tc_backward_dq_kernel<HD>, grid, shared, dq, dout, D, lse, q, k, v, T, H,
+              causal);
+    launch_tc(flash_tc_backward_dkv_kernel<HD>, grid, shared, dk, dv, dout, D, lse, q, k, v, T,
+              H, causal);
+}
+
+extern "C" int cuda_attention_tc_forward(float *out, float *lse, const float *q, const float *k,
+                                         const float *v, const int *key_start, int B, int Tq,
+                                         int Tk, int q_pos0, int H, int head_dim, int causal) {
+    if (head_dim == 64 && shared_fits(forward_shared_bytes<64>()))
+        tc_forward<64>(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, causal);
+    else if (head_dim == 128 && shared_fits(forward_shared_bytes<128>()))
+        tc_forward<128>(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, causal);
+    else
+        return 0;
+    return 1;
+}
+
+extern "C" int cuda_attention_tc_backward(float *dq, float *dk, float *dv, const float *dout,
+                                          const float *D, const float *lse, const float *q,
+                                          const float *k, const float *v, int B, int T, int H,
+                                          int head_dim, int causal) {
+    if (head_dim == 64 && shared_fits(backward_shared_bytes<64>()))
+        tc_backward<64>(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, causal);
+    else if (head_dim == 128 && shared_fits(backward_shared_bytes<128>()))
+        tc_backward<128>(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, causal);
+    else
+        return 0;
+    return 1;
+}
