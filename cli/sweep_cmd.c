@@ -7,6 +7,7 @@
 
 #include "cli/commands.h"
 #include "cli/flags.h"
+#include "kernels/backend.h"
 #include "sweep/runner.h"
 
 // DIR defaults to sweeps/<plan file name without .md>.
@@ -19,10 +20,12 @@ static void default_dir(const char *plan, char *out, size_t cap) {
 }
 
 int cmd_sweep(int argc, char **argv) {
-    const char *dir = NULL, *status_dir = NULL;
+    const char *dir = NULL, *status_dir = NULL, *device = "auto";
     Flag flags[] = {
         {"dir", FLAG_STRING, &dir, "sweep directory (default: sweeps/PLAN-NAME)", 0},
         {"status", FLAG_STRING, &status_dir, "print the state of the sweep in this directory", 0},
+        {"device", FLAG_STRING, &device,
+         "auto, cpu or cuda: runs whose plan sets no device, and the report's evaluations", 0},
     };
     int n_flags = sizeof flags / sizeof flags[0];
     const char *plan = NULL;
@@ -43,7 +46,8 @@ int cmd_sweep(int argc, char **argv) {
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n <= 0) return cli_fail("sweep: cannot find the dllm executable (/proc/self/exe)");
     exe[n] = '\0';
-    SweepOptions o = {exe, isatty(STDOUT_FILENO)};
+    if (!backend_by_name(device, &err)) return cli_fail(err.msg);
+    SweepOptions o = {exe, isatty(STDOUT_FILENO), device};
     rc = sweep_run(plan, dir, &o, &err);
     if (rc < 0) return cli_fail(err.msg);
     return rc;

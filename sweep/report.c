@@ -69,12 +69,13 @@ static int capture(char **argv, char *out, size_t cap) {
 }
 
 static void write_samples_of(FILE *f, const Plan *p, const Row *r, const char *what,
-                             const char *dir, const char *exe) {
+                             const char *dir, const char *exe, const char *device) {
     char model[4300], text[8192];
     snprintf(model, sizeof model, "%s/runs/%s", dir, r->run->name);
     // the rest of the context after the prompt, a token per step
     char *argv[] = {(char *)exe, "sample", "--model", model, "--prompt", (char *)p->prompt,
-                    "--gen-length", "0", "--temperature", "0.8", "--batch", "3", NULL};
+                    "--gen-length", "0", "--temperature", "0.8", "--batch", "3",
+                    "--device", (char *)device, NULL};
     int rc = capture(argv, text, sizeof text);
     fprintf(f, "\n## Samples from the best %s\n\n`dllm sample --model runs/%s --prompt \"%s\" "
                "--gen-length 0 --temperature 0.8 --batch 3`%s\n\n```\n%s\n```\n",
@@ -84,7 +85,7 @@ static void write_samples_of(FILE *f, const Plan *p, const Row *r, const char *w
 // Samples from the best run, or from the best run of each objective when the plan compares
 // objectives (rows are ranked, so the first of each objective is its best).
 static void write_samples(FILE *f, const Plan *p, const Row *rows, int n, const char *dir,
-                          const char *exe) {
+                          const char *exe, const char *device) {
     if (!p->prompt[0]) return;
     int by_objective = plan_varies(p, "objective");
     const char *const objectives[] = {"mdm", "ar"};
@@ -95,17 +96,18 @@ static void write_samples(FILE *f, const Plan *p, const Row *rows, int n, const 
             if (by_objective && strcmp(obj ? obj : "mdm", objectives[o]) != 0) continue;
             char what[32];
             snprintf(what, sizeof what, by_objective ? "%s run" : "run", objectives[o]);
-            write_samples_of(f, p, &rows[i], what, dir, exe);
+            write_samples_of(f, p, &rows[i], what, dir, exe, device);
             break;
         }
 }
 
 // A run's newest checkpoint as a model (with room for 32 rows) and its tokenizer.
-static int load_run_model(const char *run_dir, Model *m, Checkpoint *ck, Error *err) {
+static int load_run_model(const char *run_dir, const char *device, Model *m, Checkpoint *ck,
+                          Error *err) {
     char chosen[4400];
     int skipped;
     if (checkpoint_load_latest(run_dir, ck, chosen, sizeof chosen, &skipped, err)) return -1;
-    const Backend *be = backend_by_name("auto", err);
+    const Backend *be = backend_by_name(device, err);
     if (!be || checkpoint_model(ck, be, 32, m, err)) {
         checkpoint_free(ck);
         return -1;
@@ -114,10 +116,11 @@ static int load_run_model(const char *run_dir, Model *m, Checkpoint *ck, Error *
 }
 
 // Exact-match accuracy of a run's newest checkpoint on the plan's test file.
-static double exact_accuracy(const char *run_dir, const char *test, Error *err) {
+static double exact_accuracy(const char *run_dir, const char *test, const char *device,
+                             Error *err) {
     Model m;
     Checkpoint ck;
-    if (load_run_model(run_dir, &m, &ck, err)) return NAN;
+    if (load_run_model(run_dir, device, &m, &ck, err)) return NAN;
     ExactOptions eo = {.chat = ck.header.train.sft};
     ExactResult r;
     double acc = exact_match(&m, &ck.tokenizer, test, &eo, &r, err) == 0 ? r.accuracy : NAN;
@@ -130,7 +133,7 @@ static double exact_accuracy(const char *run_dir, const char *test, Error *err) 
 // answer token and answers per second for the reference schedule at 1, 2 and 4 tokens per step,
 // in 1, 2 or 4 blocks, and for confidence-threshold decoding.
 static void write_sampler_tradeoff(FILE *f, const Plan *p, const Row *rows, int n,
-                                   const char *dir) {
+                                   const char *dir, const char *device) {
     const Row *best = NULL;
     for (int i = 0; i < n && !best; i++) {
         const char *obj = plan_value(p, rows[i].run, "objective");
@@ -142,7 +145,7 @@ static void write_sampler_tradeoff(FILE *f, const Plan *p, const Row *rows, int 
     Model m;
     Checkpoint ck;
     Error err;
-    if (load_run_model(run_dir, &m, &ck, &err)) return;
+    if (load_run_model(run_dir, device, &m, &ck, &err)) return;
     static const struct {
         const char *name;
         int per_step, blocks;
@@ -282,7 +285,8 @@ static void write_table(FILE *f, const Plan *p, const Row *rows, int n) {
     }
 }
 
-int sweep_report(const Plan *p, const char *dir, const char *exe, Error *err) {
+int sweep_report(const Plan *p, const char *dir, const char *exe, const char *device,
+                 Error *err) {
     Row *rows = calloc((size_t)p->n_runs, sizeof *rows);
     if (!rows) return error_set(err, "out of memory");
     for (int i = 0; i < p->n_runs; i++) {
@@ -299,7 +303,7 @@ int sweep_report(const Plan *p, const char *dir, const char *exe, Error *err) {
         r->exact = NAN;
         if (p->exact[0] && strcmp(r->outcome.status, "done") == 0) {
             Error why;
-            r->exact = exact_accuracy(run_dir, p->exact, &why);
+            r->exact = exact_accuracy(run_dir, p->exact, device, &why);
             if (isnan(r->exact)) fprintf(stderr, "dllm: report: %s: %s\n", run_dir, why.msg);
         }
         r->metric = strcmp(p->metric, "train_loss") == 0 ? r->final_train
@@ -343,7 +347,7 @@ int sweep_report(const Plan *p, const char *dir, const char *exe, Error *err) {
         if (curves > 0) fprintf(f.f, "![validation curves](val_curves.png)\n\n");
         for (int k = 0; k < p->n_varied_names; k++)
             fprintf(f.f, "![%s vs %s](%s)\n\n", p->metric, p->varied_names[k], pngs[k]);
-        if (p->exact[0]) write_sampler_tradeoff(f.f, p, rows, p->n_runs, dir);
+        if (p->exact[0]) write_sampler_tradeoff(f.f, p, rows, p->n_runs, dir, device);
         if (failed) {
             fprintf(f.f, "\n## Failed runs\n\n");
             for (int i = 0; i < p->n_runs; i++)
@@ -351,7 +355,7 @@ int sweep_report(const Plan *p, const char *dir, const char *exe, Error *err) {
                     fprintf(f.f, "- %s: %s (log: runs/%s/train.out)\n", rows[i].run->name,
                             rows[i].outcome.reason, rows[i].run->name);
         }
-        write_samples(f.f, p, rows, p->n_runs, dir, exe);
+        write_samples(f.f, p, rows, p->n_runs, dir, exe, device);
         status = atomic_commit(&f, err);
     }
     for (int i = 0; i < p->n_runs; i++)

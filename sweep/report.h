@@ -8,6 +8,7 @@
 #include "common/error.h"
 #include "sweep/plan.h"
 
-int sweep_report(const Plan *p, const char *dir, const char *exe, Error *err);
+int sweep_report(const Plan *p, const char *dir, const char *exe, const char *device,
+                 Error *err);
 
 #endif

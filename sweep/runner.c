@@ -283,6 +283,11 @@ int sweep_run(const char *plan_path, const char *dir, const SweepOptions *o, Err
         int argc = sweep_train_args(p, r, run_dir, storage, sizeof storage, argv + 1,
                                     (int)(sizeof argv / sizeof argv[0]) - 1);
         argv[0] = (char *)o->exe;
+        if (!plan_value(p, r, "device")) {
+            argv[++argc] = "--device";
+            argv[++argc] = (char *)o->device;
+            argv[argc + 1] = NULL;
+        }
         if ((status = write_command(run_dir, argv, argc + 1, err))) break;
         const char *steps_arg = NULL;
         for (int k = 1; argv[k]; k++)
@@ -319,7 +324,7 @@ int sweep_run(const char *plan_path, const char *dir, const SweepOptions *o, Err
             snprintf(run_dir, sizeof run_dir, "%s/runs/%s", dir, p->runs[i].name);
             failures += run_outcome_read(run_dir, &out) == 0 && strcmp(out.status, "failed") == 0;
         }
-        status = sweep_report(p, dir, o->exe, err);
+        status = sweep_report(p, dir, o->exe, o->device, err);
         if (status == 0)
             printf("sweep done: %d runs, %d failed; report: %s/REPORT.md\n", p->n_runs, failures,
                    dir);

@@ -13,8 +13,9 @@
 #include "sweep/plan.h"
 
 typedef struct {
-    const char *exe;   // the dllm program to run the children with
-    int tty;           // draw a live status line
+    const char *exe;     // the dllm program to run the children with
+    int tty;             // draw a live status line
+    const char *device;  // --device of runs whose plan sets none, and of the report's models
 } SweepOptions;
 
 // Returns 0 when every run has an outcome (done or failed), 128 + signal when the sweep was
