@@ -129,6 +129,7 @@ __global__ void __launch_bounds__(THREADS)
     int end = causal ? min(q_pos0 + t + 1, Tk) : Tk;
     int block_end = causal ? min(q_pos0 + t0 + TILE, Tk) : Tk;
     float m = -INFINITY, l = 0.0f;
+    __syncthreads();  // q and the zeroed accumulator, even when no key tile follows
     for (int j0 = first - first % TILE; j0 < block_end; j0 += TILE) {
         __syncthreads();  // every warp is done with the previous tiles
         stage_rows<HD>(sk, k, b, h, j0, Tk, H, 1.0f);
