@@ -42,7 +42,15 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(LIB_CXX:%.cc=$(BUILD)/%.o) $(LIB_CU:%.c
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test test-gpu bench clean check-deps
+# the CUDA kernels on the CPU emulation (tests/cuda_emu; rules below, run by make test)
+EMU := $(BUILD)/emu
+EMU_CU := $(filter-out kernels/cuda/matmul.cu,$(wildcard kernels/cuda/*.cu))
+EMU_OBJ := $(EMU_CU:kernels/cuda/%.cu=$(EMU)/cuda_%.o) $(EMU)/emu.o $(EMU)/matmul_cpu.o \
+           $(EMU)/backend_cuda.o $(EMU)/backend.o
+EMU_LIB_OBJ := $(filter-out $(BUILD)/kernels/cuda/% $(BUILD)/kernels/backend.o,$(LIB_OBJ))
+EMU_CXXFLAGS := -std=c++17 -O2 -I. -Itests/cuda_emu -w
+
+.PHONY: all test test-gpu test-cuda-emu bench clean check-deps
 all: dllm
 
 dllm: $(CLI_OBJ) $(BUILD)/libdllm.a
@@ -75,13 +83,47 @@ check-deps:
 
 # Each suite prints Check's summary line: "100%: Checks: N, Failures: 0, Errors: 0".
 # builds the benchmark too, so CI compiles everything
-test: check-deps dllm $(TEST_BIN) $(BUILD)/bench/bench
-	@status=0; for t in $(TEST_BIN); do echo "== $$t"; ./$$t || status=1; done; \
+test: check-deps dllm $(TEST_BIN) $(BUILD)/bench/bench $(EMU)/test_gpu
+	@status=0; for t in $(TEST_BIN) $(EMU)/test_gpu; do echo "== $$t"; ./$$t || status=1; done; \
 	exit $$status
 
 # On a machine with a GPU: the CUDA backend against the CPU reference (fails if no device).
 test-gpu: check-deps $(BUILD)/tests/test_gpu
 	DLLM_REQUIRE_GPU=1 ./$(BUILD)/tests/test_gpu
+
+# The CUDA kernels' logic without a GPU: kernels/cuda/*.cu built as C++ against the CPU
+# emulation in tests/cuda_emu (each block's threads are fibers; wmma, shuffles and barriers are
+# emulated; cuBLASLt is not: its matmuls are the CPU's), then test_gpu on them. Minutes, no
+# measure of speed; it catches indexing, race and barrier bugs before a GPU is at hand.
+
+$(EMU)/cuda_%.cpp: kernels/cuda/%.cu tests/cuda_emu/rewrite.pl
+	@mkdir -p $(dir $@)
+	perl -0p tests/cuda_emu/rewrite.pl $< > $@
+
+$(EMU)/cuda_%.o: $(EMU)/cuda_%.cpp tests/cuda_emu/cuda_runtime.h
+	$(CXX) $(EMU_CXXFLAGS) -c -o $@ $<
+
+$(EMU)/%.o: tests/cuda_emu/%.cpp tests/cuda_emu/cuda_runtime.h
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) -c -o $@ $<
+
+$(EMU)/backend_cuda.o: kernels/cuda/backend_cuda.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DDLLM_CUDA -c -o $@ $<
+
+$(EMU)/backend.o: kernels/backend.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DDLLM_CUDA -c -o $@ $<
+
+$(EMU)/test_gpu.o: tests/test_gpu.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DDLLM_CUDA -DDLLM_CUDA_EMULATION $(CHECK_CFLAGS) -c -o $@ $<
+
+$(EMU)/test_gpu: $(EMU)/test_gpu.o $(BUILD)/tests/testutil.o $(EMU_OBJ) $(EMU_LIB_OBJ)
+	$(CXX) -fopenmp -o $@ $(filter %.o,$^) $(CHECK_LIBS) $(SPM_LIBS) -lm
+
+test-cuda-emu: check-deps $(EMU)/test_gpu
+	./$(EMU)/test_gpu
 
 $(BUILD)/bench/bench: bench/bench.c $(BUILD)/cli/flags.o $(BUILD)/libdllm.a
 	@mkdir -p $(dir $@)

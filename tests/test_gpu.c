@@ -1,7 +1,9 @@
 // The CUDA backend against the CPU reference: every op on random inputs, the whole model's
 // logits, loss and gradients, 20 training steps, bit-identical reruns, and greedy sampling.
 // `make test-gpu` runs it on a lent GPU. Without a device it prints "skipped: no CUDA device"
-// and runs no checks, so nothing is counted as passed.
+// and runs no checks, so nothing is counted as passed. `make test-cuda-emu` (part of
+// `make test`) builds it against the CPU emulation of the CUDA kernels instead
+// (DLLM_CUDA_EMULATION): the kernels' logic is checked, labelled as emulated.
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -510,7 +512,13 @@ int main(void) {
         printf("test_gpu: skipped: no CUDA device\n");
         return getenv("DLLM_REQUIRE_GPU") ? 1 : 0;
     }
+#ifdef DLLM_CUDA_EMULATION
+    // make test-cuda-emu: the kernels' logic on the CPU emulation, not a GPU run
+    printf("test_gpu: CUDA kernels under the CPU emulation (tests/cuda_emu), no GPU involved\n");
+    Suite *s = suite_create("cuda kernels, emulated");
+#else
     Suite *s = suite_create("gpu");
+#endif
     TCase *tc = tcase_create("cuda vs cpu");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_matmul);

@@ -1,0 +1,181 @@
+// CPU emulation of the CUDA subset dllm's kernels use: every thread of a block is a fiber
+// (its own stack, switched by emu.cpp) on one OS thread; __syncthreads / __syncwarp / shuffles / wmma collectives switch
+// fibers. Blocks run one after another. Dynamic shared memory is filled with 0xff bytes
+// (NaN floats) so that reads of unwritten shared memory show.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <type_traits>
+#include <vector>
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__
+#define __launch_bounds__(...)
+#define __shared__ static
+#define __align__(n) alignas(n)
+
+struct dim3 {
+    unsigned x, y, z;
+    dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+typedef dim3 uint3;
+
+extern dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+typedef int cudaError_t;
+enum { cudaSuccess = 0 };
+enum cudaMemcpyKind { cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice };
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize };
+enum cudaDeviceAttr { cudaDevAttrMaxSharedMemoryPerBlockOptin };
+
+inline const char *cudaGetErrorString(cudaError_t) { return "emulated error"; }
+inline cudaError_t cudaGetLastError(void) { return cudaSuccess; }
+inline cudaError_t cudaGetDeviceCount(int *n) { *n = 1; return cudaSuccess; }
+inline cudaError_t cudaGetDevice(int *d) { *d = 0; return cudaSuccess; }
+inline cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr, int) {
+    *v = 227 * 1024;
+    return cudaSuccess;
+}
+template <typename K>
+inline cudaError_t cudaFuncSetAttribute(K, cudaFuncAttribute, int) { return cudaSuccess; }
+template <typename T>
+inline cudaError_t cudaMalloc(T **p, size_t n) {
+    *p = (T *)malloc(n ? n : 1);
+    memset((void *)*p, 0xff, n);
+    return cudaSuccess;
+}
+inline cudaError_t cudaFree(void *p) { free(p); return cudaSuccess; }
+inline cudaError_t cudaMemset(void *p, int v, size_t n) { memset(p, v, n); return cudaSuccess; }
+inline cudaError_t cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind) {
+    memmove(d, s, n);
+    return cudaSuccess;
+}
+
+inline int min(int a, int b) { return a < b ? a : b; }
+inline int max(int a, int b) { return a > b ? a : b; }
+inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
+using std::isfinite;
+
+// ---- fibers ----
+void emu_syncthreads(void);
+void emu_syncwarp(void);
+#define __syncthreads() emu_syncthreads()
+inline void __syncwarp(unsigned = 0xffffffffu) { emu_syncwarp(); }
+void *emu_dyn_smem(void);
+void emu_run(dim3 grid, dim3 block, size_t shared, std::function<void()> body);
+
+extern uint64_t emu_slots[32][32];
+template <typename T>
+T __shfl_xor_sync(unsigned, T v, int off) {
+    unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    uint64_t bits = 0;
+    memcpy(&bits, &v, sizeof v);
+    emu_slots[warp][lane] = bits;
+    emu_syncwarp();
+    uint64_t got = emu_slots[warp][lane ^ off];
+    emu_syncwarp();
+    T r;
+    memcpy(&r, &got, sizeof r);
+    return r;
+}
+
+template <typename K>
+struct EmuLauncher {
+    K kernel;
+    dim3 grid, block;
+    size_t shared;
+    template <typename... A>
+    void operator()(A... args) {
+        K k = kernel;
+        emu_run(grid, block, shared, [=]() { k(args...); });
+    }
+};
+template <typename K>
+EmuLauncher<K> emu_launcher(K k, dim3 grid, dim3 block, size_t shared = 0) {
+    return EmuLauncher<K>{k, grid, block, shared};
+}
+
+// ---- bf16 ----
+struct __nv_bfloat16 {
+    uint16_t bits;
+};
+inline __nv_bfloat16 __float2bfloat16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return {(uint16_t)((u >> 16) | 0x40)};  // NaN
+    uint32_t rounding = 0x7fffu + ((u >> 16) & 1u);  // to nearest, ties to even
+    return {(uint16_t)((u + rounding) >> 16)};
+}
+inline float __bfloat162float(__nv_bfloat16 b) {
+    uint32_t u = (uint32_t)b.bits << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+inline float emu_to_float(float f) { return f; }
+inline float emu_to_float(__nv_bfloat16 b) { return __bfloat162float(b); }
+
+// ---- wmma (16x16x16 only) ----
+namespace nvcuda {
+namespace wmma {
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+enum layout_t { mem_row_major, mem_col_major };
+template <typename Use, int M, int N, int K, typename T, typename Layout = void>
+struct fragment {
+    float x[16][16];
+};
+template <typename F>
+inline void fill_fragment(F &f, float v) {
+    for (int i = 0; i < 16; i++)
+        for (int j = 0; j < 16; j++) f.x[i][j] = v;
+}
+template <typename Use, int M, int N, int K, typename T, typename Layout>
+inline void load_matrix_sync(fragment<Use, M, N, K, T, Layout> &f, const T *p, unsigned ld) {
+    emu_syncwarp();
+    bool row = std::is_same<Layout, row_major>::value;
+    for (int i = 0; i < 16; i++)
+        for (int j = 0; j < 16; j++) f.x[i][j] = emu_to_float(row ? p[i * ld + j] : p[j * ld + i]);
+    emu_syncwarp();
+}
+template <int M, int N, int K>
+inline void load_matrix_sync(fragment<accumulator, M, N, K, float> &f, const float *p, unsigned ld,
+                             layout_t l) {
+    emu_syncwarp();
+    for (int i = 0; i < 16; i++)
+        for (int j = 0; j < 16; j++) f.x[i][j] = l == mem_row_major ? p[i * ld + j] : p[j * ld + i];
+    emu_syncwarp();
+}
+template <int M, int N, int K>
+inline void store_matrix_sync(float *p, const fragment<accumulator, M, N, K, float> &f, unsigned ld,
+                              layout_t l) {
+    emu_syncwarp();
+    if (threadIdx.x % 32 == 0)
+        for (int i = 0; i < 16; i++)
+            for (int j = 0; j < 16; j++)
+                (l == mem_row_major ? p[i * ld + j] : p[j * ld + i]) = f.x[i][j];
+    emu_syncwarp();
+}
+template <typename FA, typename FB, int M, int N, int K>
+inline void mma_sync(fragment<accumulator, M, N, K, float> &d, const FA &a, const FB &b,
+                     const fragment<accumulator, M, N, K, float> &c) {
+    fragment<accumulator, M, N, K, float> r;
+    for (int i = 0; i < 16; i++)
+        for (int j = 0; j < 16; j++) {
+            float s = c.x[i][j];
+            for (int k = 0; k < 16; k++) s += a.x[i][k] * b.x[k][j];
+            r.x[i][j] = s;
+        }
+    d = r;
+}
+}  // namespace wmma
+}  // namespace nvcuda
