@@ -83,19 +83,29 @@ static float *randn(size_t n, uint64_t seed) {
     return x;
 }
 
-static void check_matmul(int bf16, double tol) {
+// A device copy of n host floats placed `shift` floats into its allocation (shift 1: only
+// 4-byte aligned, as slices of the parameter buffer can be); free with gpu->free(p - shift).
+static float *up_shifted(const float *host, size_t n, int shift) {
+    float *d = (float *)gpu->alloc((n + shift) * sizeof(float)) + shift;
+    gpu->to_device(d, host, n * sizeof(float));
+    return d;
+}
+
+static void check_matmul(int bf16, double tol, int shift) {
     int N = 96, C = 80, K = 72;
     cuda_set_bf16(bf16);
     float *x = randn((size_t)N * C, 1), *w = randn((size_t)K * C, 2), *dy = randn((size_t)N * K, 3);
     // the backward adds: start both sides from the same random gradients
-    float *dx = randn((size_t)N * C, 4), *dw = randn((size_t)K * C, 5), *out = malloc((size_t)N * K * 4);
-    float *gx = up(x, (size_t)N * C), *gw = up(w, (size_t)K * C), *gdy = up(dy, (size_t)N * K);
-    float *gdx = up(dx, (size_t)N * C), *gdw = up(dw, (size_t)K * C), *gout = gpu->alloc((size_t)N * K * 4);
+    float *dx = randn((size_t)N * C, 4), *dw = randn((size_t)K * C, 5), *out = calloc((size_t)N * K, 4);
+    float *gx = up_shifted(x, (size_t)N * C, shift), *gw = up_shifted(w, (size_t)K * C, shift);
+    float *gdy = up_shifted(dy, (size_t)N * K, shift), *gdx = up_shifted(dx, (size_t)N * C, shift);
+    float *gdw = up_shifted(dw, (size_t)K * C, shift), *gout = up_shifted(out, (size_t)N * K, shift);
     cpu->matmul_forward(out, x, w, N, C, K);
     gpu->matmul_forward(gout, gx, gw, N, C, K);
     cpu->matmul_backward(dx, dw, dy, x, w, N, C, K);
     gpu->matmul_backward(gdx, gdw, gdy, gx, gw, N, C, K);
-    const char *mode = bf16 ? "bf16" : "fp32";
+    const char *mode = bf16 ? (shift ? "bf16, 4-byte aligned" : "bf16")
+                            : (shift ? "fp32, 4-byte aligned" : "fp32");
     char name[64];
     snprintf(name, sizeof name, "matmul forward (%s)", mode);
     expect_close(name, gout, out, (size_t)N * K, tol);
@@ -104,13 +114,16 @@ static void check_matmul(int bf16, double tol) {
     snprintf(name, sizeof name, "matmul dweight (%s)", mode);
     expect_close(name, gdw, dw, (size_t)K * C, tol);
     free(x), free(w), free(dy), free(dx), free(dw), free(out);
-    gpu->free(gx), gpu->free(gw), gpu->free(gdy), gpu->free(gdx), gpu->free(gdw), gpu->free(gout);
+    float *g[] = {gx, gw, gdy, gdx, gdw, gout};
+    for (int i = 0; i < 6; i++) gpu->free(g[i] - shift);
     cuda_set_bf16(1);
 }
 
 START_TEST(test_matmul) {
-    check_matmul(0, 1e-5);
-    check_matmul(1, 1e-2);
+    check_matmul(0, 1e-5, 0);
+    check_matmul(1, 1e-2, 0);
+    check_matmul(0, 1e-5, 1);
+    check_matmul(1, 1e-2, 1);
 }
 END_TEST
 

@@ -5,7 +5,8 @@
 // and activations themselves stay fp32 (the master copy AdamW updates). With bf16 off every
 // operand is fp32 (CUBLAS_COMPUTE_32F), the mode the whole-model CPU comparison uses.
 // The model has no biases, so no epilogue is fused; the backward's "adds into" contract is
-// the GEMM's beta = 1.
+// the GEMM's beta = 1. cuBLASLt's results are the same bits from run to run on one GPU (its
+// split-K reductions are ordered), which the determinism tests rely on.
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -43,6 +44,16 @@ static size_t operands_fit(size_t a, size_t b) {
     return offset;
 }
 
+// The largest power of two (up to 256) that divides the address: cuBLASLt assumes 256-byte
+// aligned matrices unless told otherwise, and slices of the parameter and activation buffers
+// (one layer's weights, a norm gain's gradient) are often less aligned.
+static uint32_t alignment_of(const void *p) {
+    uintptr_t a = (uintptr_t)p;
+    uint32_t align = 256;
+    while (align > 1 && a % align != 0) align /= 2;
+    return align;
+}
+
 static void round_to_bf16(__nv_bfloat16 *out, const float *in, size_t n) {
     to_bf16_kernel<<<(unsigned)((n + 255) / 256), 256>>>(out, in, n);
     CUDA_CHECK_LAUNCH();
@@ -77,6 +88,12 @@ static void gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k
     size_t ws = WORKSPACE_BYTES;
     CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                     &ws, sizeof ws));
+    uint32_t align[4] = {alignment_of(a), alignment_of(b), alignment_of(C), alignment_of(C)};
+    cublasLtMatmulPreferenceAttributes_t which[4] = {
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+    for (int i = 0; i < 4; i++)
+        CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, which[i], &align[i], sizeof align[i]));
     cublasLtMatmulHeuristicResult_t heuristic;
     int found = 0;
     CUDA_CHECK(cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 1, &heuristic, &found));
