@@ -28,9 +28,10 @@ typedef struct {
     void (*to_host)(void *dst, const void *src, size_t bytes);
     void (*copy)(void *dst, const void *src, size_t bytes);  // device to device
 
-    // out[N, C] = table[tokens[n], :]
+    // out[N, C] = table[tokens[n], :]; dtable is [V, C]
     void (*embedding_forward)(float *out, const int *tokens, const float *table, int N, int C);
-    void (*embedding_backward)(float *dtable, const float *dout, const int *tokens, int N, int C);
+    void (*embedding_backward)(float *dtable, const float *dout, const int *tokens, int N, int C,
+                               int V);
 
     // out = inp / rms(inp) * weight, one rms per row; rstd[N] saved for backward
     void (*rmsnorm_forward)(float *out, float *rstd, const float *inp, const float *weight, int N,

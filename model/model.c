@@ -342,6 +342,6 @@ float model_loss_backward(Model *m, const int *targets, const float *weights) {
         if (m->recompute) layer_forward(m, l, NULL, 0, m->T);  // refills the shared slice
         layer_backward(m, l);
     }
-    be->embedding_backward(m->g.tok_emb, d->resid, m->tokens, N, C);
+    be->embedding_backward(m->g.tok_emb, d->resid, m->tokens, N, C, c->vocab_size);
     return weighted_loss(m, weights);
 }

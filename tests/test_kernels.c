@@ -260,7 +260,7 @@ START_TEST(test_embedding) {
     for (int n = 0; n < N; n++)
         ck_assert_mem_eq(c.out + n * C, c.table + tokens[n] * C, C * sizeof(float));
     float *dt = zeros(V * C);
-    be->embedding_backward(dt, c.r, tokens, N, C);
+    be->embedding_backward(dt, c.r, tokens, N, C, V);
     report("embedding dtable", grad_check(embedding_scalar, &c, c.table, dt, V * C, FD_STEP, 0));
     // token 2 never occurs: no gradient
     for (int i = 0; i < C; i++) ck_assert_float_eq(dt[2 * C + i], 0.0f);

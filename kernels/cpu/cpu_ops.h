@@ -8,7 +8,8 @@
 #include <stdint.h>
 
 void cpu_embedding_forward(float *out, const int *tokens, const float *table, int N, int C);
-void cpu_embedding_backward(float *dtable, const float *dout, const int *tokens, int N, int C);
+void cpu_embedding_backward(float *dtable, const float *dout, const int *tokens, int N, int C,
+                            int V);
 
 void cpu_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int N,
                          int C, float eps);

@@ -9,9 +9,11 @@ void cpu_embedding_forward(float *out, const int *tokens, const float *table, in
                                        (size_t)C * sizeof(float));
 }
 
-void cpu_embedding_backward(float *dtable, const float *dout, const int *tokens, int N, int C) {
+void cpu_embedding_backward(float *dtable, const float *dout, const int *tokens, int N, int C,
+                            int V) {
     // Tokens repeat, so rows of dtable collide; threads split the columns instead of the
-    // rows, which keeps every sum in the same order whatever the thread count.
+    // rows, which keeps every sum in the same order (by position) whatever the thread count.
+    (void)V;
 #pragma omp parallel for
     for (int c = 0; c < C; c++)
         for (int n = 0; n < N; n++) dtable[(size_t)tokens[n] * C + c] += dout[(size_t)n * C + c];

@@ -30,7 +30,8 @@ void cuda_copy(void *dst, const void *src, size_t bytes);
 void *cuda_scratch(size_t bytes);
 
 void cuda_embedding_forward(float *out, const int *tokens, const float *table, int N, int C);
-void cuda_embedding_backward(float *dtable, const float *dout, const int *tokens, int N, int C);
+void cuda_embedding_backward(float *dtable, const float *dout, const int *tokens, int N, int C,
+                             int V);
 void cuda_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int N,
                           int C, float eps);
 void cuda_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,

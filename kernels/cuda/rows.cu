@@ -1,8 +1,8 @@
 // Row ops, one thread block per row: RMSNorm, the cross-entropy loss, and the token embedding.
 // Column sums (RMSNorm's dweight, the embedding gradient) run in a fixed order, no atomics:
 // RMSNorm's in two passes (each thread sums one column over a chunk of rows, then one thread
-// per column adds the chunks in order), the embedding's with one thread per column walking
-// the rows (rows with the same token add into the same table row).
+// per column adds the chunks in order), the embedding's by blocks that each own a range of
+// table rows and add their positions in order.
 #include <cuda_runtime.h>
 #include <math.h>
 
@@ -96,11 +96,35 @@ __global__ void embedding_forward_kernel(float *out, const int *tokens, const fl
     for (int i = threadIdx.x; i < C; i += blockDim.x) dst[i] = src[i];
 }
 
+#define EMBEDDING_ROWS 64  // table rows owned by one block
+
+// Each block owns EMBEDDING_ROWS rows of the table and walks the tokens in order, a chunk at a
+// time: the chunk's positions holding one of its rows are listed in order, then every thread
+// adds its columns of those positions' gradient rows. Each table element is updated by one
+// thread, position by position: no atomics, and the CPU twin's order.
 __global__ void embedding_backward_kernel(float *dtable, const float *dout, const int *tokens,
                                           int N, int C) {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
-    for (int n = 0; n < N; n++) dtable[(size_t)tokens[n] * C + c] += dout[(size_t)n * C + c];
+    __shared__ int hits[ROW_THREADS];
+    __shared__ int n_hits;
+    int v0 = blockIdx.x * EMBEDDING_ROWS;
+    for (int n0 = 0; n0 < N; n0 += blockDim.x) {
+        int n = n0 + threadIdx.x;
+        hits[threadIdx.x] = n < N && tokens[n] >= v0 && tokens[n] < v0 + EMBEDDING_ROWS ? n : -1;
+        __syncthreads();
+        if (threadIdx.x == 0) {  // compact in position order
+            int k = 0;
+            for (int i = 0; i < (int)blockDim.x; i++)
+                if (hits[i] >= 0) hits[k++] = hits[i];
+            n_hits = k;
+        }
+        __syncthreads();
+        for (int k = 0; k < n_hits; k++) {
+            int m = hits[k];
+            float *row = dtable + (size_t)tokens[m] * C;
+            for (int c = threadIdx.x; c < C; c += blockDim.x) row[c] += dout[(size_t)m * C + c];
+        }
+        __syncthreads();  // hits is rewritten by the next chunk
+    }
 }
 
 static unsigned column_blocks(int C) { return (unsigned)((C + ROW_THREADS - 1) / ROW_THREADS); }
@@ -144,7 +168,8 @@ extern "C" void cuda_embedding_forward(float *out, const int *tokens, const floa
 }
 
 extern "C" void cuda_embedding_backward(float *dtable, const float *dout, const int *tokens,
-                                        int N, int C) {
-    embedding_backward_kernel<<<column_blocks(C), ROW_THREADS>>>(dtable, dout, tokens, N, C);
+                                        int N, int C, int V) {
+    unsigned blocks = (unsigned)((V + EMBEDDING_ROWS - 1) / EMBEDDING_ROWS);
+    embedding_backward_kernel<<<blocks, ROW_THREADS>>>(dtable, dout, tokens, N, C);
     CUDA_CHECK_LAUNCH();
 }
