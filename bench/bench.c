@@ -1,5 +1,7 @@
 // Throughput benchmark (not a test): training tokens/s, ms/step and MFU for MDM and AR, and
-// sampling tokens/s for LLaDA's reference sampler and threshold decoding with the dual cache.
+// sampling tokens/s for LLaDA's reference sampler, threshold decoding with the dual cache, and
+// the AR baseline with its KV cache (random weights: a threshold run's pass count is not
+// what a trained model would need).
 // Sizes: gpt2 (12 layers, d 768, 12 heads, seq 1024, vocab 50304, 124M), 350m (24 layers,
 // d 1024, 16 heads), 1b (22 layers, d 2048, 32 heads, seq 2048: trained with recomputation);
 // tiny (4 layers, d 128, seq 128) for a CPU. Data: seeded random tokens.
@@ -70,8 +72,10 @@ static void bench_training(const Backend *be, ModelConfig cfg, int causal, int r
     free(ids);
 }
 
-static void bench_sampling(const Backend *be, ModelConfig cfg, int batch, int threshold) {
-    cfg.causal = 0;
+typedef enum { SAMPLER_REFERENCE, SAMPLER_THRESHOLD, SAMPLER_AR } BenchSampler;
+
+static void bench_sampling(const Backend *be, ModelConfig cfg, int batch, BenchSampler which) {
+    cfg.causal = which == SAMPLER_AR;
     Model m;
     Error err;
     if (model_create(&m, &cfg, be, batch, 0, &err)) {
@@ -82,7 +86,7 @@ static void bench_sampling(const Backend *be, ModelConfig cfg, int batch, int th
     SamplerConfig sc = sampler_config_default();
     sc.gen_length = cfg.seq_len / 4, sc.block_length = sc.gen_length / 4, sc.steps = sc.gen_length;
     sc.eos_id = -1;
-    if (threshold) sc.threshold = 0.9f, sc.cache = CACHE_DUAL;
+    if (which == SAMPLER_THRESHOLD) sc.threshold = 0.9f, sc.cache = CACHE_DUAL;
     int prompt[16] = {0};
     const int **prompts = malloc((size_t)batch * sizeof *prompts);
     int *lens = malloc((size_t)batch * sizeof(int)), *lengths = malloc((size_t)batch * sizeof(int));
@@ -90,13 +94,18 @@ static void bench_sampling(const Backend *be, ModelConfig cfg, int batch, int th
     for (int b = 0; b < batch; b++) prompts[b] = prompt, lens[b] = 16;
     SampleStats st;
     double t0 = now_seconds();
-    if (llada_generate(&m, &sc, prompts, lens, batch, out, lengths, &st, NULL, NULL, &err)) {
+    int rc = which == SAMPLER_AR
+                 ? ar_generate(&m, &sc, prompts, lens, batch, out, lengths, &st, NULL, NULL, &err)
+                 : llada_generate(&m, &sc, prompts, lens, batch, out, lengths, &st, NULL, NULL, &err);
+    if (rc) {
         fprintf(stderr, "bench: %s\n", err.msg);
         exit(1);
     }
     double dt = now_seconds() - t0;
-    printf("| %-28s | %d x %d | %d | %.0f |\n", threshold ? "threshold 0.9 + dual cache" : "LLaDA reference",
-           batch, sc.gen_length, st.nfe, (double)batch * sc.gen_length / dt);
+    static const char *const names[] = {"LLaDA reference", "threshold 0.9 + dual cache",
+                                        "AR baseline (KV cache)"};
+    printf("| %-28s | %d x %d | %d | %.0f |\n", names[which], batch, sc.gen_length, st.nfe,
+           (double)batch * sc.gen_length / dt);
     free(prompts), free(lens), free(lengths), free(out);
     model_free(&m);
 }
@@ -118,8 +127,9 @@ static void bench_size(const Backend *be, const char *size, int steps, int batch
     bench_training(be, cfg, 1, big, batch, steps, peak);
     if (!big) bench_training(be, cfg, 0, 1, batch, steps, peak);
     printf("\n| sampler | batch x gen | forward passes | tokens/s |\n|---|---|---|---|\n");
-    bench_sampling(be, cfg, batch, 0);
-    bench_sampling(be, cfg, batch, 1);
+    bench_sampling(be, cfg, batch, SAMPLER_REFERENCE);
+    bench_sampling(be, cfg, batch, SAMPLER_THRESHOLD);
+    bench_sampling(be, cfg, batch, SAMPLER_AR);
     printf("\n");
 }
 

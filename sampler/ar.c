@@ -1,11 +1,43 @@
 // Sampling the AR baseline: one token at a time, each step running only the newest row
-// against the KV cache of the earlier ones.
+// against the KV cache of the earlier ones. Plain temperature sampling (and greedy) picks on
+// the device like the diffusion sampler (Gumbel-max is a draw from softmax(logits / T));
+// top-k / top-p need a sort, so those copy each sequence's logit row to the host.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "sampler/pick.h"
 #include "sampler/sampler.h"
+
+// The device's picks for the last computed row of each sequence, and their host copies.
+typedef struct {
+    int *dev_tokens, *tokens;
+    float *dev_confidence, *confidence;
+} Picks;
+
+static int picks_alloc(Picks *p, const Backend *be, int B) {
+    p->dev_tokens = be->alloc((size_t)B * sizeof(int));
+    p->dev_confidence = be->alloc((size_t)B * sizeof(float));
+    p->tokens = malloc((size_t)B * sizeof(int));
+    p->confidence = malloc((size_t)B * sizeof(float));
+    return p->dev_tokens && p->dev_confidence && p->tokens && p->confidence ? 0 : -1;
+}
+
+static void picks_free(Picks *p, const Backend *be) {
+    if (p->dev_tokens) be->free(p->dev_tokens);
+    if (p->dev_confidence) be->free(p->dev_confidence);
+    free(p->tokens), free(p->confidence);
+}
+
+// Each sequence's token from its newest row (the last of `rows` computed per sequence).
+static void picks_run(Picks *p, Model *m, int B, int rows, float temperature, uint64_t seed,
+                      int banned) {
+    const Backend *be = m->be;
+    be->pick_tokens(p->dev_tokens, p->dev_confidence, m->acts.logits, B, rows, rows - 1, 1,
+                    m->cfg.vocab_size, 0.0f, temperature, seed, banned);
+    be->to_host(p->tokens, p->dev_tokens, (size_t)B * sizeof(int));
+    be->to_host(p->confidence, p->dev_confidence, (size_t)B * sizeof(float));
+}
 
 int ar_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
                 const int *prompt_lens, int B, int *out, int *lengths, SampleStats *stats,
@@ -26,8 +58,12 @@ int ar_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
     char *committed = malloc((size_t)B * T), *done = calloc(B, 1);
     int *key_start = malloc((size_t)B * sizeof(int));
     float *confidence = malloc((size_t)B * T * sizeof(float));
-    if (!logits || !scratch || !committed || !done || !confidence || !key_start) {
+    int device_pick = sc->top_k == 0 && sc->top_p >= 1.0f;
+    Picks picks = {0};
+    if (!logits || !scratch || !committed || !done || !confidence || !key_start ||
+        (device_pick && picks_alloc(&picks, m->be, B))) {
         free(logits), free(scratch), free(committed), free(done), free(confidence), free(key_start);
+        picks_free(&picks, m->be);
         return error_set(err, "out of memory for the sampler");
     }
     Rng rng;
@@ -39,19 +75,28 @@ int ar_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
     for (int pos = prompt_len; pos < T; pos++) {
         model_infer(m, out, key_start, B, T, start, pos);
         st.nfe++;
-        int rows = pos - start, all_done = 1;
+        int rows = pos - start, all_done = 1, mask = m->cfg.mask_token_id;
         memset(committed, 0, (size_t)B * T);
         for (size_t i = 0; i < (size_t)B * T; i++) confidence[i] = NAN;
+        if (device_pick)  // [MASK] is never generated: it marks "not yet"
+            picks_run(&picks, m, B, rows, sc->temperature, rng_next(&rng), mask);
         for (int b = 0; b < B; b++) {
             if (done[b]) continue;
-            m->be->to_host(logits, m->acts.logits + ((size_t)b * rows + rows - 1) * V,
-                           (size_t)V * sizeof(float));
-            logits[m->cfg.mask_token_id] = -INFINITY;  // never generated: it marks "not yet"
-            int token = pick_top_k_top_p(logits, V, sc->temperature, sc->top_k, sc->top_p, &rng,
+            int token;
+            float conf;
+            if (device_pick) {
+                token = picks.tokens[b], conf = picks.confidence[b];
+            } else {
+                m->be->to_host(logits, m->acts.logits + ((size_t)b * rows + rows - 1) * V,
+                               (size_t)V * sizeof(float));
+                logits[mask] = -INFINITY;
+                token = pick_top_k_top_p(logits, V, sc->temperature, sc->top_k, sc->top_p, &rng,
                                          scratch);
+                conf = softmax_prob(logits, V, token);
+            }
             out[(size_t)b * T + pos] = token;
             committed[(size_t)b * T + pos] = 1;
-            confidence[(size_t)b * T + pos] = softmax_prob(logits, V, token);
+            confidence[(size_t)b * T + pos] = conf;
             done[b] = token == sc->eos_id;
             all_done &= done[b];
         }
@@ -66,5 +111,6 @@ int ar_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
     trim_at_eos(out, B, T, prompt_len, sc->eos_id, lengths);
     if (stats) *stats = st;
     free(logits), free(scratch), free(committed), free(done), free(confidence), free(key_start);
+    picks_free(&picks, m->be);
     return 0;
 }

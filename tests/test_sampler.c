@@ -282,6 +282,29 @@ START_TEST(test_ar_cache_matches_full_recompute) {
 }
 END_TEST
 
+START_TEST(test_ar_temperature_sampling) {
+    // plain temperature picks on the device, top-k on the host: both seeded, both varied
+    Model m = random_model(1, 2);
+    SamplerConfig sc = sampler_config_default();
+    sc.gen_length = 16, sc.temperature = 1.0f;
+    int a[2 * 22], b[2 * 22], lengths[2];
+    SampleStats st;
+    Error err;
+    for (int top_k = 0; top_k <= 3; top_k += 3) {
+        sc.top_k = top_k, sc.seed = 5;
+        ck_assert(generate_copies(1, &m, &sc, prompt, P, 2, a, lengths, &st, NULL, NULL, &err) == 0);
+        ck_assert(generate_copies(1, &m, &sc, prompt, P, 2, b, lengths, &st, NULL, NULL, &err) == 0);
+        ck_assert_mem_eq(a, b, sizeof a);  // same seed, same samples
+        ck_assert(memcmp(a, a + 22, 22 * sizeof(int)) != 0);  // the two copies differ
+        sc.seed = 6;
+        ck_assert(generate_copies(1, &m, &sc, prompt, P, 2, b, lengths, &st, NULL, NULL, &err) == 0);
+        ck_assert(memcmp(a, b, sizeof a) != 0);
+        for (int i = 0; i < 2 * 22; i++) ck_assert_int_ne(a[i], BYTE_MASK);  // never generated
+    }
+    model_free(&m);
+}
+END_TEST
+
 START_TEST(test_ar_sampling_filters) {
     float logits[6] = {2.0f, 1.0f, 0.5f, 0.0f, -1.0f, 3.0f};
     Scored scratch[6];
@@ -424,6 +447,7 @@ int main(void) {
     tcase_add_test(tc, test_threshold_decoding);
     tcase_add_test(tc, test_block_caches);
     tcase_add_test(tc, test_ar_cache_matches_full_recompute);
+    tcase_add_test(tc, test_ar_temperature_sampling);
     tcase_add_test(tc, test_ar_sampling_filters);
     tcase_add_test(tc, test_mixed_prompt_lengths);
     tcase_add_test(tc, test_bad_requests);
