@@ -80,7 +80,7 @@ void memory_plan_print(FILE *f, const MemoryPlan *plan, const char *device);
 
 // Allocates everything for batches of up to max_batch sequences, once (the sizes are those
 // of model_memory_plan); parameters start at 0. recompute = 1 trades a second forward pass
-// per layer in model_backward for keeping one layer's activations instead of n_layer.
+// per layer in model_loss_backward for keeping one layer's activations instead of n_layer.
 int model_create(Model *m, const ModelConfig *c, const Backend *be, int max_batch, int recompute,
                  Error *err);
 void model_free(Model *m);
