@@ -19,7 +19,7 @@
 
 static cublasLtHandle_t lt;
 static void *workspace;
-static __nv_bfloat16 *operands;  // bf16 copies of the current GEMM's two operands
+static __nv_bfloat16 *operands;  // bf16 copies of the current op's operands, one after another
 static size_t operands_cap;      // elements
 
 static void lt_init(void) {
@@ -33,15 +33,36 @@ __global__ void to_bf16_kernel(__nv_bfloat16 *out, const float *in, size_t n) {
     if (i < n) out[i] = __float2bfloat16(in[i]);
 }
 
-// Elements from 0 and from the returned offset (256-byte aligned) hold a and b.
-static size_t operands_fit(size_t a, size_t b) {
-    size_t offset = (a + 127) / 128 * 128;
-    if (offset + b > operands_cap) {
-        if (operands) CUDA_CHECK(cudaFree(operands));
-        CUDA_CHECK(cudaMalloc(&operands, (offset + b) * sizeof(__nv_bfloat16)));
-        operands_cap = offset + b;
+// An op's operands as the GEMMs read them: the fp32 matrices themselves, or in bf16 mode
+// their bf16 copies (each rounded once per op, though the backward reads dout twice).
+typedef struct {
+    const void *ptr[3];
+} Operands;
+
+static size_t padded(size_t n) { return (n + 127) / 128 * 128; }  // 256-byte steps
+
+// x[i] (n[i] floats, count of them) rounded into the scratch in bf16 mode.
+static Operands prepare(const float *const *x, const size_t *n, int count) {
+    Operands o;
+    if (!cuda_bf16()) {
+        for (int i = 0; i < count; i++) o.ptr[i] = x[i];
+        return o;
     }
-    return offset;
+    size_t total = 0;
+    for (int i = 0; i < count; i++) total += padded(n[i]);
+    if (total > operands_cap) {
+        if (operands) CUDA_CHECK(cudaFree(operands));
+        CUDA_CHECK(cudaMalloc(&operands, total * sizeof(__nv_bfloat16)));
+        operands_cap = total;
+    }
+    size_t at = 0;
+    for (int i = 0; i < count; i++) {
+        to_bf16_kernel<<<(unsigned)((n[i] + 255) / 256), 256>>>(operands + at, x[i], n[i]);
+        CUDA_CHECK_LAUNCH();
+        o.ptr[i] = operands + at;
+        at += padded(n[i]);
+    }
+    return o;
 }
 
 // The largest power of two (up to 256) that divides the address: cuBLASLt assumes 256-byte
@@ -54,26 +75,12 @@ static uint32_t alignment_of(const void *p) {
     return align;
 }
 
-static void round_to_bf16(__nv_bfloat16 *out, const float *in, size_t n) {
-    to_bf16_kernel<<<(unsigned)((n + 255) / 256), 256>>>(out, in, n);
-    CUDA_CHECK_LAUNCH();
-}
-
-// C[m, n] (column-major) = op(A) op(B) + beta * C; A is m x k after op, B is k x n.
-// na and nb are the operands' element counts (for the bf16 copies).
-static void gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const float *A,
-                 int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+// C[m, n] (column-major) = op(A) op(B) + beta * C; A is m x k after op, B is k x n; A and B
+// are fp32 or bf16 as prepare() left them.
+static void gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const void *a,
+                 int lda, const void *b, int ldb, float beta, float *C, int ldc) {
     lt_init();
-    const void *a = A, *b = B;
-    int use_bf16 = cuda_bf16();
-    cudaDataType_t type = use_bf16 ? CUDA_R_16BF : CUDA_R_32F;
-    if (use_bf16) {
-        size_t na = (size_t)m * k, nb = (size_t)k * n;
-        size_t offset = operands_fit(na, nb);
-        round_to_bf16(operands, A, na);
-        round_to_bf16(operands + offset, B, nb);
-        a = operands, b = operands + offset;
-    }
+    cudaDataType_t type = cuda_bf16() ? CUDA_R_16BF : CUDA_R_32F;
     cublasLtMatmulDesc_t op;
     CUDA_CHECK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     CUDA_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
@@ -110,14 +117,23 @@ static void gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k
 
 extern "C" void cuda_matmul_forward(float *out, const float *inp, const float *weight, int N,
                                     int C_in, int C_out) {
-    gemm(CUBLAS_OP_T, CUBLAS_OP_N, C_out, N, C_in, weight, C_in, inp, C_in, 0.0f, out, C_out);
+    const float *x[2] = {weight, inp};
+    size_t n[2] = {(size_t)C_out * C_in, (size_t)N * C_in};
+    Operands o = prepare(x, n, 2);
+    gemm(CUBLAS_OP_T, CUBLAS_OP_N, C_out, N, C_in, o.ptr[0], C_in, o.ptr[1], C_in, 0.0f, out,
+         C_out);
 }
 
 extern "C" void cuda_matmul_backward(float *dinp, float *dweight, const float *dout,
                                      const float *inp, const float *weight, int N, int C_in,
                                      int C_out) {
+    const float *x[3] = {weight, dout, inp};
+    size_t n[3] = {(size_t)C_out * C_in, (size_t)N * C_out, (size_t)N * C_in};
+    Operands o = prepare(x, n, 3);
     // dinp[N, C_in] += dout[N, C_out] @ W[C_out, C_in]
-    gemm(CUBLAS_OP_N, CUBLAS_OP_N, C_in, N, C_out, weight, C_in, dout, C_out, 1.0f, dinp, C_in);
+    gemm(CUBLAS_OP_N, CUBLAS_OP_N, C_in, N, C_out, o.ptr[0], C_in, o.ptr[1], C_out, 1.0f, dinp,
+         C_in);
     // dW[C_out, C_in] += dout^T @ inp
-    gemm(CUBLAS_OP_N, CUBLAS_OP_T, C_in, C_out, N, inp, C_in, dout, C_out, 1.0f, dweight, C_in);
+    gemm(CUBLAS_OP_N, CUBLAS_OP_T, C_in, C_out, N, o.ptr[2], C_in, o.ptr[1], C_out, 1.0f, dweight,
+         C_in);
 }
