@@ -344,7 +344,7 @@ int cmd_train(int argc, char **argv) {
         {"device", FLAG_STRING, &o.device, "auto (cuda when a GPU is present), cpu or cuda", 0},
         {"recompute", FLAG_INT, &o.recompute,
          "1: keep only the residual stream and recompute each layer in the backward pass "
-         "(activation memory / n_layer, about a third more compute; same gradients)", 0},
+         "(activation memory / n_layer, one more forward pass per step; same gradients)", 0},
         {"dry-run", FLAG_INT, &o.dry_run,
          "1: print the model, the settings and the memory plan, then exit (nothing allocated)",
          0},
