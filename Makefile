@@ -125,6 +125,10 @@ $(EMU)/test_gpu: $(EMU)/test_gpu.o $(BUILD)/tests/testutil.o $(EMU_OBJ) $(EMU_LI
 test-cuda-emu: check-deps $(EMU)/test_gpu
 	./$(EMU)/test_gpu
 
+# the whole CLI on the emulated CUDA backend: `build/emu/dllm train --device cuda ...`
+$(EMU)/dllm: $(CLI_OBJ) $(EMU_OBJ) $(EMU_LIB_OBJ)
+	$(CXX) -fopenmp -o $@ $(filter %.o,$^) $(SPM_LIBS) -lm
+
 $(BUILD)/bench/bench: bench/bench.c $(BUILD)/cli/flags.o $(BUILD)/libdllm.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $(filter %.c %.o %.a,$^) $(LDLIBS)
