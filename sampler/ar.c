@@ -9,36 +9,6 @@
 #include "sampler/pick.h"
 #include "sampler/sampler.h"
 
-// The device's picks for the last computed row of each sequence, and their host copies.
-typedef struct {
-    int *dev_tokens, *tokens;
-    float *dev_confidence, *confidence;
-} Picks;
-
-static int picks_alloc(Picks *p, const Backend *be, int B) {
-    p->dev_tokens = be->alloc((size_t)B * sizeof(int));
-    p->dev_confidence = be->alloc((size_t)B * sizeof(float));
-    p->tokens = malloc((size_t)B * sizeof(int));
-    p->confidence = malloc((size_t)B * sizeof(float));
-    return p->dev_tokens && p->dev_confidence && p->tokens && p->confidence ? 0 : -1;
-}
-
-static void picks_free(Picks *p, const Backend *be) {
-    if (p->dev_tokens) be->free(p->dev_tokens);
-    if (p->dev_confidence) be->free(p->dev_confidence);
-    free(p->tokens), free(p->confidence);
-}
-
-// Each sequence's token from its newest row (the last of `rows` computed per sequence).
-static void picks_run(Picks *p, Model *m, int B, int rows, float temperature, uint64_t seed,
-                      int banned) {
-    const Backend *be = m->be;
-    be->pick_tokens(p->dev_tokens, p->dev_confidence, m->acts.logits, B, rows, rows - 1, 1,
-                    m->cfg.vocab_size, 0.0f, temperature, seed, banned);
-    be->to_host(p->tokens, p->dev_tokens, (size_t)B * sizeof(int));
-    be->to_host(p->confidence, p->dev_confidence, (size_t)B * sizeof(float));
-}
-
 int ar_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
                 const int *prompt_lens, int B, int *out, int *lengths, SampleStats *stats,
                 StepCallback cb, void *user, Error *err) {
@@ -75,11 +45,12 @@ int ar_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
     for (int pos = prompt_len; pos < T; pos++) {
         model_infer(m, out, key_start, B, T, start, pos);
         st.nfe++;
-        int rows = pos - start, all_done = 1, mask = m->cfg.mask_token_id;
+        int rows = pos - start, all_done = 1;
         memset(committed, 0, (size_t)B * T);
         for (size_t i = 0; i < (size_t)B * T; i++) confidence[i] = NAN;
-        if (device_pick)  // [MASK] is never generated: it marks "not yet"
-            picks_run(&picks, m, B, rows, sc->temperature, rng_next(&rng), mask);
+        // [MASK] is never generated (both paths): it marks "not yet"
+        if (device_pick)
+            picks_run(&picks, m, B, rows, rows - 1, 1, 0.0f, sc->temperature, rng_next(&rng));
         for (int b = 0; b < B; b++) {
             if (done[b]) continue;
             int token;
@@ -89,7 +60,7 @@ int ar_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
             } else {
                 m->be->to_host(logits, m->acts.logits + ((size_t)b * rows + rows - 1) * V,
                                (size_t)V * sizeof(float));
-                logits[mask] = -INFINITY;
+                logits[m->cfg.mask_token_id] = -INFINITY;
                 token = pick_top_k_top_p(logits, V, sc->temperature, sc->top_k, sc->top_p, &rng,
                                          scratch);
                 conf = softmax_prob(logits, V, token);

@@ -19,10 +19,7 @@ typedef struct {
     int *x;            // [B, T] the sequences being denoised (the caller's out)
     int *key_start;    // [rows] where each row's prompt begins (left padding before it)
     int *input;        // [rows, T] what the model sees: x, then x with the prompt masked (CFG)
-    int *picked;       // [B, block_length] each block position's proposed token, and its
-    float *picked_conf;  // confidence: host copies of what the backend's pick_tokens wrote to
-    int *dev_picked;     // these device buffers
-    float *dev_picked_conf;
+    Picks picks;       // [B, block_length] each block position's proposed token and confidence
     char *committed;   // [B, T]
     float *confidence; // [B, T]
     Scored *cands;     // [block_length] proposals: confidence, position, token
@@ -46,14 +43,9 @@ static void run_model(Denoiser *d, int start, int end) {
 // on the device from the computed rows (which start at q_start). [MASK] is never a
 // candidate: a committed [MASK] would read as still masked.
 static void pick_block(Denoiser *d, int bs, int be, int q_start, int q_len) {
-    const Backend *backend = d->m->be;
-    int n = be - bs;
     float cfg = d->rows > d->B ? d->sc->cfg_scale : 0.0f;
-    backend->pick_tokens(d->dev_picked, d->dev_picked_conf, d->m->acts.logits, d->B, q_len,
-                         bs - q_start, n, d->V, cfg, d->sc->temperature, rng_next(&d->rng),
-                         d->m->cfg.mask_token_id);
-    backend->to_host(d->picked, d->dev_picked, (size_t)d->B * n * sizeof(int));
-    backend->to_host(d->picked_conf, d->dev_picked_conf, (size_t)d->B * n * sizeof(float));
+    picks_run(&d->picks, d->m, d->B, q_len, bs - q_start, be - bs, cfg, d->sc->temperature,
+              rng_next(&d->rng));
 }
 
 // Commits tokens of block [bs, be) in every sequence: the `count` most confident masked
@@ -70,9 +62,9 @@ static int denoise_step(Denoiser *d, int bs, int be, int q_start, int q_len, int
         for (int pos = bs; pos < be; pos++) {
             if (x[pos] != mask) continue;
             size_t at = (size_t)b * (be - bs) + (pos - bs);
-            float conf = sc->remasking == REMASK_LOW_CONFIDENCE ? d->picked_conf[at]
+            float conf = sc->remasking == REMASK_LOW_CONFIDENCE ? d->picks.confidence[at]
                                                                  : (float)uniform_open(&d->rng);
-            d->cands[n++] = (Scored){conf, pos, d->picked[at]};
+            d->cands[n++] = (Scored){conf, pos, d->picks.tokens[at]};
             d->confidence[(size_t)b * d->T + pos] = conf;
         }
         if (n == 0) continue;
@@ -91,10 +83,8 @@ static int denoise_step(Denoiser *d, int bs, int be, int q_start, int q_len, int
 }
 
 static void denoiser_free(Denoiser *d) {
-    free(d->input), free(d->picked), free(d->picked_conf), free(d->committed);
-    free(d->confidence), free(d->cands), free(d->key_start);
-    if (d->dev_picked) d->m->be->free(d->dev_picked);
-    if (d->dev_picked_conf) d->m->be->free(d->dev_picked_conf);
+    free(d->input), free(d->committed), free(d->confidence), free(d->cands), free(d->key_start);
+    picks_free(&d->picks, d->m->be);
 }
 
 static int block_has_mask(const Denoiser *d, int bs, int be) {
@@ -128,19 +118,15 @@ int llada_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
     Denoiser d = {.sc = sc, .m = m, .B = B, .rows = rows, .P = prompt_len, .x = out};
     d.T = prompt_len + sc->gen_length;
     d.V = m->cfg.vocab_size;
-    size_t per_block = (size_t)B * sc->block_length;
     d.input = malloc((size_t)rows * d.T * sizeof(int));
-    d.picked = malloc(per_block * sizeof(int));
-    d.picked_conf = malloc(per_block * sizeof(float));
-    d.dev_picked = m->be->alloc(per_block * sizeof(int));
-    d.dev_picked_conf = m->be->alloc(per_block * sizeof(float));
+    int no_picks = picks_alloc(&d.picks, m->be, B * sc->block_length);
     d.committed = malloc((size_t)B * d.T);
     d.confidence = malloc((size_t)B * d.T * sizeof(float));
     d.cands = malloc((size_t)sc->block_length * sizeof(Scored));
     d.key_start = malloc((size_t)rows * sizeof(int));
     int *counts = malloc((size_t)(steps_per_block + 1) * sizeof(int));
-    if (!d.input || !d.picked || !d.picked_conf || !d.dev_picked || !d.dev_picked_conf ||
-        !d.committed || !d.confidence || !d.cands || !d.key_start || !counts) {
+    if (!d.input || no_picks || !d.committed || !d.confidence || !d.cands || !d.key_start ||
+        !counts) {
         denoiser_free(&d);
         free(counts);
         return error_set(err, "out of memory for the sampler");

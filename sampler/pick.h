@@ -1,8 +1,25 @@
-// Choosing a token from one row of logits: the per-position step of every sampler.
+// Choosing tokens: on the device for a batch of logit rows (the backend's pick_tokens, what the
+// samplers use), and on the host for one row (top-k / top-p, ranking helpers).
 #ifndef DLLM_PICK_H
 #define DLLM_PICK_H
 
+#include "model/model.h"
 #include "train/rng.h"
+
+// The device's picks for `count` positions of each of B sequences, and their host copies.
+typedef struct {
+    int *dev_tokens, *tokens;
+    float *dev_confidence, *confidence;
+} Picks;
+
+// Room for n picks; -1 when out of memory (picks_free still applies).
+int picks_alloc(Picks *p, const Backend *be, int n);
+void picks_free(Picks *p, const Backend *be);
+// Picks tokens from the model's last logits (rows first .. first + count - 1 of each sequence's
+// rows_per_seq, guided when cfg > 0; see Backend.pick_tokens; [MASK] is never picked) into
+// p->tokens / p->confidence [B, count].
+void picks_run(Picks *p, const Model *m, int B, int rows_per_seq, int first, int count, float cfg,
+               float temperature, uint64_t seed);
 
 // softmax(logits)[token]
 float softmax_prob(const float *logits, int V, int token);
