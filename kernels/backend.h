@@ -26,7 +26,12 @@ typedef struct {
     void (*zero)(void *ptr, size_t bytes);
     void (*to_device)(void *dst, const void *src, size_t bytes);
     void (*to_host)(void *dst, const void *src, size_t bytes);
-    void (*copy)(void *dst, const void *src, size_t bytes);  // device to device
+    // `rows` rows of row_bytes each, a row every src_stride bytes of src to one every
+    // dst_stride bytes of dst, in one transfer: device to device, and host to device
+    void (*copy_rows)(void *dst, size_t dst_stride, const void *src, size_t src_stride,
+                      size_t row_bytes, size_t rows);
+    void (*to_device_rows)(void *dst, size_t dst_stride, const void *src, size_t src_stride,
+                           size_t row_bytes, size_t rows);
 
     // out[N, C] = table[tokens[n], :]; dtable is [V, C]
     void (*embedding_forward)(float *out, const int *tokens, const float *table, int N, int C);

@@ -195,10 +195,8 @@ void model_forward(Model *m, const int *tokens, int B, int T) {
 // their places in a layer's cache ([B, T, C]).
 static void store_rows(const Backend *be, float *cache, const float *fresh, int B, int T,
                        int start, int end, int C) {
-    int Tq = end - start;
-    for (int b = 0; b < B; b++)
-        be->copy(cache + ((size_t)b * T + start) * C, fresh + (size_t)b * Tq * C,
-                 (size_t)Tq * C * sizeof(float));
+    size_t Tq = end - start, row = Tq * C * sizeof(float);
+    be->copy_rows(cache + (size_t)start * C, (size_t)T * C * sizeof(float), fresh, row, row, B);
 }
 
 // Layer l on rows [start, end) of the m->B sequences of m->T positions: from its residual
@@ -246,9 +244,8 @@ void model_infer(Model *m, const int *tokens, const int *key_start, int B, int T
     m->B = B;  // per-layer slices hold B * T rows: the whole cache, or a training batch
     m->T = T;
     int Tq = end - start, N = B * Tq, C = c->d_model;
-    for (int b = 0; b < B; b++)
-        be->to_device(m->tokens + (size_t)b * Tq, tokens + (size_t)b * T + start,
-                      (size_t)Tq * sizeof(int));
+    be->to_device_rows(m->tokens, (size_t)Tq * sizeof(int), tokens + start, (size_t)T * sizeof(int),
+                       (size_t)Tq * sizeof(int), B);
     if (key_start) be->to_device(m->key_start, key_start, (size_t)B * sizeof(int));
     be->embedding_forward(m->acts.resid, m->tokens, m->p.tok_emb, N, C);
     for (int l = 0; l < c->n_layer; l++)

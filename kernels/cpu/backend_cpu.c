@@ -10,6 +10,12 @@ static void cpu_free(void *ptr) { free(ptr); }
 static void cpu_zero(void *ptr, size_t bytes) { memset(ptr, 0, bytes); }
 static void cpu_copy(void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
 
+static void cpu_copy_rows(void *dst, size_t dst_stride, const void *src, size_t src_stride,
+                          size_t row_bytes, size_t rows) {
+    for (size_t r = 0; r < rows; r++)
+        memcpy((char *)dst + r * dst_stride, (const char *)src + r * src_stride, row_bytes);
+}
+
 const Backend backend_cpu = {
     .name = "cpu",
     .alloc = cpu_alloc,
@@ -17,7 +23,8 @@ const Backend backend_cpu = {
     .zero = cpu_zero,
     .to_device = cpu_copy,
     .to_host = cpu_copy,
-    .copy = cpu_copy,
+    .copy_rows = cpu_copy_rows,
+    .to_device_rows = cpu_copy_rows,
     .embedding_forward = cpu_embedding_forward,
     .embedding_backward = cpu_embedding_backward,
     .rmsnorm_forward = cpu_rmsnorm_forward,

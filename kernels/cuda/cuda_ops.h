@@ -24,7 +24,10 @@ void cuda_free(void *ptr);
 void cuda_zero(void *ptr, size_t bytes);
 void cuda_to_device(void *dst, const void *src, size_t bytes);
 void cuda_to_host(void *dst, const void *src, size_t bytes);
-void cuda_copy(void *dst, const void *src, size_t bytes);
+void cuda_copy_rows(void *dst, size_t dst_stride, const void *src, size_t src_stride,
+                    size_t row_bytes, size_t rows);
+void cuda_to_device_rows(void *dst, size_t dst_stride, const void *src, size_t src_stride,
+                         size_t row_bytes, size_t rows);
 // Scratch memory for ops that need some (attention backward, sums), grown on demand; one
 // user at a time (ops run one after another on the default stream).
 void *cuda_scratch(size_t bytes);

@@ -39,8 +39,16 @@ extern "C" void cuda_to_host(void *dst, const void *src, size_t bytes) {
     CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
 }
 
-extern "C" void cuda_copy(void *dst, const void *src, size_t bytes) {
-    CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice));
+extern "C" void cuda_copy_rows(void *dst, size_t dst_stride, const void *src, size_t src_stride,
+                               size_t row_bytes, size_t rows) {
+    CUDA_CHECK(cudaMemcpy2D(dst, dst_stride, src, src_stride, row_bytes, rows,
+                            cudaMemcpyDeviceToDevice));
+}
+
+extern "C" void cuda_to_device_rows(void *dst, size_t dst_stride, const void *src,
+                                    size_t src_stride, size_t row_bytes, size_t rows) {
+    CUDA_CHECK(cudaMemcpy2D(dst, dst_stride, src, src_stride, row_bytes, rows,
+                            cudaMemcpyHostToDevice));
 }
 
 static int use_bf16 = 1;
