@@ -7,8 +7,10 @@
 // dq pass, keys in the dk/dv pass) and walk the other side in tiles of 64. Every product
 // (S = Q K^T, O += P V, dP = dO V^T, dq += dS K, dk += dS^T Q, dv += P^T dO) is a
 // 16x16x16 wmma over tiles staged in shared memory as bf16; the softmax and the elementwise
-// steps run in fp32 on the tile the warp just stored, two lanes per row. q is rounded to bf16
-// already scaled by 1/sqrt(head_dim). Sums run in a fixed order: deterministic.
+// steps run in fp32 on the tile the warp just stored, one row at a time across the warp's 32
+// lanes (two columns each: consecutive lanes read consecutive words, no bank conflicts), row
+// sums by warp shuffles. q is rounded to bf16 already scaled by 1/sqrt(head_dim). Sums run in
+// a fixed order: deterministic.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <math.h>
@@ -16,6 +18,7 @@
 
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/reduce.cuh"
 
 using namespace nvcuda;
 
@@ -120,56 +123,56 @@ __global__ void __launch_bounds__(THREADS)
     bf16 *sp = c.take<bf16>(TILE * TILE);
     float *so = c.take<float>(TILE * HD);
     int b = blockIdx.z, h = blockIdx.y, t0 = blockIdx.x * TILE;
-    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    int row = warp * 16 + lane / 2, half = lane % 2;  // this lane's row, and which half of it
-    int t = t0 + row;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, row0 = warp * 16;  // the warp's rows
     stage_rows<HD>(sq, q, b, h, t0, Tq, H, rsqrtf((float)HD));
     for (int i = threadIdx.x; i < TILE * HD; i += blockDim.x) so[i] = 0.0f;
     int first = key_start ? key_start[b] : 0;
-    int end = causal ? min(q_pos0 + t + 1, Tk) : Tk;
     int block_end = causal ? min(q_pos0 + t0 + TILE, Tk) : Tk;
-    float m = -INFINITY, l = 0.0f;
+    float m[16], l[16];  // running max and sum of each of the warp's rows (every lane holds all)
+#pragma unroll
+    for (int r = 0; r < 16; r++) m[r] = -INFINITY, l[r] = 0.0f;
     __syncthreads();  // q and the zeroed accumulator, even when no key tile follows
     for (int j0 = first - first % TILE; j0 < block_end; j0 += TILE) {
         __syncthreads();  // every warp is done with the previous tiles
         stage_rows<HD>(sk, k, b, h, j0, Tk, H, 1.0f);
         stage_rows<HD>(sv, v, b, h, j0, Tk, H, 1.0f);
         __syncthreads();
-        warp_row_dots<HD>(ss + warp * 16 * TILE, sq + warp * 16 * HD, sk);
+        warp_row_dots<HD>(ss + row0 * TILE, sq + row0 * HD, sk);
         __syncwarp();
-        // online softmax over this lane's 32 columns of its row, then with its partner lane
-        float *s = ss + row * TILE + half * 32;
-        float tile_max = -INFINITY;
-        for (int jj = 0; jj < 32; jj++) {
-            int j = j0 + half * 32 + jj;
-            if (j >= first && j < end) tile_max = fmaxf(tile_max, s[jj]);
+#pragma unroll
+        for (int r = 0; r < 16; r++) {  // online softmax, a row at a time
+            int row = row0 + r, t = t0 + row;
+            int end = causal ? min(q_pos0 + t + 1, Tk) : Tk;
+            float sc[2], e[2], tile_max = -INFINITY, sum = 0.0f;
+            for (int c = 0; c < 2; c++) {
+                int jj = lane + 32 * c, j = j0 + jj;
+                sc[c] = j >= first && j < end ? ss[row * TILE + jj] : -INFINITY;
+                tile_max = fmaxf(tile_max, sc[c]);
+            }
+            float m_new = fmaxf(m[r], warp_max(tile_max));
+            for (int c = 0; c < 2; c++) {
+                e[c] = sc[c] == -INFINITY ? 0.0f : expf(sc[c] - m_new);
+                sp[row * TILE + lane + 32 * c] = __float2bfloat16(e[c]);
+                sum += e[c];
+            }
+            float rescale = m_new == -INFINITY ? 1.0f : expf(m[r] - m_new);  // what came before
+            l[r] = l[r] * rescale + warp_sum(sum);
+            m[r] = m_new;
+            for (int i = lane; i < HD; i += 32) so[row * HD + i] *= rescale;
         }
-        tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
-        float m_new = fmaxf(m, tile_max);
-        float sum = 0.0f;
-        bf16 *p = sp + row * TILE + half * 32;
-        for (int jj = 0; jj < 32; jj++) {
-            int j = j0 + half * 32 + jj;
-            float e = j >= first && j < end ? expf(s[jj] - m_new) : 0.0f;
-            p[jj] = __float2bfloat16(e);
-            sum += e;
-        }
-        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-        float scale = m_new == -INFINITY ? 1.0f : expf(m - m_new);  // rescales what came before
-        l = l * scale + sum;
-        m = m_new;
-        float *o = so + row * HD + half * (HD / 2);
-        for (int i = 0; i < HD / 2; i++) o[i] *= scale;
         __syncwarp();
-        warp_accumulate<HD>(so + warp * 16 * HD, sp + warp * 16 * TILE, sv);
+        warp_accumulate<HD>(so + row0 * HD, sp + row0 * TILE, sv);
         __syncwarp();
     }
-    if (t >= Tq) return;
-    float inv = l > 0.0f ? 1.0f / l : 0.0f;  // a row that sees no key gets zeros
-    const float *o = so + row * HD + half * (HD / 2);
-    float *dst = out + tc_head_offset(b, t, h, Tq, H, HD) + half * (HD / 2);
-    for (int i = 0; i < HD / 2; i++) dst[i] = o[i] * inv;
-    if (half == 0) lse[((size_t)b * H + h) * Tq + t] = l > 0.0f ? m + logf(l) : -INFINITY;
+#pragma unroll
+    for (int r = 0; r < 16; r++) {
+        int row = row0 + r, t = t0 + row;
+        if (t >= Tq) continue;
+        float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;  // a row that sees no key gets zeros
+        float *dst = out + tc_head_offset(b, t, h, Tq, H, HD);
+        for (int i = lane; i < HD; i += 32) dst[i] = so[row * HD + i] * inv;
+        if (lane == 0) lse[((size_t)b * H + h) * Tq + t] = l[r] > 0.0f ? m[r] + logf(l[r]) : -INFINITY;
+    }
 }
 
 template <int HD>
@@ -198,41 +201,50 @@ __global__ void __launch_bounds__(THREADS)
     bf16 *sp = c.take<bf16>(TILE * TILE), *sds = c.take<bf16>(TILE * TILE);
     float *sacc = c.take<float>(TILE * HD);
     int b = blockIdx.z, h = blockIdx.y, t0 = blockIdx.x * TILE;
-    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    int row = warp * 16 + lane / 2, half = lane % 2, t = t0 + row;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, row0 = warp * 16;
     float scale = rsqrtf((float)HD);
     stage_rows<HD>(sq, q, b, h, t0, T, H, scale);
     stage_rows<HD>(sdo, dout, b, h, t0, T, H, 1.0f);
     for (int i = threadIdx.x; i < TILE * HD; i += blockDim.x) sacc[i] = 0.0f;
     size_t stats = ((size_t)b * H + h) * T;
-    float row_lse = t < T ? lse[stats + t] : -INFINITY, row_D = t < T ? D[stats + t] : 0.0f;
-    bool live = row_lse != -INFINITY;  // rows that saw no key pass no gradient
+    float row_lse[16], row_D[16];  // -inf lse: past T, or a row that saw no key (no gradient)
+#pragma unroll
+    for (int r = 0; r < 16; r++) {
+        int t = t0 + row0 + r;
+        row_lse[r] = t < T ? lse[stats + t] : -INFINITY;
+        row_D[r] = t < T ? D[stats + t] : 0.0f;
+    }
     int block_end = causal ? min(t0 + TILE, T) : T;
     for (int j0 = 0; j0 < block_end; j0 += TILE) {
         __syncthreads();
         stage_rows<HD>(sk, k, b, h, j0, T, H, 1.0f);
         stage_rows<HD>(sv, v, b, h, j0, T, H, 1.0f);
         __syncthreads();
-        warp_row_dots<HD>(ss + warp * 16 * TILE, sq + warp * 16 * HD, sk);
-        warp_row_dots<HD>(sdp + warp * 16 * TILE, sdo + warp * 16 * HD, sv);
+        warp_row_dots<HD>(ss + row0 * TILE, sq + row0 * HD, sk);
+        warp_row_dots<HD>(sdp + row0 * TILE, sdo + row0 * HD, sv);
         __syncwarp();
-        // this lane's half row: query t against keys j0 + half * 32 + jj
-        int at = row * TILE + half * 32;
-        for (int jj = 0; jj < 32; jj++) {
-            int key = j0 + half * 32 + jj;
-            bool visible = live && t < T && key < T && (!causal || key <= t);
-            float p = visible ? expf(ss[at + jj] - row_lse) : 0.0f;
-            sp[at + jj] = __float2bfloat16(p);
-            sds[at + jj] = __float2bfloat16(p * (sdp[at + jj] - row_D));
+#pragma unroll
+        for (int r = 0; r < 16; r++) {  // query t0 + row against keys j0 + jj
+            int row = row0 + r, t = t0 + row;
+            for (int jj = lane; jj < TILE; jj += 32) {
+                int key = j0 + jj, at = row * TILE + jj;
+                bool visible = row_lse[r] != -INFINITY && key < T && (!causal || key <= t);
+                float p = visible ? expf(ss[at] - row_lse[r]) : 0.0f;
+                sp[at] = __float2bfloat16(p);
+                sds[at] = __float2bfloat16(p * (sdp[at] - row_D[r]));
+            }
         }
         __syncwarp();
-        warp_accumulate<HD>(sacc + warp * 16 * HD, sds + warp * 16 * TILE, sk);
+        warp_accumulate<HD>(sacc + row0 * HD, sds + row0 * TILE, sk);
         __syncwarp();
     }
-    if (t >= T || !live) return;
-    const float *a = sacc + row * HD + half * (HD / 2);
-    float *dst = dq + tc_head_offset(b, t, h, T, H, HD) + half * (HD / 2);
-    for (int i = 0; i < HD / 2; i++) dst[i] += scale * a[i];
+#pragma unroll
+    for (int r = 0; r < 16; r++) {
+        int row = row0 + r, t = t0 + row;
+        if (row_lse[r] == -INFINITY) continue;
+        float *dst = dq + tc_head_offset(b, t, h, T, H, HD);
+        for (int i = lane; i < HD; i += 32) dst[i] += scale * sacc[row * HD + i];
+    }
 }
 
 // dk and dv for 64 key rows per block: for each query tile, S^T = K Qs^T, P^T = exp(S^T -
@@ -251,8 +263,7 @@ __global__ void __launch_bounds__(THREADS)
     bf16 *sp = c.take<bf16>(TILE * TILE), *sds = c.take<bf16>(TILE * TILE);
     float *sdk = c.take<float>(TILE * HD), *sdv = c.take<float>(TILE * HD);
     int b = blockIdx.z, h = blockIdx.y, j0 = blockIdx.x * TILE;
-    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    int row = warp * 16 + lane / 2, half = lane % 2, j = j0 + row;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, row0 = warp * 16;
     float scale = rsqrtf((float)HD);
     stage_rows<HD>(sk, k, b, h, j0, T, H, 1.0f);
     stage_rows<HD>(sv, v, b, h, j0, T, H, 1.0f);
@@ -265,30 +276,35 @@ __global__ void __launch_bounds__(THREADS)
         stage_stats(slse, lse + stats, t0, T, INFINITY);  // past T: not finite, no gradient
         stage_stats(sD, D + stats, t0, T, 0.0f);
         __syncthreads();
-        warp_row_dots<HD>(ss + warp * 16 * TILE, sk + warp * 16 * HD, sq);
-        warp_row_dots<HD>(sdp + warp * 16 * TILE, sv + warp * 16 * HD, sdo);
+        warp_row_dots<HD>(ss + row0 * TILE, sk + row0 * HD, sq);
+        warp_row_dots<HD>(sdp + row0 * TILE, sv + row0 * HD, sdo);
         __syncwarp();
-        // this lane's half row of the transposed tile: key j against queries t0 + half*32 + jj
-        int at = row * TILE + half * 32;
-        for (int jj = 0; jj < 32; jj++) {
-            int qi = half * 32 + jj, query = t0 + qi;
-            // past T (staged +inf) or a query that saw no key (-inf): no gradient
-            bool visible = j < T && query < T && (!causal || j <= query) && isfinite(slse[qi]);
-            float p = visible ? expf(ss[at + jj] - slse[qi]) : 0.0f;
-            sp[at + jj] = __float2bfloat16(p);
-            sds[at + jj] = __float2bfloat16(p * (sdp[at + jj] - sD[qi]));
+#pragma unroll
+        for (int r = 0; r < 16; r++) {  // key j0 + row against queries t0 + qi
+            int row = row0 + r, j = j0 + row;
+            for (int qi = lane; qi < TILE; qi += 32) {
+                int query = t0 + qi, at = row * TILE + qi;
+                // a query past T (staged +inf) or one that saw no key (-inf): no gradient
+                bool visible = j < T && query < T && (!causal || j <= query) && isfinite(slse[qi]);
+                float p = visible ? expf(ss[at] - slse[qi]) : 0.0f;
+                sp[at] = __float2bfloat16(p);
+                sds[at] = __float2bfloat16(p * (sdp[at] - sD[qi]));
+            }
         }
         __syncwarp();
-        warp_accumulate<HD>(sdv + warp * 16 * HD, sp + warp * 16 * TILE, sdo);
-        warp_accumulate<HD>(sdk + warp * 16 * HD, sds + warp * 16 * TILE, sq);
+        warp_accumulate<HD>(sdv + row0 * HD, sp + row0 * TILE, sdo);
+        warp_accumulate<HD>(sdk + row0 * HD, sds + row0 * TILE, sq);
         __syncwarp();
     }
-    if (j >= T) return;
-    size_t at = tc_head_offset(b, j, h, T, H, HD) + half * (HD / 2);
-    const float *a = sdk + row * HD + half * (HD / 2), *bv = sdv + row * HD + half * (HD / 2);
-    for (int i = 0; i < HD / 2; i++) {
-        dk[at + i] += a[i];
-        dv[at + i] += bv[i];
+#pragma unroll
+    for (int r = 0; r < 16; r++) {
+        int row = row0 + r, j = j0 + row;
+        if (j >= T) continue;
+        size_t at = tc_head_offset(b, j, h, T, H, HD);
+        for (int i = lane; i < HD; i += 32) {
+            dk[at + i] += sdk[row * HD + i];
+            dv[at + i] += sdv[row * HD + i];
+        }
     }
 }
 
