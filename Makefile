@@ -5,7 +5,7 @@
 
 CC      ?= gcc
 CFLAGS  ?= -O2 -march=native
-CFLAGS  += -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -fopenmp -I. -MMD -MP
+CFLAGS  += -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wpointer-arith -fopenmp -I. -MMD -MP
 CXXFLAGS ?= -O2 -march=native
 CXXFLAGS += -std=c++17 -Wall -Wextra -I. -MMD -MP
 SPM_LIBS := $(shell pkg-config --libs sentencepiece 2>/dev/null || echo -lsentencepiece -lsentencepiece_train)
@@ -29,7 +29,6 @@ TEST_SRC := $(wildcard tests/test_*.c)
 
 LIB_CXX := $(wildcard tokenizer/*.cc)
 ifeq ($(CUDA),1)
-LIB_SRC += $(wildcard kernels/cuda/*.c)
 LIB_CU  := $(wildcard kernels/cuda/*.cu)
 CFLAGS  += -DDLLM_CUDA
 LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart
@@ -46,7 +45,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 EMU := $(BUILD)/emu
 EMU_CU := $(filter-out kernels/cuda/matmul.cu,$(wildcard kernels/cuda/*.cu))
 EMU_OBJ := $(EMU_CU:kernels/cuda/%.cu=$(EMU)/cuda_%.o) $(EMU)/emu.o $(EMU)/matmul_cpu.o \
-           $(EMU)/backend_cuda.o $(EMU)/backend.o
+           $(EMU)/backend.o
 EMU_LIB_OBJ := $(filter-out $(BUILD)/kernels/cuda/% $(BUILD)/kernels/backend.o,$(LIB_OBJ))
 EMU_CXXFLAGS := -std=c++17 -O2 -I. -Itests/cuda_emu -w
 
@@ -106,10 +105,6 @@ $(EMU)/cuda_%.o: $(EMU)/cuda_%.cpp tests/cuda_emu/cuda_runtime.h
 $(EMU)/%.o: tests/cuda_emu/%.cpp tests/cuda_emu/cuda_runtime.h
 	@mkdir -p $(dir $@)
 	$(CXX) $(EMU_CXXFLAGS) -c -o $@ $<
-
-$(EMU)/backend_cuda.o: kernels/cuda/backend_cuda.c
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -DDLLM_CUDA -c -o $@ $<
 
 $(EMU)/backend.o: kernels/backend.c
 	@mkdir -p $(dir $@)

@@ -116,7 +116,7 @@ static void bench_size(const Backend *be, const char *size, int steps, int batch
     printf("bench: size %s on %s, %d timed steps, peak %.0f TFLOP/s\n", size, be->name, steps,
            peak);
     for (int recompute = 0; recompute <= 1; recompute++) {
-        MemoryPlan plan = model_memory_plan(&cfg, batch, recompute);
+        MemoryPlan plan = model_memory_plan(&cfg, be, batch, recompute);
         printf("recompute %d: ", recompute);
         memory_plan_print(stdout, &plan, be->name);
     }
@@ -139,7 +139,7 @@ int main(int argc, char **argv) {
     float peak = 989.0f;
     Flag flags[] = {
         {"size", FLAG_STRING, &size, "auto (gpt2 and 350m on a GPU, tiny on a CPU), tiny, gpt2, 350m or 1b", 0},
-        {"device", FLAG_STRING, &device, "auto, cpu or cuda", 0},
+        {"device", FLAG_STRING, &device, "auto, cpu, cuda or cuda-fp32", 0},
         {"steps", FLAG_INT, &steps, "timed training steps", 0},
         {"batch", FLAG_INT, &batch, "sequences per step / per sampling batch", 0},
         {"peak-tflops", FLAG_FLOAT, &peak, "the device's peak for MFU (H100 bf16 dense: 989)", 0},

@@ -113,7 +113,8 @@ int cmd_eval(int argc, char **argv) {
         {"cfg", FLAG_FLOAT, &o.cfg, "mdm choices: classifier-free guidance scale", 0},
         {"seed", FLAG_U64, &o.seed, "seeds the mask draws", 0},
         {"batch", FLAG_INT, &o.batch, "rows per forward pass", 0},
-        {"device", FLAG_STRING, &o.device, "auto (cuda when a GPU is present), cpu or cuda", 0},
+        {"device", FLAG_STRING, &o.device,
+         "auto (cuda when a GPU is present), cpu, cuda (bf16 activations) or cuda-fp32", 0},
     };
     int n_flags = sizeof flags / sizeof flags[0];
     int rc = flags_parse_command(flags, n_flags, argc, argv,

@@ -25,7 +25,8 @@ int cmd_sweep(int argc, char **argv) {
         {"dir", FLAG_STRING, &dir, "sweep directory (default: sweeps/PLAN-NAME)", 0},
         {"status", FLAG_STRING, &status_dir, "print the state of the sweep in this directory", 0},
         {"device", FLAG_STRING, &device,
-         "auto, cpu or cuda: runs whose plan sets no device, and the report's evaluations", 0},
+         "auto, cpu, cuda or cuda-fp32: runs whose plan sets no device, and the report's "
+         "evaluations", 0},
     };
     int n_flags = sizeof flags / sizeof flags[0];
     const char *plan = NULL;

@@ -310,7 +310,7 @@ static void print_setup(const TrainOptions *o, const ModelConfig *mc, const Trai
     train_config_print(stdout, tc);
     printf("params: %zu | device %s | tokenizer: %s, %d tokens\n", param_count(mc), be->name,
            tok->kind == TOKENIZER_BYTES ? "bytes" : "sentencepiece", tok->vocab_size);
-    MemoryPlan plan = model_memory_plan(mc, tc->batch_size, o->recompute);
+    MemoryPlan plan = model_memory_plan(mc, be, tc->batch_size, o->recompute);
     memory_plan_print(stdout, &plan, be->name);
 }
 
@@ -341,7 +341,8 @@ int cmd_train(int argc, char **argv) {
          "1: resume --run when it holds a checkpoint, else start it (same command again)", 0},
         {"resume", FLAG_STRING, &o.resume,
          "continue a run: its directory (newest complete checkpoint) or one .ckpt file", 0},
-        {"device", FLAG_STRING, &o.device, "auto (cuda when a GPU is present), cpu or cuda", 0},
+        {"device", FLAG_STRING, &o.device,
+         "auto (cuda when a GPU is present), cpu, cuda (bf16 activations) or cuda-fp32", 0},
         {"recompute", FLAG_INT, &o.recompute,
          "1: keep only the residual stream and recompute each layer in the backward pass "
          "(activation memory / n_layer, one more forward pass per step; same gradients)", 0},

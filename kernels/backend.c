@@ -16,20 +16,22 @@ int backend_cuda_available(void) {
 
 const Backend *backend_by_name(const char *name, Error *err) {
     if (strcmp(name, "cpu") == 0) return &backend_cpu;
+    int cuda = strcmp(name, "cuda") == 0 || strcmp(name, "cuda-fp32") == 0;
 #ifdef DLLM_CUDA
-    if (strcmp(name, "cuda") == 0 || strcmp(name, "auto") == 0) {
-        if (backend_cuda_available()) return &backend_cuda;
+    if (cuda || strcmp(name, "auto") == 0) {
+        if (backend_cuda_available())
+            return strcmp(name, "cuda-fp32") == 0 ? &backend_cuda_fp32 : &backend_cuda;
         if (strcmp(name, "auto") == 0) return &backend_cpu;
-        error_set(err, "--device cuda: no CUDA device found");
+        error_set(err, "--device %s: no CUDA device found", name);
         return NULL;
     }
 #else
     if (strcmp(name, "auto") == 0) return &backend_cpu;
-    if (strcmp(name, "cuda") == 0) {
-        error_set(err, "--device cuda: this build has no CUDA backend (nvcc was not found)");
+    if (cuda) {
+        error_set(err, "--device %s: this build has no CUDA backend (nvcc was not found)", name);
         return NULL;
     }
 #endif
-    error_set(err, "--device %s: unknown device (expected auto, cpu or cuda)", name);
+    error_set(err, "--device %s: unknown device (expected auto, cpu, cuda or cuda-fp32)", name);
     return NULL;
 }

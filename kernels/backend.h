@@ -9,6 +9,11 @@
 // Gradient convention: every *_backward op ADDS into its gradient outputs (dinp, dweight, ...),
 // so callers zero those buffers first. This lets residual branches and q/k/v projections
 // sum their contributions without extra copies. rope_backward is the one in-place op.
+//
+// Precision: parameters, their gradients, the optimizer state, per-row statistics (rstd, lse)
+// and losses are fp32 (float *). Activations and their gradients (Act *) are stored in the
+// backend's activation type, act_bytes per element: fp32 on the CPU and in backend_cuda_fp32,
+// bf16 in backend_cuda. Every op computes in fp32; act_to_host / act_to_device convert.
 #ifndef DLLM_BACKEND_H
 #define DLLM_BACKEND_H
 
@@ -17,8 +22,15 @@
 
 #include "common/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef void Act;  // an activation buffer, in the backend's activation type
+
 typedef struct {
     const char *name;
+    size_t act_bytes;  // bytes per activation element: 4 (fp32) or 2 (bf16)
 
     // memory: alloc returns zeroed memory, or NULL when out of memory
     void *(*alloc)(size_t bytes);
@@ -32,30 +44,33 @@ typedef struct {
                       size_t row_bytes, size_t rows);
     void (*to_device_rows)(void *dst, size_t dst_stride, const void *src, size_t src_stride,
                            size_t row_bytes, size_t rows);
+    // n activations to or from host floats
+    void (*act_to_host)(float *dst, const Act *src, size_t n);
+    void (*act_to_device)(Act *dst, const float *src, size_t n);
 
     // out[N, C] = table[tokens[n], :]; dtable is [V, C]
-    void (*embedding_forward)(float *out, const int *tokens, const float *table, int N, int C);
-    void (*embedding_backward)(float *dtable, const float *dout, const int *tokens, int N, int C,
+    void (*embedding_forward)(Act *out, const int *tokens, const float *table, int N, int C);
+    void (*embedding_backward)(float *dtable, const Act *dout, const int *tokens, int N, int C,
                                int V);
 
     // out = inp / rms(inp) * weight, one rms per row; rstd[N] saved for backward
-    void (*rmsnorm_forward)(float *out, float *rstd, const float *inp, const float *weight, int N,
+    void (*rmsnorm_forward)(Act *out, float *rstd, const Act *inp, const float *weight, int N,
                             int C, float eps);
-    void (*rmsnorm_backward)(float *dinp, float *dweight, const float *dout, const float *inp,
+    void (*rmsnorm_backward)(Act *dinp, float *dweight, const Act *dout, const Act *inp,
                              const float *weight, const float *rstd, int N, int C);
 
     // out[N, C_out] = inp[N, C_in] @ weight[C_out, C_in]^T
-    void (*matmul_forward)(float *out, const float *inp, const float *weight, int N, int C_in,
+    void (*matmul_forward)(Act *out, const Act *inp, const float *weight, int N, int C_in,
                            int C_out);
-    void (*matmul_backward)(float *dinp, float *dweight, const float *dout, const float *inp,
+    void (*matmul_backward)(Act *dinp, float *dweight, const Act *dout, const Act *inp,
                             const float *weight, int N, int C_in, int C_out);
 
     // Rotary position embedding, in place, on x[B, T, H, head_dim] whose rows sit at positions
     // pos0 .. pos0 + T - 1; position p uses cos/sin[p, head_dim/2]. Backward rotates the
     // gradient back (also in place).
-    void (*rope_forward)(float *x, const float *cos, const float *sin, int B, int T, int pos0,
+    void (*rope_forward)(Act *x, const float *cos, const float *sin, int B, int T, int pos0,
                          int H, int head_dim);
-    void (*rope_backward)(float *dx, const float *cos, const float *sin, int B, int T, int pos0,
+    void (*rope_backward)(Act *dx, const float *cos, const float *sin, int B, int T, int pos0,
                           int H, int head_dim);
 
     // Scaled dot-product attention of Tq queries (at positions q_pos0 ..) over Tk keys (at
@@ -68,30 +83,32 @@ typedef struct {
     // key_start[B] (or NULL: all 0) hides each sequence's keys before that position: the
     // left padding that lets prompts of different lengths share a batch. A query row with no
     // visible key gets zeros.
-    void (*attention_forward)(float *out, float *lse, const float *q, const float *k,
-                              const float *v, const int *key_start, int B, int Tq, int Tk,
-                              int q_pos0, int H, int head_dim, int causal);
+    void (*attention_forward)(Act *out, float *lse, const Act *q, const Act *k, const Act *v,
+                              const int *key_start, int B, int Tq, int Tk, int q_pos0, int H,
+                              int head_dim, int causal);
     // Backward of the square (training) case without key_start, from the forward's out and lse.
-    void (*attention_backward)(float *dq, float *dk, float *dv, const float *dout,
-                               const float *out, const float *lse, const float *q, const float *k,
-                               const float *v, int B, int T, int H, int head_dim, int causal);
+    void (*attention_backward)(Act *dq, Act *dk, Act *dv, const Act *dout, const Act *out,
+                               const float *lse, const Act *q, const Act *k, const Act *v, int B,
+                               int T, int H, int head_dim, int causal);
 
     // out = silu(gate) * up, elementwise over n values
-    void (*swiglu_forward)(float *out, const float *gate, const float *up, size_t n);
-    void (*swiglu_backward)(float *dgate, float *dup, const float *dout, const float *gate,
-                            const float *up, size_t n);
+    void (*swiglu_forward)(Act *out, const Act *gate, const Act *up, size_t n);
+    void (*swiglu_backward)(Act *dgate, Act *dup, const Act *dout, const Act *gate, const Act *up,
+                            size_t n);
 
     // out = a + b
-    void (*add)(float *out, const float *a, const float *b, size_t n);
+    void (*add)(Act *out, const Act *a, const Act *b, size_t n);
+    // classifier-free guidance in place: cond = uncond + w (cond - uncond)
+    void (*guide)(Act *cond, const Act *uncond, float w, size_t n);
 
     // losses[n] = -log softmax(logits[n])[targets[n]]
-    void (*cross_entropy_forward)(float *losses, const float *logits, const int *targets, int N,
+    void (*cross_entropy_forward)(float *losses, const Act *logits, const int *targets, int N,
                                   int V);
     // The training loss in one pass: losses as above, and dlogits[n] = weights[n] *
     // (softmax(logits[n]) - onehot(targets[n])), the gradient of sum_n weights[n] * losses[n]
     // (rows with weight 0 get zeros). dlogits is written, not added, so it may be logits
     // itself: the logits' gradient replaces them and no probabilities are stored.
-    void (*cross_entropy_fused)(float *losses, float *dlogits, const float *logits,
+    void (*cross_entropy_fused)(float *losses, Act *dlogits, const Act *logits,
                                 const int *targets, const float *weights, int N, int V);
 
     // The sampler's per-position step, on the device so only a token and a confidence per
@@ -102,7 +119,7 @@ typedef struct {
     // temperature * Gumbel noise (LLaDA's exp(l) / (-log u)^temperature, in log form; plain
     // argmax at 0, ties to the lower id), the noise drawn from (seed, (b * count + i) * V + v)
     // by kernels/noise.h; confidence = the token's softmax probability in the guided row.
-    void (*pick_tokens)(int *tokens, float *confidence, const float *logits, int B,
+    void (*pick_tokens)(int *tokens, float *confidence, const Act *logits, int B,
                         int rows_per_seq, int first, int count, int V, float cfg,
                         float temperature, uint64_t seed, int banned);
 
@@ -115,12 +132,19 @@ typedef struct {
 } Backend;
 
 extern const Backend backend_cpu;
-extern const Backend backend_cuda;  // only in builds with CUDA (DLLM_CUDA)
+// only in builds with CUDA (DLLM_CUDA): bf16 activations (--device cuda), and fp32 ones
+// (--device cuda-fp32: the CPU's numbers up to summation order, for checking and debugging)
+extern const Backend backend_cuda;
+extern const Backend backend_cuda_fp32;
 
-// "cpu", "cuda" (built with CUDA and a device present), or "auto": cuda when it is available,
-// else cpu. NULL and a message otherwise.
+// "cpu", "cuda" / "cuda-fp32" (built with CUDA and a device present), or "auto": cuda when
+// it is available, else cpu. NULL and a message otherwise.
 const Backend *backend_by_name(const char *name, Error *err);
 // 1 when this build has the CUDA backend and a CUDA device is present.
 int backend_cuda_available(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

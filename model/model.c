@@ -19,6 +19,10 @@ static float *carve_floats(char *base, size_t *offset, size_t n) {
     return carve(base, offset, n * sizeof(float));
 }
 
+static Act *carve_acts(const Model *m, char *base, size_t *offset, size_t n) {
+    return carve(base, offset, n * m->be->act_bytes);
+}
+
 // Lays out every activation, activation gradient and per-batch buffer in base; returns the
 // total bytes.
 static size_t layout_activations(Model *m, char *base) {
@@ -27,35 +31,35 @@ static size_t layout_activations(Model *m, char *base) {
     size_t V = c->vocab_size, H = c->n_head, K = m->recompute ? 1 : L;  // kept layer slices
     size_t off = 0;
     Activations *a = &m->acts;
-    a->resid = carve_floats(base, &off, (L + 1) * N * C);
-    a->ln1 = carve_floats(base, &off, K * N * C);
+    a->resid = carve_acts(m, base, &off, (L + 1) * N * C);
+    a->ln1 = carve_acts(m, base, &off, K * N * C);
     a->ln1_rstd = carve_floats(base, &off, K * N);
-    a->q = carve_floats(base, &off, K * N * C);
-    a->k = carve_floats(base, &off, K * N * C);
-    a->v = carve_floats(base, &off, K * N * C);
+    a->q = carve_acts(m, base, &off, K * N * C);
+    a->k = carve_acts(m, base, &off, K * N * C);
+    a->v = carve_acts(m, base, &off, K * N * C);
     a->lse = carve_floats(base, &off, K * N * H);
-    a->att_out = carve_floats(base, &off, K * N * C);
-    a->resid_mid = carve_floats(base, &off, K * N * C);
-    a->ln2 = carve_floats(base, &off, K * N * C);
+    a->att_out = carve_acts(m, base, &off, K * N * C);
+    a->resid_mid = carve_acts(m, base, &off, K * N * C);
+    a->ln2 = carve_acts(m, base, &off, K * N * C);
     a->ln2_rstd = carve_floats(base, &off, K * N);
-    a->gate = carve_floats(base, &off, K * N * F);
-    a->up = carve_floats(base, &off, K * N * F);
-    a->swiglu = carve_floats(base, &off, K * N * F);
-    a->lnf = carve_floats(base, &off, N * C);
+    a->gate = carve_acts(m, base, &off, K * N * F);
+    a->up = carve_acts(m, base, &off, K * N * F);
+    a->swiglu = carve_acts(m, base, &off, K * N * F);
+    a->lnf = carve_acts(m, base, &off, N * C);
     a->lnf_rstd = carve_floats(base, &off, N);
-    a->logits = carve_floats(base, &off, N * V);
+    a->logits = carve_acts(m, base, &off, N * V);
     a->losses = carve_floats(base, &off, N);
-    a->proj = carve_floats(base, &off, N * C);
+    a->proj = carve_acts(m, base, &off, N * C);
     ActivationGrads *d = &m->grad_acts;
-    d->resid = carve_floats(base, &off, N * C);
-    d->ln = carve_floats(base, &off, N * C);
-    d->q = carve_floats(base, &off, N * C);
-    d->k = carve_floats(base, &off, N * C);
-    d->v = carve_floats(base, &off, N * C);
-    d->att_out = carve_floats(base, &off, N * C);
-    d->gate = carve_floats(base, &off, N * F);
-    d->up = carve_floats(base, &off, N * F);
-    d->swiglu = carve_floats(base, &off, N * F);
+    d->resid = carve_acts(m, base, &off, N * C);
+    d->ln = carve_acts(m, base, &off, N * C);
+    d->q = carve_acts(m, base, &off, N * C);
+    d->k = carve_acts(m, base, &off, N * C);
+    d->v = carve_acts(m, base, &off, N * C);
+    d->att_out = carve_acts(m, base, &off, N * C);
+    d->gate = carve_acts(m, base, &off, N * F);
+    d->up = carve_acts(m, base, &off, N * F);
+    d->swiglu = carve_acts(m, base, &off, N * F);
     size_t rope_n = (size_t)c->seq_len * (C / H / 2);
     m->rope_cos = carve_floats(base, &off, rope_n);
     m->rope_sin = carve_floats(base, &off, rope_n);
@@ -66,8 +70,9 @@ static size_t layout_activations(Model *m, char *base) {
     return off;
 }
 
-MemoryPlan model_memory_plan(const ModelConfig *c, int max_batch, int recompute) {
-    Model shape = {.cfg = *c, .max_batch = max_batch, .recompute = recompute};
+MemoryPlan model_memory_plan(const ModelConfig *c, const Backend *be, int max_batch,
+                             int recompute) {
+    Model shape = {.cfg = *c, .be = be, .max_batch = max_batch, .recompute = recompute};
     size_t pbytes = param_count(c) * sizeof(float);
     MemoryPlan plan = {pbytes, pbytes, 2 * pbytes, layout_activations(&shape, NULL)};
     return plan;
@@ -116,7 +121,7 @@ int model_create(Model *m, const ModelConfig *c, const Backend *be, int max_batc
     m->max_batch = max_batch;
     m->recompute = recompute;
     m->n_params = param_count(c);
-    MemoryPlan plan = model_memory_plan(c, max_batch, recompute);
+    MemoryPlan plan = model_memory_plan(c, be, max_batch, recompute);
     m->params = be->alloc(plan.params);
     m->grads = be->alloc(plan.grads);
     m->adam_m = be->alloc(plan.optimizer);
@@ -159,30 +164,34 @@ void model_zero_grad(Model *m) { m->be->zero(m->grads, m->n_params * sizeof(floa
 // One layer's slices of the activations for the current batch shape (with recomputation,
 // every layer shares slice 0; the residual stream always has its own).
 typedef struct {
-    float *resid_in, *ln1, *ln1_rstd, *q, *k, *v, *lse, *att_out, *resid_mid, *ln2, *ln2_rstd,
-        *gate, *up, *swiglu, *resid_out;
+    Act *resid_in, *ln1, *q, *k, *v, *att_out, *resid_mid, *ln2, *gate, *up, *swiglu, *resid_out;
+    float *ln1_rstd, *lse, *ln2_rstd;
 } LayerActs;
+
+Act *act_at(const Model *m, const Act *a, size_t index) {
+    return (char *)a + index * m->be->act_bytes;
+}
 
 static LayerActs layer_acts(const Model *m, int l) {
     const Activations *a = &m->acts;
     size_t N = (size_t)m->B * m->T, C = m->cfg.d_model, F = m->cfg.d_ff, H = m->cfg.n_head;
     size_t s = m->recompute ? 0 : (size_t)l;
     LayerActs la = {
-        .resid_in = a->resid + l * N * C,
-        .ln1 = a->ln1 + s * N * C,
+        .resid_in = act_at(m, a->resid, l * N * C),
+        .ln1 = act_at(m, a->ln1, s * N * C),
+        .q = act_at(m, a->q, s * N * C),
+        .k = act_at(m, a->k, s * N * C),
+        .v = act_at(m, a->v, s * N * C),
+        .att_out = act_at(m, a->att_out, s * N * C),
+        .resid_mid = act_at(m, a->resid_mid, s * N * C),
+        .ln2 = act_at(m, a->ln2, s * N * C),
+        .gate = act_at(m, a->gate, s * N * F),
+        .up = act_at(m, a->up, s * N * F),
+        .swiglu = act_at(m, a->swiglu, s * N * F),
+        .resid_out = act_at(m, a->resid, (l + 1) * N * C),
         .ln1_rstd = a->ln1_rstd + s * N,
-        .q = a->q + s * N * C,
-        .k = a->k + s * N * C,
-        .v = a->v + s * N * C,
         .lse = a->lse + s * N * H,
-        .att_out = a->att_out + s * N * C,
-        .resid_mid = a->resid_mid + s * N * C,
-        .ln2 = a->ln2 + s * N * C,
         .ln2_rstd = a->ln2_rstd + s * N,
-        .gate = a->gate + s * N * F,
-        .up = a->up + s * N * F,
-        .swiglu = a->swiglu + s * N * F,
-        .resid_out = a->resid + (l + 1) * N * C,
     };
     return la;
 }
@@ -193,10 +202,11 @@ void model_forward(Model *m, const int *tokens, int B, int T) {
 
 // Copies rows [start, end) of each sequence's keys or values (fresh, [B, end - start, C]) into
 // their places in a layer's cache ([B, T, C]).
-static void store_rows(const Backend *be, float *cache, const float *fresh, int B, int T,
-                       int start, int end, int C) {
-    size_t Tq = end - start, row = Tq * C * sizeof(float);
-    be->copy_rows(cache + (size_t)start * C, (size_t)T * C * sizeof(float), fresh, row, row, B);
+static void store_rows(const Model *m, Act *cache, const Act *fresh, int B, int T, int start,
+                       int end, int C) {
+    size_t Tq = end - start, row = Tq * C * m->be->act_bytes;
+    m->be->copy_rows(act_at(m, cache, (size_t)start * C), (size_t)T * C * m->be->act_bytes, fresh,
+                     row, row, B);
 }
 
 // Layer l on rows [start, end) of the m->B sequences of m->T positions: from its residual
@@ -207,20 +217,20 @@ static void layer_forward(Model *m, int l, const int *key_start, int start, int 
     int B = m->B, T = m->T, Tq = end - start, N = B * Tq, C = c->d_model, F = c->d_ff;
     int H = c->n_head, hd = C / H;
     int whole = Tq == T;  // every row recomputed: keys and values go straight to their place
-    float *proj = m->acts.proj;
+    Act *proj = m->acts.proj;
     LayerActs a = layer_acts(m, l);
     LayerWeights w = layer_weights(&m->p, c, l);
     // attention block; keys and values of the computed rows land in the layer's cache
     be->rmsnorm_forward(a.ln1, a.ln1_rstd, a.resid_in, w.attn_norm, N, C, c->norm_eps);
     be->matmul_forward(a.q, a.ln1, w.wq, N, C, C);
     be->rope_forward(a.q, m->rope_cos, m->rope_sin, B, Tq, start, H, hd);
-    float *k = whole ? a.k : proj;
+    Act *k = whole ? a.k : proj;
     be->matmul_forward(k, a.ln1, w.wk, N, C, C);
     be->rope_forward(k, m->rope_cos, m->rope_sin, B, Tq, start, H, hd);
-    if (!whole) store_rows(be, a.k, proj, B, T, start, end, C);
-    float *v = whole ? a.v : proj;
+    if (!whole) store_rows(m, a.k, proj, B, T, start, end, C);
+    Act *v = whole ? a.v : proj;
     be->matmul_forward(v, a.ln1, w.wv, N, C, C);
-    if (!whole) store_rows(be, a.v, proj, B, T, start, end, C);
+    if (!whole) store_rows(m, a.v, proj, B, T, start, end, C);
     be->attention_forward(a.att_out, a.lse, a.q, a.k, a.v, key_start, B, Tq, T, start, H, hd,
                           c->causal);
     be->matmul_forward(proj, a.att_out, w.wo, N, C, C);
@@ -250,7 +260,7 @@ void model_infer(Model *m, const int *tokens, const int *key_start, int B, int T
     be->embedding_forward(m->acts.resid, m->tokens, m->p.tok_emb, N, C);
     for (int l = 0; l < c->n_layer; l++)
         layer_forward(m, l, key_start ? m->key_start : NULL, start, end);
-    float *resid_final = m->acts.resid + (size_t)c->n_layer * B * T * C;
+    Act *resid_final = act_at(m, m->acts.resid, (size_t)c->n_layer * B * T * C);
     be->rmsnorm_forward(m->acts.lnf, m->acts.lnf_rstd, resid_final, m->p.final_norm, N, C,
                         c->norm_eps);
     be->matmul_forward(m->acts.logits, m->acts.lnf, m->p.lm_head, N, C, c->vocab_size);
@@ -291,26 +301,26 @@ static void layer_backward(Model *m, int l) {
     LayerWeights w = layer_weights(&m->p, c, l);
     LayerWeights dw = layer_weights(&m->g, c, l);
     // MLP block: the residual passes d->resid through unchanged, the branch adds to it
-    be->zero(d->swiglu, NF * sizeof(float));
+    be->zero(d->swiglu, NF * be->act_bytes);
     be->matmul_backward(d->swiglu, dw.w_down, d->resid, a.swiglu, w.w_down, N, F, C);
-    be->zero(d->gate, NF * sizeof(float));
-    be->zero(d->up, NF * sizeof(float));
+    be->zero(d->gate, NF * be->act_bytes);
+    be->zero(d->up, NF * be->act_bytes);
     be->swiglu_backward(d->gate, d->up, d->swiglu, a.gate, a.up, NF);
-    be->zero(d->ln, NC * sizeof(float));
+    be->zero(d->ln, NC * be->act_bytes);
     be->matmul_backward(d->ln, dw.w_gate, d->gate, a.ln2, w.w_gate, N, C, F);
     be->matmul_backward(d->ln, dw.w_up, d->up, a.ln2, w.w_up, N, C, F);
     be->rmsnorm_backward(d->resid, dw.mlp_norm, d->ln, a.resid_mid, w.mlp_norm, a.ln2_rstd, N, C);
     // attention block
-    be->zero(d->att_out, NC * sizeof(float));
+    be->zero(d->att_out, NC * be->act_bytes);
     be->matmul_backward(d->att_out, dw.wo, d->resid, a.att_out, w.wo, N, C, C);
-    be->zero(d->q, NC * sizeof(float));
-    be->zero(d->k, NC * sizeof(float));
-    be->zero(d->v, NC * sizeof(float));
+    be->zero(d->q, NC * be->act_bytes);
+    be->zero(d->k, NC * be->act_bytes);
+    be->zero(d->v, NC * be->act_bytes);
     be->attention_backward(d->q, d->k, d->v, d->att_out, a.att_out, a.lse, a.q, a.k, a.v, B, T, H,
                            hd, c->causal);
     be->rope_backward(d->q, m->rope_cos, m->rope_sin, B, T, 0, H, hd);
     be->rope_backward(d->k, m->rope_cos, m->rope_sin, B, T, 0, H, hd);
-    be->zero(d->ln, NC * sizeof(float));
+    be->zero(d->ln, NC * be->act_bytes);
     be->matmul_backward(d->ln, dw.wq, d->q, a.ln1, w.wq, N, C, C);
     be->matmul_backward(d->ln, dw.wk, d->k, a.ln1, w.wk, N, C, C);
     be->matmul_backward(d->ln, dw.wv, d->v, a.ln1, w.wv, N, C, C);
@@ -328,12 +338,12 @@ float model_loss_backward(Model *m, const int *targets, const float *weights) {
     // loss and dlogits in one pass, in place: acts->logits now holds the logits' gradient
     upload_targets(m, targets, weights);
     be->cross_entropy_fused(acts->losses, acts->logits, acts->logits, m->targets, m->weights, N, V);
-    float *dlogits = acts->logits;
+    Act *dlogits = acts->logits;
     // logits -> final norm: d->resid becomes the gradient of the last residual
-    be->zero(d->ln, NC * sizeof(float));
+    be->zero(d->ln, NC * be->act_bytes);
     be->matmul_backward(d->ln, m->g.lm_head, dlogits, acts->lnf, m->p.lm_head, N, C, V);
-    be->zero(d->resid, NC * sizeof(float));
-    be->rmsnorm_backward(d->resid, m->g.final_norm, d->ln, acts->resid + (size_t)c->n_layer * NC,
+    be->zero(d->resid, NC * be->act_bytes);
+    be->rmsnorm_backward(d->resid, m->g.final_norm, d->ln, act_at(m, acts->resid, c->n_layer * NC),
                          m->p.final_norm, acts->lnf_rstd, N, C);
     for (int l = c->n_layer - 1; l >= 0; l--) {
         if (m->recompute) layer_forward(m, l, NULL, 0, m->T);  // refills the shared slice

@@ -18,33 +18,34 @@
 // What the forward pass keeps for the backward pass, sized for max_batch sequences of
 // seq_len tokens. Per-layer arrays hold n_layer slices of B*T rows for the current B, T;
 // with recomputation they hold one slice, refilled layer by layer during the backward pass
-// from the residual stream (which is always kept for every layer).
+// from the residual stream (which is always kept for every layer). Act * buffers hold the
+// backend's activation type (be->act_bytes per element); float * ones are always fp32.
 typedef struct {
-    float *resid;      // [n_layer + 1, B*T, d_model] residual stream into each layer (+ the output)
-    float *ln1;        // [n_layer, B*T, d_model]
+    Act *resid;        // [n_layer + 1, B*T, d_model] residual stream into each layer (+ the output)
+    Act *ln1;          // [n_layer, B*T, d_model]
     float *ln1_rstd;   // [n_layer, B*T]
-    float *q, *k, *v;  // [n_layer, B*T, d_model], q and k after RoPE
+    Act *q, *k, *v;    // [n_layer, B*T, d_model], q and k after RoPE
     float *lse;        // [n_layer, B, n_head, T] log-sum-exp of each attention row's scores
-    float *att_out;    // [n_layer, B*T, d_model] attention output before Wo
-    float *resid_mid;  // [n_layer, B*T, d_model] after the attention residual
-    float *ln2;        // [n_layer, B*T, d_model]
+    Act *att_out;      // [n_layer, B*T, d_model] attention output before Wo
+    Act *resid_mid;    // [n_layer, B*T, d_model] after the attention residual
+    Act *ln2;          // [n_layer, B*T, d_model]
     float *ln2_rstd;   // [n_layer, B*T]
-    float *gate, *up;  // [n_layer, B*T, d_ff]
-    float *swiglu;     // [n_layer, B*T, d_ff]
-    float *lnf;        // [B*T, d_model]
+    Act *gate, *up;    // [n_layer, B*T, d_ff]
+    Act *swiglu;       // [n_layer, B*T, d_ff]
+    Act *lnf;          // [B*T, d_model]
     float *lnf_rstd;   // [B*T]
-    float *logits;     // [B*T, vocab]; the backward overwrites them with their gradient
+    Act *logits;       // [B*T, vocab]; the backward overwrites them with their gradient
     float *losses;     // [B*T] per-position cross-entropy
-    float *proj;       // [B*T, d_model] scratch: a branch output before its residual add
+    Act *proj;         // [B*T, d_model] scratch: a branch output before its residual add
 } Activations;
 
 // Gradients of activations, one layer at a time (reused across layers).
 typedef struct {
-    float *resid;      // [B*T, d_model] gradient of the residual stream
-    float *ln;         // [B*T, d_model]
-    float *q, *k, *v;  // [B*T, d_model]
-    float *att_out;    // [B*T, d_model]
-    float *gate, *up, *swiglu;  // [B*T, d_ff]
+    Act *resid;        // [B*T, d_model] gradient of the residual stream
+    Act *ln;           // [B*T, d_model]
+    Act *q, *k, *v;    // [B*T, d_model]
+    Act *att_out;      // [B*T, d_model]
+    Act *gate, *up, *swiglu;  // [B*T, d_ff]
 } ActivationGrads;
 
 // Bytes of backend memory a model takes, one allocation each.
@@ -73,8 +74,12 @@ typedef struct {
     int B, T;                    // shape of the last forward pass
 } Model;
 
-// What model_create would allocate for this shape (nothing is allocated).
-MemoryPlan model_memory_plan(const ModelConfig *c, int max_batch, int recompute);
+// What model_create would allocate for this shape on this backend (nothing is allocated).
+MemoryPlan model_memory_plan(const ModelConfig *c, const Backend *be, int max_batch,
+                             int recompute);
+// The activation `index` elements into the buffer a (pointer arithmetic in the backend's
+// activation type).
+Act *act_at(const Model *m, const Act *a, size_t index);
 // "memory: params 1.2 MB | grads ... | total ..." on one line.
 void memory_plan_print(FILE *f, const MemoryPlan *plan, const char *device);
 

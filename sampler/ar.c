@@ -13,7 +13,8 @@ int ar_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
                 const int *prompt_lens, int B, int *out, int *lengths, SampleStats *stats,
                 StepCallback cb, void *user, Error *err) {
     if (!m->cfg.causal)
-        return error_set(err, "the AR sampler needs a causal model; this one is a "
+        return error_set(err,
+                         "the AR sampler needs a causal model; this one is a "
                          "masked-diffusion model (use --sampler llada)");
     if (sampler_check_config(m, sc, prompt_lens, B, B, err)) return -1;
     for (int b = 0; b < B; b++)
@@ -58,8 +59,9 @@ int ar_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
             if (device_pick) {
                 token = picks.tokens[b], conf = picks.confidence[b];
             } else {
-                m->be->to_host(logits, m->acts.logits + ((size_t)b * rows + rows - 1) * V,
-                               (size_t)V * sizeof(float));
+                m->be->act_to_host(logits,
+                                   act_at(m, m->acts.logits, ((size_t)b * rows + rows - 1) * V),
+                                   (size_t)V);
                 logits[m->cfg.mask_token_id] = -INFINITY;
                 token = pick_top_k_top_p(logits, V, sc->temperature, sc->top_k, sc->top_p, &rng,
                                          scratch);

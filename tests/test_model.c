@@ -39,7 +39,12 @@ static void random_tokens(int *tokens, size_t n, int vocab, uint64_t seed) {
     for (size_t i = 0; i < n; i++) tokens[i] = (int)rng_below(&rng, (uint64_t)vocab);
 }
 
-typedef struct { Model *m; const int *inputs, *targets; const float *weights; int B, T; } LossCase;
+typedef struct {
+    Model *m;
+    const int *inputs, *targets;
+    const float *weights;
+    int B, T;
+} LossCase;
 
 static double model_scalar(void *p) {
     LossCase *c = p;
@@ -199,7 +204,8 @@ static void check_recompute(int causal) {
     }
     ck_assert_float_eq(losses[0], losses[1]);
     ck_assert_mem_eq(keep.grads, again.grads, keep.n_params * sizeof(float));
-    MemoryPlan full = model_memory_plan(&cfg, B, 0), lean = model_memory_plan(&cfg, B, 1);
+    MemoryPlan full = model_memory_plan(&cfg, &backend_cpu, B, 0);
+    MemoryPlan lean = model_memory_plan(&cfg, &backend_cpu, B, 1);
     printf("  %s recompute: activations %zu -> %zu bytes, gradients identical\n",
            causal ? "AR " : "MDM", full.activations, lean.activations);
     ck_assert(lean.activations < full.activations);
@@ -217,13 +223,15 @@ END_TEST
 START_TEST(test_memory_plan_scales) {
     // the kept activations grow with batch size and the per-layer part vanishes with recompute
     ModelConfig cfg = model_config_default();
-    MemoryPlan b8 = model_memory_plan(&cfg, 8, 0), b16 = model_memory_plan(&cfg, 16, 0);
+    MemoryPlan b8 = model_memory_plan(&cfg, &backend_cpu, 8, 0),
+               b16 = model_memory_plan(&cfg, &backend_cpu, 16, 0);
     ck_assert_uint_eq(b8.params, param_count(&cfg) * sizeof(float));
     ck_assert(b16.activations > b8.activations * 19 / 10);
     cfg.n_layer *= 2;
-    MemoryPlan deeper = model_memory_plan(&cfg, 8, 0), deeper_lean = model_memory_plan(&cfg, 8, 1);
+    MemoryPlan deeper = model_memory_plan(&cfg, &backend_cpu, 8, 0),
+               deeper_lean = model_memory_plan(&cfg, &backend_cpu, 8, 1);
     cfg.n_layer /= 2;
-    MemoryPlan lean = model_memory_plan(&cfg, 8, 1);
+    MemoryPlan lean = model_memory_plan(&cfg, &backend_cpu, 8, 1);
     // recomputing, a layer costs only its residual-stream slice
     size_t per_layer_kept = deeper.activations - b8.activations;
     size_t per_layer_lean = deeper_lean.activations - lean.activations;

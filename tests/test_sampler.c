@@ -232,7 +232,7 @@ START_TEST(test_block_caches) {
     for (int b = 0; b < 2; b++)
         for (int t = 8; t < 14; t++)
             for (int v = 0; v < V; v++)
-                ck_assert_float_eq_tol(m.acts.logits[((b * 6) + t - 8) * V + v],
+                ck_assert_float_eq_tol(((float *)m.acts.logits)[((b * 6) + t - 8) * V + v],
                                        full[((b * 20) + t) * V + v], 1e-4f);
     // the full inference pass is the training forward pass
     model_forward(&m, tokens, 2, 20);
@@ -271,7 +271,7 @@ START_TEST(test_ar_cache_matches_full_recompute) {
     int V = m.cfg.vocab_size;
     for (int pos = P; pos < 26; pos++) {
         model_forward(&m, seq, 1, pos);
-        const float *last = m.acts.logits + (size_t)(pos - 1) * V;
+        const float *last = (const float *)m.acts.logits + (size_t)(pos - 1) * V;
         int best = 0;
         for (int v = 1; v < V; v++)
             if (v != BYTE_MASK && last[v] > last[best]) best = v;

@@ -116,10 +116,7 @@ static int score_ar(Model *m, const int *tokens, int len, int from, double *nll,
 // Guided logits (1 + cfg) * cond - cfg * uncond, into the n conditional rows, on the device.
 static void guide_logits(Model *m, int rows, int len, float cfg) {
     size_t n = (size_t)rows * len * m->cfg.vocab_size;
-    float *cond = m->acts.logits, *uncond = cond + n;
-    m->be->scale(uncond, n, -cfg / (1.0f + cfg));
-    m->be->add(cond, cond, uncond, n);
-    m->be->scale(cond, n, 1.0f + cfg);
+    m->be->guide(m->acts.logits, act_at(m, m->acts.logits, n), 1.0f + cfg, n);
 }
 
 static int score_mdm(Model *m, const int *tokens, int len, int from, int mc, float cfg,

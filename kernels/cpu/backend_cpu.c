@@ -16,8 +16,84 @@ static void cpu_copy_rows(void *dst, size_t dst_stride, const void *src, size_t 
         memcpy((char *)dst + r * dst_stride, (const char *)src + r * src_stride, row_bytes);
 }
 
+// The reference ops work on floats, the CPU's activation type; these adapt them to the
+// table's Act * signatures (a void * converts to float * as is).
+static void act_to_host(float *dst, const Act *src, size_t n) {
+    memcpy(dst, src, n * sizeof(float));
+}
+static void act_to_device(Act *dst, const float *src, size_t n) {
+    memcpy(dst, src, n * sizeof(float));
+}
+static void embedding_forward(Act *out, const int *tokens, const float *table, int N, int C) {
+    cpu_embedding_forward(out, tokens, table, N, C);
+}
+static void embedding_backward(float *dtable, const Act *dout, const int *tokens, int N, int C,
+                               int V) {
+    cpu_embedding_backward(dtable, dout, tokens, N, C, V);
+}
+static void rmsnorm_forward(Act *out, float *rstd, const Act *inp, const float *weight, int N,
+                            int C, float eps) {
+    cpu_rmsnorm_forward(out, rstd, inp, weight, N, C, eps);
+}
+static void rmsnorm_backward(Act *dinp, float *dweight, const Act *dout, const Act *inp,
+                             const float *weight, const float *rstd, int N, int C) {
+    cpu_rmsnorm_backward(dinp, dweight, dout, inp, weight, rstd, N, C);
+}
+static void matmul_forward(Act *out, const Act *inp, const float *weight, int N, int C_in,
+                           int C_out) {
+    cpu_matmul_forward(out, inp, weight, N, C_in, C_out);
+}
+static void matmul_backward(Act *dinp, float *dweight, const Act *dout, const Act *inp,
+                            const float *weight, int N, int C_in, int C_out) {
+    cpu_matmul_backward(dinp, dweight, dout, inp, weight, N, C_in, C_out);
+}
+static void rope_forward(Act *x, const float *cos, const float *sin, int B, int T, int pos0,
+                         int H, int head_dim) {
+    cpu_rope_forward(x, cos, sin, B, T, pos0, H, head_dim);
+}
+static void rope_backward(Act *dx, const float *cos, const float *sin, int B, int T, int pos0,
+                          int H, int head_dim) {
+    cpu_rope_backward(dx, cos, sin, B, T, pos0, H, head_dim);
+}
+static void attention_forward(Act *out, float *lse, const Act *q, const Act *k, const Act *v,
+                              const int *key_start, int B, int Tq, int Tk, int q_pos0, int H,
+                              int head_dim, int causal) {
+    cpu_attention_forward(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, head_dim, causal);
+}
+static void attention_backward(Act *dq, Act *dk, Act *dv, const Act *dout, const Act *out,
+                               const float *lse, const Act *q, const Act *k, const Act *v, int B,
+                               int T, int H, int head_dim, int causal) {
+    cpu_attention_backward(dq, dk, dv, dout, out, lse, q, k, v, B, T, H, head_dim, causal);
+}
+static void swiglu_forward(Act *out, const Act *gate, const Act *up, size_t n) {
+    cpu_swiglu_forward(out, gate, up, n);
+}
+static void swiglu_backward(Act *dgate, Act *dup, const Act *dout, const Act *gate, const Act *up,
+                            size_t n) {
+    cpu_swiglu_backward(dgate, dup, dout, gate, up, n);
+}
+static void add(Act *out, const Act *a, const Act *b, size_t n) { cpu_add(out, a, b, n); }
+static void guide(Act *cond, const Act *uncond, float w, size_t n) {
+    cpu_guide(cond, uncond, w, n);
+}
+static void cross_entropy_forward(float *losses, const Act *logits, const int *targets, int N,
+                                  int V) {
+    cpu_cross_entropy_forward(losses, logits, targets, N, V);
+}
+static void cross_entropy_fused(float *losses, Act *dlogits, const Act *logits,
+                                const int *targets, const float *weights, int N, int V) {
+    cpu_cross_entropy_fused(losses, dlogits, logits, targets, weights, N, V);
+}
+static void pick_tokens(int *tokens, float *confidence, const Act *logits, int B,
+                        int rows_per_seq, int first, int count, int V, float cfg,
+                        float temperature, uint64_t seed, int banned) {
+    cpu_pick_tokens(tokens, confidence, logits, B, rows_per_seq, first, count, V, cfg,
+                    temperature, seed, banned);
+}
+
 const Backend backend_cpu = {
     .name = "cpu",
+    .act_bytes = sizeof(float),
     .alloc = cpu_alloc,
     .free = cpu_free,
     .zero = cpu_zero,
@@ -25,22 +101,25 @@ const Backend backend_cpu = {
     .to_host = cpu_copy,
     .copy_rows = cpu_copy_rows,
     .to_device_rows = cpu_copy_rows,
-    .embedding_forward = cpu_embedding_forward,
-    .embedding_backward = cpu_embedding_backward,
-    .rmsnorm_forward = cpu_rmsnorm_forward,
-    .rmsnorm_backward = cpu_rmsnorm_backward,
-    .matmul_forward = cpu_matmul_forward,
-    .matmul_backward = cpu_matmul_backward,
-    .rope_forward = cpu_rope_forward,
-    .rope_backward = cpu_rope_backward,
-    .attention_forward = cpu_attention_forward,
-    .attention_backward = cpu_attention_backward,
-    .swiglu_forward = cpu_swiglu_forward,
-    .swiglu_backward = cpu_swiglu_backward,
-    .add = cpu_add,
-    .pick_tokens = cpu_pick_tokens,
-    .cross_entropy_forward = cpu_cross_entropy_forward,
-    .cross_entropy_fused = cpu_cross_entropy_fused,
+    .act_to_host = act_to_host,
+    .act_to_device = act_to_device,
+    .embedding_forward = embedding_forward,
+    .embedding_backward = embedding_backward,
+    .rmsnorm_forward = rmsnorm_forward,
+    .rmsnorm_backward = rmsnorm_backward,
+    .matmul_forward = matmul_forward,
+    .matmul_backward = matmul_backward,
+    .rope_forward = rope_forward,
+    .rope_backward = rope_backward,
+    .attention_forward = attention_forward,
+    .attention_backward = attention_backward,
+    .swiglu_forward = swiglu_forward,
+    .swiglu_backward = swiglu_backward,
+    .add = add,
+    .guide = guide,
+    .pick_tokens = pick_tokens,
+    .cross_entropy_forward = cross_entropy_forward,
+    .cross_entropy_fused = cross_entropy_fused,
     .sum_squares = cpu_sum_squares,
     .scale = cpu_scale,
     .adamw_update = cpu_adamw_update,

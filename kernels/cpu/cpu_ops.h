@@ -42,6 +42,7 @@ void cpu_pick_tokens(int *tokens, float *confidence, const float *logits, int B,
                      uint64_t seed, int banned);
 
 void cpu_add(float *out, const float *a, const float *b, size_t n);
+void cpu_guide(float *cond, const float *uncond, float w, size_t n);
 
 void cpu_cross_entropy_forward(float *losses, const float *logits, const int *targets, int N,
                                int V);

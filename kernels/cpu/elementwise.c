@@ -26,3 +26,8 @@ void cpu_add(float *out, const float *a, const float *b, size_t n) {
 #pragma omp parallel for
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
+
+void cpu_guide(float *cond, const float *uncond, float w, size_t n) {
+#pragma omp parallel for
+    for (size_t i = 0; i < n; i++) cond[i] = uncond[i] + w * (cond[i] - uncond[i]);
+}

@@ -4,11 +4,12 @@
 // tile from q, k and that log-sum-exp. One thread owns one query row (one key row in the
 // dk/dv pass) with its accumulators in registers, so every sum runs in a fixed order:
 // deterministic, no atomics. The arithmetic is fp32 on the CUDA cores, the twin of
-// kernels/cpu/attention.c; in bf16 mode head sizes 64 and 128 go to the tensor-core kernels
-// of attention_tc.cu instead.
+// kernels/cpu/attention.c, on activations of type A (float or bf16); with bf16 activations
+// head sizes 64 and 128 go to the tensor-core kernels of attention_tc.cu instead.
 #include <cuda_runtime.h>
 #include <math.h>
 
+#include "kernels/cuda/act.cuh"
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/cuda_ops.h"
 
@@ -21,18 +22,19 @@ __device__ inline size_t head_offset(int b, int t, int h, int T, int H, int head
 
 // Rows j0 .. j0 + TILE - 1 of one head of x into dst[TILE, hd] (zeros past T), the whole
 // block cooperating; consecutive threads read consecutive floats of a row.
-__device__ void load_tile(float *dst, const float *x, int b, int h, int j0, int T, int H, int hd) {
+template <typename A>
+__device__ void load_tile(float *dst, const A *x, int b, int h, int j0, int T, int H, int hd) {
     for (int idx = threadIdx.x; idx < TILE * hd; idx += blockDim.x) {
         int j = j0 + idx / hd, i = idx % hd;
-        dst[idx] = j < T ? x[head_offset(b, j, h, T, H, hd) + i] : 0.0f;
+        dst[idx] = j < T ? to_float(x[head_offset(b, j, h, T, H, hd) + i]) : 0.0f;
     }
 }
 
 // Row r of x's head h (zeros past hd and for inactive rows) into registers, times s.
-template <int HDM>
-__device__ void load_row(float *reg, const float *x, size_t offset, int hd, bool active, float s) {
+template <int HDM, typename A>
+__device__ void load_row(float *reg, const A *x, size_t offset, int hd, bool active, float s) {
 #pragma unroll
-    for (int i = 0; i < HDM; i++) reg[i] = active && i < hd ? x[offset + i] * s : 0.0f;
+    for (int i = 0; i < HDM; i++) reg[i] = active && i < hd ? to_float(x[offset + i]) * s : 0.0f;
 }
 
 template <int HDM>
@@ -45,9 +47,9 @@ __device__ float dot_row(const float *reg, const float *row, int hd) {
 }
 
 // grid (ceil(Tq / TILE), H, B), TILE threads, shared keys and values [2, TILE, hd]
-template <int HDM>
+template <int HDM, typename A>
 __global__ void __launch_bounds__(TILE)
-    flash_forward_kernel(float *out, float *lse, const float *q, const float *k, const float *v,
+    flash_forward_kernel(A *out, float *lse, const A *q, const A *k, const A *v,
                          const int *key_start, int Tq, int Tk, int q_pos0, int H, int hd,
                          int causal) {
     extern __shared__ float smem[];
@@ -91,27 +93,27 @@ __global__ void __launch_bounds__(TILE)
     float inv = l > 0.0f ? 1.0f / l : 0.0f;  // a row that sees no key gets zeros
 #pragma unroll
     for (int i = 0; i < HDM; i++)
-        if (i < hd) out[row + i] = acc[i] * inv;
+        if (i < hd) out[row + i] = from_float<A>(acc[i] * inv);
     lse[((size_t)b * H + h) * Tq + t] = l > 0.0f ? m + logf(l) : -INFINITY;
 }
 
 // D[b, h, t] = dout . out of the row: the softmax backward's row term.
-__global__ void attention_row_dot_kernel(float *D, const float *dout, const float *out, int B,
-                                         int T, int H, int hd) {
+template <typename A>
+__global__ void attention_row_dot_kernel(float *D, const A *dout, const A *out, int B, int T,
+                                         int H, int hd) {
     size_t r = (size_t)blockIdx.x * blockDim.x + threadIdx.x;  // row of [B, T, H]
     if (r >= (size_t)B * T * H) return;
     int h = r % H, t = (r / H) % T, b = r / ((size_t)H * T);
     float s = 0.0f;
-    for (int i = 0; i < hd; i++) s += dout[r * hd + i] * out[r * hd + i];
+    for (int i = 0; i < hd; i++) s += to_float(dout[r * hd + i]) * to_float(out[r * hd + i]);
     D[((size_t)b * H + h) * T + t] = s;
 }
 
 // dq of one query row per thread: dq += scale * sum_j P_j (dout . v_j - D) k_j.
-template <int HDM>
+template <int HDM, typename A>
 __global__ void __launch_bounds__(TILE)
-    flash_backward_dq_kernel(float *dq, const float *dout, const float *D, const float *lse,
-                             const float *q, const float *k, const float *v, int T, int H, int hd,
-                             int causal) {
+    flash_backward_dq_kernel(A *dq, const A *dout, const float *D, const float *lse, const A *q,
+                             const A *k, const A *v, int T, int H, int hd, int causal) {
     extern __shared__ float smem[];
     float *sk = smem, *sv = smem + TILE * hd;
     int b = blockIdx.z, h = blockIdx.y, t = blockIdx.x * TILE + threadIdx.x;
@@ -146,7 +148,7 @@ __global__ void __launch_bounds__(TILE)
     if (!live) return;
 #pragma unroll
     for (int i = 0; i < HDM; i++)
-        if (i < hd) dq[row + i] += scale * acc[i];
+        if (i < hd) dq[row + i] = from_float<A>(to_float(dq[row + i]) + scale * acc[i]);
 }
 
 // dk and dv of one key row per thread, walking the query rows that see it in tiles:
@@ -154,11 +156,11 @@ __global__ void __launch_bounds__(TILE)
 // Shared: query and dout tiles [2, TILE, hd], their lse and D [2, TILE], and each thread's
 // own key and value rows [2, TILE, hd + 1] (padded: threads read their own rows without
 // bank conflicts).
-template <int HDM>
+template <int HDM, typename A>
 __global__ void __launch_bounds__(TILE)
-    flash_backward_dkv_kernel(float *dk, float *dv, const float *dout, const float *D,
-                              const float *lse, const float *q, const float *k, const float *v,
-                              int T, int H, int hd, int causal) {
+    flash_backward_dkv_kernel(A *dk, A *dv, const A *dout, const float *D, const float *lse,
+                              const A *q, const A *k, const A *v, int T, int H, int hd,
+                              int causal) {
     extern __shared__ float smem[];
     float *sq = smem, *sdo = sq + TILE * hd, *slse = sdo + TILE * hd, *sD = slse + TILE;
     float *own_k = sD + TILE + threadIdx.x * (hd + 1), *own_v = own_k + TILE * (hd + 1);
@@ -166,8 +168,8 @@ __global__ void __launch_bounds__(TILE)
     bool active = j < T;
     size_t row = head_offset(b, active ? j : 0, h, T, H, hd);
     for (int i = 0; i < hd; i++) {
-        own_k[i] = active ? k[row + i] : 0.0f;
-        own_v[i] = active ? v[row + i] : 0.0f;
+        own_k[i] = active ? to_float(k[row + i]) : 0.0f;
+        own_v[i] = active ? to_float(v[row + i]) : 0.0f;
     }
     float scale = rsqrtf((float)hd), dka[HDM], dva[HDM];
 #pragma unroll
@@ -206,8 +208,8 @@ __global__ void __launch_bounds__(TILE)
 #pragma unroll
     for (int i = 0; i < HDM; i++)
         if (i < hd) {
-            dk[row + i] += scale * dka[i];
-            dv[row + i] += dva[i];
+            dk[row + i] = from_float<A>(to_float(dk[row + i]) + scale * dka[i]);
+            dv[row + i] = from_float<A>(to_float(dv[row + i]) + dva[i]);
         }
 }
 
@@ -221,57 +223,81 @@ static void launch(Kernel kernel, dim3 grid, size_t shared, Args... args) {
     CUDA_CHECK_LAUNCH();
 }
 
-template <int HDM>
-static void forward(float *out, float *lse, const float *q, const float *k, const float *v,
+template <int HDM, typename A>
+static void forward(void *out, float *lse, const void *q, const void *k, const void *v,
                     const int *key_start, int B, int Tq, int Tk, int q_pos0, int H, int hd,
                     int causal) {
     dim3 grid((Tq + TILE - 1) / TILE, H, B);
-    launch(flash_forward_kernel<HDM>, grid, 2 * TILE * hd * sizeof(float), out, lse, q, k, v,
-           key_start, Tq, Tk, q_pos0, H, hd, causal);
+    launch(flash_forward_kernel<HDM, A>, grid, 2 * TILE * hd * sizeof(float), (A *)out, lse,
+           (const A *)q, (const A *)k, (const A *)v, key_start, Tq, Tk, q_pos0, H, hd, causal);
 }
 
-template <int HDM>
-static void backward(float *dq, float *dk, float *dv, const float *dout, const float *D,
-                     const float *lse, const float *q, const float *k, const float *v, int B,
-                     int T, int H, int hd, int causal) {
+template <int HDM, typename A>
+static void backward(void *dq, void *dk, void *dv, const void *dout, const float *D,
+                     const float *lse, const void *q, const void *k, const void *v, int B, int T,
+                     int H, int hd, int causal) {
     dim3 grid((T + TILE - 1) / TILE, H, B);
-    launch(flash_backward_dq_kernel<HDM>, grid, 2 * TILE * hd * sizeof(float), dq, dout, D, lse,
-           q, k, v, T, H, hd, causal);
+    launch(flash_backward_dq_kernel<HDM, A>, grid, 2 * TILE * hd * sizeof(float), (A *)dq,
+           (const A *)dout, D, lse, (const A *)q, (const A *)k, (const A *)v, T, H, hd, causal);
     size_t dkv_shared = (2 * TILE * hd + 2 * TILE + 2 * TILE * (hd + 1)) * sizeof(float);
-    launch(flash_backward_dkv_kernel<HDM>, grid, dkv_shared, dk, dv, dout, D, lse, q, k, v, T, H,
-           hd, causal);
+    launch(flash_backward_dkv_kernel<HDM, A>, grid, dkv_shared, (A *)dk, (A *)dv,
+           (const A *)dout, D, lse, (const A *)q, (const A *)k, (const A *)v, T, H, hd, causal);
 }
 
-extern "C" void cuda_attention_forward(float *out, float *lse, const float *q, const float *k,
-                                       const float *v, const int *key_start, int B, int Tq,
-                                       int Tk, int q_pos0, int H, int head_dim, int causal) {
-    if (cuda_bf16() && cuda_attention_tc_forward(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0,
-                                                 H, head_dim, causal))
+// bf16 activations try the tensor-core kernels first
+template <typename A>
+static int tensor_core_forward(void *out, float *lse, const void *q, const void *k,
+                               const void *v, const int *key_start, int B, int Tq, int Tk,
+                               int q_pos0, int H, int head_dim, int causal) {
+    return sizeof(A) == sizeof(bf16) &&
+           cuda_attention_tc_forward(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, head_dim,
+                                     causal);
+}
+
+template <typename A>
+void cuda_attention_forward(void *out, float *lse, const void *q, const void *k, const void *v,
+                            const int *key_start, int B, int Tq, int Tk, int q_pos0, int H,
+                            int head_dim, int causal) {
+    if (tensor_core_forward<A>(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, head_dim,
+                               causal))
         return;
     if (head_dim <= 32)
-        forward<32>(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, head_dim, causal);
+        forward<32, A>(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, head_dim, causal);
     else if (head_dim <= 64)
-        forward<64>(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, head_dim, causal);
+        forward<64, A>(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, head_dim, causal);
     else
-        forward<128>(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, head_dim, causal);
+        forward<128, A>(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, head_dim, causal);
 }
 
-extern "C" void cuda_attention_backward(float *dq, float *dk, float *dv, const float *dout,
-                                        const float *out, const float *lse, const float *q,
-                                        const float *k, const float *v, int B, int T, int H,
-                                        int head_dim, int causal) {
+template <typename A>
+void cuda_attention_backward(void *dq, void *dk, void *dv, const void *dout, const void *out,
+                             const float *lse, const void *q, const void *k, const void *v, int B,
+                             int T, int H, int head_dim, int causal) {
     float *D = (float *)cuda_scratch((size_t)B * H * T * sizeof(float));
     size_t rows = (size_t)B * T * H;
-    attention_row_dot_kernel<<<(unsigned)((rows + 255) / 256), 256>>>(D, dout, out, B, T, H,
-                                                                       head_dim);
+    attention_row_dot_kernel<A><<<blocks_for(rows, 256), 256>>>(D, (const A *)dout, (const A *)out,
+                                                                B, T, H, head_dim);
     CUDA_CHECK_LAUNCH();
-    if (cuda_bf16() &&
+    if (sizeof(A) == sizeof(bf16) &&
         cuda_attention_tc_backward(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, head_dim, causal))
         return;
     if (head_dim <= 32)
-        backward<32>(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, head_dim, causal);
+        backward<32, A>(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, head_dim, causal);
     else if (head_dim <= 64)
-        backward<64>(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, head_dim, causal);
+        backward<64, A>(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, head_dim, causal);
     else
-        backward<128>(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, head_dim, causal);
+        backward<128, A>(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, head_dim, causal);
 }
+
+template void cuda_attention_forward<float>(void *, float *, const void *, const void *,
+                                            const void *, const int *, int, int, int, int, int,
+                                            int, int);
+template void cuda_attention_forward<bf16>(void *, float *, const void *, const void *,
+                                           const void *, const int *, int, int, int, int, int,
+                                           int, int);
+template void cuda_attention_backward<float>(void *, void *, void *, const void *, const void *,
+                                             const float *, const void *, const void *,
+                                             const void *, int, int, int, int, int);
+template void cuda_attention_backward<bf16>(void *, void *, void *, const void *, const void *,
+                                            const float *, const void *, const void *,
+                                            const void *, int, int, int, int, int);

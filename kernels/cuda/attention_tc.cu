@@ -1,7 +1,7 @@
 // Flash attention on the tensor cores (bf16 operands, fp32 accumulation and softmax), the
-// path cuda_attention_* take in bf16 mode for head sizes 64 and 128. Same contract as the
-// fp32 kernels in attention.cu: out and each row's log-sum-exp forward, the gradients from
-// those in the backward, nothing of size T x T in memory.
+// path cuda_attention_* take with bf16 activations for head sizes 64 and 128. Same contract
+// as the CUDA-core kernels in attention.cu: out and each row's log-sum-exp forward, the
+// gradients from those in the backward, nothing of size T x T in memory.
 //
 // A block is 4 warps that own 16 rows each of a 64-row tile (queries in the forward and the
 // dq pass, keys in the dk/dv pass) and walk the other side in tiles of 64. Every product
@@ -22,8 +22,8 @@
 
 using namespace nvcuda;
 
-#define TILE 64     // rows of a block's own tile, and of each tile it walks
-#define WARPS 4     // 16 own rows each
+#define TILE 64  // rows of a block's own tile, and of each tile it walks
+#define WARPS 4  // 16 own rows each
 #define THREADS (WARPS * 32)
 
 typedef __nv_bfloat16 bf16;
@@ -36,21 +36,25 @@ __device__ inline size_t tc_head_offset(int b, int t, int h, int T, int H, int h
     return (((size_t)b * T + t) * H + h) * hd;
 }
 
-// Rows r0 .. r0 + TILE - 1 of one head of x, times s, into dst[TILE, HD] as bf16 (zeros
-// past T); the whole block cooperates.
+// Rows r0 .. r0 + TILE - 1 of one head of x, times s, into dst[TILE, HD] (zeros past T); the
+// whole block cooperates.
 template <int HD>
-__device__ void stage_rows(bf16 *dst, const float *x, int b, int h, int r0, int T, int H,
-                           float s) {
+__device__ void stage_rows(bf16 *dst, const bf16 *x, int b, int h, int r0, int T, int H, float s) {
     for (int idx = threadIdx.x; idx < TILE * HD; idx += blockDim.x) {
         int r = r0 + idx / HD, i = idx % HD;
-        dst[idx] = __float2bfloat16(r < T ? x[tc_head_offset(b, r, h, T, H, HD) + i] * s : 0.0f);
+        float value = r < T ? __bfloat162float(x[tc_head_offset(b, r, h, T, H, HD) + i]) * s : 0.0f;
+        dst[idx] = __float2bfloat16(value);
     }
+}
+
+// dst[i] += v, a bf16 activation gradient
+__device__ inline void add_to(bf16 *dst, float v) {
+    *dst = __float2bfloat16(__bfloat162float(*dst) + v);
 }
 
 // Per-row floats (lse, D) of rows r0 .. r0 + TILE - 1 into dst (fill past T).
 __device__ void stage_stats(float *dst, const float *stats, int r0, int T, float fill) {
-    for (int i = threadIdx.x; i < TILE; i += blockDim.x)
-        dst[i] = r0 + i < T ? stats[r0 + i] : fill;
+    for (int i = threadIdx.x; i < TILE; i += blockDim.x) dst[i] = r0 + i < T ? stats[r0 + i] : fill;
 }
 
 // out[16, 64] (float, ld TILE) = a[16, HD] (row-major, ld HD) times the transpose of
@@ -103,18 +107,17 @@ template <int HD>
 static size_t forward_shared_bytes(void) {
     size_t b = 0;
     b += 3 * ((TILE * HD * sizeof(bf16) + 127) / 128 * 128);  // q, k, v
-    b += TILE * TILE * sizeof(float);                          // scores
-    b += TILE * TILE * sizeof(bf16);                           // probabilities
-    b += TILE * HD * sizeof(float);                            // output accumulator
+    b += TILE * TILE * sizeof(float);                         // scores
+    b += TILE * TILE * sizeof(bf16);                          // probabilities
+    b += TILE * HD * sizeof(float);                           // output accumulator
     return b;
 }
 
 // grid (ceil(Tq / TILE), H, B), THREADS threads
 template <int HD>
 __global__ void __launch_bounds__(THREADS)
-    flash_tc_forward_kernel(float *out, float *lse, const float *q, const float *k,
-                            const float *v, const int *key_start, int Tq, int Tk, int q_pos0,
-                            int H, int causal) {
+    flash_tc_forward_kernel(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v,
+                            const int *key_start, int Tq, int Tk, int q_pos0, int H, int causal) {
     extern __shared__ __align__(128) unsigned char smem[];
     Carver c = {smem};
     bf16 *sq = c.take<bf16>(TILE * HD), *sk = c.take<bf16>(TILE * HD);
@@ -169,9 +172,10 @@ __global__ void __launch_bounds__(THREADS)
         int row = row0 + r, t = t0 + row;
         if (t >= Tq) continue;
         float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;  // a row that sees no key gets zeros
-        float *dst = out + tc_head_offset(b, t, h, Tq, H, HD);
-        for (int i = lane; i < HD; i += 32) dst[i] = so[row * HD + i] * inv;
-        if (lane == 0) lse[((size_t)b * H + h) * Tq + t] = l[r] > 0.0f ? m[r] + logf(l[r]) : -INFINITY;
+        bf16 *dst = out + tc_head_offset(b, t, h, Tq, H, HD);
+        for (int i = lane; i < HD; i += 32) dst[i] = __float2bfloat16(so[row * HD + i] * inv);
+        if (lane == 0)
+            lse[((size_t)b * H + h) * Tq + t] = l[r] > 0.0f ? m[r] + logf(l[r]) : -INFINITY;
     }
 }
 
@@ -179,10 +183,10 @@ template <int HD>
 static size_t backward_shared_bytes(void) {
     size_t b = 0;
     b += 4 * ((TILE * HD * sizeof(bf16) + 127) / 128 * 128);  // own rows x 2, walked x 2
-    b += 2 * TILE * sizeof(float);                             // lse, D of the query side
-    b += 2 * TILE * TILE * sizeof(float);                      // S (then P), dP
-    b += 2 * TILE * TILE * sizeof(bf16);                       // P, dS as bf16
-    b += 2 * TILE * HD * sizeof(float);                        // up to two accumulators
+    b += 2 * TILE * sizeof(float);                            // lse, D of the query side
+    b += 2 * TILE * TILE * sizeof(float);                     // S (then P), dP
+    b += 2 * TILE * TILE * sizeof(bf16);                      // P, dS as bf16
+    b += 2 * TILE * HD * sizeof(float);                       // up to two accumulators
     return b;
 }
 
@@ -190,8 +194,8 @@ static size_t backward_shared_bytes(void) {
 // dq += dS K; finally dq = scale * dq added into the output.
 template <int HD>
 __global__ void __launch_bounds__(THREADS)
-    flash_tc_backward_dq_kernel(float *dq, const float *dout, const float *D, const float *lse,
-                                const float *q, const float *k, const float *v, int T, int H,
+    flash_tc_backward_dq_kernel(bf16 *dq, const bf16 *dout, const float *D, const float *lse,
+                                const bf16 *q, const bf16 *k, const bf16 *v, int T, int H,
                                 int causal) {
     extern __shared__ __align__(128) unsigned char smem[];
     Carver c = {smem};
@@ -242,8 +246,8 @@ __global__ void __launch_bounds__(THREADS)
     for (int r = 0; r < 16; r++) {
         int row = row0 + r, t = t0 + row;
         if (row_lse[r] == -INFINITY) continue;
-        float *dst = dq + tc_head_offset(b, t, h, T, H, HD);
-        for (int i = lane; i < HD; i += 32) dst[i] += scale * sacc[row * HD + i];
+        bf16 *dst = dq + tc_head_offset(b, t, h, T, H, HD);
+        for (int i = lane; i < HD; i += 32) add_to(&dst[i], scale * sacc[row * HD + i]);
     }
 }
 
@@ -251,8 +255,8 @@ __global__ void __launch_bounds__(THREADS)
 // lse), dP^T = V dO^T, dS^T = P^T (dP^T - D), dv += P^T dO, dk += dS^T Qs (the scale is in Qs).
 template <int HD>
 __global__ void __launch_bounds__(THREADS)
-    flash_tc_backward_dkv_kernel(float *dk, float *dv, const float *dout, const float *D,
-                                 const float *lse, const float *q, const float *k, const float *v,
+    flash_tc_backward_dkv_kernel(bf16 *dk, bf16 *dv, const bf16 *dout, const float *D,
+                                 const float *lse, const bf16 *q, const bf16 *k, const bf16 *v,
                                  int T, int H, int causal) {
     extern __shared__ __align__(128) unsigned char smem[];
     Carver c = {smem};
@@ -302,8 +306,8 @@ __global__ void __launch_bounds__(THREADS)
         if (j >= T) continue;
         size_t at = tc_head_offset(b, j, h, T, H, HD);
         for (int i = lane; i < HD; i += 32) {
-            dk[at + i] += sdk[row * HD + i];
-            dv[at + i] += sdv[row * HD + i];
+            add_to(&dk[at + i], sdk[row * HD + i]);
+            add_to(&dv[at + i], sdv[row * HD + i]);
         }
     }
 }
@@ -322,35 +326,37 @@ static int shared_fits(size_t bytes) {
 
 template <typename Kernel, typename... Args>
 static void launch_tc(Kernel kernel, dim3 grid, size_t shared, Args... args) {
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    (int)shared));
+    CUDA_CHECK(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shared));
     kernel<<<grid, THREADS, shared>>>(args...);
     CUDA_CHECK_LAUNCH();
 }
 
 template <int HD>
-static void tc_forward(float *out, float *lse, const float *q, const float *k, const float *v,
+static void tc_forward(void *out, float *lse, const void *q, const void *k, const void *v,
                        const int *key_start, int B, int Tq, int Tk, int q_pos0, int H, int causal) {
     dim3 grid((Tq + TILE - 1) / TILE, H, B);
-    launch_tc(flash_tc_forward_kernel<HD>, grid, forward_shared_bytes<HD>(), out, lse, q, k, v,
-              key_start, Tq, Tk, q_pos0, H, causal);
+    launch_tc(flash_tc_forward_kernel<HD>, grid, forward_shared_bytes<HD>(), (bf16 *)out, lse,
+              (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, key_start, Tq, Tk, q_pos0, H,
+              causal);
 }
 
 template <int HD>
-static void tc_backward(float *dq, float *dk, float *dv, const float *dout, const float *D,
-                        const float *lse, const float *q, const float *k, const float *v, int B,
-                        int T, int H, int causal) {
+static void tc_backward(void *dq, void *dk, void *dv, const void *dout, const float *D,
+                        const float *lse, const void *q, const void *k, const void *v, int B, int T,
+                        int H, int causal) {
     dim3 grid((T + TILE - 1) / TILE, H, B);
     size_t shared = backward_shared_bytes<HD>();
-    launch_tc(flash_tc_backward_dq_kernel<HD>, grid, shared, dq, dout, D, lse, q, k, v, T, H,
+    launch_tc(flash_tc_backward_dq_kernel<HD>, grid, shared, (bf16 *)dq, (const bf16 *)dout, D, lse,
+              (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, T, H, causal);
+    launch_tc(flash_tc_backward_dkv_kernel<HD>, grid, shared, (bf16 *)dk, (bf16 *)dv,
+              (const bf16 *)dout, D, lse, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, T, H,
               causal);
-    launch_tc(flash_tc_backward_dkv_kernel<HD>, grid, shared, dk, dv, dout, D, lse, q, k, v, T,
-              H, causal);
 }
 
-extern "C" int cuda_attention_tc_forward(float *out, float *lse, const float *q, const float *k,
-                                         const float *v, const int *key_start, int B, int Tq,
-                                         int Tk, int q_pos0, int H, int head_dim, int causal) {
+int cuda_attention_tc_forward(void *out, float *lse, const void *q, const void *k, const void *v,
+                              const int *key_start, int B, int Tq, int Tk, int q_pos0, int H,
+                              int head_dim, int causal) {
     if (head_dim == 64 && shared_fits(forward_shared_bytes<64>()))
         tc_forward<64>(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, causal);
     else if (head_dim == 128 && shared_fits(forward_shared_bytes<128>()))
@@ -360,10 +366,9 @@ extern "C" int cuda_attention_tc_forward(float *out, float *lse, const float *q,
     return 1;
 }
 
-extern "C" int cuda_attention_tc_backward(float *dq, float *dk, float *dv, const float *dout,
-                                          const float *D, const float *lse, const float *q,
-                                          const float *k, const float *v, int B, int T, int H,
-                                          int head_dim, int causal) {
+int cuda_attention_tc_backward(void *dq, void *dk, void *dv, const void *dout, const float *D,
+                               const float *lse, const void *q, const void *k, const void *v, int B,
+                               int T, int H, int head_dim, int causal) {
     if (head_dim == 64 && shared_fits(backward_shared_bytes<64>()))
         tc_backward<64>(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, causal);
     else if (head_dim == 128 && shared_fits(backward_shared_bytes<128>()))

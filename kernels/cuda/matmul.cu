@@ -1,9 +1,8 @@
 // Linear layers through cuBLASLt. Row-major out[N, C_out] = inp[N, C_in] @ W[C_out, C_in]^T
 // is, in cuBLAS's column-major terms, out^T = op_T(W^T) x inp^T.
-// With bf16 on (the default) both operands are rounded to bf16 into a scratch buffer and
-// multiplied on the tensor cores with fp32 accumulation into the fp32 output; the weights
-// and activations themselves stay fp32 (the master copy AdamW updates). With bf16 off every
-// operand is fp32 (CUBLAS_COMPUTE_32F), the mode the whole-model CPU comparison uses.
+// fp32 activations (backend_cuda_fp32): every matrix fp32, CUBLAS_COMPUTE_32F. bf16 activations
+// (backend_cuda): activations and outputs bf16, the fp32 master weights rounded to bf16 into a
+// scratch buffer once per op, multiplied on the tensor cores with fp32 accumulation.
 // The model has no biases, so no epilogue is fused; the backward's "adds into" contract is
 // the GEMM's beta = 1. cuBLASLt's results are the same bits from run to run on one GPU (its
 // split-K reductions are ordered), which the determinism tests rely on.
@@ -19,8 +18,8 @@
 
 static cublasLtHandle_t lt;
 static void *workspace;
-static __nv_bfloat16 *operands;  // bf16 copies of the current op's operands, one after another
-static size_t operands_cap;      // elements
+static __nv_bfloat16 *weights_bf16;  // the current op's weight, rounded
+static size_t weights_cap;           // elements
 
 static void lt_init(void) {
     if (lt) return;
@@ -33,36 +32,18 @@ __global__ void to_bf16_kernel(__nv_bfloat16 *out, const float *in, size_t n) {
     if (i < n) out[i] = __float2bfloat16(in[i]);
 }
 
-// An op's operands as the GEMMs read them: the fp32 matrices themselves, or in bf16 mode
-// their bf16 copies (each rounded once per op, though the backward reads dout twice).
-typedef struct {
-    const void *ptr[3];
-} Operands;
-
-static size_t padded(size_t n) { return (n + 127) / 128 * 128; }  // 256-byte steps
-
-// x[i] (n[i] floats, count of them) rounded into the scratch in bf16 mode.
-static Operands prepare(const float *const *x, const size_t *n, int count) {
-    Operands o;
-    if (!cuda_bf16()) {
-        for (int i = 0; i < count; i++) o.ptr[i] = x[i];
-        return o;
+// The weight as the GEMMs read it: itself for fp32 activations, else rounded to bf16.
+template <typename A>
+static const void *weight_operand(const float *w, size_t n) {
+    if (sizeof(A) == sizeof(float)) return w;
+    if (n > weights_cap) {
+        if (weights_bf16) CUDA_CHECK(cudaFree(weights_bf16));
+        CUDA_CHECK(cudaMalloc(&weights_bf16, n * sizeof(__nv_bfloat16)));
+        weights_cap = n;
     }
-    size_t total = 0;
-    for (int i = 0; i < count; i++) total += padded(n[i]);
-    if (total > operands_cap) {
-        if (operands) CUDA_CHECK(cudaFree(operands));
-        CUDA_CHECK(cudaMalloc(&operands, total * sizeof(__nv_bfloat16)));
-        operands_cap = total;
-    }
-    size_t at = 0;
-    for (int i = 0; i < count; i++) {
-        to_bf16_kernel<<<(unsigned)((n[i] + 255) / 256), 256>>>(operands + at, x[i], n[i]);
-        CUDA_CHECK_LAUNCH();
-        o.ptr[i] = operands + at;
-        at += padded(n[i]);
-    }
-    return o;
+    to_bf16_kernel<<<(unsigned)((n + 255) / 256), 256>>>(weights_bf16, w, n);
+    CUDA_CHECK_LAUNCH();
+    return weights_bf16;
 }
 
 // The largest power of two (up to 256) that divides the address: cuBLASLt assumes 256-byte
@@ -76,20 +57,20 @@ static uint32_t alignment_of(const void *p) {
 }
 
 // C[m, n] (column-major) = op(A) op(B) + beta * C; A is m x k after op, B is k x n; A and B
-// are fp32 or bf16 as prepare() left them.
-static void gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const void *a,
-                 int lda, const void *b, int ldb, float beta, float *C, int ldc) {
+// are of type `in`, C of type `out` (fp32 or bf16 each), the arithmetic fp32.
+static void gemm(cudaDataType_t in, cudaDataType_t out, cublasOperation_t ta, cublasOperation_t tb,
+                 int m, int n, int k, const void *a, int lda, const void *b, int ldb, float beta,
+                 void *C, int ldc) {
     lt_init();
-    cudaDataType_t type = cuda_bf16() ? CUDA_R_16BF : CUDA_R_32F;
     cublasLtMatmulDesc_t op;
     CUDA_CHECK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     CUDA_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
     CUDA_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
     cublasLtMatrixLayout_t la, lb, lc;
     int ta_t = ta == CUBLAS_OP_T, tb_t = tb == CUBLAS_OP_T;
-    CUDA_CHECK(cublasLtMatrixLayoutCreate(&la, type, ta_t ? k : m, ta_t ? m : k, lda));
-    CUDA_CHECK(cublasLtMatrixLayoutCreate(&lb, type, tb_t ? n : k, tb_t ? k : n, ldb));
-    CUDA_CHECK(cublasLtMatrixLayoutCreate(&lc, CUDA_R_32F, m, n, ldc));
+    CUDA_CHECK(cublasLtMatrixLayoutCreate(&la, in, ta_t ? k : m, ta_t ? m : k, lda));
+    CUDA_CHECK(cublasLtMatrixLayoutCreate(&lb, in, tb_t ? n : k, tb_t ? k : n, ldb));
+    CUDA_CHECK(cublasLtMatrixLayoutCreate(&lc, out, m, n, ldc));
     cublasLtMatmulPreference_t pref;
     CUDA_CHECK(cublasLtMatmulPreferenceCreate(&pref));
     size_t ws = WORKSPACE_BYTES;
@@ -100,7 +81,8 @@ static void gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k
         CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
         CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
     for (int i = 0; i < 4; i++)
-        CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, which[i], &align[i], sizeof align[i]));
+        CUDA_CHECK(
+            cublasLtMatmulPreferenceSetAttribute(pref, which[i], &align[i], sizeof align[i]));
     cublasLtMatmulHeuristicResult_t heuristic;
     int found = 0;
     CUDA_CHECK(cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 1, &heuristic, &found));
@@ -115,25 +97,35 @@ static void gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k
     cublasLtMatmulDescDestroy(op);
 }
 
-extern "C" void cuda_matmul_forward(float *out, const float *inp, const float *weight, int N,
-                                    int C_in, int C_out) {
-    const float *x[2] = {weight, inp};
-    size_t n[2] = {(size_t)C_out * C_in, (size_t)N * C_in};
-    Operands o = prepare(x, n, 2);
-    gemm(CUBLAS_OP_T, CUBLAS_OP_N, C_out, N, C_in, o.ptr[0], C_in, o.ptr[1], C_in, 0.0f, out,
-         C_out);
+template <typename A>
+static cudaDataType_t data_type(void) {
+    return sizeof(A) == sizeof(float) ? CUDA_R_32F : CUDA_R_16BF;
 }
 
-extern "C" void cuda_matmul_backward(float *dinp, float *dweight, const float *dout,
-                                     const float *inp, const float *weight, int N, int C_in,
-                                     int C_out) {
-    const float *x[3] = {weight, dout, inp};
-    size_t n[3] = {(size_t)C_out * C_in, (size_t)N * C_out, (size_t)N * C_in};
-    Operands o = prepare(x, n, 3);
-    // dinp[N, C_in] += dout[N, C_out] @ W[C_out, C_in]
-    gemm(CUBLAS_OP_N, CUBLAS_OP_N, C_in, N, C_out, o.ptr[0], C_in, o.ptr[1], C_out, 1.0f, dinp,
-         C_in);
-    // dW[C_out, C_in] += dout^T @ inp
-    gemm(CUBLAS_OP_N, CUBLAS_OP_T, C_in, C_out, N, o.ptr[2], C_in, o.ptr[1], C_out, 1.0f, dweight,
-         C_in);
+template <typename A>
+void cuda_matmul_forward(void *out, const void *inp, const float *weight, int N, int C_in,
+                         int C_out) {
+    const void *w = weight_operand<A>(weight, (size_t)C_out * C_in);
+    gemm(data_type<A>(), data_type<A>(), CUBLAS_OP_T, CUBLAS_OP_N, C_out, N, C_in, w, C_in, inp,
+         C_in, 0.0f, out, C_out);
 }
+
+template <typename A>
+void cuda_matmul_backward(void *dinp, float *dweight, const void *dout, const void *inp,
+                          const float *weight, int N, int C_in, int C_out) {
+    const void *w = weight_operand<A>(weight, (size_t)C_out * C_in);
+    // dinp[N, C_in] += dout[N, C_out] @ W[C_out, C_in]
+    gemm(data_type<A>(), data_type<A>(), CUBLAS_OP_N, CUBLAS_OP_N, C_in, N, C_out, w, C_in, dout,
+         C_out, 1.0f, dinp, C_in);
+    // dW[C_out, C_in] += dout^T @ inp, into the fp32 gradients
+    gemm(data_type<A>(), CUDA_R_32F, CUBLAS_OP_N, CUBLAS_OP_T, C_in, C_out, N, inp, C_in, dout,
+         C_out, 1.0f, dweight, C_in);
+}
+
+template void cuda_matmul_forward<float>(void *, const void *, const float *, int, int, int);
+template void cuda_matmul_forward<__nv_bfloat16>(void *, const void *, const float *, int, int,
+                                                 int);
+template void cuda_matmul_backward<float>(void *, float *, const void *, const void *,
+                                          const float *, int, int, int);
+template void cuda_matmul_backward<__nv_bfloat16>(void *, float *, const void *, const void *,
+                                                  const float *, int, int, int);

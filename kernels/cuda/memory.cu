@@ -1,5 +1,4 @@
-// Device memory, error checks, the precision switch, scratch space, and the deterministic sum
-// of squares.
+// Device memory, error checks, scratch space, and the deterministic sum of squares.
 #include <cuda_runtime.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +17,7 @@ extern "C" int cuda_device_count(void) {
     return cudaGetDeviceCount(&n) == cudaSuccess ? n : 0;
 }
 
-extern "C" void *cuda_alloc(size_t bytes) {
+void *cuda_alloc(size_t bytes) {
     void *p = NULL;
     if (cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess) {
         cudaGetLastError();  // clear the sticky error: the caller reports out of memory
@@ -28,37 +27,33 @@ extern "C" void *cuda_alloc(size_t bytes) {
     return p;
 }
 
-extern "C" void cuda_free(void *ptr) { CUDA_CHECK(cudaFree(ptr)); }
-extern "C" void cuda_zero(void *ptr, size_t bytes) { CUDA_CHECK(cudaMemset(ptr, 0, bytes)); }
+void cuda_free(void *ptr) { CUDA_CHECK(cudaFree(ptr)); }
+void cuda_zero(void *ptr, size_t bytes) { CUDA_CHECK(cudaMemset(ptr, 0, bytes)); }
 
-extern "C" void cuda_to_device(void *dst, const void *src, size_t bytes) {
+void cuda_to_device(void *dst, const void *src, size_t bytes) {
     CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
 }
 
-extern "C" void cuda_to_host(void *dst, const void *src, size_t bytes) {
+void cuda_to_host(void *dst, const void *src, size_t bytes) {
     CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
 }
 
-extern "C" void cuda_copy_rows(void *dst, size_t dst_stride, const void *src, size_t src_stride,
+void cuda_copy_rows(void *dst, size_t dst_stride, const void *src, size_t src_stride,
                                size_t row_bytes, size_t rows) {
     CUDA_CHECK(cudaMemcpy2D(dst, dst_stride, src, src_stride, row_bytes, rows,
                             cudaMemcpyDeviceToDevice));
 }
 
-extern "C" void cuda_to_device_rows(void *dst, size_t dst_stride, const void *src,
+void cuda_to_device_rows(void *dst, size_t dst_stride, const void *src,
                                     size_t src_stride, size_t row_bytes, size_t rows) {
     CUDA_CHECK(cudaMemcpy2D(dst, dst_stride, src, src_stride, row_bytes, rows,
                             cudaMemcpyHostToDevice));
 }
 
-static int use_bf16 = 1;
-extern "C" void cuda_set_bf16(int on) { use_bf16 = on; }
-extern "C" int cuda_bf16(void) { return use_bf16; }
-
 static void *scratch;
 static size_t scratch_bytes;
 
-extern "C" void *cuda_scratch(size_t bytes) {
+void *cuda_scratch(size_t bytes) {
     if (bytes > scratch_bytes) {
         if (scratch) CUDA_CHECK(cudaFree(scratch));
         CUDA_CHECK(cudaMalloc(&scratch, bytes));
@@ -86,7 +81,7 @@ __global__ void sum_squares_kernel(double *partial, const float *x, size_t n) {
     if (threadIdx.x == 0) partial[blockIdx.x] = buf[0];
 }
 
-extern "C" double cuda_sum_squares(const float *x, size_t n) {
+double cuda_sum_squares(const float *x, size_t n) {
     double *partial = (double *)cuda_scratch(SUM_BLOCKS * sizeof(double));
     sum_squares_kernel<<<SUM_BLOCKS, SUM_THREADS>>>(partial, x, n);
     CUDA_CHECK_LAUNCH();

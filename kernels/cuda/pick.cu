@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 #include <math.h>
 
+#include "kernels/cuda/act.cuh"
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/reduce.cuh"
@@ -11,8 +12,10 @@
 
 #define PICK_THREADS 256
 
-__device__ inline float guided(const float *cond, const float *uncond, float w, int v) {
-    return uncond ? uncond[v] + w * (cond[v] - uncond[v]) : cond[v];
+template <typename A>
+__device__ inline float guided(const A *cond, const A *uncond, float w, int v) {
+    float c = to_float(cond[v]);
+    return uncond ? to_float(uncond[v]) + w * (c - to_float(uncond[v])) : c;
 }
 
 // (score, index) pairs: the larger score wins, equal scores go to the lower index.
@@ -43,12 +46,13 @@ __device__ int block_argmax(float score, int index) {
     return index;
 }
 
-__global__ void pick_tokens_kernel(int *tokens, float *confidence, const float *logits,
-                                   int B, int rows_per_seq, int first, int count, int V,
-                                   float cfg, float temperature, uint64_t seed, int banned) {
+template <typename A>
+__global__ void pick_tokens_kernel(int *tokens, float *confidence, const A *logits, int B,
+                                   int rows_per_seq, int first, int count, int V, float cfg,
+                                   float temperature, uint64_t seed, int banned) {
     int i = blockIdx.x, b = blockIdx.y;
-    const float *cond = logits + ((size_t)b * rows_per_seq + first + i) * V;
-    const float *uncond = cfg > 0.0f ? cond + (size_t)B * rows_per_seq * V : NULL;
+    const A *cond = logits + ((size_t)b * rows_per_seq + first + i) * V;
+    const A *uncond = cfg > 0.0f ? cond + (size_t)B * rows_per_seq * V : NULL;
     float w = cfg + 1.0f;
     size_t out = (size_t)b * count + i;
     float best_score = -INFINITY, maxv = -INFINITY;
@@ -72,11 +76,18 @@ __global__ void pick_tokens_kernel(int *tokens, float *confidence, const float *
     }
 }
 
-extern "C" void cuda_pick_tokens(int *tokens, float *confidence, const float *logits, int B,
-                                 int rows_per_seq, int first, int count, int V, float cfg,
-                                 float temperature, uint64_t seed, int banned) {
+template <typename A>
+void cuda_pick_tokens(int *tokens, float *confidence, const void *logits, int B,
+                      int rows_per_seq, int first, int count, int V, float cfg, float temperature,
+                      uint64_t seed, int banned) {
     dim3 grid(count, B);
-    pick_tokens_kernel<<<grid, PICK_THREADS>>>(tokens, confidence, logits, B, rows_per_seq, first,
-                                               count, V, cfg, temperature, seed, banned);
+    pick_tokens_kernel<A><<<grid, PICK_THREADS>>>(tokens, confidence, (const A *)logits, B,
+                                                  rows_per_seq, first, count, V, cfg, temperature,
+                                                  seed, banned);
     CUDA_CHECK_LAUNCH();
 }
+
+template void cuda_pick_tokens<float>(int *, float *, const void *, int, int, int, int, int, float,
+                                      float, uint64_t, int);
+template void cuda_pick_tokens<bf16>(int *, float *, const void *, int, int, int, int, int, float,
+                                     float, uint64_t, int);

@@ -1,10 +1,12 @@
 // Rotary position embedding, in place: one thread per rotated pair (the CPU twin's formula).
 #include <cuda_runtime.h>
 
+#include "kernels/cuda/act.cuh"
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/cuda_ops.h"
 
-__global__ void rope_kernel(float *x, const float *cos, const float *sin, int T, int pos0, int H,
+template <typename A>
+__global__ void rope_kernel(A *x, const float *cos, const float *sin, int T, int pos0, int H,
                             int head_dim, float direction, size_t n_pairs) {
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= n_pairs) return;
@@ -12,27 +14,40 @@ __global__ void rope_kernel(float *x, const float *cos, const float *sin, int T,
     int i = (int)(idx % half);
     size_t head = idx / half;  // (b * T + t) * H + h
     int t = (int)((head / H) % T);
-    float *v = x + head * head_dim;
-    float c = cos[(size_t)(pos0 + t) * half + i], s = direction * sin[(size_t)(pos0 + t) * half + i];
-    float x0 = v[i], x1 = v[i + half];
-    v[i] = x0 * c - x1 * s;
-    v[i + half] = x0 * s + x1 * c;
+    A *v = x + head * head_dim;
+    float c = cos[(size_t)(pos0 + t) * half + i],
+          s = direction * sin[(size_t)(pos0 + t) * half + i];
+    float x0 = to_float(v[i]), x1 = to_float(v[i + half]);
+    v[i] = from_float<A>(x0 * c - x1 * s);
+    v[i + half] = from_float<A>(x0 * s + x1 * c);
 }
 
-static void rotate(float *x, const float *cos, const float *sin, int B, int T, int pos0, int H,
+template <typename A>
+static void rotate(void *x, const float *cos, const float *sin, int B, int T, int pos0, int H,
                    int head_dim, float direction) {
     size_t n_pairs = (size_t)B * T * H * (head_dim / 2);
-    rope_kernel<<<(unsigned)((n_pairs + 255) / 256), 256>>>(x, cos, sin, T, pos0, H, head_dim,
-                                                           direction, n_pairs);
+    rope_kernel<A><<<blocks_for(n_pairs, 256), 256>>>((A *)x, cos, sin, T, pos0, H, head_dim,
+                                                      direction, n_pairs);
     CUDA_CHECK_LAUNCH();
 }
 
-extern "C" void cuda_rope_forward(float *x, const float *cos, const float *sin, int B, int T,
-                                  int pos0, int H, int head_dim) {
-    rotate(x, cos, sin, B, T, pos0, H, head_dim, 1.0f);
+template <typename A>
+void cuda_rope_forward(void *x, const float *cos, const float *sin, int B, int T, int pos0, int H,
+                       int head_dim) {
+    rotate<A>(x, cos, sin, B, T, pos0, H, head_dim, 1.0f);
 }
 
-extern "C" void cuda_rope_backward(float *dx, const float *cos, const float *sin, int B, int T,
-                                   int pos0, int H, int head_dim) {
-    rotate(dx, cos, sin, B, T, pos0, H, head_dim, -1.0f);
+template <typename A>
+void cuda_rope_backward(void *dx, const float *cos, const float *sin, int B, int T, int pos0, int H,
+                        int head_dim) {
+    rotate<A>(dx, cos, sin, B, T, pos0, H, head_dim, -1.0f);
 }
+
+template void cuda_rope_forward<float>(void *, const float *, const float *, int, int, int, int,
+                                       int);
+template void cuda_rope_forward<bf16>(void *, const float *, const float *, int, int, int, int,
+                                      int);
+template void cuda_rope_backward<float>(void *, const float *, const float *, int, int, int, int,
+                                        int);
+template void cuda_rope_backward<bf16>(void *, const float *, const float *, int, int, int, int,
+                                       int);

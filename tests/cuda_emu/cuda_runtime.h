@@ -1,7 +1,7 @@
 // CPU emulation of the CUDA subset dllm's kernels use: every thread of a block is a fiber
-// (its own stack, switched by emu.cpp) on one OS thread; __syncthreads / __syncwarp / shuffles / wmma collectives switch
-// fibers. Blocks run one after another. Dynamic shared memory is filled with 0xff bytes
-// (NaN floats) so that reads of unwritten shared memory show.
+// (its own stack, switched by emu.cpp) on one OS thread; __syncthreads, __syncwarp, shuffles
+// and wmma collectives switch fibers. Blocks run one after another. Dynamic shared memory is
+// filled with 0xff bytes (NaN floats) so that reads of unwritten shared memory show.
 #pragma once
 #include <cmath>
 #include <cstdint>

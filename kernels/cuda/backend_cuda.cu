@@ -1,0 +1,48 @@
+// The CUDA backends: device memory and the kernels of kernels/cuda/*.cu in Backend tables, each
+// op the twin of the CPU reference op of the same name. One table per activation type:
+// backend_cuda stores activations in bf16 (tensor-core matmuls and attention), and
+// backend_cuda_fp32 in fp32 (the CPU's numbers up to summation order).
+#include <cuda_bf16.h>
+
+#include "kernels/backend.h"
+#include "kernels/cuda/cuda_ops.h"
+
+template <typename A>
+static Backend cuda_table(const char *name) {
+    Backend b = {};
+    b.name = name;
+    b.act_bytes = sizeof(A);
+    b.alloc = cuda_alloc;
+    b.free = cuda_free;
+    b.zero = cuda_zero;
+    b.to_device = cuda_to_device;
+    b.to_host = cuda_to_host;
+    b.copy_rows = cuda_copy_rows;
+    b.to_device_rows = cuda_to_device_rows;
+    b.act_to_host = cuda_act_to_host<A>;
+    b.act_to_device = cuda_act_to_device<A>;
+    b.embedding_forward = cuda_embedding_forward<A>;
+    b.embedding_backward = cuda_embedding_backward<A>;
+    b.rmsnorm_forward = cuda_rmsnorm_forward<A>;
+    b.rmsnorm_backward = cuda_rmsnorm_backward<A>;
+    b.matmul_forward = cuda_matmul_forward<A>;
+    b.matmul_backward = cuda_matmul_backward<A>;
+    b.rope_forward = cuda_rope_forward<A>;
+    b.rope_backward = cuda_rope_backward<A>;
+    b.attention_forward = cuda_attention_forward<A>;
+    b.attention_backward = cuda_attention_backward<A>;
+    b.swiglu_forward = cuda_swiglu_forward<A>;
+    b.swiglu_backward = cuda_swiglu_backward<A>;
+    b.add = cuda_add<A>;
+    b.guide = cuda_guide<A>;
+    b.cross_entropy_forward = cuda_cross_entropy_forward<A>;
+    b.cross_entropy_fused = cuda_cross_entropy_fused<A>;
+    b.pick_tokens = cuda_pick_tokens<A>;
+    b.sum_squares = cuda_sum_squares;
+    b.scale = cuda_scale;
+    b.adamw_update = cuda_adamw_update;
+    return b;
+}
+
+const Backend backend_cuda = cuda_table<__nv_bfloat16>("cuda");
+const Backend backend_cuda_fp32 = cuda_table<float>("cuda-fp32");
