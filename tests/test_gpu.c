@@ -413,7 +413,7 @@ END_TEST
 
 static ModelConfig small_config(int causal) {
     ModelConfig c = model_config_default();
-    // head size 64: in bf16 mode the tensor-core attention runs in the whole model too
+    // head size 64: with bf16 activations the tensor-core attention runs in the whole model too
     c.n_layer = 2, c.n_head = 2, c.d_model = 128, c.d_ff = 352, c.seq_len = 32;
     c.causal = causal;
     return c;

@@ -241,6 +241,32 @@ START_TEST(test_memory_plan_scales) {
 }
 END_TEST
 
+START_TEST(test_memory_plan_1b_bf16) {
+    // A 1.2B model (TinyLlama's shape, a 32000-token vocabulary) at 8 x 2048 tokens on a
+    // backend that stores activations in bf16 (backend_cuda's act_bytes; the plan reads no
+    // more of the table): what fits one 80 GB GPU.
+    ModelConfig cfg = model_config_default();
+    cfg.n_layer = 22, cfg.n_head = 32, cfg.d_model = 2048, cfg.d_ff = 5632, cfg.seq_len = 2048;
+    cfg.vocab_size = 32000, cfg.mask_token_id = 31999;
+    Backend bf16_acts = backend_cpu;
+    bf16_acts.act_bytes = 2;
+    double gb = 1e9;
+    for (int recompute = 0; recompute <= 1; recompute++) {
+        MemoryPlan fp32 = model_memory_plan(&cfg, &backend_cpu, 8, recompute);
+        MemoryPlan bf16 = model_memory_plan(&cfg, &bf16_acts, 8, recompute);
+        double total32 = (fp32.params + fp32.grads + fp32.optimizer + fp32.activations) / gb;
+        double total16 = (bf16.params + bf16.grads + bf16.optimizer + bf16.activations) / gb;
+        printf("  %.2fB params, 8 x 2048, recompute %d: activations %.2f GB fp32, %.2f GB bf16; "
+               "total %.2f / %.2f GB\n",
+               param_count(&cfg) / 1e9, recompute, fp32.activations / gb, bf16.activations / gb,
+               total32, total16);
+        // halved up to the fp32 statistics (rstd, lse, losses) and the 256-byte alignment
+        ck_assert(bf16.activations < fp32.activations * 0.51);
+        if (recompute) ck_assert(total16 < 40.0);
+    }
+}
+END_TEST
+
 START_TEST(test_shorter_sequences) {
     // A batch shorter than seq_len (LLaDA's random-length batches) gives the same logits as
     // the same tokens alone: nothing of the unused tail leaks in.
@@ -298,6 +324,7 @@ int main(void) {
     tcase_add_test(tc, test_shorter_sequences);
     tcase_add_test(tc, test_recompute_gives_identical_gradients);
     tcase_add_test(tc, test_memory_plan_scales);
+    tcase_add_test(tc, test_memory_plan_1b_bf16);
     tcase_add_test(tc, test_init_is_seeded);
     tcase_add_test(tc, test_bad_config_is_refused);
     suite_add_tcase(s, tc);
