@@ -14,7 +14,9 @@ rm -rf .gpu
 mkdir -p .gpu/bin .gpu/lib
 cp build/portable/tests/test_gpu build/portable/bench/bench .gpu/bin/
 for lib in libsentencepiece.so.0 libsentencepiece_train.so.0 libsubunit.so.0 libgomp.so.1; do
-    path=$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64/ { print $NF; exit }')
+    # the first match, reading all of ldconfig's output (an early exit would end the pipeline
+    # with SIGPIPE, which pipefail turns into a silent stop)
+    path=$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64/ && !found { print $NF; found = 1 }')
     [ -n "$path" ] || { echo "gpu_bundle: $lib not found (run scripts/setup.sh)" >&2; exit 1; }
     cp -L "$path" .gpu/lib/
 done
