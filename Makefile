@@ -135,4 +135,6 @@ bench: $(BUILD)/bench/bench
 clean:
 	rm -rf $(BUILD) dllm
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+# the dependency files of this build's own objects (not of other builds under build/)
+-include $(patsubst %.o,%.d,$(LIB_OBJ) $(CLI_OBJ) $(TEST_BIN:=.o) $(BUILD)/tests/testutil.o \
+                            $(EMU)/backend.o $(EMU)/test_gpu.o) $(BUILD)/bench/bench.d
