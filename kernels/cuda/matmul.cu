@@ -10,6 +10,7 @@
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
+#include <string.h>
 
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/cuda_ops.h"
@@ -56,6 +57,42 @@ static uint32_t alignment_of(const void *p) {
     return align;
 }
 
+// What cuBLASLt's heuristic chose for each GEMM shape seen so far: asking takes tens of
+// microseconds on the host, as long as a small model's whole GEMM, so each shape asks once.
+// The key holds everything the answer depends on: types, transposes, sizes, leading
+// dimensions and pointer alignments.
+enum { KEY_INTS = 13, MAX_SHAPES = 256 };
+typedef struct {
+    int key[KEY_INTS];
+    cublasLtMatmulAlgo_t algo;
+} ShapeAlgo;
+static ShapeAlgo shapes[MAX_SHAPES];
+static int n_shapes;
+
+// The heuristic's first algorithm for these descriptors (and alignments, in bytes).
+static cublasLtMatmulAlgo_t ask_heuristic(cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t la,
+                                          cublasLtMatrixLayout_t lb, cublasLtMatrixLayout_t lc,
+                                          const uint32_t align[3]) {
+    cublasLtMatmulPreference_t pref;
+    CUDA_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    size_t ws = WORKSPACE_BYTES;
+    CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                    &ws, sizeof ws));
+    cublasLtMatmulPreferenceAttributes_t which[4] = {
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+    for (int i = 0; i < 4; i++) {
+        const uint32_t *value = &align[i < 3 ? i : 2];  // D is C
+        CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, which[i], value, sizeof *value));
+    }
+    cublasLtMatmulHeuristicResult_t heuristic;
+    int found = 0;
+    CUDA_CHECK(cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 1, &heuristic, &found));
+    if (!found) cuda_fail("no cuBLASLt algorithm for this shape", "gemm", __FILE__, __LINE__);
+    cublasLtMatmulPreferenceDestroy(pref);
+    return heuristic.algo;
+}
+
 // C[m, n] (column-major) = op(A) op(B) + beta * C; A is m x k after op, B is k x n; A and B
 // are of type `in`, C of type `out` (fp32 or bf16 each), the arithmetic fp32.
 static void gemm(cudaDataType_t in, cudaDataType_t out, cublasOperation_t ta, cublasOperation_t tb,
@@ -71,26 +108,24 @@ static void gemm(cudaDataType_t in, cudaDataType_t out, cublasOperation_t ta, cu
     CUDA_CHECK(cublasLtMatrixLayoutCreate(&la, in, ta_t ? k : m, ta_t ? m : k, lda));
     CUDA_CHECK(cublasLtMatrixLayoutCreate(&lb, in, tb_t ? n : k, tb_t ? k : n, ldb));
     CUDA_CHECK(cublasLtMatrixLayoutCreate(&lc, out, m, n, ldc));
-    cublasLtMatmulPreference_t pref;
-    CUDA_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-    size_t ws = WORKSPACE_BYTES;
-    CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                    &ws, sizeof ws));
-    uint32_t align[4] = {alignment_of(a), alignment_of(b), alignment_of(C), alignment_of(C)};
-    cublasLtMatmulPreferenceAttributes_t which[4] = {
-        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
-        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
-    for (int i = 0; i < 4; i++)
-        CUDA_CHECK(
-            cublasLtMatmulPreferenceSetAttribute(pref, which[i], &align[i], sizeof align[i]));
-    cublasLtMatmulHeuristicResult_t heuristic;
-    int found = 0;
-    CUDA_CHECK(cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 1, &heuristic, &found));
-    if (!found) cuda_fail("no cuBLASLt algorithm for this shape", "gemm", __FILE__, __LINE__);
+    uint32_t align[3] = {alignment_of(a), alignment_of(b), alignment_of(C)};
+    int key[KEY_INTS] = {(int)in, (int)out, (int)ta, (int)tb, m, n, k, lda, ldb, ldc,
+                         (int)align[0], (int)align[1], (int)align[2]};
+    const cublasLtMatmulAlgo_t *algo = NULL;
+    for (int i = 0; i < n_shapes && !algo; i++)
+        if (memcmp(shapes[i].key, key, sizeof key) == 0) algo = &shapes[i].algo;
+    cublasLtMatmulAlgo_t asked;
+    if (!algo) {
+        asked = ask_heuristic(op, la, lb, lc, align);
+        algo = &asked;
+        if (n_shapes < MAX_SHAPES) {  // past that, shapes are asked for every time
+            memcpy(shapes[n_shapes].key, key, sizeof key);
+            shapes[n_shapes++].algo = asked;
+        }
+    }
     float alpha = 1.0f;
-    CUDA_CHECK(cublasLtMatmul(lt, op, &alpha, a, la, b, lb, &beta, C, lc, C, lc, &heuristic.algo,
-                              workspace, WORKSPACE_BYTES, 0));
-    cublasLtMatmulPreferenceDestroy(pref);
+    CUDA_CHECK(cublasLtMatmul(lt, op, &alpha, a, la, b, lb, &beta, C, lc, C, lc, algo, workspace,
+                              WORKSPACE_BYTES, 0));
     cublasLtMatrixLayoutDestroy(la);
     cublasLtMatrixLayoutDestroy(lb);
     cublasLtMatrixLayoutDestroy(lc);
