@@ -150,6 +150,24 @@ START_TEST(test_llada_invariants_and_schedule) {
 }
 END_TEST
 
+// Sampling at temperature > 0 with sc: the same seed gives the same two copies, which differ
+// from each other, and the next seed gives other samples. The first draw is left in out.
+static void check_seeded_sampling(int causal, Model *m, SamplerConfig sc, int out[2 * 22]) {
+    int again[2 * 22], lengths[2];
+    SampleStats st;
+    Error err;
+    ck_assert(generate_copies(causal, m, &sc, prompt, P, 2, out, lengths, &st, NULL, NULL,
+                              &err) == 0);
+    ck_assert(generate_copies(causal, m, &sc, prompt, P, 2, again, lengths, &st, NULL, NULL,
+                              &err) == 0);
+    ck_assert_mem_eq(out, again, sizeof again);  // same seed, same samples
+    ck_assert(memcmp(out, out + 22, 22 * sizeof(int)) != 0);  // the two copies differ
+    sc.seed++;
+    ck_assert(generate_copies(causal, m, &sc, prompt, P, 2, again, lengths, &st, NULL, NULL,
+                              &err) == 0);
+    ck_assert(memcmp(out, again, sizeof again) != 0);
+}
+
 START_TEST(test_llada_determinism) {
     Model m = random_model(0, 2);
     SamplerConfig sc = sampler_config_default();
@@ -163,13 +181,7 @@ START_TEST(test_llada_determinism) {
     ck_assert_mem_eq(a, b, sizeof a);
     ck_assert_mem_eq(a, a + 22, 22 * sizeof(int));  // greedy: every sample the same
     sc.temperature = 1.0f;
-    ck_assert(generate_copies(0, &m, &sc, prompt, P, 2, a, lengths, &st, NULL, NULL, &err) == 0);
-    ck_assert(generate_copies(0, &m, &sc, prompt, P, 2, b, lengths, &st, NULL, NULL, &err) == 0);
-    ck_assert_mem_eq(a, b, sizeof a);  // same seed, same samples
-    ck_assert(memcmp(a, a + 22, 22 * sizeof(int)) != 0);  // the two samples differ
-    sc.seed = 1000;
-    ck_assert(generate_copies(0, &m, &sc, prompt, P, 2, b, lengths, &st, NULL, NULL, &err) == 0);
-    ck_assert(memcmp(a, b, sizeof a) != 0);
+    check_seeded_sampling(0, &m, sc, a);
     model_free(&m);
 }
 END_TEST
@@ -287,18 +299,10 @@ START_TEST(test_ar_temperature_sampling) {
     Model m = random_model(1, 2);
     SamplerConfig sc = sampler_config_default();
     sc.gen_length = 16, sc.temperature = 1.0f;
-    int a[2 * 22], b[2 * 22], lengths[2];
-    SampleStats st;
-    Error err;
+    int a[2 * 22];
     for (int top_k = 0; top_k <= 3; top_k += 3) {
         sc.top_k = top_k, sc.seed = 5;
-        ck_assert(generate_copies(1, &m, &sc, prompt, P, 2, a, lengths, &st, NULL, NULL, &err) == 0);
-        ck_assert(generate_copies(1, &m, &sc, prompt, P, 2, b, lengths, &st, NULL, NULL, &err) == 0);
-        ck_assert_mem_eq(a, b, sizeof a);  // same seed, same samples
-        ck_assert(memcmp(a, a + 22, 22 * sizeof(int)) != 0);  // the two copies differ
-        sc.seed = 6;
-        ck_assert(generate_copies(1, &m, &sc, prompt, P, 2, b, lengths, &st, NULL, NULL, &err) == 0);
-        ck_assert(memcmp(a, b, sizeof a) != 0);
+        check_seeded_sampling(1, &m, sc, a);
         for (int i = 0; i < 2 * 22; i++) ck_assert_int_ne(a[i], BYTE_MASK);  // never generated
     }
     model_free(&m);

@@ -15,11 +15,6 @@
 
 #define TILE 64  // query (or key) rows per block, and rows per shared-memory tile
 
-// Offset of head h of position t of sequence b in a [B, T, H, head_dim] tensor.
-__device__ inline size_t head_offset(int b, int t, int h, int T, int H, int head_dim) {
-    return (((size_t)b * T + t) * H + h) * head_dim;
-}
-
 // Rows j0 .. j0 + TILE - 1 of one head of x into dst[TILE, hd] (zeros past T), the whole
 // block cooperating; consecutive threads read consecutive floats of a row.
 template <typename A>

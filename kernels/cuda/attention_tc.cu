@@ -16,6 +16,7 @@
 #include <math.h>
 #include <mma.h>
 
+#include "kernels/cuda/act.cuh"
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/reduce.cuh"
@@ -26,15 +27,10 @@ using namespace nvcuda;
 #define WARPS 4  // 16 own rows each
 #define THREADS (WARPS * 32)
 
-typedef __nv_bfloat16 bf16;
 typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> FragA;
 typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> FragB;
 typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> FragBt;
 typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> FragC;
-
-__device__ inline size_t tc_head_offset(int b, int t, int h, int T, int H, int hd) {
-    return (((size_t)b * T + t) * H + h) * hd;
-}
 
 // Rows r0 .. r0 + TILE - 1 of one head of x, times s, into dst[TILE, HD] (zeros past T); the
 // whole block cooperates.
@@ -42,7 +38,7 @@ template <int HD>
 __device__ void stage_rows(bf16 *dst, const bf16 *x, int b, int h, int r0, int T, int H, float s) {
     for (int idx = threadIdx.x; idx < TILE * HD; idx += blockDim.x) {
         int r = r0 + idx / HD, i = idx % HD;
-        float value = r < T ? __bfloat162float(x[tc_head_offset(b, r, h, T, H, HD) + i]) * s : 0.0f;
+        float value = r < T ? __bfloat162float(x[head_offset(b, r, h, T, H, HD) + i]) * s : 0.0f;
         dst[idx] = __float2bfloat16(value);
     }
 }
@@ -172,7 +168,7 @@ __global__ void __launch_bounds__(THREADS)
         int row = row0 + r, t = t0 + row;
         if (t >= Tq) continue;
         float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;  // a row that sees no key gets zeros
-        bf16 *dst = out + tc_head_offset(b, t, h, Tq, H, HD);
+        bf16 *dst = out + head_offset(b, t, h, Tq, H, HD);
         for (int i = lane; i < HD; i += 32) dst[i] = __float2bfloat16(so[row * HD + i] * inv);
         if (lane == 0)
             lse[((size_t)b * H + h) * Tq + t] = l[r] > 0.0f ? m[r] + logf(l[r]) : -INFINITY;
@@ -246,7 +242,7 @@ __global__ void __launch_bounds__(THREADS)
     for (int r = 0; r < 16; r++) {
         int row = row0 + r, t = t0 + row;
         if (row_lse[r] == -INFINITY) continue;
-        bf16 *dst = dq + tc_head_offset(b, t, h, T, H, HD);
+        bf16 *dst = dq + head_offset(b, t, h, T, H, HD);
         for (int i = lane; i < HD; i += 32) add_to(&dst[i], scale * sacc[row * HD + i]);
     }
 }
@@ -304,7 +300,7 @@ __global__ void __launch_bounds__(THREADS)
     for (int r = 0; r < 16; r++) {
         int row = row0 + r, j = j0 + row;
         if (j >= T) continue;
-        size_t at = tc_head_offset(b, j, h, T, H, HD);
+        size_t at = head_offset(b, j, h, T, H, HD);
         for (int i = lane; i < HD; i += 32) {
             add_to(&dk[at + i], sdk[row * HD + i]);
             add_to(&dv[at + i], sdv[row * HD + i]);
