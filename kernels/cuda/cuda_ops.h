@@ -47,6 +47,9 @@ template <typename A>
 void cuda_act_to_host(float *dst, const void *src, size_t n);
 template <typename A>
 void cuda_act_to_device(void *dst, const float *src, size_t n);
+// n device floats into activations of type A (device to device)
+template <typename A>
+void cuda_floats_to_act(void *dst, const float *src, size_t n);
 template <typename A>
 void cuda_embedding_forward(void *out, const int *tokens, const float *table, int N, int C);
 template <typename A>

@@ -28,11 +28,6 @@ static void lt_init(void) {
     CUDA_CHECK(cudaMalloc(&workspace, WORKSPACE_BYTES));
 }
 
-__global__ void to_bf16_kernel(__nv_bfloat16 *out, const float *in, size_t n) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) out[i] = __float2bfloat16(in[i]);
-}
-
 // The weight as the GEMMs read it: itself for fp32 activations, else rounded to bf16.
 template <typename A>
 static const void *weight_operand(const float *w, size_t n) {
@@ -42,8 +37,7 @@ static const void *weight_operand(const float *w, size_t n) {
         CUDA_CHECK(cudaMalloc(&weights_bf16, n * sizeof(__nv_bfloat16)));
         weights_cap = n;
     }
-    to_bf16_kernel<<<(unsigned)((n + 255) / 256), 256>>>(weights_bf16, w, n);
-    CUDA_CHECK_LAUNCH();
+    cuda_floats_to_act<__nv_bfloat16>(weights_bf16, w, n);
     return weights_bf16;
 }
 

@@ -155,13 +155,18 @@ __global__ void act_to_float_kernel(float *dst, const A *src, size_t n) {
     if (i < n) dst[i] = to_float(src[i]);
 }
 
+template <typename A>
+void cuda_floats_to_act(void *dst, const float *src, size_t n) {
+    act_from_float_kernel<A><<<blocks_for(n, 256), 256>>>((A *)dst, src, n);
+    CUDA_CHECK_LAUNCH();
+}
+
 // Host floats through a device staging buffer (the scratch) converted on the device.
 template <typename A>
 void cuda_act_to_device(void *dst, const float *src, size_t n) {
     float *stage = (float *)cuda_scratch(n * sizeof(float));
     cuda_to_device(stage, src, n * sizeof(float));
-    act_from_float_kernel<A><<<blocks_for(n, 256), 256>>>((A *)dst, stage, n);
-    CUDA_CHECK_LAUNCH();
+    cuda_floats_to_act<A>(dst, stage, n);
 }
 
 template <typename A>
@@ -226,6 +231,7 @@ void cuda_embedding_backward(float *dtable, const void *dout, const int *tokens,
     CUDA_CHECK_LAUNCH();
 }
 
+template void cuda_floats_to_act<bf16>(void *, const float *, size_t);
 template void cuda_act_to_device<float>(void *, const float *, size_t);
 template void cuda_act_to_device<bf16>(void *, const float *, size_t);
 template void cuda_act_to_host<float>(float *, const void *, size_t);
