@@ -9,7 +9,9 @@ CFLAGS  += -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wpointer-arith -fopenmp -I.
 CXXFLAGS ?= -O2 -march=native
 CXXFLAGS += -std=c++17 -Wall -Wextra -I. -MMD -MP
 SPM_LIBS := $(shell pkg-config --libs sentencepiece 2>/dev/null || echo -lsentencepiece -lsentencepiece_train)
-LDLIBS  += $(SPM_LIBS) -lstdc++ -lm -fopenmp
+# PCRE2 (tokenizer.json split regexes) and utf8proc (NFC, Unicode whitespace) for tokenizer/bpe.c
+TEXT_LIBS := $(shell pkg-config --libs libpcre2-8 libutf8proc 2>/dev/null || echo -lpcre2-8 -lutf8proc)
+LDLIBS  += $(SPM_LIBS) $(TEXT_LIBS) -lstdc++ -lm -fopenmp
 
 # CUDA: built whenever nvcc is found (CI has it, with no GPU); `make CUDA=0` leaves it out.
 CUDA_HOME ?= /usr/local/cuda
@@ -78,7 +80,7 @@ $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(BUILD)/tests/testutil.o $(BUILD
 	$(CC) $(CFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
 
 check-deps:
-	@pkg-config --exists check sentencepiece || { echo "error: Check or SentencePiece is missing; run scripts/setup.sh"; exit 1; }
+	@pkg-config --exists check sentencepiece libpcre2-8 libutf8proc || { echo "error: Check, SentencePiece, PCRE2 or utf8proc is missing; run scripts/setup.sh"; exit 1; }
 
 # Each suite prints Check's summary line: "100%: Checks: N, Failures: 0, Errors: 0".
 # builds the benchmark too, so CI compiles everything
@@ -115,14 +117,14 @@ $(EMU)/test_gpu.o: tests/test_gpu.c
 	$(CC) $(CFLAGS) -DDLLM_CUDA -DDLLM_CUDA_EMULATION $(CHECK_CFLAGS) -c -o $@ $<
 
 $(EMU)/test_gpu: $(EMU)/test_gpu.o $(BUILD)/tests/testutil.o $(EMU_OBJ) $(EMU_LIB_OBJ)
-	$(CXX) -fopenmp -o $@ $(filter %.o,$^) $(CHECK_LIBS) $(SPM_LIBS) -lm
+	$(CXX) -fopenmp -o $@ $(filter %.o,$^) $(CHECK_LIBS) $(SPM_LIBS) $(TEXT_LIBS) -lm
 
 test-cuda-emu: check-deps $(EMU)/test_gpu
 	./$(EMU)/test_gpu
 
 # the whole CLI on the emulated CUDA backend: `build/emu/dllm train --device cuda ...`
 $(EMU)/dllm: $(CLI_OBJ) $(EMU_OBJ) $(EMU_LIB_OBJ)
-	$(CXX) -fopenmp -o $@ $(filter %.o,$^) $(SPM_LIBS) -lm
+	$(CXX) -fopenmp -o $@ $(filter %.o,$^) $(SPM_LIBS) $(TEXT_LIBS) -lm
 
 $(BUILD)/bench/bench: bench/bench.c $(BUILD)/cli/flags.o $(BUILD)/libdllm.a
 	@mkdir -p $(dir $@)

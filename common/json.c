@@ -232,3 +232,132 @@ int json_get_strings(const char *text, const char *key, char ***items, size_t **
         }
     }
 }
+
+// ---- Whole documents as trees ----
+
+static int line_of(const char *text, const char *at) {
+    int line = 1;
+    for (const char *p = text; p < at; p++) line += *p == '\n';
+    return line;
+}
+
+static int parse_value(Parser *ps, JsonValue *v, int depth);
+
+// Appends an empty slot to an array or object under construction.
+static JsonValue *grow(JsonValue *v, Parser *ps) {
+    if ((v->n & (v->n - 1)) == 0) {  // capacity doubles at powers of two
+        size_t cap = v->n ? 2 * (size_t)v->n : 1;
+        JsonValue *items = realloc(v->items, cap * sizeof *items);
+        if (!items) return error_set(ps->err, "out of memory"), NULL;
+        v->items = items;
+        if (v->type == JSON_OBJECT) {
+            char **keys = realloc(v->keys, cap * sizeof *keys);
+            if (!keys) return error_set(ps->err, "out of memory"), NULL;
+            v->keys = keys;
+        }
+    }
+    JsonValue *slot = &v->items[v->n];
+    memset(slot, 0, sizeof *slot);
+    if (v->type == JSON_OBJECT) v->keys[v->n] = NULL;
+    v->n++;
+    return slot;
+}
+
+static int parse_members(Parser *ps, JsonValue *v, int depth) {
+    int object = v->type == JSON_OBJECT;
+    char close = object ? '}' : ']';
+    ps->p++;
+    skip_space(ps);
+    if (*ps->p == close) {
+        ps->p++;
+        return 0;
+    }
+    for (;;) {
+        JsonValue *slot = grow(v, ps);
+        if (!slot) return -1;
+        if (object) {
+            size_t len;
+            if (*ps->p != '"') return error_set(ps->err, "expected a member name");
+            if (decode_string(ps, &v->keys[v->n - 1], &len)) return -1;
+            skip_space(ps);
+            if (*ps->p++ != ':') return error_set(ps->err, "expected ':'");
+        }
+        if (parse_value(ps, slot, depth + 1)) return -1;
+        skip_space(ps);
+        if (*ps->p == close) {
+            ps->p++;
+            return 0;
+        }
+        if (*ps->p++ != ',') return error_set(ps->err, "expected ',' or '%c'", close);
+        skip_space(ps);
+    }
+}
+
+static int parse_value(Parser *ps, JsonValue *v, int depth) {
+    if (depth > 64) return error_set(ps->err, "nested too deeply");
+    skip_space(ps);
+    static const struct { const char *word; JsonType type; } words[] = {
+        {"null", JSON_NULL}, {"false", JSON_FALSE}, {"true", JSON_TRUE}};
+    switch (*ps->p) {
+    case '"': v->type = JSON_STRING; return decode_string(ps, &v->string, &v->len);
+    case '{': v->type = JSON_OBJECT; return parse_members(ps, v, depth);
+    case '[': v->type = JSON_ARRAY; return parse_members(ps, v, depth);
+    default:
+        for (int i = 0; i < 3; i++) {
+            size_t k = strlen(words[i].word);
+            if (strncmp(ps->p, words[i].word, k) == 0) {
+                v->type = words[i].type;
+                ps->p += k;
+                return 0;
+            }
+        }
+        if (*ps->p == '-' || (*ps->p >= '0' && *ps->p <= '9')) {
+            char *end;
+            v->type = JSON_NUMBER;
+            v->number = strtod(ps->p, &end);
+            ps->p = end;
+            return 0;
+        }
+        return *ps->p ? error_set(ps->err, "unexpected character '%c'", *ps->p)
+                      : error_set(ps->err, "unexpected end of text");
+    }
+}
+
+int json_parse(const char *text, JsonValue *root, Error *err) {
+    Error why;
+    Parser ps = {text, &why};
+    memset(root, 0, sizeof *root);
+    int rc = parse_value(&ps, root, 0);
+    if (rc == 0) {
+        skip_space(&ps);
+        if (*ps.p) rc = error_set(&why, "text after the end of the document");
+    }
+    if (rc) {
+        json_free(root);
+        return error_set(err, "line %d: %s", line_of(text, ps.p), why.msg);
+    }
+    return 0;
+}
+
+void json_free(JsonValue *v) {
+    for (int i = 0; i < v->n; i++) {
+        json_free(&v->items[i]);
+        if (v->keys) free(v->keys[i]);
+    }
+    free(v->items);
+    free(v->keys);
+    free(v->string);
+    memset(v, 0, sizeof *v);
+}
+
+const JsonValue *json_member(const JsonValue *v, const char *key) {
+    if (!v || v->type != JSON_OBJECT) return NULL;
+    for (int i = 0; i < v->n; i++)
+        if (strcmp(v->keys[i], key) == 0) return &v->items[i];
+    return NULL;
+}
+
+const char *json_member_string(const JsonValue *v, const char *key) {
+    const JsonValue *m = json_member(v, key);
+    return m && m->type == JSON_STRING ? m->string : NULL;
+}

@@ -1,4 +1,5 @@
-// Just enough JSON for JSONL files (data, logs): read a member of a one-line object.
+// JSON: members of a one-line object read in place (JSONL data, logs), and a whole document
+// parsed into a tree (tokenizer.json, config files).
 #ifndef DLLM_JSON_H
 #define DLLM_JSON_H
 
@@ -19,5 +20,28 @@ int json_get_number(const char *text, const char *key, double *value, Error *err
 int json_get_strings(const char *text, const char *key, char ***items, size_t **lens, int *n,
                      Error *err);
 void json_free_strings(char **items, size_t *lens, int n);
+
+// A parsed document. Objects keep their members in file order (keys[i] names items[i]).
+typedef enum { JSON_NULL, JSON_FALSE, JSON_TRUE, JSON_NUMBER, JSON_STRING, JSON_ARRAY,
+               JSON_OBJECT } JsonType;
+
+typedef struct JsonValue {
+    JsonType type;
+    double number;            // JSON_NUMBER
+    char *string;             // JSON_STRING: decoded UTF-8, NUL-terminated (may hold NULs)
+    size_t len;               // its byte count
+    struct JsonValue *items;  // JSON_ARRAY / JSON_OBJECT: n values
+    char **keys;              // JSON_OBJECT: n member names
+    int n;
+} JsonValue;
+
+// Parses a whole document (text must be NUL-terminated); nothing but whitespace may follow it.
+// Errors name the line: "line 3: expected ':'".
+int json_parse(const char *text, JsonValue *root, Error *err);
+void json_free(JsonValue *v);
+// The member `key` of an object, or NULL (also when v is not an object).
+const JsonValue *json_member(const JsonValue *v, const char *key);
+// The member's string, or NULL when it is missing or not a string.
+const char *json_member_string(const JsonValue *v, const char *key);
 
 #endif

@@ -13,7 +13,8 @@ CFLAGS="-O2 -march=x86-64-v2" CXXFLAGS="-O2 -march=x86-64-v2" \
 rm -rf .gpu
 mkdir -p .gpu/bin .gpu/lib
 cp build/portable/tests/test_gpu build/portable/bench/bench .gpu/bin/
-for lib in libsentencepiece.so.0 libsentencepiece_train.so.0 libsubunit.so.0 libgomp.so.1; do
+for lib in libsentencepiece.so.0 libsentencepiece_train.so.0 libsubunit.so.0 libgomp.so.1 \
+           libpcre2-8.so.0 libutf8proc.so.2; do
     # the first match, reading all of ldconfig's output (an early exit would end the pipeline
     # with SIGPIPE, which pipefail turns into a silent stop)
     path=$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64/ && !found { print $NF; found = 1 }')

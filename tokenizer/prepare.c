@@ -10,6 +10,7 @@
 #include "common/hash.h"
 #include "common/json.h"
 #include "common/progress.h"
+#include "tokenizer/hf_tokenizer.h"
 #include "tokenizer/shard.h"
 
 // A paragraph longer than this is cut into several documents, so memory stays bounded.
@@ -135,12 +136,13 @@ static int prepare_file(Preparer *p, const char *path, Error *err) {
 }
 
 static int copy_tokenizer(const Tokenizer *t, const char *dir, Error *err) {
+    if (t->kind == TOKENIZER_BPE) return hf_tokenizer_write_files(t, dir, err);
     if (t->kind != TOKENIZER_SPM) return 0;
     char path[4200];
     snprintf(path, sizeof path, "%s/tokenizer.model", dir);
     AtomicFile f;
     if (atomic_open(&f, path, err)) return -1;
-    fwrite(t->proto, 1, t->proto_bytes, f.f);
+    fwrite(t->blob, 1, t->blob_bytes, f.f);
     return atomic_commit(&f, err);
 }
 

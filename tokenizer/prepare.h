@@ -18,7 +18,8 @@ typedef struct {
     const char *field;       // JSONL field holding the text
     double val_fraction;
     int64_t shard_tokens;    // a new shard starts after this many tokens
-    const char *out_dir;     // receives train_NNNNNN.bin, val_NNNNNN.bin, tokenizer.model
+    const char *out_dir;     // receives train_NNNNNN.bin, val_NNNNNN.bin and the tokenizer's
+                             // files (tokenizer.model, or tokenizer.json + config)
     int progress;            // draw a progress bar on stderr
 } PrepareOptions;
 

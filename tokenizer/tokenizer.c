@@ -6,7 +6,9 @@
 
 #include "common/file.h"
 #include "common/hash.h"
+#include "tokenizer/bpe.h"
 #include "tokenizer/bytes.h"
+#include "tokenizer/hf_tokenizer.h"
 
 void tokenizer_init_bytes(Tokenizer *t) {
     static const char id[] = "dllm-bytes-v1";
@@ -20,6 +22,7 @@ void tokenizer_init_bytes(Tokenizer *t) {
         .prompt_id = BYTE_PROMPT,
         .response_id = BYTE_RESPONSE,
         .hash = fnv1a(FNV1A_INIT, id, sizeof id - 1),
+        .chat = {.kind = CHAT_DLLM},
     };
 }
 
@@ -28,11 +31,12 @@ int tokenizer_load(Tokenizer *t, const char *path, Error *err) {
         tokenizer_init_bytes(t);
         return 0;
     }
-    char *proto;
+    if (hf_tokenizer_path(path)) return hf_tokenizer_load(t, path, err);
+    char *blob;
     size_t n;
-    if (file_read_all(path, &proto, &n, err)) return -1;
-    int rc = tokenizer_from_proto(t, proto, n, path, err);
-    free(proto);
+    if (file_read_all(path, &blob, &n, err)) return -1;
+    int rc = tokenizer_from_blob(t, blob, n, path, err);
+    free(blob);
     return rc;
 }
 
@@ -46,21 +50,25 @@ static int special_id(const Tokenizer *t, const char *piece, const char *what, i
     return 0;
 }
 
-int tokenizer_from_proto(Tokenizer *t, const char *proto, size_t n, const char *what,
-                         Error *err) {
+int tokenizer_from_blob(Tokenizer *t, const char *blob, size_t n, const char *what,
+                        Error *err) {
+    if (n >= 8 && memcmp(blob, HF_BUNDLE_MAGIC, 8) == 0)
+        return hf_tokenizer_from_bundle(t, blob, n, what, err);
+    const char *proto = blob;
     memset(t, 0, sizeof *t);
+    t->chat.kind = CHAT_DLLM;
     Error why;
     t->spm = spm_load(proto, n, &why);
     if (!t->spm) return error_set(err, "%s: %s", what, why.msg);
     t->kind = TOKENIZER_SPM;
     t->vocab_size = spm_vocab_size(t->spm);
-    t->proto = malloc(n);
-    if (!t->proto) {
+    t->blob = malloc(n);
+    if (!t->blob) {
         tokenizer_free(t);
         return error_set(err, "%s: out of memory", what);
     }
-    memcpy(t->proto, proto, n);
-    t->proto_bytes = n;
+    memcpy(t->blob, proto, n);
+    t->blob_bytes = n;
     t->hash = fnv1a(FNV1A_INIT, proto, n);
     if (special_id(t, "[MASK]", what, &t->mask_id, err) ||
         special_id(t, "<s>", what, &t->bos_id, err) ||
@@ -76,18 +84,26 @@ int tokenizer_from_proto(Tokenizer *t, const char *proto, size_t n, const char *
 
 void tokenizer_free(Tokenizer *t) {
     if (t->spm) spm_free(t->spm);
-    free(t->proto);
+    bpe_free(t->bpe);
+    free(t->blob);
     memset(t, 0, sizeof *t);
 }
 
 int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int **ids, size_t *n,
                      Error *err) {
     if (t->kind == TOKENIZER_SPM) return spm_encode(t->spm, text, len, ids, n, err);
+    if (t->kind == TOKENIZER_BPE) return bpe_encode(t->bpe, text, len, 0, ids, n, err);
     *ids = malloc((len + 1) * sizeof(int));
     if (!*ids) return error_set(err, "out of memory for %zu tokens", len);
     bytes_encode((const unsigned char *)text, len, *ids);
     *n = len;
     return 0;
+}
+
+int tokenizer_encode_special(const Tokenizer *t, const char *text, size_t len, int **ids,
+                             size_t *n, Error *err) {
+    if (t->kind == TOKENIZER_BPE) return bpe_encode(t->bpe, text, len, 1, ids, n, err);
+    return tokenizer_encode(t, text, len, ids, n, err);
 }
 
 // The bracketed name of a special token, or NULL for an ordinary one.
@@ -101,10 +117,17 @@ static const char *special_name(const Tokenizer *t, int id) {
     return NULL;
 }
 
-int tokenizer_is_special(const Tokenizer *t, int id) { return special_name(t, id) != NULL; }
+int tokenizer_is_special(const Tokenizer *t, int id) {
+    return special_name(t, id) != NULL || (t->bpe && bpe_is_special(t->bpe, id));
+}
+
+int tokenizer_token_id(const Tokenizer *t, const char *text) {
+    return t->bpe ? bpe_token_id(t->bpe, text) : -1;
+}
 
 int tokenizer_decode(const Tokenizer *t, const int *ids, size_t n, char **text, Error *err) {
     if (t->kind == TOKENIZER_SPM) return spm_decode(t->spm, ids, n, text, err);
+    if (t->kind == TOKENIZER_BPE) return bpe_decode(t->bpe, ids, n, text, err);
     char *out = malloc(n * 16 + 1);
     if (!out) return error_set(err, "out of memory decoding %zu tokens", n);
     size_t len = 0;
@@ -143,6 +166,12 @@ const char *tokenizer_piece(const Tokenizer *t, int id, char *buf) {
         snprintf(buf, TOKENIZER_PIECE_MAX, "[?]");
     } else if (name) {
         snprintf(buf, TOKENIZER_PIECE_MAX, "%s", name);
+    } else if (t->kind == TOKENIZER_BPE) {
+        size_t len = 0;
+        const char *bytes = bpe_token_bytes(t->bpe, id, &len);
+        if (len > TOKENIZER_PIECE_MAX - 1) len = TOKENIZER_PIECE_MAX - 1;
+        if (bytes) memcpy(buf, bytes, len);
+        buf[len] = '\0';
     } else if (t->kind == TOKENIZER_BYTES) {
         buf[0] = (char)id;
         buf[1] = '\0';

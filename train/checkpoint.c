@@ -33,7 +33,7 @@ int checkpoint_save(const char *path, const Trainer *tr, const Tokenizer *t, Err
     h.rng_mask = tr->rng_mask;
     h.data_pos = tr->data_pos;
     h.n_params = m->n_params;
-    h.tokenizer_bytes = t->kind == TOKENIZER_SPM ? t->proto_bytes : 0;
+    h.tokenizer_bytes = t->blob ? t->blob_bytes : 0;
 
     size_t bytes = m->n_params * sizeof(float);
     float *host = malloc(3 * bytes);
@@ -50,7 +50,7 @@ int checkpoint_save(const char *path, const Trainer *tr, const Tokenizer *t, Err
             free(host);
             return error_set(err, "%s: not saved: the model holds non-finite values", path);
         }
-    h.checksum = checkpoint_checksum(&h, arrays, t->proto);
+    h.checksum = checkpoint_checksum(&h, arrays, t->blob);
 
     AtomicFile f;
     if (atomic_open(&f, path, err)) {
@@ -59,7 +59,7 @@ int checkpoint_save(const char *path, const Trainer *tr, const Tokenizer *t, Err
     }
     fwrite(&h, sizeof h, 1, f.f);
     fwrite(host, bytes, 3, f.f);
-    if (h.tokenizer_bytes) fwrite(t->proto, 1, h.tokenizer_bytes, f.f);
+    if (h.tokenizer_bytes) fwrite(t->blob, 1, h.tokenizer_bytes, f.f);
     free(host);
     return atomic_commit(&f, err);
 }
@@ -134,7 +134,7 @@ int checkpoint_load(const char *path, Checkpoint *ck, Error *err) {
     }
     if (h->tokenizer_bytes == 0) {
         tokenizer_init_bytes(&ck->tokenizer);
-    } else if (tokenizer_from_proto(&ck->tokenizer, tokenizer, h->tokenizer_bytes, path, err)) {
+    } else if (tokenizer_from_blob(&ck->tokenizer, tokenizer, h->tokenizer_bytes, path, err)) {
         checkpoint_free(ck);
         return -1;
     }

@@ -9,6 +9,7 @@
 
 #include "common/file.h"
 #include "tokenizer/bytes.h"
+#include "tokenizer/hf_tokenizer.h"
 
 static int add_segment(TokenData *d, Segment s, Error *err) {
     Segment *grown = realloc(d->segs, (size_t)(d->n_segs + 1) * sizeof *grown);
@@ -144,7 +145,9 @@ int dataset_open(Dataset *ds, const char *path, double val_frac, Error *err) {
         if (rc == 0 && ds->train.n == 0)
             rc = error_set(err, "%s: no training shards (*train*.bin) in the directory", path);
         snprintf(ds->tokenizer_path, sizeof ds->tokenizer_path, "%s/tokenizer.model", path);
-        if (file_size(ds->tokenizer_path) < 0) ds->tokenizer_path[0] = '\0';
+        if (file_size(ds->tokenizer_path) < 0)  // a Hugging Face tokenizer's files, or none
+            snprintf(ds->tokenizer_path, sizeof ds->tokenizer_path, "%s",
+                     hf_tokenizer_path(path) ? path : "");
         if (rc == 0 && ds->val.n == 0) {
             TokenData all = ds->train;
             memset(&ds->train, 0, sizeof ds->train);
@@ -163,8 +166,8 @@ int dataset_open(Dataset *ds, const char *path, double val_frac, Error *err) {
 
 int dataset_check(const Dataset *ds, const Tokenizer *t, int vocab_size, Error *err) {
     if (ds->text && t && t->kind != TOKENIZER_BYTES)
-        return error_set(err, "%s: a text file is read as bytes, but the tokenizer is "
-                              "SentencePiece: tokenize it with dllm prepare first", ds->path);
+        return error_set(err, "%s: a text file is read as bytes, but the tokenizer is not "
+                              "the byte tokenizer: tokenize it with dllm prepare first", ds->path);
     for (int i = 0; i < ds->n_shards; i++) {
         const Shard *s = &ds->shards[i];
         if (s->tokenizer_hash && t && s->tokenizer_hash != t->hash)

@@ -43,7 +43,7 @@ typedef struct {
     uint64_t tokenizer_hash;    // from the shard headers; 0 when they do not say
     int text;                   // 1: a text file read as bytes
     char path[4096];            // as opened
-    char tokenizer_path[4200];  // DIR/tokenizer.model when a shard directory has one, else ""
+    char tokenizer_path[4200];  // DIR/tokenizer.model, or DIR with a tokenizer.json, else ""
 } Dataset;
 
 // path is a directory of shards (*train*.bin, *val*.bin, as dllm prepare and llm.c write

@@ -14,7 +14,7 @@ static int add_example(SftData *d, const Tokenizer *t, const char *prompt, size_
     int *p, *r;
     size_t np, nr;
     if (chat_encode_prompt(t, prompt, prompt_bytes, &p, &np, err)) return -1;
-    if (tokenizer_encode(t, response, response_bytes, &r, &nr, err)) {
+    if (chat_encode_response(t, response, response_bytes, &r, &nr, err)) {
         free(p);
         return -1;
     }
