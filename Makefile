@@ -51,7 +51,7 @@ EMU_OBJ := $(EMU_CU:kernels/cuda/%.cu=$(EMU)/cuda_%.o) $(EMU)/emu.o $(EMU)/matmu
 EMU_LIB_OBJ := $(filter-out $(BUILD)/kernels/cuda/% $(BUILD)/kernels/backend.o,$(LIB_OBJ))
 EMU_CXXFLAGS := -std=c++17 -O2 -I. -Itests/cuda_emu -w
 
-.PHONY: all test test-gpu test-cuda-emu bench clean check-deps
+.PHONY: all test test-gpu test-cuda-emu bench bench-tokenizer clean check-deps
 all: dllm
 
 dllm: $(CLI_OBJ) $(BUILD)/libdllm.a
@@ -84,7 +84,7 @@ check-deps:
 
 # Each suite prints Check's summary line: "100%: Checks: N, Failures: 0, Errors: 0".
 # builds the benchmark too, so CI compiles everything
-test: check-deps dllm $(TEST_BIN) $(BUILD)/bench/bench $(EMU)/test_gpu
+test: check-deps dllm $(TEST_BIN) $(BUILD)/bench/bench $(BUILD)/bench/tokenizer_bench $(EMU)/test_gpu
 	@status=0; for t in $(TEST_BIN) $(EMU)/test_gpu; do echo "== $$t"; ./$$t || status=1; done; \
 	exit $$status
 
@@ -130,6 +130,14 @@ $(BUILD)/bench/bench: bench/bench.c $(BUILD)/cli/flags.o $(BUILD)/libdllm.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $(filter %.c %.o %.a,$^) $(LDLIBS)
 
+$(BUILD)/bench/tokenizer_bench: bench/tokenizer_bench.c $(BUILD)/cli/flags.o $(BUILD)/libdllm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $(filter %.c %.o %.a,$^) $(LDLIBS)
+
+# Tokenizer encoding speed, MB/s on one thread (not a test).
+bench-tokenizer: $(BUILD)/bench/tokenizer_bench
+	./$(BUILD)/bench/tokenizer_bench
+
 # Throughput figures (not tests): GPT-2 small and 350M sizes on a GPU, the tiny size on a CPU.
 bench: $(BUILD)/bench/bench
 	./$(BUILD)/bench/bench
@@ -139,4 +147,5 @@ clean:
 
 # the dependency files of this build's own objects (not of other builds under build/)
 -include $(patsubst %.o,%.d,$(LIB_OBJ) $(CLI_OBJ) $(TEST_BIN:=.o) $(BUILD)/tests/testutil.o \
-                            $(EMU)/backend.o $(EMU)/test_gpu.o) $(BUILD)/bench/bench.d
+                            $(EMU)/backend.o $(EMU)/test_gpu.o) $(BUILD)/bench/bench.d \
+          $(BUILD)/bench/tokenizer_bench.d

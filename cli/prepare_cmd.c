@@ -13,7 +13,9 @@ int cmd_prepare(int argc, char **argv) {
     PrepareOptions o = {.field = "text", .val_fraction = 0.005, .shard_tokens = 100000000};
     float val_fraction = (float)o.val_fraction;
     Flag flags[] = {
-        {"tokenizer", FLAG_STRING, &tok_path, "a SentencePiece .model file, or 'bytes' (required)", 0},
+        {"tokenizer", FLAG_STRING, &tok_path,
+         "a SentencePiece .model, a tokenizer.json (or a directory with one), or 'bytes' "
+         "(required)", 0},
         {"input", FLAG_STRING, &input, "text or .jsonl files, comma-separated (required)", 0},
         {"out", FLAG_STRING, &o.out_dir, "output directory (required)", 0},
         {"field", FLAG_STRING, &o.field, "the JSONL field that holds the text", 0},

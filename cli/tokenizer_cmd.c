@@ -1,4 +1,5 @@
-// dllm tokenizer train|encode|decode: SentencePiece tokenizers with dllm's reserved specials.
+// dllm tokenizer train|encode|decode: train SentencePiece tokenizers with dllm's reserved
+// specials; encode and decode with any tokenizer (bytes, .model, Hugging Face tokenizer.json).
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,6 +7,7 @@
 
 #include "cli/commands.h"
 #include "cli/flags.h"
+#include "common/file.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/tokenizer_train.h"
 
@@ -56,30 +58,40 @@ static int tokenizer_train_cmd(int argc, char **argv) {
     return 0;
 }
 
-// encode: text -> ids on one line; decode: ids -> text.
+// encode: text (or a file's bytes) -> ids on one line; decode: ids -> text.
 static int tokenizer_convert_cmd(int argc, char **argv, int encode) {
-    const char *path = NULL, *text = NULL;
+    const char *path = NULL, *text = NULL, *file = NULL;
+    int special = 0;
     Flag flags[] = {
-        {"tokenizer", FLAG_STRING, &path, "a .model file, or 'bytes' (required)", 0},
+        {"tokenizer", FLAG_STRING, &path,
+         "a .model file, a tokenizer.json (or a directory with one), or 'bytes' (required)", 0},
         {encode ? "text" : "ids", FLAG_STRING, &text,
-         encode ? "the text to encode (required)" : "space-separated ids (required)", 0},
+         encode ? "the text to encode" : "space-separated ids (required)", 0},
+        {"file", FLAG_STRING, &file, "encode: a file's bytes instead of --text", 0},
+        {"special", FLAG_INT, &special,
+         "encode: 1 reads special-token strings as those tokens (rendered chat templates)", 0},
     };
-    int rc = flags_parse_command(flags, 2, argc, argv,
-                                 encode ? "usage: dllm tokenizer encode --tokenizer M --text S"
+    int rc = flags_parse_command(flags, encode ? 4 : 2, argc, argv,
+                                 encode ? "usage: dllm tokenizer encode --tokenizer M --text S|--file F"
                                         : "usage: dllm tokenizer decode --tokenizer M --ids S");
     if (rc) return rc < 0;
     Error err;
-    if (!path || !text) return cli_fail("tokenizer: --tokenizer and --text/--ids are required");
+    if (!path || (!text && !file) || (text && file))
+        return cli_fail("tokenizer: needs --tokenizer and one of --text/--file (encode) or --ids "
+                        "(decode)");
     Tokenizer t;
     if (tokenizer_load(&t, path, &err)) return cli_fail(err.msg);
     int *ids = NULL;
-    size_t n = 0;
-    char *decoded = NULL;
-    if (encode) {
-        rc = tokenizer_encode(&t, text, strlen(text), &ids, &n, &err);
+    size_t n = 0, len = text ? strlen(text) : 0;
+    char *decoded = NULL, *contents = NULL;
+    if (file) rc = file_read_all(file, &contents, &len, &err);
+    if (rc == 0 && encode) {
+        const char *src = file ? contents : text;
+        rc = special ? tokenizer_encode_special(&t, src, len, &ids, &n, &err)
+                     : tokenizer_encode(&t, src, len, &ids, &n, &err);
         for (size_t i = 0; rc == 0 && i < n; i++) printf(i ? " %d" : "%d", ids[i]);
         if (rc == 0) printf("\n");
-    } else {
+    } else if (rc == 0) {
         ids = malloc((strlen(text) / 2 + 1) * sizeof(int));
         char *end;
         for (const char *p = text; rc == 0; p = end) {
@@ -95,6 +107,7 @@ static int tokenizer_convert_cmd(int argc, char **argv, int encode) {
     }
     free(ids);
     free(decoded);
+    free(contents);
     tokenizer_free(&t);
     return rc ? cli_fail(err.msg) : 0;
 }

@@ -185,13 +185,14 @@ static int load_tokenizer(const TrainOptions *o, const Dataset *ds, Checkpoint *
         return 0;
     }
     if (o->tokenizer) return tokenizer_load(t, o->tokenizer, err);
-    if (!ds) return error_set(err, "train: --sft without --init needs --tokenizer (bytes or a .model)");
+    if (!ds) return error_set(err, "train: --sft without --init needs --tokenizer (bytes, a .model or a tokenizer.json)");
     if (ds->tokenizer_path[0]) return tokenizer_load(t, ds->tokenizer_path, err);
     if (ds->text) {
         tokenizer_init_bytes(t);
         return 0;
     }
-    return error_set(err, "%s: the shards come with no tokenizer.model: pass --tokenizer",
+    return error_set(err, "%s: the shards come with no tokenizer (tokenizer.model or "
+                          "tokenizer.json): pass --tokenizer",
                      o->data);
 }
 
@@ -238,6 +239,10 @@ static int open_training_data(const TrainOptions *o, Checkpoint *ck, ModelConfig
     }
     if (load_tokenizer(o, d->have_ds ? &d->ds : NULL, ck, tok, err)) return -1;
     if (!o->resume && !o->init) {
+        if (tok->mask_id < 0)  // a Hugging Face tokenizer that names none
+            return error_set(err, "train: the tokenizer has no mask token (mask_token in "
+                                  "tokenizer_config.json, or an added token <|mdm_mask|>, "
+                                  "<|mask|>, [MASK] or <mask>): dllm's models need one");
         mc->vocab_size = tok->vocab_size;
         mc->mask_token_id = tok->mask_id;
     }
@@ -309,7 +314,7 @@ static void print_setup(const TrainOptions *o, const ModelConfig *mc, const Trai
     model_config_print(stdout, mc);
     train_config_print(stdout, tc);
     printf("params: %zu | device %s | tokenizer: %s, %d tokens\n", param_count(mc), be->name,
-           tok->kind == TOKENIZER_BYTES ? "bytes" : "sentencepiece", tok->vocab_size);
+           tokenizer_kind_name(tok), tok->vocab_size);
     MemoryPlan plan = model_memory_plan(mc, be, tc->batch_size, o->recompute);
     memory_plan_print(stdout, &plan, be->name);
 }

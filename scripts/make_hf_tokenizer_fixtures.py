@@ -79,6 +79,7 @@ TEXTS = [
     "specials as text: <|eot_id|> <|im_start|>user <|endoftext|> <|begin_of_text|>x<|mask|>",
     "added token inside<tool>call</tool> text",
     "mixed: abc123def 12345678 ___ ___init___ x=y+z*2",
+    "A xylophone, xylophones and xylophone.",
     "",
     " ",
     "\n",
@@ -120,7 +121,8 @@ def training_files():
     with open(extra, "w", encoding="utf-8") as f:
         for _ in range(3000):
             f.write(f"{rng.randint(0, 10**rng.randint(1, 9))} ")
-        f.write("\n".join(TEXTS * 20) + "\n")
+        # (not the sentence that tests the unmerged words: they must stay out of the merges)
+        f.write("\n".join([t for t in TEXTS if "xylophone" not in t] * 20) + "\n")
         f.write("\n".join(random_texts(99, 400)))
     return [GENESIS, extra]
 
@@ -183,6 +185,23 @@ CONVERSATIONS = [
 ]
 
 
+def unmerged_words(path, words):
+    """Adds vocabulary entries that no merge sequence builds: with ignore_merges (LLaMA-3) a
+    piece equal to one is taken whole, without it the piece is merged from bytes. They take the
+    ids after the trained vocabulary; the added tokens move up, as in a released file."""
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    vocab = data["model"]["vocab"]
+    first = max(vocab.values()) + 1
+    for i, w in enumerate(words):
+        assert w not in vocab, w
+        vocab[w] = first + i
+    for t in data["added_tokens"]:
+        t["id"] += len(words)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, ensure_ascii=False, indent=1)
+
+
 def legacy_merges(path):
     with open(path, encoding="utf-8") as f:
         data = json.load(f)
@@ -209,6 +228,8 @@ def main():
         tok.save(path)
         if name == "gpt2":
             legacy_merges(path)
+        if name == "llama3":
+            unmerged_words(path, ["\u0120xylophone", "xylophone"])
         tok = Tokenizer.from_file(path)
         config = dict(fam["config"], tokenizer_class="PreTrainedTokenizerFast")
         with open(os.path.join(d, "tokenizer_config.json"), "w", encoding="utf-8") as f:

@@ -408,13 +408,65 @@ START_TEST(test_tokenizer_prepare_train_sample) {
     snprintf(args, sizeof args, "rm %s/shards/tokenizer.model", dir);
     ck_assert(system(args) == 0);
     snprintf(args, sizeof args, "train %s --data %s/shards --steps 1 --run %s/x", tiny, dir, dir);
-    assert_one_error(dllm(args), "no tokenizer.model: pass --tokenizer");
+    assert_one_error(dllm(args), "no tokenizer (tokenizer.model or tokenizer.json): pass --tokenizer");
     snprintf(args, sizeof args, "train %s --data %s/shards --tokenizer bytes --steps 1 --run %s/x",
              tiny, dir, dir);
     assert_one_error(dllm(args), "train_000000.bin: tokenized with a different tokenizer");
     snprintf(args, sizeof args, "prepare --tokenizer %s/none.model --input x --out %s/s2", dir, dir);
     assert_one_error(dllm(args), "none.model: No such file");
     ck_assert(!exists("x") && !exists("s2"));
+}
+END_TEST
+
+// The same path with a Hugging Face tokenizer: encode/decode, prepare (its files copied beside
+// the shards), SFT in its chat template, sampling with --chat 1, and its errors.
+START_TEST(test_hf_tokenizer_prepare_sft_sample) {
+    char args[1024];
+    Result *r = dllm("tokenizer encode --tokenizer tests/fixtures/hf/qwen2 --text 'Ångström 12'");
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    char ids[256];
+    snprintf(ids, sizeof ids, "%.250s", r->out);
+    ids[strcspn(ids, "\n")] = '\0';
+    snprintf(args, sizeof args, "tokenizer decode --tokenizer tests/fixtures/hf/qwen2/tokenizer.json "
+             "--ids '%s'", ids);
+    r = dllm(args);
+    ck_assert_str_eq(r->out, "Ångström 12\n");
+    snprintf(args, sizeof args, "prepare --tokenizer tests/fixtures/hf/llama3 --input "
+             "tests/fixtures/genesis.txt --val-fraction 0 --out %s/hf", dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    ck_assert(exists("hf/train_000000.bin") && exists("hf/tokenizer.json") &&
+              exists("hf/tokenizer_config.json"));
+    snprintf(args, sizeof args, "train %s --data %s/hf --steps 2 --run %s/hfm", tiny, dir, dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    ck_assert_msg(strstr(r->out, "tokenizer: tokenizer.json, 1009 tokens"), "%s", r->out);
+    // SFT in the template's layout, then a chat prompt in the same layout
+    FILE *f = fopen(strcat(strcpy(args, dir), "/qa.jsonl"), "w");
+    fputs("{\"prompt\": \"What is 2+2?\", \"response\": \"4\"}\n", f);
+    fclose(f);
+    snprintf(args, sizeof args, "train %s --sft %s/qa.jsonl --tokenizer tests/fixtures/hf/llama3 "
+             "--steps 2 --val-frac 0 --run %s/hfsft", tiny, dir, dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    snprintf(args, sizeof args, "sample --model %s/hfsft --prompt 'What is 2+2?' --chat 1 "
+             "--gen-length 0 --show 1", dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    ck_assert_msg(strstr(r->out, "<|start_header_id|>assistant<|end_header_id|>"), "%s", r->out);
+    // errors: a tokenizer with no chat template, a broken tokenizer.json
+    snprintf(args, sizeof args, "mkdir %s/plain && cp tests/fixtures/hf/llama3/tokenizer.json "
+             "%s/plain/ && echo '{\"eos_token\": \"<|eot_id|>\"}' > %s/plain/tokenizer_config.json",
+             dir, dir, dir);
+    ck_assert(system(args) == 0);
+    snprintf(args, sizeof args, "train %s --sft %s/qa.jsonl --tokenizer %s/plain --steps 1 "
+             "--run %s/nochat", tiny, dir, dir, dir);
+    assert_one_error(dllm(args), "no chat_template");
+    ck_assert(!exists("nochat"));
+    snprintf(args, sizeof args, "printf '{\"model\": [' > %s/tokenizer.json", dir);
+    ck_assert(system(args) == 0);
+    snprintf(args, sizeof args, "tokenizer encode --tokenizer %s/tokenizer.json --text hi", dir);
+    assert_one_error(dllm(args), "tokenizer.json: not JSON: line 1");
 }
 END_TEST
 
@@ -438,6 +490,7 @@ int main(void) {
     tcase_add_test(tc, test_eval_sft_plot);
     tcase_add_test(tc, test_sample_bad_input);
     tcase_add_test(tc, test_tokenizer_prepare_train_sample);
+    tcase_add_test(tc, test_hf_tokenizer_prepare_sft_sample);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

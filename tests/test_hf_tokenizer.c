@@ -134,7 +134,7 @@ END_TEST
 START_TEST(test_special_ids_from_the_config) {
     Tokenizer t;
     load_family(&t, "llama3");
-    ck_assert_int_eq(t.vocab_size, 1007);
+    ck_assert_int_eq(t.vocab_size, 1009);
     ck_assert_int_eq(t.bos_id, tokenizer_token_id(&t, "<|begin_of_text|>"));
     ck_assert_int_eq(t.eos_id, tokenizer_token_id(&t, "<|eot_id|>"));
     ck_assert_int_eq(t.pad_id, tokenizer_token_id(&t, "<|end_of_text|>"));

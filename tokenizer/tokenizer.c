@@ -121,6 +121,11 @@ int tokenizer_is_special(const Tokenizer *t, int id) {
     return special_name(t, id) != NULL || (t->bpe && bpe_is_special(t->bpe, id));
 }
 
+const char *tokenizer_kind_name(const Tokenizer *t) {
+    return t->kind == TOKENIZER_BYTES ? "bytes" : t->kind == TOKENIZER_SPM ? "sentencepiece"
+                                                                           : "tokenizer.json";
+}
+
 int tokenizer_token_id(const Tokenizer *t, const char *text) {
     return t->bpe ? bpe_token_id(t->bpe, text) : -1;
 }
@@ -164,9 +169,9 @@ const char *tokenizer_piece(const Tokenizer *t, int id, char *buf) {
     unsigned char byte;
     if (id < 0 || id >= t->vocab_size) {
         snprintf(buf, TOKENIZER_PIECE_MAX, "[?]");
-    } else if (name) {
+    } else if (name && t->kind != TOKENIZER_BPE) {
         snprintf(buf, TOKENIZER_PIECE_MAX, "%s", name);
-    } else if (t->kind == TOKENIZER_BPE) {
+    } else if (t->kind == TOKENIZER_BPE) {  // its specials show as the file spells them
         size_t len = 0;
         const char *bytes = bpe_token_bytes(t->bpe, id, &len);
         if (len > TOKENIZER_PIECE_MAX - 1) len = TOKENIZER_PIECE_MAX - 1;

@@ -56,9 +56,12 @@ int tokenizer_encode_special(const Tokenizer *t, const char *text, size_t len, i
 // Decodes into a malloc'd string; special tokens other than the SFT markers decode to nothing.
 int tokenizer_decode(const Tokenizer *t, const int *ids, size_t n, char **text, Error *err);
 // What one token shows on screen: its text (SentencePiece's ▁ as a space, byte pieces as the
-// byte), or a bracketed name for a special token. Returns buf (TOKENIZER_PIECE_MAX bytes).
+// byte), or a bracketed name for a special token (a Hugging Face tokenizer's as the file spells
+// it, e.g. <|eot_id|>). Returns buf (TOKENIZER_PIECE_MAX bytes).
 const char *tokenizer_piece(const Tokenizer *t, int id, char *buf);
 int tokenizer_is_special(const Tokenizer *t, int id);
+// "bytes", "sentencepiece" or "tokenizer.json" (Hugging Face byte-level BPE).
+const char *tokenizer_kind_name(const Tokenizer *t);
 // The id of a Hugging Face tokenizer's token given by its text, or -1 (always -1 for dllm's
 // own kinds: their specials are the fields above).
 int tokenizer_token_id(const Tokenizer *t, const char *text);

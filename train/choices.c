@@ -21,7 +21,9 @@ static int best_choice(Model *m, const Tokenizer *t, const ChoiceOptions *o, con
     for (int c = 0; c < n && status == 0; c++) {
         int *ids;
         size_t nc;
-        if (tokenizer_encode(t, choices[c], choice_lens[c], &ids, &nc, err)) {
+        // in the chat layout a choice is an answer: with the template's end-of-turn token
+        if (o->chat ? chat_encode_response(t, choices[c], choice_lens[c], &ids, &nc, err)
+                    : tokenizer_encode(t, choices[c], choice_lens[c], &ids, &nc, err)) {
             status = -1;
             break;
         }
