@@ -89,52 +89,9 @@ static int parse_string(Parser *ps, char *out, size_t *len) {
     return 0;
 }
 
-static int skip_value(Parser *ps, int depth);
-
-// Skips an object or array whose opening bracket is at ps->p.
-static int skip_container(Parser *ps, int depth) {
-    char close = *ps->p == '{' ? '}' : ']';
-    int object = close == '}';
-    ps->p++;
-    skip_space(ps);
-    if (*ps->p == close) {
-        ps->p++;
-        return 0;
-    }
-    for (;;) {
-        size_t len;
-        if (object) {
-            if (parse_string(ps, NULL, &len)) return -1;
-            skip_space(ps);
-            if (*ps->p++ != ':') return error_set(ps->err, "expected ':'");
-        }
-        if (skip_value(ps, depth + 1)) return -1;
-        skip_space(ps);
-        if (*ps->p == close) {
-            ps->p++;
-            return 0;
-        }
-        if (*ps->p++ != ',') return error_set(ps->err, "expected ',' or '%c'", close);
-        skip_space(ps);
-    }
-}
-
-static int skip_value(Parser *ps, int depth) {
-    if (depth > 64) return error_set(ps->err, "nested too deeply");
-    skip_space(ps);
-    size_t len;
-    switch (*ps->p) {
-    case '"': return parse_string(ps, NULL, &len);
-    case '{':
-    case '[': return skip_container(ps, depth);
-    default: {
-        // numbers, true, false, null: a run of their characters
-        const char *start = ps->p;
-        while (*ps->p && strchr("+-.0123456789eEtruefalsn", *ps->p)) ps->p++;
-        return ps->p > start ? 0 : error_set(ps->err, "unexpected character '%c'", *start);
-    }
-    }
-}
+// Parses the value at ps->p into v or, with v NULL, only checks and skips it (defined below,
+// with the whole-document parser).
+static int parse_value(Parser *ps, JsonValue *v, int depth);
 
 // Positions ps at the value of the top-level member `key` of the object in text.
 // Returns 0, 1 when there is no such member, or -1 when the text is not a JSON object.
@@ -153,7 +110,7 @@ static int find_member(Parser *ps, const char *key) {
         if (*ps->p++ != ':') return error_set(ps->err, "expected ':' after a member name");
         skip_space(ps);
         if (match) return 0;
-        if (skip_value(ps, 0)) return -1;
+        if (parse_value(ps, NULL, 0)) return -1;
         skip_space(ps);
         if (*ps->p == ',') {
             ps->p++;
@@ -241,8 +198,6 @@ static int line_of(const char *text, const char *at) {
     return line;
 }
 
-static int parse_value(Parser *ps, JsonValue *v, int depth);
-
 // Appends an empty slot to an array or object under construction.
 static JsonValue *grow(JsonValue *v, Parser *ps) {
     if ((v->n & (v->n - 1)) == 0) {  // capacity doubles at powers of two
@@ -263,8 +218,8 @@ static JsonValue *grow(JsonValue *v, Parser *ps) {
     return slot;
 }
 
-static int parse_members(Parser *ps, JsonValue *v, int depth) {
-    int object = v->type == JSON_OBJECT;
+// The members of the object or array whose bracket is at ps->p: into v, or skipped (v NULL).
+static int parse_members(Parser *ps, JsonValue *v, int object, int depth) {
     char close = object ? '}' : ']';
     ps->p++;
     skip_space(ps);
@@ -273,12 +228,13 @@ static int parse_members(Parser *ps, JsonValue *v, int depth) {
         return 0;
     }
     for (;;) {
-        JsonValue *slot = grow(v, ps);
-        if (!slot) return -1;
+        JsonValue *slot = NULL;
+        if (v && !(slot = grow(v, ps))) return -1;
         if (object) {
             size_t len;
             if (*ps->p != '"') return error_set(ps->err, "expected a member name");
-            if (decode_string(ps, &v->keys[v->n - 1], &len)) return -1;
+            if (v ? decode_string(ps, &v->keys[v->n - 1], &len) : parse_string(ps, NULL, &len))
+                return -1;
             skip_space(ps);
             if (*ps->p++ != ':') return error_set(ps->err, "expected ':'");
         }
@@ -298,11 +254,22 @@ static int parse_value(Parser *ps, JsonValue *v, int depth) {
     skip_space(ps);
     static const struct { const char *word; JsonType type; } words[] = {
         {"null", JSON_NULL}, {"false", JSON_FALSE}, {"true", JSON_TRUE}};
+    JsonValue skipped;
+    size_t len;
+    if (!v) v = &skipped;
+    int keep = v != &skipped;
     switch (*ps->p) {
-    case '"': v->type = JSON_STRING; return decode_string(ps, &v->string, &v->len);
-    case '{': v->type = JSON_OBJECT; return parse_members(ps, v, depth);
-    case '[': v->type = JSON_ARRAY; return parse_members(ps, v, depth);
+    case '"':
+        v->type = JSON_STRING;
+        return keep ? decode_string(ps, &v->string, &v->len) : parse_string(ps, NULL, &len);
+    case '{': v->type = JSON_OBJECT; return parse_members(ps, keep ? v : NULL, 1, depth);
+    case '[': v->type = JSON_ARRAY; return parse_members(ps, keep ? v : NULL, 0, depth);
     default:
+        if (!keep) {  // JSONL lines: numbers and words as a run of their characters (nan too)
+            const char *start = ps->p;
+            while (*ps->p && strchr("+-.0123456789eEtruefalsn", *ps->p)) ps->p++;
+            return ps->p > start ? 0 : error_set(ps->err, "unexpected character '%c'", *start);
+        }
         for (int i = 0; i < 3; i++) {
             size_t k = strlen(words[i].word);
             if (strncmp(ps->p, words[i].word, k) == 0) {

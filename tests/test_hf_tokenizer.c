@@ -328,6 +328,7 @@ START_TEST(test_blob_round_trip) {
     ck_assert_int_eq(memcmp(a, b, na * sizeof(int)), 0);
     free(a);
     free(b);
+    tokenizer_free(&u);
     ck_assert_int_eq(tokenizer_from_blob(&u, t.blob, t.blob_bytes / 2, "cut.ckpt", &err), -1);
     ck_assert_msg(strstr(err.msg, "cut.ckpt: tokenizer bundle truncated"), "%s", err.msg);
     tokenizer_free(&t);

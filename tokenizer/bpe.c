@@ -153,15 +153,18 @@ static int valid_id(const JsonValue *v, int limit) {
            v->number == (int)v->number;
 }
 
+// Ids at or past this are refused (the largest released vocabularies hold about 256 K tokens).
+#define MAX_TOKEN_ID (1 << 24)
+
 // The largest id named by the vocabulary and the added tokens, + 1.
 static int count_ids(const JsonValue *vocab, const JsonValue *added) {
     int n = 0;
     for (int i = 0; i < vocab->n; i++)
-        if (valid_id(&vocab->items[i], 1 << 30) && (int)vocab->items[i].number >= n)
+        if (valid_id(&vocab->items[i], MAX_TOKEN_ID) && (int)vocab->items[i].number >= n)
             n = (int)vocab->items[i].number + 1;
     for (int i = 0; added && i < added->n; i++) {
         const JsonValue *id = json_member(&added->items[i], "id");
-        if (valid_id(id, 1 << 30) && (int)id->number >= n) n = (int)id->number + 1;
+        if (valid_id(id, MAX_TOKEN_ID) && (int)id->number >= n) n = (int)id->number + 1;
     }
     return n;
 }
@@ -437,8 +440,7 @@ static int load(Bpe *b, const JsonValue *root, const char *what, Error *err) {
     return 0;
 }
 
-Bpe *bpe_load(const char *json, size_t n, const char *what, Error *err) {
-    (void)n;
+Bpe *bpe_load(const char *json, const char *what, Error *err) {
     JsonValue root;
     Error why;
     if (json_parse(json, &root, &why)) {

@@ -19,8 +19,8 @@
 
 typedef struct Bpe Bpe;
 
-// Parses tokenizer.json text (n bytes, NUL-terminated); `what` names it in errors.
-Bpe *bpe_load(const char *json, size_t n, const char *what, Error *err);
+// Parses tokenizer.json text (NUL-terminated); `what` names it in errors.
+Bpe *bpe_load(const char *json, const char *what, Error *err);
 void bpe_free(Bpe *b);
 
 int bpe_vocab_size(const Bpe *b);

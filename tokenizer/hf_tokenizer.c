@@ -195,7 +195,7 @@ int hf_tokenizer_from_bundle(Tokenizer *t, const char *bundle, size_t n, const c
     char *json = strndup(parts.data[0], parts.len[0]);
     char where[4400];
     part_name(what, "tokenizer.json", where, sizeof where);
-    t->bpe = json ? bpe_load(json, parts.len[0], where, err) : NULL;
+    t->bpe = json ? bpe_load(json, where, err) : NULL;
     if (!json) error_set(err, "%s: out of memory", what);
     free(json);
     if (!t->bpe || read_config(t, &parts, what, err)) {
