@@ -10,7 +10,7 @@
 #include "cli/flags.h"
 #include "kernels/backend.h"
 #include "model/model.h"
-#include "sampler/exact_match.h"
+#include "train/exact_match.h"
 #include "train/checkpoint.h"
 #include "train/choices.h"
 #include "train/data.h"

@@ -8,7 +8,9 @@
 #include "cli/commands.h"
 #include "cli/flags.h"
 #include "kernels/backend.h"
+#include "sweep/report.h"
 #include "sweep/runner.h"
+#include "sweep/status.h"
 
 // DIR defaults to sweeps/<plan file name without .md>.
 static void default_dir(const char *plan, char *out, size_t cap) {
@@ -17,6 +19,17 @@ static void default_dir(const char *plan, char *out, size_t cap) {
     size_t n = strlen(base);
     if (n > 3 && strcmp(base + n - 3, ".md") == 0) n -= 3;
     snprintf(out, cap, "sweeps/%.*s", (int)n, base);
+}
+
+// After every run has an outcome: DIR/REPORT.md from the plan copy the sweep keeps in DIR.
+static int write_report(const char *dir, const SweepOptions *o, Error *err) {
+    static Plan plan;  // large: not on the stack
+    char path[4300];
+    snprintf(path, sizeof path, "%s/PLAN.md", dir);
+    if (plan_load(&plan, path, err) || sweep_report(&plan, dir, o->exe, o->device, err)) return -1;
+    printf("sweep done: %d runs, %d failed; report: %s/REPORT.md\n", plan.n_runs,
+           sweep_failures(&plan, dir), dir);
+    return 0;
 }
 
 int cmd_sweep(int argc, char **argv) {
@@ -51,5 +64,6 @@ int cmd_sweep(int argc, char **argv) {
     SweepOptions o = {exe, isatty(STDOUT_FILENO), device};
     rc = sweep_run(plan, dir, &o, &err);
     if (rc < 0) return cli_fail(err.msg);
-    return rc;
+    if (rc > 0) return rc;  // interrupted: the next `dllm sweep` continues
+    return write_report(dir, &o, &err) ? cli_fail(err.msg) : 0;
 }

@@ -2,7 +2,7 @@
 
 #include <math.h>
 
-#include "train/rng.h"
+#include "common/rng.h"
 
 void param_specs(const ModelConfig *c, ParamSpec specs[N_PARAM_TENSORS]) {
     size_t L = c->n_layer, C = c->d_model, F = c->d_ff, V = c->vocab_size;

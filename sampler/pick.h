@@ -4,7 +4,7 @@
 #define DLLM_PICK_H
 
 #include "model/model.h"
-#include "train/rng.h"
+#include "common/rng.h"
 
 // The device's picks for `count` positions of each of B sequences, and their host copies.
 typedef struct {

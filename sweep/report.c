@@ -11,13 +11,13 @@
 #include "common/file.h"
 #include "kernels/backend.h"
 #include "model/model.h"
-#include "sampler/exact_match.h"
+#include "train/exact_match.h"
 #include "train/checkpoint.h"
 #include "train/run_dir.h"
 #include "common/progress.h"
 #include "report/plot.h"
 #include "report/run_log.h"
-#include "sweep/runner.h"
+#include "sweep/status.h"
 
 typedef struct {
     const PlanRun *run;

@@ -19,7 +19,7 @@
 #include "common/progress.h"
 #include "model/config.h"
 #include "report/run_log.h"
-#include "sweep/report.h"
+#include "sweep/status.h"
 #include "train/train_config.h"
 
 // SIGINT / SIGTERM to the sweep: the child gets the same signal (it saves and exits), and the
@@ -27,40 +27,6 @@
 static volatile sig_atomic_t stop_signal = 0;
 
 static void on_stop_signal(int sig) { stop_signal = sig; }
-
-int run_outcome_read(const char *run_dir, RunOutcome *out) {
-    memset(out, 0, sizeof *out);
-    char path[4300], *text, *value;
-    size_t n, len;
-    Error err;
-    snprintf(path, sizeof path, "%s/status.json", run_dir);
-    if (file_read_all(path, &text, &n, &err)) return -1;
-    if (json_get_string(text, "status", &value, &len, &err) == 0) {
-        snprintf(out->status, sizeof out->status, "%s", value);
-        free(value);
-    }
-    if (json_get_string(text, "reason", &value, &len, &err) == 0) {
-        snprintf(out->reason, sizeof out->reason, "%s", value);
-        free(value);
-    }
-    free(text);
-    return out->status[0] ? 0 : -1;
-}
-
-static int write_outcome(const char *run_dir, const char *status, const char *reason,
-                         Error *err) {
-    char path[4300];
-    snprintf(path, sizeof path, "%s/status.json", run_dir);
-    AtomicFile f;
-    if (atomic_open(&f, path, err)) return -1;
-    fprintf(f.f, "{\"status\":\"%s\",\"reason\":\"", status);
-    for (const char *c = reason; *c; c++) {
-        if (*c == '"' || *c == '\\') fputc('\\', f.f);
-        fputc((unsigned char)*c < 0x20 ? ' ' : *c, f.f);
-    }
-    fprintf(f.f, "\"}\n");
-    return atomic_commit(&f, err);
-}
 
 static int int_value(const Plan *p, const PlanRun *r, const char *name, int fallback) {
     const char *v = plan_value(p, r, name);
@@ -217,9 +183,9 @@ static int record_outcome(const char *run_dir, int st, int timed_out, Error *err
     char reason[512], out_path[4400];
     snprintf(out_path, sizeof out_path, "%s/train.out", run_dir);
     int code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    if (code == 0) return write_outcome(run_dir, "done", "", err);
+    if (code == 0) return run_outcome_write(run_dir, "done", "", err);
     if (timed_out && (code == 128 + SIGTERM || code == 0))
-        return write_outcome(run_dir, "done", "time budget reached", err);
+        return run_outcome_write(run_dir, "done", "time budget reached", err);
     if (stop_signal && code == 128 + SIGTERM) return 1;
     if (WIFSIGNALED(st)) {
         int sig = WTERMSIG(st);
@@ -229,7 +195,7 @@ static int record_outcome(const char *run_dir, int st, int timed_out, Error *err
         last_line(out_path, reason, sizeof reason);
         if (!reason[0]) snprintf(reason, sizeof reason, "exit status %d", code);
     }
-    return write_outcome(run_dir, "failed", reason, err);
+    return run_outcome_write(run_dir, "failed", reason, err);
 }
 
 int sweep_run(const char *plan_path, const char *dir, const SweepOptions *o, Error *err) {
@@ -267,7 +233,6 @@ int sweep_run(const char *plan_path, const char *dir, const SweepOptions *o, Err
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
     Progress pg = {0, p->n_runs, NULL, now_seconds(), 0.0, 0};
-    int failures = 0;
     for (int i = 0; status == 0 && i < p->n_runs && !stop_signal; i++) {
         const PlanRun *r = &p->runs[i];
         pg.index = i, pg.name = r->name;
@@ -317,55 +282,8 @@ int sweep_run(const char *plan_path, const char *dir, const SweepOptions *o, Err
     if (status == 0 && stop_signal) {
         printf("sweep interrupted: run `dllm sweep` again to continue\n");
         status = 128 + stop_signal;
-    } else if (status == 0) {
-        failures = 0;  // over the whole sweep, earlier processes' runs included
-        for (int i = 0; i < p->n_runs; i++) {
-            RunOutcome out;
-            snprintf(run_dir, sizeof run_dir, "%s/runs/%s", dir, p->runs[i].name);
-            failures += run_outcome_read(run_dir, &out) == 0 && strcmp(out.status, "failed") == 0;
-        }
-        status = sweep_report(p, dir, o->exe, o->device, err);
-        if (status == 0)
-            printf("sweep done: %d runs, %d failed; report: %s/REPORT.md\n", p->n_runs, failures,
-                   dir);
     }
     if (lock_fd >= 0) close(lock_fd);
     free(p);
     return status;
-}
-
-int sweep_status(const char *dir, Error *err) {
-    Plan *p = malloc(sizeof *p);
-    if (!p) return error_set(err, "out of memory");
-    char path[4300];
-    snprintf(path, sizeof path, "%s/PLAN.md", dir);
-    if (plan_load(p, path, err)) {
-        free(p);
-        return -1;
-    }
-    printf("%s: %s\n", dir, p->title[0] ? p->title : "(untitled)");
-    int counts[4] = {0};
-    static const char *const names[4] = {"done", "failed", "partial", "pending"};
-    for (int i = 0; i < p->n_runs; i++) {
-        char run_dir[4300];
-        snprintf(run_dir, sizeof run_dir, "%s/runs/%s", dir, p->runs[i].name);
-        RunOutcome out;
-        RunLog log;
-        Error ignore;
-        int have_log = run_log_read(run_dir, &log, &ignore) == 0;
-        int kind = run_outcome_read(run_dir, &out) == 0 ? strcmp(out.status, "done") != 0
-                   : have_log                          ? 2
-                                                       : 3;
-        counts[kind]++;
-        printf("  %-32s %-8s", p->runs[i].name, names[kind]);
-        if (have_log && log.n_train)
-            printf(" step %6lld | loss %.4f", log.last_step, log.train_loss[log.n_train - 1]);
-        if (kind == 1) printf(" | %s", out.reason);
-        printf("\n");
-        if (have_log) run_log_free(&log);
-    }
-    printf("%d runs: %d done, %d failed, %d partial, %d pending\n", p->n_runs, counts[0],
-           counts[1], counts[2], counts[3]);
-    free(p);
-    return 0;
 }

@@ -3,7 +3,7 @@
 // one after another. A run that fails (crash, out of memory, divergence) is recorded with its
 // reason and the sweep goes on. Finished runs leave DIR/runs/NAME/status.json; starting the
 // sweep again skips them and resumes an interrupted run from its checkpoint. DIR/lock keeps a
-// second sweep out of the directory. At the end, DIR/REPORT.md (sweep/report.h).
+// second sweep out of the directory. The report (sweep/report.h) is the caller's next step.
 #ifndef DLLM_RUNNER_H
 #define DLLM_RUNNER_H
 
@@ -21,16 +21,6 @@ typedef struct {
 // Returns 0 when every run has an outcome (done or failed), 128 + signal when the sweep was
 // interrupted by one (the current run saved; run again to continue), -1 on an error.
 int sweep_run(const char *plan_path, const char *dir, const SweepOptions *o, Error *err);
-// Prints the state of every run of the sweep in dir (done, failed, partial, pending).
-int sweep_status(const char *dir, Error *err);
-
-// A run's outcome as status.json records it.
-typedef struct {
-    char status[16];   // "done", "failed", or "" when the run has no outcome yet
-    char reason[512];
-} RunOutcome;
-
-int run_outcome_read(const char *run_dir, RunOutcome *out);
 // The `dllm train` flags of run r: base, varied (overriding the base), the budget in steps.
 // Writes at most max pointers into argv (strings owned by the plan or static storage).
 int sweep_train_args(const Plan *p, const PlanRun *r, const char *run_dir, char *storage,

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "common/file.h"
-#include "train/rng.h"
+#include "common/rng.h"
 
 int task_by_name(const char *name, TaskKind *kind, Error *err) {
     static const char *const names[] = {"reversal", "addition", "sudoku"};

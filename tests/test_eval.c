@@ -10,7 +10,7 @@
 #include "model/model.h"
 #include "tests/testutil.h"
 #include "train/eval.h"
-#include "train/rng.h"
+#include "common/rng.h"
 
 enum { VOCAB = 20, MASK = 19, SEQ = 16, N_TOKENS = 2000 };
 

@@ -9,7 +9,7 @@
 #include "model/model.h"
 #include "tests/testutil.h"
 #include "train/objective.h"
-#include "train/rng.h"
+#include "common/rng.h"
 
 static ModelConfig tiny_config(int causal) {
     ModelConfig c = model_config_default();

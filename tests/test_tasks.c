@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "model/model.h"
-#include "sampler/exact_match.h"
+#include "train/exact_match.h"
 #include "tasks/tasks.h"
 #include "tests/testutil.h"
 #include "train/sft.h"

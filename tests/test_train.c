@@ -11,7 +11,7 @@
 #include "tokenizer/bytes.h"
 #include "train/data.h"
 #include "train/objective.h"
-#include "train/rng.h"
+#include "common/rng.h"
 #include "train/eval.h"
 #include "train/trainer.h"
 

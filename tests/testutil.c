@@ -9,7 +9,7 @@
 
 #include "tokenizer/bytes.h"
 
-#include "train/rng.h"
+#include "common/rng.h"
 
 void fill_normal(float *x, size_t n, uint64_t seed, float std) {
     Rng rng;

@@ -14,7 +14,7 @@
 #include "common/error.h"
 #include "model/config.h"
 #include "tokenizer/tokenizer.h"
-#include "train/rng.h"
+#include "common/rng.h"
 #include "train/train_config.h"
 #include "train/trainer.h"
 

@@ -9,7 +9,7 @@
 #include "common/error.h"
 #include "tokenizer/shard.h"
 #include "tokenizer/tokenizer.h"
-#include "train/rng.h"
+#include "common/rng.h"
 
 // A run of tokens in memory (a mapped shard, or ids read from a text file).
 typedef struct {

@@ -3,7 +3,7 @@
 #ifndef DLLM_OBJECTIVE_H
 #define DLLM_OBJECTIVE_H
 
-#include "train/rng.h"
+#include "common/rng.h"
 
 typedef enum { OBJECTIVE_MDM = 0, OBJECTIVE_AR = 1 } Objective;
 

@@ -7,7 +7,7 @@
 
 #include "model/model.h"
 #include "train/data.h"
-#include "train/rng.h"
+#include "common/rng.h"
 #include "train/sft.h"
 #include "train/train_config.h"
 

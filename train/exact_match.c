@@ -1,4 +1,4 @@
-#include "sampler/exact_match.h"
+#include "train/exact_match.h"
 
 #include <stdlib.h>
 #include <string.h>
