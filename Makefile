@@ -101,7 +101,9 @@ $(EMU)/cuda_%.cpp: kernels/cuda/%.cu tests/cuda_emu/rewrite.pl
 	@mkdir -p $(dir $@)
 	perl -0p tests/cuda_emu/rewrite.pl $< > $@
 
-$(EMU)/cuda_%.o: $(EMU)/cuda_%.cpp tests/cuda_emu/cuda_runtime.h
+# (the headers by name: the generated .cpp has no dependency file of its own)
+$(EMU)/cuda_%.o: $(EMU)/cuda_%.cpp tests/cuda_emu/cuda_runtime.h $(wildcard kernels/cuda/*.h \
+                 kernels/cuda/*.cuh kernels/*.h)
 	$(CXX) $(EMU_CXXFLAGS) -c -o $@ $<
 
 $(EMU)/%.o: tests/cuda_emu/%.cpp tests/cuda_emu/cuda_runtime.h

@@ -165,6 +165,11 @@ int cmd_sample(int argc, char **argv) {
         {"cfg", FLAG_FLOAT, &sc.cfg_scale, "llada: classifier-free guidance scale (0: off)", 0},
         {"threshold", FLAG_FLOAT, &sc.threshold,
          "llada: commit every token at or above this confidence (0: LLaDA's schedule)", 0},
+        {"factor", FLAG_FLOAT, &sc.factor,
+         "llada: Fast-dLLM's dynamic threshold 1 - factor/(n+1) for the n-th token (0: off)", 0},
+        {"allow-mask", FLAG_INT, &sc.allow_mask,
+         "llada: 1 = exact LLaDA: [MASK] may be picked, confidence over the whole vocabulary "
+         "(0: banned, docs/sampling.md)", 0},
         {"cache", FLAG_STRING, &cache, "llada: none, prefix or dual block cache", 0},
         {"temperature", FLAG_FLOAT, &sc.temperature, "0 is greedy", 0},
         {"top-k", FLAG_INT, &sc.top_k, "ar: keep the k most likely tokens (0: all)", 0},

@@ -115,11 +115,12 @@ typedef struct {
     // position come back, not a row of logits. Rows first .. first + count - 1 of each of the
     // B sequences of rows_per_seq logit rows: with cfg > 0 each row is first guided,
     // uncond + (cfg + 1) (cond - uncond), its unconditional twin B * rows_per_seq rows later.
-    // Token `banned` ([MASK]) is excluded. tokens[b * count + i] = argmax of logits +
-    // temperature * Gumbel noise (LLaDA's exp(l) / (-log u)^temperature, in log form; plain
-    // argmax at 0, ties to the lower id), the noise drawn from (seed, (b * count + i) * V + v)
-    // by kernels/noise.h; confidence = the token's softmax probability in the guided row.
-    void (*pick_tokens)(int *tokens, float *confidence, const Act *logits, int B,
+    // Token `banned` ([MASK]; -1: none) is excluded. tokens[b * count + i] = argmax of logits +
+    // temperature * Gumbel noise (LLaDA's exp(l) / (-log u)^temperature, in log form, in
+    // double; plain argmax at 0, ties to the lower id), the noise drawn from
+    // (seed, (b * count + i) * V + v) by kernels/noise.h; confidence = the token's softmax
+    // probability in the guided row over the tokens not banned, in double as LLaDA's float64.
+    void (*pick_tokens)(int *tokens, double *confidence, const Act *logits, int B,
                         int rows_per_seq, int first, int count, int V, float cfg,
                         float temperature, uint64_t seed, int banned);
 

@@ -21,10 +21,14 @@ NOISE_FN uint64_t noise_mix(uint64_t x) {
     return x ^ (x >> 31);
 }
 
-// Gumbel(0, 1) noise -log(-log u), u uniform in (0, 1) from 24 random bits (exact in float).
-NOISE_FN float noise_gumbel(uint64_t seed, uint64_t index) {
-    float u = ((float)(noise_mix(seed ^ noise_mix(index)) >> 40) + 0.5f) / 16777216.0f;
-    return -logf(-logf(u));
+// Gumbel(0, 1) noise -log(-log u) in double, u uniform strictly inside (0, 1) from 53 random
+// bits: (k + 0.5) / 2^53 is exact in double, so u never rounds to 0 or 1 and the noise is always
+// finite, over [-3.6, 37.4]. (A float u from 24 bits rounded to exactly 1 for the top draw, one
+// in 2^24: +inf noise, a uniformly random token; and cut the tail at 15.9. LLaDA draws its
+// noise in float64 for the same reason, arXiv:2409.02908.)
+NOISE_FN double noise_gumbel(uint64_t seed, uint64_t index) {
+    double u = ((double)(noise_mix(seed ^ noise_mix(index)) >> 11) + 0.5) / 9007199254740992.0;
+    return -log(-log(u));
 }
 
 #endif

@@ -51,11 +51,12 @@ int ar_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
         for (size_t i = 0; i < (size_t)B * T; i++) confidence[i] = NAN;
         // [MASK] is never generated (both paths): it marks "not yet"
         if (device_pick)
-            picks_run(&picks, m, B, rows, rows - 1, 1, 0.0f, sc->temperature, rng_next(&rng));
+            picks_run(&picks, m, B, rows, rows - 1, 1, 0.0f, sc->temperature, rng_next(&rng),
+                      m->cfg.mask_token_id);
         for (int b = 0; b < B; b++) {
             if (done[b]) continue;
             int token;
-            float conf;
+            double conf;
             if (device_pick) {
                 token = picks.tokens[b], conf = picks.confidence[b];
             } else {

@@ -1,11 +1,21 @@
 // The LLaDA denoising sampler (semantics of LLaDA's generate()), with Fast-dLLM's
-// confidence-threshold decoding and prefix / dual block caches as options.
+// confidence-threshold and factor decoding and prefix / dual block caches as options.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "sampler/pick.h"
 #include "sampler/sampler.h"
+
+int fastdllm_factor_count(const double *sorted, int n, double factor) {
+    if (n <= 0) return 0;
+    int k;
+    for (k = 0; k < n; k++)
+        if (sorted[k] < (k == 0 ? -1.0 : 1.0 - factor / (k + 2))) break;
+    if (k == n) k = n - 1;  // no position failed: the reference's loop variable ends at n - 1
+    if (k == 0 || k == n - 1) k++;
+    return k;
+}
 
 void llada_transfer_counts(int masked, int steps, int *counts) {
     for (int i = 0; i < steps; i++) counts[i] = masked / steps + (i < masked % steps ? 1 : 0);
@@ -23,6 +33,7 @@ typedef struct {
     char *committed;   // [B, T]
     float *confidence; // [B, T]
     Scored *cands;     // [block_length] proposals: confidence, position, token
+    double *sorted;    // [block_length] their confidences, in descending order (factor mode)
     Rng rng;
 } Denoiser;
 
@@ -40,17 +51,30 @@ static void run_model(Denoiser *d, int start, int end) {
 }
 
 // A token and its confidence for every position of block [bs, be) of every sequence, picked
-// on the device from the computed rows (which start at q_start). [MASK] is never a
-// candidate: a committed [MASK] would read as still masked.
+// on the device from the computed rows (which start at q_start). [MASK] is banned unless the
+// exact-LLaDA mode allows it: a committed [MASK] reads as still masked.
 static void pick_block(Denoiser *d, int bs, int be, int q_start, int q_len) {
     float cfg = d->rows > d->B ? d->sc->cfg_scale : 0.0f;
     picks_run(&d->picks, d->m, d->B, q_len, bs - q_start, be - bs, cfg, d->sc->temperature,
-              rng_next(&d->rng));
+              rng_next(&d->rng), d->sc->allow_mask ? -1 : d->m->cfg.mask_token_id);
 }
 
-// Commits tokens of block [bs, be) in every sequence: the `count` most confident masked
-// positions (reference), or with count < 0 all at or above the threshold and at least one.
-// Returns the number of tokens committed.
+// How many of the n candidates (sorted by descending confidence) to commit: `count`
+// (reference schedule), or with count < 0 by threshold (all at or above it, at least one) or
+// by Fast-dLLM's factor rule.
+static int commit_count(Denoiser *d, int n, int count) {
+    if (count >= 0) return count;
+    if (d->sc->factor > 0.0f) {
+        for (int i = 0; i < n; i++) d->sorted[i] = d->cands[i].score;
+        return fastdllm_factor_count(d->sorted, n, d->sc->factor);
+    }
+    int k = 1;
+    while (k < n && d->cands[k].score >= d->sc->threshold) k++;
+    return k;
+}
+
+// Commits tokens of block [bs, be) in every sequence (commit_count of its masked positions,
+// the most confident first; ties to the earlier position). Returns the number committed.
 static int denoise_step(Denoiser *d, int bs, int be, int q_start, int q_len, int count) {
     const SamplerConfig *sc = d->sc;
     int mask = d->m->cfg.mask_token_id, total = 0;
@@ -62,16 +86,14 @@ static int denoise_step(Denoiser *d, int bs, int be, int q_start, int q_len, int
         for (int pos = bs; pos < be; pos++) {
             if (x[pos] != mask) continue;
             size_t at = (size_t)b * (be - bs) + (pos - bs);
-            float conf = sc->remasking == REMASK_LOW_CONFIDENCE ? d->picks.confidence[at]
-                                                                 : (float)uniform_open(&d->rng);
+            double conf = sc->remasking == REMASK_LOW_CONFIDENCE ? d->picks.confidence[at]
+                                                                  : uniform_open(&d->rng);
             d->cands[n++] = (Scored){conf, pos, d->picks.tokens[at]};
-            d->confidence[(size_t)b * d->T + pos] = conf;
+            d->confidence[(size_t)b * d->T + pos] = (float)conf;
         }
         if (n == 0) continue;
         sort_by_score(d->cands, n);
-        int k = count >= 0 ? count : 1;
-        if (count < 0)
-            while (k < n && d->cands[k].score >= sc->threshold) k++;
+        int k = commit_count(d, n, count);
         for (int i = 0; i < k && i < n; i++) {
             const Scored *c = &d->cands[i];
             x[c->index] = c->token;
@@ -83,7 +105,8 @@ static int denoise_step(Denoiser *d, int bs, int be, int q_start, int q_len, int
 }
 
 static void denoiser_free(Denoiser *d) {
-    free(d->input), free(d->committed), free(d->confidence), free(d->cands), free(d->key_start);
+    free(d->input), free(d->committed), free(d->confidence), free(d->cands), free(d->sorted);
+    free(d->key_start);
     picks_free(&d->picks, d->m->be);
 }
 
@@ -108,12 +131,17 @@ int llada_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
         return error_set(err, "--gen-length %d is not a multiple of --block-length %d",
                          sc->gen_length, sc->block_length);
     int n_blocks = sc->gen_length / sc->block_length;
-    int threshold_mode = sc->threshold > 0.0f;
-    if (!threshold_mode && (sc->steps < 1 || sc->steps % n_blocks != 0))
+    if (sc->threshold > 0.0f && sc->factor > 0.0f)
+        return error_set(err, "--threshold and --factor are two decoding rules: give one");
+    if (sc->threshold < 0.0f || sc->factor < 0.0f)
+        return error_set(err, "--threshold and --factor must be >= 0");
+    // threshold and factor decoding run a block until it has no [MASK] left
+    int adaptive = sc->threshold > 0.0f || sc->factor > 0.0f;
+    if (!adaptive && (sc->steps < 1 || sc->steps % n_blocks != 0))
         return error_set(err, "--steps %d must be a positive multiple of the %d blocks",
                          sc->steps, n_blocks);
     if (sc->cfg_scale < 0.0f) return error_set(err, "--cfg must be >= 0");
-    int steps_per_block = threshold_mode ? 0 : sc->steps / n_blocks;
+    int steps_per_block = adaptive ? 0 : sc->steps / n_blocks;
 
     Denoiser d = {.sc = sc, .m = m, .B = B, .rows = rows, .P = prompt_len, .x = out};
     d.T = prompt_len + sc->gen_length;
@@ -123,10 +151,11 @@ int llada_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
     d.committed = malloc((size_t)B * d.T);
     d.confidence = malloc((size_t)B * d.T * sizeof(float));
     d.cands = malloc((size_t)sc->block_length * sizeof(Scored));
+    d.sorted = malloc((size_t)sc->block_length * sizeof(double));
     d.key_start = malloc((size_t)rows * sizeof(int));
     int *counts = malloc((size_t)(steps_per_block + 1) * sizeof(int));
-    if (!d.input || no_picks || !d.committed || !d.confidence || !d.cands || !d.key_start ||
-        !counts) {
+    if (!d.input || no_picks || !d.committed || !d.confidence || !d.cands || !d.sorted ||
+        !d.key_start || !counts) {
         denoiser_free(&d);
         free(counts);
         return error_set(err, "out of memory for the sampler");
@@ -137,11 +166,18 @@ int llada_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
     if (rows > B) memcpy(d.key_start + B, d.key_start, (size_t)B * sizeof(int));
 
     SampleStats st = {0, 0};
-    for (int k = 0; k < n_blocks; k++) {
+    int status = 0;
+    for (int k = 0; k < n_blocks && status == 0; k++) {
         int bs = prompt_len + k * sc->block_length, be = bs + sc->block_length;
-        if (!threshold_mode)  // every sequence starts the block fully masked: one schedule
+        if (!adaptive)  // every sequence starts the block fully masked: one schedule
             llada_transfer_counts(sc->block_length, steps_per_block, counts);
-        for (int i = 0; threshold_mode ? block_has_mask(&d, bs, be) : i < steps_per_block; i++) {
+        for (int i = 0; adaptive ? block_has_mask(&d, bs, be) : i < steps_per_block; i++) {
+            // with [MASK] allowed, an adaptive step may commit only [MASK]s: no progress
+            if (adaptive && i == 4 * sc->block_length) {
+                status = error_set(err, "block %d still has [MASK] after %d steps: the model "
+                                        "keeps predicting [MASK] (--allow-mask 0 bans it)", k, i);
+                break;
+            }
             // the block's first step refreshes every cached key and value; later steps of a
             // cached run recompute only the block (dual) or the block and what follows (prefix)
             int q_start = 0, q_end = d.T;
@@ -151,7 +187,7 @@ int llada_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
             }
             run_model(&d, q_start, q_end);
             st.nfe++;
-            denoise_step(&d, bs, be, q_start, q_end - q_start, threshold_mode ? -1 : counts[i]);
+            denoise_step(&d, bs, be, q_start, q_end - q_start, adaptive ? -1 : counts[i]);
             if (cb) {
                 StepEvent ev = {st.steps, k, B, d.T, out, d.committed, d.confidence};
                 cb(user, &ev);
@@ -159,9 +195,9 @@ int llada_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
             st.steps++;
         }
     }
-    trim_at_eos(out, B, d.T, prompt_len, sc->eos_id, lengths);
+    if (status == 0) trim_at_eos(out, B, d.T, prompt_len, sc->eos_id, lengths);
     if (stats) *stats = st;
     denoiser_free(&d);
     free(counts);
-    return 0;
+    return status;
 }

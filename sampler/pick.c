@@ -5,9 +5,9 @@
 
 int picks_alloc(Picks *p, const Backend *be, int n) {
     p->dev_tokens = be->alloc((size_t)n * sizeof(int));
-    p->dev_confidence = be->alloc((size_t)n * sizeof(float));
+    p->dev_confidence = be->alloc((size_t)n * sizeof(double));
     p->tokens = malloc((size_t)n * sizeof(int));
-    p->confidence = malloc((size_t)n * sizeof(float));
+    p->confidence = malloc((size_t)n * sizeof(double));
     return p->dev_tokens && p->dev_confidence && p->tokens && p->confidence ? 0 : -1;
 }
 
@@ -18,13 +18,13 @@ void picks_free(Picks *p, const Backend *be) {
 }
 
 void picks_run(Picks *p, const Model *m, int B, int rows_per_seq, int first, int count, float cfg,
-               float temperature, uint64_t seed) {
+               float temperature, uint64_t seed, int banned) {
     const Backend *be = m->be;
     size_t n = (size_t)B * count;
     be->pick_tokens(p->dev_tokens, p->dev_confidence, m->acts.logits, B, rows_per_seq, first,
-                    count, m->cfg.vocab_size, cfg, temperature, seed, m->cfg.mask_token_id);
+                    count, m->cfg.vocab_size, cfg, temperature, seed, banned);
     be->to_host(p->tokens, p->dev_tokens, n * sizeof(int));
-    be->to_host(p->confidence, p->dev_confidence, n * sizeof(float));
+    be->to_host(p->confidence, p->dev_confidence, n * sizeof(double));
 }
 
 double uniform_open(Rng *rng) { return ((double)(rng_next(rng) >> 11) + 0.5) / 9007199254740992.0; }

@@ -9,23 +9,23 @@
 // The device's picks for `count` positions of each of B sequences, and their host copies.
 typedef struct {
     int *dev_tokens, *tokens;
-    float *dev_confidence, *confidence;
+    double *dev_confidence, *confidence;
 } Picks;
 
 // Room for n picks; -1 when out of memory (picks_free still applies).
 int picks_alloc(Picks *p, const Backend *be, int n);
 void picks_free(Picks *p, const Backend *be);
 // Picks tokens from the model's last logits (rows first .. first + count - 1 of each sequence's
-// rows_per_seq, guided when cfg > 0; see Backend.pick_tokens; [MASK] is never picked) into
-// p->tokens / p->confidence [B, count].
+// rows_per_seq, guided when cfg > 0; see Backend.pick_tokens; token `banned` is never picked,
+// -1 bans none) into p->tokens / p->confidence [B, count].
 void picks_run(Picks *p, const Model *m, int B, int rows_per_seq, int first, int count, float cfg,
-               float temperature, uint64_t seed);
+               float temperature, uint64_t seed, int banned);
 
 // softmax(logits)[token]
 float softmax_prob(const float *logits, int V, int token);
 // A value with the position (or token id) it belongs to, for ranking.
 typedef struct {
-    float score;
+    double score;
     int index;
     int token;
 } Scored;

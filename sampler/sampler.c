@@ -9,6 +9,8 @@ SamplerConfig sampler_config_default(void) {
         .remasking = REMASK_LOW_CONFIDENCE,
         .cfg_scale = 0.0f,
         .threshold = 0.0f,
+        .factor = 0.0f,
+        .allow_mask = 0,
         .cache = CACHE_NONE,
         .temperature = 0.0f,
         .top_k = 0,

@@ -21,6 +21,10 @@ typedef struct {
     float cfg_scale;     // classifier-free guidance; 0 is off
     float threshold;     // > 0: commit every masked position of the block at or above it (at least
                          // one per step) until the block is done; steps is then not used
+    float factor;        // > 0: Fast-dLLM's dynamic threshold instead (fastdllm_factor_count);
+                         // steps is not used either
+    int allow_mask;      // 1: exact LLaDA: [MASK] may be picked (a position that gets it stays
+                         // masked); 0 (default): it is banned, confidence renormalised without it
     CacheMode cache;     // reuse keys/values outside the recomputed rows within a block
     // both
     float temperature;   // 0: greedy / argmax
@@ -51,6 +55,13 @@ typedef struct {
                           // run as one batch)
     int steps;            // sampler steps taken
 } SampleStats;
+
+// Fast-dLLM's factor (dynamic threshold) rule: of n masked positions whose confidences sorted
+// in descending order are c[0..n), how many to commit: with thresholds t_0 = -1 and
+// t_j = 1 - factor / (j + 2), k = the first j with c[j] < t_j (n - 1 when none); then k + 1
+// when k is 0 or n - 1, as the reference's loop does (so failing only at the last position
+// still commits all n).
+int fastdllm_factor_count(const double *sorted, int n, double factor);
 
 // LLaDA's transfer schedule: how many of `masked` tokens to commit at each of `steps` steps:
 // masked / steps each, and the first masked % steps steps one more.

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kernels/backend.h"
+#include "kernels/noise.h"
 #include "tests/testutil.h"
 
 static const Backend *be = &backend_cpu;
@@ -347,7 +348,7 @@ START_TEST(test_pick_tokens_greedy_and_guided) {
     logits[(0 * R + 1) * V + 4] = 50.0f;  // the banned token would win
     logits[(1 * R + 2) * V + 0] = logits[(1 * R + 2) * V + 3] = 9.0f;  // a tie: the lower id
     int tokens[B * 2];
-    float conf[B * 2];
+    double conf[B * 2];
     for (int guided = 0; guided <= 1; guided++) {
         float cfg = guided ? 1.5f : 0.0f;
         be->pick_tokens(tokens, conf, logits, B, R, 1, 2, V, cfg, 0.0f, 7, 4);
@@ -362,10 +363,50 @@ START_TEST(test_pick_tokens_greedy_and_guided) {
                 }
                 for (int v = 0; v < 4; v++) z += exp(g[v]);
                 ck_assert_int_eq(tokens[b * 2 + i], best);
-                ck_assert_double_eq_tol(conf[b * 2 + i], exp(g[best]) / z, 1e-5);
+                // float64 like LLaDA's: only the guided logit's float rounding differs
+                ck_assert_double_eq_tol(conf[b * 2 + i], exp(g[best]) / z, 1e-6);
             }
         if (!guided) ck_assert_int_eq(tokens[1 * 2 + 1], 0);  // the tie
     }
+    // nothing banned (exact LLaDA): token 4 wins, its confidence over all five tokens
+    be->pick_tokens(tokens, conf, logits, B, R, 1, 2, V, 0.0f, 0.0f, 7, -1);
+    ck_assert_int_eq(tokens[0], 4);
+    double z = 0.0;
+    for (int v = 0; v < V; v++) z += exp((double)logits[1 * V + v] - 50.0);
+    ck_assert_double_eq_tol(conf[0], 1.0 / z, 1e-12);
+}
+END_TEST
+
+// The Gumbel noise over 2^26 draws, the indices of 531 rows of a 126,464-token vocabulary (LLaDA's
+// size): never infinite, and its tails where Gumbel's are. A float u from 24 bits gave +inf for
+// one draw in 2^24 (u rounded to 1) and nothing above 15.9 or below -2.85.
+START_TEST(test_gumbel_noise_is_finite_with_gumbel_tails) {
+    const long long N = 1ll << 26;
+    long long bad = 0, above16 = 0, above10 = 0, below_m2_5 = 0;
+    double hi = -INFINITY, lo = INFINITY;
+#pragma omp parallel for reduction(+ : bad, above16, above10, below_m2_5) reduction(max : hi) \
+    reduction(min : lo)
+    for (long long i = 0; i < N; i++) {
+        double g = noise_gumbel(0x5eed, (uint64_t)i);
+        if (!isfinite(g)) {
+            bad++;
+            continue;
+        }
+        above16 += g > 16.0, above10 += g > 10.0, below_m2_5 += g < -2.5;
+        if (g > hi) hi = g;
+        if (g < lo) lo = g;
+    }
+    // expected counts: N * P(G > x) = N (1 - exp(-e^-x)), N * P(G < x) = N exp(-e^-x)
+    double e16 = N * -expm1(-exp(-16.0)), e10 = N * -expm1(-exp(-10.0));
+    double em = N * exp(-exp(2.5));
+    printf("  gumbel noise, 2^26 draws: %lld non-finite, range [%.2f, %.2f]; > 16: %lld "
+           "(expected %.1f), > 10: %lld (%.0f), < -2.5: %lld (%.0f)\n", bad, lo, hi, above16,
+           e16, above10, e10, below_m2_5, em);
+    ck_assert_int_eq(bad, 0);
+    ck_assert_int_ge(above16, 1);  // float noise stopped at 15.9
+    ck_assert(fabs(above16 - e16) < 5 * sqrt(e16) + 1);
+    ck_assert(fabs(above10 - e10) < 5 * sqrt(e10));
+    ck_assert(fabs(below_m2_5 - em) < 5 * sqrt(em));
 }
 END_TEST
 
@@ -374,7 +415,8 @@ START_TEST(test_pick_tokens_samples_the_softmax) {
     // logits, each with its own noise, against those probabilities; the same seed repeats.
     enum { N = 40000, V = 4 };
     float tau = 0.7f, row[V] = {1.0f, 0.5f, -0.3f, 0.2f};
-    float *logits = malloc((size_t)N * V * sizeof(float)), *conf = malloc(N * sizeof(float));
+    float *logits = malloc((size_t)N * V * sizeof(float));
+    double *conf = malloc(N * sizeof(double));
     int *tokens = malloc(N * sizeof(int)), *again = malloc(N * sizeof(int));
     for (int n = 0; n < N; n++) memcpy(logits + (size_t)n * V, row, sizeof row);
     be->pick_tokens(tokens, conf, logits, N, 1, 0, 1, V, 0.0f, tau, 99, -1);
@@ -411,6 +453,7 @@ int main(void) {
     tcase_add_test(tc, test_sum_squares_and_scale);
     tcase_add_test(tc, test_pick_tokens_greedy_and_guided);
     tcase_add_test(tc, test_pick_tokens_samples_the_softmax);
+    tcase_add_test(tc, test_gumbel_noise_is_finite_with_gumbel_tails);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

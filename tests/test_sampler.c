@@ -231,6 +231,83 @@ START_TEST(test_threshold_decoding) {
 }
 END_TEST
 
+// Fast-dLLM's factor rule against its reference loop (llada/generate.py,
+// get_transfer_index_dynamic); the expected counts are what that loop returns.
+START_TEST(test_factor_rule) {
+    static const struct {
+        double c[6];
+        int n;
+        double factor;
+        int want;
+    } cases[] = {
+        {{0.9}, 1, 1.0, 1},
+        {{0.9, 0.8}, 2, 1.0, 2},
+        {{0.9, 0.2}, 2, 1.0, 2},  // fails only at the last position: the reference commits all
+        {{0.99, 0.95, 0.9, 0.5, 0.4}, 5, 1.0, 3},
+        {{0.99, 0.95, 0.9, 0.85, 0.8}, 5, 1.0, 5},
+        {{0.99, 0.7, 0.6, 0.5}, 4, 1.0, 2},
+        {{0.99, 0.97, 0.95, 0.3}, 4, 1.0, 4},
+        {{0.5, 0.4, 0.3}, 3, 0.5, 1},
+        {{0.99, 0.9, 0.8, 0.1, 0.05, 0.01}, 6, 2.0, 3},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        ck_assert_int_eq(fastdllm_factor_count(cases[i].c, cases[i].n, cases[i].factor),
+                         cases[i].want);
+    ck_assert_int_eq(fastdllm_factor_count(NULL, 0, 1.0), 0);
+}
+END_TEST
+
+START_TEST(test_factor_decoding) {
+    Model m = random_model(0, 2);
+    SamplerConfig sc = sampler_config_default();
+    sc.gen_length = 24, sc.block_length = 8, sc.steps = 24, sc.factor = 1.0f;
+    int out[2 * 30];
+    Watch w;
+    SampleStats st;
+    run_watched(&m, &sc, 2, out, &w, &st);  // sc.threshold is 0: at least one commit a step
+    ck_assert_msg(w.bad == 0, "invariant %d broken", w.bad);
+    ck_assert_int_le(st.nfe, 24);
+    // a tiny factor asks near-certainty of all but the first: one token a step, as LLaDA with
+    // 24 steps (the last position of a block is committed with the one before it)
+    sc.factor = 1e-6f;
+    run_watched(&m, &sc, 2, out, &w, &st);
+    ck_assert_msg(w.bad == 0, "invariant %d broken", w.bad);
+    ck_assert_int_eq(st.nfe, 3 * 7);
+    // threshold and factor together are refused
+    sc.threshold = 0.5f;
+    int lengths[2];
+    Error err;
+    ck_assert_int_eq(generate_copies(0, &m, &sc, prompt, P, 2, out, lengths, &st, NULL, NULL,
+                                     &err), -1);
+    ck_assert_msg(strstr(err.msg, "--threshold and --factor"), "%s", err.msg);
+    model_free(&m);
+}
+END_TEST
+
+// Exact LLaDA (allow_mask): [MASK] competes like any token, and a position that gets it stays
+// masked; by default it is banned. The model's [MASK] output row is made large so it often wins.
+START_TEST(test_allow_mask_is_exact_llada) {
+    Model m = random_model(0, 2);
+    float *row = m.p.lm_head + (size_t)BYTE_MASK * m.cfg.d_model;
+    for (int i = 0; i < m.cfg.d_model; i++) row[i] *= 4.0f;
+    SamplerConfig sc = sampler_config_default();
+    sc.gen_length = 16, sc.block_length = 16, sc.steps = 16;
+    int out[2 * 22], lengths[2];
+    SampleStats st;
+    Error err;
+    ck_assert(generate_copies(0, &m, &sc, prompt, P, 2, out, lengths, &st, NULL, NULL, &err) == 0);
+    int masks = 0;
+    for (int i = 0; i < 2 * 22; i++) masks += out[i] == BYTE_MASK;
+    ck_assert_int_eq(masks, 0);
+    sc.allow_mask = 1;
+    ck_assert(generate_copies(0, &m, &sc, prompt, P, 2, out, lengths, &st, NULL, NULL, &err) == 0);
+    for (int i = 0; i < 2 * 22; i++) masks += out[i] == BYTE_MASK;
+    printf("  allow_mask: %d of 32 generated positions ended as [MASK]\n", masks);
+    ck_assert_int_gt(masks, 0);
+    model_free(&m);
+}
+END_TEST
+
 START_TEST(test_block_caches) {
     Model m = random_model(0, 2);
     // A partial pass after a full one, with nothing changed, reproduces the full pass's rows.
@@ -449,6 +526,9 @@ int main(void) {
     tcase_add_test(tc, test_llada_determinism);
     tcase_add_test(tc, test_llada_guidance);
     tcase_add_test(tc, test_threshold_decoding);
+    tcase_add_test(tc, test_factor_rule);
+    tcase_add_test(tc, test_factor_decoding);
+    tcase_add_test(tc, test_allow_mask_is_exact_llada);
     tcase_add_test(tc, test_block_caches);
     tcase_add_test(tc, test_ar_cache_matches_full_recompute);
     tcase_add_test(tc, test_ar_temperature_sampling);

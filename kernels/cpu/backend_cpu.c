@@ -84,7 +84,7 @@ static void cross_entropy_fused(float *losses, Act *dlogits, const Act *logits,
                                 const int *targets, const float *weights, int N, int V) {
     cpu_cross_entropy_fused(losses, dlogits, logits, targets, weights, N, V);
 }
-static void pick_tokens(int *tokens, float *confidence, const Act *logits, int B,
+static void pick_tokens(int *tokens, double *confidence, const Act *logits, int B,
                         int rows_per_seq, int first, int count, int V, float cfg,
                         float temperature, uint64_t seed, int banned) {
     cpu_pick_tokens(tokens, confidence, logits, B, rows_per_seq, first, count, V, cfg,

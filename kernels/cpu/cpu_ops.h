@@ -37,7 +37,7 @@ void cpu_swiglu_forward(float *out, const float *gate, const float *up, size_t n
 void cpu_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
                          const float *up, size_t n);
 
-void cpu_pick_tokens(int *tokens, float *confidence, const float *logits, int B,
+void cpu_pick_tokens(int *tokens, double *confidence, const float *logits, int B,
                      int rows_per_seq, int first, int count, int V, float cfg, float temperature,
                      uint64_t seed, int banned);
 

@@ -10,7 +10,7 @@ static float guided(const float *cond, const float *uncond, float w, int v) {
     return uncond ? uncond[v] + w * (cond[v] - uncond[v]) : cond[v];
 }
 
-void cpu_pick_tokens(int *tokens, float *confidence, const float *logits, int B,
+void cpu_pick_tokens(int *tokens, double *confidence, const float *logits, int B,
                      int rows_per_seq, int first, int count, int V, float cfg, float temperature,
                      uint64_t seed, int banned) {
     size_t uncond_offset = (size_t)B * rows_per_seq * V;
@@ -22,19 +22,21 @@ void cpu_pick_tokens(int *tokens, float *confidence, const float *logits, int B,
             const float *uncond = cfg > 0.0f ? cond + uncond_offset : NULL;
             size_t out = (size_t)b * count + i;
             int best = -1;
-            float best_score = -INFINITY, maxv = -INFINITY;
+            double best_score = -INFINITY;
+            float maxv = -INFINITY;
             for (int v = 0; v < V; v++) {
                 if (v == banned) continue;
                 float l = guided(cond, uncond, w, v);
-                float score = temperature > 0.0f ? l + temperature * noise_gumbel(seed, out * V + v)
-                                                 : l;
+                double score = temperature > 0.0f
+                                   ? l + (double)temperature * noise_gumbel(seed, out * V + v)
+                                   : l;
                 if (best < 0 || score > best_score) best = v, best_score = score;
                 if (l > maxv) maxv = l;
             }
-            float sum = 0.0f;
+            double sum = 0.0;
             for (int v = 0; v < V; v++)
-                if (v != banned) sum += expf(guided(cond, uncond, w, v) - maxv);
+                if (v != banned) sum += exp((double)guided(cond, uncond, w, v) - maxv);
             tokens[out] = best;
-            confidence[out] = expf(guided(cond, uncond, w, best) - maxv) / sum;
+            confidence[out] = exp((double)guided(cond, uncond, w, best) - maxv) / sum;
         }
 }

@@ -109,7 +109,7 @@ template <typename A>
 void cuda_cross_entropy_fused(float *losses, void *dlogits, const void *logits,
                               const int *targets, const float *weights, int N, int V);
 template <typename A>
-void cuda_pick_tokens(int *tokens, float *confidence, const void *logits, int B,
+void cuda_pick_tokens(int *tokens, double *confidence, const void *logits, int B,
                       int rows_per_seq, int first, int count, int V, float cfg, float temperature,
                       uint64_t seed, int banned);
 #endif

@@ -1,6 +1,6 @@
 // The sampler's per-position pick on the device: one block per row guides the logits, finds
 // the Gumbel-max token (ties to the lower id, as the CPU twin kernels/cpu/pick.c) and its
-// softmax probability. Only a token and a confidence per row go back to the host.
+// softmax probability, both in double as LLaDA's float64. Only a token and a confidence per row go back to the host.
 #include <cuda_runtime.h>
 #include <math.h>
 
@@ -19,7 +19,7 @@ __device__ inline float guided(const A *cond, const A *uncond, float w, int v) {
 }
 
 // (score, index) pairs: the larger score wins, equal scores go to the lower index.
-__device__ inline void better(float *score, int *index, float other_score, int other_index) {
+__device__ inline void better(double *score, int *index, double other_score, int other_index) {
     if (other_index < 0) return;
     if (*index < 0 || other_score > *score || (other_score == *score && other_index < *index)) {
         *score = other_score;
@@ -28,8 +28,8 @@ __device__ inline void better(float *score, int *index, float other_score, int o
 }
 
 // Every thread of the block gets the winning index.
-__device__ int block_argmax(float score, int index) {
-    __shared__ float scores[32];
+__device__ int block_argmax(double score, int index) {
+    __shared__ double scores[32];
     __shared__ int indices[32];
     for (int off = 16; off > 0; off >>= 1)
         better(&score, &index, __shfl_xor_sync(0xffffffffu, score, off),
@@ -47,7 +47,7 @@ __device__ int block_argmax(float score, int index) {
 }
 
 template <typename A>
-__global__ void pick_tokens_kernel(int *tokens, float *confidence, const A *logits, int B,
+__global__ void pick_tokens_kernel(int *tokens, double *confidence, const A *logits, int B,
                                    int rows_per_seq, int first, int count, int V, float cfg,
                                    float temperature, uint64_t seed, int banned) {
     int i = blockIdx.x, b = blockIdx.y;
@@ -55,29 +55,31 @@ __global__ void pick_tokens_kernel(int *tokens, float *confidence, const A *logi
     const A *uncond = cfg > 0.0f ? cond + (size_t)B * rows_per_seq * V : NULL;
     float w = cfg + 1.0f;
     size_t out = (size_t)b * count + i;
-    float best_score = -INFINITY, maxv = -INFINITY;
+    double best_score = -INFINITY;
+    float maxv = -INFINITY;
     int best = -1;
     for (int v = threadIdx.x; v < V; v += blockDim.x) {
         if (v == banned) continue;
         float l = guided(cond, uncond, w, v);
-        float score = temperature > 0.0f ? l + temperature * noise_gumbel(seed, out * V + v) : l;
+        double score = temperature > 0.0f
+                           ? l + (double)temperature * noise_gumbel(seed, out * V + v) : l;
         better(&best_score, &best, score, v);
         maxv = fmaxf(maxv, l);
     }
     best = block_argmax(best_score, best);
     maxv = block_max(maxv);
-    float sum = 0.0f;
+    double sum = 0.0;
     for (int v = threadIdx.x; v < V; v += blockDim.x)
-        if (v != banned) sum += expf(guided(cond, uncond, w, v) - maxv);
-    sum = block_sum(sum);
+        if (v != banned) sum += exp((double)guided(cond, uncond, w, v) - maxv);
+    sum = block_sum_double(sum);
     if (threadIdx.x == 0) {
         tokens[out] = best;
-        confidence[out] = expf(guided(cond, uncond, w, best) - maxv) / sum;
+        confidence[out] = exp((double)guided(cond, uncond, w, best) - maxv) / sum;
     }
 }
 
 template <typename A>
-void cuda_pick_tokens(int *tokens, float *confidence, const void *logits, int B,
+void cuda_pick_tokens(int *tokens, double *confidence, const void *logits, int B,
                       int rows_per_seq, int first, int count, int V, float cfg, float temperature,
                       uint64_t seed, int banned) {
     dim3 grid(count, B);
@@ -87,7 +89,7 @@ void cuda_pick_tokens(int *tokens, float *confidence, const void *logits, int B,
     CUDA_CHECK_LAUNCH();
 }
 
-template void cuda_pick_tokens<float>(int *, float *, const void *, int, int, int, int, int, float,
+template void cuda_pick_tokens<float>(int *, double *, const void *, int, int, int, int, int, float,
                                       float, uint64_t, int);
-template void cuda_pick_tokens<bf16>(int *, float *, const void *, int, int, int, int, int, float,
+template void cuda_pick_tokens<bf16>(int *, double *, const void *, int, int, int, int, int, float,
                                      float, uint64_t, int);

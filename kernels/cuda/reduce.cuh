@@ -27,6 +27,19 @@ __device__ inline float block_sum(float v) {
     return warp_sum(v);
 }
 
+// The same in double (the sampler's softmax denominator, as LLaDA's float64).
+__device__ inline double block_sum_double(double v) {
+    __shared__ double partial_d[32];
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32, n_warps = blockDim.x / 32;
+    __syncthreads();
+    if (lane == 0) partial_d[warp] = v;
+    __syncthreads();
+    v = lane < n_warps ? partial_d[lane] : 0.0;
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+    return v;
+}
+
 __device__ inline float block_max(float v) {
     __shared__ float partial[32];
     v = warp_max(v);
