@@ -55,7 +55,10 @@ static void bench_training(const Backend *be, ModelConfig cfg, int causal, int r
         fprintf(stderr, "bench: %s\n", err.msg);
         exit(1);
     }
-    model_init_params(&m, 1);
+    if (model_init_params(&m, 1, &err)) {
+        fprintf(stderr, "bench: %s\n", err.msg);
+        exit(1);
+    }
     for (int s = 0; s < 2; s++) trainer_step(&tr);  // warm-up: handles, first launches
     double t0 = now_seconds();
     for (int s = 0; s < steps; s++) trainer_step(&tr);  // the loss read-back syncs each step
@@ -82,7 +85,10 @@ static void bench_sampling(const Backend *be, ModelConfig cfg, int batch, BenchS
         fprintf(stderr, "bench: %s\n", err.msg);
         exit(1);
     }
-    model_init_params(&m, 1);
+    if (model_init_params(&m, 1, &err)) {
+        fprintf(stderr, "bench: %s\n", err.msg);
+        exit(1);
+    }
     SamplerConfig sc = sampler_config_default();
     sc.gen_length = cfg.seq_len / 4, sc.block_length = sc.gen_length / 4, sc.steps = sc.gen_length;
     sc.eos_id = -1;

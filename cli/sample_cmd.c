@@ -45,8 +45,11 @@ static void prompts_free(Prompts *p) {
 }
 
 static int prompts_add(Prompts *p, const Tokenizer *t, const char *text, size_t len, Error *err) {
-    p->ids = realloc(p->ids, (size_t)(p->n + 1) * sizeof *p->ids);
-    p->lens = realloc(p->lens, (size_t)(p->n + 1) * sizeof *p->lens);
+    int **ids = realloc(p->ids, (size_t)(p->n + 1) * sizeof *p->ids);
+    if (ids) p->ids = ids;
+    int *lens = realloc(p->lens, (size_t)(p->n + 1) * sizeof *p->lens);
+    if (lens) p->lens = lens;
+    if (!ids || !lens) return error_set(err, "out of memory for %d prompts", p->n + 1);
     size_t n;
     if (encode_prompt(t, p->chat, text, len, &p->ids[p->n], &n, err)) return -1;
     p->lens[p->n++] = (int)n;
@@ -140,151 +143,204 @@ static void observe(void *user, const StepEvent *ev) {
     if (o->show) draw_frame(o, ev);
 }
 
-int cmd_sample(int argc, char **argv) {
-    SamplerConfig sc = sampler_config_default();
-    const char *model_path = NULL, *prompt = "", *prompt_file = NULL, *device = "auto",
-               *sampler = "auto",
-               *remasking = "low_confidence", *cache = "none", *trace_path = NULL;
-    int batch = 1, show = 0, chat = -1;
+// What the command line asks for.
+typedef struct {
+    SamplerConfig sc;
+    const char *model_path, *prompt, *prompt_file, *trace_path;
+    const Backend *be;
+    int which;  // 0 auto, 1 llada, 2 ar
+    int batch, show, chat;
+} SampleOptions;
+
+// Parses and checks the flags: 0, or -1 with the command's exit code in *exit_code (0 after
+// --help, else 1 with the error printed).
+static int parse_sample_flags(int argc, char **argv, SampleOptions *o, int *exit_code) {
+    const char *device = "auto", *sampler = "auto", *remasking = "low_confidence",
+               *cache = "none";
+    *o = (SampleOptions){.sc = sampler_config_default(), .prompt = "", .batch = 1, .chat = -1};
+    SamplerConfig *sc = &o->sc;
     Flag flags[] = {
-        {"model", FLAG_STRING, &model_path, "a run directory (its newest checkpoint) or a .ckpt file (required)", 0},
-        {"prompt", FLAG_STRING, &prompt, "text the generation continues", 0},
-        {"chat", FLAG_INT, &chat,
-         "1: lay prompts out as in fine-tuning (BOS <|prompt|> text <|response|>), 0: plain "
-         "text (default: 1 for fine-tuned checkpoints)", 0},
-        {"prompt-file", FLAG_STRING, &prompt_file,
+        {"model", FLAG_STRING, &o->model_path,
+         "a run directory (its newest checkpoint) or a .ckpt file (required)", 0},
+        {"prompt", FLAG_STRING, &o->prompt, "text the generation continues", 0},
+        {"chat", FLAG_INT, &o->chat,
+         "1: lay prompts out as in fine-tuning (BOS <|prompt|> text <|response|>, or the "
+         "tokenizer's chat template), 0: plain text (default: 1 for fine-tuned checkpoints)", 0},
+        {"prompt-file", FLAG_STRING, &o->prompt_file,
          "one prompt per line, all generated together (instead of --prompt)", 0},
         {"device", FLAG_STRING, &device,
          "auto (cuda when a GPU is present), cpu, cuda (bf16 activations) or cuda-fp32", 0},
         {"sampler", FLAG_STRING, &sampler, "auto (by the checkpoint), llada or ar", 0},
-        {"gen-length", FLAG_INT, &sc.gen_length,
+        {"gen-length", FLAG_INT, &sc->gen_length,
          "tokens to generate (0: the rest of the context, as one block, a token per step)", 0},
-        {"block-length", FLAG_INT, &sc.block_length, "llada: tokens per block (divides gen-length)", 0},
-        {"steps", FLAG_INT, &sc.steps, "llada: denoising steps over all blocks", 0},
+        {"block-length", FLAG_INT, &sc->block_length,
+         "llada: tokens per block (divides gen-length)", 0},
+        {"steps", FLAG_INT, &sc->steps, "llada: denoising steps over all blocks", 0},
         {"remasking", FLAG_STRING, &remasking, "llada: low_confidence or random", 0},
-        {"cfg", FLAG_FLOAT, &sc.cfg_scale, "llada: classifier-free guidance scale (0: off)", 0},
-        {"threshold", FLAG_FLOAT, &sc.threshold,
+        {"cfg", FLAG_FLOAT, &sc->cfg_scale, "llada: classifier-free guidance scale (0: off)", 0},
+        {"threshold", FLAG_FLOAT, &sc->threshold,
          "llada: commit every token at or above this confidence (0: LLaDA's schedule)", 0},
-        {"factor", FLAG_FLOAT, &sc.factor,
+        {"factor", FLAG_FLOAT, &sc->factor,
          "llada: Fast-dLLM's dynamic threshold 1 - factor/(n+1) for the n-th token (0: off)", 0},
-        {"allow-mask", FLAG_INT, &sc.allow_mask,
+        {"allow-mask", FLAG_INT, &sc->allow_mask,
          "llada: 1 = exact LLaDA: [MASK] may be picked, confidence over the whole vocabulary "
          "(0: banned, docs/sampling.md)", 0},
         {"cache", FLAG_STRING, &cache, "llada: none, prefix or dual block cache", 0},
-        {"temperature", FLAG_FLOAT, &sc.temperature, "0 is greedy", 0},
-        {"top-k", FLAG_INT, &sc.top_k, "ar: keep the k most likely tokens (0: all)", 0},
-        {"top-p", FLAG_FLOAT, &sc.top_p, "ar: nucleus probability (1: all)", 0},
-        {"seed", FLAG_U64, &sc.seed, "sampling seed", 0},
-        {"batch", FLAG_INT, &batch, "samples per prompt; all rows share each forward pass", 0},
-        {"show", FLAG_INT, &show, "1: draw the sequence after every step", 0},
-        {"trace", FLAG_STRING, &trace_path, "write one JSON line per step to this file", 0},
+        {"temperature", FLAG_FLOAT, &sc->temperature, "0 is greedy", 0},
+        {"top-k", FLAG_INT, &sc->top_k, "ar: keep the k most likely tokens (0: all)", 0},
+        {"top-p", FLAG_FLOAT, &sc->top_p, "ar: nucleus probability (1: all)", 0},
+        {"seed", FLAG_U64, &sc->seed, "sampling seed", 0},
+        {"batch", FLAG_INT, &o->batch, "samples per prompt; all rows share each forward pass", 0},
+        {"show", FLAG_INT, &o->show, "1: draw the sequence after every step", 0},
+        {"trace", FLAG_STRING, &o->trace_path, "write one JSON line per step to this file", 0},
     };
-    int n_flags = sizeof flags / sizeof flags[0];
-    int rc = flags_parse_command(flags, n_flags, argc, argv,
+    int rc = flags_parse_command(flags, sizeof flags / sizeof flags[0], argc, argv,
                                  "usage: dllm sample --model CKPT --prompt TEXT [flags]");
-    if (rc) return rc < 0;
+    if (rc) {
+        *exit_code = rc < 0;
+        return -1;
+    }
     Error err;
-    if (!model_path) return cli_fail("sample: --model CKPT is required (see --help)");
-    int which = flags_choice("sampler", sampler, sampler_names, 3, &err);
+    *exit_code = 1;
+    o->which = flags_choice("sampler", sampler, sampler_names, 3, &err);
     int remask = flags_choice("remasking", remasking, remasking_names, 2, &err);
     int cache_mode = flags_choice("cache", cache, cache_names, 3, &err);
-    if (which < 0 || remask < 0 || cache_mode < 0) return cli_fail(err.msg);
-    sc.remasking = (Remasking)remask;
-    sc.cache = (CacheMode)cache_mode;
-    if (batch < 1) return cli_fail("sample: --batch must be >= 1");
-    const Backend *be = backend_by_name(device, &err);
-    if (!be) return cli_fail(err.msg);
+    if (!o->model_path) {
+        error_set(&err, "sample: --model CKPT is required (see --help)");
+    } else if (o->which >= 0 && remask >= 0 && cache_mode >= 0) {
+        sc->remasking = (Remasking)remask;
+        sc->cache = (CacheMode)cache_mode;
+        if (o->batch < 1) error_set(&err, "sample: --batch must be >= 1");
+        else if ((o->be = backend_by_name(device, &err))) return 0;
+    }
+    cli_fail(err.msg);
+    return -1;
+}
 
-    // The model is sized for its rows, which depend on the prompts, which need the
-    // checkpoint's tokenizer: read the tokenizer first, then create the model.
+// The model, sized for its rows, which depend on the prompts, which need the checkpoint's
+// tokenizer: the tokenizer is read first, then the prompts, then the model is made.
+static int load_model_and_prompts(SampleOptions *o, Model *m, Tokenizer *tok, Prompts *pr,
+                                  Error *err) {
     Checkpoint ck;
     char chosen[4200];
     int skipped;
-    if (checkpoint_load_latest(model_path, &ck, chosen, sizeof chosen, &skipped, &err))
-        return cli_fail(err.msg);
-    Tokenizer tok = ck.tokenizer;
+    if (checkpoint_load_latest(o->model_path, &ck, chosen, sizeof chosen, &skipped, err))
+        return -1;
+    *tok = ck.tokenizer;
     memset(&ck.tokenizer, 0, sizeof ck.tokenizer);
-    if (chat < 0) chat = ck.header.train.sft;
-    Prompts pr = {0};
-    rc = prompt_file ? read_prompt_file(prompt_file, &tok, chat, &pr, &err)
-                     : one_prompt(prompt, &tok, chat, &pr, &err);
-    int n_rows = pr.n * batch;
-    Model m;
-    int rows = sc.cfg_scale > 0.0f ? 2 * n_rows : n_rows;
-    if (rc == 0) rc = checkpoint_model(&ck, be, rows, &m, &err);
+    if (o->chat < 0) o->chat = ck.header.train.sft;
+    int rc = o->prompt_file ? read_prompt_file(o->prompt_file, tok, o->chat, pr, err)
+                            : one_prompt(o->prompt, tok, o->chat, pr, err);
+    int n_rows = pr->n * o->batch;
+    if (rc == 0)
+        rc = checkpoint_model(&ck, o->be, o->sc.cfg_scale > 0.0f ? 2 * n_rows : n_rows, m, err);
     checkpoint_free(&ck);
     if (rc) {
-        prompts_free(&pr);
-        tokenizer_free(&tok);
-        return cli_fail(err.msg);
+        prompts_free(pr);
+        tokenizer_free(tok);
+        return -1;
     }
-    sc.eos_id = tok.eos_id;
-    if (which == 0) which = m.cfg.causal ? 2 : 1;
+    o->sc.eos_id = tok->eos_id;
+    if (o->which == 0) o->which = m->cfg.causal ? 2 : 1;
+    return 0;
+}
 
-    // every prompt `batch` times, as token ids
-    const int **row_prompts = malloc((size_t)n_rows * sizeof *row_prompts);
-    int *row_lens = malloc((size_t)n_rows * sizeof(int));
-    for (int r = 0; r < n_rows; r++) {
-        row_prompts[r] = pr.ids[r / batch];
-        row_lens[r] = pr.lens[r / batch];
-    }
-    int P = max_prompt_length(row_lens, n_rows);
-    if (sc.gen_length == 0) {  // the rest of the context, in one block, a token per step
-        sc.gen_length = m.cfg.seq_len - P > 0 ? m.cfg.seq_len - P : 1;
-        sc.block_length = sc.steps = sc.gen_length;
-    }
-    int T = P + sc.gen_length;
-    int *out = malloc((size_t)n_rows * T * sizeof(int));
-    int *lengths = malloc((size_t)n_rows * sizeof(int));
+// Every prompt `batch` times, and room for the generated rows.
+typedef struct {
+    int n, P, T;
+    const int **prompts;
+    int *lens, *out, *lengths;
+} Rows;
 
+static void rows_free(Rows *r) {
+    free(r->prompts), free(r->lens), free(r->out), free(r->lengths);
+}
+
+static int rows_make(Rows *r, const Prompts *pr, int batch, SamplerConfig *sc, int seq_len,
+                     Error *err) {
+    memset(r, 0, sizeof *r);
+    r->n = pr->n * batch;
+    r->prompts = malloc((size_t)r->n * sizeof *r->prompts);
+    r->lens = malloc((size_t)r->n * sizeof(int));
+    if (!r->prompts || !r->lens) return error_set(err, "out of memory for %d rows", r->n);
+    for (int i = 0; i < r->n; i++) {
+        r->prompts[i] = pr->ids[i / batch];
+        r->lens[i] = pr->lens[i / batch];
+    }
+    r->P = max_prompt_length(r->lens, r->n);
+    if (sc->gen_length == 0) {  // the rest of the context, in one block, a token per step
+        sc->gen_length = seq_len - r->P > 0 ? seq_len - r->P : 1;
+        sc->block_length = sc->steps = sc->gen_length;
+    }
+    r->T = r->P + sc->gen_length;
+    r->out = malloc((size_t)r->n * r->T * sizeof(int));
+    r->lengths = malloc((size_t)r->n * sizeof(int));
+    if (!r->out || !r->lengths) return error_set(err, "out of memory for %d rows", r->n);
+    return 0;
+}
+
+// Generates the rows, writing the trace (if asked) through a temporary file.
+static int generate(const SampleOptions *o, Model *m, const Tokenizer *tok, Rows *r,
+                    SampleStats *st, Error *err) {
     char tmp_path[4096] = "";
-    Observer obs = {NULL, show, isatty(STDOUT_FILENO), &tok};
-    if (trace_path) {
-        snprintf(tmp_path, sizeof tmp_path, "%s.tmp", trace_path);
+    Observer obs = {NULL, o->show, isatty(STDOUT_FILENO), tok};
+    if (o->trace_path) {
+        snprintf(tmp_path, sizeof tmp_path, "%s.tmp", o->trace_path);
         obs.trace = fopen(tmp_path, "w");
-        if (!obs.trace) {
-            snprintf(err.msg, sizeof err.msg, "%s: %s", tmp_path, strerror(errno));
-            free(row_prompts), free(row_lens), free(out), free(lengths), model_free(&m);
-            prompts_free(&pr);
-            tokenizer_free(&tok);
-            return cli_fail(err.msg);
-        }
+        if (!obs.trace) return error_set(err, "%s: %s", tmp_path, strerror(errno));
     }
-    SampleStats st;
-    double t0 = now_seconds();
-    rc = (which == 1 ? llada_generate : ar_generate)(&m, &sc, row_prompts, row_lens, n_rows, out,
-                                                     lengths, &st,
-                                                     (show || obs.trace) ? observe : NULL, &obs,
-                                                     &err);
-    double dt = now_seconds() - t0;
+    int rc = (o->which == 1 ? llada_generate : ar_generate)(
+        m, &o->sc, r->prompts, r->lens, r->n, r->out, r->lengths, st,
+        (o->show || obs.trace) ? observe : NULL, &obs, err);
     if (obs.trace) {
         int ok = fclose(obs.trace) == 0 && rc == 0;
-        if (ok && rename(tmp_path, trace_path) != 0) {
-            snprintf(err.msg, sizeof err.msg, "%s: %s", trace_path, strerror(errno));
-            rc = -1;
-        }
+        if (ok && rename(tmp_path, o->trace_path) != 0)
+            rc = error_set(err, "%s: %s", o->trace_path, strerror(errno));
         if (!ok || rc) remove(tmp_path);
     }
-    if (rc == 0) {
-        long generated = 0;
-        for (int r = 0; r < n_rows && rc == 0; r++) {
-            if (n_rows > 1) printf("--- prompt %d, sample %d\n", r / batch, r % batch);
-            char *text;
-            int start = P - row_lens[r];
-            rc = tokenizer_decode(&tok, out + (size_t)r * T + start, (size_t)(row_lens[r] + lengths[r]),
-                                  &text, &err);
-            if (rc == 0) printf("%s\n", text);
-            if (rc == 0) free(text);
-            generated += lengths[r];
-        }
-        fflush(stdout);
-        fprintf(stderr,
-                "%s sampler: %d steps, %d forward passes, %ld tokens generated in %d sequences, "
-                "NFE/token %.3f, %.2f s\n",
-                which == 1 ? "llada" : "ar", st.steps, st.nfe, generated, n_rows,
-                (double)st.nfe / sc.gen_length, dt);
+    return rc;
+}
+
+// Each row's prompt and generated text on stdout; the summary line on stderr.
+static int print_samples(const SampleOptions *o, const Tokenizer *tok, const Rows *r,
+                         const SampleStats *st, double seconds, Error *err) {
+    long generated = 0;
+    for (int i = 0; i < r->n; i++) {
+        if (r->n > 1) printf("--- prompt %d, sample %d\n", i / o->batch, i % o->batch);
+        char *text;
+        int start = r->P - r->lens[i];
+        if (tokenizer_decode(tok, r->out + (size_t)i * r->T + start,
+                             (size_t)(r->lens[i] + r->lengths[i]), &text, err))
+            return -1;
+        printf("%s\n", text);
+        free(text);
+        generated += r->lengths[i];
     }
-    free(row_prompts), free(row_lens), free(out), free(lengths);
+    fflush(stdout);
+    fprintf(stderr,
+            "%s sampler: %d steps, %d forward passes, %ld tokens generated in %d sequences, "
+            "NFE/token %.3f, %.2f s\n",
+            o->which == 1 ? "llada" : "ar", st->steps, st->nfe, generated, r->n,
+            (double)st->nfe / o->sc.gen_length, seconds);
+    return 0;
+}
+
+int cmd_sample(int argc, char **argv) {
+    SampleOptions o;
+    int exit_code;
+    if (parse_sample_flags(argc, argv, &o, &exit_code)) return exit_code;
+    Error err;
+    Model m;
+    Tokenizer tok;
+    Prompts pr = {0};
+    if (load_model_and_prompts(&o, &m, &tok, &pr, &err)) return cli_fail(err.msg);
+    Rows rows;
+    SampleStats st;
+    int rc = rows_make(&rows, &pr, o.batch, &o.sc, m.cfg.seq_len, &err);
+    double t0 = now_seconds();
+    if (rc == 0) rc = generate(&o, &m, &tok, &rows, &st, &err);
+    if (rc == 0) rc = print_samples(&o, &tok, &rows, &st, now_seconds() - t0, &err);
+    rows_free(&rows);
     prompts_free(&pr);
     model_free(&m);
     tokenizer_free(&tok);

@@ -42,7 +42,8 @@ static const char *const fixed_on_init[] = {
 typedef struct {
     const char *data, *sft, *init, *tokenizer, *run, *resume, *device, *objective, *schedule,
         *order;
-    int objective_set, auto_resume, recompute, dry_run;
+    int objective_set, steps_set, auto_resume, recompute, dry_run;
+    const Backend *be;
     int log_every, eval_every, eval_windows, eval_mc, save_every, keep, max_skips;
     uint64_t eval_seed;
     float val_frac;
@@ -144,6 +145,7 @@ static int run_training(Run *r, Error *err) {
     while (tr->step < tc->steps && !stop_signal) {
         double t_step = now_seconds();
         StepStats st = trainer_step(tr);
+        if (tr->model->be->device_error(err)) return -1;  // nothing of the step is saved
         report_step(r, &st, now_seconds() - t_step);
         int64_t s = tr->step;
         skips = st.skipped ? skips + 1 : 0;
@@ -276,8 +278,8 @@ static void print_data_summary(const TrainOptions *o, const TrainingData *d) {
 
 // Resume: weights, optimizer state, step and RNG streams; --init: the weights only (a new run
 // with a fresh optimizer); otherwise a seeded initialisation.
-static void set_start_weights(const TrainOptions *o, const Checkpoint *ck, const char *path,
-                              Trainer *tr) {
+static int set_start_weights(const TrainOptions *o, const Checkpoint *ck, const char *path,
+                             Trainer *tr, Error *err) {
     Model *m = tr->model;
     if (o->resume) {
         checkpoint_restore(ck, tr);
@@ -286,8 +288,9 @@ static void set_start_weights(const TrainOptions *o, const Checkpoint *ck, const
         checkpoint_copy_weights(ck, m);
         printf("initialised from %s (step %lld)\n", path, (long long)ck->header.step);
     } else {
-        model_init_params(m, seed_for_init(tr->tc.seed));
+        return model_init_params(m, seed_for_init(tr->tc.seed), err);
     }
+    return 0;
 }
 
 // --run, else the resumed run's directory, else runs/DATE-TIME.
@@ -319,75 +322,78 @@ static void print_setup(const TrainOptions *o, const ModelConfig *mc, const Trai
     memory_plan_print(stdout, &plan, be->name);
 }
 
-int cmd_train(int argc, char **argv) {
-    ModelConfig mc = model_config_default();
-    TrainConfig tc = train_config_default();
-    TrainOptions o = {.device = "auto", .objective = "mdm", .schedule = "cosine",
-                      .order = "random", .log_every = 10, .eval_every = 100, .eval_windows = 32,
-                      .eval_mc = 8, .eval_seed = 1234, .save_every = 100, .keep = 3,
-                      .max_skips = 5, .val_frac = 0.05f};
+// Parses and checks the flags into the defaults: 0, or -1 with the command's exit code in
+// *exit_code (0 after --help, else 1 with the error printed).
+static int parse_train_flags(int argc, char **argv, ModelConfig *mc, TrainConfig *tc,
+                             TrainOptions *o, int *exit_code) {
+    *mc = model_config_default();
+    *tc = train_config_default();
+    *o = (TrainOptions){.device = "auto", .objective = "mdm", .schedule = "cosine",
+                        .order = "random", .log_every = 10, .eval_every = 100,
+                        .eval_windows = 32, .eval_mc = 8, .eval_seed = 1234, .save_every = 100,
+                        .keep = 3, .max_skips = 5, .val_frac = 0.05f};
     Flag flags[] = {
-        {"data", FLAG_STRING, &o.data,
+        {"data", FLAG_STRING, &o->data,
          "shard directory (dllm prepare, llm.c), one .bin shard, or a text file read as bytes "
          "(required)", 0},
-        {"sft", FLAG_STRING, &o.sft,
+        {"sft", FLAG_STRING, &o->sft,
          "fine-tune on JSONL {\"prompt\", \"response\"} lines (instead of --data)", 0},
-        {"init", FLAG_STRING, &o.init,
+        {"init", FLAG_STRING, &o->init,
          "start from this checkpoint's weights (or a run's newest), fresh optimizer", 0},
-        {"cfg-drop", FLAG_FLOAT, &tc.cfg_drop,
+        {"cfg-drop", FLAG_FLOAT, &tc->cfg_drop,
          "mdm --sft: share of examples trained with the prompt masked (for --cfg)", 0},
-        {"tokenizer", FLAG_STRING, &o.tokenizer,
+        {"tokenizer", FLAG_STRING, &o->tokenizer,
          "SentencePiece .model or 'bytes' (default: the shard directory's tokenizer.model)", 0},
-        {"order", FLAG_STRING, &o.order, "random or sequential windows", 0},
-        {"run", FLAG_STRING, &o.run,
+        {"order", FLAG_STRING, &o->order, "random or sequential windows", 0},
+        {"run", FLAG_STRING, &o->run,
          "run directory: log.jsonl, step_*.ckpt, best.ckpt (default: runs/DATE-TIME; on "
          "--resume: the resumed run's)", 0},
-        {"auto-resume", FLAG_INT, &o.auto_resume,
+        {"auto-resume", FLAG_INT, &o->auto_resume,
          "1: resume --run when it holds a checkpoint, else start it (same command again)", 0},
-        {"resume", FLAG_STRING, &o.resume,
+        {"resume", FLAG_STRING, &o->resume,
          "continue a run: its directory (newest complete checkpoint) or one .ckpt file", 0},
-        {"device", FLAG_STRING, &o.device,
+        {"device", FLAG_STRING, &o->device,
          "auto (cuda when a GPU is present), cpu, cuda (bf16 activations) or cuda-fp32", 0},
-        {"recompute", FLAG_INT, &o.recompute,
+        {"recompute", FLAG_INT, &o->recompute,
          "1: keep only the residual stream and recompute each layer in the backward pass "
          "(activation memory / n_layer, one more forward pass per step; same gradients)", 0},
-        {"dry-run", FLAG_INT, &o.dry_run,
+        {"dry-run", FLAG_INT, &o->dry_run,
          "1: print the model, the settings and the memory plan, then exit (nothing allocated)",
          0},
-        {"objective", FLAG_STRING, &o.objective, "mdm (masked diffusion) or ar (baseline)", 0},
-        {"n-layer", FLAG_INT, &mc.n_layer, "transformer layers", 0},
-        {"n-head", FLAG_INT, &mc.n_head, "attention heads", 0},
-        {"d-model", FLAG_INT, &mc.d_model, "model width", 0},
-        {"d-ff", FLAG_INT, &mc.d_ff, "SwiGLU hidden width", 0},
-        {"seq-len", FLAG_INT, &mc.seq_len, "tokens per training sequence", 0},
-        {"batch-size", FLAG_INT, &tc.batch_size, "sequences per micro-batch", 0},
-        {"grad-accum", FLAG_INT, &tc.grad_accum, "micro-batches per optimizer step", 0},
-        {"steps", FLAG_INT64, &tc.steps, "optimizer steps in the run (may grow on --resume)", 0},
-        {"warmup", FLAG_INT64, &tc.warmup_steps, "linear warmup steps", 0},
-        {"lr", FLAG_FLOAT, &tc.lr, "peak learning rate", 0},
-        {"min-lr", FLAG_FLOAT, &tc.min_lr, "final learning rate", 0},
-        {"schedule", FLAG_STRING, &o.schedule, "cosine or wsd (warmup-stable-decay)", 0},
-        {"decay-frac", FLAG_FLOAT, &tc.decay_frac, "wsd: fraction of steps spent decaying", 0},
-        {"weight-decay", FLAG_FLOAT, &tc.weight_decay, "AdamW decoupled weight decay", 0},
-        {"beta1", FLAG_FLOAT, &tc.beta1, "AdamW beta1", 0},
-        {"beta2", FLAG_FLOAT, &tc.beta2, "AdamW beta2", 0},
-        {"adam-eps", FLAG_FLOAT, &tc.adam_eps, "AdamW epsilon", 0},
-        {"grad-clip", FLAG_FLOAT, &tc.grad_clip, "global gradient norm limit (0: off)", 0},
-        {"mask-eps", FLAG_FLOAT, &tc.mask_eps, "mdm: t ~ U(mask-eps, 1)", 0},
-        {"random-length-prob", FLAG_FLOAT, &tc.random_length_prob,
+        {"objective", FLAG_STRING, &o->objective, "mdm (masked diffusion) or ar (baseline)", 0},
+        {"n-layer", FLAG_INT, &mc->n_layer, "transformer layers", 0},
+        {"n-head", FLAG_INT, &mc->n_head, "attention heads", 0},
+        {"d-model", FLAG_INT, &mc->d_model, "model width", 0},
+        {"d-ff", FLAG_INT, &mc->d_ff, "SwiGLU hidden width", 0},
+        {"seq-len", FLAG_INT, &mc->seq_len, "tokens per training sequence", 0},
+        {"batch-size", FLAG_INT, &tc->batch_size, "sequences per micro-batch", 0},
+        {"grad-accum", FLAG_INT, &tc->grad_accum, "micro-batches per optimizer step", 0},
+        {"steps", FLAG_INT64, &tc->steps, "optimizer steps in the run (may grow on --resume)", 0},
+        {"warmup", FLAG_INT64, &tc->warmup_steps, "linear warmup steps", 0},
+        {"lr", FLAG_FLOAT, &tc->lr, "peak learning rate", 0},
+        {"min-lr", FLAG_FLOAT, &tc->min_lr, "final learning rate", 0},
+        {"schedule", FLAG_STRING, &o->schedule, "cosine or wsd (warmup-stable-decay)", 0},
+        {"decay-frac", FLAG_FLOAT, &tc->decay_frac, "wsd: fraction of steps spent decaying", 0},
+        {"weight-decay", FLAG_FLOAT, &tc->weight_decay, "AdamW decoupled weight decay", 0},
+        {"beta1", FLAG_FLOAT, &tc->beta1, "AdamW beta1", 0},
+        {"beta2", FLAG_FLOAT, &tc->beta2, "AdamW beta2", 0},
+        {"adam-eps", FLAG_FLOAT, &tc->adam_eps, "AdamW epsilon", 0},
+        {"grad-clip", FLAG_FLOAT, &tc->grad_clip, "global gradient norm limit (0: off)", 0},
+        {"mask-eps", FLAG_FLOAT, &tc->mask_eps, "mdm: t ~ U(mask-eps, 1)", 0},
+        {"random-length-prob", FLAG_FLOAT, &tc->random_length_prob,
          "mdm: chance a step trains on a random shorter length (LLaDA: 0.01)", 0},
-        {"seed", FLAG_U64, &tc.seed, "seeds init, data order and masking", 0},
-        {"val-frac", FLAG_FLOAT, &o.val_frac,
+        {"seed", FLAG_U64, &tc->seed, "seeds init, data order and masking", 0},
+        {"val-frac", FLAG_FLOAT, &o->val_frac,
          "tail of the data held out for validation when there are no val shards", 0},
-        {"eval-every", FLAG_INT, &o.eval_every, "steps between validation losses (0: never)", 0},
-        {"eval-windows", FLAG_INT, &o.eval_windows, "validation windows of seq-len tokens", 0},
-        {"eval-mc", FLAG_INT, &o.eval_mc, "mdm: mask draws per validation window", 0},
-        {"eval-seed", FLAG_U64, &o.eval_seed,
+        {"eval-every", FLAG_INT, &o->eval_every, "steps between validation losses (0: never)", 0},
+        {"eval-windows", FLAG_INT, &o->eval_windows, "validation windows of seq-len tokens", 0},
+        {"eval-mc", FLAG_INT, &o->eval_mc, "mdm: mask draws per validation window", 0},
+        {"eval-seed", FLAG_U64, &o->eval_seed,
          "seeds the validation masks (the same in every run, so runs compare)", 0},
-        {"log-every", FLAG_INT, &o.log_every, "steps between terminal lines (not a terminal)", 0},
-        {"save-every", FLAG_INT, &o.save_every, "steps between checkpoints (0: only at the end)", 0},
-        {"keep", FLAG_INT, &o.keep, "periodic checkpoints kept (best.ckpt besides)", 0},
-        {"max-skips", FLAG_INT, &o.max_skips,
+        {"log-every", FLAG_INT, &o->log_every, "steps between terminal lines (not a terminal)", 0},
+        {"save-every", FLAG_INT, &o->save_every, "steps between checkpoints (0: only at the end)", 0},
+        {"keep", FLAG_INT, &o->keep, "periodic checkpoints kept (best.ckpt besides)", 0},
+        {"max-skips", FLAG_INT, &o->max_skips,
          "stop after this many steps in a row with a non-finite loss or gradients", 0},
     };
     int n_flags = sizeof flags / sizeof flags[0];
@@ -395,109 +401,148 @@ int cmd_train(int argc, char **argv) {
                                  "usage: dllm train --data FILE [flags]\n"
                                  "       dllm train --sft FILE.jsonl [--init CKPT] [flags]\n"
                                  "       dllm train --resume RUN_DIR --data FILE | --sft FILE");
-    if (rc) return rc < 0;
-    o.objective_set = flags_find(flags, n_flags, "objective")->set;
+    *exit_code = rc < 0;
+    if (rc) return -1;
+    *exit_code = 1;
+    o->objective_set = flags_find(flags, n_flags, "objective")->set;
+    o->steps_set = flags_find(flags, n_flags, "steps")->set;
     Error err;
-    if (!o.data == !o.sft)
-        return cli_fail("train: give --data FILE (pretraining) or --sft FILE (fine-tuning)");
-    if (o.log_every < 1 || o.eval_windows < 1 || o.eval_mc < 1 || o.keep < 1 || o.max_skips < 1 ||
-        o.eval_every < 0 || o.save_every < 0)
-        return cli_fail("train: --log-every, --eval-windows, --eval-mc, --keep and --max-skips "
+    // flags a checkpoint fixes (--auto-resume: the checkpoint's settings win silently)
+    const char *const *fixed = o->auto_resume ? NULL
+                               : o->resume    ? fixed_on_resume
+                               : o->init      ? fixed_on_init
+                                              : NULL;
+    const char *clash = NULL;
+    for (int i = 0; fixed && fixed[i] && !clash; i++)
+        if (flags_find(flags, n_flags, fixed[i])->set) clash = fixed[i];
+    if (!o->data == !o->sft)
+        error_set(&err, "train: give --data FILE (pretraining) or --sft FILE (fine-tuning)");
+    else if (o->log_every < 1 || o->eval_windows < 1 || o->eval_mc < 1 || o->keep < 1 ||
+             o->max_skips < 1 || o->eval_every < 0 || o->save_every < 0)
+        error_set(&err, "train: --log-every, --eval-windows, --eval-mc, --keep and --max-skips "
                         "must be >= 1, --eval-every and --save-every >= 0");
-    if (!(o.val_frac >= 0.0f && o.val_frac < 1.0f))
-        return cli_fail("train: --val-frac must be in [0, 1)");
-    if (o.resume && o.init) return cli_fail("train: --resume and --init exclude each other");
-    if (o.recompute != 0 && o.recompute != 1) return cli_fail("train: --recompute must be 0 or 1");
-    const Backend *be = backend_by_name(o.device, &err);
-    if (!be) return cli_fail(err.msg);
+    else if (!(o->val_frac >= 0.0f && o->val_frac < 1.0f))
+        error_set(&err, "train: --val-frac must be in [0, 1)");
+    else if (o->resume && o->init)
+        error_set(&err, "train: --resume and --init exclude each other");
+    else if (o->recompute != 0 && o->recompute != 1)
+        error_set(&err, "train: --recompute must be 0 or 1");
+    else if (o->auto_resume && !o->run)
+        error_set(&err, "train: --auto-resume needs --run");
+    else if (clash)
+        error_set(&err, "train: --%s cannot be combined with --%s (the checkpoint fixes it)",
+                  clash, o->resume ? "resume" : "init");
+    else if ((o->be = backend_by_name(o->device, &err)))
+        return 0;
+    cli_fail(err.msg);
+    return -1;
+}
 
-    // --auto-resume: rerunning the same command continues the run (what sweeps do after a
-    // crash); the checkpoint's settings win over the repeated flags, --steps aside
-    Checkpoint ck = {0};
-    char ck_path[4200] = "", run_dir[4200];
-    int reuse_dir = 0, loaded = 0, skipped = 0;
-    if (o.auto_resume && !o.run) return cli_fail("train: --auto-resume needs --run");
-    if (o.auto_resume && !o.resume) {
-        loaded = checkpoint_load_latest(o.run, &ck, ck_path, sizeof ck_path, &skipped, &err) == 0;
+// The checkpoint a run starts from: --resume's or --init's; with --auto-resume, the run
+// directory's newest when it has one (rerunning the same command continues the run, what
+// sweeps do after a crash), else none and the directory is reused (*reuse_dir).
+static int load_start_checkpoint(TrainOptions *o, Checkpoint *ck, char *ck_path, size_t cap,
+                                 int *reuse_dir, Error *err) {
+    int skipped = 0, loaded = 0;
+    if (o->auto_resume && !o->resume) {
+        loaded = checkpoint_load_latest(o->run, ck, ck_path, cap, &skipped, err) == 0;
         if (loaded) {
-            o.resume = o.run, o.init = NULL;
+            o->resume = o->run, o->init = NULL;
         } else {  // killed before its first checkpoint: start over in place
-            reuse_dir = 1;
+            *reuse_dir = 1;
             ck_path[0] = '\0';
         }
     }
-    const char *const *fixed = o.auto_resume ? NULL
-                               : o.resume    ? fixed_on_resume
-                               : o.init      ? fixed_on_init
-                                             : NULL;
-    for (int i = 0; fixed && fixed[i]; i++)
-        if (flags_find(flags, n_flags, fixed[i])->set) {
-            snprintf(err.msg, sizeof err.msg, "train: --%s cannot be combined with --%s (the "
-                     "checkpoint fixes it)", fixed[i], o.resume ? "resume" : "init");
-            return cli_fail(err.msg);
-        }
-
-    if ((o.resume || o.init) && !loaded &&
-        checkpoint_load_latest(o.resume ? o.resume : o.init, &ck, ck_path, sizeof ck_path,
-                               &skipped, &err))
-        return cli_fail(err.msg);
+    if ((o->resume || o->init) && !loaded &&
+        checkpoint_load_latest(o->resume ? o->resume : o->init, ck, ck_path, cap, &skipped, err))
+        return -1;
     if (skipped)
         printf("skipped %d damaged or incomplete newer checkpoint%s\n", skipped,
                skipped > 1 ? "s" : "");
-    if (o.resume || o.init) mc = ck.header.model;
-    if (o.resume) {
-        int64_t steps = tc.steps;
-        tc = ck.header.train;
-        if (flags_find(flags, n_flags, "steps")->set) tc.steps = steps;
-        if (tc.sft != (o.sft != NULL))
-            rc = error_set(&err, "train: %s is %s run: resume it with %s", ck_path,
-                           tc.sft ? "a fine-tuning" : "a pretraining",
-                           tc.sft ? "--sft FILE" : "--data FILE");
-    } else {
-        rc = choose_objective(&o, o.init ? &ck : NULL, &tc, &err);
-        mc.causal = tc.objective == OBJECTIVE_AR;
-        tc.sft = o.sft != NULL;
+    return 0;
+}
+
+// The model and training settings: the checkpoint's on --resume (--steps may grow), its model
+// on --init, else the flags; the objective settled against the data and the checkpoint.
+static int settle_configs(TrainOptions *o, const Checkpoint *ck, const char *ck_path,
+                          ModelConfig *mc, TrainConfig *tc, Error *err) {
+    if (o->resume || o->init) *mc = ck->header.model;
+    if (!o->resume) {
+        if (choose_objective(o, o->init ? ck : NULL, tc, err)) return -1;
+        mc->causal = tc->objective == OBJECTIVE_AR;
+        tc->sft = o->sft != NULL;
+        return 0;
     }
-    if (rc) {
+    int64_t steps = tc->steps;
+    *tc = ck->header.train;
+    if (o->steps_set) tc->steps = steps;
+    if (tc->sft != (o->sft != NULL))
+        return error_set(err, "train: %s is %s run: resume it with %s", ck_path,
+                         tc->sft ? "a fine-tuning" : "a pretraining",
+                         tc->sft ? "--sft FILE" : "--data FILE");
+    return 0;
+}
+
+// Builds the model and trainer, sets the starting weights, opens the run directory and trains.
+static int train(TrainOptions *o, const ModelConfig *mc, const TrainConfig *tc,
+                 const Checkpoint *ck, const char *ck_path, int reuse_dir, Tokenizer *tok,
+                 TrainingData *data, Error *err) {
+    Model model;
+    Trainer tr;
+    if (model_create(&model, mc, o->be, tc->batch_size, o->recompute, err)) return -1;
+    int status = data->sft.n ? trainer_init_sft(&tr, &model, tc, &data->sft_train, err)
+                             : trainer_init(&tr, &model, tc, &data->ds.train, err);
+    if (status) {
+        model_free(&model);
+        return -1;
+    }
+    status = set_start_weights(o, ck, ck_path, &tr, err);
+    if (status == 0) {
+        print_setup(o, mc, tc, o->be, tok);
+        print_data_summary(o, data);
+        char run_dir[4200];
+        default_run_dir(o, run_dir, sizeof run_dir);
+        Run r = {.tr = &tr, .tokenizer = tok, .o = o, .tty = isatty(STDOUT_FILENO),
+                 .t0 = now_seconds(), .step0 = tr.step, .last_val = NAN};
+        if (o->eval_every > 0 && data->sft_val.n > 0) r.val_sft = &data->sft_val;
+        if (o->eval_every > 0 && !data->sft.n && data->ds.val.n > 0) r.val = &data->ds.val;
+        status = run_dir_open(&r.rd, run_dir, o->keep, o->resume || reuse_dir ? tr.step : -1,
+                              err);
+        if (status == 0) {
+            printf("run: %s\n", run_dir);
+            run_log_event(&r.rd, tr.step, o->resume ? "resume" : "start", ck_path);
+            status = run_training(&r, err);
+            run_dir_close(&r.rd);
+        }
+    }
+    trainer_free(&tr);
+    model_free(&model);
+    return status;
+}
+
+int cmd_train(int argc, char **argv) {
+    ModelConfig mc;
+    TrainConfig tc;
+    TrainOptions o;
+    int exit_code;
+    if (parse_train_flags(argc, argv, &mc, &tc, &o, &exit_code)) return exit_code;
+    Error err;
+    Checkpoint ck = {0};
+    char ck_path[4200] = "";
+    int reuse_dir = 0;
+    if (load_start_checkpoint(&o, &ck, ck_path, sizeof ck_path, &reuse_dir, &err) ||
+        settle_configs(&o, &ck, ck_path, &mc, &tc, &err)) {
         checkpoint_free(&ck);
         return cli_fail(err.msg);
     }
-
     Tokenizer tok = {0};
     TrainingData data;
     int status = open_training_data(&o, &ck, &mc, &tok, &data, &err);
-    Model model;
-    Trainer tr;
-    int dry_run = status == 0 && o.dry_run;
-    if (dry_run) {
-        print_setup(&o, &mc, &tc, be, &tok);
+    if (status == 0 && o.dry_run) {
+        print_setup(&o, &mc, &tc, o.be, &tok);
         print_data_summary(&o, &data);
-    }
-    if (status == 0 && !dry_run)
-        status = model_create(&model, &mc, be, tc.batch_size, o.recompute, &err);
-    if (status == 0 && !dry_run) {
-        status = data.sft.n ? trainer_init_sft(&tr, &model, &tc, &data.sft_train, &err)
-                            : trainer_init(&tr, &model, &tc, &data.ds.train, &err);
-        if (status == 0) {
-            set_start_weights(&o, &ck, ck_path, &tr);
-            print_setup(&o, &mc, &tc, be, &tok);
-            print_data_summary(&o, &data);
-            default_run_dir(&o, run_dir, sizeof run_dir);
-            Run r = {.tr = &tr, .tokenizer = &tok, .o = &o, .tty = isatty(STDOUT_FILENO),
-                     .t0 = now_seconds(), .step0 = tr.step, .last_val = NAN};
-            if (o.eval_every > 0 && data.sft_val.n > 0) r.val_sft = &data.sft_val;
-            if (o.eval_every > 0 && !data.sft.n && data.ds.val.n > 0) r.val = &data.ds.val;
-            status = run_dir_open(&r.rd, run_dir, o.keep, o.resume || reuse_dir ? tr.step : -1,
-                                  &err);
-            if (status == 0) {
-                printf("run: %s\n", run_dir);
-                run_log_event(&r.rd, tr.step, o.resume ? "resume" : "start", ck_path);
-                status = run_training(&r, &err);
-                run_dir_close(&r.rd);
-            }
-            trainer_free(&tr);
-        }
-        model_free(&model);
+    } else if (status == 0) {
+        status = train(&o, &mc, &tc, &ck, ck_path, reuse_dir, &tok, &data, &err);
     }
     if (status < 0) status = cli_fail(err.msg);
     tokenizer_free(&tok);

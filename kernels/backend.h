@@ -47,6 +47,12 @@ typedef struct {
     // n activations to or from host floats
     void (*act_to_host)(float *dst, const Act *src, size_t n);
     void (*act_to_device)(Act *dst, const float *src, size_t n);
+    // The first device failure (a CUDA call or launch that failed) since the last call, as
+    // "<what>: <message>" in err, and -1; 0 when there was none. Ops do not return errors: a
+    // failed one records it and later ones compute nothing useful, so callers check at their
+    // sync points (after a training step, a generation, an evaluation) and the CLI decides.
+    // The CPU backend never fails.
+    int (*device_error)(Error *err);
 
     // out[N, C] = table[tokens[n], :]; dtable is [V, C]
     void (*embedding_forward)(Act *out, const int *tokens, const float *table, int N, int C);

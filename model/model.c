@@ -152,11 +152,15 @@ void model_free(Model *m) {
     memset(m, 0, sizeof *m);
 }
 
-void model_init_params(Model *m, uint64_t seed) {
+int model_init_params(Model *m, uint64_t seed, Error *err) {
     float *host = malloc(m->n_params * sizeof(float));
+    if (!host)
+        return error_set(err, "out of host memory for the initial weights (%.1f MB)",
+                         m->n_params * 4.0 / 1e6);
     params_init(host, &m->cfg, seed);
     m->be->to_device(m->params, host, m->n_params * sizeof(float));
     free(host);
+    return 0;
 }
 
 void model_zero_grad(Model *m) { m->be->zero(m->grads, m->n_params * sizeof(float)); }

@@ -89,7 +89,8 @@ void memory_plan_print(FILE *f, const MemoryPlan *plan, const char *device);
 int model_create(Model *m, const ModelConfig *c, const Backend *be, int max_batch, int recompute,
                  Error *err);
 void model_free(Model *m);
-void model_init_params(Model *m, uint64_t seed);
+// Fresh weights (params_init) from seed; -1 when the host copy cannot be allocated.
+int model_init_params(Model *m, uint64_t seed, Error *err);
 
 // Logits for tokens[B*T] (T <= seq_len) into m->acts.logits.
 void model_forward(Model *m, const int *tokens, int B, int T);

@@ -86,5 +86,5 @@ int ar_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
     if (stats) *stats = st;
     free(logits), free(scratch), free(committed), free(done), free(confidence), free(key_start);
     picks_free(&picks, m->be);
-    return 0;
+    return m->be->device_error(err);
 }

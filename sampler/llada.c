@@ -195,6 +195,7 @@ int llada_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
             st.steps++;
         }
     }
+    if (status == 0) status = m->be->device_error(err);
     if (status == 0) trim_at_eos(out, B, d.T, prompt_len, sc->eos_id, lengths);
     if (stats) *stats = st;
     denoiser_free(&d);

@@ -4,11 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "common/file.h"
+#include "common/process.h"
 #include "kernels/backend.h"
 #include "model/model.h"
 #include "train/exact_match.h"
@@ -42,32 +41,6 @@ static int by_metric(const void *a, const void *b) {
     return strcmp(x->run->name, y->run->name);
 }
 
-// Runs argv and collects its stdout (stderr dropped); returns the exit status.
-static int capture(char **argv, char *out, size_t cap) {
-    int fds[2];
-    out[0] = '\0';
-    if (pipe(fds) != 0) return -1;
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fds[1], STDOUT_FILENO);
-        close(fds[0]);
-        close(fds[1]);
-        if (!freopen("/dev/null", "w", stderr)) _exit(127);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    close(fds[1]);
-    size_t used = 0;
-    ssize_t got;
-    while (used + 1 < cap && (got = read(fds[0], out + used, cap - 1 - used)) > 0)
-        used += (size_t)got;
-    out[used] = '\0';
-    close(fds[0]);
-    int st;
-    waitpid(pid, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static void write_samples_of(FILE *f, const Plan *p, const Row *r, const char *what,
                              const char *dir, const char *exe, const char *device) {
     char model[4300], text[8192];
@@ -76,7 +49,7 @@ static void write_samples_of(FILE *f, const Plan *p, const Row *r, const char *w
     char *argv[] = {(char *)exe, "sample", "--model", model, "--prompt", (char *)p->prompt,
                     "--gen-length", "0", "--temperature", "0.8", "--batch", "3",
                     "--device", (char *)device, NULL};
-    int rc = capture(argv, text, sizeof text);
+    int rc = run_capture(argv, text, sizeof text);
     fprintf(f, "\n## Samples from the best %s\n\n`dllm sample --model runs/%s --prompt \"%s\" "
                "--gen-length 0 --temperature 0.8 --batch 3`%s\n\n```\n%s\n```\n",
             what, r->run->name, p->prompt, rc ? " (failed)" : "", text);

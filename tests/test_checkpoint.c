@@ -39,7 +39,7 @@ static void run_start(Run *r, Objective objective) {
     Error err;
     ck_assert_msg(model_create(&r->model, &cfg, &backend_cpu, tc.batch_size, 0, &err) == 0, "%s",
                   err.msg);
-    model_init_params(&r->model, seed_for_init(tc.seed));
+    ck_assert(model_init_params(&r->model, seed_for_init(tc.seed), NULL) == 0);
     ck_assert_msg(trainer_init(&r->trainer, &r->model, &tc, &r->data, &err) == 0, "%s", err.msg);
 }
 

@@ -501,7 +501,7 @@ static void train_steps(const Backend *be, const Checkpoint *ck, int n_steps, fl
     Trainer tr;
     Error err;
     ck_assert_msg(model_create(&m, &cfg, be, tc.batch_size, 0, &err) == 0, "%s", err.msg);
-    model_init_params(&m, seed_for_init(tc.seed));
+    ck_assert(model_init_params(&m, seed_for_init(tc.seed), NULL) == 0);
     ck_assert_msg(trainer_init(&tr, &m, &tc, &data, &err) == 0, "%s", err.msg);
     if (ck) checkpoint_restore(ck, &tr);
     Tokenizer bytes;
@@ -612,6 +612,23 @@ START_TEST(test_greedy_sampling_matches_cpu) {
 }
 END_TEST
 
+// A failed CUDA call is recorded, not an exit: the table's device_error returns it once (the
+// CLI decides what to do), and the CPU backend never reports one.
+void cuda_fail(const char *message, const char *what, const char *file, int line);
+
+START_TEST(test_device_failures_are_reported_not_exits) {
+    Error err;
+    ck_assert_int_eq(backend_cuda.device_error(&err), 0);
+    cuda_fail("an injected failure", "cudaMemcpy(...)", "memory.cu", 42);
+    cuda_fail("a later failure", "kernel launch", "rows.cu", 7);  // the first one is kept
+    ck_assert_int_eq(backend_cuda.device_error(&err), -1);
+    ck_assert_str_eq(err.msg, "CUDA error (an injected failure) in cudaMemcpy(...) at "
+                              "memory.cu:42");
+    ck_assert_int_eq(backend_cuda_fp32.device_error(&err), 0);  // read once
+    ck_assert_int_eq(backend_cpu.device_error(&err), 0);
+}
+END_TEST
+
 int main(void) {
     if (!backend_cuda_available()) {
         printf("test_gpu: skipped: no CUDA device\n");
@@ -636,6 +653,7 @@ int main(void) {
     tcase_add_test(tc, test_training_tracks_cpu_and_is_deterministic);
     tcase_add_test(tc, test_resume_and_checkpoints_across_backends);
     tcase_add_test(tc, test_greedy_sampling_matches_cpu);
+    tcase_add_test(tc, test_device_failures_are_reported_not_exits);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "model/model.h"
 #include "tests/testutil.h"
@@ -287,14 +289,35 @@ END_TEST
 START_TEST(test_init_is_seeded) {
     ModelConfig cfg = tiny_config(0);
     Model a = make_model(&cfg, 1), b = make_model(&cfg, 1);
-    model_init_params(&a, 42);
-    model_init_params(&b, 42);
+    ck_assert(model_init_params(&a, 42, NULL) == 0);
+    ck_assert(model_init_params(&b, 42, NULL) == 0);
     ck_assert_mem_eq(a.params, b.params, a.n_params * sizeof(float));
-    model_init_params(&b, 43);
+    ck_assert(model_init_params(&b, 43, NULL) == 0);
     ck_assert(memcmp(a.params, b.params, a.n_params * sizeof(float)) != 0);
     ck_assert_float_eq(a.p.final_norm[0], 1.0f);  // norm gains start at 1
     model_free(&a);
     model_free(&b);
+}
+END_TEST
+
+// The host copy of fresh weights is as large as the model: when it cannot be had, an error
+// (it was written through unchecked: a crash). The address space is capped just above what
+// the process uses once the model exists (Check runs each test in its own process).
+START_TEST(test_init_out_of_memory_is_an_error) {
+    ModelConfig c = model_config_default();
+    c.n_layer = 4, c.d_model = 256, c.d_ff = 1024, c.n_head = 4, c.seq_len = 32;
+    Model m;
+    Error err;
+    ck_assert(model_create(&m, &c, &backend_cpu, 1, 0, &err) == 0);
+    long pages = 0, page = sysconf(_SC_PAGESIZE);
+    FILE *f = fopen("/proc/self/statm", "r");
+    ck_assert(f && fscanf(f, "%ld", &pages) == 1);
+    fclose(f);
+    struct rlimit lim = {(rlim_t)(pages * page + (m.n_params * sizeof(float)) / 2),
+                         RLIM_INFINITY};
+    ck_assert_int_eq(setrlimit(RLIMIT_AS, &lim), 0);
+    ck_assert_int_eq(model_init_params(&m, 1, &err), -1);
+    ck_assert_msg(strstr(err.msg, "out of host memory for the initial weights"), "%s", err.msg);
 }
 END_TEST
 
@@ -326,6 +349,7 @@ int main(void) {
     tcase_add_test(tc, test_memory_plan_scales);
     tcase_add_test(tc, test_memory_plan_1b_bf16);
     tcase_add_test(tc, test_init_is_seeded);
+    tcase_add_test(tc, test_init_out_of_memory_is_an_error);
     tcase_add_test(tc, test_bad_config_is_refused);
     suite_add_tcase(s, tc);
     return run_suite(s);

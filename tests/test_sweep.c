@@ -13,6 +13,7 @@
 
 #include "common/file.h"
 #include "common/json.h"
+#include "common/process.h"
 #include "sweep/plan.h"
 #include "sweep/runner.h"
 #include "tests/testutil.h"
@@ -82,6 +83,20 @@ START_TEST(test_table_grid_budget) {
 END_TEST
 
 // Each bad plan fails with the file, the line and the problem.
+// The report's samples come from a child's stdout: output past the buffer is read and
+// dropped, so the child finishes (it used to block on the full pipe, and the sweep with it).
+START_TEST(test_capture_drains_a_talkative_child) {
+    char out[100];
+    char *argv[] = {"/bin/sh", "-c", "head -c 1000000 /dev/zero | tr '\\0' x; echo; exit 3",
+                    NULL};
+    ck_assert_int_eq(run_capture(argv, out, sizeof out), 3);
+    ck_assert_int_eq(strlen(out), 99);
+    ck_assert_int_eq(strspn(out, "x"), 99);
+    char *missing[] = {"/nonexistent/program", NULL};
+    ck_assert_int_eq(run_capture(missing, out, sizeof out), 127);
+}
+END_TEST
+
 START_TEST(test_errors_name_the_line) {
     static const char *const cases[][2] = {
         {"## Base\n- lr 1e-3\n", "plan.md:2: expected '- name: value'"},
@@ -253,6 +268,7 @@ int main(void) {
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_table_grid_budget);
     tcase_add_test(tc, test_errors_name_the_line);
+    tcase_add_test(tc, test_capture_drains_a_talkative_child);
     tcase_add_test(tc, test_sweep_survives_kill_and_failure);
     tcase_add_test(tc, test_time_budget);
     suite_add_tcase(s, tc);

@@ -71,7 +71,7 @@ START_TEST(test_mdm_weighting_is_unbiased) {
     Model m;
     Error err;
     ck_assert(model_create(&m, &cfg, &backend_cpu, B, 0, &err) == 0);
-    model_init_params(&m, 1);
+    ck_assert(model_init_params(&m, 1, NULL) == 0);
     memset(m.p.lm_head, 0, (size_t)cfg.vocab_size * cfg.d_model * sizeof(float));
     int tokens[8 * 32], inputs[8 * 32], targets[8 * 32];
     float weights[8 * 32];

@@ -110,7 +110,7 @@ void tiny_verse_run(Model *m, Trainer *tr, Objective objective, int batch_size, 
     tc.lr = 3e-3f, tc.min_lr = 3e-4f;
     Error err;
     ck_assert_msg(model_create(m, &cfg, &backend_cpu, batch_size, 0, &err) == 0, "%s", err.msg);
-    model_init_params(m, seed_for_init(tc.seed));
+    ck_assert(model_init_params(m, seed_for_init(tc.seed), NULL) == 0);
     ck_assert_msg(trainer_init(tr, m, &tc, data, &err) == 0, "%s", err.msg);
 }
 
@@ -127,7 +127,7 @@ void tiny_sft_run(Model *m, Trainer *tr, SftData *d, const char *path, Objective
     Error err;
     ck_assert_msg(sft_load(d, path, &t, c.seq_len, &err) == 0, "%s", err.msg);
     ck_assert_msg(model_create(m, &c, &backend_cpu, 16, 0, &err) == 0, "%s", err.msg);
-    model_init_params(m, seed_for_init(tc.seed));
+    ck_assert(model_init_params(m, seed_for_init(tc.seed), NULL) == 0);
     ck_assert_msg(trainer_init_sft(tr, m, &tc, d, &err) == 0, "%s", err.msg);
 }
 

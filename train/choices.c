@@ -97,6 +97,7 @@ int score_choices(Model *m, const Tokenizer *t, const char *path, const ChoiceOp
     free(line);
     fclose(f);
     if (status == 0 && r->items == 0) status = error_set(err, "%s: no items", path);
+    if (status == 0) status = m->be->device_error(err);
     r->accuracy = r->items ? (double)r->correct / r->items : 0.0;
     return status;
 }

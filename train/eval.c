@@ -94,7 +94,7 @@ int eval_heldout(Model *m, const TokenData *data, int max_windows, int mc, uint6
     r->tokens = (int64_t)windows * T;
     r->windows = windows;
     r->mc = mc;
-    return 0;
+    return m->be->device_error(err);
 }
 
 static int score_ar(Model *m, const int *tokens, int len, int from, double *nll, Error *err) {
@@ -188,5 +188,5 @@ int eval_sft(Model *m, const SftData *d, int max_examples, int mc, uint64_t seed
     r->tokens = tokens;
     r->windows = n;
     r->mc = m->cfg.causal ? 1 : mc;
-    return 0;
+    return m->be->device_error(err);
 }

@@ -91,8 +91,14 @@ static void pick_tokens(int *tokens, double *confidence, const Act *logits, int 
                     temperature, seed, banned);
 }
 
+static int device_error(Error *err) {
+    (void)err;
+    return 0;
+}
+
 const Backend backend_cpu = {
     .name = "cpu",
+    .device_error = device_error,
     .act_bytes = sizeof(float),
     .alloc = cpu_alloc,
     .free = cpu_free,

@@ -21,6 +21,7 @@ static Backend cuda_table(const char *name) {
     b.to_device_rows = cuda_to_device_rows;
     b.act_to_host = cuda_act_to_host<A>;
     b.act_to_device = cuda_act_to_device<A>;
+    b.device_error = cuda_device_error;
     b.embedding_forward = cuda_embedding_forward<A>;
     b.embedding_backward = cuda_embedding_backward<A>;
     b.rmsnorm_forward = cuda_rmsnorm_forward<A>;

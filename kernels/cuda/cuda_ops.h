@@ -11,17 +11,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/error.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-// Aborts naming the call site and the library's message: a failed launch or copy leaves the
-// device in a state no caller can repair, so this is the one place dllm exits outside the CLI.
-// The .cu files check through kernels/cuda/check.cuh.
+// Records the first failure (the call site and the library's message) for
+// cuda_device_error, the table's device_error: a failed launch or copy leaves the device in a
+// state no op can repair, so the caller stops at its next check. The .cu files check through
+// kernels/cuda/check.cuh.
 void cuda_fail(const char *message, const char *what, const char *file, int line);
 
 // Number of usable CUDA devices (0 without a GPU or driver).
 int cuda_device_count(void);
+// The first recorded failure since the last call, into err (-1), or 0.
+int cuda_device_error(Error *err);
 
 #ifdef __cplusplus
 }

@@ -7,9 +7,20 @@
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/reduce.cuh"
 
+// The first failure since it was last read: library code records, the CLI decides.
+static char first_failure[400];
+
 extern "C" void cuda_fail(const char *message, const char *what, const char *file, int line) {
-    fprintf(stderr, "dllm: CUDA error (%s) in %s at %s:%d\n", message, what, file, line);
-    exit(1);
+    if (first_failure[0]) return;
+    snprintf(first_failure, sizeof first_failure, "CUDA error (%s) in %s at %s:%d", message,
+             what, file, line);
+}
+
+int cuda_device_error(Error *err) {
+    if (!first_failure[0]) return 0;
+    error_set(err, "%s", first_failure);
+    first_failure[0] = '\0';
+    return -1;
 }
 
 extern "C" int cuda_device_count(void) {
