@@ -1,0 +1,159 @@
+// The documentation names files that exist: every path under one of the project's own
+// folders that README.md, AGENTS.md and docs/*.md mention (docs/cuda.md was once emptied and
+// README named a backend_cuda .c file that had become .cu; nothing caught either).
+#include <check.h>
+#include <ctype.h>
+#include <glob.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/file.h"
+#include "tests/testutil.h"
+
+static const char *const FOLDERS[] = {"common/", "tokenizer/", "kernels/", "model/", "train/",
+                                      "sampler/", "sweep/", "cli/", "report/", "tasks/",
+                                      "bench/", "docs/", "scripts/", "tests/", ".ci/", NULL};
+
+static int path_char(char c) { return isalnum((unsigned char)c) || (c && strchr("_./*-", c)); }
+
+// Checks every path in one file; returns how many it checked, counting the missing ones.
+static int check_file(const char *doc, int *missing) {
+    char *text;
+    size_t n;
+    Error err;
+    ck_assert_msg(file_read_all(doc, &text, &n, &err) == 0, "%s", err.msg);
+    int checked = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && (path_char(text[i - 1]) || text[i - 1] == '/')) continue;  // mid-path
+        for (int f = 0; FOLDERS[f]; f++) {
+            size_t k = strlen(FOLDERS[f]);
+            if (strncmp(text + i, FOLDERS[f], k) != 0) continue;
+            size_t end = i + k;
+            while (end < n && path_char(text[end])) end++;
+            while (end > i + k && strchr(".-", text[end - 1])) end--;  // sentence punctuation
+            char path[512];
+            snprintf(path, sizeof path, "%.*s", (int)(end - i), text + i);
+            // a file (a dot in its last part) or a folder (a trailing slash); words such as
+            // "train/validation" are prose
+            const char *last = strrchr(path, '/');
+            if (!strchr(last, '.') && last[1] != '\0') {
+                i = end;
+                break;
+            }
+            glob_t g;  // a pattern must match something
+            int found = strchr(path, '*') ? glob(path, 0, NULL, &g) == 0 && g.gl_pathc > 0
+                                          : access(path, F_OK) == 0;
+            if (strchr(path, '*')) globfree(&g);
+            if (!found) {
+                fprintf(stderr, "%s names %s, which does not exist\n", doc, path);
+                (*missing)++;
+            }
+            checked++;
+            i = end;
+            break;
+        }
+    }
+    free(text);
+    return checked;
+}
+
+// Does folder/name (or a glob) exist?
+static int exists_in(const char *folder, const char *name) {
+    char path[600];
+    snprintf(path, sizeof path, "%s%s", folder, name);
+    if (!strchr(path, '*')) return access(path, F_OK) == 0;
+    glob_t g;
+    int found = glob(path, 0, NULL, &g) == 0 && g.gl_pathc > 0;
+    globfree(&g);
+    return found;
+}
+
+// README's layout block names files by their bare names under each folder's line:
+//     kernels/cuda/       the CUDA twins (cuda_ops.h, *.cu: attention.cu ...) and backend_cuda.cu
+// every name with a source extension must be in that folder.
+START_TEST(test_readme_layout_names_existing_files) {
+    char *text;
+    size_t n;
+    Error err;
+    ck_assert(file_read_all("README.md", &text, &n, &err) == 0);
+    char *block = strstr(text, "## Layout\n");
+    ck_assert_msg(block != NULL, "README.md has no Layout section");
+    block = strstr(block, "```\n") + 4;
+    char *end = strstr(block, "```");
+    ck_assert(end != NULL);
+    *end = '\0';
+    char folder[200] = "";
+    int checked = 0, missing = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(block, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        if (!isspace((unsigned char)line[0])) {  // a new folder (or a top-level file)
+            size_t k = strcspn(line, " ");
+            snprintf(folder, sizeof folder, "%.*s", (int)k, line);
+            if (folder[k - 1] != '/') folder[0] = '\0';
+            line += k;
+        }
+        for (char *p = line; *p;) {
+            if (!path_char(*p)) {
+                p++;
+                continue;
+            }
+            size_t k = 0;
+            while (path_char(p[k])) k++;
+            char word[200];
+            snprintf(word, sizeof word, "%.*s", (int)k, p);
+            while (strlen(word) && strchr(".-", word[strlen(word) - 1])) word[strlen(word) - 1] = 0;
+            const char *dot = strrchr(word, '.');
+            static const char *const exts[] = {".c", ".h", ".cu", ".cuh", ".cc", ".sh", ".py",
+                                               ".pl", ".md", NULL};
+            int source = 0;
+            for (int e = 0; dot && exts[e]; e++) source |= strcmp(dot, exts[e]) == 0;
+            if (source && folder[0] && dot != word) {
+                checked++;
+                if (!exists_in(folder, word)) {
+                    fprintf(stderr, "README.md layout: %s%s does not exist\n", folder, word);
+                    missing++;
+                }
+            }
+            p += k;
+        }
+    }
+    free(text);
+    printf("readme layout: %d file names checked, %d missing\n", checked, missing);
+    fflush(stdout);
+    ck_assert_int_gt(checked, 40);
+    ck_assert_int_eq(missing, 0);
+}
+END_TEST
+
+START_TEST(test_docs_name_existing_files) {
+    glob_t g;
+    ck_assert_int_eq(glob("docs/*.md", 0, NULL, &g), 0);
+    int missing = 0, checked = check_file("README.md", &missing) +
+                              check_file("AGENTS.md", &missing);
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        char *text;
+        size_t n;
+        Error err;
+        ck_assert(file_read_all(g.gl_pathv[i], &text, &n, &err) == 0);
+        ck_assert_msg(n > 0, "%s is empty", g.gl_pathv[i]);
+        free(text);
+        checked += check_file(g.gl_pathv[i], &missing);
+    }
+    globfree(&g);
+    printf("docs: %d file paths named, %d missing\n", checked, missing);
+    fflush(stdout);
+    ck_assert_int_gt(checked, 50);
+    ck_assert_int_eq(missing, 0);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("docs");
+    TCase *tc = tcase_create("paths");
+    tcase_add_test(tc, test_docs_name_existing_files);
+    tcase_add_test(tc, test_readme_layout_names_existing_files);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
