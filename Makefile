@@ -17,13 +17,25 @@ LDLIBS  += $(SPM_LIBS) $(TEXT_LIBS) -lstdc++ -lm -fopenmp
 CUDA_HOME ?= /usr/local/cuda
 NVCC      ?= $(CUDA_HOME)/bin/nvcc
 CUDA      ?= $(if $(wildcard $(NVCC)),1,0)
+
+# Sanitizers: `make test SAN=address,undefined` builds everything (./dllm included) with them
+# into build/san and runs the suites; any report is fatal. CUDA's runtime is left out (the
+# kernels run on the CPU emulation, built with the same flags).
+SAN ?=
+ifneq ($(SAN),)
+CUDA := 0
+SAN_FLAGS := -fsanitize=$(SAN) -fno-sanitize-recover=all -fno-omit-frame-pointer -g
+CFLAGS += $(SAN_FLAGS)
+CXXFLAGS += $(SAN_FLAGS)
+LDLIBS += $(SAN_FLAGS)
+endif
 NVCCFLAGS ?= -O3 -gencode=arch=compute_90,code=sm_90 -gencode=arch=compute_80,code=sm_80
 NVCCFLAGS += -std=c++17 -I. -MMD -MP
 
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
 
-BUILD := build
+BUILD := $(if $(SAN),build/san,build)
 LIB_SRC := $(wildcard common/*.c kernels/*.c kernels/cpu/*.c model/*.c train/*.c tokenizer/*.c \
                      sampler/*.c report/*.c sweep/*.c tasks/*.c)
 CLI_SRC := $(wildcard cli/*.c)
@@ -49,13 +61,20 @@ EMU_CU := $(filter-out kernels/cuda/matmul.cu,$(wildcard kernels/cuda/*.cu))
 EMU_OBJ := $(EMU_CU:kernels/cuda/%.cu=$(EMU)/cuda_%.o) $(EMU)/emu.o $(EMU)/matmul_cpu.o \
            $(EMU)/backend.o
 EMU_LIB_OBJ := $(filter-out $(BUILD)/kernels/cuda/% $(BUILD)/kernels/backend.o,$(LIB_OBJ))
-EMU_CXXFLAGS := -std=c++17 -O2 -I. -Itests/cuda_emu -w
+EMU_CXXFLAGS := -std=c++17 -O2 -I. -Itests/cuda_emu -w $(SAN_FLAGS)
 
-.PHONY: all test test-gpu test-cuda-emu bench bench-tokenizer clean check-deps
+.PHONY: all test test-gpu test-cuda-emu bench bench-tokenizer fuzz clean check-deps FORCE
 all: dllm
 
-dllm: $(CLI_OBJ) $(BUILD)/libdllm.a
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+# ./dllm is relinked whenever the build flavour (SAN) changes: the tests run it by that name
+DLLM_FLAVOR := build/.dllm-flavor
+$(DLLM_FLAVOR): FORCE
+	@mkdir -p build; echo '$(SAN)' | cmp -s - $@ || echo '$(SAN)' > $@
+
+dllm: $(CLI_OBJ) $(BUILD)/libdllm.a $(DLLM_FLAVOR)
+	$(CC) $(CFLAGS) -o $@ $(filter-out $(DLLM_FLAVOR),$^) $(LDLIBS)
+
+FORCE:
 
 $(BUILD)/libdllm.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
@@ -85,7 +104,9 @@ check-deps:
 # Each suite prints Check's summary line: "100%: Checks: N, Failures: 0, Errors: 0".
 # builds the benchmark too, so CI compiles everything
 test: check-deps dllm $(TEST_BIN) $(BUILD)/bench/bench $(BUILD)/bench/tokenizer_bench $(EMU)/test_gpu
-	@status=0; for t in $(TEST_BIN) $(EMU)/test_gpu; do echo "== $$t"; ./$$t || status=1; done; \
+	@status=0; for t in $(TEST_BIN); do echo "== $$t"; ./$$t || status=1; done; \
+	echo "== $(EMU)/test_gpu$(if $(SAN), (ops only under sanitizers))"; \
+	$(if $(SAN),CK_RUN_CASE=ops) ./$(EMU)/test_gpu || status=1; \
 	exit $$status
 
 # On a machine with a GPU: the CUDA backend against the CPU reference (fails if no device).
@@ -119,14 +140,14 @@ $(EMU)/test_gpu.o: tests/test_gpu.c
 	$(CC) $(CFLAGS) -DDLLM_CUDA -DDLLM_CUDA_EMULATION $(CHECK_CFLAGS) -c -o $@ $<
 
 $(EMU)/test_gpu: $(EMU)/test_gpu.o $(BUILD)/tests/testutil.o $(EMU_OBJ) $(EMU_LIB_OBJ)
-	$(CXX) -fopenmp -o $@ $(filter %.o,$^) $(CHECK_LIBS) $(SPM_LIBS) $(TEXT_LIBS) -lm
+	$(CXX) -fopenmp -o $@ $(filter %.o,$^) $(CHECK_LIBS) $(SPM_LIBS) $(TEXT_LIBS) -lm $(SAN_FLAGS)
 
 test-cuda-emu: check-deps $(EMU)/test_gpu
 	./$(EMU)/test_gpu
 
 # the whole CLI on the emulated CUDA backend: `build/emu/dllm train --device cuda ...`
 $(EMU)/dllm: $(CLI_OBJ) $(EMU_OBJ) $(EMU_LIB_OBJ)
-	$(CXX) -fopenmp -o $@ $(filter %.o,$^) $(SPM_LIBS) $(TEXT_LIBS) -lm
+	$(CXX) -fopenmp -o $@ $(filter %.o,$^) $(SPM_LIBS) $(TEXT_LIBS) -lm $(SAN_FLAGS)
 
 $(BUILD)/bench/bench: bench/bench.c $(BUILD)/cli/flags.o $(BUILD)/libdllm.a
 	@mkdir -p $(dir $@)
@@ -144,6 +165,44 @@ bench-tokenizer: $(BUILD)/bench/tokenizer_bench
 bench: $(BUILD)/bench/bench
 	./$(BUILD)/bench/bench
 
+# libFuzzer targets (tests/fuzz/fuzz_*.c) for every parser of untrusted input, built with
+# clang and AddressSanitizer + UBSan; `make fuzz FUZZ_SECONDS=N` runs each for N seconds from
+# its committed seeds (tests/fuzz/corpus/NAME), new inputs going to build/fuzz/corpus/NAME.
+FUZZ := build/fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_CC ?= clang
+FUZZ_CXX ?= clang++
+FUZZ_FLAGS := -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+              -fno-sanitize-recover=all -I. -MMD -MP -Wno-unknown-pragmas
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ)/%)
+FUZZ_LIB_OBJ := $(filter-out $(FUZZ)/kernels/cuda/%,$(LIB_SRC:%.c=$(FUZZ)/%.o)) \
+                $(FUZZ)/tokenizer/spm_shim.o
+
+$(FUZZ)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -std=c11 -D_DEFAULT_SOURCE -isystem /usr/include/stb $(FUZZ_FLAGS) \
+	    -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ)/tokenizer/spm_shim.o: tokenizer/spm_shim.cc
+	@mkdir -p $(dir $@)
+	$(FUZZ_CXX) -std=c++17 $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ)/fuzz_%: $(FUZZ)/tests/fuzz/fuzz_%.o $(FUZZ_LIB_OBJ)
+	$(FUZZ_CXX) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $^ $(SPM_LIBS) $(TEXT_LIBS) -lm
+
+fuzz: $(FUZZ_BIN)
+	@status=0; for f in $(FUZZ_BIN); do name=$$(basename $$f); \
+	    mkdir -p $(FUZZ)/corpus/$$name tests/fuzz/corpus/$$name; \
+	    echo "== $$name ($(FUZZ_SECONDS) s)"; \
+	    ./$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -timeout=10 \
+	        -artifact_prefix=$(FUZZ)/$$name- $(FUZZ)/corpus/$$name \
+	        tests/fuzz/corpus/$$name 2>$(FUZZ)/$$name.log || status=1; \
+	    grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+ +DONE)" \
+	        $(FUZZ)/$$name.log; \
+	    grep -E "ERROR|SUMMARY|^artifact|deadly" $(FUZZ)/$$name.log | head -5; done; \
+	exit $$status
+
 clean:
 	rm -rf $(BUILD) dllm
 
@@ -151,3 +210,5 @@ clean:
 -include $(patsubst %.o,%.d,$(LIB_OBJ) $(CLI_OBJ) $(TEST_BIN:=.o) $(BUILD)/tests/testutil.o \
                             $(EMU)/backend.o $(EMU)/test_gpu.o) $(BUILD)/bench/bench.d \
           $(BUILD)/bench/tokenizer_bench.d
+-include $(wildcard $(FUZZ)/*/*.d $(FUZZ)/*/*/*.d)
+.SECONDARY: $(FUZZ_LIB_OBJ) $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ)/tests/fuzz/%.o)

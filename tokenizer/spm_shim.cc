@@ -63,7 +63,7 @@ extern "C" int spm_encode(const SpmModel *m, const char *text, size_t len, int *
     if (!s.ok()) return fail(err, s);
     *ids = static_cast<int *>(std::malloc((out.size() + 1) * sizeof(int)));
     if (!*ids) return error_set(err, "sentencepiece: out of memory for %zu ids", out.size());
-    std::memcpy(*ids, out.data(), out.size() * sizeof(int));
+    if (!out.empty()) std::memcpy(*ids, out.data(), out.size() * sizeof(int));  // NULL data: UB
     *n = out.size();
     return 0;
 }

@@ -3,6 +3,7 @@
 // live thread of its scope waits at it. No runnable thread and no open barrier: a deadlock,
 // reported and aborted (on a GPU that kernel would hang or misbehave).
 #include <cuda_runtime.h>
+#include <sys/mman.h>
 
 dim3 threadIdx, blockIdx, blockDim, gridDim;
 uint64_t emu_slots[32][32];
@@ -124,7 +125,14 @@ void emu_run(dim3 grid, dim3 block, size_t shared, std::function<void()> b) {
     if (fibers.size() < block.x) {
         size_t old = fibers.size();
         fibers.resize(block.x);
-        for (size_t i = old; i < fibers.size(); i++) fibers[i].stack = (char *)malloc(STACK);
+        // mapped, not malloc'd: the stacks live as long as the process (every launch reuses
+        // them), which a leak checker would otherwise report
+        for (size_t i = old; i < fibers.size(); i++) {
+            void *stack = mmap(NULL, STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                               -1, 0);
+            if (stack == MAP_FAILED) abort();
+            fibers[i].stack = (char *)stack;
+        }
     }
     body = b;
     gridDim = grid;
