@@ -167,6 +167,18 @@ FAMILIES = {
                     mask_token="<|mask|>", chat_template=QWEN2_TEMPLATE),
         templates={"qwen2": QWEN2_TEMPLATE, "qwen2.5": QWEN25_TEMPLATE,
                    "chatml": CHATML_TEMPLATE}),
+    # A Split followed by a ByteLevel that applies its own regex too (two regex steps, one
+    # inside the other's pieces: found by fuzzing, where the second step's matches overwrote
+    # the first's).
+    "split_bytelevel": dict(
+        tokenizer=lambda: train(pre_tokenizers.Sequence([
+                                    pre_tokenizers.Split(Regex(QWEN2_REGEX), behavior="isolated",
+                                                         invert=False),
+                                    pre_tokenizers.ByteLevel(add_prefix_space=False,
+                                                             use_regex=True)]),
+                                ["<|endoftext|>"], [], None, 600, False),
+        config=dict(eos_token="<|endoftext|>"),
+        templates={}),
     # GPT-2 layout: the ByteLevel pre-tokenizer's own regex, with a prefix space; legacy
     # "a b" merge strings.
     "gpt2": dict(

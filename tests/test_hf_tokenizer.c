@@ -18,7 +18,7 @@
 #include "tokenizer/tokenizer.h"
 
 #define HF "tests/fixtures/hf"
-static const char *const FAMILIES[] = {"llama3", "qwen2", "gpt2"};
+static const char *const FAMILIES[] = {"llama3", "qwen2", "gpt2", "split_bytelevel"};
 
 static void load_family(Tokenizer *t, const char *family) {
     char dir[256];
@@ -405,7 +405,7 @@ int main(void) {
     Suite *s = suite_create("hf_tokenizer");
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 60);
-    tcase_add_loop_test(tc, test_ids_equal_the_reference_library, 0, 3);
+    tcase_add_loop_test(tc, test_ids_equal_the_reference_library, 0, 4);
     tcase_add_test(tc, test_round_trip_and_no_specials_from_text);
     tcase_add_test(tc, test_special_ids_from_the_config);
     tcase_add_test(tc, test_chat_layouts_equal_apply_chat_template);

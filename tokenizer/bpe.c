@@ -660,16 +660,18 @@ static void pre_tokenize(Encoder *e, int k, const char *s, size_t len) {
     while (at < len) {
         int rc = pcre2_match(step->regex, (PCRE2_SPTR)s, len, at, 0, e->match, NULL);
         if (rc < 0) break;
+        // copied out: a later step's matches reuse the match data
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(e->match);
-        if (ov[1] == ov[0]) {  // an empty match: no piece; move on a character
-            if (ov[0] >= len) break;
-            at = ov[0] + 1;
+        size_t from = ov[0], to = ov[1];
+        if (to == from) {  // an empty match: no piece; move on a character
+            if (from >= len) break;
+            at = from + 1;
             while (at < len && ((unsigned char)s[at] & 0xC0) == 0x80) at++;
             continue;
         }
-        if (ov[0] > at) pre_tokenize(e, k + 1, s + at, ov[0] - at);
-        pre_tokenize(e, k + 1, s + ov[0], ov[1] - ov[0]);
-        at = ov[1];
+        if (from > at) pre_tokenize(e, k + 1, s + at, from - at);
+        pre_tokenize(e, k + 1, s + from, to - from);
+        at = to;
     }
     if (at < len) pre_tokenize(e, k + 1, s + at, len - at);
 }
