@@ -247,6 +247,11 @@ static int expand_runs(Parser *ps) {
     int name_col = -1;
     for (int c = 0; c < ps->n_columns; c++)
         if (strcasecmp(ps->columns[c], "name") == 0) name_col = c;
+    // each run holds its varied settings in PLAN_MAX_VARIED slots (columns + grid lines)
+    int varied = (ps->table_rows ? ps->n_columns - (name_col >= 0) : 0) + ps->n_grid;
+    if (varied > PLAN_MAX_VARIED)
+        return error_set(ps->err, "%s: %d varied settings (table columns and grid lines), more "
+                                  "than %d", ps->path, varied, PLAN_MAX_VARIED);
     for (int row = 0; row < rows; row++)
         for (int k = 0; k < combos; k++) {
             PlanRun *r = &p->runs[p->n_runs];

@@ -114,6 +114,11 @@ START_TEST(test_errors_name_the_line) {
         {"## Base\n- lr: 1\n## Runs\n| name | x |\n|--|--|\n| a | 1 |\n| a | 2 |\n",
          "plan.md: two runs are named 'a'"},
         {"## Base\n- lr: 1\n## Report\n- metric: accuracy\n", "plan.md:4: metric 'accuracy'"},
+        // 9 columns and 9 grid lines overran a run's 16 varied slots (found by fuzz_plan)
+        {"## Base\n- lr: 1\n## Runs\n| a | b | c | d | e | f | g | h | i |\n"
+         "|-|-|-|-|-|-|-|-|-|\n| 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 |\n## Grid\n- j: 1\n- k: 1\n"
+         "- l: 1\n- m: 1\n- n: 1\n- o: 1\n- p: 1\n- q: 1\n- r: 1\n",
+         "plan.md: 18 varied settings (table columns and grid lines), more than 16"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         Error err;
