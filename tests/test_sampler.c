@@ -211,20 +211,25 @@ START_TEST(test_llada_guidance) {
 }
 END_TEST
 
+// Threshold or factor decoding of 24 tokens in blocks of 8 for two sequences, with the
+// denoising invariants checked.
+static void run_adaptive(Model *m, float threshold, float factor, Watch *w, SampleStats *st) {
+    SamplerConfig sc = sampler_config_default();
+    sc.gen_length = 24, sc.block_length = 8, sc.steps = 24;
+    sc.threshold = threshold, sc.factor = factor;
+    int out[2 * 30];
+    run_watched(m, &sc, 2, out, w, st);
+    ck_assert_msg(w->bad == 0, "invariant %d broken", w->bad);
+}
+
 START_TEST(test_threshold_decoding) {
     Model m = random_model(0, 2);
-    SamplerConfig sc = sampler_config_default();
-    sc.gen_length = 24, sc.block_length = 8, sc.steps = 24, sc.threshold = 0.05f;
-    int out[2 * 30];
     Watch w;
     SampleStats st;
-    run_watched(&m, &sc, 2, out, &w, &st);
-    ck_assert_msg(w.bad == 0, "invariant %d broken", w.bad);
+    run_adaptive(&m, 0.05f, 0.0f, &w, &st);
     ck_assert(st.nfe <= 24);
     // an unreachable threshold commits exactly one token per step
-    sc.threshold = 1.01f;
-    run_watched(&m, &sc, 2, out, &w, &st);
-    ck_assert_msg(w.bad == 0, "invariant %d broken", w.bad);
+    run_adaptive(&m, 1.01f, 0.0f, &w, &st);
     ck_assert_int_eq(st.nfe, 24);
     for (int i = 0; i < 24; i++) ck_assert_int_eq(w.step_commits[i], 1);
     model_free(&m);
@@ -259,23 +264,18 @@ END_TEST
 
 START_TEST(test_factor_decoding) {
     Model m = random_model(0, 2);
-    SamplerConfig sc = sampler_config_default();
-    sc.gen_length = 24, sc.block_length = 8, sc.steps = 24, sc.factor = 1.0f;
-    int out[2 * 30];
     Watch w;
     SampleStats st;
-    run_watched(&m, &sc, 2, out, &w, &st);  // sc.threshold is 0: at least one commit a step
-    ck_assert_msg(w.bad == 0, "invariant %d broken", w.bad);
+    run_adaptive(&m, 0.0f, 1.0f, &w, &st);
     ck_assert_int_le(st.nfe, 24);
     // a tiny factor asks near-certainty of all but the first: one token a step, as LLaDA with
     // 24 steps (the last position of a block is committed with the one before it)
-    sc.factor = 1e-6f;
-    run_watched(&m, &sc, 2, out, &w, &st);
-    ck_assert_msg(w.bad == 0, "invariant %d broken", w.bad);
+    run_adaptive(&m, 0.0f, 1e-6f, &w, &st);
     ck_assert_int_eq(st.nfe, 3 * 7);
     // threshold and factor together are refused
-    sc.threshold = 0.5f;
-    int lengths[2];
+    SamplerConfig sc = sampler_config_default();
+    sc.gen_length = 24, sc.block_length = 8, sc.threshold = 0.5f, sc.factor = 1.0f;
+    int out[2 * 30], lengths[2];
     Error err;
     ck_assert_int_eq(generate_copies(0, &m, &sc, prompt, P, 2, out, lengths, &st, NULL, NULL,
                                      &err), -1);
