@@ -71,7 +71,7 @@ __global__ void pick_tokens_kernel(int *tokens, double *confidence, const A *log
     double sum = 0.0;
     for (int v = threadIdx.x; v < V; v += blockDim.x)
         if (v != banned) sum += exp((double)guided(cond, uncond, w, v) - maxv);
-    sum = block_sum_double(sum);
+    sum = block_sum(sum);
     if (threadIdx.x == 0) {
         tokens[out] = best;
         confidence[out] = exp((double)guided(cond, uncond, w, best) - maxv) / sum;

@@ -5,7 +5,8 @@
 
 #include <math.h>
 
-__device__ inline float warp_sum(float v) {
+template <typename T>
+__device__ inline T warp_sum(T v) {
     for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
     return v;
 }
@@ -16,28 +17,17 @@ __device__ inline float warp_max(float v) {
 }
 
 // Every thread of the block gets the result. blockDim.x is a multiple of 32, at most 1024.
-__device__ inline float block_sum(float v) {
-    __shared__ float partial[32];
+// float for the row kernels, double for the sampler's softmax denominator (LLaDA's float64).
+template <typename T>
+__device__ inline T block_sum(T v) {
+    __shared__ T partial[32];  // one array per type
     v = warp_sum(v);
     int lane = threadIdx.x % 32, warp = threadIdx.x / 32, n_warps = blockDim.x / 32;
     __syncthreads();  // partial may still be read by a previous call
     if (lane == 0) partial[warp] = v;
     __syncthreads();
-    v = lane < n_warps ? partial[lane] : 0.0f;
+    v = lane < n_warps ? partial[lane] : T(0);
     return warp_sum(v);
-}
-
-// The same in double (the sampler's softmax denominator, as LLaDA's float64).
-__device__ inline double block_sum_double(double v) {
-    __shared__ double partial_d[32];
-    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-    int lane = threadIdx.x % 32, warp = threadIdx.x / 32, n_warps = blockDim.x / 32;
-    __syncthreads();
-    if (lane == 0) partial_d[warp] = v;
-    __syncthreads();
-    v = lane < n_warps ? partial_d[lane] : 0.0;
-    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-    return v;
 }
 
 __device__ inline float block_max(float v) {
