@@ -102,14 +102,16 @@ static size_t pow2_at_least(size_t n) {
 
 // ---- The byte-level alphabet ----
 
+static int printable_latin1(int byte) {
+    return (byte >= '!' && byte <= '~') || (byte >= 0xA1 && byte <= 0xAC) || byte >= 0xAE;
+}
+
 // GPT-2's map: printable Latin-1 bytes stand for themselves, the other 68 bytes for the code
 // points 256, 257, ... in byte order, so every byte is a visible character.
 static int byte_to_codepoint(int byte) {
-    if ((byte >= '!' && byte <= '~') || (byte >= 0xA1 && byte <= 0xAC) || byte >= 0xAE)
-        return byte;
+    if (printable_latin1(byte)) return byte;
     int n = 0;
-    for (int c = 0; c < byte; c++)
-        if (!((c >= '!' && c <= '~') || (c >= 0xA1 && c <= 0xAC) || c >= 0xAE)) n++;
+    for (int c = 0; c < byte; c++) n += !printable_latin1(c);
     return 256 + n;
 }
 
@@ -459,9 +461,9 @@ Bpe *bpe_load(const char *json, const char *what, Error *err) {
 
 void bpe_free(Bpe *b) {
     if (!b) return;
-    for (int i = 0; i < b->vocab_size; i++) {
-        free(b->bytes[i]);
-        free(b->pieces[i]);
+    for (int i = 0; i < b->vocab_size; i++) {  // a load can fail before these exist
+        if (b->bytes) free(b->bytes[i]);
+        if (b->pieces) free(b->pieces[i]);
     }
     for (int i = 0; i < b->n_added; i++) free(b->added[i].content);
     for (int i = 0; i < b->n_steps; i++) pcre2_code_free(b->steps[i].regex);
