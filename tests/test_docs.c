@@ -18,6 +18,17 @@ static const char *const FOLDERS[] = {"common/", "tokenizer/", "kernels/", "mode
 
 static int path_char(char c) { return isalnum((unsigned char)c) || (c && strchr("_./*-", c)); }
 
+// Does folder/name (or a glob) exist?
+static int exists_in(const char *folder, const char *name) {
+    char path[600];
+    snprintf(path, sizeof path, "%s%s", folder, name);
+    if (!strchr(path, '*')) return access(path, F_OK) == 0;
+    glob_t g;
+    int found = glob(path, 0, NULL, &g) == 0 && g.gl_pathc > 0;
+    globfree(&g);
+    return found;
+}
+
 // Checks every path in one file; returns how many it checked, counting the missing ones.
 static int check_file(const char *doc, int *missing) {
     char *text;
@@ -42,11 +53,7 @@ static int check_file(const char *doc, int *missing) {
                 i = end;
                 break;
             }
-            glob_t g;  // a pattern must match something
-            int found = strchr(path, '*') ? glob(path, 0, NULL, &g) == 0 && g.gl_pathc > 0
-                                          : access(path, F_OK) == 0;
-            if (strchr(path, '*')) globfree(&g);
-            if (!found) {
+            if (!exists_in("", path)) {
                 fprintf(stderr, "%s names %s, which does not exist\n", doc, path);
                 (*missing)++;
             }
@@ -57,17 +64,6 @@ static int check_file(const char *doc, int *missing) {
     }
     free(text);
     return checked;
-}
-
-// Does folder/name (or a glob) exist?
-static int exists_in(const char *folder, const char *name) {
-    char path[600];
-    snprintf(path, sizeof path, "%s%s", folder, name);
-    if (!strchr(path, '*')) return access(path, F_OK) == 0;
-    glob_t g;
-    int found = glob(path, 0, NULL, &g) == 0 && g.gl_pathc > 0;
-    globfree(&g);
-    return found;
 }
 
 // README's layout block names files by their bare names under each folder's line:
