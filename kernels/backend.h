@@ -71,6 +71,11 @@ typedef struct {
     void (*matmul_backward)(Act *dinp, float *dweight, const Act *dout, const Act *inp,
                             const float *weight, int N, int C_in, int C_out);
 
+    // x[n, :] += bias, for each of the N rows of x[N, C] (the q/k/v biases)
+    void (*bias_forward)(Act *x, const float *bias, int N, int C);
+    // dbias[c] += sum over the rows n of dout[n, c]
+    void (*bias_backward)(float *dbias, const Act *dout, int N, int C);
+
     // Rotary position embedding, in place, on x[B, T, H, head_dim] whose rows sit at positions
     // pos0 .. pos0 + T - 1; position p uses cos/sin[p, head_dim/2]. Backward rotates the
     // gradient back (also in place).
@@ -80,8 +85,9 @@ typedef struct {
                           int H, int head_dim);
 
     // Scaled dot-product attention of Tq queries (at positions q_pos0 ..) over Tk keys (at
-    // positions 0 .. Tk - 1): q and out are [B, Tq, H * head_dim], k and v [B, Tk, H * head_dim],
-    // lse [B, H, Tq] the log-sum-exp of each row's scaled scores (-inf for a row that sees no
+    // positions 0 .. Tk - 1): q and out are [B, Tq, H * head_dim], k and v [B, Tk, Hkv *
+    // head_dim] (grouped-query attention: query head h reads key/value head h / (H / Hkv);
+    // Hkv = H is plain multi-head attention, and the KV cache holds only Hkv heads), lse [B, H, Tq] the log-sum-exp of each row's scaled scores (-inf for a row that sees no
     // key): all the backward needs to recompute the probabilities, so attention memory is O(T).
     // Training uses Tq = Tk, q_pos0 = 0; sampling with a KV cache asks for a few query rows
     // against the whole cached sequence.
@@ -91,11 +97,11 @@ typedef struct {
     // visible key gets zeros.
     void (*attention_forward)(Act *out, float *lse, const Act *q, const Act *k, const Act *v,
                               const int *key_start, int B, int Tq, int Tk, int q_pos0, int H,
-                              int head_dim, int causal);
+                              int Hkv, int head_dim, int causal);
     // Backward of the square (training) case without key_start, from the forward's out and lse.
     void (*attention_backward)(Act *dq, Act *dk, Act *dv, const Act *dout, const Act *out,
                                const float *lse, const Act *q, const Act *k, const Act *v, int B,
-                               int T, int H, int head_dim, int causal);
+                               int T, int H, int Hkv, int head_dim, int causal);
 
     // out = silu(gate) * up, elementwise over n values
     void (*swiglu_forward)(Act *out, const Act *gate, const Act *up, size_t n);

@@ -18,6 +18,12 @@ ModelConfig model_config_default(void) {
     return c;
 }
 
+int model_kv_heads(const ModelConfig *c) { return c->n_kv_head ? c->n_kv_head : c->n_head; }
+
+int model_kv_dim(const ModelConfig *c) { return model_kv_heads(c) * (c->d_model / c->n_head); }
+
+static int is_flag(int x) { return x == 0 || x == 1; }
+
 int model_config_validate(const ModelConfig *c, Error *err) {
     if (c->n_layer < 1) return error_set(err, "n_layer must be >= 1 (got %d)", c->n_layer);
     if (c->n_head < 1) return error_set(err, "n_head must be >= 1 (got %d)", c->n_head);
@@ -31,14 +37,18 @@ int model_config_validate(const ModelConfig *c, Error *err) {
     if (c->d_model / c->n_head > MODEL_MAX_HEAD_DIM)
         return error_set(err, "head size d_model/n_head (%d) must be <= %d",
                          c->d_model / c->n_head, MODEL_MAX_HEAD_DIM);
+    if (c->n_kv_head < 0 || c->n_head % model_kv_heads(c) != 0)
+        return error_set(err, "n_kv_head (%d) must divide n_head (%d)", c->n_kv_head, c->n_head);
     if (c->d_ff < 1) return error_set(err, "d_ff must be >= 1 (got %d)", c->d_ff);
     if (c->vocab_size < 2) return error_set(err, "vocab_size must be >= 2 (got %d)", c->vocab_size);
     if (c->seq_len < 2) return error_set(err, "seq_len must be >= 2 (got %d)", c->seq_len);
-    if (c->mask_token_id < 0 || c->mask_token_id >= c->vocab_size)
+    if (!is_flag(c->causal)) return error_set(err, "causal must be 0 or 1 (got %d)", c->causal);
+    // an AR model needs no [MASK] (-1: none)
+    if (c->mask_token_id < -c->causal || c->mask_token_id >= c->vocab_size)
         return error_set(err, "mask_token_id %d is outside the vocabulary [0, %d)",
                          c->mask_token_id, c->vocab_size);
-    if (c->causal != 0 && c->causal != 1)
-        return error_set(err, "causal must be 0 or 1 (got %d)", c->causal);
+    if (!is_flag(c->qkv_bias) || !is_flag(c->tied_embeddings) || !is_flag(c->logit_shift))
+        return error_set(err, "qkv_bias, tied_embeddings and logit_shift must be 0 or 1");
     if (!(c->rope_theta > 0.0f) || !isfinite(c->rope_theta))
         return error_set(err, "rope_theta must be positive (got %g)", c->rope_theta);
     if (!(c->norm_eps > 0.0f) || !isfinite(c->norm_eps))
@@ -48,8 +58,10 @@ int model_config_validate(const ModelConfig *c, Error *err) {
 
 void model_config_print(FILE *f, const ModelConfig *c) {
     fprintf(f,
-            "model: n_layer %d, n_head %d, d_model %d, d_ff %d, vocab %d, seq_len %d, mask_id %d, "
-            "%s attention, rope_theta %g, norm_eps %g\n",
-            c->n_layer, c->n_head, c->d_model, c->d_ff, c->vocab_size, c->seq_len,
-            c->mask_token_id, c->causal ? "causal" : "bidirectional", c->rope_theta, c->norm_eps);
+            "model: n_layer %d, n_head %d (kv %d), d_model %d, d_ff %d, vocab %d, seq_len %d, "
+            "mask_id %d, %s attention, rope_theta %g, norm_eps %g%s%s%s\n",
+            c->n_layer, c->n_head, model_kv_heads(c), c->d_model, c->d_ff, c->vocab_size,
+            c->seq_len, c->mask_token_id, c->causal ? "causal" : "bidirectional", c->rope_theta,
+            c->norm_eps, c->qkv_bias ? ", qkv bias" : "", c->tied_embeddings ? ", tied embeddings" : "",
+            c->logit_shift ? ", logits shifted by one" : "");
 }

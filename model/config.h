@@ -14,6 +14,7 @@
 typedef struct {
     int n_layer;
     int n_head;
+    int n_kv_head;       // key/value heads (grouped-query attention); 0 means n_head
     int d_model;
     int d_ff;            // hidden width of the SwiGLU MLP
     int vocab_size;
@@ -22,10 +23,16 @@ typedef struct {
     int causal;          // 1: causal attention (AR), 0: bidirectional (MDM)
     float rope_theta;
     float norm_eps;
+    int qkv_bias;        // 1: the q, k and v projections add a bias (Qwen2, Dream)
+    int tied_embeddings; // 1: the LM head is the token embedding (no lm_head tensor)
+    int logit_shift;     // 1: position i's token is read from logit row i - 1 (Dream)
 } ModelConfig;
 
 // A small default, good for CPU experiments on byte-level text.
 ModelConfig model_config_default(void);
+// Key/value heads and the width of a key or value row (n_kv_head * head size).
+int model_kv_heads(const ModelConfig *c);
+int model_kv_dim(const ModelConfig *c);
 int model_config_validate(const ModelConfig *c, Error *err);
 void model_config_print(FILE *f, const ModelConfig *c);
 

@@ -29,14 +29,15 @@ static size_t layout_activations(Model *m, char *base) {
     const ModelConfig *c = &m->cfg;
     size_t L = c->n_layer, N = (size_t)m->max_batch * c->seq_len, C = c->d_model, F = c->d_ff;
     size_t V = c->vocab_size, H = c->n_head, K = m->recompute ? 1 : L;  // kept layer slices
+    size_t KV = model_kv_dim(c);
     size_t off = 0;
     Activations *a = &m->acts;
     a->resid = carve_acts(m, base, &off, (L + 1) * N * C);
     a->ln1 = carve_acts(m, base, &off, K * N * C);
     a->ln1_rstd = carve_floats(base, &off, K * N);
     a->q = carve_acts(m, base, &off, K * N * C);
-    a->k = carve_acts(m, base, &off, K * N * C);
-    a->v = carve_acts(m, base, &off, K * N * C);
+    a->k = carve_acts(m, base, &off, K * N * KV);
+    a->v = carve_acts(m, base, &off, K * N * KV);
     a->lse = carve_floats(base, &off, K * N * H);
     a->att_out = carve_acts(m, base, &off, K * N * C);
     a->resid_mid = carve_acts(m, base, &off, K * N * C);
@@ -54,8 +55,8 @@ static size_t layout_activations(Model *m, char *base) {
     d->resid = carve_acts(m, base, &off, N * C);
     d->ln = carve_acts(m, base, &off, N * C);
     d->q = carve_acts(m, base, &off, N * C);
-    d->k = carve_acts(m, base, &off, N * C);
-    d->v = carve_acts(m, base, &off, N * C);
+    d->k = carve_acts(m, base, &off, N * KV);
+    d->v = carve_acts(m, base, &off, N * KV);
     d->att_out = carve_acts(m, base, &off, N * C);
     d->gate = carve_acts(m, base, &off, N * F);
     d->up = carve_acts(m, base, &off, N * F);
@@ -179,13 +180,13 @@ Act *act_at(const Model *m, const Act *a, size_t index) {
 static LayerActs layer_acts(const Model *m, int l) {
     const Activations *a = &m->acts;
     size_t N = (size_t)m->B * m->T, C = m->cfg.d_model, F = m->cfg.d_ff, H = m->cfg.n_head;
-    size_t s = m->recompute ? 0 : (size_t)l;
+    size_t KV = model_kv_dim(&m->cfg), s = m->recompute ? 0 : (size_t)l;
     LayerActs la = {
         .resid_in = act_at(m, a->resid, l * N * C),
         .ln1 = act_at(m, a->ln1, s * N * C),
         .q = act_at(m, a->q, s * N * C),
-        .k = act_at(m, a->k, s * N * C),
-        .v = act_at(m, a->v, s * N * C),
+        .k = act_at(m, a->k, s * N * KV),
+        .v = act_at(m, a->v, s * N * KV),
         .att_out = act_at(m, a->att_out, s * N * C),
         .resid_mid = act_at(m, a->resid_mid, s * N * C),
         .ln2 = act_at(m, a->ln2, s * N * C),
@@ -205,12 +206,19 @@ void model_forward(Model *m, const int *tokens, int B, int T) {
 }
 
 // Copies rows [start, end) of each sequence's keys or values (fresh, [B, end - start, C]) into
-// their places in a layer's cache ([B, T, C]).
+// their places in a layer's cache ([B, T, C]; C = kv_dim).
 static void store_rows(const Model *m, Act *cache, const Act *fresh, int B, int T, int start,
                        int end, int C) {
     size_t Tq = end - start, row = Tq * C * m->be->act_bytes;
     m->be->copy_rows(act_at(m, cache, (size_t)start * C), (size_t)T * C * m->be->act_bytes, fresh,
                      row, row, B);
+}
+
+// out = inp @ W^T (+ bias, when the model has one)
+static void project(const Model *m, Act *out, const Act *inp, const float *weight,
+                    const float *bias, int N, int C_in, int C_out) {
+    m->be->matmul_forward(out, inp, weight, N, C_in, C_out);
+    if (bias) m->be->bias_forward(out, bias, N, C_out);
 }
 
 // Layer l on rows [start, end) of the m->B sequences of m->T positions: from its residual
@@ -219,24 +227,24 @@ static void layer_forward(Model *m, int l, const int *key_start, int start, int 
     const ModelConfig *c = &m->cfg;
     const Backend *be = m->be;
     int B = m->B, T = m->T, Tq = end - start, N = B * Tq, C = c->d_model, F = c->d_ff;
-    int H = c->n_head, hd = C / H;
+    int H = c->n_head, Hkv = model_kv_heads(c), hd = C / H, KV = Hkv * hd;
     int whole = Tq == T;  // every row recomputed: keys and values go straight to their place
     Act *proj = m->acts.proj;
     LayerActs a = layer_acts(m, l);
     LayerWeights w = layer_weights(&m->p, c, l);
     // attention block; keys and values of the computed rows land in the layer's cache
     be->rmsnorm_forward(a.ln1, a.ln1_rstd, a.resid_in, w.attn_norm, N, C, c->norm_eps);
-    be->matmul_forward(a.q, a.ln1, w.wq, N, C, C);
+    project(m, a.q, a.ln1, w.wq, w.bq, N, C, C);
     be->rope_forward(a.q, m->rope_cos, m->rope_sin, B, Tq, start, H, hd);
     Act *k = whole ? a.k : proj;
-    be->matmul_forward(k, a.ln1, w.wk, N, C, C);
-    be->rope_forward(k, m->rope_cos, m->rope_sin, B, Tq, start, H, hd);
-    if (!whole) store_rows(m, a.k, proj, B, T, start, end, C);
+    project(m, k, a.ln1, w.wk, w.bk, N, C, KV);
+    be->rope_forward(k, m->rope_cos, m->rope_sin, B, Tq, start, Hkv, hd);
+    if (!whole) store_rows(m, a.k, proj, B, T, start, end, KV);
     Act *v = whole ? a.v : proj;
-    be->matmul_forward(v, a.ln1, w.wv, N, C, C);
-    if (!whole) store_rows(m, a.v, proj, B, T, start, end, C);
-    be->attention_forward(a.att_out, a.lse, a.q, a.k, a.v, key_start, B, Tq, T, start, H, hd,
-                          c->causal);
+    project(m, v, a.ln1, w.wv, w.bv, N, C, KV);
+    if (!whole) store_rows(m, a.v, proj, B, T, start, end, KV);
+    be->attention_forward(a.att_out, a.lse, a.q, a.k, a.v, key_start, B, Tq, T, start, H, Hkv,
+                          hd, c->causal);
     be->matmul_forward(proj, a.att_out, w.wo, N, C, C);
     be->add(a.resid_mid, a.resid_in, proj, (size_t)N * C);
     // SwiGLU MLP block
@@ -300,7 +308,8 @@ static void layer_backward(Model *m, int l) {
     const Backend *be = m->be;
     const ActivationGrads *d = &m->grad_acts;
     int B = m->B, T = m->T, N = B * T, C = c->d_model, F = c->d_ff, H = c->n_head, hd = C / H;
-    size_t NC = (size_t)N * C, NF = (size_t)N * F;
+    int Hkv = model_kv_heads(c), KV = Hkv * hd;
+    size_t NC = (size_t)N * C, NF = (size_t)N * F, NKV = (size_t)N * KV;
     LayerActs a = layer_acts(m, l);
     LayerWeights w = layer_weights(&m->p, c, l);
     LayerWeights dw = layer_weights(&m->g, c, l);
@@ -318,16 +327,21 @@ static void layer_backward(Model *m, int l) {
     be->zero(d->att_out, NC * be->act_bytes);
     be->matmul_backward(d->att_out, dw.wo, d->resid, a.att_out, w.wo, N, C, C);
     be->zero(d->q, NC * be->act_bytes);
-    be->zero(d->k, NC * be->act_bytes);
-    be->zero(d->v, NC * be->act_bytes);
+    be->zero(d->k, NKV * be->act_bytes);
+    be->zero(d->v, NKV * be->act_bytes);
     be->attention_backward(d->q, d->k, d->v, d->att_out, a.att_out, a.lse, a.q, a.k, a.v, B, T, H,
-                           hd, c->causal);
+                           Hkv, hd, c->causal);
     be->rope_backward(d->q, m->rope_cos, m->rope_sin, B, T, 0, H, hd);
-    be->rope_backward(d->k, m->rope_cos, m->rope_sin, B, T, 0, H, hd);
+    be->rope_backward(d->k, m->rope_cos, m->rope_sin, B, T, 0, Hkv, hd);
+    if (c->qkv_bias) {  // the biases were added before RoPE
+        be->bias_backward(dw.bq, d->q, N, C);
+        be->bias_backward(dw.bk, d->k, N, KV);
+        be->bias_backward(dw.bv, d->v, N, KV);
+    }
     be->zero(d->ln, NC * be->act_bytes);
     be->matmul_backward(d->ln, dw.wq, d->q, a.ln1, w.wq, N, C, C);
-    be->matmul_backward(d->ln, dw.wk, d->k, a.ln1, w.wk, N, C, C);
-    be->matmul_backward(d->ln, dw.wv, d->v, a.ln1, w.wv, N, C, C);
+    be->matmul_backward(d->ln, dw.wk, d->k, a.ln1, w.wk, N, C, KV);
+    be->matmul_backward(d->ln, dw.wv, d->v, a.ln1, w.wv, N, C, KV);
     be->rmsnorm_backward(d->resid, dw.attn_norm, d->ln, a.resid_in, w.attn_norm, a.ln1_rstd, N, C);
 }
 

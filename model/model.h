@@ -2,7 +2,8 @@
 // straight-line loops over layers. One model for both objectives: config.causal picks
 // bidirectional attention (masked diffusion) or causal attention (the AR baseline).
 //
-// Per layer:  h = x + Wo * attention(rope(Wq * norm(x)), rope(Wk * norm(x)), Wv * norm(x))
+// Per layer:  h = x + Wo * attention(rope(Wq * norm(x) + bq), rope(Wk * norm(x) + bk),
+//                                    Wv * norm(x) + bv)            (biases only with qkv_bias)
 //             x' = h + Wdown * (silu(Wgate * norm(h)) * Wup * norm(h))
 // then logits = lm_head * norm(x) after the last layer.
 #ifndef DLLM_MODEL_H
@@ -24,7 +25,8 @@ typedef struct {
     Act *resid;        // [n_layer + 1, B*T, d_model] residual stream into each layer (+ the output)
     Act *ln1;          // [n_layer, B*T, d_model]
     float *ln1_rstd;   // [n_layer, B*T]
-    Act *q, *k, *v;    // [n_layer, B*T, d_model], q and k after RoPE
+    Act *q;            // [n_layer, B*T, d_model] after RoPE
+    Act *k, *v;        // [n_layer, B*T, kv_dim], k after RoPE (kv_dim = n_kv_head * head size)
     float *lse;        // [n_layer, B, n_head, T] log-sum-exp of each attention row's scores
     Act *att_out;      // [n_layer, B*T, d_model] attention output before Wo
     Act *resid_mid;    // [n_layer, B*T, d_model] after the attention residual
@@ -43,7 +45,8 @@ typedef struct {
 typedef struct {
     Act *resid;        // [B*T, d_model] gradient of the residual stream
     Act *ln;           // [B*T, d_model]
-    Act *q, *k, *v;    // [B*T, d_model]
+    Act *q;            // [B*T, d_model]
+    Act *k, *v;        // [B*T, kv_dim]
     Act *att_out;      // [B*T, d_model]
     Act *gate, *up, *swiglu;  // [B*T, d_ff]
 } ActivationGrads;

@@ -6,18 +6,35 @@
 
 void param_specs(const ModelConfig *c, ParamSpec specs[N_PARAM_TENSORS]) {
     size_t L = c->n_layer, C = c->d_model, F = c->d_ff, V = c->vocab_size;
+    size_t KV = model_kv_dim(c), bias = c->qkv_bias ? L : 0;
     // GPT-2 style: the two projections that write into the residual stream start smaller,
     // so the stream's variance does not grow with depth.
     float std = 0.02f, resid_std = 0.02f / sqrtf(2.0f * c->n_layer);
-    ParamSpec table[N_PARAM_TENSORS] = {
-        {"tok_emb", V * C, 0, std},        {"attn_norm", L * C, 1, 0.0f},
-        {"wq", L * C * C, 0, std},         {"wk", L * C * C, 0, std},
-        {"wv", L * C * C, 0, std},         {"wo", L * C * C, 0, resid_std},
-        {"mlp_norm", L * C, 1, 0.0f},      {"w_gate", L * F * C, 0, std},
-        {"w_up", L * F * C, 0, std},       {"w_down", L * C * F, 0, resid_std},
-        {"final_norm", C, 1, 0.0f},        {"lm_head", V * C, 0, std},
-    };
-    for (int i = 0; i < N_PARAM_TENSORS; i++) specs[i] = table[i];
+    // name, layers, rows, cols, is_norm, is_bias, init_std
+    struct { const char *name; size_t layers, rows, cols; int is_norm, is_bias; float std; }
+        table[N_PARAM_TENSORS] = {
+            {"tok_emb", 1, V, C, 0, 0, std},
+            {"attn_norm", L, C, 1, 1, 0, 0.0f},
+            {"wq", L, C, C, 0, 0, std},
+            {"wk", L, KV, C, 0, 0, std},
+            {"wv", L, KV, C, 0, 0, std},
+            {"bq", bias, C, 1, 0, 1, 0.0f},
+            {"bk", bias, KV, 1, 0, 1, 0.0f},
+            {"bv", bias, KV, 1, 0, 1, 0.0f},
+            {"wo", L, C, C, 0, 0, resid_std},
+            {"mlp_norm", L, C, 1, 1, 0, 0.0f},
+            {"w_gate", L, F, C, 0, 0, std},
+            {"w_up", L, F, C, 0, 0, std},
+            {"w_down", L, C, F, 0, 0, resid_std},
+            {"final_norm", 1, C, 1, 1, 0, 0.0f},
+            {"lm_head", c->tied_embeddings ? 0 : 1, V, C, 0, 0, std},
+        };
+    for (int i = 0; i < N_PARAM_TENSORS; i++) {
+        ParamSpec s = {table[i].name, table[i].layers * table[i].rows * table[i].cols,
+                       (int)table[i].layers, table[i].rows, table[i].cols, table[i].is_norm,
+                       table[i].is_bias, table[i].std};
+        specs[i] = s;
+    }
 }
 
 size_t param_count(const ModelConfig *c) {
@@ -30,8 +47,9 @@ size_t param_count(const ModelConfig *c) {
 
 void param_tensors_point(ParamTensors *t, float *base, const ModelConfig *c) {
     float **fields[N_PARAM_TENSORS] = {
-        &t->tok_emb, &t->attn_norm, &t->wq,     &t->wk,   &t->wv,         &t->wo,
-        &t->mlp_norm, &t->w_gate,   &t->w_up,   &t->w_down, &t->final_norm, &t->lm_head,
+        &t->tok_emb, &t->attn_norm, &t->wq,     &t->wk,     &t->wv,
+        &t->bq,      &t->bk,        &t->bv,     &t->wo,     &t->mlp_norm,
+        &t->w_gate,  &t->w_up,      &t->w_down, &t->final_norm, &t->lm_head,
     };
     ParamSpec specs[N_PARAM_TENSORS];
     param_specs(c, specs);
@@ -39,15 +57,20 @@ void param_tensors_point(ParamTensors *t, float *base, const ModelConfig *c) {
         *fields[i] = base;
         base += specs[i].size;
     }
+    if (c->tied_embeddings) t->lm_head = t->tok_emb;
 }
 
 LayerWeights layer_weights(const ParamTensors *t, const ModelConfig *c, int l) {
-    size_t C = c->d_model, F = c->d_ff;
+    size_t C = c->d_model, F = c->d_ff, KV = model_kv_dim(c);
+    int bias = c->qkv_bias;
     LayerWeights w = {
         .attn_norm = t->attn_norm + l * C,
         .wq = t->wq + l * C * C,
-        .wk = t->wk + l * C * C,
-        .wv = t->wv + l * C * C,
+        .wk = t->wk + l * KV * C,
+        .wv = t->wv + l * KV * C,
+        .bq = bias ? t->bq + l * C : NULL,
+        .bk = bias ? t->bk + l * KV : NULL,
+        .bv = bias ? t->bv + l * KV : NULL,
         .wo = t->wo + l * C * C,
         .mlp_norm = t->mlp_norm + l * C,
         .w_gate = t->w_gate + l * F * C,
@@ -64,7 +87,9 @@ void params_init(float *params, const ModelConfig *c, uint64_t seed) {
     rng_seed(&rng, seed);
     for (int i = 0; i < N_PARAM_TENSORS; i++) {
         for (size_t j = 0; j < specs[i].size; j++)
-            params[j] = specs[i].is_norm ? 1.0f : specs[i].init_std * rng_normal(&rng);
+            params[j] = specs[i].is_norm   ? 1.0f
+                        : specs[i].is_bias ? 0.0f
+                                           : specs[i].init_std * rng_normal(&rng);
         params += specs[i].size;
     }
 }

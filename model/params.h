@@ -2,6 +2,9 @@
 // gradients, AdamW m and v each in one more, with the same layout), so the optimizer,
 // gradient clipping and checkpoints each treat the model as one flat array.
 // Per-layer tensors are stacked over layers: wq holds n_layer [d_model, d_model] matrices.
+// Optional tensors have size 0 when the config leaves them out: the q/k/v biases without
+// qkv_bias, lm_head with tied_embeddings (then the lm_head view points at tok_emb, so the
+// LM head's gradient adds into the embedding's). kv_dim = n_kv_head * head size.
 #ifndef DLLM_PARAMS_H
 #define DLLM_PARAMS_H
 
@@ -14,23 +17,29 @@ typedef struct {
     float *tok_emb;     // [vocab, d_model]
     float *attn_norm;   // [n_layer, d_model]
     float *wq;          // [n_layer, d_model, d_model]
-    float *wk;          // [n_layer, d_model, d_model]
-    float *wv;          // [n_layer, d_model, d_model]
+    float *wk;          // [n_layer, kv_dim, d_model]
+    float *wv;          // [n_layer, kv_dim, d_model]
+    float *bq;          // [n_layer, d_model] (qkv_bias)
+    float *bk;          // [n_layer, kv_dim] (qkv_bias)
+    float *bv;          // [n_layer, kv_dim] (qkv_bias)
     float *wo;          // [n_layer, d_model, d_model]
     float *mlp_norm;    // [n_layer, d_model]
     float *w_gate;      // [n_layer, d_ff, d_model]
     float *w_up;        // [n_layer, d_ff, d_model]
     float *w_down;      // [n_layer, d_model, d_ff]
     float *final_norm;  // [d_model]
-    float *lm_head;     // [vocab, d_model]
+    float *lm_head;     // [vocab, d_model] (tok_emb when tied_embeddings)
 } ParamTensors;
 
-enum { N_PARAM_TENSORS = 12 };
+enum { N_PARAM_TENSORS = 15 };
 
 typedef struct {
     const char *name;
-    size_t size;       // floats, all layers together
+    size_t size;       // floats, all layers together: layers * rows * cols
+    int layers;        // n_layer for per-layer tensors, else 1
+    size_t rows, cols; // one layer's matrix [rows, cols]; cols = 1 for a vector of rows
     int is_norm;       // norm gains start at 1 and get no weight decay
+    int is_bias;       // biases start at 0 and get no weight decay
     float init_std;    // for the others: normal(0, init_std)
 } ParamSpec;
 
@@ -42,7 +51,7 @@ void param_tensors_point(ParamTensors *t, float *base, const ModelConfig *c);
 
 // One layer's slices of a ParamTensors (the weights or their gradients).
 typedef struct {
-    float *attn_norm, *wq, *wk, *wv, *wo, *mlp_norm, *w_gate, *w_up, *w_down;
+    float *attn_norm, *wq, *wk, *wv, *bq, *bk, *bv, *wo, *mlp_norm, *w_gate, *w_up, *w_down;
 } LayerWeights;
 LayerWeights layer_weights(const ParamTensors *t, const ModelConfig *c, int layer);
 

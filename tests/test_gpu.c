@@ -177,6 +177,14 @@ static void check_row_ops(void) {
     snprintf(name, sizeof name, "rmsnorm dinp (%s)", precision());
     expect_act(name, gdx, dx, (size_t)N * C, tol);
     expect_close("rmsnorm dweight", gdw, dw, C, 1e-5);
+    // the q/k/v biases: added to every row, and their gradient a column sum over 3 chunks
+    cpu->bias_forward(x, w, N, C);
+    gpu->bias_forward(gx, gw, N, C);
+    snprintf(name, sizeof name, "bias forward (%s)", precision());
+    expect_act(name, gx, x, (size_t)N * C, tol);
+    cpu->bias_backward(dw, dy, N, C);
+    gpu->bias_backward(gdw, gdy, N, C);
+    expect_close("bias backward", gdw, dw, C, 1e-5);
 
     // cross-entropy: some rows weighted 0 (no gradient), targets anywhere in the vocabulary
     float *logits = randn((size_t)N * V, 16), *weights = randn(N, 17);
@@ -314,13 +322,14 @@ START_TEST(test_rope) { on_each_gpu(check_rope); }
 END_TEST
 
 // Attention at one head size: T spans two tiles of the flash kernels, the second partial.
-// With bf16 activations, head sizes 64 and 128 run the tensor-core kernels.
-static void check_attention(int hd) {
+// With bf16 activations, head sizes 64 and 128 run the tensor-core kernels. Hkv = 1: both
+// query heads share one key/value head (grouped-query attention).
+static void check_attention(int hd, int Hkv) {
     double tol_out = bf16() ? 2e-2 : 1e-5, tol_grad = bf16() ? 3e-2 : 1e-4;
     int B = 2, T = 100, H = 2, C = H * hd;
-    size_t n = (size_t)B * T * C, nl = (size_t)B * H * T;
-    float *q = randn(n, 32), *k = randn(n, 33), *v = randn(n, 34), *dout = randn(n, 35);
-    Act *gq = up_act(q, n), *gk = up_act(k, n), *gv = up_act(v, n), *gdout = up_act(dout, n);
+    size_t n = (size_t)B * T * C, nkv = (size_t)B * T * Hkv * hd, nl = (size_t)B * H * T;
+    float *q = randn(n, 32), *k = randn(nkv, 33), *v = randn(nkv, 34), *dout = randn(n, 35);
+    Act *gq = up_act(q, n), *gk = up_act(k, nkv), *gv = up_act(v, nkv), *gdout = up_act(dout, n);
     float *out = calloc(n, 4), *lse = malloc(nl * 4), *glse = gpu->alloc(nl * 4);
     Act *gout = up_act(out, n);
     int key_start[2] = {0, 70};  // the second sequence's first visible key is in tile 2
@@ -328,35 +337,36 @@ static void check_attention(int hd) {
     char what[96];
     const char *prec = precision();
     for (int causal = 0; causal <= 1; causal++) {
-        const char *kind = causal ? "causal" : "bidir";
-        cpu->attention_forward(out, lse, q, k, v, key_start, B, T, T, 0, H, hd, causal);
-        gpu->attention_forward(gout, glse, gq, gk, gv, gks, B, T, T, 0, H, hd, causal);
+        const char *kind = causal ? (Hkv < H ? "causal gqa" : "causal") : (Hkv < H ? "bidir gqa" : "bidir");
+        cpu->attention_forward(out, lse, q, k, v, key_start, B, T, T, 0, H, Hkv, hd, causal);
+        gpu->attention_forward(gout, glse, gq, gk, gv, gks, B, T, T, 0, H, Hkv, hd, causal);
         snprintf(what, sizeof what, "attention hd %d %s %s, key_start: out", hd, kind, prec);
         expect_act(what, gout, out, n, tol_out);
         snprintf(what, sizeof what, "attention hd %d %s %s, key_start: lse", hd, kind, prec);
         expect_same_infinities(what, glse, lse, nl, tol_out);
         // training backward: no key_start; the CPU from the device's stored output
-        gpu->attention_forward(gout, glse, gq, gk, gv, NULL, B, T, T, 0, H, hd, causal);
+        gpu->attention_forward(gout, glse, gq, gk, gv, NULL, B, T, T, 0, H, Hkv, hd, causal);
         gpu->act_to_host(out, gout, n);
         gpu->to_host(lse, glse, nl * 4);
-        float *dq = randn(n, 36), *dk = randn(n, 37), *dv = randn(n, 38);
-        Act *gdq = up_act(dq, n), *gdk = up_act(dk, n), *gdv = up_act(dv, n);
-        cpu->attention_backward(dq, dk, dv, dout, out, lse, q, k, v, B, T, H, hd, causal);
-        gpu->attention_backward(gdq, gdk, gdv, gdout, gout, glse, gq, gk, gv, B, T, H, hd, causal);
+        float *dq = randn(n, 36), *dk = randn(nkv, 37), *dv = randn(nkv, 38);
+        Act *gdq = up_act(dq, n), *gdk = up_act(dk, nkv), *gdv = up_act(dv, nkv);
+        cpu->attention_backward(dq, dk, dv, dout, out, lse, q, k, v, B, T, H, Hkv, hd, causal);
+        gpu->attention_backward(gdq, gdk, gdv, gdout, gout, glse, gq, gk, gv, B, T, H, Hkv, hd,
+                                causal);
         snprintf(what, sizeof what, "attention hd %d %s %s: dq", hd, kind, prec);
         expect_act(what, gdq, dq, n, tol_grad);
         snprintf(what, sizeof what, "attention hd %d %s %s: dk", hd, kind, prec);
-        expect_act(what, gdk, dk, n, tol_grad);
+        expect_act(what, gdk, dk, nkv, tol_grad);
         snprintf(what, sizeof what, "attention hd %d %s %s: dv", hd, kind, prec);
-        expect_act(what, gdv, dv, n, tol_grad);
+        expect_act(what, gdv, dv, nkv, tol_grad);
         free(dq), free(dk), free(dv);
         gpu->free(gdq), gpu->free(gdk), gpu->free(gdv);
     }
     // the KV-cache case: 8 query rows at positions 92.. against all 100 keys
     int Tq = 8;
     size_t nq = (size_t)B * Tq * C;
-    cpu->attention_forward(out, lse, q, k, v, key_start, B, Tq, T, 92, H, hd, 1);
-    gpu->attention_forward(gout, glse, gq, gk, gv, gks, B, Tq, T, 92, H, hd, 1);
+    cpu->attention_forward(out, lse, q, k, v, key_start, B, Tq, T, 92, H, Hkv, hd, 1);
+    gpu->attention_forward(gout, glse, gq, gk, gv, gks, B, Tq, T, 92, H, Hkv, hd, 1);
     snprintf(what, sizeof what, "attention hd %d %s, 8 of 100 rows", hd, prec);
     expect_act(what, gout, out, nq, tol_out);
     free(q), free(k), free(v), free(dout), free(out), free(lse);
@@ -365,11 +375,12 @@ static void check_attention(int hd) {
 }
 
 // one head size per register-tile width of the CUDA-core kernels (32, 64, 128); with bf16
-// activations 16 still takes them, 64 and 128 the tensor-core kernels
+// activations 16 still takes them, 64 and 128 the tensor-core kernels; grouped-query
+// attention on both paths
 static void check_attentions(void) {
-    check_attention(16);
-    check_attention(64);
-    check_attention(128);
+    check_attention(16, 1);
+    check_attention(64, 1);
+    check_attention(128, 2);
 }
 
 START_TEST(test_attention) { on_each_gpu(check_attentions); }
@@ -422,6 +433,11 @@ static ModelConfig small_config(int causal) {
     // head size 64: with bf16 activations the tensor-core attention runs in the whole model too
     c.n_layer = 2, c.n_head = 2, c.d_model = 128, c.d_ff = 352, c.seq_len = 32;
     c.causal = causal;
+    if (causal) {  // the AR twin has the shapes of released models: GQA, q/k/v biases, tied LM head
+        c.n_kv_head = 1;
+        c.qkv_bias = 1;
+        c.tied_embeddings = 1;
+    }
     return c;
 }
 

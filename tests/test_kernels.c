@@ -144,25 +144,25 @@ START_TEST(test_rope) {
 END_TEST
 
 // ---- attention ----
-typedef struct { float *out, *lse, *q, *k, *v, *r; int B, T, H, hd, causal; } AttnCase;
+typedef struct { float *out, *lse, *q, *k, *v, *r; int B, T, H, Hkv, hd, causal; } AttnCase;
 
 static double attention_scalar(void *p) {
     AttnCase *c = p;
-    be->attention_forward(c->out, c->lse, c->q, c->k, c->v, NULL, c->B, c->T, c->T, 0, c->H, c->hd,
-                          c->causal);
+    be->attention_forward(c->out, c->lse, c->q, c->k, c->v, NULL, c->B, c->T, c->T, 0, c->H,
+                          c->Hkv, c->hd, c->causal);
     return dot_double(c->out, c->r, (size_t)c->B * c->T * c->H * c->hd);
 }
 
 // Attention of one row written out in double: softmax of the visible scores times v.
 static void attention_row_reference(const AttnCase *c, int b, int h, int t, double *out,
                                     double *lse) {
-    int end = c->causal ? t + 1 : c->T;
+    int end = c->causal ? t + 1 : c->T, g = h / (c->H / c->Hkv);  // the key/value head
     double s[8], maxv = -INFINITY, sum = 0.0;
     for (int j = 0; j < end; j++) {
         s[j] = 0.0;
         for (int i = 0; i < c->hd; i++)
             s[j] += (double)c->q[((b * c->T + t) * c->H + h) * c->hd + i] *
-                    c->k[((b * c->T + j) * c->H + h) * c->hd + i];
+                    c->k[((b * c->T + j) * c->Hkv + g) * c->hd + i];
         s[j] /= sqrt(c->hd);
         maxv = fmax(maxv, s[j]);
     }
@@ -171,15 +171,16 @@ static void attention_row_reference(const AttnCase *c, int b, int h, int t, doub
     for (int i = 0; i < c->hd; i++) {
         out[i] = 0.0;
         for (int j = 0; j < end; j++)
-            out[i] += exp(s[j] - *lse) * c->v[((b * c->T + j) * c->H + h) * c->hd + i];
+            out[i] += exp(s[j] - *lse) * c->v[((b * c->T + j) * c->Hkv + g) * c->hd + i];
     }
 }
 
-static void check_attention(int causal) {
-    int B = 2, T = 5, H = 2, hd = 4;
-    size_t n = (size_t)B * T * H * hd;
-    AttnCase c = {zeros(n), zeros(B * H * T), randn(n, 10), randn(n, 11), randn(n, 12),
-                  randn(n, 13), B, T, H, hd, causal};
+// Hkv < H: grouped-query attention, H / Hkv query heads per key/value head.
+static void check_attention(int causal, int Hkv) {
+    int B = 2, T = 5, H = 4, hd = 4;
+    size_t n = (size_t)B * T * H * hd, nkv = (size_t)B * T * Hkv * hd;
+    AttnCase c = {zeros(n), zeros(B * H * T), randn(n, 10), randn(nkv, 11), randn(nkv, 12),
+                  randn(n, 13), B, T, H, Hkv, hd, causal};
     attention_scalar(&c);
     // every row (a causal one sees keys up to itself) against the double-precision softmax
     for (int b = 0; b < B; b++)
@@ -191,34 +192,65 @@ static void check_attention(int causal) {
                 for (int i = 0; i < hd; i++)
                     ck_assert_double_eq_tol(c.out[((b * T + t) * H + h) * hd + i], out[i], 1e-5);
             }
-    float *dq = zeros(n), *dk = zeros(n), *dv = zeros(n);
-    be->attention_backward(dq, dk, dv, c.r, c.out, c.lse, c.q, c.k, c.v, B, T, H, hd, causal);
-    const char *tag = causal ? "causal" : "bidirectional";
-    char name[64];
+    float *dq = zeros(n), *dk = zeros(nkv), *dv = zeros(nkv);
+    be->attention_backward(dq, dk, dv, c.r, c.out, c.lse, c.q, c.k, c.v, B, T, H, Hkv, hd, causal);
+    char tag[64], name[96];
+    snprintf(tag, sizeof tag, "%s, %d kv heads", causal ? "causal" : "bidirectional", Hkv);
     snprintf(name, sizeof name, "attention dq (%s)", tag);
     report(name, grad_check(attention_scalar, &c, c.q, dq, n, FD_STEP, 0));
     snprintf(name, sizeof name, "attention dk (%s)", tag);
-    report(name, grad_check(attention_scalar, &c, c.k, dk, n, FD_STEP, 0));
+    report(name, grad_check(attention_scalar, &c, c.k, dk, nkv, FD_STEP, 0));
     snprintf(name, sizeof name, "attention dv (%s)", tag);
-    report(name, grad_check(attention_scalar, &c, c.v, dv, n, FD_STEP, 0));
+    report(name, grad_check(attention_scalar, &c, c.v, dv, nkv, FD_STEP, 0));
     attention_scalar(&c);  // restore out and lse for the accumulation check
-    float *dq2 = malloc(n * sizeof(float)), *dk2 = malloc(n * sizeof(float)),
-          *dv2 = malloc(n * sizeof(float));
+    float *dq2 = malloc(n * sizeof(float)), *dk2 = malloc(nkv * sizeof(float)),
+          *dv2 = malloc(nkv * sizeof(float));
     memcpy(dq2, dq, n * sizeof(float));
-    memcpy(dk2, dk, n * sizeof(float));
-    memcpy(dv2, dv, n * sizeof(float));
-    be->attention_backward(dq2, dk2, dv2, c.r, c.out, c.lse, c.q, c.k, c.v, B, T, H, hd, causal);
+    memcpy(dk2, dk, nkv * sizeof(float));
+    memcpy(dv2, dv, nkv * sizeof(float));
+    be->attention_backward(dq2, dk2, dv2, c.r, c.out, c.lse, c.q, c.k, c.v, B, T, H, Hkv, hd,
+                           causal);
     assert_doubled(dq, dq2, n);
-    assert_doubled(dk, dk2, n);
-    assert_doubled(dv, dv2, n);
+    assert_doubled(dk, dk2, nkv);
+    assert_doubled(dv, dv2, nkv);
     free(c.out), free(c.lse), free(c.q), free(c.k), free(c.v), free(c.r);
     free(dq), free(dk), free(dv), free(dq2), free(dk2), free(dv2);
 }
 
-START_TEST(test_attention_bidirectional) { check_attention(0); }
+START_TEST(test_attention_bidirectional) {
+    check_attention(0, 4);
+    check_attention(0, 2);
+}
 END_TEST
 
-START_TEST(test_attention_causal) { check_attention(1); }
+START_TEST(test_attention_causal) {
+    check_attention(1, 4);
+    check_attention(1, 1);
+}
+END_TEST
+
+// ---- bias ----
+typedef struct { float *x, *base, *bias, *r; int N, C; } BiasCase;
+
+static double bias_scalar(void *p) {
+    BiasCase *c = p;
+    memcpy(c->x, c->base, (size_t)c->N * c->C * sizeof(float));
+    be->bias_forward(c->x, c->bias, c->N, c->C);
+    return dot_double(c->x, c->r, (size_t)c->N * c->C);
+}
+
+START_TEST(test_bias) {
+    int N = 6, C = 5;
+    BiasCase c = {zeros(N * C), randn(N * C, 30), randn(C, 31), randn(N * C, 32), N, C};
+    bias_scalar(&c);
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < C; i++)
+            ck_assert_float_eq(c.x[n * C + i], c.base[n * C + i] + c.bias[i]);
+    float *db = zeros(C);
+    be->bias_backward(db, c.r, N, C);
+    report("bias dbias", grad_check(bias_scalar, &c, c.bias, db, C, FD_STEP, 0));
+    free(c.x), free(c.base), free(c.bias), free(c.r), free(db);
+}
 END_TEST
 
 // ---- swiglu ----
@@ -446,6 +478,7 @@ int main(void) {
     tcase_add_test(tc, test_rope);
     tcase_add_test(tc, test_attention_bidirectional);
     tcase_add_test(tc, test_attention_causal);
+    tcase_add_test(tc, test_bias);
     tcase_add_test(tc, test_swiglu);
     tcase_add_test(tc, test_embedding);
     tcase_add_test(tc, test_cross_entropy);

@@ -54,9 +54,19 @@ static double model_scalar(void *p) {
     return model_loss(c->m, c->targets, c->weights);
 }
 
+// The shapes released models add: grouped-query attention (one key/value head for two query
+// heads), q/k/v biases and an LM head tied to the embedding.
+static ModelConfig imported_shape(ModelConfig c) {
+    c.n_kv_head = 1;
+    c.qkv_bias = 1;
+    c.tied_embeddings = 1;
+    return c;
+}
+
 // Every parameter of every tensor against central differences of the loss.
-static void check_model_gradients(int causal) {
+static void check_model_gradients(int causal, int imported) {
     ModelConfig cfg = tiny_config(causal);
+    if (imported) cfg = imported_shape(cfg);
     int B = 2, T = cfg.seq_len, N = B * T;
     Model m = make_model(&cfg, B);
     int tokens[2 * 7], inputs[12], targets[12];
@@ -86,8 +96,9 @@ static void check_model_gradients(int causal) {
     for (int i = 0; i < N_PARAM_TENSORS; i++) {
         double err = grad_check(model_scalar, &c, m.params + offset, m.grads + offset,
                                 specs[i].size, 2e-2f, 0);
-        printf("  %s model grad check %-10s (%4zu params) max rel err %.2e\n",
-               causal ? "AR " : "MDM", specs[i].name, specs[i].size, err);
+        printf("  %s%s model grad check %-10s (%4zu params) max rel err %.2e\n",
+               causal ? "AR " : "MDM", imported ? " gqa+bias+tied" : "", specs[i].name,
+               specs[i].size, err);
         fflush(stdout);
         ck_assert_msg(err < 1e-2, "%s: relative gradient error %g", specs[i].name, err);
         offset += specs[i].size;
@@ -95,10 +106,16 @@ static void check_model_gradients(int causal) {
     model_free(&m);
 }
 
-START_TEST(test_model_gradients_bidirectional) { check_model_gradients(0); }
+START_TEST(test_model_gradients_bidirectional) { check_model_gradients(0, 0); }
 END_TEST
 
-START_TEST(test_model_gradients_causal) { check_model_gradients(1); }
+START_TEST(test_model_gradients_causal) { check_model_gradients(1, 0); }
+END_TEST
+
+START_TEST(test_model_gradients_gqa_bias_tied) {
+    check_model_gradients(0, 1);
+    check_model_gradients(1, 1);
+}
 END_TEST
 
 // Logits of sequence b at position t, copied out.
@@ -338,6 +355,10 @@ START_TEST(test_bad_config_is_refused) {
     cfg.mask_token_id = cfg.vocab_size;
     ck_assert_int_eq(model_create(&m, &cfg, &backend_cpu, 1, 0, &err), -1);
     ck_assert_msg(strstr(err.msg, "mask_token_id") != NULL, "%s", err.msg);
+    cfg = tiny_config(0);
+    cfg.n_kv_head = 3;  // does not divide n_head
+    ck_assert_int_eq(model_create(&m, &cfg, &backend_cpu, 1, 0, &err), -1);
+    ck_assert_msg(strstr(err.msg, "n_kv_head") != NULL, "%s", err.msg);
 }
 END_TEST
 
@@ -347,6 +368,7 @@ int main(void) {
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_model_gradients_bidirectional);
     tcase_add_test(tc, test_model_gradients_causal);
+    tcase_add_test(tc, test_model_gradients_gqa_bias_tied);
     tcase_add_test(tc, test_ar_is_causal);
     tcase_add_test(tc, test_mdm_sees_every_position);
     tcase_add_test(tc, test_gradient_accumulation);

@@ -9,12 +9,13 @@ void optimizer_step(Model *m, const TrainConfig *tc, float norm, float lr, int64
     if (tc->grad_clip > 0.0f && norm > tc->grad_clip)
         be->scale(m->grads, m->n_params, tc->grad_clip / norm);
 
-    // tensor by tensor, because norm gains get no weight decay
+    // tensor by tensor, because norm gains and biases get no weight decay
     ParamSpec specs[N_PARAM_TENSORS];
     param_specs(&m->cfg, specs);
     size_t offset = 0;
     for (int i = 0; i < N_PARAM_TENSORS; i++) {
-        float wd = specs[i].is_norm ? 0.0f : tc->weight_decay;
+        if (specs[i].size == 0) continue;  // a tensor this config leaves out
+        float wd = specs[i].is_norm || specs[i].is_bias ? 0.0f : tc->weight_decay;
         be->adamw_update(m->params + offset, m->grads + offset, m->adam_m + offset,
                          m->adam_v + offset, specs[i].size, lr, tc->beta1, tc->beta2,
                          tc->adam_eps, wd, t);

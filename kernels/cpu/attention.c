@@ -1,4 +1,5 @@
-// Multi-head scaled dot-product attention, one query row at a time.
+// Multi-head scaled dot-product attention, one query row at a time. With grouped-query
+// attention (Hkv < H) the H / Hkv query heads of a group share one key/value head.
 // Bidirectional for the MDM (every position sees every other), causal for the AR baseline.
 // Only the log-sum-exp of each row's scores is kept for the backward pass, which recomputes
 // the probabilities from q and k: memory O(T) per head, the same contract as the CUDA
@@ -28,8 +29,9 @@ static int visible_end(int t, int q_pos0, int Tk, int causal) {
 
 void cpu_attention_forward(float *out, float *lse, const float *q, const float *k,
                            const float *v, const int *key_start, int B, int Tq, int Tk, int q_pos0,
-                           int H, int head_dim, int causal) {
+                           int H, int Hkv, int head_dim, int causal) {
     float scale = 1.0f / sqrtf((float)head_dim);
+    int group = H / Hkv;
 #pragma omp parallel
     {
         float *p = malloc((size_t)Tk * sizeof(float));
@@ -42,7 +44,8 @@ void cpu_attention_forward(float *out, float *lse, const float *q, const float *
                     int end = visible_end(t, q_pos0, Tk, causal);
                     float maxv = -INFINITY;
                     for (int j = first; j < end; j++) {
-                        p[j] = dot(qt, k + head_offset(b, j, h, Tk, H, head_dim), head_dim) * scale;
+                        const float *kj = k + head_offset(b, j, h / group, Tk, Hkv, head_dim);
+                        p[j] = dot(qt, kj, head_dim) * scale;
                         if (p[j] > maxv) maxv = p[j];
                     }
                     float sum = 0.0f;
@@ -56,7 +59,7 @@ void cpu_attention_forward(float *out, float *lse, const float *q, const float *
                     lse[((size_t)b * H + h) * Tq + t] = sum > 0.0f ? maxv + logf(sum) : -INFINITY;
                     if (sum == 0.0f) continue;
                     for (int j = first; j < end; j++) {
-                        const float *vj = v + head_offset(b, j, h, Tk, H, head_dim);
+                        const float *vj = v + head_offset(b, j, h / group, Tk, Hkv, head_dim);
                         float pj = p[j] / sum;
 #pragma omp simd
                         for (int i = 0; i < head_dim; i++) o[i] += pj * vj[i];
@@ -68,33 +71,36 @@ void cpu_attention_forward(float *out, float *lse, const float *q, const float *
 
 void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out,
                             const float *lse, const float *q, const float *k, const float *v,
-                            int B, int T, int H, int head_dim, int causal) {
-    // One (b, h) per thread, because every query of a head adds into that head's dk and dv.
+                            int B, int T, int H, int Hkv, int head_dim, int causal) {
+    // One (b, key/value head) per thread, because every query of the head's group adds into
+    // its dk and dv (the group's heads in order, so the sums do not depend on threads).
     // With P = softmax(S): dS = P * (dO . v - D), D = dO . out (= sum_j P_j dO . v_j).
     float scale = 1.0f / sqrtf((float)head_dim);
+    int group = H / Hkv;
 #pragma omp parallel for collapse(2)
     for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++)
-            for (int t = 0; t < T; t++) {
-                float row_lse = lse[((size_t)b * H + h) * T + t];
-                if (row_lse == -INFINITY) continue;  // saw no key: passes no gradient
-                size_t row = head_offset(b, t, h, T, H, head_dim);
-                const float *qt = q + row, *dot_row = dout + row;
-                float *dqt = dq + row;
-                float D = dot(dot_row, out + row, head_dim);
-                int end = visible_end(t, 0, T, causal);
-                for (int j = 0; j < end; j++) {
-                    size_t key = head_offset(b, j, h, T, H, head_dim);
-                    float p = expf(dot(qt, k + key, head_dim) * scale - row_lse);
-                    float ds = p * (dot(dot_row, v + key, head_dim) - D) * scale;
-                    const float *kj = k + key;
-                    float *dkj = dk + key, *dvj = dv + key;
+        for (int g = 0; g < Hkv; g++)
+            for (int h = g * group; h < (g + 1) * group; h++)
+                for (int t = 0; t < T; t++) {
+                    float row_lse = lse[((size_t)b * H + h) * T + t];
+                    if (row_lse == -INFINITY) continue;  // saw no key: passes no gradient
+                    size_t row = head_offset(b, t, h, T, H, head_dim);
+                    const float *qt = q + row, *dot_row = dout + row;
+                    float *dqt = dq + row;
+                    float D = dot(dot_row, out + row, head_dim);
+                    int end = visible_end(t, 0, T, causal);
+                    for (int j = 0; j < end; j++) {
+                        size_t key = head_offset(b, j, g, T, Hkv, head_dim);
+                        float p = expf(dot(qt, k + key, head_dim) * scale - row_lse);
+                        float ds = p * (dot(dot_row, v + key, head_dim) - D) * scale;
+                        const float *kj = k + key;
+                        float *dkj = dk + key, *dvj = dv + key;
 #pragma omp simd
-                    for (int i = 0; i < head_dim; i++) {
-                        dvj[i] += p * dot_row[i];
-                        dqt[i] += ds * kj[i];
-                        dkj[i] += ds * qt[i];
+                        for (int i = 0; i < head_dim; i++) {
+                            dvj[i] += p * dot_row[i];
+                            dqt[i] += ds * kj[i];
+                            dkj[i] += ds * qt[i];
+                        }
                     }
                 }
-            }
 }

@@ -47,6 +47,12 @@ static void matmul_backward(Act *dinp, float *dweight, const Act *dout, const Ac
                             const float *weight, int N, int C_in, int C_out) {
     cpu_matmul_backward(dinp, dweight, dout, inp, weight, N, C_in, C_out);
 }
+static void bias_forward(Act *x, const float *bias, int N, int C) {
+    cpu_bias_forward(x, bias, N, C);
+}
+static void bias_backward(float *dbias, const Act *dout, int N, int C) {
+    cpu_bias_backward(dbias, dout, N, C);
+}
 static void rope_forward(Act *x, const float *cos, const float *sin, int B, int T, int pos0,
                          int H, int head_dim) {
     cpu_rope_forward(x, cos, sin, B, T, pos0, H, head_dim);
@@ -57,13 +63,14 @@ static void rope_backward(Act *dx, const float *cos, const float *sin, int B, in
 }
 static void attention_forward(Act *out, float *lse, const Act *q, const Act *k, const Act *v,
                               const int *key_start, int B, int Tq, int Tk, int q_pos0, int H,
-                              int head_dim, int causal) {
-    cpu_attention_forward(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, head_dim, causal);
+                              int Hkv, int head_dim, int causal) {
+    cpu_attention_forward(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, Hkv, head_dim,
+                          causal);
 }
 static void attention_backward(Act *dq, Act *dk, Act *dv, const Act *dout, const Act *out,
                                const float *lse, const Act *q, const Act *k, const Act *v, int B,
-                               int T, int H, int head_dim, int causal) {
-    cpu_attention_backward(dq, dk, dv, dout, out, lse, q, k, v, B, T, H, head_dim, causal);
+                               int T, int H, int Hkv, int head_dim, int causal) {
+    cpu_attention_backward(dq, dk, dv, dout, out, lse, q, k, v, B, T, H, Hkv, head_dim, causal);
 }
 static void swiglu_forward(Act *out, const Act *gate, const Act *up, size_t n) {
     cpu_swiglu_forward(out, gate, up, n);
@@ -115,6 +122,8 @@ const Backend backend_cpu = {
     .rmsnorm_backward = rmsnorm_backward,
     .matmul_forward = matmul_forward,
     .matmul_backward = matmul_backward,
+    .bias_forward = bias_forward,
+    .bias_backward = bias_backward,
     .rope_forward = rope_forward,
     .rope_backward = rope_backward,
     .attention_forward = attention_forward,

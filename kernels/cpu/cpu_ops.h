@@ -21,6 +21,9 @@ void cpu_matmul_forward(float *out, const float *inp, const float *weight, int N
 void cpu_matmul_backward(float *dinp, float *dweight, const float *dout, const float *inp,
                          const float *weight, int N, int C_in, int C_out);
 
+void cpu_bias_forward(float *x, const float *bias, int N, int C);
+void cpu_bias_backward(float *dbias, const float *dout, int N, int C);
+
 void cpu_rope_forward(float *x, const float *cos, const float *sin, int B, int T, int pos0, int H,
                       int head_dim);
 void cpu_rope_backward(float *dx, const float *cos, const float *sin, int B, int T, int pos0,
@@ -28,10 +31,10 @@ void cpu_rope_backward(float *dx, const float *cos, const float *sin, int B, int
 
 void cpu_attention_forward(float *out, float *lse, const float *q, const float *k,
                            const float *v, const int *key_start, int B, int Tq, int Tk, int q_pos0,
-                           int H, int head_dim, int causal);
+                           int H, int Hkv, int head_dim, int causal);
 void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out,
                             const float *lse, const float *q, const float *k, const float *v,
-                            int B, int T, int H, int head_dim, int causal);
+                            int B, int T, int H, int Hkv, int head_dim, int causal);
 
 void cpu_swiglu_forward(float *out, const float *gate, const float *up, size_t n);
 void cpu_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,

@@ -1,4 +1,4 @@
-// Elementwise ops: the SwiGLU gate and the residual add.
+// Elementwise ops: the SwiGLU gate, the residual add and the projection biases.
 #include <math.h>
 
 #include "kernels/cpu/cpu_ops.h"
@@ -30,4 +30,20 @@ void cpu_add(float *out, const float *a, const float *b, size_t n) {
 void cpu_guide(float *cond, const float *uncond, float w, size_t n) {
 #pragma omp parallel for
     for (size_t i = 0; i < n; i++) cond[i] = uncond[i] + w * (cond[i] - uncond[i]);
+}
+
+void cpu_bias_forward(float *x, const float *bias, int N, int C) {
+#pragma omp parallel for
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < C; i++) x[(size_t)n * C + i] += bias[i];
+}
+
+void cpu_bias_backward(float *dbias, const float *dout, int N, int C) {
+    // split by column so each sum has one owner, rows in order
+#pragma omp parallel for
+    for (int i = 0; i < C; i++) {
+        float s = 0.0f;
+        for (int n = 0; n < N; n++) s += dout[(size_t)n * C + i];
+        dbias[i] += s;
+    }
 }

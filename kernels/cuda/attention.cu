@@ -3,7 +3,9 @@
 // and keeps only each row's log-sum-exp; the backward recomputes the probabilities tile by
 // tile from q, k and that log-sum-exp. One thread owns one query row (one key row in the
 // dk/dv pass) with its accumulators in registers, so every sum runs in a fixed order:
-// deterministic, no atomics. The arithmetic is fp32 on the CUDA cores, the twin of
+// deterministic, no atomics. Grouped-query attention: query head h reads key/value head
+// h / (H / Hkv); the dk/dv pass gives a block one key/value head and walks every query head of
+// its group in order. The arithmetic is fp32 on the CUDA cores, the twin of
 // kernels/cpu/attention.c, on activations of type A (float or bf16); with bf16 activations
 // head sizes 64 and 128 go to the tensor-core kernels of attention_tc.cu instead.
 #include <cuda_runtime.h>
@@ -45,11 +47,12 @@ __device__ float dot_row(const float *reg, const float *row, int hd) {
 template <int HDM, typename A>
 __global__ void __launch_bounds__(TILE)
     flash_forward_kernel(A *out, float *lse, const A *q, const A *k, const A *v,
-                         const int *key_start, int Tq, int Tk, int q_pos0, int H, int hd,
-                         int causal) {
+                         const int *key_start, int Tq, int Tk, int q_pos0, int H, int Hkv,
+                         int hd, int causal) {
     extern __shared__ float smem[];
     float *sk = smem, *sv = smem + TILE * hd;
     int b = blockIdx.z, h = blockIdx.y, t = blockIdx.x * TILE + threadIdx.x;
+    int g = h / (H / Hkv);  // the key/value head
     bool active = t < Tq;
     size_t row = head_offset(b, active ? t : 0, h, Tq, H, hd);
     float qr[HDM], acc[HDM];
@@ -62,8 +65,8 @@ __global__ void __launch_bounds__(TILE)
     float m = -INFINITY, l = 0.0f;
     for (int j0 = first - first % TILE; j0 < block_end; j0 += TILE) {
         __syncthreads();  // every thread is done with the previous tile
-        load_tile(sk, k, b, h, j0, Tk, H, hd);
-        load_tile(sv, v, b, h, j0, Tk, H, hd);
+        load_tile(sk, k, b, g, j0, Tk, Hkv, hd);
+        load_tile(sv, v, b, g, j0, Tk, Hkv, hd);
         __syncthreads();
         if (!active) continue;  // still takes part in the loads and barriers
         int lo = max(first - j0, 0), hi = min(end - j0, TILE);
@@ -108,10 +111,11 @@ __global__ void attention_row_dot_kernel(float *D, const A *dout, const A *out, 
 template <int HDM, typename A>
 __global__ void __launch_bounds__(TILE)
     flash_backward_dq_kernel(A *dq, const A *dout, const float *D, const float *lse, const A *q,
-                             const A *k, const A *v, int T, int H, int hd, int causal) {
+                             const A *k, const A *v, int T, int H, int Hkv, int hd, int causal) {
     extern __shared__ float smem[];
     float *sk = smem, *sv = smem + TILE * hd;
     int b = blockIdx.z, h = blockIdx.y, t = blockIdx.x * TILE + threadIdx.x;
+    int g = h / (H / Hkv);
     size_t stat = ((size_t)b * H + h) * T + t;
     float row_lse = t < T ? lse[stat] : -INFINITY;
     bool live = row_lse != -INFINITY;  // rows that saw no key pass no gradient
@@ -126,8 +130,8 @@ __global__ void __launch_bounds__(TILE)
     int block_end = causal ? min((int)blockIdx.x * TILE + TILE, T) : T;
     for (int j0 = 0; j0 < block_end; j0 += TILE) {
         __syncthreads();
-        load_tile(sk, k, b, h, j0, T, H, hd);
-        load_tile(sv, v, b, h, j0, T, H, hd);
+        load_tile(sk, k, b, g, j0, T, Hkv, hd);
+        load_tile(sv, v, b, g, j0, T, Hkv, hd);
         __syncthreads();
         if (!live) continue;
         int hi = min(end - j0, TILE);
@@ -154,14 +158,14 @@ __global__ void __launch_bounds__(TILE)
 template <int HDM, typename A>
 __global__ void __launch_bounds__(TILE)
     flash_backward_dkv_kernel(A *dk, A *dv, const A *dout, const float *D, const float *lse,
-                              const A *q, const A *k, const A *v, int T, int H, int hd,
-                              int causal) {
+                              const A *q, const A *k, const A *v, int T, int H, int Hkv,
+                              int hd, int causal) {
     extern __shared__ float smem[];
     float *sq = smem, *sdo = sq + TILE * hd, *slse = sdo + TILE * hd, *sD = slse + TILE;
     float *own_k = sD + TILE + threadIdx.x * (hd + 1), *own_v = own_k + TILE * (hd + 1);
-    int b = blockIdx.z, h = blockIdx.y, j = blockIdx.x * TILE + threadIdx.x;
+    int b = blockIdx.z, g = blockIdx.y, j = blockIdx.x * TILE + threadIdx.x, group = H / Hkv;
     bool active = j < T;
-    size_t row = head_offset(b, active ? j : 0, h, T, H, hd);
+    size_t row = head_offset(b, active ? j : 0, g, T, Hkv, hd);
     for (int i = 0; i < hd; i++) {
         own_k[i] = active ? to_float(k[row + i]) : 0.0f;
         own_v[i] = active ? to_float(v[row + i]) : 0.0f;
@@ -169,34 +173,36 @@ __global__ void __launch_bounds__(TILE)
     float scale = rsqrtf((float)hd), dka[HDM], dva[HDM];
 #pragma unroll
     for (int i = 0; i < HDM; i++) dka[i] = dva[i] = 0.0f;
-    size_t stats = ((size_t)b * H + h) * T;
-    for (int t0 = causal ? (int)blockIdx.x * TILE : 0; t0 < T; t0 += TILE) {
-        __syncthreads();
-        load_tile(sq, q, b, h, t0, T, H, hd);
-        load_tile(sdo, dout, b, h, t0, T, H, hd);
-        for (int i = threadIdx.x; i < TILE; i += blockDim.x) {
-            slse[i] = t0 + i < T ? lse[stats + t0 + i] : -INFINITY;
-            sD[i] = t0 + i < T ? D[stats + t0 + i] : 0.0f;
-        }
-        __syncthreads();
-        if (!active) continue;
-        int lo = causal ? max(j - t0, 0) : 0, hi = min(T - t0, TILE);
-        for (int tt = lo; tt < hi; tt++) {
-            if (slse[tt] == -INFINITY) continue;
-            const float *qt = sq + tt * hd, *dot = sdo + tt * hd;
-            float s = 0.0f, dp = 0.0f;
-            for (int i = 0; i < hd; i++) {
-                s += qt[i] * own_k[i];
-                dp += dot[i] * own_v[i];
+    for (int h = g * group; h < (g + 1) * group; h++) {  // the group's query heads, in order
+        size_t stats = ((size_t)b * H + h) * T;
+        for (int t0 = causal ? (int)blockIdx.x * TILE : 0; t0 < T; t0 += TILE) {
+            __syncthreads();
+            load_tile(sq, q, b, h, t0, T, H, hd);
+            load_tile(sdo, dout, b, h, t0, T, H, hd);
+            for (int i = threadIdx.x; i < TILE; i += blockDim.x) {
+                slse[i] = t0 + i < T ? lse[stats + t0 + i] : -INFINITY;
+                sD[i] = t0 + i < T ? D[stats + t0 + i] : 0.0f;
             }
-            float p = expf(s * scale - slse[tt]);
-            float ds = p * (dp - sD[tt]);
-#pragma unroll
-            for (int i = 0; i < HDM; i++)
-                if (i < hd) {
-                    dva[i] += p * dot[i];
-                    dka[i] += ds * qt[i];
+            __syncthreads();
+            if (!active) continue;
+            int lo = causal ? max(j - t0, 0) : 0, hi = min(T - t0, TILE);
+            for (int tt = lo; tt < hi; tt++) {
+                if (slse[tt] == -INFINITY) continue;
+                const float *qt = sq + tt * hd, *dot = sdo + tt * hd;
+                float s = 0.0f, dp = 0.0f;
+                for (int i = 0; i < hd; i++) {
+                    s += qt[i] * own_k[i];
+                    dp += dot[i] * own_v[i];
                 }
+                float p = expf(s * scale - slse[tt]);
+                float ds = p * (dp - sD[tt]);
+#pragma unroll
+                for (int i = 0; i < HDM; i++)
+                    if (i < hd) {
+                        dva[i] += p * dot[i];
+                        dka[i] += ds * qt[i];
+                    }
+            }
         }
     }
     if (!active) return;
@@ -220,79 +226,84 @@ static void launch(Kernel kernel, dim3 grid, size_t shared, Args... args) {
 
 template <int HDM, typename A>
 static void forward(void *out, float *lse, const void *q, const void *k, const void *v,
-                    const int *key_start, int B, int Tq, int Tk, int q_pos0, int H, int hd,
-                    int causal) {
+                    const int *key_start, int B, int Tq, int Tk, int q_pos0, int H, int Hkv,
+                    int hd, int causal) {
     dim3 grid((Tq + TILE - 1) / TILE, H, B);
     launch(flash_forward_kernel<HDM, A>, grid, 2 * TILE * hd * sizeof(float), (A *)out, lse,
-           (const A *)q, (const A *)k, (const A *)v, key_start, Tq, Tk, q_pos0, H, hd, causal);
+           (const A *)q, (const A *)k, (const A *)v, key_start, Tq, Tk, q_pos0, H, Hkv, hd,
+           causal);
 }
 
 template <int HDM, typename A>
 static void backward(void *dq, void *dk, void *dv, const void *dout, const float *D,
                      const float *lse, const void *q, const void *k, const void *v, int B, int T,
-                     int H, int hd, int causal) {
-    dim3 grid((T + TILE - 1) / TILE, H, B);
+                     int H, int Hkv, int hd, int causal) {
+    dim3 grid((T + TILE - 1) / TILE, H, B), kv_grid((T + TILE - 1) / TILE, Hkv, B);
     launch(flash_backward_dq_kernel<HDM, A>, grid, 2 * TILE * hd * sizeof(float), (A *)dq,
-           (const A *)dout, D, lse, (const A *)q, (const A *)k, (const A *)v, T, H, hd, causal);
+           (const A *)dout, D, lse, (const A *)q, (const A *)k, (const A *)v, T, H, Hkv, hd,
+           causal);
     size_t dkv_shared = (2 * TILE * hd + 2 * TILE + 2 * TILE * (hd + 1)) * sizeof(float);
-    launch(flash_backward_dkv_kernel<HDM, A>, grid, dkv_shared, (A *)dk, (A *)dv,
-           (const A *)dout, D, lse, (const A *)q, (const A *)k, (const A *)v, T, H, hd, causal);
+    launch(flash_backward_dkv_kernel<HDM, A>, kv_grid, dkv_shared, (A *)dk, (A *)dv,
+           (const A *)dout, D, lse, (const A *)q, (const A *)k, (const A *)v, T, H, Hkv, hd,
+           causal);
 }
 
 // bf16 activations try the tensor-core kernels first
 template <typename A>
 static int tensor_core_forward(void *out, float *lse, const void *q, const void *k,
                                const void *v, const int *key_start, int B, int Tq, int Tk,
-                               int q_pos0, int H, int head_dim, int causal) {
+                               int q_pos0, int H, int Hkv, int head_dim, int causal) {
     return sizeof(A) == sizeof(bf16) &&
-           cuda_attention_tc_forward(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, head_dim,
-                                     causal);
+           cuda_attention_tc_forward(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, Hkv,
+                                     head_dim, causal);
 }
 
 template <typename A>
 void cuda_attention_forward(void *out, float *lse, const void *q, const void *k, const void *v,
                             const int *key_start, int B, int Tq, int Tk, int q_pos0, int H,
-                            int head_dim, int causal) {
-    if (tensor_core_forward<A>(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, head_dim,
+                            int Hkv, int head_dim, int causal) {
+    if (tensor_core_forward<A>(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, Hkv, head_dim,
                                causal))
         return;
     if (head_dim <= 32)
-        forward<32, A>(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, head_dim, causal);
+        forward<32, A>(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, Hkv, head_dim, causal);
     else if (head_dim <= 64)
-        forward<64, A>(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, head_dim, causal);
+        forward<64, A>(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, Hkv, head_dim, causal);
     else
-        forward<128, A>(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, head_dim, causal);
+        forward<128, A>(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, Hkv, head_dim,
+                         causal);
 }
 
 template <typename A>
 void cuda_attention_backward(void *dq, void *dk, void *dv, const void *dout, const void *out,
                              const float *lse, const void *q, const void *k, const void *v, int B,
-                             int T, int H, int head_dim, int causal) {
+                             int T, int H, int Hkv, int head_dim, int causal) {
     float *D = (float *)cuda_scratch((size_t)B * H * T * sizeof(float));
     size_t rows = (size_t)B * T * H;
     attention_row_dot_kernel<A><<<blocks_for(rows, 256), 256>>>(D, (const A *)dout, (const A *)out,
                                                                 B, T, H, head_dim);
     CUDA_CHECK_LAUNCH();
     if (sizeof(A) == sizeof(bf16) &&
-        cuda_attention_tc_backward(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, head_dim, causal))
+        cuda_attention_tc_backward(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, Hkv, head_dim,
+                                   causal))
         return;
     if (head_dim <= 32)
-        backward<32, A>(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, head_dim, causal);
+        backward<32, A>(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, Hkv, head_dim, causal);
     else if (head_dim <= 64)
-        backward<64, A>(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, head_dim, causal);
+        backward<64, A>(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, Hkv, head_dim, causal);
     else
-        backward<128, A>(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, head_dim, causal);
+        backward<128, A>(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, Hkv, head_dim, causal);
 }
 
 template void cuda_attention_forward<float>(void *, float *, const void *, const void *,
                                             const void *, const int *, int, int, int, int, int,
-                                            int, int);
+                                            int, int, int);
 template void cuda_attention_forward<bf16>(void *, float *, const void *, const void *,
                                            const void *, const int *, int, int, int, int, int,
-                                           int, int);
+                                           int, int, int);
 template void cuda_attention_backward<float>(void *, void *, void *, const void *, const void *,
                                              const float *, const void *, const void *,
-                                             const void *, int, int, int, int, int);
+                                             const void *, int, int, int, int, int, int);
 template void cuda_attention_backward<bf16>(void *, void *, void *, const void *, const void *,
                                             const float *, const void *, const void *,
-                                            const void *, int, int, int, int, int);
+                                            const void *, int, int, int, int, int, int);

@@ -10,7 +10,8 @@
 // steps run in fp32 on the tile the warp just stored, one row at a time across the warp's 32
 // lanes (two columns each: consecutive lanes read consecutive words, no bank conflicts), row
 // sums by warp shuffles. q is rounded to bf16 already scaled by 1/sqrt(head_dim). Sums run in
-// a fixed order: deterministic.
+// a fixed order: deterministic. Grouped-query attention as in attention.cu: query head h
+// reads key/value head h / (H / Hkv), and a dk/dv block walks its group's query heads in order.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <math.h>
@@ -113,7 +114,8 @@ static size_t forward_shared_bytes(void) {
 template <int HD>
 __global__ void __launch_bounds__(THREADS)
     flash_tc_forward_kernel(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v,
-                            const int *key_start, int Tq, int Tk, int q_pos0, int H, int causal) {
+                            const int *key_start, int Tq, int Tk, int q_pos0, int H, int Hkv,
+                            int causal) {
     extern __shared__ __align__(128) unsigned char smem[];
     Carver c = {smem};
     bf16 *sq = c.take<bf16>(TILE * HD), *sk = c.take<bf16>(TILE * HD);
@@ -121,7 +123,7 @@ __global__ void __launch_bounds__(THREADS)
     float *ss = c.take<float>(TILE * TILE);
     bf16 *sp = c.take<bf16>(TILE * TILE);
     float *so = c.take<float>(TILE * HD);
-    int b = blockIdx.z, h = blockIdx.y, t0 = blockIdx.x * TILE;
+    int b = blockIdx.z, h = blockIdx.y, t0 = blockIdx.x * TILE, g = h / (H / Hkv);
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, row0 = warp * 16;  // the warp's rows
     stage_rows<HD>(sq, q, b, h, t0, Tq, H, rsqrtf((float)HD));
     for (int i = threadIdx.x; i < TILE * HD; i += blockDim.x) so[i] = 0.0f;
@@ -133,8 +135,8 @@ __global__ void __launch_bounds__(THREADS)
     __syncthreads();  // q and the zeroed accumulator, even when no key tile follows
     for (int j0 = first - first % TILE; j0 < block_end; j0 += TILE) {
         __syncthreads();  // every warp is done with the previous tiles
-        stage_rows<HD>(sk, k, b, h, j0, Tk, H, 1.0f);
-        stage_rows<HD>(sv, v, b, h, j0, Tk, H, 1.0f);
+        stage_rows<HD>(sk, k, b, g, j0, Tk, Hkv, 1.0f);
+        stage_rows<HD>(sv, v, b, g, j0, Tk, Hkv, 1.0f);
         __syncthreads();
         warp_row_dots<HD>(ss + row0 * TILE, sq + row0 * HD, sk);
         __syncwarp();
@@ -192,7 +194,7 @@ template <int HD>
 __global__ void __launch_bounds__(THREADS)
     flash_tc_backward_dq_kernel(bf16 *dq, const bf16 *dout, const float *D, const float *lse,
                                 const bf16 *q, const bf16 *k, const bf16 *v, int T, int H,
-                                int causal) {
+                                int Hkv, int causal) {
     extern __shared__ __align__(128) unsigned char smem[];
     Carver c = {smem};
     bf16 *sq = c.take<bf16>(TILE * HD), *sdo = c.take<bf16>(TILE * HD);
@@ -200,7 +202,7 @@ __global__ void __launch_bounds__(THREADS)
     float *ss = c.take<float>(TILE * TILE), *sdp = c.take<float>(TILE * TILE);
     bf16 *sp = c.take<bf16>(TILE * TILE), *sds = c.take<bf16>(TILE * TILE);
     float *sacc = c.take<float>(TILE * HD);
-    int b = blockIdx.z, h = blockIdx.y, t0 = blockIdx.x * TILE;
+    int b = blockIdx.z, h = blockIdx.y, t0 = blockIdx.x * TILE, g = h / (H / Hkv);
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, row0 = warp * 16;
     float scale = rsqrtf((float)HD);
     stage_rows<HD>(sq, q, b, h, t0, T, H, scale);
@@ -217,8 +219,8 @@ __global__ void __launch_bounds__(THREADS)
     int block_end = causal ? min(t0 + TILE, T) : T;
     for (int j0 = 0; j0 < block_end; j0 += TILE) {
         __syncthreads();
-        stage_rows<HD>(sk, k, b, h, j0, T, H, 1.0f);
-        stage_rows<HD>(sv, v, b, h, j0, T, H, 1.0f);
+        stage_rows<HD>(sk, k, b, g, j0, T, Hkv, 1.0f);
+        stage_rows<HD>(sv, v, b, g, j0, T, Hkv, 1.0f);
         __syncthreads();
         warp_row_dots<HD>(ss + row0 * TILE, sq + row0 * HD, sk);
         warp_row_dots<HD>(sdp + row0 * TILE, sdo + row0 * HD, sv);
@@ -253,7 +255,7 @@ template <int HD>
 __global__ void __launch_bounds__(THREADS)
     flash_tc_backward_dkv_kernel(bf16 *dk, bf16 *dv, const bf16 *dout, const float *D,
                                  const float *lse, const bf16 *q, const bf16 *k, const bf16 *v,
-                                 int T, int H, int causal) {
+                                 int T, int H, int Hkv, int causal) {
     extern __shared__ __align__(128) unsigned char smem[];
     Carver c = {smem};
     bf16 *sk = c.take<bf16>(TILE * HD), *sv = c.take<bf16>(TILE * HD);
@@ -262,45 +264,47 @@ __global__ void __launch_bounds__(THREADS)
     float *ss = c.take<float>(TILE * TILE), *sdp = c.take<float>(TILE * TILE);
     bf16 *sp = c.take<bf16>(TILE * TILE), *sds = c.take<bf16>(TILE * TILE);
     float *sdk = c.take<float>(TILE * HD), *sdv = c.take<float>(TILE * HD);
-    int b = blockIdx.z, h = blockIdx.y, j0 = blockIdx.x * TILE;
+    int b = blockIdx.z, g = blockIdx.y, j0 = blockIdx.x * TILE, group = H / Hkv;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, row0 = warp * 16;
     float scale = rsqrtf((float)HD);
-    stage_rows<HD>(sk, k, b, h, j0, T, H, 1.0f);
-    stage_rows<HD>(sv, v, b, h, j0, T, H, 1.0f);
+    stage_rows<HD>(sk, k, b, g, j0, T, Hkv, 1.0f);
+    stage_rows<HD>(sv, v, b, g, j0, T, Hkv, 1.0f);
     for (int i = threadIdx.x; i < TILE * HD; i += blockDim.x) sdk[i] = sdv[i] = 0.0f;
-    size_t stats = ((size_t)b * H + h) * T;
-    for (int t0 = causal ? j0 : 0; t0 < T; t0 += TILE) {
-        __syncthreads();
-        stage_rows<HD>(sq, q, b, h, t0, T, H, scale);
-        stage_rows<HD>(sdo, dout, b, h, t0, T, H, 1.0f);
-        stage_stats(slse, lse + stats, t0, T, INFINITY);  // past T: not finite, no gradient
-        stage_stats(sD, D + stats, t0, T, 0.0f);
-        __syncthreads();
-        warp_row_dots<HD>(ss + row0 * TILE, sk + row0 * HD, sq);
-        warp_row_dots<HD>(sdp + row0 * TILE, sv + row0 * HD, sdo);
-        __syncwarp();
+    for (int h = g * group; h < (g + 1) * group; h++) {  // the group's query heads, in order
+        size_t stats = ((size_t)b * H + h) * T;
+        for (int t0 = causal ? j0 : 0; t0 < T; t0 += TILE) {
+            __syncthreads();
+            stage_rows<HD>(sq, q, b, h, t0, T, H, scale);
+            stage_rows<HD>(sdo, dout, b, h, t0, T, H, 1.0f);
+            stage_stats(slse, lse + stats, t0, T, INFINITY);  // past T: not finite, no gradient
+            stage_stats(sD, D + stats, t0, T, 0.0f);
+            __syncthreads();
+            warp_row_dots<HD>(ss + row0 * TILE, sk + row0 * HD, sq);
+            warp_row_dots<HD>(sdp + row0 * TILE, sv + row0 * HD, sdo);
+            __syncwarp();
 #pragma unroll
-        for (int r = 0; r < 16; r++) {  // key j0 + row against queries t0 + qi
-            int row = row0 + r, j = j0 + row;
-            for (int qi = lane; qi < TILE; qi += 32) {
-                int query = t0 + qi, at = row * TILE + qi;
-                // a query past T (staged +inf) or one that saw no key (-inf): no gradient
-                bool visible = j < T && query < T && (!causal || j <= query) && isfinite(slse[qi]);
-                float p = visible ? expf(ss[at] - slse[qi]) : 0.0f;
-                sp[at] = __float2bfloat16(p);
-                sds[at] = __float2bfloat16(p * (sdp[at] - sD[qi]));
+            for (int r = 0; r < 16; r++) {  // key j0 + row against queries t0 + qi
+                int row = row0 + r, j = j0 + row;
+                for (int qi = lane; qi < TILE; qi += 32) {
+                    int query = t0 + qi, at = row * TILE + qi;
+                    // a query past T (staged +inf) or one that saw no key (-inf): no gradient
+                    bool visible = j < T && query < T && (!causal || j <= query) && isfinite(slse[qi]);
+                    float p = visible ? expf(ss[at] - slse[qi]) : 0.0f;
+                    sp[at] = __float2bfloat16(p);
+                    sds[at] = __float2bfloat16(p * (sdp[at] - sD[qi]));
+                }
             }
+            __syncwarp();
+            warp_accumulate<HD>(sdv + row0 * HD, sp + row0 * TILE, sdo);
+            warp_accumulate<HD>(sdk + row0 * HD, sds + row0 * TILE, sq);
+            __syncwarp();
         }
-        __syncwarp();
-        warp_accumulate<HD>(sdv + row0 * HD, sp + row0 * TILE, sdo);
-        warp_accumulate<HD>(sdk + row0 * HD, sds + row0 * TILE, sq);
-        __syncwarp();
     }
 #pragma unroll
     for (int r = 0; r < 16; r++) {
         int row = row0 + r, j = j0 + row;
         if (j >= T) continue;
-        size_t at = head_offset(b, j, h, T, H, HD);
+        size_t at = head_offset(b, j, g, T, Hkv, HD);
         for (int i = lane; i < HD; i += 32) {
             add_to(&dk[at + i], sdk[row * HD + i]);
             add_to(&dv[at + i], sdv[row * HD + i]);
@@ -330,33 +334,34 @@ static void launch_tc(Kernel kernel, dim3 grid, size_t shared, Args... args) {
 
 template <int HD>
 static void tc_forward(void *out, float *lse, const void *q, const void *k, const void *v,
-                       const int *key_start, int B, int Tq, int Tk, int q_pos0, int H, int causal) {
+                       const int *key_start, int B, int Tq, int Tk, int q_pos0, int H, int Hkv,
+                       int causal) {
     dim3 grid((Tq + TILE - 1) / TILE, H, B);
     launch_tc(flash_tc_forward_kernel<HD>, grid, forward_shared_bytes<HD>(), (bf16 *)out, lse,
               (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, key_start, Tq, Tk, q_pos0, H,
-              causal);
+              Hkv, causal);
 }
 
 template <int HD>
 static void tc_backward(void *dq, void *dk, void *dv, const void *dout, const float *D,
                         const float *lse, const void *q, const void *k, const void *v, int B, int T,
-                        int H, int causal) {
-    dim3 grid((T + TILE - 1) / TILE, H, B);
+                        int H, int Hkv, int causal) {
+    dim3 grid((T + TILE - 1) / TILE, H, B), kv_grid((T + TILE - 1) / TILE, Hkv, B);
     size_t shared = backward_shared_bytes<HD>();
     launch_tc(flash_tc_backward_dq_kernel<HD>, grid, shared, (bf16 *)dq, (const bf16 *)dout, D, lse,
-              (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, T, H, causal);
-    launch_tc(flash_tc_backward_dkv_kernel<HD>, grid, shared, (bf16 *)dk, (bf16 *)dv,
+              (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, T, H, Hkv, causal);
+    launch_tc(flash_tc_backward_dkv_kernel<HD>, kv_grid, shared, (bf16 *)dk, (bf16 *)dv,
               (const bf16 *)dout, D, lse, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, T, H,
-              causal);
+              Hkv, causal);
 }
 
 int cuda_attention_tc_forward(void *out, float *lse, const void *q, const void *k, const void *v,
                               const int *key_start, int B, int Tq, int Tk, int q_pos0, int H,
-                              int head_dim, int causal) {
+                              int Hkv, int head_dim, int causal) {
     if (head_dim == 64 && shared_fits(forward_shared_bytes<64>()))
-        tc_forward<64>(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, causal);
+        tc_forward<64>(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, Hkv, causal);
     else if (head_dim == 128 && shared_fits(forward_shared_bytes<128>()))
-        tc_forward<128>(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, causal);
+        tc_forward<128>(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, Hkv, causal);
     else
         return 0;
     return 1;
@@ -364,11 +369,11 @@ int cuda_attention_tc_forward(void *out, float *lse, const void *q, const void *
 
 int cuda_attention_tc_backward(void *dq, void *dk, void *dv, const void *dout, const float *D,
                                const float *lse, const void *q, const void *k, const void *v, int B,
-                               int T, int H, int head_dim, int causal) {
+                               int T, int H, int Hkv, int head_dim, int causal) {
     if (head_dim == 64 && shared_fits(backward_shared_bytes<64>()))
-        tc_backward<64>(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, causal);
+        tc_backward<64>(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, Hkv, causal);
     else if (head_dim == 128 && shared_fits(backward_shared_bytes<128>()))
-        tc_backward<128>(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, causal);
+        tc_backward<128>(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, Hkv, causal);
     else
         return 0;
     return 1;

@@ -28,6 +28,8 @@ static Backend cuda_table(const char *name) {
     b.rmsnorm_backward = cuda_rmsnorm_backward<A>;
     b.matmul_forward = cuda_matmul_forward<A>;
     b.matmul_backward = cuda_matmul_backward<A>;
+    b.bias_forward = cuda_bias_forward<A>;
+    b.bias_backward = cuda_bias_backward<A>;
     b.rope_forward = cuda_rope_forward<A>;
     b.rope_backward = cuda_rope_backward<A>;
     b.attention_forward = cuda_attention_forward<A>;

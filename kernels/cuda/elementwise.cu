@@ -34,6 +34,12 @@ __global__ void add_kernel(A *out, const A *a, const A *b, size_t n) {
 }
 
 template <typename A>
+__global__ void bias_forward_kernel(A *x, const float *bias, size_t n, int C) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[i] = from_float<A>(to_float(x[i]) + bias[i % C]);
+}
+
+template <typename A>
 __global__ void guide_kernel(A *cond, const A *uncond, float w, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
@@ -82,6 +88,13 @@ void cuda_add(void *out, const void *a, const void *b, size_t n) {
 }
 
 template <typename A>
+void cuda_bias_forward(void *x, const float *bias, int N, int C) {
+    size_t n = (size_t)N * C;
+    bias_forward_kernel<A><<<blocks_for(n, 256), 256>>>((A *)x, bias, n, C);
+    CUDA_CHECK_LAUNCH();
+}
+
+template <typename A>
 void cuda_guide(void *cond, const void *uncond, float w, size_t n) {
     guide_kernel<A><<<blocks_for(n, 256), 256>>>((A *)cond, (const A *)uncond, w, n);
     CUDA_CHECK_LAUNCH();
@@ -109,5 +122,7 @@ template void cuda_swiglu_backward<bf16>(void *, void *, const void *, const voi
                                          size_t);
 template void cuda_add<float>(void *, const void *, const void *, size_t);
 template void cuda_add<bf16>(void *, const void *, const void *, size_t);
+template void cuda_bias_forward<float>(void *, const float *, int, int);
+template void cuda_bias_forward<bf16>(void *, const float *, int, int);
 template void cuda_guide<float>(void *, const void *, float, size_t);
 template void cuda_guide<bf16>(void *, const void *, float, size_t);

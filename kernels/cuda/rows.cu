@@ -1,5 +1,5 @@
 // Row ops, one thread block per row: RMSNorm, the cross-entropy loss, and the token embedding.
-// Column sums (RMSNorm's dweight, the embedding gradient) run in a fixed order, no atomics:
+// Column sums (RMSNorm's dweight, a bias gradient, the embedding gradient) run in a fixed order, no atomics:
 // RMSNorm's in two passes (each thread sums one column over a chunk of rows, then one thread
 // per column adds the chunks in order), the embedding's by blocks that each own a range of
 // table rows and add their positions in order. Activations are A (float or bf16); weights,
@@ -53,6 +53,17 @@ __global__ void rmsnorm_dweight_partial_kernel(float *partial, const A *dout, co
     float s = 0.0f;
     for (int n = chunk * DWEIGHT_ROWS; n < end; n++)
         s += to_float(dout[(size_t)n * C + i]) * to_float(inp[(size_t)n * C + i]) * rstd[n];
+    partial[(size_t)chunk * C + i] = s;
+}
+
+// partial[chunk, i] = sum over the chunk's rows n of dout[n, i]: a bias gradient
+template <typename A>
+__global__ void column_sum_partial_kernel(float *partial, const A *dout, int N, int C) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x, chunk = blockIdx.y;
+    if (i >= C) return;
+    int end = min((chunk + 1) * DWEIGHT_ROWS, N);
+    float s = 0.0f;
+    for (int n = chunk * DWEIGHT_ROWS; n < end; n++) s += to_float(dout[(size_t)n * C + i]);
     partial[(size_t)chunk * C + i] = s;
 }
 
@@ -203,6 +214,17 @@ void cuda_rmsnorm_backward(void *dinp, float *dweight, const void *dout, const v
 }
 
 template <typename A>
+void cuda_bias_backward(float *dbias, const void *dout, int N, int C) {
+    int chunks = (N + DWEIGHT_ROWS - 1) / DWEIGHT_ROWS;
+    float *partial = (float *)cuda_scratch((size_t)chunks * C * sizeof(float));
+    dim3 grid(column_blocks(C), chunks);
+    column_sum_partial_kernel<A><<<grid, ROW_THREADS>>>(partial, (const A *)dout, N, C);
+    CUDA_CHECK_LAUNCH();
+    add_column_sums_kernel<<<column_blocks(C), ROW_THREADS>>>(dbias, partial, chunks, C);
+    CUDA_CHECK_LAUNCH();
+}
+
+template <typename A>
 void cuda_cross_entropy_forward(float *losses, const void *logits, const int *targets, int N,
                                 int V) {
     cross_entropy_forward_kernel<A><<<N, ROW_THREADS>>>(losses, (const A *)logits, targets, V);
@@ -244,6 +266,8 @@ template void cuda_rmsnorm_backward<float>(void *, float *, const void *, const 
                                            const float *, const float *, int, int);
 template void cuda_rmsnorm_backward<bf16>(void *, float *, const void *, const void *,
                                           const float *, const float *, int, int);
+template void cuda_bias_backward<float>(float *, const void *, int, int);
+template void cuda_bias_backward<bf16>(float *, const void *, int, int);
 template void cuda_cross_entropy_forward<float>(float *, const void *, const int *, int, int);
 template void cuda_cross_entropy_forward<bf16>(float *, const void *, const int *, int, int);
 template void cuda_cross_entropy_fused<float>(float *, void *, const void *, const int *,
