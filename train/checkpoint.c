@@ -8,6 +8,8 @@
 
 #include "common/file.h"
 #include "common/hash.h"
+#include "model/hf_model.h"
+#include "tokenizer/hf_tokenizer.h"
 
 // Header, the three arrays and the tokenizer, with the header's checksum field counted as 0.
 static uint64_t checkpoint_checksum(const CheckpointHeader *h, const float *arrays[3],
@@ -143,6 +145,39 @@ int checkpoint_load(const char *path, Checkpoint *ck, Error *err) {
         checkpoint_free(ck);
         return error_set(err, "%s: the tokenizer does not match the model's vocabulary", path);
     }
+    return 0;
+}
+
+int checkpoint_from_hf(const char *dir, Checkpoint *ck, Error *err) {
+    memset(ck, 0, sizeof *ck);
+    CheckpointHeader *h = &ck->header;
+    HfArch arch;
+    if (hf_config_read(dir, &h->model, &arch, err)) return -1;
+    memcpy(h->magic, CHECKPOINT_MAGIC, 8);
+    h->version = CHECKPOINT_VERSION;
+    h->header_bytes = sizeof *h;
+    h->train = train_config_default();
+    h->train.objective = h->model.causal ? OBJECTIVE_AR : OBJECTIVE_MDM;
+    h->n_params = param_count(&h->model);
+    ck->params = malloc(h->n_params * sizeof(float));
+    if (!ck->params)
+        return error_set(err, "%s: out of host memory for %llu parameters", dir,
+                         (unsigned long long)h->n_params);
+    if (hf_weights_read(dir, &h->model, arch, ck->params, err) ||
+        hf_tokenizer_load(&ck->tokenizer, dir, err)) {
+        checkpoint_free(ck);
+        return -1;
+    }
+    Tokenizer *t = &ck->tokenizer;
+    if (t->vocab_size > h->model.vocab_size || (h->model.mask_token_id >= 0 &&
+                                                 t->mask_id >= 0 &&
+                                                 t->mask_id != h->model.mask_token_id)) {
+        checkpoint_free(ck);
+        return error_set(err, "%s: the tokenizer (%d tokens, mask %d) does not fit the model "
+                         "(vocabulary %d, mask %d)", dir, t->vocab_size, t->mask_id,
+                         h->model.vocab_size, h->model.mask_token_id);
+    }
+    t->mask_id = h->model.mask_token_id;  // the config names it when the tokenizer does not
     return 0;
 }
 

@@ -43,6 +43,10 @@ typedef struct {
 
 int checkpoint_save(const char *path, const Trainer *tr, const Tokenizer *t, Error *err);
 int checkpoint_load(const char *path, Checkpoint *ck, Error *err);
+// A Hugging Face model directory (model/hf_model.h) as a checkpoint at step 0: its config,
+// weights and tokenizer, the default training settings, and no optimizer state (adam_m and
+// adam_v NULL: it can start a run, --init, but not resume one).
+int checkpoint_from_hf(const char *dir, Checkpoint *ck, Error *err);
 void checkpoint_free(Checkpoint *ck);
 // Copies weights and optimizer state into a model created with ck->header.model, and the
 // step and RNG streams into a trainer initialised on that model.

@@ -9,6 +9,7 @@
 
 #include "common/file.h"
 #include "common/json.h"
+#include "model/hf_model.h"
 
 static const char LOG_NAME[] = "log.jsonl";
 
@@ -168,6 +169,10 @@ int checkpoint_load_latest(const char *path, Checkpoint *ck, char *chosen, size_
     if (!S_ISDIR(st.st_mode)) {
         snprintf(chosen, cap, "%s", path);
         return checkpoint_load(path, ck, err);
+    }
+    if (hf_model_dir(path)) {  // a Hugging Face model directory, not a run
+        snprintf(chosen, cap, "%s", path);
+        return checkpoint_from_hf(path, ck, err);
     }
     int64_t steps[1024];
     int n = list_checkpoints(path, steps, 1024);

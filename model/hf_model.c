@@ -1,0 +1,372 @@
+#include "model/hf_model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/file.h"
+#include "common/json.h"
+#include "model/params.h"
+
+static const char *arch_names[] = {"LLaDA", "Dream", "LLaMA", "Qwen2"};
+
+const char *hf_arch_name(HfArch a) { return arch_names[a]; }
+
+int hf_model_dir(const char *path) {
+    struct stat sb;
+    char config[4096];
+    if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) return 0;
+    snprintf(config, sizeof config, "%s/config.json", path);
+    return access(config, R_OK) == 0;
+}
+
+// ---- tensor names, in ParamTensors order; %d is the layer ----
+
+static const char *llada_names[N_PARAM_TENSORS] = {
+    "model.transformer.wte.weight",
+    "model.transformer.blocks.%d.attn_norm.weight",
+    "model.transformer.blocks.%d.q_proj.weight",
+    "model.transformer.blocks.%d.k_proj.weight",
+    "model.transformer.blocks.%d.v_proj.weight",
+    "model.transformer.blocks.%d.q_proj.bias",
+    "model.transformer.blocks.%d.k_proj.bias",
+    "model.transformer.blocks.%d.v_proj.bias",
+    "model.transformer.blocks.%d.attn_out.weight",
+    "model.transformer.blocks.%d.ff_norm.weight",
+    "model.transformer.blocks.%d.ff_proj.weight",
+    "model.transformer.blocks.%d.up_proj.weight",
+    "model.transformer.blocks.%d.ff_out.weight",
+    "model.transformer.ln_f.weight",
+    "model.transformer.ff_out.weight",
+};
+
+// LLaMA, Qwen2 and Dream share the transformers layout
+static const char *llama_names[N_PARAM_TENSORS] = {
+    "model.embed_tokens.weight",
+    "model.layers.%d.input_layernorm.weight",
+    "model.layers.%d.self_attn.q_proj.weight",
+    "model.layers.%d.self_attn.k_proj.weight",
+    "model.layers.%d.self_attn.v_proj.weight",
+    "model.layers.%d.self_attn.q_proj.bias",
+    "model.layers.%d.self_attn.k_proj.bias",
+    "model.layers.%d.self_attn.v_proj.bias",
+    "model.layers.%d.self_attn.o_proj.weight",
+    "model.layers.%d.post_attention_layernorm.weight",
+    "model.layers.%d.mlp.gate_proj.weight",
+    "model.layers.%d.mlp.up_proj.weight",
+    "model.layers.%d.mlp.down_proj.weight",
+    "model.norm.weight",
+    "lm_head.weight",
+};
+
+enum { TOK_EMB = 0, LM_HEAD = N_PARAM_TENSORS - 1 };
+
+void hf_tensor_name(HfArch a, int index, int layer, char *buf, size_t cap) {
+    const char *pattern = a == HF_LLADA ? llada_names[index] : llama_names[index];
+    snprintf(buf, cap, pattern, layer);
+}
+
+// ---- config.json ----
+
+typedef struct {
+    char path[4200];
+    JsonValue root;
+    Error *err;
+} Config;
+
+static const JsonValue *member(const Config *c, const char *key) {
+    const JsonValue *v = json_member(&c->root, key);
+    return v && v->type != JSON_NULL ? v : NULL;  // null means "the default"
+}
+
+// An integer member; `fallback` when absent or null, or an error when fallback < -1.
+static int get_int(const Config *c, const char *key, int fallback, int *out) {
+    const JsonValue *v = member(c, key);
+    if (!v && fallback >= -1) {
+        *out = fallback;
+        return 0;
+    }
+    if (!v) return error_set(c->err, "%s: missing %s", c->path, key);
+    if (v->type != JSON_NUMBER || v->number != floor(v->number) || fabs(v->number) > 1e9)
+        return error_set(c->err, "%s: %s must be an integer", c->path, key);
+    *out = (int)v->number;
+    return 0;
+}
+
+static int get_float(const Config *c, const char *key, float fallback, float *out) {
+    const JsonValue *v = member(c, key);
+    if (!v) {
+        *out = fallback;
+        return 0;
+    }
+    if (v->type != JSON_NUMBER) return error_set(c->err, "%s: %s must be a number", c->path, key);
+    *out = (float)v->number;
+    return 0;
+}
+
+static int get_bool(const Config *c, const char *key, int fallback) {
+    const JsonValue *v = member(c, key);
+    return v ? v->type == JSON_TRUE : fallback;
+}
+
+// A string member must be absent or `want` (case-insensitive: configs spell enums both ways).
+static int expect_string(const Config *c, const char *key, const char *want, int required) {
+    const JsonValue *v = member(c, key);
+    if (!v && !required) return 0;
+    if (!v || v->type != JSON_STRING || strcasecmp(v->string, want) != 0)
+        return error_set(c->err, "%s: %s is %s; dllm implements %s", c->path, key,
+                         v && v->type == JSON_STRING ? v->string : "missing", want);
+    return 0;
+}
+
+// A feature dllm does not implement, refused by name when the config turns it on.
+static int refuse_on(const Config *c, const char *key) {
+    const JsonValue *v = member(c, key);
+    if (v && v->type != JSON_FALSE)
+        return error_set(c->err, "%s: %s is set; dllm does not implement it", c->path, key);
+    return 0;
+}
+
+static int read_llada(const Config *c, ModelConfig *m) {
+    int mlp_ratio, max_seq;
+    if (get_int(c, "d_model", -2, &m->d_model) || get_int(c, "n_heads", -2, &m->n_head) ||
+        get_int(c, "n_layers", -2, &m->n_layer) || get_int(c, "n_kv_heads", 0, &m->n_kv_head) ||
+        get_int(c, "mlp_ratio", 4, &mlp_ratio) ||
+        get_int(c, "mlp_hidden_size", mlp_ratio * m->d_model, &m->d_ff) ||
+        get_int(c, "vocab_size", -2, &m->vocab_size) ||
+        get_int(c, "embedding_size", m->vocab_size, &m->vocab_size) ||
+        get_int(c, "max_sequence_length", 1024, &max_seq) ||
+        get_int(c, "mask_token_id", -2, &m->mask_token_id) ||
+        get_float(c, "rope_theta", 10000.0f, &m->rope_theta) ||
+        get_float(c, "rms_norm_eps", 1e-5f, &m->norm_eps))
+        return -1;
+    // the options of LLaDA's (OLMo's) model class that its released models leave off
+    if (expect_string(c, "block_type", "llama", 1) ||
+        expect_string(c, "activation_type", "silu", 1) ||
+        expect_string(c, "layer_norm_type", "rms", 1) || refuse_on(c, "alibi") ||
+        refuse_on(c, "include_bias") || refuse_on(c, "attention_layer_norm") ||
+        refuse_on(c, "scale_logits") || refuse_on(c, "input_emb_norm") ||
+        refuse_on(c, "clip_qkv") || refuse_on(c, "bias_for_layer_norm"))
+        return -1;
+    if (!get_bool(c, "rope", 0))
+        return error_set(c->err, "%s: rope is off; dllm implements rotary positions", c->path);
+    if (!get_bool(c, "layer_norm_with_affine", 1))
+        return error_set(c->err, "%s: layer_norm_with_affine is off; dllm's norms have gains",
+                         c->path);
+    if (get_bool(c, "multi_query_attention", 0)) m->n_kv_head = 1;
+    m->qkv_bias = get_bool(c, "include_qkv_bias", 0);
+    m->tied_embeddings = get_bool(c, "weight_tying", 1);
+    m->seq_len = max_seq;
+    return 0;
+}
+
+// LLaMA, Qwen2 and Dream: the transformers config keys.
+static int read_llama_family(const Config *c, HfArch arch, ModelConfig *m) {
+    int max_seq, head_dim;
+    if (get_int(c, "hidden_size", -2, &m->d_model) ||
+        get_int(c, "num_attention_heads", -2, &m->n_head) ||
+        get_int(c, "num_hidden_layers", -2, &m->n_layer) ||
+        get_int(c, "num_key_value_heads", 0, &m->n_kv_head) ||
+        get_int(c, "intermediate_size", -2, &m->d_ff) ||
+        get_int(c, "vocab_size", -2, &m->vocab_size) ||
+        get_int(c, "max_position_embeddings", 2048, &max_seq) ||
+        get_float(c, "rope_theta", 10000.0f, &m->rope_theta) ||
+        get_float(c, "rms_norm_eps", 1e-6f, &m->norm_eps) ||
+        get_int(c, "head_dim", m->n_head > 0 ? m->d_model / m->n_head : 0, &head_dim))
+        return -1;
+    if (m->n_head > 0 && head_dim * m->n_head != m->d_model)
+        return error_set(c->err, "%s: head_dim %d is not hidden_size / num_attention_heads", c->path,
+                         head_dim);
+    if (expect_string(c, "hidden_act", "silu", 0) || refuse_on(c, "rope_scaling") ||
+        refuse_on(c, "use_sliding_window") || refuse_on(c, "attention_bias") ||
+        refuse_on(c, "mlp_bias"))
+        return -1;
+    m->qkv_bias = arch != HF_LLAMA;  // Qwen2 and Dream always have them
+    m->tied_embeddings = get_bool(c, "tie_word_embeddings", 0);  // these configs' default
+    m->seq_len = max_seq;
+    if (arch == HF_DREAM) {
+        m->logit_shift = 1;
+        return get_int(c, "mask_token_id", -2, &m->mask_token_id);
+    }
+    m->causal = 1;
+    m->mask_token_id = -1;
+    return 0;
+}
+
+int hf_config_read(const char *dir, ModelConfig *m, HfArch *arch, Error *err) {
+    Config c = {.err = err};
+    snprintf(c.path, sizeof c.path, "%s/config.json", dir);
+    char *text;
+    size_t n;
+    if (file_read_all(c.path, &text, &n, err)) return -1;
+    Error why;
+    int rc = json_parse(text, &c.root, &why);
+    free(text);
+    if (rc) return error_set(err, "%s: %s", c.path, why.msg);
+    const char *type = json_member_string(&c.root, "model_type");
+    memset(m, 0, sizeof *m);
+    static const char *types[] = {"llada", "Dream", "llama", "qwen2"};
+    int known = 0;
+    for (int a = 0; a < 4 && type; a++)
+        if (strcasecmp(type, types[a]) == 0) {
+            known = 1;
+            *arch = (HfArch)a;
+            rc = a == HF_LLADA ? read_llada(&c, m) : read_llama_family(&c, (HfArch)a, m);
+        }
+    if (!type) rc = error_set(err, "%s: no model_type", c.path);
+    else if (!known)
+        rc = error_set(err, "%s: model_type %s; dllm loads llada, Dream, llama and qwen2", c.path,
+                       type);
+    json_free(&c.root);
+    if (rc) return -1;
+    if (m->seq_len > HF_MAX_SEQ_LEN) m->seq_len = HF_MAX_SEQ_LEN;
+    if (model_config_validate(m, &why)) return error_set(err, "%s: %s", c.path, why.msg);
+    return 0;
+}
+
+// ---- weights ----
+
+// Tensor index, layer `layer` (or the whole tensor), from the files into dst.
+static int read_tensor(const Safetensors *st, HfArch a, const ParamSpec *s, int index, int layer,
+                       float *dst, Error *err) {
+    char name[256];
+    hf_tensor_name(a, index, layer, name, sizeof name);
+    int64_t shape[2] = {(int64_t)s->rows, (int64_t)s->cols};
+    return safetensors_read(st, name, shape, s->cols == 1 ? 1 : 2, dst, err);
+}
+
+// A tied model's file may still hold the head (some exporters write it): it must then be the
+// embedding, or the tie would silently change the model.
+static int check_tied_head(const Safetensors *st, HfArch a, const ParamSpec *emb,
+                           const float *tok_emb, Error *err) {
+    char name[256];
+    hf_tensor_name(a, LM_HEAD, 0, name, sizeof name);
+    if (!safetensors_find(st, name)) return 0;
+    float *head = malloc(emb->size * sizeof(float));
+    if (!head) return error_set(err, "out of memory reading %s", name);
+    int rc = read_tensor(st, a, emb, LM_HEAD, 0, head, err);
+    if (rc == 0 && memcmp(head, tok_emb, emb->size * sizeof(float)) != 0)
+        rc = error_set(err, "%s: the embeddings are tied but %s differs from the embedding",
+                       st->paths[0], name);
+    free(head);
+    return rc;
+}
+
+int hf_weights_read(const char *dir, const ModelConfig *c, HfArch a, float *params,
+                    Error *err) {
+    Safetensors st;
+    if (safetensors_open(&st, dir, err)) return -1;
+    ParamSpec specs[N_PARAM_TENSORS];
+    param_specs(c, specs);
+    int rc = 0;
+    float *at = params;
+    for (int i = 0; i < N_PARAM_TENSORS && !rc; i++) {
+        size_t slice = specs[i].rows * specs[i].cols;
+        for (int l = 0; l < specs[i].layers && !rc; l++)
+            rc = read_tensor(&st, a, &specs[i], i, l, at + l * slice, err);
+        at += specs[i].size;
+    }
+    if (!rc && c->tied_embeddings) rc = check_tied_head(&st, a, &specs[TOK_EMB], params, err);
+    const char *extra = rc ? NULL : safetensors_unused(&st);
+    if (extra)
+        rc = error_set(err, "%s: tensor %s is not part of a %s model of this config",
+                       st.paths[safetensors_find(&st, extra)->file], extra, hf_arch_name(a));
+    safetensors_close(&st);
+    return rc;
+}
+
+// ---- export ----
+
+static HfArch export_arch(const ModelConfig *c) {
+    if (c->causal) return c->qkv_bias ? HF_QWEN2 : HF_LLAMA;
+    return c->logit_shift ? HF_DREAM : HF_LLADA;
+}
+
+static void write_llada_config(FILE *f, const ModelConfig *c, int eos_id, const char *dtype) {
+    fprintf(f,
+            "{\n  \"architectures\": [\"LLaDAModelLM\"],\n  \"model_type\": \"llada\",\n"
+            "  \"d_model\": %d,\n  \"n_heads\": %d,\n  \"n_kv_heads\": %d,\n  \"n_layers\": %d,\n"
+            "  \"mlp_hidden_size\": %d,\n  \"mlp_ratio\": 4,\n  \"vocab_size\": %d,\n"
+            "  \"embedding_size\": %d,\n  \"max_sequence_length\": %d,\n"
+            "  \"mask_token_id\": %d,\n  \"eos_token_id\": %d,\n  \"pad_token_id\": %d,\n"
+            "  \"rope_theta\": %.9g,\n  \"rms_norm_eps\": %.9g,\n  \"weight_tying\": %s,\n"
+            "  \"include_qkv_bias\": %s,\n  \"include_bias\": false,\n"
+            "  \"activation_type\": \"silu\",\n  \"block_type\": \"llama\",\n  \"rope\": true,\n"
+            "  \"rope_full_precision\": true,\n  \"alibi\": false,\n"
+            "  \"layer_norm_type\": \"rms\",\n  \"layer_norm_with_affine\": true,\n"
+            "  \"attention_layer_norm\": false,\n  \"scale_logits\": false,\n"
+            "  \"input_emb_norm\": false,\n  \"flash_attention\": false,\n"
+            "  \"attention_dropout\": 0.0,\n  \"residual_dropout\": 0.0,\n"
+            "  \"embedding_dropout\": 0.0,\n  \"init_device\": \"cpu\",\n  \"use_cache\": false,\n"
+            "  \"torch_dtype\": \"%s\"\n}\n",
+            c->d_model, c->n_head, model_kv_heads(c), c->n_layer, c->d_ff, c->vocab_size,
+            c->vocab_size, c->seq_len, c->mask_token_id, eos_id, eos_id, c->rope_theta,
+            c->norm_eps, c->tied_embeddings ? "true" : "false", c->qkv_bias ? "true" : "false",
+            dtype);
+}
+
+static void write_llama_config(FILE *f, const ModelConfig *c, HfArch a, int eos_id,
+                               const char *dtype) {
+    static const char *classes[] = {"", "DreamModel", "LlamaForCausalLM", "Qwen2ForCausalLM"};
+    static const char *types[] = {"", "Dream", "llama", "qwen2"};
+    fprintf(f,
+            "{\n  \"architectures\": [\"%s\"],\n  \"model_type\": \"%s\",\n"
+            "  \"hidden_size\": %d,\n  \"num_attention_heads\": %d,\n"
+            "  \"num_key_value_heads\": %d,\n  \"num_hidden_layers\": %d,\n"
+            "  \"intermediate_size\": %d,\n  \"vocab_size\": %d,\n"
+            "  \"max_position_embeddings\": %d,\n  \"rope_theta\": %.9g,\n"
+            "  \"rms_norm_eps\": %.9g,\n  \"tie_word_embeddings\": %s,\n"
+            "  \"hidden_act\": \"silu\",\n  \"attention_bias\": false,\n  \"mlp_bias\": false,\n"
+            "  \"use_sliding_window\": false,\n  \"rope_scaling\": null,\n",
+            classes[a], types[a], c->d_model, c->n_head, model_kv_heads(c), c->n_layer, c->d_ff,
+            c->vocab_size, c->seq_len, c->rope_theta, c->norm_eps,
+            c->tied_embeddings ? "true" : "false");
+    if (eos_id >= 0) fprintf(f, "  \"eos_token_id\": %d,\n", eos_id);
+    if (a == HF_DREAM) fprintf(f, "  \"mask_token_id\": %d,\n", c->mask_token_id);
+    fprintf(f, "  \"torch_dtype\": \"%s\"\n}\n", dtype);
+}
+
+int hf_export(const char *dir, const ModelConfig *c, const float *params, int eos_id,
+              SafetensorsDtype dtype, Error *err) {
+    HfArch a = export_arch(c);
+    if (a == HF_DREAM && !c->qkv_bias)
+        return error_set(err, "a model read at shifted logits exports as Dream, which has q/k/v "
+                              "biases; this one has none");
+    if (make_dirs(dir, err)) return -1;
+    ParamSpec specs[N_PARAM_TENSORS];
+    param_specs(c, specs);
+    int n = 0;
+    SafetensorsOut *out = calloc((size_t)N_PARAM_TENSORS * c->n_layer, sizeof *out);
+    char (*names)[256] = calloc((size_t)N_PARAM_TENSORS * c->n_layer, sizeof *names);
+    if (!out || !names) {
+        free(out), free(names);
+        return error_set(err, "out of memory");
+    }
+    const float *at = params;
+    for (int i = 0; i < N_PARAM_TENSORS; i++) {
+        size_t slice = specs[i].rows * specs[i].cols;
+        for (int l = 0; l < specs[i].layers; l++, n++) {
+            hf_tensor_name(a, i, l, names[n], sizeof names[n]);
+            SafetensorsOut t = {names[n], specs[i].cols == 1 ? 1 : 2,
+                                {(int64_t)specs[i].rows, (int64_t)specs[i].cols}, at + l * slice};
+            out[n] = t;
+        }
+        at += specs[i].size;
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    int rc = safetensors_write(path, out, n, dtype, err);
+    free(out), free(names);
+    if (rc) return -1;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    AtomicFile f;
+    if (atomic_open(&f, path, err)) return -1;
+    const char *torch_dtype = dtype == SAFETENSORS_BF16 ? "bfloat16" : "float32";
+    if (a == HF_LLADA) write_llada_config(f.f, c, eos_id, torch_dtype);
+    else write_llama_config(f.f, c, a, eos_id, torch_dtype);
+    return atomic_commit(&f, err);
+}

@@ -1,0 +1,40 @@
+// Hugging Face model directories (config.json + safetensors weights) in and out of dllm's
+// model. Four layouts map onto the one transformer of model/model.h:
+//   LLaDA  (model_type "llada"): masked diffusion, model.transformer.* names, untied ff_out head
+//   Dream  (model_type "Dream"): masked diffusion in the Qwen2 layout (GQA, q/k/v biases);
+//          position i's token is read from logit row i - 1 (logit_shift)
+//   LLaMA  (model_type "llama") and Qwen2 ("qwen2", q/k/v biases): causal LMs
+// Every config value dllm does not implement is refused by name; the weights are read in
+// whatever dtype the files hold (F32, F16, BF16) and widened to fp32. docs/formats.md lists
+// the mapping.
+#ifndef DLLM_HF_MODEL_H
+#define DLLM_HF_MODEL_H
+
+#include "common/error.h"
+#include "model/config.h"
+#include "model/safetensors.h"
+
+typedef enum { HF_LLADA, HF_DREAM, HF_LLAMA, HF_QWEN2 } HfArch;
+
+// Longest context an imported model is sized for (its own limit when smaller): activations
+// and RoPE tables scale with it.
+#define HF_MAX_SEQ_LEN 4096
+
+// 1 when path is a directory holding a config.json.
+int hf_model_dir(const char *path);
+const char *hf_arch_name(HfArch a);
+// dir/config.json into c (seq_len capped at HF_MAX_SEQ_LEN) and the weights' layout.
+int hf_config_read(const char *dir, ModelConfig *c, HfArch *arch, Error *err);
+// Every weight of dir's safetensors into params (param_count(c) floats, the layout of
+// model/params.h). Refuses a missing tensor, a wrong shape and a tensor nothing reads.
+int hf_weights_read(const char *dir, const ModelConfig *c, HfArch arch, float *params,
+                    Error *err);
+// The file name of tensor `index` (ParamTensors order) of `layer` in layout a, into buf.
+void hf_tensor_name(HfArch a, int index, int layer, char *buf, size_t cap);
+
+// Writes dir/config.json and dir/model.safetensors: an MDM in the LLaDA layout, an AR model in
+// the LLaMA layout (Qwen2 when it has q/k/v biases). Weights in dtype (F32 or BF16).
+int hf_export(const char *dir, const ModelConfig *c, const float *params, int eos_id,
+              SafetensorsDtype dtype, Error *err);
+
+#endif

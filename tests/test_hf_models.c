@@ -1,0 +1,360 @@
+// Models from elsewhere: tiny LLaDA, Dream, LLaMA and Qwen2 models saved by their reference
+// implementations (scripts/make_hf_model_fixtures.py: tests/fixtures/hf_models), loaded by dllm
+// and compared logit for logit with the reference's; safetensors validation; export round trips.
+#define _GNU_SOURCE  // memmem
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "model/hf_model.h"
+#include "model/model.h"
+#include "model/safetensors.h"
+#include "tests/testutil.h"
+#include "train/checkpoint.h"
+
+#define FIXTURES "tests/fixtures/hf_models/"
+
+static const Backend *be = &backend_cpu;
+
+// The fixture's reference tokens [B, T] and logits [B, T, V].
+typedef struct {
+    int B, T, V;
+    int *tokens;
+    float *logits;
+} Reference;
+
+static Reference read_reference(const char *dir) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/reference.safetensors", dir);
+    Safetensors st;
+    Error err;
+    ck_assert_msg(safetensors_open(&st, path, &err) == 0, "%s", err.msg);
+    const SafetensorsTensor *tok = safetensors_find(&st, "tokens");
+    const SafetensorsTensor *log = safetensors_find(&st, "logits");
+    ck_assert(tok && log && tok->ndim == 2 && log->ndim == 3);
+    Reference r = {(int)tok->shape[0], (int)tok->shape[1], (int)log->shape[2], NULL, NULL};
+    size_t n = (size_t)r.B * r.T;
+    float *ids = malloc(n * sizeof(float));
+    r.tokens = malloc(n * sizeof(int));
+    r.logits = malloc(n * r.V * sizeof(float));
+    ck_assert(safetensors_read(&st, "tokens", tok->shape, 2, ids, &err) == 0);
+    ck_assert(safetensors_read(&st, "logits", log->shape, 3, r.logits, &err) == 0);
+    for (size_t i = 0; i < n; i++) r.tokens[i] = (int)ids[i];
+    free(ids);
+    safetensors_close(&st);
+    return r;
+}
+
+// max |a - b| / max |b|
+static double relative_error(const float *a, const float *b, size_t n) {
+    double diff = 0.0, scale = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        diff = fmax(diff, fabs((double)a[i] - b[i]));
+        scale = fmax(scale, fabs((double)b[i]));
+    }
+    return diff / scale;
+}
+
+// dllm's logits of the reference tokens for the model in dir (a fixture or an export).
+static float *dllm_logits(const char *dir, const Reference *r, ModelConfig *cfg) {
+    Checkpoint ck;
+    Error err;
+    ck_assert_msg(checkpoint_from_hf(dir, &ck, &err) == 0, "%s", err.msg);
+    Model m;
+    ck_assert_msg(checkpoint_model(&ck, be, r->B, &m, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(m.cfg.vocab_size, r->V);
+    *cfg = m.cfg;
+    model_forward(&m, r->tokens, r->B, r->T);
+    size_t n = (size_t)r->B * r->T * r->V;
+    float *out = malloc(n * sizeof(float));
+    be->act_to_host(out, m.acts.logits, n);
+    model_free(&m);
+    checkpoint_free(&ck);
+    return out;
+}
+
+static void check_fixture(const char *name, int kv_heads, int bias, int tied) {
+    char dir[256];
+    snprintf(dir, sizeof dir, FIXTURES "%s", name);
+    Reference r = read_reference(dir);
+    ModelConfig cfg;
+    float *logits = dllm_logits(dir, &r, &cfg);
+    double err = relative_error(logits, r.logits, (size_t)r.B * r.T * r.V);
+    printf("  %-10s %-28s max relative logit error %.2e\n", name,
+           cfg.causal ? "(causal)" : cfg.logit_shift ? "(bidirectional, shifted)"
+                                                     : "(bidirectional)",
+           err);
+    fflush(stdout);
+    ck_assert_msg(err < 1e-5, "%s: logits differ from the reference: %g", name, err);
+    ck_assert_int_eq(model_kv_heads(&cfg), kv_heads);
+    ck_assert_int_eq(cfg.qkv_bias, bias);
+    ck_assert_int_eq(cfg.tied_embeddings, tied);
+    free(logits), free(r.tokens), free(r.logits);
+}
+
+START_TEST(test_llada_matches_reference) { check_fixture("llada", 2, 0, 0); }
+END_TEST
+
+START_TEST(test_llada_bf16_matches_reference) { check_fixture("llada_bf16", 2, 0, 0); }
+END_TEST
+
+START_TEST(test_dream_matches_reference) {
+    check_fixture("dream", 2, 1, 0);
+    Checkpoint ck;
+    Error err;
+    ck_assert(checkpoint_from_hf(FIXTURES "dream", &ck, &err) == 0);
+    ck_assert_int_eq(ck.header.model.logit_shift, 1);
+    ck_assert_int_eq(ck.header.model.mask_token_id, 1003);
+    ck_assert_int_eq(ck.tokenizer.mask_id, 1003);
+    checkpoint_free(&ck);
+}
+END_TEST
+
+START_TEST(test_llama_matches_reference) { check_fixture("llama", 2, 0, 1); }
+END_TEST
+
+START_TEST(test_qwen2_bf16_matches_reference) { check_fixture("qwen2", 1, 1, 1); }
+END_TEST
+
+// Export writes what import reads: the same weights bit for bit (F32), and logits within
+// bf16 rounding when exported as BF16.
+START_TEST(test_export_round_trip) {
+    const char *names[] = {"llada", "dream", "llama", "qwen2"};
+    for (int i = 0; i < 4; i++) {
+        char dir[256], out[256];
+        snprintf(dir, sizeof dir, FIXTURES "%s", names[i]);
+        snprintf(out, sizeof out, "/tmp/dllm_export_%d_%s", (int)getpid(), names[i]);
+        Checkpoint ck;
+        Error err;
+        ck_assert(checkpoint_from_hf(dir, &ck, &err) == 0);
+        ck_assert_msg(hf_export(out, &ck.header.model, ck.params, 0, SAFETENSORS_F32, &err) == 0,
+                      "%s", err.msg);
+        ModelConfig again;
+        HfArch arch;
+        ck_assert_msg(hf_config_read(out, &again, &arch, &err) == 0, "%s", err.msg);
+        ck_assert_mem_eq(&again, &ck.header.model, sizeof again);
+        float *copy = malloc(ck.header.n_params * sizeof(float));
+        ck_assert(hf_weights_read(out, &again, arch, copy, &err) == 0);
+        ck_assert_mem_eq(copy, ck.params, ck.header.n_params * sizeof(float));
+        printf("  export %-6s -> %s layout: config and %llu weights identical\n", names[i],
+               hf_arch_name(arch), (unsigned long long)ck.header.n_params);
+        // bf16 export: every weight rounded once
+        ck_assert(hf_export(out, &again, ck.params, 0, SAFETENSORS_BF16, &err) == 0);
+        ck_assert(hf_weights_read(out, &again, arch, copy, &err) == 0);
+        for (size_t j = 0; j < ck.header.n_params; j++)
+            ck_assert_float_eq(copy[j], bf16_to_float(float_to_bf16(ck.params[j])));
+        free(copy);
+        checkpoint_free(&ck);
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", out);
+        ck_assert_int_eq(system(cmd), 0);
+    }
+}
+END_TEST
+
+// ---- bad input: one message naming the file (and tensor) and the problem ----
+
+static char scratch[256];
+
+// A copy of a fixture directory to break.
+static const char *copy_fixture(const char *name) {
+    snprintf(scratch, sizeof scratch, "/tmp/dllm_hfbad_%d", (int)getpid());
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf %s && cp -r " FIXTURES "%s %s", scratch, name, scratch);
+    ck_assert_int_eq(system(cmd), 0);
+    return scratch;
+}
+
+static void expect_refused(const char *dir, const char *what) {
+    Checkpoint ck;
+    Error err;
+    ck_assert_int_eq(checkpoint_from_hf(dir, &ck, &err), -1);
+    printf("  refused: %s\n", err.msg);
+    ck_assert_msg(strstr(err.msg, what), "expected \"%s\" in: %s", what, err.msg);
+}
+
+// Replaces the first occurrence of `from` in dir/file by `to` (same length or not).
+static void edit_file(const char *dir, const char *file, const char *from, const char *to) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    FILE *f = fopen(path, "rb");
+    ck_assert(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    rewind(f);
+    char *data = malloc(n + strlen(to) + 1);
+    ck_assert(fread(data, 1, n, f) == (size_t)n);
+    fclose(f);
+    char *at = memmem(data, n, from, strlen(from));
+    ck_assert_msg(at, "%s not in %s", from, path);
+    size_t head = at - data, tail = n - head - strlen(from);
+    f = fopen(path, "wb");
+    fwrite(data, 1, head, f);
+    fwrite(to, 1, strlen(to), f);
+    fwrite(at + strlen(from), 1, tail, f);
+    fclose(f);
+    free(data);
+}
+
+static void truncate_file(const char *dir, const char *file, long keep) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    ck_assert_int_eq(truncate(path, keep), 0);
+}
+
+START_TEST(test_bad_files_are_refused) {
+    const char *d;
+    d = copy_fixture("llama");
+    truncate_file(d, "model.safetensors", 1000);
+    expect_refused(d, "past the end");
+    d = copy_fixture("llama");  // cut inside the last tensor
+    truncate_file(d, "model.safetensors", 150000);
+    expect_refused(d, "past the end of the file's data");
+    d = copy_fixture("llama");
+    truncate_file(d, "model.safetensors", 5);
+    expect_refused(d, "too short");
+    d = copy_fixture("llama");
+    edit_file(d, "model.safetensors", "\"F32\"", "\"I64\"");
+    expect_refused(d, "dtype I64");
+    d = copy_fixture("llama");  // a tensor of another shape
+    edit_file(d, "model.safetensors", "[1009,32]", "[32,1009]");
+    expect_refused(d, "shape [32, 1009], expected [1009, 32]");
+    d = copy_fixture("llama");  // a tensor left out under another name: missing, then extra
+    edit_file(d, "model.safetensors", "model.norm.weight", "model.norm.weigh_");
+    expect_refused(d, "missing tensor model.norm.weight");
+    d = copy_fixture("llama");
+    edit_file(d, "config.json", "\"llama\"", "\"gpt2\"");
+    expect_refused(d, "model_type gpt2");
+    d = copy_fixture("qwen2");
+    edit_file(d, "config.json", "\"use_sliding_window\": false", "\"use_sliding_window\": true");
+    expect_refused(d, "use_sliding_window");
+    d = copy_fixture("llama");
+    edit_file(d, "config.json", "\"rope_scaling\": null",
+              "\"rope_scaling\": {\"rope_type\": \"llama3\"}");
+    expect_refused(d, "rope_scaling");
+    d = copy_fixture("llada");
+    edit_file(d, "config.json", "\"block_type\": \"llama\"", "\"block_type\": \"sequential\"");
+    expect_refused(d, "block_type");
+    d = copy_fixture("llama");  // the shapes say 2 layers, the config 3
+    edit_file(d, "config.json", "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3");
+    expect_refused(d, "missing tensor model.layers.2");
+    d = copy_fixture("llama");  // the config says 1 layer: layer 1's tensors are left over
+    edit_file(d, "config.json", "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1");
+    expect_refused(d, "is not part of a LLaMA model");
+}
+END_TEST
+
+// Hand-made headers: offsets that overlap or leave the file, a header length past the end.
+static void write_raw(const char *dir, const char *header, size_t data_bytes) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    FILE *f = fopen(path, "wb");
+    uint64_t n = strlen(header);
+    fwrite(&n, 8, 1, f);
+    fwrite(header, 1, n, f);
+    for (size_t i = 0; i < data_bytes; i++) fputc(0, f);
+    fclose(f);
+}
+
+START_TEST(test_bad_offsets_are_refused) {
+    const char *d = copy_fixture("llama");
+    write_raw(d,
+              "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+              "\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[8,24]}}",
+              24);
+    expect_refused(d, "overlap");
+    write_raw(d, "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 8);
+    expect_refused(d, "past the end of the file's data");
+    write_raw(d, "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,12]}}", 16);
+    expect_refused(d, "12 bytes for a F32 tensor of 4 values");
+    write_raw(d, "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]", 16);
+    expect_refused(d, "header");
+    char path[512];
+    snprintf(path, sizeof path, "%s/model.safetensors", d);
+    FILE *f = fopen(path, "wb");
+    uint64_t huge = 1u << 30;
+    fwrite(&huge, 8, 1, f);
+    fputs("{}", f);
+    fclose(f);
+    expect_refused(d, "header length 1073741824 runs past the end");
+}
+END_TEST
+
+// A sharded model: two files and an index; the same logits. An index naming a missing file
+// is refused.
+START_TEST(test_sharded_model) {
+    const char *d = copy_fixture("llama");
+    Checkpoint ck;
+    Error err;
+    ck_assert(checkpoint_from_hf(FIXTURES "llama", &ck, &err) == 0);
+    Safetensors st;
+    ck_assert(safetensors_open(&st, FIXTURES "llama", &err) == 0);
+    // the tensors, half into each shard, as fp32
+    SafetensorsOut *out = calloc(st.n_tensors, sizeof *out);
+    float **data = calloc(st.n_tensors, sizeof *data);
+    char index[16384];
+    size_t at = (size_t)snprintf(index, sizeof index, "{\"metadata\": {}, \"weight_map\": {");
+    for (int i = 0; i < st.n_tensors; i++) {
+        SafetensorsTensor *t = &st.tensors[i];
+        size_t n = 1;
+        for (int k = 0; k < t->ndim; k++) n *= t->shape[k];
+        data[i] = malloc(n * sizeof(float));
+        ck_assert(safetensors_read(&st, t->name, t->shape, t->ndim, data[i], &err) == 0);
+        out[i].name = t->name;
+        out[i].ndim = t->ndim;
+        memcpy(out[i].shape, t->shape, sizeof t->shape);
+        out[i].data = data[i];
+        at += (size_t)snprintf(index + at, sizeof index - at, "%s\"%s\": \"part-%d.safetensors\"",
+                               i ? ", " : "", t->name, i % 2);
+    }
+    snprintf(index + at, sizeof index - at, "}}");
+    char path[512];
+    for (int part = 0; part < 2; part++) {
+        SafetensorsOut mine[64];
+        int n = 0;
+        for (int i = part; i < st.n_tensors; i += 2) mine[n++] = out[i];
+        snprintf(path, sizeof path, "%s/part-%d.safetensors", d, part);
+        ck_assert(safetensors_write(path, mine, n, SAFETENSORS_F32, &err) == 0);
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors", d);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", d);
+    FILE *f = fopen(path, "w");
+    fputs(index, f);
+    fclose(f);
+    Checkpoint sharded;
+    ck_assert_msg(checkpoint_from_hf(d, &sharded, &err) == 0, "%s", err.msg);
+    ck_assert_mem_eq(sharded.params, ck.params, ck.header.n_params * sizeof(float));
+    printf("  sharded (2 files + index): the same %llu weights\n",
+           (unsigned long long)ck.header.n_params);
+    checkpoint_free(&sharded);
+    snprintf(path, sizeof path, "%s/part-1.safetensors", d);
+    unlink(path);
+    expect_refused(d, "part-1.safetensors, which is missing");
+    for (int i = 0; i < st.n_tensors; i++) free(data[i]);
+    free(data), free(out);
+    safetensors_close(&st);
+    checkpoint_free(&ck);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("hf_models");
+    TCase *tc = tcase_create("import");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_llada_matches_reference);
+    tcase_add_test(tc, test_llada_bf16_matches_reference);
+    tcase_add_test(tc, test_dream_matches_reference);
+    tcase_add_test(tc, test_llama_matches_reference);
+    tcase_add_test(tc, test_qwen2_bf16_matches_reference);
+    tcase_add_test(tc, test_export_round_trip);
+    tcase_add_test(tc, test_bad_files_are_refused);
+    tcase_add_test(tc, test_bad_offsets_are_refused);
+    tcase_add_test(tc, test_sharded_model);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
