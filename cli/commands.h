@@ -10,5 +10,6 @@ int cmd_sweep(int argc, char **argv);
 int cmd_task(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
 int cmd_prepare(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 #endif

@@ -19,6 +19,7 @@ static const Command commands[] = {
     {"sweep", cmd_sweep, "run a markdown plan of training runs unattended; write REPORT.md"},
     {"task", cmd_task, "write a synthetic task (reversal, addition, sudoku) as SFT JSONL"},
     {"sample", cmd_sample, "generate text from a checkpoint: parallel denoising (MDM) or AR"},
+    {"export", cmd_export, "a model as a Hugging Face directory (LLaDA / LLaMA layout, safetensors)"},
 };
 static const int n_commands = sizeof commands / sizeof commands[0];
 

@@ -326,7 +326,9 @@ static void write_llama_config(FILE *f, const ModelConfig *c, HfArch a, int eos_
             c->vocab_size, c->seq_len, c->rope_theta, c->norm_eps,
             c->tied_embeddings ? "true" : "false");
     if (eos_id >= 0) fprintf(f, "  \"eos_token_id\": %d,\n", eos_id);
-    if (a == HF_DREAM) fprintf(f, "  \"mask_token_id\": %d,\n", c->mask_token_id);
+    if (a == HF_DREAM)  // Dream's class needs a padding id inside the vocabulary
+        fprintf(f, "  \"mask_token_id\": %d,\n  \"pad_token_id\": %d,\n", c->mask_token_id,
+                eos_id >= 0 ? eos_id : 0);
     fprintf(f, "  \"torch_dtype\": \"%s\"\n}\n", dtype);
 }
 
@@ -368,5 +370,12 @@ int hf_export(const char *dir, const ModelConfig *c, const float *params, int eo
     const char *torch_dtype = dtype == SAFETENSORS_BF16 ? "bfloat16" : "float32";
     if (a == HF_LLADA) write_llada_config(f.f, c, eos_id, torch_dtype);
     else write_llama_config(f.f, c, a, eos_id, torch_dtype);
+    if (atomic_commit(&f, err)) return -1;
+    if (a != HF_DREAM) return 0;
+    // Dream's class will not load without its generation settings
+    snprintf(path, sizeof path, "%s/generation_config.json", dir);
+    if (atomic_open(&f, path, err)) return -1;
+    fprintf(f.f, "{\n  \"mask_token_id\": %d,\n  \"pad_token_id\": %d,\n  \"eos_token_id\": %d\n}\n",
+            c->mask_token_id, eos_id >= 0 ? eos_id : 0, eos_id);
     return atomic_commit(&f, err);
 }

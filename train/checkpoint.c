@@ -93,6 +93,23 @@ static int validate_header(const char *path, const CheckpointHeader *h, long fil
     return 0;
 }
 
+// The tokenizer must fit the model: no id past the model's vocabulary (released models pad
+// theirs beyond the tokenizer's), the same [MASK] when both name one. The model's [MASK] is the
+// one used (an AR model has none; an imported tokenizer may not name it).
+static int fit_tokenizer(Checkpoint *ck, const char *path, Error *err) {
+    const Tokenizer *t = &ck->tokenizer;
+    const ModelConfig *m = &ck->header.model;
+    if (t->vocab_size > m->vocab_size ||
+        (m->mask_token_id >= 0 && t->mask_id >= 0 && t->mask_id != m->mask_token_id)) {
+        checkpoint_free(ck);
+        return error_set(err, "%s: the tokenizer (%d tokens, [MASK] %d) does not fit the model "
+                         "(vocabulary %d, [MASK] %d)", path, t->vocab_size, t->mask_id,
+                         m->vocab_size, m->mask_token_id);
+    }
+    ck->tokenizer.mask_id = m->mask_token_id;
+    return 0;
+}
+
 int checkpoint_load(const char *path, Checkpoint *ck, Error *err) {
     memset(ck, 0, sizeof *ck);
     FILE *f = fopen(path, "rb");
@@ -140,12 +157,7 @@ int checkpoint_load(const char *path, Checkpoint *ck, Error *err) {
         checkpoint_free(ck);
         return -1;
     }
-    if (ck->tokenizer.vocab_size != h->model.vocab_size ||
-        ck->tokenizer.mask_id != h->model.mask_token_id) {
-        checkpoint_free(ck);
-        return error_set(err, "%s: the tokenizer does not match the model's vocabulary", path);
-    }
-    return 0;
+    return fit_tokenizer(ck, path, err);
 }
 
 int checkpoint_from_hf(const char *dir, Checkpoint *ck, Error *err) {
@@ -168,17 +180,7 @@ int checkpoint_from_hf(const char *dir, Checkpoint *ck, Error *err) {
         checkpoint_free(ck);
         return -1;
     }
-    Tokenizer *t = &ck->tokenizer;
-    if (t->vocab_size > h->model.vocab_size || (h->model.mask_token_id >= 0 &&
-                                                 t->mask_id >= 0 &&
-                                                 t->mask_id != h->model.mask_token_id)) {
-        checkpoint_free(ck);
-        return error_set(err, "%s: the tokenizer (%d tokens, mask %d) does not fit the model "
-                         "(vocabulary %d, mask %d)", dir, t->vocab_size, t->mask_id,
-                         h->model.vocab_size, h->model.mask_token_id);
-    }
-    t->mask_id = h->model.mask_token_id;  // the config names it when the tokenizer does not
-    return 0;
+    return fit_tokenizer(ck, dir, err);
 }
 
 void checkpoint_free(Checkpoint *ck) {
