@@ -129,9 +129,14 @@ int model_create(Model *m, const ModelConfig *c, const Backend *be, int max_batc
     m->adam_v = m->adam_m ? m->adam_m + m->n_params : NULL;
     m->acts_memory = be->alloc(plan.activations);
     if (m->acts_memory) layout_activations(m, m->acts_memory);
-    m->host_losses = malloc((size_t)max_batch * c->seq_len * sizeof(float));
+    size_t rows = (size_t)max_batch * c->seq_len;
+    m->host_losses = malloc(rows * sizeof(float));
+    if (c->logit_shift) {
+        m->row_targets = malloc(rows * sizeof(int));
+        m->row_weights = malloc(rows * sizeof(float));
+    }
     if (!m->params || !m->grads || !m->adam_m || !m->acts_memory || !m->host_losses ||
-        upload_rope_tables(m)) {
+        (c->logit_shift && (!m->row_targets || !m->row_weights)) || upload_rope_tables(m)) {
         model_free(m);
         char total[32];
         format_bytes(total, sizeof total, plan_total(&plan));
@@ -150,6 +155,8 @@ void model_free(Model *m) {
             if (bufs[i]) m->be->free(bufs[i]);
     }
     free(m->host_losses);
+    free(m->row_targets);
+    free(m->row_weights);
     memset(m, 0, sizeof *m);
 }
 
@@ -278,10 +285,22 @@ void model_infer(Model *m, const int *tokens, const int *key_start, int B, int T
     be->matmul_forward(m->acts.logits, m->acts.lnf, m->p.lm_head, N, C, c->vocab_size);
 }
 
-static void upload_targets(Model *m, const int *targets, const float *weights) {
+// Uploads each logit row's target and weight; returns the weights as uploaded. With
+// logit_shift, row t of a sequence holds position t + 1's (the last row scores nothing).
+static const float *upload_targets(Model *m, const int *targets, const float *weights) {
     size_t N = (size_t)m->B * m->T;
+    if (m->cfg.logit_shift) {
+        for (size_t n = 0; n < N; n++) {
+            int last = (int)(n % m->T) == m->T - 1;
+            m->row_targets[n] = last ? 0 : targets[n + 1];
+            m->row_weights[n] = last ? 0.0f : weights[n + 1];
+        }
+        targets = m->row_targets;
+        weights = m->row_weights;
+    }
     m->be->to_device(m->targets, targets, N * sizeof(int));
     m->be->to_device(m->weights, weights, N * sizeof(float));
+    return weights;
 }
 
 // The weighted sum of the per-position losses, on the host in double.
@@ -295,7 +314,7 @@ static float weighted_loss(Model *m, const float *weights) {
 }
 
 float model_loss(Model *m, const int *targets, const float *weights) {
-    upload_targets(m, targets, weights);
+    weights = upload_targets(m, targets, weights);
     m->be->cross_entropy_forward(m->acts.losses, m->acts.logits, m->targets, m->B * m->T,
                                  m->cfg.vocab_size);
     return weighted_loss(m, weights);
@@ -354,7 +373,7 @@ float model_loss_backward(Model *m, const int *targets, const float *weights) {
     size_t NC = (size_t)N * C;
 
     // loss and dlogits in one pass, in place: acts->logits now holds the logits' gradient
-    upload_targets(m, targets, weights);
+    weights = upload_targets(m, targets, weights);
     be->cross_entropy_fused(acts->losses, acts->logits, acts->logits, m->targets, m->weights, N, V);
     Act *dlogits = acts->logits;
     // logits -> final norm: d->resid becomes the gradient of the last residual

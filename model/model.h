@@ -74,6 +74,8 @@ typedef struct {
     float *weights;              // [max_batch * seq_len] loss weight per position
     int *key_start;              // [max_batch] first attended position (left-padded prompts)
     float *host_losses;          // host copy of acts.losses
+    int *row_targets;            // with logit_shift: the targets and weights moved to the rows
+    float *row_weights;          // that predict them (host, [max_batch * seq_len])
     int B, T;                    // shape of the last forward pass
 } Model;
 
@@ -98,7 +100,9 @@ int model_init_params(Model *m, uint64_t seed, Error *err);
 // Logits for tokens[B*T] (T <= seq_len) into m->acts.logits.
 void model_forward(Model *m, const int *tokens, int B, int T);
 // After model_forward: sum over positions of weights[n] * cross-entropy(logits[n], targets[n]).
-// The objective decides the weights (0 for positions that do not count).
+// The objective decides the weights (0 for positions that do not count). A model with
+// logit_shift (Dream) predicts position t at logit row t - 1: the loss reads it there, and
+// position 0, with no row before it, is not scored.
 float model_loss(Model *m, const int *targets, const float *weights);
 // After model_forward: the same loss, with its gradient added into m->grads. The loss and
 // the logits' gradient come from one fused pass that overwrites the logits (no second

@@ -51,11 +51,13 @@ static void run_model(Denoiser *d, int start, int end) {
 }
 
 // A token and its confidence for every position of block [bs, be) of every sequence, picked
-// on the device from the computed rows (which start at q_start). [MASK] is banned unless the
-// exact-LLaDA mode allows it: a committed [MASK] reads as still masked.
+// on the device from the computed rows (which start at q_start): position t's logit row is t,
+// or t - 1 for a model with logit_shift (Dream). [MASK] is banned unless the exact-LLaDA mode
+// allows it: a committed [MASK] reads as still masked.
 static void pick_block(Denoiser *d, int bs, int be, int q_start, int q_len) {
     float cfg = d->rows > d->B ? d->sc->cfg_scale : 0.0f;
-    picks_run(&d->picks, d->m, d->B, q_len, bs - q_start, be - bs, cfg, d->sc->temperature,
+    int first = bs - d->m->cfg.logit_shift - q_start;
+    picks_run(&d->picks, d->m, d->B, q_len, first, be - bs, cfg, d->sc->temperature,
               rng_next(&d->rng), d->sc->allow_mask ? -1 : d->m->cfg.mask_token_id);
 }
 
@@ -127,6 +129,9 @@ int llada_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
     int rows = sc->cfg_scale > 0.0f ? 2 * B : B;
     if (sampler_check_config(m, sc, prompt_lens, B, rows, err)) return -1;
     int prompt_len = max_prompt_length(prompt_lens, B);
+    if (m->cfg.logit_shift && prompt_len < 1)
+        return error_set(err, "this model reads each position's logits one row back (Dream): "
+                         "give a prompt of at least one token");
     if (sc->block_length < 1 || sc->gen_length % sc->block_length != 0)
         return error_set(err, "--gen-length %d is not a multiple of --block-length %d",
                          sc->gen_length, sc->block_length);
@@ -179,10 +184,11 @@ int llada_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
                 break;
             }
             // the block's first step refreshes every cached key and value; later steps of a
-            // cached run recompute only the block (dual) or the block and what follows (prefix)
+            // cached run recompute only the block (dual) or the block and what follows (prefix),
+            // and a shifted model also the row before the block, which predicts its first token
             int q_start = 0, q_end = d.T;
             if (i > 0 && sc->cache != CACHE_NONE) {
-                q_start = bs;
+                q_start = bs - m->cfg.logit_shift;
                 q_end = sc->cache == CACHE_DUAL ? be : d.T;
             }
             run_model(&d, q_start, q_end);

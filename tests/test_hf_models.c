@@ -13,6 +13,7 @@
 #include "model/hf_model.h"
 #include "model/model.h"
 #include "model/safetensors.h"
+#include "sampler/sampler.h"
 #include "tests/testutil.h"
 #include "train/checkpoint.h"
 
@@ -110,6 +111,74 @@ START_TEST(test_dream_matches_reference) {
     ck_assert_int_eq(ck.header.model.logit_shift, 1);
     ck_assert_int_eq(ck.header.model.mask_token_id, 1003);
     ck_assert_int_eq(ck.tokenizer.mask_id, 1003);
+    checkpoint_free(&ck);
+}
+END_TEST
+
+// -log softmax(row)[target], in double
+static double nll(const float *row, int V, int target) {
+    double maxv = -INFINITY, sum = 0.0;
+    for (int v = 0; v < V; v++) maxv = fmax(maxv, row[v]);
+    for (int v = 0; v < V; v++) sum += exp(row[v] - maxv);
+    return maxv + log(sum) - row[target];
+}
+
+// Dream reads position t's prediction from logit row t - 1: the loss does, and the sampler
+// does (greedy, one token per step, against the same rule written out here).
+START_TEST(test_dream_reads_logits_one_row_back) {
+    Reference r = read_reference(FIXTURES "dream");
+    Checkpoint ck;
+    Error err;
+    ck_assert(checkpoint_from_hf(FIXTURES "dream", &ck, &err) == 0);
+    Model m;
+    ck_assert(checkpoint_model(&ck, be, r.B, &m, &err) == 0);
+    int N = r.B * r.T, V = r.V, mask = m.cfg.mask_token_id;
+    int *targets = calloc(N, sizeof(int));
+    float *weights = calloc(N, sizeof(float));
+    double expect = 0.0;
+    for (int t = 1; t < r.T; t += 3) {  // score positions 1, 4, 7, 10 of sequence 1
+        int n = r.T + t;
+        targets[n] = (t * 37) % 900;
+        weights[n] = 1.0f;
+        expect += nll(r.logits + (size_t)(n - 1) * V, V, targets[n]);
+    }
+    model_forward(&m, r.tokens, r.B, r.T);
+    double loss = model_loss(&m, targets, weights);
+    printf("  dream loss at shifted rows: %.6f, written out %.6f\n", loss, expect);
+    ck_assert_double_eq_tol(loss, expect, 1e-4 * expect);
+
+    // greedy sampling, one token per step, of 6 tokens after a 4-token prompt
+    int P = 4, G = 6, T = P + G, x[10], out[10], len;
+    const int *prompts[1] = {r.tokens};
+    SamplerConfig sc = sampler_config_default();
+    sc.gen_length = G, sc.block_length = G, sc.steps = G, sc.temperature = 0.0f;
+    ck_assert_msg(llada_generate(&m, &sc, prompts, &P, 1, out, &len, NULL, NULL, NULL, &err) == 0,
+                  "%s", err.msg);
+    memcpy(x, r.tokens, P * sizeof(int));
+    for (int i = P; i < T; i++) x[i] = mask;
+    float *logits = malloc((size_t)T * V * sizeof(float));
+    for (int step = 0; step < G; step++) {
+        model_forward(&m, x, 1, T);
+        be->act_to_host(logits, m.acts.logits, (size_t)T * V);
+        int best_pos = -1, best_tok = -1;
+        double best = -1.0;
+        for (int t = P; t < T; t++) {
+            if (x[t] != mask) continue;
+            const float *row = logits + (size_t)(t - 1) * V;  // one row back
+            int arg = -1;
+            for (int v = 0; v < V; v++)
+                if (v != mask && (arg < 0 || row[v] > row[arg])) arg = v;
+            double z = 0.0;
+            for (int v = 0; v < V; v++)
+                if (v != mask) z += exp((double)row[v] - row[arg]);
+            if (1.0 / z > best) best = 1.0 / z, best_pos = t, best_tok = arg;
+        }
+        x[best_pos] = best_tok;
+    }
+    ck_assert_mem_eq(out + P, x + P, G * sizeof(int));
+    printf("  dream greedy sampling: the same %d tokens as the one-row-back rule\n", G);
+    free(logits), free(targets), free(weights), free(r.tokens), free(r.logits);
+    model_free(&m);
     checkpoint_free(&ck);
 }
 END_TEST
@@ -349,6 +418,7 @@ int main(void) {
     tcase_add_test(tc, test_llada_matches_reference);
     tcase_add_test(tc, test_llada_bf16_matches_reference);
     tcase_add_test(tc, test_dream_matches_reference);
+    tcase_add_test(tc, test_dream_reads_logits_one_row_back);
     tcase_add_test(tc, test_llama_matches_reference);
     tcase_add_test(tc, test_qwen2_bf16_matches_reference);
     tcase_add_test(tc, test_export_round_trip);
