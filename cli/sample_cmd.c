@@ -11,6 +11,7 @@
 #include "cli/flags.h"
 #include "common/progress.h"
 #include "kernels/backend.h"
+#include "model/hf_model.h"
 #include "model/model.h"
 #include "sampler/sampler.h"
 #include "tokenizer/chat.h"
@@ -149,7 +150,7 @@ typedef struct {
     const char *model_path, *prompt, *prompt_file, *trace_path;
     const Backend *be;
     int which;  // 0 auto, 1 llada, 2 ar
-    int batch, show, chat;
+    int batch, show, chat, dry_run;
 } SampleOptions;
 
 // Parses and checks the flags: 0, or -1 with the command's exit code in *exit_code (0 after
@@ -193,6 +194,9 @@ static int parse_sample_flags(int argc, char **argv, SampleOptions *o, int *exit
         {"batch", FLAG_INT, &o->batch, "samples per prompt; all rows share each forward pass", 0},
         {"show", FLAG_INT, &o->show, "1: draw the sequence after every step", 0},
         {"trace", FLAG_STRING, &o->trace_path, "write one JSON line per step to this file", 0},
+        {"dry-run", FLAG_INT, &o->dry_run,
+         "1: print the model and the memory plan for these prompts and settings, allocate "
+         "nothing (a Hugging Face directory's weights are not read)", 0},
     };
     int rc = flags_parse_command(flags, sizeof flags / sizeof flags[0], argc, argv,
                                  "usage: dllm sample --model CKPT --prompt TEXT [flags]");
@@ -219,26 +223,50 @@ static int parse_sample_flags(int argc, char **argv, SampleOptions *o, int *exit
 
 // The model, sized for its rows, which depend on the prompts, which need the checkpoint's
 // tokenizer: the tokenizer is read first, then the prompts, then the model is made.
+// The context the rows need: the longest prompt and the generation (the model's whole
+// context for --gen-length 0). The model is sized for it, not for its trained maximum.
+static int context_needed(const SampleOptions *o, const Prompts *pr, int seq_len) {
+    int P = max_prompt_length(pr->lens, pr->n);
+    int T = o->sc.gen_length > 0 ? P + o->sc.gen_length : seq_len;
+    return T < seq_len ? T : seq_len;
+}
+
+// --dry-run: the model and what sampling would allocate.
+static void print_plan(const SampleOptions *o, const ModelConfig *c, int rows) {
+    model_config_print(stdout, c);
+    printf("sampling: %d rows of %d tokens, %s\n", rows, c->seq_len,
+           o->be->act_bytes == 2 ? "bf16 activations" : "fp32 activations");
+    MemoryPlan plan = model_memory_plan(c, o->be, rows, MODEL_INFERENCE);
+    memory_plan_print(stdout, &plan, o->be->name);
+}
+
+// The checkpoint (a Hugging Face directory without its weights for a dry run).
+static int load_checkpoint(const SampleOptions *o, Checkpoint *ck, Error *err) {
+    char chosen[4200];
+    int skipped;
+    if (o->dry_run && hf_model_dir(o->model_path))
+        return checkpoint_from_hf(o->model_path, 0, ck, err);
+    return checkpoint_load_latest(o->model_path, ck, chosen, sizeof chosen, &skipped, err);
+}
+
 static int load_model_and_prompts(SampleOptions *o, Model *m, Tokenizer *tok, Prompts *pr,
                                   Error *err) {
     Checkpoint ck;
-    char chosen[4200];
-    int skipped;
-    if (checkpoint_load_latest(o->model_path, &ck, chosen, sizeof chosen, &skipped, err))
-        return -1;
+    if (load_checkpoint(o, &ck, err)) return -1;
     *tok = ck.tokenizer;
     memset(&ck.tokenizer, 0, sizeof ck.tokenizer);
     if (o->chat < 0) o->chat = ck.header.train.sft;
     int rc = o->prompt_file ? read_prompt_file(o->prompt_file, tok, o->chat, pr, err)
                             : one_prompt(o->prompt, tok, o->chat, pr, err);
-    int n_rows = pr->n * o->batch;
-    if (rc == 0)
-        rc = checkpoint_model(&ck, o->be, o->sc.cfg_scale > 0.0f ? 2 * n_rows : n_rows, m, err);
+    int n_rows = pr->n * o->batch, rows = o->sc.cfg_scale > 0.0f ? 2 * n_rows : n_rows;
+    if (rc == 0) ck.header.model.seq_len = context_needed(o, pr, ck.header.model.seq_len);
+    if (rc == 0 && o->dry_run) print_plan(o, &ck.header.model, rows);
+    else if (rc == 0) rc = checkpoint_model(&ck, o->be, rows, m, err);
     checkpoint_free(&ck);
-    if (rc) {
+    if (rc || o->dry_run) {
         prompts_free(pr);
         tokenizer_free(tok);
-        return -1;
+        return rc ? -1 : 1;
     }
     o->sc.eos_id = tok->eos_id;
     if (o->which == 0) o->which = m->cfg.causal ? 2 : 1;
@@ -333,7 +361,8 @@ int cmd_sample(int argc, char **argv) {
     Model m;
     Tokenizer tok;
     Prompts pr = {0};
-    if (load_model_and_prompts(&o, &m, &tok, &pr, &err)) return cli_fail(err.msg);
+    int loaded = load_model_and_prompts(&o, &m, &tok, &pr, &err);
+    if (loaded) return loaded < 0 ? cli_fail(err.msg) : 0;  // 1: the dry run is done
     Rows rows;
     SampleStats st;
     int rc = rows_make(&rows, &pr, o.batch, &o.sc, m.cfg.seq_len, &err);

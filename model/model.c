@@ -28,16 +28,18 @@ static Act *carve_acts(const Model *m, char *base, size_t *offset, size_t n) {
 static size_t layout_activations(Model *m, char *base) {
     const ModelConfig *c = &m->cfg;
     size_t L = c->n_layer, N = (size_t)m->max_batch * c->seq_len, C = c->d_model, F = c->d_ff;
-    size_t V = c->vocab_size, H = c->n_head, K = m->recompute ? 1 : L;  // kept layer slices
-    size_t KV = model_kv_dim(c);
+    // layer slices kept: of the working set, of the keys and values, of the residual stream
+    size_t K = m->recompute || m->inference ? 1 : L, KC = m->inference ? L : K;
+    size_t R = m->inference ? 2 : L + 1;  // inference alternates two residual slices
+    size_t V = c->vocab_size, H = c->n_head, KV = model_kv_dim(c);
     size_t off = 0;
     Activations *a = &m->acts;
-    a->resid = carve_acts(m, base, &off, (L + 1) * N * C);
+    a->resid = carve_acts(m, base, &off, R * N * C);
     a->ln1 = carve_acts(m, base, &off, K * N * C);
     a->ln1_rstd = carve_floats(base, &off, K * N);
     a->q = carve_acts(m, base, &off, K * N * C);
-    a->k = carve_acts(m, base, &off, K * N * KV);
-    a->v = carve_acts(m, base, &off, K * N * KV);
+    a->k = carve_acts(m, base, &off, KC * N * KV);
+    a->v = carve_acts(m, base, &off, KC * N * KV);
     a->lse = carve_floats(base, &off, K * N * H);
     a->att_out = carve_acts(m, base, &off, K * N * C);
     a->resid_mid = carve_acts(m, base, &off, K * N * C);
@@ -52,15 +54,16 @@ static size_t layout_activations(Model *m, char *base) {
     a->losses = carve_floats(base, &off, N);
     a->proj = carve_acts(m, base, &off, N * C);
     ActivationGrads *d = &m->grad_acts;
-    d->resid = carve_acts(m, base, &off, N * C);
-    d->ln = carve_acts(m, base, &off, N * C);
-    d->q = carve_acts(m, base, &off, N * C);
-    d->k = carve_acts(m, base, &off, N * KV);
-    d->v = carve_acts(m, base, &off, N * KV);
-    d->att_out = carve_acts(m, base, &off, N * C);
-    d->gate = carve_acts(m, base, &off, N * F);
-    d->up = carve_acts(m, base, &off, N * F);
-    d->swiglu = carve_acts(m, base, &off, N * F);
+    size_t G = m->inference ? 0 : 1;  // no backward scratch for inference
+    d->resid = carve_acts(m, base, &off, G * N * C);
+    d->ln = carve_acts(m, base, &off, G * N * C);
+    d->q = carve_acts(m, base, &off, G * N * C);
+    d->k = carve_acts(m, base, &off, G * N * KV);
+    d->v = carve_acts(m, base, &off, G * N * KV);
+    d->att_out = carve_acts(m, base, &off, G * N * C);
+    d->gate = carve_acts(m, base, &off, G * N * F);
+    d->up = carve_acts(m, base, &off, G * N * F);
+    d->swiglu = carve_acts(m, base, &off, G * N * F);
     size_t rope_n = (size_t)c->seq_len * (C / H / 2);
     m->rope_cos = carve_floats(base, &off, rope_n);
     m->rope_sin = carve_floats(base, &off, rope_n);
@@ -72,10 +75,12 @@ static size_t layout_activations(Model *m, char *base) {
 }
 
 MemoryPlan model_memory_plan(const ModelConfig *c, const Backend *be, int max_batch,
-                             int recompute) {
-    Model shape = {.cfg = *c, .be = be, .max_batch = max_batch, .recompute = recompute};
-    size_t pbytes = param_count(c) * sizeof(float);
-    MemoryPlan plan = {pbytes, pbytes, 2 * pbytes, layout_activations(&shape, NULL)};
+                             ModelMode mode) {
+    Model shape = {.cfg = *c, .be = be, .max_batch = max_batch,
+                   .recompute = mode == MODEL_RECOMPUTE, .inference = mode == MODEL_INFERENCE};
+    size_t pbytes = param_count(c) * sizeof(float), train = shape.inference ? 0 : 1;
+    MemoryPlan plan = {pbytes, train * pbytes, train * 2 * pbytes,
+                       layout_activations(&shape, NULL)};
     return plan;
 }
 
@@ -112,20 +117,21 @@ static int upload_rope_tables(Model *m) {
     return 0;
 }
 
-int model_create(Model *m, const ModelConfig *c, const Backend *be, int max_batch, int recompute,
-                 Error *err) {
+int model_create(Model *m, const ModelConfig *c, const Backend *be, int max_batch,
+                 ModelMode mode, Error *err) {
     memset(m, 0, sizeof *m);
     if (model_config_validate(c, err)) return -1;
     if (max_batch < 1) return error_set(err, "batch size must be >= 1 (got %d)", max_batch);
     m->cfg = *c;
     m->be = be;
     m->max_batch = max_batch;
-    m->recompute = recompute;
+    m->recompute = mode == MODEL_RECOMPUTE;
+    m->inference = mode == MODEL_INFERENCE;
     m->n_params = param_count(c);
-    MemoryPlan plan = model_memory_plan(c, be, max_batch, recompute);
+    MemoryPlan plan = model_memory_plan(c, be, max_batch, mode);
     m->params = be->alloc(plan.params);
-    m->grads = be->alloc(plan.grads);
-    m->adam_m = be->alloc(plan.optimizer);
+    m->grads = m->inference ? NULL : be->alloc(plan.grads);
+    m->adam_m = m->inference ? NULL : be->alloc(plan.optimizer);
     m->adam_v = m->adam_m ? m->adam_m + m->n_params : NULL;
     m->acts_memory = be->alloc(plan.activations);
     if (m->acts_memory) layout_activations(m, m->acts_memory);
@@ -135,7 +141,8 @@ int model_create(Model *m, const ModelConfig *c, const Backend *be, int max_batc
         m->row_targets = malloc(rows * sizeof(int));
         m->row_weights = malloc(rows * sizeof(float));
     }
-    if (!m->params || !m->grads || !m->adam_m || !m->acts_memory || !m->host_losses ||
+    int training_state = m->inference || (m->grads && m->adam_m);
+    if (!m->params || !training_state || !m->acts_memory || !m->host_losses ||
         (c->logit_shift && (!m->row_targets || !m->row_weights)) || upload_rope_tables(m)) {
         model_free(m);
         char total[32];
@@ -144,7 +151,7 @@ int model_create(Model *m, const ModelConfig *c, const Backend *be, int max_batc
                          m->n_params, max_batch, total);
     }
     param_tensors_point(&m->p, m->params, c);
-    param_tensors_point(&m->g, m->grads, c);
+    if (m->grads) param_tensors_point(&m->g, m->grads, c);
     return 0;
 }
 
@@ -171,7 +178,10 @@ int model_init_params(Model *m, uint64_t seed, Error *err) {
     return 0;
 }
 
-void model_zero_grad(Model *m) { m->be->zero(m->grads, m->n_params * sizeof(float)); }
+void model_zero_grad(Model *m) {
+    assert(!m->inference);
+    m->be->zero(m->grads, m->n_params * sizeof(float));
+}
 
 // One layer's slices of the activations for the current batch shape (with recomputation,
 // every layer shares slice 0; the residual stream always has its own).
@@ -187,20 +197,22 @@ Act *act_at(const Model *m, const Act *a, size_t index) {
 static LayerActs layer_acts(const Model *m, int l) {
     const Activations *a = &m->acts;
     size_t N = (size_t)m->B * m->T, C = m->cfg.d_model, F = m->cfg.d_ff, H = m->cfg.n_head;
-    size_t KV = model_kv_dim(&m->cfg), s = m->recompute ? 0 : (size_t)l;
+    size_t KV = model_kv_dim(&m->cfg), s = m->recompute || m->inference ? 0 : (size_t)l;
+    size_t kv = m->inference ? (size_t)l : s;   // inference keeps every layer's cache
+    size_t r = m->inference ? (size_t)l % 2 : (size_t)l;  // and alternates two residuals
     LayerActs la = {
-        .resid_in = act_at(m, a->resid, l * N * C),
+        .resid_in = act_at(m, a->resid, r * N * C),
         .ln1 = act_at(m, a->ln1, s * N * C),
         .q = act_at(m, a->q, s * N * C),
-        .k = act_at(m, a->k, s * N * KV),
-        .v = act_at(m, a->v, s * N * KV),
+        .k = act_at(m, a->k, kv * N * KV),
+        .v = act_at(m, a->v, kv * N * KV),
         .att_out = act_at(m, a->att_out, s * N * C),
         .resid_mid = act_at(m, a->resid_mid, s * N * C),
         .ln2 = act_at(m, a->ln2, s * N * C),
         .gate = act_at(m, a->gate, s * N * F),
         .up = act_at(m, a->up, s * N * F),
         .swiglu = act_at(m, a->swiglu, s * N * F),
-        .resid_out = act_at(m, a->resid, (l + 1) * N * C),
+        .resid_out = act_at(m, a->resid, (m->inference ? (r + 1) % 2 : r + 1) * N * C),
         .ln1_rstd = a->ln1_rstd + s * N,
         .lse = a->lse + s * N * H,
         .ln2_rstd = a->ln2_rstd + s * N,
@@ -279,7 +291,8 @@ void model_infer(Model *m, const int *tokens, const int *key_start, int B, int T
     be->embedding_forward(m->acts.resid, m->tokens, m->p.tok_emb, N, C);
     for (int l = 0; l < c->n_layer; l++)
         layer_forward(m, l, key_start ? m->key_start : NULL, start, end);
-    Act *resid_final = act_at(m, m->acts.resid, (size_t)c->n_layer * B * T * C);
+    size_t last = m->inference ? (size_t)c->n_layer % 2 : (size_t)c->n_layer;
+    Act *resid_final = act_at(m, m->acts.resid, last * B * T * C);
     be->rmsnorm_forward(m->acts.lnf, m->acts.lnf_rstd, resid_final, m->p.final_norm, N, C,
                         c->norm_eps);
     be->matmul_forward(m->acts.logits, m->acts.lnf, m->p.lm_head, N, C, c->vocab_size);
@@ -369,6 +382,7 @@ float model_loss_backward(Model *m, const int *targets, const float *weights) {
     const Backend *be = m->be;
     const Activations *acts = &m->acts;
     const ActivationGrads *d = &m->grad_acts;
+    assert(!m->inference);  // no gradients or backward scratch
     int N = m->B * m->T, C = c->d_model, V = c->vocab_size;
     size_t NC = (size_t)N * C;
 

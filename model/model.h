@@ -56,11 +56,19 @@ typedef struct {
     size_t params, grads, optimizer, activations;
 } MemoryPlan;
 
+// What a model is created for. Training keeps every layer's activations for the backward;
+// recompute keeps only the residual stream and reruns each layer in the backward; inference
+// allocates no gradients, optimizer state or backward scratch, and keeps of the activations
+// only the KV cache (every layer's keys and values), one layer's working set and two residual
+// slices.
+typedef enum { MODEL_TRAINING = 0, MODEL_RECOMPUTE = 1, MODEL_INFERENCE = 2 } ModelMode;
+
 typedef struct {
     ModelConfig cfg;
     const Backend *be;
     int max_batch;
     int recompute;  // 1: keep only the residual stream, recompute layers in the backward
+    int inference;  // 1: forward passes only (no grads, no optimizer state)
     size_t n_params;
     // params, grads and the optimizer state share one layout (see model/params.h); adam_m
     // and adam_v are the two halves of one allocation
@@ -81,7 +89,7 @@ typedef struct {
 
 // What model_create would allocate for this shape on this backend (nothing is allocated).
 MemoryPlan model_memory_plan(const ModelConfig *c, const Backend *be, int max_batch,
-                             int recompute);
+                             ModelMode mode);
 // The activation `index` elements into the buffer a (pointer arithmetic in the backend's
 // activation type).
 Act *act_at(const Model *m, const Act *a, size_t index);
@@ -89,10 +97,11 @@ Act *act_at(const Model *m, const Act *a, size_t index);
 void memory_plan_print(FILE *f, const MemoryPlan *plan, const char *device);
 
 // Allocates everything for batches of up to max_batch sequences, once (the sizes are those
-// of model_memory_plan); parameters start at 0. recompute = 1 trades a second forward pass
-// per layer in model_loss_backward for keeping one layer's activations instead of n_layer.
-int model_create(Model *m, const ModelConfig *c, const Backend *be, int max_batch, int recompute,
-                 Error *err);
+// of model_memory_plan); parameters start at 0. MODEL_RECOMPUTE trades a second forward pass
+// per layer in model_loss_backward for keeping one layer's activations instead of n_layer;
+// a MODEL_INFERENCE model cannot be trained (no model_loss_backward).
+int model_create(Model *m, const ModelConfig *c, const Backend *be, int max_batch,
+                 ModelMode mode, Error *err);
 void model_free(Model *m);
 // Fresh weights (params_init) from seed; -1 when the host copy cannot be allocated.
 int model_init_params(Model *m, uint64_t seed, Error *err);

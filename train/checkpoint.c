@@ -101,10 +101,11 @@ static int fit_tokenizer(Checkpoint *ck, const char *path, Error *err) {
     const ModelConfig *m = &ck->header.model;
     if (t->vocab_size > m->vocab_size ||
         (m->mask_token_id >= 0 && t->mask_id >= 0 && t->mask_id != m->mask_token_id)) {
+        error_set(err, "%s: the tokenizer (%d tokens, [MASK] %d) does not fit the model "
+                  "(vocabulary %d, [MASK] %d)", path, t->vocab_size, t->mask_id, m->vocab_size,
+                  m->mask_token_id);
         checkpoint_free(ck);
-        return error_set(err, "%s: the tokenizer (%d tokens, [MASK] %d) does not fit the model "
-                         "(vocabulary %d, [MASK] %d)", path, t->vocab_size, t->mask_id,
-                         m->vocab_size, m->mask_token_id);
+        return -1;
     }
     ck->tokenizer.mask_id = m->mask_token_id;
     return 0;
@@ -160,7 +161,7 @@ int checkpoint_load(const char *path, Checkpoint *ck, Error *err) {
     return fit_tokenizer(ck, path, err);
 }
 
-int checkpoint_from_hf(const char *dir, Checkpoint *ck, Error *err) {
+int checkpoint_from_hf(const char *dir, int weights, Checkpoint *ck, Error *err) {
     memset(ck, 0, sizeof *ck);
     CheckpointHeader *h = &ck->header;
     HfArch arch;
@@ -171,11 +172,11 @@ int checkpoint_from_hf(const char *dir, Checkpoint *ck, Error *err) {
     h->train = train_config_default();
     h->train.objective = h->model.causal ? OBJECTIVE_AR : OBJECTIVE_MDM;
     h->n_params = param_count(&h->model);
-    ck->params = malloc(h->n_params * sizeof(float));
-    if (!ck->params)
+    ck->params = weights ? malloc(h->n_params * sizeof(float)) : NULL;
+    if (weights && !ck->params)
         return error_set(err, "%s: out of host memory for %llu parameters", dir,
                          (unsigned long long)h->n_params);
-    if (hf_weights_read(dir, &h->model, arch, ck->params, err) ||
+    if ((weights && hf_weights_read(dir, &h->model, arch, ck->params, err)) ||
         hf_tokenizer_load(&ck->tokenizer, dir, err)) {
         checkpoint_free(ck);
         return -1;
@@ -195,7 +196,7 @@ void checkpoint_copy_weights(const Checkpoint *ck, Model *m) {
 
 int checkpoint_model(const Checkpoint *ck, const Backend *be, int max_batch, Model *m,
                      Error *err) {
-    if (model_create(m, &ck->header.model, be, max_batch, 0, err)) return -1;
+    if (model_create(m, &ck->header.model, be, max_batch, MODEL_INFERENCE, err)) return -1;
     checkpoint_copy_weights(ck, m);
     return 0;
 }

@@ -46,14 +46,16 @@ int checkpoint_load(const char *path, Checkpoint *ck, Error *err);
 // A Hugging Face model directory (model/hf_model.h) as a checkpoint at step 0: its config,
 // weights and tokenizer, the default training settings, and no optimizer state (adam_m and
 // adam_v NULL: it can start a run, --init, but not resume one).
-int checkpoint_from_hf(const char *dir, Checkpoint *ck, Error *err);
+// weights = 0 reads the config and tokenizer alone (params NULL): enough for a memory plan.
+int checkpoint_from_hf(const char *dir, int weights, Checkpoint *ck, Error *err);
 void checkpoint_free(Checkpoint *ck);
 // Copies weights and optimizer state into a model created with ck->header.model, and the
 // step and RNG streams into a trainer initialised on that model.
 void checkpoint_restore(const Checkpoint *ck, Trainer *tr);
 // Copies the weights alone (a fine-tuning start, or inference).
 void checkpoint_copy_weights(const Checkpoint *ck, Model *m);
-// Creates a model of the checkpoint's shape with room for max_batch rows, holding its weights.
+// Creates an inference model (model/model.h: no gradients or optimizer state) of the
+// checkpoint's shape with room for max_batch rows, holding its weights.
 int checkpoint_model(const Checkpoint *ck, const Backend *be, int max_batch, Model *m,
                      Error *err);
 
