@@ -231,13 +231,17 @@ static int context_needed(const SampleOptions *o, const Prompts *pr, int seq_len
     return T < seq_len ? T : seq_len;
 }
 
-// --dry-run: the model and what sampling would allocate.
-static void print_plan(const SampleOptions *o, const ModelConfig *c, int rows) {
+// --dry-run: the model and what sampling would allocate (weights kept as checkpoint_model
+// keeps them).
+static void print_plan(const SampleOptions *o, const Checkpoint *ck, int rows) {
+    const ModelConfig *c = &ck->header.model;
+    const Backend *bf16 = ck->weights_bf16 ? backend_bf16_weights(o->be) : NULL;
+    const Backend *be = bf16 ? bf16 : o->be;
     model_config_print(stdout, c);
-    printf("sampling: %d rows of %d tokens, %s\n", rows, c->seq_len,
-           o->be->act_bytes == 2 ? "bf16 activations" : "fp32 activations");
-    MemoryPlan plan = model_memory_plan(c, o->be, rows, MODEL_INFERENCE);
-    memory_plan_print(stdout, &plan, o->be->name);
+    printf("sampling: %d rows of %d tokens, %s weights, %s activations\n", rows, c->seq_len,
+           be->weight_bytes == 2 ? "bf16" : "fp32", be->act_bytes == 2 ? "bf16" : "fp32");
+    MemoryPlan plan = model_memory_plan(c, be, rows, MODEL_INFERENCE);
+    memory_plan_print(stdout, &plan, be->name);
 }
 
 // The checkpoint (a Hugging Face directory without its weights for a dry run).
@@ -260,7 +264,7 @@ static int load_model_and_prompts(SampleOptions *o, Model *m, Tokenizer *tok, Pr
                             : one_prompt(o->prompt, tok, o->chat, pr, err);
     int n_rows = pr->n * o->batch, rows = o->sc.cfg_scale > 0.0f ? 2 * n_rows : n_rows;
     if (rc == 0) ck.header.model.seq_len = context_needed(o, pr, ck.header.model.seq_len);
-    if (rc == 0 && o->dry_run) print_plan(o, &ck.header.model, rows);
+    if (rc == 0 && o->dry_run) print_plan(o, &ck, rows);
     else if (rc == 0) rc = checkpoint_model(&ck, o->be, rows, m, err);
     checkpoint_free(&ck);
     if (rc || o->dry_run) {

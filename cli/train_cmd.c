@@ -14,6 +14,7 @@
 #include "cli/flags.h"
 #include "common/progress.h"
 #include "kernels/backend.h"
+#include "model/hf_model.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "train/checkpoint.h"
@@ -36,13 +37,13 @@ static const char *const fixed_on_resume[] = {
     "mask-eps",  "random-length-prob", "seed", "order", "tokenizer", "cfg-drop", NULL,
 };
 static const char *const fixed_on_init[] = {
-    "n-layer", "n-head", "d-model", "d-ff", "seq-len", "tokenizer", NULL,
+    "n-layer", "n-head", "d-model", "d-ff", "tokenizer", NULL,  // --seq-len may shorten
 };
 
 typedef struct {
     const char *data, *sft, *init, *tokenizer, *run, *resume, *device, *objective, *schedule,
         *order;
-    int objective_set, steps_set, auto_resume, recompute, dry_run;
+    int objective_set, steps_set, seq_len_set, auto_resume, recompute, dry_run;
     const Backend *be;
     int log_every, eval_every, eval_windows, eval_mc, save_every, keep, max_skips;
     uint64_t eval_seed;
@@ -406,6 +407,7 @@ static int parse_train_flags(int argc, char **argv, ModelConfig *mc, TrainConfig
     *exit_code = 1;
     o->objective_set = flags_find(flags, n_flags, "objective")->set;
     o->steps_set = flags_find(flags, n_flags, "steps")->set;
+    o->seq_len_set = flags_find(flags, n_flags, "seq-len")->set;
     Error err;
     // flags a checkpoint fixes (--auto-resume: the checkpoint's settings win silently)
     const char *const *fixed = o->auto_resume ? NULL
@@ -453,6 +455,10 @@ static int load_start_checkpoint(TrainOptions *o, Checkpoint *ck, char *ck_path,
             ck_path[0] = '\0';
         }
     }
+    if (o->init && o->dry_run && hf_model_dir(o->init)) {  // the plan needs no weights
+        snprintf(ck_path, cap, "%s", o->init);
+        return checkpoint_from_hf(o->init, 0, ck, err);
+    }
     if ((o->resume || o->init) && !loaded &&
         checkpoint_load_latest(o->resume ? o->resume : o->init, ck, ck_path, cap, &skipped, err))
         return -1;
@@ -469,7 +475,14 @@ static int load_start_checkpoint(TrainOptions *o, Checkpoint *ck, char *ck_path,
 // on --init, else the flags; the objective settled against the data and the checkpoint.
 static int settle_configs(TrainOptions *o, const Checkpoint *ck, const char *ck_path,
                           ModelConfig *mc, TrainConfig *tc, Error *err) {
+    int seq_len = mc->seq_len;
     if (o->resume || o->init) *mc = ck->header.model;
+    if (o->init && o->seq_len_set) {  // fine-tuning on shorter rows than the model's context
+        if (seq_len > mc->seq_len)
+            return error_set(err, "train: --seq-len %d is longer than %s's context (%d)",
+                             seq_len, ck_path, mc->seq_len);
+        mc->seq_len = seq_len;
+    }
     if (!o->resume) {
         if (choose_objective(o, o->init ? ck : NULL, tc, err)) return -1;
         mc->causal = tc->objective == OBJECTIVE_AR;

@@ -6,6 +6,14 @@
 #include "kernels/cuda/cuda_ops.h"
 #endif
 
+const Backend *backend_bf16_weights(const Backend *be) {
+    if (be == &backend_cpu) return backend_cpu_bf16_weights();
+#ifdef DLLM_CUDA
+    if (be == &backend_cuda) return cuda_backend_bf16_weights();
+#endif
+    return NULL;
+}
+
 int backend_cuda_available(void) {
 #ifdef DLLM_CUDA
     return cuda_device_count() > 0;

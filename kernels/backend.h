@@ -14,6 +14,10 @@
 // and losses are fp32 (float *). Activations and their gradients (Act *) are stored in the
 // backend's activation type, act_bytes per element: fp32 on the CPU and in backend_cuda_fp32,
 // bf16 in backend_cuda. Every op computes in fp32; act_to_host / act_to_device convert.
+// Weights are fp32 too, except in the bf16-weight twins (backend_bf16_weights): there the
+// `const float *weight` / `table` / `bias` arguments of the forward ops point at bf16 values
+// (weight_bytes 2), an inference model's weights kept as a bf16 checkpoint stores them; their
+// backward and optimizer ops are NULL (nothing trains such a model).
 #ifndef DLLM_BACKEND_H
 #define DLLM_BACKEND_H
 
@@ -30,7 +34,8 @@ typedef void Act;  // an activation buffer, in the backend's activation type
 
 typedef struct {
     const char *name;
-    size_t act_bytes;  // bytes per activation element: 4 (fp32) or 2 (bf16)
+    size_t act_bytes;     // bytes per activation element: 4 (fp32) or 2 (bf16)
+    size_t weight_bytes;  // bytes per weight: 4 (fp32), or 2 in a bf16-weight twin
 
     // memory: alloc returns zeroed memory, or NULL when out of memory
     void *(*alloc)(size_t bytes);
@@ -145,14 +150,19 @@ typedef struct {
 } Backend;
 
 extern const Backend backend_cpu;
+const Backend *backend_cpu_bf16_weights(void);
 // only in builds with CUDA (DLLM_CUDA): bf16 activations (--device cuda), and fp32 ones
 // (--device cuda-fp32: the CPU's numbers up to summation order, for checking and debugging)
 extern const Backend backend_cuda;
 extern const Backend backend_cuda_fp32;
+const Backend *cuda_backend_bf16_weights(void);  // backend_cuda's bf16-weight twin
 
 // "cpu", "cuda" / "cuda-fp32" (built with CUDA and a device present), or "auto": cuda when
 // it is available, else cpu. NULL and a message otherwise.
 const Backend *backend_by_name(const char *name, Error *err);
+// The twin of be that keeps weights in bf16 (forward ops only), or NULL when be has none
+// (cuda-fp32: fp32 activations are for checking, with fp32 weights).
+const Backend *backend_bf16_weights(const Backend *be);
 // 1 when this build has the CUDA backend and a CUDA device is present.
 int backend_cuda_available(void);
 

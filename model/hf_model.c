@@ -197,7 +197,7 @@ static int read_llama_family(const Config *c, HfArch arch, ModelConfig *m) {
     return 0;
 }
 
-int hf_config_read(const char *dir, ModelConfig *m, HfArch *arch, Error *err) {
+int hf_config_read(const char *dir, ModelConfig *m, HfArch *arch, int *bf16, Error *err) {
     Config c = {.err = err};
     snprintf(c.path, sizeof c.path, "%s/config.json", dir);
     char *text;
@@ -208,6 +208,8 @@ int hf_config_read(const char *dir, ModelConfig *m, HfArch *arch, Error *err) {
     free(text);
     if (rc) return error_set(err, "%s: %s", c.path, why.msg);
     const char *type = json_member_string(&c.root, "model_type");
+    const char *dtype = json_member_string(&c.root, "torch_dtype");
+    if (bf16) *bf16 = dtype && strcmp(dtype, "bfloat16") == 0;
     memset(m, 0, sizeof *m);
     static const char *types[] = {"llada", "Dream", "llama", "qwen2"};
     int known = 0;
@@ -257,7 +259,7 @@ static int check_tied_head(const Safetensors *st, HfArch a, const ParamSpec *emb
 }
 
 int hf_weights_read(const char *dir, const ModelConfig *c, HfArch a, float *params,
-                    Error *err) {
+                    int *all_bf16, Error *err) {
     Safetensors st;
     if (safetensors_open(&st, dir, err)) return -1;
     ParamSpec specs[N_PARAM_TENSORS];
@@ -271,6 +273,11 @@ int hf_weights_read(const char *dir, const ModelConfig *c, HfArch a, float *para
         at += specs[i].size;
     }
     if (!rc && c->tied_embeddings) rc = check_tied_head(&st, a, &specs[TOK_EMB], params, err);
+    if (all_bf16) {
+        *all_bf16 = st.n_tensors > 0;
+        for (int i = 0; i < st.n_tensors; i++)
+            *all_bf16 &= st.tensors[i].dtype == SAFETENSORS_BF16;
+    }
     const char *extra = rc ? NULL : safetensors_unused(&st);
     if (extra)
         rc = error_set(err, "%s: tensor %s is not part of a %s model of this config",

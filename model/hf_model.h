@@ -23,12 +23,14 @@ typedef enum { HF_LLADA, HF_DREAM, HF_LLAMA, HF_QWEN2 } HfArch;
 // 1 when path is a directory holding a config.json.
 int hf_model_dir(const char *path);
 const char *hf_arch_name(HfArch a);
-// dir/config.json into c (seq_len capped at HF_MAX_SEQ_LEN) and the weights' layout.
-int hf_config_read(const char *dir, ModelConfig *c, HfArch *arch, Error *err);
+// dir/config.json into c (seq_len capped at HF_MAX_SEQ_LEN) and the weights' layout;
+// *bf16 (when not NULL) = whether its torch_dtype says the weights are stored as bfloat16.
+int hf_config_read(const char *dir, ModelConfig *c, HfArch *arch, int *bf16, Error *err);
 // Every weight of dir's safetensors into params (param_count(c) floats, the layout of
 // model/params.h). Refuses a missing tensor, a wrong shape and a tensor nothing reads.
+// *all_bf16 (when not NULL) says whether every tensor was stored as BF16.
 int hf_weights_read(const char *dir, const ModelConfig *c, HfArch arch, float *params,
-                    Error *err);
+                    int *all_bf16, Error *err);
 // The file name of tensor `index` (ParamTensors order) of `layer` in layout a, into buf.
 void hf_tensor_name(HfArch a, int index, int layer, char *buf, size_t cap);
 

@@ -1,5 +1,6 @@
 #include "model/model.h"
 
+#include "common/bf16.h"
 #include "common/progress.h"
 
 #include <assert.h>
@@ -78,9 +79,9 @@ MemoryPlan model_memory_plan(const ModelConfig *c, const Backend *be, int max_ba
                              ModelMode mode) {
     Model shape = {.cfg = *c, .be = be, .max_batch = max_batch,
                    .recompute = mode == MODEL_RECOMPUTE, .inference = mode == MODEL_INFERENCE};
-    size_t pbytes = param_count(c) * sizeof(float), train = shape.inference ? 0 : 1;
-    MemoryPlan plan = {pbytes, train * pbytes, train * 2 * pbytes,
-                       layout_activations(&shape, NULL)};
+    size_t n = param_count(c), train = shape.inference ? 0 : 1;
+    MemoryPlan plan = {n * be->weight_bytes, train * n * sizeof(float),
+                       train * 2 * n * sizeof(float), layout_activations(&shape, NULL)};
     return plan;
 }
 
@@ -122,6 +123,8 @@ int model_create(Model *m, const ModelConfig *c, const Backend *be, int max_batc
     memset(m, 0, sizeof *m);
     if (model_config_validate(c, err)) return -1;
     if (max_batch < 1) return error_set(err, "batch size must be >= 1 (got %d)", max_batch);
+    if (be->weight_bytes != sizeof(float) && mode != MODEL_INFERENCE)
+        return error_set(err, "bf16 weights are for inference: training keeps fp32 weights");
     m->cfg = *c;
     m->be = be;
     m->max_batch = max_batch;
@@ -150,8 +153,8 @@ int model_create(Model *m, const ModelConfig *c, const Backend *be, int max_batc
         return error_set(err, "out of memory for a %zu-parameter model with batch %d (%s)",
                          m->n_params, max_batch, total);
     }
-    param_tensors_point(&m->p, m->params, c);
-    if (m->grads) param_tensors_point(&m->g, m->grads, c);
+    param_tensors_point(&m->p, m->params, be->weight_bytes, c);
+    if (m->grads) param_tensors_point(&m->g, m->grads, sizeof(float), c);
     return 0;
 }
 
@@ -173,8 +176,26 @@ int model_init_params(Model *m, uint64_t seed, Error *err) {
         return error_set(err, "out of host memory for the initial weights (%.1f MB)",
                          m->n_params * 4.0 / 1e6);
     params_init(host, &m->cfg, seed);
-    m->be->to_device(m->params, host, m->n_params * sizeof(float));
+    int rc = model_set_weights(m, host, err);
     free(host);
+    return rc;
+}
+
+int model_set_weights(Model *m, const float *host, Error *err) {
+    if (m->be->weight_bytes == sizeof(float)) {
+        m->be->to_device(m->params, host, m->n_params * sizeof(float));
+        return 0;
+    }
+    // rounded to bf16 a chunk at a time, so the host never holds a second full copy
+    enum { CHUNK = 1 << 20 };
+    uint16_t *chunk = malloc(CHUNK * sizeof(uint16_t));
+    if (!chunk) return error_set(err, "out of host memory converting weights to bf16");
+    for (size_t at = 0; at < m->n_params; at += CHUNK) {
+        size_t n = m->n_params - at < CHUNK ? m->n_params - at : CHUNK;
+        for (size_t i = 0; i < n; i++) chunk[i] = float_to_bf16(host[at + i]);
+        m->be->to_device((uint16_t *)(void *)m->params + at, chunk, n * sizeof(uint16_t));
+    }
+    free(chunk);
     return 0;
 }
 
@@ -250,7 +271,7 @@ static void layer_forward(Model *m, int l, const int *key_start, int start, int 
     int whole = Tq == T;  // every row recomputed: keys and values go straight to their place
     Act *proj = m->acts.proj;
     LayerActs a = layer_acts(m, l);
-    LayerWeights w = layer_weights(&m->p, c, l);
+    LayerWeights w = layer_weights(&m->p, c, l, be->weight_bytes);
     // attention block; keys and values of the computed rows land in the layer's cache
     be->rmsnorm_forward(a.ln1, a.ln1_rstd, a.resid_in, w.attn_norm, N, C, c->norm_eps);
     project(m, a.q, a.ln1, w.wq, w.bq, N, C, C);
@@ -343,8 +364,8 @@ static void layer_backward(Model *m, int l) {
     int Hkv = model_kv_heads(c), KV = Hkv * hd;
     size_t NC = (size_t)N * C, NF = (size_t)N * F, NKV = (size_t)N * KV;
     LayerActs a = layer_acts(m, l);
-    LayerWeights w = layer_weights(&m->p, c, l);
-    LayerWeights dw = layer_weights(&m->g, c, l);
+    LayerWeights w = layer_weights(&m->p, c, l, sizeof(float));
+    LayerWeights dw = layer_weights(&m->g, c, l, sizeof(float));
     // MLP block: the residual passes d->resid through unchanged, the branch adds to it
     be->zero(d->swiglu, NF * be->act_bytes);
     be->matmul_backward(d->swiglu, dw.w_down, d->resid, a.swiglu, w.w_down, N, F, C);

@@ -105,6 +105,8 @@ int model_create(Model *m, const ModelConfig *c, const Backend *be, int max_batc
 void model_free(Model *m);
 // Fresh weights (params_init) from seed; -1 when the host copy cannot be allocated.
 int model_init_params(Model *m, uint64_t seed, Error *err);
+// Uploads n_params host floats as the weights (rounded to bf16 on a bf16-weight backend).
+int model_set_weights(Model *m, const float *host, Error *err);
 
 // Logits for tokens[B*T] (T <= seq_len) into m->acts.logits.
 void model_forward(Model *m, const int *tokens, int B, int T);

@@ -45,7 +45,12 @@ size_t param_count(const ModelConfig *c) {
     return n;
 }
 
-void param_tensors_point(ParamTensors *t, float *base, const ModelConfig *c) {
+// p advanced by n elements of elem_bytes
+static float *advance(const float *p, size_t n, size_t elem_bytes) {
+    return (float *)((const char *)p + n * elem_bytes);
+}
+
+void param_tensors_point(ParamTensors *t, void *base, size_t elem_bytes, const ModelConfig *c) {
     float **fields[N_PARAM_TENSORS] = {
         &t->tok_emb, &t->attn_norm, &t->wq,     &t->wk,     &t->wv,
         &t->bq,      &t->bk,        &t->bv,     &t->wo,     &t->mlp_norm,
@@ -53,29 +58,30 @@ void param_tensors_point(ParamTensors *t, float *base, const ModelConfig *c) {
     };
     ParamSpec specs[N_PARAM_TENSORS];
     param_specs(c, specs);
+    float *at = base;
     for (int i = 0; i < N_PARAM_TENSORS; i++) {
-        *fields[i] = base;
-        base += specs[i].size;
+        *fields[i] = at;
+        at = advance(at, specs[i].size, elem_bytes);
     }
     if (c->tied_embeddings) t->lm_head = t->tok_emb;
 }
 
-LayerWeights layer_weights(const ParamTensors *t, const ModelConfig *c, int l) {
-    size_t C = c->d_model, F = c->d_ff, KV = model_kv_dim(c);
+LayerWeights layer_weights(const ParamTensors *t, const ModelConfig *c, int l, size_t elem_bytes) {
+    size_t C = c->d_model, F = c->d_ff, KV = model_kv_dim(c), e = elem_bytes;
     int bias = c->qkv_bias;
     LayerWeights w = {
-        .attn_norm = t->attn_norm + l * C,
-        .wq = t->wq + l * C * C,
-        .wk = t->wk + l * KV * C,
-        .wv = t->wv + l * KV * C,
-        .bq = bias ? t->bq + l * C : NULL,
-        .bk = bias ? t->bk + l * KV : NULL,
-        .bv = bias ? t->bv + l * KV : NULL,
-        .wo = t->wo + l * C * C,
-        .mlp_norm = t->mlp_norm + l * C,
-        .w_gate = t->w_gate + l * F * C,
-        .w_up = t->w_up + l * F * C,
-        .w_down = t->w_down + l * C * F,
+        .attn_norm = advance(t->attn_norm, l * C, e),
+        .wq = advance(t->wq, l * C * C, e),
+        .wk = advance(t->wk, l * KV * C, e),
+        .wv = advance(t->wv, l * KV * C, e),
+        .bq = bias ? advance(t->bq, l * C, e) : NULL,
+        .bk = bias ? advance(t->bk, l * KV, e) : NULL,
+        .bv = bias ? advance(t->bv, l * KV, e) : NULL,
+        .wo = advance(t->wo, l * C * C, e),
+        .mlp_norm = advance(t->mlp_norm, l * C, e),
+        .w_gate = advance(t->w_gate, l * F * C, e),
+        .w_up = advance(t->w_up, l * F * C, e),
+        .w_down = advance(t->w_down, l * C * F, e),
     };
     return w;
 }

@@ -46,14 +46,17 @@ typedef struct {
 // The size table, in the order of the ParamTensors fields.
 void param_specs(const ModelConfig *c, ParamSpec specs[N_PARAM_TENSORS]);
 size_t param_count(const ModelConfig *c);
-// Points each field of t into base, which holds param_count(c) floats.
-void param_tensors_point(ParamTensors *t, float *base, const ModelConfig *c);
+// Points each field of t into base, which holds param_count(c) values of elem_bytes each:
+// floats (4), or bf16 weights (2: an inference model on a bf16-weight backend, whose fields
+// then point at bf16 values that only that backend's ops read).
+void param_tensors_point(ParamTensors *t, void *base, size_t elem_bytes, const ModelConfig *c);
 
 // One layer's slices of a ParamTensors (the weights or their gradients).
 typedef struct {
     float *attn_norm, *wq, *wk, *wv, *bq, *bk, *bv, *wo, *mlp_norm, *w_gate, *w_up, *w_down;
 } LayerWeights;
-LayerWeights layer_weights(const ParamTensors *t, const ModelConfig *c, int layer);
+LayerWeights layer_weights(const ParamTensors *t, const ModelConfig *c, int layer,
+                           size_t elem_bytes);
 
 // Fills host memory with the initial weights; the same seed gives the same bits.
 void params_init(float *params, const ModelConfig *c, uint64_t seed);

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/bf16.h"
 #include "common/file.h"
 #include "common/json.h"
 
@@ -17,21 +18,6 @@ static const char *dtype_names[] = {"F32", "F16", "BF16"};
 static const size_t dtype_bytes[] = {4, 2, 2};
 
 const char *safetensors_dtype_name(SafetensorsDtype d) { return dtype_names[d]; }
-
-float bf16_to_float(uint16_t h) {
-    uint32_t bits = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-uint16_t float_to_bf16(float f) {
-    uint32_t bits;
-    memcpy(&bits, &f, 4);
-    if ((bits & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((bits >> 16) | 0x40);  // NaN stays NaN
-    bits += 0x7fffu + ((bits >> 16) & 1);  // round to nearest, ties to even
-    return (uint16_t)(bits >> 16);
-}
 
 static float f16_to_float(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;

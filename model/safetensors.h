@@ -62,8 +62,4 @@ typedef struct {
 int safetensors_write(const char *path, const SafetensorsOut *tensors, int n,
                       SafetensorsDtype dtype, Error *err);
 
-// bf16 <-> fp32: a bf16 is the top half of an fp32.
-float bf16_to_float(uint16_t h);
-uint16_t float_to_bf16(float f);
-
 #endif

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/bf16.h"
 #include "kernels/backend.h"
 #include "model/model.h"
 #include "sampler/sampler.h"
@@ -504,6 +505,52 @@ static void check_whole_model(void) {
 START_TEST(test_whole_model) { on_each_gpu(check_whole_model); }
 END_TEST
 
+// An inference model keeping bf16 weights (the bf16-weight twin of backend_cuda: embedding,
+// RMSNorm, matmul and bias read them as stored) against the CPU's bf16-weight twin on the same
+// weights, and against an fp32-weight CPU model of the same (rounded) values.
+START_TEST(test_bf16_weights) {
+    const Backend *g16 = backend_bf16_weights(&backend_cuda), *c16 = backend_bf16_weights(cpu);
+    ck_assert_ptr_nonnull(g16);
+    ck_assert_ptr_null(backend_bf16_weights(&backend_cuda_fp32));
+    ck_assert_int_eq(g16->weight_bytes, 2);
+    gpu = &backend_cuda;  // expect_act reads the device's bf16 activations
+    int B = 2, T = 32, N = B * T;
+    for (int causal = 0; causal <= 1; causal++) {  // the AR config has GQA, biases, a tied head
+        ModelConfig cfg = small_config(causal);
+        Model mg, mc, ref;
+        Error err;
+        ck_assert_msg(model_create(&mg, &cfg, g16, B, MODEL_INFERENCE, &err) == 0, "%s", err.msg);
+        ck_assert(model_create(&mc, &cfg, c16, B, MODEL_INFERENCE, &err) == 0);
+        ck_assert(model_create(&ref, &cfg, cpu, B, MODEL_INFERENCE, &err) == 0);
+        Model refused;  // bf16 weights cannot be trained
+        ck_assert_int_eq(model_create(&refused, &cfg, g16, B, MODEL_TRAINING, &err), -1);
+        float *w = malloc(mg.n_params * sizeof(float));
+        fill_normal(w, mg.n_params, 78, 0.1f);
+        for (size_t i = 0; i < mg.n_params; i++) w[i] = bf16_to_float(float_to_bf16(w[i]));
+        ck_assert(model_set_weights(&mg, w, &err) == 0 && model_set_weights(&mc, w, &err) == 0 &&
+                  model_set_weights(&ref, w, &err) == 0);
+        int *tokens = malloc(N * sizeof(int));
+        for (int n = 0; n < N; n++) tokens[n] = n % 3 == 0 && !causal ? 256 : (n * 37 + 11) % 256;
+        model_forward(&mg, tokens, B, T);
+        model_forward(&mc, tokens, B, T);
+        model_forward(&ref, tokens, B, T);
+        size_t n = (size_t)N * cfg.vocab_size;
+        float *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float));
+        c16->act_to_host(a, mc.acts.logits, n);
+        cpu->act_to_host(b, ref.acts.logits, n);
+        double diff = 0.0, scale = 0.0;
+        for (size_t i = 0; i < n; i++) diff = fmax(diff, fabs(a[i] - b[i])), scale = fmax(scale, fabs(b[i]));
+        printf("  %s cpu bf16 weights vs fp32 weights of the same values: rel error %.2e\n",
+               causal ? "AR " : "MDM", diff / scale);
+        ck_assert(diff / scale < 1e-5);
+        expect_act(causal ? "AR  logits, bf16 weights on the device" : "MDM logits, bf16 weights on the device",
+                   mg.acts.logits, b, n, 2e-2);
+        free(w), free(tokens), free(a), free(b);
+        model_free(&mg), model_free(&mc), model_free(&ref);
+    }
+}
+END_TEST
+
 // MDM training on the verse text, from the seeded init or (ck not NULL) from a checkpoint,
 // up to step n_steps; the loss of step s into out[s]. With save_path, the state after step
 // save_at is saved there.
@@ -672,6 +719,7 @@ int main(void) {
     TCase *tc = tcase_create("model");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_whole_model);
+    tcase_add_test(tc, test_bf16_weights);
     tcase_add_test(tc, test_training_tracks_cpu_and_is_deterministic);
     tcase_add_test(tc, test_resume_and_checkpoints_across_backends);
     tcase_add_test(tc, test_greedy_sampling_matches_cpu);

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/bf16.h"
 #include "model/hf_model.h"
 #include "model/model.h"
 #include "model/safetensors.h"
@@ -60,8 +61,10 @@ static double relative_error(const float *a, const float *b, size_t n) {
     return diff / scale;
 }
 
-// dllm's logits of the reference tokens for the model in dir (a fixture or an export).
-static float *dllm_logits(const char *dir, const Reference *r, ModelConfig *cfg) {
+// dllm's logits of the reference tokens for the model in dir (a fixture or an export), and
+// the bytes per weight the model kept (2: the file's bf16, as stored).
+static float *dllm_logits(const char *dir, const Reference *r, ModelConfig *cfg,
+                          size_t *weight_bytes) {
     Checkpoint ck;
     Error err;
     ck_assert_msg(checkpoint_from_hf(dir, 1, &ck, &err) == 0, "%s", err.msg);
@@ -69,6 +72,7 @@ static float *dllm_logits(const char *dir, const Reference *r, ModelConfig *cfg)
     ck_assert_msg(checkpoint_model(&ck, be, r->B, &m, &err) == 0, "%s", err.msg);
     ck_assert_int_eq(m.cfg.vocab_size, r->V);
     *cfg = m.cfg;
+    *weight_bytes = m.be->weight_bytes;
     model_forward(&m, r->tokens, r->B, r->T);
     size_t n = (size_t)r->B * r->T * r->V;
     float *out = malloc(n * sizeof(float));
@@ -78,17 +82,19 @@ static float *dllm_logits(const char *dir, const Reference *r, ModelConfig *cfg)
     return out;
 }
 
-static void check_fixture(const char *name, int kv_heads, int bias, int tied) {
+static void check_fixture(const char *name, int kv_heads, int bias, int tied, int bf16) {
     char dir[256];
     snprintf(dir, sizeof dir, FIXTURES "%s", name);
     Reference r = read_reference(dir);
     ModelConfig cfg;
-    float *logits = dllm_logits(dir, &r, &cfg);
+    size_t weight_bytes;
+    float *logits = dllm_logits(dir, &r, &cfg, &weight_bytes);
     double err = relative_error(logits, r.logits, (size_t)r.B * r.T * r.V);
-    printf("  %-10s %-28s max relative logit error %.2e\n", name,
+    printf("  %-10s %-24s %s weights: max relative logit error %.2e\n", name,
            cfg.causal ? "(causal)" : cfg.logit_shift ? "(bidirectional, shifted)"
                                                      : "(bidirectional)",
-           err);
+           weight_bytes == 2 ? "bf16" : "fp32", err);
+    ck_assert_int_eq(weight_bytes, bf16 ? 2 : 4);  // a bf16 file's weights stay bf16
     fflush(stdout);
     ck_assert_msg(err < 1e-5, "%s: logits differ from the reference: %g", name, err);
     ck_assert_int_eq(model_kv_heads(&cfg), kv_heads);
@@ -97,14 +103,14 @@ static void check_fixture(const char *name, int kv_heads, int bias, int tied) {
     free(logits), free(r.tokens), free(r.logits);
 }
 
-START_TEST(test_llada_matches_reference) { check_fixture("llada", 2, 0, 0); }
+START_TEST(test_llada_matches_reference) { check_fixture("llada", 2, 0, 0, 0); }
 END_TEST
 
-START_TEST(test_llada_bf16_matches_reference) { check_fixture("llada_bf16", 2, 0, 0); }
+START_TEST(test_llada_bf16_matches_reference) { check_fixture("llada_bf16", 2, 0, 0, 1); }
 END_TEST
 
 START_TEST(test_dream_matches_reference) {
-    check_fixture("dream", 2, 1, 0);
+    check_fixture("dream", 2, 1, 0, 0);
     Checkpoint ck;
     Error err;
     ck_assert(checkpoint_from_hf(FIXTURES "dream", 1, &ck, &err) == 0);
@@ -183,10 +189,10 @@ START_TEST(test_dream_reads_logits_one_row_back) {
 }
 END_TEST
 
-START_TEST(test_llama_matches_reference) { check_fixture("llama", 2, 0, 1); }
+START_TEST(test_llama_matches_reference) { check_fixture("llama", 2, 0, 1, 0); }
 END_TEST
 
-START_TEST(test_qwen2_bf16_matches_reference) { check_fixture("qwen2", 1, 1, 1); }
+START_TEST(test_qwen2_bf16_matches_reference) { check_fixture("qwen2", 1, 1, 1, 1); }
 END_TEST
 
 // Export writes what import reads: the same weights bit for bit (F32), and logits within
@@ -204,16 +210,16 @@ START_TEST(test_export_round_trip) {
                       "%s", err.msg);
         ModelConfig again;
         HfArch arch;
-        ck_assert_msg(hf_config_read(out, &again, &arch, &err) == 0, "%s", err.msg);
+        ck_assert_msg(hf_config_read(out, &again, &arch, NULL, &err) == 0, "%s", err.msg);
         ck_assert_mem_eq(&again, &ck.header.model, sizeof again);
         float *copy = malloc(ck.header.n_params * sizeof(float));
-        ck_assert(hf_weights_read(out, &again, arch, copy, &err) == 0);
+        ck_assert(hf_weights_read(out, &again, arch, copy, NULL, &err) == 0);
         ck_assert_mem_eq(copy, ck.params, ck.header.n_params * sizeof(float));
         printf("  export %-6s -> %s layout: config and %llu weights identical\n", names[i],
                hf_arch_name(arch), (unsigned long long)ck.header.n_params);
         // bf16 export: every weight rounded once
         ck_assert(hf_export(out, &again, ck.params, 0, SAFETENSORS_BF16, &err) == 0);
-        ck_assert(hf_weights_read(out, &again, arch, copy, &err) == 0);
+        ck_assert(hf_weights_read(out, &again, arch, copy, NULL, &err) == 0);
         for (size_t j = 0; j < ck.header.n_params; j++)
             ck_assert_float_eq(copy[j], bf16_to_float(float_to_bf16(ck.params[j])));
         free(copy);

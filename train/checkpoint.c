@@ -165,7 +165,7 @@ int checkpoint_from_hf(const char *dir, int weights, Checkpoint *ck, Error *err)
     memset(ck, 0, sizeof *ck);
     CheckpointHeader *h = &ck->header;
     HfArch arch;
-    if (hf_config_read(dir, &h->model, &arch, err)) return -1;
+    if (hf_config_read(dir, &h->model, &arch, &ck->weights_bf16, err)) return -1;
     memcpy(h->magic, CHECKPOINT_MAGIC, 8);
     h->version = CHECKPOINT_VERSION;
     h->header_bytes = sizeof *h;
@@ -176,7 +176,7 @@ int checkpoint_from_hf(const char *dir, int weights, Checkpoint *ck, Error *err)
     if (weights && !ck->params)
         return error_set(err, "%s: out of host memory for %llu parameters", dir,
                          (unsigned long long)h->n_params);
-    if ((weights && hf_weights_read(dir, &h->model, arch, ck->params, err)) ||
+    if ((weights && hf_weights_read(dir, &h->model, arch, ck->params, &ck->weights_bf16, err)) ||
         hf_tokenizer_load(&ck->tokenizer, dir, err)) {
         checkpoint_free(ck);
         return -1;
@@ -196,8 +196,13 @@ void checkpoint_copy_weights(const Checkpoint *ck, Model *m) {
 
 int checkpoint_model(const Checkpoint *ck, const Backend *be, int max_batch, Model *m,
                      Error *err) {
-    if (model_create(m, &ck->header.model, be, max_batch, MODEL_INFERENCE, err)) return -1;
-    checkpoint_copy_weights(ck, m);
+    const Backend *bf16 = ck->weights_bf16 ? backend_bf16_weights(be) : NULL;
+    if (model_create(m, &ck->header.model, bf16 ? bf16 : be, max_batch, MODEL_INFERENCE, err))
+        return -1;
+    if (model_set_weights(m, ck->params, err)) {
+        model_free(m);
+        return -1;
+    }
     return 0;
 }
 

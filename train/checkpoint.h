@@ -39,6 +39,8 @@ typedef struct {
     CheckpointHeader header;
     float *params, *adam_m, *adam_v;  // host memory, n_params each
     Tokenizer tokenizer;
+    int weights_bf16;  // an imported model stored as bf16 (the files' dtype; without the
+                       // weights, config.json's torch_dtype): inference keeps them so
 } Checkpoint;
 
 int checkpoint_save(const char *path, const Trainer *tr, const Tokenizer *t, Error *err);
@@ -55,7 +57,8 @@ void checkpoint_restore(const Checkpoint *ck, Trainer *tr);
 // Copies the weights alone (a fine-tuning start, or inference).
 void checkpoint_copy_weights(const Checkpoint *ck, Model *m);
 // Creates an inference model (model/model.h: no gradients or optimizer state) of the
-// checkpoint's shape with room for max_batch rows, holding its weights.
+// checkpoint's shape with room for max_batch rows, holding its weights: in bf16 when the file
+// stored bf16 and be has a bf16-weight twin (backend_bf16_weights), else fp32.
 int checkpoint_model(const Checkpoint *ck, const Backend *be, int max_batch, Model *m,
                      Error *err);
 

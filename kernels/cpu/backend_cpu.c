@@ -98,6 +98,22 @@ static void pick_tokens(int *tokens, double *confidence, const Act *logits, int 
                     temperature, seed, banned);
 }
 
+// Forward ops on bf16 weights, for the bf16-weight twin (the pointer typed float * holds bf16).
+static void embedding_forward_w16(Act *out, const int *tokens, const float *table, int N, int C) {
+    cpu_embedding_forward_w16(out, tokens, (const uint16_t *)(const void *)table, N, C);
+}
+static void rmsnorm_forward_w16(Act *out, float *rstd, const Act *inp, const float *weight, int N,
+                                int C, float eps) {
+    cpu_rmsnorm_forward_w16(out, rstd, inp, (const uint16_t *)(const void *)weight, N, C, eps);
+}
+static void matmul_forward_w16(Act *out, const Act *inp, const float *weight, int N, int C_in,
+                               int C_out) {
+    cpu_matmul_forward_w16(out, inp, (const uint16_t *)(const void *)weight, N, C_in, C_out);
+}
+static void bias_forward_w16(Act *x, const float *bias, int N, int C) {
+    cpu_bias_forward_w16(x, (const uint16_t *)(const void *)bias, N, C);
+}
+
 static int device_error(Error *err) {
     (void)err;
     return 0;
@@ -107,6 +123,7 @@ const Backend backend_cpu = {
     .name = "cpu",
     .device_error = device_error,
     .act_bytes = sizeof(float),
+    .weight_bytes = sizeof(float),
     .alloc = cpu_alloc,
     .free = cpu_free,
     .zero = cpu_zero,
@@ -139,3 +156,22 @@ const Backend backend_cpu = {
     .scale = cpu_scale,
     .adamw_update = cpu_adamw_update,
 };
+
+const Backend *backend_cpu_bf16_weights(void) {
+    static Backend b;
+    if (!b.name) {
+        b = backend_cpu;
+        b.weight_bytes = 2;
+        b.embedding_forward = embedding_forward_w16;
+        b.rmsnorm_forward = rmsnorm_forward_w16;
+        b.matmul_forward = matmul_forward_w16;
+        b.bias_forward = bias_forward_w16;
+        b.embedding_backward = NULL;
+        b.rmsnorm_backward = NULL;
+        b.matmul_backward = NULL;
+        b.bias_backward = NULL;
+        b.adamw_update = NULL;
+        b.name = "cpu";  // set last: the table is complete once it has a name
+    }
+    return &b;
+}

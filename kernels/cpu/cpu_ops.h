@@ -52,6 +52,15 @@ void cpu_cross_entropy_forward(float *losses, const float *logits, const int *ta
 void cpu_cross_entropy_fused(float *losses, float *dlogits, const float *logits,
                              const int *targets, const float *weights, int N, int V);
 
+// The forward ops that read weights, on bf16 weights (kernels/cpu/weights_bf16.c).
+void cpu_embedding_forward_w16(float *out, const int *tokens, const uint16_t *table, int N,
+                               int C);
+void cpu_rmsnorm_forward_w16(float *out, float *rstd, const float *inp, const uint16_t *weight,
+                             int N, int C, float eps);
+void cpu_matmul_forward_w16(float *out, const float *inp, const uint16_t *weight, int N,
+                            int C_in, int C_out);
+void cpu_bias_forward_w16(float *x, const uint16_t *bias, int N, int C);
+
 double cpu_sum_squares(const float *x, size_t n);
 void cpu_scale(float *x, size_t n, float s);
 void cpu_adamw_update(float *params, const float *grads, float *m, float *v, size_t n, float lr,

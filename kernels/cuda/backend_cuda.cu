@@ -12,6 +12,7 @@ static Backend cuda_table(const char *name) {
     Backend b = {};
     b.name = name;
     b.act_bytes = sizeof(A);
+    b.weight_bytes = sizeof(float);
     b.alloc = cuda_alloc;
     b.free = cuda_free;
     b.zero = cuda_zero;
@@ -48,4 +49,27 @@ static Backend cuda_table(const char *name) {
 }
 
 const Backend backend_cuda = cuda_table<__nv_bfloat16>("cuda");
+
+// backend_cuda with bf16 weights: the forward ops read the weights as stored; nothing trains
+// such a model, so the backward and optimizer ops are left out.
+static Backend bf16_weight_table(void) {
+    typedef __nv_bfloat16 bf16;
+    Backend b = cuda_table<bf16>("cuda");
+    b.weight_bytes = 2;
+    b.embedding_forward = cuda_embedding_forward<bf16, bf16>;
+    b.rmsnorm_forward = cuda_rmsnorm_forward<bf16, bf16>;
+    b.matmul_forward = cuda_matmul_forward_w16;
+    b.bias_forward = cuda_bias_forward<bf16, bf16>;
+    b.embedding_backward = NULL;
+    b.rmsnorm_backward = NULL;
+    b.matmul_backward = NULL;
+    b.bias_backward = NULL;
+    b.adamw_update = NULL;
+    return b;
+}
+
+const Backend *cuda_backend_bf16_weights(void) {
+    static const Backend b = bf16_weight_table();
+    return &b;
+}
 const Backend backend_cuda_fp32 = cuda_table<float>("cuda-fp32");

@@ -55,12 +55,14 @@ void cuda_act_to_device(void *dst, const float *src, size_t n);
 // n device floats into activations of type A (device to device)
 template <typename A>
 void cuda_floats_to_act(void *dst, const float *src, size_t n);
-template <typename A>
+// The forward ops that read weights take the weight type W as well (float, or bf16 in the
+// bf16-weight table, where the `const float *` argument holds bf16 values).
+template <typename A, typename W = float>
 void cuda_embedding_forward(void *out, const int *tokens, const float *table, int N, int C);
 template <typename A>
 void cuda_embedding_backward(float *dtable, const void *dout, const int *tokens, int N, int C,
                              int V);
-template <typename A>
+template <typename A, typename W = float>
 void cuda_rmsnorm_forward(void *out, float *rstd, const void *inp, const float *weight, int N,
                           int C, float eps);
 template <typename A>
@@ -71,10 +73,13 @@ void cuda_rmsnorm_backward(void *dinp, float *dweight, const void *dout, const v
 template <typename A>
 void cuda_matmul_forward(void *out, const void *inp, const float *weight, int N, int C_in,
                          int C_out);
+// bf16 activations times bf16 weights as stored (no rounding pass)
+void cuda_matmul_forward_w16(void *out, const void *inp, const float *weight, int N, int C_in,
+                             int C_out);
 template <typename A>
 void cuda_matmul_backward(void *dinp, float *dweight, const void *dout, const void *inp,
                           const float *weight, int N, int C_in, int C_out);
-template <typename A>
+template <typename A, typename W = float>
 void cuda_bias_forward(void *x, const float *bias, int N, int C);
 template <typename A>
 void cuda_bias_backward(float *dbias, const void *dout, int N, int C);

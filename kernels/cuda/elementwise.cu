@@ -33,10 +33,10 @@ __global__ void add_kernel(A *out, const A *a, const A *b, size_t n) {
     if (i < n) out[i] = from_float<A>(to_float(a[i]) + to_float(b[i]));
 }
 
-template <typename A>
-__global__ void bias_forward_kernel(A *x, const float *bias, size_t n, int C) {
+template <typename A, typename W>
+__global__ void bias_forward_kernel(A *x, const W *bias, size_t n, int C) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) x[i] = from_float<A>(to_float(x[i]) + bias[i % C]);
+    if (i < n) x[i] = from_float<A>(to_float(x[i]) + to_float(bias[i % C]));
 }
 
 template <typename A>
@@ -87,10 +87,10 @@ void cuda_add(void *out, const void *a, const void *b, size_t n) {
     CUDA_CHECK_LAUNCH();
 }
 
-template <typename A>
+template <typename A, typename W>
 void cuda_bias_forward(void *x, const float *bias, int N, int C) {
     size_t n = (size_t)N * C;
-    bias_forward_kernel<A><<<blocks_for(n, 256), 256>>>((A *)x, bias, n, C);
+    bias_forward_kernel<A, W><<<blocks_for(n, 256), 256>>>((A *)x, (const W *)bias, n, C);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -124,5 +124,6 @@ template void cuda_add<float>(void *, const void *, const void *, size_t);
 template void cuda_add<bf16>(void *, const void *, const void *, size_t);
 template void cuda_bias_forward<float>(void *, const float *, int, int);
 template void cuda_bias_forward<bf16>(void *, const float *, int, int);
+template void cuda_bias_forward<bf16, bf16>(void *, const float *, int, int);
 template void cuda_guide<float>(void *, const void *, float, size_t);
 template void cuda_guide<bf16>(void *, const void *, float, size_t);

@@ -3,7 +3,8 @@
 // fp32 activations (backend_cuda_fp32): every matrix fp32, CUBLAS_COMPUTE_32F. bf16 activations
 // (backend_cuda): activations and outputs bf16, the fp32 master weights rounded to bf16 into a
 // scratch buffer once per op, multiplied on the tensor cores with fp32 accumulation.
-// The model has no biases, so no epilogue is fused; the backward's "adds into" contract is
+// A bf16-weight model's weights are bf16 already (cuda_matmul_forward_w16: no rounding pass).
+// Biases are a separate op, so no epilogue is fused; the backward's "adds into" contract is
 // the GEMM's beta = 1. cuBLASLt's results are the same bits from run to run on one GPU (its
 // split-K reductions are ordered), which the determinism tests rely on.
 #include <cublasLt.h>
@@ -136,6 +137,12 @@ void cuda_matmul_forward(void *out, const void *inp, const float *weight, int N,
                          int C_out) {
     const void *w = weight_operand<A>(weight, (size_t)C_out * C_in);
     gemm(data_type<A>(), data_type<A>(), CUBLAS_OP_T, CUBLAS_OP_N, C_out, N, C_in, w, C_in, inp,
+         C_in, 0.0f, out, C_out);
+}
+
+void cuda_matmul_forward_w16(void *out, const void *inp, const float *weight, int N, int C_in,
+                             int C_out) {
+    gemm(CUDA_R_16BF, CUDA_R_16BF, CUBLAS_OP_T, CUBLAS_OP_N, C_out, N, C_in, weight, C_in, inp,
          C_in, 0.0f, out, C_out);
 }
 

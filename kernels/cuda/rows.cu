@@ -14,16 +14,16 @@
 
 #define ROW_THREADS 256
 
-template <typename A>
-__global__ void rmsnorm_forward_kernel(A *out, float *rstd, const A *inp, const float *weight,
-                                       int C, float eps) {
+template <typename A, typename W>
+__global__ void rmsnorm_forward_kernel(A *out, float *rstd, const A *inp, const W *weight, int C,
+                                       float eps) {
     const A *x = inp + (size_t)blockIdx.x * C;
     A *y = out + (size_t)blockIdx.x * C;
     float ss = 0.0f;
     for (int i = threadIdx.x; i < C; i += blockDim.x) ss += to_float(x[i]) * to_float(x[i]);
     float r = rsqrtf(block_sum(ss) / C + eps);
     for (int i = threadIdx.x; i < C; i += blockDim.x)
-        y[i] = from_float<A>(to_float(x[i]) * r * weight[i]);
+        y[i] = from_float<A>(to_float(x[i]) * r * to_float(weight[i]));
     if (threadIdx.x == 0) rstd[blockIdx.x] = r;
 }
 
@@ -114,11 +114,11 @@ __global__ void cross_entropy_fused_kernel(float *losses, A *dlogits, const A *l
             w == 0.0f ? 0.0f : coef * expf(to_float(x[i]) - m) - (i == target ? w : 0.0f));
 }
 
-template <typename A>
-__global__ void embedding_forward_kernel(A *out, const int *tokens, const float *table, int C) {
-    const float *src = table + (size_t)tokens[blockIdx.x] * C;
+template <typename A, typename W>
+__global__ void embedding_forward_kernel(A *out, const int *tokens, const W *table, int C) {
+    const W *src = table + (size_t)tokens[blockIdx.x] * C;
     A *dst = out + (size_t)blockIdx.x * C;
-    for (int i = threadIdx.x; i < C; i += blockDim.x) dst[i] = from_float<A>(src[i]);
+    for (int i = threadIdx.x; i < C; i += blockDim.x) dst[i] = from_float<A>(to_float(src[i]));
 }
 
 #define EMBEDDING_ROWS 64  // table rows owned by one block
@@ -190,10 +190,11 @@ void cuda_act_to_host(float *dst, const void *src, size_t n) {
 
 static unsigned column_blocks(int C) { return (unsigned)((C + ROW_THREADS - 1) / ROW_THREADS); }
 
-template <typename A>
+template <typename A, typename W>
 void cuda_rmsnorm_forward(void *out, float *rstd, const void *inp, const float *weight, int N,
                           int C, float eps) {
-    rmsnorm_forward_kernel<A><<<N, ROW_THREADS>>>((A *)out, rstd, (const A *)inp, weight, C, eps);
+    rmsnorm_forward_kernel<A, W>
+        <<<N, ROW_THREADS>>>((A *)out, rstd, (const A *)inp, (const W *)weight, C, eps);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -239,9 +240,9 @@ void cuda_cross_entropy_fused(float *losses, void *dlogits, const void *logits, 
     CUDA_CHECK_LAUNCH();
 }
 
-template <typename A>
+template <typename A, typename W>
 void cuda_embedding_forward(void *out, const int *tokens, const float *table, int N, int C) {
-    embedding_forward_kernel<A><<<N, ROW_THREADS>>>((A *)out, tokens, table, C);
+    embedding_forward_kernel<A, W><<<N, ROW_THREADS>>>((A *)out, tokens, (const W *)table, C);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -262,6 +263,8 @@ template void cuda_rmsnorm_forward<float>(void *, float *, const void *, const f
                                           float);
 template void cuda_rmsnorm_forward<bf16>(void *, float *, const void *, const float *, int, int,
                                          float);
+template void cuda_rmsnorm_forward<bf16, bf16>(void *, float *, const void *, const float *, int,
+                                               int, float);
 template void cuda_rmsnorm_backward<float>(void *, float *, const void *, const void *,
                                            const float *, const float *, int, int);
 template void cuda_rmsnorm_backward<bf16>(void *, float *, const void *, const void *,
@@ -276,5 +279,6 @@ template void cuda_cross_entropy_fused<bf16>(float *, void *, const void *, cons
                                              const float *, int, int);
 template void cuda_embedding_forward<float>(void *, const int *, const float *, int, int);
 template void cuda_embedding_forward<bf16>(void *, const int *, const float *, int, int);
+template void cuda_embedding_forward<bf16, bf16>(void *, const int *, const float *, int, int);
 template void cuda_embedding_backward<float>(float *, const void *, const int *, int, int, int);
 template void cuda_embedding_backward<bf16>(float *, const void *, const int *, int, int, int);

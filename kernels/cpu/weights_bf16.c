@@ -1,0 +1,57 @@
+// The forward ops that read weights, on bf16 weights: what an inference model holding a bf16
+// checkpoint's weights as they are (half the memory of fp32) runs on. Each weight is widened
+// to fp32 exactly, then the arithmetic is the fp32 reference's.
+#include <math.h>
+#include <stdlib.h>
+
+#include "common/bf16.h"
+#include "kernels/cpu/cpu_ops.h"
+
+void cpu_embedding_forward_w16(float *out, const int *tokens, const uint16_t *table, int N,
+                               int C) {
+#pragma omp parallel for
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < C; i++)
+            out[(size_t)n * C + i] = bf16_to_float(table[(size_t)tokens[n] * C + i]);
+}
+
+void cpu_rmsnorm_forward_w16(float *out, float *rstd, const float *inp, const uint16_t *weight,
+                             int N, int C, float eps) {
+#pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float *y = out + (size_t)n * C;
+        float ss = 0.0f;
+        for (int i = 0; i < C; i++) ss += x[i] * x[i];
+        float r = 1.0f / sqrtf(ss / C + eps);
+        for (int i = 0; i < C; i++) y[i] = x[i] * r * bf16_to_float(weight[i]);
+        rstd[n] = r;
+    }
+}
+
+void cpu_matmul_forward_w16(float *out, const float *inp, const uint16_t *weight, int N,
+                            int C_in, int C_out) {
+    // each thread widens one weight row at a time and runs every input row against it
+#pragma omp parallel
+    {
+        float *w = malloc((size_t)C_in * sizeof(float));
+#pragma omp for
+        for (int o = 0; o < C_out; o++) {
+            for (int i = 0; i < C_in; i++) w[i] = bf16_to_float(weight[(size_t)o * C_in + i]);
+            for (int n = 0; n < N; n++) {
+                const float *x = inp + (size_t)n * C_in;
+                float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+                for (int i = 0; i < C_in; i++) s += x[i] * w[i];
+                out[(size_t)n * C_out + o] = s;
+            }
+        }
+        free(w);
+    }
+}
+
+void cpu_bias_forward_w16(float *x, const uint16_t *bias, int N, int C) {
+#pragma omp parallel for
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < C; i++) x[(size_t)n * C + i] += bf16_to_float(bias[i]);
+}
