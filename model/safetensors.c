@@ -88,14 +88,14 @@ static int parse_entry(const char *path, const JsonValue *v, SafetensorsTensor *
     if ((double)(end - begin) != count * dtype_bytes[d])
         return error_set(err, "%s: tensor %s: %llu bytes for a %s tensor of %.0f values", path,
                          t->name, (unsigned long long)(end - begin), dtype, count);
+    t->offset = begin;
     t->bytes = end - begin;
-    t->data = (const unsigned char *)(uintptr_t)begin;  // an offset until the file is mapped
     return 0;
 }
 
 static int by_offset(const void *a, const void *b) {
     const SafetensorsTensor *x = *(SafetensorsTensor *const *)a, *y = *(SafetensorsTensor *const *)b;
-    return x->data < y->data ? -1 : x->data > y->data;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
 // No two tensors of one file may share bytes.
@@ -106,7 +106,7 @@ static int check_overlap(const char *path, SafetensorsTensor *t, int n, Error *e
     qsort(order, (size_t)n, sizeof *order, by_offset);
     int rc = 0;
     for (int i = 1; i < n && !rc; i++)
-        if (order[i]->data < order[i - 1]->data + order[i - 1]->bytes)
+        if (order[i]->offset < order[i - 1]->offset + order[i - 1]->bytes)
             rc = error_set(err, "%s: tensors %s and %s overlap", path, order[i - 1]->name,
                            order[i]->name);
     free(order);
@@ -187,7 +187,7 @@ static int open_file(Safetensors *st, const char *path, Error *err) {
     json_free(&root);
     if (rc) return -1;
     if (check_overlap(path, st->tensors + first, st->n_tensors - first, err)) return -1;
-    for (int i = first; i < st->n_tensors; i++) st->tensors[i].data += (uintptr_t)data;
+    for (int i = first; i < st->n_tensors; i++) st->tensors[i].data = data + st->tensors[i].offset;
     return 0;
 }
 

@@ -22,7 +22,7 @@ typedef struct {
     int ndim;
     int64_t shape[SAFETENSORS_MAX_DIMS];
     const unsigned char *data;  // inside the mapped file
-    size_t bytes;
+    size_t offset, bytes;       // where in the file's data area
     int file;                   // index into Safetensors.paths
     int used;                   // set when read: an import checks that nothing is left over
 } SafetensorsTensor;
