@@ -11,5 +11,6 @@ int cmd_task(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
 int cmd_prepare(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
 
 #endif

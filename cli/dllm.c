@@ -20,6 +20,7 @@ static const Command commands[] = {
     {"task", cmd_task, "write a synthetic task (reversal, addition, sudoku) as SFT JSONL"},
     {"sample", cmd_sample, "generate text from a checkpoint: parallel denoising (MDM) or AR"},
     {"export", cmd_export, "a model as a Hugging Face directory (LLaDA / LLaMA layout, safetensors)"},
+    {"logits", cmd_logits, "a model's logits for given token ids, as safetensors (compare implementations)"},
 };
 static const int n_commands = sizeof commands / sizeof commands[0];
 

@@ -31,13 +31,13 @@ static const char *const order_names[] = {"random", "sequential"};
 // Flags that a checkpoint fixes: giving one together with --resume (everything) or --init
 // (the model and its tokenizer) is an error.
 static const char *const fixed_on_resume[] = {
-    "objective", "n-layer",  "n-head",       "d-model",  "d-ff",      "seq-len",
+    "objective", "n-layer",  "n-head", "n-kv-head", "d-model",  "d-ff",  "seq-len",
     "batch-size", "grad-accum", "warmup",    "lr",       "min-lr",    "schedule",
     "decay-frac", "weight-decay", "beta1",   "beta2",    "adam-eps",  "grad-clip",
     "mask-eps",  "random-length-prob", "seed", "order", "tokenizer", "cfg-drop", NULL,
 };
 static const char *const fixed_on_init[] = {
-    "n-layer", "n-head", "d-model", "d-ff", "tokenizer", NULL,  // --seq-len may shorten
+    "n-layer", "n-head", "n-kv-head", "d-model", "d-ff", "tokenizer", NULL,  // --seq-len may shorten
 };
 
 typedef struct {
@@ -364,6 +364,8 @@ static int parse_train_flags(int argc, char **argv, ModelConfig *mc, TrainConfig
         {"objective", FLAG_STRING, &o->objective, "mdm (masked diffusion) or ar (baseline)", 0},
         {"n-layer", FLAG_INT, &mc->n_layer, "transformer layers", 0},
         {"n-head", FLAG_INT, &mc->n_head, "attention heads", 0},
+        {"n-kv-head", FLAG_INT, &mc->n_kv_head,
+         "key/value heads, dividing n-head (grouped-query attention; 0: n-head)", 0},
         {"d-model", FLAG_INT, &mc->d_model, "model width", 0},
         {"d-ff", FLAG_INT, &mc->d_ff, "SwiGLU hidden width", 0},
         {"seq-len", FLAG_INT, &mc->seq_len, "tokens per training sequence", 0},

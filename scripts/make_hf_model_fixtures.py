@@ -16,7 +16,8 @@ path is the --fastdllm argument. That code is read at generation time and never 
 
 --check-export DLLM also runs `DLLM export` on every fixture and loads the result back with
 the reference class: its logits must equal the reference ones (dllm's, within the C test's
-tolerance).
+tolerance); and trains two small dllm models (MDM and AR, grouped-query attention), exports
+them, and checks that LLaDA's class and LlamaForCausalLM give `DLLM logits`' logits.
 
 Needs: pip install torch transformers==4.49.0 einops safetensors (the version Fast-dLLM pins;
 its Dream code does not run on newer transformers).
@@ -154,6 +155,41 @@ def check_export(name, dllm, model, tokens, logits):
         assert err < 1e-5, err
 
 
+def check_native_exports(dllm, fastdllm):
+    """dllm's own models (an MDM and an AR model with grouped-query attention, trained a few
+    steps) exported, loaded by LLaDA's class and by LlamaForCausalLM: their logits equal
+    dllm's (`dllm logits`)."""
+    sys.path.insert(0, fastdllm)
+    from llada.model.modeling_llada import LLaDAModelLM
+    from safetensors.torch import load_file as load
+    from transformers import LlamaForCausalLM
+
+    def run(*args):
+        subprocess.run([dllm, *args], check=True, stdout=subprocess.DEVNULL)
+
+    with tempfile.TemporaryDirectory() as d:
+        shards = os.path.join(d, "shards")
+        run("prepare", "--tokenizer", os.path.join(OUT, "llama"), "--input",
+            os.path.join(ROOT, "README.md"), "--out", shards, "--val-fraction", "0.2")
+        for objective, cls in (("mdm", LLaDAModelLM), ("ar", LlamaForCausalLM)):
+            model, out = os.path.join(d, objective), os.path.join(d, objective + "_hf")
+            run("train", "--data", shards, "--run", model, "--objective", objective,
+                "--steps", "3", "--n-layer", "2", "--n-head", "4", "--n-kv-head", "2",
+                "--d-model", "32", "--d-ff", "48", "--seq-len", "16", "--batch-size", "2",
+                "--eval-every", "0")
+            run("export", model, "--out", out)
+            tokens = "1 50 1007 300 1007 7 8 9,4 1007 1007 900 10 11 12 13"
+            ref = os.path.join(d, objective + ".safetensors")
+            run("logits", "--model", model, "--tokens", tokens, "--out", ref)
+            r = load(ref)
+            again = cls.from_pretrained(out, torch_dtype=torch.float32).eval()
+            got = logits_of(again, r["tokens"].long().tolist())
+            err = ((got - r["logits"]).abs().max() / r["logits"].abs().max()).item()
+            print(f"  dllm {objective} model -> export -> {cls.__name__}: max rel error vs "
+                  f"dllm's logits {err:.2e}")
+            assert err < 1e-5, err
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--fastdllm", required=True, help="a Fast-dLLM checkout (llada/, dream/)")
@@ -164,6 +200,8 @@ def main():
         model, tokens, logits = make(name, os.path.abspath(args.fastdllm))
         if args.check_export:
             check_export(name, args.check_export, model, tokens, logits)
+    if args.check_export:
+        check_native_exports(args.check_export, os.path.abspath(args.fastdllm))
 
 
 if __name__ == "__main__":
