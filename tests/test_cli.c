@@ -470,6 +470,55 @@ START_TEST(test_hf_tokenizer_prepare_sft_sample) {
 }
 END_TEST
 
+// An imported model through every command: sample (diffusion and AR), eval, the memory plan
+// without weights, fine-tuning from it, export (and the refusals), logits.
+START_TEST(test_imported_models) {
+    char args[1024];
+    Result *r = dllm("sample --model tests/fixtures/hf_models/dream --prompt hello --gen-length 8 "
+                     "--block-length 4 --steps 4 --cache dual");
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    ck_assert_msg(strstr(r->err, "llada sampler: 4 steps"), "%s", r->err);  // stats: stderr
+    r = dllm("sample --model tests/fixtures/hf_models/qwen2 --prompt hello --gen-length 8");
+    ck_assert_msg(r->status == 0 && strstr(r->err, "ar sampler"), "%s", r->err);
+    r = dllm("sample --model tests/fixtures/hf_models/llada_bf16 --prompt hello --gen-length 8 "
+             "--block-length 8 --steps 8 --dry-run 1 --device cpu");
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    ck_assert_msg(strstr(r->out, "1 rows of") && strstr(r->out, "bf16 weights") &&
+                  strstr(r->out, "grads 0 KB | optimizer 0 KB"), "%s", r->out);
+    snprintf(args, sizeof args, "prepare --tokenizer tests/fixtures/hf_models/llama --input "
+             "tests/fixtures/genesis.txt --val-fraction 0.2 --out %s/sh", dir);
+    ck_assert_msg(dllm(args)->status == 0, "prepare");
+    snprintf(args, sizeof args, "eval --model tests/fixtures/hf_models/llada,"
+             "tests/fixtures/hf_models/llama --data %s/sh --windows 2", dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0 && strstr(r->out, "hf_models/llama ar"), "%s%s", r->out, r->err);
+    snprintf(args, sizeof args, "train --init tests/fixtures/hf_models/llama --data %s/sh "
+             "--steps 2 --batch-size 2 --seq-len 16 --run %s/ft", dir, dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    snprintf(args, sizeof args, "train --resume tests/fixtures/hf_models/llama --data %s/sh "
+             "--run %s/ft2", dir, dir);
+    assert_one_error(dllm(args), "an imported model, not a run: start from it with --init");
+    snprintf(args, sizeof args, "export %s/ft --out %s/exp --dtype bf16", dir, dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    ck_assert(exists("exp/config.json") && exists("exp/model.safetensors") &&
+              exists("exp/tokenizer.json") && !exists("exp.tmp"));
+    snprintf(args, sizeof args, "export %s/ft --out %s/exp", dir, dir);
+    assert_one_error(dllm(args), "exists and is not empty");
+    snprintf(args, sizeof args, "export %s/missing --out %s/exp2", dir, dir);
+    assert_one_error(dllm(args), "missing");
+    ck_assert(!exists("exp2") && !exists("exp2.tmp"));
+    snprintf(args, sizeof args, "logits --model %s/exp --tokens '1 2 3,4 5 6' --out %s/l.st", dir,
+             dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0 && strstr(r->out, "logits [2, 3, 1009]"), "%s", r->err);
+    snprintf(args, sizeof args, "logits --model %s/exp --tokens '1 2,4' --out %s/l2.st", dir, dir);
+    assert_one_error(dllm(args), "rows of equal length");
+    ck_assert(!exists("l2.st"));
+}
+END_TEST
+
 int main(void) {
     if (access("./dllm", X_OK) != 0) {
         fprintf(stderr, "test_cli: ./dllm not found; run from the project root after make\n");
@@ -491,6 +540,7 @@ int main(void) {
     tcase_add_test(tc, test_sample_bad_input);
     tcase_add_test(tc, test_tokenizer_prepare_train_sample);
     tcase_add_test(tc, test_hf_tokenizer_prepare_sft_sample);
+    tcase_add_test(tc, test_imported_models);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
