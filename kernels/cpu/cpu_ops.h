@@ -11,6 +11,8 @@ void cpu_embedding_forward(float *out, const int *tokens, const float *table, in
 void cpu_embedding_backward(float *dtable, const float *dout, const int *tokens, int N, int C,
                             int V);
 
+// 1 / sqrt(mean(x^2) + eps) of one row of C values
+float cpu_rmsnorm_rstd(const float *x, int C, float eps);
 void cpu_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int N,
                          int C, float eps);
 void cpu_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,

@@ -3,15 +3,19 @@
 
 #include "kernels/cpu/cpu_ops.h"
 
+float cpu_rmsnorm_rstd(const float *x, int C, float eps) {
+    float ss = 0.0f;
+    for (int i = 0; i < C; i++) ss += x[i] * x[i];
+    return 1.0f / sqrtf(ss / C + eps);
+}
+
 void cpu_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int N,
                          int C, float eps) {
 #pragma omp parallel for
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         float *y = out + (size_t)n * C;
-        float ss = 0.0f;
-        for (int i = 0; i < C; i++) ss += x[i] * x[i];
-        float r = 1.0f / sqrtf(ss / C + eps);
+        float r = cpu_rmsnorm_rstd(x, C, eps);
         for (int i = 0; i < C; i++) y[i] = x[i] * r * weight[i];
         rstd[n] = r;
     }

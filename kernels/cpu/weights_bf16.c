@@ -1,7 +1,6 @@
 // The forward ops that read weights, on bf16 weights: what an inference model holding a bf16
 // checkpoint's weights as they are (half the memory of fp32) runs on. Each weight is widened
 // to fp32 exactly, then the arithmetic is the fp32 reference's.
-#include <math.h>
 #include <stdlib.h>
 
 #include "common/bf16.h"
@@ -21,9 +20,7 @@ void cpu_rmsnorm_forward_w16(float *out, float *rstd, const float *inp, const ui
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         float *y = out + (size_t)n * C;
-        float ss = 0.0f;
-        for (int i = 0; i < C; i++) ss += x[i] * x[i];
-        float r = 1.0f / sqrtf(ss / C + eps);
+        float r = cpu_rmsnorm_rstd(x, C, eps);
         for (int i = 0; i < C; i++) y[i] = x[i] * r * bf16_to_float(weight[i]);
         rstd[n] = r;
     }
