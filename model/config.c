@@ -47,6 +47,11 @@ int model_config_validate(const ModelConfig *c, Error *err) {
     if (c->mask_token_id < -c->causal || c->mask_token_id >= c->vocab_size)
         return error_set(err, "mask_token_id %d is outside the vocabulary [0, %d)",
                          c->mask_token_id, c->vocab_size);
+    const RopeScaling *r = &c->rope_scaling;
+    if (r->factor != 0.0f && !(r->factor >= 1.0f && r->low_freq_factor > 0.0f &&
+                               r->high_freq_factor > r->low_freq_factor && r->original_context > 0))
+        return error_set(err, "rope scaling needs factor >= 1, 0 < low_freq_factor < "
+                         "high_freq_factor and an original context > 0");
     if (!is_flag(c->qkv_bias) || !is_flag(c->tied_embeddings) || !is_flag(c->logit_shift))
         return error_set(err, "qkv_bias, tied_embeddings and logit_shift must be 0 or 1");
     if (!(c->rope_theta > 0.0f) || !isfinite(c->rope_theta))
@@ -56,12 +61,26 @@ int model_config_validate(const ModelConfig *c, Error *err) {
     return 0;
 }
 
+double model_rope_frequency(const ModelConfig *c, int i, int half) {
+    double freq = pow(c->rope_theta, -(double)i / half);
+    const RopeScaling *r = &c->rope_scaling;
+    if (r->factor == 0.0f) return freq;
+    double wavelen = 2.0 * M_PI / freq;
+    double low_wavelen = r->original_context / r->low_freq_factor;
+    double high_wavelen = r->original_context / r->high_freq_factor;
+    if (wavelen < high_wavelen) return freq;            // short wavelengths: unchanged
+    if (wavelen > low_wavelen) return freq / r->factor;  // long ones: stretched by factor
+    double smooth = (r->original_context / wavelen - r->low_freq_factor) /
+                    (r->high_freq_factor - r->low_freq_factor);
+    return (1.0 - smooth) * freq / r->factor + smooth * freq;
+}
+
 void model_config_print(FILE *f, const ModelConfig *c) {
     fprintf(f,
             "model: n_layer %d, n_head %d (kv %d), d_model %d, d_ff %d, vocab %d, seq_len %d, "
-            "mask_id %d, %s attention, rope_theta %g, norm_eps %g%s%s%s\n",
+            "mask_id %d, %s attention, rope_theta %g%s, norm_eps %g%s%s%s\n",
             c->n_layer, c->n_head, model_kv_heads(c), c->d_model, c->d_ff, c->vocab_size,
             c->seq_len, c->mask_token_id, c->causal ? "causal" : "bidirectional", c->rope_theta,
-            c->norm_eps, c->qkv_bias ? ", qkv bias" : "", c->tied_embeddings ? ", tied embeddings" : "",
+            c->rope_scaling.factor != 0.0f ? " (llama3 scaling)" : "", c->norm_eps, c->qkv_bias ? ", qkv bias" : "", c->tied_embeddings ? ", tied embeddings" : "",
             c->logit_shift ? ", logits shifted by one" : "");
 }

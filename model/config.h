@@ -11,6 +11,14 @@
 // Largest head size (d_model / n_head) a model may have.
 #define MODEL_MAX_HEAD_DIM 128
 
+// Llama 3's RoPE frequency scaling (transformers' rope_type "llama3"): wavelengths longer
+// than original_context / low_freq_factor are divided by factor, shorter than
+// original_context / high_freq_factor kept, those between blended. factor 0: none.
+typedef struct {
+    float factor, low_freq_factor, high_freq_factor;
+    int original_context;
+} RopeScaling;
+
 typedef struct {
     int n_layer;
     int n_head;
@@ -26,6 +34,7 @@ typedef struct {
     int qkv_bias;        // 1: the q, k and v projections add a bias (Qwen2, Dream)
     int tied_embeddings; // 1: the LM head is the token embedding (no lm_head tensor)
     int logit_shift;     // 1: position i's token is read from logit row i - 1 (Dream)
+    RopeScaling rope_scaling;
 } ModelConfig;
 
 // A small default, good for CPU experiments on byte-level text.
@@ -34,6 +43,8 @@ ModelConfig model_config_default(void);
 int model_kv_heads(const ModelConfig *c);
 int model_kv_dim(const ModelConfig *c);
 int model_config_validate(const ModelConfig *c, Error *err);
+// The rotation frequency of pair i of a head of `half` pairs: rope_theta^(-i / half), scaled.
+double model_rope_frequency(const ModelConfig *c, int i, int half);
 void model_config_print(FILE *f, const ModelConfig *c);
 
 #endif

@@ -164,6 +164,31 @@ static int read_llada(const Config *c, ModelConfig *m) {
     return 0;
 }
 
+// rope_scaling: absent, null, or Llama 3's ("rope_type" or "type" llama3); others are refused.
+static int read_rope_scaling(const Config *c, RopeScaling *r) {
+    const JsonValue *v = member(c, "rope_scaling");
+    if (!v) return 0;
+    const char *type = json_member_string(v, "rope_type");
+    if (!type) type = json_member_string(v, "type");
+    if (!type || strcmp(type, "llama3") != 0)
+        return error_set(c->err, "%s: rope_scaling of type %s; dllm implements llama3", c->path,
+                         type ? type : "(none)");
+    const char *keys[4] = {"factor", "low_freq_factor", "high_freq_factor",
+                           "original_max_position_embeddings"};
+    double values[4];
+    for (int i = 0; i < 4; i++) {
+        const JsonValue *x = json_member(v, keys[i]);
+        if (!x || x->type != JSON_NUMBER)
+            return error_set(c->err, "%s: rope_scaling needs a number %s", c->path, keys[i]);
+        values[i] = x->number;
+    }
+    r->factor = (float)values[0];
+    r->low_freq_factor = (float)values[1];
+    r->high_freq_factor = (float)values[2];
+    r->original_context = (int)values[3];
+    return 0;
+}
+
 // LLaMA, Qwen2 and Dream: the transformers config keys.
 static int read_llama_family(const Config *c, HfArch arch, ModelConfig *m) {
     int max_seq, head_dim;
@@ -181,7 +206,7 @@ static int read_llama_family(const Config *c, HfArch arch, ModelConfig *m) {
     if (m->n_head > 0 && head_dim * m->n_head != m->d_model)
         return error_set(c->err, "%s: head_dim %d is not hidden_size / num_attention_heads", c->path,
                          head_dim);
-    if (expect_string(c, "hidden_act", "silu", 0) || refuse_on(c, "rope_scaling") ||
+    if (expect_string(c, "hidden_act", "silu", 0) || read_rope_scaling(c, &m->rope_scaling) ||
         refuse_on(c, "use_sliding_window") || refuse_on(c, "attention_bias") ||
         refuse_on(c, "mlp_bias"))
         return -1;
@@ -316,6 +341,12 @@ static void write_llada_config(FILE *f, const ModelConfig *c, int eos_id, const 
             dtype);
 }
 
+// x as a JSON number that reads back as a float: 32 -> "32.0"
+static void json_float(char out[32], float x) {
+    snprintf(out, 32, "%.9g", x);
+    if (!strpbrk(out, ".en")) strcat(out, ".0");
+}
+
 static void write_llama_config(FILE *f, const ModelConfig *c, HfArch a, int eos_id,
                                const char *dtype) {
     static const char *classes[] = {"", "DreamModel", "LlamaForCausalLM", "Qwen2ForCausalLM"};
@@ -328,10 +359,22 @@ static void write_llama_config(FILE *f, const ModelConfig *c, HfArch a, int eos_
             "  \"max_position_embeddings\": %d,\n  \"rope_theta\": %.9g,\n"
             "  \"rms_norm_eps\": %.9g,\n  \"tie_word_embeddings\": %s,\n"
             "  \"hidden_act\": \"silu\",\n  \"attention_bias\": false,\n  \"mlp_bias\": false,\n"
-            "  \"use_sliding_window\": false,\n  \"rope_scaling\": null,\n",
+            "  \"use_sliding_window\": false,\n",
             classes[a], types[a], c->d_model, c->n_head, model_kv_heads(c), c->n_layer, c->d_ff,
             c->vocab_size, c->seq_len, c->rope_theta, c->norm_eps,
             c->tied_embeddings ? "true" : "false");
+    const RopeScaling *r = &c->rope_scaling;
+    if (r->factor != 0.0f) {  // transformers wants these as JSON floats ("32.0", not "32")
+        char factor[32], low[32], high[32];
+        json_float(factor, r->factor), json_float(low, r->low_freq_factor);
+        json_float(high, r->high_freq_factor);
+        fprintf(f,
+                "  \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": %s, "
+                "\"low_freq_factor\": %s, \"high_freq_factor\": %s, "
+                "\"original_max_position_embeddings\": %d},\n",
+                factor, low, high, r->original_context);
+    } else
+        fprintf(f, "  \"rope_scaling\": null,\n");
     if (eos_id >= 0) fprintf(f, "  \"eos_token_id\": %d,\n", eos_id);
     if (a == HF_DREAM)  // Dream's class needs a padding id inside the vocabulary
         fprintf(f, "  \"mask_token_id\": %d,\n  \"pad_token_id\": %d,\n", c->mask_token_id,
@@ -342,6 +385,8 @@ static void write_llama_config(FILE *f, const ModelConfig *c, HfArch a, int eos_
 int hf_export(const char *dir, const ModelConfig *c, const float *params, int eos_id,
               SafetensorsDtype dtype, Error *err) {
     HfArch a = export_arch(c);
+    if (a == HF_LLADA && c->rope_scaling.factor != 0.0f)
+        return error_set(err, "the LLaDA layout has no RoPE scaling; this model has llama3's");
     if (a == HF_DREAM && !c->qkv_bias)
         return error_set(err, "a model read at shifted logits exports as Dream, which has q/k/v "
                               "biases; this one has none");

@@ -108,7 +108,7 @@ static int upload_rope_tables(Model *m) {
     if (!cs) return -1;
     for (int t = 0; t < c->seq_len; t++)
         for (int i = 0; i < half; i++) {
-            double freq = pow(c->rope_theta, -(double)i / half);
+            double freq = model_rope_frequency(c, i, half);
             cs[(size_t)t * half + i] = (float)cos(t * freq);
             cs[n + (size_t)t * half + i] = (float)sin(t * freq);
         }

@@ -47,6 +47,13 @@ FIXTURES = {
               dict(num_key_value_heads=2, tie_word_embeddings=True)),
     "qwen2": ("qwen2", "qwen2", 1024, torch.bfloat16,
               dict(num_key_value_heads=1, tie_word_embeddings=True)),
+    # Llama 3.1/3.2's RoPE scaling, set so that head 8's four frequencies (wavelengths 6.3, 63,
+    # 628, 6283) fall in all three bands: kept (< 32/4), blended (< 32/0.5), stretched
+    "llama3_rope": ("llama", "llama3", 1009, torch.float32,
+                    dict(num_key_value_heads=2, tie_word_embeddings=True,
+                         rope_scaling={"rope_type": "llama3", "factor": 32.0,
+                                       "low_freq_factor": 0.5, "high_freq_factor": 4.0,
+                                       "original_max_position_embeddings": 32})),
 }
 MASK = {"llama3": 1007, "qwen2": 1003}
 

@@ -195,6 +195,21 @@ END_TEST
 START_TEST(test_qwen2_bf16_matches_reference) { check_fixture("qwen2", 1, 1, 1, 1); }
 END_TEST
 
+// Llama 3.1/3.2's RoPE scaling, the fixture's settings: head 8's frequencies 1, 0.1, 0.01,
+// 0.001 (wavelengths 6.3, 63, 628, 6283) against the bands < 32/4 kept, > 32/0.5 stretched
+// by 32, between blended
+START_TEST(test_llama3_rope_scaling_matches_reference) {
+    check_fixture("llama3_rope", 2, 0, 1, 0);
+    ModelConfig c = model_config_default();
+    c.rope_scaling = (RopeScaling){32.0f, 0.5f, 4.0f, 32};
+    double smooth = (32.0 / (2.0 * M_PI / 0.1) - 0.5) / (4.0 - 0.5);
+    ck_assert_double_eq_tol(model_rope_frequency(&c, 0, 4), 1.0, 1e-12);
+    ck_assert_double_eq_tol(model_rope_frequency(&c, 1, 4), (1 - smooth) * 0.1 / 32 + smooth * 0.1,
+                            1e-12);
+    ck_assert_double_eq_tol(model_rope_frequency(&c, 2, 4), 0.01 / 32, 1e-12);
+}
+END_TEST
+
 // Export writes what import reads: the same weights bit for bit (F32), and logits within
 // bf16 rounding when exported as BF16.
 START_TEST(test_export_round_trip) {
@@ -309,8 +324,8 @@ START_TEST(test_bad_files_are_refused) {
     expect_refused(d, "use_sliding_window");
     d = copy_fixture("llama");
     edit_file(d, "config.json", "\"rope_scaling\": null",
-              "\"rope_scaling\": {\"rope_type\": \"llama3\"}");
-    expect_refused(d, "rope_scaling");
+              "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0}");
+    expect_refused(d, "rope_scaling of type yarn; dllm implements llama3");
     d = copy_fixture("llada");
     edit_file(d, "config.json", "\"block_type\": \"llama\"", "\"block_type\": \"sequential\"");
     expect_refused(d, "block_type");
@@ -427,6 +442,7 @@ int main(void) {
     tcase_add_test(tc, test_dream_reads_logits_one_row_back);
     tcase_add_test(tc, test_llama_matches_reference);
     tcase_add_test(tc, test_qwen2_bf16_matches_reference);
+    tcase_add_test(tc, test_llama3_rope_scaling_matches_reference);
     tcase_add_test(tc, test_export_round_trip);
     tcase_add_test(tc, test_bad_files_are_refused);
     tcase_add_test(tc, test_bad_offsets_are_refused);
