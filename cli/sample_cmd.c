@@ -249,7 +249,7 @@ static int load_checkpoint(const SampleOptions *o, Checkpoint *ck, Error *err) {
     char chosen[4200];
     int skipped;
     if (o->dry_run && hf_model_dir(o->model_path))
-        return checkpoint_from_hf(o->model_path, 0, ck, err);
+        return checkpoint_from_hf(o->model_path, HF_CONFIG_ONLY, ck, err);
     return checkpoint_load_latest(o->model_path, ck, chosen, sizeof chosen, &skipped, err);
 }
 

@@ -286,7 +286,7 @@ static int set_start_weights(const TrainOptions *o, const Checkpoint *ck, const 
         checkpoint_restore(ck, tr);
         printf("resumed %s at step %lld\n", path, (long long)tr->step);
     } else if (o->init) {
-        checkpoint_copy_weights(ck, m);
+        if (checkpoint_copy_weights(ck, m, err)) return -1;
         printf("initialised from %s (step %lld)\n", path, (long long)ck->header.step);
     } else {
         return model_init_params(m, seed_for_init(tr->tc.seed), err);
@@ -459,7 +459,7 @@ static int load_start_checkpoint(TrainOptions *o, Checkpoint *ck, char *ck_path,
     }
     if (o->init && o->dry_run && hf_model_dir(o->init)) {  // the plan needs no weights
         snprintf(ck_path, cap, "%s", o->init);
-        return checkpoint_from_hf(o->init, 0, ck, err);
+        return checkpoint_from_hf(o->init, HF_CONFIG_ONLY, ck, err);
     }
     if ((o->resume || o->init) && !loaded &&
         checkpoint_load_latest(o->resume ? o->resume : o->init, ck, ck_path, cap, &skipped, err))

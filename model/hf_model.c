@@ -268,36 +268,46 @@ static int read_tensor(const Safetensors *st, HfArch a, const ParamSpec *s, int 
 
 // A tied model's file may still hold the head (some exporters write it): it must then be the
 // embedding, or the tie would silently change the model.
-static int check_tied_head(const Safetensors *st, HfArch a, const ParamSpec *emb,
-                           const float *tok_emb, Error *err) {
+static int check_tied_head(const Safetensors *st, HfArch a, const ParamSpec *emb, Error *err) {
     char name[256];
     hf_tensor_name(a, LM_HEAD, 0, name, sizeof name);
     if (!safetensors_find(st, name)) return 0;
-    float *head = malloc(emb->size * sizeof(float));
-    if (!head) return error_set(err, "out of memory reading %s", name);
-    int rc = read_tensor(st, a, emb, LM_HEAD, 0, head, err);
-    if (rc == 0 && memcmp(head, tok_emb, emb->size * sizeof(float)) != 0)
+    float *head = malloc(emb->size * sizeof(float)), *tok = malloc(emb->size * sizeof(float));
+    int rc = head && tok ? 0 : error_set(err, "out of memory reading %s", name);
+    if (rc == 0) rc = read_tensor(st, a, emb, LM_HEAD, 0, head, err);
+    if (rc == 0) rc = read_tensor(st, a, emb, TOK_EMB, 0, tok, err);
+    if (rc == 0 && memcmp(head, tok, emb->size * sizeof(float)) != 0)
         rc = error_set(err, "%s: the embeddings are tied but %s differs from the embedding",
                        st->paths[0], name);
-    free(head);
+    free(head), free(tok);
     return rc;
 }
 
-int hf_weights_read(const char *dir, const ModelConfig *c, HfArch a, float *params,
-                    int *all_bf16, Error *err) {
+// Reads every tensor of the layout, one layer's slice at a time, and hands it to sink with its
+// offset in the flat parameter layout; then checks that the files hold nothing else.
+static int read_weights(const char *dir, const ModelConfig *c, HfArch a, WeightSink sink,
+                        void *user, int *all_bf16, Error *err) {
     Safetensors st;
     if (safetensors_open(&st, dir, err)) return -1;
     ParamSpec specs[N_PARAM_TENSORS];
     param_specs(c, specs);
-    int rc = 0;
-    float *at = params;
+    size_t largest = 1;
+    for (int i = 0; i < N_PARAM_TENSORS; i++)
+        if (specs[i].rows * specs[i].cols > largest) largest = specs[i].rows * specs[i].cols;
+    float *slice = malloc(largest * sizeof(float));
+    int rc = slice ? 0 : error_set(err, "%s: out of host memory for a %zu-value tensor", dir,
+                                   largest);
+    size_t offset = 0;
     for (int i = 0; i < N_PARAM_TENSORS && !rc; i++) {
-        size_t slice = specs[i].rows * specs[i].cols;
-        for (int l = 0; l < specs[i].layers && !rc; l++)
-            rc = read_tensor(&st, a, &specs[i], i, l, at + l * slice, err);
-        at += specs[i].size;
+        size_t n = specs[i].rows * specs[i].cols;
+        for (int l = 0; l < specs[i].layers && !rc; l++) {
+            rc = read_tensor(&st, a, &specs[i], i, l, slice, err);
+            if (rc == 0) rc = sink(user, offset + l * n, slice, n, err);
+        }
+        offset += specs[i].size;
     }
-    if (!rc && c->tied_embeddings) rc = check_tied_head(&st, a, &specs[TOK_EMB], params, err);
+    free(slice);
+    if (!rc && c->tied_embeddings) rc = check_tied_head(&st, a, &specs[TOK_EMB], err);
     if (all_bf16) {
         *all_bf16 = st.n_tensors > 0;
         for (int i = 0; i < st.n_tensors; i++)
@@ -309,6 +319,22 @@ int hf_weights_read(const char *dir, const ModelConfig *c, HfArch a, float *para
                        st.paths[safetensors_find(&st, extra)->file], extra, hf_arch_name(a));
     safetensors_close(&st);
     return rc;
+}
+
+static int copy_to_host(void *params, size_t offset, const float *values, size_t n, Error *err) {
+    (void)err;
+    memcpy((float *)params + offset, values, n * sizeof(float));
+    return 0;
+}
+
+int hf_weights_read(const char *dir, const ModelConfig *c, HfArch a, float *params,
+                    int *all_bf16, Error *err) {
+    return read_weights(dir, c, a, copy_to_host, params, all_bf16, err);
+}
+
+int hf_weights_stream(const char *dir, const ModelConfig *c, HfArch a, WeightSink sink,
+                      void *user, Error *err) {
+    return read_weights(dir, c, a, sink, user, NULL, err);
 }
 
 // ---- export ----

@@ -10,6 +10,8 @@
 #ifndef DLLM_HF_MODEL_H
 #define DLLM_HF_MODEL_H
 
+#include <stddef.h>
+
 #include "common/error.h"
 #include "model/config.h"
 #include "model/safetensors.h"
@@ -31,6 +33,11 @@ int hf_config_read(const char *dir, ModelConfig *c, HfArch *arch, int *bf16, Err
 // *all_bf16 (when not NULL) says whether every tensor was stored as BF16.
 int hf_weights_read(const char *dir, const ModelConfig *c, HfArch arch, float *params,
                     int *all_bf16, Error *err);
+// Receives the weights `n` values at a time, `offset` values into the flat layout.
+typedef int (*WeightSink)(void *user, size_t offset, const float *values, size_t n, Error *err);
+// The same reading, one tensor slice at a time into sink (host memory: the largest tensor).
+int hf_weights_stream(const char *dir, const ModelConfig *c, HfArch arch, WeightSink sink,
+                      void *user, Error *err);
 // The file name of tensor `index` (ParamTensors order) of `layer` in layout a, into buf.
 void hf_tensor_name(HfArch a, int index, int layer, char *buf, size_t cap);
 

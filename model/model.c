@@ -182,18 +182,22 @@ int model_init_params(Model *m, uint64_t seed, Error *err) {
 }
 
 int model_set_weights(Model *m, const float *host, Error *err) {
+    return model_set_weight_range(m, 0, host, m->n_params, err);
+}
+
+int model_set_weight_range(Model *m, size_t first, const float *host, size_t n, Error *err) {
     if (m->be->weight_bytes == sizeof(float)) {
-        m->be->to_device(m->params, host, m->n_params * sizeof(float));
+        m->be->to_device(m->params + first, host, n * sizeof(float));
         return 0;
     }
     // rounded to bf16 a chunk at a time, so the host never holds a second full copy
     enum { CHUNK = 1 << 20 };
-    uint16_t *chunk = malloc(CHUNK * sizeof(uint16_t));
+    uint16_t *chunk = malloc(CHUNK * sizeof(uint16_t)), *dst = (uint16_t *)(void *)m->params;
     if (!chunk) return error_set(err, "out of host memory converting weights to bf16");
-    for (size_t at = 0; at < m->n_params; at += CHUNK) {
-        size_t n = m->n_params - at < CHUNK ? m->n_params - at : CHUNK;
-        for (size_t i = 0; i < n; i++) chunk[i] = float_to_bf16(host[at + i]);
-        m->be->to_device((uint16_t *)(void *)m->params + at, chunk, n * sizeof(uint16_t));
+    for (size_t at = 0; at < n; at += CHUNK) {
+        size_t k = n - at < CHUNK ? n - at : CHUNK;
+        for (size_t i = 0; i < k; i++) chunk[i] = float_to_bf16(host[at + i]);
+        m->be->to_device(dst + first + at, chunk, k * sizeof(uint16_t));
     }
     free(chunk);
     return 0;

@@ -107,6 +107,8 @@ void model_free(Model *m);
 int model_init_params(Model *m, uint64_t seed, Error *err);
 // Uploads n_params host floats as the weights (rounded to bf16 on a bf16-weight backend).
 int model_set_weights(Model *m, const float *host, Error *err);
+// The same for the n weights starting `first` values into the flat layout.
+int model_set_weight_range(Model *m, size_t first, const float *host, size_t n, Error *err);
 
 // Logits for tokens[B*T] (T <= seq_len) into m->acts.logits.
 void model_forward(Model *m, const int *tokens, int B, int T);

@@ -66,8 +66,9 @@ static double relative_error(const float *a, const float *b, size_t n) {
 static float *dllm_logits(const char *dir, const Reference *r, ModelConfig *cfg,
                           size_t *weight_bytes) {
     Checkpoint ck;
-    Error err;
-    ck_assert_msg(checkpoint_from_hf(dir, 1, &ck, &err) == 0, "%s", err.msg);
+    Error err;  // the commands' path: weights streamed from the files into the model
+    ck_assert_msg(checkpoint_from_hf(dir, HF_WEIGHTS_LATER, &ck, &err) == 0, "%s", err.msg);
+    ck_assert_ptr_null(ck.params);
     Model m;
     ck_assert_msg(checkpoint_model(&ck, be, r->B, &m, &err) == 0, "%s", err.msg);
     ck_assert_int_eq(m.cfg.vocab_size, r->V);
@@ -113,7 +114,7 @@ START_TEST(test_dream_matches_reference) {
     check_fixture("dream", 2, 1, 0, 0);
     Checkpoint ck;
     Error err;
-    ck_assert(checkpoint_from_hf(FIXTURES "dream", 1, &ck, &err) == 0);
+    ck_assert(checkpoint_from_hf(FIXTURES "dream", HF_WEIGHTS_ON_HOST, &ck, &err) == 0);
     ck_assert_int_eq(ck.header.model.logit_shift, 1);
     ck_assert_int_eq(ck.header.model.mask_token_id, 1003);
     ck_assert_int_eq(ck.tokenizer.mask_id, 1003);
@@ -135,7 +136,7 @@ START_TEST(test_dream_reads_logits_one_row_back) {
     Reference r = read_reference(FIXTURES "dream");
     Checkpoint ck;
     Error err;
-    ck_assert(checkpoint_from_hf(FIXTURES "dream", 1, &ck, &err) == 0);
+    ck_assert(checkpoint_from_hf(FIXTURES "dream", HF_WEIGHTS_ON_HOST, &ck, &err) == 0);
     Model m;
     ck_assert(checkpoint_model(&ck, be, r.B, &m, &err) == 0);
     int N = r.B * r.T, V = r.V, mask = m.cfg.mask_token_id;
@@ -220,7 +221,7 @@ START_TEST(test_export_round_trip) {
         snprintf(out, sizeof out, "/tmp/dllm_export_%d_%s", (int)getpid(), names[i]);
         Checkpoint ck;
         Error err;
-        ck_assert(checkpoint_from_hf(dir, 1, &ck, &err) == 0);
+        ck_assert(checkpoint_from_hf(dir, HF_WEIGHTS_ON_HOST, &ck, &err) == 0);
         ck_assert_msg(hf_export(out, &ck.header.model, ck.params, 0, SAFETENSORS_F32, &err) == 0,
                       "%s", err.msg);
         ModelConfig again;
@@ -262,7 +263,7 @@ static const char *copy_fixture(const char *name) {
 static void expect_refused(const char *dir, const char *what) {
     Checkpoint ck;
     Error err;
-    ck_assert_int_eq(checkpoint_from_hf(dir, 1, &ck, &err), -1);
+    ck_assert_int_eq(checkpoint_from_hf(dir, HF_WEIGHTS_ON_HOST, &ck, &err), -1);
     printf("  refused: %s\n", err.msg);
     ck_assert_msg(strstr(err.msg, what), "expected \"%s\" in: %s", what, err.msg);
 }
@@ -380,7 +381,7 @@ START_TEST(test_sharded_model) {
     const char *d = copy_fixture("llama");
     Checkpoint ck;
     Error err;
-    ck_assert(checkpoint_from_hf(FIXTURES "llama", 1, &ck, &err) == 0);
+    ck_assert(checkpoint_from_hf(FIXTURES "llama", HF_WEIGHTS_ON_HOST, &ck, &err) == 0);
     Safetensors st;
     ck_assert(safetensors_open(&st, FIXTURES "llama", &err) == 0);
     // the tensors, half into each shard, as fp32
@@ -417,7 +418,7 @@ START_TEST(test_sharded_model) {
     fputs(index, f);
     fclose(f);
     Checkpoint sharded;
-    ck_assert_msg(checkpoint_from_hf(d, 1, &sharded, &err) == 0, "%s", err.msg);
+    ck_assert_msg(checkpoint_from_hf(d, HF_WEIGHTS_ON_HOST, &sharded, &err) == 0, "%s", err.msg);
     ck_assert_mem_eq(sharded.params, ck.params, ck.header.n_params * sizeof(float));
     printf("  sharded (2 files + index): the same %llu weights\n",
            (unsigned long long)ck.header.n_params);

@@ -161,22 +161,28 @@ int checkpoint_load(const char *path, Checkpoint *ck, Error *err) {
     return fit_tokenizer(ck, path, err);
 }
 
-int checkpoint_from_hf(const char *dir, int weights, Checkpoint *ck, Error *err) {
+int checkpoint_from_hf(const char *dir, HfWeights weights, Checkpoint *ck, Error *err) {
     memset(ck, 0, sizeof *ck);
     CheckpointHeader *h = &ck->header;
     HfArch arch;
     if (hf_config_read(dir, &h->model, &arch, &ck->weights_bf16, err)) return -1;
+    ck->hf_arch = arch;
+    if (weights == HF_WEIGHTS_LATER && !(ck->hf_dir = strdup(dir)))
+        return error_set(err, "%s: out of memory", dir);
     memcpy(h->magic, CHECKPOINT_MAGIC, 8);
     h->version = CHECKPOINT_VERSION;
     h->header_bytes = sizeof *h;
     h->train = train_config_default();
     h->train.objective = h->model.causal ? OBJECTIVE_AR : OBJECTIVE_MDM;
     h->n_params = param_count(&h->model);
-    ck->params = weights ? malloc(h->n_params * sizeof(float)) : NULL;
-    if (weights && !ck->params)
+    int host = weights == HF_WEIGHTS_ON_HOST;
+    ck->params = host ? malloc(h->n_params * sizeof(float)) : NULL;
+    if (host && !ck->params) {
+        checkpoint_free(ck);
         return error_set(err, "%s: out of host memory for %llu parameters", dir,
                          (unsigned long long)h->n_params);
-    if ((weights && hf_weights_read(dir, &h->model, arch, ck->params, &ck->weights_bf16, err)) ||
+    }
+    if ((host && hf_weights_read(dir, &h->model, arch, ck->params, &ck->weights_bf16, err)) ||
         hf_tokenizer_load(&ck->tokenizer, dir, err)) {
         checkpoint_free(ck);
         return -1;
@@ -186,12 +192,20 @@ int checkpoint_from_hf(const char *dir, int weights, Checkpoint *ck, Error *err)
 
 void checkpoint_free(Checkpoint *ck) {
     free(ck->params);  // the arrays and the tokenizer bytes share one allocation
+    free(ck->hf_dir);
     tokenizer_free(&ck->tokenizer);
     memset(ck, 0, sizeof *ck);
 }
 
-void checkpoint_copy_weights(const Checkpoint *ck, Model *m) {
-    m->be->to_device(m->params, ck->params, m->n_params * sizeof(float));
+static int upload_slice(void *model, size_t offset, const float *values, size_t n, Error *err) {
+    return model_set_weight_range(model, offset, values, n, err);
+}
+
+int checkpoint_copy_weights(const Checkpoint *ck, Model *m, Error *err) {
+    if (ck->hf_dir)  // straight from the files, a tensor at a time
+        return hf_weights_stream(ck->hf_dir, &ck->header.model, ck->hf_arch, upload_slice, m,
+                                 err);
+    return model_set_weights(m, ck->params, err);
 }
 
 int checkpoint_model(const Checkpoint *ck, const Backend *be, int max_batch, Model *m,
@@ -199,7 +213,7 @@ int checkpoint_model(const Checkpoint *ck, const Backend *be, int max_batch, Mod
     const Backend *bf16 = ck->weights_bf16 ? backend_bf16_weights(be) : NULL;
     if (model_create(m, &ck->header.model, bf16 ? bf16 : be, max_batch, MODEL_INFERENCE, err))
         return -1;
-    if (model_set_weights(m, ck->params, err)) {
+    if (checkpoint_copy_weights(ck, m, err)) {
         model_free(m);
         return -1;
     }
@@ -209,7 +223,7 @@ int checkpoint_model(const Checkpoint *ck, const Backend *be, int max_batch, Mod
 void checkpoint_restore(const Checkpoint *ck, Trainer *tr) {
     Model *m = tr->model;
     size_t bytes = m->n_params * sizeof(float);
-    checkpoint_copy_weights(ck, m);
+    m->be->to_device(m->params, ck->params, bytes);
     m->be->to_device(m->adam_m, ck->adam_m, bytes);
     m->be->to_device(m->adam_v, ck->adam_v, bytes);
     tr->step = ck->header.step;

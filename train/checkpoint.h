@@ -39,8 +39,10 @@ typedef struct {
     CheckpointHeader header;
     float *params, *adam_m, *adam_v;  // host memory, n_params each
     Tokenizer tokenizer;
-    int weights_bf16;  // an imported model stored as bf16 (the files' dtype; without the
-                       // weights, config.json's torch_dtype): inference keeps them so
+    int weights_bf16;  // an imported model stored as bf16 (config.json's torch_dtype; the files'
+                       // dtype when read onto the host): inference keeps them so
+    char *hf_dir;      // an imported model whose weights stay in its files until a model
+    int hf_arch;       // is made (HF_WEIGHTS_LATER; params NULL), and their layout
 } Checkpoint;
 
 int checkpoint_save(const char *path, const Trainer *tr, const Tokenizer *t, Error *err);
@@ -48,14 +50,18 @@ int checkpoint_load(const char *path, Checkpoint *ck, Error *err);
 // A Hugging Face model directory (model/hf_model.h) as a checkpoint at step 0: its config,
 // weights and tokenizer, the default training settings, and no optimizer state (adam_m and
 // adam_v NULL: it can start a run, --init, but not resume one).
-// weights = 0 reads the config and tokenizer alone (params NULL): enough for a memory plan.
-int checkpoint_from_hf(const char *dir, int weights, Checkpoint *ck, Error *err);
+// HF_CONFIG_ONLY reads the config and tokenizer alone (params NULL): enough for a memory plan;
+// HF_WEIGHTS_ON_HOST reads the weights into params as fp32 (export needs them there);
+// HF_WEIGHTS_LATER leaves them in the files: checkpoint_model / checkpoint_copy_weights read
+// them a tensor at a time into the model (host memory: one tensor, not the model).
+typedef enum { HF_CONFIG_ONLY, HF_WEIGHTS_ON_HOST, HF_WEIGHTS_LATER } HfWeights;
+int checkpoint_from_hf(const char *dir, HfWeights weights, Checkpoint *ck, Error *err);
 void checkpoint_free(Checkpoint *ck);
 // Copies weights and optimizer state into a model created with ck->header.model, and the
 // step and RNG streams into a trainer initialised on that model.
 void checkpoint_restore(const Checkpoint *ck, Trainer *tr);
-// Copies the weights alone (a fine-tuning start, or inference).
-void checkpoint_copy_weights(const Checkpoint *ck, Model *m);
+// Copies the weights alone (a fine-tuning start, or inference), from params or the files.
+int checkpoint_copy_weights(const Checkpoint *ck, Model *m, Error *err);
 // Creates an inference model (model/model.h: no gradients or optimizer state) of the
 // checkpoint's shape with room for max_batch rows, holding its weights: in bf16 when the file
 // stored bf16 and be has a bf16-weight twin (backend_bf16_weights), else fp32.

@@ -172,7 +172,7 @@ int checkpoint_load_latest(const char *path, Checkpoint *ck, char *chosen, size_
     }
     if (hf_model_dir(path)) {  // a Hugging Face model directory, not a run
         snprintf(chosen, cap, "%s", path);
-        return checkpoint_from_hf(path, 1, ck, err);
+        return checkpoint_from_hf(path, HF_WEIGHTS_LATER, ck, err);
     }
     int64_t steps[1024];
     int n = list_checkpoints(path, steps, 1024);
