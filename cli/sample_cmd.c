@@ -334,21 +334,35 @@ static int generate(const SampleOptions *o, Model *m, const Tokenizer *tok, Rows
 }
 
 // Each row's prompt and generated text on stdout; the summary line on stderr.
+// Drops, in place, the ids a padded vocabulary has beyond the tokenizer's (released models
+// round their embedding up; a model should never pick those rows, an untrained one may);
+// returns how many are left.
+static size_t drop_untokenizable(int *ids, size_t n, int tokenizer_vocab, long *dropped) {
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < tokenizer_vocab) ids[kept++] = ids[i];
+    *dropped += (long)(n - kept);
+    return kept;
+}
+
 static int print_samples(const SampleOptions *o, const Tokenizer *tok, const Rows *r,
                          const SampleStats *st, double seconds, Error *err) {
-    long generated = 0;
+    long generated = 0, dropped = 0;
     for (int i = 0; i < r->n; i++) {
         if (r->n > 1) printf("--- prompt %d, sample %d\n", i / o->batch, i % o->batch);
         char *text;
-        int start = r->P - r->lens[i];
-        if (tokenizer_decode(tok, r->out + (size_t)i * r->T + start,
-                             (size_t)(r->lens[i] + r->lengths[i]), &text, err))
-            return -1;
+        int *row = r->out + (size_t)i * r->T + (r->P - r->lens[i]);
+        size_t n = drop_untokenizable(row, (size_t)(r->lens[i] + r->lengths[i]),
+                                      tok->vocab_size, &dropped);
+        if (tokenizer_decode(tok, row, n, &text, err)) return -1;
         printf("%s\n", text);
         free(text);
         generated += r->lengths[i];
     }
     fflush(stdout);
+    if (dropped)
+        fprintf(stderr, "note: %ld generated ids past the tokenizer's %d tokens (the model's "
+                "padded vocabulary) were left out of the text\n", dropped, tok->vocab_size);
     fprintf(stderr,
             "%s sampler: %d steps, %d forward passes, %ld tokens generated in %d sequences, "
             "NFE/token %.3f, %.2f s\n",

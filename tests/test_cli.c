@@ -480,6 +480,11 @@ START_TEST(test_imported_models) {
     ck_assert_msg(strstr(r->err, "llada sampler: 4 steps"), "%s", r->err);  // stats: stderr
     r = dllm("sample --model tests/fixtures/hf_models/qwen2 --prompt hello --gen-length 8");
     ck_assert_msg(r->status == 0 && strstr(r->err, "ar sampler"), "%s", r->err);
+    // qwen2's 1024 logits, 1005 tokens: an id the tokenizer lacks is left out of the text
+    r = dllm("sample --model tests/fixtures/hf_models/qwen2 --prompt hello --gen-length 60 "
+             "--temperature 1.5 --seed 1");
+    ck_assert_msg(r->status == 0 && strstr(r->err, "past the tokenizer's 1005 tokens"), "%s",
+                  r->err);
     r = dllm("sample --model tests/fixtures/hf_models/llada_bf16 --prompt hello --gen-length 8 "
              "--block-length 8 --steps 8 --dry-run 1 --device cpu");
     ck_assert_msg(r->status == 0, "%s", r->err);
