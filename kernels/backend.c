@@ -6,6 +6,15 @@
 #include "kernels/cuda/cuda_ops.h"
 #endif
 
+void backend_make_inference_only(Backend *b) {
+    b->weight_bytes = 2;
+    b->embedding_backward = NULL;
+    b->rmsnorm_backward = NULL;
+    b->matmul_backward = NULL;
+    b->bias_backward = NULL;
+    b->adamw_update = NULL;
+}
+
 const Backend *backend_bf16_weights(const Backend *be) {
     if (be == &backend_cpu) return backend_cpu_bf16_weights();
 #ifdef DLLM_CUDA

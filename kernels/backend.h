@@ -160,6 +160,9 @@ const Backend *cuda_backend_bf16_weights(void);  // backend_cuda's bf16-weight t
 // "cpu", "cuda" / "cuda-fp32" (built with CUDA and a device present), or "auto": cuda when
 // it is available, else cpu. NULL and a message otherwise.
 const Backend *backend_by_name(const char *name, Error *err);
+// Turns table b into a bf16-weight twin: weight_bytes 2, and no backward or optimizer ops
+// (NULL). The caller then sets the four weight-reading forward ops.
+void backend_make_inference_only(Backend *b);
 // The twin of be that keeps weights in bf16 (forward ops only), or NULL when be has none
 // (cuda-fp32: fp32 activations are for checking, with fp32 weights).
 const Backend *backend_bf16_weights(const Backend *be);

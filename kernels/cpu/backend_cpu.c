@@ -161,16 +161,11 @@ const Backend *backend_cpu_bf16_weights(void) {
     static Backend b;
     if (!b.name) {
         b = backend_cpu;
-        b.weight_bytes = 2;
+        backend_make_inference_only(&b);
         b.embedding_forward = embedding_forward_w16;
         b.rmsnorm_forward = rmsnorm_forward_w16;
         b.matmul_forward = matmul_forward_w16;
         b.bias_forward = bias_forward_w16;
-        b.embedding_backward = NULL;
-        b.rmsnorm_backward = NULL;
-        b.matmul_backward = NULL;
-        b.bias_backward = NULL;
-        b.adamw_update = NULL;
         b.name = "cpu";  // set last: the table is complete once it has a name
     }
     return &b;

@@ -55,16 +55,11 @@ const Backend backend_cuda = cuda_table<__nv_bfloat16>("cuda");
 static Backend bf16_weight_table(void) {
     typedef __nv_bfloat16 bf16;
     Backend b = cuda_table<bf16>("cuda");
-    b.weight_bytes = 2;
+    backend_make_inference_only(&b);
     b.embedding_forward = cuda_embedding_forward<bf16, bf16>;
     b.rmsnorm_forward = cuda_rmsnorm_forward<bf16, bf16>;
     b.matmul_forward = cuda_matmul_forward_w16;
     b.bias_forward = cuda_bias_forward<bf16, bf16>;
-    b.embedding_backward = NULL;
-    b.rmsnorm_backward = NULL;
-    b.matmul_backward = NULL;
-    b.bias_backward = NULL;
-    b.adamw_update = NULL;
     return b;
 }
 
