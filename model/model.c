@@ -302,10 +302,16 @@ static void layer_forward(Model *m, int l, const int *key_start, int start, int 
 
 void model_infer(Model *m, const int *tokens, const int *key_start, int B, int T, int start,
                  int end) {
+    model_infer_rows(m, tokens, key_start, B, T, start, end, start, end);
+}
+
+void model_infer_rows(Model *m, const int *tokens, const int *key_start, int B, int T, int start,
+                      int end, int head_start, int head_end) {
     const ModelConfig *c = &m->cfg;
     const Backend *be = m->be;
     assert(B >= 1 && B <= m->max_batch && T >= 1 && T <= c->seq_len);
     assert(0 <= start && start < end && end <= T);
+    assert(start <= head_start && head_start < head_end && head_end <= end);
     assert(!m->recompute || (start == 0 && end == T));  // no per-layer cache to reuse
     m->B = B;  // per-layer slices hold B * T rows: the whole cache, or a training batch
     m->T = T;
@@ -318,9 +324,17 @@ void model_infer(Model *m, const int *tokens, const int *key_start, int B, int T
         layer_forward(m, l, key_start ? m->key_start : NULL, start, end);
     size_t last = m->inference ? (size_t)c->n_layer % 2 : (size_t)c->n_layer;
     Act *resid_final = act_at(m, m->acts.resid, last * B * T * C);
-    be->rmsnorm_forward(m->acts.lnf, m->acts.lnf_rstd, resid_final, m->p.final_norm, N, C,
+    int Th = head_end - head_start;
+    if (Th < Tq) {  // gather each sequence's head rows into the scratch, in order
+        size_t row = (size_t)C * be->act_bytes;
+        be->copy_rows(m->acts.proj, Th * row, act_at(m, resid_final, (size_t)(head_start - start) * C),
+                      Tq * row, Th * row, B);
+        resid_final = m->acts.proj;
+    }
+    // the LM head is the largest matmul: it runs over the head rows alone
+    be->rmsnorm_forward(m->acts.lnf, m->acts.lnf_rstd, resid_final, m->p.final_norm, B * Th, C,
                         c->norm_eps);
-    be->matmul_forward(m->acts.logits, m->acts.lnf, m->p.lm_head, N, C, c->vocab_size);
+    be->matmul_forward(m->acts.logits, m->acts.lnf, m->p.lm_head, B * Th, C, c->vocab_size);
 }
 
 // Uploads each logit row's target and weight; returns the weights as uploaded. With

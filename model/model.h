@@ -136,5 +136,10 @@ void model_zero_grad(Model *m);
 // A model created with recompute keeps no per-layer cache: it only runs whole rows (0, T).
 void model_infer(Model *m, const int *tokens, const int *key_start, int B, int T, int start,
                  int end);
+// model_infer with the final norm and LM head (the largest matmul) run only over the rows
+// [head_start, head_end) of each sequence (within [start, end)), the rows a sampler reads:
+// their logits land in acts.logits [B, head_end - head_start, vocab].
+void model_infer_rows(Model *m, const int *tokens, const int *key_start, int B, int T, int start,
+                      int end, int head_start, int head_end);
 
 #endif

@@ -37,8 +37,10 @@ typedef struct {
     Rng rng;
 } Denoiser;
 
-// One forward pass over rows [start, end) of every sequence; the logits stay on the device.
-static void run_model(Denoiser *d, int start, int end) {
+// One forward pass over rows [start, end) of every sequence, with logits (left on the device)
+// for block [bs, be) alone: rows bs..be-1, or one earlier for a model with logit_shift (Dream),
+// where position t is predicted at row t - 1.
+static void run_model(Denoiser *d, int start, int end, int bs, int be) {
     int mask = d->m->cfg.mask_token_id;
     size_t n = (size_t)d->B * d->T;
     memcpy(d->input, d->x, n * sizeof(int));
@@ -47,17 +49,17 @@ static void run_model(Denoiser *d, int start, int end) {
         for (int b = 0; b < d->B; b++)
             for (int i = d->key_start[b]; i < d->P; i++) d->input[n + (size_t)b * d->T + i] = mask;
     }
-    model_infer(d->m, d->input, d->key_start, d->rows, d->T, start, end);
+    int shift = d->m->cfg.logit_shift;
+    model_infer_rows(d->m, d->input, d->key_start, d->rows, d->T, start, end, bs - shift,
+                     be - shift);
 }
 
 // A token and its confidence for every position of block [bs, be) of every sequence, picked
-// on the device from the computed rows (which start at q_start): position t's logit row is t,
-// or t - 1 for a model with logit_shift (Dream). [MASK] is banned unless the exact-LLaDA mode
-// allows it: a committed [MASK] reads as still masked.
-static void pick_block(Denoiser *d, int bs, int be, int q_start, int q_len) {
+// on the device from the block's logit rows (run_model). [MASK] is banned unless the
+// exact-LLaDA mode allows it: a committed [MASK] reads as still masked.
+static void pick_block(Denoiser *d, int bs, int be) {
     float cfg = d->rows > d->B ? d->sc->cfg_scale : 0.0f;
-    int first = bs - d->m->cfg.logit_shift - q_start;
-    picks_run(&d->picks, d->m, d->B, q_len, first, be - bs, cfg, d->sc->temperature,
+    picks_run(&d->picks, d->m, d->B, be - bs, 0, be - bs, cfg, d->sc->temperature,
               rng_next(&d->rng), d->sc->allow_mask ? -1 : d->m->cfg.mask_token_id);
 }
 
@@ -77,12 +79,12 @@ static int commit_count(Denoiser *d, int n, int count) {
 
 // Commits tokens of block [bs, be) in every sequence (commit_count of its masked positions,
 // the most confident first; ties to the earlier position). Returns the number committed.
-static int denoise_step(Denoiser *d, int bs, int be, int q_start, int q_len, int count) {
+static int denoise_step(Denoiser *d, int bs, int be, int count) {
     const SamplerConfig *sc = d->sc;
     int mask = d->m->cfg.mask_token_id, total = 0;
     memset(d->committed, 0, (size_t)d->B * d->T);
     for (size_t i = 0; i < (size_t)d->B * d->T; i++) d->confidence[i] = NAN;
-    pick_block(d, bs, be, q_start, q_len);
+    pick_block(d, bs, be);
     for (int b = 0; b < d->B; b++) {
         int *x = d->x + (size_t)b * d->T, n = 0;
         for (int pos = bs; pos < be; pos++) {
@@ -191,9 +193,9 @@ int llada_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
                 q_start = bs - m->cfg.logit_shift;
                 q_end = sc->cache == CACHE_DUAL ? be : d.T;
             }
-            run_model(&d, q_start, q_end);
+            run_model(&d, q_start, q_end, bs, be);
             st.nfe++;
-            denoise_step(&d, bs, be, q_start, q_end - q_start, adaptive ? -1 : counts[i]);
+            denoise_step(&d, bs, be, adaptive ? -1 : counts[i]);
             if (cb) {
                 StepEvent ev = {st.steps, k, B, d.T, out, d.committed, d.confidence};
                 cb(user, &ev);

@@ -323,6 +323,13 @@ START_TEST(test_block_caches) {
             for (int v = 0; v < V; v++)
                 ck_assert_float_eq_tol(((float *)m.acts.logits)[((b * 6) + t - 8) * V + v],
                                        full[((b * 20) + t) * V + v], 1e-4f);
+    // the LM head over some rows only (what the sampler reads): those rows' logits
+    model_infer_rows(&m, tokens, NULL, 2, 20, 4, 18, 9, 13);
+    for (int b = 0; b < 2; b++)
+        for (int t = 9; t < 13; t++)
+            for (int v = 0; v < V; v++)
+                ck_assert_float_eq_tol(((float *)m.acts.logits)[((b * 4) + t - 9) * V + v],
+                                       full[((b * 20) + t) * V + v], 1e-4f);
     // the full inference pass is the training forward pass
     model_forward(&m, tokens, 2, 20);
     ck_assert_mem_eq(m.acts.logits, full, 2 * 20 * V * sizeof(float));
