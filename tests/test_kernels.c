@@ -473,6 +473,7 @@ END_TEST
 int main(void) {
     Suite *s = suite_create("kernels");
     TCase *tc = tcase_create("cpu ops");
+    tcase_set_timeout(tc, 60);  // finite differences over every input: slow on a loaded machine
     tcase_add_test(tc, test_matmul);
     tcase_add_test(tc, test_rmsnorm);
     tcase_add_test(tc, test_rope);
