@@ -18,7 +18,7 @@ make_model() {  # name, then the model flags
         --eval-every 0 --run "$work/$name" "$@" > /dev/null
 }
 make_model small --n-layer 4 --d-model 128 --n-head 4 --d-ff 352
-make_model large --n-layer 8 --d-model 512 --n-head 8 --d-ff 1408
+make_model large --n-layer 6 --d-model 384 --n-head 6 --d-ff 1024
 
 # median of 3 sampling times (seconds, as dllm reports them)
 sample_time() {  # model, threads, wait policy

@@ -11,7 +11,7 @@
 double cpu_sum_squares(const float *x, size_t n) {
     size_t n_chunks = (n + SUM_CHUNK - 1) / SUM_CHUNK;
     double *partial = malloc((n_chunks ? n_chunks : 1) * sizeof(double));
-#pragma omp parallel for
+#pragma omp parallel for if (worth_threads(n))
     for (size_t c = 0; c < n_chunks; c++) {
         size_t end = (c + 1) * SUM_CHUNK < n ? (c + 1) * SUM_CHUNK : n;
         double s = 0.0;
@@ -25,7 +25,7 @@ double cpu_sum_squares(const float *x, size_t n) {
 }
 
 void cpu_scale(float *x, size_t n, float s) {
-#pragma omp parallel for
+#pragma omp parallel for if (worth_threads(n))
     for (size_t i = 0; i < n; i++) x[i] *= s;
 }
 
@@ -33,7 +33,7 @@ void cpu_adamw_update(float *params, const float *grads, float *m, float *v, siz
                       float beta1, float beta2, float eps, float weight_decay, long t) {
     float bc1 = 1.0f - powf(beta1, (float)t);
     float bc2 = 1.0f - powf(beta2, (float)t);
-#pragma omp parallel for
+#pragma omp parallel for if (worth_threads(10.0 * n))
     for (size_t i = 0; i < n; i++) {
         float g = grads[i];
         m[i] = beta1 * m[i] + (1.0f - beta1) * g;

@@ -32,7 +32,7 @@ void cpu_attention_forward(float *out, float *lse, const float *q, const float *
                            int H, int Hkv, int head_dim, int causal) {
     float scale = 1.0f / sqrtf((float)head_dim);
     int group = H / Hkv;
-#pragma omp parallel
+#pragma omp parallel if (worth_threads(2.0 * B * H * Tq * Tk * head_dim))
     {
         float *p = malloc((size_t)Tk * sizeof(float));
 #pragma omp for collapse(3)
@@ -77,7 +77,7 @@ void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout, 
     // With P = softmax(S): dS = P * (dO . v - D), D = dO . out (= sum_j P_j dO . v_j).
     float scale = 1.0f / sqrtf((float)head_dim);
     int group = H / Hkv;
-#pragma omp parallel for collapse(2)
+#pragma omp parallel for collapse(2) if (worth_threads(4.0 * B * H * T * T * head_dim))
     for (int b = 0; b < B; b++)
         for (int g = 0; g < Hkv; g++)
             for (int h = g * group; h < (g + 1) * group; h++)

@@ -7,6 +7,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// 1 when a loop's work (multiply-adds, or values touched) is worth threads. A parallel
+// region costs a wake-up and a join, and on a busy machine the join can wait a whole time slice
+// for a descheduled thread: a small model's many small ops ran slower on 2 threads than on 1
+// beside one busy process (bench/threads.sh). About a millisecond of one core's work pays;
+// below that a loop stays on one thread.
+static inline int worth_threads(double work) { return work >= 2e6; }
+
 void cpu_embedding_forward(float *out, const int *tokens, const float *table, int N, int C);
 void cpu_embedding_backward(float *dtable, const float *dout, const int *tokens, int N, int C,
                             int V);

@@ -21,7 +21,7 @@ static float row_exp_sum(const float *x, int V, float *maxv) {
 
 void cpu_cross_entropy_forward(float *losses, const float *logits, const int *targets, int N,
                                int V) {
-#pragma omp parallel for
+#pragma omp parallel for if (worth_threads(2.0 * N * V))
     for (int n = 0; n < N; n++) {
         const float *x = logits + (size_t)n * V;
         float m, sum = row_exp_sum(x, V, &m);
@@ -31,7 +31,7 @@ void cpu_cross_entropy_forward(float *losses, const float *logits, const int *ta
 
 void cpu_cross_entropy_fused(float *losses, float *dlogits, const float *logits,
                              const int *targets, const float *weights, int N, int V) {
-#pragma omp parallel for
+#pragma omp parallel for if (worth_threads(3.0 * N * V))
     for (int n = 0; n < N; n++) {
         const float *x = logits + (size_t)n * V;
         float *dx = dlogits + (size_t)n * V;  // may be x: each x[i] is read before dx[i] is written

@@ -6,14 +6,14 @@
 static float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 void cpu_swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
-#pragma omp parallel for
+#pragma omp parallel for if (worth_threads(10.0 * n))
     for (size_t i = 0; i < n; i++) out[i] = gate[i] * sigmoid(gate[i]) * up[i];
 }
 
 void cpu_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
                          const float *up, size_t n) {
     // silu(g) = g * s(g), silu'(g) = s(g) * (1 + g * (1 - s(g)))
-#pragma omp parallel for
+#pragma omp parallel for if (worth_threads(10.0 * n))
     for (size_t i = 0; i < n; i++) {
         float s = sigmoid(gate[i]);
         float silu = gate[i] * s;
@@ -23,24 +23,24 @@ void cpu_swiglu_backward(float *dgate, float *dup, const float *dout, const floa
 }
 
 void cpu_add(float *out, const float *a, const float *b, size_t n) {
-#pragma omp parallel for
+#pragma omp parallel for if (worth_threads(n))
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
 void cpu_guide(float *cond, const float *uncond, float w, size_t n) {
-#pragma omp parallel for
+#pragma omp parallel for if (worth_threads(n))
     for (size_t i = 0; i < n; i++) cond[i] = uncond[i] + w * (cond[i] - uncond[i]);
 }
 
 void cpu_bias_forward(float *x, const float *bias, int N, int C) {
-#pragma omp parallel for
+#pragma omp parallel for if (worth_threads((double)N * C))
     for (int n = 0; n < N; n++)
         for (int i = 0; i < C; i++) x[(size_t)n * C + i] += bias[i];
 }
 
 void cpu_bias_backward(float *dbias, const float *dout, int N, int C) {
     // split by column so each sum has one owner, rows in order
-#pragma omp parallel for
+#pragma omp parallel for if (worth_threads((double)N * C))
     for (int i = 0; i < C; i++) {
         float s = 0.0f;
         for (int n = 0; n < N; n++) s += dout[(size_t)n * C + i];

@@ -4,7 +4,7 @@
 #include "kernels/cpu/cpu_ops.h"
 
 void cpu_embedding_forward(float *out, const int *tokens, const float *table, int N, int C) {
-#pragma omp parallel for
+#pragma omp parallel for if (worth_threads((double)N * C))
     for (int n = 0; n < N; n++) memcpy(out + (size_t)n * C, table + (size_t)tokens[n] * C,
                                        (size_t)C * sizeof(float));
 }
@@ -14,7 +14,7 @@ void cpu_embedding_backward(float *dtable, const float *dout, const int *tokens,
     // Tokens repeat, so rows of dtable collide; threads split the columns instead of the
     // rows, which keeps every sum in the same order (by position) whatever the thread count.
     (void)V;
-#pragma omp parallel for
+#pragma omp parallel for if (worth_threads((double)N * C))
     for (int c = 0; c < C; c++)
         for (int n = 0; n < N; n++) dtable[(size_t)tokens[n] * C + c] += dout[(size_t)n * C + c];
 }

@@ -7,7 +7,7 @@
 void cpu_matmul_forward(float *out, const float *inp, const float *weight, int N, int C_in,
                         int C_out) {
     int n_tiles = (N + ROW_TILE - 1) / ROW_TILE;
-#pragma omp parallel for collapse(2)
+#pragma omp parallel for collapse(2) if (worth_threads((double)N * C_in * C_out))
     for (int tile = 0; tile < n_tiles; tile++) {
         for (int o = 0; o < C_out; o++) {
             const float *w = weight + (size_t)o * C_in;
@@ -43,7 +43,7 @@ void cpu_matmul_forward(float *out, const float *inp, const float *weight, int N
 void cpu_matmul_backward(float *dinp, float *dweight, const float *dout, const float *inp,
                          const float *weight, int N, int C_in, int C_out) {
     // dinp[n, :] += sum_o dout[n, o] * weight[o, :], four weight rows per pass over dinp[n]
-#pragma omp parallel for
+#pragma omp parallel for if (worth_threads((double)N * C_in * C_out))
     for (int n = 0; n < N; n++) {
         float *dx = dinp + (size_t)n * C_in;
         const float *dy = dout + (size_t)n * C_out;
@@ -63,7 +63,7 @@ void cpu_matmul_backward(float *dinp, float *dweight, const float *dout, const f
         }
     }
     // dweight[o, :] += sum_n dout[n, o] * inp[n, :], four input rows per pass over dweight[o]
-#pragma omp parallel for
+#pragma omp parallel for if (worth_threads((double)N * C_in * C_out))
     for (int o = 0; o < C_out; o++) {
         float *dw = dweight + (size_t)o * C_in;
         int n = 0;

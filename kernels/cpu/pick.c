@@ -15,7 +15,7 @@ void cpu_pick_tokens(int *tokens, double *confidence, const float *logits, int B
                      uint64_t seed, int banned) {
     size_t uncond_offset = (size_t)B * rows_per_seq * V;
     float w = cfg + 1.0f;
-#pragma omp parallel for collapse(2)
+#pragma omp parallel for collapse(2) if (worth_threads(4.0 * B * count * V))
     for (int b = 0; b < B; b++)
         for (int i = 0; i < count; i++) {
             const float *cond = logits + ((size_t)b * rows_per_seq + first + i) * V;

@@ -11,7 +11,7 @@ float cpu_rmsnorm_rstd(const float *x, int C, float eps) {
 
 void cpu_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int N,
                          int C, float eps) {
-#pragma omp parallel for
+#pragma omp parallel for if (worth_threads(3.0 * N * C))
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         float *y = out + (size_t)n * C;
@@ -24,7 +24,7 @@ void cpu_rmsnorm_forward(float *out, float *rstd, const float *inp, const float 
 void cpu_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
                           const float *weight, const float *rstd, int N, int C) {
     // dx_j = r * (w_j dy_j - x_j * r^2 * mean_i(w_i dy_i x_i))
-#pragma omp parallel for
+#pragma omp parallel for if (worth_threads(5.0 * N * C))
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         const float *dy = dout + (size_t)n * C;
@@ -36,7 +36,7 @@ void cpu_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const 
         for (int i = 0; i < C; i++) dx[i] += r * (weight[i] * dy[i] - x[i] * coef);
     }
     // dweight sums over rows: split by column so each sum has one owner
-#pragma omp parallel for
+#pragma omp parallel for if (worth_threads(3.0 * N * C))
     for (int i = 0; i < C; i++) {
         float s = 0.0f;
         for (int n = 0; n < N; n++) s += dout[(size_t)n * C + i] * inp[(size_t)n * C + i] * rstd[n];

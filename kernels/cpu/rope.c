@@ -6,7 +6,7 @@
 static void rotate(float *x, const float *cos, const float *sin, int B, int T, int pos0, int H,
                    int head_dim, float direction) {
     int half = head_dim / 2;
-#pragma omp parallel for collapse(3)
+#pragma omp parallel for collapse(3) if (worth_threads(3.0 * B * T * H * head_dim))
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++)
             for (int h = 0; h < H; h++) {

@@ -8,7 +8,7 @@
 
 void cpu_embedding_forward_w16(float *out, const int *tokens, const uint16_t *table, int N,
                                int C) {
-#pragma omp parallel for
+#pragma omp parallel for if (worth_threads((double)N * C))
     for (int n = 0; n < N; n++)
         for (int i = 0; i < C; i++)
             out[(size_t)n * C + i] = bf16_to_float(table[(size_t)tokens[n] * C + i]);
@@ -16,7 +16,7 @@ void cpu_embedding_forward_w16(float *out, const int *tokens, const uint16_t *ta
 
 void cpu_rmsnorm_forward_w16(float *out, float *rstd, const float *inp, const uint16_t *weight,
                              int N, int C, float eps) {
-#pragma omp parallel for
+#pragma omp parallel for if (worth_threads(3.0 * N * C))
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         float *y = out + (size_t)n * C;
@@ -29,7 +29,7 @@ void cpu_rmsnorm_forward_w16(float *out, float *rstd, const float *inp, const ui
 void cpu_matmul_forward_w16(float *out, const float *inp, const uint16_t *weight, int N,
                             int C_in, int C_out) {
     // each thread widens one weight row at a time and runs every input row against it
-#pragma omp parallel
+#pragma omp parallel if (worth_threads((double)N * C_in * C_out))
     {
         float *w = malloc((size_t)C_in * sizeof(float));
 #pragma omp for
@@ -48,7 +48,7 @@ void cpu_matmul_forward_w16(float *out, const float *inp, const uint16_t *weight
 }
 
 void cpu_bias_forward_w16(float *x, const uint16_t *bias, int N, int C) {
-#pragma omp parallel for
+#pragma omp parallel for if (worth_threads((double)N * C))
     for (int n = 0; n < N; n++)
         for (int i = 0; i < C; i++) x[(size_t)n * C + i] += bf16_to_float(bias[i]);
 }
