@@ -4,14 +4,18 @@
 #   make clean
 
 CC      ?= gcc
+# OpenBLAS, OpenMP build (Debian's libopenblas-openmp-dev): the CPU backend's matmuls
+BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
+BLAS_LIBS := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
 CFLAGS  ?= -O2 -march=native
-CFLAGS  += -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wpointer-arith -fopenmp -I. -MMD -MP
+CFLAGS  += -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wpointer-arith -fopenmp -I. -MMD -MP \
+           $(BLAS_CFLAGS)
 CXXFLAGS ?= -O2 -march=native
 CXXFLAGS += -std=c++17 -Wall -Wextra -I. -MMD -MP
 SPM_LIBS := $(shell pkg-config --libs sentencepiece 2>/dev/null || echo -lsentencepiece -lsentencepiece_train)
 # PCRE2 (tokenizer.json split regexes) and utf8proc (NFC, Unicode whitespace) for tokenizer/bpe.c
 TEXT_LIBS := $(shell pkg-config --libs libpcre2-8 libutf8proc 2>/dev/null || echo -lpcre2-8 -lutf8proc)
-LDLIBS  += $(SPM_LIBS) $(TEXT_LIBS) -lstdc++ -lm -fopenmp
+LDLIBS  += $(SPM_LIBS) $(TEXT_LIBS) $(BLAS_LIBS) -lstdc++ -lm -fopenmp
 
 # CUDA: built whenever nvcc is found (CI has it, with no GPU); `make CUDA=0` leaves it out.
 CUDA_HOME ?= /usr/local/cuda
@@ -99,7 +103,7 @@ $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(BUILD)/tests/testutil.o $(BUILD
 	$(CC) $(CFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
 
 check-deps:
-	@pkg-config --exists check sentencepiece libpcre2-8 libutf8proc || { echo "error: Check, SentencePiece, PCRE2 or utf8proc is missing; run scripts/setup.sh"; exit 1; }
+	@pkg-config --exists check sentencepiece libpcre2-8 libutf8proc openblas || { echo "error: Check, SentencePiece, PCRE2, utf8proc or OpenBLAS is missing; run scripts/setup.sh"; exit 1; }
 
 # Each suite prints Check's summary line: "100%: Checks: N, Failures: 0, Errors: 0".
 # builds the benchmark too, so CI compiles everything
@@ -140,14 +144,14 @@ $(EMU)/test_gpu.o: tests/test_gpu.c
 	$(CC) $(CFLAGS) -DDLLM_CUDA -DDLLM_CUDA_EMULATION $(CHECK_CFLAGS) -c -o $@ $<
 
 $(EMU)/test_gpu: $(EMU)/test_gpu.o $(BUILD)/tests/testutil.o $(EMU_OBJ) $(EMU_LIB_OBJ)
-	$(CXX) -fopenmp -o $@ $(filter %.o,$^) $(CHECK_LIBS) $(SPM_LIBS) $(TEXT_LIBS) -lm $(SAN_FLAGS)
+	$(CXX) -fopenmp -o $@ $(filter %.o,$^) $(CHECK_LIBS) $(SPM_LIBS) $(TEXT_LIBS) $(BLAS_LIBS) -lm $(SAN_FLAGS)
 
 test-cuda-emu: check-deps $(EMU)/test_gpu
 	./$(EMU)/test_gpu
 
 # the whole CLI on the emulated CUDA backend: `build/emu/dllm train --device cuda ...`
 $(EMU)/dllm: $(CLI_OBJ) $(EMU_OBJ) $(EMU_LIB_OBJ)
-	$(CXX) -fopenmp -o $@ $(filter %.o,$^) $(SPM_LIBS) $(TEXT_LIBS) -lm $(SAN_FLAGS)
+	$(CXX) -fopenmp -o $@ $(filter %.o,$^) $(SPM_LIBS) $(TEXT_LIBS) $(BLAS_LIBS) -lm $(SAN_FLAGS)
 
 $(BUILD)/bench/bench: bench/bench.c $(BUILD)/cli/flags.o $(BUILD)/libdllm.a
 	@mkdir -p $(dir $@)
@@ -181,7 +185,7 @@ FUZZ_LIB_OBJ := $(filter-out $(FUZZ)/kernels/cuda/%,$(LIB_SRC:%.c=$(FUZZ)/%.o)) 
 
 $(FUZZ)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) -std=c11 -D_DEFAULT_SOURCE -isystem /usr/include/stb $(FUZZ_FLAGS) \
+	$(FUZZ_CC) -std=c11 -D_DEFAULT_SOURCE -isystem /usr/include/stb $(BLAS_CFLAGS) $(FUZZ_FLAGS) \
 	    -fsanitize=fuzzer-no-link -c -o $@ $<
 
 $(FUZZ)/tokenizer/spm_shim.o: tokenizer/spm_shim.cc
@@ -189,7 +193,7 @@ $(FUZZ)/tokenizer/spm_shim.o: tokenizer/spm_shim.cc
 	$(FUZZ_CXX) -std=c++17 $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
 $(FUZZ)/fuzz_%: $(FUZZ)/tests/fuzz/fuzz_%.o $(FUZZ_LIB_OBJ)
-	$(FUZZ_CXX) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $^ $(SPM_LIBS) $(TEXT_LIBS) -lm
+	$(FUZZ_CXX) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $^ $(SPM_LIBS) $(TEXT_LIBS) $(BLAS_LIBS) -lm
 
 fuzz: $(FUZZ_BIN)
 	@status=0; for f in $(FUZZ_BIN); do name=$$(basename $$f); \

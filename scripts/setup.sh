@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up dllm on a fresh Debian machine, skipping every step that is already done:
-#   1. Debian packages: the toolchain, Check, SentencePiece, stb, PCRE2 and utf8proc (Hugging
+#   1. Debian packages: the toolchain, Check, SentencePiece, stb, OpenBLAS, PCRE2 and utf8proc (Hugging
 #      Face tokenizers), clang and its runtime (libFuzzer: make fuzz), and the corpus sources
 #   2. build ./dllm
 #   3. the default corpus (scripts/corpus.sh -> data/corpus/)
@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential pkg-config check libsentencepiece-dev sentencepiece libstb-dev
-          libpcre2-dev libutf8proc-dev clang libclang-rt-14-dev
+          libpcre2-dev libutf8proc-dev libopenblas-openmp-dev clang libclang-rt-14-dev
           bible-kjv bible-kjv-text sword-text-web libsword-utils fortunes)
 missing=()
 for p in "${packages[@]}"; do

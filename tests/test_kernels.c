@@ -1,12 +1,14 @@
 // Each CPU op's backward against finite differences of its forward, each forward against
 // a direct double-precision computation, and the "backward adds into its outputs" contract.
 #include <check.h>
+#include <omp.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/backend.h"
+#include "kernels/cpu/cpu_ops.h"
 #include "kernels/noise.h"
 #include "tests/testutil.h"
 
@@ -64,6 +66,37 @@ START_TEST(test_matmul) {
     assert_doubled(dinp, dinp2, 9 * 7);
     assert_doubled(dw, dw2, 6 * 7);
     free(c.out), free(c.inp), free(c.w), free(c.r), free(dinp), free(dw), free(dinp2), free(dw2);
+}
+END_TEST
+
+// The backend's matmul (OpenBLAS) against the reference loops of matmul.c, on shapes large
+// enough for OpenBLAS to use threads; and the same bits with one thread and with two.
+START_TEST(test_blas_matmul_matches_loops) {
+    int N = 200, Ci = 384, Co = 320;
+    float *x = randn((size_t)N * Ci, 40), *w = randn((size_t)Co * Ci, 41),
+          *dy = randn((size_t)N * Co, 42);
+    float *ref = zeros((size_t)N * Co), *out = zeros((size_t)N * Co), *one = zeros((size_t)N * Co);
+    float *dx_ref = randn((size_t)N * Ci, 43), *dw_ref = randn((size_t)Co * Ci, 44);
+    float *dx = malloc((size_t)N * Ci * 4), *dw = malloc((size_t)Co * Ci * 4);
+    memcpy(dx, dx_ref, (size_t)N * Ci * 4);
+    memcpy(dw, dw_ref, (size_t)Co * Ci * 4);
+    cpu_matmul_forward(ref, x, w, N, Ci, Co);
+    cpu_matmul_backward(dx_ref, dw_ref, dy, x, w, N, Ci, Co);
+    omp_set_num_threads(2);
+    be->matmul_forward(out, x, w, N, Ci, Co);
+    be->matmul_backward(dx, dw, dy, x, w, N, Ci, Co);
+    double scale = 0.0, err = 0.0;
+    for (size_t i = 0; i < (size_t)N * Co; i++)
+        scale = fmax(scale, fabs(ref[i])), err = fmax(err, fabs(out[i] - ref[i]));
+    printf("  blas matmul vs loops: forward rel err %.2e\n", err / scale);
+    ck_assert(err / scale < 1e-5);
+    for (size_t i = 0; i < (size_t)N * Ci; i++) ck_assert(fabs(dx[i] - dx_ref[i]) < 1e-3);
+    for (size_t i = 0; i < (size_t)Co * Ci; i++) ck_assert(fabs(dw[i] - dw_ref[i]) < 1e-3);
+    omp_set_num_threads(1);
+    be->matmul_forward(one, x, w, N, Ci, Co);
+    ck_assert_mem_eq(one, out, (size_t)N * Co * sizeof(float));  // thread count: same bits
+    free(x), free(w), free(dy), free(ref), free(out), free(one), free(dx_ref), free(dw_ref);
+    free(dx), free(dw);
 }
 END_TEST
 
@@ -475,6 +508,7 @@ int main(void) {
     TCase *tc = tcase_create("cpu ops");
     tcase_set_timeout(tc, 60);  // finite differences over every input: slow on a loaded machine
     tcase_add_test(tc, test_matmul);
+    tcase_add_test(tc, test_blas_matmul_matches_loops);
     tcase_add_test(tc, test_rmsnorm);
     tcase_add_test(tc, test_rope);
     tcase_add_test(tc, test_attention_bidirectional);

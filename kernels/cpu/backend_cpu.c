@@ -41,11 +41,11 @@ static void rmsnorm_backward(Act *dinp, float *dweight, const Act *dout, const A
 }
 static void matmul_forward(Act *out, const Act *inp, const float *weight, int N, int C_in,
                            int C_out) {
-    cpu_matmul_forward(out, inp, weight, N, C_in, C_out);
+    cpu_matmul_forward_blas(out, inp, weight, N, C_in, C_out);
 }
 static void matmul_backward(Act *dinp, float *dweight, const Act *dout, const Act *inp,
                             const float *weight, int N, int C_in, int C_out) {
-    cpu_matmul_backward(dinp, dweight, dout, inp, weight, N, C_in, C_out);
+    cpu_matmul_backward_blas(dinp, dweight, dout, inp, weight, N, C_in, C_out);
 }
 static void bias_forward(Act *x, const float *bias, int N, int C) {
     cpu_bias_forward(x, bias, N, C);

@@ -33,6 +33,12 @@ void cpu_matmul_backward(float *dinp, float *dweight, const float *dout, const f
 void cpu_bias_forward(float *x, const float *bias, int N, int C);
 void cpu_bias_backward(float *dbias, const float *dout, int N, int C);
 
+// The same through OpenBLAS (matmul_blas.c): what the CPU backend table runs.
+void cpu_matmul_forward_blas(float *out, const float *inp, const float *weight, int N, int C_in,
+                             int C_out);
+void cpu_matmul_backward_blas(float *dinp, float *dweight, const float *dout, const float *inp,
+                              const float *weight, int N, int C_in, int C_out);
+
 void cpu_rope_forward(float *x, const float *cos, const float *sin, int B, int T, int pos0, int H,
                       int head_dim);
 void cpu_rope_backward(float *dx, const float *cos, const float *sin, int B, int T, int pos0,
