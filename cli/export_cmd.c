@@ -52,11 +52,10 @@ static int export_model(const char *model, const char *out, SafetensorsDtype dty
     Checkpoint ck;
     char chosen[4200], tmp[4300];
     int skipped;
-    int loaded = hf_model_dir(model)  // writing needs the weights on the host
-                     ? checkpoint_from_hf(model, HF_WEIGHTS_ON_HOST, &ck, err)
-                     : checkpoint_load_latest(model, &ck, chosen, sizeof chosen, &skipped, err);
-    if (loaded) return -1;
-    if (hf_model_dir(model)) snprintf(chosen, sizeof chosen, "%s", model);
+    // writing needs an imported model's weights on the host
+    if (checkpoint_load_latest(model, HF_WEIGHTS_ON_HOST, &ck, chosen, sizeof chosen, &skipped,
+                               err))
+        return -1;
     snprintf(tmp, sizeof tmp, "%s.tmp", out);
     char cmd[8700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);

@@ -11,7 +11,6 @@
 #include "cli/flags.h"
 #include "common/progress.h"
 #include "kernels/backend.h"
-#include "model/hf_model.h"
 #include "model/model.h"
 #include "sampler/sampler.h"
 #include "tokenizer/chat.h"
@@ -235,8 +234,7 @@ static int context_needed(const SampleOptions *o, const Prompts *pr, int seq_len
 // keeps them).
 static void print_plan(const SampleOptions *o, const Checkpoint *ck, int rows) {
     const ModelConfig *c = &ck->header.model;
-    const Backend *bf16 = ck->weights_bf16 ? backend_bf16_weights(o->be) : NULL;
-    const Backend *be = bf16 ? bf16 : o->be;
+    const Backend *be = checkpoint_backend(ck, o->be);
     model_config_print(stdout, c);
     printf("sampling: %d rows of %d tokens, %s weights, %s activations\n", rows, c->seq_len,
            be->weight_bytes == 2 ? "bf16" : "fp32", be->act_bytes == 2 ? "bf16" : "fp32");
@@ -248,9 +246,8 @@ static void print_plan(const SampleOptions *o, const Checkpoint *ck, int rows) {
 static int load_checkpoint(const SampleOptions *o, Checkpoint *ck, Error *err) {
     char chosen[4200];
     int skipped;
-    if (o->dry_run && hf_model_dir(o->model_path))
-        return checkpoint_from_hf(o->model_path, HF_CONFIG_ONLY, ck, err);
-    return checkpoint_load_latest(o->model_path, ck, chosen, sizeof chosen, &skipped, err);
+    return checkpoint_load_latest(o->model_path, o->dry_run ? HF_CONFIG_ONLY : HF_WEIGHTS_LATER,
+                                  ck, chosen, sizeof chosen, &skipped, err);
 }
 
 static int load_model_and_prompts(SampleOptions *o, Model *m, Tokenizer *tok, Prompts *pr,

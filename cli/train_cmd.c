@@ -14,7 +14,6 @@
 #include "cli/flags.h"
 #include "common/progress.h"
 #include "kernels/backend.h"
-#include "model/hf_model.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "train/checkpoint.h"
@@ -449,7 +448,8 @@ static int load_start_checkpoint(TrainOptions *o, Checkpoint *ck, char *ck_path,
                                  int *reuse_dir, Error *err) {
     int skipped = 0, loaded = 0;
     if (o->auto_resume && !o->resume) {
-        loaded = checkpoint_load_latest(o->run, ck, ck_path, cap, &skipped, err) == 0;
+        loaded = checkpoint_load_latest(o->run, HF_WEIGHTS_LATER, ck, ck_path, cap, &skipped,
+                                        err) == 0;
         if (loaded) {
             o->resume = o->run, o->init = NULL;
         } else {  // killed before its first checkpoint: start over in place
@@ -457,12 +457,10 @@ static int load_start_checkpoint(TrainOptions *o, Checkpoint *ck, char *ck_path,
             ck_path[0] = '\0';
         }
     }
-    if (o->init && o->dry_run && hf_model_dir(o->init)) {  // the plan needs no weights
-        snprintf(ck_path, cap, "%s", o->init);
-        return checkpoint_from_hf(o->init, HF_CONFIG_ONLY, ck, err);
-    }
+    HfWeights imported = o->dry_run ? HF_CONFIG_ONLY : HF_WEIGHTS_LATER;  // a plan needs none
     if ((o->resume || o->init) && !loaded &&
-        checkpoint_load_latest(o->resume ? o->resume : o->init, ck, ck_path, cap, &skipped, err))
+        checkpoint_load_latest(o->resume ? o->resume : o->init, imported, ck, ck_path, cap,
+                               &skipped, err))
         return -1;
     if (skipped)
         printf("skipped %d damaged or incomplete newer checkpoint%s\n", skipped,

@@ -108,7 +108,7 @@ static int count_lines(const char *s) {
 static Checkpoint load_latest(const char *run, char *chosen, size_t cap, int *skipped) {
     Checkpoint ck;
     Error err;
-    ck_assert_msg(checkpoint_load_latest(run, &ck, chosen, cap, skipped, &err) == 0, "%s",
+    ck_assert_msg(checkpoint_load_latest(run, HF_WEIGHTS_LATER, &ck, chosen, cap, skipped, &err) == 0, "%s",
                   err.msg);
     return ck;
 }
@@ -179,7 +179,7 @@ START_TEST(test_damaged_checkpoints_are_skipped) {
     snprintf(cmd, sizeof cmd, "cd %s && for f in step_*.ckpt; do echo junk > $f; done", run);
     ck_assert(system(cmd) == 0);
     Error err;
-    ck_assert(checkpoint_load_latest(run, &ck, chosen, sizeof chosen, &skipped, &err) == -1);
+    ck_assert(checkpoint_load_latest(run, HF_WEIGHTS_LATER, &ck, chosen, sizeof chosen, &skipped, &err) == -1);
     ck_assert_msg(strstr(err.msg, "is complete"), "%s", err.msg);
 }
 END_TEST
@@ -230,7 +230,7 @@ START_TEST(test_divergence_stops_cleanly) {
     Checkpoint ck;
     char chosen[400];
     int damaged;
-    ck_assert(checkpoint_load_latest(run, &ck, chosen, sizeof chosen, &damaged, &err) == -1);
+    ck_assert(checkpoint_load_latest(run, HF_WEIGHTS_LATER, &ck, chosen, sizeof chosen, &damaged, &err) == -1);
 }
 END_TEST
 

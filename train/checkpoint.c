@@ -208,10 +208,15 @@ int checkpoint_copy_weights(const Checkpoint *ck, Model *m, Error *err) {
     return model_set_weights(m, ck->params, err);
 }
 
+const Backend *checkpoint_backend(const Checkpoint *ck, const Backend *be) {
+    const Backend *bf16 = ck->weights_bf16 ? backend_bf16_weights(be) : NULL;
+    return bf16 ? bf16 : be;
+}
+
 int checkpoint_model(const Checkpoint *ck, const Backend *be, int max_batch, Model *m,
                      Error *err) {
-    const Backend *bf16 = ck->weights_bf16 ? backend_bf16_weights(be) : NULL;
-    if (model_create(m, &ck->header.model, bf16 ? bf16 : be, max_batch, MODEL_INFERENCE, err))
+    if (model_create(m, &ck->header.model, checkpoint_backend(ck, be), max_batch, MODEL_INFERENCE,
+                     err))
         return -1;
     if (checkpoint_copy_weights(ck, m, err)) {
         model_free(m);

@@ -62,9 +62,12 @@ void checkpoint_free(Checkpoint *ck);
 void checkpoint_restore(const Checkpoint *ck, Trainer *tr);
 // Copies the weights alone (a fine-tuning start, or inference), from params or the files.
 int checkpoint_copy_weights(const Checkpoint *ck, Model *m, Error *err);
+// The table checkpoint_model runs the checkpoint's inference model on: be, or its bf16-weight
+// twin (backend_bf16_weights) for weights stored as bf16.
+const Backend *checkpoint_backend(const Checkpoint *ck, const Backend *be);
 // Creates an inference model (model/model.h: no gradients or optimizer state) of the
-// checkpoint's shape with room for max_batch rows, holding its weights: in bf16 when the file
-// stored bf16 and be has a bf16-weight twin (backend_bf16_weights), else fp32.
+// checkpoint's shape with room for max_batch rows, holding its weights, on
+// checkpoint_backend(ck, be).
 int checkpoint_model(const Checkpoint *ck, const Backend *be, int max_batch, Model *m,
                      Error *err);
 

@@ -161,7 +161,8 @@ int run_dir_save_best(RunDir *rd, const Trainer *tr, const Tokenizer *t, double 
     return 0;
 }
 
-int checkpoint_load_latest(const char *path, Checkpoint *ck, char *chosen, size_t cap,
+int checkpoint_load_latest(const char *path, HfWeights imported, Checkpoint *ck, char *chosen,
+                           size_t cap,
                            int *skipped, Error *err) {
     *skipped = 0;
     struct stat st;
@@ -172,7 +173,7 @@ int checkpoint_load_latest(const char *path, Checkpoint *ck, char *chosen, size_
     }
     if (hf_model_dir(path)) {  // a Hugging Face model directory, not a run
         snprintf(chosen, cap, "%s", path);
-        return checkpoint_from_hf(path, HF_WEIGHTS_LATER, ck, err);
+        return checkpoint_from_hf(path, imported, ck, err);
     }
     int64_t steps[1024];
     int n = list_checkpoints(path, steps, 1024);

@@ -48,8 +48,11 @@ int run_dir_save_best(RunDir *rd, const Trainer *tr, const Tokenizer *t, double 
 // Loads a checkpoint: path itself when it is a file; for a run directory, its newest
 // step_*.ckpt that loads completely (size, magic, version, checksum), older ones after a
 // newest that does not; for a Hugging Face model directory (config.json), the imported model
-// (checkpoint_from_hf). chosen receives the file loaded and *skipped the damaged newer ones.
-int checkpoint_load_latest(const char *path, Checkpoint *ck, char *chosen, size_t cap,
+// (checkpoint_from_hf), its weights read as `imported` says (only the caller knows whether it
+// needs none, all on the host, or them streamed into a model later). chosen receives the file
+// loaded and *skipped the damaged newer ones.
+int checkpoint_load_latest(const char *path, HfWeights imported, Checkpoint *ck, char *chosen,
+                           size_t cap,
                            int *skipped, Error *err);
 
 #endif
