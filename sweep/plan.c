@@ -178,6 +178,8 @@ static int parse_amount(const char *s, double *out) {
 static int budget_line(Parser *ps, const char *key, const char *value) {
     double v;
     if (parse_amount(value, &v)) return fail(ps, "budget '%s' is not a positive number", value);
+    if (strcmp(key, "minutes") != 0 && v >= 9e18)  // steps and tokens are counted in int64
+        return fail(ps, "budget '%s' is too large", value);
     Plan *p = ps->p;
     if (strcmp(key, "steps") == 0) p->budget_steps = (int64_t)v;
     else if (strcmp(key, "tokens") == 0) p->budget_tokens = (int64_t)v;

@@ -106,6 +106,7 @@ START_TEST(test_errors_name_the_line) {
         {"## Base\n- lr: 1\n## Runs\n| a | b |\n| 1 | 2 |\n", "plan.md:5: expected the |---| line"},
         {"## Base\n- lr: 1\n## Budget\n- hours: 3\n", "plan.md:4: unknown budget 'hours'"},
         {"## Base\n- lr: 1\n## Budget\n- steps: -5\n", "plan.md:4: budget '-5' is not a positive"},
+        {"## Base\n- lr: 1\n## Budget\n- tokens: 1e34\n", "plan.md:4: budget '1e34' is too large"},
         {"## Base\n- run: x\n", "plan.md:2: --run is set by the sweep"},
         {"## Base\n- lr: 1\n- lr: 2\n", "plan.md:3: --lr given twice"},
         {"## Base\n- lr: 1\n## Grid\n- seed: 1,,2\n", "plan.md:4: seed: an empty value"},
