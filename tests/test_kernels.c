@@ -85,6 +85,9 @@ START_TEST(test_blas_matmul_matches_loops) {
     omp_set_num_threads(2);
     be->matmul_forward(out, x, w, N, Ci, Co);
     be->matmul_backward(dx, dw, dy, x, w, N, Ci, Co);
+    float tiny;
+    be->matmul_forward(&tiny, x, w, 1, 4, 1);      // too small for threads
+    ck_assert_int_eq(omp_get_max_threads(), 2);    // and dllm's other loops keep theirs
     double scale = 0.0, err = 0.0;
     for (size_t i = 0; i < (size_t)N * Co; i++)
         scale = fmax(scale, fabs(ref[i])), err = fmax(err, fabs(out[i] - ref[i]));

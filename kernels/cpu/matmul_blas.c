@@ -1,10 +1,13 @@
 // The linear layer through OpenBLAS's sgemm: what the CPU backend runs; the loops of matmul.c
 // stay the reference the tests compare it with. dllm does the threading itself, as everywhere
 // on the CPU: each thread multiplies its own slice of the output's columns, only when the
-// product is worth threads (worth_threads), and OpenBLAS itself stays on one thread (its
-// OpenMP build runs single-threaded inside a parallel region; outside, it is told to). A slice
-// is a whole sgemm over the full summed dimension, so the bits do not depend on the thread
-// count (test_kernels checks it).
+// product is worth threads (worth_threads), and OpenBLAS itself stays on one thread. Its
+// OpenMP build runs single-threaded inside an active parallel region; outside one it follows
+// omp_get_max_threads(), so a product kept on one thread runs with this thread's limit set to
+// 1 for the call. (openblas_set_num_threads(1) is no way out: in that build it calls
+// omp_set_num_threads(1) and silently took every OpenMP loop of dllm down to one thread.)
+// A slice is a whole sgemm over the full summed dimension, so the bits do not depend on the
+// thread count (test_kernels checks it).
 #include <cblas.h>
 #include <omp.h>
 
@@ -22,17 +25,22 @@ static void my_columns(int cols, int *first, int *end) {
     *end = *first + per < cols ? *first + per : cols;
 }
 
-static void single_threaded_blas(void) {
-    static int done;
-    if (!done) openblas_set_num_threads(1);
-    done = 1;
+// Threads for a product of `work` multiply-adds; with 1, OpenBLAS is held to one thread too
+// (restore_threads undoes it).
+static int blas_threads(double work, int *saved) {
+    *saved = omp_get_max_threads();
+    if (blas_worth_threads(work)) return *saved;
+    omp_set_num_threads(1);
+    return 1;
 }
+
+static void restore_threads(int saved) { omp_set_num_threads(saved); }
 
 void cpu_matmul_forward_blas(float *out, const float *inp, const float *weight, int N, int C_in,
                              int C_out) {
-    single_threaded_blas();
     // out[N, C_out] = inp[N, C_in] @ weight[C_out, C_in]^T, by slices of C_out
-#pragma omp parallel if (blas_worth_threads((double)N * C_in * C_out))
+    int saved, threads = blas_threads((double)N * C_in * C_out, &saved);
+#pragma omp parallel num_threads(threads)
     {
         int o0, o1;
         my_columns(C_out, &o0, &o1);
@@ -40,12 +48,13 @@ void cpu_matmul_forward_blas(float *out, const float *inp, const float *weight, 
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, o1 - o0, C_in, 1.0f, inp,
                         C_in, weight + (size_t)o0 * C_in, C_in, 0.0f, out + o0, C_out);
     }
+    restore_threads(saved);
 }
 
 void cpu_matmul_backward_blas(float *dinp, float *dweight, const float *dout, const float *inp,
                               const float *weight, int N, int C_in, int C_out) {
-    single_threaded_blas();
-#pragma omp parallel if (blas_worth_threads((double)N * C_in * C_out))
+    int saved, threads = blas_threads((double)N * C_in * C_out, &saved);
+#pragma omp parallel num_threads(threads)
     {
         // dinp[N, C_in] += dout[N, C_out] @ weight[C_out, C_in], by slices of C_in
         int i0, i1;
@@ -58,4 +67,5 @@ void cpu_matmul_backward_blas(float *dinp, float *dweight, const float *dout, co
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C_out, i1 - i0, N, 1.0f, dout,
                         C_out, inp + i0, C_in, 1.0f, dweight + i0, C_in);
     }
+    restore_threads(saved);
 }
