@@ -265,6 +265,72 @@ START_TEST(test_attention_causal) {
 }
 END_TEST
 
+// Largest |a - b| relative to the largest |b|.
+static double rel_err(const float *a, const float *b, size_t n) {
+    double scale = 0.0, err = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        if (isinf(b[i]) && a[i] == b[i]) continue;  // -inf log-sum-exp of a row that sees no key
+        scale = fmax(scale, fabs(b[i])), err = fmax(err, fabs(a[i] - b[i]));
+    }
+    return err / scale;
+}
+
+// The backend's attention (tiles through sgemm) against attention.c's loops, on shapes with
+// several tiles and a partial one, grouped-query heads, left padding (key_start) and queries
+// after a cached prefix (q_pos0); the same bits with one thread and with two (worth threads).
+static void check_blas_attention(int causal) {
+    int B = 2, T = 256, H = 4, Hkv = 2, hd = 32, Tq = 70, q_pos0 = T - Tq;  // big enough for threads
+    int key_start[2] = {0, 37};
+    size_t n = (size_t)B * T * H * hd, nkv = (size_t)B * T * Hkv * hd, nl = (size_t)B * H * T;
+    float *q = randn(n, 50), *k = randn(nkv, 51), *v = randn(nkv, 52), *dout = randn(n, 53);
+    float *out_ref = zeros(n), *lse_ref = zeros(nl), *out = zeros(n), *lse = zeros(nl);
+    // queries after a cached prefix, with left padding: rows [q_pos0, T) of the same q
+    size_t q_off = (size_t)q_pos0 * H * hd;  // sequence 0's rows; sequence 1 packed after them
+    float *qs = zeros((size_t)B * Tq * H * hd);
+    for (int b = 0; b < B; b++)
+        memcpy(qs + (size_t)b * Tq * H * hd, q + (size_t)b * T * H * hd + q_off,
+               (size_t)Tq * H * hd * sizeof(float));
+    cpu_attention_forward(out_ref, lse_ref, qs, k, v, key_start, B, Tq, T, q_pos0, H, Hkv, hd,
+                          causal);
+    omp_set_num_threads(2);
+    be->attention_forward(out, lse, qs, k, v, key_start, B, Tq, T, q_pos0, H, Hkv, hd, causal);
+    double e_pre = rel_err(out, out_ref, (size_t)B * Tq * H * hd);
+    ck_assert(e_pre < 1e-5 && rel_err(lse, lse_ref, (size_t)B * H * Tq) < 1e-5);
+    // the whole sequence (training), forward and backward
+    cpu_attention_forward(out_ref, lse_ref, q, k, v, NULL, B, T, T, 0, H, Hkv, hd, causal);
+    be->attention_forward(out, lse, q, k, v, NULL, B, T, T, 0, H, Hkv, hd, causal);
+    double e_out = rel_err(out, out_ref, n), e_lse = rel_err(lse, lse_ref, nl);
+    float *g_ref[3] = {zeros(n), zeros(nkv), zeros(nkv)}, *g[3] = {zeros(n), zeros(nkv),
+                                                                   zeros(nkv)};
+    cpu_attention_backward(g_ref[0], g_ref[1], g_ref[2], dout, out_ref, lse_ref, q, k, v, B, T, H,
+                           Hkv, hd, causal);
+    be->attention_backward(g[0], g[1], g[2], dout, out, lse, q, k, v, B, T, H, Hkv, hd, causal);
+    double e_dq = rel_err(g[0], g_ref[0], n), e_dk = rel_err(g[1], g_ref[1], nkv),
+           e_dv = rel_err(g[2], g_ref[2], nkv);
+    printf("  blas attention (%s) vs loops: cached rows %.1e, out %.1e, lse %.1e, dq %.1e, "
+           "dk %.1e, dv %.1e\n", causal ? "causal" : "bidirectional", e_pre, e_out, e_lse, e_dq,
+           e_dk, e_dv);
+    ck_assert(e_out < 1e-5 && e_lse < 1e-5 && e_dq < 1e-4 && e_dk < 1e-4 && e_dv < 1e-4);
+    omp_set_num_threads(1);
+    float *out1 = zeros(n), *lse1 = zeros(nl), *g1[3] = {zeros(n), zeros(nkv), zeros(nkv)};
+    be->attention_forward(out1, lse1, q, k, v, NULL, B, T, T, 0, H, Hkv, hd, causal);
+    be->attention_backward(g1[0], g1[1], g1[2], dout, out1, lse1, q, k, v, B, T, H, Hkv, hd,
+                           causal);
+    ck_assert_mem_eq(out1, out, n * sizeof(float));  // thread count: same bits
+    ck_assert_mem_eq(g1[0], g[0], n * sizeof(float));
+    ck_assert_mem_eq(g1[1], g[1], nkv * sizeof(float));
+    ck_assert_int_eq(omp_get_max_threads(), 1);
+    free(q), free(k), free(v), free(dout), free(out_ref), free(lse_ref), free(out), free(lse);
+    free(qs), free(out1), free(lse1);
+    for (int i = 0; i < 3; i++) free(g_ref[i]), free(g[i]), free(g1[i]);
+}
+
+START_TEST(test_blas_attention_matches_loops) {
+    check_blas_attention(0);
+    check_blas_attention(1);
+}
+END_TEST
+
 // ---- bias ----
 typedef struct { float *x, *base, *bias, *r; int N, C; } BiasCase;
 
@@ -516,6 +582,7 @@ int main(void) {
     tcase_add_test(tc, test_rope);
     tcase_add_test(tc, test_attention_bidirectional);
     tcase_add_test(tc, test_attention_causal);
+    tcase_add_test(tc, test_blas_attention_matches_loops);
     tcase_add_test(tc, test_bias);
     tcase_add_test(tc, test_swiglu);
     tcase_add_test(tc, test_embedding);

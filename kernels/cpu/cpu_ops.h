@@ -50,6 +50,15 @@ void cpu_attention_forward(float *out, float *lse, const float *q, const float *
 void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out,
                             const float *lse, const float *q, const float *k, const float *v,
                             int B, int T, int H, int Hkv, int head_dim, int causal);
+// The same a tile of query rows at a time through OpenBLAS (attention_blas.c): what the CPU
+// backend table runs.
+void cpu_attention_forward_blas(float *out, float *lse, const float *q, const float *k,
+                                const float *v, const int *key_start, int B, int Tq, int Tk,
+                                int q_pos0, int H, int Hkv, int head_dim, int causal);
+void cpu_attention_backward_blas(float *dq, float *dk, float *dv, const float *dout,
+                                 const float *out, const float *lse, const float *q,
+                                 const float *k, const float *v, int B, int T, int H, int Hkv,
+                                 int head_dim, int causal);
 
 void cpu_swiglu_forward(float *out, const float *gate, const float *up, size_t n);
 void cpu_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,

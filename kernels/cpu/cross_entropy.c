@@ -1,8 +1,10 @@
 // Cross-entropy of a softmax over the vocabulary, per position. The objective (MDM or AR)
 // decides which positions count and how much, through the per-position weights.
 #include <math.h>
+#include <string.h>
 
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu/exp_simd.h"
 
 static float row_max(const float *x, int V) {
     float m = -INFINITY;
@@ -14,7 +16,8 @@ static float row_max(const float *x, int V) {
 // sum_i exp(x[i] - max) of one row, and the max through *maxv.
 static float row_exp_sum(const float *x, int V, float *maxv) {
     float m = row_max(x, V), sum = 0.0f;
-    for (int i = 0; i < V; i++) sum += expf(x[i] - m);
+#pragma omp simd reduction(+ : sum)
+    for (int i = 0; i < V; i++) sum += exp_simd(x[i] - m);
     *maxv = m;
     return sum;
 }
@@ -38,7 +41,11 @@ void cpu_cross_entropy_fused(float *losses, float *dlogits, const float *logits,
         float m, sum = row_exp_sum(x, V, &m), w = weights[n];
         losses[n] = logf(sum) + m - x[targets[n]];
         float coef = w / sum;
-        for (int i = 0; i < V; i++) dx[i] = w == 0.0f ? 0.0f : coef * expf(x[i] - m);
+        if (w == 0.0f)
+            memset(dx, 0, (size_t)V * sizeof(float));
+        else
+#pragma omp simd
+            for (int i = 0; i < V; i++) dx[i] = coef * exp_simd(x[i] - m);
         dx[targets[n]] -= w;
     }
 }

@@ -2,24 +2,35 @@
 #include <math.h>
 
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu/exp_simd.h"
 
-static float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+static inline float sigmoid(float x) { return 1.0f / (1.0f + exp_simd(-x)); }
+
+// The SwiGLU loops go to threads in chunks with a plain vector loop inside each: GCC's
+// `parallel for simd` compiled this loop to scalar code 12x slower.
+enum { CHUNK = 4096 };
+
+static size_t chunk_end(size_t c, size_t n) { return c + CHUNK < n ? c + CHUNK : n; }
 
 void cpu_swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
 #pragma omp parallel for if (worth_threads(10.0 * n))
-    for (size_t i = 0; i < n; i++) out[i] = gate[i] * sigmoid(gate[i]) * up[i];
+    for (size_t c = 0; c < n; c += CHUNK)
+#pragma omp simd
+        for (size_t i = c; i < chunk_end(c, n); i++) out[i] = gate[i] * sigmoid(gate[i]) * up[i];
 }
 
 void cpu_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
                          const float *up, size_t n) {
     // silu(g) = g * s(g), silu'(g) = s(g) * (1 + g * (1 - s(g)))
 #pragma omp parallel for if (worth_threads(10.0 * n))
-    for (size_t i = 0; i < n; i++) {
-        float s = sigmoid(gate[i]);
-        float silu = gate[i] * s;
-        dgate[i] += dout[i] * up[i] * s * (1.0f + gate[i] * (1.0f - s));
-        dup[i] += dout[i] * silu;
-    }
+    for (size_t c = 0; c < n; c += CHUNK)
+#pragma omp simd
+        for (size_t i = c; i < chunk_end(c, n); i++) {
+            float s = sigmoid(gate[i]);
+            float silu = gate[i] * s;
+            dgate[i] += dout[i] * up[i] * s * (1.0f + gate[i] * (1.0f - s));
+            dup[i] += dout[i] * silu;
+        }
 }
 
 void cpu_add(float *out, const float *a, const float *b, size_t n) {

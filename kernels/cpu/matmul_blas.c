@@ -1,21 +1,13 @@
 // The linear layer through OpenBLAS's sgemm: what the CPU backend runs; the loops of matmul.c
 // stay the reference the tests compare it with. dllm does the threading itself, as everywhere
 // on the CPU: each thread multiplies its own slice of the output's columns, only when the
-// product is worth threads (worth_threads), and OpenBLAS itself stays on one thread. Its
-// OpenMP build runs single-threaded inside an active parallel region; outside one it follows
-// omp_get_max_threads(), so a product kept on one thread runs with this thread's limit set to
-// 1 for the call. (openblas_set_num_threads(1) is no way out: in that build it calls
-// omp_set_num_threads(1) and silently took every OpenMP loop of dllm down to one thread.)
+// product is worth threads, and OpenBLAS itself stays on one thread (blas_threads.h).
 // A slice is a whole sgemm over the full summed dimension, so the bits do not depend on the
 // thread count (test_kernels checks it).
 #include <cblas.h>
 #include <omp.h>
 
-#include "kernels/cpu/cpu_ops.h"
-
-// sgemm does about 16 multiply-adds in the time the reference loops do one: a product pays for
-// threads only at 16 times the loops' work
-static int blas_worth_threads(double work) { return worth_threads(work / 16.0); }
+#include "kernels/cpu/blas_threads.h"
 
 // Columns [*first, *end) of `cols` for this thread: equal slices, multiples of 16.
 static void my_columns(int cols, int *first, int *end) {
@@ -24,17 +16,6 @@ static void my_columns(int cols, int *first, int *end) {
     *first = me * per < cols ? me * per : cols;
     *end = *first + per < cols ? *first + per : cols;
 }
-
-// Threads for a product of `work` multiply-adds; with 1, OpenBLAS is held to one thread too
-// (restore_threads undoes it).
-static int blas_threads(double work, int *saved) {
-    *saved = omp_get_max_threads();
-    if (blas_worth_threads(work)) return *saved;
-    omp_set_num_threads(1);
-    return 1;
-}
-
-static void restore_threads(int saved) { omp_set_num_threads(saved); }
 
 void cpu_matmul_forward_blas(float *out, const float *inp, const float *weight, int N, int C_in,
                              int C_out) {
@@ -48,7 +29,7 @@ void cpu_matmul_forward_blas(float *out, const float *inp, const float *weight, 
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, o1 - o0, C_in, 1.0f, inp,
                         C_in, weight + (size_t)o0 * C_in, C_in, 0.0f, out + o0, C_out);
     }
-    restore_threads(saved);
+    blas_restore_threads(saved);
 }
 
 void cpu_matmul_backward_blas(float *dinp, float *dweight, const float *dout, const float *inp,
@@ -67,5 +48,5 @@ void cpu_matmul_backward_blas(float *dinp, float *dweight, const float *dout, co
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C_out, i1 - i0, N, 1.0f, dout,
                         C_out, inp + i0, C_in, 1.0f, dweight + i0, C_in);
     }
-    restore_threads(saved);
+    blas_restore_threads(saved);
 }

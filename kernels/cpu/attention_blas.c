@@ -1,0 +1,151 @@
+// Attention through sgemm: what the CPU backend runs; attention.c's row-at-a-time loops stay the
+// reference the tests compare it with. Same contract (only the log-sum-exp of each row is kept;
+// the backward recomputes the probabilities), computed a tile of query rows at a time: scores
+// S = Q K^T, a softmax per row, O = P V, each a matrix product, instead of one dot product per
+// (query, key) pair. Work units are (sequence, head, tile) forward and (sequence, key/value
+// head) backward, each done by one thread in a fixed order: the bits do not depend on threads.
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cpu/blas_threads.h"
+#include "kernels/cpu/exp_simd.h"
+
+enum { TILE = 64 };  // query rows per tile: each thread's scratch is TILE x Tk floats
+
+// Offset of head h of position t of sequence b in a [B, T, heads, head_dim] tensor.
+static size_t at(int b, int t, int h, int T, int heads, int head_dim) {
+    return (((size_t)b * T + t) * heads + h) * head_dim;
+}
+
+// Keys [.., end) that query row t sees.
+static int visible_end(int t, int q_pos0, int Tk, int causal) {
+    int end = causal ? q_pos0 + t + 1 : Tk;
+    return end < Tk ? end : Tk;
+}
+
+static int min_int(int a, int b) { return a < b ? a : b; }
+
+// Row s of n scores, of which the first `seen` are visible, becomes softmax probabilities (the
+// rest 0); returns the log-sum-exp, -inf for a row that sees no key (all 0: output 0).
+static float softmax_row(float *s, int seen, int n) {
+    float maxv = -INFINITY, sum = 0.0f;
+    for (int j = 0; j < seen; j++) maxv = s[j] > maxv ? s[j] : maxv;
+#pragma omp simd reduction(+ : sum)
+    for (int j = 0; j < seen; j++) {
+        s[j] = exp_simd(s[j] - maxv);
+        sum += s[j];
+    }
+    for (int j = seen < 0 ? 0 : seen; j < n; j++) s[j] = 0.0f;
+    if (!(sum > 0.0f)) return -INFINITY;
+    for (int j = 0; j < seen; j++) s[j] /= sum;
+    return maxv + logf(sum);
+}
+
+void cpu_attention_forward_blas(float *out, float *lse, const float *q, const float *k,
+                                const float *v, const int *key_start, int B, int Tq, int Tk,
+                                int q_pos0, int H, int Hkv, int head_dim, int causal) {
+    float scale = 1.0f / sqrtf((float)head_dim);
+    int group = H / Hkv, tiles = (Tq + TILE - 1) / TILE, qs = H * head_dim, ks = Hkv * head_dim;
+    int saved, threads = blas_threads(2.0 * B * H * Tq * Tk * head_dim, &saved);
+#pragma omp parallel num_threads(threads)
+    {
+        float *S = malloc((size_t)TILE * Tk * sizeof(float));
+#pragma omp for collapse(3)
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++)
+                for (int tile = 0; tile < tiles; tile++) {
+                    int t0 = tile * TILE, rows = min_int(TILE, Tq - t0), g = h / group;
+                    int first = key_start ? key_start[b] : 0;
+                    // keys [first, end): what the tile's last row sees, the most of any row
+                    int n = visible_end(t0 + rows - 1, q_pos0, Tk, causal) - first;
+                    float *o = out + at(b, t0, h, Tq, H, head_dim);
+                    float *row_lse = lse + ((size_t)b * H + h) * Tq + t0;
+                    if (n <= 0) {
+                        for (int r = 0; r < rows; r++) {
+                            memset(o + (size_t)r * qs, 0, (size_t)head_dim * sizeof(float));
+                            row_lse[r] = -INFINITY;
+                        }
+                        continue;
+                    }
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n, head_dim, scale,
+                                q + at(b, t0, h, Tq, H, head_dim), qs,
+                                k + at(b, first, g, Tk, Hkv, head_dim), ks, 0.0f, S, n);
+                    for (int r = 0; r < rows; r++) {
+                        int seen = visible_end(t0 + r, q_pos0, Tk, causal) - first;
+                        row_lse[r] = softmax_row(S + (size_t)r * n, seen, n);
+                    }
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, head_dim, n,
+                                1.0f, S, n, v + at(b, first, g, Tk, Hkv, head_dim), ks, 0.0f, o,
+                                qs);
+                }
+        free(S);
+    }
+    blas_restore_threads(saved);
+}
+
+// One tile of the backward pass: rows [t0, t0 + rows) of head h, keys [0, n) of its key/value
+// head g. With P = softmax(S): dS = P * (dO V^T - D), D = dO . O per row; then dQ += dS K,
+// dK += dS^T Q, dV += P^T dO.
+static void backward_tile(float *dq, float *dk, float *dv, const float *dout, const float *out,
+                          const float *lse, const float *q, const float *k, const float *v,
+                          int b, int h, int g, int t0, int rows, int n, int T, int H, int Hkv,
+                          int head_dim, int causal, float *P, float *dP) {
+    float scale = 1.0f / sqrtf((float)head_dim);
+    int qs = H * head_dim, ks = Hkv * head_dim;
+    size_t qrow = at(b, t0, h, T, H, head_dim), krow = at(b, 0, g, T, Hkv, head_dim);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n, head_dim, scale, q + qrow, qs,
+                k + krow, ks, 0.0f, P, n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n, head_dim, 1.0f, dout + qrow, qs,
+                v + krow, ks, 0.0f, dP, n);
+    for (int r = 0; r < rows; r++) {
+        float row_lse = lse[((size_t)b * H + h) * T + t0 + r], D = 0.0f;
+        const float *dor = dout + qrow + (size_t)r * qs, *orow = out + qrow + (size_t)r * qs;
+#pragma omp simd reduction(+ : D)
+        for (int i = 0; i < head_dim; i++) D += dor[i] * orow[i];
+        // a row that saw no key (lse -inf) passes no gradient; causal rows see keys <= t
+        int seen = row_lse == -INFINITY ? 0 : visible_end(t0 + r, 0, T, causal);
+        float *p = P + (size_t)r * n, *dp = dP + (size_t)r * n;
+#pragma omp simd
+        for (int j = 0; j < n; j++) {
+            float pj = j < seen ? exp_simd(p[j] - row_lse) : 0.0f;
+            p[j] = pj;
+            dp[j] = pj * (dp[j] - D) * scale;
+        }
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, head_dim, n, 1.0f, dP, n,
+                k + krow, ks, 1.0f, dq + qrow, qs);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, head_dim, rows, 1.0f, dP, n,
+                q + qrow, qs, 1.0f, dk + krow, ks);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, head_dim, rows, 1.0f, P, n,
+                dout + qrow, qs, 1.0f, dv + krow, ks);
+}
+
+void cpu_attention_backward_blas(float *dq, float *dk, float *dv, const float *dout,
+                                 const float *out, const float *lse, const float *q,
+                                 const float *k, const float *v, int B, int T, int H, int Hkv,
+                                 int head_dim, int causal) {
+    // one (b, key/value head) per thread: every query head of the group adds into its dk and dv,
+    // in order, so the sums do not depend on threads
+    int group = H / Hkv, tiles = (T + TILE - 1) / TILE;
+    int saved, threads = blas_threads(4.0 * B * H * T * T * head_dim, &saved);
+#pragma omp parallel num_threads(threads)
+    {
+        float *P = malloc((size_t)TILE * T * sizeof(float));
+        float *dP = malloc((size_t)TILE * T * sizeof(float));
+#pragma omp for collapse(2)
+        for (int b = 0; b < B; b++)
+            for (int g = 0; g < Hkv; g++)
+                for (int h = g * group; h < (g + 1) * group; h++)
+                    for (int tile = 0; tile < tiles; tile++) {
+                        int t0 = tile * TILE, rows = min_int(TILE, T - t0);
+                        int n = visible_end(t0 + rows - 1, 0, T, causal);
+                        backward_tile(dq, dk, dv, dout, out, lse, q, k, v, b, h, g, t0, rows, n,
+                                      T, H, Hkv, head_dim, causal, P, dP);
+                    }
+        free(P);
+        free(dP);
+    }
+    blas_restore_threads(saved);
+}
