@@ -107,7 +107,8 @@ check-deps:
 
 # Each suite prints Check's summary line: "100%: Checks: N, Failures: 0, Errors: 0".
 # builds the benchmark too, so CI compiles everything
-test: check-deps dllm $(TEST_BIN) $(BUILD)/bench/bench $(BUILD)/bench/tokenizer_bench $(EMU)/test_gpu
+test: check-deps dllm $(TEST_BIN) $(BUILD)/bench/bench $(BUILD)/bench/tokenizer_bench \
+      $(BUILD)/bench/llmc_files $(EMU)/test_gpu
 	@status=0; for t in $(TEST_BIN); do echo "== $$t"; ./$$t || status=1; done; \
 	echo "== $(EMU)/test_gpu$(if $(SAN), (ops only under sanitizers))"; \
 	$(if $(SAN),CK_RUN_CASE=ops) ./$(EMU)/test_gpu || status=1; \
@@ -154,6 +155,11 @@ $(EMU)/dllm: $(CLI_OBJ) $(EMU_OBJ) $(EMU_LIB_OBJ)
 	$(CXX) -fopenmp -o $@ $(filter %.o,$^) $(SPM_LIBS) $(TEXT_LIBS) $(BLAS_LIBS) -lm $(SAN_FLAGS)
 
 $(BUILD)/bench/bench: bench/bench.c $(BUILD)/cli/flags.o $(BUILD)/libdllm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $(filter %.c %.o %.a,$^) $(LDLIBS)
+
+# llm.c's model and data files for bench/vs_llmc.sh
+$(BUILD)/bench/llmc_files: bench/llmc_files.c $(BUILD)/cli/flags.o $(BUILD)/libdllm.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $(filter %.c %.o %.a,$^) $(LDLIBS)
 
@@ -213,6 +219,6 @@ clean:
 # the dependency files of this build's own objects (not of other builds under build/)
 -include $(patsubst %.o,%.d,$(LIB_OBJ) $(CLI_OBJ) $(TEST_BIN:=.o) $(BUILD)/tests/testutil.o \
                             $(EMU)/backend.o $(EMU)/test_gpu.o) $(BUILD)/bench/bench.d \
-          $(BUILD)/bench/tokenizer_bench.d
+          $(BUILD)/bench/tokenizer_bench.d $(BUILD)/bench/llmc_files.d
 -include $(wildcard $(FUZZ)/*/*.d $(FUZZ)/*/*/*.d)
 .SECONDARY: $(FUZZ_LIB_OBJ) $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ)/tests/fuzz/%.o)

@@ -61,7 +61,8 @@ static int export_model(const char *model, const char *out, SafetensorsDtype dty
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     int rc = system(cmd) == 0 ? 0 : error_set(err, "export: cannot clear %s", tmp);
     if (rc == 0)
-        rc = hf_export(tmp, &ck.header.model, ck.params, ck.tokenizer.eos_id, dtype, err);
+        rc = hf_export(tmp, &ck.header.model, ck.params, ck.tokenizer.bos_id, ck.tokenizer.eos_id,
+                       dtype, err);
     if (rc == 0) rc = write_tokenizer(&ck.tokenizer, tmp, err);
     if (rc == 0) {
         rmdir(out);  // an empty one may exist

@@ -61,6 +61,11 @@ long long file_size(const char *path) {
     return stat(path, &st) == 0 ? (long long)st.st_size : -1;
 }
 
+int file_is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 int make_dirs(const char *dir, Error *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s", dir);

@@ -23,6 +23,8 @@ void atomic_abort(AtomicFile *a);
 int file_read_all(const char *path, char **data, size_t *n, Error *err);
 // The size of a file in bytes, or -1.
 long long file_size(const char *path);
+// 1 when path is a directory.
+int file_is_dir(const char *path);
 
 // mkdir -p: creates dir and its missing parents.
 int make_dirs(const char *dir, Error *err);

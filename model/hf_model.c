@@ -17,9 +17,8 @@ static const char *arch_names[] = {"LLaDA", "Dream", "LLaMA", "Qwen2"};
 const char *hf_arch_name(HfArch a) { return arch_names[a]; }
 
 int hf_model_dir(const char *path) {
-    struct stat sb;
     char config[4096];
-    if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) return 0;
+    if (!file_is_dir(path)) return 0;
     snprintf(config, sizeof config, "%s/config.json", path);
     return access(config, R_OK) == 0;
 }
@@ -344,14 +343,15 @@ static HfArch export_arch(const ModelConfig *c) {
     return c->logit_shift ? HF_DREAM : HF_LLADA;
 }
 
-static void write_llada_config(FILE *f, const ModelConfig *c, int eos_id, const char *dtype) {
+static void write_llada_config(FILE *f, const ModelConfig *c, int bos_id, int eos_id,
+                               const char *dtype) {
     fprintf(f,
             "{\n  \"architectures\": [\"LLaDAModelLM\"],\n  \"model_type\": \"llada\",\n"
             "  \"d_model\": %d,\n  \"n_heads\": %d,\n  \"n_kv_heads\": %d,\n  \"n_layers\": %d,\n"
             "  \"mlp_hidden_size\": %d,\n  \"mlp_ratio\": 4,\n  \"vocab_size\": %d,\n"
             "  \"embedding_size\": %d,\n  \"max_sequence_length\": %d,\n"
-            "  \"mask_token_id\": %d,\n  \"eos_token_id\": %d,\n  \"pad_token_id\": %d,\n"
-            "  \"rope_theta\": %.9g,\n  \"rms_norm_eps\": %.9g,\n  \"weight_tying\": %s,\n"
+            "  \"mask_token_id\": %d,\n  \"bos_token_id\": %d,\n  \"eos_token_id\": %d,\n"
+            "  \"pad_token_id\": %d,\n  \"rope_theta\": %.9g,\n  \"rms_norm_eps\": %.9g,\n  \"weight_tying\": %s,\n"
             "  \"include_qkv_bias\": %s,\n  \"include_bias\": false,\n"
             "  \"activation_type\": \"silu\",\n  \"block_type\": \"llama\",\n  \"rope\": true,\n"
             "  \"rope_full_precision\": true,\n  \"alibi\": false,\n"
@@ -362,7 +362,7 @@ static void write_llada_config(FILE *f, const ModelConfig *c, int eos_id, const 
             "  \"embedding_dropout\": 0.0,\n  \"init_device\": \"cpu\",\n  \"use_cache\": false,\n"
             "  \"torch_dtype\": \"%s\"\n}\n",
             c->d_model, c->n_head, model_kv_heads(c), c->n_layer, c->d_ff, c->vocab_size,
-            c->vocab_size, c->seq_len, c->mask_token_id, eos_id, eos_id, c->rope_theta,
+            c->vocab_size, c->seq_len, c->mask_token_id, bos_id, eos_id, eos_id, c->rope_theta,
             c->norm_eps, c->tied_embeddings ? "true" : "false", c->qkv_bias ? "true" : "false",
             dtype);
 }
@@ -373,8 +373,8 @@ static void json_float(char out[32], float x) {
     if (!strpbrk(out, ".en")) strcat(out, ".0");
 }
 
-static void write_llama_config(FILE *f, const ModelConfig *c, HfArch a, int eos_id,
-                               const char *dtype) {
+static void write_llama_config(FILE *f, const ModelConfig *c, HfArch a, int bos_id,
+                               int eos_id, const char *dtype) {
     static const char *classes[] = {"", "DreamModel", "LlamaForCausalLM", "Qwen2ForCausalLM"};
     static const char *types[] = {"", "Dream", "llama", "qwen2"};
     fprintf(f,
@@ -401,6 +401,7 @@ static void write_llama_config(FILE *f, const ModelConfig *c, HfArch a, int eos_
                 factor, low, high, r->original_context);
     } else
         fprintf(f, "  \"rope_scaling\": null,\n");
+    if (bos_id >= 0) fprintf(f, "  \"bos_token_id\": %d,\n", bos_id);
     if (eos_id >= 0) fprintf(f, "  \"eos_token_id\": %d,\n", eos_id);
     if (a == HF_DREAM)  // Dream's class needs a padding id inside the vocabulary
         fprintf(f, "  \"mask_token_id\": %d,\n  \"pad_token_id\": %d,\n", c->mask_token_id,
@@ -408,7 +409,7 @@ static void write_llama_config(FILE *f, const ModelConfig *c, HfArch a, int eos_
     fprintf(f, "  \"torch_dtype\": \"%s\"\n}\n", dtype);
 }
 
-int hf_export(const char *dir, const ModelConfig *c, const float *params, int eos_id,
+int hf_export(const char *dir, const ModelConfig *c, const float *params, int bos_id, int eos_id,
               SafetensorsDtype dtype, Error *err) {
     HfArch a = export_arch(c);
     if (a == HF_LLADA && c->rope_scaling.factor != 0.0f)
@@ -446,8 +447,8 @@ int hf_export(const char *dir, const ModelConfig *c, const float *params, int eo
     AtomicFile f;
     if (atomic_open(&f, path, err)) return -1;
     const char *torch_dtype = dtype == SAFETENSORS_BF16 ? "bfloat16" : "float32";
-    if (a == HF_LLADA) write_llada_config(f.f, c, eos_id, torch_dtype);
-    else write_llama_config(f.f, c, a, eos_id, torch_dtype);
+    if (a == HF_LLADA) write_llada_config(f.f, c, bos_id, eos_id, torch_dtype);
+    else write_llama_config(f.f, c, a, bos_id, eos_id, torch_dtype);
     if (atomic_commit(&f, err)) return -1;
     if (a != HF_DREAM) return 0;
     // Dream's class will not load without its generation settings

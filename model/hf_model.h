@@ -43,7 +43,8 @@ void hf_tensor_name(HfArch a, int index, int layer, char *buf, size_t cap);
 
 // Writes dir/config.json and dir/model.safetensors: an MDM in the LLaDA layout, an AR model in
 // the LLaMA layout (Qwen2 when it has q/k/v biases). Weights in dtype (F32 or BF16).
-int hf_export(const char *dir, const ModelConfig *c, const float *params, int eos_id,
+// bos_id / eos_id: the tokenizer's, written to config.json (-1: none).
+int hf_export(const char *dir, const ModelConfig *c, const float *params, int bos_id, int eos_id,
               SafetensorsDtype dtype, Error *err);
 
 #endif

@@ -404,6 +404,16 @@ START_TEST(test_tokenizer_prepare_train_sample) {
     r = dllm(args);
     ck_assert_msg(r->status == 0, "%s", r->err);
     ck_assert_msg(strncmp(r->out, "And God", 7) == 0, "%s", r->out);
+    // exported to LLaDA's layout (tokenizer.model beside it), the directory samples the same
+    char text[512];
+    snprintf(text, sizeof text, "%.500s", r->out);
+    snprintf(args, sizeof args, "export %s/m --out %s/m_hf", dir, dir);
+    ck_assert_msg(dllm(args)->status == 0, "export");
+    snprintf(args, sizeof args, "sample --model %s/m_hf --prompt 'And God' --gen-length 8 "
+             "--block-length 8 --steps 4", dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    ck_assert_str_eq(r->out, text);
     // a shard directory without its tokenizer, and shards from another tokenizer
     snprintf(args, sizeof args, "rm %s/shards/tokenizer.model", dir);
     ck_assert(system(args) == 0);

@@ -222,7 +222,7 @@ START_TEST(test_export_round_trip) {
         Checkpoint ck;
         Error err;
         ck_assert(checkpoint_from_hf(dir, HF_WEIGHTS_ON_HOST, &ck, &err) == 0);
-        ck_assert_msg(hf_export(out, &ck.header.model, ck.params, 0, SAFETENSORS_F32, &err) == 0,
+        ck_assert_msg(hf_export(out, &ck.header.model, ck.params, -1, 0, SAFETENSORS_F32, &err) == 0,
                       "%s", err.msg);
         ModelConfig again;
         HfArch arch;
@@ -234,7 +234,7 @@ START_TEST(test_export_round_trip) {
         printf("  export %-6s -> %s layout: config and %llu weights identical\n", names[i],
                hf_arch_name(arch), (unsigned long long)ck.header.n_params);
         // bf16 export: every weight rounded once
-        ck_assert(hf_export(out, &again, ck.params, 0, SAFETENSORS_BF16, &err) == 0);
+        ck_assert(hf_export(out, &again, ck.params, -1, 0, SAFETENSORS_BF16, &err) == 0);
         ck_assert(hf_weights_read(out, &again, arch, copy, NULL, &err) == 0);
         for (size_t j = 0; j < ck.header.n_params; j++)
             ck_assert_float_eq(copy[j], bf16_to_float(float_to_bf16(ck.params[j])));

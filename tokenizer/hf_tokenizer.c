@@ -21,17 +21,12 @@ typedef struct {
     size_t len[N_PARTS];
 } Parts;
 
-static int is_dir(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 int hf_tokenizer_path(const char *path) {
     size_t n = strlen(path);
     if (n >= 5 && strcmp(path + n - 5, ".json") == 0) return 1;
     char file[4200];
     snprintf(file, sizeof file, "%s/tokenizer.json", path);
-    return is_dir(path) && file_size(file) >= 0;
+    return file_is_dir(path) && file_size(file) >= 0;
 }
 
 // ---- The bundle ----
@@ -208,7 +203,7 @@ int hf_tokenizer_from_bundle(Tokenizer *t, const char *bundle, size_t n, const c
 
 int hf_tokenizer_load(Tokenizer *t, const char *path, Error *err) {
     char dir[4200], files[N_PARTS][4300];
-    if (is_dir(path)) {
+    if (file_is_dir(path)) {
         snprintf(dir, sizeof dir, "%s", path);
         snprintf(files[0], sizeof files[0], "%s/tokenizer.json", dir);
     } else {

@@ -32,6 +32,15 @@ int tokenizer_load(Tokenizer *t, const char *path, Error *err) {
         return 0;
     }
     if (hf_tokenizer_path(path)) return hf_tokenizer_load(t, path, err);
+    // a model directory without tokenizer.json: the SentencePiece file `dllm export` writes
+    char spm[4200];
+    if (file_is_dir(path)) {
+        snprintf(spm, sizeof spm, "%s/tokenizer.model", path);
+        if (file_size(spm) < 0)
+            return error_set(err, "%s: no tokenizer.json or tokenizer.model in the directory",
+                             path);
+        path = spm;
+    }
     char *blob;
     size_t n;
     if (file_read_all(path, &blob, &n, err)) return -1;

@@ -183,7 +183,7 @@ int checkpoint_from_hf(const char *dir, HfWeights weights, Checkpoint *ck, Error
                          (unsigned long long)h->n_params);
     }
     if ((host && hf_weights_read(dir, &h->model, arch, ck->params, &ck->weights_bf16, err)) ||
-        hf_tokenizer_load(&ck->tokenizer, dir, err)) {
+        tokenizer_load(&ck->tokenizer, dir, err)) {
         checkpoint_free(ck);
         return -1;
     }
