@@ -26,6 +26,7 @@
 static const char *const objective_names[] = {"mdm", "ar"};
 static const char *const schedule_names[] = {"cosine", "wsd"};
 static const char *const order_names[] = {"random", "sequential"};
+static const char *const t_sampling_names[] = {"uniform", "stratified"};
 
 // Flags that a checkpoint fixes: giving one together with --resume (everything) or --init
 // (the model and its tokenizer) is an error.
@@ -33,15 +34,17 @@ static const char *const fixed_on_resume[] = {
     "objective", "n-layer",  "n-head", "n-kv-head", "d-model",  "d-ff",  "seq-len",
     "batch-size", "grad-accum", "warmup",    "lr",       "min-lr",    "schedule",
     "decay-frac", "weight-decay", "beta1",   "beta2",    "adam-eps",  "grad-clip",
-    "mask-eps",  "random-length-prob", "seed", "order", "tokenizer", "cfg-drop", NULL,
+    "mask-eps",  "t-sampling", "random-length-prob", "seed", "order", "tokenizer", "cfg-drop",
+    "init-std",  NULL,
 };
 static const char *const fixed_on_init[] = {
-    "n-layer", "n-head", "n-kv-head", "d-model", "d-ff", "tokenizer", NULL,  // --seq-len may shorten
+    "n-layer", "n-head", "n-kv-head", "d-model", "d-ff", "tokenizer", "init-std",
+    NULL,  // --seq-len may shorten
 };
 
 typedef struct {
     const char *data, *sft, *init, *tokenizer, *run, *resume, *device, *objective, *schedule,
-        *order;
+        *order, *t_sampling;
     int objective_set, steps_set, seq_len_set, auto_resume, recompute, dry_run;
     const Backend *be;
     int log_every, eval_every, eval_windows, eval_mc, save_every, keep, max_skips;
@@ -205,7 +208,8 @@ static int choose_objective(const TrainOptions *o, const Checkpoint *init, Train
     int obj = flags_choice("objective", o->objective, objective_names, 2, err);
     int sched = flags_choice("schedule", o->schedule, schedule_names, 2, err);
     int order = flags_choice("order", o->order, order_names, 2, err);
-    if (obj < 0 || sched < 0 || order < 0) return -1;
+    int ts = flags_choice("t-sampling", o->t_sampling, t_sampling_names, 2, err);
+    if (obj < 0 || sched < 0 || order < 0 || ts < 0) return -1;
     if (init) {
         int causal = init->header.model.causal;
         if (o->objective_set && obj != (causal ? OBJECTIVE_AR : OBJECTIVE_MDM))
@@ -216,6 +220,7 @@ static int choose_objective(const TrainOptions *o, const Checkpoint *init, Train
     tc->objective = (Objective)obj;
     tc->schedule = (LrSchedule)sched;
     tc->order = (DataOrder)order;
+    tc->t_sampling = (TSampling)ts;
     return 0;
 }
 
@@ -329,7 +334,7 @@ static int parse_train_flags(int argc, char **argv, ModelConfig *mc, TrainConfig
     *mc = model_config_default();
     *tc = train_config_default();
     *o = (TrainOptions){.device = "auto", .objective = "mdm", .schedule = "cosine",
-                        .order = "random", .log_every = 10, .eval_every = 100,
+                        .order = "random", .t_sampling = "uniform", .log_every = 10, .eval_every = 100,
                         .eval_windows = 32, .eval_mc = 8, .eval_seed = 1234, .save_every = 100,
                         .keep = 3, .max_skips = 5, .val_frac = 0.05f};
     Flag flags[] = {
@@ -367,6 +372,9 @@ static int parse_train_flags(int argc, char **argv, ModelConfig *mc, TrainConfig
          "key/value heads, dividing n-head (grouped-query attention; 0: n-head)", 0},
         {"d-model", FLAG_INT, &mc->d_model, "model width", 0},
         {"d-ff", FLAG_INT, &mc->d_ff, "SwiGLU hidden width", 0},
+        {"init-std", FLAG_FLOAT, &mc->init_std,
+         "weights start as normal(0, init-std), the residual projections / sqrt(2 n-layer) "
+         "(0: 0.02)", 0},
         {"seq-len", FLAG_INT, &mc->seq_len, "tokens per training sequence", 0},
         {"batch-size", FLAG_INT, &tc->batch_size, "sequences per micro-batch", 0},
         {"grad-accum", FLAG_INT, &tc->grad_accum, "micro-batches per optimizer step", 0},
@@ -382,6 +390,9 @@ static int parse_train_flags(int argc, char **argv, ModelConfig *mc, TrainConfig
         {"adam-eps", FLAG_FLOAT, &tc->adam_eps, "AdamW epsilon", 0},
         {"grad-clip", FLAG_FLOAT, &tc->grad_clip, "global gradient norm limit (0: off)", 0},
         {"mask-eps", FLAG_FLOAT, &tc->mask_eps, "mdm: t ~ U(mask-eps, 1)", 0},
+        {"t-sampling", FLAG_STRING, &o->t_sampling,
+         "mdm: uniform (each sequence its own t) or stratified (the batch's t spread evenly "
+         "over [mask-eps, 1), MDLM's low-discrepancy sampler)", 0},
         {"random-length-prob", FLAG_FLOAT, &tc->random_length_prob,
          "mdm: chance a step trains on a random shorter length (LLaDA: 0.01)", 0},
         {"seed", FLAG_U64, &tc->seed, "seeds init, data order and masking", 0},

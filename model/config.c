@@ -25,6 +25,8 @@ int model_kv_dim(const ModelConfig *c) { return model_kv_heads(c) * (c->d_model 
 static int is_flag(int x) { return x == 0 || x == 1; }
 
 int model_config_validate(const ModelConfig *c, Error *err) {
+    if (!(c->init_std >= 0.0f && c->init_std < 10.0f))
+        return error_set(err, "init_std must be in [0, 10) (got %g)", c->init_std);
     if (c->n_layer < 1) return error_set(err, "n_layer must be >= 1 (got %d)", c->n_layer);
     if (c->n_head < 1) return error_set(err, "n_head must be >= 1 (got %d)", c->n_head);
     if (c->d_model < 2 || c->d_model % c->n_head != 0)
@@ -83,4 +85,5 @@ void model_config_print(FILE *f, const ModelConfig *c) {
             c->seq_len, c->mask_token_id, c->causal ? "causal" : "bidirectional", c->rope_theta,
             c->rope_scaling.factor != 0.0f ? " (llama3 scaling)" : "", c->norm_eps, c->qkv_bias ? ", qkv bias" : "", c->tied_embeddings ? ", tied embeddings" : "",
             c->logit_shift ? ", logits shifted by one" : "");
+    if (c->init_std > 0.0f) fprintf(f, "init: weights normal(0, %g)\n", c->init_std);
 }

@@ -35,6 +35,7 @@ typedef struct {
     int tied_embeddings; // 1: the LM head is the token embedding (no lm_head tensor)
     int logit_shift;     // 1: position i's token is read from logit row i - 1 (Dream)
     RopeScaling rope_scaling;
+    float init_std;      // training from scratch: weights start as normal(0, init_std); 0: 0.02
 } ModelConfig;
 
 // A small default, good for CPU experiments on byte-level text.

@@ -9,7 +9,8 @@ void param_specs(const ModelConfig *c, ParamSpec specs[N_PARAM_TENSORS]) {
     size_t KV = model_kv_dim(c), bias = c->qkv_bias ? L : 0;
     // GPT-2 style: the two projections that write into the residual stream start smaller,
     // so the stream's variance does not grow with depth.
-    float std = 0.02f, resid_std = 0.02f / sqrtf(2.0f * c->n_layer);
+    float std = c->init_std > 0.0f ? c->init_std : 0.02f;
+    float resid_std = std / sqrtf(2.0f * c->n_layer);
     // name, layers, rows, cols, is_norm, is_bias, init_std
     struct { const char *name; size_t layers, rows, cols; int is_norm, is_bias; float std; }
         table[N_PARAM_TENSORS] = {

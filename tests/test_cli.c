@@ -102,6 +102,10 @@ START_TEST(test_bad_flags) {
     assert_one_error(dllm(args), "--n-layer: expected an integer, got 'abc'");
     snprintf(args, sizeof args, "train --data %s/text.txt --objective bert", dir);
     assert_one_error(dllm(args), "--objective: 'bert' is not one of mdm|ar");
+    snprintf(args, sizeof args, "train --data %s/text.txt --t-sampling sobol", dir);
+    assert_one_error(dllm(args), "--t-sampling: 'sobol' is not one of uniform|stratified");
+    snprintf(args, sizeof args, "train --data %s/text.txt --init-std -1 --run %s/x", dir, dir);
+    assert_one_error(dllm(args), "init_std must be in [0, 10) (got -1)");
     snprintf(args, sizeof args, "train --data %s/text.txt --lr", dir);
     assert_one_error(dllm(args), "--lr: missing value");
     snprintf(args, sizeof args, "train --data %s/text.txt --device tpu", dir);

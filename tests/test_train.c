@@ -25,7 +25,7 @@ START_TEST(test_mdm_mask_statistics) {
     for (int i = 0; i < B * T; i++) tokens[i] = i % 251;
     Rng rng;
     rng_seed(&rng, 1);
-    mdm_noise_batch(tokens, B, T, mask_id, eps, &rng, inputs, targets, weights, t);
+    mdm_noise_batch(tokens, B, T, mask_id, eps, T_UNIFORM, &rng, inputs, targets, weights, t);
     double excess = 0.0, variance = 0.0, t_sum = 0.0;
     int histogram[10] = {0};
     for (int b = 0; b < B; b++) {
@@ -61,6 +61,26 @@ START_TEST(test_mdm_mask_statistics) {
 }
 END_TEST
 
+// Stratified t (MDLM's low-discrepancy sampler): the B rates of a batch fall one in each of B
+// equal slices of [eps, 1), each batch with its own offset.
+START_TEST(test_mdm_stratified_t) {
+    enum { B = 10, T = 8 };
+    float eps = 1e-3f, t[B], w[B * T];
+    int tokens[B * T] = {0}, inputs[B * T], targets[B * T];
+    Rng rng;
+    rng_seed(&rng, 3);
+    float first[2];
+    for (int batch = 0; batch < 2; batch++) {
+        mdm_noise_batch(tokens, B, T, 99, eps, T_STRATIFIED, &rng, inputs, targets, w, t);
+        int per_slice[B] = {0};
+        for (int b = 0; b < B; b++) per_slice[(int)((t[b] - eps) / (1.0f - eps) * B)]++;
+        for (int k = 0; k < B; k++) ck_assert_int_eq(per_slice[k], 1);
+        first[batch] = t[0];
+    }
+    ck_assert(first[0] != first[1]);
+}
+END_TEST
+
 START_TEST(test_mdm_weighting_is_unbiased) {
     // With 1/t weights, the expected weighted loss equals the plain per-token loss. A model whose
     // LM head is zero predicts uniformly, so every token costs ln V, and so must the MDM loss
@@ -80,7 +100,8 @@ START_TEST(test_mdm_weighting_is_unbiased) {
     rng_seed(&rng, 2);
     double sum = 0.0, sum_sq = 0.0;
     for (int d = 0; d < draws; d++) {
-        mdm_noise_batch(tokens, B, T, cfg.mask_token_id, 1e-3f, &rng, inputs, targets, weights,
+        mdm_noise_batch(tokens, B, T, cfg.mask_token_id, 1e-3f, T_UNIFORM, &rng, inputs, targets,
+                        weights,
                         NULL);
         model_forward(&m, inputs, B, T);
         double loss = model_loss(&m, targets, weights);
@@ -192,6 +213,7 @@ int main(void) {
     TCase *tc = tcase_create("objectives and training");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_mdm_mask_statistics);
+    tcase_add_test(tc, test_mdm_stratified_t);
     tcase_add_test(tc, test_mdm_weighting_is_unbiased);
     tcase_add_test(tc, test_ar_shift);
     tcase_add_test(tc, test_lr_schedules);

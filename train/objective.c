@@ -1,13 +1,16 @@
 #include "train/objective.h"
 
+#include <math.h>
 #include <string.h>
 
-void mdm_noise_batch(const int *tokens, int B, int T, int mask_id, float eps, Rng *rng,
-                     int *inputs, int *targets, float *weights, float *t_out) {
+void mdm_noise_batch(const int *tokens, int B, int T, int mask_id, float eps, TSampling ts,
+                     Rng *rng, int *inputs, int *targets, float *weights, float *t_out) {
     float norm = 1.0f / ((float)B * T);
+    double u0 = ts == T_STRATIFIED ? rng_uniform(rng) : 0.0;
     for (int b = 0; b < B; b++) {
+        double u = ts == T_STRATIFIED ? fmod(u0 + (double)b / B, 1.0) : rng_uniform(rng);
         // LLaDA's p_mask = (1 - eps) t + eps: t never reaches 0, so 1/t stays bounded
-        float t = (1.0f - eps) * rng_uniform(rng) + eps;
+        float t = (1.0f - eps) * (float)u + eps;
         if (t_out) t_out[b] = t;
         for (int i = 0; i < T; i++) {
             size_t n = (size_t)b * T + i;

@@ -49,6 +49,8 @@ int train_config_validate(const TrainConfig *tc, Error *err) {
     if (!(tc->grad_clip >= 0.0f)) return error_set(err, "grad clip must be >= 0");
     if (!(tc->mask_eps > 0.0f && tc->mask_eps < 1.0f))
         return error_set(err, "mask eps must be in (0, 1)");
+    if (tc->t_sampling != T_UNIFORM && tc->t_sampling != T_STRATIFIED)
+        return error_set(err, "unknown t sampling %d", (int)tc->t_sampling);
     if (!(tc->random_length_prob >= 0.0f && tc->random_length_prob <= 1.0f))
         return error_set(err, "random length probability must be in [0, 1]");
     if (!(tc->cfg_drop >= 0.0f && tc->cfg_drop < 1.0f))
@@ -65,10 +67,10 @@ void train_config_print(FILE *f, const TrainConfig *tc) {
             (long long)tc->steps, (long long)tc->warmup_steps, tc->lr, tc->min_lr,
             tc->schedule == SCHEDULE_COSINE ? "cosine" : "wsd");
     if (tc->schedule == SCHEDULE_WSD) fprintf(f, ", decay over last %g", tc->decay_frac);
-    fprintf(f, "), wd %g, betas %g %g, eps %g, clip %g, mask eps %g, random length %g, seed %llu, "
-               "%s order\n",
+    fprintf(f, "), wd %g, betas %g %g, eps %g, clip %g, mask eps %g, %s t, random length %g, "
+               "seed %llu, %s order\n",
             tc->weight_decay, tc->beta1, tc->beta2, tc->adam_eps, tc->grad_clip, tc->mask_eps,
-            tc->random_length_prob, (unsigned long long)tc->seed,
+            tc->t_sampling == T_STRATIFIED ? "stratified" : "uniform", tc->random_length_prob, (unsigned long long)tc->seed,
             tc->order == ORDER_RANDOM ? "random" : "sequential");
     if (tc->sft) fprintf(f, "fine-tuning (SFT): prompts never masked, cfg drop %g\n", tc->cfg_drop);
 }

@@ -27,6 +27,7 @@ typedef struct {
     float beta1, beta2, adam_eps;
     float grad_clip;         // global gradient norm limit; 0 turns clipping off
     float mask_eps;          // MDM: t ~ U(mask_eps, 1)
+    TSampling t_sampling;    // MDM: the batch's t independent, or stratified across it
     float random_length_prob;  // MDM: chance that a micro-batch is cut to a random length
     uint64_t seed;           // seeds init, data order and masking (each its own stream)
     DataOrder order;
