@@ -268,6 +268,30 @@ START_TEST(test_time_budget) {
 }
 END_TEST
 
+// A plan scored by exact match: the report's speed-vs-quality table holds the MDM's sampler
+// settings and, on the same test file, the AR baseline token by token.
+START_TEST(test_exact_match_tradeoff) {
+    fresh_dir_with_plan("sweep_exact", "");  // names `dir` for the plan's paths
+    char cmd[600], plan[1200];
+    snprintf(plan, sizeof plan,
+             "# exact\n## Base\n- sft: %s/task/train.jsonl\n- tokenizer: bytes\n- device: cpu\n"
+             "- n-layer: 1\n- n-head: 2\n- d-model: 32\n- d-ff: 64\n- batch-size: 8\n"
+             "- steps: 20\n- eval-every: 0\n## Grid\n- objective: mdm, ar\n"
+             "## Report\n- metric: exact\n- exact: %s/task/test.jsonl\n", dir, dir);
+    fresh_dir_with_plan("sweep_exact", plan);
+    snprintf(cmd, sizeof cmd, "./dllm task reversal --out %s/task --train 64 --test 8 > /dev/null",
+             dir);
+    ck_assert(system(cmd) == 0);
+    ck_assert_int_eq(wait_exit(start_sweep()), 0);
+    ck_assert(file_has("out/REPORT.md", "## MDM sampler: speed vs quality (mdm)"));
+    ck_assert(file_has("out/REPORT.md", "| threshold 0.9 | 1 |"));
+    ck_assert(file_has("out/REPORT.md", "| AR baseline (ar), token by token | - |"));
+    printf("  exact-match report: MDM sampler settings and the AR baseline in one table\n");
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert(system(cmd) == 0);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("sweep");
     TCase *tc = tcase_create("plans and runs");
@@ -277,6 +301,7 @@ int main(void) {
     tcase_add_test(tc, test_capture_drains_a_talkative_child);
     tcase_add_test(tc, test_sweep_survives_kill_and_failure);
     tcase_add_test(tc, test_time_budget);
+    tcase_add_test(tc, test_exact_match_tradeoff);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
