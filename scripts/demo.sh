@@ -1,29 +1,80 @@
 #!/usr/bin/env bash
-# The main job: set everything up (scripts/setup.sh), train a small masked-diffusion model on
-# the default corpus (KJV + World English Bible + fortunes, a 4096-token BPE) for a few
-# minutes, then generate text from it by parallel denoising: LLaDA's reference sampler, then
-# threshold decoding with the dual block cache.
-# Usage: bash scripts/demo.sh [steps]      (800 steps: about 5 minutes on 2 CPU cores)
+# The main job, in about 5 minutes on 2 CPU cores:
+#   0. set everything up (scripts/setup.sh: packages, ./dllm, corpus, tokenizer, shards)
+#   1. train a small masked-diffusion model on the default corpus (KJV + World English Bible +
+#      fortunes, a 4096-token BPE) and generate text from it by parallel denoising
+#   2. show what diffusion decoding buys where it works: a 4x4 sudoku model decoded one token
+#      per step, several tokens per step and by confidence threshold, against an AR model
+#      trained on the same puzzles for the same steps (a two-run sweep and its report)
+# Each part prints how long it took. Usage: bash scripts/demo.sh [steps]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-steps=${1:-800}
+steps=${1:-STEPS}
+start=$SECONDS
+lap_start=$SECONDS
+laps=()
+mmss() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+lap() {  # name: records the time since the previous lap
+    laps+=("$(printf '%-44s %s' "$1" "$(mmss $((SECONDS - lap_start)))")")
+    echo "   ($1: $(mmss $((SECONDS - lap_start))))"
+    lap_start=$SECONDS
+}
+
 bash scripts/setup.sh
-rm -rf runs/demo  # the demo's own run directory: a fresh run each time
+lap "setup"
+rm -rf runs/demo  # the demo's own directory: a fresh run each time
 mkdir -p runs/demo
 
-echo "== training a masked-diffusion model on data/shards ($steps steps)"
-./dllm train --data data/shards --objective mdm --steps "$steps" --warmup 40 --lr 3e-3 \
-    --min-lr 3e-4 --batch-size 16 --seq-len 128 --n-layer 4 --d-model 128 --n-head 4 \
-    --d-ff 352 --log-every 50 --eval-every 200 --run runs/demo/mdm
-
+echo "== 1. a masked-diffusion model of the corpus ($steps steps)"
+./dllm train --data data/shards --objective mdm --steps "$steps" RECIPE \
+    --log-every 100 --eval-every 200 --run runs/demo/mdm
+lap "1. training the MDM"
 prompt="And God said,"
-# Temperature 0.8: after only a few CPU minutes greedy decoding collapses onto the most frequent
-# token (",") everywhere; sampling shows what the model has learned.
-echo "== LLaDA sampler: 64 tokens in 2 blocks of 32, 64 steps, low-confidence remasking, 3 samples"
-./dllm sample --model runs/demo/mdm --prompt "$prompt" --gen-length 64 --block-length 32 \
-    --steps 64 --temperature 0.8 --batch 3 --trace runs/demo/trace.jsonl
-echo "== threshold decoding (0.9) with the dual block cache"
-./dllm sample --model runs/demo/mdm --prompt "$prompt" --gen-length 64 --block-length 32 \
-    --threshold 0.9 --cache dual --temperature 0.8
+echo "== LLaDA's sampler: 48 tokens in 2 blocks of 24, 48 steps (one token per step), 3 samples"
+./dllm sample --model runs/demo/mdm --prompt "$prompt" --gen-length 48 --block-length 24 \
+    --steps 48 --temperature 0.8 --batch 3 --trace runs/demo/trace.jsonl
 ./dllm plot runs/demo/mdm --out runs/demo/loss.png
+lap "   sampling"
+
+echo "== 2. parallel decoding where it works: 4x4 sudoku, MDM against AR"
+./dllm task sudoku --out runs/demo/sudoku/task
+cat > runs/demo/sudoku/PLAN.md <<'EOF'
+# 4x4 sudoku: diffusion decoding against AR
+
+Both objectives fine-tune the same small model from scratch on the same 2000 puzzles for the
+same steps; the report scores greedy answers to 200 held-out puzzles.
+
+## Base
+
+```
+--sft runs/demo/sudoku/task/train.jsonl --tokenizer bytes --seq-len 56 --n-layer 3
+--d-model 96 --n-head 4 --d-ff 256 --batch-size 32 --lr 3e-3 --warmup 50 --eval-every 0
+--log-every 500
+```
+
+## Grid
+
+- objective: mdm, ar
+
+## Budget
+
+- steps: SUDOKU_STEPS
+
+## Report
+
+- metric: exact
+- exact: runs/demo/sudoku/task/test.jsonl
+EOF
+./dllm sweep runs/demo/sudoku/PLAN.md --dir runs/demo/sudoku
+lap "2. sudoku: two models trained and scored"
+echo
+sed -n '/^## MDM sampler/,/^$/p' runs/demo/sudoku/REPORT.md
+sed -n '/^| AR baseline/p' runs/demo/sudoku/REPORT.md
+echo "(NFE / token: forward passes per generated token; below 1, several tokens were committed"
+echo " per pass. Full report: runs/demo/sudoku/REPORT.md)"
+
+echo
+echo "== time taken"
+for l in "${laps[@]}"; do echo "   $l"; done
+echo "   $(printf '%-44s %s' total "$(mmss $((SECONDS - start)))")"
 echo "(watch it denoise: ./dllm sample --model runs/demo/mdm --prompt \"$prompt\" --temperature 0.8 --show 1)"

@@ -3,6 +3,7 @@
 #include <math.h>
 
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu/exp_simd.h"
 #include "kernels/noise.h"
 
 // Logit v of the row, guided when uncond is given.
@@ -34,8 +35,11 @@ void cpu_pick_tokens(int *tokens, double *confidence, const float *logits, int B
                 if (l > maxv) maxv = l;
             }
             double sum = 0.0;
-            for (int v = 0; v < V; v++)
-                if (v != banned) sum += exp((double)guided(cond, uncond, w, v) - maxv);
+#pragma omp simd reduction(+ : sum)
+            for (int v = 0; v < V; v++) {
+                double e = exp_simd_double((double)guided(cond, uncond, w, v) - maxv);
+                sum += v == banned ? 0.0 : e;
+            }
             tokens[out] = best;
             confidence[out] = exp((double)guided(cond, uncond, w, best) - maxv) / sum;
         }
