@@ -35,10 +35,10 @@ static const char *const fixed_on_resume[] = {
     "batch-size", "grad-accum", "warmup",    "lr",       "min-lr",    "schedule",
     "decay-frac", "weight-decay", "beta1",   "beta2",    "adam-eps",  "grad-clip",
     "mask-eps",  "t-sampling", "random-length-prob", "seed", "order", "tokenizer", "cfg-drop",
-    "init-std",  NULL,
+    "init-std",  "qkv-bias", NULL,
 };
 static const char *const fixed_on_init[] = {
-    "n-layer", "n-head", "n-kv-head", "d-model", "d-ff", "tokenizer", "init-std",
+    "n-layer", "n-head", "n-kv-head", "d-model", "d-ff", "tokenizer", "init-std", "qkv-bias",
     NULL,  // --seq-len may shorten
 };
 
@@ -372,6 +372,8 @@ static int parse_train_flags(int argc, char **argv, ModelConfig *mc, TrainConfig
          "key/value heads, dividing n-head (grouped-query attention; 0: n-head)", 0},
         {"d-model", FLAG_INT, &mc->d_model, "model width", 0},
         {"d-ff", FLAG_INT, &mc->d_ff, "SwiGLU hidden width", 0},
+        {"qkv-bias", FLAG_INT, &mc->qkv_bias,
+         "1: the q, k and v projections add a learned bias (as Qwen2 and Dream)", 0},
         {"init-std", FLAG_FLOAT, &mc->init_std,
          "weights start as normal(0, init-std), the residual projections / sqrt(2 n-layer) "
          "(0: 0.02)", 0},
