@@ -9,7 +9,7 @@
 # Each part prints how long it took. Usage: bash scripts/demo.sh [steps]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-steps=${1:-STEPS}
+steps=${1:-800}
 start=$SECONDS
 lap_start=$SECONDS
 laps=()
@@ -26,8 +26,9 @@ rm -rf runs/demo  # the demo's own directory: a fresh run each time
 mkdir -p runs/demo
 
 echo "== 1. a masked-diffusion model of the corpus ($steps steps)"
-./dllm train --data data/shards --objective mdm --steps "$steps" RECIPE \
-    --log-every 100 --eval-every 200 --run runs/demo/mdm
+./dllm train --data data/shards --objective mdm --steps "$steps" --n-layer 4 --d-model 128 \
+    --n-head 4 --d-ff 352 --seq-len 128 --batch-size 16 --lr 3e-3 --min-lr 3e-4 --warmup 40 \
+    --t-sampling stratified --log-every 100 --eval-every 400 --run runs/demo/mdm
 lap "1. training the MDM"
 prompt="And God said,"
 echo "== LLaDA's sampler: 48 tokens in 2 blocks of 24, 48 steps (one token per step), 3 samples"
@@ -58,7 +59,7 @@ same steps; the report scores greedy answers to 200 held-out puzzles.
 
 ## Budget
 
-- steps: SUDOKU_STEPS
+- steps: 1500
 
 ## Report
 
