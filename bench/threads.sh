@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Do threads pay? The LLaDA sampler (64 tokens, 2 blocks, 64 steps, batch 2) on a small and a
-# larger random model, with 1 and 2 OpenMP threads, on an idle machine and beside one busy
-# process, under dllm's default (passive waiting) and under libgomp's own default (active
-# spinning, the old behaviour). Prints median seconds of 3 runs and the ratio 2 threads / 1
-# thread (< 1: the second thread helps). Run from the project root after `make`:
+# Do threads pay? The LLaDA sampler (64 tokens, 2 blocks, 64 steps, batch 2) and a training
+# step on a small and a larger random model, with 1 and 2 OpenMP threads, on an idle machine
+# and beside one busy process, under dllm's default (passive waiting) and under libgomp's own
+# default (active spinning, the old behaviour). Prints median seconds of 5 runs and the ratio
+# 2 threads / 1 thread (< 1: the second thread helps). The models train on data/shards (the
+# demo's 4096-token BPE) when setup.sh made them, else on bytes of tests/fixtures/genesis.txt.
+# Run from the project root after `make`:
 #     bash bench/threads.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,26 +13,42 @@ work=$(mktemp -d)
 busy_pid=
 trap '[ -n "$busy_pid" ] && kill $busy_pid 2>/dev/null; rm -rf "$work"' EXIT
 
-head -c 200000 tests/fixtures/genesis.txt > "$work/text.txt"
+data=data/shards
+if [ ! -s data/shards/train_000000.bin ]; then
+    head -c 200000 tests/fixtures/genesis.txt > "$work/text.txt"
+    data=$work/text.txt
+fi
 make_model() {  # name, then the model flags
     local name=$1; shift
-    ./dllm train --data "$work/text.txt" --objective mdm --steps 1 --batch-size 2 --seq-len 128 \
+    ./dllm train --data "$data" --objective mdm --steps 1 --batch-size 2 --seq-len 128 \
         --eval-every 0 --run "$work/$name" "$@" > /dev/null
 }
 make_model small --n-layer 4 --d-model 128 --n-head 4 --d-ff 352
 make_model large --n-layer 6 --d-model 384 --n-head 6 --d-ff 1024
 
-# median of 3 sampling times (seconds, as dllm reports them)
+# median of 5 sampling times (seconds, as dllm reports them)
 sample_time() {  # model, threads, wait policy
-    for run in 1 2 3; do
+    for run in 1 2 3 4 5; do
         OMP_NUM_THREADS=$2 OMP_WAIT_POLICY=$3 ./dllm sample --model "$work/$1" \
             --prompt "In the beginning" --gen-length 64 --block-length 32 --steps 64 --batch 2 \
             --device cpu 2>&1 >/dev/null | sed -n 's/.*, \([0-9.]*\) s$/\1/p'
-    done | sort -n | sed -n 2p
+    done | sort -n | sed -n 3p
 }
 
-echo "| model | machine | waiting | 1 thread (s) | 2 threads (s) | 2 / 1 |"
-echo "|---|---|---|---|---|---|"
+# median ms of training steps 2..6 (batch 16 x 128 tokens)
+step_ms() {  # model flags file, threads, wait policy
+    rm -rf "$work/steps"
+    OMP_NUM_THREADS=$2 OMP_WAIT_POLICY=$3 ./dllm train --data "$data" --objective mdm \
+        --steps 6 --batch-size 16 --seq-len 128 --log-every 1 --eval-every 0 --save-every 0 \
+        --run "$work/steps" $(cat "$work/$1.flags") 2>&1 |
+        awk '/^step +[0-9]+\/6 \|/ { split($2, s, "/"); if (s[1] + 0 >= 2)
+             for (i = 1; i <= NF; i++) if ($(i + 1) == "ms") print $i }' | sort -n | sed -n 3p
+}
+echo "--n-layer 4 --d-model 128 --n-head 4 --d-ff 352" > "$work/small.flags"
+echo "--n-layer 6 --d-model 384 --n-head 6 --d-ff 1024" > "$work/large.flags"
+
+echo "| model | machine | waiting | job | 1 thread | 2 threads | 2 / 1 |"
+echo "|---|---|---|---|---|---|---|"
 for load in idle loaded; do
     if [ $load = loaded ]; then
         sh -c 'while :; do :; done' &
@@ -38,10 +56,15 @@ for load in idle loaded; do
     fi
     for model in small large; do
         for policy in passive active; do
+            name="$policy$([ $policy = passive ] && echo ' (default)')"
             one=$(sample_time $model 1 $policy)
             two=$(sample_time $model 2 $policy)
             ratio=$(awk -v a="$two" -v b="$one" 'BEGIN { printf "%.2f", a / b }')
-            echo "| $model | $load | $policy$([ $policy = passive ] && echo ' (default)') | $one | $two | $ratio |"
+            echo "| $model | $load | $name | sample (s) | $one | $two | $ratio |"
+            one=$(step_ms $model 1 $policy)
+            two=$(step_ms $model 2 $policy)
+            ratio=$(awk -v a="$two" -v b="$one" 'BEGIN { printf "%.2f", a / b }')
+            echo "| $model | $load | $name | train step (ms) | $one | $two | $ratio |"
         done
     done
 done

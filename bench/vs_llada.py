@@ -37,14 +37,15 @@ def dllm_sample(dllm, model, prompt, threads, trace):
     return float(last.rsplit(",", 1)[1].split()[0])
 
 
-def dllm_tokens(trace, prompt_len):
-    """The generated ids, position by position, from a sampling trace."""
+def dllm_tokens(trace, prompt_len, mask_id):
+    """The 64 generated ids from a sampling trace; a position whose pick was [MASK] (exact
+    LLaDA lets it win) is never committed and stays [MASK], as in LLaDA's output."""
     tokens = {}
     with open(trace) as f:
         for line in f:
             for c in json.loads(line)["committed"]:
                 tokens[c["pos"]] = c["token"]
-    return [tokens[p] for p in sorted(tokens) if p >= prompt_len]
+    return [tokens.get(p, mask_id) for p in range(prompt_len, prompt_len + 64)]
 
 
 def median_time(fn, runs=3):
@@ -96,7 +97,8 @@ def main():
             t_torch = median_time(torch_run)
             t_dllm = statistics.median(
                 [dllm_sample(args.dllm, export, args.prompt, threads, trace) for _ in range(3)])
-            same = out["x"][0, len(prompt):].tolist() == dllm_tokens(trace, len(prompt))
+            same = out["x"][0, len(prompt):].tolist() == dllm_tokens(trace, len(prompt),
+                                                                  cfg["mask_token_id"])
             print(f"| {load} | {threads} | {t_torch:.3f} | {t_dllm:.3f} | "
                   f"{t_torch / t_dllm:.2f} | {'yes' if same else 'no'} |", flush=True)
     busy.kill()

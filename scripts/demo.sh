@@ -28,7 +28,7 @@ mkdir -p runs/demo
 echo "== 1. a masked-diffusion model of the corpus ($steps steps)"
 ./dllm train --data data/shards --objective mdm --steps "$steps" --n-layer 4 --d-model 128 \
     --n-head 4 --d-ff 352 --seq-len 128 --batch-size 16 --lr 3e-3 --min-lr 3e-4 --warmup 40 \
-    --t-sampling stratified --log-every 100 --eval-every 400 --run runs/demo/mdm
+    --init-std 0.05 --log-every 100 --eval-every 400 --run runs/demo/mdm
 lap "1. training the MDM"
 prompt="And God said,"
 echo "== LLaDA's sampler: 48 tokens in 2 blocks of 24, 48 steps (one token per step), 3 samples"

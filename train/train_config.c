@@ -19,6 +19,7 @@ TrainConfig train_config_default(void) {
         .adam_eps = 1e-8f,
         .grad_clip = 1.0f,
         .mask_eps = 1e-3f,
+        .t_sampling = T_STRATIFIED,  // scripts/plans/mdm_recipe.md: lower and tighter than uniform
         .random_length_prob = 0.0f,
         .seed = 1337,
         .order = ORDER_RANDOM,

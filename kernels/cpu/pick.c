@@ -22,17 +22,25 @@ void cpu_pick_tokens(int *tokens, double *confidence, const float *logits, int B
             const float *cond = logits + ((size_t)b * rows_per_seq + first + i) * V;
             const float *uncond = cfg > 0.0f ? cond + uncond_offset : NULL;
             size_t out = (size_t)b * count + i;
-            int best = -1;
-            double best_score = -INFINITY;
             float maxv = -INFINITY;
+#pragma omp simd reduction(max : maxv)
             for (int v = 0; v < V; v++) {
-                if (v == banned) continue;
                 float l = guided(cond, uncond, w, v);
-                double score = temperature > 0.0f
-                                   ? l + (double)temperature * noise_gumbel(seed, out * V + v)
-                                   : l;
-                if (best < 0 || score > best_score) best = v, best_score = score;
-                if (l > maxv) maxv = l;
+                maxv = v != banned && l > maxv ? l : maxv;
+            }
+            int best = -1;
+            if (temperature > 0.0f) {
+                double best_score = -INFINITY;
+                for (int v = 0; v < V; v++) {
+                    if (v == banned) continue;
+                    double score = guided(cond, uncond, w, v) +
+                                   (double)temperature * noise_gumbel(seed, out * V + v);
+                    if (best < 0 || score > best_score) best = v, best_score = score;
+                }
+            } else {  // greedy: the first token at the maximum
+                for (int v = 0; v < V && best < 0; v++)
+                    if (v != banned && guided(cond, uncond, w, v) == maxv) best = v;
+                if (best < 0) best = banned == 0 ? 1 : 0;  // every logit NaN
             }
             double sum = 0.0;
 #pragma omp simd reduction(+ : sum)
