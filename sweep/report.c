@@ -154,7 +154,7 @@ static void write_sampler_tradeoff(FILE *f, const Plan *p, const Row *rows, int 
     tradeoff_rows(f, mdm, dir, device, p->exact, names, settings, thresholds, 7);
     if (!ar) return;
     char name[300];
-    snprintf(name, sizeof name, "AR baseline (%s), token by token", ar->run->name);
+    snprintf(name, sizeof name, "AR baseline (%s): a token per pass, stops at EOS", ar->run->name);
     const char *ar_name[] = {name};
     tradeoff_rows(f, ar, dir, device, p->exact, ar_name, settings, thresholds, 1);
 }
