@@ -56,7 +56,8 @@ for load in idle loaded; do
     fi
     for model in small large; do
         for policy in passive active; do
-            name="$policy$([ $policy = passive ] && echo ' (default)')"
+            name=$policy
+            if [ $policy = passive ]; then name="passive (default)"; fi
             one=$(sample_time $model 1 $policy)
             two=$(sample_time $model 2 $policy)
             ratio=$(awk -v a="$two" -v b="$one" 'BEGIN { printf "%.2f", a / b }')

@@ -2,6 +2,7 @@
 
 #include "common/bf16.h"
 #include "common/progress.h"
+#include "common/threads.h"
 
 #include <assert.h>
 #include <math.h>
@@ -313,6 +314,7 @@ void model_infer_rows(Model *m, const int *tokens, const int *key_start, int B, 
     assert(0 <= start && start < end && end <= T);
     assert(start <= head_start && head_start < head_end && head_end <= end);
     assert(!m->recompute || (start == 0 && end == T));  // no per-layer cache to reuse
+    threads_adapt();
     m->B = B;  // per-layer slices hold B * T rows: the whole cache, or a training batch
     m->T = T;
     int Tq = end - start, N = B * Tq, C = c->d_model;
