@@ -9,22 +9,11 @@
 
 #include "kernels/cpu/cpu_ops.h"
 
-// Offset of head h of position t of sequence b in a [B, T, H, head_dim] tensor.
-static size_t head_offset(int b, int t, int h, int T, int H, int head_dim) {
-    return (((size_t)b * T + t) * H + h) * head_dim;
-}
-
 static float dot(const float *a, const float *b, int n) {
     float s = 0.0f;
 #pragma omp simd reduction(+ : s)
     for (int i = 0; i < n; i++) s += a[i] * b[i];
     return s;
-}
-
-// Keys [first, end) that query row t sees.
-static int visible_end(int t, int q_pos0, int Tk, int causal) {
-    int end = causal ? q_pos0 + t + 1 : Tk;
-    return end < Tk ? end : Tk;
 }
 
 void cpu_attention_forward(float *out, float *lse, const float *q, const float *k,
@@ -39,12 +28,12 @@ void cpu_attention_forward(float *out, float *lse, const float *q, const float *
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++)
                 for (int t = 0; t < Tq; t++) {
-                    const float *qt = q + head_offset(b, t, h, Tq, H, head_dim);
+                    const float *qt = q + attention_offset(b, t, h, Tq, H, head_dim);
                     int first = key_start ? key_start[b] : 0;
-                    int end = visible_end(t, q_pos0, Tk, causal);
+                    int end = attention_visible_end(t, q_pos0, Tk, causal);
                     float maxv = -INFINITY;
                     for (int j = first; j < end; j++) {
-                        const float *kj = k + head_offset(b, j, h / group, Tk, Hkv, head_dim);
+                        const float *kj = k + attention_offset(b, j, h / group, Tk, Hkv, head_dim);
                         p[j] = dot(qt, kj, head_dim) * scale;
                         if (p[j] > maxv) maxv = p[j];
                     }
@@ -53,13 +42,13 @@ void cpu_attention_forward(float *out, float *lse, const float *q, const float *
                         p[j] = expf(p[j] - maxv);
                         sum += p[j];
                     }
-                    float *o = out + head_offset(b, t, h, Tq, H, head_dim);
+                    float *o = out + attention_offset(b, t, h, Tq, H, head_dim);
                     for (int i = 0; i < head_dim; i++) o[i] = 0.0f;
                     // a row with no visible key: zeros, and -inf marks it for the backward
                     lse[((size_t)b * H + h) * Tq + t] = sum > 0.0f ? maxv + logf(sum) : -INFINITY;
                     if (sum == 0.0f) continue;
                     for (int j = first; j < end; j++) {
-                        const float *vj = v + head_offset(b, j, h / group, Tk, Hkv, head_dim);
+                        const float *vj = v + attention_offset(b, j, h / group, Tk, Hkv, head_dim);
                         float pj = p[j] / sum;
 #pragma omp simd
                         for (int i = 0; i < head_dim; i++) o[i] += pj * vj[i];
@@ -84,13 +73,13 @@ void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout, 
                 for (int t = 0; t < T; t++) {
                     float row_lse = lse[((size_t)b * H + h) * T + t];
                     if (row_lse == -INFINITY) continue;  // saw no key: passes no gradient
-                    size_t row = head_offset(b, t, h, T, H, head_dim);
+                    size_t row = attention_offset(b, t, h, T, H, head_dim);
                     const float *qt = q + row, *dot_row = dout + row;
                     float *dqt = dq + row;
                     float D = dot(dot_row, out + row, head_dim);
-                    int end = visible_end(t, 0, T, causal);
+                    int end = attention_visible_end(t, 0, T, causal);
                     for (int j = 0; j < end; j++) {
-                        size_t key = head_offset(b, j, g, T, Hkv, head_dim);
+                        size_t key = attention_offset(b, j, g, T, Hkv, head_dim);
                         float p = expf(dot(qt, k + key, head_dim) * scale - row_lse);
                         float ds = p * (dot(dot_row, v + key, head_dim) - D) * scale;
                         const float *kj = k + key;

@@ -14,17 +14,6 @@
 
 enum { TILE = 64 };  // query rows per tile: each thread's scratch is TILE x Tk floats
 
-// Offset of head h of position t of sequence b in a [B, T, heads, head_dim] tensor.
-static size_t at(int b, int t, int h, int T, int heads, int head_dim) {
-    return (((size_t)b * T + t) * heads + h) * head_dim;
-}
-
-// Keys [.., end) that query row t sees.
-static int visible_end(int t, int q_pos0, int Tk, int causal) {
-    int end = causal ? q_pos0 + t + 1 : Tk;
-    return end < Tk ? end : Tk;
-}
-
 static int min_int(int a, int b) { return a < b ? a : b; }
 
 // Row s of n scores, of which the first `seen` are visible, becomes softmax probabilities (the
@@ -59,8 +48,8 @@ void cpu_attention_forward_blas(float *out, float *lse, const float *q, const fl
                     int t0 = tile * TILE, rows = min_int(TILE, Tq - t0), g = h / group;
                     int first = key_start ? key_start[b] : 0;
                     // keys [first, end): what the tile's last row sees, the most of any row
-                    int n = visible_end(t0 + rows - 1, q_pos0, Tk, causal) - first;
-                    float *o = out + at(b, t0, h, Tq, H, head_dim);
+                    int n = attention_visible_end(t0 + rows - 1, q_pos0, Tk, causal) - first;
+                    float *o = out + attention_offset(b, t0, h, Tq, H, head_dim);
                     float *row_lse = lse + ((size_t)b * H + h) * Tq + t0;
                     if (n <= 0) {
                         for (int r = 0; r < rows; r++) {
@@ -69,16 +58,16 @@ void cpu_attention_forward_blas(float *out, float *lse, const float *q, const fl
                         }
                         continue;
                     }
+                    size_t qrow = attention_offset(b, t0, h, Tq, H, head_dim);
+                    size_t krow = attention_offset(b, first, g, Tk, Hkv, head_dim);
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n, head_dim, scale,
-                                q + at(b, t0, h, Tq, H, head_dim), qs,
-                                k + at(b, first, g, Tk, Hkv, head_dim), ks, 0.0f, S, n);
+                                q + qrow, qs, k + krow, ks, 0.0f, S, n);
                     for (int r = 0; r < rows; r++) {
-                        int seen = visible_end(t0 + r, q_pos0, Tk, causal) - first;
+                        int seen = attention_visible_end(t0 + r, q_pos0, Tk, causal) - first;
                         row_lse[r] = softmax_row(S + (size_t)r * n, seen, n);
                     }
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, head_dim, n,
-                                1.0f, S, n, v + at(b, first, g, Tk, Hkv, head_dim), ks, 0.0f, o,
-                                qs);
+                                1.0f, S, n, v + krow, ks, 0.0f, o, qs);
                 }
         free(S);
     }
@@ -94,7 +83,8 @@ static void backward_tile(float *dq, float *dk, float *dv, const float *dout, co
                           int head_dim, int causal, float *P, float *dP) {
     float scale = 1.0f / sqrtf((float)head_dim);
     int qs = H * head_dim, ks = Hkv * head_dim;
-    size_t qrow = at(b, t0, h, T, H, head_dim), krow = at(b, 0, g, T, Hkv, head_dim);
+    size_t qrow = attention_offset(b, t0, h, T, H, head_dim);
+    size_t krow = attention_offset(b, 0, g, T, Hkv, head_dim);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n, head_dim, scale, q + qrow, qs,
                 k + krow, ks, 0.0f, P, n);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n, head_dim, 1.0f, dout + qrow, qs,
@@ -105,7 +95,7 @@ static void backward_tile(float *dq, float *dk, float *dv, const float *dout, co
 #pragma omp simd reduction(+ : D)
         for (int i = 0; i < head_dim; i++) D += dor[i] * orow[i];
         // a row that saw no key (lse -inf) passes no gradient; causal rows see keys <= t
-        int seen = row_lse == -INFINITY ? 0 : visible_end(t0 + r, 0, T, causal);
+        int seen = row_lse == -INFINITY ? 0 : attention_visible_end(t0 + r, 0, T, causal);
         float *p = P + (size_t)r * n, *dp = dP + (size_t)r * n;
 #pragma omp simd
         for (int j = 0; j < n; j++) {
@@ -140,7 +130,7 @@ void cpu_attention_backward_blas(float *dq, float *dk, float *dv, const float *d
                 for (int h = g * group; h < (g + 1) * group; h++)
                     for (int tile = 0; tile < tiles; tile++) {
                         int t0 = tile * TILE, rows = min_int(TILE, T - t0);
-                        int n = visible_end(t0 + rows - 1, 0, T, causal);
+                        int n = attention_visible_end(t0 + rows - 1, 0, T, causal);
                         backward_tile(dq, dk, dv, dout, out, lse, q, k, v, b, h, g, t0, rows, n,
                                       T, H, Hkv, head_dim, causal, P, dP);
                     }

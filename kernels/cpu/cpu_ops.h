@@ -44,6 +44,16 @@ void cpu_rope_forward(float *x, const float *cos, const float *sin, int B, int T
 void cpu_rope_backward(float *dx, const float *cos, const float *sin, int B, int T, int pos0,
                        int H, int head_dim);
 
+// Attention tensors are [B, T, heads, head_dim]: where head h of position t of sequence b
+// starts, and the keys [.., end) that query row t (at position q_pos0 + t) sees.
+static inline size_t attention_offset(int b, int t, int h, int T, int heads, int head_dim) {
+    return (((size_t)b * T + t) * heads + h) * head_dim;
+}
+static inline int attention_visible_end(int t, int q_pos0, int Tk, int causal) {
+    int end = causal ? q_pos0 + t + 1 : Tk;
+    return end < Tk ? end : Tk;
+}
+
 void cpu_attention_forward(float *out, float *lse, const float *q, const float *k,
                            const float *v, const int *key_start, int B, int Tq, int Tk, int q_pos0,
                            int H, int Hkv, int head_dim, int causal);
