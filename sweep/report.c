@@ -111,11 +111,16 @@ static const Row *first_scored(const Plan *p, const Row *rows, int n, int ar) {
     return NULL;
 }
 
-// Loads run `row` and prints one table row per sampler setting (tokens per step, blocks,
-// threshold; an AR run ignores them).
+// A sampler setting of the speed-vs-quality table (an AR run ignores all but the name).
+typedef struct {
+    const char *name;
+    int per_step, blocks;
+    float threshold;
+} SamplerSetting;
+
+// Loads run `row` and prints one table row per setting.
 static void tradeoff_rows(FILE *f, const Row *row, const char *dir, const char *device,
-                          const char *test, const char *const *names, const int (*setting)[2],
-                          const float *threshold, int n_settings) {
+                          const char *test, const SamplerSetting *settings, int n_settings) {
     char run_dir[4300];
     snprintf(run_dir, sizeof run_dir, "%s/runs/%s", dir, row->run->name);
     Model m;
@@ -123,14 +128,14 @@ static void tradeoff_rows(FILE *f, const Row *row, const char *dir, const char *
     Error err;
     if (load_run_model(run_dir, device, &m, &ck, &err)) return;
     for (int i = 0; i < n_settings; i++) {
-        ExactOptions eo = {.chat = ck.header.train.sft, .tokens_per_step = setting[i][0],
-                           .blocks = setting[i][1], .threshold = threshold[i]};
+        ExactOptions eo = {.chat = ck.header.train.sft, .tokens_per_step = settings[i].per_step,
+                           .blocks = settings[i].blocks, .threshold = settings[i].threshold};
         ExactResult r;
         if (exact_match(&m, &ck.tokenizer, test, &eo, &r, &err)) break;
         char blocks[16];
         snprintf(blocks, sizeof blocks, m.cfg.causal ? "-" : "%d", r.blocks_used);
-        fprintf(f, "| %s | %s | %.1f%% | %.2f | %.0f |\n", names[i], blocks, 100.0 * r.accuracy,
-                (double)r.nfe / (double)r.tokens, r.items / r.seconds);
+        fprintf(f, "| %s | %s | %.1f%% | %.2f | %.0f |\n", settings[i].name, blocks,
+                100.0 * r.accuracy, (double)r.nfe / (double)r.tokens, r.items / r.seconds);
     }
     model_free(&m);
     checkpoint_free(&ck);
@@ -144,19 +149,21 @@ static void write_sampler_tradeoff(FILE *f, const Plan *p, const Row *rows, int 
                                    const char *dir, const char *device) {
     const Row *mdm = first_scored(p, rows, n, 0), *ar = first_scored(p, rows, n, 1);
     if (!mdm) return;
-    static const char *const names[] = {
-        "1 token / step, 1 block", "2 tokens / step", "4 tokens / step",
-        "semi-AR blocks (about 2)", "semi-AR blocks (about 4)", "threshold 0.9", "threshold 0.7"};
-    static const int settings[][2] = {{1, 1}, {2, 1}, {4, 1}, {1, 2}, {1, 4}, {1, 1}, {1, 1}};
-    static const float thresholds[] = {0, 0, 0, 0, 0, 0.9f, 0.7f};
+    static const SamplerSetting settings[] = {
+        {"1 token / step, 1 block", 1, 1, 0.0f}, {"2 tokens / step", 2, 1, 0.0f},
+        {"4 tokens / step", 4, 1, 0.0f},         {"semi-AR blocks (about 2)", 1, 2, 0.0f},
+        {"semi-AR blocks (about 4)", 1, 4, 0.0f}, {"threshold 0.9", 1, 1, 0.9f},
+        {"threshold 0.7", 1, 1, 0.7f},
+    };
     fprintf(f, "\n## MDM sampler: speed vs quality (%s)\n\n| sampler | blocks | exact match | "
                "NFE / token | answers / s |\n|---|---|---|---|---|\n", mdm->run->name);
-    tradeoff_rows(f, mdm, dir, device, p->exact, names, settings, thresholds, 7);
+    tradeoff_rows(f, mdm, dir, device, p->exact, settings,
+                  (int)(sizeof settings / sizeof settings[0]));
     if (!ar) return;
     char name[300];
     snprintf(name, sizeof name, "AR baseline (%s): a token per pass, stops at EOS", ar->run->name);
-    const char *ar_name[] = {name};
-    tradeoff_rows(f, ar, dir, device, p->exact, ar_name, settings, thresholds, 1);
+    SamplerSetting baseline = {name, 1, 1, 0.0f};
+    tradeoff_rows(f, ar, dir, device, p->exact, &baseline, 1);
 }
 
 static int sort_numbers(const void *a, const void *b) {
