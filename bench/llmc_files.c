@@ -15,7 +15,9 @@
 #include "common/rng.h"
 #include "tokenizer/shard.h"
 
-static int write_all(FILE *f, const void *p, size_t bytes) { return fwrite(p, 1, bytes, f) == bytes; }
+static int write_all(FILE *f, const void *p, size_t bytes) {
+    return fwrite(p, 1, bytes, f) == bytes;
+}
 
 // A tensor of n values: N(0, 0.02) weights, or all `fill` (norm gains 1, biases 0).
 static int write_tensor(FILE *f, size_t n, int random, float fill, Rng *rng) {

@@ -64,7 +64,8 @@ static int eval_one(const char *path, const Backend *be, const EvalOptions *o, E
     Checkpoint ck;
     char chosen[4200];
     int skipped;
-    if (checkpoint_load_latest(path, HF_WEIGHTS_LATER, &ck, chosen, sizeof chosen, &skipped, err)) return -1;
+    if (checkpoint_load_latest(path, HF_WEIGHTS_LATER, &ck, chosen, sizeof chosen, &skipped, err))
+        return -1;
     Model m;
     if (checkpoint_model(&ck, be, o->batch, &m, err)) {
         checkpoint_free(&ck);

@@ -58,7 +58,8 @@ static int write_logits(const char *model, const char *tokens, const char *out, 
     Checkpoint ck;
     char chosen[4200];
     int skipped, *ids = NULL, B = 0, T = 0;
-    if (checkpoint_load_latest(model, HF_WEIGHTS_LATER, &ck, chosen, sizeof chosen, &skipped, err)) return -1;
+    if (checkpoint_load_latest(model, HF_WEIGHTS_LATER, &ck, chosen, sizeof chosen, &skipped, err))
+        return -1;
     int rc = parse_tokens(tokens, ck.header.model.vocab_size, &ids, &B, &T, err);
     if (rc == 0 && T > ck.header.model.seq_len)
         rc = error_set(err, "logits: %d tokens per row, longer than the model's context (%d)", T,

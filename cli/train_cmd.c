@@ -335,8 +335,8 @@ static int parse_train_flags(int argc, char **argv, ModelConfig *mc, TrainConfig
     *tc = train_config_default();
     *o = (TrainOptions){.device = "auto", .objective = "mdm", .schedule = "cosine",
                         .order = "random", .t_sampling = "stratified", .log_every = 10,
-                        .eval_every = 100, .eval_windows = 32, .eval_mc = 8, .eval_seed = 1234, .save_every = 100,
-                        .keep = 3, .max_skips = 5, .val_frac = 0.05f};
+                        .eval_every = 100, .eval_windows = 32, .eval_mc = 8, .eval_seed = 1234,
+                        .save_every = 100, .keep = 3, .max_skips = 5, .val_frac = 0.05f};
     Flag flags[] = {
         {"data", FLAG_STRING, &o->data,
          "shard directory (dllm prepare, llm.c), one .bin shard, or a text file read as bytes "

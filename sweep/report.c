@@ -79,7 +79,8 @@ static int load_run_model(const char *run_dir, const char *device, Model *m, Che
                           Error *err) {
     char chosen[4400];
     int skipped;
-    if (checkpoint_load_latest(run_dir, HF_WEIGHTS_LATER, ck, chosen, sizeof chosen, &skipped, err)) return -1;
+    if (checkpoint_load_latest(run_dir, HF_WEIGHTS_LATER, ck, chosen, sizeof chosen, &skipped, err))
+        return -1;
     const Backend *be = backend_by_name(device, err);
     if (!be || checkpoint_model(ck, be, 32, m, err)) {
         checkpoint_free(ck);

@@ -71,7 +71,8 @@ void train_config_print(FILE *f, const TrainConfig *tc) {
     fprintf(f, "), wd %g, betas %g %g, eps %g, clip %g, mask eps %g, %s t, random length %g, "
                "seed %llu, %s order\n",
             tc->weight_decay, tc->beta1, tc->beta2, tc->adam_eps, tc->grad_clip, tc->mask_eps,
-            tc->t_sampling == T_STRATIFIED ? "stratified" : "uniform", tc->random_length_prob, (unsigned long long)tc->seed,
+            tc->t_sampling == T_STRATIFIED ? "stratified" : "uniform", tc->random_length_prob,
+            (unsigned long long)tc->seed,
             tc->order == ORDER_RANDOM ? "random" : "sequential");
     if (tc->sft) fprintf(f, "fine-tuning (SFT): prompts never masked, cfg drop %g\n", tc->cfg_drop);
 }
