@@ -6,9 +6,101 @@
 #include "kernels/cpu/exp_simd.h"
 #include "kernels/noise.h"
 
-// Logit v of the row, guided when uncond is given.
-static float guided(const float *cond, const float *uncond, float w, int v) {
-    return uncond ? uncond[v] + w * (cond[v] - uncond[v]) : cond[v];
+// A row is read in chunks of PICK_CHUNK logits: guided into a stack buffer when CFG is on
+// (uncond + w (cond - uncond), as LLaDA), read in place otherwise. The chunk loops below are
+// plain loops over one array, kept out of line: inlined into the OpenMP region, or with the
+// guidance test inside, GCC left them scalar and a pass spent a quarter of its time here.
+enum { PICK_CHUNK = 2048 };
+
+static const float *row_chunk(float *buf, const float *cond, const float *uncond, float w,
+                              int v0, int n) {
+    if (!uncond) return cond + v0;
+#pragma omp simd
+    for (int i = 0; i < n; i++)
+        buf[i] = uncond[v0 + i] + w * (cond[v0 + i] - uncond[v0 + i]);
+    return buf;
+}
+
+// The largest of l[0..n), index `banned` left out.
+__attribute__((noinline)) static float chunk_max(const float *l, int n, int banned) {
+    float maxv = -INFINITY;
+#pragma omp simd reduction(max : maxv)
+    for (int v = 0; v < n; v++) maxv = v != banned && l[v] > maxv ? l[v] : maxv;
+    return maxv;
+}
+
+// sum of exp(l[v] - maxv) over v != banned, in double as LLaDA's softmax.
+__attribute__((noinline)) static double chunk_exp_sum(const float *l, int n, int banned,
+                                                      float maxv) {
+    double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+    for (int v = 0; v < n; v++) {
+        double e = exp_simd_double((double)l[v] - maxv);
+        sum += v == banned ? 0.0 : e;
+    }
+    return sum;
+}
+
+// Greedy: the first index at the maximum, -1 if none.
+static int chunk_first_at(const float *l, int n, int banned, float maxv) {
+    for (int v = 0; v < n; v++)
+        if (v != banned && l[v] == maxv) return v;
+    return -1;
+}
+
+// noise_gumbel (kernels/noise.h) with the vectorisable log: the same draws to within a few
+// ulp, so only an exact near-tie could pick differently from the CUDA twin.
+#pragma omp declare simd notinbranch
+static inline double gumbel_simd(uint64_t seed, uint64_t index) {
+    double u = ((double)(noise_mix(seed ^ noise_mix(index)) >> 11) + 0.5) / 9007199254740992.0;
+    return -log_simd_double(-log_simd_double(u));
+}
+
+// Gumbel-max over a chunk starting at token v0: updates the best token and score so far.
+// The scores are computed as a vector loop first (two logs per token were half a pass).
+__attribute__((noinline)) static void chunk_gumbel_max(const float *l, int n, int v0, int banned,
+                                                       float temperature, uint64_t seed,
+                                                       uint64_t index0, int *best,
+                                                       double *best_score) {
+    double score[PICK_CHUNK];
+#pragma omp simd
+    for (int v = 0; v < n; v++)
+        score[v] = l[v] + (double)temperature * gumbel_simd(seed, index0 + v0 + v);
+    for (int v = 0; v < n; v++) {
+        if (v0 + v == banned) continue;
+        if (*best < 0 || score[v] > *best_score) *best = v0 + v, *best_score = score[v];
+    }
+}
+
+// One position: its token (Gumbel-max, or greedy at temperature 0) and the softmax
+// probability of that token. Noise index = index0 + token, as the CUDA twin.
+static void pick_row(int *token, double *confidence, const float *cond, const float *uncond,
+                     float w, int V, int banned, float temperature, uint64_t seed,
+                     uint64_t index0) {
+    float buf[PICK_CHUNK];
+    float maxv = -INFINITY;
+    for (int v0 = 0; v0 < V; v0 += PICK_CHUNK) {
+        int n = V - v0 < PICK_CHUNK ? V - v0 : PICK_CHUNK;
+        float m = chunk_max(row_chunk(buf, cond, uncond, w, v0, n), n, banned - v0);
+        maxv = m > maxv ? m : maxv;
+    }
+    int best = -1;
+    double best_score = -INFINITY, sum = 0.0;
+    for (int v0 = 0; v0 < V; v0 += PICK_CHUNK) {
+        int n = V - v0 < PICK_CHUNK ? V - v0 : PICK_CHUNK;
+        const float *l = row_chunk(buf, cond, uncond, w, v0, n);
+        if (temperature > 0.0f) {
+            chunk_gumbel_max(l, n, v0, banned, temperature, seed, index0, &best, &best_score);
+        } else if (best < 0) {
+            int i = chunk_first_at(l, n, banned - v0, maxv);
+            best = i < 0 ? -1 : v0 + i;
+        }
+        sum += chunk_exp_sum(l, n, banned - v0, maxv);
+    }
+    if (best < 0) best = banned == 0 ? 1 : 0;  // every logit NaN
+    float lbest = uncond ? uncond[best] + w * (cond[best] - uncond[best]) : cond[best];
+    *token = best;
+    *confidence = exp((double)lbest - maxv) / sum;
 }
 
 void cpu_pick_tokens(int *tokens, double *confidence, const float *logits, int B,
@@ -20,35 +112,8 @@ void cpu_pick_tokens(int *tokens, double *confidence, const float *logits, int B
     for (int b = 0; b < B; b++)
         for (int i = 0; i < count; i++) {
             const float *cond = logits + ((size_t)b * rows_per_seq + first + i) * V;
-            const float *uncond = cfg > 0.0f ? cond + uncond_offset : NULL;
             size_t out = (size_t)b * count + i;
-            float maxv = -INFINITY;
-#pragma omp simd reduction(max : maxv)
-            for (int v = 0; v < V; v++) {
-                float l = guided(cond, uncond, w, v);
-                maxv = v != banned && l > maxv ? l : maxv;
-            }
-            int best = -1;
-            if (temperature > 0.0f) {
-                double best_score = -INFINITY;
-                for (int v = 0; v < V; v++) {
-                    if (v == banned) continue;
-                    double score = guided(cond, uncond, w, v) +
-                                   (double)temperature * noise_gumbel(seed, out * V + v);
-                    if (best < 0 || score > best_score) best = v, best_score = score;
-                }
-            } else {  // greedy: the first token at the maximum
-                for (int v = 0; v < V && best < 0; v++)
-                    if (v != banned && guided(cond, uncond, w, v) == maxv) best = v;
-                if (best < 0) best = banned == 0 ? 1 : 0;  // every logit NaN
-            }
-            double sum = 0.0;
-#pragma omp simd reduction(+ : sum)
-            for (int v = 0; v < V; v++) {
-                double e = exp_simd_double((double)guided(cond, uncond, w, v) - maxv);
-                sum += v == banned ? 0.0 : e;
-            }
-            tokens[out] = best;
-            confidence[out] = exp((double)guided(cond, uncond, w, best) - maxv) / sum;
+            pick_row(&tokens[out], &confidence[out], cond, cfg > 0.0f ? cond + uncond_offset : NULL,
+                     w, V, banned, temperature, seed, out * V);
         }
 }
