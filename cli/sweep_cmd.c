@@ -1,5 +1,5 @@
-// dllm sweep PLAN.md [--dir DIR]: run every training run a markdown plan describes, one after
-// another, and write DIR/REPORT.md; `dllm sweep --status DIR` shows where a sweep stands.
+// dllm sweep PLAN.md [--dir DIR] [--jobs N]: run every training run a markdown plan describes,
+// one after another or N at a time, and write DIR/REPORT.md; `dllm sweep --status DIR` shows where a sweep stands.
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -34,12 +34,16 @@ static int write_report(const char *dir, const SweepOptions *o, Error *err) {
 
 int cmd_sweep(int argc, char **argv) {
     const char *dir = NULL, *status_dir = NULL, *device = "auto";
+    int jobs = 1;
     Flag flags[] = {
         {"dir", FLAG_STRING, &dir, "sweep directory (default: sweeps/PLAN-NAME)", 0},
         {"status", FLAG_STRING, &status_dir, "print the state of the sweep in this directory", 0},
         {"device", FLAG_STRING, &device,
          "auto, cpu, cuda or cuda-fp32: runs whose plan sets no device, and the report's "
          "evaluations", 0},
+        {"jobs", FLAG_INT, &jobs,
+         "runs trained at the same time, each on cores / jobs threads (small models use a "
+         "whole machine better this way)", 0},
     };
     int n_flags = sizeof flags / sizeof flags[0];
     const char *plan = NULL;
@@ -61,7 +65,9 @@ int cmd_sweep(int argc, char **argv) {
     if (n <= 0) return cli_fail("sweep: cannot find the dllm executable (/proc/self/exe)");
     exe[n] = '\0';
     if (!backend_by_name(device, &err)) return cli_fail(err.msg);
-    SweepOptions o = {exe, isatty(STDOUT_FILENO), device};
+    if (jobs < 1 || jobs > SWEEP_MAX_JOBS)
+        return cli_fail("sweep: --jobs must be between 1 and 64");
+    SweepOptions o = {exe, isatty(STDOUT_FILENO), device, jobs};
     rc = sweep_run(plan, dir, &o, &err);
     if (rc < 0) return cli_fail(err.msg);
     if (rc > 0) return rc;  // interrupted: the next `dllm sweep` continues

@@ -35,7 +35,7 @@ static const char *const fixed_on_resume[] = {
     "batch-size", "grad-accum", "warmup",    "lr",       "min-lr",    "schedule",
     "decay-frac", "weight-decay", "beta1",   "beta2",    "adam-eps",  "grad-clip",
     "mask-eps",  "t-sampling", "random-length-prob", "seed", "order", "tokenizer", "cfg-drop",
-    "init-std",  "qkv-bias", NULL,
+    "init-std",  "qkv-bias", "logit-shift", NULL,
 };
 static const char *const fixed_on_init[] = {
     "n-layer", "n-head", "n-kv-head", "d-model", "d-ff", "tokenizer", "init-std", "qkv-bias",
@@ -45,7 +45,7 @@ static const char *const fixed_on_init[] = {
 typedef struct {
     const char *data, *sft, *init, *tokenizer, *run, *resume, *device, *objective, *schedule,
         *order, *t_sampling;
-    int objective_set, steps_set, seq_len_set, auto_resume, recompute, dry_run;
+    int objective_set, steps_set, seq_len_set, auto_resume, recompute, dry_run, logit_shift;
     const Backend *be;
     int log_every, eval_every, eval_windows, eval_mc, save_every, keep, max_skips;
     uint64_t eval_seed;
@@ -201,8 +201,9 @@ static int load_tokenizer(const TrainOptions *o, const Dataset *ds, Checkpoint *
                      o->data);
 }
 
-// The objective: --objective, or for --init the checkpoint's (a model's attention is fixed).
-// Also the schedule and data order choices.
+// The objective: --objective, or for --init the checkpoint's. An ar checkpoint may become an
+// mdm (AR-to-diffusion adaptation: same weights, bidirectional attention); an mdm never
+// becomes an ar model. Also the schedule and data order choices.
 static int choose_objective(const TrainOptions *o, const Checkpoint *init, TrainConfig *tc,
                             Error *err) {
     int obj = flags_choice("objective", o->objective, objective_names, 2, err);
@@ -212,10 +213,10 @@ static int choose_objective(const TrainOptions *o, const Checkpoint *init, Train
     if (obj < 0 || sched < 0 || order < 0 || ts < 0) return -1;
     if (init) {
         int causal = init->header.model.causal;
-        if (o->objective_set && obj != (causal ? OBJECTIVE_AR : OBJECTIVE_MDM))
-            return error_set(err, "train: --objective %s, but %s is %s model", o->objective,
-                             o->init, causal ? "an ar" : "an mdm");
-        obj = causal ? OBJECTIVE_AR : OBJECTIVE_MDM;
+        if (!causal && o->objective_set && obj == OBJECTIVE_AR)
+            return error_set(err, "train: --objective ar, but %s is an mdm model (only an ar "
+                                  "model can change objective: ar -> mdm)", o->init);
+        if (!o->objective_set) obj = causal ? OBJECTIVE_AR : OBJECTIVE_MDM;
     }
     tc->objective = (Objective)obj;
     tc->schedule = (LrSchedule)sched;
@@ -336,7 +337,8 @@ static int parse_train_flags(int argc, char **argv, ModelConfig *mc, TrainConfig
     *o = (TrainOptions){.device = "auto", .objective = "mdm", .schedule = "cosine",
                         .order = "random", .t_sampling = "stratified", .log_every = 10,
                         .eval_every = 100, .eval_windows = 32, .eval_mc = 8, .eval_seed = 1234,
-                        .save_every = 100, .keep = 3, .max_skips = 5, .val_frac = 0.05f};
+                        .save_every = 100, .keep = 3, .max_skips = 5, .val_frac = 0.05f,
+                        .logit_shift = -1};
     Flag flags[] = {
         {"data", FLAG_STRING, &o->data,
          "shard directory (dllm prepare, llm.c), one .bin shard, or a text file read as bytes "
@@ -365,7 +367,12 @@ static int parse_train_flags(int argc, char **argv, ModelConfig *mc, TrainConfig
         {"dry-run", FLAG_INT, &o->dry_run,
          "1: print the model, the settings and the memory plan, then exit (nothing allocated)",
          0},
-        {"objective", FLAG_STRING, &o->objective, "mdm (masked diffusion) or ar (baseline)", 0},
+        {"objective", FLAG_STRING, &o->objective,
+         "mdm (masked diffusion) or ar (baseline); --init with an ar model and --objective mdm "
+         "adapts it to diffusion (Dream, DiffuLLaMA)", 0},
+        {"logit-shift", FLAG_INT, &o->logit_shift,
+         "mdm: 1 reads position i's prediction from logit row i - 1, as an AR model does "
+         "(Dream's shift; the default when adapting an ar model), 0 from row i", 0},
         {"n-layer", FLAG_INT, &mc->n_layer, "transformer layers", 0},
         {"n-head", FLAG_INT, &mc->n_head, "attention heads", 0},
         {"n-kv-head", FLAG_INT, &mc->n_kv_head,
@@ -498,7 +505,18 @@ static int settle_configs(TrainOptions *o, const Checkpoint *ck, const char *ck_
     }
     if (!o->resume) {
         if (choose_objective(o, o->init ? ck : NULL, tc, err)) return -1;
+        int adapting = o->init && mc->causal && tc->objective == OBJECTIVE_MDM;
         mc->causal = tc->objective == OBJECTIVE_AR;
+        if (o->logit_shift != -1 && (o->logit_shift != 0 && o->logit_shift != 1))
+            return error_set(err, "train: --logit-shift must be 0 or 1");
+        if (o->logit_shift == 1 && mc->causal)
+            return error_set(err, "train: --logit-shift is for mdm models (an ar model "
+                                  "always predicts the next position)");
+        if (o->logit_shift != -1 && !mc->causal) mc->logit_shift = o->logit_shift;
+        else if (adapting) mc->logit_shift = 1;  // keep the AR head's next-token rows
+        if (adapting)
+            printf("adapting %s (ar) to mdm: bidirectional attention, logit shift %d\n", o->init,
+                   mc->logit_shift);
         tc->sft = o->sft != NULL;
         return 0;
     }

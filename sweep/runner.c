@@ -104,38 +104,48 @@ static void last_line(const char *path, char *out, size_t cap) {
 }
 
 typedef struct {
-    int index, total;
-    const char *name;
-    double sweep_t0, done_seconds;  // wall time of the runs finished in this process
-    int done_here;
+    int total;
+    double done_seconds;  // wall time of the runs finished in this process
+    int done_here, jobs;
 } Progress;
 
-static void draw_status(const Progress *pg, const char *run_dir, double run_t0, int64_t steps) {
+// A run in flight: its child, where it writes, when it started, its step budget.
+typedef struct {
+    pid_t pid;
+    int index;
+    int64_t steps;
+    double t0;
+    int timed_out, forwarded;
+    char dir[4300];
+} Job;
+
+// The live line: the first run in flight, its progress, and the sweep's ETA (runs left times
+// the mean run so far, or this one extrapolated from its progress, over the parallel jobs).
+static void draw_status(const Progress *pg, const Plan *p, const Job *j, int pending) {
     char loss[64] = "starting", eta[16] = "?", bar[32];
     double frac = 0.0, last_loss;
     long long step;
-    if (run_log_last_step(run_dir, &step, &last_loss) == 0) {
+    if (run_log_last_step(j->dir, &step, &last_loss) == 0) {
         snprintf(loss, sizeof loss, "step %lld | loss %.4f", step, last_loss);
-        if (steps > 0) frac = (double)step / steps;
+        if (j->steps > 0) frac = (double)step / j->steps;
     }
-    double run_elapsed = now_seconds() - run_t0;
-    // runs left times the mean run so far (this one extrapolated from its progress)
+    double run_elapsed = now_seconds() - j->t0;
     double per_run = pg->done_here ? pg->done_seconds / pg->done_here
                      : frac > 0.02   ? run_elapsed / frac
                                      : NAN;
     if (isfinite(per_run))
         format_duration(eta, sizeof eta,
-                        per_run * (pg->total - pg->index) - fmin(run_elapsed, per_run));
+                        per_run * (pending + 1) / pg->jobs - fmin(run_elapsed, per_run));
     progress_bar(bar, 20, frac);
-    printf("\r\033[Krun %d/%d %s %s | %s | sweep ETA %s", pg->index + 1, pg->total, pg->name,
-           bar, loss, eta);
+    printf("\r\033[Krun %d/%d %s %s | %s | sweep ETA %s", j->index + 1, pg->total,
+           p->runs[j->index].name, bar, loss, eta);
     fflush(stdout);
 }
 
-// Runs one child to its end. Returns its wait status, or -1 when it could not start.
-static int run_child(char **argv, const char *exe, const char *run_dir, const Progress *pg,
-                     const SweepOptions *o, double minutes, int64_t steps, int *timed_out,
-                     Error *err) {
+// Starts one child, its output appended to RUN_DIR/train.out. threads > 0 sets its
+// OMP_NUM_THREADS (parallel runs share the cores instead of each taking them all).
+static int start_child(char **argv, const char *exe, const char *run_dir, int threads, Job *j,
+                       Error *err) {
     char out_path[4400];
     snprintf(out_path, sizeof out_path, "%s/train.out", run_dir);
     int fd = open(out_path, O_WRONLY | O_CREAT | O_APPEND, 0666);
@@ -153,28 +163,31 @@ static int run_child(char **argv, const char *exe, const char *run_dir, const Pr
         dup2(fd, STDERR_FILENO);
         close(fd);
         signal(SIGINT, SIG_IGN);  // the sweep forwards SIGTERM instead, once
+        if (threads > 0) {
+            char n[16];
+            snprintf(n, sizeof n, "%d", threads);
+            setenv("OMP_NUM_THREADS", n, 1);
+        }
         execv(exe, argv);
         fprintf(stderr, "dllm: cannot run %s: %s\n", exe, strerror(errno));
         _exit(127);
     }
     close(fd);
-    double t0 = now_seconds();
-    *timed_out = 0;
-    int st, forwarded = 0;
-    for (;;) {
-        pid_t got = waitpid(pid, &st, WNOHANG);
-        if (got == pid) break;
-        if (got < 0 && errno != EINTR) return error_set(err, "waitpid: %s", strerror(errno));
-        if ((stop_signal || (minutes > 0 && now_seconds() - t0 > minutes * 60)) && !forwarded) {
-            *timed_out = !stop_signal;
-            kill(pid, SIGTERM);
-            forwarded = 1;
-        }
-        if (o->tty) draw_status(pg, run_dir, t0, steps);
-        usleep(200000);
+    j->pid = pid;
+    j->t0 = now_seconds();
+    j->timed_out = j->forwarded = 0;
+    snprintf(j->dir, sizeof j->dir, "%s", run_dir);
+    return 0;
+}
+
+// Sends SIGTERM once to a run that is over its time budget or whose sweep was stopped.
+static void stop_if_due(Job *j, double minutes) {
+    if (j->forwarded) return;
+    if (stop_signal || (minutes > 0 && now_seconds() - j->t0 > minutes * 60)) {
+        j->timed_out = !stop_signal;
+        kill(j->pid, SIGTERM);
+        j->forwarded = 1;
     }
-    if (o->tty) printf("\r\033[K");
-    return st;
 }
 
 // Records how the run ended. Returns 1 when the sweep must stop (interrupted), -1 on an error,
@@ -232,50 +245,82 @@ int sweep_run(const char *plan_path, const char *dir, const SweepOptions *o, Err
     sa.sa_handler = on_stop_signal;
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
-    Progress pg = {0, p->n_runs, NULL, now_seconds(), 0.0, 0};
-    for (int i = 0; status == 0 && i < p->n_runs && !stop_signal; i++) {
-        const PlanRun *r = &p->runs[i];
-        pg.index = i, pg.name = r->name;
-        snprintf(run_dir, sizeof run_dir, "%s/runs/%s", dir, r->name);
-        RunOutcome done;
-        if (run_outcome_read(run_dir, &done) == 0) {
-            printf("run %d/%d %s: %s earlier%s%s\n", i + 1, p->n_runs, r->name, done.status,
-                   done.reason[0] ? ": " : "", done.reason);
-            continue;
+    int jobs = o->jobs > 1 ? o->jobs : 1;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = jobs > 1 && !getenv("OMP_NUM_THREADS")
+                      ? (cores / jobs > 1 ? (int)(cores / jobs) : 1)
+                      : 0;
+    Progress pg = {p->n_runs, 0.0, 0, jobs};
+    Job running[SWEEP_MAX_JOBS];
+    int n_running = 0, next = 0, stop = 0;
+    while (status == 0 && !stop && (n_running > 0 || (next < p->n_runs && !stop_signal))) {
+        // start runs while a slot is free
+        while (status == 0 && n_running < jobs && next < p->n_runs && !stop_signal) {
+            int i = next++;
+            const PlanRun *r = &p->runs[i];
+            snprintf(run_dir, sizeof run_dir, "%s/runs/%s", dir, r->name);
+            RunOutcome done;
+            if (run_outcome_read(run_dir, &done) == 0) {
+                printf("run %d/%d %s: %s earlier%s%s\n", i + 1, p->n_runs, r->name, done.status,
+                       done.reason[0] ? ": " : "", done.reason);
+                continue;
+            }
+            if ((status = make_dirs(run_dir, err))) break;
+            char storage[4096], *argv[2 * PLAN_MAX_FLAGS + 2 * PLAN_MAX_VARIED + 16];
+            int argc = sweep_train_args(p, r, run_dir, storage, sizeof storage, argv + 1,
+                                        (int)(sizeof argv / sizeof argv[0]) - 1);
+            argv[0] = (char *)o->exe;
+            if (!plan_value(p, r, "device")) {
+                argv[++argc] = "--device";
+                argv[++argc] = (char *)o->device;
+                argv[argc + 1] = NULL;
+            }
+            if ((status = write_command(run_dir, argv, argc + 1, err))) break;
+            Job *j = &running[n_running];
+            j->index = i, j->steps = 0;
+            for (int k = 1; argv[k]; k++)
+                if (strcmp(argv[k], "--steps") == 0) j->steps = atoll(argv[k + 1]);
+            if ((status = start_child(argv, o->exe, run_dir, threads, j, err))) break;
+            n_running++;
         }
-        if ((status = make_dirs(run_dir, err))) break;
-        char storage[4096], *argv[2 * PLAN_MAX_FLAGS + 2 * PLAN_MAX_VARIED + 16];
-        int argc = sweep_train_args(p, r, run_dir, storage, sizeof storage, argv + 1,
-                                    (int)(sizeof argv / sizeof argv[0]) - 1);
-        argv[0] = (char *)o->exe;
-        if (!plan_value(p, r, "device")) {
-            argv[++argc] = "--device";
-            argv[++argc] = (char *)o->device;
-            argv[argc + 1] = NULL;
+        // collect the runs that ended
+        for (int k = 0; k < n_running && !stop; k++) {
+            Job *j = &running[k];
+            stop_if_due(j, p->budget_minutes);
+            int st;
+            pid_t got = waitpid(j->pid, &st, WNOHANG);
+            if (got < 0 && errno != EINTR) {
+                status = error_set(err, "waitpid: %s", strerror(errno));
+                break;
+            }
+            if (got != j->pid) continue;
+            if (o->tty) printf("\r\033[K");
+            int outcome = record_outcome(j->dir, st, j->timed_out, err);
+            if (outcome < 0) status = -1;
+            if (outcome > 0) stop = 1;
+            if (outcome == 0) {
+                pg.done_seconds += now_seconds() - j->t0, pg.done_here++;
+                RunOutcome r;
+                run_outcome_read(j->dir, &r);
+                printf("run %d/%d %s: %s%s%s (%.0f s)\n", j->index + 1, p->n_runs,
+                       p->runs[j->index].name, r.status, r.reason[0] ? ": " : "", r.reason,
+                       now_seconds() - j->t0);
+                fflush(stdout);
+            }
+            running[k--] = running[--n_running];
         }
-        if ((status = write_command(run_dir, argv, argc + 1, err))) break;
-        const char *steps_arg = NULL;
-        for (int k = 1; argv[k]; k++)
-            if (strcmp(argv[k], "--steps") == 0) steps_arg = argv[k + 1];
-        double t0 = now_seconds();
-        int timed_out = 0, st = run_child(argv, o->exe, run_dir, &pg, o, p->budget_minutes,
-                                      steps_arg ? atoll(steps_arg) : 0, &timed_out, err);
-        if (st < 0) {
-            status = -1;
-            break;
+        if (status != 0 || stop) break;
+        if (n_running > 0) {
+            if (o->tty) draw_status(&pg, p, &running[0], p->n_runs - next);
+            usleep(200000);
         }
-        int stop = record_outcome(run_dir, st, timed_out, err);
-        if (stop < 0) {
-            status = -1;
-            break;
+    }
+    // an error or an interruption: the runs still in flight get SIGTERM (they save) and the
+    // sweep waits for them, so no restart finds a run still writing
+    for (int k = 0; k < n_running; k++) {
+        kill(running[k].pid, SIGTERM);
+        while (waitpid(running[k].pid, NULL, 0) < 0 && errno == EINTR) {
         }
-        if (stop) break;
-        pg.done_seconds += now_seconds() - t0, pg.done_here++;
-        RunOutcome got;
-        run_outcome_read(run_dir, &got);
-        printf("run %d/%d %s: %s%s%s (%.0f s)\n", i + 1, p->n_runs, r->name, got.status,
-               got.reason[0] ? ": " : "", got.reason, now_seconds() - t0);
-        fflush(stdout);
     }
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);

@@ -1,6 +1,6 @@
 // Runs a sweep plan unattended: each run is a `dllm train` child process in DIR/runs/NAME
-// (its command in command.txt, its output in train.out),
-// one after another. A run that fails (crash, out of memory, divergence) is recorded with its
+// (its command in command.txt, its output in train.out), one after another or `jobs` at a
+// time (each then on cores / jobs OpenMP threads unless OMP_NUM_THREADS is set). A run that fails (crash, out of memory, divergence) is recorded with its
 // reason and the sweep goes on. Finished runs leave DIR/runs/NAME/status.json; starting the
 // sweep again skips them and resumes an interrupted run from its checkpoint. DIR/lock keeps a
 // second sweep out of the directory. The report (sweep/report.h) is the caller's next step.
@@ -16,7 +16,10 @@ typedef struct {
     const char *exe;     // the dllm program to run the children with
     int tty;             // draw a live status line
     const char *device;  // --device of runs whose plan sets none, and of the report's models
+    int jobs;            // runs at the same time (1: one after another)
 } SweepOptions;
+
+enum { SWEEP_MAX_JOBS = 64 };
 
 // Returns 0 when every run has an outcome (done or failed), 128 + signal when the sweep was
 // interrupted by one (the current run saved; run again to continue), -1 on an error.

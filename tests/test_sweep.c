@@ -250,6 +250,60 @@ START_TEST(test_sweep_survives_kill_and_failure) {
 }
 END_TEST
 
+// The final "loss" of a run's log.jsonl, as text.
+static void last_train_loss(const char *run, char *out, size_t cap) {
+    char path[400], *text;
+    size_t n;
+    Error err;
+    snprintf(path, sizeof path, "%s/%s/log.jsonl", dir, run);
+    out[0] = '\0';
+    if (file_read_all(path, &text, &n, &err)) return;
+    const char *last = NULL;
+    for (const char *q = text; (q = strstr(q, "\"loss\":")); q++) last = q;
+    if (last) snprintf(out, cap, "%.*s", (int)strcspn(last, ","), last);
+    free(text);
+}
+
+// --jobs 2: runs train two at a time (one OpenMP thread each here) and end exactly as when
+// run one after another (a run's numbers do not depend on its thread count); the failure is
+// still recorded and the report written.
+START_TEST(test_parallel_jobs_match_serial) {
+    fresh_dir_with_plan("sweep_jobs",
+                        "# jobs\n## Base\n```\n--data tests/fixtures/genesis.txt --device cpu "
+                        "--n-layer 1 --n-head 2 --d-model 32 --d-ff 64 --seq-len 32 "
+                        "--batch-size 4 --warmup 5 --eval-every 0 --log-every 1000\n```\n"
+                        "## Runs\n| name | objective | lr |\n|---|---|---|\n"
+                        "| a | mdm | 3e-3 |\n| b | ar | 3e-3 |\n| diverges | mdm | 1e30 |\n"
+                        "| c | ar | 1e-3 |\n## Budget\n- steps: 60\n");
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "env -u OMP_NUM_THREADS ./dllm sweep %s/plan.md --dir %s/par "
+             "--jobs 2 > %s/par.out 2>&1", dir, dir, dir);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "./dllm sweep %s/plan.md --dir %s/ser > %s/ser.out 2>&1", dir,
+             dir, dir);
+    ck_assert_int_eq(system(cmd), 0);
+    ck_assert(file_has("par/runs/diverges/status.json", "\"status\":\"failed\""));
+    ck_assert(file_has("par/REPORT.md", "4 runs: 3 done, 1 failed"));
+    ck_assert(file_has("par/runs/a/log.jsonl", "\"step\":60,"));
+    const char *runs[] = {"a", "b", "c"};
+    for (int i = 0; i < 3; i++) {
+        char par[64], ser[64], name[32];
+        snprintf(name, sizeof name, "par/runs/%s", runs[i]);
+        last_train_loss(name, par, sizeof par);
+        snprintf(name, sizeof name, "ser/runs/%s", runs[i]);
+        last_train_loss(name, ser, sizeof ser);
+        printf("  run %s: --jobs 2 %s, one after another %s\n", runs[i], par, ser);
+        ck_assert(par[0] && strcmp(par, ser) == 0);
+    }
+    snprintf(cmd, sizeof cmd, "./dllm sweep %s/plan.md --dir %s/x --jobs 0 2> %s/err.txt", dir,
+             dir, dir);
+    ck_assert_int_ne(system(cmd), 0);
+    ck_assert(file_has("err.txt", "--jobs must be between 1 and 64"));
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert(system(cmd) == 0);
+}
+END_TEST
+
 // A wall-clock budget stops a run cleanly (SIGTERM: it saves) and counts it as done.
 START_TEST(test_time_budget) {
     fresh_dir_with_plan("sweep_time",
@@ -301,6 +355,7 @@ int main(void) {
     tcase_add_test(tc, test_capture_drains_a_talkative_child);
     tcase_add_test(tc, test_sweep_survives_kill_and_failure);
     tcase_add_test(tc, test_time_budget);
+    tcase_add_test(tc, test_parallel_jobs_match_serial);
     tcase_add_test(tc, test_exact_match_tradeoff);
     suite_add_tcase(s, tc);
     return run_suite(s);

@@ -25,7 +25,7 @@ START_TEST(test_mdm_mask_statistics) {
     for (int i = 0; i < B * T; i++) tokens[i] = i % 251;
     Rng rng;
     rng_seed(&rng, 1);
-    mdm_noise_batch(tokens, B, T, mask_id, eps, T_UNIFORM, &rng, inputs, targets, weights, t);
+    mdm_noise_batch(tokens, B, T, 0, mask_id, eps, T_UNIFORM, &rng, inputs, targets, weights, t);
     double excess = 0.0, variance = 0.0, t_sum = 0.0;
     int histogram[10] = {0};
     for (int b = 0; b < B; b++) {
@@ -61,6 +61,30 @@ START_TEST(test_mdm_mask_statistics) {
 }
 END_TEST
 
+// A shifted model's batch (from = 1): position 0 is never masked (nothing predicts it) and the
+// weights are normalised over the T - 1 positions that can be.
+START_TEST(test_mdm_batch_keeps_first_position_for_shifted_models) {
+    enum { B = 200, T = 16 };
+    int tokens[B * T], inputs[B * T], targets[B * T];
+    float weights[B * T], t[B];
+    for (int i = 0; i < B * T; i++) tokens[i] = i % 97;
+    Rng rng;
+    rng_seed(&rng, 3);
+    mdm_noise_batch(tokens, B, T, 1, 999, 1e-3f, T_STRATIFIED, &rng, inputs, targets, weights, t);
+    int masked = 0;
+    for (int b = 0; b < B; b++) {
+        ck_assert_int_eq(inputs[b * T], tokens[b * T]);
+        ck_assert_float_eq(weights[b * T], 0.0f);
+        for (int i = 1; i < T; i++)
+            if (inputs[b * T + i] == 999) {
+                masked++;
+                ck_assert_float_eq(weights[b * T + i], 1.0f / ((float)B * (T - 1)) / t[b]);
+            }
+    }
+    ck_assert_int_gt(masked, B * (T - 1) / 4);
+}
+END_TEST
+
 // Stratified t (MDLM's low-discrepancy sampler): the B rates of a batch fall one in each of B
 // equal slices of [eps, 1), each batch with its own offset.
 START_TEST(test_mdm_stratified_t) {
@@ -71,7 +95,7 @@ START_TEST(test_mdm_stratified_t) {
     rng_seed(&rng, 3);
     float first[2];
     for (int batch = 0; batch < 2; batch++) {
-        mdm_noise_batch(tokens, B, T, 99, eps, T_STRATIFIED, &rng, inputs, targets, w, t);
+        mdm_noise_batch(tokens, B, T, 0, 99, eps, T_STRATIFIED, &rng, inputs, targets, w, t);
         int per_slice[B] = {0};
         for (int b = 0; b < B; b++) per_slice[(int)((t[b] - eps) / (1.0f - eps) * B)]++;
         for (int k = 0; k < B; k++) ck_assert_int_eq(per_slice[k], 1);
@@ -100,7 +124,7 @@ START_TEST(test_mdm_weighting_is_unbiased) {
     rng_seed(&rng, 2);
     double sum = 0.0, sum_sq = 0.0;
     for (int d = 0; d < draws; d++) {
-        mdm_noise_batch(tokens, B, T, cfg.mask_token_id, 1e-3f, T_UNIFORM, &rng, inputs, targets,
+        mdm_noise_batch(tokens, B, T, 0, cfg.mask_token_id, 1e-3f, T_UNIFORM, &rng, inputs, targets,
                         weights,
                         NULL);
         model_forward(&m, inputs, B, T);
@@ -213,6 +237,7 @@ int main(void) {
     TCase *tc = tcase_create("objectives and training");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_mdm_mask_statistics);
+    tcase_add_test(tc, test_mdm_batch_keeps_first_position_for_shifted_models);
     tcase_add_test(tc, test_mdm_stratified_t);
     tcase_add_test(tc, test_mdm_weighting_is_unbiased);
     tcase_add_test(tc, test_ar_shift);

@@ -43,6 +43,9 @@ static size_t window_offset(int w, int windows, size_t avail, int len) {
 int eval_heldout(Model *m, const TokenData *data, int max_windows, int mc, uint64_t seed,
                  EvalResult *r, Error *err) {
     int T = m->cfg.seq_len, W = T + 1, causal = m->cfg.causal;
+    // A shifted MDM (logit row i predicts position i + 1) reads window tokens 0..T-1 and scores
+    // 1..T-1: position 0 is its context, as in training.
+    int shift = !causal && m->cfg.logit_shift, scored = T - shift;
     size_t avail = data->n / (size_t)W;
     if (avail == 0)
         return error_set(err, "%zu tokens to evaluate, fewer than one window of seq_len + 1 = %d",
@@ -76,11 +79,12 @@ int eval_heldout(Model *m, const TokenData *data, int max_windows, int mc, uint6
                 memcpy(in, win, (size_t)T * sizeof(int));
                 for (int i = 0; i < T; i++) wt[i] = 1.0f / ((float)T * windows);
             } else {
-                // per window the estimate of NELBO / T is sum(CE over the masked) / count
-                memcpy(in, win + 1, (size_t)T * sizeof(int));
+                // per window the estimate of NELBO / scored is sum(CE over the masked) / count
+                memcpy(in, win + 1 - shift, (size_t)T * sizeof(int));
+                memcpy(tg, in, (size_t)T * sizeof(int));
                 memset(wt, 0, (size_t)T * sizeof(float));
-                int count = stratified_mask_count(T, row % mc, mc, &rng);
-                mask_exact_count(in, wt, 0, T, count, m->cfg.mask_token_id,
+                int count = stratified_mask_count(scored, row % mc, mc, &rng);
+                mask_exact_count(in, wt, shift, T, count, m->cfg.mask_token_id,
                                  1.0f / ((float)count * mc * windows), &rng);
             }
         }
@@ -91,7 +95,7 @@ int eval_heldout(Model *m, const TokenData *data, int max_windows, int mc, uint6
     rows_free(&rb);
     r->nats_per_token = total;
     r->ppl = exp(total);
-    r->tokens = (int64_t)windows * T;
+    r->tokens = (int64_t)windows * scored;
     r->windows = windows;
     r->mc = mc;
     return m->be->device_error(err);

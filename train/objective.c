@@ -3,9 +3,10 @@
 #include <math.h>
 #include <string.h>
 
-void mdm_noise_batch(const int *tokens, int B, int T, int mask_id, float eps, TSampling ts,
-                     Rng *rng, int *inputs, int *targets, float *weights, float *t_out) {
-    float norm = 1.0f / ((float)B * T);
+void mdm_noise_batch(const int *tokens, int B, int T, int from, int mask_id, float eps,
+                     TSampling ts, Rng *rng, int *inputs, int *targets, float *weights,
+                     float *t_out) {
+    float norm = 1.0f / ((float)B * (T - from));
     double u0 = ts == T_STRATIFIED ? rng_uniform(rng) : 0.0;
     for (int b = 0; b < B; b++) {
         double u = ts == T_STRATIFIED ? fmod(u0 + (double)b / B, 1.0) : rng_uniform(rng);
@@ -14,7 +15,7 @@ void mdm_noise_batch(const int *tokens, int B, int T, int mask_id, float eps, TS
         if (t_out) t_out[b] = t;
         for (int i = 0; i < T; i++) {
             size_t n = (size_t)b * T + i;
-            int masked = rng_uniform(rng) < t;
+            int masked = rng_uniform(rng) < t && i >= from;
             inputs[n] = masked ? mask_id : tokens[n];
             targets[n] = tokens[n];
             weights[n] = masked ? norm / t : 0.0f;

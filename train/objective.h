@@ -11,12 +11,15 @@ typedef enum { OBJECTIVE_MDM = 0, OBJECTIVE_AR = 1 } Objective;
 typedef enum { T_UNIFORM = 0, T_STRATIFIED = 1 } TSampling;
 
 // Masked diffusion (LLaDA pretraining): for each of the B sequences of T tokens draw
-// t ~ U(eps, 1), replace each token by mask_id independently with probability t, and weight
-// each masked position by 1 / (t * B * T); unmasked positions weigh 0. The weighted loss is
-// then LLaDA's: the sum over masked tokens of CE / t, divided by B * T (nats per token).
+// t ~ U(eps, 1), replace each of positions from..T-1 by mask_id independently with probability
+// t, and weight each masked position by 1 / (t * B * (T - from)); unmasked positions weigh 0.
+// The weighted loss is then LLaDA's: the sum over masked tokens of CE / t, divided by the
+// positions that could be masked (nats per token). from is 0, or 1 for a model with a logit
+// shift (Dream, an adapted AR model): nothing predicts position 0, it stays as context.
 // t_out[B], if not NULL, receives the drawn t.
-void mdm_noise_batch(const int *tokens, int B, int T, int mask_id, float eps, TSampling ts,
-                     Rng *rng, int *inputs, int *targets, float *weights, float *t_out);
+void mdm_noise_batch(const int *tokens, int B, int T, int from, int mask_id, float eps,
+                     TSampling ts, Rng *rng, int *inputs, int *targets, float *weights,
+                     float *t_out);
 
 // Autoregressive: windows of T + 1 tokens; inputs are tokens 0..T-1, targets 1..T,
 // every position weighted 1 / (B * T), so the loss is the mean next-token CE.

@@ -109,8 +109,8 @@ static void make_batch(Trainer *tr, int T) {
     int B = tc->batch_size;
     if (tc->objective == OBJECTIVE_MDM) {
         draw_windows(tr, T);
-        mdm_noise_batch(tr->windows, B, T, tr->model->cfg.mask_token_id, tc->mask_eps,
-                        tc->t_sampling, &tr->rng_mask, tr->inputs, tr->targets, tr->weights, NULL);
+        mdm_noise_batch(tr->windows, B, T, tr->model->cfg.logit_shift,
+                        tr->model->cfg.mask_token_id, tc->mask_eps, tc->t_sampling, &tr->rng_mask, tr->inputs, tr->targets, tr->weights, NULL);
     } else {
         draw_windows(tr, T + 1);
         ar_shift_batch(tr->windows, B, T, tr->inputs, tr->targets, tr->weights);
