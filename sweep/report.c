@@ -153,7 +153,8 @@ static void write_sampler_tradeoff(FILE *f, const Plan *p, const Row *rows, int 
     static const SamplerSetting settings[] = {
         {"1 token / step, 1 block", 1, 1, 0.0f}, {"2 tokens / step", 2, 1, 0.0f},
         {"4 tokens / step", 4, 1, 0.0f},         {"semi-AR blocks (about 2)", 1, 2, 0.0f},
-        {"semi-AR blocks (about 4)", 1, 4, 0.0f}, {"threshold 0.9", 1, 1, 0.9f},
+        {"semi-AR blocks (about 4)", 1, 4, 0.0f}, {"threshold 0.99", 1, 1, 0.99f},
+        {"threshold 0.95", 1, 1, 0.95f},          {"threshold 0.9", 1, 1, 0.9f},
         {"threshold 0.7", 1, 1, 0.7f},
     };
     fprintf(f, "\n## MDM sampler: speed vs quality (%s)\n\n| sampler | blocks | exact match | "
