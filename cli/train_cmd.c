@@ -37,8 +37,11 @@ static const char *const fixed_on_resume[] = {
     "mask-eps",  "t-sampling", "random-length-prob", "seed", "order", "tokenizer", "cfg-drop",
     "init-std",  "qkv-bias", "logit-shift", NULL,
 };
-static const char *const fixed_on_init[] = {
-    "n-layer", "n-head", "n-kv-head", "d-model", "d-ff", "tokenizer", "init-std", "qkv-bias",
+// With --init the model flags may still be given (a sweep's shared Base), but only with the
+// checkpoint's values (checked once it is loaded); a tokenizer never.
+static const char *const fixed_on_init[] = {"tokenizer", NULL};
+static const char *const model_flags[] = {
+    "n-layer", "n-head", "n-kv-head", "d-model", "d-ff", "init-std", "qkv-bias",
     NULL,  // --seq-len may shorten
 };
 
@@ -46,6 +49,8 @@ typedef struct {
     const char *data, *sft, *init, *tokenizer, *run, *resume, *device, *objective, *schedule,
         *order, *t_sampling;
     int objective_set, steps_set, seq_len_set, auto_resume, recompute, dry_run, logit_shift;
+    int model_flag_set[8];  // model_flags[i] was given
+    ModelConfig given;      // the model flags as given
     const Backend *be;
     int log_every, eval_every, eval_windows, eval_mc, save_every, keep, max_skips;
     uint64_t eval_seed;
@@ -429,6 +434,9 @@ static int parse_train_flags(int argc, char **argv, ModelConfig *mc, TrainConfig
     o->objective_set = flags_find(flags, n_flags, "objective")->set;
     o->steps_set = flags_find(flags, n_flags, "steps")->set;
     o->seq_len_set = flags_find(flags, n_flags, "seq-len")->set;
+    for (int i = 0; model_flags[i]; i++)
+        o->model_flag_set[i] = flags_find(flags, n_flags, model_flags[i])->set;
+    o->given = *mc;
     Error err;
     // flags a checkpoint fixes (--auto-resume: the checkpoint's settings win silently)
     const char *const *fixed = o->auto_resume ? NULL
@@ -491,11 +499,33 @@ static int load_start_checkpoint(TrainOptions *o, Checkpoint *ck, char *ck_path,
     return 0;
 }
 
+// Model flag i of model_flags as a number, from a config.
+static double model_flag_value(const ModelConfig *c, int i) {
+    const double v[] = {c->n_layer, c->n_head,       c->n_kv_head, c->d_model,
+                        c->d_ff,    c->init_std ? c->init_std : 0.02f, c->qkv_bias};
+    return v[i];
+}
+
+// --init with model flags: each must say what the checkpoint already is.
+static int check_model_flags(const TrainOptions *o, const ModelConfig *ck_model,
+                             const char *ck_path, Error *err) {
+    ModelConfig given = o->given;
+    if (!given.n_kv_head) given.n_kv_head = given.n_head;
+    for (int i = 0; model_flags[i]; i++)
+        if (o->model_flag_set[i] &&
+            model_flag_value(&given, i) != model_flag_value(ck_model, i))
+            return error_set(err, "train: --%s %g, but %s has %g (--init keeps the model)",
+                             model_flags[i], model_flag_value(&given, i), ck_path,
+                             model_flag_value(ck_model, i));
+    return 0;
+}
+
 // The model and training settings: the checkpoint's on --resume (--steps may grow), its model
 // on --init, else the flags; the objective settled against the data and the checkpoint.
 static int settle_configs(TrainOptions *o, const Checkpoint *ck, const char *ck_path,
                           ModelConfig *mc, TrainConfig *tc, Error *err) {
     int seq_len = mc->seq_len;
+    if (o->init && check_model_flags(o, &ck->header.model, ck_path, err)) return -1;
     if (o->resume || o->init) *mc = ck->header.model;
     if (o->init && o->seq_len_set) {  // fine-tuning on shorter rows than the model's context
         if (seq_len > mc->seq_len)

@@ -343,7 +343,8 @@ int plan_varies(const Plan *p, const char *name) {
 
 const char *plan_value(const Plan *p, const PlanRun *r, const char *name) {
     for (int i = 0; i < r->n_varied; i++)
-        if (strcmp(r->varied[i].name, name) == 0) return r->varied[i].value;
+        if (strcmp(r->varied[i].name, name) == 0)
+            return strcmp(r->varied[i].value, "-") == 0 ? NULL : r->varied[i].value;
     for (int i = 0; i < p->n_base; i++)
         if (strcmp(p->base[i].name, name) == 0) return p->base[i].value;
     return NULL;

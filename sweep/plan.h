@@ -8,7 +8,8 @@
 //   ## Runs                          optional: one run per table row; a "name" column names it
 //   | name | objective | lr   |
 //   |------|-----------|------|
-//   | mdm  | mdm       | 3e-3 |
+//   | mdm  | mdm       | 3e-3 |       a cell "-": that run does not give the flag (an
+//                                    AR row beside adapted rows' --init, say)
 //   ## Grid                          optional: "- flag: v1, v2" lines, the cartesian product
 //   - lr: 1e-3, 3e-3                 (crossed with the table rows when both are given)
 //   ## Budget                        per run: steps, tokens (steps = tokens / tokens per
@@ -58,7 +59,8 @@ int plan_parse(Plan *p, const char *text, const char *path, Error *err);
 int plan_load(Plan *p, const char *path, Error *err);
 // 1 when runs differ in flag `name` (a table column or a grid line).
 int plan_varies(const Plan *p, const char *name);
-// The value of flag `name` for run r: its varied setting, else the base, else NULL.
+// The value of flag `name` for run r: its varied setting, else the base, else NULL (also for
+// a "-" table cell: the run leaves the flag out).
 const char *plan_value(const Plan *p, const PlanRun *r, const char *name);
 
 #endif

@@ -49,6 +49,7 @@ int sweep_train_args(const Plan *p, const PlanRun *r, const char *run_dir, char 
         argv[n++] = (char *)p->base[i].value;
     }
     for (int k = 0; k < r->n_varied && n + 2 < max; k++) {
+        if (strcmp(r->varied[k].value, "-") == 0) continue;  // this run leaves the flag out
         argv[n++] = storage + used;
         used += (size_t)snprintf(storage + used, cap - used, "--%s", r->varied[k].name) + 1;
         argv[n++] = (char *)r->varied[k].value;
@@ -180,6 +181,22 @@ static int start_child(char **argv, const char *exe, const char *run_dir, int th
     return 0;
 }
 
+// 1 when run r starts from (--init) a run of this sweep that has no outcome yet: with --jobs
+// it must wait for it (an adapted model needs its AR run's last checkpoint).
+static int waits_for_another_run(const Plan *p, const PlanRun *r, const char *dir) {
+    const char *init = plan_value(p, r, "init");
+    if (!init) return 0;
+    for (int i = 0; i < p->n_runs; i++) {
+        char run_dir[4300];
+        snprintf(run_dir, sizeof run_dir, "%s/runs/%s", dir, p->runs[i].name);
+        RunOutcome done;
+        if (&p->runs[i] != r && strcmp(init, run_dir) == 0 &&
+            run_outcome_read(run_dir, &done) != 0)
+            return 1;
+    }
+    return 0;
+}
+
 // Sends SIGTERM once to a run that is over its time budget or whose sweep was stopped.
 static void stop_if_due(Job *j, double minutes) {
     if (j->forwarded) return;
@@ -264,6 +281,10 @@ int sweep_run(const char *plan_path, const char *dir, const SweepOptions *o, Err
                 printf("run %d/%d %s: %s earlier%s%s\n", i + 1, p->n_runs, r->name, done.status,
                        done.reason[0] ? ": " : "", done.reason);
                 continue;
+            }
+            if (n_running > 0 && waits_for_another_run(p, r, dir)) {
+                next--;  // start it once the run it starts from has finished
+                break;
             }
             if ((status = make_dirs(run_dir, err))) break;
             char storage[4096], *argv[2 * PLAN_MAX_FLAGS + 2 * PLAN_MAX_VARIED + 16];

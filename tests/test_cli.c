@@ -340,6 +340,14 @@ START_TEST(test_adapt_ar_to_mdm) {
     snprintf(args, sizeof args, "train --init %s/ar --logit-shift 1 --data %s/text.txt "
              "--run %s/x", dir, dir, dir);
     assert_one_error(dllm(args), "--logit-shift is for mdm models");
+    // model flags may repeat the checkpoint's shape (a sweep's shared Base), never change it
+    snprintf(args, sizeof args, "train --init %s/ar --objective mdm --d-model 64 --data "
+             "%s/text.txt --run %s/x", dir, dir, dir);
+    assert_one_error(dllm(args), "--d-model 64, but");
+    snprintf(args, sizeof args, "train --init %s/ar --objective mdm %s --steps 2 --data "
+             "%s/text.txt --run %s/same", dir, tiny, dir, dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
     ck_assert(!exists("x"));
 }
 END_TEST

@@ -304,6 +304,32 @@ START_TEST(test_parallel_jobs_match_serial) {
 }
 END_TEST
 
+// AR-to-diffusion in one plan: a "-" cell leaves --init out of the AR row, and with --jobs 2
+// the adapted row, which starts from the AR run, waits for it to finish.
+START_TEST(test_adapted_run_waits_for_its_ar_run) {
+    fresh_dir_with_plan("sweep_adapt", "");  // names `dir` for the plan's paths
+    char plan[1200], cmd[1024];
+    snprintf(plan, sizeof plan,
+             "# adapt\n## Base\n```\n--data tests/fixtures/genesis.txt --device cpu "
+             "--n-layer 1 --n-head 2 --d-model 32 --d-ff 64 --seq-len 32 --batch-size 4 "
+             "--warmup 5 --eval-every 40 --eval-windows 4 --eval-mc 2 --log-every 1000\n```\n"
+             "## Runs\n| name | objective | init |\n|---|---|---|\n| ar | ar | - |\n"
+             "| adapted | mdm | %s/out/runs/ar |\n## Budget\n- steps: 40\n", dir);
+    fresh_dir_with_plan("sweep_adapt", plan);
+    snprintf(cmd, sizeof cmd, "./dllm sweep %s/plan.md --dir %s/out --jobs 2 > %s/out.txt 2>&1",
+             dir, dir, dir);
+    ck_assert_int_eq(system(cmd), 0);
+    ck_assert(!file_has("out/runs/ar/command.txt", "--init"));
+    ck_assert(file_has("out/runs/adapted/command.txt", "--init"));
+    ck_assert(file_has("out/runs/adapted/train.out", "adapting"));
+    ck_assert(file_has("out/runs/adapted/train.out", "step_00000040.ckpt (step 40)"));
+    ck_assert(file_has("out/REPORT.md", "2 runs: 2 done, 0 failed"));
+    printf("  --jobs 2: the adapted run waited for its AR run and started from its step 40\n");
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert(system(cmd) == 0);
+}
+END_TEST
+
 // A wall-clock budget stops a run cleanly (SIGTERM: it saves) and counts it as done.
 START_TEST(test_time_budget) {
     fresh_dir_with_plan("sweep_time",
@@ -356,6 +382,7 @@ int main(void) {
     tcase_add_test(tc, test_sweep_survives_kill_and_failure);
     tcase_add_test(tc, test_time_budget);
     tcase_add_test(tc, test_parallel_jobs_match_serial);
+    tcase_add_test(tc, test_adapted_run_waits_for_its_ar_run);
     tcase_add_test(tc, test_exact_match_tradeoff);
     suite_add_tcase(s, tc);
     return run_suite(s);
