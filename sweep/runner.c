@@ -269,23 +269,23 @@ int sweep_run(const char *plan_path, const char *dir, const SweepOptions *o, Err
                       : 0;
     Progress pg = {p->n_runs, 0.0, 0, jobs};
     Job running[SWEEP_MAX_JOBS];
-    int n_running = 0, next = 0, stop = 0;
-    while (status == 0 && !stop && (n_running > 0 || (next < p->n_runs && !stop_signal))) {
-        // start runs while a slot is free
-        while (status == 0 && n_running < jobs && next < p->n_runs && !stop_signal) {
-            int i = next++;
+    char started[PLAN_MAX_RUNS] = {0};
+    int n_running = 0, n_started = 0, stop = 0;
+    while (status == 0 && !stop && (n_running > 0 || (n_started < p->n_runs && !stop_signal))) {
+        // start runs in plan order while a slot is free; a run waiting for the run it starts
+        // from is passed over until that one has finished
+        for (int i = 0; i < p->n_runs && status == 0 && n_running < jobs && !stop_signal; i++) {
+            if (started[i]) continue;
             const PlanRun *r = &p->runs[i];
             snprintf(run_dir, sizeof run_dir, "%s/runs/%s", dir, r->name);
             RunOutcome done;
             if (run_outcome_read(run_dir, &done) == 0) {
                 printf("run %d/%d %s: %s earlier%s%s\n", i + 1, p->n_runs, r->name, done.status,
                        done.reason[0] ? ": " : "", done.reason);
+                started[i] = 1, n_started++;
                 continue;
             }
-            if (n_running > 0 && waits_for_another_run(p, r, dir)) {
-                next--;  // start it once the run it starts from has finished
-                break;
-            }
+            if (n_running > 0 && waits_for_another_run(p, r, dir)) continue;
             if ((status = make_dirs(run_dir, err))) break;
             char storage[4096], *argv[2 * PLAN_MAX_FLAGS + 2 * PLAN_MAX_VARIED + 16];
             int argc = sweep_train_args(p, r, run_dir, storage, sizeof storage, argv + 1,
@@ -302,7 +302,7 @@ int sweep_run(const char *plan_path, const char *dir, const SweepOptions *o, Err
             for (int k = 1; argv[k]; k++)
                 if (strcmp(argv[k], "--steps") == 0) j->steps = atoll(argv[k + 1]);
             if ((status = start_child(argv, o->exe, run_dir, threads, j, err))) break;
-            n_running++;
+            started[i] = 1, n_started++, n_running++;
         }
         // collect the runs that ended
         for (int k = 0; k < n_running && !stop; k++) {
@@ -332,7 +332,7 @@ int sweep_run(const char *plan_path, const char *dir, const SweepOptions *o, Err
         }
         if (status != 0 || stop) break;
         if (n_running > 0) {
-            if (o->tty) draw_status(&pg, p, &running[0], p->n_runs - next);
+            if (o->tty) draw_status(&pg, p, &running[0], p->n_runs - n_started);
             usleep(200000);
         }
     }
