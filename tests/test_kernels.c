@@ -181,21 +181,23 @@ START_TEST(test_rope) {
 END_TEST
 
 // ---- attention ----
-typedef struct { float *out, *lse, *q, *k, *v, *r; int B, T, H, Hkv, hd, causal; } AttnCase;
+typedef struct { float *out, *lse, *q, *k, *v, *r; int B, T, H, Hkv, hd, mask; } AttnCase;
 
 static double attention_scalar(void *p) {
     AttnCase *c = p;
     be->attention_forward(c->out, c->lse, c->q, c->k, c->v, NULL, c->B, c->T, c->T, 0, c->H,
-                          c->Hkv, c->hd, c->causal);
+                          c->Hkv, c->hd, c->mask);
     return dot_double(c->out, c->r, (size_t)c->B * c->T * c->H * c->hd);
 }
 
 // Attention of one row written out in double: softmax of the visible scores times v.
 static void attention_row_reference(const AttnCase *c, int b, int h, int t, double *out,
                                     double *lse) {
-    int end = c->causal ? t + 1 : c->T, g = h / (c->H / c->Hkv);  // the key/value head
+    int end = c->T, g = h / (c->H / c->Hkv);  // the key/value head
     double s[8], maxv = -INFINITY, sum = 0.0;
     for (int j = 0; j < end; j++) {
+        s[j] = -INFINITY;
+        if (!attn_sees(c->mask, t, j, c->T)) continue;
         s[j] = 0.0;
         for (int i = 0; i < c->hd; i++)
             s[j] += (double)c->q[((b * c->T + t) * c->H + h) * c->hd + i] *
@@ -213,11 +215,11 @@ static void attention_row_reference(const AttnCase *c, int b, int h, int t, doub
 }
 
 // Hkv < H: grouped-query attention, H / Hkv query heads per key/value head.
-static void check_attention(int causal, int Hkv) {
-    int B = 2, T = 5, H = 4, hd = 4;
+static void check_attention(int mask, int Hkv, int T) {
+    int B = 2, H = 4, hd = 4;
     size_t n = (size_t)B * T * H * hd, nkv = (size_t)B * T * Hkv * hd;
     AttnCase c = {zeros(n), zeros(B * H * T), randn(n, 10), randn(nkv, 11), randn(nkv, 12),
-                  randn(n, 13), B, T, H, Hkv, hd, causal};
+                  randn(n, 13), B, T, H, Hkv, hd, mask};
     attention_scalar(&c);
     // every row (a causal one sees keys up to itself) against the double-precision softmax
     for (int b = 0; b < B; b++)
@@ -230,9 +232,10 @@ static void check_attention(int causal, int Hkv) {
                     ck_assert_double_eq_tol(c.out[((b * T + t) * H + h) * hd + i], out[i], 1e-5);
             }
     float *dq = zeros(n), *dk = zeros(nkv), *dv = zeros(nkv);
-    be->attention_backward(dq, dk, dv, c.r, c.out, c.lse, c.q, c.k, c.v, B, T, H, Hkv, hd, causal);
+    be->attention_backward(dq, dk, dv, c.r, c.out, c.lse, c.q, c.k, c.v, B, T, H, Hkv, hd, mask);
     char tag[64], name[96];
-    snprintf(tag, sizeof tag, "%s, %d kv heads", causal ? "causal" : "bidirectional", Hkv);
+    static const char *kinds[] = {"bidirectional", "causal", "block-causal", "bd3"};
+    snprintf(tag, sizeof tag, "%s, %d kv heads", kinds[attn_kind(mask)], Hkv);
     snprintf(name, sizeof name, "attention dq (%s)", tag);
     report(name, grad_check(attention_scalar, &c, c.q, dq, n, FD_STEP, 0));
     snprintf(name, sizeof name, "attention dk (%s)", tag);
@@ -246,7 +249,7 @@ static void check_attention(int causal, int Hkv) {
     memcpy(dk2, dk, nkv * sizeof(float));
     memcpy(dv2, dv, nkv * sizeof(float));
     be->attention_backward(dq2, dk2, dv2, c.r, c.out, c.lse, c.q, c.k, c.v, B, T, H, Hkv, hd,
-                           causal);
+                           mask);
     assert_doubled(dq, dq2, n);
     assert_doubled(dk, dk2, nkv);
     assert_doubled(dv, dv2, nkv);
@@ -255,14 +258,42 @@ static void check_attention(int causal, int Hkv) {
 }
 
 START_TEST(test_attention_bidirectional) {
-    check_attention(0, 4);
-    check_attention(0, 2);
+    check_attention(ATTN_FULL, 4, 5);
+    check_attention(ATTN_FULL, 2, 5);
 }
 END_TEST
 
 START_TEST(test_attention_causal) {
-    check_attention(1, 4);
-    check_attention(1, 1);
+    check_attention(ATTN_CAUSAL, 4, 5);
+    check_attention(ATTN_CAUSAL, 1, 5);
+}
+END_TEST
+
+// The block masks, spelled out for blocks of 2: block-causal over 6 positions, and BD3-LM's
+// layout of 2 x 4 rows (clean 0..3, noisy 4..7): a noisy row sees its own noisy block and the
+// clean blocks before it, a clean row the clean blocks up to its own.
+START_TEST(test_attention_block_masks) {
+    static const char *block[6] = {"110000", "110000", "111100", "111100", "111111", "111111"};
+    static const char *bd3[8] = {"11000000", "11000000", "11110000", "11110000",
+                                 "00001100", "00001100", "11000011", "11000011"};
+    for (int q = 0; q < 6; q++)
+        for (int j = 0; j < 6; j++)
+            ck_assert_int_eq(attn_sees(attn_block(2), q, j, 6), block[q][j] == '1');
+    for (int q = 0; q < 8; q++) {
+        int last = 0;
+        for (int j = 0; j < 8; j++) {
+            ck_assert_int_eq(attn_sees(attn_bd3(2), q, j, 8), bd3[q][j] == '1');
+            if (bd3[q][j] == '1') last = j + 1;
+            // no query before attn_first_query sees the key
+            for (int q0 = 0; q0 < attn_first_query(attn_bd3(2), j, 8); q0++)
+                ck_assert(!attn_sees(attn_bd3(2), q0, j, 8));
+        }
+        ck_assert_int_eq(attn_keys_end(attn_bd3(2), q, 8), last);
+    }
+    // the ops with these masks: against the double-precision rows, and finite differences
+    check_attention(attn_block(2), 2, 6);
+    check_attention(attn_bd3(2), 4, 8);
+    check_attention(attn_bd3(1), 2, 8);
 }
 END_TEST
 
@@ -279,7 +310,7 @@ static double rel_err(const float *a, const float *b, size_t n) {
 // The backend's attention (tiles through sgemm) against attention.c's loops, on shapes with
 // several tiles and a partial one, grouped-query heads, left padding (key_start) and queries
 // after a cached prefix (q_pos0); the same bits with one thread and with two (worth threads).
-static void check_blas_attention(int causal) {
+static void check_blas_attention(int mask) {
     int B = 2, T = 256, H = 4, Hkv = 2, hd = 32, Tq = 70, q_pos0 = T - Tq;  // big enough for threads
     int key_start[2] = {0, 37};
     size_t n = (size_t)B * T * H * hd, nkv = (size_t)B * T * Hkv * hd, nl = (size_t)B * H * T;
@@ -292,31 +323,31 @@ static void check_blas_attention(int causal) {
         memcpy(qs + (size_t)b * Tq * H * hd, q + (size_t)b * T * H * hd + q_off,
                (size_t)Tq * H * hd * sizeof(float));
     cpu_attention_forward(out_ref, lse_ref, qs, k, v, key_start, B, Tq, T, q_pos0, H, Hkv, hd,
-                          causal);
+                          mask);
     omp_set_num_threads(2);
-    be->attention_forward(out, lse, qs, k, v, key_start, B, Tq, T, q_pos0, H, Hkv, hd, causal);
+    be->attention_forward(out, lse, qs, k, v, key_start, B, Tq, T, q_pos0, H, Hkv, hd, mask);
     double e_pre = rel_err(out, out_ref, (size_t)B * Tq * H * hd);
     ck_assert(e_pre < 1e-5 && rel_err(lse, lse_ref, (size_t)B * H * Tq) < 1e-5);
     // the whole sequence (training), forward and backward
-    cpu_attention_forward(out_ref, lse_ref, q, k, v, NULL, B, T, T, 0, H, Hkv, hd, causal);
-    be->attention_forward(out, lse, q, k, v, NULL, B, T, T, 0, H, Hkv, hd, causal);
+    cpu_attention_forward(out_ref, lse_ref, q, k, v, NULL, B, T, T, 0, H, Hkv, hd, mask);
+    be->attention_forward(out, lse, q, k, v, NULL, B, T, T, 0, H, Hkv, hd, mask);
     double e_out = rel_err(out, out_ref, n), e_lse = rel_err(lse, lse_ref, nl);
     float *g_ref[3] = {zeros(n), zeros(nkv), zeros(nkv)}, *g[3] = {zeros(n), zeros(nkv),
                                                                    zeros(nkv)};
     cpu_attention_backward(g_ref[0], g_ref[1], g_ref[2], dout, out_ref, lse_ref, q, k, v, B, T, H,
-                           Hkv, hd, causal);
-    be->attention_backward(g[0], g[1], g[2], dout, out, lse, q, k, v, B, T, H, Hkv, hd, causal);
+                           Hkv, hd, mask);
+    be->attention_backward(g[0], g[1], g[2], dout, out, lse, q, k, v, B, T, H, Hkv, hd, mask);
     double e_dq = rel_err(g[0], g_ref[0], n), e_dk = rel_err(g[1], g_ref[1], nkv),
            e_dv = rel_err(g[2], g_ref[2], nkv);
+    static const char *kinds[] = {"bidirectional", "causal", "block-causal", "bd3"};
     printf("  blas attention (%s) vs loops: cached rows %.1e, out %.1e, lse %.1e, dq %.1e, "
-           "dk %.1e, dv %.1e\n", causal ? "causal" : "bidirectional", e_pre, e_out, e_lse, e_dq,
-           e_dk, e_dv);
+           "dk %.1e, dv %.1e\n", kinds[attn_kind(mask)], e_pre, e_out, e_lse, e_dq, e_dk, e_dv);
     ck_assert(e_out < 1e-5 && e_lse < 1e-5 && e_dq < 1e-4 && e_dk < 1e-4 && e_dv < 1e-4);
     omp_set_num_threads(1);
     float *out1 = zeros(n), *lse1 = zeros(nl), *g1[3] = {zeros(n), zeros(nkv), zeros(nkv)};
-    be->attention_forward(out1, lse1, q, k, v, NULL, B, T, T, 0, H, Hkv, hd, causal);
+    be->attention_forward(out1, lse1, q, k, v, NULL, B, T, T, 0, H, Hkv, hd, mask);
     be->attention_backward(g1[0], g1[1], g1[2], dout, out1, lse1, q, k, v, B, T, H, Hkv, hd,
-                           causal);
+                           mask);
     ck_assert_mem_eq(out1, out, n * sizeof(float));  // thread count: same bits
     ck_assert_mem_eq(g1[0], g[0], n * sizeof(float));
     ck_assert_mem_eq(g1[1], g[1], nkv * sizeof(float));
@@ -327,8 +358,10 @@ static void check_blas_attention(int causal) {
 }
 
 START_TEST(test_blas_attention_matches_loops) {
-    check_blas_attention(0);
-    check_blas_attention(1);
+    check_blas_attention(ATTN_FULL);
+    check_blas_attention(ATTN_CAUSAL);
+    check_blas_attention(attn_block(16));
+    check_blas_attention(attn_bd3(16));
 }
 END_TEST
 
@@ -650,6 +683,7 @@ int main(void) {
     tcase_add_test(tc, test_rope);
     tcase_add_test(tc, test_attention_bidirectional);
     tcase_add_test(tc, test_attention_causal);
+    tcase_add_test(tc, test_attention_block_masks);
     tcase_add_test(tc, test_blas_attention_matches_loops);
     tcase_add_test(tc, test_bias);
     tcase_add_test(tc, test_swiglu);

@@ -1,6 +1,7 @@
 // Multi-head scaled dot-product attention, one query row at a time. With grouped-query
 // attention (Hkv < H) the H / Hkv query heads of a group share one key/value head.
-// Bidirectional for the MDM (every position sees every other), causal for the AR baseline.
+// Which keys a query sees is the mask's (kernels/attn_mask.h): every key for the MDM, the ones
+// before it for the AR baseline, block-causal and BD3-LM's two-copy layout for block diffusion.
 // Only the log-sum-exp of each row's scores is kept for the backward pass, which recomputes
 // the probabilities from q and k: memory O(T) per head, the same contract as the CUDA
 // flash-style kernels.
@@ -18,7 +19,7 @@ static float dot(const float *a, const float *b, int n) {
 
 void cpu_attention_forward(float *out, float *lse, const float *q, const float *k,
                            const float *v, const int *key_start, int B, int Tq, int Tk, int q_pos0,
-                           int H, int Hkv, int head_dim, int causal) {
+                           int H, int Hkv, int head_dim, int mask) {
     float scale = 1.0f / sqrtf((float)head_dim);
     int group = H / Hkv;
 #pragma omp parallel if (worth_threads(2.0 * B * H * Tq * Tk * head_dim))
@@ -30,16 +31,18 @@ void cpu_attention_forward(float *out, float *lse, const float *q, const float *
                 for (int t = 0; t < Tq; t++) {
                     const float *qt = q + attention_offset(b, t, h, Tq, H, head_dim);
                     int first = key_start ? key_start[b] : 0;
-                    int end = attention_visible_end(t, q_pos0, Tk, causal);
+                    int end = attn_keys_end(mask, q_pos0 + t, Tk);
                     float maxv = -INFINITY;
                     for (int j = first; j < end; j++) {
+                        p[j] = -INFINITY;
+                        if (!attn_sees(mask, q_pos0 + t, j, Tk)) continue;
                         const float *kj = k + attention_offset(b, j, h / group, Tk, Hkv, head_dim);
                         p[j] = dot(qt, kj, head_dim) * scale;
                         if (p[j] > maxv) maxv = p[j];
                     }
                     float sum = 0.0f;
                     for (int j = first; j < end; j++) {
-                        p[j] = expf(p[j] - maxv);
+                        p[j] = p[j] == -INFINITY ? 0.0f : expf(p[j] - maxv);
                         sum += p[j];
                     }
                     float *o = out + attention_offset(b, t, h, Tq, H, head_dim);
@@ -60,7 +63,7 @@ void cpu_attention_forward(float *out, float *lse, const float *q, const float *
 
 void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out,
                             const float *lse, const float *q, const float *k, const float *v,
-                            int B, int T, int H, int Hkv, int head_dim, int causal) {
+                            int B, int T, int H, int Hkv, int head_dim, int mask) {
     // One (b, key/value head) per thread, because every query of the head's group adds into
     // its dk and dv (the group's heads in order, so the sums do not depend on threads).
     // With P = softmax(S): dS = P * (dO . v - D), D = dO . out (= sum_j P_j dO . v_j).
@@ -77,8 +80,9 @@ void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout, 
                     const float *qt = q + row, *dot_row = dout + row;
                     float *dqt = dq + row;
                     float D = dot(dot_row, out + row, head_dim);
-                    int end = attention_visible_end(t, 0, T, causal);
+                    int end = attn_keys_end(mask, t, T);
                     for (int j = 0; j < end; j++) {
+                        if (!attn_sees(mask, t, j, T)) continue;
                         size_t key = attention_offset(b, j, g, T, Hkv, head_dim);
                         float p = expf(dot(qt, k + key, head_dim) * scale - row_lse);
                         float ds = p * (dot(dot_row, v + key, head_dim) - D) * scale;

@@ -16,25 +16,34 @@ enum { TILE = 64 };  // query rows per tile: each thread's scratch is TILE x Tk 
 
 static int min_int(int a, int b) { return a < b ? a : b; }
 
-// Row s of n scores, of which the first `seen` are visible, becomes softmax probabilities (the
-// rest 0); returns the log-sum-exp, -inf for a row that sees no key (all 0: output 0).
-static float softmax_row(float *s, int seen, int n) {
+// Scores of keys query q does not see (the mask's; keys first .. first + n - 1) become -inf.
+static void mask_row(float *s, int n, int first, int mask, int q, int Tk) {
+    if (attn_kind(mask) == ATTN_FULL) return;
+    for (int j = 0; j < n; j++)
+        if (!attn_sees(mask, q, first + j, Tk)) s[j] = -INFINITY;
+}
+
+// Row s of n scores (-inf where hidden) becomes softmax probabilities (hidden ones 0); returns
+// the log-sum-exp, -inf for a row that sees no key (all 0: output 0).
+static float softmax_row(float *s, int n) {
     float maxv = -INFINITY, sum = 0.0f;
-    for (int j = 0; j < seen; j++) maxv = s[j] > maxv ? s[j] : maxv;
+    for (int j = 0; j < n; j++) maxv = s[j] > maxv ? s[j] : maxv;
+    if (maxv == -INFINITY) {
+        memset(s, 0, (size_t)(n > 0 ? n : 0) * sizeof(float));
+        return -INFINITY;
+    }
 #pragma omp simd reduction(+ : sum)
-    for (int j = 0; j < seen; j++) {
-        s[j] = exp_simd(s[j] - maxv);
+    for (int j = 0; j < n; j++) {
+        s[j] = s[j] == -INFINITY ? 0.0f : exp_simd(s[j] - maxv);
         sum += s[j];
     }
-    for (int j = seen < 0 ? 0 : seen; j < n; j++) s[j] = 0.0f;
-    if (!(sum > 0.0f)) return -INFINITY;
-    for (int j = 0; j < seen; j++) s[j] /= sum;
+    for (int j = 0; j < n; j++) s[j] /= sum;
     return maxv + logf(sum);
 }
 
 void cpu_attention_forward_blas(float *out, float *lse, const float *q, const float *k,
                                 const float *v, const int *key_start, int B, int Tq, int Tk,
-                                int q_pos0, int H, int Hkv, int head_dim, int causal) {
+                                int q_pos0, int H, int Hkv, int head_dim, int mask) {
     float scale = 1.0f / sqrtf((float)head_dim);
     int group = H / Hkv, tiles = (Tq + TILE - 1) / TILE, qs = H * head_dim, ks = Hkv * head_dim;
     int saved, threads = blas_threads(2.0 * B * H * Tq * Tk * head_dim, &saved);
@@ -48,7 +57,7 @@ void cpu_attention_forward_blas(float *out, float *lse, const float *q, const fl
                     int t0 = tile * TILE, rows = min_int(TILE, Tq - t0), g = h / group;
                     int first = key_start ? key_start[b] : 0;
                     // keys [first, end): what the tile's last row sees, the most of any row
-                    int n = attention_visible_end(t0 + rows - 1, q_pos0, Tk, causal) - first;
+                    int n = attn_keys_end(mask, q_pos0 + t0 + rows - 1, Tk) - first;
                     float *o = out + attention_offset(b, t0, h, Tq, H, head_dim);
                     float *row_lse = lse + ((size_t)b * H + h) * Tq + t0;
                     if (n <= 0) {
@@ -63,8 +72,8 @@ void cpu_attention_forward_blas(float *out, float *lse, const float *q, const fl
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n, head_dim, scale,
                                 q + qrow, qs, k + krow, ks, 0.0f, S, n);
                     for (int r = 0; r < rows; r++) {
-                        int seen = attention_visible_end(t0 + r, q_pos0, Tk, causal) - first;
-                        row_lse[r] = softmax_row(S + (size_t)r * n, seen, n);
+                        mask_row(S + (size_t)r * n, n, first, mask, q_pos0 + t0 + r, Tk);
+                        row_lse[r] = softmax_row(S + (size_t)r * n, n);
                     }
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, head_dim, n,
                                 1.0f, S, n, v + krow, ks, 0.0f, o, qs);
@@ -80,7 +89,7 @@ void cpu_attention_forward_blas(float *out, float *lse, const float *q, const fl
 static void backward_tile(float *dq, float *dk, float *dv, const float *dout, const float *out,
                           const float *lse, const float *q, const float *k, const float *v,
                           int b, int h, int g, int t0, int rows, int n, int T, int H, int Hkv,
-                          int head_dim, int causal, float *P, float *dP) {
+                          int head_dim, int mask, float *P, float *dP) {
     float scale = 1.0f / sqrtf((float)head_dim);
     int qs = H * head_dim, ks = Hkv * head_dim;
     size_t qrow = attention_offset(b, t0, h, T, H, head_dim);
@@ -94,12 +103,15 @@ static void backward_tile(float *dq, float *dk, float *dv, const float *dout, co
         const float *dor = dout + qrow + (size_t)r * qs, *orow = out + qrow + (size_t)r * qs;
 #pragma omp simd reduction(+ : D)
         for (int i = 0; i < head_dim; i++) D += dor[i] * orow[i];
-        // a row that saw no key (lse -inf) passes no gradient; causal rows see keys <= t
-        int seen = row_lse == -INFINITY ? 0 : attention_visible_end(t0 + r, 0, T, causal);
+        // a row that saw no key (lse -inf) passes no gradient; hidden keys get none either
         float *p = P + (size_t)r * n, *dp = dP + (size_t)r * n;
+        if (row_lse == -INFINITY)
+            for (int j = 0; j < n; j++) p[j] = -INFINITY;
+        else
+            mask_row(p, n, 0, mask, t0 + r, T);
 #pragma omp simd
         for (int j = 0; j < n; j++) {
-            float pj = j < seen ? exp_simd(p[j] - row_lse) : 0.0f;
+            float pj = p[j] == -INFINITY ? 0.0f : exp_simd(p[j] - row_lse);
             p[j] = pj;
             dp[j] = pj * (dp[j] - D) * scale;
         }
@@ -115,7 +127,7 @@ static void backward_tile(float *dq, float *dk, float *dv, const float *dout, co
 void cpu_attention_backward_blas(float *dq, float *dk, float *dv, const float *dout,
                                  const float *out, const float *lse, const float *q,
                                  const float *k, const float *v, int B, int T, int H, int Hkv,
-                                 int head_dim, int causal) {
+                                 int head_dim, int mask) {
     // one (b, key/value head) per thread: every query head of the group adds into its dk and dv,
     // in order, so the sums do not depend on threads
     int group = H / Hkv, tiles = (T + TILE - 1) / TILE;
@@ -130,9 +142,9 @@ void cpu_attention_backward_blas(float *dq, float *dk, float *dv, const float *d
                 for (int h = g * group; h < (g + 1) * group; h++)
                     for (int tile = 0; tile < tiles; tile++) {
                         int t0 = tile * TILE, rows = min_int(TILE, T - t0);
-                        int n = attention_visible_end(t0 + rows - 1, 0, T, causal);
+                        int n = attn_keys_end(mask, t0 + rows - 1, T);
                         backward_tile(dq, dk, dv, dout, out, lse, q, k, v, b, h, g, t0, rows, n,
-                                      T, H, Hkv, head_dim, causal, P, dP);
+                                      T, H, Hkv, head_dim, mask, P, dP);
                     }
         free(P);
         free(dP);

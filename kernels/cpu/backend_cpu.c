@@ -63,15 +63,15 @@ static void rope_backward(Act *dx, const float *cos, const float *sin, int B, in
 }
 static void attention_forward(Act *out, float *lse, const Act *q, const Act *k, const Act *v,
                               const int *key_start, int B, int Tq, int Tk, int q_pos0, int H,
-                              int Hkv, int head_dim, int causal) {
+                              int Hkv, int head_dim, int mask) {
     cpu_attention_forward_blas(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, Hkv, head_dim,
-                               causal);
+                               mask);
 }
 static void attention_backward(Act *dq, Act *dk, Act *dv, const Act *dout, const Act *out,
                                const float *lse, const Act *q, const Act *k, const Act *v, int B,
-                               int T, int H, int Hkv, int head_dim, int causal) {
+                               int T, int H, int Hkv, int head_dim, int mask) {
     cpu_attention_backward_blas(dq, dk, dv, dout, out, lse, q, k, v, B, T, H, Hkv, head_dim,
-                                causal);
+                                mask);
 }
 static void swiglu_forward(Act *out, const Act *gate, const Act *up, size_t n) {
     cpu_swiglu_forward(out, gate, up, n);

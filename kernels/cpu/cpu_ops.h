@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels/attn_mask.h"
+
 // 1 when a loop's work (multiply-adds, or values touched) is worth threads. A parallel
 // region costs a wake-up and a join, and on a busy machine the join can wait a whole time slice
 // for a descheduled thread: a small model's many small ops ran slower on 2 threads than on 1
@@ -49,26 +51,22 @@ void cpu_rope_backward(float *dx, const float *cos, const float *sin, int B, int
 static inline size_t attention_offset(int b, int t, int h, int T, int heads, int head_dim) {
     return (((size_t)b * T + t) * heads + h) * head_dim;
 }
-static inline int attention_visible_end(int t, int q_pos0, int Tk, int causal) {
-    int end = causal ? q_pos0 + t + 1 : Tk;
-    return end < Tk ? end : Tk;
-}
 
 void cpu_attention_forward(float *out, float *lse, const float *q, const float *k,
                            const float *v, const int *key_start, int B, int Tq, int Tk, int q_pos0,
-                           int H, int Hkv, int head_dim, int causal);
+                           int H, int Hkv, int head_dim, int mask);
 void cpu_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out,
                             const float *lse, const float *q, const float *k, const float *v,
-                            int B, int T, int H, int Hkv, int head_dim, int causal);
+                            int B, int T, int H, int Hkv, int head_dim, int mask);
 // The same a tile of query rows at a time through OpenBLAS (attention_blas.c): what the CPU
 // backend table runs.
 void cpu_attention_forward_blas(float *out, float *lse, const float *q, const float *k,
                                 const float *v, const int *key_start, int B, int Tq, int Tk,
-                                int q_pos0, int H, int Hkv, int head_dim, int causal);
+                                int q_pos0, int H, int Hkv, int head_dim, int mask);
 void cpu_attention_backward_blas(float *dq, float *dk, float *dv, const float *dout,
                                  const float *out, const float *lse, const float *q,
                                  const float *k, const float *v, int B, int T, int H, int Hkv,
-                                 int head_dim, int causal);
+                                 int head_dim, int mask);
 
 void cpu_swiglu_forward(float *out, const float *gate, const float *up, size_t n);
 void cpu_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,

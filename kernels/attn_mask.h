@@ -1,0 +1,86 @@
+// Which keys an attention query sees, as one int `mask` the attention ops take (both backends;
+// included by C and CUDA sources alike):
+//   ATTN_FULL            every key (MDM)
+//   ATTN_CAUSAL          keys up to the query's own position (AR)
+//   attn_block(L)        keys up to the end of the query's block of L positions (block
+//                        diffusion: committed blocks and the block being denoised; the sampler)
+//   attn_bd3(L)          BD3-LM's training layout of 2T rows per sequence, [clean x0 | noisy xt]:
+//                        a clean row sees the clean keys up to its block's end, a noisy row of
+//                        block b its own noisy block and the clean blocks before b
+// The kind sits in the two low bits, the block length above them.
+// Every kind shows a query the keys [0, end0) and [start1, end1) (the second range is empty
+// except for noisy bd3 rows), and the last visible key never moves back as the query advances,
+// which is what lets the kernels bound a tile of queries by its last row.
+#ifndef DLLM_ATTN_MASK_H
+#define DLLM_ATTN_MASK_H
+
+#ifdef __CUDACC__
+#define ATTN_FN static inline __host__ __device__
+#else
+#define ATTN_FN static inline
+#endif
+
+enum { ATTN_FULL = 0, ATTN_CAUSAL = 1, ATTN_BLOCK = 2, ATTN_BD3 = 3 };
+
+ATTN_FN int attn_block(int block) { return block << 2 | ATTN_BLOCK; }
+ATTN_FN int attn_bd3(int block) { return block << 2 | ATTN_BD3; }
+ATTN_FN int attn_kind(int mask) { return mask & 3; }
+ATTN_FN int attn_block_length(int mask) { return mask >> 2; }
+
+ATTN_FN int attn_min(int a, int b) { return a < b ? a : b; }
+
+// The keys query position q sees among Tk: [0, *end0) and [*start1, *end1).
+ATTN_FN void attn_keys(int mask, int q, int Tk, int *end0, int *start1, int *end1) {
+    int L = attn_block_length(mask), half = Tk / 2;
+    *end0 = Tk, *start1 = *end1 = Tk;
+    switch (attn_kind(mask)) {
+    case ATTN_CAUSAL:
+        *end0 = attn_min(q + 1, Tk);
+        break;
+    case ATTN_BLOCK:
+        *end0 = attn_min((q / L + 1) * L, Tk);
+        break;
+    case ATTN_BD3:
+        if (q < half) {  // clean: block-causal over the clean half
+            *end0 = attn_min((q / L + 1) * L, half);
+        } else {  // noisy block b: the clean blocks before it, then itself
+            int b0 = (q - half) / L * L;
+            *end0 = b0;
+            *start1 = half + b0;
+            *end1 = attn_min(half + b0 + L, Tk);
+        }
+        break;
+    }
+}
+
+// One past the last key query q sees (never smaller for a later query).
+ATTN_FN int attn_keys_end(int mask, int q, int Tk) {
+    int end0, start1, end1;
+    attn_keys(mask, q, Tk, &end0, &start1, &end1);
+    return end1 > start1 ? end1 : end0;
+}
+
+// 1 when query q sees key j.
+ATTN_FN int attn_sees(int mask, int q, int j, int Tk) {
+    int end0, start1, end1;
+    attn_keys(mask, q, Tk, &end0, &start1, &end1);
+    return j < end0 || (j >= start1 && j < end1);
+}
+
+// The first query position that sees key j (queries before it never do): the tiles of queries
+// a key's gradient pass may skip.
+ATTN_FN int attn_first_query(int mask, int j, int Tk) {
+    switch (attn_kind(mask)) {
+    case ATTN_CAUSAL:
+        return j;
+    case ATTN_BLOCK:
+        return j / attn_block_length(mask) * attn_block_length(mask);
+    case ATTN_BD3:  // clean keys are seen from their block on; noisy keys only by their block
+        return j < Tk / 2 ? j / attn_block_length(mask) * attn_block_length(mask)
+                          : Tk / 2 + (j - Tk / 2) / attn_block_length(mask) *
+                                         attn_block_length(mask);
+    }
+    return 0;
+}
+
+#endif
