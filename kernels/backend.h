@@ -96,17 +96,19 @@ typedef struct {
     // key): all the backward needs to recompute the probabilities, so attention memory is O(T).
     // Training uses Tq = Tk, q_pos0 = 0; sampling with a KV cache asks for a few query rows
     // against the whole cached sequence.
-    // causal = 1 masks keys after the query position (AR); 0 attends everywhere (MDM).
+    // mask (kernels/attn_mask.h) says which keys a query sees: ATTN_FULL everywhere (MDM),
+    // ATTN_CAUSAL up to its position (AR), attn_block(L) block-causal (block diffusion's
+    // sampler), attn_bd3(L) BD3-LM's training layout of [clean | noisy] copies.
     // key_start[B] (or NULL: all 0) hides each sequence's keys before that position: the
     // left padding that lets prompts of different lengths share a batch. A query row with no
     // visible key gets zeros.
     void (*attention_forward)(Act *out, float *lse, const Act *q, const Act *k, const Act *v,
                               const int *key_start, int B, int Tq, int Tk, int q_pos0, int H,
-                              int Hkv, int head_dim, int causal);
+                              int Hkv, int head_dim, int mask);
     // Backward of the square (training) case without key_start, from the forward's out and lse.
     void (*attention_backward)(Act *dq, Act *dk, Act *dv, const Act *dout, const Act *out,
                                const float *lse, const Act *q, const Act *k, const Act *v, int B,
-                               int T, int H, int Hkv, int head_dim, int causal);
+                               int T, int H, int Hkv, int head_dim, int mask);
 
     // out = silu(gate) * up, elementwise over n values
     void (*swiglu_forward)(Act *out, const Act *gate, const Act *up, size_t n);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/bf16.h"
+#include "kernels/attn_mask.h"
 #include "kernels/backend.h"
 #include "model/model.h"
 #include "sampler/sampler.h"
@@ -337,23 +338,28 @@ static void check_attention(int hd, int Hkv) {
     int *gks = up(key_start, 2);
     char what[96];
     const char *prec = precision();
-    for (int causal = 0; causal <= 1; causal++) {
-        const char *kind = causal ? (Hkv < H ? "causal gqa" : "causal") : (Hkv < H ? "bidir gqa" : "bidir");
-        cpu->attention_forward(out, lse, q, k, v, key_start, B, T, T, 0, H, Hkv, hd, causal);
-        gpu->attention_forward(gout, glse, gq, gk, gv, gks, B, T, T, 0, H, Hkv, hd, causal);
+    // every mask kind; the block lengths leave partial blocks inside 64-row tiles
+    const int masks[4] = {ATTN_FULL, ATTN_CAUSAL, attn_block(24), attn_bd3(20)};
+    const char *names[4] = {"bidir", "causal", "block-causal", "bd3"};
+    for (int mi = 0; mi < 4; mi++) {
+        int mask = masks[mi];
+        char kind[32];
+        snprintf(kind, sizeof kind, "%s%s", names[mi], Hkv < H ? " gqa" : "");
+        cpu->attention_forward(out, lse, q, k, v, key_start, B, T, T, 0, H, Hkv, hd, mask);
+        gpu->attention_forward(gout, glse, gq, gk, gv, gks, B, T, T, 0, H, Hkv, hd, mask);
         snprintf(what, sizeof what, "attention hd %d %s %s, key_start: out", hd, kind, prec);
         expect_act(what, gout, out, n, tol_out);
         snprintf(what, sizeof what, "attention hd %d %s %s, key_start: lse", hd, kind, prec);
         expect_same_infinities(what, glse, lse, nl, tol_out);
         // training backward: no key_start; the CPU from the device's stored output
-        gpu->attention_forward(gout, glse, gq, gk, gv, NULL, B, T, T, 0, H, Hkv, hd, causal);
+        gpu->attention_forward(gout, glse, gq, gk, gv, NULL, B, T, T, 0, H, Hkv, hd, mask);
         gpu->act_to_host(out, gout, n);
         gpu->to_host(lse, glse, nl * 4);
         float *dq = randn(n, 36), *dk = randn(nkv, 37), *dv = randn(nkv, 38);
         Act *gdq = up_act(dq, n), *gdk = up_act(dk, nkv), *gdv = up_act(dv, nkv);
-        cpu->attention_backward(dq, dk, dv, dout, out, lse, q, k, v, B, T, H, Hkv, hd, causal);
+        cpu->attention_backward(dq, dk, dv, dout, out, lse, q, k, v, B, T, H, Hkv, hd, mask);
         gpu->attention_backward(gdq, gdk, gdv, gdout, gout, glse, gq, gk, gv, B, T, H, Hkv, hd,
-                                causal);
+                                mask);
         snprintf(what, sizeof what, "attention hd %d %s %s: dq", hd, kind, prec);
         expect_act(what, gdq, dq, n, tol_grad);
         snprintf(what, sizeof what, "attention hd %d %s %s: dk", hd, kind, prec);
@@ -369,6 +375,12 @@ static void check_attention(int hd, int Hkv) {
     cpu->attention_forward(out, lse, q, k, v, key_start, B, Tq, T, 92, H, Hkv, hd, 1);
     gpu->attention_forward(gout, glse, gq, gk, gv, gks, B, Tq, T, 92, H, Hkv, hd, 1);
     snprintf(what, sizeof what, "attention hd %d %s, 8 of 100 rows", hd, prec);
+    expect_act(what, gout, out, nq, tol_out);
+    // block diffusion's cache: the rows of the block being denoised (blocks of 16: 80..95)
+    cpu->attention_forward(out, lse, q, k, v, key_start, B, Tq, T, 84, H, Hkv, hd,
+                           attn_block(16));
+    gpu->attention_forward(gout, glse, gq, gk, gv, gks, B, Tq, T, 84, H, Hkv, hd, attn_block(16));
+    snprintf(what, sizeof what, "attention hd %d %s, 8 rows of a block of 16", hd, prec);
     expect_act(what, gout, out, nq, tol_out);
     free(q), free(k), free(v), free(dout), free(out), free(lse);
     void *g[] = {gq, gk, gv, gdout, gout, glse, gks};

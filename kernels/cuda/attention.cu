@@ -11,6 +11,7 @@
 #include <cuda_runtime.h>
 #include <math.h>
 
+#include "kernels/attn_mask.h"
 #include "kernels/cuda/act.cuh"
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/cuda_ops.h"
@@ -48,7 +49,7 @@ template <int HDM, typename A>
 __global__ void __launch_bounds__(TILE)
     flash_forward_kernel(A *out, float *lse, const A *q, const A *k, const A *v,
                          const int *key_start, int Tq, int Tk, int q_pos0, int H, int Hkv,
-                         int hd, int causal) {
+                         int hd, int mask) {
     extern __shared__ float smem[];
     float *sk = smem, *sv = smem + TILE * hd;
     int b = blockIdx.z, h = blockIdx.y, t = blockIdx.x * TILE + threadIdx.x;
@@ -60,8 +61,11 @@ __global__ void __launch_bounds__(TILE)
 #pragma unroll
     for (int i = 0; i < HDM; i++) acc[i] = 0.0f;
     int first = key_start ? key_start[b] : 0;
-    int end = causal ? min(q_pos0 + t + 1, Tk) : Tk;
-    int block_end = causal ? min(q_pos0 + (int)blockIdx.x * TILE + TILE, Tk) : Tk;
+    int end0, start1, end1;  // the keys this row sees: [first, end0) and [start1, end1)
+    attn_keys(mask, q_pos0 + t, Tk, &end0, &start1, &end1);
+    // the block's last row sees the furthest key of any of its rows
+    int last = q_pos0 + min((int)blockIdx.x * TILE + TILE, Tq) - 1;
+    int block_end = attn_keys_end(mask, last, Tk);
     float m = -INFINITY, l = 0.0f;
     for (int j0 = first - first % TILE; j0 < block_end; j0 += TILE) {
         __syncthreads();  // every thread is done with the previous tile
@@ -69,8 +73,9 @@ __global__ void __launch_bounds__(TILE)
         load_tile(sv, v, b, g, j0, Tk, Hkv, hd);
         __syncthreads();
         if (!active) continue;  // still takes part in the loads and barriers
-        int lo = max(first - j0, 0), hi = min(end - j0, TILE);
-        for (int jj = lo; jj < hi; jj++) {
+        for (int jj = max(first - j0, 0); jj < TILE; jj++) {
+            int j = j0 + jj;
+            if (!(j < end0 || (j >= start1 && j < end1))) continue;
             float s = dot_row<HDM>(qr, sk + jj * hd, hd);
             if (s > m) {  // a new running max: rescale what was summed so far
                 float c = expf(m - s);
@@ -111,7 +116,7 @@ __global__ void attention_row_dot_kernel(float *D, const A *dout, const A *out, 
 template <int HDM, typename A>
 __global__ void __launch_bounds__(TILE)
     flash_backward_dq_kernel(A *dq, const A *dout, const float *D, const float *lse, const A *q,
-                             const A *k, const A *v, int T, int H, int Hkv, int hd, int causal) {
+                             const A *k, const A *v, int T, int H, int Hkv, int hd, int mask) {
     extern __shared__ float smem[];
     float *sk = smem, *sv = smem + TILE * hd;
     int b = blockIdx.z, h = blockIdx.y, t = blockIdx.x * TILE + threadIdx.x;
@@ -126,16 +131,18 @@ __global__ void __launch_bounds__(TILE)
 #pragma unroll
     for (int i = 0; i < HDM; i++) acc[i] = 0.0f;
     float row_D = live ? D[stat] : 0.0f;
-    int end = causal ? t + 1 : T;
-    int block_end = causal ? min((int)blockIdx.x * TILE + TILE, T) : T;
+    int end0, start1, end1;
+    attn_keys(mask, t, T, &end0, &start1, &end1);
+    int block_end = attn_keys_end(mask, min((int)blockIdx.x * TILE + TILE, T) - 1, T);
     for (int j0 = 0; j0 < block_end; j0 += TILE) {
         __syncthreads();
         load_tile(sk, k, b, g, j0, T, Hkv, hd);
         load_tile(sv, v, b, g, j0, T, Hkv, hd);
         __syncthreads();
         if (!live) continue;
-        int hi = min(end - j0, TILE);
-        for (int jj = 0; jj < hi; jj++) {
+        for (int jj = 0; jj < TILE; jj++) {
+            int j = j0 + jj;
+            if (!(j < end0 || (j >= start1 && j < end1))) continue;
             const float *kj = sk + jj * hd;
             float p = expf(dot_row<HDM>(qr, kj, hd) - row_lse);
             float ds = p * (dot_row<HDM>(dor, sv + jj * hd, hd) - row_D);
@@ -159,7 +166,7 @@ template <int HDM, typename A>
 __global__ void __launch_bounds__(TILE)
     flash_backward_dkv_kernel(A *dk, A *dv, const A *dout, const float *D, const float *lse,
                               const A *q, const A *k, const A *v, int T, int H, int Hkv,
-                              int hd, int causal) {
+                              int hd, int mask) {
     extern __shared__ float smem[];
     float *sq = smem, *sdo = sq + TILE * hd, *slse = sdo + TILE * hd, *sD = slse + TILE;
     float *own_k = sD + TILE + threadIdx.x * (hd + 1), *own_v = own_k + TILE * (hd + 1);
@@ -175,7 +182,9 @@ __global__ void __launch_bounds__(TILE)
     for (int i = 0; i < HDM; i++) dka[i] = dva[i] = 0.0f;
     for (int h = g * group; h < (g + 1) * group; h++) {  // the group's query heads, in order
         size_t stats = ((size_t)b * H + h) * T;
-        for (int t0 = causal ? (int)blockIdx.x * TILE : 0; t0 < T; t0 += TILE) {
+        // queries before the first one that sees the block's first key see none of its keys
+        int q_first = attn_first_query(mask, (int)blockIdx.x * TILE, T) / TILE * TILE;
+        for (int t0 = q_first; t0 < T; t0 += TILE) {
             __syncthreads();
             load_tile(sq, q, b, h, t0, T, H, hd);
             load_tile(sdo, dout, b, h, t0, T, H, hd);
@@ -185,9 +194,8 @@ __global__ void __launch_bounds__(TILE)
             }
             __syncthreads();
             if (!active) continue;
-            int lo = causal ? max(j - t0, 0) : 0, hi = min(T - t0, TILE);
-            for (int tt = lo; tt < hi; tt++) {
-                if (slse[tt] == -INFINITY) continue;
+            for (int tt = 0; tt < min(T - t0, TILE); tt++) {
+                if (slse[tt] == -INFINITY || !attn_sees(mask, t0 + tt, j, T)) continue;
                 const float *qt = sq + tt * hd, *dot = sdo + tt * hd;
                 float s = 0.0f, dp = 0.0f;
                 for (int i = 0; i < hd; i++) {
@@ -227,57 +235,57 @@ static void launch(Kernel kernel, dim3 grid, size_t shared, Args... args) {
 template <int HDM, typename A>
 static void forward(void *out, float *lse, const void *q, const void *k, const void *v,
                     const int *key_start, int B, int Tq, int Tk, int q_pos0, int H, int Hkv,
-                    int hd, int causal) {
+                    int hd, int mask) {
     dim3 grid((Tq + TILE - 1) / TILE, H, B);
     launch(flash_forward_kernel<HDM, A>, grid, 2 * TILE * hd * sizeof(float), (A *)out, lse,
            (const A *)q, (const A *)k, (const A *)v, key_start, Tq, Tk, q_pos0, H, Hkv, hd,
-           causal);
+           mask);
 }
 
 template <int HDM, typename A>
 static void backward(void *dq, void *dk, void *dv, const void *dout, const float *D,
                      const float *lse, const void *q, const void *k, const void *v, int B, int T,
-                     int H, int Hkv, int hd, int causal) {
+                     int H, int Hkv, int hd, int mask) {
     dim3 grid((T + TILE - 1) / TILE, H, B), kv_grid((T + TILE - 1) / TILE, Hkv, B);
     launch(flash_backward_dq_kernel<HDM, A>, grid, 2 * TILE * hd * sizeof(float), (A *)dq,
            (const A *)dout, D, lse, (const A *)q, (const A *)k, (const A *)v, T, H, Hkv, hd,
-           causal);
+           mask);
     size_t dkv_shared = (2 * TILE * hd + 2 * TILE + 2 * TILE * (hd + 1)) * sizeof(float);
     launch(flash_backward_dkv_kernel<HDM, A>, kv_grid, dkv_shared, (A *)dk, (A *)dv,
            (const A *)dout, D, lse, (const A *)q, (const A *)k, (const A *)v, T, H, Hkv, hd,
-           causal);
+           mask);
 }
 
 // bf16 activations try the tensor-core kernels first
 template <typename A>
 static int tensor_core_forward(void *out, float *lse, const void *q, const void *k,
                                const void *v, const int *key_start, int B, int Tq, int Tk,
-                               int q_pos0, int H, int Hkv, int head_dim, int causal) {
+                               int q_pos0, int H, int Hkv, int head_dim, int mask) {
     return sizeof(A) == sizeof(bf16) &&
            cuda_attention_tc_forward(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, Hkv,
-                                     head_dim, causal);
+                                     head_dim, mask);
 }
 
 template <typename A>
 void cuda_attention_forward(void *out, float *lse, const void *q, const void *k, const void *v,
                             const int *key_start, int B, int Tq, int Tk, int q_pos0, int H,
-                            int Hkv, int head_dim, int causal) {
+                            int Hkv, int head_dim, int mask) {
     if (tensor_core_forward<A>(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, Hkv, head_dim,
-                               causal))
+                               mask))
         return;
     if (head_dim <= 32)
-        forward<32, A>(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, Hkv, head_dim, causal);
+        forward<32, A>(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, Hkv, head_dim, mask);
     else if (head_dim <= 64)
-        forward<64, A>(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, Hkv, head_dim, causal);
+        forward<64, A>(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, Hkv, head_dim, mask);
     else
         forward<128, A>(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, Hkv, head_dim,
-                         causal);
+                         mask);
 }
 
 template <typename A>
 void cuda_attention_backward(void *dq, void *dk, void *dv, const void *dout, const void *out,
                              const float *lse, const void *q, const void *k, const void *v, int B,
-                             int T, int H, int Hkv, int head_dim, int causal) {
+                             int T, int H, int Hkv, int head_dim, int mask) {
     float *D = (float *)cuda_scratch((size_t)B * H * T * sizeof(float));
     size_t rows = (size_t)B * T * H;
     attention_row_dot_kernel<A><<<blocks_for(rows, 256), 256>>>(D, (const A *)dout, (const A *)out,
@@ -285,14 +293,14 @@ void cuda_attention_backward(void *dq, void *dk, void *dv, const void *dout, con
     CUDA_CHECK_LAUNCH();
     if (sizeof(A) == sizeof(bf16) &&
         cuda_attention_tc_backward(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, Hkv, head_dim,
-                                   causal))
+                                   mask))
         return;
     if (head_dim <= 32)
-        backward<32, A>(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, Hkv, head_dim, causal);
+        backward<32, A>(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, Hkv, head_dim, mask);
     else if (head_dim <= 64)
-        backward<64, A>(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, Hkv, head_dim, causal);
+        backward<64, A>(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, Hkv, head_dim, mask);
     else
-        backward<128, A>(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, Hkv, head_dim, causal);
+        backward<128, A>(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, Hkv, head_dim, mask);
 }
 
 template void cuda_attention_forward<float>(void *, float *, const void *, const void *,

@@ -17,6 +17,7 @@
 #include <math.h>
 #include <mma.h>
 
+#include "kernels/attn_mask.h"
 #include "kernels/cuda/act.cuh"
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/cuda_ops.h"
@@ -115,7 +116,7 @@ template <int HD>
 __global__ void __launch_bounds__(THREADS)
     flash_tc_forward_kernel(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v,
                             const int *key_start, int Tq, int Tk, int q_pos0, int H, int Hkv,
-                            int causal) {
+                            int mask) {
     extern __shared__ __align__(128) unsigned char smem[];
     Carver c = {smem};
     bf16 *sq = c.take<bf16>(TILE * HD), *sk = c.take<bf16>(TILE * HD);
@@ -128,7 +129,8 @@ __global__ void __launch_bounds__(THREADS)
     stage_rows<HD>(sq, q, b, h, t0, Tq, H, rsqrtf((float)HD));
     for (int i = threadIdx.x; i < TILE * HD; i += blockDim.x) so[i] = 0.0f;
     int first = key_start ? key_start[b] : 0;
-    int block_end = causal ? min(q_pos0 + t0 + TILE, Tk) : Tk;
+    // the block's last row sees the furthest key of any of its rows
+    int block_end = attn_keys_end(mask, q_pos0 + min(t0 + TILE, Tq) - 1, Tk);
     float m[16], l[16];  // running max and sum of each of the warp's rows (every lane holds all)
 #pragma unroll
     for (int r = 0; r < 16; r++) m[r] = -INFINITY, l[r] = 0.0f;
@@ -143,11 +145,13 @@ __global__ void __launch_bounds__(THREADS)
 #pragma unroll
         for (int r = 0; r < 16; r++) {  // online softmax, a row at a time
             int row = row0 + r, t = t0 + row;
-            int end = causal ? min(q_pos0 + t + 1, Tk) : Tk;
+            int end0, start1, end1;
+            attn_keys(mask, q_pos0 + t, Tk, &end0, &start1, &end1);
             float sc[2], e[2], tile_max = -INFINITY, sum = 0.0f;
             for (int c = 0; c < 2; c++) {
                 int jj = lane + 32 * c, j = j0 + jj;
-                sc[c] = j >= first && j < end ? ss[row * TILE + jj] : -INFINITY;
+                bool sees = j >= first && (j < end0 || (j >= start1 && j < end1));
+                sc[c] = sees ? ss[row * TILE + jj] : -INFINITY;
                 tile_max = fmaxf(tile_max, sc[c]);
             }
             float m_new = fmaxf(m[r], warp_max(tile_max));
@@ -194,7 +198,7 @@ template <int HD>
 __global__ void __launch_bounds__(THREADS)
     flash_tc_backward_dq_kernel(bf16 *dq, const bf16 *dout, const float *D, const float *lse,
                                 const bf16 *q, const bf16 *k, const bf16 *v, int T, int H,
-                                int Hkv, int causal) {
+                                int Hkv, int mask) {
     extern __shared__ __align__(128) unsigned char smem[];
     Carver c = {smem};
     bf16 *sq = c.take<bf16>(TILE * HD), *sdo = c.take<bf16>(TILE * HD);
@@ -216,7 +220,7 @@ __global__ void __launch_bounds__(THREADS)
         row_lse[r] = t < T ? lse[stats + t] : -INFINITY;
         row_D[r] = t < T ? D[stats + t] : 0.0f;
     }
-    int block_end = causal ? min(t0 + TILE, T) : T;
+    int block_end = attn_keys_end(mask, min(t0 + TILE, T) - 1, T);
     for (int j0 = 0; j0 < block_end; j0 += TILE) {
         __syncthreads();
         stage_rows<HD>(sk, k, b, g, j0, T, Hkv, 1.0f);
@@ -230,7 +234,7 @@ __global__ void __launch_bounds__(THREADS)
             int row = row0 + r, t = t0 + row;
             for (int jj = lane; jj < TILE; jj += 32) {
                 int key = j0 + jj, at = row * TILE + jj;
-                bool visible = row_lse[r] != -INFINITY && key < T && (!causal || key <= t);
+                bool visible = row_lse[r] != -INFINITY && key < T && attn_sees(mask, t, key, T);
                 float p = visible ? expf(ss[at] - row_lse[r]) : 0.0f;
                 sp[at] = __float2bfloat16(p);
                 sds[at] = __float2bfloat16(p * (sdp[at] - row_D[r]));
@@ -255,7 +259,7 @@ template <int HD>
 __global__ void __launch_bounds__(THREADS)
     flash_tc_backward_dkv_kernel(bf16 *dk, bf16 *dv, const bf16 *dout, const float *D,
                                  const float *lse, const bf16 *q, const bf16 *k, const bf16 *v,
-                                 int T, int H, int Hkv, int causal) {
+                                 int T, int H, int Hkv, int mask) {
     extern __shared__ __align__(128) unsigned char smem[];
     Carver c = {smem};
     bf16 *sk = c.take<bf16>(TILE * HD), *sv = c.take<bf16>(TILE * HD);
@@ -272,7 +276,8 @@ __global__ void __launch_bounds__(THREADS)
     for (int i = threadIdx.x; i < TILE * HD; i += blockDim.x) sdk[i] = sdv[i] = 0.0f;
     for (int h = g * group; h < (g + 1) * group; h++) {  // the group's query heads, in order
         size_t stats = ((size_t)b * H + h) * T;
-        for (int t0 = causal ? j0 : 0; t0 < T; t0 += TILE) {
+        // queries before the first one that sees the block's first key see none of its keys
+        for (int t0 = attn_first_query(mask, j0, T) / TILE * TILE; t0 < T; t0 += TILE) {
             __syncthreads();
             stage_rows<HD>(sq, q, b, h, t0, T, H, scale);
             stage_rows<HD>(sdo, dout, b, h, t0, T, H, 1.0f);
@@ -288,7 +293,8 @@ __global__ void __launch_bounds__(THREADS)
                 for (int qi = lane; qi < TILE; qi += 32) {
                     int query = t0 + qi, at = row * TILE + qi;
                     // a query past T (staged +inf) or one that saw no key (-inf): no gradient
-                    bool visible = j < T && query < T && (!causal || j <= query) && isfinite(slse[qi]);
+                    bool visible = j < T && query < T && attn_sees(mask, query, j, T) &&
+                                   isfinite(slse[qi]);
                     float p = visible ? expf(ss[at] - slse[qi]) : 0.0f;
                     sp[at] = __float2bfloat16(p);
                     sds[at] = __float2bfloat16(p * (sdp[at] - sD[qi]));
@@ -335,33 +341,33 @@ static void launch_tc(Kernel kernel, dim3 grid, size_t shared, Args... args) {
 template <int HD>
 static void tc_forward(void *out, float *lse, const void *q, const void *k, const void *v,
                        const int *key_start, int B, int Tq, int Tk, int q_pos0, int H, int Hkv,
-                       int causal) {
+                       int mask) {
     dim3 grid((Tq + TILE - 1) / TILE, H, B);
     launch_tc(flash_tc_forward_kernel<HD>, grid, forward_shared_bytes<HD>(), (bf16 *)out, lse,
               (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, key_start, Tq, Tk, q_pos0, H,
-              Hkv, causal);
+              Hkv, mask);
 }
 
 template <int HD>
 static void tc_backward(void *dq, void *dk, void *dv, const void *dout, const float *D,
                         const float *lse, const void *q, const void *k, const void *v, int B, int T,
-                        int H, int Hkv, int causal) {
+                        int H, int Hkv, int mask) {
     dim3 grid((T + TILE - 1) / TILE, H, B), kv_grid((T + TILE - 1) / TILE, Hkv, B);
     size_t shared = backward_shared_bytes<HD>();
     launch_tc(flash_tc_backward_dq_kernel<HD>, grid, shared, (bf16 *)dq, (const bf16 *)dout, D, lse,
-              (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, T, H, Hkv, causal);
+              (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, T, H, Hkv, mask);
     launch_tc(flash_tc_backward_dkv_kernel<HD>, kv_grid, shared, (bf16 *)dk, (bf16 *)dv,
               (const bf16 *)dout, D, lse, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, T, H,
-              Hkv, causal);
+              Hkv, mask);
 }
 
 int cuda_attention_tc_forward(void *out, float *lse, const void *q, const void *k, const void *v,
                               const int *key_start, int B, int Tq, int Tk, int q_pos0, int H,
-                              int Hkv, int head_dim, int causal) {
+                              int Hkv, int head_dim, int mask) {
     if (head_dim == 64 && shared_fits(forward_shared_bytes<64>()))
-        tc_forward<64>(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, Hkv, causal);
+        tc_forward<64>(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, Hkv, mask);
     else if (head_dim == 128 && shared_fits(forward_shared_bytes<128>()))
-        tc_forward<128>(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, Hkv, causal);
+        tc_forward<128>(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, Hkv, mask);
     else
         return 0;
     return 1;
@@ -369,11 +375,11 @@ int cuda_attention_tc_forward(void *out, float *lse, const void *q, const void *
 
 int cuda_attention_tc_backward(void *dq, void *dk, void *dv, const void *dout, const float *D,
                                const float *lse, const void *q, const void *k, const void *v, int B,
-                               int T, int H, int Hkv, int head_dim, int causal) {
+                               int T, int H, int Hkv, int head_dim, int mask) {
     if (head_dim == 64 && shared_fits(backward_shared_bytes<64>()))
-        tc_backward<64>(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, Hkv, causal);
+        tc_backward<64>(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, Hkv, mask);
     else if (head_dim == 128 && shared_fits(backward_shared_bytes<128>()))
-        tc_backward<128>(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, Hkv, causal);
+        tc_backward<128>(dq, dk, dv, dout, D, lse, q, k, v, B, T, H, Hkv, mask);
     else
         return 0;
     return 1;

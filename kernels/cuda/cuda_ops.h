@@ -94,19 +94,19 @@ void cuda_rope_backward(void *dx, const float *cos, const float *sin, int B, int
 template <typename A>
 void cuda_attention_forward(void *out, float *lse, const void *q, const void *k, const void *v,
                             const int *key_start, int B, int Tq, int Tk, int q_pos0, int H,
-                            int Hkv, int head_dim, int causal);
+                            int Hkv, int head_dim, int mask);
 template <typename A>
 void cuda_attention_backward(void *dq, void *dk, void *dv, const void *dout, const void *out,
                              const float *lse, const void *q, const void *k, const void *v, int B,
-                             int T, int H, int Hkv, int head_dim, int causal);
+                             int T, int H, int Hkv, int head_dim, int mask);
 // The tensor-core attention on bf16 activations: 1 when it ran, 0 when the caller should take
 // the CUDA-core kernels. D[B, H, T] = dout . out per row, the backward's softmax term.
 int cuda_attention_tc_forward(void *out, float *lse, const void *q, const void *k, const void *v,
                               const int *key_start, int B, int Tq, int Tk, int q_pos0, int H,
-                              int Hkv, int head_dim, int causal);
+                              int Hkv, int head_dim, int mask);
 int cuda_attention_tc_backward(void *dq, void *dk, void *dv, const void *dout, const float *D,
                                const float *lse, const void *q, const void *k, const void *v,
-                               int B, int T, int H, int Hkv, int head_dim, int causal);
+                               int B, int T, int H, int Hkv, int head_dim, int mask);
 template <typename A>
 void cuda_swiglu_forward(void *out, const void *gate, const void *up, size_t n);
 template <typename A>
