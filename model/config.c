@@ -2,6 +2,8 @@
 
 #include <math.h>
 
+#include "kernels/attn_mask.h"
+
 ModelConfig model_config_default(void) {
     ModelConfig c = {
         .n_layer = 4,
@@ -60,7 +62,16 @@ int model_config_validate(const ModelConfig *c, Error *err) {
         return error_set(err, "rope_theta must be positive (got %g)", c->rope_theta);
     if (!(c->norm_eps > 0.0f) || !isfinite(c->norm_eps))
         return error_set(err, "norm_eps must be positive (got %g)", c->norm_eps);
+    if (c->block_size < 0 || (c->block_size > 0 && c->seq_len % c->block_size != 0))
+        return error_set(err, "block_size %d must divide seq_len %d", c->block_size, c->seq_len);
+    if (c->block_size > 0 && (c->causal || c->logit_shift))
+        return error_set(err, "a block diffusion model (block_size %d) has neither causal "
+                              "attention nor a logit shift", c->block_size);
     return 0;
+}
+
+int model_attention_mask(const ModelConfig *c) {
+    return c->causal ? ATTN_CAUSAL : c->block_size > 0 ? attn_block(c->block_size) : ATTN_FULL;
 }
 
 double model_rope_frequency(const ModelConfig *c, int i, int half) {
@@ -82,8 +93,11 @@ void model_config_print(FILE *f, const ModelConfig *c) {
             "model: n_layer %d, n_head %d (kv %d), d_model %d, d_ff %d, vocab %d, seq_len %d, "
             "mask_id %d, %s attention, rope_theta %g%s, norm_eps %g%s%s%s\n",
             c->n_layer, c->n_head, model_kv_heads(c), c->d_model, c->d_ff, c->vocab_size,
-            c->seq_len, c->mask_token_id, c->causal ? "causal" : "bidirectional", c->rope_theta,
+            c->seq_len, c->mask_token_id,
+            c->causal ? "causal" : c->block_size ? "block-causal (block diffusion)" : "bidirectional",
+            c->rope_theta,
             c->rope_scaling.factor != 0.0f ? " (llama3 scaling)" : "", c->norm_eps, c->qkv_bias ? ", qkv bias" : "", c->tied_embeddings ? ", tied embeddings" : "",
             c->logit_shift ? ", logits shifted by one" : "");
+    if (c->block_size) fprintf(f, "blocks: %d positions each\n", c->block_size);
     if (c->init_std > 0.0f) fprintf(f, "init: weights normal(0, %g)\n", c->init_std);
 }

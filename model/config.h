@@ -1,6 +1,6 @@
 // The shape of a transformer: everything needed to size its buffers and run it.
-// One struct serves both objectives; `causal` is 0 for the masked-diffusion model (MDM)
-// and 1 for the autoregressive (AR) baseline.
+// One struct serves every objective; `causal` is 1 for the autoregressive (AR) baseline, 0 for
+// the masked-diffusion model (MDM) and the block diffusion model (block_size > 0).
 #ifndef DLLM_CONFIG_H
 #define DLLM_CONFIG_H
 
@@ -36,6 +36,8 @@ typedef struct {
     int logit_shift;     // 1: position i's token is read from logit row i - 1 (Dream)
     RopeScaling rope_scaling;
     float init_std;      // training from scratch: weights start as normal(0, init_std); 0: 0.02
+    int block_size;      // > 0: a block diffusion model (BD3-LM): blocks of this many positions,
+                         // each sees the blocks before it (block-causal); 0: AR or MDM
 } ModelConfig;
 
 // A small default, good for CPU experiments on byte-level text.
@@ -44,6 +46,9 @@ ModelConfig model_config_default(void);
 int model_kv_heads(const ModelConfig *c);
 int model_kv_dim(const ModelConfig *c);
 int model_config_validate(const ModelConfig *c, Error *err);
+// The attention mask (kernels/attn_mask.h) of the model's own passes: causal (AR), block-causal
+// (block diffusion: committed blocks and the one being denoised) or full (MDM).
+int model_attention_mask(const ModelConfig *c);
 // The rotation frequency of pair i of a head of `half` pairs: rope_theta^(-i / half), scaled.
 double model_rope_frequency(const ModelConfig *c, int i, int half);
 void model_config_print(FILE *f, const ModelConfig *c);

@@ -3,6 +3,7 @@
 #include "common/bf16.h"
 #include "common/progress.h"
 #include "common/threads.h"
+#include "kernels/attn_mask.h"
 
 #include <assert.h>
 #include <math.h>
@@ -250,6 +251,30 @@ void model_forward(Model *m, const int *tokens, int B, int T) {
     model_infer(m, tokens, NULL, B, T, 0, T);
 }
 
+static void forward_rows(Model *m, const int *tokens, const int *key_start, int B, int T,
+                         int start, int end, int head_start, int head_end);
+
+void model_forward_pairs(Model *m, const int *tokens, int B, int T) {
+    assert(m->cfg.block_size > 0 && 2 * B <= m->max_batch && T <= m->cfg.seq_len);
+    m->pairs = 1;  // read by this pass's layers and its backward
+    forward_rows(m, tokens, NULL, B, 2 * T, 0, 2 * T, 0, 2 * T);
+}
+
+// The attention mask of the last pass: BD3's two-copy layout after model_forward_pairs, else
+// the model's own (causal, block-causal or full).
+static int pass_mask(const Model *m) {
+    return m->pairs ? attn_bd3(m->cfg.block_size) : model_attention_mask(&m->cfg);
+}
+
+// RoPE on rows [start, start + Tq) of the pass's B sequences of T rows: a pairs pass holds both
+// copies at positions 0..T/2-1, which to RoPE is 2B sequences of T/2 rows (the layouts agree).
+static void rope(const Model *m, Act *x, int Tq, int start, int heads, int backward) {
+    int B = m->pairs ? 2 * m->B : m->B, T = m->pairs ? Tq / 2 : Tq;
+    int hd = m->cfg.d_model / m->cfg.n_head;
+    if (backward) m->be->rope_backward(x, m->rope_cos, m->rope_sin, B, T, start, heads, hd);
+    else m->be->rope_forward(x, m->rope_cos, m->rope_sin, B, T, start, heads, hd);
+}
+
 // Copies rows [start, end) of each sequence's keys or values (fresh, [B, end - start, C]) into
 // their places in a layer's cache ([B, T, C]; C = kv_dim).
 static void store_rows(const Model *m, Act *cache, const Act *fresh, int B, int T, int start,
@@ -280,16 +305,16 @@ static void layer_forward(Model *m, int l, const int *key_start, int start, int 
     // attention block; keys and values of the computed rows land in the layer's cache
     be->rmsnorm_forward(a.ln1, a.ln1_rstd, a.resid_in, w.attn_norm, N, C, c->norm_eps);
     project(m, a.q, a.ln1, w.wq, w.bq, N, C, C);
-    be->rope_forward(a.q, m->rope_cos, m->rope_sin, B, Tq, start, H, hd);
+    rope(m, a.q, Tq, start, H, 0);
     Act *k = whole ? a.k : proj;
     project(m, k, a.ln1, w.wk, w.bk, N, C, KV);
-    be->rope_forward(k, m->rope_cos, m->rope_sin, B, Tq, start, Hkv, hd);
+    rope(m, k, Tq, start, Hkv, 0);
     if (!whole) store_rows(m, a.k, proj, B, T, start, end, KV);
     Act *v = whole ? a.v : proj;
     project(m, v, a.ln1, w.wv, w.bv, N, C, KV);
     if (!whole) store_rows(m, a.v, proj, B, T, start, end, KV);
     be->attention_forward(a.att_out, a.lse, a.q, a.k, a.v, key_start, B, Tq, T, start, H, Hkv,
-                          hd, c->causal);
+                          hd, pass_mask(m));
     be->matmul_forward(proj, a.att_out, w.wo, N, C, C);
     be->add(a.resid_mid, a.resid_in, proj, (size_t)N * C);
     // SwiGLU MLP block
@@ -308,9 +333,16 @@ void model_infer(Model *m, const int *tokens, const int *key_start, int B, int T
 
 void model_infer_rows(Model *m, const int *tokens, const int *key_start, int B, int T, int start,
                       int end, int head_start, int head_end) {
+    assert(B >= 1 && B <= m->max_batch && T >= 1 && T <= m->cfg.seq_len);
+    m->pairs = 0;
+    forward_rows(m, tokens, key_start, B, T, start, end, head_start, head_end);
+}
+
+// The forward pass of model_infer_rows and model_forward_pairs (m->pairs says which).
+static void forward_rows(Model *m, const int *tokens, const int *key_start, int B, int T,
+                         int start, int end, int head_start, int head_end) {
     const ModelConfig *c = &m->cfg;
     const Backend *be = m->be;
-    assert(B >= 1 && B <= m->max_batch && T >= 1 && T <= c->seq_len);
     assert(0 <= start && start < end && end <= T);
     assert(start <= head_start && head_start < head_end && head_end <= end);
     assert(!m->recompute || (start == 0 && end == T));  // no per-layer cache to reuse
@@ -403,9 +435,9 @@ static void layer_backward(Model *m, int l) {
     be->zero(d->k, NKV * be->act_bytes);
     be->zero(d->v, NKV * be->act_bytes);
     be->attention_backward(d->q, d->k, d->v, d->att_out, a.att_out, a.lse, a.q, a.k, a.v, B, T, H,
-                           Hkv, hd, c->causal);
-    be->rope_backward(d->q, m->rope_cos, m->rope_sin, B, T, 0, H, hd);
-    be->rope_backward(d->k, m->rope_cos, m->rope_sin, B, T, 0, Hkv, hd);
+                           Hkv, hd, pass_mask(m));
+    rope(m, d->q, T, 0, H, 1);
+    rope(m, d->k, T, 0, Hkv, 1);
     if (c->qkv_bias) {  // the biases were added before RoPE
         be->bias_backward(dw.bq, d->q, N, C);
         be->bias_backward(dw.bk, d->k, N, KV);

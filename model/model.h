@@ -85,6 +85,7 @@ typedef struct {
     int *row_targets;            // with logit_shift: the targets and weights moved to the rows
     float *row_weights;          // that predict them (host, [max_batch * seq_len])
     int B, T;                    // shape of the last forward pass
+    int pairs;                   // 1: the last pass was model_forward_pairs (BD3 layout)
 } Model;
 
 // What model_create would allocate for this shape on this backend (nothing is allocated).
@@ -112,6 +113,12 @@ int model_set_weight_range(Model *m, size_t first, const float *host, size_t n, 
 
 // Logits for tokens[B*T] (T <= seq_len) into m->acts.logits.
 void model_forward(Model *m, const int *tokens, int B, int T);
+// Block diffusion training and likelihood (BD3-LM's vectorised form, block_size > 0): each of
+// the B sequences is 2T tokens, the clean x0 then its noisy copy xt, both at positions
+// 0..T-1 (T <= seq_len), under attn_bd3(block_size), so one pass gives every noisy block the
+// clean blocks before it. Needs room for 2B sequences (max_batch >= 2B). Logits of all B x 2T
+// rows; model_loss / model_loss_backward read them as after model_forward.
+void model_forward_pairs(Model *m, const int *tokens, int B, int T);
 // After model_forward: sum over positions of weights[n] * cross-entropy(logits[n], targets[n]).
 // The objective decides the weights (0 for positions that do not count). A model with
 // logit_shift (Dream) predicts position t at logit row t - 1: the loss reads it there, and

@@ -441,6 +441,20 @@ static void check_pick_tokens(void) {
 START_TEST(test_pick_tokens) { on_each_gpu(check_pick_tokens); }
 END_TEST
 
+// Block diffusion's reductions on the device (tests/testutil.c): block = seq_len gives the
+// MDM's loss and gradients, block = 1 the AR loss, through the bd3 attention kernels.
+static void check_bd3_reductions(void) {
+    double e_mdm = bd3_mdm_reduction_error(gpu), e_ar = bd3_ar_reduction_error(gpu);
+    printf("  bd3 reductions %s: block = seq_len vs mdm %.1e, block = 1 vs ar %.1e\n",
+           precision(), e_mdm, e_ar);
+    // bf16 activations round differently in the two layouts' passes
+    double tol = bf16() ? 2e-2 : 1e-5;
+    ck_assert(e_mdm < tol && e_ar < tol);
+}
+
+START_TEST(test_bd3_reductions) { on_each_gpu(check_bd3_reductions); }
+END_TEST
+
 static ModelConfig small_config(int causal) {
     ModelConfig c = model_config_default();
     // head size 64: with bf16 activations the tensor-core attention runs in the whole model too
@@ -726,6 +740,7 @@ int main(void) {
     tcase_add_test(ops, test_rope);
     tcase_add_test(ops, test_attention);
     tcase_add_test(ops, test_pick_tokens);
+    tcase_add_test(ops, test_bd3_reductions);
     tcase_add_test(ops, test_device_failures_are_reported_not_exits);
     suite_add_tcase(s, ops);
     TCase *tc = tcase_create("model");

@@ -362,6 +362,17 @@ START_TEST(test_bad_config_is_refused) {
 }
 END_TEST
 
+// Block diffusion's reductions (BD3-LM): blocks as long as the sequence give the MDM's loss
+// and gradients, blocks of one the AR loss (tests/testutil.c; test_gpu runs them on CUDA).
+START_TEST(test_bd3_reduces_to_mdm_and_ar) {
+    double e_mdm = bd3_mdm_reduction_error(&backend_cpu);
+    double e_ar = bd3_ar_reduction_error(&backend_cpu);
+    printf("  bd3, block = seq_len vs mdm: rel. error %.1e (loss and gradients); block = 1 vs "
+           "ar: %.1e\n", e_mdm, e_ar);
+    ck_assert(e_mdm < 1e-5 && e_ar < 1e-5);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("model");
     TCase *tc = tcase_create("transformer");
@@ -379,6 +390,7 @@ int main(void) {
     tcase_add_test(tc, test_init_is_seeded);
     tcase_add_test(tc, test_init_out_of_memory_is_an_error);
     tcase_add_test(tc, test_bad_config_is_refused);
+    tcase_add_test(tc, test_bd3_reduces_to_mdm_and_ar);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

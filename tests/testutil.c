@@ -136,3 +136,111 @@ void tiny_sft_free(Model *m, Trainer *tr, SftData *d) {
     model_free(m);
     sft_free(d);
 }
+
+// ---- block diffusion reductions ----
+
+enum { RED_T = 16, RED_B = 2, RED_V = 40, RED_MASK = 39 };
+
+static ModelConfig reduction_config(int block_size) {
+    ModelConfig c = model_config_default();
+    c.n_layer = 2, c.n_head = 2, c.d_model = 32, c.d_ff = 48, c.vocab_size = RED_V;
+    c.seq_len = RED_T, c.mask_token_id = RED_MASK, c.causal = 0, c.block_size = block_size;
+    return c;
+}
+
+// A model of config c on be with the seeded random weights every reduction uses.
+static void reduction_model(Model *m, const ModelConfig *c, const Backend *be, int max_batch) {
+    Error err;
+    ck_assert_msg(model_create(m, c, be, max_batch, MODEL_TRAINING, &err) == 0, "%s", err.msg);
+    float *w = malloc(m->n_params * sizeof(float));
+    fill_normal(w, m->n_params, 7, 0.3f);
+    ck_assert(model_set_weights(m, w, &err) == 0);
+    free(w);
+}
+
+static double rel_diff(double a, double b) { return fabs(a - b) / fmax(fabs(a), fabs(b)); }
+
+// Largest |a - b| over the largest |b| of two gradient buffers on the device.
+static double grads_diff(const Model *a, const Model *b) {
+    size_t n = a->n_params;
+    float *ga = malloc(n * sizeof(float)), *gb = malloc(n * sizeof(float));
+    a->be->to_host(ga, a->grads, n * sizeof(float));
+    b->be->to_host(gb, b->grads, n * sizeof(float));
+    double err = 0.0, scale = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        err = fmax(err, fabs(ga[i] - gb[i]));
+        scale = fmax(scale, fabs(gb[i]));
+    }
+    free(ga), free(gb);
+    return err / scale;
+}
+
+double bd3_mdm_reduction_error(const Backend *be) {
+    ModelConfig mdm_cfg = reduction_config(0), bd3_cfg = reduction_config(RED_T);
+    Model mdm, bd3;
+    reduction_model(&mdm, &mdm_cfg, be, RED_B);
+    reduction_model(&bd3, &bd3_cfg, be, 2 * RED_B);
+    int x[RED_B * RED_T], in[RED_B * 2 * RED_T], tg[RED_B * 2 * RED_T];
+    float w[RED_B * 2 * RED_T];
+    double worst = 0.0;
+    Rng rng;
+    rng_seed(&rng, 5);
+    for (int draw = 0; draw < 3; draw++) {
+        for (int i = 0; i < RED_B * RED_T; i++) x[i] = (int)rng_below(&rng, RED_V - 1);
+        bd3_noise_batch(x, RED_B, RED_T, RED_T, RED_MASK, 1e-3f, 1.0f, T_UNIFORM, &rng, in, tg,
+                        w);
+        // the MDM sees the noisy copies alone, with the same targets and weights
+        int mdm_in[RED_B * RED_T], mdm_tg[RED_B * RED_T];
+        float mdm_w[RED_B * RED_T];
+        for (int b = 0; b < RED_B; b++)
+            for (int i = 0; i < RED_T; i++) {
+                int from = b * 2 * RED_T + RED_T + i, to = b * RED_T + i;
+                mdm_in[to] = in[from], mdm_tg[to] = tg[from], mdm_w[to] = w[from];
+            }
+        model_zero_grad(&mdm);
+        model_zero_grad(&bd3);
+        model_forward(&mdm, mdm_in, RED_B, RED_T);
+        double l_mdm = model_loss_backward(&mdm, mdm_tg, mdm_w);
+        model_forward_pairs(&bd3, in, RED_B, RED_T);
+        double l_bd3 = model_loss_backward(&bd3, tg, w);
+        worst = fmax(worst, fmax(rel_diff(l_bd3, l_mdm), grads_diff(&bd3, &mdm)));
+    }
+    model_free(&mdm);
+    model_free(&bd3);
+    return worst;
+}
+
+double bd3_ar_reduction_error(const Backend *be) {
+    ModelConfig cfg = reduction_config(1);
+    Model bd3, ref;
+    reduction_model(&bd3, &cfg, be, 2);
+    reduction_model(&ref, &cfg, be, 1);
+    int x[RED_T], in[2 * RED_T], tg[2 * RED_T], y[RED_T];
+    float w[2 * RED_T], wr[RED_T];
+    double worst = 0.0;
+    Rng rng;
+    rng_seed(&rng, 6);
+    for (int draw = 0; draw < 3; draw++) {
+        for (int i = 0; i < RED_T; i++) x[i] = (int)rng_below(&rng, RED_V - 1);
+        for (int i = 0; i < RED_T; i++) {  // clean copy, then every position masked (t = 1)
+            in[i] = tg[i] = tg[RED_T + i] = x[i];
+            in[RED_T + i] = RED_MASK;
+            w[i] = 0.0f;
+            w[RED_T + i] = 1.0f / RED_T;
+        }
+        model_forward_pairs(&bd3, in, 1, RED_T);
+        double l_bd3 = model_loss(&bd3, tg, w);
+        // the AR reading: x_<i then [MASK] at i, block-causal with blocks of 1 = causal
+        double l_ar = 0.0;
+        for (int i = 0; i < RED_T; i++) {
+            for (int j = 0; j < RED_T; j++) y[j] = j < i ? x[j] : RED_MASK;
+            for (int j = 0; j < RED_T; j++) wr[j] = j == i ? 1.0f / RED_T : 0.0f;
+            model_forward(&ref, y, 1, RED_T);
+            l_ar += model_loss(&ref, x, wr);
+        }
+        worst = fmax(worst, rel_diff(l_bd3, l_ar));
+    }
+    model_free(&bd3);
+    model_free(&ref);
+    return worst;
+}

@@ -48,4 +48,13 @@ TokenData verse_data(void);
 void tiny_verse_run(Model *m, Trainer *tr, Objective objective, int batch_size, int steps,
                     const TokenData *data);
 
+// Block diffusion's two reductions on backend be, for a random-weight model (2 layers, d 32,
+// 16 positions, vocabulary 40): the largest error relative to the larger of the two losses
+// (and, for the MDM one, of the gradients) over a few random batches.
+// block_size = seq_len: the bd3 loss and gradients of [x | xt] equal the MDM's on xt.
+double bd3_mdm_reduction_error(const Backend *be);
+// block_size = 1, every position masked: the bd3 loss equals the AR loss of the same weights
+// read as an AR model that predicts x_i from x_<i and a [MASK] at i (one causal pass per i).
+double bd3_ar_reduction_error(const Backend *be);
+
 #endif

@@ -46,6 +46,9 @@ int eval_heldout(Model *m, const TokenData *data, int max_windows, int mc, uint6
     // A shifted MDM (logit row i predicts position i + 1) reads window tokens 0..T-1 and scores
     // 1..T-1: position 0 is its context, as in training.
     int shift = !causal && m->cfg.logit_shift, scored = T - shift;
+    // A block diffusion model scores each block given the clean blocks before it, all blocks of a
+    // window in one pass of the two-copy layout (model_forward_pairs): half the rows per pass.
+    int L = m->cfg.block_size, copies = L > 0 ? 2 : 1;
     size_t avail = data->n / (size_t)W;
     if (avail == 0)
         return error_set(err, "%zu tokens to evaluate, fewer than one window of seq_len + 1 = %d",
@@ -55,9 +58,11 @@ int eval_heldout(Model *m, const TokenData *data, int max_windows, int mc, uint6
     size_t want = max_windows > 0 && (size_t)max_windows < avail ? (size_t)max_windows : avail;
     if (want > (size_t)(INT_MAX / mc)) want = (size_t)(INT_MAX / mc);  // rows must fit an int
     int windows = (int)want;
-    int rows = windows * mc, B = m->max_batch;
+    int rows = windows * mc, B = m->max_batch / copies;
+    if (B < 1) return error_set(err, "a block diffusion model is scored 2 rows per window: "
+                                     "its batch must be >= 2");
     RowBuffers rb;
-    if (rows_alloc(&rb, (size_t)B * T, err)) return -1;
+    if (rows_alloc(&rb, (size_t)B * copies * T, err)) return -1;
     int *win = malloc((size_t)W * sizeof(int));
     if (!win) {
         rows_free(&rb);
@@ -70,12 +75,26 @@ int eval_heldout(Model *m, const TokenData *data, int max_windows, int mc, uint6
         int nb = rows - r0 < B ? rows - r0 : B;
         for (int b = 0; b < nb; b++) {
             int row = r0 + b, w = row / mc;
-            int *in = rb.inputs + (size_t)b * T, *tg = rb.targets + (size_t)b * T;
-            float *wt = rb.weights + (size_t)b * T;
+            size_t at = (size_t)b * copies * T;
+            int *in = rb.inputs + at, *tg = rb.targets + at;
+            float *wt = rb.weights + at;
             data_copy(data, window_offset(w, windows, avail, W), (size_t)W, win);
-            // both objectives score window tokens 1..T
+            // every objective scores window tokens 1..T
             memcpy(tg, win + 1, (size_t)T * sizeof(int));
-            if (causal) {
+            if (L > 0) {
+                // the clean copy, then the noisy one: each block's NELBO estimate is
+                // (L / count) x the CE summed over its `count` masked positions
+                memcpy(in, win + 1, (size_t)T * sizeof(int));
+                memcpy(in + T, win + 1, (size_t)T * sizeof(int));
+                memcpy(tg + T, win + 1, (size_t)T * sizeof(int));
+                memset(wt, 0, (size_t)2 * T * sizeof(float));
+                for (int k = 0; k < T / L; k++) {
+                    int count = stratified_mask_count(L, row % mc, mc, &rng);
+                    mask_exact_count(in + T, wt + T, k * L, (k + 1) * L, count,
+                                     m->cfg.mask_token_id,
+                                     (float)L / ((float)count * T * mc * windows), &rng);
+                }
+            } else if (causal) {
                 memcpy(in, win, (size_t)T * sizeof(int));
                 for (int i = 0; i < T; i++) wt[i] = 1.0f / ((float)T * windows);
             } else {
@@ -88,7 +107,8 @@ int eval_heldout(Model *m, const TokenData *data, int max_windows, int mc, uint6
                                  1.0f / ((float)count * mc * windows), &rng);
             }
         }
-        model_forward(m, rb.inputs, nb, T);
+        if (L > 0) model_forward_pairs(m, rb.inputs, nb, T);
+        else model_forward(m, rb.inputs, nb, T);
         total += model_loss(m, rb.targets, rb.weights);
     }
     free(win);

@@ -24,8 +24,9 @@ typedef struct {
 } EvalResult;
 
 // Scores the first `max_windows` (or as many as fit) non-overlapping windows of seq_len + 1
-// tokens of data; both objectives score tokens 1..seq_len of each window (AR predicts them from
-// the tokens before, MDM from the rest of the window). MDM draws mc masks per window.
+// tokens of data; every objective scores tokens 1..seq_len of each window (AR predicts them from
+// the tokens before, MDM from the rest of the window, block diffusion each block from the rest
+// of it and the clean blocks before). MDM and block diffusion draw mc masks per window.
 int eval_heldout(Model *m, const TokenData *data, int max_windows, int mc, uint64_t seed,
                  EvalResult *r, Error *err);
 

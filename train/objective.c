@@ -23,6 +23,33 @@ void mdm_noise_batch(const int *tokens, int B, int T, int from, int mask_id, flo
     }
 }
 
+void bd3_noise_batch(const int *tokens, int B, int T, int L, int mask_id, float eps, float t_max,
+                     TSampling ts, Rng *rng, int *inputs, int *targets, float *weights) {
+    float norm = 1.0f / ((float)B * T);
+    int blocks = T / L, n_blocks = B * blocks;
+    double u0 = ts == T_STRATIFIED ? rng_uniform(rng) : 0.0;
+    for (int b = 0; b < B; b++) {
+        const int *x = tokens + (size_t)b * T;
+        int *in = inputs + (size_t)b * 2 * T, *tg = targets + (size_t)b * 2 * T;
+        float *w = weights + (size_t)b * 2 * T;
+        memcpy(in, x, (size_t)T * sizeof(int));  // the clean copy: context, never scored
+        memcpy(tg, x, (size_t)T * sizeof(int));
+        memset(w, 0, (size_t)T * sizeof(float));
+        for (int k = 0; k < blocks; k++) {
+            int index = b * blocks + k;
+            double u = ts == T_STRATIFIED ? fmod(u0 + (double)index / n_blocks, 1.0)
+                                          : rng_uniform(rng);
+            float t = (t_max - eps) * (float)u + eps;
+            for (int i = k * L; i < (k + 1) * L; i++) {
+                int masked = rng_uniform(rng) < t;
+                in[T + i] = masked ? mask_id : x[i];
+                tg[T + i] = x[i];
+                w[T + i] = masked ? norm / t : 0.0f;
+            }
+        }
+    }
+}
+
 void ar_shift_batch(const int *windows, int B, int T, int *inputs, int *targets, float *weights) {
     float w = 1.0f / ((float)B * T);
     for (int b = 0; b < B; b++) {

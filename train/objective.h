@@ -5,7 +5,7 @@
 
 #include "common/rng.h"
 
-typedef enum { OBJECTIVE_MDM = 0, OBJECTIVE_AR = 1 } Objective;
+typedef enum { OBJECTIVE_MDM = 0, OBJECTIVE_AR = 1, OBJECTIVE_BD3 = 2 } Objective;
 // How an MDM batch draws its B mask rates: independently, or low-discrepancy (MDLM): one
 // uniform u, then t_b from (u + b / B) mod 1, so every batch spans the whole range evenly.
 typedef enum { T_UNIFORM = 0, T_STRATIFIED = 1 } TSampling;
@@ -20,6 +20,16 @@ typedef enum { T_UNIFORM = 0, T_STRATIFIED = 1 } TSampling;
 void mdm_noise_batch(const int *tokens, int B, int T, int from, int mask_id, float eps,
                      TSampling ts, Rng *rng, int *inputs, int *targets, float *weights,
                      float *t_out);
+
+// Block diffusion (BD3-LM) for a model with blocks of L positions (L divides T): each
+// sequence becomes 2T inputs, the clean tokens then a noisy copy (model_forward_pairs). Every
+// block of every sequence draws its own t in [eps, t_max) (independently, or stratified over
+// the batch's B * T / L blocks) and each of its positions in the noisy copy becomes mask_id with
+// probability t, weighing 1 / (t * B * T); the clean copy weighs 0. The loss is then the sum
+// over blocks of their MDM losses given the clean blocks before them, in nats per token.
+// t_max < 1 is BD3-LM's clipped schedule. inputs, targets and weights hold B * 2T.
+void bd3_noise_batch(const int *tokens, int B, int T, int L, int mask_id, float eps, float t_max,
+                     TSampling ts, Rng *rng, int *inputs, int *targets, float *weights);
 
 // Autoregressive: windows of T + 1 tokens; inputs are tokens 0..T-1, targets 1..T,
 // every position weighted 1 / (B * T), so the loss is the mean next-token CE.

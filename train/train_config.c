@@ -23,12 +23,14 @@ TrainConfig train_config_default(void) {
         .random_length_prob = 0.0f,
         .seed = 1337,
         .order = ORDER_RANDOM,
+        .t_max = 1.0f,
     };
     return tc;
 }
 
 int train_config_validate(const TrainConfig *tc, Error *err) {
-    if (tc->objective != OBJECTIVE_MDM && tc->objective != OBJECTIVE_AR)
+    if (tc->objective != OBJECTIVE_MDM && tc->objective != OBJECTIVE_AR &&
+        tc->objective != OBJECTIVE_BD3)
         return error_set(err, "unknown objective %d", (int)tc->objective);
     if (tc->batch_size < 1) return error_set(err, "batch size must be >= 1");
     if (tc->grad_accum < 1) return error_set(err, "grad accumulation must be >= 1");
@@ -50,6 +52,10 @@ int train_config_validate(const TrainConfig *tc, Error *err) {
     if (!(tc->grad_clip >= 0.0f)) return error_set(err, "grad clip must be >= 0");
     if (!(tc->mask_eps > 0.0f && tc->mask_eps < 1.0f))
         return error_set(err, "mask eps must be in (0, 1)");
+    if (!(tc->t_max > tc->mask_eps && tc->t_max <= 1.0f))
+        return error_set(err, "t max must be in (mask eps, 1]");
+    if (tc->objective == OBJECTIVE_BD3 && tc->sft)
+        return error_set(err, "fine-tuning (--sft) is for the mdm and ar objectives");
     if (tc->t_sampling != T_UNIFORM && tc->t_sampling != T_STRATIFIED)
         return error_set(err, "unknown t sampling %d", (int)tc->t_sampling);
     if (!(tc->random_length_prob >= 0.0f && tc->random_length_prob <= 1.0f))
@@ -64,7 +70,8 @@ int train_config_validate(const TrainConfig *tc, Error *err) {
 void train_config_print(FILE *f, const TrainConfig *tc) {
     fprintf(f,
             "train: objective %s, batch %d x accum %d, steps %lld, warmup %lld, lr %g -> %g (%s",
-            tc->objective == OBJECTIVE_MDM ? "mdm" : "ar", tc->batch_size, tc->grad_accum,
+            tc->objective == OBJECTIVE_MDM ? "mdm" : tc->objective == OBJECTIVE_AR ? "ar" : "bd3",
+            tc->batch_size, tc->grad_accum,
             (long long)tc->steps, (long long)tc->warmup_steps, tc->lr, tc->min_lr,
             tc->schedule == SCHEDULE_COSINE ? "cosine" : "wsd");
     if (tc->schedule == SCHEDULE_WSD) fprintf(f, ", decay over last %g", tc->decay_frac);
@@ -74,6 +81,8 @@ void train_config_print(FILE *f, const TrainConfig *tc) {
             tc->t_sampling == T_STRATIFIED ? "stratified" : "uniform", tc->random_length_prob,
             (unsigned long long)tc->seed,
             tc->order == ORDER_RANDOM ? "random" : "sequential");
+    if (tc->objective == OBJECTIVE_BD3 && tc->t_max < 1.0f)
+        fprintf(f, "bd3: mask rates clipped to [%g, %g)\n", tc->mask_eps, tc->t_max);
     if (tc->sft) fprintf(f, "fine-tuning (SFT): prompts never masked, cfg drop %g\n", tc->cfg_drop);
 }
 

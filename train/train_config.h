@@ -26,13 +26,14 @@ typedef struct {
     float weight_decay;      // decoupled (AdamW), on matrices only
     float beta1, beta2, adam_eps;
     float grad_clip;         // global gradient norm limit; 0 turns clipping off
-    float mask_eps;          // MDM: t ~ U(mask_eps, 1)
+    float mask_eps;          // MDM: t ~ U(mask_eps, 1); BD3: t ~ U(mask_eps, t_max)
     TSampling t_sampling;    // MDM: the batch's t independent, or stratified across it
     float random_length_prob;  // MDM: chance that a micro-batch is cut to a random length
     uint64_t seed;           // seeds init, data order and masking (each its own stream)
     DataOrder order;
     int sft;                 // 1: fine-tuning on prompt/response rows (prompt never masked)
     float cfg_drop;          // MDM SFT: share of rows trained with the prompt masked (for CFG)
+    float t_max;             // BD3: the largest mask rate (1; BD3-LM's clipped schedule: lower)
 } TrainConfig;
 
 TrainConfig train_config_default(void);

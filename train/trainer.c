@@ -14,18 +14,21 @@ uint64_t seed_for_mask(uint64_t seed) { return seed * 4 + 3; }
 static int trainer_setup(Trainer *tr, Model *m, const TrainConfig *tc, Error *err) {
     memset(tr, 0, sizeof *tr);
     if (train_config_validate(tc, err)) return -1;
-    int want_causal = tc->objective == OBJECTIVE_AR;
-    if (m->cfg.causal != want_causal)
-        return error_set(err, "the %s objective needs %s attention", want_causal ? "ar" : "mdm",
-                         want_causal ? "causal" : "bidirectional");
-    if (tc->batch_size > m->max_batch)
-        return error_set(err, "batch size %d exceeds the model's %d", tc->batch_size,
-                         m->max_batch);
+    int want_causal = tc->objective == OBJECTIVE_AR, bd3 = tc->objective == OBJECTIVE_BD3;
+    if (m->cfg.causal != want_causal || (m->cfg.block_size > 0) != bd3)
+        return error_set(err, "the %s objective needs %s attention",
+                         want_causal ? "ar" : bd3 ? "bd3" : "mdm",
+                         want_causal ? "causal" : bd3 ? "block-causal (block_size > 0)"
+                                                      : "bidirectional");
+    // a bd3 batch is 2 copies of each sequence (model_forward_pairs)
+    if (tc->batch_size * (bd3 ? 2 : 1) > m->max_batch)
+        return error_set(err, "batch size %d exceeds the model's %d%s", tc->batch_size,
+                         m->max_batch, bd3 ? " (bd3 needs room for 2 x batch size)" : "");
     tr->tc = *tc;
     tr->model = m;
     rng_seed(&tr->rng_data, seed_for_data(tc->seed));
     rng_seed(&tr->rng_mask, seed_for_mask(tc->seed));
-    size_t n = (size_t)tc->batch_size * (m->cfg.seq_len + 1);
+    size_t n = (size_t)tc->batch_size * (bd3 ? 2 * m->cfg.seq_len : m->cfg.seq_len + 1);
     tr->windows = malloc(n * sizeof(int));
     tr->inputs = malloc(n * sizeof(int));
     tr->targets = malloc(n * sizeof(int));
@@ -110,7 +113,13 @@ static void make_batch(Trainer *tr, int T) {
     if (tc->objective == OBJECTIVE_MDM) {
         draw_windows(tr, T);
         mdm_noise_batch(tr->windows, B, T, tr->model->cfg.logit_shift,
-                        tr->model->cfg.mask_token_id, tc->mask_eps, tc->t_sampling, &tr->rng_mask, tr->inputs, tr->targets, tr->weights, NULL);
+                        tr->model->cfg.mask_token_id, tc->mask_eps, tc->t_sampling,
+                        &tr->rng_mask, tr->inputs, tr->targets, tr->weights, NULL);
+    } else if (tc->objective == OBJECTIVE_BD3) {
+        draw_windows(tr, T);
+        bd3_noise_batch(tr->windows, B, T, tr->model->cfg.block_size,
+                        tr->model->cfg.mask_token_id, tc->mask_eps, tc->t_max, tc->t_sampling,
+                        &tr->rng_mask, tr->inputs, tr->targets, tr->weights);
     } else {
         draw_windows(tr, T + 1);
         ar_shift_batch(tr->windows, B, T, tr->inputs, tr->targets, tr->weights);
@@ -129,13 +138,15 @@ StepStats trainer_step(Trainer *tr) {
         st.seq_len = 1 + (int)rng_below(&tr->rng_mask, (uint64_t)m->cfg.seq_len);
 
     model_zero_grad(m);
-    size_t n = (size_t)tc->batch_size * st.seq_len;
+    int bd3 = tc->objective == OBJECTIVE_BD3;
+    size_t n = (size_t)tc->batch_size * st.seq_len * (bd3 ? 2 : 1);
     for (int micro = 0; micro < tc->grad_accum; micro++) {
         if (tr->sft) make_sft_batch(tr);
         else make_batch(tr, st.seq_len);
         // each micro-batch carries 1/grad_accum of the step's loss
         for (size_t i = 0; i < n; i++) tr->weights[i] /= (float)tc->grad_accum;
-        model_forward(m, tr->inputs, tc->batch_size, st.seq_len);
+        if (bd3) model_forward_pairs(m, tr->inputs, tc->batch_size, st.seq_len);
+        else model_forward(m, tr->inputs, tc->batch_size, st.seq_len);
         st.loss += model_loss_backward(m, tr->targets, tr->weights);
     }
     st.lr = lr_at(tc, tr->step);

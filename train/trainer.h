@@ -1,5 +1,6 @@
 // The training loop's state and one optimizer step: draw windows, apply the objective
-// (masking for MDM, shifting for AR), forward, loss, backward, accumulate, clip, AdamW.
+// (masking for MDM, shifting for AR, a clean and a block-masked copy for BD3), forward, loss,
+// backward, accumulate, clip, AdamW.
 #ifndef DLLM_TRAINER_H
 #define DLLM_TRAINER_H
 
@@ -20,7 +21,7 @@ typedef struct {
     Rng rng_data;   // window offsets (random order)
     uint64_t data_pos;  // next window (sequential order)
     Rng rng_mask;   // MDM t, masks and random lengths
-    // host batch buffers, batch_size * (seq_len + 1)
+    // host batch buffers, batch_size * (seq_len + 1) (bd3: batch_size * 2 seq_len)
     int *windows, *inputs, *targets;
     float *weights;
     int *row_prompt, *row_answer;  // SFT: prompt and answer length of each row, batch_size each
@@ -35,7 +36,8 @@ typedef struct {
 } StepStats;
 
 // The model must be created (and its parameters set) with the objective's attention:
-// bidirectional for MDM, causal for AR. Seeds the data and masking streams from tc->seed.
+// bidirectional for MDM, causal for AR, block_size > 0 and room for 2 x batch_size sequences
+// for BD3. Seeds the data and masking streams from tc->seed.
 int trainer_init(Trainer *tr, Model *m, const TrainConfig *tc, const TokenData *data, Error *err);
 // The same for fine-tuning on SFT rows (tc->sft set; rows of the model's seq_len).
 int trainer_init_sft(Trainer *tr, Model *m, const TrainConfig *tc, const SftData *sft,
