@@ -20,7 +20,7 @@
 
 static const char *const sampler_names[] = {"auto", "llada", "ar"};
 static const char *const remasking_names[] = {"low_confidence", "random"};
-static const char *const cache_names[] = {"none", "prefix", "dual"};
+static const char *const cache_names[] = {"none", "prefix", "dual", "auto"};
 
 typedef struct {
     FILE *trace;      // JSON lines, or NULL
@@ -149,14 +149,14 @@ typedef struct {
     const char *model_path, *prompt, *prompt_file, *trace_path;
     const Backend *be;
     int which;  // 0 auto, 1 llada, 2 ar
-    int batch, show, chat, dry_run;
+    int batch, show, chat, dry_run, max_length;
 } SampleOptions;
 
 // Parses and checks the flags: 0, or -1 with the command's exit code in *exit_code (0 after
 // --help, else 1 with the error printed).
 static int parse_sample_flags(int argc, char **argv, SampleOptions *o, int *exit_code) {
     const char *device = "auto", *sampler = "auto", *remasking = "low_confidence",
-               *cache = "none";
+               *cache = "auto";
     *o = (SampleOptions){.sc = sampler_config_default(), .prompt = "", .batch = 1, .chat = -1};
     SamplerConfig *sc = &o->sc;
     Flag flags[] = {
@@ -172,9 +172,13 @@ static int parse_sample_flags(int argc, char **argv, SampleOptions *o, int *exit
          "auto (cuda when a GPU is present), cpu, cuda (bf16 activations) or cuda-fp32", 0},
         {"sampler", FLAG_STRING, &sampler, "auto (by the checkpoint), llada or ar", 0},
         {"gen-length", FLAG_INT, &sc->gen_length,
-         "tokens to generate (0: the rest of the context, as one block, a token per step)", 0},
+         "tokens to generate (0: the rest of the context, as one block, a token per step); "
+         "block diffusion: the most it generates, stopping at EOS", 0},
+        {"max-length", FLAG_INT, &o->max_length,
+         "block diffusion: generate up to this many tokens, block by block, stopping at EOS "
+         "(--gen-length by another name)", 0},
         {"block-length", FLAG_INT, &sc->block_length,
-         "llada: tokens per block (divides gen-length)", 0},
+         "llada: tokens per block (divides gen-length); a block diffusion model has its own", 0},
         {"steps", FLAG_INT, &sc->steps, "llada: denoising steps over all blocks", 0},
         {"remasking", FLAG_STRING, &remasking, "llada: low_confidence or random", 0},
         {"cfg", FLAG_FLOAT, &sc->cfg_scale, "llada: classifier-free guidance scale (0: off)", 0},
@@ -185,7 +189,10 @@ static int parse_sample_flags(int argc, char **argv, SampleOptions *o, int *exit
         {"allow-mask", FLAG_INT, &sc->allow_mask,
          "llada: 1 = exact LLaDA: [MASK] may be picked, confidence over the whole vocabulary "
          "(0: banned, docs/sampling.md)", 0},
-        {"cache", FLAG_STRING, &cache, "llada: none, prefix or dual block cache", 0},
+        {"cache", FLAG_STRING, &cache,
+         "llada: none, prefix or dual block cache (Fast-dLLM's approximations); block diffusion: "
+         "none, or its exact cache of committed blocks; auto: llada none, block diffusion cached",
+         0},
         {"temperature", FLAG_FLOAT, &sc->temperature, "0 is greedy", 0},
         {"top-k", FLAG_INT, &sc->top_k, "ar: keep the k most likely tokens (0: all)", 0},
         {"top-p", FLAG_FLOAT, &sc->top_p, "ar: nucleus probability (1: all)", 0},
@@ -207,12 +214,16 @@ static int parse_sample_flags(int argc, char **argv, SampleOptions *o, int *exit
     *exit_code = 1;
     o->which = flags_choice("sampler", sampler, sampler_names, 3, &err);
     int remask = flags_choice("remasking", remasking, remasking_names, 2, &err);
-    int cache_mode = flags_choice("cache", cache, cache_names, 3, &err);
-    if (!o->model_path) {
+    int cache_mode = flags_choice("cache", cache, cache_names, 4, &err);
+    int gen_set = flags_find(flags, sizeof flags / sizeof flags[0], "gen-length")->set;
+    if (o->max_length != 0 && (gen_set || o->max_length < 0)) {
+        error_set(&err, "sample: give --max-length (> 0) or --gen-length, not both");
+    } else if (!o->model_path) {
         error_set(&err, "sample: --model CKPT is required (see --help)");
     } else if (o->which >= 0 && remask >= 0 && cache_mode >= 0) {
         sc->remasking = (Remasking)remask;
         sc->cache = (CacheMode)cache_mode;
+        if (o->max_length > 0) sc->gen_length = o->max_length;
         if (o->batch < 1) error_set(&err, "sample: --batch must be >= 1");
         else if ((o->be = backend_by_name(device, &err))) return 0;
     }
@@ -224,9 +235,10 @@ static int parse_sample_flags(int argc, char **argv, SampleOptions *o, int *exit
 // tokenizer: the tokenizer is read first, then the prompts, then the model is made.
 // The context the rows need: the longest prompt and the generation (the model's whole
 // context for --gen-length 0). The model is sized for it, not for its trained maximum.
-static int context_needed(const SampleOptions *o, const Prompts *pr, int seq_len) {
+static int context_needed(const SampleOptions *o, const Prompts *pr, int seq_len, int block) {
     int P = max_prompt_length(pr->lens, pr->n);
     int T = o->sc.gen_length > 0 ? P + o->sc.gen_length : seq_len;
+    if (block > 0) T = (T + block - 1) / block * block;  // whole blocks (seq_len is some)
     return T < seq_len ? T : seq_len;
 }
 
@@ -260,7 +272,9 @@ static int load_model_and_prompts(SampleOptions *o, Model *m, Tokenizer *tok, Pr
     int rc = o->prompt_file ? read_prompt_file(o->prompt_file, tok, o->chat, pr, err)
                             : one_prompt(o->prompt, tok, o->chat, pr, err);
     int n_rows = pr->n * o->batch, rows = o->sc.cfg_scale > 0.0f ? 2 * n_rows : n_rows;
-    if (rc == 0) ck.header.model.seq_len = context_needed(o, pr, ck.header.model.seq_len);
+    if (rc == 0)
+        ck.header.model.seq_len =
+            context_needed(o, pr, ck.header.model.seq_len, ck.header.model.block_size);
     if (rc == 0 && o->dry_run) print_plan(o, &ck, rows);
     else if (rc == 0) rc = checkpoint_model(&ck, o->be, rows, m, err);
     checkpoint_free(&ck);

@@ -23,7 +23,7 @@
 #include "train/sft.h"
 #include "train/trainer.h"
 
-static const char *const objective_names[] = {"mdm", "ar"};
+static const char *const objective_names[] = {"mdm", "ar", "bd3"};
 static const char *const schedule_names[] = {"cosine", "wsd"};
 static const char *const order_names[] = {"random", "sequential"};
 static const char *const t_sampling_names[] = {"uniform", "stratified"};
@@ -35,7 +35,7 @@ static const char *const fixed_on_resume[] = {
     "batch-size", "grad-accum", "warmup",    "lr",       "min-lr",    "schedule",
     "decay-frac", "weight-decay", "beta1",   "beta2",    "adam-eps",  "grad-clip",
     "mask-eps",  "t-sampling", "random-length-prob", "seed", "order", "tokenizer", "cfg-drop",
-    "init-std",  "qkv-bias", "logit-shift", NULL,
+    "init-std",  "qkv-bias", "logit-shift", "block-size", "t-max", NULL,
 };
 // With --init the model flags may still be given (a sweep's shared Base), but only with the
 // checkpoint's values (checked once it is loaded); a tokenizer never.
@@ -49,6 +49,7 @@ typedef struct {
     const char *data, *sft, *init, *tokenizer, *run, *resume, *device, *objective, *schedule,
         *order, *t_sampling;
     int objective_set, steps_set, seq_len_set, auto_resume, recompute, dry_run, logit_shift;
+    int block_size;         // bd3: positions per block (0: 4, or an initialising bd3 model's)
     int model_flag_set[8];  // model_flags[i] was given
     ModelConfig given;      // the model flags as given
     const Backend *be;
@@ -207,21 +208,23 @@ static int load_tokenizer(const TrainOptions *o, const Dataset *ds, Checkpoint *
 }
 
 // The objective: --objective, or for --init the checkpoint's. An ar checkpoint may become an
-// mdm (AR-to-diffusion adaptation: same weights, bidirectional attention); an mdm never
-// becomes an ar model. Also the schedule and data order choices.
+// mdm or a bd3 model (AR-to-diffusion adaptation: same weights, another attention mask), and
+// the two diffusion kinds each other; nothing becomes an ar model. Also the schedule and data
+// order choices.
 static int choose_objective(const TrainOptions *o, const Checkpoint *init, TrainConfig *tc,
                             Error *err) {
-    int obj = flags_choice("objective", o->objective, objective_names, 2, err);
+    int obj = flags_choice("objective", o->objective, objective_names, 3, err);
     int sched = flags_choice("schedule", o->schedule, schedule_names, 2, err);
     int order = flags_choice("order", o->order, order_names, 2, err);
     int ts = flags_choice("t-sampling", o->t_sampling, t_sampling_names, 2, err);
     if (obj < 0 || sched < 0 || order < 0 || ts < 0) return -1;
     if (init) {
-        int causal = init->header.model.causal;
-        if (!causal && o->objective_set && obj == OBJECTIVE_AR)
-            return error_set(err, "train: --objective ar, but %s is an mdm model (only an ar "
-                                  "model can change objective: ar -> mdm)", o->init);
-        if (!o->objective_set) obj = causal ? OBJECTIVE_AR : OBJECTIVE_MDM;
+        const ModelConfig *im = &init->header.model;
+        int own = im->causal ? OBJECTIVE_AR : im->block_size ? OBJECTIVE_BD3 : OBJECTIVE_MDM;
+        if (!im->causal && o->objective_set && obj == OBJECTIVE_AR)
+            return error_set(err, "train: --objective ar, but %s is a diffusion model (ar -> "
+                                  "mdm or bd3 adapts; nothing becomes ar)", o->init);
+        if (!o->objective_set) obj = own;
     }
     tc->objective = (Objective)obj;
     tc->schedule = (LrSchedule)sched;
@@ -322,6 +325,11 @@ static void default_run_dir(const TrainOptions *o, char *out, size_t cap) {
     }
 }
 
+// Sequences the model holds room for: a bd3 batch is two copies of each sequence.
+static int model_batch(const TrainConfig *tc) {
+    return tc->batch_size * (tc->objective == OBJECTIVE_BD3 ? 2 : 1);
+}
+
 // The model, the training settings, and what they take in memory.
 static void print_setup(const TrainOptions *o, const ModelConfig *mc, const TrainConfig *tc,
                         const Backend *be, const Tokenizer *tok) {
@@ -329,7 +337,7 @@ static void print_setup(const TrainOptions *o, const ModelConfig *mc, const Trai
     train_config_print(stdout, tc);
     printf("params: %zu | device %s | tokenizer: %s, %d tokens\n", param_count(mc), be->name,
            tokenizer_kind_name(tok), tok->vocab_size);
-    MemoryPlan plan = model_memory_plan(mc, be, tc->batch_size, o->recompute);
+    MemoryPlan plan = model_memory_plan(mc, be, model_batch(tc), o->recompute);
     memory_plan_print(stdout, &plan, be->name);
 }
 
@@ -373,8 +381,12 @@ static int parse_train_flags(int argc, char **argv, ModelConfig *mc, TrainConfig
          "1: print the model, the settings and the memory plan, then exit (nothing allocated)",
          0},
         {"objective", FLAG_STRING, &o->objective,
-         "mdm (masked diffusion) or ar (baseline); --init with an ar model and --objective mdm "
-         "adapts it to diffusion (Dream, DiffuLLaMA)", 0},
+         "mdm (masked diffusion), bd3 (block diffusion, BD3-LM) or ar (baseline); --init with an "
+         "ar model and --objective mdm or bd3 adapts it to diffusion (Dream, DiffuLLaMA)", 0},
+        {"block-size", FLAG_INT, &o->block_size,
+         "bd3: positions per block (BD3-LM; divides seq-len; default 4)", 0},
+        {"t-max", FLAG_FLOAT, &tc->t_max,
+         "bd3: mask rates drawn from [mask-eps, t-max) (BD3-LM's clipped schedule: < 1)", 0},
         {"logit-shift", FLAG_INT, &o->logit_shift,
          "mdm: 1 reads position i's prediction from logit row i - 1, as an AR model does "
          "(Dream's shift; the default when adapting an ar model), 0 from row i", 0},
@@ -535,18 +547,25 @@ static int settle_configs(TrainOptions *o, const Checkpoint *ck, const char *ck_
     }
     if (!o->resume) {
         if (choose_objective(o, o->init ? ck : NULL, tc, err)) return -1;
-        int adapting = o->init && mc->causal && tc->objective == OBJECTIVE_MDM;
+        int bd3 = tc->objective == OBJECTIVE_BD3;
+        int adapting = o->init && mc->causal && tc->objective != OBJECTIVE_AR;
         mc->causal = tc->objective == OBJECTIVE_AR;
+        if (o->block_size < 0 || (o->block_size > 0 && !bd3))
+            return error_set(err, "train: --block-size is for the bd3 objective (> 0)");
+        if (bd3) mc->block_size = o->block_size ? o->block_size : mc->block_size ? mc->block_size : 4;
+        else mc->block_size = 0;
         if (o->logit_shift != -1 && (o->logit_shift != 0 && o->logit_shift != 1))
             return error_set(err, "train: --logit-shift must be 0 or 1");
-        if (o->logit_shift == 1 && mc->causal)
+        if (o->logit_shift == 1 && (mc->causal || bd3))
             return error_set(err, "train: --logit-shift is for mdm models (an ar model "
-                                  "always predicts the next position)");
+                                  "always predicts the next position, a bd3 model its own)");
         if (o->logit_shift != -1 && !mc->causal) mc->logit_shift = o->logit_shift;
-        else if (adapting) mc->logit_shift = 1;  // keep the AR head's next-token rows
+        else if (adapting) mc->logit_shift = !bd3;  // mdm: keep the AR head's next-token rows
+        if (bd3) mc->logit_shift = 0;
         if (adapting)
-            printf("adapting %s (ar) to mdm: bidirectional attention, logit shift %d\n", o->init,
-                   mc->logit_shift);
+            printf("adapting %s (ar) to %s: %s attention%s\n", o->init, bd3 ? "bd3" : "mdm",
+                   bd3 ? "block-causal" : "bidirectional",
+                   mc->logit_shift ? ", logit shift 1" : "");
         tc->sft = o->sft != NULL;
         return 0;
     }
@@ -566,7 +585,7 @@ static int train(TrainOptions *o, const ModelConfig *mc, const TrainConfig *tc,
                  TrainingData *data, Error *err) {
     Model model;
     Trainer tr;
-    if (model_create(&model, mc, o->be, tc->batch_size, o->recompute, err)) return -1;
+    if (model_create(&model, mc, o->be, model_batch(tc), o->recompute, err)) return -1;
     int status = data->sft.n ? trainer_init_sft(&tr, &model, tc, &data->sft_train, err)
                              : trainer_init(&tr, &model, tc, &data->ds.train, err);
     if (status) {

@@ -1,5 +1,7 @@
 // The LLaDA denoising sampler (semantics of LLaDA's generate()), with Fast-dLLM's
-// confidence-threshold and factor decoding and prefix / dual block caches as options.
+// confidence-threshold and factor decoding and prefix / dual block caches as options; and the
+// same denoising rules block by block for block diffusion models (BD3-LM), whose committed
+// blocks stay in an exact key/value cache.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,6 +116,60 @@ static void denoiser_free(Denoiser *d) {
     picks_free(&d->picks, d->m->be);
 }
 
+// 1 when every sequence has an EOS among its generated positions before `end`.
+static int all_ended(const Denoiser *d, int end) {
+    for (int b = 0; b < d->B; b++) {
+        const int *x = d->x + (size_t)b * d->T;
+        int pos = d->P;
+        while (pos < end && x[pos] != d->sc->eos_id) pos++;
+        if (pos == end) return 0;
+    }
+    return 1;
+}
+
+// Block k of a generation: the positions it generates [*bs, *be) and the rows a pass over it
+// must recompute [*gs, *be). LLaDA: gen_length / block_length blocks from the prompt's end.
+// Block diffusion: the model's own grid of block_size positions, from the block holding the
+// prompt's end (its prompt part is clean context inside the block) to the end of the context.
+static void block_bounds(const Denoiser *d, int k, int *gs, int *bs, int *be) {
+    int L = d->m->cfg.block_size;
+    if (L > 0) {
+        *gs = (d->P / L + k) * L;
+        *bs = *gs > d->P ? *gs : d->P;
+        *be = *gs + L < d->T ? *gs + L : d->T;
+    } else {
+        *gs = *bs = d->P + k * d->sc->block_length;
+        *be = *bs + d->sc->block_length;
+    }
+}
+
+// The rows step i of block k recomputes. LLaDA: every row, or with a cache only the block (dual)
+// or the block and what follows (prefix) after the block's first step, and a shifted model
+// also the row before the block, which predicts its first token. Block diffusion: rows past the
+// block never matter (block-causal); with the cache a block's first step recomputes the block
+// before it (now committed: its exact keys and values for the rest of the generation) and later
+// steps the block alone; without it every step recomputes from position 0.
+static void pass_rows(const Denoiser *d, int k, int i, int gs, int be, int *start, int *end) {
+    const SamplerConfig *sc = d->sc;
+    int L = d->m->cfg.block_size;
+    if (L > 0) {
+        *end = be;
+        *start = sc->cache == CACHE_NONE || (i == 0 && k == 0) ? 0 : i == 0 ? gs - L : gs;
+        return;
+    }
+    *start = 0, *end = d->T;
+    if (i > 0 && (sc->cache == CACHE_PREFIX || sc->cache == CACHE_DUAL)) {
+        *start = gs - d->m->cfg.logit_shift;
+        *end = sc->cache == CACHE_DUAL ? be : d->T;
+    }
+}
+
+// Steps of a block diffusion block of n masked positions: ceil(n steps / gen_length), the
+// generation's tokens per step.
+static int block_steps(const SamplerConfig *sc, int n) {
+    return (int)(((int64_t)n * sc->steps + sc->gen_length - 1) / sc->gen_length);
+}
+
 static int block_has_mask(const Denoiser *d, int bs, int be) {
     int mask = d->m->cfg.mask_token_id;
     for (int b = 0; b < d->B; b++)
@@ -134,31 +190,36 @@ int llada_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
     if (m->cfg.logit_shift && prompt_len < 1)
         return error_set(err, "this model reads each position's logits one row back (Dream): "
                          "give a prompt of at least one token");
-    if (sc->block_length < 1 || sc->gen_length % sc->block_length != 0)
+    int L = m->cfg.block_size, T = prompt_len + sc->gen_length;
+    if (!L && (sc->block_length < 1 || sc->gen_length % sc->block_length != 0))
         return error_set(err, "--gen-length %d is not a multiple of --block-length %d",
                          sc->gen_length, sc->block_length);
-    int n_blocks = sc->gen_length / sc->block_length;
+    // a block diffusion model's blocks are its own; gen_length is then the most it generates
+    int n_blocks = L ? (T + L - 1) / L - prompt_len / L : sc->gen_length / sc->block_length;
+    int block_cap = L ? L : sc->block_length;
     if (sc->threshold > 0.0f && sc->factor > 0.0f)
         return error_set(err, "--threshold and --factor are two decoding rules: give one");
     if (sc->threshold < 0.0f || sc->factor < 0.0f)
         return error_set(err, "--threshold and --factor must be >= 0");
     // threshold and factor decoding run a block until it has no [MASK] left
     int adaptive = sc->threshold > 0.0f || sc->factor > 0.0f;
-    if (!adaptive && (sc->steps < 1 || sc->steps % n_blocks != 0))
+    if (!adaptive && (sc->steps < 1 || (!L && sc->steps % n_blocks != 0)))
         return error_set(err, "--steps %d must be a positive multiple of the %d blocks",
                          sc->steps, n_blocks);
     if (sc->cfg_scale < 0.0f) return error_set(err, "--cfg must be >= 0");
-    int steps_per_block = adaptive ? 0 : sc->steps / n_blocks;
+    // block diffusion: a block of n masked positions gets ceil(n steps / gen_length) steps, the
+    // same tokens per step as the whole generation (steps_per_block: the most, a whole block)
+    int steps_per_block = adaptive ? 0 : L ? block_steps(sc, L) : sc->steps / n_blocks;
 
     Denoiser d = {.sc = sc, .m = m, .B = B, .rows = rows, .P = prompt_len, .x = out};
-    d.T = prompt_len + sc->gen_length;
+    d.T = T;
     d.V = m->cfg.vocab_size;
     d.input = malloc((size_t)rows * d.T * sizeof(int));
-    int no_picks = picks_alloc(&d.picks, m->be, B * sc->block_length);
+    int no_picks = picks_alloc(&d.picks, m->be, B * block_cap);
     d.committed = malloc((size_t)B * d.T);
     d.confidence = malloc((size_t)B * d.T * sizeof(float));
-    d.cands = malloc((size_t)sc->block_length * sizeof(Scored));
-    d.sorted = malloc((size_t)sc->block_length * sizeof(double));
+    d.cands = malloc((size_t)block_cap * sizeof(Scored));
+    d.sorted = malloc((size_t)block_cap * sizeof(double));
     d.key_start = malloc((size_t)rows * sizeof(int));
     int *counts = malloc((size_t)(steps_per_block + 1) * sizeof(int));
     if (!d.input || no_picks || !d.committed || !d.confidence || !d.cands || !d.sorted ||
@@ -175,24 +236,20 @@ int llada_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
     SampleStats st = {0, 0};
     int status = 0;
     for (int k = 0; k < n_blocks && status == 0; k++) {
-        int bs = prompt_len + k * sc->block_length, be = bs + sc->block_length;
+        int gs, bs, be;
+        block_bounds(&d, k, &gs, &bs, &be);
+        int n_steps = L ? block_steps(sc, be - bs) : steps_per_block;
         if (!adaptive)  // every sequence starts the block fully masked: one schedule
-            llada_transfer_counts(sc->block_length, steps_per_block, counts);
-        for (int i = 0; adaptive ? block_has_mask(&d, bs, be) : i < steps_per_block; i++) {
+            llada_transfer_counts(be - bs, n_steps, counts);
+        for (int i = 0; adaptive ? block_has_mask(&d, bs, be) : i < n_steps; i++) {
             // with [MASK] allowed, an adaptive step may commit only [MASK]s: no progress
-            if (adaptive && i == 4 * sc->block_length) {
+            if (adaptive && i == 4 * block_cap) {
                 status = error_set(err, "block %d still has [MASK] after %d steps: the model "
                                         "keeps predicting [MASK] (--allow-mask 0 bans it)", k, i);
                 break;
             }
-            // the block's first step refreshes every cached key and value; later steps of a
-            // cached run recompute only the block (dual) or the block and what follows (prefix),
-            // and a shifted model also the row before the block, which predicts its first token
-            int q_start = 0, q_end = d.T;
-            if (i > 0 && sc->cache != CACHE_NONE) {
-                q_start = bs - m->cfg.logit_shift;
-                q_end = sc->cache == CACHE_DUAL ? be : d.T;
-            }
+            int q_start, q_end;
+            pass_rows(&d, k, i, gs, be, &q_start, &q_end);
             run_model(&d, q_start, q_end, bs, be);
             st.nfe++;
             denoise_step(&d, bs, be, adaptive ? -1 : counts[i]);
@@ -202,6 +259,7 @@ int llada_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
             }
             st.steps++;
         }
+        if (L && sc->eos_id >= 0 && all_ended(&d, be)) break;  // every row has its EOS
     }
     if (status == 0) status = m->be->device_error(err);
     if (status == 0) trim_at_eos(out, B, d.T, prompt_len, sc->eos_id, lengths);

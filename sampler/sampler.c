@@ -11,7 +11,7 @@ SamplerConfig sampler_config_default(void) {
         .threshold = 0.0f,
         .factor = 0.0f,
         .allow_mask = 0,
-        .cache = CACHE_NONE,
+        .cache = CACHE_AUTO,
         .temperature = 0.0f,
         .top_k = 0,
         .top_p = 1.0f,

@@ -10,7 +10,10 @@
 #include "model/model.h"
 
 typedef enum { REMASK_LOW_CONFIDENCE = 0, REMASK_RANDOM = 1 } Remasking;
-typedef enum { CACHE_NONE = 0, CACHE_PREFIX = 1, CACHE_DUAL = 2 } CacheMode;
+// LLaDA: none (exact), or Fast-dLLM's approximate prefix / dual block caches. Block diffusion:
+// none recomputes from position 0 every step, any other its exact cache of committed blocks.
+// auto: LLaDA none, block diffusion its cache.
+typedef enum { CACHE_NONE = 0, CACHE_PREFIX = 1, CACHE_DUAL = 2, CACHE_AUTO = 3 } CacheMode;
 
 typedef struct {
     int gen_length;      // tokens to generate after the prompt

@@ -457,6 +457,93 @@ START_TEST(test_mixed_prompt_lengths) {
 }
 END_TEST
 
+// Confidences of every step, recorded for comparing two runs bit for bit.
+typedef struct {
+    float conf[64][2 * 48];
+    int tokens[64][2 * 48];
+    int steps;
+} StepLog;
+
+static void log_step(void *user, const StepEvent *ev) {
+    StepLog *l = user;
+    if (l->steps >= 64) return;
+    memcpy(l->conf[l->steps], ev->confidence, (size_t)ev->B * ev->T * sizeof(float));
+    memcpy(l->tokens[l->steps], ev->tokens, (size_t)ev->B * ev->T * sizeof(int));
+    l->steps++;
+}
+
+// A block diffusion model samples block by block on its own grid: prompts of two lengths (the
+// first block partly prompt), greedy and at temperature 1 with CFG and by threshold, and the
+// exact cache of committed blocks gives every step's tokens bit for bit as recomputing from
+// position 0 at every step does, with fewer rows per pass. EOS stops it.
+START_TEST(test_bd3_cache_is_exact) {
+    ModelConfig cfg = small_config(0);
+    cfg.block_size = 8;
+    Model m;
+    Error err;
+    ck_assert_msg(model_create(&m, &cfg, &backend_cpu, 4, 0, &err) == 0, "%s", err.msg);
+    fill_normal(m.params, m.n_params, 5, 0.3f);
+    static const int longer[] = {'A', ' ', 'l', 'o', 'n', 'g', 'e', 'r', ' ', 'o', 'n', 'e'};
+    const int *prompts[2] = {prompt, longer};
+    int lens[2] = {P, 12};
+    static StepLog cached, plain;
+    for (int variant = 0; variant < 3; variant++) {
+        SamplerConfig sc = sampler_config_default();
+        sc.gen_length = 30, sc.steps = 15;  // 2 tokens per step; blocks 8..15 (4 of them
+                                            // generated) up to 40, then 40..41
+        if (variant == 1) sc.temperature = 1.0f, sc.cfg_scale = 1.0f;
+        if (variant == 2) sc.threshold = 0.05f;
+        int a[2 * 42], b[2 * 42], la[2], lb[2];
+        SampleStats sa, sb;
+        memset(&cached, 0, sizeof cached);
+        memset(&plain, 0, sizeof plain);
+        sc.cache = CACHE_AUTO;
+        ck_assert_msg(llada_generate(&m, &sc, prompts, lens, 2, a, la, &sa, log_step, &cached,
+                                     &err) == 0, "%s", err.msg);
+        sc.cache = CACHE_NONE;
+        ck_assert(llada_generate(&m, &sc, prompts, lens, 2, b, lb, &sb, log_step, &plain,
+                                 &err) == 0);
+        ck_assert_mem_eq(a, b, sizeof a);
+        ck_assert_int_eq(sa.nfe, sb.nfe);
+        ck_assert_int_eq(cached.steps, plain.steps);
+        // every step commits the same tokens; the confidences agree to rounding: OpenBLAS
+        // takes another kernel for another number of rows (its small-matrix path), so a value
+        // may differ in its last bits between a 40-row and an 8-row pass
+        double worst = 0.0;
+        for (int st = 0; st < cached.steps; st++) {
+            ck_assert_mem_eq(cached.tokens[st], plain.tokens[st], 2 * 42 * sizeof(int));
+            for (int i = 0; i < 2 * 42; i++) {
+                float x = cached.conf[st][i], y = plain.conf[st][i];
+                ck_assert(isnan(x) == isnan(y));
+                if (!isnan(x)) worst = fmax(worst, fabs(x - y) / fmax(fabs(y), 1e-30));
+            }
+        }
+        ck_assert(worst < 1e-5);
+        for (int i = 0; i < 2 * 42; i++) ck_assert_int_ne(a[i], cfg.mask_token_id);
+        ck_assert_mem_eq(a + 42, longer, sizeof longer);  // prompts kept
+        printf("  bd3 variant %d: %d steps, %d passes; cache vs none: same tokens at every step, "
+               "confidences within %.1e\n", variant, sa.steps, sa.nfe, worst);
+        if (variant == 0) {
+            // the first block holds prompt positions 8..11: 4 masked, 2 steps; then 16..23,
+            // 24..31, 32..39 (4 steps each), 40..41 (1 step): 15 steps
+            ck_assert_int_eq(sa.steps, 15);
+        }
+    }
+    // EOS: stop after the block where every row has one (row 0's first generated token)
+    SamplerConfig sc = sampler_config_default();
+    sc.gen_length = 30, sc.steps = 15;
+    int a[42], la[1];
+    SampleStats sa;
+    ck_assert(generate_copies(0, &m, &sc, longer, 12, 1, a, la, &sa, NULL, NULL, &err) == 0);
+    sc.eos_id = a[12];
+    ck_assert(generate_copies(0, &m, &sc, longer, 12, 1, a, la, &sa, NULL, NULL, &err) == 0);
+    printf("  bd3 with EOS = the first generated token: %d steps, length %d\n", sa.steps, la[0]);
+    ck_assert_int_eq(la[0], 0);
+    ck_assert_int_lt(sa.steps, 15);
+    model_free(&m);
+}
+END_TEST
+
 START_TEST(test_bad_requests) {
     Model mdm = random_model(0, 2), ar = random_model(1, 2);
     SamplerConfig sc = sampler_config_default();
@@ -541,6 +628,7 @@ int main(void) {
     tcase_add_test(tc, test_ar_temperature_sampling);
     tcase_add_test(tc, test_ar_sampling_filters);
     tcase_add_test(tc, test_mixed_prompt_lengths);
+    tcase_add_test(tc, test_bd3_cache_is_exact);
     tcase_add_test(tc, test_bad_requests);
     tcase_add_test(tc, test_mdm_regenerates_memorised_text);
     tcase_add_test(tc, test_ar_regenerates_memorised_text);
