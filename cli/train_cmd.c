@@ -35,7 +35,7 @@ static const char *const fixed_on_resume[] = {
     "batch-size", "grad-accum", "warmup",    "lr",       "min-lr",    "schedule",
     "decay-frac", "weight-decay", "beta1",   "beta2",    "adam-eps",  "grad-clip",
     "mask-eps",  "t-sampling", "random-length-prob", "seed", "order", "tokenizer", "cfg-drop",
-    "init-std",  "qkv-bias", "logit-shift", "block-size", "t-max", NULL,
+    "init-std",  "qkv-bias", "logit-shift", "block-size", "t-max", "anneal-steps", NULL,
 };
 // With --init the model flags may still be given (a sweep's shared Base), but only with the
 // checkpoint's values (checked once it is loaded); a tokenizer never.
@@ -387,6 +387,9 @@ static int parse_train_flags(int argc, char **argv, ModelConfig *mc, TrainConfig
          "bd3: positions per block (BD3-LM; divides seq-len; default 4)", 0},
         {"t-max", FLAG_FLOAT, &tc->t_max,
          "bd3: mask rates drawn from [mask-eps, t-max) (BD3-LM's clipped schedule: < 1)", 0},
+        {"anneal-steps", FLAG_INT64, &tc->anneal_steps,
+         "mdm: attention widens from causal to bidirectional over these first steps "
+         "(DiffuLLaMA's annealing, for an adapted ar model; 0: off)", 0},
         {"logit-shift", FLAG_INT, &o->logit_shift,
          "mdm: 1 reads position i's prediction from logit row i - 1, as an AR model does "
          "(Dream's shift; the default when adapting an ar model), 0 from row i", 0},

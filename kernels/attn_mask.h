@@ -7,7 +7,9 @@
 //   attn_bd3(L)          BD3-LM's training layout of 2T rows per sequence, [clean x0 | noisy xt]:
 //                        a clean row sees the clean keys up to its block's end, a noisy row of
 //                        block b its own noisy block and the clean blocks before b
-// The kind sits in the two low bits, the block length above them.
+//   attn_window(w)       keys up to w positions past the query (0: causal; >= T: full): the
+//                        causal-to-bidirectional annealing of an AR model adapted to diffusion
+// The kind sits in the three low bits, the block length or window above them.
 // Every kind shows a query the keys [0, end0) and [start1, end1) (the second range is empty
 // except for noisy bd3 rows), and the last visible key never moves back as the query advances,
 // which is what lets the kernels bound a tile of queries by its last row.
@@ -20,12 +22,13 @@
 #define ATTN_FN static inline
 #endif
 
-enum { ATTN_FULL = 0, ATTN_CAUSAL = 1, ATTN_BLOCK = 2, ATTN_BD3 = 3 };
+enum { ATTN_FULL = 0, ATTN_CAUSAL = 1, ATTN_BLOCK = 2, ATTN_BD3 = 3, ATTN_WINDOW = 4 };
 
-ATTN_FN int attn_block(int block) { return block << 2 | ATTN_BLOCK; }
-ATTN_FN int attn_bd3(int block) { return block << 2 | ATTN_BD3; }
-ATTN_FN int attn_kind(int mask) { return mask & 3; }
-ATTN_FN int attn_block_length(int mask) { return mask >> 2; }
+ATTN_FN int attn_block(int block) { return block << 3 | ATTN_BLOCK; }
+ATTN_FN int attn_bd3(int block) { return block << 3 | ATTN_BD3; }
+ATTN_FN int attn_window(int w) { return w << 3 | ATTN_WINDOW; }
+ATTN_FN int attn_kind(int mask) { return mask & 7; }
+ATTN_FN int attn_block_length(int mask) { return mask >> 3; }
 
 ATTN_FN int attn_min(int a, int b) { return a < b ? a : b; }
 
@@ -39,6 +42,9 @@ ATTN_FN void attn_keys(int mask, int q, int Tk, int *end0, int *start1, int *end
         break;
     case ATTN_BLOCK:
         *end0 = attn_min((q / L + 1) * L, Tk);
+        break;
+    case ATTN_WINDOW:  // L is the window here
+        *end0 = q + 1 + L < Tk ? q + 1 + L : Tk;
         break;
     case ATTN_BD3:
         if (q < half) {  // clean: block-causal over the clean half
@@ -73,6 +79,8 @@ ATTN_FN int attn_first_query(int mask, int j, int Tk) {
     switch (attn_kind(mask)) {
     case ATTN_CAUSAL:
         return j;
+    case ATTN_WINDOW:
+        return j - attn_block_length(mask) > 0 ? j - attn_block_length(mask) : 0;
     case ATTN_BLOCK:
         return j / attn_block_length(mask) * attn_block_length(mask);
     case ATTN_BD3:  // clean keys are seen from their block on; noisy keys only by their block

@@ -129,6 +129,7 @@ int model_create(Model *m, const ModelConfig *c, const Backend *be, int max_batc
         return error_set(err, "bf16 weights are for inference: training keeps fp32 weights");
     m->cfg = *c;
     m->be = be;
+    m->window = -1;
     m->max_batch = max_batch;
     m->recompute = mode == MODEL_RECOMPUTE;
     m->inference = mode == MODEL_INFERENCE;
@@ -260,10 +261,11 @@ void model_forward_pairs(Model *m, const int *tokens, int B, int T) {
     forward_rows(m, tokens, NULL, B, 2 * T, 0, 2 * T, 0, 2 * T);
 }
 
-// The attention mask of the last pass: BD3's two-copy layout after model_forward_pairs, else
-// the model's own (causal, block-causal or full).
+// The attention mask of the last pass: BD3's two-copy layout after model_forward_pairs, a
+// window while a trainer anneals it, else the model's own (causal, block-causal or full).
 static int pass_mask(const Model *m) {
-    return m->pairs ? attn_bd3(m->cfg.block_size) : model_attention_mask(&m->cfg);
+    if (m->pairs) return attn_bd3(m->cfg.block_size);
+    return m->window >= 0 ? attn_window(m->window) : model_attention_mask(&m->cfg);
 }
 
 // RoPE on rows [start, start + Tq) of the pass's B sequences of T rows: a pairs pass holds both

@@ -86,6 +86,8 @@ typedef struct {
     float *row_weights;          // that predict them (host, [max_batch * seq_len])
     int B, T;                    // shape of the last forward pass
     int pairs;                   // 1: the last pass was model_forward_pairs (BD3 layout)
+    int window;                  // >= 0: passes attend at most this many keys past each query
+                                 // (annealing an adapted AR model; -1: the model's own mask)
 } Model;
 
 // What model_create would allocate for this shape on this backend (nothing is allocated).

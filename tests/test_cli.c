@@ -309,11 +309,12 @@ START_TEST(test_adapt_ar_to_mdm) {
     ck_assert(dllm(args)->status == 0);
     const char *mdm_steps = "--steps 20 --eval-every 20 --eval-mc 4 --batch-size 4 --warmup 5 "
                             "--lr 3e-3 --log-every 1";
-    snprintf(args, sizeof args, "train --init %s/ar --objective mdm %s --data %s/text.txt "
-             "--run %s/adapted", dir, mdm_steps, dir, dir);
+    snprintf(args, sizeof args, "train --init %s/ar --objective mdm %s --anneal-steps 10 "
+             "--data %s/text.txt --run %s/adapted", dir, mdm_steps, dir, dir);
     Result *r = dllm(args);
     ck_assert_msg(r->status == 0, "%s", r->err);
     ck_assert(strstr(r->out, "adapting") && strstr(r->out, "logit shift 1"));
+    ck_assert(strstr(r->out, "causal to bidirectional over the first 10 steps"));
     float adapted = last_val(r->out);
     snprintf(args, sizeof args, "train %s --objective mdm %s --data %s/text.txt --run %s/fresh",
              tiny, mdm_steps, dir, dir);

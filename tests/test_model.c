@@ -373,6 +373,33 @@ START_TEST(test_bd3_reduces_to_mdm_and_ar) {
 }
 END_TEST
 
+// The annealing window: 0 keys past the query is causal attention (the logits of the same
+// weights as an AR model), the whole sequence is the MDM's bidirectional attention.
+START_TEST(test_attention_window_spans_causal_to_full) {
+    ModelConfig bidir = tiny_config(0), causal = tiny_config(1);
+    Model a = make_model(&bidir, 1), c = make_model(&causal, 1);
+    int tokens[6] = {1, 4, 2, 8, 5, 7};
+    size_t n = (size_t)6 * bidir.vocab_size;
+    float *full = malloc(n * sizeof(float)), *ar = malloc(n * sizeof(float));
+    model_forward(&a, tokens, 1, 6);
+    memcpy(full, a.acts.logits, n * sizeof(float));
+    model_forward(&c, tokens, 1, 6);
+    memcpy(ar, c.acts.logits, n * sizeof(float));
+    a.window = 0;
+    model_forward(&a, tokens, 1, 6);
+    ck_assert_mem_eq(a.acts.logits, ar, n * sizeof(float));
+    a.window = 2;  // in between: neither
+    model_forward(&a, tokens, 1, 6);
+    ck_assert(memcmp(a.acts.logits, ar, n * sizeof(float)) != 0 &&
+              memcmp(a.acts.logits, full, n * sizeof(float)) != 0);
+    a.window = 6;
+    model_forward(&a, tokens, 1, 6);
+    ck_assert_mem_eq(a.acts.logits, full, n * sizeof(float));
+    free(full), free(ar);
+    model_free(&a), model_free(&c);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("model");
     TCase *tc = tcase_create("transformer");
@@ -391,6 +418,7 @@ int main(void) {
     tcase_add_test(tc, test_init_out_of_memory_is_an_error);
     tcase_add_test(tc, test_bad_config_is_refused);
     tcase_add_test(tc, test_bd3_reduces_to_mdm_and_ar);
+    tcase_add_test(tc, test_attention_window_spans_causal_to_full);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

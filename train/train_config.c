@@ -52,6 +52,8 @@ int train_config_validate(const TrainConfig *tc, Error *err) {
     if (!(tc->grad_clip >= 0.0f)) return error_set(err, "grad clip must be >= 0");
     if (!(tc->mask_eps > 0.0f && tc->mask_eps < 1.0f))
         return error_set(err, "mask eps must be in (0, 1)");
+    if (tc->anneal_steps < 0 || (tc->anneal_steps > 0 && tc->objective != OBJECTIVE_MDM))
+        return error_set(err, "attention annealing (anneal steps > 0) is for the mdm objective");
     if (!(tc->t_max > tc->mask_eps && tc->t_max <= 1.0f))
         return error_set(err, "t max must be in (mask eps, 1]");
     if (tc->objective == OBJECTIVE_BD3 && tc->sft)
@@ -81,6 +83,9 @@ void train_config_print(FILE *f, const TrainConfig *tc) {
             tc->t_sampling == T_STRATIFIED ? "stratified" : "uniform", tc->random_length_prob,
             (unsigned long long)tc->seed,
             tc->order == ORDER_RANDOM ? "random" : "sequential");
+    if (tc->anneal_steps > 0)
+        fprintf(f, "attention: causal to bidirectional over the first %lld steps\n",
+                (long long)tc->anneal_steps);
     if (tc->objective == OBJECTIVE_BD3 && tc->t_max < 1.0f)
         fprintf(f, "bd3: mask rates clipped to [%g, %g)\n", tc->mask_eps, tc->t_max);
     if (tc->sft) fprintf(f, "fine-tuning (SFT): prompts never masked, cfg drop %g\n", tc->cfg_drop);

@@ -34,6 +34,8 @@ typedef struct {
     int sft;                 // 1: fine-tuning on prompt/response rows (prompt never masked)
     float cfg_drop;          // MDM SFT: share of rows trained with the prompt masked (for CFG)
     float t_max;             // BD3: the largest mask rate (1; BD3-LM's clipped schedule: lower)
+    int64_t anneal_steps;    // MDM: attention widens from causal to bidirectional over these
+                             // first steps (an AR model adapted to diffusion; 0: off)
 } TrainConfig;
 
 TrainConfig train_config_default(void);

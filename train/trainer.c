@@ -138,6 +138,11 @@ StepStats trainer_step(Trainer *tr) {
         st.seq_len = 1 + (int)rng_below(&tr->rng_mask, (uint64_t)m->cfg.seq_len);
 
     model_zero_grad(m);
+    // DiffuLLaMA's annealing, as a window: step s of the first anneal_steps sees keys up to
+    // seq_len * s / anneal_steps positions past each query, so an adapted AR model starts from
+    // the causal attention it was trained with
+    if (tc->anneal_steps > 0 && tr->step < tc->anneal_steps)
+        m->window = (int)((int64_t)m->cfg.seq_len * tr->step / tc->anneal_steps);
     int bd3 = tc->objective == OBJECTIVE_BD3;
     size_t n = (size_t)tc->batch_size * st.seq_len * (bd3 ? 2 : 1);
     for (int micro = 0; micro < tc->grad_accum; micro++) {
@@ -149,6 +154,7 @@ StepStats trainer_step(Trainer *tr) {
         else model_forward(m, tr->inputs, tc->batch_size, st.seq_len);
         st.loss += model_loss_backward(m, tr->targets, tr->weights);
     }
+    m->window = -1;  // evaluation and sampling see the model's own attention
     st.lr = lr_at(tc, tr->step);
     tr->step++;
     st.grad_norm = grad_norm(m);
