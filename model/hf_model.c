@@ -413,6 +413,10 @@ static void write_llama_config(FILE *f, const ModelConfig *c, HfArch a, int bos_
 int hf_export(const char *dir, const ModelConfig *c, const float *params, int bos_id, int eos_id,
               SafetensorsDtype dtype, Error *err) {
     HfArch a = export_arch(c);
+    if (c->block_size > 0)
+        return error_set(err, "a block diffusion model (block_size %d) has no Hugging Face "
+                              "layout: LLaDA's, Dream's and LLaMA's attention has no blocks",
+                         c->block_size);
     if (a == HF_LLADA && c->rope_scaling.factor != 0.0f)
         return error_set(err, "the LLaDA layout has no RoPE scaling; this model has llama3's");
     if (a == HF_DREAM && !c->qkv_bias)

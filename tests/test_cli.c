@@ -395,6 +395,8 @@ START_TEST(test_bd3_train_eval_sample) {
     assert_one_error(dllm(args), "--block-size is for the bd3 objective");
     snprintf(args, sizeof args, "sample --model %s/bd3 --max-length 8 --gen-length 8", dir);
     assert_one_error(dllm(args), "give --max-length (> 0) or --gen-length, not both");
+    snprintf(args, sizeof args, "export %s/bd3 --out %s/x", dir, dir);
+    assert_one_error(dllm(args), "has no Hugging Face layout");
     ck_assert(!exists("x"));
 }
 END_TEST
