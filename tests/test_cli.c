@@ -299,6 +299,22 @@ static float last_val(const char *log) {
     return v;
 }
 
+// dir/run evaluates (nats/token) and samples from 'In the' with sample_flags; the sample's
+// result, checked to have succeeded and to hold the prompt.
+static Result *eval_and_sample(const char *run, const char *sample_flags) {
+    char args[1024];
+    snprintf(args, sizeof args, "eval --model %s/%s --data %s/text.txt --mc 4", dir, run, dir);
+    Result *r = dllm(args);
+    ck_assert_msg(r->status == 0 && strstr(r->out, "nats/tok"), "%s", r->err);
+    snprintf(args, sizeof args, "sample --model %s/%s --prompt 'In the' %s --temperature 0",
+             dir, run, sample_flags);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    printf("  %s sample: %s", run, r->out);
+    ck_assert(strstr(r->out, "In the"));
+    return r;
+}
+
 // AR-to-diffusion adaptation: an AR run continued as an MDM (bidirectional attention, Dream's
 // logit shift) keeps what it learned: after the same MDM steps it scores a far lower ELBO
 // than an MDM trained from scratch, and it samples and evaluates as a shifted model.
@@ -325,15 +341,7 @@ START_TEST(test_adapt_ar_to_mdm) {
            adapted, fresh);
     ck_assert(adapted > 0.0f && fresh > 0.0f && adapted < 0.75f * fresh);
     // the checkpoint carries the shift: eval and the sampler read row i - 1
-    snprintf(args, sizeof args, "eval --model %s/adapted --data %s/text.txt --mc 4", dir, dir);
-    r = dllm(args);
-    ck_assert_msg(r->status == 0 && strstr(r->out, "nats/tok"), "%s", r->err);
-    snprintf(args, sizeof args, "sample --model %s/adapted --prompt 'In the' --gen-length 16 "
-             "--block-length 8 --steps 8 --temperature 0", dir);
-    r = dllm(args);
-    ck_assert_msg(r->status == 0, "%s", r->err);
-    printf("  adapted sample: %s", r->out);
-    ck_assert(strstr(r->out, "In the") && strstr(r->out, "the"));
+    eval_and_sample("adapted", "--gen-length 16 --block-length 8 --steps 8");
     // bad flags: one line each
     snprintf(args, sizeof args, "train --init %s/ar --objective mdm --logit-shift 2 --data "
              "%s/text.txt --run %s/x", dir, dir, dir);
@@ -368,15 +376,8 @@ START_TEST(test_bd3_train_eval_sample) {
     ck_assert(strstr(r->out, "objective bd3") && strstr(r->out, "blocks: 8 positions each"));
     // the per-step loss is noisy (a few masked blocks per step): the held-out ELBO falls
     ck_assert(first > 0.0f && last_val(r->out) < 0.7f * first && strstr(r->out, "(ELBO)"));
-    snprintf(args, sizeof args, "eval --model %s/bd3 --data %s/text.txt --mc 4", dir, dir);
-    r = dllm(args);
-    ck_assert_msg(r->status == 0 && strstr(r->out, "nats/tok"), "%s", r->err);
-    snprintf(args, sizeof args, "sample --model %s/bd3 --prompt 'In the' --max-length 20 "
-             "--steps 20 --temperature 0", dir);
-    r = dllm(args);
-    ck_assert_msg(r->status == 0, "%s", r->err);
-    printf("  bd3 sample: %s", r->out);
-    ck_assert(strstr(r->out, "In the") && strstr(r->err, "20 forward passes"));
+    r = eval_and_sample("bd3", "--max-length 20 --steps 20");
+    ck_assert(strstr(r->err, "20 forward passes"));
     // an AR run adapted to block diffusion
     snprintf(args, sizeof args, "train %s --objective ar --steps 20 --data %s/text.txt "
              "--run %s/ar", tiny, dir, dir);
