@@ -1,5 +1,6 @@
 // dllm sweep PLAN.md [--dir DIR] [--jobs N]: run every training run a markdown plan describes,
-// one after another or N at a time, and write DIR/REPORT.md; `dllm sweep --status DIR` shows where a sweep stands.
+// one after another or N at a time, and write DIR/REPORT.md; `dllm sweep --status DIR` shows
+// where a sweep stands.
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>

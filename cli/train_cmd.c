@@ -555,8 +555,10 @@ static int settle_configs(TrainOptions *o, const Checkpoint *ck, const char *ck_
         mc->causal = tc->objective == OBJECTIVE_AR;
         if (o->block_size < 0 || (o->block_size > 0 && !bd3))
             return error_set(err, "train: --block-size is for the bd3 objective (> 0)");
-        if (bd3) mc->block_size = o->block_size ? o->block_size : mc->block_size ? mc->block_size : 4;
-        else mc->block_size = 0;
+        // bd3: --block-size, else an initialising bd3 model's, else 4
+        if (!bd3) mc->block_size = 0;
+        else if (o->block_size) mc->block_size = o->block_size;
+        else if (!mc->block_size) mc->block_size = 4;
         if (o->logit_shift != -1 && (o->logit_shift != 0 && o->logit_shift != 1))
             return error_set(err, "train: --logit-shift must be 0 or 1");
         if (o->logit_shift == 1 && (mc->causal || bd3))

@@ -94,9 +94,11 @@ void model_config_print(FILE *f, const ModelConfig *c) {
             "mask_id %d, %s attention, rope_theta %g%s, norm_eps %g%s%s%s\n",
             c->n_layer, c->n_head, model_kv_heads(c), c->d_model, c->d_ff, c->vocab_size,
             c->seq_len, c->mask_token_id,
-            c->causal ? "causal" : c->block_size ? "block-causal (block diffusion)" : "bidirectional",
-            c->rope_theta,
-            c->rope_scaling.factor != 0.0f ? " (llama3 scaling)" : "", c->norm_eps, c->qkv_bias ? ", qkv bias" : "", c->tied_embeddings ? ", tied embeddings" : "",
+            c->causal         ? "causal"
+            : c->block_size ? "block-causal (block diffusion)"
+                            : "bidirectional",
+            c->rope_theta, c->rope_scaling.factor != 0.0f ? " (llama3 scaling)" : "", c->norm_eps,
+            c->qkv_bias ? ", qkv bias" : "", c->tied_embeddings ? ", tied embeddings" : "",
             c->logit_shift ? ", logits shifted by one" : "");
     if (c->block_size) fprintf(f, "blocks: %d positions each\n", c->block_size);
     if (c->init_std > 0.0f) fprintf(f, "init: weights normal(0, %g)\n", c->init_std);

@@ -1,7 +1,7 @@
 // Runs a sweep plan unattended: each run is a `dllm train` child process in DIR/runs/NAME
 // (its command in command.txt, its output in train.out), one after another or `jobs` at a
-// time (each then on cores / jobs OpenMP threads unless OMP_NUM_THREADS is set). A run that fails (crash, out of memory, divergence) is recorded with its
-// reason and the sweep goes on. Finished runs leave DIR/runs/NAME/status.json; starting the
+// time (each then on cores / jobs OpenMP threads unless OMP_NUM_THREADS is set). A run that
+// fails (crash, out of memory, divergence) is recorded with its reason and the sweep goes on. Finished runs leave DIR/runs/NAME/status.json; starting the
 // sweep again skips them and resumes an interrupted run from its checkpoint. DIR/lock keeps a
 // second sweep out of the directory. The report (sweep/report.h) is the caller's next step.
 #ifndef DLLM_RUNNER_H
