@@ -61,8 +61,8 @@ static void write_samples(FILE *f, const Plan *p, const Row *rows, int n, const 
                           const char *exe, const char *device) {
     if (!p->prompt[0]) return;
     int by_objective = plan_varies(p, "objective");
-    const char *const objectives[] = {"mdm", "ar"};
-    for (int o = 0; o < (by_objective ? 2 : 1); o++)
+    const char *const objectives[] = {"mdm", "bd3", "ar"};
+    for (int o = 0; o < (by_objective ? 3 : 1); o++)
         for (int i = 0; i < n; i++) {
             const char *obj = plan_value(p, rows[i].run, "objective");
             if (isnan(rows[i].metric) || !rows[i].have_log) continue;
@@ -330,7 +330,7 @@ int sweep_report(const Plan *p, const char *dir, const char *exe, const char *de
         strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M", localtime(&now));
         fprintf(f.f, "# Sweep report: %s\n\n", p->title[0] ? p->title : "(untitled)");
         fprintf(f.f, "Plan: [PLAN.md](PLAN.md) · %d runs: %d done, %d failed · ranked by %s "
-                     "(%s) · losses in nats/token (MDM: the ELBO bound, AR: exact) · %s\n\n",
+                     "(%s) · losses in nats/token (MDM, BD3: ELBO bounds, AR: exact) · %s\n\n",
                 p->n_runs, done, failed, p->metric,
                 strcmp(p->metric, "exact") == 0 ? "higher is better" : "lower is better", stamp);
         write_table(f.f, p, rows, p->n_runs);

@@ -19,7 +19,7 @@
 #include "train/trainer.h"
 
 #define CHECKPOINT_MAGIC "DLLMCKPT"
-#define CHECKPOINT_VERSION 6
+#define CHECKPOINT_VERSION 7
 
 typedef struct {
     char magic[8];
