@@ -1,7 +1,7 @@
 // Throughput benchmark (not a test): training tokens/s, ms/step and MFU for MDM and AR, and
 // sampling tokens/s for LLaDA's reference sampler, threshold decoding with the dual cache, and
-// the AR baseline with its KV cache (random weights: a threshold run's pass count is not
-// what a trained model would need).
+// the AR baseline with its KV cache, block diffusion with and without its exact cache (random
+// weights: a threshold run's pass count is not what a trained model would need).
 // Sizes: gpt2 (12 layers, d 768, 12 heads, seq 1024, vocab 50304, 124M), 350m (24 layers,
 // d 1024, 16 heads), 1b (22 layers, d 2048, 32 heads, seq 2048: trained with recomputation);
 // tiny (4 layers, d 128, seq 128) for a CPU. Data: seeded random tokens.
@@ -75,10 +75,18 @@ static void bench_training(const Backend *be, ModelConfig cfg, int causal, int r
     free(ids);
 }
 
-typedef enum { SAMPLER_REFERENCE, SAMPLER_THRESHOLD, SAMPLER_AR } BenchSampler;
+typedef enum {
+    SAMPLER_REFERENCE,
+    SAMPLER_THRESHOLD,
+    SAMPLER_AR,
+    SAMPLER_BD3,          // block diffusion, blocks of 16, exact cache of committed blocks
+    SAMPLER_BD3_NO_CACHE  // the same, every step recomputed from position 0
+} BenchSampler;
 
 static void bench_sampling(const Backend *be, ModelConfig cfg, int batch, BenchSampler which) {
     cfg.causal = which == SAMPLER_AR;
+    int bd3 = which == SAMPLER_BD3 || which == SAMPLER_BD3_NO_CACHE;
+    cfg.block_size = bd3 ? 16 : 0;
     Model m;
     Error err;
     if (model_create(&m, &cfg, be, batch, 0, &err)) {
@@ -93,6 +101,7 @@ static void bench_sampling(const Backend *be, ModelConfig cfg, int batch, BenchS
     sc.gen_length = cfg.seq_len / 4, sc.block_length = sc.gen_length / 4, sc.steps = sc.gen_length;
     sc.eos_id = -1;
     if (which == SAMPLER_THRESHOLD) sc.threshold = 0.9f, sc.cache = CACHE_DUAL;
+    if (which == SAMPLER_BD3_NO_CACHE) sc.cache = CACHE_NONE;
     int prompt[16] = {0};
     const int **prompts = malloc((size_t)batch * sizeof *prompts);
     int *lens = malloc((size_t)batch * sizeof(int)), *lengths = malloc((size_t)batch * sizeof(int));
@@ -109,7 +118,8 @@ static void bench_sampling(const Backend *be, ModelConfig cfg, int batch, BenchS
     }
     double dt = now_seconds() - t0;
     static const char *const names[] = {"LLaDA reference", "threshold 0.9 + dual cache",
-                                        "AR baseline (KV cache)"};
+                                        "AR baseline (KV cache)", "BD3 blocks of 16, cache",
+                                        "BD3 blocks of 16, no cache"};
     printf("| %-28s | %d x %d | %d | %.0f |\n", names[which], batch, sc.gen_length, st.nfe,
            (double)batch * sc.gen_length / dt);
     free(prompts), free(lens), free(lengths), free(out);
@@ -136,6 +146,8 @@ static void bench_size(const Backend *be, const char *size, int steps, int batch
     bench_sampling(be, cfg, batch, SAMPLER_REFERENCE);
     bench_sampling(be, cfg, batch, SAMPLER_THRESHOLD);
     bench_sampling(be, cfg, batch, SAMPLER_AR);
+    bench_sampling(be, cfg, batch, SAMPLER_BD3);
+    bench_sampling(be, cfg, batch, SAMPLER_BD3_NO_CACHE);
     printf("\n");
 }
 
