@@ -398,6 +398,13 @@ START_TEST(test_bd3_train_eval_sample) {
     assert_one_error(dllm(args), "give --max-length (> 0) or --gen-length, not both");
     snprintf(args, sizeof args, "export %s/bd3 --out %s/x", dir, dir);
     assert_one_error(dllm(args), "has no Hugging Face layout");
+    char path[300];
+    snprintf(path, sizeof path, "%s/mc.jsonl", dir);
+    FILE *f = fopen(path, "w");
+    fprintf(f, "{\"prompt\": \"In the\", \"choices\": [\" word\", \" text\"], \"answer\": 0}\n");
+    fclose(f);
+    snprintf(args, sizeof args, "eval --model %s/bd3 --choices %s", dir, path);
+    assert_one_error(dllm(args), "not built for block diffusion models");
     ck_assert(!exists("x"));
 }
 END_TEST

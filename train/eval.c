@@ -188,6 +188,10 @@ int score_continuation(Model *m, const int *tokens, int len, int from, int mc, f
                        uint64_t seed, double *nll, Error *err) {
     if (from < 0 || from >= len)
         return error_set(err, "nothing to score: prompt of %d tokens, sequence of %d", from, len);
+    // the MDM estimate below would read a block diffusion model under the wrong conditioning
+    if (m->cfg.block_size > 0)
+        return error_set(err, "scoring a continuation (--sft, --choices) is not built for block "
+                              "diffusion models; their held-out likelihood is (--data)");
     if (m->cfg.causal) return score_ar(m, tokens, len, from, nll, err);
     return score_mdm(m, tokens, len, from, mc, cfg, seed, nll, err);
 }
