@@ -325,11 +325,6 @@ static void default_run_dir(const TrainOptions *o, char *out, size_t cap) {
     }
 }
 
-// Sequences the model holds room for: a bd3 batch is two copies of each sequence.
-static int model_batch(const TrainConfig *tc) {
-    return tc->batch_size * (tc->objective == OBJECTIVE_BD3 ? 2 : 1);
-}
-
 // The model, the training settings, and what they take in memory.
 static void print_setup(const TrainOptions *o, const ModelConfig *mc, const TrainConfig *tc,
                         const Backend *be, const Tokenizer *tok) {
@@ -337,7 +332,7 @@ static void print_setup(const TrainOptions *o, const ModelConfig *mc, const Trai
     train_config_print(stdout, tc);
     printf("params: %zu | device %s | tokenizer: %s, %d tokens\n", param_count(mc), be->name,
            tokenizer_kind_name(tok), tok->vocab_size);
-    MemoryPlan plan = model_memory_plan(mc, be, model_batch(tc), o->recompute);
+    MemoryPlan plan = model_memory_plan(mc, be, tc->batch_size * train_copies(tc), o->recompute);
     memory_plan_print(stdout, &plan, be->name);
 }
 
@@ -565,8 +560,8 @@ static int settle_configs(TrainOptions *o, const Checkpoint *ck, const char *ck_
             return error_set(err, "train: --logit-shift is for mdm models (an ar model "
                                   "always predicts the next position, a bd3 model its own)");
         if (o->logit_shift != -1 && !mc->causal) mc->logit_shift = o->logit_shift;
-        else if (adapting) mc->logit_shift = !bd3;  // mdm: keep the AR head's next-token rows
-        if (bd3) mc->logit_shift = 0;
+        else if (adapting) mc->logit_shift = 1;  // keep the AR head's next-token rows
+        if (bd3) mc->logit_shift = 0;            // a bd3 block predicts its own positions
         if (adapting)
             printf("adapting %s (ar) to %s: %s attention%s\n", o->init, bd3 ? "bd3" : "mdm",
                    bd3 ? "block-causal" : "bidirectional",
@@ -590,7 +585,8 @@ static int train(TrainOptions *o, const ModelConfig *mc, const TrainConfig *tc,
                  TrainingData *data, Error *err) {
     Model model;
     Trainer tr;
-    if (model_create(&model, mc, o->be, model_batch(tc), o->recompute, err)) return -1;
+    if (model_create(&model, mc, o->be, tc->batch_size * train_copies(tc), o->recompute, err))
+        return -1;
     int status = data->sft.n ? trainer_init_sft(&tr, &model, tc, &data->sft_train, err)
                              : trainer_init(&tr, &model, tc, &data->ds.train, err);
     if (status) {

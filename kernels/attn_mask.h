@@ -66,11 +66,17 @@ ATTN_FN int attn_keys_end(int mask, int q, int Tk) {
     return end1 > start1 ? end1 : end0;
 }
 
+// 1 when key j lies in the ranges attn_keys gave: [0, end0) or [start1, end1). Kernels that
+// walk many keys of one query compute the ranges once and ask this.
+ATTN_FN int attn_in_ranges(int j, int end0, int start1, int end1) {
+    return j < end0 || (j >= start1 && j < end1);
+}
+
 // 1 when query q sees key j.
 ATTN_FN int attn_sees(int mask, int q, int j, int Tk) {
     int end0, start1, end1;
     attn_keys(mask, q, Tk, &end0, &start1, &end1);
-    return j < end0 || (j >= start1 && j < end1);
+    return attn_in_ranges(j, end0, start1, end1);
 }
 
 // The first query position that sees key j (queries before it never do): the tiles of queries

@@ -28,6 +28,8 @@ TrainConfig train_config_default(void) {
     return tc;
 }
 
+int train_copies(const TrainConfig *tc) { return tc->objective == OBJECTIVE_BD3 ? 2 : 1; }
+
 int train_config_validate(const TrainConfig *tc, Error *err) {
     if (tc->objective != OBJECTIVE_MDM && tc->objective != OBJECTIVE_AR &&
         tc->objective != OBJECTIVE_BD3)

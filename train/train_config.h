@@ -39,6 +39,9 @@ typedef struct {
 } TrainConfig;
 
 TrainConfig train_config_default(void);
+// Rows a training sequence takes in the model: 2 for bd3 (a clean and a noisy copy, in one
+// pass), else 1. The model needs room for batch_size times this many sequences.
+int train_copies(const TrainConfig *tc);
 int train_config_validate(const TrainConfig *tc, Error *err);
 void train_config_print(FILE *f, const TrainConfig *tc);
 // Learning rate for optimizer step `step` (0-based).

@@ -21,7 +21,7 @@ static int trainer_setup(Trainer *tr, Model *m, const TrainConfig *tc, Error *er
                          want_causal ? "causal" : bd3 ? "block-causal (block_size > 0)"
                                                       : "bidirectional");
     // a bd3 batch is 2 copies of each sequence (model_forward_pairs)
-    if (tc->batch_size * (bd3 ? 2 : 1) > m->max_batch)
+    if (tc->batch_size * train_copies(tc) > m->max_batch)
         return error_set(err, "batch size %d exceeds the model's %d%s", tc->batch_size,
                          m->max_batch, bd3 ? " (bd3 needs room for 2 x batch size)" : "");
     tr->tc = *tc;
@@ -144,7 +144,7 @@ StepStats trainer_step(Trainer *tr) {
     if (tc->anneal_steps > 0 && tr->step < tc->anneal_steps)
         m->window = (int)((int64_t)m->cfg.seq_len * tr->step / tc->anneal_steps);
     int bd3 = tc->objective == OBJECTIVE_BD3;
-    size_t n = (size_t)tc->batch_size * st.seq_len * (bd3 ? 2 : 1);
+    size_t n = (size_t)tc->batch_size * st.seq_len * train_copies(tc);
     for (int micro = 0; micro < tc->grad_accum; micro++) {
         if (tr->sft) make_sft_batch(tr);
         else make_batch(tr, st.seq_len);

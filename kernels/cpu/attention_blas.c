@@ -18,9 +18,10 @@ static int min_int(int a, int b) { return a < b ? a : b; }
 
 // Scores of keys query q does not see (the mask's; keys first .. first + n - 1) become -inf.
 static void mask_row(float *s, int n, int first, int mask, int q, int Tk) {
-    if (attn_kind(mask) == ATTN_FULL) return;
+    int end0, start1, end1;
+    attn_keys(mask, q, Tk, &end0, &start1, &end1);
     for (int j = 0; j < n; j++)
-        if (!attn_sees(mask, q, first + j, Tk)) s[j] = -INFINITY;
+        if (!attn_in_ranges(first + j, end0, start1, end1)) s[j] = -INFINITY;
 }
 
 // Row s of n scores (-inf where hidden) becomes softmax probabilities (hidden ones 0); returns

@@ -75,7 +75,7 @@ __global__ void __launch_bounds__(TILE)
         if (!active) continue;  // still takes part in the loads and barriers
         for (int jj = max(first - j0, 0); jj < TILE; jj++) {
             int j = j0 + jj;
-            if (!(j < end0 || (j >= start1 && j < end1))) continue;
+            if (!attn_in_ranges(j, end0, start1, end1)) continue;
             float s = dot_row<HDM>(qr, sk + jj * hd, hd);
             if (s > m) {  // a new running max: rescale what was summed so far
                 float c = expf(m - s);
@@ -142,7 +142,7 @@ __global__ void __launch_bounds__(TILE)
         if (!live) continue;
         for (int jj = 0; jj < TILE; jj++) {
             int j = j0 + jj;
-            if (!(j < end0 || (j >= start1 && j < end1))) continue;
+            if (!attn_in_ranges(j, end0, start1, end1)) continue;
             const float *kj = sk + jj * hd;
             float p = expf(dot_row<HDM>(qr, kj, hd) - row_lse);
             float ds = p * (dot_row<HDM>(dor, sv + jj * hd, hd) - row_D);

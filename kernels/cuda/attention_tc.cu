@@ -150,7 +150,7 @@ __global__ void __launch_bounds__(THREADS)
             float sc[2], e[2], tile_max = -INFINITY, sum = 0.0f;
             for (int c = 0; c < 2; c++) {
                 int jj = lane + 32 * c, j = j0 + jj;
-                bool sees = j >= first && (j < end0 || (j >= start1 && j < end1));
+                bool sees = j >= first && attn_in_ranges(j, end0, start1, end1);
                 sc[c] = sees ? ss[row * TILE + jj] : -INFINITY;
                 tile_max = fmaxf(tile_max, sc[c]);
             }
