@@ -146,9 +146,9 @@ static void observe(void *user, const StepEvent *ev) {
 // What the command line asks for.
 typedef struct {
     SamplerConfig sc;
-    const char *model_path, *prompt, *prompt_file, *trace_path;
+    const char *model_path, *draft_path, *prompt, *prompt_file, *trace_path;
     const Backend *be;
-    int which;  // 0 auto, 1 llada, 2 ar
+    int which;  // 0 auto, 1 llada, 2 ar, 3 speculative (ar with --draft)
     int batch, show, chat, dry_run, max_length;
 } SampleOptions;
 
@@ -193,6 +193,12 @@ static int parse_sample_flags(int argc, char **argv, SampleOptions *o, int *exit
          "llada: none, prefix or dual block cache (Fast-dLLM's approximations); block diffusion: "
          "none, or its exact cache of committed blocks; auto: llada none, block diffusion cached",
          0},
+        {"draft", FLAG_STRING, &o->draft_path,
+         "speculative decoding of an AR model: a smaller AR, MDM or block diffusion model (the "
+         "same tokenizer) drafts, the --model verifies; the output is the --model's own", 0},
+        {"draft-length", FLAG_INT, &sc->draft_length, "--draft: tokens drafted per verify", 0},
+        {"draft-steps", FLAG_INT, &sc->draft_steps,
+         "--draft with a diffusion drafter: denoising passes per draft", 0},
         {"temperature", FLAG_FLOAT, &sc->temperature, "0 is greedy", 0},
         {"top-k", FLAG_INT, &sc->top_k, "ar: keep the k most likely tokens (0: all)", 0},
         {"top-p", FLAG_FLOAT, &sc->top_p, "ar: nucleus probability (1: all)", 0},
@@ -285,7 +291,30 @@ static int load_model_and_prompts(SampleOptions *o, Model *m, Tokenizer *tok, Pr
     }
     o->sc.eos_id = tok->eos_id;
     if (o->which == 0) o->which = m->cfg.causal ? 2 : 1;
+    if (o->draft_path && o->which != 2) {
+        model_free(m);
+        prompts_free(pr);
+        tokenizer_free(tok);
+        return error_set(err, "--draft: speculative decoding needs an AR --model to verify; "
+                         "%s is a diffusion model", o->model_path);
+    }
+    if (o->draft_path) o->which = 3;
     return 0;
+}
+
+// The drafter for --draft, sized like the target for the same rows.
+static int load_draft(const SampleOptions *o, const Prompts *pr, Model *draft, Error *err) {
+    Checkpoint ck;
+    char chosen[4200];
+    int skipped;
+    if (checkpoint_load_latest(o->draft_path, HF_WEIGHTS_LATER, &ck, chosen, sizeof chosen,
+                               &skipped, err))
+        return -1;
+    ck.header.model.seq_len =
+        context_needed(o, pr, ck.header.model.seq_len, ck.header.model.block_size);
+    int rc = checkpoint_model(&ck, o->be, pr->n * o->batch, draft, err);
+    checkpoint_free(&ck);
+    return rc;
 }
 
 // Every prompt `batch` times, and room for the generated rows.
@@ -323,8 +352,8 @@ static int rows_make(Rows *r, const Prompts *pr, int batch, SamplerConfig *sc, i
 }
 
 // Generates the rows, writing the trace (if asked) through a temporary file.
-static int generate(const SampleOptions *o, Model *m, const Tokenizer *tok, Rows *r,
-                    SampleStats *st, Error *err) {
+static int generate(const SampleOptions *o, Model *m, Model *draft, const Tokenizer *tok,
+                    Rows *r, SampleStats *st, Error *err) {
     char tmp_path[4096] = "";
     Observer obs = {NULL, o->show, isatty(STDOUT_FILENO), tok};
     if (o->trace_path) {
@@ -332,9 +361,13 @@ static int generate(const SampleOptions *o, Model *m, const Tokenizer *tok, Rows
         obs.trace = fopen(tmp_path, "w");
         if (!obs.trace) return error_set(err, "%s: %s", tmp_path, strerror(errno));
     }
-    int rc = (o->which == 1 ? llada_generate : ar_generate)(
-        m, &o->sc, r->prompts, r->lens, r->n, r->out, r->lengths, st,
-        (o->show || obs.trace) ? observe : NULL, &obs, err);
+    StepCallback cb = (o->show || obs.trace) ? observe : NULL;
+    int rc = o->which == 3
+                 ? speculative_generate(m, draft, &o->sc, r->prompts, r->lens, r->n, r->out,
+                                        r->lengths, st, cb, &obs, err)
+                 : (o->which == 1 ? llada_generate : ar_generate)(
+                       m, &o->sc, r->prompts, r->lens, r->n, r->out, r->lengths, st, cb, &obs,
+                       err);
     if (obs.trace) {
         int ok = fclose(obs.trace) == 0 && rc == 0;
         if (ok && rename(tmp_path, o->trace_path) != 0)
@@ -374,9 +407,21 @@ static int print_samples(const SampleOptions *o, const Tokenizer *tok, const Row
     if (dropped)
         fprintf(stderr, "note: %ld generated ids past the tokenizer's %d tokens (the model's "
                 "padded vocabulary) were left out of the text\n", dropped, tok->vocab_size);
+    if (o->which == 3) {  // per generated token of a row, as the others' NFE/token
+        double per_row = generated > 0 ? (double)generated / r->n : 1.0;
+        fprintf(stderr,
+                "speculative sampler: %d target passes, %d draft passes, %ld tokens generated "
+                "in %d sequences, acceptance length %.2f (of %d drafted + 1), target "
+                "passes/token %.3f, draft passes/token %.3f, %.3f s\n",
+                st->nfe, st->draft_nfe, generated, r->n,
+                st->verified_rows ? (double)(st->accepted + st->verified_rows) / st->verified_rows
+                                  : 0.0,
+                o->sc.draft_length, st->nfe / per_row, st->draft_nfe / per_row, seconds);
+        return 0;
+    }
     fprintf(stderr,
             "%s sampler: %d steps, %d forward passes, %ld tokens generated in %d sequences, "
-            "NFE/token %.3f, %.2f s\n",
+            "NFE/token %.3f, %.3f s\n",
             o->which == 1 ? "llada" : "ar", st->steps, st->nfe, generated, r->n,
             (double)st->nfe / o->sc.gen_length, seconds);
     return 0;
@@ -394,12 +439,15 @@ int cmd_sample(int argc, char **argv) {
     if (loaded) return loaded < 0 ? cli_fail(err.msg) : 0;  // 1: the dry run is done
     Rows rows;
     SampleStats st;
+    Model draft = {0};
     int rc = rows_make(&rows, &pr, o.batch, &o.sc, m.cfg.seq_len, &err);
+    if (rc == 0 && o.which == 3) rc = load_draft(&o, &pr, &draft, &err);
     double t0 = now_seconds();
-    if (rc == 0) rc = generate(&o, &m, &tok, &rows, &st, &err);
+    if (rc == 0) rc = generate(&o, &m, &draft, &tok, &rows, &st, &err);
     if (rc == 0) rc = print_samples(&o, &tok, &rows, &st, now_seconds() - t0, &err);
     rows_free(&rows);
     prompts_free(&pr);
+    model_free(&draft);
     model_free(&m);
     tokenizer_free(&tok);
     return rc ? cli_fail(err.msg) : 0;

@@ -41,7 +41,7 @@ int ar_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
     rng_seed(&rng, sc->seed);
     // not generated yet: shown as masked, never attended (causal)
     layout_rows(sc, prompts, prompt_lens, B, T, prompt_len, m->cfg.mask_token_id, out, key_start);
-    SampleStats st = {0, 0};
+    SampleStats st = {0};
     int start = 0;  // the first step runs the whole prompt, later ones only the newest token
     for (int pos = prompt_len; pos < T; pos++) {
         model_infer(m, out, key_start, B, T, start, pos);

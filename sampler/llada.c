@@ -233,7 +233,7 @@ int llada_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
                 d.key_start);
     if (rows > B) memcpy(d.key_start + B, d.key_start, (size_t)B * sizeof(int));
 
-    SampleStats st = {0, 0};
+    SampleStats st = {0};
     int status = 0;
     for (int k = 0; k < n_blocks && status == 0; k++) {
         int gs, bs, be;

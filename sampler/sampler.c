@@ -12,6 +12,8 @@ SamplerConfig sampler_config_default(void) {
         .factor = 0.0f,
         .allow_mask = 0,
         .cache = CACHE_AUTO,
+        .draft_length = 4,
+        .draft_steps = 1,
         .temperature = 0.0f,
         .top_k = 0,
         .top_p = 1.0f,

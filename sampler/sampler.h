@@ -29,7 +29,10 @@ typedef struct {
     int allow_mask;      // 1: exact LLaDA: [MASK] may be picked (a position that gets it stays
                          // masked); 0 (default): it is banned, confidence renormalised without it
     CacheMode cache;     // reuse keys/values outside the recomputed rows within a block
-    // both
+    // speculative decoding (an AR target with a drafter)
+    int draft_length;    // tokens each row drafts per target pass
+    int draft_steps;     // a diffusion drafter's denoising passes per draft
+    // all
     float temperature;   // 0: greedy / argmax
     int top_k;           // AR only; 0 is off
     float top_p;         // AR only; 1 is off
@@ -57,6 +60,10 @@ typedef struct {
     int nfe;              // forward passes of the model (a CFG step counts one: both halves
                           // run as one batch)
     int steps;            // sampler steps taken
+    // speculative decoding: draft passes, and over the rows of every target pass the drafts
+    // scored, those accepted, and how many rows were verified
+    int draft_nfe;
+    long drafted, accepted, verified_rows;
 } SampleStats;
 
 // Fast-dLLM's factor (dynamic threshold) rule: of n masked positions whose confidences sorted
@@ -82,6 +89,16 @@ int llada_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
 int ar_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
                 const int *prompt_lens, int B, int *out, int *lengths, SampleStats *stats,
                 StepCallback cb, void *user, Error *err);
+
+// Speculative decoding (sampler/speculative.c): `draft` (AR, MDM or block diffusion, the
+// target's tokenizer) proposes sc->draft_length tokens per row, the AR `target` scores them in
+// one pass and keeps the longest prefix it agrees with plus one of its own. The output is the
+// target's: its greedy output at temperature 0, its distribution at temperature > 0. Each step
+// event is one target pass (committed: the tokens it accepted or gave).
+int speculative_generate(Model *target, Model *draft, const SamplerConfig *sc,
+                         const int *const *prompts, const int *prompt_lens, int B, int *out,
+                         int *lengths, SampleStats *stats, StepCallback cb, void *user,
+                         Error *err);
 
 // The longest of the B prompt lengths: where generation starts in every row.
 int max_prompt_length(const int *prompt_lens, int B);

@@ -456,6 +456,32 @@ START_TEST(test_sample) {
     ck_assert(strstr(r->out, "--- prompt 0, sample 0\nIn") != NULL);
     ck_assert(strstr(r->out, "--- prompt 1, sample 0\nthe word was") != NULL);
     ck_assert_msg(strstr(r->err, "in 2 sequences") != NULL, "%s", r->err);
+
+    // speculative decoding: the AR model drafting for itself gives its own greedy text, every
+    // draft accepted (4 + 1 tokens per target pass); an MDM drafter gives the same text
+    snprintf(args, sizeof args, "sample --model %s/ar --prompt 'In the' --gen-length 10 "
+             "--temperature 0", dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    char *alone = strdup(r->out);
+    snprintf(args, sizeof args, "sample --model %s/ar --prompt 'In the' --gen-length 10 "
+             "--temperature 0 --draft %s/ar --draft-length 4 --trace %s/spec.jsonl", dir, dir, dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    ck_assert_str_eq(r->out, alone);
+    ck_assert_msg(strstr(r->err, "speculative sampler: 2 target passes") &&
+                  strstr(r->err, "acceptance length 5.00"), "%s", r->err);
+    snprintf(path, sizeof path, "%s/spec.jsonl", dir);
+    slurp(path, trace, sizeof trace);
+    commits = 0;
+    for (const char *p = trace; (p = strstr(p, "\"pos\"")) != NULL; p++) commits++;
+    ck_assert_int_eq(commits, 10);
+    snprintf(args, sizeof args, "sample --model %s/ar --prompt 'In the' --gen-length 10 "
+             "--temperature 0 --draft %s/mdm --draft-length 3 --draft-steps 2", dir, dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    ck_assert_str_eq(r->out, alone);
+    free(alone);
 }
 END_TEST
 
@@ -477,6 +503,13 @@ START_TEST(test_sample_bad_input) {
     assert_one_error(dllm(args), "this one is a masked-diffusion model");
     snprintf(args, sizeof args, "sample --model %s/mdm --prompt-file %s/none.txt", dir, dir);
     assert_one_error(dllm(args), "none.txt: No such file or directory");
+    snprintf(args, sizeof args, "sample --model %s/mdm --draft %s/ar --prompt x", dir, dir);
+    assert_one_error(dllm(args), "needs an AR --model to verify");
+    snprintf(args, sizeof args, "sample --model %s/ar --draft %s/none --prompt x", dir, dir);
+    assert_one_error(dllm(args), "none: No such file or directory");
+    snprintf(args, sizeof args, "sample --model %s/ar --draft %s/mdm --prompt x --top-p 0.9 "
+             "--gen-length 8", dir, dir);
+    assert_one_error(dllm(args), "temperature alone");
     snprintf(args, sizeof args, "sample --model %s/mdm --remasking sometimes", dir);
     assert_one_error(dllm(args), "'sometimes' is not one of low_confidence|random");
     snprintf(args, sizeof args, "sample --model %s/mdm --gen-length 16 --block-length 8 "

@@ -701,6 +701,37 @@ START_TEST(test_greedy_sampling_matches_cpu) {
 }
 END_TEST
 
+// Speculative decoding on the fp32 GPU backend gives the CPU's tokens and the AR sampler's,
+// with an AR and an MDM drafter (drafts, verdicts and both KV caches on the device).
+START_TEST(test_speculative_matches_cpu) {
+    gpu = &backend_cuda_fp32;
+    for (int draft_causal = 0; draft_causal <= 1; draft_causal++) {
+        Model tc, tg, dc, dg;
+        twin_models(&tc, &tg, 1, 2, 0.3f);
+        twin_models(&dc, &dg, draft_causal, 2, 0.31f);  // close to the target: some agree
+        SamplerConfig sc = sampler_config_default();
+        sc.gen_length = 16, sc.draft_length = 3, sc.eos_id = -1;
+        int prompt[5] = {'a', 'b', 'c', 'd', 'e'};
+        const int *prompts[2] = {prompt, prompt + 2};
+        int lens[2] = {5, 3}, out_c[2 * 21], out_g[2 * 21], out_a[2 * 21], len[2];
+        SampleStats st;
+        Error err;
+        ck_assert_msg(ar_generate(&tc, &sc, prompts, lens, 2, out_a, len, &st, NULL, NULL,
+                                  &err) == 0, "%s", err.msg);
+        ck_assert_msg(speculative_generate(&tc, &dc, &sc, prompts, lens, 2, out_c, len, &st,
+                                           NULL, NULL, &err) == 0, "%s", err.msg);
+        ck_assert_msg(speculative_generate(&tg, &dg, &sc, prompts, lens, 2, out_g, len, &st,
+                                           NULL, NULL, &err) == 0, "%s", err.msg);
+        ck_assert_mem_eq(out_c, out_g, sizeof out_c);
+        ck_assert_mem_eq(out_c, out_a, sizeof out_c);
+        printf("  speculative greedy, %s drafter: the AR sampler's %d tokens on cpu and gpu "
+               "(%ld of %ld drafts accepted)\n", draft_causal ? "AR" : "MDM", 2 * 21,
+               st.accepted, st.drafted);
+        model_free(&tc), model_free(&tg), model_free(&dc), model_free(&dg);
+    }
+}
+END_TEST
+
 // A failed CUDA call is recorded, not an exit: the table's device_error returns it once (the
 // CLI decides what to do), and the CPU backend never reports one.
 void cuda_fail(const char *message, const char *what, const char *file, int line);
@@ -750,6 +781,7 @@ int main(void) {
     tcase_add_test(tc, test_training_tracks_cpu_and_is_deterministic);
     tcase_add_test(tc, test_resume_and_checkpoints_across_backends);
     tcase_add_test(tc, test_greedy_sampling_matches_cpu);
+    tcase_add_test(tc, test_speculative_matches_cpu);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
