@@ -108,7 +108,10 @@ static void write_trace(FILE *f, const Tokenizer *tok, const StepEvent *ev) {
             fprintf(f, ", \"confidence\": %.4f}", ev->confidence[i]);
             first = 0;
         }
-    fprintf(f, "]}\n");
+    fprintf(f, "]");
+    if (ev->drafted >= 0)
+        fprintf(f, ", \"drafted\": %ld, \"accepted\": %ld", ev->drafted, ev->accepted);
+    fprintf(f, "}\n");
 }
 
 // One frame: every sequence with masked positions as a shaded block and this step's tokens

@@ -75,7 +75,7 @@ int ar_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
             all_done &= done[b];
         }
         if (cb) {
-            StepEvent ev = {st.steps, 0, B, T, out, committed, confidence};
+            StepEvent ev = {st.steps, 0, B, T, out, committed, confidence, -1, -1};
             cb(user, &ev);
         }
         st.steps++;

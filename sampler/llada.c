@@ -254,7 +254,7 @@ int llada_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
             st.nfe++;
             denoise_step(&d, bs, be, adaptive ? -1 : counts[i]);
             if (cb) {
-                StepEvent ev = {st.steps, k, B, d.T, out, d.committed, d.confidence};
+                StepEvent ev = {st.steps, k, B, d.T, out, d.committed, d.confidence, -1, -1};
                 cb(user, &ev);
             }
             st.steps++;

@@ -52,6 +52,8 @@ typedef struct {
     const char *committed;     // 1 where a token was committed at this step
     const float *confidence;   // confidence of every position a token was proposed for at this
                                // step (committed or not); NaN elsewhere
+    long drafted, accepted;    // speculative decoding: drafts this target pass scored and
+                               // accepted, over the rows (-1 for the other samplers)
 } StepEvent;
 
 typedef void (*StepCallback)(void *user, const StepEvent *ev);

@@ -336,9 +336,11 @@ int speculative_generate(Model *target, Model *draft, const SamplerConfig *sc,
         int most = plan_round(&s);
         if (most > 0 && draft->cfg.causal) draft_ar(&s, most);
         else if (most > 0) draft_diffusion(&s, most, sc->draft_steps);
+        long drafted = s.st.drafted, accepted = s.st.accepted;
         verify(&s);
         if (cb) {
-            StepEvent ev = {s.st.steps, 0, B, T, out, s.committed, s.confidence};
+            StepEvent ev = {s.st.steps, 0, B, T, out, s.committed, s.confidence,
+                            s.st.drafted - drafted, s.st.accepted - accepted};
             cb(user, &ev);
         }
         s.st.steps++;

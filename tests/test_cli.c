@@ -476,6 +476,7 @@ START_TEST(test_sample) {
     commits = 0;
     for (const char *p = trace; (p = strstr(p, "\"pos\"")) != NULL; p++) commits++;
     ck_assert_int_eq(commits, 10);
+    ck_assert_msg(strstr(trace, "], \"drafted\": 4, \"accepted\": 4}\n"), "%s", trace);
     snprintf(args, sizeof args, "sample --model %s/ar --prompt 'In the' --gen-length 10 "
              "--temperature 0 --draft %s/mdm --draft-length 3 --draft-steps 2", dir, dir);
     r = dllm(args);
