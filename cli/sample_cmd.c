@@ -202,6 +202,9 @@ static int parse_sample_flags(int argc, char **argv, SampleOptions *o, int *exit
         {"draft-length", FLAG_INT, &sc->draft_length, "--draft: tokens drafted per verify", 0},
         {"draft-steps", FLAG_INT, &sc->draft_steps,
          "--draft with a diffusion drafter: denoising passes per draft", 0},
+        {"draft-context", FLAG_INT, &sc->draft_context,
+         "--draft with a diffusion drafter: it sees each row's last this many tokens (0: all; "
+         "it recomputes them every pass)", 0},
         {"temperature", FLAG_FLOAT, &sc->temperature, "0 is greedy", 0},
         {"top-k", FLAG_INT, &sc->top_k, "ar: keep the k most likely tokens (0: all)", 0},
         {"top-p", FLAG_FLOAT, &sc->top_p, "ar: nucleus probability (1: all)", 0},

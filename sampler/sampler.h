@@ -32,6 +32,7 @@ typedef struct {
     // speculative decoding (an AR target with a drafter)
     int draft_length;    // tokens each row drafts per target pass
     int draft_steps;     // a diffusion drafter's denoising passes per draft
+    int draft_context;   // a diffusion drafter sees each row's last this many tokens (0: all)
     // all
     float temperature;   // 0: greedy / argmax
     int top_k;           // AR only; 0 is off

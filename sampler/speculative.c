@@ -34,7 +34,8 @@ typedef struct {
     int B, T, P, V, k, mask;
     int *x;              // [B, T] the rows (the caller's out): accepted tokens, then drafts
     int *key_start;      // [B]
-    int *draft_x;        // [B, T] a diffusion drafter's input (the rows, then [MASK]s)
+    int *draft_x;        // [B, T + k] a diffusion drafter's window (context, then [MASK]s)
+    int *draft_start;    // [B] where each row's context begins in it (padding before)
     RowState *rows;      // [B]
     double *q;           // [B, k, V] the AR drafter's distributions
     double *p;           // [V] the target's distribution at one position
@@ -139,50 +140,53 @@ static void draft_ar(Speculator *s, int most) {
         if (s->rows[b].n_draft > 0) s->rows[b].draft_ok = s->rows[b].pos + s->rows[b].n_draft - 1;
 }
 
-// A diffusion drafter: every row followed by [MASK]s to the widest draft, denoised in
-// draft_steps passes (LLaDA's schedule over each row's n_draft positions, most confident
-// first, greedy). No cache: each pass recomputes the rows, as LLaDA's reference does.
+// A diffusion drafter: each drafting row's last C tokens (all of them with draft_context 0,
+// left-padded to the longest and hidden from attention) followed by [MASK]s, so every row's
+// drafts sit at C .. C + n_draft (RoPE sees relative positions only), denoised in draft_steps
+// passes: LLaDA's schedule over each row's n_draft positions, most confident first, greedy.
+// No cache: each pass recomputes the window, as LLaDA's reference does.
 static void draft_diffusion(Speculator *s, int most, int steps) {
     Model *m = s->draft;
-    int W = 0, first = s->T, shift = m->cfg.logit_shift;
+    int C = 0, shift = m->cfg.logit_shift, ctx = s->sc->draft_context;
     for (int b = 0; b < s->B; b++) {
         const RowState *r = &s->rows[b];
-        if (r->n_draft == 0) continue;
-        if (r->pos + r->n_draft > W) W = r->pos + r->n_draft;
-        if (r->pos < first) first = r->pos;
+        int have = r->pos - s->key_start[b];
+        if (r->n_draft > 0 && (ctx > 0 && ctx < have ? ctx : have) > C)
+            C = ctx > 0 && ctx < have ? ctx : have;
     }
+    int W = C + most;
     for (int b = 0; b < s->B; b++) {
         const RowState *r = &s->rows[b];
-        int *row = s->draft_x + (size_t)b * W;
-        int filled = r->n_draft > 0 ? r->pos : W;  // a row not drafting just comes along
-        memcpy(row, s->x + (size_t)b * s->T, (size_t)(filled < W ? filled : W) * sizeof(int));
-        for (int i = filled; i < W; i++) row[i] = s->mask;
+        int *row = s->draft_x + (size_t)b * W, have = r->pos - s->key_start[b];
+        int c = r->n_draft == 0 ? 0 : have < C ? have : C;  // a row not drafting: all padding
+        s->draft_start[b] = r->n_draft == 0 ? 0 : C - c;
+        for (int i = 0; i < C - c; i++) row[i] = s->sc->pad_id;
+        memcpy(row + C - c, s->x + (size_t)b * s->T + r->pos - c, (size_t)c * sizeof(int));
+        for (int i = C; i < W; i++) row[i] = s->mask;
     }
     int counts[64];
     if (steps > most) steps = most;
     for (int t = 0; t < steps; t++) {
-        model_infer_rows(m, s->draft_x, s->key_start, s->B, W, 0, W, first - shift, W - shift);
+        model_infer_rows(m, s->draft_x, s->draft_start, s->B, W, 0, W, C - shift, W - shift);
         s->st.draft_nfe++;
-        picks_run(&s->picks, m, s->B, W - first, 0, W - first, 0.0f, 0.0f, 0, s->mask);
+        picks_run(&s->picks, m, s->B, most, 0, most, 0.0f, 0.0f, 0, s->mask);
         for (int b = 0; b < s->B; b++) {
             const RowState *r = &s->rows[b];
             int *row = s->draft_x + (size_t)b * W, n = 0;
             if (r->n_draft == 0) continue;
             llada_transfer_counts(r->n_draft, steps, counts);
-            for (int i = r->pos; i < r->pos + r->n_draft; i++) {
-                if (row[i] != s->mask) continue;
-                size_t at = (size_t)b * (W - first) + (i - first);
-                s->cands[n++] = (Scored){s->picks.confidence[at], i, s->picks.tokens[at]};
+            for (int i = 0; i < r->n_draft; i++) {
+                if (row[C + i] != s->mask) continue;
+                size_t at = (size_t)b * most + i;
+                s->cands[n++] = (Scored){s->picks.confidence[at], C + i, s->picks.tokens[at]};
             }
             sort_by_score(s->cands, n);
             for (int i = 0; i < counts[t] && i < n; i++) row[s->cands[i].index] = s->cands[i].token;
         }
     }
-    for (int b = 0; b < s->B; b++) {
-        const RowState *r = &s->rows[b];
-        memcpy(s->x + (size_t)b * s->T + r->pos, s->draft_x + (size_t)b * W + r->pos,
-               (size_t)r->n_draft * sizeof(int));
-    }
+    for (int b = 0; b < s->B; b++)
+        memcpy(s->x + (size_t)b * s->T + s->rows[b].pos, s->draft_x + (size_t)b * W + C,
+               (size_t)s->rows[b].n_draft * sizeof(int));
 }
 
 // Commits token `token` at row b's next position, with the target's probability of it.
@@ -268,7 +272,7 @@ static int all_done(const Speculator *s) {
 }
 
 static void speculator_free(Speculator *s) {
-    free(s->key_start), free(s->draft_x), free(s->rows), free(s->q), free(s->p), free(s->logits);
+    free(s->key_start), free(s->draft_x), free(s->draft_start), free(s->rows), free(s->q), free(s->p), free(s->logits);
     free(s->cands), free(s->committed), free(s->confidence);
     picks_free(&s->picks, s->draft->be);
 }
@@ -295,6 +299,8 @@ static int check_models(const Model *target, const Model *draft, const SamplerCo
         return error_set(err, "--draft-length must be in [1, 64]");
     if (sc->draft_steps < 1)
         return error_set(err, "--draft-steps must be >= 1");
+    if (sc->draft_context < 0)
+        return error_set(err, "--draft-context must be >= 0 (0: the whole row)");
     if (sc->top_k != 0 || sc->top_p < 1.0f)
         return error_set(err, "speculative decoding samples by temperature alone (no --top-k "
                          "or --top-p)");
@@ -315,7 +321,8 @@ int speculative_generate(Model *target, Model *draft, const SamplerConfig *sc,
     Speculator s = {.sc = sc, .target = target, .draft = draft, .B = B, .T = T, .P = P, .V = V,
                     .k = k, .mask = target->cfg.mask_token_id, .x = out};
     s.key_start = malloc((size_t)B * sizeof(int));
-    s.draft_x = malloc((size_t)B * T * sizeof(int));
+    s.draft_x = malloc((size_t)B * (T + k) * sizeof(int));  // a window is at most T + k wide
+    s.draft_start = malloc((size_t)B * sizeof(int));
     s.rows = calloc((size_t)B, sizeof *s.rows);
     s.q = draft->cfg.causal ? malloc((size_t)B * k * V * sizeof(double)) : NULL;
     s.p = malloc((size_t)V * sizeof(double));
@@ -323,9 +330,9 @@ int speculative_generate(Model *target, Model *draft, const SamplerConfig *sc,
     s.cands = malloc((size_t)k * sizeof(Scored));
     s.committed = malloc((size_t)B * T);
     s.confidence = malloc((size_t)B * T * sizeof(float));
-    if (!s.key_start || !s.draft_x || !s.rows || (draft->cfg.causal && !s.q) || !s.p || !s.logits ||
+    if (!s.key_start || !s.draft_x || !s.draft_start || !s.rows || (draft->cfg.causal && !s.q) || !s.p || !s.logits ||
         !s.cands || !s.committed || !s.confidence ||
-        (!draft->cfg.causal && picks_alloc(&s.picks, draft->be, B * T))) {
+        (!draft->cfg.causal && picks_alloc(&s.picks, draft->be, B * k))) {
         speculator_free(&s);
         return error_set(err, "out of memory for the speculative sampler");
     }

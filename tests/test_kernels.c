@@ -104,6 +104,41 @@ START_TEST(test_blas_matmul_matches_loops) {
 }
 END_TEST
 
+// The few-rows matmul (matmul_rows.c) against the reference loops, over row counts that
+// straddle its 16- and 32-row tiles and summed/output sizes that are not multiples of its
+// vectors or tiles; the same bits with one thread and with two; and the backend's matmul
+// sends 6..64 rows to it.
+START_TEST(test_few_rows_matmul_matches_loops) {
+    int rows[] = {1, 5, 6, 16, 17, 31, 32, 33, 64, 69};
+    int shapes[][2] = {{5, 3}, {128, 13}, {352, 384}, {64, 2048}};
+    double worst = 0.0;
+    for (int r = 0; r < 10; r++)
+        for (int s = 0; s < 4; s++) {
+            int N = rows[r], Ci = shapes[s][0], Co = shapes[s][1];
+            size_t n_out = (size_t)N * Co;
+            float *x = randn((size_t)N * Ci, 50 + r), *w = randn((size_t)Co * Ci, 60 + s);
+            float *ref = zeros(n_out), *out = zeros(n_out), *two = zeros(n_out),
+                  *via_be = zeros(n_out);
+            cpu_matmul_forward(ref, x, w, N, Ci, Co);
+            omp_set_num_threads(1);
+            cpu_matmul_forward_rows(out, x, w, N, Ci, Co);
+            omp_set_num_threads(2);
+            cpu_matmul_forward_rows(two, x, w, N, Ci, Co);
+            be->matmul_forward(via_be, x, w, N, Ci, Co);
+            double scale = 0.0, err = 0.0;
+            for (size_t i = 0; i < n_out; i++)
+                scale = fmax(scale, fabs(ref[i])), err = fmax(err, fabs(out[i] - ref[i]));
+            worst = fmax(worst, err / scale);
+            ck_assert_msg(err / scale < 1e-5, "%d x %d -> %d: rel err %.1e", N, Ci, Co,
+                          err / scale);
+            ck_assert_mem_eq(out, two, n_out * sizeof(float));
+            if (N >= 6 && N <= 64) ck_assert_mem_eq(out, via_be, n_out * sizeof(float));
+            free(x), free(w), free(ref), free(out), free(two), free(via_be);
+        }
+    printf("  few-rows matmul vs loops: worst rel err %.2e over 40 shapes\n", worst);
+}
+END_TEST
+
 // ---- rmsnorm ----
 typedef struct { float *out, *rstd, *inp, *w, *r; int N, C; } NormCase;
 
@@ -686,6 +721,7 @@ int main(void) {
     tcase_set_timeout(tc, 60);  // finite differences over every input: slow on a loaded machine
     tcase_add_test(tc, test_matmul);
     tcase_add_test(tc, test_blas_matmul_matches_loops);
+    tcase_add_test(tc, test_few_rows_matmul_matches_loops);
     tcase_add_test(tc, test_rmsnorm);
     tcase_add_test(tc, test_rope);
     tcase_add_test(tc, test_attention_bidirectional);

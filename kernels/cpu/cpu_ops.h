@@ -41,6 +41,11 @@ void cpu_matmul_forward_blas(float *out, const float *inp, const float *weight, 
 void cpu_matmul_backward_blas(float *dinp, float *dweight, const float *dout, const float *inp,
                               const float *weight, int N, int C_in, int C_out);
 
+// The forward for a few rows (matmul_rows.c: the input transposed instead of the weight packed;
+// each output one chain of multiply-adds, the same bits at any thread count).
+void cpu_matmul_forward_rows(float *out, const float *inp, const float *weight, int N, int C_in,
+                             int C_out);
+
 void cpu_rope_forward(float *x, const float *cos, const float *sin, int B, int T, int pos0, int H,
                       int head_dim);
 void cpu_rope_backward(float *dx, const float *cos, const float *sin, int B, int T, int pos0,
