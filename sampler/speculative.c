@@ -34,7 +34,7 @@ typedef struct {
     int B, T, P, V, k, mask;
     int *x;              // [B, T] the rows (the caller's out): accepted tokens, then drafts
     int *key_start;      // [B]
-    int *draft_x;        // [B, T + k] a diffusion drafter's window (context, then [MASK]s)
+    int *draft_x;        // [B, T] a diffusion drafter's window (context, then [MASK]s)
     int *draft_start;    // [B] where each row's context begins in it (padding before)
     RowState *rows;      // [B]
     double *q;           // [B, k, V] the AR drafter's distributions
@@ -154,6 +154,7 @@ static void draft_diffusion(Speculator *s, int most, int steps) {
         if (r->n_draft > 0 && (ctx > 0 && ctx < have ? ctx : have) > C)
             C = ctx > 0 && ctx < have ? ctx : have;
     }
+    if (C > s->T - most) C = s->T - most;  // the window fits the model as the rows do
     int W = C + most;
     for (int b = 0; b < s->B; b++) {
         const RowState *r = &s->rows[b];
@@ -321,7 +322,7 @@ int speculative_generate(Model *target, Model *draft, const SamplerConfig *sc,
     Speculator s = {.sc = sc, .target = target, .draft = draft, .B = B, .T = T, .P = P, .V = V,
                     .k = k, .mask = target->cfg.mask_token_id, .x = out};
     s.key_start = malloc((size_t)B * sizeof(int));
-    s.draft_x = malloc((size_t)B * (T + k) * sizeof(int));  // a window is at most T + k wide
+    s.draft_x = malloc((size_t)B * T * sizeof(int));
     s.draft_start = malloc((size_t)B * sizeof(int));
     s.rows = calloc((size_t)B, sizeof *s.rows);
     s.q = draft->cfg.causal ? malloc((size_t)B * k * V * sizeof(double)) : NULL;
