@@ -70,7 +70,7 @@ EMU_OBJ := $(EMU_CU:kernels/cuda/%.cu=$(EMU)/cuda_%.o) $(EMU)/emu.o $(EMU)/matmu
 EMU_LIB_OBJ := $(filter-out $(BUILD)/kernels/cuda/% $(BUILD)/kernels/backend.o,$(LIB_OBJ))
 EMU_CXXFLAGS := -std=c++17 -O2 -I. -Itests/cuda_emu -w $(SAN_FLAGS)
 
-.PHONY: all test test-gpu test-cuda-emu bench bench-tokenizer fuzz clean check-deps FORCE
+.PHONY: all test test-gpu test-cuda-emu bench bench-matmul bench-tokenizer fuzz clean check-deps FORCE
 all: dllm
 
 # ./dllm is relinked whenever the build flavour (SAN) changes: the tests run it by that name
@@ -111,6 +111,7 @@ check-deps:
 # Each suite prints Check's summary line: "100%: Checks: N, Failures: 0, Errors: 0".
 # builds the benchmark too, so CI compiles everything
 test: check-deps dllm $(TEST_BIN) $(BUILD)/bench/bench $(BUILD)/bench/tokenizer_bench \
+      $(BUILD)/bench/matmul_bench \
       $(BUILD)/bench/llmc_files $(EMU)/test_gpu
 	@status=0; for t in $(TEST_BIN); do echo "== $$t"; ./$$t || status=1; done; \
 	echo "== $(EMU)/test_gpu$(if $(SAN), (ops only under sanitizers))"; \
@@ -169,6 +170,14 @@ $(BUILD)/bench/llmc_files: bench/llmc_files.c $(BUILD)/cli/flags.o $(BUILD)/libd
 $(BUILD)/bench/tokenizer_bench: bench/tokenizer_bench.c $(BUILD)/cli/flags.o $(BUILD)/libdllm.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $(filter %.c %.o %.a,$^) $(LDLIBS)
+
+$(BUILD)/bench/matmul_bench: bench/matmul_bench.c $(BUILD)/cli/flags.o $(BUILD)/libdllm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $(filter %.c %.o %.a,$^) $(LDLIBS)
+
+# OpenBLAS against the few-rows kernel, microseconds per call on one thread (not a test).
+bench-matmul: $(BUILD)/bench/matmul_bench
+	./$(BUILD)/bench/matmul_bench
 
 # Tokenizer encoding speed, MB/s on one thread (not a test).
 bench-tokenizer: $(BUILD)/bench/tokenizer_bench

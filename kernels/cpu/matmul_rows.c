@@ -6,7 +6,7 @@
 // tile of 8 weight rows x 32 input rows is a run of broadcast multiply-adds over the summed
 // dimension, read straight from the weight's own rows. Every output is one chain of
 // multiply-adds in order of the summed index, so its bits do not depend on the thread count.
-// backend_cpu.c sends 6..64 rows here (bench figures in bench/RESULTS.md).
+// backend_cpu.c sends 6..64 rows here (`make bench-matmul`; figures in bench/RESULTS.md).
 #include <stdlib.h>
 #include <string.h>
 
