@@ -418,11 +418,12 @@ static int print_samples(const SampleOptions *o, const Tokenizer *tok, const Row
         fprintf(stderr,
                 "speculative sampler: %d target passes, %d draft passes, %ld tokens generated "
                 "in %d sequences, acceptance length %.2f (of %d drafted + 1), target "
-                "passes/token %.3f, draft passes/token %.3f, %.3f s\n",
+                "passes/token %.3f, draft passes/token %.3f, %.0f tokens/s, %.3f s\n",
                 st->nfe, st->draft_nfe, generated, r->n,
                 st->verified_rows ? (double)(st->accepted + st->verified_rows) / st->verified_rows
                                   : 0.0,
-                o->sc.draft_length, st->nfe / per_row, st->draft_nfe / per_row, seconds);
+                o->sc.draft_length, st->nfe / per_row, st->draft_nfe / per_row,
+                seconds > 0.0 ? generated / seconds : 0.0, seconds);
         return 0;
     }
     fprintf(stderr,
