@@ -140,10 +140,11 @@ static void draw_frame(const Observer *o, const StepEvent *ev) {
     if (o->tty) nanosleep(&(struct timespec){0, 60 * 1000000L}, NULL);
 }
 
-static void observe(void *user, const StepEvent *ev) {
+static int observe(void *user, const StepEvent *ev) {
     Observer *o = user;
     if (o->trace) write_trace(o->trace, o->tokenizer, ev);
     if (o->show) draw_frame(o, ev);
+    return 0;
 }
 
 // What the command line asks for.

@@ -42,8 +42,8 @@ int ar_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
     // not generated yet: shown as masked, never attended (causal)
     layout_rows(sc, prompts, prompt_lens, B, T, prompt_len, m->cfg.mask_token_id, out, key_start);
     SampleStats st = {0};
-    int start = 0;  // the first step runs the whole prompt, later ones only the newest token
-    for (int pos = prompt_len; pos < T; pos++) {
+    int start = 0, status = 0;  // the first step runs the whole prompt, later ones the newest
+    for (int pos = prompt_len; pos < T && status == 0; pos++) {
         model_infer(m, out, key_start, B, T, start, pos);
         st.nfe++;
         int rows = pos - start, all_done = 1;
@@ -76,7 +76,7 @@ int ar_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
         }
         if (cb) {
             StepEvent ev = {st.steps, 0, B, T, out, committed, confidence, -1, -1};
-            cb(user, &ev);
+            if (cb(user, &ev)) status = error_set(err, SAMPLER_STOPPED);
         }
         st.steps++;
         start = pos;
@@ -86,5 +86,5 @@ int ar_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
     if (stats) *stats = st;
     free(logits), free(scratch), free(committed), free(done), free(confidence), free(key_start);
     picks_free(&picks, m->be);
-    return m->be->device_error(err);
+    return status ? status : m->be->device_error(err);
 }

@@ -255,7 +255,10 @@ int llada_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
             denoise_step(&d, bs, be, adaptive ? -1 : counts[i]);
             if (cb) {
                 StepEvent ev = {st.steps, k, B, d.T, out, d.committed, d.confidence, -1, -1};
-                cb(user, &ev);
+                if (cb(user, &ev)) {
+                    status = error_set(err, SAMPLER_STOPPED);
+                    break;
+                }
             }
             st.steps++;
         }

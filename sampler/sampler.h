@@ -57,7 +57,10 @@ typedef struct {
                                // accepted, over the rows (-1 for the other samplers)
 } StepEvent;
 
-typedef void (*StepCallback)(void *user, const StepEvent *ev);
+// Called after every step; a non-zero return stops the generation there (the sampler then
+// returns -1 with "stopped by the caller": a server whose client went away, a time limit).
+typedef int (*StepCallback)(void *user, const StepEvent *ev);
+#define SAMPLER_STOPPED "stopped by the caller"
 
 typedef struct {
     int nfe;              // forward passes of the model (a CFG step counts one: both halves

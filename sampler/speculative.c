@@ -349,7 +349,10 @@ int speculative_generate(Model *target, Model *draft, const SamplerConfig *sc,
         if (cb) {
             StepEvent ev = {s.st.steps, 0, B, T, out, s.committed, s.confidence,
                             s.st.drafted - drafted, s.st.accepted - accepted};
-            cb(user, &ev);
+            if (cb(user, &ev)) {
+                speculator_free(&s);
+                return error_set(err, SAMPLER_STOPPED);
+            }
         }
         s.st.steps++;
     }

@@ -71,7 +71,7 @@ typedef struct {
     int n_events;
 } Watch;
 
-static void watch_step(void *user, const StepEvent *ev) {
+static int watch_step(void *user, const StepEvent *ev) {
     Watch *w = user;
     int bs = w->P + ev->block * w->block_length, be = bs + w->block_length;
     for (int b = 0; b < ev->B; b++) {
@@ -100,6 +100,7 @@ static void watch_step(void *user, const StepEvent *ev) {
     }
     memcpy(w->prev, ev->tokens, (size_t)ev->B * ev->T * sizeof(int));
     w->n_events++;
+    return 0;
 }
 
 static const int prompt[] = {'H', 'e', 'l', 'l', 'o', ' '};
@@ -464,12 +465,13 @@ typedef struct {
     int steps;
 } StepLog;
 
-static void log_step(void *user, const StepEvent *ev) {
+static int log_step(void *user, const StepEvent *ev) {
     StepLog *l = user;
-    if (l->steps >= 64) return;
+    if (l->steps >= 64) return 0;
     memcpy(l->conf[l->steps], ev->confidence, (size_t)ev->B * ev->T * sizeof(float));
     memcpy(l->tokens[l->steps], ev->tokens, (size_t)ev->B * ev->T * sizeof(int));
     l->steps++;
+    return 0;
 }
 
 // A block diffusion model samples block by block on its own grid: prompts of two lengths (the
@@ -541,6 +543,31 @@ START_TEST(test_bd3_cache_is_exact) {
     ck_assert_int_eq(la[0], 0);
     ck_assert_int_lt(sa.steps, 15);
     model_free(&m);
+}
+END_TEST
+
+// A callback that returns non-zero stops the generation after that step (a server's client
+// gone, a time limit): the sampler returns -1 with "stopped by the caller".
+static int stop_after_two(void *user, const StepEvent *ev) {
+    int *calls = user;
+    (void)ev;
+    return ++*calls >= 2;
+}
+
+START_TEST(test_callback_stops_generation) {
+    for (int ar = 0; ar <= 1; ar++) {
+        Model m = random_model(ar, 1);
+        SamplerConfig sc = sampler_config_default();
+        sc.gen_length = 16, sc.block_length = 16, sc.steps = 16;
+        int out[P + 16], lengths[1], calls = 0;
+        SampleStats st;
+        Error err;
+        ck_assert_int_eq(generate_copies(ar, &m, &sc, prompt, P, 1, out, lengths, &st,
+                                         stop_after_two, &calls, &err), -1);
+        ck_assert_str_eq(err.msg, "stopped by the caller");
+        ck_assert_int_eq(calls, 2);
+        model_free(&m);
+    }
 }
 END_TEST
 
@@ -629,6 +656,7 @@ int main(void) {
     tcase_add_test(tc, test_ar_sampling_filters);
     tcase_add_test(tc, test_mixed_prompt_lengths);
     tcase_add_test(tc, test_bd3_cache_is_exact);
+    tcase_add_test(tc, test_callback_stops_generation);
     tcase_add_test(tc, test_bad_requests);
     tcase_add_test(tc, test_mdm_regenerates_memorised_text);
     tcase_add_test(tc, test_ar_regenerates_memorised_text);
