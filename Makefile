@@ -15,7 +15,8 @@ CXXFLAGS += -std=c++17 -Wall -Wextra -I. -MMD -MP
 SPM_LIBS := $(shell pkg-config --libs sentencepiece 2>/dev/null || echo -lsentencepiece -lsentencepiece_train)
 # PCRE2 (tokenizer.json split regexes) and utf8proc (NFC, Unicode whitespace) for tokenizer/bpe.c
 TEXT_LIBS := $(shell pkg-config --libs libpcre2-8 libutf8proc 2>/dev/null || echo -lpcre2-8 -lutf8proc)
-LDLIBS  += $(SPM_LIBS) $(TEXT_LIBS) $(BLAS_LIBS) -lstdc++ -lm -fopenmp
+HTTP_LIBS := $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd)
+LDLIBS  += $(SPM_LIBS) $(TEXT_LIBS) $(BLAS_LIBS) $(HTTP_LIBS) -lstdc++ -lm -fopenmp -pthread
 
 # CUDA: built whenever nvcc is found (CI has it, with no GPU); `make CUDA=0` leaves it out.
 CUDA_HOME ?= /usr/local/cuda
@@ -41,7 +42,7 @@ CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
 
 BUILD := $(if $(SAN),build/san,build)
 LIB_SRC := $(wildcard common/*.c kernels/*.c kernels/cpu/*.c model/*.c train/*.c tokenizer/*.c \
-                     sampler/*.c report/*.c sweep/*.c tasks/*.c)
+                     sampler/*.c report/*.c sweep/*.c tasks/*.c serve/*.c)
 CLI_SRC := $(wildcard cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 
@@ -149,14 +150,14 @@ $(EMU)/test_gpu.o: tests/test_gpu.c
 	$(CC) $(CFLAGS) -DDLLM_CUDA -DDLLM_CUDA_EMULATION $(CHECK_CFLAGS) -c -o $@ $<
 
 $(EMU)/test_gpu: $(EMU)/test_gpu.o $(BUILD)/tests/testutil.o $(EMU_OBJ) $(EMU_LIB_OBJ)
-	$(CXX) -fopenmp -o $@ $(filter %.o,$^) $(CHECK_LIBS) $(SPM_LIBS) $(TEXT_LIBS) $(BLAS_LIBS) -lm $(SAN_FLAGS)
+	$(CXX) -fopenmp -o $@ $(filter %.o,$^) $(CHECK_LIBS) $(SPM_LIBS) $(TEXT_LIBS) $(BLAS_LIBS) $(HTTP_LIBS) -pthread -lm $(SAN_FLAGS)
 
 test-cuda-emu: check-deps $(EMU)/test_gpu
 	./$(EMU)/test_gpu
 
 # the whole CLI on the emulated CUDA backend: `build/emu/dllm train --device cuda ...`
 $(EMU)/dllm: $(CLI_OBJ) $(EMU_OBJ) $(EMU_LIB_OBJ)
-	$(CXX) -fopenmp -o $@ $(filter %.o,$^) $(SPM_LIBS) $(TEXT_LIBS) $(BLAS_LIBS) -lm $(SAN_FLAGS)
+	$(CXX) -fopenmp -o $@ $(filter %.o,$^) $(SPM_LIBS) $(TEXT_LIBS) $(BLAS_LIBS) $(HTTP_LIBS) -pthread -lm $(SAN_FLAGS)
 
 $(BUILD)/bench/bench: bench/bench.c $(BUILD)/cli/flags.o $(BUILD)/libdllm.a
 	@mkdir -p $(dir $@)

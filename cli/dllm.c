@@ -21,6 +21,7 @@ static const Command commands[] = {
     {"sweep", cmd_sweep, "run a markdown plan of training runs unattended; write REPORT.md"},
     {"task", cmd_task, "write a synthetic task (reversal, addition, sudoku) as SFT JSONL"},
     {"sample", cmd_sample, "generate text from a checkpoint: parallel denoising (MDM) or AR"},
+    {"serve", cmd_serve, "a local OpenAI-compatible HTTP server for a model, with a page that shows it denoise"},
     {"export", cmd_export, "a model as a Hugging Face directory (LLaDA / LLaMA layout, safetensors)"},
     {"logits", cmd_logits, "a model's logits for given token ids, as safetensors (compare implementations)"},
 };

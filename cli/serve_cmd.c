@@ -1,0 +1,118 @@
+// dllm serve: a model behind a local OpenAI-compatible HTTP API (serve/: request parsing, the
+// generation engine, the HTTP side and the page), until SIGINT or SIGTERM.
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "cli/flags.h"
+#include "kernels/backend.h"
+#include "serve/engine.h"
+#include "serve/http.h"
+#include "train/checkpoint.h"
+#include "train/run_dir.h"
+
+// The model's name for clients: the last part of its path.
+static const char *model_name(const char *path, char *buf, size_t size) {
+    snprintf(buf, size, "%s", path);
+    size_t n = strlen(buf);
+    while (n > 1 && buf[n - 1] == '/') buf[--n] = '\0';
+    const char *slash = strrchr(buf, '/');
+    return slash && slash[1] ? slash + 1 : buf;
+}
+
+// Waits for SIGINT or SIGTERM (blocked in every thread, so they arrive here).
+static void wait_for_signal(const sigset_t *signals) {
+    int sig;
+    sigwait(signals, &sig);
+    fprintf(stderr, "dllm serve: signal %d, shutting down\n", sig);
+}
+
+int cmd_serve(int argc, char **argv) {
+    const char *model_path = NULL, *host = "127.0.0.1", *api_key = NULL, *device = "auto",
+               *name = NULL, *log_path = NULL;
+    int port = 8080, queue = 16, max_n = 4, chat = -1, max_connections = 64, idle = 30;
+    float time_limit = 300.0f;
+    Flag flags[] = {
+        {"model", FLAG_STRING, &model_path,
+         "a run directory, a .ckpt file or a Hugging Face model directory (required)", 0},
+        {"host", FLAG_STRING, &host, "IPv4 address to listen on (127.0.0.1: this machine only)",
+         0},
+        {"port", FLAG_INT, &port, "TCP port (0: any free one; the bound port is printed)", 0},
+        {"api-key", FLAG_STRING, &api_key,
+         "require 'Authorization: Bearer KEY' on /v1/ endpoints", 0},
+        {"name", FLAG_STRING, &name, "the model's id for clients (default: the path's last part)",
+         0},
+        {"device", FLAG_STRING, &device, "auto, cpu, cuda or cuda-fp32", 0},
+        {"queue", FLAG_INT, &queue, "requests waiting beyond the running one (then 503)", 0},
+        {"max-n", FLAG_INT, &max_n, "most completions per request (the model's batch room)", 0},
+        {"timeout", FLAG_FLOAT, &time_limit, "seconds of generation per request (then 504)", 0},
+        {"connections", FLAG_INT, &max_connections, "open connections at most", 0},
+        {"idle", FLAG_INT, &idle, "seconds a connection may stay silent (a slow client)", 0},
+        {"chat", FLAG_INT, &chat,
+         "1: /v1/completions prompts in the chat layout too (default: 1 for fine-tuned models)",
+         0},
+        {"log", FLAG_STRING, &log_path, "access log, JSON lines (default: standard error)", 0},
+    };
+    int rc = flags_parse_command(flags, sizeof flags / sizeof flags[0], argc, argv,
+                                 "usage: dllm serve --model RUN [--port P] [flags]");
+    if (rc) return rc < 0;
+    if (!model_path) return cli_fail("serve: --model is required (see --help)");
+    if (port < 0 || port > 65535) return cli_fail("serve: --port must be in [0, 65535]");
+    if (queue < 0 || max_n < 1 || max_n > REQUEST_MAX_N || !(time_limit > 0.0f) ||
+        max_connections < 1 || idle < 1)
+        return cli_fail("serve: --queue >= 0, --max-n in [1, 16], --timeout > 0, "
+                        "--connections >= 1 and --idle >= 1");
+    Error err;
+    const Backend *be = backend_by_name(device, &err);
+    if (!be) return cli_fail(err.msg);
+    FILE *log = stderr;
+    if (log_path && !(log = fopen(log_path, "a"))) {
+        error_set(&err, "%s: %s", log_path, strerror(errno));
+        return cli_fail(err.msg);
+    }
+
+    Checkpoint ck;
+    char chosen[4200];
+    int skipped;
+    if (checkpoint_load_latest(model_path, HF_WEIGHTS_LATER, &ck, chosen, sizeof chosen,
+                               &skipped, &err))
+        return cli_fail(err.msg);
+    Model m;
+    if (checkpoint_model(&ck, be, max_n, &m, &err)) {
+        checkpoint_free(&ck);
+        return cli_fail(err.msg);
+    }
+    char name_buf[4200];
+    ServeLimits limits = {m.cfg.seq_len, !m.cfg.causal, m.cfg.block_size,
+                          name ? name : model_name(model_path, name_buf, sizeof name_buf),
+                          max_n};
+    EngineConfig ec = {&m, &ck.tokenizer, chat < 0 ? (int)ck.header.train.sft : chat, limits,
+                       queue, time_limit};
+    // SIGINT and SIGTERM wait for sigwait here, in no other thread
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, NULL);
+    Engine *engine = engine_start(&ec, &err);
+    HttpConfig hc = {host, port, api_key, max_connections, idle, log};
+    int bound = 0;
+    HttpServer *server = engine ? http_start(&hc, engine, &limits, &bound, &err) : NULL;
+    if (server) {
+        printf("dllm serve: http://%s:%d/ (model %s: %s, context %d tokens)\n", host, bound,
+               limits.model_id, m.cfg.causal ? "AR" : m.cfg.block_size ? "block diffusion"
+                                                                       : "masked diffusion",
+               m.cfg.seq_len);
+        fflush(stdout);
+        wait_for_signal(&signals);
+        http_stop(server);
+    }
+    if (engine) engine_stop(engine);
+    model_free(&m);
+    checkpoint_free(&ck);
+    if (log != stderr) fclose(log);
+    return server ? 0 : cli_fail(err.msg);
+}

@@ -1,0 +1,413 @@
+#include "serve/engine.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/progress.h"
+#include "sampler/sampler.h"
+#include "tokenizer/chat.h"
+
+typedef enum { JOB_QUEUED, JOB_RUNNING, JOB_FINISHED } JobState;
+
+struct Job {
+    ServeRequest req;
+    int *prompt_ids;
+    int prompt_len;
+    char id[48];
+    long created;
+    JobState state;
+    int refs;                 // the HTTP side and the worker
+    int cancelled;            // the client went away
+    int status;               // 200, or the error's
+    RequestError error;
+    Text *texts;              // [n] each choice's text (finished: cut at EOS / stop)
+    const char **finish;      // [n] "stop" or "length"
+    size_t *sent;             // [n] bytes of each text already streamed
+    int completion_tokens, passes;
+    Text stream;              // Server-Sent Events not yet read by the HTTP side
+    size_t stream_read;
+    double t_queued, t_started, t_finished;
+    pthread_cond_t changed;
+    Job *next;
+};
+
+struct Engine {
+    EngineConfig cfg;
+    pthread_t worker;
+    pthread_mutex_t lock;
+    pthread_cond_t work;
+    Job *head, *tail;
+    int queued, stopping;
+    unsigned long serial;
+};
+
+static void job_free(Job *j) {
+    request_free(&j->req);
+    free(j->prompt_ids);
+    for (int i = 0; j->texts && i < j->req.n; i++) text_free(&j->texts[i]);
+    free(j->texts), free(j->finish), free(j->sent);
+    text_free(&j->stream);
+    pthread_cond_destroy(&j->changed);
+    free(j);
+}
+
+static void release_locked(Job *j) {
+    if (--j->refs == 0) job_free(j);
+}
+
+// ---- generation (worker thread, lock not held unless said) ----
+
+// What the step callback needs.
+typedef struct {
+    Engine *e;
+    Job *j;
+    int B, T, P;
+    int finished_all;         // every choice hit a stop string: generation may end
+} Run;
+
+static ResponseHead head_of(const Engine *e, const Job *j) {
+    return (ResponseHead){j->id, j->created, e->cfg.limits.model_id, j->req.chat};
+}
+
+// Row b's generated text so far: tokens from P up to the first EOS or [MASK], decoded; cut at
+// the first stop string. *stopped: EOS or a stop string ended it. Returns the token count.
+static int row_text(const Run *run, const int *out, int b, Text *t, int *stopped) {
+    const Tokenizer *tok = run->e->cfg.tokenizer;
+    const int *row = out + (size_t)b * run->T + run->P;
+    int n = 0, gen = run->T - run->P;
+    while (n < gen && row[n] != tok->eos_id && row[n] != tok->mask_id && row[n] < tok->vocab_size)
+        n++;
+    *stopped = n < gen && row[n] == tok->eos_id;
+    char *text = NULL;
+    Error err;
+    t->len = 0;
+    if (tokenizer_decode(tok, row, (size_t)n, &text, &err) == 0) {
+        size_t len = strlen(text), cut = request_cut_at_stop(&run->j->req, text, len);
+        if (cut < len) *stopped = 1;
+        text_append(t, text, cut);
+        free(text);
+    }
+    if (!t->s) text_append(t, "", 0);
+    return n;
+}
+
+// How much of a growing text can be streamed: none of a possible stop string's start, nor an
+// unfinished UTF-8 character.
+static size_t safe_prefix(const ServeRequest *r, const Text *t) {
+    size_t keep = 0;
+    for (int i = 0; i < r->n_stops; i++)
+        if (strlen(r->stops[i]) - 1 > keep) keep = strlen(r->stops[i]) - 1;
+    size_t n = t->len > keep ? t->len - keep : 0;
+    while (n > 0 && ((unsigned char)t->s[n] & 0xC0) == 0x80) n--;  // back to a lead byte
+    return n;
+}
+
+// A diffusion step as dllm's event: each row rendered piece by piece, [MASK] as U+2591.
+static void diffusion_step_event(Run *run, const StepEvent *ev, Text *out) {
+    const Tokenizer *tok = run->e->cfg.tokenizer;
+    char **texts = calloc((size_t)run->B, sizeof *texts);
+    int *committed = malloc((size_t)run->B * run->T * sizeof(int)), n_committed = 0;
+    char piece[TOKENIZER_PIECE_MAX];
+    for (int b = 0; texts && committed && b < run->B; b++) {
+        Text t = {0};
+        for (int p = run->P; p < run->T; p++) {
+            int id = ev->tokens[(size_t)b * run->T + p];
+            if (ev->committed[(size_t)b * run->T + p]) committed[n_committed++] = p - run->P;
+            if (id == tok->eos_id) break;
+            if (id == tok->mask_id) text_append(&t, "\xe2\x96\x91", 3);
+            else if (id < tok->vocab_size) {
+                const char *s = tokenizer_piece(tok, id, piece);
+                text_append(&t, s, strlen(s));
+            }
+        }
+        if (!t.s) text_append(&t, "", 0);
+        texts[b] = t.s;
+    }
+    if (texts && committed)
+        response_step_event(out, ev->step, ev->step + 1, committed, n_committed, texts, run->B);
+    for (int b = 0; texts && b < run->B; b++) free(texts[b]);
+    free(texts), free(committed);
+}
+
+// An AR step: each choice's new text as OpenAI chunks.
+static void ar_step_chunks(Run *run, const StepEvent *ev, Text *out) {
+    Job *j = run->j;
+    ResponseHead h = head_of(run->e, j);
+    int all = 1;
+    for (int b = 0; b < run->B; b++) {
+        int stopped;
+        row_text(run, ev->tokens, b, &j->texts[b], &stopped);
+        size_t upto = stopped ? j->texts[b].len : safe_prefix(&j->req, &j->texts[b]);
+        if (upto > j->sent[b])
+            response_chunk(out, &h, b, j->texts[b].s + j->sent[b], upto - j->sent[b], NULL,
+                           j->sent[b] == 0);
+        if (upto > j->sent[b]) j->sent[b] = upto;
+        all &= stopped;
+    }
+    run->finished_all = all;
+}
+
+static int on_step(void *user, const StepEvent *ev) {
+    Run *run = user;
+    Engine *e = run->e;
+    Job *j = run->j;
+    Text events = {0};
+    // an AR choice's text only grows: stream it, and end the run once every choice has met a
+    // stop string; a diffusion step is shown whole
+    if (j->req.stream && e->cfg.limits.diffusion) diffusion_step_event(run, ev, &events);
+    else if (!e->cfg.limits.diffusion && (j->req.stream || j->req.n_stops))
+        ar_step_chunks(run, ev, &events);
+    if (!j->req.stream) events.len = 0;
+    pthread_mutex_lock(&e->lock);
+    j->passes = ev->step + 1;
+    if (events.len) {
+        text_append(&j->stream, events.s, events.len);
+        pthread_cond_broadcast(&j->changed);
+    }
+    int stop = j->cancelled || run->finished_all ||
+               now_seconds() - j->t_started > e->cfg.time_limit;
+    pthread_mutex_unlock(&e->lock);
+    text_free(&events);
+    return stop;
+}
+
+// Runs job j (lock not held): its n rows in one batch, then its choices or its error.
+static void run_job(Engine *e, Job *j) {
+    const ServeRequest *r = &j->req;
+    int B = r->n, P = j->prompt_len, T = P + r->max_tokens;
+    Run run = {e, j, B, T, P, 0};
+    const int **prompts = malloc((size_t)B * sizeof *prompts);
+    int *lens = malloc((size_t)B * sizeof(int)), *out = malloc((size_t)B * T * sizeof(int));
+    int *lengths = malloc((size_t)B * sizeof(int));
+    SamplerConfig sc = r->sc;
+    sc.eos_id = e->cfg.tokenizer->eos_id;
+    SampleStats st = {0};
+    Error err = {0};
+    int rc = -1;
+    if (prompts && lens && out && lengths) {
+        for (int b = 0; b < B; b++) prompts[b] = j->prompt_ids, lens[b] = P;
+        rc = (e->cfg.limits.diffusion ? llada_generate : ar_generate)(
+            e->cfg.model, &sc, prompts, lens, B, out, lengths, &st, on_step, &run, &err);
+    } else {
+        snprintf(err.msg, sizeof err.msg, "out of memory for %d rows", B);
+    }
+    int stopped_early = rc != 0 && run.finished_all;  // every choice hit a stop string
+    ResponseHead h = head_of(e, j);
+    Text tail = {0};
+    int completion = 0;
+    for (int b = 0; (rc == 0 || stopped_early) && b < B; b++) {
+        int stopped;
+        completion += row_text(&run, out, b, &j->texts[b], &stopped);
+        j->finish[b] = stopped ? "stop" : "length";
+        if (r->stream) {
+            size_t len = j->texts[b].len - j->sent[b];
+            response_chunk(&tail, &h, b, j->texts[b].s + j->sent[b], len, j->finish[b],
+                           j->sent[b] == 0);
+            j->sent[b] = j->texts[b].len;
+        }
+    }
+    pthread_mutex_lock(&e->lock);
+    j->completion_tokens = completion;
+    j->passes = st.nfe;
+    if (rc == 0 || stopped_early) {
+        j->status = 200;
+    } else {
+        int timeout = !j->cancelled && strcmp(err.msg, SAMPLER_STOPPED) == 0;
+        j->status = timeout ? 504 : 500;
+        j->error.status = j->status;
+        snprintf(j->error.message, sizeof j->error.message, "%.290s",
+                 timeout ? "the request ran past the server's time limit" : err.msg);
+        if (r->stream) {  // the stream's headers are sent: the error is an event
+            text_printf(&tail, "event: error\ndata: ");
+            response_error(&tail, &j->error);
+            text_printf(&tail, "\n\n");
+        }
+    }
+    if (r->stream) response_done(&tail);
+    text_append(&j->stream, tail.s ? tail.s : "", tail.len);
+    j->state = JOB_FINISHED;
+    j->t_finished = now_seconds();
+    pthread_cond_broadcast(&j->changed);
+    pthread_mutex_unlock(&e->lock);
+    text_free(&tail);
+    free(prompts), free(lens), free(out), free(lengths);
+}
+
+static void *worker_main(void *arg) {
+    Engine *e = arg;
+    pthread_mutex_lock(&e->lock);
+    for (;;) {
+        while (!e->head && !e->stopping) pthread_cond_wait(&e->work, &e->lock);
+        if (!e->head) break;
+        Job *j = e->head;
+        e->head = j->next;
+        if (!e->head) e->tail = NULL;
+        e->queued--;
+        j->state = JOB_RUNNING;
+        j->t_started = now_seconds();
+        pthread_mutex_unlock(&e->lock);
+        run_job(e, j);
+        pthread_mutex_lock(&e->lock);
+        release_locked(j);
+    }
+    pthread_mutex_unlock(&e->lock);
+    return NULL;
+}
+
+Engine *engine_start(const EngineConfig *cfg, Error *err) {
+    Engine *e = calloc(1, sizeof *e);
+    if (!e) return error_set(err, "out of memory"), NULL;
+    e->cfg = *cfg;
+    pthread_mutex_init(&e->lock, NULL);
+    pthread_cond_init(&e->work, NULL);
+    if (pthread_create(&e->worker, NULL, worker_main, e) != 0) {
+        free(e);
+        error_set(err, "cannot start the worker thread");
+        return NULL;
+    }
+    return e;
+}
+
+void engine_stop(Engine *e) {
+    pthread_mutex_lock(&e->lock);
+    e->stopping = 1;
+    for (Job *j = e->head, *next; j; j = next) {  // queued: refused as the server goes down
+        next = j->next;
+        j->state = JOB_FINISHED;
+        j->status = j->error.status = 503;
+        snprintf(j->error.message, sizeof j->error.message, "the server is shutting down");
+        pthread_cond_broadcast(&j->changed);
+        release_locked(j);
+    }
+    e->head = e->tail = NULL;
+    pthread_cond_broadcast(&e->work);
+    pthread_mutex_unlock(&e->lock);
+    pthread_join(e->worker, NULL);
+    pthread_mutex_destroy(&e->lock);
+    pthread_cond_destroy(&e->work);
+    free(e);
+}
+
+Job *engine_submit(Engine *e, ServeRequest *r, RequestError *re) {
+    Job *j = calloc(1, sizeof *j);
+    if (!j) return NULL;
+    j->req = *r;
+    memset(r, 0, sizeof *r);
+    pthread_cond_init(&j->changed, NULL);
+    j->texts = calloc((size_t)j->req.n, sizeof *j->texts);
+    j->finish = calloc((size_t)j->req.n, sizeof *j->finish);
+    j->sent = calloc((size_t)j->req.n, sizeof *j->sent);
+    size_t n = 0;
+    Error err;
+    int chat = j->req.chat || e->cfg.chat_layout;
+    if (!j->texts || !j->finish || !j->sent) {
+        re->status = 500;
+        snprintf(re->message, sizeof re->message, "out of memory");
+    } else if (encode_prompt(e->cfg.tokenizer, chat, j->req.prompt, strlen(j->req.prompt),
+                             &j->prompt_ids, &n, &err)) {
+        re->status = 400;
+        snprintf(re->message, sizeof re->message, "%.290s", err.msg);
+        snprintf(re->param, sizeof re->param, "%s", j->req.chat ? "messages" : "prompt");
+    } else if (n == 0) {
+        re->status = 400;
+        snprintf(re->message, sizeof re->message, "the prompt is empty");
+        snprintf(re->param, sizeof re->param, "%s", j->req.chat ? "messages" : "prompt");
+    } else if (request_check_length(&j->req, (int)n, &e->cfg.limits, re) == 0) {
+        j->prompt_len = (int)n;
+        pthread_mutex_lock(&e->lock);
+        if (e->queued >= e->cfg.queue_max || e->stopping) {
+            pthread_mutex_unlock(&e->lock);
+            re->status = 503;
+            snprintf(re->message, sizeof re->message,
+                     "the server is busy (%d requests queued): retry later", e->cfg.queue_max);
+            re->param[0] = '\0';
+        } else {
+            snprintf(j->id, sizeof j->id, "%s-%lu", j->req.chat ? "chatcmpl" : "cmpl",
+                     ++e->serial);
+            j->created = (long)time(NULL);
+            j->refs = 2;
+            j->t_queued = now_seconds();
+            if (e->tail) e->tail->next = j;
+            else e->head = j;
+            e->tail = j;
+            e->queued++;
+            pthread_cond_signal(&e->work);
+            pthread_mutex_unlock(&e->lock);
+            return j;
+        }
+    }
+    job_free(j);
+    return NULL;
+}
+
+void engine_cancel(Engine *e, Job *j) {
+    pthread_mutex_lock(&e->lock);
+    j->cancelled = 1;
+    pthread_mutex_unlock(&e->lock);
+}
+
+// Waits on the job's condition for up to `seconds` (lock held).
+static void wait_changed(Engine *e, Job *j, double seconds) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    long ns = until.tv_nsec + (long)(seconds * 1e9);
+    until.tv_sec += ns / 1000000000L;
+    until.tv_nsec = ns % 1000000000L;
+    pthread_cond_timedwait(&j->changed, &e->lock, &until);
+}
+
+int engine_wait(Engine *e, Job *j, double seconds) {
+    pthread_mutex_lock(&e->lock);
+    if (j->state != JOB_FINISHED) wait_changed(e, j, seconds);
+    int done = j->state == JOB_FINISHED;
+    pthread_mutex_unlock(&e->lock);
+    return done;
+}
+
+long engine_read_stream(Engine *e, Job *j, char *buf, size_t max, double seconds) {
+    pthread_mutex_lock(&e->lock);
+    if (j->stream_read == j->stream.len && j->state != JOB_FINISHED) wait_changed(e, j, seconds);
+    long n = (long)(j->stream.len - j->stream_read);
+    if (n > (long)max) n = (long)max;
+    if (n > 0) memcpy(buf, j->stream.s + j->stream_read, (size_t)n);
+    j->stream_read += (size_t)(n > 0 ? n : 0);
+    if (n == 0 && j->state == JOB_FINISHED) n = -1;
+    pthread_mutex_unlock(&e->lock);
+    return n;
+}
+
+int engine_response(Engine *e, Job *j, Text *body) {
+    pthread_mutex_lock(&e->lock);
+    int status = j->status;
+    if (status == 200) {
+        Choice *choices = calloc((size_t)j->req.n, sizeof *choices);
+        for (int b = 0; choices && b < j->req.n; b++)
+            choices[b] = (Choice){j->texts[b].s, j->texts[b].len, j->finish[b]};
+        ResponseHead h = head_of(e, j);
+        if (choices)
+            response_completion(body, &h, choices, j->req.n, j->prompt_len,
+                                j->completion_tokens);
+        free(choices);
+    } else {
+        response_error(body, &j->error);
+    }
+    pthread_mutex_unlock(&e->lock);
+    return status;
+}
+
+void engine_summary(Engine *e, Job *j, JobSummary *s) {
+    pthread_mutex_lock(&e->lock);
+    *s = (JobSummary){j->id, j->prompt_len, j->completion_tokens, j->passes, j->status,
+                      (j->t_started ? j->t_started : j->t_finished) - j->t_queued,
+                      j->t_finished && j->t_started ? j->t_finished - j->t_started : 0.0};
+    pthread_mutex_unlock(&e->lock);
+}
+
+void engine_release(Engine *e, Job *j) {
+    pthread_mutex_lock(&e->lock);
+    release_locked(j);
+    pthread_mutex_unlock(&e->lock);
+}

@@ -1,0 +1,272 @@
+#include "serve/request.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/json.h"
+
+static int fail(RequestError *e, int status, const char *param, const char *fmt, ...) {
+    e->status = status;
+    snprintf(e->param, sizeof e->param, "%s", param ? param : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+// An optional number member within [lo, hi] (integral when `integer`): 0 (left as is when
+// absent, or null), -1 with the error.
+static int get_number(const JsonValue *root, const char *key, double lo, double hi, int integer,
+                      double *out, RequestError *e) {
+    const JsonValue *v = json_member(root, key);
+    if (!v || v->type == JSON_NULL) return 0;
+    if (v->type != JSON_NUMBER)
+        return fail(e, 400, key, "'%s' must be a number", key);
+    if (integer && v->number != floor(v->number))
+        return fail(e, 400, key, "'%s' must be an integer", key);
+    if (!(v->number >= lo && v->number <= hi))
+        return fail(e, 400, key, "'%s' must be in [%g, %g] (got %g)", key, lo, hi, v->number);
+    *out = v->number;
+    return 0;
+}
+
+static int get_int(const JsonValue *root, const char *key, int lo, int hi, int *out,
+                   RequestError *e) {
+    double d = *out;
+    if (get_number(root, key, lo, hi, 1, &d, e)) return -1;
+    *out = (int)d;
+    return 0;
+}
+
+static int get_float(const JsonValue *root, const char *key, double lo, double hi, float *out,
+                     RequestError *e) {
+    double d = *out;
+    if (get_number(root, key, lo, hi, 0, &d, e)) return -1;
+    *out = (float)d;
+    return 0;
+}
+
+static int get_bool(const JsonValue *root, const char *key, int *out, RequestError *e) {
+    const JsonValue *v = json_member(root, key);
+    if (!v || v->type == JSON_NULL) return 0;
+    if (v->type != JSON_TRUE && v->type != JSON_FALSE)
+        return fail(e, 400, key, "'%s' must be true or false", key);
+    *out = v->type == JSON_TRUE;
+    return 0;
+}
+
+// One of `names` (n of them) by string, its index into *out.
+static int get_choice(const JsonValue *root, const char *key, const char *const *names, int n,
+                      int *out, RequestError *e) {
+    const JsonValue *v = json_member(root, key);
+    if (!v || v->type == JSON_NULL) return 0;
+    if (v->type == JSON_STRING)
+        for (int i = 0; i < n; i++)
+            if (strcmp(v->string, names[i]) == 0) return *out = i, 0;
+    char all[120] = "";
+    for (int i = 0; i < n; i++)
+        snprintf(all + strlen(all), sizeof all - strlen(all), "%s%s", i ? ", " : "", names[i]);
+    return fail(e, 400, key, "'%s' must be one of %s", key, all);
+}
+
+// A text field without NULs (the tokenizers take C strings).
+static int plain_text(const JsonValue *v, const char *param, RequestError *e) {
+    if (v->type != JSON_STRING) return fail(e, 400, param, "'%s' must be a string", param);
+    if (strlen(v->string) != v->len)
+        return fail(e, 400, param, "'%s' must not contain NUL characters", param);
+    return 0;
+}
+
+static int parse_prompt(const JsonValue *root, ServeRequest *r, RequestError *e) {
+    const JsonValue *v = json_member(root, "prompt");
+    if (!v) return fail(e, 400, "prompt", "'prompt' is required");
+    if (v->type == JSON_ARRAY) {  // OpenAI's list of prompts: one per request here
+        if (v->n != 1) return fail(e, 400, "prompt", "'prompt' must be one string");
+        v = &v->items[0];
+    }
+    if (plain_text(v, "prompt", e)) return -1;
+    r->prompt = strdup(v->string);
+    return 0;
+}
+
+// System and user messages, the last one from the user: their texts joined by blank lines,
+// laid out later as the model's one-turn chat prompt.
+static int parse_messages(const JsonValue *root, ServeRequest *r, RequestError *e) {
+    const JsonValue *v = json_member(root, "messages");
+    if (!v) return fail(e, 400, "messages", "'messages' is required");
+    if (v->type != JSON_ARRAY || v->n < 1)
+        return fail(e, 400, "messages", "'messages' must be a non-empty array");
+    size_t total = 1;
+    for (int i = 0; i < v->n; i++) {
+        const JsonValue *m = &v->items[i];
+        const char *role = json_member_string(m, "role");
+        const JsonValue *content = json_member(m, "content");
+        if (m->type != JSON_OBJECT || !role || !content)
+            return fail(e, 400, "messages", "each message needs a 'role' and a 'content'");
+        if (strcmp(role, "system") != 0 && strcmp(role, "user") != 0)
+            return fail(e, 400, "messages",
+                        "role '%.40s' is not supported: one conversation turn (system and user "
+                        "messages) per request", role);
+        if (plain_text(content, "content", e)) return -1;
+        total += content->len + 2;
+    }
+    if (strcmp(json_member_string(&v->items[v->n - 1], "role"), "user") != 0)
+        return fail(e, 400, "messages", "the last message must be the user's");
+    r->prompt = malloc(total);
+    if (!r->prompt) return fail(e, 500, NULL, "out of memory");
+    r->prompt[0] = '\0';
+    for (int i = 0; i < v->n; i++) {
+        if (i) strcat(r->prompt, "\n\n");
+        strcat(r->prompt, json_member(&v->items[i], "content")->string);
+    }
+    return 0;
+}
+
+static int parse_stops(const JsonValue *root, ServeRequest *r, RequestError *e) {
+    const JsonValue *v = json_member(root, "stop");
+    if (!v || v->type == JSON_NULL) return 0;
+    const JsonValue *items = v->type == JSON_ARRAY ? v->items : v;
+    int n = v->type == JSON_ARRAY ? v->n : 1;
+    if (n > REQUEST_MAX_STOPS)
+        return fail(e, 400, "stop", "at most %d stop strings", REQUEST_MAX_STOPS);
+    for (int i = 0; i < n; i++) {
+        if (plain_text(&items[i], "stop", e)) return -1;
+        if (items[i].len == 0) return fail(e, 400, "stop", "stop strings must not be empty");
+        r->stops[r->n_stops++] = strdup(items[i].string);
+    }
+    return 0;
+}
+
+// Fields a client may send that change the output in ways dllm does not implement: refused
+// unless they hold their neutral value.
+static int refuse_unsupported(const JsonValue *root, RequestError *e) {
+    static const char *const zero_numbers[] = {"frequency_penalty", "presence_penalty"};
+    for (int i = 0; i < 2; i++) {
+        const JsonValue *v = json_member(root, zero_numbers[i]);
+        if (v && v->type != JSON_NULL && !(v->type == JSON_NUMBER && v->number == 0.0))
+            return fail(e, 400, zero_numbers[i], "'%s' is not supported", zero_numbers[i]);
+    }
+    static const char *const false_flags[] = {"logprobs", "echo"};
+    for (int i = 0; i < 2; i++) {
+        const JsonValue *v = json_member(root, false_flags[i]);
+        if (v && v->type != JSON_NULL && v->type != JSON_FALSE &&
+            !(v->type == JSON_NUMBER && v->number == 0.0))
+            return fail(e, 400, false_flags[i], "'%s' is not supported", false_flags[i]);
+    }
+    return 0;
+}
+
+// The largest divisor of n that is at most cap: LLaDA's blocks must tile the generation.
+static int block_for(int n, int cap) {
+    for (int b = cap < n ? cap : n; b > 1; b--)
+        if (n % b == 0) return b;
+    return 1;
+}
+
+static int parse_sampling(const JsonValue *root, const ServeLimits *limits, ServeRequest *r,
+                          RequestError *e) {
+    SamplerConfig *sc = &r->sc;
+    static const char *const diffusion_only[] = {"steps", "block_length", "remasking",
+                                                 "threshold", "cache", "cfg"};
+    if (!limits->diffusion)
+        for (int i = 0; i < 6; i++) {
+            const JsonValue *v = json_member(root, diffusion_only[i]);
+            if (v && v->type != JSON_NULL)
+                return fail(e, 400, diffusion_only[i],
+                            "'%s' applies to diffusion models; this one is autoregressive",
+                            diffusion_only[i]);
+        }
+    static const char *const remasking[] = {"low_confidence", "random"};
+    static const char *const caches[] = {"none", "prefix", "dual", "auto"};
+    int remask = sc->remasking, cache = sc->cache, seed = -1;
+    sc->block_length = 0, sc->steps = 0;
+    if (get_float(root, "temperature", 0.0, 2.0, &sc->temperature, e) ||
+        get_float(root, "top_p", 1e-6, 1.0, &sc->top_p, e) ||
+        get_int(root, "seed", -1, 2147483647, &seed, e) ||
+        get_int(root, "steps", 1, 1 << 20, &sc->steps, e) ||
+        get_int(root, "block_length", 1, 1 << 20, &sc->block_length, e) ||
+        get_choice(root, "remasking", remasking, 2, &remask, e) ||
+        get_float(root, "threshold", 0.0, 1.0, &sc->threshold, e) ||
+        get_choice(root, "cache", caches, 4, &cache, e) ||
+        get_float(root, "cfg", 0.0, 100.0, &sc->cfg_scale, e))
+        return -1;
+    if (limits->diffusion && sc->top_p < 1.0f)
+        return fail(e, 400, "top_p", "'top_p' applies to autoregressive models");
+    sc->remasking = (Remasking)remask;
+    sc->cache = (CacheMode)cache;
+    if (seed >= 0) sc->seed = (uint64_t)seed;
+    sc->gen_length = r->max_tokens;
+    if (limits->diffusion && !limits->block_size) {
+        if (!sc->block_length) sc->block_length = block_for(r->max_tokens, 32);
+        if (r->max_tokens % sc->block_length)
+            return fail(e, 400, "block_length", "'max_tokens' (%d) must be a multiple of "
+                        "'block_length' (%d)", r->max_tokens, sc->block_length);
+        if (!sc->steps) sc->steps = r->max_tokens;
+        if (sc->steps % (r->max_tokens / sc->block_length))
+            return fail(e, 400, "steps", "'steps' (%d) must be a multiple of the number of "
+                        "blocks (%d)", sc->steps, r->max_tokens / sc->block_length);
+    } else if (!sc->steps) {
+        sc->steps = r->max_tokens;  // block diffusion: one token per pass unless told
+    }
+    return 0;
+}
+
+int request_parse(const char *body, int chat, const ServeLimits *limits, ServeRequest *r,
+                  RequestError *e) {
+    memset(r, 0, sizeof *r);
+    r->chat = chat;
+    r->max_tokens = 64;
+    r->n = 1;
+    r->sc = sampler_config_default();
+    JsonValue root;
+    Error err;
+    if (json_parse(body, &root, &err))
+        return fail(e, 400, NULL, "the body is not valid JSON: %s", err.msg);
+    int rc = -1;
+    const char *model = json_member_string(&root, "model");
+    const JsonValue *mv = json_member(&root, "model");
+    if (root.type != JSON_OBJECT) fail(e, 400, NULL, "the body must be a JSON object");
+    else if (mv && mv->type != JSON_NULL && !model) fail(e, 400, "model", "'model' must be a string");
+    else if (model && strcmp(model, limits->model_id) != 0)
+        fail(e, 404, "model", "the model '%.60s' does not exist (this server has '%.60s')", model,
+             limits->model_id);
+    else if (chat ? parse_messages(&root, r, e) : parse_prompt(&root, r, e)) {
+    } else if (get_int(&root, "max_tokens", 1, limits->context, &r->max_tokens, e) ||
+               get_int(&root, "n", 1, limits->max_n, &r->n, e) ||
+               get_bool(&root, "stream", &r->stream, e) || parse_stops(&root, r, e) ||
+               refuse_unsupported(&root, e) || parse_sampling(&root, limits, r, e)) {
+    } else {
+        rc = 0;
+    }
+    json_free(&root);
+    if (rc) request_free(r);
+    return rc;
+}
+
+void request_free(ServeRequest *r) {
+    free(r->prompt);
+    for (int i = 0; i < r->n_stops; i++) free(r->stops[i]);
+    memset(r, 0, sizeof *r);
+}
+
+int request_check_length(const ServeRequest *r, int prompt_len, const ServeLimits *limits,
+                         RequestError *e) {
+    if (prompt_len + r->max_tokens > limits->context)
+        return fail(e, 400, r->chat ? "messages" : "prompt",
+                    "the prompt (%d tokens) + max_tokens (%d) exceed the model's context of %d "
+                    "tokens", prompt_len, r->max_tokens, limits->context);
+    return 0;
+}
+
+size_t request_cut_at_stop(const ServeRequest *r, const char *text, size_t len) {
+    size_t cut = len;
+    for (int i = 0; i < r->n_stops; i++) {
+        const char *at = strstr(text, r->stops[i]);
+        if (at && (size_t)(at - text) < cut) cut = (size_t)(at - text);
+    }
+    return cut;
+}

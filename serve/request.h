@@ -1,0 +1,53 @@
+// An OpenAI-style generation request, from its JSON body: what to generate and how, checked
+// against the served model, and the OpenAI-style error a bad one gets.
+#ifndef DLLM_SERVE_REQUEST_H
+#define DLLM_SERVE_REQUEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sampler/sampler.h"
+
+enum { REQUEST_MAX_STOPS = 4, REQUEST_MAX_N = 16 };
+
+typedef struct {
+    int chat;                 // /v1/chat/completions: messages laid out as the model's chat
+    char *prompt;             // the prompt text (chat: the system and user text joined)
+    int max_tokens;           // tokens to generate
+    int n;                    // completions for the prompt
+    int stream;               // Server-Sent Events
+    char *stops[REQUEST_MAX_STOPS];  // the text ends before the first of these
+    int n_stops;
+    SamplerConfig sc;         // temperature, top_p, seed and the diffusion extensions
+} ServeRequest;
+
+// Why a request is refused: the HTTP status and OpenAI's error object fields.
+typedef struct {
+    int status;               // 400, 401, 404, 413, 503, ...
+    char message[300];
+    char param[40];           // the offending field, or ""
+} RequestError;
+
+// What the served model allows: its context and whether it samples by diffusion.
+typedef struct {
+    int context;              // prompt + max_tokens must fit
+    int diffusion;            // MDM / block diffusion (the extensions apply)
+    int block_size;           // a block diffusion model's own blocks (0: none)
+    const char *model_id;     // the one name "model" may carry
+    int max_n;                // completions per request at most (the model's batch room)
+} ServeLimits;
+
+// Parses body (NUL-terminated) for /v1/completions (chat 0) or /v1/chat/completions (chat 1).
+// 0, or -1 with *e filled (status 400 unless said otherwise). Free with request_free.
+int request_parse(const char *body, int chat, const ServeLimits *limits, ServeRequest *r,
+                  RequestError *e);
+void request_free(ServeRequest *r);
+
+// The prompt's token count is known only after encoding: checks prompt_len + max_tokens.
+int request_check_length(const ServeRequest *r, int prompt_len, const ServeLimits *limits,
+                         RequestError *e);
+
+// Length of text up to (not including) the first stop string, or len when none occurs.
+size_t request_cut_at_stop(const ServeRequest *r, const char *text, size_t len);
+
+#endif
