@@ -212,7 +212,8 @@ $(FUZZ)/tokenizer/spm_shim.o: tokenizer/spm_shim.cc
 	$(FUZZ_CXX) -std=c++17 $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
 $(FUZZ)/fuzz_%: $(FUZZ)/tests/fuzz/fuzz_%.o $(FUZZ_LIB_OBJ)
-	$(FUZZ_CXX) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $^ $(SPM_LIBS) $(TEXT_LIBS) $(BLAS_LIBS) -lgomp -lm
+	$(FUZZ_CXX) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $^ $(SPM_LIBS) $(TEXT_LIBS) $(BLAS_LIBS) $(HTTP_LIBS) -pthread \
+	    -lgomp -lm
 
 fuzz: $(FUZZ_BIN)
 	@status=0; for f in $(FUZZ_BIN); do name=$$(basename $$f); \

@@ -45,9 +45,9 @@ struct Engine {
 };
 
 static void job_free(Job *j) {
+    for (int i = 0; j->texts && i < j->req.n; i++) text_free(&j->texts[i]);
     request_free(&j->req);
     free(j->prompt_ids);
-    for (int i = 0; j->texts && i < j->req.n; i++) text_free(&j->texts[i]);
     free(j->texts), free(j->finish), free(j->sent);
     text_free(&j->stream);
     pthread_cond_destroy(&j->changed);
@@ -400,9 +400,10 @@ int engine_response(Engine *e, Job *j, Text *body) {
 
 void engine_summary(Engine *e, Job *j, JobSummary *s) {
     pthread_mutex_lock(&e->lock);
-    *s = (JobSummary){j->id, j->prompt_len, j->completion_tokens, j->passes, j->status,
+    *s = (JobSummary){"", j->prompt_len, j->completion_tokens, j->passes, j->status,
                       (j->t_started ? j->t_started : j->t_finished) - j->t_queued,
                       j->t_finished && j->t_started ? j->t_finished - j->t_started : 0.0};
+    snprintf(s->id, sizeof s->id, "%s", j->id);
     pthread_mutex_unlock(&e->lock);
 }
 

@@ -41,7 +41,7 @@ long engine_read_stream(Engine *e, Job *j, char *buf, size_t max, double seconds
 int engine_response(Engine *e, Job *j, Text *body);
 // One access-log line's fields.
 typedef struct {
-    const char *id;
+    char id[48];              // a copy: the summary outlives the job
     int prompt_tokens, completion_tokens, passes, status;
     double queued_s, run_s;
 } JobSummary;

@@ -1,0 +1,449 @@
+// dllm serve over loopback: request parsing (fields, types, limits), then ./dllm serve as a
+// child process spoken to over sockets: health and models, completions and chat (the greedy
+// text equal to `dllm sample`'s), streams (OpenAI chunks; a diffusion model's dllm.step
+// events), OpenAI-style errors, the API key, the page, a client that hangs up, a silent client,
+// and concurrent streaming clients against a small queue (every one served or refused with 503).
+#include <arpa/inet.h>
+#include <check.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/json.h"
+#include "common/progress.h"
+#include "serve/request.h"
+#include "serve/response.h"
+#include "tests/testutil.h"
+
+static char dir[128];
+
+// ---- request parsing ----
+
+static const ServeLimits ar_limits = {64, 0, 0, "m", 4};
+static const ServeLimits mdm_limits = {64, 1, 0, "m", 4};
+
+static void parse_fails(const char *body, int chat, const ServeLimits *l, int status,
+                        const char *param, const char *words) {
+    ServeRequest r;
+    RequestError e;
+    ck_assert_msg(request_parse(body, chat, l, &r, &e) == -1, "accepted: %s", body);
+    ck_assert_msg(e.status == status, "%s: status %d", body, e.status);
+    ck_assert_msg(strcmp(e.param, param) == 0, "%s: param '%s'", body, e.param);
+    ck_assert_msg(strstr(e.message, words), "%s: '%s'", body, e.message);
+}
+
+START_TEST(test_request_fields) {
+    ServeRequest r;
+    RequestError e;
+    ck_assert_int_eq(request_parse("{\"model\": \"m\", \"prompt\": \"hi\", \"max_tokens\": 12, "
+                                   "\"temperature\": 0.5, \"n\": 2, \"stop\": [\"a\", \"bc\"], "
+                                   "\"seed\": 7, \"stream\": true, \"steps\": 6, "
+                                   "\"remasking\": \"random\", \"user\": \"ignored\"}",
+                                   0, &mdm_limits, &r, &e), 0);
+    ck_assert_str_eq(r.prompt, "hi");
+    ck_assert(r.max_tokens == 12 && r.n == 2 && r.stream && r.n_stops == 2);
+    ck_assert(r.sc.temperature == 0.5f && r.sc.seed == 7 && r.sc.steps == 6);
+    ck_assert(r.sc.remasking == REMASK_RANDOM && r.sc.block_length == 12);
+    ck_assert_uint_eq(request_cut_at_stop(&r, "xxbcya", 6), 2);
+    request_free(&r);
+    // chat: system and user texts joined; 40 tokens default block of 20 (a divisor <= 32)
+    ck_assert_int_eq(request_parse("{\"messages\": [{\"role\": \"system\", \"content\": \"Be "
+                                   "brief.\"}, {\"role\": \"user\", \"content\": \"Hi\"}], "
+                                   "\"max_tokens\": 40}", 1, &mdm_limits, &r, &e), 0);
+    ck_assert_str_eq(r.prompt, "Be brief.\n\nHi");
+    ck_assert_int_eq(r.sc.block_length, 20);
+    ck_assert_int_eq(request_check_length(&r, 30, &mdm_limits, &e), -1);  // 30 + 40 > 64
+    ck_assert_str_eq(e.param, "messages");
+    request_free(&r);
+}
+END_TEST
+
+START_TEST(test_request_refusals) {
+    parse_fails("[1]", 0, &ar_limits, 400, "", "JSON object");
+    parse_fails("{\"prompt\": ", 0, &ar_limits, 400, "", "not valid JSON");
+    parse_fails("{}", 0, &ar_limits, 400, "prompt", "required");
+    parse_fails("{\"prompt\": 3}", 0, &ar_limits, 400, "prompt", "string");
+    parse_fails("{\"prompt\": [\"a\", \"b\"]}", 0, &ar_limits, 400, "prompt", "one string");
+    parse_fails("{\"prompt\": \"a\\u0000b\"}", 0, &ar_limits, 400, "prompt", "NUL");
+    parse_fails("{\"prompt\": \"a\", \"model\": \"gpt\"}", 0, &ar_limits, 404, "model", "gpt");
+    parse_fails("{\"prompt\": \"a\", \"max_tokens\": 65}", 0, &ar_limits, 400, "max_tokens",
+                "[1, 64]");
+    parse_fails("{\"prompt\": \"a\", \"max_tokens\": 2.5}", 0, &ar_limits, 400, "max_tokens",
+                "integer");
+    parse_fails("{\"prompt\": \"a\", \"n\": 5}", 0, &ar_limits, 400, "n", "[1, 4]");
+    parse_fails("{\"prompt\": \"a\", \"temperature\": \"hot\"}", 0, &ar_limits, 400,
+                "temperature", "number");
+    parse_fails("{\"prompt\": \"a\", \"stream\": 1}", 0, &ar_limits, 400, "stream", "true or");
+    parse_fails("{\"prompt\": \"a\", \"stop\": [\"\"]}", 0, &ar_limits, 400, "stop", "empty");
+    parse_fails("{\"prompt\": \"a\", \"stop\": [\"a\",\"b\",\"c\",\"d\",\"e\"]}", 0, &ar_limits,
+                400, "stop", "at most 4");
+    parse_fails("{\"prompt\": \"a\", \"steps\": 4}", 0, &ar_limits, 400, "steps",
+                "diffusion models");
+    parse_fails("{\"prompt\": \"a\", \"logprobs\": 2}", 0, &ar_limits, 400, "logprobs",
+                "not supported");
+    parse_fails("{\"prompt\": \"a\", \"top_p\": 0.9}", 0, &mdm_limits, 400, "top_p",
+                "autoregressive");
+    parse_fails("{\"prompt\": \"a\", \"max_tokens\": 10, \"block_length\": 4}", 0, &mdm_limits,
+                400, "block_length", "multiple");
+    parse_fails("{\"prompt\": \"a\", \"remasking\": \"sometimes\"}", 0, &mdm_limits, 400,
+                "remasking", "low_confidence, random");
+    parse_fails("{\"messages\": []}", 1, &ar_limits, 400, "messages", "non-empty");
+    parse_fails("{\"messages\": [{\"role\": \"user\"}]}", 1, &ar_limits, 400, "messages",
+                "'content'");
+    parse_fails("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": "
+                "\"assistant\", \"content\": \"b\"}]}", 1, &ar_limits, 400, "messages",
+                "one conversation turn");
+}
+END_TEST
+
+START_TEST(test_json_strings_are_escaped) {
+    Text t = {0};
+    const char *raw = "a\"b\\c\nd\x01\xff\xe2\x96\x91";
+    text_json_string(&t, raw, strlen(raw));
+    ck_assert_str_eq(t.s, "\"a\\\"b\\\\c\\nd\\u0001\\ufffd\xe2\x96\x91\"");
+    JsonValue v;
+    Error err;
+    ck_assert_int_eq(json_parse(t.s, &v, &err), 0);  // what we write parses back
+    json_free(&v);
+    text_free(&t);
+}
+END_TEST
+
+// ---- the server over loopback ----
+
+typedef struct {
+    pid_t pid;
+    int port;
+} Server;
+
+// Starts ./dllm serve with `flags` (port 0) and reads the bound port from its first line.
+static Server serve(const char *flags) {
+    int fds[2];
+    ck_assert(pipe(fds) == 0);
+    Server s = {fork(), 0};
+    if (s.pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        char cmd[1024], log[300];
+        snprintf(log, sizeof log, "%s/access.log", dir);
+        snprintf(cmd, sizeof cmd, "exec ./dllm serve --port 0 --log %s %s 2>>%s/serve.err", log,
+                 flags, dir);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    FILE *f = fdopen(fds[0], "r");
+    char line[512] = "";
+    ck_assert_msg(fgets(line, sizeof line, f) != NULL, "dllm serve printed nothing");
+    fclose(f);
+    const char *at = strstr(line, "127.0.0.1:");
+    ck_assert_msg(at, "%s", line);
+    s.port = atoi(at + 10);
+    return s;
+}
+
+// Stops it as a user would (SIGINT) and expects a clean exit.
+static void stop(Server s) {
+    kill(s.pid, SIGINT);
+    int st;
+    ck_assert(waitpid(s.pid, &st, 0) == s.pid);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "dllm serve exit %d", st);
+}
+
+static int connect_to(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    ck_assert(connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    return fd;
+}
+
+typedef struct {
+    int status;
+    char *head, *body;  // malloc'd; head holds the status line and headers
+} Reply;
+
+// One HTTP/1.0 exchange (the server closes the connection after the reply: no chunking).
+static Reply http(int port, const char *method, const char *path, const char *extra_headers,
+                  const char *body) {
+    int fd = connect_to(port);
+    char req[4096];
+    int n = snprintf(req, sizeof req, "%s %s HTTP/1.0\r\nHost: x\r\n%sContent-Length: %zu\r\n\r\n",
+                     method, path, extra_headers ? extra_headers : "", body ? strlen(body) : 0);
+    ck_assert(write(fd, req, (size_t)n) == n);
+    if (body) ck_assert(write(fd, body, strlen(body)) == (ssize_t)strlen(body));
+    size_t cap = 1 << 16, len = 0;
+    char *all = malloc(cap);
+    ssize_t got;
+    while ((got = read(fd, all + len, cap - len - 1)) > 0) {
+        len += (size_t)got;
+        if (len + 1 == cap) all = realloc(all, cap *= 2);
+    }
+    close(fd);
+    all[len] = '\0';
+    Reply r = {0, all, ""};
+    sscanf(all, "HTTP/1.%*d %d", &r.status);
+    char *split = strstr(all, "\r\n\r\n");
+    if (split) *split = '\0', r.body = split + 4;
+    return r;
+}
+
+// The first choice's text of a completion body (JSON-decoded), malloc'd.
+static char *first_text(const char *body, int chat) {
+    JsonValue v;
+    Error err;
+    ck_assert_msg(json_parse(body, &v, &err) == 0, "%s: %s", err.msg, body);
+    const JsonValue *c = json_member(&v, "choices");
+    ck_assert(c && c->type == JSON_ARRAY && c->n >= 1);
+    const JsonValue *holder = chat ? json_member(&c->items[0], "message") : &c->items[0];
+    const char *text = json_member_string(holder, chat ? "content" : "text");
+    ck_assert(text);
+    char *copy = strdup(text);
+    json_free(&v);
+    return copy;
+}
+
+static void setup(void) {
+    snprintf(dir, sizeof dir, "/tmp/dllm_serve_%d", (int)getpid());
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s && head -c 20000 "
+             "tests/fixtures/genesis.txt > %s/text.txt", dir, dir, dir);
+    ck_assert(system(cmd) == 0);
+    const char *tiny = "--n-layer 1 --n-head 2 --d-model 32 --d-ff 64 --seq-len 64 --steps 30 "
+                       "--batch-size 4 --eval-every 0 --log-every 100";
+    for (int mdm = 0; mdm <= 1; mdm++) {
+        snprintf(cmd, sizeof cmd, "./dllm train %s --objective %s --data %s/text.txt --run %s/%s "
+                 ">/dev/null 2>&1", tiny, mdm ? "mdm" : "ar", dir, dir, mdm ? "mdm" : "ar");
+        ck_assert_msg(system(cmd) == 0, "%s", cmd);
+    }
+}
+
+static void teardown(void) {
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+}
+
+START_TEST(test_endpoints) {
+    char flags[300];
+    snprintf(flags, sizeof flags, "--model %s/ar", dir);
+    Server s = serve(flags);
+    Reply r = http(s.port, "GET", "/health", NULL, NULL);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_msg(strstr(r.body, "\"model\": \"ar\"") && strstr(r.body, "\"diffusion\": false"),
+                  "%s", r.body);
+    free(r.head);
+    r = http(s.port, "GET", "/v1/models", NULL, NULL);
+    ck_assert(r.status == 200 && strstr(r.body, "\"id\": \"ar\""));
+    free(r.head);
+    r = http(s.port, "GET", "/", NULL, NULL);
+    ck_assert(r.status == 200 && strstr(r.body, "<title>dllm</title>"));
+    free(r.head);
+
+    // greedy: the served text is what `dllm sample` generates
+    r = http(s.port, "POST", "/v1/completions", NULL,
+             "{\"model\": \"ar\", \"prompt\": \"In the\", \"max_tokens\": 12, \"temperature\": 0}");
+    ck_assert_msg(r.status == 200 && strstr(r.body, "\"object\": \"text_completion\"") &&
+                  strstr(r.body, "\"prompt_tokens\": 6"), "%s", r.body);
+    char *served = first_text(r.body, 0);
+    free(r.head);
+    char cmd[512], sampled[4096] = "";
+    snprintf(cmd, sizeof cmd, "./dllm sample --model %s/ar --prompt 'In the' --gen-length 12 "
+             "--temperature 0 2>/dev/null", dir);
+    FILE *p = popen(cmd, "r");
+    size_t n = fread(sampled, 1, sizeof sampled - 1, p);
+    pclose(p);
+    sampled[n] = '\0';
+    if (n && sampled[n - 1] == '\n') sampled[n - 1] = '\0';
+    ck_assert_msg(strncmp(sampled, "In the", 6) == 0 && strcmp(sampled + 6, served) == 0,
+                  "sample '%s' vs served '%s'", sampled, served);
+    printf("  served greedy text equals dllm sample's: 'In the%s'\n", served);
+    free(served);
+
+    r = http(s.port, "POST", "/v1/chat/completions", NULL,
+             "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}], \"max_tokens\": 5, "
+             "\"n\": 2}");
+    ck_assert_msg(r.status == 200 && strstr(r.body, "\"chat.completion\"") &&
+                  strstr(r.body, "\"role\": \"assistant\"") && strstr(r.body, "\"index\": 1"),
+                  "%s", r.body);
+    free(r.head);
+
+    // a stream: OpenAI chunks, the last with its finish_reason, then [DONE]
+    r = http(s.port, "POST", "/v1/completions", NULL,
+             "{\"prompt\": \"In the\", \"max_tokens\": 6, \"stream\": true}");
+    ck_assert_msg(r.status == 200 && strstr(r.head, "text/event-stream"), "%s", r.head);
+    int chunks = 0;
+    for (const char *c = r.body; (c = strstr(c, "data: {")) != NULL; c++) chunks++;
+    ck_assert_msg(chunks >= 2 && strstr(r.body, "\"finish_reason\": \"length\"") &&
+                  strstr(r.body, "data: [DONE]\n\n"), "%s", r.body);
+    free(r.head);
+
+    // errors: OpenAI's error object with the right status
+    r = http(s.port, "POST", "/v1/completions", NULL, "{\"prompt\": ");
+    ck_assert(r.status == 400 && strstr(r.body, "\"invalid_request_error\""));
+    free(r.head);
+    r = http(s.port, "POST", "/v1/completions", NULL, "{\"prompt\": \"x\", \"model\": \"gpt\"}");
+    ck_assert_int_eq(r.status, 404);
+    free(r.head);
+    char long_prompt[400];
+    memset(long_prompt, 0, sizeof long_prompt);
+    strcpy(long_prompt, "{\"prompt\": \"");
+    memset(long_prompt + strlen(long_prompt), 'a', 80);
+    strcat(long_prompt, "\", \"max_tokens\": 10}");
+    r = http(s.port, "POST", "/v1/completions", NULL, long_prompt);
+    ck_assert_msg(r.status == 400 && strstr(r.body, "exceed the model's context"), "%s", r.body);
+    free(r.head);
+    r = http(s.port, "GET", "/v1/completions", NULL, NULL);
+    ck_assert_int_eq(r.status, 405);
+    free(r.head);
+    r = http(s.port, "GET", "/v1/nothing", NULL, NULL);
+    ck_assert_int_eq(r.status, 404);
+    free(r.head);
+    char *big = malloc((1 << 20) + 100);
+    memset(big, 'a', (1 << 20) + 99);
+    big[(1 << 20) + 99] = '\0';
+    r = http(s.port, "POST", "/v1/completions", NULL, big);
+    ck_assert_int_eq(r.status, 413);
+    free(r.head), free(big);
+    stop(s);
+    char log[300], text[65536];
+    snprintf(log, sizeof log, "%s/access.log", dir);
+    FILE *f = fopen(log, "r");
+    size_t len = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[len] = '\0';
+    ck_assert_msg(strstr(text, "\"path\": \"/v1/completions\", \"status\": 200, \"id\": \"cmpl-") &&
+                  strstr(text, "\"completion_tokens\": 12") && strstr(text, "\"status\": 413"),
+                  "%s", text);
+}
+END_TEST
+
+START_TEST(test_diffusion_stream_and_api_key) {
+    char flags[300];
+    snprintf(flags, sizeof flags, "--model %s/mdm --api-key sesame", dir);
+    Server s = serve(flags);
+    const char *body = "{\"prompt\": \"In the\", \"max_tokens\": 8, \"steps\": 4, "
+                       "\"stream\": true}";
+    Reply r = http(s.port, "POST", "/v1/completions", NULL, body);
+    ck_assert_msg(r.status == 401 && strstr(r.body, "authentication_error"), "%s", r.body);
+    free(r.head);
+    r = http(s.port, "POST", "/v1/completions", "Authorization: Bearer wrong\r\n", body);
+    ck_assert_int_eq(r.status, 401);
+    free(r.head);
+    r = http(s.port, "GET", "/health", NULL, NULL);  // not behind the key (the page needs it)
+    ck_assert_int_eq(r.status, 200);
+    free(r.head);
+    r = http(s.port, "POST", "/v1/completions", "Authorization: Bearer sesame\r\n", body);
+    ck_assert_int_eq(r.status, 200);
+    int steps = 0;
+    for (const char *c = r.body; (c = strstr(c, "event: dllm.step\n")) != NULL; c++) steps++;
+    ck_assert_msg(steps == 4 && strstr(r.body, "\"committed\": [") &&
+                  strstr(r.body, "\xe2\x96\x91") && strstr(r.body, "data: [DONE]"), "%s",
+                  r.body);
+    printf("  diffusion stream: %d dllm.step events, then the text and [DONE]\n", steps);
+    free(r.head);
+    stop(s);
+}
+END_TEST
+
+// A client that hangs up mid-stream, and one that connects and says nothing: the server goes
+// on serving others (the silent one is dropped after --idle seconds).
+START_TEST(test_gone_and_silent_clients) {
+    char flags[300];
+    snprintf(flags, sizeof flags, "--model %s/ar --idle 1", dir);
+    Server s = serve(flags);
+    int fd = connect_to(s.port);
+    const char *body = "{\"prompt\": \"In the\", \"max_tokens\": 50, \"stream\": true}";
+    char req[256];
+    int n = snprintf(req, sizeof req, "POST /v1/completions HTTP/1.0\r\nContent-Length: %zu"
+                     "\r\n\r\n%s", strlen(body), body);
+    ck_assert(write(fd, req, (size_t)n) == n);
+    char buf[64];
+    ck_assert(read(fd, buf, sizeof buf) > 0);
+    close(fd);
+    int silent = connect_to(s.port);
+    Reply r = http(s.port, "POST", "/v1/completions", NULL,
+                   "{\"prompt\": \"In the\", \"max_tokens\": 4}");
+    ck_assert_int_eq(r.status, 200);
+    free(r.head);
+    double t0 = now_seconds();
+    ck_assert_int_eq(read(silent, buf, sizeof buf), 0);  // closed by the server
+    ck_assert(now_seconds() - t0 < 5.0);
+    close(silent);
+    stop(s);
+}
+END_TEST
+
+// Concurrent streaming clients against a queue of 1: every request is served (200, ending in
+// [DONE]) or refused cleanly (503 with Retry-After and an error object).
+typedef struct {
+    int port, ok, busy, other;
+} Load;
+
+static void *load_client(void *arg) {
+    Load *l = arg;
+    for (int i = 0; i < 4; i++) {
+        Reply r = http(l->port, "POST", "/v1/completions", NULL,
+                       "{\"prompt\": \"In the\", \"max_tokens\": 24, \"stream\": true, "
+                       "\"temperature\": 0.8}");
+        if (r.status == 200 && strstr(r.body, "data: [DONE]")) l->ok++;
+        else if (r.status == 503 && strstr(r.head, "Retry-After: 1") &&
+                 strstr(r.body, "\"server_busy\"")) l->busy++;
+        else l->other++;
+        free(r.head);
+    }
+    return NULL;
+}
+
+START_TEST(test_concurrent_clients) {
+    enum { CLIENTS = 8 };
+    char flags[300];
+    snprintf(flags, sizeof flags, "--model %s/ar --queue 1", dir);
+    Server s = serve(flags);
+    pthread_t threads[CLIENTS];
+    Load loads[CLIENTS];
+    double t0 = now_seconds();
+    for (int i = 0; i < CLIENTS; i++) {
+        loads[i] = (Load){s.port, 0, 0, 0};
+        pthread_create(&threads[i], NULL, load_client, &loads[i]);
+    }
+    int ok = 0, busy = 0, other = 0;
+    for (int i = 0; i < CLIENTS; i++) {
+        pthread_join(threads[i], NULL);
+        ok += loads[i].ok, busy += loads[i].busy, other += loads[i].other;
+    }
+    double seconds = now_seconds() - t0;
+    printf("  %d clients x 4 streams, queue 1: %d served, %d refused with 503 in %.2f s\n",
+           CLIENTS, ok, busy, seconds);
+    ck_assert_int_eq(other, 0);
+    ck_assert_int_eq(ok + busy, CLIENTS * 4);
+    ck_assert(ok >= 1);
+    Reply r = http(s.port, "GET", "/health", NULL, NULL);
+    ck_assert_int_eq(r.status, 200);
+    free(r.head);
+    stop(s);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("serve");
+    TCase *parse = tcase_create("parsing");
+    tcase_add_test(parse, test_request_fields);
+    tcase_add_test(parse, test_request_refusals);
+    tcase_add_test(parse, test_json_strings_are_escaped);
+    suite_add_tcase(s, parse);
+    TCase *tc = tcase_create("loopback");
+    tcase_add_unchecked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_endpoints);
+    tcase_add_test(tc, test_diffusion_stream_and_api_key);
+    tcase_add_test(tc, test_gone_and_silent_clients);
+    tcase_add_test(tc, test_concurrent_clients);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
