@@ -157,7 +157,7 @@ static int on_step(void *user, const StepEvent *ev) {
     Text events = {0};
     // an AR choice's text only grows: stream it, and end the run once every choice has met a
     // stop string; a diffusion step is shown whole
-    if (j->req.stream && e->cfg.limits.diffusion) diffusion_step_event(run, ev, &events);
+    if (j->req.stream && j->req.stream_steps) diffusion_step_event(run, ev, &events);
     else if (!e->cfg.limits.diffusion && (j->req.stream || j->req.n_stops))
         ar_step_chunks(run, ev, &events);
     if (!j->req.stream) events.len = 0;

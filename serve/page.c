@@ -46,6 +46,7 @@ const char serve_page[] =
     "  const info = await (await fetch('/health')).json();\n"
     "  if (info.diffusion) {\n"
     "    body.steps = +$('steps').value; body.remasking = $('remasking').value;\n"
+    "    body.stream_steps = true;\n"
     "    if (!info.block_size) body.block_length = +$('block_length').value;\n"
     "  }\n"
     "  $('status').textContent = 'generating'; $('out').textContent = '';\n"
@@ -78,4 +79,9 @@ const char serve_page[] =
     "  }\n"
     "}\n"
     "$('go').onclick = () => generate().catch(e => { $('status').textContent = 'error: ' + e; });\n"
+    "// /?prompt=...&max_tokens=...&steps=... fills the form and generates at once (a link to a\n"
+    "// demonstration; the browser test)\n"
+    "const query = new URLSearchParams(location.search);\n"
+    "for (const [k, v] of query) if ($(k)) $(k).value = v;\n"
+    "if (query.has('prompt')) $('go').click();\n"
     "</script></body></html>\n";

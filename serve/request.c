@@ -171,9 +171,9 @@ static int parse_sampling(const JsonValue *root, const ServeLimits *limits, Serv
                           RequestError *e) {
     SamplerConfig *sc = &r->sc;
     static const char *const diffusion_only[] = {"steps", "block_length", "remasking",
-                                                 "threshold", "cache", "cfg"};
+                                                 "threshold", "cache", "cfg", "stream_steps"};
     if (!limits->diffusion)
-        for (int i = 0; i < 6; i++) {
+        for (int i = 0; i < 7; i++) {
             const JsonValue *v = json_member(root, diffusion_only[i]);
             if (v && v->type != JSON_NULL)
                 return fail(e, 400, diffusion_only[i],
@@ -222,6 +222,7 @@ int request_parse(const char *body, int chat, const ServeLimits *limits, ServeRe
     r->max_tokens = 64;
     r->n = 1;
     r->sc = sampler_config_default();
+    r->sc.temperature = 1.0f;  // OpenAI's default
     JsonValue root;
     Error err;
     if (json_parse(body, &root, &err))
@@ -237,7 +238,8 @@ int request_parse(const char *body, int chat, const ServeLimits *limits, ServeRe
     else if (chat ? parse_messages(&root, r, e) : parse_prompt(&root, r, e)) {
     } else if (get_int(&root, "max_tokens", 1, limits->context, &r->max_tokens, e) ||
                get_int(&root, "n", 1, limits->max_n, &r->n, e) ||
-               get_bool(&root, "stream", &r->stream, e) || parse_stops(&root, r, e) ||
+               get_bool(&root, "stream", &r->stream, e) ||
+               get_bool(&root, "stream_steps", &r->stream_steps, e) || parse_stops(&root, r, e) ||
                refuse_unsupported(&root, e) || parse_sampling(&root, limits, r, e)) {
     } else {
         rc = 0;

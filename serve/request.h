@@ -16,6 +16,8 @@ typedef struct {
     int max_tokens;           // tokens to generate
     int n;                    // completions for the prompt
     int stream;               // Server-Sent Events
+    int stream_steps;         // also dllm.step events (a diffusion model; OpenAI's client
+                              // libraries would read them as malformed chunks: opt-in)
     char *stops[REQUEST_MAX_STOPS];  // the text ends before the first of these
     int n_stops;
     SamplerConfig sc;         // temperature, top_p, seed and the diffusion extensions

@@ -328,7 +328,7 @@ START_TEST(test_diffusion_stream_and_api_key) {
     snprintf(flags, sizeof flags, "--model %s/mdm --api-key sesame", dir);
     Server s = serve(flags);
     const char *body = "{\"prompt\": \"In the\", \"max_tokens\": 8, \"steps\": 4, "
-                       "\"stream\": true}";
+                       "\"stream\": true, \"stream_steps\": true}";
     Reply r = http(s.port, "POST", "/v1/completions", NULL, body);
     ck_assert_msg(r.status == 401 && strstr(r.body, "authentication_error"), "%s", r.body);
     free(r.head);
@@ -430,6 +430,60 @@ START_TEST(test_concurrent_clients) {
 }
 END_TEST
 
+// The output of a shell command (at most size - 1 bytes) and its exit status.
+static int run(const char *cmd, char *out, size_t size) {
+    FILE *p = popen(cmd, "r");
+    size_t n = p ? fread(out, 1, size - 1, p) : 0;
+    out[n] = '\0';
+    int st = p ? pclose(p) : -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+// Whether the real clients are here: a Python with the openai package (DLLM_TEST_PYTHON,
+// default python3), chromium and curl. CI sets DLLM_REQUIRE_CLIENTS=1: missing is a failure.
+static int clients_present(const char **python) {
+    *python = getenv("DLLM_TEST_PYTHON") ? getenv("DLLM_TEST_PYTHON") : "python3";
+    char cmd[600], out[256];
+    snprintf(cmd, sizeof cmd, "%s -c 'import openai' 2>&1 && command -v chromium curl "
+             ">/dev/null 2>&1", *python);
+    int ok = run(cmd, out, sizeof out) == 0;
+    const char *require = getenv("DLLM_REQUIRE_CLIENTS");
+    ck_assert_msg(ok || !require || strcmp(require, "1") != 0,
+                  "DLLM_REQUIRE_CLIENTS=1 but the openai package, chromium or curl is missing");
+    if (!ok) printf("  real clients: skipped (no openai package for %s, chromium or curl)\n",
+                    *python);
+    return ok;
+}
+
+// The openai package, curl and a browser against one server (with an API key).
+START_TEST(test_real_clients) {
+    const char *python;
+    if (!clients_present(&python)) return;
+    char flags[300], cmd[1024], out[8192];
+    snprintf(flags, sizeof flags, "--model %s/mdm --api-key sesame", dir);
+    Server s = serve(flags);
+    snprintf(cmd, sizeof cmd, "%s tests/openai_check.py http://127.0.0.1:%d/v1 mdm sesame 2>&1",
+             python, s.port);
+    ck_assert_msg(run(cmd, out, sizeof out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "\"errors\": [400, 404, 401]"), "%s", out);
+    printf("  openai package: %s", out);
+    snprintf(cmd, sizeof cmd, "curl -s -w ' %%{http_code}' -H 'Authorization: Bearer sesame' "
+             "http://127.0.0.1:%d/v1/completions -d '{\"prompt\": \"In the\", "
+             "\"max_tokens\": 4}'", s.port);
+    ck_assert_int_eq(run(cmd, out, sizeof out), 0);
+    ck_assert_msg(strstr(out, "\"text_completion\"") && strstr(out, " 200"), "%s", out);
+    // the page in chromium: it denoises in front of the user, then shows the answer
+    snprintf(cmd, sizeof cmd, "%s tests/page_check.py 'http://127.0.0.1:%d/?prompt=In%%20the"
+             "&max_tokens=32&steps=16&block_length=32&key=sesame' %s/page.png 2>&1", python,
+             s.port, dir);
+    ck_assert_msg(run(cmd, out, sizeof out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "\"status\": \"done in 16 steps\"") && !strstr(out, "\"text\": \"\""),
+                  "%s", out);
+    printf("  chromium: %s", out);
+    stop(s);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("serve");
     TCase *parse = tcase_create("parsing");
@@ -444,6 +498,7 @@ int main(void) {
     tcase_add_test(tc, test_diffusion_stream_and_api_key);
     tcase_add_test(tc, test_gone_and_silent_clients);
     tcase_add_test(tc, test_concurrent_clients);
+    tcase_add_test(tc, test_real_clients);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -1,0 +1,58 @@
+"""`dllm serve` through a real client: the `openai` Python package (from PyPI). Completions,
+chat completions, both streamed, and the errors the package raises for the server's 4xx
+replies. Prints one JSON line of what it saw; exits non-zero on the first surprise.
+Usage: python3 tests/openai_check.py BASE_URL MODEL API_KEY
+"""
+import json
+import sys
+
+import openai
+
+
+def main():
+    base, model, key = sys.argv[1], sys.argv[2], sys.argv[3]
+    client = openai.OpenAI(base_url=base, api_key=key, max_retries=0, timeout=60)
+    seen = {}
+
+    c = client.completions.create(model=model, prompt="In the", max_tokens=8, temperature=0)
+    assert c.object == "text_completion" and c.choices[0].finish_reason in ("stop", "length")
+    assert c.usage.completion_tokens >= 1, c
+    seen["completion"] = c.choices[0].text
+
+    chat = client.chat.completions.create(
+        model=model, messages=[{"role": "system", "content": "Be brief."},
+                               {"role": "user", "content": "Hi"}], max_tokens=6, n=2)
+    assert chat.object == "chat.completion" and len(chat.choices) == 2
+    assert chat.choices[0].message.role == "assistant"
+    seen["chat"] = [ch.message.content for ch in chat.choices]
+
+    parts = [p.choices[0].text for p in client.completions.create(
+        model=model, prompt="In the", max_tokens=8, temperature=0, stream=True)]
+    assert "".join(parts) == seen["completion"], (parts, seen["completion"])
+    seen["completion_stream_chunks"] = len(parts)
+
+    deltas = [p.choices[0].delta.content or "" for p in client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "Hi"}], max_tokens=6, stream=True)]
+    seen["chat_stream"] = "".join(deltas)
+
+    for kwargs, error in [(dict(max_tokens=100000), openai.BadRequestError),
+                          (dict(model="no-such-model"), openai.NotFoundError)]:
+        args = dict(model=model, prompt="In the", max_tokens=4)
+        args.update(kwargs)
+        try:
+            client.completions.create(**args)
+            raise AssertionError(f"{kwargs} was accepted")
+        except error as e:
+            seen.setdefault("errors", []).append(e.status_code)
+    try:
+        openai.OpenAI(base_url=base, api_key="wrong", max_retries=0).models.list()
+        raise AssertionError("a wrong API key was accepted")
+    except openai.AuthenticationError as e:
+        seen.setdefault("errors", []).append(e.status_code)
+    seen["models"] = [m.id for m in client.models.list()]
+    assert seen["models"] == [model]
+    print(json.dumps(seen))
+
+
+if __name__ == "__main__":
+    main()
