@@ -33,8 +33,8 @@ static void wait_for_signal(const sigset_t *signals) {
 int cmd_serve(int argc, char **argv) {
     const char *model_path = NULL, *host = "127.0.0.1", *api_key = NULL, *device = "auto",
                *name = NULL, *log_path = NULL;
-    int port = 8080, queue = 16, max_n = 4, chat = -1, max_connections = 64, idle = 30;
-    float time_limit = 300.0f;
+    int port = 8080, queue = 16, max_n = 4, batch = 8, chat = -1, max_connections = 64, idle = 30;
+    float time_limit = 300.0f, batch_wait = 0.0f;
     Flag flags[] = {
         {"model", FLAG_STRING, &model_path,
          "a run directory, a .ckpt file or a Hugging Face model directory (required)", 0},
@@ -47,8 +47,13 @@ int cmd_serve(int argc, char **argv) {
          0},
         {"device", FLAG_STRING, &device, "auto, cpu, cuda or cuda-fp32", 0},
         {"queue", FLAG_INT, &queue, "requests waiting beyond the running one (then 503)", 0},
-        {"max-n", FLAG_INT, &max_n, "most completions per request (the model's batch room)", 0},
+        {"max-n", FLAG_INT, &max_n, "most completions per request", 0},
+        {"batch", FLAG_INT, &batch,
+         "rows per forward pass: compatible queued requests share one (the model's batch room)",
+         0},
         {"timeout", FLAG_FLOAT, &time_limit, "seconds of generation per request (then 504)", 0},
+        {"batch-wait", FLAG_FLOAT, &batch_wait,
+         "seconds to wait for more requests before starting a batch (0: start at once)", 0},
         {"connections", FLAG_INT, &max_connections, "open connections at most", 0},
         {"idle", FLAG_INT, &idle, "seconds a connection may stay silent (a slow client)", 0},
         {"chat", FLAG_INT, &chat,
@@ -61,10 +66,10 @@ int cmd_serve(int argc, char **argv) {
     if (rc) return rc < 0;
     if (!model_path) return cli_fail("serve: --model is required (see --help)");
     if (port < 0 || port > 65535) return cli_fail("serve: --port must be in [0, 65535]");
-    if (queue < 0 || max_n < 1 || max_n > REQUEST_MAX_N || !(time_limit > 0.0f) ||
-        max_connections < 1 || idle < 1)
-        return cli_fail("serve: --queue >= 0, --max-n in [1, 16], --timeout > 0, "
-                        "--connections >= 1 and --idle >= 1");
+    if (queue < 0 || max_n < 1 || max_n > REQUEST_MAX_N || batch < max_n ||
+        !(time_limit > 0.0f) || !(batch_wait >= 0.0f) || max_connections < 1 || idle < 1)
+        return cli_fail("serve: --queue >= 0, --max-n in [1, 16], --batch >= --max-n, "
+                        "--timeout > 0, --connections >= 1 and --idle >= 1");
     Error err;
     const Backend *be = backend_by_name(device, &err);
     if (!be) return cli_fail(err.msg);
@@ -81,7 +86,7 @@ int cmd_serve(int argc, char **argv) {
                                &skipped, &err))
         return cli_fail(err.msg);
     Model m;
-    if (checkpoint_model(&ck, be, max_n, &m, &err)) {
+    if (checkpoint_model(&ck, be, batch, &m, &err)) {
         checkpoint_free(&ck);
         return cli_fail(err.msg);
     }
@@ -90,7 +95,7 @@ int cmd_serve(int argc, char **argv) {
                           name ? name : model_name(model_path, name_buf, sizeof name_buf),
                           max_n};
     EngineConfig ec = {&m, &ck.tokenizer, chat < 0 ? (int)ck.header.train.sft : chat, limits,
-                       queue, time_limit};
+                       queue, time_limit, batch_wait};
     // SIGINT and SIGTERM wait for sigwait here, in no other thread
     sigset_t signals;
     sigemptyset(&signals);

@@ -27,6 +27,7 @@ struct Job {
     const char **finish;      // [n] "stop" or "length"
     size_t *sent;             // [n] bytes of each text already streamed
     int completion_tokens, passes;
+    int batched;              // requests in its batch
     Text stream;              // Server-Sent Events not yet read by the HTTP side
     size_t stream_read;
     double t_queued, t_started, t_finished;
@@ -60,32 +61,38 @@ static void release_locked(Job *j) {
 
 // ---- generation (worker thread, lock not held unless said) ----
 
-// What the step callback needs.
+enum { GROUP_MAX = 16 };  // requests sharing one batch
+
+// A batch: compatible requests whose rows share every forward pass (jobs[i]'s n rows start at
+// row first[i]); what the step callback needs.
 typedef struct {
     Engine *e;
-    Job *j;
-    int B, T, P;
-    int finished_all;         // every choice hit a stop string: generation may end
+    Job *jobs[GROUP_MAX];
+    int first[GROUP_MAX + 1];  // first[n_jobs] = B
+    int n_jobs, B, T, P;
+    int finished_all;          // every choice of an AR run met a stop string: it may end
 } Run;
 
 static ResponseHead head_of(const Engine *e, const Job *j) {
     return (ResponseHead){j->id, j->created, e->cfg.limits.model_id, j->req.chat};
 }
 
-// Row b's generated text so far: tokens from P up to the first EOS or [MASK], decoded; cut at
-// the first stop string. *stopped: EOS or a stop string ended it. Returns the token count.
-static int row_text(const Run *run, const int *out, int b, Text *t, int *stopped) {
+// Row `row`'s generated text so far: tokens from P up to the first EOS or [MASK], decoded; cut
+// at the first of job j's stop strings. *stopped: EOS or a stop string ended it. Returns the
+// token count.
+static int row_text(const Run *run, const Job *j, const int *out, int row, Text *t,
+                    int *stopped) {
     const Tokenizer *tok = run->e->cfg.tokenizer;
-    const int *row = out + (size_t)b * run->T + run->P;
+    const int *ids = out + (size_t)row * run->T + run->P;
     int n = 0, gen = run->T - run->P;
-    while (n < gen && row[n] != tok->eos_id && row[n] != tok->mask_id && row[n] < tok->vocab_size)
+    while (n < gen && ids[n] != tok->eos_id && ids[n] != tok->mask_id && ids[n] < tok->vocab_size)
         n++;
-    *stopped = n < gen && row[n] == tok->eos_id;
+    *stopped = n < gen && ids[n] == tok->eos_id;
     char *text = NULL;
     Error err;
     t->len = 0;
-    if (tokenizer_decode(tok, row, (size_t)n, &text, &err) == 0) {
-        size_t len = strlen(text), cut = request_cut_at_stop(&run->j->req, text, len);
+    if (tokenizer_decode(tok, ids, (size_t)n, &text, &err) == 0) {
+        size_t len = strlen(text), cut = request_cut_at_stop(&j->req, text, len);
         if (cut < len) *stopped = 1;
         text_append(t, text, cut);
         free(text);
@@ -105,17 +112,20 @@ static size_t safe_prefix(const ServeRequest *r, const Text *t) {
     return n;
 }
 
-// A diffusion step as dllm's event: each row rendered piece by piece, [MASK] as U+2591.
-static void diffusion_step_event(Run *run, const StepEvent *ev, Text *out) {
+// A diffusion step of job k's rows as dllm's event: each rendered piece by piece, [MASK] as
+// U+2591; the committed positions are its first choice's.
+static void diffusion_step_event(Run *run, int k, const StepEvent *ev, Text *out) {
     const Tokenizer *tok = run->e->cfg.tokenizer;
-    char **texts = calloc((size_t)run->B, sizeof *texts);
-    int *committed = malloc((size_t)run->B * run->T * sizeof(int)), n_committed = 0;
+    int n = run->first[k + 1] - run->first[k], n_committed = 0;
+    char **texts = calloc((size_t)n, sizeof *texts);
+    int *committed = malloc((size_t)run->T * sizeof(int));
     char piece[TOKENIZER_PIECE_MAX];
-    for (int b = 0; texts && committed && b < run->B; b++) {
+    for (int c = 0; texts && committed && c < n; c++) {
+        size_t row = (size_t)(run->first[k] + c) * run->T;
         Text t = {0};
         for (int p = run->P; p < run->T; p++) {
-            int id = ev->tokens[(size_t)b * run->T + p];
-            if (ev->committed[(size_t)b * run->T + p]) committed[n_committed++] = p - run->P;
+            int id = ev->tokens[row + p];
+            if (c == 0 && ev->committed[row + p]) committed[n_committed++] = p - run->P;
             if (id == tok->eos_id) break;
             if (id == tok->mask_id) text_append(&t, "\xe2\x96\x91", 3);
             else if (id < tok->vocab_size) {
@@ -124,102 +134,98 @@ static void diffusion_step_event(Run *run, const StepEvent *ev, Text *out) {
             }
         }
         if (!t.s) text_append(&t, "", 0);
-        texts[b] = t.s;
+        texts[c] = t.s;
     }
     if (texts && committed)
-        response_step_event(out, ev->step, ev->step + 1, committed, n_committed, texts, run->B);
-    for (int b = 0; texts && b < run->B; b++) free(texts[b]);
+        response_step_event(out, ev->step, ev->step + 1, committed, n_committed, texts, n);
+    for (int c = 0; texts && c < n; c++) free(texts[c]);
     free(texts), free(committed);
 }
 
-// An AR step: each choice's new text as OpenAI chunks.
-static void ar_step_chunks(Run *run, const StepEvent *ev, Text *out) {
-    Job *j = run->j;
+// An AR step of job k: each choice's new text as OpenAI chunks. Returns 1 when all its
+// choices have stopped.
+static int ar_step_chunks(Run *run, int k, const StepEvent *ev, Text *out) {
+    Job *j = run->jobs[k];
     ResponseHead h = head_of(run->e, j);
     int all = 1;
-    for (int b = 0; b < run->B; b++) {
+    for (int c = 0; c < j->req.n; c++) {
         int stopped;
-        row_text(run, ev->tokens, b, &j->texts[b], &stopped);
-        size_t upto = stopped ? j->texts[b].len : safe_prefix(&j->req, &j->texts[b]);
-        if (upto > j->sent[b])
-            response_chunk(out, &h, b, j->texts[b].s + j->sent[b], upto - j->sent[b], NULL,
-                           j->sent[b] == 0);
-        if (upto > j->sent[b]) j->sent[b] = upto;
+        row_text(run, j, ev->tokens, run->first[k] + c, &j->texts[c], &stopped);
+        size_t upto = stopped ? j->texts[c].len : safe_prefix(&j->req, &j->texts[c]);
+        if (upto > j->sent[c])
+            response_chunk(out, &h, c, j->texts[c].s + j->sent[c], upto - j->sent[c], NULL,
+                           j->sent[c] == 0);
+        if (upto > j->sent[c]) j->sent[c] = upto;
         all &= stopped;
     }
-    run->finished_all = all;
+    return all;
 }
 
 static int on_step(void *user, const StepEvent *ev) {
     Run *run = user;
     Engine *e = run->e;
-    Job *j = run->j;
-    Text events = {0};
-    // an AR choice's text only grows: stream it, and end the run once every choice has met a
-    // stop string; a diffusion step is shown whole
-    if (j->req.stream && j->req.stream_steps) diffusion_step_event(run, ev, &events);
-    else if (!e->cfg.limits.diffusion && (j->req.stream || j->req.n_stops))
-        ar_step_chunks(run, ev, &events);
-    if (!j->req.stream) events.len = 0;
-    pthread_mutex_lock(&e->lock);
-    j->passes = ev->step + 1;
-    if (events.len) {
-        text_append(&j->stream, events.s, events.len);
-        pthread_cond_broadcast(&j->changed);
+    Text events[GROUP_MAX];
+    int all_stopped = !e->cfg.limits.diffusion;
+    for (int k = 0; k < run->n_jobs; k++) {
+        Job *j = run->jobs[k];
+        events[k] = (Text){0};
+        // an AR choice's text only grows: stream it, and end the run once every choice has
+        // met a stop string; a diffusion step is shown whole, when asked for
+        if (j->req.stream && j->req.stream_steps) diffusion_step_event(run, k, ev, &events[k]);
+        else if (!e->cfg.limits.diffusion && (j->req.stream || j->req.n_stops))
+            all_stopped &= ar_step_chunks(run, k, ev, &events[k]);
+        else all_stopped = 0;
+        if (!j->req.stream) events[k].len = 0;
     }
-    int stop = j->cancelled || run->finished_all ||
-               now_seconds() - j->t_started > e->cfg.time_limit;
+    run->finished_all = all_stopped;
+    pthread_mutex_lock(&e->lock);
+    int all_cancelled = 1;
+    for (int k = 0; k < run->n_jobs; k++) {
+        Job *j = run->jobs[k];
+        j->passes = ev->step + 1;
+        all_cancelled &= j->cancelled;
+        if (events[k].len) {
+            text_append(&j->stream, events[k].s, events[k].len);
+            pthread_cond_broadcast(&j->changed);
+        }
+    }
+    int stop = all_cancelled || all_stopped ||
+               now_seconds() - run->jobs[0]->t_started > e->cfg.time_limit;
     pthread_mutex_unlock(&e->lock);
-    text_free(&events);
+    for (int k = 0; k < run->n_jobs; k++) text_free(&events[k]);
     return stop;
 }
 
-// Runs job j (lock not held): its n rows in one batch, then its choices or its error.
-static void run_job(Engine *e, Job *j) {
+// Job k's outcome after the run (rc: the sampler's): its choices, or its error.
+static void finish_job(Run *run, int k, int rc, const Error *err, const int *out,
+                       const SampleStats *st) {
+    Engine *e = run->e;
+    Job *j = run->jobs[k];
     const ServeRequest *r = &j->req;
-    int B = r->n, P = j->prompt_len, T = P + r->max_tokens;
-    Run run = {e, j, B, T, P, 0};
-    const int **prompts = malloc((size_t)B * sizeof *prompts);
-    int *lens = malloc((size_t)B * sizeof(int)), *out = malloc((size_t)B * T * sizeof(int));
-    int *lengths = malloc((size_t)B * sizeof(int));
-    SamplerConfig sc = r->sc;
-    sc.eos_id = e->cfg.tokenizer->eos_id;
-    SampleStats st = {0};
-    Error err = {0};
-    int rc = -1;
-    if (prompts && lens && out && lengths) {
-        for (int b = 0; b < B; b++) prompts[b] = j->prompt_ids, lens[b] = P;
-        rc = (e->cfg.limits.diffusion ? llada_generate : ar_generate)(
-            e->cfg.model, &sc, prompts, lens, B, out, lengths, &st, on_step, &run, &err);
-    } else {
-        snprintf(err.msg, sizeof err.msg, "out of memory for %d rows", B);
-    }
-    int stopped_early = rc != 0 && run.finished_all;  // every choice hit a stop string
+    int ok = rc == 0 || run->finished_all;  // every choice met a stop string: a success
     ResponseHead h = head_of(e, j);
     Text tail = {0};
     int completion = 0;
-    for (int b = 0; (rc == 0 || stopped_early) && b < B; b++) {
+    for (int c = 0; ok && c < r->n; c++) {
         int stopped;
-        completion += row_text(&run, out, b, &j->texts[b], &stopped);
-        j->finish[b] = stopped ? "stop" : "length";
+        completion += row_text(run, j, out, run->first[k] + c, &j->texts[c], &stopped);
+        j->finish[c] = stopped ? "stop" : "length";
         if (r->stream) {
-            size_t len = j->texts[b].len - j->sent[b];
-            response_chunk(&tail, &h, b, j->texts[b].s + j->sent[b], len, j->finish[b],
-                           j->sent[b] == 0);
-            j->sent[b] = j->texts[b].len;
+            response_chunk(&tail, &h, c, j->texts[c].s + j->sent[c], j->texts[c].len - j->sent[c],
+                           j->finish[c], j->sent[c] == 0);
+            j->sent[c] = j->texts[c].len;
         }
     }
     pthread_mutex_lock(&e->lock);
     j->completion_tokens = completion;
-    j->passes = st.nfe;
-    if (rc == 0 || stopped_early) {
+    j->passes = st->nfe;
+    if (ok) {
         j->status = 200;
     } else {
-        int timeout = !j->cancelled && strcmp(err.msg, SAMPLER_STOPPED) == 0;
-        j->status = timeout ? 504 : 500;
-        j->error.status = j->status;
+        int timeout = !j->cancelled && strcmp(err->msg, SAMPLER_STOPPED) == 0;
+        j->status = j->error.status = timeout ? 504 : 500;
         snprintf(j->error.message, sizeof j->error.message, "%.290s",
-                 timeout ? "the request ran past the server's time limit" : err.msg);
+                 timeout ? "the request ran past the server's time limit" : err->msg);
         if (r->stream) {  // the stream's headers are sent: the error is an event
             text_printf(&tail, "event: error\ndata: ");
             response_error(&tail, &j->error);
@@ -233,7 +239,89 @@ static void run_job(Engine *e, Job *j) {
     pthread_cond_broadcast(&j->changed);
     pthread_mutex_unlock(&e->lock);
     text_free(&tail);
+}
+
+// Runs a group of compatible jobs (lock not held) as one batch of their rows, prompts
+// right-aligned at the longest (the samplers pad and hide the left of shorter ones).
+static void run_group(Run *run) {
+    Engine *e = run->e;
+    const ServeRequest *r = &run->jobs[0]->req;
+    int B = run->B, P = 0;
+    for (int k = 0; k < run->n_jobs; k++)
+        if (run->jobs[k]->prompt_len > P) P = run->jobs[k]->prompt_len;
+    run->P = P, run->T = P + r->max_tokens;
+    const int **prompts = malloc((size_t)B * sizeof *prompts);
+    int *lens = malloc((size_t)B * sizeof(int)), *out = malloc((size_t)B * run->T * sizeof(int));
+    int *lengths = malloc((size_t)B * sizeof(int));
+    SamplerConfig sc = r->sc;
+    sc.eos_id = e->cfg.tokenizer->eos_id;
+    SampleStats st = {0};
+    Error err = {0};
+    int rc = -1;
+    if (prompts && lens && out && lengths) {
+        for (int k = 0; k < run->n_jobs; k++)
+            for (int b = run->first[k]; b < run->first[k + 1]; b++)
+                prompts[b] = run->jobs[k]->prompt_ids, lens[b] = run->jobs[k]->prompt_len;
+        rc = (e->cfg.limits.diffusion ? llada_generate : ar_generate)(
+            e->cfg.model, &sc, prompts, lens, B, out, lengths, &st, on_step, run, &err);
+    } else {
+        snprintf(err.msg, sizeof err.msg, "out of memory for %d rows", B);
+    }
+    for (int k = 0; k < run->n_jobs; k++) finish_job(run, k, rc, &err, out, &st);
     free(prompts), free(lens), free(out), free(lengths);
+}
+
+// Two requests can share a batch when the sampler runs both the same way, and neither asks
+// for a seeded sample (its draws would depend on its rows' place in the batch).
+static int compatible(const ServeRequest *a, const ServeRequest *b) {
+    const SamplerConfig *x = &a->sc, *y = &b->sc;
+    int seeded = (x->temperature > 0.0f && a->seeded) || (y->temperature > 0.0f && b->seeded);
+    return !seeded && a->max_tokens == b->max_tokens && x->temperature == y->temperature &&
+           x->top_p == y->top_p && x->steps == y->steps && x->block_length == y->block_length &&
+           x->remasking == y->remasking && x->threshold == y->threshold &&
+           x->cache == y->cache && x->cfg_scale == y->cfg_scale;
+}
+
+// Takes the queue's first job and the queued ones compatible with it that fit the batch
+// (lock held).
+static void take_group(Engine *e, Run *run) {
+    *run = (Run){.e = e};
+    Job **link = &e->head;
+    while (*link && run->n_jobs < GROUP_MAX) {
+        Job *j = *link;
+        if (run->n_jobs > 0 && (!compatible(&run->jobs[0]->req, &j->req) ||
+                                run->B + j->req.n > e->cfg.model->max_batch)) {
+            link = &j->next;
+            continue;
+        }
+        *link = j->next;  // out of the queue, into the group
+        e->queued--;
+        j->state = JOB_RUNNING;
+        j->t_started = now_seconds();
+        run->first[run->n_jobs] = run->B;
+        run->jobs[run->n_jobs++] = j;
+        run->B += j->req.n;
+    }
+    run->first[run->n_jobs] = run->B;
+    for (int k = 0; k < run->n_jobs; k++) run->jobs[k]->batched = run->n_jobs;
+    e->tail = NULL;
+    for (Job *j = e->head; j; j = j->next) e->tail = j;
+}
+
+// Rows the queued requests need (lock held).
+static int queued_rows(const Engine *e) {
+    int rows = 0;
+    for (const Job *j = e->head; j; j = j->next) rows += j->req.n;
+    return rows;
+}
+
+static void timed_wait(pthread_cond_t *cond, pthread_mutex_t *lock, double seconds) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    long ns = until.tv_nsec + (long)(seconds * 1e9);
+    until.tv_sec += ns / 1000000000L;
+    until.tv_nsec = ns % 1000000000L;
+    pthread_cond_timedwait(cond, lock, &until);
 }
 
 static void *worker_main(void *arg) {
@@ -242,16 +330,17 @@ static void *worker_main(void *arg) {
     for (;;) {
         while (!e->head && !e->stopping) pthread_cond_wait(&e->work, &e->lock);
         if (!e->head) break;
-        Job *j = e->head;
-        e->head = j->next;
-        if (!e->head) e->tail = NULL;
-        e->queued--;
-        j->state = JOB_RUNNING;
-        j->t_started = now_seconds();
+        // a moment for more requests to arrive and share the batch
+        double until = now_seconds() + e->cfg.batch_wait;
+        while (e->cfg.batch_wait > 0.0 && !e->stopping && now_seconds() < until &&
+               queued_rows(e) < e->cfg.model->max_batch)
+            timed_wait(&e->work, &e->lock, until - now_seconds());
+        Run run;
+        take_group(e, &run);
         pthread_mutex_unlock(&e->lock);
-        run_job(e, j);
+        run_group(&run);
         pthread_mutex_lock(&e->lock);
-        release_locked(j);
+        for (int k = 0; k < run.n_jobs; k++) release_locked(run.jobs[k]);
     }
     pthread_mutex_unlock(&e->lock);
     return NULL;
@@ -351,12 +440,7 @@ void engine_cancel(Engine *e, Job *j) {
 
 // Waits on the job's condition for up to `seconds` (lock held).
 static void wait_changed(Engine *e, Job *j, double seconds) {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    long ns = until.tv_nsec + (long)(seconds * 1e9);
-    until.tv_sec += ns / 1000000000L;
-    until.tv_nsec = ns % 1000000000L;
-    pthread_cond_timedwait(&j->changed, &e->lock, &until);
+    timed_wait(&j->changed, &e->lock, seconds);
 }
 
 int engine_wait(Engine *e, Job *j, double seconds) {
@@ -400,7 +484,7 @@ int engine_response(Engine *e, Job *j, Text *body) {
 
 void engine_summary(Engine *e, Job *j, JobSummary *s) {
     pthread_mutex_lock(&e->lock);
-    *s = (JobSummary){"", j->prompt_len, j->completion_tokens, j->passes, j->status,
+    *s = (JobSummary){"", j->prompt_len, j->completion_tokens, j->passes, j->status, j->batched,
                       (j->t_started ? j->t_started : j->t_finished) - j->t_queued,
                       j->t_finished && j->t_started ? j->t_finished - j->t_started : 0.0};
     snprintf(s->id, sizeof s->id, "%s", j->id);

@@ -21,6 +21,7 @@ typedef struct {
     ServeLimits limits;
     int queue_max;           // requests waiting (not counting the running one)
     double time_limit;       // seconds of generation per request
+    double batch_wait;       // seconds the worker waits for more requests to share a batch
 } EngineConfig;
 
 Engine *engine_start(const EngineConfig *cfg, Error *err);
@@ -43,6 +44,7 @@ int engine_response(Engine *e, Job *j, Text *body);
 typedef struct {
     char id[48];              // a copy: the summary outlives the job
     int prompt_tokens, completion_tokens, passes, status;
+    int batched;              // requests that shared its forward passes (itself included)
     double queued_s, run_s;
 } JobSummary;
 void engine_summary(Engine *e, Job *j, JobSummary *s);

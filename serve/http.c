@@ -49,8 +49,9 @@ static void access_log(HttpServer *s, const char *method, const char *url, int s
     text_printf(&t, ", \"status\": %d", status);
     if (js)
         text_printf(&t, ", \"id\": \"%s\", \"prompt_tokens\": %d, \"completion_tokens\": %d, "
-                    "\"passes\": %d, \"queued_s\": %.3f, \"run_s\": %.3f", js->id,
-                    js->prompt_tokens, js->completion_tokens, js->passes, js->queued_s, js->run_s);
+                    "\"passes\": %d, \"batched\": %d, \"queued_s\": %.3f, \"run_s\": %.3f",
+                    js->id, js->prompt_tokens, js->completion_tokens, js->passes, js->batched,
+                    js->queued_s, js->run_s);
     text_printf(&t, ", \"seconds\": %.3f}\n", seconds);
     pthread_mutex_lock(&s->log_lock);
     if (t.s) fputs(t.s, s->cfg.access_log);

@@ -198,7 +198,7 @@ static int parse_sampling(const JsonValue *root, const ServeLimits *limits, Serv
         return fail(e, 400, "top_p", "'top_p' applies to autoregressive models");
     sc->remasking = (Remasking)remask;
     sc->cache = (CacheMode)cache;
-    if (seed >= 0) sc->seed = (uint64_t)seed;
+    if (seed >= 0) sc->seed = (uint64_t)seed, r->seeded = 1;
     sc->gen_length = r->max_tokens;
     if (limits->diffusion && !limits->block_size) {
         if (!sc->block_length) sc->block_length = block_for(r->max_tokens, 32);

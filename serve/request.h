@@ -21,6 +21,8 @@ typedef struct {
     char *stops[REQUEST_MAX_STOPS];  // the text ends before the first of these
     int n_stops;
     SamplerConfig sc;         // temperature, top_p, seed and the diffusion extensions
+    int seeded;               // the client gave the seed (its sample must not depend on
+                              // which requests share its batch)
 } ServeRequest;
 
 // Why a request is refused: the HTTP status and OpenAI's error object fields.

@@ -379,6 +379,72 @@ START_TEST(test_gone_and_silent_clients) {
 }
 END_TEST
 
+// Requests that arrive together share a batch (--batch-wait) and each gets the text it gets
+// alone: four greedy prompts of different lengths, one of them streamed.
+typedef struct {
+    int port, stream;
+    const char *prompt;
+    char *text;
+} Ask;
+
+static void *ask(void *arg) {
+    Ask *a = arg;
+    char body[300];
+    snprintf(body, sizeof body, "{\"prompt\": \"%s\", \"max_tokens\": 10, \"temperature\": 0, "
+             "\"stream\": %s}", a->prompt, a->stream ? "true" : "false");
+    Reply r = http(a->port, "POST", "/v1/completions", NULL, body);
+    ck_assert_msg(r.status == 200, "%s", r.body);
+    if (!a->stream) {
+        a->text = first_text(r.body, 0);
+    } else {  // the stream's pieces, joined
+        Text t = {0};
+        for (const char *c = r.body; (c = strstr(c, "data: {")) != NULL; c++) {
+            char *line = strndup(c + 6, strcspn(c + 6, "\n"));
+            char *piece = first_text(line, 0);
+            text_append(&t, piece, strlen(piece));
+            free(piece), free(line);
+        }
+        a->text = t.s ? t.s : strdup("");
+    }
+    free(r.head);
+    return NULL;
+}
+
+START_TEST(test_requests_share_a_batch) {
+    char flags[300];
+    snprintf(flags, sizeof flags, "--model %s/ar --batch-wait 0.3", dir);
+    Server s = serve(flags);
+    static const char *const prompts[] = {"In the", "And God", "The earth was", "Light"};
+    Ask alone[4], together[4];
+    for (int i = 0; i < 4; i++) {
+        alone[i] = (Ask){s.port, 0, prompts[i], NULL};
+        ask(&alone[i]);
+    }
+    pthread_t threads[4];
+    for (int i = 0; i < 4; i++) {
+        together[i] = (Ask){s.port, i == 2, prompts[i], NULL};
+        pthread_create(&threads[i], NULL, ask, &together[i]);
+    }
+    for (int i = 0; i < 4; i++) pthread_join(threads[i], NULL);
+    for (int i = 0; i < 4; i++) {
+        ck_assert_msg(strcmp(alone[i].text, together[i].text) == 0, "'%s': '%s' alone, '%s' "
+                      "batched", prompts[i], alone[i].text, together[i].text);
+        free(alone[i].text), free(together[i].text);
+    }
+    stop(s);
+    char log[300], text[65536];
+    snprintf(log, sizeof log, "%s/access.log", dir);
+    FILE *f = fopen(log, "r");
+    size_t len = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[len] = '\0';
+    int batched = 0;
+    for (const char *c = text; (c = strstr(c, "\"batched\": 4")) != NULL; c++) batched++;
+    printf("  4 requests at once: %d ran in one batch of 4, each with its text alone\n", batched);
+    ck_assert_int_eq(batched, 4);
+}
+END_TEST
+
 // Concurrent streaming clients against a queue of 1: every request is served (200, ending in
 // [DONE]) or refused cleanly (503 with Retry-After and an error object).
 typedef struct {
@@ -498,6 +564,7 @@ int main(void) {
     tcase_add_test(tc, test_diffusion_stream_and_api_key);
     tcase_add_test(tc, test_gone_and_silent_clients);
     tcase_add_test(tc, test_concurrent_clients);
+    tcase_add_test(tc, test_requests_share_a_batch);
     tcase_add_test(tc, test_real_clients);
     suite_add_tcase(s, tc);
     return run_suite(s);
