@@ -106,13 +106,16 @@ $(BUILD)/tests/%.o: tests/%.c
 $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(BUILD)/tests/testutil.o $(BUILD)/libdllm.a
 	$(CC) $(CFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
 
+# the server's suite and its load bench speak HTTP through tests/http_client.c
+$(BUILD)/tests/test_serve: $(BUILD)/tests/http_client.o
+
 check-deps:
 	@pkg-config --exists check sentencepiece libpcre2-8 libutf8proc openblas || { echo "error: Check, SentencePiece, PCRE2, utf8proc or OpenBLAS is missing; run scripts/setup.sh"; exit 1; }
 
 # Each suite prints Check's summary line: "100%: Checks: N, Failures: 0, Errors: 0".
 # builds the benchmark too, so CI compiles everything
 test: check-deps dllm $(TEST_BIN) $(BUILD)/bench/bench $(BUILD)/bench/tokenizer_bench \
-      $(BUILD)/bench/matmul_bench \
+      $(BUILD)/bench/matmul_bench $(BUILD)/bench/serve_load \
       $(BUILD)/bench/llmc_files $(EMU)/test_gpu
 	@status=0; for t in $(TEST_BIN); do echo "== $$t"; ./$$t || status=1; done; \
 	echo "== $(EMU)/test_gpu$(if $(SAN), (ops only under sanitizers))"; \
@@ -173,6 +176,11 @@ $(BUILD)/bench/tokenizer_bench: bench/tokenizer_bench.c $(BUILD)/cli/flags.o $(B
 	$(CC) $(CFLAGS) -o $@ $(filter %.c %.o %.a,$^) $(LDLIBS)
 
 $(BUILD)/bench/matmul_bench: bench/matmul_bench.c $(BUILD)/cli/flags.o $(BUILD)/libdllm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $(filter %.c %.o %.a,$^) $(LDLIBS)
+
+$(BUILD)/bench/serve_load: bench/serve_load.c $(BUILD)/tests/http_client.o $(BUILD)/cli/flags.o \
+                          $(BUILD)/libdllm.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $(filter %.c %.o %.a,$^) $(LDLIBS)
 

@@ -3,14 +3,12 @@
 // text equal to `dllm sample`'s), streams (OpenAI chunks; a diffusion model's dllm.step
 // events), OpenAI-style errors, the API key, the page, a client that hangs up, a silent client,
 // and concurrent streaming clients against a small queue (every one served or refused with 503).
-#include <arpa/inet.h>
 #include <check.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,6 +16,7 @@
 #include "common/progress.h"
 #include "serve/request.h"
 #include "serve/response.h"
+#include "tests/http_client.h"
 #include "tests/testutil.h"
 
 static char dir[128];
@@ -156,41 +155,16 @@ static void stop(Server s) {
 }
 
 static int connect_to(int port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    ck_assert(connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    int fd = http_connect(port);
+    ck_assert(fd >= 0);
     return fd;
 }
 
-typedef struct {
-    int status;
-    char *head, *body;  // malloc'd; head holds the status line and headers
-} Reply;
+typedef HttpReply Reply;
 
-// One HTTP/1.0 exchange (the server closes the connection after the reply: no chunking).
 static Reply http(int port, const char *method, const char *path, const char *extra_headers,
                   const char *body) {
-    int fd = connect_to(port);
-    char req[4096];
-    int n = snprintf(req, sizeof req, "%s %s HTTP/1.0\r\nHost: x\r\n%sContent-Length: %zu\r\n\r\n",
-                     method, path, extra_headers ? extra_headers : "", body ? strlen(body) : 0);
-    ck_assert(write(fd, req, (size_t)n) == n);
-    if (body) ck_assert(write(fd, body, strlen(body)) == (ssize_t)strlen(body));
-    size_t cap = 1 << 16, len = 0;
-    char *all = malloc(cap);
-    ssize_t got;
-    while ((got = read(fd, all + len, cap - len - 1)) > 0) {
-        len += (size_t)got;
-        if (len + 1 == cap) all = realloc(all, cap *= 2);
-    }
-    close(fd);
-    all[len] = '\0';
-    Reply r = {0, all, ""};
-    sscanf(all, "HTTP/1.%*d %d", &r.status);
-    char *split = strstr(all, "\r\n\r\n");
-    if (split) *split = '\0', r.body = split + 4;
-    return r;
+    return http_request(port, method, path, extra_headers, body);
 }
 
 // The first choice's text of a completion body (JSON-decoded), malloc'd.
@@ -375,6 +349,28 @@ START_TEST(test_gone_and_silent_clients) {
     ck_assert_int_eq(read(silent, buf, sizeof buf), 0);  // closed by the server
     ck_assert(now_seconds() - t0 < 5.0);
     close(silent);
+    stop(s);
+}
+END_TEST
+
+// Imported Hugging Face models are served as they come (Qwen2's chat template, LLaDA's
+// diffusion), and a request past --timeout gets 504 while the server goes on.
+START_TEST(test_imported_models_and_time_limit) {
+    Server s = serve("--model tests/fixtures/hf_models/qwen2");
+    Reply r = http(s.port, "POST", "/v1/chat/completions", NULL,
+                   "{\"model\": \"qwen2\", \"messages\": [{\"role\": \"user\", \"content\": "
+                   "\"Hello\"}], \"max_tokens\": 5}");
+    ck_assert_msg(r.status == 200 && strstr(r.body, "\"completion_tokens\": 5"), "%s", r.body);
+    ck_assert_msg(strstr(r.body, "\"prompt_tokens\": 39"), "chat template: %s", r.body);
+    free(r.head);
+    stop(s);
+    s = serve("--model tests/fixtures/hf_models/llada --timeout 0.0001");
+    r = http(s.port, "POST", "/v1/completions", NULL, "{\"prompt\": \"Hello\", \"max_tokens\": 8}");
+    ck_assert_msg(r.status == 504 && strstr(r.body, "time limit"), "%s", r.body);
+    free(r.head);
+    r = http(s.port, "GET", "/health", NULL, NULL);
+    ck_assert(r.status == 200 && strstr(r.body, "\"diffusion\": true"));
+    free(r.head);
     stop(s);
 }
 END_TEST
@@ -565,6 +561,7 @@ int main(void) {
     tcase_add_test(tc, test_gone_and_silent_clients);
     tcase_add_test(tc, test_concurrent_clients);
     tcase_add_test(tc, test_requests_share_a_batch);
+    tcase_add_test(tc, test_imported_models_and_time_limit);
     tcase_add_test(tc, test_real_clients);
     suite_add_tcase(s, tc);
     return run_suite(s);
