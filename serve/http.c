@@ -190,6 +190,10 @@ static enum MHD_Result route(Request *q, const char *method, const char *url) {
         return send_text(q->connection, 200, "text/html; charset=utf-8", serve_page,
                          strlen(serve_page), 0);
     }
+    // the page is static and holds nothing; everything else needs the key when there is one
+    if (!authorized(s, q->connection))
+        return reply_error(q, method, url, 401, NULL, "a valid API key is required "
+                           "(Authorization: Bearer KEY)");
     if (get && strcmp(url, "/health") == 0) {
         Text t = {0};
         text_printf(&t, "{\"status\": \"ok\", \"model\": ");
@@ -202,10 +206,6 @@ static enum MHD_Result route(Request *q, const char *method, const char *url) {
         text_free(&t);
         return rc;
     }
-    int api = strncmp(url, "/v1/", 4) == 0;
-    if (api && !authorized(s, q->connection))
-        return reply_error(q, method, url, 401, NULL, "a valid API key is required "
-                           "(Authorization: Bearer KEY)");
     if (get && strcmp(url, "/v1/models") == 0) {
         Text t = {0};
         response_models(&t, s->limits.model_id, s->started);

@@ -309,7 +309,10 @@ START_TEST(test_diffusion_stream_and_api_key) {
     r = http(s.port, "POST", "/v1/completions", "Authorization: Bearer wrong\r\n", body);
     ck_assert_int_eq(r.status, 401);
     free(r.head);
-    r = http(s.port, "GET", "/health", NULL, NULL);  // not behind the key (the page needs it)
+    r = http(s.port, "GET", "/health", NULL, NULL);
+    ck_assert_int_eq(r.status, 401);
+    free(r.head);
+    r = http(s.port, "GET", "/", NULL, NULL);  // the page itself: static, no data
     ck_assert_int_eq(r.status, 200);
     free(r.head);
     r = http(s.port, "POST", "/v1/completions", "Authorization: Bearer sesame\r\n", body);
