@@ -222,10 +222,13 @@ static void finish_job(Run *run, int k, int rc, const Error *err, const int *out
     if (ok) {
         j->status = 200;
     } else {
-        int timeout = !j->cancelled && strcmp(err->msg, SAMPLER_STOPPED) == 0;
-        j->status = j->error.status = timeout ? 504 : 500;
+        // stopped: its client left (499, as web servers log it) or its time ran out (504)
+        int stopped = strcmp(err->msg, SAMPLER_STOPPED) == 0;
+        j->status = j->error.status = j->cancelled ? 499 : stopped ? 504 : 500;
         snprintf(j->error.message, sizeof j->error.message, "%.290s",
-                 timeout ? "the request ran past the server's time limit" : err->msg);
+                 j->cancelled ? "the client closed the connection"
+                 : stopped    ? "the request ran past the server's time limit"
+                              : err->msg);
         if (r->stream) {  // the stream's headers are sent: the error is an event
             text_printf(&tail, "event: error\ndata: ");
             response_error(&tail, &j->error);
@@ -367,6 +370,7 @@ void engine_stop(Engine *e) {
         next = j->next;
         j->state = JOB_FINISHED;
         j->status = j->error.status = 503;
+        j->t_finished = now_seconds();
         snprintf(j->error.message, sizeof j->error.message, "the server is shutting down");
         pthread_cond_broadcast(&j->changed);
         release_locked(j);

@@ -123,7 +123,8 @@ static void free_stream(void *cls) {
     Request *q = cls;
     JobSummary js;
     engine_cancel(q->s->engine, q->job);  // a no-op when it has finished
-    engine_wait(q->s->engine, q->job, 0.0);
+    while (!engine_wait(q->s->engine, q->job, 0.2)) {  // it stops at its next step
+    }
     engine_summary(q->s->engine, q->job, &js);
     access_log(q->s, "POST", q->path, js.status, &js, now_seconds() - q->t0);
     engine_release(q->s->engine, q->job);

@@ -328,11 +328,13 @@ START_TEST(test_diffusion_stream_and_api_key) {
 }
 END_TEST
 
-// A client that hangs up mid-stream, and one that connects and says nothing: the server goes
-// on serving others (the silent one is dropped after --idle seconds).
+// A client that hangs up on its stream, and one that connects and says nothing: the server goes
+// on serving others (the silent one is dropped after --idle seconds), and the request of the
+// one that left stops at its first step (it hung up while --batch-wait held it: status 499,
+// one pass of its 50 in the access log).
 START_TEST(test_gone_and_silent_clients) {
     char flags[300];
-    snprintf(flags, sizeof flags, "--model %s/ar --idle 1", dir);
+    snprintf(flags, sizeof flags, "--model %s/ar --idle 1 --batch-wait 1", dir);
     Server s = serve(flags);
     int fd = connect_to(s.port);
     const char *body = "{\"prompt\": \"In the\", \"max_tokens\": 50, \"stream\": true}";
@@ -353,6 +355,14 @@ START_TEST(test_gone_and_silent_clients) {
     ck_assert(now_seconds() - t0 < 5.0);
     close(silent);
     stop(s);
+    char log[300], text[65536];
+    snprintf(log, sizeof log, "%s/access.log", dir);
+    FILE *f = fopen(log, "r");
+    size_t len = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[len] = '\0';
+    ck_assert_msg(strstr(text, "\"status\": 499, \"id\": \"cmpl-1\", \"prompt_tokens\": 6, "
+                           "\"completion_tokens\": 0, \"passes\": 1"), "%s", text);
 }
 END_TEST
 
