@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/json.h"
+#include "serve/response.h"
 
 static int fail(RequestError *e, int status, const char *param, const char *fmt, ...) {
     e->status = status;
@@ -93,6 +94,25 @@ static int parse_prompt(const JsonValue *root, ServeRequest *r, RequestError *e)
     return 0;
 }
 
+// A message's content onto t: a string, or OpenAI's list of parts of which only text parts
+// ({"type": "text", "text": ...}) are understood.
+static int append_content(Text *t, const JsonValue *content, RequestError *e) {
+    if (content->type != JSON_ARRAY) {
+        if (plain_text(content, "content", e)) return -1;
+        text_append(t, content->string, content->len);
+        return 0;
+    }
+    for (int i = 0; i < content->n; i++) {
+        const char *type = json_member_string(&content->items[i], "type");
+        const JsonValue *text = json_member(&content->items[i], "text");
+        if (!type || strcmp(type, "text") != 0 || !text)
+            return fail(e, 400, "content", "only text content parts are supported");
+        if (plain_text(text, "content", e)) return -1;
+        text_append(t, text->string, text->len);
+    }
+    return 0;
+}
+
 // System and user messages, the last one from the user: their texts joined by blank lines,
 // laid out later as the model's one-turn chat prompt.
 static int parse_messages(const JsonValue *root, ServeRequest *r, RequestError *e) {
@@ -100,30 +120,27 @@ static int parse_messages(const JsonValue *root, ServeRequest *r, RequestError *
     if (!v) return fail(e, 400, "messages", "'messages' is required");
     if (v->type != JSON_ARRAY || v->n < 1)
         return fail(e, 400, "messages", "'messages' must be a non-empty array");
-    size_t total = 1;
-    for (int i = 0; i < v->n; i++) {
+    Text prompt = {0};
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < v->n; i++) {
         const JsonValue *m = &v->items[i];
         const char *role = json_member_string(m, "role");
         const JsonValue *content = json_member(m, "content");
         if (m->type != JSON_OBJECT || !role || !content)
-            return fail(e, 400, "messages", "each message needs a 'role' and a 'content'");
-        if (strcmp(role, "system") != 0 && strcmp(role, "user") != 0)
-            return fail(e, 400, "messages",
-                        "role '%.40s' is not supported: one conversation turn (system and user "
-                        "messages) per request", role);
-        if (plain_text(content, "content", e)) return -1;
-        total += content->len + 2;
+            rc = fail(e, 400, "messages", "each message needs a 'role' and a 'content'");
+        else if (strcmp(role, "system") != 0 && strcmp(role, "user") != 0)
+            rc = fail(e, 400, "messages", "role '%.40s' is not supported: one conversation turn "
+                      "(system and user messages) per request", role);
+        else if (i == v->n - 1 && strcmp(role, "user") != 0)
+            rc = fail(e, 400, "messages", "the last message must be the user's");
+        else if (i)
+            text_append(&prompt, "\n\n", 2);
+        if (rc == 0) rc = append_content(&prompt, content, e);
     }
-    if (strcmp(json_member_string(&v->items[v->n - 1], "role"), "user") != 0)
-        return fail(e, 400, "messages", "the last message must be the user's");
-    r->prompt = malloc(total);
-    if (!r->prompt) return fail(e, 500, NULL, "out of memory");
-    r->prompt[0] = '\0';
-    for (int i = 0; i < v->n; i++) {
-        if (i) strcat(r->prompt, "\n\n");
-        strcat(r->prompt, json_member(&v->items[i], "content")->string);
-    }
-    return 0;
+    if (rc == 0 && prompt.failed) rc = fail(e, 500, NULL, "out of memory");
+    if (rc) text_free(&prompt);
+    else r->prompt = prompt.s ? prompt.s : strdup("");
+    return rc;
 }
 
 static int parse_stops(const JsonValue *root, ServeRequest *r, RequestError *e) {

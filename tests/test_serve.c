@@ -55,6 +55,12 @@ START_TEST(test_request_fields) {
                                    "brief.\"}, {\"role\": \"user\", \"content\": \"Hi\"}], "
                                    "\"max_tokens\": 40}", 1, &mdm_limits, &r, &e), 0);
     ck_assert_str_eq(r.prompt, "Be brief.\n\nHi");
+    request_free(&r);
+    // content as OpenAI's list of text parts
+    ck_assert_int_eq(request_parse("{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": "
+                                   "\"text\", \"text\": \"Hello \"}, {\"type\": \"text\", \"text\": "
+                                   "\"there\"}]}], \"max_tokens\": 40}", 1, &mdm_limits, &r, &e), 0);
+    ck_assert_str_eq(r.prompt, "Hello there");
     ck_assert_int_eq(r.sc.block_length, 20);
     ck_assert_int_eq(request_check_length(&r, 30, &mdm_limits, &e), -1);  // 30 + 40 > 64
     ck_assert_str_eq(e.param, "messages");
@@ -92,6 +98,8 @@ START_TEST(test_request_refusals) {
     parse_fails("{\"prompt\": \"a\", \"remasking\": \"sometimes\"}", 0, &mdm_limits, 400,
                 "remasking", "low_confidence, random");
     parse_fails("{\"messages\": []}", 1, &ar_limits, 400, "messages", "non-empty");
+    parse_fails("{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"image_url\"}]}]}",
+                1, &ar_limits, 400, "content", "only text");
     parse_fails("{\"messages\": [{\"role\": \"user\"}]}", 1, &ar_limits, 400, "messages",
                 "'content'");
     parse_fails("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": "
