@@ -386,7 +386,11 @@ void engine_stop(Engine *e) {
 
 Job *engine_submit(Engine *e, ServeRequest *r, RequestError *re) {
     Job *j = calloc(1, sizeof *j);
-    if (!j) return NULL;
+    if (!j) {
+        re->status = 500;
+        snprintf(re->message, sizeof re->message, "out of memory");
+        return NULL;
+    }
     j->req = *r;
     memset(r, 0, sizeof *r);
     pthread_cond_init(&j->changed, NULL);
