@@ -267,18 +267,20 @@ static void print_plan(const SampleOptions *o, const Checkpoint *ck, int rows) {
     memory_plan_print(stdout, &plan, be->name);
 }
 
-// The checkpoint (a Hugging Face directory without its weights for a dry run).
-static int load_checkpoint(const SampleOptions *o, Checkpoint *ck, Error *err) {
+// The checkpoint at path: the model's or the drafter's (a Hugging Face directory without its
+// weights for a dry run).
+static int load_checkpoint(const SampleOptions *o, const char *path, Checkpoint *ck,
+                           Error *err) {
     char chosen[4200];
     int skipped;
-    return checkpoint_load_latest(o->model_path, o->dry_run ? HF_CONFIG_ONLY : HF_WEIGHTS_LATER,
+    return checkpoint_load_latest(path, o->dry_run ? HF_CONFIG_ONLY : HF_WEIGHTS_LATER,
                                   ck, chosen, sizeof chosen, &skipped, err);
 }
 
 static int load_model_and_prompts(SampleOptions *o, Model *m, Tokenizer *tok, Prompts *pr,
                                   Error *err) {
     Checkpoint ck;
-    if (load_checkpoint(o, &ck, err)) return -1;
+    if (load_checkpoint(o, o->model_path, &ck, err)) return -1;
     *tok = ck.tokenizer;
     memset(&ck.tokenizer, 0, sizeof ck.tokenizer);
     if (o->chat < 0) o->chat = ck.header.train.sft;
@@ -312,11 +314,7 @@ static int load_model_and_prompts(SampleOptions *o, Model *m, Tokenizer *tok, Pr
 // The drafter for --draft, sized like the target for the same rows.
 static int load_draft(const SampleOptions *o, const Prompts *pr, Model *draft, Error *err) {
     Checkpoint ck;
-    char chosen[4200];
-    int skipped;
-    if (checkpoint_load_latest(o->draft_path, HF_WEIGHTS_LATER, &ck, chosen, sizeof chosen,
-                               &skipped, err))
-        return -1;
+    if (load_checkpoint(o, o->draft_path, &ck, err)) return -1;
     ck.header.model.seq_len =
         context_needed(o, pr, ck.header.model.seq_len, ck.header.model.block_size);
     int rc = checkpoint_model(&ck, o->be, pr->n * o->batch, draft, err);

@@ -31,7 +31,7 @@ typedef struct {
 typedef struct {
     const SamplerConfig *sc;
     Model *target, *draft;
-    int B, T, P, V, k, mask;
+    int B, T, V, k, mask;
     int *x;              // [B, T] the rows (the caller's out): accepted tokens, then drafts
     int *key_start;      // [B]
     int *draft_x;        // [B, T] a diffusion drafter's window (context, then [MASK]s)
@@ -40,7 +40,7 @@ typedef struct {
     double *q;           // [B, k, V] the AR drafter's distributions
     double *p;           // [V] the target's distribution at one position
     float *logits;       // [V] one logit row on the host
-    Picks picks;         // a diffusion drafter's proposals [B, T]
+    Picks picks;         // a diffusion drafter's proposals [B, k]
     Scored *cands;       // [k]
     char *committed;     // [B, T] this round's accepted tokens, for the step event
     float *confidence;   // [B, T] the target's probability of each of them
@@ -118,9 +118,9 @@ static void draft_ar(Speculator *s, int most) {
         for (int b = 0; b < s->B; b++) {
             const RowState *r = &s->rows[b];
             if (r->done) continue;
+            // the first pass starts at every row's stale cache, later ones at the newest draft
             int from = j == 0 ? r->draft_ok : r->pos + j - 1;
-            if (j < r->n_draft && from < lo) lo = from;
-            if (j == 0 && r->draft_ok < lo) lo = r->draft_ok;
+            if ((j == 0 || j < r->n_draft) && from < lo) lo = from;
             if (j < r->n_draft && r->pos + j > hi) hi = r->pos + j;
         }
         if (hi <= lo) continue;
@@ -145,20 +145,22 @@ static void draft_ar(Speculator *s, int most) {
 // drafts sit at C .. C + n_draft (RoPE sees relative positions only), denoised in draft_steps
 // passes: LLaDA's schedule over each row's n_draft positions, most confident first, greedy.
 // No cache: each pass recomputes the window, as LLaDA's reference does.
+// The context row b's drafts see: its tokens so far, at most draft_context of them.
+static int draft_context(const Speculator *s, int b) {
+    int have = s->rows[b].pos - s->key_start[b], ctx = s->sc->draft_context;
+    return ctx > 0 && ctx < have ? ctx : have;
+}
+
 static void draft_diffusion(Speculator *s, int most, int steps) {
     Model *m = s->draft;
-    int C = 0, shift = m->cfg.logit_shift, ctx = s->sc->draft_context;
-    for (int b = 0; b < s->B; b++) {
-        const RowState *r = &s->rows[b];
-        int have = r->pos - s->key_start[b];
-        if (r->n_draft > 0 && (ctx > 0 && ctx < have ? ctx : have) > C)
-            C = ctx > 0 && ctx < have ? ctx : have;
-    }
+    int C = 0, shift = m->cfg.logit_shift;
+    for (int b = 0; b < s->B; b++)
+        if (s->rows[b].n_draft > 0 && draft_context(s, b) > C) C = draft_context(s, b);
     if (C > s->T - most) C = s->T - most;  // the window fits the model as the rows do
     int W = C + most;
     for (int b = 0; b < s->B; b++) {
         const RowState *r = &s->rows[b];
-        int *row = s->draft_x + (size_t)b * W, have = r->pos - s->key_start[b];
+        int *row = s->draft_x + (size_t)b * W, have = draft_context(s, b);
         int c = r->n_draft == 0 ? 0 : have < C ? have : C;  // a row not drafting: all padding
         s->draft_start[b] = r->n_draft == 0 ? 0 : C - c;
         for (int i = 0; i < C - c; i++) row[i] = s->sc->pad_id;
@@ -273,8 +275,8 @@ static int all_done(const Speculator *s) {
 }
 
 static void speculator_free(Speculator *s) {
-    free(s->key_start), free(s->draft_x), free(s->draft_start), free(s->rows), free(s->q), free(s->p), free(s->logits);
-    free(s->cands), free(s->committed), free(s->confidence);
+    free(s->key_start), free(s->draft_x), free(s->draft_start), free(s->rows), free(s->q);
+    free(s->p), free(s->logits), free(s->cands), free(s->committed), free(s->confidence);
     picks_free(&s->picks, s->draft->be);
 }
 
@@ -319,7 +321,7 @@ int speculative_generate(Model *target, Model *draft, const SamplerConfig *sc,
     int P = max_prompt_length(prompt_lens, B), T = P + sc->gen_length;
     if (check_models(target, draft, sc, B, T, err)) return -1;
     int V = target->cfg.vocab_size, k = sc->draft_length;
-    Speculator s = {.sc = sc, .target = target, .draft = draft, .B = B, .T = T, .P = P, .V = V,
+    Speculator s = {.sc = sc, .target = target, .draft = draft, .B = B, .T = T, .V = V,
                     .k = k, .mask = target->cfg.mask_token_id, .x = out};
     s.key_start = malloc((size_t)B * sizeof(int));
     s.draft_x = malloc((size_t)B * T * sizeof(int));

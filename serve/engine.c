@@ -446,14 +446,9 @@ void engine_cancel(Engine *e, Job *j) {
     pthread_mutex_unlock(&e->lock);
 }
 
-// Waits on the job's condition for up to `seconds` (lock held).
-static void wait_changed(Engine *e, Job *j, double seconds) {
-    timed_wait(&j->changed, &e->lock, seconds);
-}
-
 int engine_wait(Engine *e, Job *j, double seconds) {
     pthread_mutex_lock(&e->lock);
-    if (j->state != JOB_FINISHED) wait_changed(e, j, seconds);
+    if (j->state != JOB_FINISHED) timed_wait(&j->changed, &e->lock, seconds);
     int done = j->state == JOB_FINISHED;
     pthread_mutex_unlock(&e->lock);
     return done;
@@ -461,7 +456,7 @@ int engine_wait(Engine *e, Job *j, double seconds) {
 
 long engine_read_stream(Engine *e, Job *j, char *buf, size_t max, double seconds) {
     pthread_mutex_lock(&e->lock);
-    if (j->stream_read == j->stream.len && j->state != JOB_FINISHED) wait_changed(e, j, seconds);
+    if (j->stream_read == j->stream.len && j->state != JOB_FINISHED) timed_wait(&j->changed, &e->lock, seconds);
     long n = (long)(j->stream.len - j->stream_read);
     if (n > (long)max) n = (long)max;
     if (n > 0) memcpy(buf, j->stream.s + j->stream_read, (size_t)n);

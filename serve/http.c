@@ -72,15 +72,21 @@ static enum MHD_Result send_text(struct MHD_Connection *c, int status, const cha
     return rc;
 }
 
+// A JSON body built in t (freed here) with its status, logged; a 503 says when to retry.
+static enum MHD_Result send_json(Request *q, const char *method, const char *url, int status,
+                                 Text *t) {
+    enum MHD_Result rc = send_text(q->connection, status, "application/json", t->s ? t->s : "",
+                                   t->len, status == 503);
+    access_log(q->s, method, url, status, NULL, now_seconds() - q->t0);
+    text_free(t);
+    return rc;
+}
+
 static enum MHD_Result send_error(Request *q, const char *method, const char *url,
                                   const RequestError *e) {
     Text t = {0};
     response_error(&t, e);
-    enum MHD_Result rc = send_text(q->connection, e->status, "application/json",
-                                   t.s ? t.s : "", t.len, e->status == 503);
-    access_log(q->s, method, url, e->status, NULL, now_seconds() - q->t0);
-    text_free(&t);
-    return rc;
+    return send_json(q, method, url, e->status, &t);
 }
 
 static enum MHD_Result reply_error(Request *q, const char *method, const char *url, int status,
@@ -202,18 +208,12 @@ static enum MHD_Result route(Request *q, const char *method, const char *url) {
         text_printf(&t, ", \"diffusion\": %s, \"block_size\": %d, \"context\": %d}",
                     s->limits.diffusion ? "true" : "false", s->limits.block_size,
                     s->limits.context);
-        enum MHD_Result rc = send_text(q->connection, 200, "application/json", t.s, t.len, 0);
-        access_log(s, method, url, 200, NULL, now_seconds() - q->t0);
-        text_free(&t);
-        return rc;
+        return send_json(q, method, url, 200, &t);
     }
     if (get && strcmp(url, "/v1/models") == 0) {
         Text t = {0};
         response_models(&t, s->limits.model_id, s->started);
-        enum MHD_Result rc = send_text(q->connection, 200, "application/json", t.s, t.len, 0);
-        access_log(s, method, url, 200, NULL, now_seconds() - q->t0);
-        text_free(&t);
-        return rc;
+        return send_json(q, method, url, 200, &t);
     }
     int completions = strcmp(url, "/v1/completions") == 0,
         chat = strcmp(url, "/v1/chat/completions") == 0;

@@ -175,6 +175,26 @@ static Reply http(int port, const char *method, const char *path, const char *ex
     return http_request(port, method, path, extra_headers, body);
 }
 
+// The output of a shell command (at most size - 1 bytes) and its exit status.
+static int run(const char *cmd, char *out, size_t size) {
+    FILE *p = popen(cmd, "r");
+    size_t n = p ? fread(out, 1, size - 1, p) : 0;
+    out[n] = '\0';
+    int st = p ? pclose(p) : -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+// The server's access log so far (the tests' servers all append to one file).
+static void read_access_log(char *text, size_t size) {
+    char path[300];
+    snprintf(path, sizeof path, "%s/access.log", dir);
+    FILE *f = fopen(path, "r");
+    ck_assert(f);
+    size_t len = fread(text, 1, size - 1, f);
+    fclose(f);
+    text[len] = '\0';
+}
+
 // The first choice's text of a completion body (JSON-decoded), malloc'd.
 static char *first_text(const char *body, int chat) {
     JsonValue v;
@@ -237,10 +257,8 @@ START_TEST(test_endpoints) {
     char cmd[512], sampled[4096] = "";
     snprintf(cmd, sizeof cmd, "./dllm sample --model %s/ar --prompt 'In the' --gen-length 12 "
              "--temperature 0 2>/dev/null", dir);
-    FILE *p = popen(cmd, "r");
-    size_t n = fread(sampled, 1, sizeof sampled - 1, p);
-    pclose(p);
-    sampled[n] = '\0';
+    ck_assert_int_eq(run(cmd, sampled, sizeof sampled), 0);
+    size_t n = strlen(sampled);
     if (n && sampled[n - 1] == '\n') sampled[n - 1] = '\0';
     ck_assert_msg(strncmp(sampled, "In the", 6) == 0 && strcmp(sampled + 6, served) == 0,
                   "sample '%s' vs served '%s'", sampled, served);
@@ -293,12 +311,8 @@ START_TEST(test_endpoints) {
     ck_assert_int_eq(r.status, 413);
     free(r.head), free(big);
     stop(s);
-    char log[300], text[65536];
-    snprintf(log, sizeof log, "%s/access.log", dir);
-    FILE *f = fopen(log, "r");
-    size_t len = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[len] = '\0';
+    char text[65536];
+    read_access_log(text, sizeof text);
     ck_assert_msg(strstr(text, "\"path\": \"/v1/completions\", \"status\": 200, \"id\": \"cmpl-") &&
                   strstr(text, "\"completion_tokens\": 12") && strstr(text, "\"status\": 413"),
                   "%s", text);
@@ -363,12 +377,8 @@ START_TEST(test_gone_and_silent_clients) {
     ck_assert(now_seconds() - t0 < 5.0);
     close(silent);
     stop(s);
-    char log[300], text[65536];
-    snprintf(log, sizeof log, "%s/access.log", dir);
-    FILE *f = fopen(log, "r");
-    size_t len = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[len] = '\0';
+    char text[65536];
+    read_access_log(text, sizeof text);
     ck_assert_msg(strstr(text, "\"status\": 499, \"id\": \"cmpl-1\", \"prompt_tokens\": 6, "
                            "\"completion_tokens\": 0, \"passes\": 1"), "%s", text);
 }
@@ -449,12 +459,8 @@ START_TEST(test_requests_share_a_batch) {
         free(alone[i].text), free(together[i].text);
     }
     stop(s);
-    char log[300], text[65536];
-    snprintf(log, sizeof log, "%s/access.log", dir);
-    FILE *f = fopen(log, "r");
-    size_t len = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[len] = '\0';
+    char text[65536];
+    read_access_log(text, sizeof text);
     int batched = 0;
     for (const char *c = text; (c = strstr(c, "\"batched\": 4")) != NULL; c++) batched++;
     printf("  4 requests at once: %d ran in one batch of 4, each with its text alone\n", batched);
@@ -512,15 +518,6 @@ START_TEST(test_concurrent_clients) {
     stop(s);
 }
 END_TEST
-
-// The output of a shell command (at most size - 1 bytes) and its exit status.
-static int run(const char *cmd, char *out, size_t size) {
-    FILE *p = popen(cmd, "r");
-    size_t n = p ? fread(out, 1, size - 1, p) : 0;
-    out[n] = '\0';
-    int st = p ? pclose(p) : -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 // Whether the real clients are here: a Python with the openai package (DLLM_TEST_PYTHON,
 // default python3), chromium and curl. CI sets DLLM_REQUIRE_CLIENTS=1: missing is a failure.
