@@ -6,7 +6,7 @@
 #include "kernels/cuda/cuda_ops.h"
 #endif
 
-void backend_make_inference_only(Backend *b) {
+void backend_make_bf16_weights(Backend *b) {
     b->weight_bytes = 2;
     b->embedding_backward = NULL;
     b->rmsnorm_backward = NULL;
@@ -19,6 +19,15 @@ const Backend *backend_bf16_weights(const Backend *be) {
     if (be == &backend_cpu) return backend_cpu_bf16_weights();
 #ifdef DLLM_CUDA
     if (be == &backend_cuda) return cuda_backend_bf16_weights();
+#endif
+    return NULL;
+}
+
+const Backend *backend_fp32_weights(const Backend *be) {
+    if (be->weight_bytes == sizeof(float)) return be;
+    if (be == backend_cpu_bf16_weights()) return &backend_cpu;
+#ifdef DLLM_CUDA
+    if (be == cuda_backend_bf16_weights()) return &backend_cuda;
 #endif
     return NULL;
 }

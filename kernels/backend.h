@@ -15,9 +15,10 @@
 // backend's activation type, act_bytes per element: fp32 on the CPU and in backend_cuda_fp32,
 // bf16 in backend_cuda. Every op computes in fp32; act_to_host / act_to_device convert.
 // Weights are fp32 too, except in the bf16-weight twins (backend_bf16_weights): there the
-// `const float *weight` / `table` / `bias` arguments of the forward ops point at bf16 values
-// (weight_bytes 2), an inference model's weights kept as a bf16 checkpoint stores them; their
-// backward and optimizer ops are NULL (nothing trains such a model).
+// `const float *weight` / `table` / `bias` arguments point at bf16 values (weight_bytes 2), the
+// weights as a bf16 checkpoint stores them: an inference model's, or a frozen base under LoRA
+// adapters. The twins compute no weight gradients: matmul_backward and rmsnorm_backward give
+// the input gradient alone (dweight NULL), the other weight-gradient and optimizer ops are NULL.
 #ifndef DLLM_BACKEND_H
 #define DLLM_BACKEND_H
 
@@ -73,6 +74,7 @@ typedef struct {
     // out[N, C_out] = inp[N, C_in] @ weight[C_out, C_in]^T
     void (*matmul_forward)(Act *out, const Act *inp, const float *weight, int N, int C_in,
                            int C_out);
+    // dweight NULL (here and in rmsnorm_backward): the input gradient alone, for frozen weights
     void (*matmul_backward)(Act *dinp, float *dweight, const Act *dout, const Act *inp,
                             const float *weight, int N, int C_in, int C_out);
 
@@ -117,6 +119,8 @@ typedef struct {
 
     // out = a + b
     void (*add)(Act *out, const Act *a, const Act *b, size_t n);
+    // out += s * x (a LoRA branch joining its projection)
+    void (*add_scaled)(Act *out, const Act *x, float s, size_t n);
     // classifier-free guidance in place: cond = uncond + w (cond - uncond)
     void (*guide)(Act *cond, const Act *uncond, float w, size_t n);
 
@@ -162,12 +166,16 @@ const Backend *cuda_backend_bf16_weights(void);  // backend_cuda's bf16-weight t
 // "cpu", "cuda" / "cuda-fp32" (built with CUDA and a device present), or "auto": cuda when
 // it is available, else cpu. NULL and a message otherwise.
 const Backend *backend_by_name(const char *name, Error *err);
-// Turns table b into a bf16-weight twin: weight_bytes 2, and no backward or optimizer ops
-// (NULL). The caller then sets the four weight-reading forward ops.
-void backend_make_inference_only(Backend *b);
-// The twin of be that keeps weights in bf16 (forward ops only), or NULL when be has none
+// Turns table b into a bf16-weight twin: weight_bytes 2, and no weight-gradient or optimizer
+// ops (NULL). The caller then sets the ops that read weights: the four forward ones, and the
+// input-gradient matmul_backward and rmsnorm_backward.
+void backend_make_bf16_weights(Backend *b);
+// The twin of be that keeps weights in bf16 (no weight gradients), or NULL when be has none
 // (cuda-fp32: fp32 activations are for checking, with fp32 weights).
 const Backend *backend_bf16_weights(const Backend *be);
+// The reverse: the fp32-weight table with be's activations (be itself when its weights are
+// fp32): what LoRA adapters, fp32 and trained, run on beside a bf16 base.
+const Backend *backend_fp32_weights(const Backend *be);
 // 1 when this build has the CUDA backend and a CUDA device is present.
 int backend_cuda_available(void);
 

@@ -56,6 +56,9 @@ static size_t layout_activations(Model *m, char *base) {
     a->logits = carve_acts(m, base, &off, N * V);
     a->losses = carve_floats(base, &off, N);
     a->proj = carve_acts(m, base, &off, N * C);
+    size_t LR = m->lora.rank, widest = F > C ? F : C;  // rank 0: no adapters, nothing carved
+    a->lora_mid = carve_acts(m, base, &off, K * lora_n_targets(&m->lora) * N * LR);
+    a->lora_out = carve_acts(m, base, &off, LR ? N * widest : 0);
     ActivationGrads *d = &m->grad_acts;
     size_t G = m->inference ? 0 : 1;  // no backward scratch for inference
     d->resid = carve_acts(m, base, &off, G * N * C);
@@ -67,6 +70,7 @@ static size_t layout_activations(Model *m, char *base) {
     d->gate = carve_acts(m, base, &off, G * N * F);
     d->up = carve_acts(m, base, &off, G * N * F);
     d->swiglu = carve_acts(m, base, &off, G * N * F);
+    d->lora_mid = carve_acts(m, base, &off, G * N * LR);
     size_t rope_n = (size_t)c->seq_len * (C / H / 2);
     m->rope_cos = carve_floats(base, &off, rope_n);
     m->rope_sin = carve_floats(base, &off, rope_n);
@@ -79,22 +83,39 @@ static size_t layout_activations(Model *m, char *base) {
 
 MemoryPlan model_memory_plan(const ModelConfig *c, const Backend *be, int max_batch,
                              ModelMode mode) {
+    return model_memory_plan_lora(c, NULL, be, max_batch, mode);
+}
+
+MemoryPlan model_memory_plan_lora(const ModelConfig *c, const LoraConfig *lc, const Backend *be,
+                                  int max_batch, ModelMode mode) {
     Model shape = {.cfg = *c, .be = be, .max_batch = max_batch,
                    .recompute = mode == MODEL_RECOMPUTE, .inference = mode == MODEL_INFERENCE};
-    size_t n = param_count(c), train = shape.inference ? 0 : 1;
-    MemoryPlan plan = {n * be->weight_bytes, train * n * sizeof(float),
-                       train * 2 * n * sizeof(float), layout_activations(&shape, NULL)};
+    if (lc && lc->rank > 0) shape.lora = *lc;
+    size_t n = param_count(c), n_lora = lora_param_count(c, &shape.lora);
+    size_t train = shape.inference ? 0 : 1, full = train && !n_lora;  // a LoRA base is frozen
+    // adapters: weights, and for training their gradients and AdamW m and v
+    MemoryPlan plan = {n * be->weight_bytes, full * n * sizeof(float),
+                       full * 2 * n * sizeof(float), layout_activations(&shape, NULL),
+                       (1 + 3 * train) * n_lora * sizeof(float)};
     return plan;
 }
 
 static size_t plan_total(const MemoryPlan *p) {
-    return p->params + p->grads + p->optimizer + p->activations;
+    return p->params + p->grads + p->optimizer + p->activations + p->adapters;
 }
 
 void memory_plan_print(FILE *f, const MemoryPlan *p, const char *device) {
-    size_t sizes[5] = {p->params, p->grads, p->optimizer, p->activations, plan_total(p)};
-    char text[5][32];
-    for (int i = 0; i < 5; i++) format_bytes(text[i], sizeof text[i], sizes[i]);
+    size_t sizes[6] = {p->params, p->grads, p->optimizer, p->activations, plan_total(p),
+                       p->adapters};
+    char text[6][32];
+    for (int i = 0; i < 6; i++) format_bytes(text[i], sizeof text[i], sizes[i]);
+    if (p->adapters) {
+        fprintf(f,
+                "memory (%s): frozen base %s | LoRA adapters %s (weights, grads, AdamW m and v "
+                "when training) | activations %s | total %s\n",
+                device, text[0], text[5], text[3], text[4]);
+        return;
+    }
     fprintf(f,
             "memory (%s, one allocation each): params %s | grads %s | optimizer %s | "
             "activations %s | total %s\n",
@@ -122,11 +143,38 @@ static int upload_rope_tables(Model *m) {
 
 int model_create(Model *m, const ModelConfig *c, const Backend *be, int max_batch,
                  ModelMode mode, Error *err) {
+    return model_create_lora(m, c, NULL, be, max_batch, mode, err);
+}
+
+// The adapters' buffers: weights, and for training their gradients and AdamW state.
+static int alloc_lora(Model *m, const LoraConfig *lc, Error *err) {
+    if (lora_config_validate(lc, err)) return -1;
+    m->lora = *lc;
+    m->lora_be = backend_fp32_weights(m->be);
+    if (!m->lora_be) return error_set(err, "LoRA: no fp32-weight table beside %s", m->be->name);
+    m->n_lora = lora_param_count(&m->cfg, lc);
+    size_t bytes = m->n_lora * sizeof(float);
+    const Backend *lb = m->lora_be;
+    m->lora_params = lb->alloc(bytes);
+    if (!m->inference) {
+        m->lora_grads = lb->alloc(bytes);
+        m->lora_adam_m = lb->alloc(2 * bytes);
+        m->lora_adam_v = m->lora_adam_m ? m->lora_adam_m + m->n_lora : NULL;
+    }
+    if (!m->lora_params || (!m->inference && (!m->lora_grads || !m->lora_adam_m)))
+        return error_set(err, "out of memory for %zu LoRA adapter values", m->n_lora);
+    return 0;
+}
+
+int model_create_lora(Model *m, const ModelConfig *c, const LoraConfig *lc, const Backend *be,
+                      int max_batch, ModelMode mode, Error *err) {
     memset(m, 0, sizeof *m);
+    int adapters = lc && lc->rank != 0;  // a negative rank is refused below
     if (model_config_validate(c, err)) return -1;
     if (max_batch < 1) return error_set(err, "batch size must be >= 1 (got %d)", max_batch);
-    if (be->weight_bytes != sizeof(float) && mode != MODEL_INFERENCE)
-        return error_set(err, "bf16 weights are for inference: training keeps fp32 weights");
+    if (be->weight_bytes != sizeof(float) && mode != MODEL_INFERENCE && !adapters)
+        return error_set(err, "bf16 weights are frozen: training them keeps fp32 weights "
+                              "(LoRA adapters train on top of a bf16 base)");
     m->cfg = *c;
     m->be = be;
     m->window = -1;
@@ -134,10 +182,15 @@ int model_create(Model *m, const ModelConfig *c, const Backend *be, int max_batc
     m->recompute = mode == MODEL_RECOMPUTE;
     m->inference = mode == MODEL_INFERENCE;
     m->n_params = param_count(c);
-    MemoryPlan plan = model_memory_plan(c, be, max_batch, mode);
+    if (adapters && alloc_lora(m, lc, err)) {
+        model_free(m);
+        return -1;
+    }
+    MemoryPlan plan = model_memory_plan_lora(c, lc, be, max_batch, mode);
+    int full = !m->inference && !adapters;  // a frozen base has no gradients or optimizer state
     m->params = be->alloc(plan.params);
-    m->grads = m->inference ? NULL : be->alloc(plan.grads);
-    m->adam_m = m->inference ? NULL : be->alloc(plan.optimizer);
+    m->grads = full ? be->alloc(plan.grads) : NULL;
+    m->adam_m = full ? be->alloc(plan.optimizer) : NULL;
     m->adam_v = m->adam_m ? m->adam_m + m->n_params : NULL;
     m->acts_memory = be->alloc(plan.activations);
     if (m->acts_memory) layout_activations(m, m->acts_memory);
@@ -147,7 +200,7 @@ int model_create(Model *m, const ModelConfig *c, const Backend *be, int max_batc
         m->row_targets = malloc(rows * sizeof(int));
         m->row_weights = malloc(rows * sizeof(float));
     }
-    int training_state = m->inference || (m->grads && m->adam_m);
+    int training_state = !full || (m->grads && m->adam_m);
     if (!m->params || !training_state || !m->acts_memory || !m->host_losses ||
         (c->logit_shift && (!m->row_targets || !m->row_weights)) || upload_rope_tables(m)) {
         model_free(m);
@@ -167,6 +220,11 @@ void model_free(Model *m) {
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
             if (bufs[i]) m->be->free(bufs[i]);
     }
+    if (m->lora_be) {
+        void *bufs[] = {m->lora_params, m->lora_grads, m->lora_adam_m};
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+            if (bufs[i]) m->lora_be->free(bufs[i]);
+    }
     free(m->host_losses);
     free(m->row_targets);
     free(m->row_weights);
@@ -182,6 +240,29 @@ int model_init_params(Model *m, uint64_t seed, Error *err) {
     int rc = model_set_weights(m, host, err);
     free(host);
     return rc;
+}
+
+int model_init_lora(Model *m, uint64_t seed, Error *err) {
+    float *host = malloc(m->n_lora * sizeof(float));
+    if (!host) return error_set(err, "out of host memory for %zu LoRA values", m->n_lora);
+    lora_init(host, &m->cfg, &m->lora, seed);
+    model_set_lora(m, host);
+    free(host);
+    return 0;
+}
+
+void model_set_lora(Model *m, const float *host) {
+    m->lora_be->to_device(m->lora_params, host, m->n_lora * sizeof(float));
+}
+
+Trainable model_trainable(const Model *m) {
+    if (m->lora.rank > 0) {
+        Trainable t = {m->lora_params, m->lora_grads, m->lora_adam_m, m->lora_adam_v, m->n_lora,
+                       m->lora_be};
+        return t;
+    }
+    Trainable t = {m->params, m->grads, m->adam_m, m->adam_v, m->n_params, m->be};
+    return t;
 }
 
 int model_set_weights(Model *m, const float *host, Error *err) {
@@ -208,7 +289,8 @@ int model_set_weight_range(Model *m, size_t first, const float *host, size_t n, 
 
 void model_zero_grad(Model *m) {
     assert(!m->inference);
-    m->be->zero(m->grads, m->n_params * sizeof(float));
+    Trainable t = model_trainable(m);
+    t.be->zero(t.grads, t.n * sizeof(float));
 }
 
 // One layer's slices of the activations for the current batch shape (with recomputation,
@@ -286,11 +368,68 @@ static void store_rows(const Model *m, Act *cache, const Act *fresh, int B, int 
                      row, row, B);
 }
 
-// out = inp @ W^T (+ bias, when the model has one)
-static void project(const Model *m, Act *out, const Act *inp, const float *weight,
+// Layer l's adapter on projection t: its A [rank, in] and B [out, rank], their gradients
+// (NULL for inference), and the slice that keeps x A^T for the backward; a NULL when the
+// projection has none.
+typedef struct {
+    const float *a, *b;
+    float *da, *db;
+    Act *mid;
+} Adapter;
+
+static Adapter layer_adapter(const Model *m, int l, int t) {
+    Adapter ad = {0};
+    const LoraConfig *lc = &m->lora;
+    if (lc->rank == 0 || !(lc->targets & (1u << t))) return ad;
+    int in, out;
+    lora_target_shape(&m->cfg, t, &in, &out);
+    size_t at = lora_offset(&m->cfg, lc, l, t), b_at = at + (size_t)lc->rank * in;
+    ad.a = m->lora_params + at;
+    ad.b = m->lora_params + b_at;
+    if (m->lora_grads) {
+        ad.da = m->lora_grads + at;
+        ad.db = m->lora_grads + b_at;
+    }
+    int slot = 0;  // t's place among the adapted targets
+    for (int u = 0; u < t; u++) slot += (lc->targets >> u) & 1u;
+    size_t s = m->recompute || m->inference ? 0 : (size_t)l, N = (size_t)m->B * m->T;
+    ad.mid = act_at(m, m->acts.lora_mid,
+                    (s * lora_n_targets(lc) + slot) * N * (size_t)lc->rank);
+    return ad;
+}
+
+// out = inp @ W^T (+ bias, when the model has one) (+ (alpha / rank) (inp @ A^T) @ B^T, when
+// projection t of layer l has a LoRA adapter)
+static void project(const Model *m, int l, int t, Act *out, const Act *inp, const float *weight,
                     const float *bias, int N, int C_in, int C_out) {
     m->be->matmul_forward(out, inp, weight, N, C_in, C_out);
     if (bias) m->be->bias_forward(out, bias, N, C_out);
+    Adapter ad = layer_adapter(m, l, t);
+    if (!ad.a) return;
+    const Backend *lb = m->lora_be;
+    int r = m->lora.rank;
+    lb->matmul_forward(ad.mid, inp, ad.a, N, C_in, r);
+    lb->matmul_forward(m->acts.lora_out, ad.mid, ad.b, N, r, C_out);
+    lb->add_scaled(out, m->acts.lora_out, lora_scale(&m->lora), (size_t)N * C_out);
+}
+
+// project's backward: the input gradient added into dinp, the weight's into dweight (NULL: a
+// frozen base), the adapter's (when there is one) into its gradients.
+static void project_backward(const Model *m, int l, int t, Act *dinp, float *dweight,
+                             const Act *dout, const Act *inp, const float *weight, int N, int C_in,
+                             int C_out) {
+    m->be->matmul_backward(dinp, dweight, dout, inp, weight, N, C_in, C_out);
+    Adapter ad = layer_adapter(m, l, t);
+    if (!ad.a) return;
+    const Backend *lb = m->lora_be;
+    int r = m->lora.rank;
+    Act *dbranch = m->acts.lora_out, *dmid = m->grad_acts.lora_mid;
+    size_t n_out = (size_t)N * C_out, ab = lb->act_bytes;
+    lb->zero(dbranch, n_out * ab);
+    lb->add_scaled(dbranch, dout, lora_scale(&m->lora), n_out);
+    lb->zero(dmid, (size_t)N * r * ab);
+    lb->matmul_backward(dmid, ad.db, dbranch, ad.mid, ad.b, N, r, C_out);
+    lb->matmul_backward(dinp, ad.da, dmid, inp, ad.a, N, C_in, r);
 }
 
 // Layer l on rows [start, end) of the m->B sequences of m->T positions: from its residual
@@ -306,25 +445,25 @@ static void layer_forward(Model *m, int l, const int *key_start, int start, int 
     LayerWeights w = layer_weights(&m->p, c, l, be->weight_bytes);
     // attention block; keys and values of the computed rows land in the layer's cache
     be->rmsnorm_forward(a.ln1, a.ln1_rstd, a.resid_in, w.attn_norm, N, C, c->norm_eps);
-    project(m, a.q, a.ln1, w.wq, w.bq, N, C, C);
+    project(m, l, LORA_Q, a.q, a.ln1, w.wq, w.bq, N, C, C);
     rope(m, a.q, Tq, start, H, 0);
     Act *k = whole ? a.k : proj;
-    project(m, k, a.ln1, w.wk, w.bk, N, C, KV);
+    project(m, l, LORA_K, k, a.ln1, w.wk, w.bk, N, C, KV);
     rope(m, k, Tq, start, Hkv, 0);
     if (!whole) store_rows(m, a.k, proj, B, T, start, end, KV);
     Act *v = whole ? a.v : proj;
-    project(m, v, a.ln1, w.wv, w.bv, N, C, KV);
+    project(m, l, LORA_V, v, a.ln1, w.wv, w.bv, N, C, KV);
     if (!whole) store_rows(m, a.v, proj, B, T, start, end, KV);
     be->attention_forward(a.att_out, a.lse, a.q, a.k, a.v, key_start, B, Tq, T, start, H, Hkv,
                           hd, pass_mask(m));
-    be->matmul_forward(proj, a.att_out, w.wo, N, C, C);
+    project(m, l, LORA_O, proj, a.att_out, w.wo, NULL, N, C, C);
     be->add(a.resid_mid, a.resid_in, proj, (size_t)N * C);
     // SwiGLU MLP block
     be->rmsnorm_forward(a.ln2, a.ln2_rstd, a.resid_mid, w.mlp_norm, N, C, c->norm_eps);
-    be->matmul_forward(a.gate, a.ln2, w.w_gate, N, C, F);
-    be->matmul_forward(a.up, a.ln2, w.w_up, N, C, F);
+    project(m, l, LORA_GATE, a.gate, a.ln2, w.w_gate, NULL, N, C, F);
+    project(m, l, LORA_UP, a.up, a.ln2, w.w_up, NULL, N, C, F);
     be->swiglu_forward(a.swiglu, a.gate, a.up, (size_t)N * F);
-    be->matmul_forward(proj, a.swiglu, w.w_down, N, F, C);
+    project(m, l, LORA_DOWN, proj, a.swiglu, w.w_down, NULL, N, F, C);
     be->add(a.resid_out, a.resid_mid, proj, (size_t)N * C);
 }
 
@@ -409,7 +548,8 @@ float model_loss(Model *m, const int *targets, const float *weights) {
 }
 
 // Backward through layer l: d->resid holds the gradient of its output and becomes the
-// gradient of its input; its weight gradients are added into m->grads.
+// gradient of its input; its weight gradients are added into m->grads (a frozen base has
+// none: the dw pointers are NULL) and its adapters' into m->lora_grads.
 static void layer_backward(Model *m, int l) {
     const ModelConfig *c = &m->cfg;
     const Backend *be = m->be;
@@ -418,21 +558,22 @@ static void layer_backward(Model *m, int l) {
     int Hkv = model_kv_heads(c), KV = Hkv * hd;
     size_t NC = (size_t)N * C, NF = (size_t)N * F, NKV = (size_t)N * KV;
     LayerActs a = layer_acts(m, l);
-    LayerWeights w = layer_weights(&m->p, c, l, sizeof(float));
-    LayerWeights dw = layer_weights(&m->g, c, l, sizeof(float));
+    LayerWeights w = layer_weights(&m->p, c, l, be->weight_bytes);
+    LayerWeights dw = {0};
+    if (m->grads) dw = layer_weights(&m->g, c, l, sizeof(float));
     // MLP block: the residual passes d->resid through unchanged, the branch adds to it
     be->zero(d->swiglu, NF * be->act_bytes);
-    be->matmul_backward(d->swiglu, dw.w_down, d->resid, a.swiglu, w.w_down, N, F, C);
+    project_backward(m, l, LORA_DOWN, d->swiglu, dw.w_down, d->resid, a.swiglu, w.w_down, N, F, C);
     be->zero(d->gate, NF * be->act_bytes);
     be->zero(d->up, NF * be->act_bytes);
     be->swiglu_backward(d->gate, d->up, d->swiglu, a.gate, a.up, NF);
     be->zero(d->ln, NC * be->act_bytes);
-    be->matmul_backward(d->ln, dw.w_gate, d->gate, a.ln2, w.w_gate, N, C, F);
-    be->matmul_backward(d->ln, dw.w_up, d->up, a.ln2, w.w_up, N, C, F);
+    project_backward(m, l, LORA_GATE, d->ln, dw.w_gate, d->gate, a.ln2, w.w_gate, N, C, F);
+    project_backward(m, l, LORA_UP, d->ln, dw.w_up, d->up, a.ln2, w.w_up, N, C, F);
     be->rmsnorm_backward(d->resid, dw.mlp_norm, d->ln, a.resid_mid, w.mlp_norm, a.ln2_rstd, N, C);
     // attention block
     be->zero(d->att_out, NC * be->act_bytes);
-    be->matmul_backward(d->att_out, dw.wo, d->resid, a.att_out, w.wo, N, C, C);
+    project_backward(m, l, LORA_O, d->att_out, dw.wo, d->resid, a.att_out, w.wo, N, C, C);
     be->zero(d->q, NC * be->act_bytes);
     be->zero(d->k, NKV * be->act_bytes);
     be->zero(d->v, NKV * be->act_bytes);
@@ -440,15 +581,15 @@ static void layer_backward(Model *m, int l) {
                            Hkv, hd, pass_mask(m));
     rope(m, d->q, T, 0, H, 1);
     rope(m, d->k, T, 0, Hkv, 1);
-    if (c->qkv_bias) {  // the biases were added before RoPE
+    if (c->qkv_bias && m->grads) {  // the biases were added before RoPE
         be->bias_backward(dw.bq, d->q, N, C);
         be->bias_backward(dw.bk, d->k, N, KV);
         be->bias_backward(dw.bv, d->v, N, KV);
     }
     be->zero(d->ln, NC * be->act_bytes);
-    be->matmul_backward(d->ln, dw.wq, d->q, a.ln1, w.wq, N, C, C);
-    be->matmul_backward(d->ln, dw.wk, d->k, a.ln1, w.wk, N, C, KV);
-    be->matmul_backward(d->ln, dw.wv, d->v, a.ln1, w.wv, N, C, KV);
+    project_backward(m, l, LORA_Q, d->ln, dw.wq, d->q, a.ln1, w.wq, N, C, C);
+    project_backward(m, l, LORA_K, d->ln, dw.wk, d->k, a.ln1, w.wk, N, C, KV);
+    project_backward(m, l, LORA_V, d->ln, dw.wv, d->v, a.ln1, w.wv, N, C, KV);
     be->rmsnorm_backward(d->resid, dw.attn_norm, d->ln, a.resid_in, w.attn_norm, a.ln1_rstd, N, C);
 }
 
@@ -475,6 +616,6 @@ float model_loss_backward(Model *m, const int *targets, const float *weights) {
         if (m->recompute) layer_forward(m, l, NULL, 0, m->T);  // refills the shared slice
         layer_backward(m, l);
     }
-    be->embedding_backward(m->g.tok_emb, d->resid, m->tokens, N, C, c->vocab_size);
+    if (m->grads) be->embedding_backward(m->g.tok_emb, d->resid, m->tokens, N, C, c->vocab_size);
     return weighted_loss(m, weights);
 }

@@ -14,6 +14,7 @@
 
 #include "kernels/backend.h"
 #include "model/config.h"
+#include "model/lora.h"
 #include "model/params.h"
 
 // What the forward pass keeps for the backward pass, sized for max_batch sequences of
@@ -39,6 +40,11 @@ typedef struct {
     Act *logits;       // [B*T, vocab]; the backward overwrites them with their gradient
     float *losses;     // [B*T] per-position cross-entropy
     Act *proj;         // [B*T, d_model] scratch: a branch output before its residual add
+    // LoRA adapters only (size 0 without): each adapted projection's x A^T, kept for the
+    // backward ([n_layer or 1, adapted targets, B*T, rank]), and the scratch a branch's
+    // output (or its scaled gradient) passes through ([B*T, max(d_model, d_ff)])
+    Act *lora_mid;
+    Act *lora_out;
 } Activations;
 
 // Gradients of activations, one layer at a time (reused across layers).
@@ -49,11 +55,14 @@ typedef struct {
     Act *k, *v;        // [B*T, kv_dim]
     Act *att_out;      // [B*T, d_model]
     Act *gate, *up, *swiglu;  // [B*T, d_ff]
+    Act *lora_mid;     // [B*T, rank] (LoRA only)
 } ActivationGrads;
 
-// Bytes of backend memory a model takes, one allocation each.
+// Bytes of backend memory a model takes, one allocation each. A model with LoRA adapters has
+// no grads or optimizer state for its frozen base; `adapters` counts the adapters' weights,
+// and when training their gradients and AdamW m and v.
 typedef struct {
-    size_t params, grads, optimizer, activations;
+    size_t params, grads, optimizer, activations, adapters;
 } MemoryPlan;
 
 // What a model is created for. Training keeps every layer's activations for the backward;
@@ -65,7 +74,7 @@ typedef enum { MODEL_TRAINING = 0, MODEL_RECOMPUTE = 1, MODEL_INFERENCE = 2 } Mo
 
 typedef struct {
     ModelConfig cfg;
-    const Backend *be;
+    const Backend *be;  // the base weights' table (a bf16-weight twin for a bf16 base)
     int max_batch;
     int recompute;  // 1: keep only the residual stream, recompute layers in the backward
     int inference;  // 1: forward passes only (no grads, no optimizer state)
@@ -88,11 +97,29 @@ typedef struct {
     int pairs;                   // 1: the last pass was model_forward_pairs (BD3 layout)
     int window;                  // >= 0: passes attend at most this many keys past each query
                                  // (annealing an adapted AR model; -1: the model's own mask)
+    // LoRA (model/lora.h; rank 0: none). With adapters the base is frozen: no gradients or
+    // optimizer state for it (grads, adam_m NULL) and training updates the adapters alone.
+    LoraConfig lora;
+    const Backend *lora_be;      // the fp32-weight table with be's activations (adapters are fp32)
+    size_t n_lora;
+    float *lora_params, *lora_grads, *lora_adam_m, *lora_adam_v;  // n_lora each (m, v: one buffer)
 } Model;
+
+// What training updates and the optimizer steps: the adapters of a LoRA model, else every
+// weight; the flat buffers, n values each, on table be.
+typedef struct {
+    float *params, *grads, *adam_m, *adam_v;
+    size_t n;
+    const Backend *be;
+} Trainable;
+Trainable model_trainable(const Model *m);
 
 // What model_create would allocate for this shape on this backend (nothing is allocated).
 MemoryPlan model_memory_plan(const ModelConfig *c, const Backend *be, int max_batch,
                              ModelMode mode);
+// The same with LoRA adapters (lc NULL or rank 0: none) on a frozen base.
+MemoryPlan model_memory_plan_lora(const ModelConfig *c, const LoraConfig *lc, const Backend *be,
+                                  int max_batch, ModelMode mode);
 // The activation `index` elements into the buffer a (pointer arithmetic in the backend's
 // activation type).
 Act *act_at(const Model *m, const Act *a, size_t index);
@@ -105,9 +132,17 @@ void memory_plan_print(FILE *f, const MemoryPlan *plan, const char *device);
 // a MODEL_INFERENCE model cannot be trained (no model_loss_backward).
 int model_create(Model *m, const ModelConfig *c, const Backend *be, int max_batch,
                  ModelMode mode, Error *err);
+// The same with LoRA adapters (lc NULL or rank 0: none): the base frozen in be's weight type
+// (a bf16-weight twin keeps a bf16 base as it is), the adapters fp32 and at 0 until
+// model_init_lora or model_set_lora. MODEL_TRAINING / MODEL_RECOMPUTE then train the adapters.
+int model_create_lora(Model *m, const ModelConfig *c, const LoraConfig *lc, const Backend *be,
+                      int max_batch, ModelMode mode, Error *err);
 void model_free(Model *m);
 // Fresh weights (params_init) from seed; -1 when the host copy cannot be allocated.
 int model_init_params(Model *m, uint64_t seed, Error *err);
+// PEFT's adapter initialisation (lora_init) from seed; uploading n_lora host floats.
+int model_init_lora(Model *m, uint64_t seed, Error *err);
+void model_set_lora(Model *m, const float *host);
 // Uploads n_params host floats as the weights (rounded to bf16 on a bf16-weight backend).
 int model_set_weights(Model *m, const float *host, Error *err);
 // The same for the n weights starting `first` values into the flat layout.

@@ -2,12 +2,21 @@
 
 #include <math.h>
 
-float grad_norm(const Model *m) { return (float)sqrt(m->be->sum_squares(m->grads, m->n_params)); }
+float grad_norm(const Model *m) {
+    Trainable p = model_trainable(m);
+    return (float)sqrt(p.be->sum_squares(p.grads, p.n));
+}
 
 void optimizer_step(Model *m, const TrainConfig *tc, float norm, float lr, int64_t t) {
-    const Backend *be = m->be;
+    Trainable p = model_trainable(m);
     if (tc->grad_clip > 0.0f && norm > tc->grad_clip)
-        be->scale(m->grads, m->n_params, tc->grad_clip / norm);
+        p.be->scale(p.grads, p.n, tc->grad_clip / norm);
+    if (m->lora.rank > 0) {  // LoRA: every adapter value is a matrix entry, all decayed
+        p.be->adamw_update(p.params, p.grads, p.adam_m, p.adam_v, p.n, lr, tc->beta1, tc->beta2,
+                           tc->adam_eps, tc->weight_decay, t);
+        return;
+    }
+    const Backend *be = m->be;
 
     // tensor by tensor, because norm gains and biases get no weight decay
     ParamSpec specs[N_PARAM_TENSORS];

@@ -5,10 +5,11 @@
 #include "model/model.h"
 #include "train/train_config.h"
 
-// The global L2 norm of m->grads (not finite when any gradient is not).
+// The global L2 norm of the trainable gradients (model_trainable: the LoRA adapters', else
+// every weight's); not finite when any gradient is not.
 float grad_norm(const Model *m);
-// Clips m->grads from norm to tc->grad_clip (if > 0), then applies AdamW with learning rate lr
-// as step t (1-based).
+// Clips those gradients from norm to tc->grad_clip (if > 0), then applies AdamW with learning
+// rate lr as step t (1-based).
 void optimizer_step(Model *m, const TrainConfig *tc, float norm, float lr, int64_t t);
 
 #endif

@@ -84,6 +84,7 @@ static void swiglu_backward(Act *dgate, Act *dup, const Act *dout, const Act *ga
     cpu_swiglu_backward(dgate, dup, dout, gate, up, n);
 }
 static void add(Act *out, const Act *a, const Act *b, size_t n) { cpu_add(out, a, b, n); }
+static void add_scaled(Act *out, const Act *x, float s, size_t n) { cpu_add_scaled(out, x, s, n); }
 static void guide(Act *cond, const Act *uncond, float w, size_t n) {
     cpu_guide(cond, uncond, w, n);
 }
@@ -113,6 +114,17 @@ static void rmsnorm_forward_w16(Act *out, float *rstd, const Act *inp, const flo
 static void matmul_forward_w16(Act *out, const Act *inp, const float *weight, int N, int C_in,
                                int C_out) {
     cpu_matmul_forward_w16(out, inp, (const uint16_t *)(const void *)weight, N, C_in, C_out);
+}
+// (the frozen base's backward: dweight is always NULL there)
+static void rmsnorm_backward_w16(Act *dinp, float *dweight, const Act *dout, const Act *inp,
+                                 const float *weight, const float *rstd, int N, int C) {
+    (void)dweight;
+    cpu_rmsnorm_backward_w16(dinp, dout, inp, (const uint16_t *)(const void *)weight, rstd, N, C);
+}
+static void matmul_backward_w16(Act *dinp, float *dweight, const Act *dout, const Act *inp,
+                                const float *weight, int N, int C_in, int C_out) {
+    (void)dweight, (void)inp;
+    cpu_matmul_backward_w16(dinp, dout, (const uint16_t *)(const void *)weight, N, C_in, C_out);
 }
 static void bias_forward_w16(Act *x, const float *bias, int N, int C) {
     cpu_bias_forward_w16(x, (const uint16_t *)(const void *)bias, N, C);
@@ -152,6 +164,7 @@ const Backend backend_cpu = {
     .swiglu_forward = swiglu_forward,
     .swiglu_backward = swiglu_backward,
     .add = add,
+    .add_scaled = add_scaled,
     .guide = guide,
     .pick_tokens = pick_tokens,
     .cross_entropy_forward = cross_entropy_forward,
@@ -165,10 +178,12 @@ const Backend *backend_cpu_bf16_weights(void) {
     static Backend b;
     if (!b.name) {
         b = backend_cpu;
-        backend_make_inference_only(&b);
+        backend_make_bf16_weights(&b);
         b.embedding_forward = embedding_forward_w16;
         b.rmsnorm_forward = rmsnorm_forward_w16;
+        b.rmsnorm_backward = rmsnorm_backward_w16;
         b.matmul_forward = matmul_forward_w16;
+        b.matmul_backward = matmul_backward_w16;
         b.bias_forward = bias_forward_w16;
         b.name = "cpu";  // set last: the table is complete once it has a name
     }

@@ -24,6 +24,7 @@ void cpu_embedding_backward(float *dtable, const float *dout, const int *tokens,
 float cpu_rmsnorm_rstd(const float *x, int C, float eps);
 void cpu_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int N,
                          int C, float eps);
+// dweight NULL: the input gradient alone (frozen weights), as in every backward that has one
 void cpu_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
                           const float *weight, const float *rstd, int N, int C);
 
@@ -82,6 +83,7 @@ void cpu_pick_tokens(int *tokens, double *confidence, const float *logits, int B
                      uint64_t seed, int banned);
 
 void cpu_add(float *out, const float *a, const float *b, size_t n);
+void cpu_add_scaled(float *out, const float *x, float s, size_t n);
 void cpu_guide(float *cond, const float *uncond, float w, size_t n);
 
 void cpu_cross_entropy_forward(float *losses, const float *logits, const int *targets, int N,
@@ -89,7 +91,8 @@ void cpu_cross_entropy_forward(float *losses, const float *logits, const int *ta
 void cpu_cross_entropy_fused(float *losses, float *dlogits, const float *logits,
                              const int *targets, const float *weights, int N, int V);
 
-// The forward ops that read weights, on bf16 weights (kernels/cpu/weights_bf16.c).
+// The ops that read weights, on bf16 weights (kernels/cpu/weights_bf16.c); the backward ones
+// give the input gradient alone (a frozen base).
 void cpu_embedding_forward_w16(float *out, const int *tokens, const uint16_t *table, int N,
                                int C);
 void cpu_rmsnorm_forward_w16(float *out, float *rstd, const float *inp, const uint16_t *weight,
@@ -97,6 +100,10 @@ void cpu_rmsnorm_forward_w16(float *out, float *rstd, const float *inp, const ui
 void cpu_matmul_forward_w16(float *out, const float *inp, const uint16_t *weight, int N,
                             int C_in, int C_out);
 void cpu_bias_forward_w16(float *x, const uint16_t *bias, int N, int C);
+void cpu_rmsnorm_backward_w16(float *dinp, const float *dout, const float *inp,
+                              const uint16_t *weight, const float *rstd, int N, int C);
+void cpu_matmul_backward_w16(float *dinp, const float *dout, const uint16_t *weight, int N,
+                             int C_in, int C_out);
 
 double cpu_sum_squares(const float *x, size_t n);
 void cpu_scale(float *x, size_t n, float s);

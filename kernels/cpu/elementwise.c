@@ -1,4 +1,5 @@
-// Elementwise ops: the SwiGLU gate, the residual add and the projection biases.
+// Elementwise ops: the SwiGLU gate, the residual add (plain, and scaled: a LoRA branch) and the
+// projection biases.
 #include <math.h>
 
 #include "kernels/cpu/cpu_ops.h"
@@ -36,6 +37,11 @@ void cpu_swiglu_backward(float *dgate, float *dup, const float *dout, const floa
 void cpu_add(float *out, const float *a, const float *b, size_t n) {
 #pragma omp parallel for if (worth_threads(n))
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+void cpu_add_scaled(float *out, const float *x, float s, size_t n) {
+#pragma omp parallel for if (worth_threads(n))
+    for (size_t i = 0; i < n; i++) out[i] += s * x[i];
 }
 
 void cpu_guide(float *cond, const float *uncond, float w, size_t n) {

@@ -62,6 +62,7 @@ void cpu_matmul_backward(float *dinp, float *dweight, const float *dout, const f
             for (int i = 0; i < C_in; i++) dx[i] += d * w[i];
         }
     }
+    if (!dweight) return;  // frozen weights
     // dweight[o, :] += sum_n dout[n, o] * inp[n, :], four input rows per pass over dweight[o]
 #pragma omp parallel for if (worth_threads((double)N * C_in * C_out))
     for (int o = 0; o < C_out; o++) {

@@ -43,8 +43,8 @@ void cpu_matmul_backward_blas(float *dinp, float *dweight, const float *dout, co
         if (i1 > i0)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, i1 - i0, C_out, 1.0f, dout,
                         C_out, weight + i0, C_in, 1.0f, dinp + i0, C_in);
-        // dweight[C_out, C_in] += dout^T @ inp, by slices of C_in
-        if (i1 > i0)
+        // dweight[C_out, C_in] += dout^T @ inp, by slices of C_in (none for frozen weights)
+        if (i1 > i0 && dweight)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C_out, i1 - i0, N, 1.0f, dout,
                         C_out, inp + i0, C_in, 1.0f, dweight + i0, C_in);
     }

@@ -35,6 +35,7 @@ void cpu_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const 
         float coef = r * r * dot / C;
         for (int i = 0; i < C; i++) dx[i] += r * (weight[i] * dy[i] - x[i] * coef);
     }
+    if (!dweight) return;  // frozen gain
     // dweight sums over rows: split by column so each sum has one owner
 #pragma omp parallel for if (worth_threads(3.0 * N * C))
     for (int i = 0; i < C; i++) {

@@ -1,6 +1,7 @@
-// The forward ops that read weights, on bf16 weights: what an inference model holding a bf16
-// checkpoint's weights as they are (half the memory of fp32) runs on. Each weight is widened
-// to fp32 exactly, then the arithmetic is the fp32 reference's.
+// The ops that read weights, on bf16 weights: what a model holding a bf16 checkpoint's weights
+// as they are (half the memory of fp32) runs on: an inference model, or the frozen base under
+// LoRA adapters, whose backward needs the input gradients (never the weights'). Each weight is
+// widened to fp32 exactly, then the arithmetic is the fp32 reference's.
 #include <stdlib.h>
 
 #include "common/bf16.h"
@@ -45,6 +46,26 @@ void cpu_matmul_forward_w16(float *out, const float *inp, const uint16_t *weight
         }
         free(w);
     }
+}
+
+void cpu_rmsnorm_backward_w16(float *dinp, const float *dout, const float *inp,
+                              const uint16_t *weight, const float *rstd, int N, int C) {
+    float *w = malloc((size_t)C * sizeof(float));
+    for (int i = 0; i < C; i++) w[i] = bf16_to_float(weight[i]);
+    cpu_rmsnorm_backward(dinp, NULL, dout, inp, w, rstd, N, C);
+    free(w);
+}
+
+void cpu_matmul_backward_w16(float *dinp, const float *dout, const uint16_t *weight, int N,
+                             int C_in, int C_out) {
+    // widened whole: O(C_in C_out) beside the product's O(N C_in C_out), and then the input
+    // gradient is exactly the fp32 reference's on the widened weights
+    size_t n = (size_t)C_out * C_in;
+    float *w = malloc(n * sizeof(float));
+#pragma omp parallel for if (worth_threads((double)n))
+    for (size_t i = 0; i < n; i++) w[i] = bf16_to_float(weight[i]);
+    cpu_matmul_backward_blas(dinp, NULL, dout, NULL, w, N, C_in, C_out);
+    free(w);
 }
 
 void cpu_bias_forward_w16(float *x, const uint16_t *bias, int N, int C) {

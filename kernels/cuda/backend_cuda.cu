@@ -38,6 +38,7 @@ static Backend cuda_table(const char *name) {
     b.swiglu_forward = cuda_swiglu_forward<A>;
     b.swiglu_backward = cuda_swiglu_backward<A>;
     b.add = cuda_add<A>;
+    b.add_scaled = cuda_add_scaled<A>;
     b.guide = cuda_guide<A>;
     b.cross_entropy_forward = cuda_cross_entropy_forward<A>;
     b.cross_entropy_fused = cuda_cross_entropy_fused<A>;
@@ -50,15 +51,18 @@ static Backend cuda_table(const char *name) {
 
 const Backend backend_cuda = cuda_table<__nv_bfloat16>("cuda");
 
-// backend_cuda with bf16 weights: the forward ops read the weights as stored; nothing trains
-// such a model, so the backward and optimizer ops are left out.
+// backend_cuda with bf16 weights: the ops read the weights as stored; such weights are never
+// trained (an inference model, or a frozen base under LoRA adapters), so the weight-gradient and
+// optimizer ops are left out and the backward ones give input gradients alone.
 static Backend bf16_weight_table(void) {
     typedef __nv_bfloat16 bf16;
     Backend b = cuda_table<bf16>("cuda");
-    backend_make_inference_only(&b);
+    backend_make_bf16_weights(&b);
     b.embedding_forward = cuda_embedding_forward<bf16, bf16>;
     b.rmsnorm_forward = cuda_rmsnorm_forward<bf16, bf16>;
+    b.rmsnorm_backward = cuda_rmsnorm_backward<bf16, bf16>;
     b.matmul_forward = cuda_matmul_forward_w16;
+    b.matmul_backward = cuda_matmul_backward_w16;
     b.bias_forward = cuda_bias_forward<bf16, bf16>;
     return b;
 }

@@ -65,7 +65,8 @@ void cuda_embedding_backward(float *dtable, const void *dout, const int *tokens,
 template <typename A, typename W = float>
 void cuda_rmsnorm_forward(void *out, float *rstd, const void *inp, const float *weight, int N,
                           int C, float eps);
-template <typename A>
+// dweight NULL (here and in the matmul backward): the input gradient alone (frozen weights)
+template <typename A, typename W = float>
 void cuda_rmsnorm_backward(void *dinp, float *dweight, const void *dout, const void *inp,
                            const float *weight, const float *rstd, int N, int C);
 // fp32 activations multiply in fp32; bf16 ones on the tensor cores (the fp32 weights rounded
@@ -73,9 +74,12 @@ void cuda_rmsnorm_backward(void *dinp, float *dweight, const void *dout, const v
 template <typename A>
 void cuda_matmul_forward(void *out, const void *inp, const float *weight, int N, int C_in,
                          int C_out);
-// bf16 activations times bf16 weights as stored (no rounding pass)
+// bf16 activations times bf16 weights as stored (no rounding pass); the backward gives the
+// input gradient alone (a frozen base: dweight is NULL)
 void cuda_matmul_forward_w16(void *out, const void *inp, const float *weight, int N, int C_in,
                              int C_out);
+void cuda_matmul_backward_w16(void *dinp, float *dweight, const void *dout, const void *inp,
+                              const float *weight, int N, int C_in, int C_out);
 template <typename A>
 void cuda_matmul_backward(void *dinp, float *dweight, const void *dout, const void *inp,
                           const float *weight, int N, int C_in, int C_out);
@@ -114,6 +118,8 @@ void cuda_swiglu_backward(void *dgate, void *dup, const void *dout, const void *
                           const void *up, size_t n);
 template <typename A>
 void cuda_add(void *out, const void *a, const void *b, size_t n);
+template <typename A>
+void cuda_add_scaled(void *out, const void *x, float s, size_t n);
 template <typename A>
 void cuda_guide(void *cond, const void *uncond, float w, size_t n);
 template <typename A>

@@ -82,6 +82,18 @@ void cuda_swiglu_backward(void *dgate, void *dup, const void *dout, const void *
 }
 
 template <typename A>
+__global__ void add_scaled_kernel(A *out, const A *x, float s, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = from_float<A>(to_float(out[i]) + s * to_float(x[i]));
+}
+
+template <typename A>
+void cuda_add_scaled(void *out, const void *x, float s, size_t n) {
+    add_scaled_kernel<A><<<blocks_for(n, 256), 256>>>((A *)out, (const A *)x, s, n);
+    CUDA_CHECK_LAUNCH();
+}
+
+template <typename A>
 void cuda_add(void *out, const void *a, const void *b, size_t n) {
     add_kernel<A><<<blocks_for(n, 256), 256>>>((A *)out, (const A *)a, (const A *)b, n);
     CUDA_CHECK_LAUNCH();
@@ -122,6 +134,8 @@ template void cuda_swiglu_backward<bf16>(void *, void *, const void *, const voi
                                          size_t);
 template void cuda_add<float>(void *, const void *, const void *, size_t);
 template void cuda_add<bf16>(void *, const void *, const void *, size_t);
+template void cuda_add_scaled<float>(void *, const void *, float, size_t);
+template void cuda_add_scaled<bf16>(void *, const void *, float, size_t);
 template void cuda_bias_forward<float>(void *, const float *, int, int);
 template void cuda_bias_forward<bf16>(void *, const float *, int, int);
 template void cuda_bias_forward<bf16, bf16>(void *, const float *, int, int);

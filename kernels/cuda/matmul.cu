@@ -3,7 +3,7 @@
 // fp32 activations (backend_cuda_fp32): every matrix fp32, CUBLAS_COMPUTE_32F. bf16 activations
 // (backend_cuda): activations and outputs bf16, the fp32 master weights rounded to bf16 into a
 // scratch buffer once per op, multiplied on the tensor cores with fp32 accumulation.
-// A bf16-weight model's weights are bf16 already (cuda_matmul_forward_w16: no rounding pass).
+// A bf16-weight model's weights are bf16 already (cuda_matmul_*_w16: no rounding pass).
 // Biases are a separate op, so no epilogue is fused; the backward's "adds into" contract is
 // the GEMM's beta = 1. cuBLASLt's results are the same bits from run to run on one GPU (its
 // split-K reductions are ordered), which the determinism tests rely on.
@@ -153,9 +153,17 @@ void cuda_matmul_backward(void *dinp, float *dweight, const void *dout, const vo
     // dinp[N, C_in] += dout[N, C_out] @ W[C_out, C_in]
     gemm(data_type<A>(), data_type<A>(), CUBLAS_OP_N, CUBLAS_OP_N, C_in, N, C_out, w, C_in, dout,
          C_out, 1.0f, dinp, C_in);
-    // dW[C_out, C_in] += dout^T @ inp, into the fp32 gradients
-    gemm(data_type<A>(), CUDA_R_32F, CUBLAS_OP_N, CUBLAS_OP_T, C_in, C_out, N, inp, C_in, dout,
-         C_out, 1.0f, dweight, C_in);
+    // dW[C_out, C_in] += dout^T @ inp, into the fp32 gradients (none for frozen weights)
+    if (dweight)
+        gemm(data_type<A>(), CUDA_R_32F, CUBLAS_OP_N, CUBLAS_OP_T, C_in, C_out, N, inp, C_in,
+             dout, C_out, 1.0f, dweight, C_in);
+}
+
+void cuda_matmul_backward_w16(void *dinp, float *dweight, const void *dout, const void *inp,
+                              const float *weight, int N, int C_in, int C_out) {
+    (void)dweight, (void)inp;
+    gemm(CUDA_R_16BF, CUDA_R_16BF, CUBLAS_OP_N, CUBLAS_OP_N, C_in, N, C_out, weight, C_in, dout,
+         C_out, 1.0f, dinp, C_in);
 }
 
 template void cuda_matmul_forward<float>(void *, const void *, const float *, int, int, int);

@@ -27,16 +27,16 @@ __global__ void rmsnorm_forward_kernel(A *out, float *rstd, const A *inp, const 
     if (threadIdx.x == 0) rstd[blockIdx.x] = r;
 }
 
-template <typename A>
-__global__ void rmsnorm_backward_kernel(A *dinp, const A *dout, const A *inp, const float *weight,
+template <typename A, typename W>
+__global__ void rmsnorm_backward_kernel(A *dinp, const A *dout, const A *inp, const W *weight,
                                         const float *rstd, int C) {
     size_t row = (size_t)blockIdx.x * C;
     float r = rstd[blockIdx.x], dot = 0.0f;
     for (int i = threadIdx.x; i < C; i += blockDim.x)
-        dot += weight[i] * to_float(dout[row + i]) * to_float(inp[row + i]);
+        dot += to_float(weight[i]) * to_float(dout[row + i]) * to_float(inp[row + i]);
     float coef = r * r * block_sum(dot) / C;
     for (int i = threadIdx.x; i < C; i += blockDim.x) {
-        float d = r * (weight[i] * to_float(dout[row + i]) - to_float(inp[row + i]) * coef);
+        float d = r * (to_float(weight[i]) * to_float(dout[row + i]) - to_float(inp[row + i]) * coef);
         dinp[row + i] = from_float<A>(to_float(dinp[row + i]) + d);
     }
 }
@@ -198,12 +198,13 @@ void cuda_rmsnorm_forward(void *out, float *rstd, const void *inp, const float *
     CUDA_CHECK_LAUNCH();
 }
 
-template <typename A>
+template <typename A, typename W>
 void cuda_rmsnorm_backward(void *dinp, float *dweight, const void *dout, const void *inp,
                            const float *weight, const float *rstd, int N, int C) {
-    rmsnorm_backward_kernel<A>
-        <<<N, ROW_THREADS>>>((A *)dinp, (const A *)dout, (const A *)inp, weight, rstd, C);
+    rmsnorm_backward_kernel<A, W><<<N, ROW_THREADS>>>((A *)dinp, (const A *)dout, (const A *)inp,
+                                                      (const W *)weight, rstd, C);
     CUDA_CHECK_LAUNCH();
+    if (!dweight) return;  // frozen gain
     int chunks = (N + DWEIGHT_ROWS - 1) / DWEIGHT_ROWS;
     float *partial = (float *)cuda_scratch((size_t)chunks * C * sizeof(float));
     dim3 grid(column_blocks(C), chunks);
@@ -269,6 +270,8 @@ template void cuda_rmsnorm_backward<float>(void *, float *, const void *, const 
                                            const float *, const float *, int, int);
 template void cuda_rmsnorm_backward<bf16>(void *, float *, const void *, const void *,
                                           const float *, const float *, int, int);
+template void cuda_rmsnorm_backward<bf16, bf16>(void *, float *, const void *, const void *,
+                                                const float *, const float *, int, int);
 template void cuda_bias_backward<float>(float *, const void *, int, int);
 template void cuda_bias_backward<bf16>(float *, const void *, int, int);
 template void cuda_cross_entropy_forward<float>(float *, const void *, const int *, int, int);

@@ -66,6 +66,16 @@ void cuda_matmul_backward(void *dinp, float *dweight, const void *dout, const vo
     write<A>(dinp, di);
 }
 
+void cuda_matmul_backward_w16(void *dinp, float *dweight, const void *dout, const void *inp,
+                              const float *w, int N, int C_in, int C_out) {
+    (void)dweight, (void)inp;  // a frozen base: the input gradient alone
+    std::vector<float> di = floats<bf16>(dinp, (size_t)N * C_in),
+                       d = floats<bf16>(dout, (size_t)N * C_out);
+    std::vector<float> wr = floats<bf16>(w, (size_t)C_out * C_in);  // bf16 as stored
+    cpu_matmul_backward(di.data(), NULL, d.data(), NULL, wr.data(), N, C_in, C_out);
+    write<bf16>(dinp, di);
+}
+
 template void cuda_matmul_forward<float>(void *, const void *, const float *, int, int, int);
 template void cuda_matmul_forward<bf16>(void *, const void *, const float *, int, int, int);
 template void cuda_matmul_backward<float>(void *, float *, const void *, const void *,
