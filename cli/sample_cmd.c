@@ -9,6 +9,7 @@
 
 #include "cli/commands.h"
 #include "cli/flags.h"
+#include "common/json.h"
 #include "common/progress.h"
 #include "kernels/backend.h"
 #include "model/model.h"
@@ -83,17 +84,6 @@ static int read_prompt_file(const char *path, const Tokenizer *t, int chat, Prom
     return 0;
 }
 
-static void print_json_string(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c < 0x20) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
-    }
-    fputc('"', f);
-}
-
 static void write_trace(FILE *f, const Tokenizer *tok, const StepEvent *ev) {
     fprintf(f, "{\"step\": %d, \"block\": %d, \"committed\": [", ev->step, ev->block);
     int first = 1;
@@ -104,7 +94,7 @@ static void write_trace(FILE *f, const Tokenizer *tok, const StepEvent *ev) {
             if (!ev->committed[i]) continue;
             fprintf(f, "%s{\"seq\": %d, \"pos\": %d, \"token\": %d, \"text\": ", first ? "" : ", ",
                     b, t, ev->tokens[i]);
-            print_json_string(f, tokenizer_piece(tok, ev->tokens[i], piece));
+            json_write_string(f, tokenizer_piece(tok, ev->tokens[i], piece));
             fprintf(f, ", \"confidence\": %.4f}", ev->confidence[i]);
             first = 0;
         }

@@ -1,7 +1,9 @@
 // dllm train: flags -> model and training configs -> trainer loop in a run directory
 // (JSON log, periodic / best checkpoints, validation, clean stop on SIGINT / SIGTERM).
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -35,7 +37,8 @@ static const char *const fixed_on_resume[] = {
     "batch-size", "grad-accum", "warmup",    "lr",       "min-lr",    "schedule",
     "decay-frac", "weight-decay", "beta1",   "beta2",    "adam-eps",  "grad-clip",
     "mask-eps",  "t-sampling", "random-length-prob", "seed", "order", "tokenizer", "cfg-drop",
-    "init-std",  "qkv-bias", "logit-shift", "block-size", "t-max", "anneal-steps", NULL,
+    "init-std",  "qkv-bias", "logit-shift", "block-size", "t-max", "anneal-steps", "lora-rank",
+    "lora-alpha", "lora-targets", NULL,
 };
 // With --init the model flags may still be given (a sweep's shared Base), but only with the
 // checkpoint's values (checked once it is loaded); a tokenizer never.
@@ -47,7 +50,9 @@ static const char *const model_flags[] = {
 
 typedef struct {
     const char *data, *sft, *init, *tokenizer, *run, *resume, *device, *objective, *schedule,
-        *order, *t_sampling;
+        *order, *t_sampling, *lora_targets;
+    int lora_rank;     // > 0: LoRA adapters on the --init model, which stays frozen
+    float lora_alpha;  // 0: the rank (scale 1)
     int objective_set, steps_set, seq_len_set, auto_resume, recompute, dry_run, logit_shift;
     int block_size;         // bd3: positions per block (0: 4, or an initialising bd3 model's)
     int model_flag_set[8];  // model_flags[i] was given
@@ -291,16 +296,20 @@ static void print_data_summary(const TrainOptions *o, const TrainingData *d) {
 }
 
 // Resume: weights, optimizer state, step and RNG streams; --init: the weights only (a new run
-// with a fresh optimizer); otherwise a seeded initialisation.
-static int set_start_weights(const TrainOptions *o, const Checkpoint *ck, const char *path,
-                             Trainer *tr, Error *err) {
+// with a fresh optimizer); otherwise a seeded initialisation. A LoRA run's frozen base comes
+// from base (on resume) or the --init model, its adapters from the checkpoint or PEFT's init.
+static int set_start_weights(const TrainOptions *o, const Checkpoint *ck, const Checkpoint *base,
+                             const char *path, Trainer *tr, Error *err) {
     Model *m = tr->model;
     if (o->resume) {
+        if (m->lora.rank && checkpoint_copy_weights(base, m, err)) return -1;
         checkpoint_restore(ck, tr);
         printf("resumed %s at step %lld\n", path, (long long)tr->step);
     } else if (o->init) {
         if (checkpoint_copy_weights(ck, m, err)) return -1;
-        printf("initialised from %s (step %lld)\n", path, (long long)ck->header.step);
+        if (m->lora.rank && model_init_lora(m, seed_for_init(tr->tc.seed), err)) return -1;
+        printf("initialised from %s (step %lld)%s\n", path, (long long)ck->header.step,
+               m->lora.rank ? ", frozen under fresh LoRA adapters" : "");
     } else {
         return model_init_params(m, seed_for_init(tr->tc.seed), err);
     }
@@ -325,14 +334,25 @@ static void default_run_dir(const TrainOptions *o, char *out, size_t cap) {
     }
 }
 
-// The model, the training settings, and what they take in memory.
+// The model, the training settings, and what they take in memory (be: the base weights'
+// table, a bf16-weight twin for a LoRA run on a bf16 base).
 static void print_setup(const TrainOptions *o, const ModelConfig *mc, const TrainConfig *tc,
-                        const Backend *be, const Tokenizer *tok) {
+                        const LoraConfig *lc, const Backend *be, const Tokenizer *tok) {
     model_config_print(stdout, mc);
     train_config_print(stdout, tc);
     printf("params: %zu | device %s | tokenizer: %s, %d tokens\n", param_count(mc), be->name,
            tokenizer_kind_name(tok), tok->vocab_size);
-    MemoryPlan plan = model_memory_plan(mc, be, tc->batch_size * train_copies(tc), o->recompute);
+    if (lc->rank) {
+        char targets[64];
+        lora_format_targets(lc->targets, targets, sizeof targets);
+        size_t n = lora_param_count(mc, lc);
+        printf("LoRA: rank %d, alpha %g (scale %g), targets %s: %zu trained values (%.3f%% of "
+               "the base) | base frozen in %s: %s\n", lc->rank, lc->alpha, lora_scale(lc),
+               targets, n, 100.0 * n / param_count(mc), be->weight_bytes == 2 ? "bf16" : "fp32",
+               lc->base);
+    }
+    MemoryPlan plan = model_memory_plan_lora(mc, lc, be, tc->batch_size * train_copies(tc),
+                                             o->recompute);
     memory_plan_print(stdout, &plan, be->name);
 }
 
@@ -369,6 +389,14 @@ static int parse_train_flags(int argc, char **argv, ModelConfig *mc, TrainConfig
          "continue a run: its directory (newest complete checkpoint) or one .ckpt file", 0},
         {"device", FLAG_STRING, &o->device,
          "auto (cuda when a GPU is present), cpu, cuda (bf16 activations) or cuda-fp32", 0},
+        {"lora-rank", FLAG_INT, &o->lora_rank,
+         "with --init: train LoRA adapters of this rank on a frozen base (kept in its file's "
+         "dtype: bf16 stays bf16) instead of every weight (0: off)", 0},
+        {"lora-alpha", FLAG_FLOAT, &o->lora_alpha,
+         "LoRA: the update is scaled by alpha / rank (default: the rank, scale 1)", 0},
+        {"lora-targets", FLAG_STRING, &o->lora_targets,
+         "LoRA: the projections adapted in every layer, from q,k,v,o,gate,up,down (default: all)",
+         0},
         {"recompute", FLAG_INT, &o->recompute,
          "1: keep only the residual stream and recompute each layer in the backward pass "
          "(activation memory / n_layer, one more forward pass per step; same gradients)", 0},
@@ -470,10 +498,16 @@ static int parse_train_flags(int argc, char **argv, ModelConfig *mc, TrainConfig
         error_set(&err, "train: --recompute must be 0 or 1");
     else if (o->auto_resume && !o->run)
         error_set(&err, "train: --auto-resume needs --run");
+    else if (o->lora_rank < 0 || (o->lora_rank > 0 && !o->init && !o->resume && !o->auto_resume))
+        error_set(&err, "train: --lora-rank N (>= 1) trains adapters on a base model: give it "
+                        "with --init BASE");
+    else if (!o->lora_rank && (o->lora_targets || o->lora_alpha) && !o->resume)
+        error_set(&err, "train: --lora-alpha and --lora-targets go with --lora-rank");
     else if (clash)
         error_set(&err, "train: --%s cannot be combined with --%s (the checkpoint fixes it)",
                   clash, o->resume ? "resume" : "init");
-    else if ((o->be = backend_by_name(o->device, &err)))
+    else if ((o->be = o->dry_run ? backend_for_plan(o->device, &err)
+                                 : backend_by_name(o->device, &err)))
         return 0;
     cli_fail(err.msg);
     return -1;
@@ -579,23 +613,65 @@ static int settle_configs(TrainOptions *o, const Checkpoint *ck, const char *ck_
     return 0;
 }
 
+// The adapters' settings: a resumed LoRA run's, or --lora-rank's on the --init model (whose
+// path, made absolute, the checkpoints keep as the base); rank 0 otherwise.
+static int settle_lora(const TrainOptions *o, const Checkpoint *ck, const char *ck_path,
+                       LoraConfig *lc, Error *err) {
+    memset(lc, 0, sizeof *lc);
+    if (o->resume) {
+        *lc = ck->header.lora;
+        return 0;
+    }
+    if (o->init && ck->header.lora.rank)
+        return error_set(err, "train: %s holds LoRA adapters: merge them into a model (dllm "
+                              "export %s --merge 1 --out DIR) and --init from that", ck_path,
+                         o->init);
+    if (!o->lora_rank) return 0;
+    lc->rank = o->lora_rank;
+    lc->alpha = o->lora_alpha != 0.0f ? o->lora_alpha : (float)o->lora_rank;
+    lc->targets = (1u << N_LORA_TARGETS) - 1;
+    if (o->lora_targets && lora_parse_targets(o->lora_targets, &lc->targets, err)) return -1;
+    char resolved[PATH_MAX];
+    if (!realpath(ck_path, resolved) || strlen(resolved) >= sizeof lc->base)
+        return error_set(err, "train: %s: cannot keep its absolute path as the LoRA base",
+                         ck_path);
+    memcpy(lc->base, resolved, strlen(resolved) + 1);
+    return lora_config_validate(lc, err);
+}
+
+// The table the model's base weights live on: a LoRA run keeps its frozen base as its file
+// stores it (a bf16 base on the bf16-weight twin), everything else trains fp32 weights.
+static const Backend *base_backend(const TrainOptions *o, const LoraConfig *lc,
+                                   const Checkpoint *weights) {
+    return lc->rank ? checkpoint_backend(weights, o->be) : o->be;
+}
+
 // Builds the model and trainer, sets the starting weights, opens the run directory and trains.
 static int train(TrainOptions *o, const ModelConfig *mc, const TrainConfig *tc,
-                 const Checkpoint *ck, const char *ck_path, int reuse_dir, Tokenizer *tok,
-                 TrainingData *data, Error *err) {
+                 const LoraConfig *lc, const Checkpoint *ck, const char *ck_path, int reuse_dir,
+                 Tokenizer *tok, TrainingData *data, Error *err) {
     Model model;
     Trainer tr;
-    if (model_create(&model, mc, o->be, tc->batch_size * train_copies(tc), o->recompute, err))
+    Checkpoint base = {0};  // a resumed LoRA run's frozen base
+    if (lc->rank && o->resume && checkpoint_load_base(ck, HF_WEIGHTS_LATER, &base, err))
         return -1;
+    const Backend *be = base_backend(o, lc, o->resume ? &base : ck);
+    if (model_create_lora(&model, mc, lc, be, tc->batch_size * train_copies(tc), o->recompute,
+                          err)) {
+        checkpoint_free(&base);
+        return -1;
+    }
     int status = data->sft.n ? trainer_init_sft(&tr, &model, tc, &data->sft_train, err)
                              : trainer_init(&tr, &model, tc, &data->ds.train, err);
     if (status) {
         model_free(&model);
+        checkpoint_free(&base);
         return -1;
     }
-    status = set_start_weights(o, ck, ck_path, &tr, err);
+    status = set_start_weights(o, ck, &base, ck_path, &tr, err);
+    checkpoint_free(&base);
     if (status == 0) {
-        print_setup(o, mc, tc, o->be, tok);
+        print_setup(o, mc, tc, lc, be, tok);
         print_data_summary(o, data);
         char run_dir[4200];
         default_run_dir(o, run_dir, sizeof run_dir);
@@ -627,8 +703,10 @@ int cmd_train(int argc, char **argv) {
     Checkpoint ck = {0};
     char ck_path[4200] = "";
     int reuse_dir = 0;
+    LoraConfig lc;
     if (load_start_checkpoint(&o, &ck, ck_path, sizeof ck_path, &reuse_dir, &err) ||
-        settle_configs(&o, &ck, ck_path, &mc, &tc, &err)) {
+        settle_configs(&o, &ck, ck_path, &mc, &tc, &err) ||
+        settle_lora(&o, &ck, ck_path, &lc, &err)) {
         checkpoint_free(&ck);
         return cli_fail(err.msg);
     }
@@ -636,10 +714,10 @@ int cmd_train(int argc, char **argv) {
     TrainingData data;
     int status = open_training_data(&o, &ck, &mc, &tok, &data, &err);
     if (status == 0 && o.dry_run) {
-        print_setup(&o, &mc, &tc, o.be, &tok);
+        print_setup(&o, &mc, &tc, &lc, base_backend(&o, &lc, &ck), &tok);
         print_data_summary(&o, &data);
     } else if (status == 0) {
-        status = train(&o, &mc, &tc, &ck, ck_path, reuse_dir, &tok, &data, &err);
+        status = train(&o, &mc, &tc, &lc, &ck, ck_path, reuse_dir, &tok, &data, &err);
     }
     if (status < 0) status = cli_fail(err.msg);
     tokenizer_free(&tok);

@@ -328,3 +328,14 @@ const char *json_member_string(const JsonValue *v, const char *key) {
     const JsonValue *m = json_member(v, key);
     return m && m->type == JSON_STRING ? m->string : NULL;
 }
+
+void json_write_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c < 0x20) fprintf(f, "\\u%04x", c);
+        else fputc(c, f);
+    }
+    fputc('"', f);
+}

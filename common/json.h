@@ -4,6 +4,7 @@
 #define DLLM_JSON_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "common/error.h"
 
@@ -20,6 +21,10 @@ int json_get_number(const char *text, const char *key, double *value, Error *err
 int json_get_strings(const char *text, const char *key, char ***items, size_t **lens, int *n,
                      Error *err);
 void json_free_strings(char **items, size_t *lens, int n);
+
+// Writes s (NUL-terminated) as a JSON string literal: quotes, backslashes and control
+// characters escaped.
+void json_write_string(FILE *f, const char *s);
 
 // A parsed document. Objects keep their members in file order (keys[i] names items[i]).
 typedef enum { JSON_NULL, JSON_FALSE, JSON_TRUE, JSON_NUMBER, JSON_STRING, JSON_ARRAY,

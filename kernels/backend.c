@@ -61,3 +61,11 @@ const Backend *backend_by_name(const char *name, Error *err) {
     error_set(err, "--device %s: unknown device (expected auto, cpu, cuda or cuda-fp32)", name);
     return NULL;
 }
+
+const Backend *backend_for_plan(const char *name, Error *err) {
+#ifdef DLLM_CUDA
+    if (strcmp(name, "cuda") == 0) return &backend_cuda;
+    if (strcmp(name, "cuda-fp32") == 0) return &backend_cuda_fp32;
+#endif
+    return backend_by_name(name, err);
+}

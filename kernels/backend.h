@@ -166,6 +166,9 @@ const Backend *cuda_backend_bf16_weights(void);  // backend_cuda's bf16-weight t
 // "cpu", "cuda" / "cuda-fp32" (built with CUDA and a device present), or "auto": cuda when
 // it is available, else cpu. NULL and a message otherwise.
 const Backend *backend_by_name(const char *name, Error *err);
+// The same for a memory plan, which reads only a table's element sizes: a CUDA table even
+// where no device is present (in a build with CUDA).
+const Backend *backend_for_plan(const char *name, Error *err);
 // Turns table b into a bf16-weight twin: weight_bytes 2, and no weight-gradient or optimizer
 // ops (NULL). The caller then sets the ops that read weights: the four forward ones, and the
 // input-gradient matmul_backward and rmsnorm_backward.

@@ -338,7 +338,7 @@ int hf_weights_stream(const char *dir, const ModelConfig *c, HfArch a, WeightSin
 
 // ---- export ----
 
-static HfArch export_arch(const ModelConfig *c) {
+HfArch hf_export_arch(const ModelConfig *c) {
     if (c->causal) return c->qkv_bias ? HF_QWEN2 : HF_LLAMA;
     return c->logit_shift ? HF_DREAM : HF_LLADA;
 }
@@ -412,7 +412,7 @@ static void write_llama_config(FILE *f, const ModelConfig *c, HfArch a, int bos_
 
 int hf_export(const char *dir, const ModelConfig *c, const float *params, int bos_id, int eos_id,
               SafetensorsDtype dtype, Error *err) {
-    HfArch a = export_arch(c);
+    HfArch a = hf_export_arch(c);
     if (c->block_size > 0)
         return error_set(err, "a block diffusion model (block_size %d) has no Hugging Face "
                               "layout: LLaDA's, Dream's and LLaMA's attention has no blocks",

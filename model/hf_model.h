@@ -41,6 +41,8 @@ int hf_weights_stream(const char *dir, const ModelConfig *c, HfArch arch, Weight
 // The file name of tensor `index` (ParamTensors order) of `layer` in layout a, into buf.
 void hf_tensor_name(HfArch a, int index, int layer, char *buf, size_t cap);
 
+// The layout hf_export writes a model in.
+HfArch hf_export_arch(const ModelConfig *c);
 // Writes dir/config.json and dir/model.safetensors: an MDM in the LLaDA layout, an AR model in
 // the LLaMA layout (Qwen2 when it has q/k/v biases). Weights in dtype (F32 or BF16).
 // bos_id / eos_id: the tokenizer's, written to config.json (-1: none).

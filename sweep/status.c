@@ -33,12 +33,9 @@ int run_outcome_write(const char *run_dir, const char *status, const char *reaso
     snprintf(path, sizeof path, "%s/status.json", run_dir);
     AtomicFile f;
     if (atomic_open(&f, path, err)) return -1;
-    fprintf(f.f, "{\"status\":\"%s\",\"reason\":\"", status);
-    for (const char *c = reason; *c; c++) {
-        if (*c == '"' || *c == '\\') fputc('\\', f.f);
-        fputc((unsigned char)*c < 0x20 ? ' ' : *c, f.f);
-    }
-    fprintf(f.f, "\"}\n");
+    fprintf(f.f, "{\"status\":\"%s\",\"reason\":", status);
+    json_write_string(f.f, reason);
+    fprintf(f.f, "}\n");
     return atomic_commit(&f, err);
 }
 

@@ -9,7 +9,9 @@
 #include "common/file.h"
 #include "common/hash.h"
 #include "model/hf_model.h"
+#include "model/peft.h"
 #include "tokenizer/hf_tokenizer.h"
+#include "train/run_dir.h"
 
 // Header, the three arrays and the tokenizer, with the header's checksum field counted as 0.
 static uint64_t checkpoint_checksum(const CheckpointHeader *h, const float *arrays[3],
@@ -30,24 +32,26 @@ int checkpoint_save(const char *path, const Trainer *tr, const Tokenizer *t, Err
     h.header_bytes = sizeof h;
     h.model = m->cfg;
     h.train = tr->tc;
+    h.lora = m->lora;
     h.step = tr->step;
     h.rng_data = tr->rng_data;
     h.rng_mask = tr->rng_mask;
     h.data_pos = tr->data_pos;
-    h.n_params = m->n_params;
+    Trainable p = model_trainable(m);  // a LoRA run saves its adapters, not the frozen base
+    h.n_params = p.n;
     h.tokenizer_bytes = t->blob ? t->blob_bytes : 0;
 
-    size_t bytes = m->n_params * sizeof(float);
+    size_t bytes = p.n * sizeof(float);
     float *host = malloc(3 * bytes);
     if (!host) return error_set(err, "%s: out of memory for the checkpoint", path);
-    const float *device[3] = {m->params, m->adam_m, m->adam_v};
+    const float *device[3] = {p.params, p.adam_m, p.adam_v};
     const float *arrays[3];
     for (int i = 0; i < 3; i++) {
-        m->be->to_host(host + i * m->n_params, device[i], bytes);
-        arrays[i] = host + i * m->n_params;
+        p.be->to_host(host + i * p.n, device[i], bytes);
+        arrays[i] = host + i * p.n;
     }
     // a diverged run must never overwrite good checkpoints with garbage
-    for (size_t i = 0; i < 3 * m->n_params; i++)
+    for (size_t i = 0; i < 3 * p.n; i++)
         if (!isfinite(host[i])) {
             free(host);
             return error_set(err, "%s: not saved: the model holds non-finite values", path);
@@ -81,9 +85,13 @@ static int validate_header(const char *path, const CheckpointHeader *h, long fil
         return error_set(err, "%s: bad model config: %s", path, why.msg);
     if (train_config_validate(&h->train, &why))
         return error_set(err, "%s: bad training config: %s", path, why.msg);
-    if (h->n_params != param_count(&h->model))
-        return error_set(err, "%s: %llu parameters stored, the config needs %zu", path,
-                         (unsigned long long)h->n_params, param_count(&h->model));
+    if (h->lora.rank != 0 && lora_config_validate(&h->lora, &why))
+        return error_set(err, "%s: bad LoRA config: %s", path, why.msg);
+    size_t needed = h->lora.rank ? lora_param_count(&h->model, &h->lora) : param_count(&h->model);
+    if (h->n_params != needed)
+        return error_set(err, "%s: %llu %s stored, the config needs %zu", path,
+                         (unsigned long long)h->n_params,
+                         h->lora.rank ? "adapter values" : "parameters", needed);
     long expected = (long)sizeof *h + 3L * (long)(h->n_params * sizeof(float)) +
                     (long)h->tokenizer_bytes;
     if (file_size < expected)
@@ -167,6 +175,7 @@ int checkpoint_from_hf(const char *dir, HfWeights weights, Checkpoint *ck, Error
     HfArch arch;
     if (hf_config_read(dir, &h->model, &arch, &ck->weights_bf16, err)) return -1;
     ck->hf_arch = arch;
+    ck->from_hf = 1;
     if (weights == HF_WEIGHTS_LATER && !(ck->hf_dir = strdup(dir)))
         return error_set(err, "%s: out of memory", dir);
     memcpy(h->magic, CHECKPOINT_MAGIC, 8);
@@ -188,6 +197,62 @@ int checkpoint_from_hf(const char *dir, HfWeights weights, Checkpoint *ck, Error
         return -1;
     }
     return fit_tokenizer(ck, dir, err);
+}
+
+HfArch checkpoint_layout(const Checkpoint *ck) {
+    return ck->from_hf ? (HfArch)ck->hf_arch : hf_export_arch(&ck->header.model);
+}
+
+// The shape that decides the weights' sizes (not seq_len, attention or logit shift: a LoRA run
+// may adapt an AR base to diffusion, or train on shorter rows).
+static int same_weight_shape(const ModelConfig *a, const ModelConfig *b) {
+    return a->n_layer == b->n_layer && a->n_head == b->n_head &&
+           model_kv_heads(a) == model_kv_heads(b) && a->d_model == b->d_model &&
+           a->d_ff == b->d_ff && a->vocab_size == b->vocab_size && a->qkv_bias == b->qkv_bias &&
+           a->tied_embeddings == b->tied_embeddings;
+}
+
+int checkpoint_load_base(const Checkpoint *ck, HfWeights weights, Checkpoint *base, Error *err) {
+    char chosen[4200];
+    int skipped;
+    const char *path = ck->header.lora.base;
+    Error why;
+    if (checkpoint_load_latest(path, weights, base, chosen, sizeof chosen, &skipped, &why))
+        return error_set(err, "the LoRA adapters' base model: %s", why.msg);
+    const char *problem = base->header.lora.rank ? "holds LoRA adapters itself (merge them with "
+                                                   "dllm export --merge and train on that)"
+                          : !same_weight_shape(&base->header.model, &ck->header.model)
+                              ? "has another shape than the one the adapters were made for"
+                              : NULL;
+    if (problem) {
+        checkpoint_free(base);
+        return error_set(err, "the LoRA adapters' base model %s %s", path, problem);
+    }
+    return 0;
+}
+
+int checkpoint_from_peft(const char *dir, Checkpoint *ck, Error *err) {
+    memset(ck, 0, sizeof *ck);
+    LoraConfig lc;
+    if (peft_read_config(dir, &lc, err)) return -1;
+    Checkpoint base;
+    ck->header.lora = lc;
+    if (checkpoint_load_base(ck, HF_CONFIG_ONLY, &base, err)) return -1;
+    CheckpointHeader *h = &ck->header;
+    *h = base.header;
+    h->step = 0;
+    float *adapters;
+    if (peft_read_adapters(dir, &h->model, &lc, checkpoint_layout(&base), &adapters, err)) {
+        checkpoint_free(&base);
+        return -1;
+    }
+    h->lora = lc;
+    h->n_params = lora_param_count(&h->model, &lc);
+    ck->params = adapters;
+    ck->tokenizer = base.tokenizer;  // taken over: base no longer frees it
+    memset(&base.tokenizer, 0, sizeof base.tokenizer);
+    checkpoint_free(&base);
+    return 0;
 }
 
 void checkpoint_free(Checkpoint *ck) {
@@ -213,8 +278,25 @@ const Backend *checkpoint_backend(const Checkpoint *ck, const Backend *be) {
     return bf16 ? bf16 : be;
 }
 
+// A LoRA checkpoint's inference model: the base's weights, then the adapters.
+static int adapted_model(const Checkpoint *ck, const Backend *be, int max_batch, Model *m,
+                         Error *err) {
+    Checkpoint base;
+    if (checkpoint_load_base(ck, HF_WEIGHTS_LATER, &base, err)) return -1;
+    int rc = model_create_lora(m, &ck->header.model, &ck->header.lora,
+                               checkpoint_backend(&base, be), max_batch, MODEL_INFERENCE, err);
+    if (rc == 0 && checkpoint_copy_weights(&base, m, err)) {
+        model_free(m);
+        rc = -1;
+    }
+    if (rc == 0) model_set_lora(m, ck->params);
+    checkpoint_free(&base);
+    return rc;
+}
+
 int checkpoint_model(const Checkpoint *ck, const Backend *be, int max_batch, Model *m,
                      Error *err) {
+    if (ck->header.lora.rank) return adapted_model(ck, be, max_batch, m, err);
     if (model_create(m, &ck->header.model, checkpoint_backend(ck, be), max_batch, MODEL_INFERENCE,
                      err))
         return -1;
@@ -226,11 +308,11 @@ int checkpoint_model(const Checkpoint *ck, const Backend *be, int max_batch, Mod
 }
 
 void checkpoint_restore(const Checkpoint *ck, Trainer *tr) {
-    Model *m = tr->model;
-    size_t bytes = m->n_params * sizeof(float);
-    m->be->to_device(m->params, ck->params, bytes);
-    m->be->to_device(m->adam_m, ck->adam_m, bytes);
-    m->be->to_device(m->adam_v, ck->adam_v, bytes);
+    Trainable p = model_trainable(tr->model);
+    size_t bytes = p.n * sizeof(float);
+    p.be->to_device(p.params, ck->params, bytes);
+    p.be->to_device(p.adam_m, ck->adam_m, bytes);
+    p.be->to_device(p.adam_v, ck->adam_v, bytes);
     tr->step = ck->header.step;
     tr->rng_data = ck->header.rng_data;
     tr->rng_mask = ck->header.rng_mask;

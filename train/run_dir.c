@@ -9,6 +9,7 @@
 
 #include "common/file.h"
 #include "common/json.h"
+#include "model/peft.h"
 #include "model/hf_model.h"
 
 static const char LOG_NAME[] = "log.jsonl";
@@ -126,13 +127,10 @@ void run_log_eval(RunDir *rd, int64_t step, const EvalResult *r, double elapsed)
 }
 
 void run_log_event(RunDir *rd, int64_t step, const char *event, const char *detail) {
-    fprintf(rd->log, "{\"type\":\"event\",\"step\":%lld,\"event\":\"%s\",\"detail\":\"",
+    fprintf(rd->log, "{\"type\":\"event\",\"step\":%lld,\"event\":\"%s\",\"detail\":",
             (long long)step, event);
-    for (const char *p = detail; *p; p++) {
-        if (*p == '"' || *p == '\\') fputc('\\', rd->log);
-        fputc((unsigned char)*p < 0x20 ? ' ' : *p, rd->log);
-    }
-    fputs("\"}\n", rd->log);
+    json_write_string(rd->log, detail);
+    fputs("}\n", rd->log);
     fflush(rd->log);
 }
 
@@ -170,6 +168,10 @@ int checkpoint_load_latest(const char *path, HfWeights imported, Checkpoint *ck,
     if (!S_ISDIR(st.st_mode)) {
         snprintf(chosen, cap, "%s", path);
         return checkpoint_load(path, ck, err);
+    }
+    if (peft_dir(path)) {  // LoRA adapters in peft's layout, on the base they name
+        snprintf(chosen, cap, "%s", path);
+        return checkpoint_from_peft(path, ck, err);
     }
     if (hf_model_dir(path)) {  // a Hugging Face model directory, not a run
         snprintf(chosen, cap, "%s", path);
