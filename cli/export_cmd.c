@@ -1,8 +1,10 @@
 // dllm export RUN_OR_CKPT --out DIR: a dllm model as a Hugging Face model directory
 // (config.json, model.safetensors and the tokenizer's files), in the LLaDA layout for a
 // masked-diffusion model and the LLaMA (or Qwen2) layout for an AR one, so the rest of the
-// ecosystem reads it. Everything is written into DIR.tmp, which becomes DIR at the end: a
-// failed export leaves nothing.
+// ecosystem reads it. A LoRA run exports its adapters alone as a PEFT directory
+// (adapter_config.json, adapter_model.safetensors), or with --merge 1 the base with the
+// adapters folded in, as a model directory. Everything is written into DIR.tmp, which becomes
+// DIR at the end: a failed export leaves nothing.
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -14,6 +16,8 @@
 #include "cli/flags.h"
 #include "common/file.h"
 #include "model/hf_model.h"
+#include "model/lora.h"
+#include "model/peft.h"
 #include "tokenizer/hf_tokenizer.h"
 #include "train/checkpoint.h"
 #include "train/run_dir.h"
@@ -46,7 +50,32 @@ static int write_tokenizer(const Tokenizer *t, const char *dir, Error *err) {
     return atomic_commit(&f, err);
 }
 
-static int export_model(const char *model, const char *out, SafetensorsDtype dtype, Error *err) {
+// What DIR.tmp receives: a model directory (weights: the checkpoint's, or a LoRA run's base
+// with its adapters merged), or a LoRA run's adapters as a PEFT directory.
+static int write_export(const char *tmp, Checkpoint *ck, int merge, SafetensorsDtype dtype,
+                        Error *err) {
+    const ModelConfig *c = &ck->header.model;
+    const LoraConfig *lc = &ck->header.lora;
+    if (!lc->rank)
+        return hf_export(tmp, c, ck->params, ck->tokenizer.bos_id, ck->tokenizer.eos_id, dtype,
+                         err);
+    Checkpoint base;
+    if (checkpoint_load_base(ck, merge ? HF_WEIGHTS_ON_HOST : HF_CONFIG_ONLY, &base, err))
+        return -1;
+    int rc;
+    if (merge) {
+        lora_merge(base.params, ck->params, c, lc);
+        rc = hf_export(tmp, c, base.params, ck->tokenizer.bos_id, ck->tokenizer.eos_id, dtype,
+                       err);
+    } else {
+        rc = peft_write(tmp, c, lc, checkpoint_layout(&base), ck->params, err);
+    }
+    checkpoint_free(&base);
+    return rc;
+}
+
+static int export_model(const char *model, const char *out, int merge, SafetensorsDtype dtype,
+                        Error *err) {
     if (non_empty_dir(out))
         return error_set(err, "export: %s exists and is not empty; choose a new directory", out);
     Checkpoint ck;
@@ -56,14 +85,23 @@ static int export_model(const char *model, const char *out, SafetensorsDtype dty
     if (checkpoint_load_latest(model, HF_WEIGHTS_ON_HOST, &ck, chosen, sizeof chosen, &skipped,
                                err))
         return -1;
+    if (merge && !ck.header.lora.rank) {
+        checkpoint_free(&ck);
+        return error_set(err, "export: --merge 1 folds LoRA adapters into their base; %s has "
+                              "none", chosen);
+    }
+    int adapters = ck.header.lora.rank && !merge;
+    if (adapters && dtype != SAFETENSORS_F32) {
+        checkpoint_free(&ck);
+        return error_set(err, "export: LoRA adapters are written as f32 (--dtype is for "
+                              "models: add --merge 1)");
+    }
     snprintf(tmp, sizeof tmp, "%s.tmp", out);
     char cmd[8700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     int rc = system(cmd) == 0 ? 0 : error_set(err, "export: cannot clear %s", tmp);
-    if (rc == 0)
-        rc = hf_export(tmp, &ck.header.model, ck.params, ck.tokenizer.bos_id, ck.tokenizer.eos_id,
-                       dtype, err);
-    if (rc == 0) rc = write_tokenizer(&ck.tokenizer, tmp, err);
+    if (rc == 0) rc = write_export(tmp, &ck, merge, dtype, err);
+    if (rc == 0 && !adapters) rc = write_tokenizer(&ck.tokenizer, tmp, err);
     if (rc == 0) {
         rmdir(out);  // an empty one may exist
         if (rename(tmp, out) != 0)
@@ -72,9 +110,14 @@ static int export_model(const char *model, const char *out, SafetensorsDtype dty
     if (rc) {
         if (system(cmd) != 0) fprintf(stderr, "dllm: could not remove %s\n", tmp);
     } else {
-        printf("exported %s (%s, %zu parameters, %s) to %s\n", chosen,
-               ck.header.model.causal ? "AR" : "MDM", (size_t)ck.header.n_params,
-               safetensors_dtype_name(dtype), out);
+        const char *what = adapters ? "LoRA adapters, PEFT layout"
+                           : ck.header.lora.rank ? "LoRA merged into its base"
+                           : "";
+        printf("exported %s (%s, %zu %s, %s%s%s) to %s\n", chosen,
+               ck.header.model.causal ? "AR" : "MDM",
+               adapters ? (size_t)ck.header.n_params : param_count(&ck.header.model),
+               adapters ? "adapter values" : "parameters", safetensors_dtype_name(dtype),
+               what[0] ? ", " : "", what, out);
     }
     checkpoint_free(&ck);
     return rc;
@@ -82,23 +125,28 @@ static int export_model(const char *model, const char *out, SafetensorsDtype dty
 
 int cmd_export(int argc, char **argv) {
     const char *out = NULL, *dtype_name = "f32";
+    int merge = 0;
     Flag flags[] = {
         {"out", FLAG_STRING, &out, "directory to create (config.json, model.safetensors, tokenizer)", 0},
         {"dtype", FLAG_STRING, &dtype_name, "weights as f32 or bf16", 0},
+        {"merge", FLAG_INT, &merge,
+         "a LoRA run: 1 writes its base with the adapters merged in (a model directory), 0 the "
+         "adapters alone (a PEFT directory)", 0},
     };
-    const char *usage = "usage: dllm export RUN_OR_CKPT --out DIR [--dtype f32|bf16]";
+    const char *usage = "usage: dllm export RUN_OR_CKPT --out DIR [--dtype f32|bf16] [--merge 1]";
     if (argc < 1 || strncmp(argv[0], "--", 2) == 0) {
-        int rc = flags_parse_command(flags, 2, argc, argv, usage);
+        int rc = flags_parse_command(flags, 3, argc, argv, usage);
         return rc ? rc < 0 : cli_fail("export: give a run directory or checkpoint first");
     }
-    int rc = flags_parse_command(flags, 2, argc - 1, argv + 1, usage);
+    int rc = flags_parse_command(flags, 3, argc - 1, argv + 1, usage);
     if (rc) return rc < 0;
     if (!out) return cli_fail("export: --out DIR is required");
+    if (merge != 0 && merge != 1) return cli_fail("export: --merge must be 0 or 1");
     static const char *const dtypes[] = {"f32", "bf16"};
     Error err;
     int d = flags_choice("dtype", dtype_name, dtypes, 2, &err);
     if (d < 0) return cli_fail(err.msg);
-    if (export_model(argv[0], out, d ? SAFETENSORS_BF16 : SAFETENSORS_F32, &err))
+    if (export_model(argv[0], out, merge, d ? SAFETENSORS_BF16 : SAFETENSORS_F32, &err))
         return cli_fail(err.msg);
     return 0;
 }

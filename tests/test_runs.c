@@ -113,16 +113,18 @@ static Checkpoint load_latest(const char *run, char *chosen, size_t cap, int *sk
     return ck;
 }
 
-START_TEST(test_kill9_resume_is_exact) {
+// A run of `flags` for 200 steps, and the same run killed three times and resumed: the two
+// logs' losses must be identical. name tells the runs apart.
+static void check_kill9_resume(const char *name, const char *flags) {
     char args[2048], ref[300], run[300];
-    snprintf(ref, sizeof ref, "%s/ref", dir);
-    snprintf(run, sizeof run, "%s/killed", dir);
-    snprintf(args, sizeof args, "%s --steps 200 --run %s", run_flags, ref);
+    snprintf(ref, sizeof ref, "%s/%s_ref", dir, name);
+    snprintf(run, sizeof run, "%s/%s_killed", dir, name);
+    snprintf(args, sizeof args, "%s --steps 200 --run %s", flags, ref);
     ck_assert_int_eq(run_train(args), 0);
 
     // killed three times at different points, each time resumed with the same command
     long kill_at[] = {23, 88, 151};
-    snprintf(args, sizeof args, "%s --steps 200 --run %s", run_flags, run);
+    snprintf(args, sizeof args, "%s --steps 200 --run %s", flags, run);
     kill_after(start_train(args), run, kill_at[0]);
     char resume[2048];
     snprintf(resume, sizeof resume, "--data tests/fixtures/genesis.txt --device cpu "
@@ -131,18 +133,43 @@ START_TEST(test_kill9_resume_is_exact) {
     for (int i = 1; i < 3; i++) {
         long killed = last_logged_step(run);
         kill_after(start_train(resume), run, kill_at[i]);
-        printf("  SIGKILL after step %ld of 200; --resume; SIGKILL again after step %ld\n",
-               killed, last_logged_step(run));
+        printf("  %s: SIGKILL after step %ld of 200; --resume; SIGKILL again after step %ld\n",
+               name, killed, last_logged_step(run));
     }
     ck_assert_int_eq(run_train(resume), 0);
 
     char *a = loss_record(ref), *b = loss_record(run);
-    printf("  uninterrupted: %d loss lines; killed 3 times and resumed: %d loss lines; %s\n",
-           count_lines(a), count_lines(b), strcmp(a, b) == 0 ? "identical" : "DIFFERENT");
+    printf("  %s: uninterrupted: %d loss lines; killed 3 times and resumed: %d loss lines; %s\n",
+           name, count_lines(a), count_lines(b), strcmp(a, b) == 0 ? "identical" : "DIFFERENT");
     ck_assert_int_eq(count_lines(a), 200 + 20);
     ck_assert_str_eq(a, b);
     free(a);
     free(b);
+}
+
+START_TEST(test_kill9_resume_is_exact) { check_kill9_resume("full", run_flags); }
+END_TEST
+
+START_TEST(test_lora_kill9_resume_is_exact) {
+    // rank-4 adapters on a trained base: the resumes reload the base from the path the
+    // checkpoints name, and the base's file is not touched
+    char args[2048], base[300], base_ckpt[400];
+    snprintf(base, sizeof base, "%s/base", dir);
+    snprintf(args, sizeof args, "%s --steps 30 --run %s", run_flags, base);
+    ck_assert_int_eq(run_train(args), 0);
+    snprintf(base_ckpt, sizeof base_ckpt, "%s/step_00000030.ckpt", base);
+    char *before, *after;
+    size_t n_before, n_after;
+    Error err;
+    ck_assert(file_read_all(base_ckpt, &before, &n_before, &err) == 0);
+    snprintf(args, sizeof args, "--data tests/fixtures/genesis.txt --device cpu --init %s "
+             "--lora-rank 4 --lora-alpha 8 --batch-size 4 --warmup 10 --lr 1e-2 --eval-every 10 "
+             "--eval-windows 4 --eval-mc 2 --save-every 7 --keep 2 --log-every 1000", base);
+    check_kill9_resume("lora", args);
+    ck_assert(file_read_all(base_ckpt, &after, &n_after, &err) == 0);
+    ck_assert(n_before == n_after && memcmp(before, after, n_before) == 0);
+    free(before);
+    free(after);
 }
 END_TEST
 
@@ -240,6 +267,7 @@ int main(void) {
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_kill9_resume_is_exact);
+    tcase_add_test(tc, test_lora_kill9_resume_is_exact);
     tcase_add_test(tc, test_damaged_checkpoints_are_skipped);
     tcase_add_test(tc, test_sigterm_saves_and_exits);
     tcase_add_test(tc, test_divergence_stops_cleanly);

@@ -212,16 +212,18 @@ static int same_weight_shape(const ModelConfig *a, const ModelConfig *b) {
            a->tied_embeddings == b->tied_embeddings;
 }
 
-int checkpoint_load_base(const Checkpoint *ck, HfWeights weights, Checkpoint *base, Error *err) {
+// The base model at path, which must not hold adapters itself; shape: the model config the
+// adapters were made for, or NULL (a PEFT directory, which takes the base's).
+static int load_base(const char *path, const ModelConfig *shape, HfWeights weights,
+                     Checkpoint *base, Error *err) {
     char chosen[4200];
     int skipped;
-    const char *path = ck->header.lora.base;
     Error why;
     if (checkpoint_load_latest(path, weights, base, chosen, sizeof chosen, &skipped, &why))
         return error_set(err, "the LoRA adapters' base model: %s", why.msg);
     const char *problem = base->header.lora.rank ? "holds LoRA adapters itself (merge them with "
-                                                   "dllm export --merge and train on that)"
-                          : !same_weight_shape(&base->header.model, &ck->header.model)
+                                                   "dllm export --merge 1 and use that)"
+                          : shape && !same_weight_shape(&base->header.model, shape)
                               ? "has another shape than the one the adapters were made for"
                               : NULL;
     if (problem) {
@@ -231,13 +233,16 @@ int checkpoint_load_base(const Checkpoint *ck, HfWeights weights, Checkpoint *ba
     return 0;
 }
 
+int checkpoint_load_base(const Checkpoint *ck, HfWeights weights, Checkpoint *base, Error *err) {
+    return load_base(ck->header.lora.base, &ck->header.model, weights, base, err);
+}
+
 int checkpoint_from_peft(const char *dir, Checkpoint *ck, Error *err) {
     memset(ck, 0, sizeof *ck);
     LoraConfig lc;
     if (peft_read_config(dir, &lc, err)) return -1;
     Checkpoint base;
-    ck->header.lora = lc;
-    if (checkpoint_load_base(ck, HF_CONFIG_ONLY, &base, err)) return -1;
+    if (load_base(lc.base, NULL, HF_CONFIG_ONLY, &base, err)) return -1;
     CheckpointHeader *h = &ck->header;
     *h = base.header;
     h->step = 0;
