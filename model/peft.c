@@ -143,9 +143,11 @@ int peft_read_config(const char *dir, LoraConfig *lc, Error *err) {
     const JsonValue *r = json_member(&root, "r"), *alpha = json_member(&root, "lora_alpha");
     const char *type = json_member_string(&root, "peft_type");
     const char *base = json_member_string(&root, "base_model_name_or_path");
-    static const char *const refused[] = {"use_dora", "use_rslora", "rank_pattern",
-                                          "alpha_pattern", "modules_to_save", "fan_in_fan_out",
-                                          "layers_to_transform"};
+    static const char *const refused[] = {
+        "use_dora",          "use_rslora",       "rank_pattern",          "alpha_pattern",
+        "modules_to_save",   "fan_in_fan_out",   "layers_to_transform",   "lora_bias",
+        "layer_replication", "target_parameters", "trainable_token_indices",
+        "alora_invocation_tokens", "use_qalora"};
     rc = -1;
     if (!type || strcmp(type, "LORA") != 0)
         error_set(err, "%s: peft_type '%s': dllm reads LORA adapters", path, type ? type : "");

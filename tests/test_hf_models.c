@@ -1,6 +1,8 @@
 // Models from elsewhere: tiny LLaDA, Dream, LLaMA and Qwen2 models saved by their reference
 // implementations (scripts/make_hf_model_fixtures.py: tests/fixtures/hf_models), loaded by dllm
-// and compared logit for logit with the reference's; safetensors validation; export round trips.
+// and compared logit for logit with the reference's; LoRA adapters saved by peft on two of them
+// (scripts/make_peft_fixtures.py: tests/fixtures/peft) likewise; safetensors validation; export
+// round trips.
 #define _GNU_SOURCE  // memmem
 #include <check.h>
 #include <math.h>
@@ -13,10 +15,12 @@
 #include "common/bf16.h"
 #include "model/hf_model.h"
 #include "model/model.h"
+#include "model/peft.h"
 #include "model/safetensors.h"
 #include "sampler/sampler.h"
 #include "tests/testutil.h"
 #include "train/checkpoint.h"
+#include "train/run_dir.h"
 
 #define FIXTURES "tests/fixtures/hf_models/"
 
@@ -247,6 +251,51 @@ START_TEST(test_export_round_trip) {
 }
 END_TEST
 
+// ---- LoRA adapters as peft writes them, on their base ----
+
+// dllm's logits of the reference tokens for the adapters in dir, on the base they name.
+static float *adapted_logits(const char *dir, const Reference *r, LoraConfig *lc) {
+    Checkpoint ck;
+    char chosen[512];
+    int skipped;
+    Error err;
+    ck_assert_msg(checkpoint_load_latest(dir, HF_WEIGHTS_LATER, &ck, chosen, sizeof chosen,
+                                         &skipped, &err) == 0, "%s", err.msg);
+    *lc = ck.header.lora;
+    Model m;
+    ck_assert_msg(checkpoint_model(&ck, be, r->B, &m, &err) == 0, "%s", err.msg);
+    model_forward(&m, r->tokens, r->B, r->T);
+    size_t n = (size_t)r->B * r->T * r->V;
+    float *out = malloc(n * sizeof(float));
+    be->act_to_host(out, m.acts.logits, n);
+    model_free(&m);
+    checkpoint_free(&ck);
+    return out;
+}
+
+static void check_peft_fixture(const char *name, int rank, float alpha, const char *targets) {
+    char dir[256], got[64];
+    snprintf(dir, sizeof dir, "tests/fixtures/peft/%s", name);
+    Reference r = read_reference(dir);
+    LoraConfig lc;
+    float *logits = adapted_logits(dir, &r, &lc);
+    double err = relative_error(logits, r.logits, (size_t)r.B * r.T * r.V);
+    lora_format_targets(lc.targets, got, sizeof got);
+    printf("  peft %-14s rank %d, alpha %g, targets %s: max relative logit error %.2e\n", name,
+           lc.rank, lc.alpha, got, err);
+    ck_assert_int_eq(lc.rank, rank);
+    ck_assert_float_eq(lc.alpha, alpha);
+    ck_assert_str_eq(got, targets);
+    ck_assert_msg(err < 1e-5, "%s: logits differ from peft's: %g", name, err);
+    free(logits), free(r.tokens), free(r.logits);
+}
+
+START_TEST(test_peft_adapters_match_reference) {
+    check_peft_fixture("llama_all", 4, 8.0f, "q,k,v,o,gate,up,down");
+    check_peft_fixture("qwen2_qv_down", 2, 5.0f, "q,v,down");  // on a bf16 base
+}
+END_TEST
+
 // ---- bad input: one message naming the file (and tensor) and the problem ----
 
 static char scratch[256];
@@ -296,6 +345,71 @@ static void truncate_file(const char *dir, const char *file, long keep) {
     snprintf(path, sizeof path, "%s/%s", dir, file);
     ck_assert_int_eq(truncate(path, keep), 0);
 }
+
+static void expect_peft_refused(const char *dir, const char *what) {
+    Checkpoint ck;
+    Error err;
+    ck_assert_int_eq(checkpoint_from_peft(dir, &ck, &err), -1);
+    printf("  refused: %s\n", err.msg);
+    ck_assert_msg(strstr(err.msg, what), "expected \"%s\" in: %s", what, err.msg);
+}
+
+// A copy of a peft fixture whose base path works from the project root.
+static const char *copy_peft_fixture(void) {
+    char cmd[700];
+    snprintf(scratch, sizeof scratch, "/tmp/dllm_peftbad_%d", (int)getpid());
+    snprintf(cmd, sizeof cmd, "rm -rf %s && cp -r tests/fixtures/peft/qwen2_qv_down %s", scratch,
+             scratch);
+    ck_assert_int_eq(system(cmd), 0);
+    edit_file(scratch, "adapter_config.json", "../../hf_models/qwen2",
+              "tests/fixtures/hf_models/qwen2");
+    return scratch;
+}
+
+START_TEST(test_bad_peft_adapters_are_refused) {
+    Checkpoint ck;
+    Error err;
+    const char *dir = copy_peft_fixture();
+    ck_assert_msg(checkpoint_from_peft(dir, &ck, &err) == 0, "%s", err.msg);
+    checkpoint_free(&ck);
+    edit_file(dir, "adapter_config.json", "\"use_dora\": false", "\"use_dora\": true");
+    expect_peft_refused(dir, "use_dora");
+    dir = copy_peft_fixture();
+    edit_file(dir, "adapter_config.json", "tests/fixtures/hf_models/qwen2", "Qwen/Qwen2-0.5B");
+    expect_peft_refused(dir, "'Qwen/Qwen2-0.5B' is not a local path");
+    dir = copy_peft_fixture();
+    edit_file(dir, "adapter_config.json", "\"r\": 2", "\"r\": 3");
+    expect_peft_refused(dir, "lora_A.weight");  // the stored shapes are rank 2
+    // an adapter on a module dllm does not adapt (the LM head) is named, not ignored
+    dir = copy_peft_fixture();
+    char path[512];
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    Safetensors st;
+    ck_assert(safetensors_open(&st, path, &err) == 0);
+    int n = st.n_tensors;
+    SafetensorsOut *out = calloc(n + 1, sizeof *out);
+    float **values = calloc(n + 1, sizeof *values);
+    for (int i = 0; i < n; i++) {
+        SafetensorsTensor *t = &st.tensors[i];
+        values[i] = malloc(t->shape[0] * t->shape[1] * sizeof(float));
+        ck_assert(safetensors_read(&st, t->name, t->shape, 2, values[i], &err) == 0);
+        out[i] = (SafetensorsOut){t->name, 2, {t->shape[0], t->shape[1]}, values[i]};
+    }
+    values[n] = calloc(2 * 64, sizeof(float));
+    out[n] = (SafetensorsOut){"base_model.model.lm_head.lora_A.weight", 2, {2, 64}, values[n]};
+    char rewritten[600];
+    snprintf(rewritten, sizeof rewritten, "%s.new", path);
+    ck_assert(safetensors_write(rewritten, out, n + 1, SAFETENSORS_F32, &err) == 0);
+    safetensors_close(&st);
+    ck_assert_int_eq(rename(rewritten, path), 0);
+    expect_peft_refused(dir, "base_model.model.lm_head.lora_A.weight is not an adapter");
+    for (int i = 0; i <= n; i++) free(values[i]);
+    free(values), free(out);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
 
 START_TEST(test_bad_files_are_refused) {
     const char *d;
@@ -448,6 +562,8 @@ int main(void) {
     tcase_add_test(tc, test_bad_files_are_refused);
     tcase_add_test(tc, test_bad_offsets_are_refused);
     tcase_add_test(tc, test_sharded_model);
+    tcase_add_test(tc, test_peft_adapters_match_reference);
+    tcase_add_test(tc, test_bad_peft_adapters_are_refused);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
