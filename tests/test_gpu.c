@@ -146,6 +146,11 @@ static void check_matmul(double tol, int shift) {
     expect_act(name, gdx, dx, (size_t)N * C, tol);
     snprintf(name, sizeof name, "matmul dweight (%s%s)", precision(), align);
     expect_close(name, gdw, dw, (size_t)K * C, tol);
+    // frozen weights (dweight NULL): the same input gradient added once more
+    cpu->matmul_backward(dx, NULL, dy, x, w, N, C, K);
+    gpu->matmul_backward(gdx, NULL, gdy, gx, gw, N, C, K);
+    snprintf(name, sizeof name, "matmul dinp, frozen weights (%s%s)", precision(), align);
+    expect_act(name, gdx, dx, (size_t)N * C, tol);
     free(x), free(w), free(dy), free(dx), free(dw), free(out);
     act_free(gx, shift), act_free(gdy, shift), act_free(gdx, shift), act_free(gout, shift);
     gpu->free(gw), gpu->free(gdw);
@@ -179,6 +184,10 @@ static void check_row_ops(void) {
     snprintf(name, sizeof name, "rmsnorm dinp (%s)", precision());
     expect_act(name, gdx, dx, (size_t)N * C, tol);
     expect_close("rmsnorm dweight", gdw, dw, C, 1e-5);
+    cpu->rmsnorm_backward(dx, NULL, dy, x, w, rstd, N, C);  // a frozen gain
+    gpu->rmsnorm_backward(gdx, NULL, gdy, gx, gw, grstd, N, C);
+    snprintf(name, sizeof name, "rmsnorm dinp, frozen gain (%s)", precision());
+    expect_act(name, gdx, dx, (size_t)N * C, tol);
     // the q/k/v biases: added to every row, and their gradient a column sum over 3 chunks
     cpu->bias_forward(x, w, N, C);
     gpu->bias_forward(gx, gw, N, C);
@@ -257,6 +266,10 @@ static void check_elementwise(void) {
     gpu->add(gout, ga, gb, n);
     snprintf(name, sizeof name, "add (%s)", precision());
     expect_act(name, gout, out, n, bf16() ? 1e-2 : 0.0);
+    cpu->add_scaled(out, a, 0.75f, n);
+    gpu->add_scaled(gout, ga, 0.75f, n);
+    snprintf(name, sizeof name, "add_scaled (%s)", precision());
+    expect_act(name, gout, out, n, tol);
     cpu->guide(a, b, 1.5f, n);
     gpu->guide(ga, gb, 1.5f, n);
     snprintf(name, sizeof name, "guide (%s)", precision());
@@ -577,6 +590,103 @@ START_TEST(test_bf16_weights) {
 }
 END_TEST
 
+// The bf16-weight twins' input-gradient ops (a frozen bf16 base's backward) against the CPU
+// twin's on the same bf16 weights.
+START_TEST(test_bf16_weight_backward_ops) {
+    const Backend *g16 = backend_bf16_weights(&backend_cuda), *c16 = backend_bf16_weights(cpu);
+    gpu = &backend_cuda;
+    int N = 96, C = 80, K = 72;
+    float *x = randn((size_t)N * C, 31), *w = randn((size_t)K * C, 32), *dy = randn((size_t)N * K, 33);
+    float *dx = randn((size_t)N * C, 34), *g = randn(C, 35), *rstd = malloc(N * 4);
+    uint16_t *w16 = malloc((size_t)K * C * 2), *g16w = malloc(C * 2);
+    for (size_t i = 0; i < (size_t)K * C; i++) w16[i] = float_to_bf16(w[i]);
+    for (int i = 0; i < C; i++) g16w[i] = float_to_bf16(g[i]);
+    for (int n = 0; n < N; n++) rstd[n] = 0.5f + 0.01f * n;
+    // the device's activations are bf16: the CPU starts from the same rounded values
+    for (size_t i = 0; i < (size_t)N * C; i++) x[i] = bf16_to_float(float_to_bf16(x[i]));
+    for (size_t i = 0; i < (size_t)N * K; i++) dy[i] = bf16_to_float(float_to_bf16(dy[i]));
+    for (size_t i = 0; i < (size_t)N * C; i++) dx[i] = bf16_to_float(float_to_bf16(dx[i]));
+    Act *gx = up_act(x, (size_t)N * C), *gdy = up_act(dy, (size_t)N * K), *gdx = up_act(dx, (size_t)N * C);
+    float *gw = up(w16, (size_t)K * C * 2 / 4), *gg = up(g16w, (size_t)C * 2 / 4), *grstd = up(rstd, N);
+    c16->matmul_backward(dx, NULL, dy, x, (const float *)(void *)w16, N, C, K);
+    g16->matmul_backward(gdx, NULL, gdy, gx, gw, N, C, K);
+    expect_act("matmul dinp, bf16 weights (frozen)", gdx, dx, (size_t)N * C, 2e-2);
+    Act *gdy2 = up_act(x, (size_t)N * C);  // an [N, C] output gradient for the norm
+    c16->rmsnorm_backward(dx, NULL, x, x, (const float *)(void *)g16w, rstd, N, C);
+    g16->rmsnorm_backward(gdx, NULL, gdy2, gx, gg, grstd, N, C);
+    expect_act("rmsnorm dinp, bf16 gain (frozen)", gdx, dx, (size_t)N * C, 2e-2);
+    free(x), free(w), free(dy), free(dx), free(g), free(rstd), free(w16), free(g16w);
+    void *d[] = {gx, gdy, gdx, gw, gg, grstd, gdy2};
+    for (size_t i = 0; i < sizeof d / sizeof d[0]; i++) gpu->free(d[i]);
+}
+END_TEST
+
+// LoRA adapters (random, B away from zero) on a frozen base: logits and adapter gradients
+// against the CPU's, with the base on gbase and cbase (fp32 weights, or the bf16-weight twins);
+// and a fresh adapter leaves the device's logits exactly the base's.
+static void check_lora(const Backend *gbase, const Backend *cbase, const char *what) {
+    double tol_logits = bf16() ? 2e-2 : 1e-4, tol_grads = bf16() ? 5e-2 : 1e-3;
+    int B = 2, T = 32, N = B * T;
+    for (int causal = 0; causal <= 1; causal++) {
+        ModelConfig cfg = small_config(causal);
+        LoraConfig lc = {.rank = 4, .alpha = 8.0f, .targets = (1u << N_LORA_TARGETS) - 1};
+        snprintf(lc.base, sizeof lc.base, "/nonexistent");
+        Model mc, mg, plain;
+        Error err;
+        ck_assert_msg(model_create_lora(&mc, &cfg, &lc, cbase, B, 0, &err) == 0, "%s", err.msg);
+        ck_assert_msg(model_create_lora(&mg, &cfg, &lc, gbase, B, 0, &err) == 0, "%s", err.msg);
+        ck_assert(model_create(&plain, &cfg, gbase, B, MODEL_INFERENCE, &err) == 0);
+        float *w = malloc(mc.n_params * sizeof(float)), *a = malloc(mc.n_lora * sizeof(float));
+        fill_normal(w, mc.n_params, 79, 0.1f);
+        ck_assert(model_set_weights(&mc, w, &err) == 0 && model_set_weights(&mg, w, &err) == 0 &&
+                  model_set_weights(&plain, w, &err) == 0);
+        int *tokens = malloc(N * sizeof(int)), *targets = malloc(N * sizeof(int));
+        float *weights = malloc(N * sizeof(float));
+        for (int n = 0; n < N; n++) {
+            targets[n] = (n * 37 + 11) % 256;
+            tokens[n] = n % 3 == 0 && !causal ? cfg.mask_token_id : targets[n];
+            weights[n] = 1.0f / N;
+        }
+        // fresh adapters (B = 0): the base's logits to the bit
+        ck_assert(model_init_lora(&mg, 5, &err) == 0);
+        model_forward(&mg, tokens, B, T);
+        model_forward(&plain, tokens, B, T);
+        size_t nl = (size_t)N * cfg.vocab_size, bytes = nl * gbase->act_bytes;
+        char *la = malloc(bytes), *lb = malloc(bytes);
+        gbase->to_host(la, mg.acts.logits, bytes);
+        gbase->to_host(lb, plain.acts.logits, bytes);
+        ck_assert_mem_eq(la, lb, bytes);
+        // trained-looking adapters: logits and adapter gradients against the CPU
+        fill_normal(a, mc.n_lora, 80, 0.2f);
+        model_set_lora(&mc, a);
+        model_set_lora(&mg, a);
+        model_zero_grad(&mc);
+        model_zero_grad(&mg);
+        model_forward(&mc, tokens, B, T);
+        model_forward(&mg, tokens, B, T);
+        char name[96];
+        snprintf(name, sizeof name, "%s LoRA logits, %s (%s)", causal ? "AR " : "MDM", what,
+                 precision());
+        expect_act(name, mg.acts.logits, mc.acts.logits, nl, tol_logits);
+        model_loss_backward(&mc, targets, weights);
+        model_loss_backward(&mg, targets, weights);
+        snprintf(name, sizeof name, "%s LoRA adapter gradients, %s (%s)", causal ? "AR " : "MDM",
+                 what, precision());
+        expect_close(name, mg.lora_grads, mc.lora_grads, mc.n_lora, tol_grads);
+        free(w), free(a), free(tokens), free(targets), free(weights), free(la), free(lb);
+        model_free(&mc), model_free(&mg), model_free(&plain);
+    }
+}
+
+static void check_lora_fp32_base(void) { check_lora(gpu, cpu, "fp32 base"); }
+
+START_TEST(test_lora_adapters) {
+    on_each_gpu(check_lora_fp32_base);
+    gpu = &backend_cuda;
+    check_lora(backend_bf16_weights(&backend_cuda), backend_bf16_weights(cpu), "bf16 base");
+}
+END_TEST
+
 // MDM training on the verse text, from the seeded init or (ck not NULL) from a checkpoint,
 // up to step n_steps; the loss of step s into out[s]. With save_path, the state after step
 // save_at is saved there.
@@ -773,11 +883,13 @@ int main(void) {
     tcase_add_test(ops, test_pick_tokens);
     tcase_add_test(ops, test_bd3_reductions);
     tcase_add_test(ops, test_device_failures_are_reported_not_exits);
+    tcase_add_test(ops, test_bf16_weight_backward_ops);
     suite_add_tcase(s, ops);
     TCase *tc = tcase_create("model");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_whole_model);
     tcase_add_test(tc, test_bf16_weights);
+    tcase_add_test(tc, test_lora_adapters);
     tcase_add_test(tc, test_training_tracks_cpu_and_is_deterministic);
     tcase_add_test(tc, test_resume_and_checkpoints_across_backends);
     tcase_add_test(tc, test_greedy_sampling_matches_cpu);
