@@ -689,6 +689,77 @@ START_TEST(test_imported_models) {
 }
 END_TEST
 
+// The nats/token `eval --sft` prints for the model in its one result row.
+static double sft_nats(const Result *r) {
+    const char *bar = strrchr(r->out, '|');
+    ck_assert_msg(bar, "%s", r->out);
+    return atof(bar + 1);
+}
+
+START_TEST(test_lora_train_sample_export) {
+    // rank-4 adapters on q, v and down of an imported bf16 LLaDA, which stays frozen in bf16
+    char args[1024], path[300];
+    snprintf(path, sizeof path, "%s/qa.jsonl", dir);
+    FILE *f = fopen(path, "w");
+    for (int i = 0; i < 40; i++)
+        fprintf(f, "{\"prompt\": \"%d+%d=\", \"response\": \"%d\"}\n", i, i + 3, 2 * i + 3);
+    fclose(f);
+    const char *base = "tests/fixtures/hf_models/llada_bf16";
+    snprintf(args, sizeof args, "train --sft %s --init %s --lora-rank 4 --lora-targets q,v,down "
+             "--seq-len 48 --batch-size 2 --device cpu --dry-run 1", path, base);
+    Result *r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    ck_assert_msg(strstr(r->out, "LoRA: rank 4, alpha 4 (scale 1), targets q,v,down") &&
+                  strstr(r->out, "base frozen in bf16") && strstr(r->out, "frozen base"),
+                  "%s", r->out);
+    snprintf(args, sizeof args, "train --sft %s --init %s --lora-rank 4 --lora-targets q,v,down "
+             "--seq-len 48 --batch-size 2 --steps 8 --lr 2e-2 --warmup 1 --eval-every 0 "
+             "--device cpu --run %s/lora", path, base, dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    snprintf(args, sizeof args, "sample --model %s/lora --prompt '1+4=' --gen-length 8 "
+             "--block-length 8 --steps 4 --chat 1", dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0 && strstr(r->err, "llada sampler: 4 steps"), "%s", r->err);
+    // the adapters alone as a PEFT directory, and merged into the base: the same model
+    snprintf(args, sizeof args, "export %s/lora --out %s/peft", dir, dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0 && strstr(r->out, "LoRA adapters, PEFT layout"), "%s", r->err);
+    ck_assert(exists("peft/adapter_config.json") && exists("peft/adapter_model.safetensors") &&
+              !exists("peft/config.json"));
+    snprintf(args, sizeof args, "export %s/lora --out %s/merged --merge 1", dir, dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0 && strstr(r->out, "merged into its base"), "%s", r->err);
+    ck_assert(exists("merged/config.json") && exists("merged/tokenizer.json"));
+    double nats[4];
+    const char *models[4] = {base, "lora", "peft", "merged"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(args, sizeof args, "eval --model %s%s%s --sft %s --device cpu",
+                 i ? dir : "", i ? "/" : "", models[i], path);
+        r = dllm(args);
+        ck_assert_msg(r->status == 0, "%s", r->err);
+        nats[i] = sft_nats(r);
+    }
+    printf("  eval --sft nats/token: base %.4f, LoRA run %.4f, its PEFT export %.4f, merged "
+           "%.4f\n", nats[0], nats[1], nats[2], nats[3]);
+    ck_assert(nats[1] < nats[0] - 0.05);  // the adapters learned something
+    ck_assert(fabs(nats[2] - nats[1]) < 1e-4 && fabs(nats[3] - nats[1]) < 2e-3);
+    // bad uses, one line each
+    snprintf(args, sizeof args, "train --sft %s --lora-rank 4 --tokenizer bytes", path);
+    assert_one_error(dllm(args), "give it with --init BASE");
+    snprintf(args, sizeof args, "train --sft %s --init %s --lora-rank 4 --lora-targets q,x",
+             path, base);
+    assert_one_error(dllm(args), "unknown projection 'x'");
+    snprintf(args, sizeof args, "train --sft %s --init %s/lora --lora-rank 2", path, dir);
+    assert_one_error(dllm(args), "holds LoRA adapters");
+    snprintf(args, sizeof args, "export %s --out %s/m2 --merge 1", base, dir);
+    assert_one_error(dllm(args), "has none");
+    snprintf(args, sizeof args, "export %s/lora --out %s/p2 --dtype bf16", dir, dir);
+    assert_one_error(dllm(args), "written as f32");
+    ck_assert(!exists("m2") && !exists("p2") && !exists("p2.tmp"));
+}
+END_TEST
+
 int main(void) {
     if (access("./dllm", X_OK) != 0) {
         fprintf(stderr, "test_cli: ./dllm not found; run from the project root after make\n");
@@ -713,6 +784,7 @@ int main(void) {
     tcase_add_test(tc, test_tokenizer_prepare_train_sample);
     tcase_add_test(tc, test_hf_tokenizer_prepare_sft_sample);
     tcase_add_test(tc, test_imported_models);
+    tcase_add_test(tc, test_lora_train_sample_export);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
