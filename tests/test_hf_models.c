@@ -65,16 +65,13 @@ static double relative_error(const float *a, const float *b, size_t n) {
     return diff / scale;
 }
 
-// dllm's logits of the reference tokens for the model in dir (a fixture or an export), and
-// the bytes per weight the model kept (2: the file's bf16, as stored).
-static float *dllm_logits(const char *dir, const Reference *r, ModelConfig *cfg,
-                          size_t *weight_bytes) {
-    Checkpoint ck;
-    Error err;  // the commands' path: weights streamed from the files into the model
-    ck_assert_msg(checkpoint_from_hf(dir, HF_WEIGHTS_LATER, &ck, &err) == 0, "%s", err.msg);
-    ck_assert_ptr_null(ck.params);
+// The logits of the reference tokens for checkpoint ck's inference model (freed after), and
+// the model's config and bytes per weight (2: the file's bf16, as stored).
+static float *checkpoint_logits(Checkpoint *ck, const Reference *r, ModelConfig *cfg,
+                                size_t *weight_bytes) {
     Model m;
-    ck_assert_msg(checkpoint_model(&ck, be, r->B, &m, &err) == 0, "%s", err.msg);
+    Error err;
+    ck_assert_msg(checkpoint_model(ck, be, r->B, &m, &err) == 0, "%s", err.msg);
     ck_assert_int_eq(m.cfg.vocab_size, r->V);
     *cfg = m.cfg;
     *weight_bytes = m.be->weight_bytes;
@@ -83,8 +80,18 @@ static float *dllm_logits(const char *dir, const Reference *r, ModelConfig *cfg,
     float *out = malloc(n * sizeof(float));
     be->act_to_host(out, m.acts.logits, n);
     model_free(&m);
-    checkpoint_free(&ck);
+    checkpoint_free(ck);
     return out;
+}
+
+// dllm's logits of the reference tokens for the model in dir (a fixture or an export).
+static float *dllm_logits(const char *dir, const Reference *r, ModelConfig *cfg,
+                          size_t *weight_bytes) {
+    Checkpoint ck;
+    Error err;  // the commands' path: weights streamed from the files into the model
+    ck_assert_msg(checkpoint_from_hf(dir, HF_WEIGHTS_LATER, &ck, &err) == 0, "%s", err.msg);
+    ck_assert_ptr_null(ck.params);
+    return checkpoint_logits(&ck, r, cfg, weight_bytes);
 }
 
 static void check_fixture(const char *name, int kv_heads, int bias, int tied, int bf16) {
@@ -262,15 +269,9 @@ static float *adapted_logits(const char *dir, const Reference *r, LoraConfig *lc
     ck_assert_msg(checkpoint_load_latest(dir, HF_WEIGHTS_LATER, &ck, chosen, sizeof chosen,
                                          &skipped, &err) == 0, "%s", err.msg);
     *lc = ck.header.lora;
-    Model m;
-    ck_assert_msg(checkpoint_model(&ck, be, r->B, &m, &err) == 0, "%s", err.msg);
-    model_forward(&m, r->tokens, r->B, r->T);
-    size_t n = (size_t)r->B * r->T * r->V;
-    float *out = malloc(n * sizeof(float));
-    be->act_to_host(out, m.acts.logits, n);
-    model_free(&m);
-    checkpoint_free(&ck);
-    return out;
+    ModelConfig cfg;
+    size_t weight_bytes;
+    return checkpoint_logits(&ck, r, &cfg, &weight_bytes);
 }
 
 static void check_peft_fixture(const char *name, int rank, float alpha, const char *targets) {

@@ -119,6 +119,14 @@ static void loss_case(Model *m, int *inputs, int *targets, float *weights) {
     }
 }
 
+// One training pass: the adapters' gradients of the batch's loss into m->lora_grads.
+static void adapter_gradients(Model *m, const int *inputs, const int *targets,
+                              const float *weights) {
+    model_zero_grad(m);
+    model_forward(m, inputs, 2, m->cfg.seq_len);
+    model_loss_backward(m, targets, weights);
+}
+
 START_TEST(test_adapter_gradients_pass_finite_differences) {
     // every adapter value of every target, on an fp32 base and on a bf16 base (whose backward
     // reads the bf16 weights: input gradients only)
@@ -134,9 +142,7 @@ START_TEST(test_adapter_gradients_pass_finite_differences) {
         float weights[12];
         loss_case(&m, inputs, targets, weights);
         LossCase lcase = {&m, inputs, targets, weights};
-        model_zero_grad(&m);
-        model_forward(&m, inputs, 2, c.seq_len);
-        model_loss_backward(&m, targets, weights);
+        adapter_gradients(&m, inputs, targets, weights);
         double err = grad_check(loss_of, &lcase, m.lora_params, m.lora_grads, m.n_lora, 2e-2f, 0);
         printf("  %s, %s base: %zu adapter values, max rel grad err %.2e\n",
                causal ? "AR " : "MDM", bf16 ? "bf16" : "fp32", m.n_lora, err);
@@ -158,12 +164,8 @@ START_TEST(test_recompute_gives_identical_adapter_gradients) {
     float weights[12];
     loss_case(&keep, inputs, targets, weights);
     loss_case(&again, inputs, targets, weights);
-    Model *models[2] = {&keep, &again};
-    for (int i = 0; i < 2; i++) {
-        model_zero_grad(models[i]);
-        model_forward(models[i], inputs, 2, c.seq_len);
-        model_loss_backward(models[i], targets, weights);
-    }
+    adapter_gradients(&keep, inputs, targets, weights);
+    adapter_gradients(&again, inputs, targets, weights);
     ck_assert_mem_eq(keep.lora_grads, again.lora_grads, keep.n_lora * sizeof(float));
     free(w);
     model_free(&keep);
