@@ -744,14 +744,18 @@ START_TEST(test_lora_train_sample_export) {
            "%.4f\n", nats[0], nats[1], nats[2], nats[3]);
     ck_assert(nats[1] < nats[0] - 0.05);  // the adapters learned something
     ck_assert(fabs(nats[2] - nats[1]) < 1e-4 && fabs(nats[3] - nats[1]) < 2e-3);
-    // block diffusion trains adapters too (the base read as bd3, as --init allows)
-    snprintf(args, sizeof args, "train --sft %s --init %s --objective bd3 --block-size 8 "
-             "--lora-rank 2 --seq-len 48 --batch-size 2 --steps 3 --eval-every 0 --device cpu "
-             "--run %s/lora_bd3", path, base, dir);
+    // block diffusion (pretraining-style: bd3 has no SFT loss) trains adapters too, the base
+    // read as bd3 as --init allows
+    snprintf(args, sizeof args, "prepare --tokenizer %s --input tests/fixtures/genesis.txt "
+             "--val-fraction 0.2 --out %s/sh", base, dir);
+    ck_assert_msg(dllm(args)->status == 0, "prepare");
+    snprintf(args, sizeof args, "train --data %s/sh --init %s --objective bd3 --block-size 8 "
+             "--lora-rank 2 --seq-len 32 --batch-size 2 --steps 3 --eval-every 0 --device cpu "
+             "--run %s/lora_bd3", dir, base, dir);
     r = dllm(args);
     ck_assert_msg(r->status == 0, "%s", r->err);
-    snprintf(args, sizeof args, "sample --model %s/lora_bd3 --prompt '1+4=' --gen-length 8 "
-             "--steps 8 --chat 1", dir);
+    snprintf(args, sizeof args, "sample --model %s/lora_bd3 --prompt 'In the' --gen-length 8 "
+             "--steps 8", dir);
     r = dllm(args);
     ck_assert_msg(r->status == 0, "%s", r->err);
     // bad uses, one line each
