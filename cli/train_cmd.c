@@ -38,7 +38,7 @@ static const char *const fixed_on_resume[] = {
     "decay-frac", "weight-decay", "beta1",   "beta2",    "adam-eps",  "grad-clip",
     "mask-eps",  "t-sampling", "random-length-prob", "seed", "order", "tokenizer", "cfg-drop",
     "init-std",  "qkv-bias", "logit-shift", "block-size", "t-max", "anneal-steps", "lora-rank",
-    "lora-alpha", "lora-targets", NULL,
+    "lora-alpha", "lora-targets", "weights", NULL,
 };
 // With --init the model flags may still be given (a sweep's shared Base), but only with the
 // checkpoint's values (checked once it is loaded); a tokenizer never.
@@ -50,7 +50,7 @@ static const char *const model_flags[] = {
 
 typedef struct {
     const char *data, *sft, *init, *tokenizer, *run, *resume, *device, *objective, *schedule,
-        *order, *t_sampling, *lora_targets;
+        *order, *t_sampling, *lora_targets, *weights;
     int lora_rank;     // > 0: LoRA adapters on the --init model, which stays frozen
     float lora_alpha;  // 0: the rank (scale 1)
     int objective_set, steps_set, seq_len_set, auto_resume, recompute, dry_run, logit_shift;
@@ -389,6 +389,11 @@ static int parse_train_flags(int argc, char **argv, ModelConfig *mc, TrainConfig
          "continue a run: its directory (newest complete checkpoint) or one .ckpt file", 0},
         {"device", FLAG_STRING, &o->device,
          "auto (cuda when a GPU is present), cpu, cuda (bf16 activations) or cuda-fp32", 0},
+        {"weights", FLAG_STRING, &o->weights,
+         "fp32, or ternary: BitNet b1.58 quantisation-aware training (the seven projections of "
+         "every layer read absmean-ternary weights and 8-bit inputs; embeddings, norms and the "
+         "LM head stay fp32); with --init, an fp32 model becomes ternary (default: fp32, or the "
+         "--init model's)", 0},
         {"lora-rank", FLAG_INT, &o->lora_rank,
          "with --init: train LoRA adapters of this rank on a frozen base (kept in its file's "
          "dtype: bf16 stays bf16) instead of every weight (0: off)", 0},
@@ -596,6 +601,11 @@ static int settle_configs(TrainOptions *o, const Checkpoint *ck, const char *ck_
         if (o->logit_shift != -1 && !mc->causal) mc->logit_shift = o->logit_shift;
         else if (adapting) mc->logit_shift = 1;  // keep the AR head's next-token rows
         if (bd3) mc->logit_shift = 0;            // a bd3 block predicts its own positions
+        static const char *const weight_kinds[] = {"fp32", "ternary"};
+        int ternary = o->weights ? flags_choice("weights", o->weights, weight_kinds, 2, err)
+                                 : mc->ternary;
+        if (ternary < 0) return -1;
+        mc->ternary = ternary;
         if (adapting)
             printf("adapting %s (ar) to %s: %s attention%s\n", o->init, bd3 ? "bd3" : "mdm",
                    bd3 ? "block-causal" : "bidirectional",

@@ -147,6 +147,13 @@ typedef struct {
                         int rows_per_seq, int first, int count, int V, float cfg,
                         float temperature, uint64_t seed, int banned);
 
+    // BitNet b1.58 quantisers (ModelConfig.ternary). dst[i] = s * clamp(rint(src[i] / s), -1, 1)
+    // with s = max(mean |src|, 1e-5) over the n values (one weight matrix), the mean summed in a
+    // fixed order; and per row of x [N, C]: out = clamp(rint(x * q), -128, 127) / q with
+    // q = 127 / max(max |x|, 1e-5) (rint: ties to even, as torch.round)
+    void (*ternarize)(float *dst, const float *src, size_t n);
+    void (*quantize_rows)(Act *out, const Act *x, int N, int C);
+
     // optimizer
     double (*sum_squares)(const float *x, size_t n);
     void (*scale)(float *x, size_t n, float s);

@@ -64,6 +64,7 @@ int model_config_validate(const ModelConfig *c, Error *err) {
         return error_set(err, "norm_eps must be positive (got %g)", c->norm_eps);
     if (c->block_size < 0 || (c->block_size > 0 && c->seq_len % c->block_size != 0))
         return error_set(err, "block_size %d must divide seq_len %d", c->block_size, c->seq_len);
+    if (!is_flag(c->ternary)) return error_set(err, "ternary must be 0 or 1");
     if (c->block_size > 0 && (c->causal || c->logit_shift))
         return error_set(err, "a block diffusion model (block_size %d) has neither causal "
                               "attention nor a logit shift", c->block_size);
@@ -101,5 +102,8 @@ void model_config_print(FILE *f, const ModelConfig *c) {
             c->qkv_bias ? ", qkv bias" : "", c->tied_embeddings ? ", tied embeddings" : "",
             c->logit_shift ? ", logits shifted by one" : "");
     if (c->block_size) fprintf(f, "blocks: %d positions each\n", c->block_size);
+    if (c->ternary)
+        fprintf(f, "weights: ternary (BitNet b1.58: absmean ternary projections, 8-bit absmax "
+                   "inputs; embeddings, norms and LM head full precision)\n");
     if (c->init_std > 0.0f) fprintf(f, "init: weights normal(0, %g)\n", c->init_std);
 }

@@ -38,6 +38,11 @@ typedef struct {
     float init_std;      // training from scratch: weights start as normal(0, init_std); 0: 0.02
     int block_size;      // > 0: a block diffusion model (BD3-LM): blocks of this many positions,
                          // each sees the blocks before it (block-causal); 0: AR or MDM
+    int ternary;         // 1: BitNet b1.58 layers: the seven projections of every block read
+                         // their weights ternarised (per-tensor absmean: {-s, 0, +s}) and their
+                         // inputs quantised to 8 bits (per-row absmax); the stored weights stay
+                         // fp32 (quantisation-aware training, straight-through gradients);
+                         // embeddings, norms, biases and the LM head stay full precision
 } ModelConfig;
 
 // A small default, good for CPU experiments on byte-level text.

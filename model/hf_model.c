@@ -413,6 +413,9 @@ static void write_llama_config(FILE *f, const ModelConfig *c, HfArch a, int bos_
 int hf_export(const char *dir, const ModelConfig *c, const float *params, int bos_id, int eos_id,
               SafetensorsDtype dtype, Error *err) {
     HfArch a = hf_export_arch(c);
+    if (c->ternary)
+        return error_set(err, "a ternary model has no Hugging Face layout here (its weights "
+                              "are fp32 latents read through quantisers)");
     if (c->block_size > 0)
         return error_set(err, "a block diffusion model (block_size %d) has no Hugging Face "
                               "layout: LLaDA's, Dream's and LLaMA's attention has no blocks",

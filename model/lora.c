@@ -52,26 +52,10 @@ int lora_config_validate(const LoraConfig *lc, Error *err) {
 
 float lora_scale(const LoraConfig *lc) { return lc->alpha / (float)lc->rank; }
 
-void lora_target_shape(const ModelConfig *c, int t, int *in, int *out) {
-    int C = c->d_model, F = c->d_ff, KV = (int)model_kv_dim(c);
-    static const int wide_in[N_LORA_TARGETS] = {0, 0, 0, 0, 0, 0, 1};    // down reads d_ff
-    static const int kv_out[N_LORA_TARGETS] = {0, 1, 1, 0, 0, 0, 0};     // k, v write kv_dim
-    static const int wide_out[N_LORA_TARGETS] = {0, 0, 0, 0, 1, 1, 0};   // gate, up write d_ff
-    *in = wide_in[t] ? F : C;
-    *out = kv_out[t] ? KV : wide_out[t] ? F : C;
-}
-
-int lora_target_param(int t) {
-    // ParamTensors order: tok_emb, attn_norm, wq, wk, wv, bq, bk, bv, wo, mlp_norm, w_gate,
-    // w_up, w_down, final_norm, lm_head
-    static const int index[N_LORA_TARGETS] = {2, 3, 4, 8, 10, 11, 12};
-    return index[t];
-}
-
 // Values of one layer's adapters of target t: A [rank, in] and B [out, rank].
 static size_t target_size(const ModelConfig *c, const LoraConfig *lc, int t) {
     int in, out;
-    lora_target_shape(c, t, &in, &out);
+    projection_shape(c, t, &in, &out);
     return (size_t)lc->rank * ((size_t)in + out);
 }
 
@@ -106,7 +90,7 @@ void lora_init(float *adapters, const ModelConfig *c, const LoraConfig *lc, uint
         for (int t = 0; t < N_LORA_TARGETS; t++) {
             if (!(lc->targets & (1u << t))) continue;
             int in, out;
-            lora_target_shape(c, t, &in, &out);
+            projection_shape(c, t, &in, &out);
             float *a = adapters + lora_offset(c, lc, l, t), *b = a + (size_t)lc->rank * in;
             float bound = 1.0f / sqrtf((float)in);
             for (size_t i = 0; i < (size_t)lc->rank * in; i++)
@@ -122,8 +106,8 @@ void lora_merge(float *params, const float *adapters, const ModelConfig *c, cons
     int r = lc->rank;
     for (int t = 0; t < N_LORA_TARGETS; t++) {
         if (!(lc->targets & (1u << t))) continue;
-        int p = lora_target_param(t), in, out;
-        lora_target_shape(c, t, &in, &out);
+        int p = projection_param(t), in, out;
+        projection_shape(c, t, &in, &out);
         size_t first = 0;  // where the stacked tensor starts in the flat layout
         for (int i = 0; i < p; i++) first += specs[i].size;
         for (int l = 0; l < c->n_layer; l++) {

@@ -13,8 +13,12 @@
 #include "common/error.h"
 #include "model/config.h"
 
+#include "model/params.h"
+
+// The projections adapters sit on (model/params.h's, in the same order).
 typedef enum {
-    LORA_Q, LORA_K, LORA_V, LORA_O, LORA_GATE, LORA_UP, LORA_DOWN, N_LORA_TARGETS
+    LORA_Q = PROJ_Q, LORA_K = PROJ_K, LORA_V = PROJ_V, LORA_O = PROJ_O, LORA_GATE = PROJ_GATE,
+    LORA_UP = PROJ_UP, LORA_DOWN = PROJ_DOWN, N_LORA_TARGETS = N_PROJECTIONS
 } LoraTarget;
 
 #define LORA_BASE_PATH 1024
@@ -36,10 +40,6 @@ void lora_format_targets(uint32_t targets, char *out, size_t cap);
 int lora_config_validate(const LoraConfig *lc, Error *err);
 float lora_scale(const LoraConfig *lc);
 
-// The projection target t adapts: its input and output widths.
-void lora_target_shape(const ModelConfig *c, int t, int *in, int *out);
-// Where target t's weight sits among the ParamTensors fields (model/params.h order).
-int lora_target_param(int t);
 // Adapter values in all, and where layer l's A of target t starts (B follows it).
 size_t lora_param_count(const ModelConfig *c, const LoraConfig *lc);
 size_t lora_offset(const ModelConfig *c, const LoraConfig *lc, int layer, int t);

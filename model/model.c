@@ -59,6 +59,7 @@ static size_t layout_activations(Model *m, char *base) {
     size_t LR = m->lora.rank, widest = F > C ? F : C;  // rank 0: no adapters, nothing carved
     a->lora_mid = carve_acts(m, base, &off, K * lora_n_targets(&m->lora) * N * LR);
     a->lora_out = carve_acts(m, base, &off, LR ? N * widest : 0);
+    a->xq = carve_acts(m, base, &off, c->ternary ? N * widest : 0);
     ActivationGrads *d = &m->grad_acts;
     size_t G = m->inference ? 0 : 1;  // no backward scratch for inference
     d->resid = carve_acts(m, base, &off, G * N * C);
@@ -94,7 +95,8 @@ MemoryPlan model_memory_plan_lora(const ModelConfig *c, const LoraConfig *lc, co
     size_t n = param_count(c), n_lora = lora_param_count(c, &shape.lora);
     size_t train = shape.inference ? 0 : 1, full = train && !n_lora;  // a LoRA base is frozen
     // adapters: weights, and for training their gradients and AdamW m and v
-    MemoryPlan plan = {n * be->weight_bytes, full * n * sizeof(float),
+    // a ternary model keeps a second copy of its weights: the ternarised ones the layers read
+    MemoryPlan plan = {(1 + (size_t)c->ternary) * n * be->weight_bytes, full * n * sizeof(float),
                        full * 2 * n * sizeof(float), layout_activations(&shape, NULL),
                        (1 + 3 * train) * n_lora * sizeof(float)};
     return plan;
@@ -172,6 +174,8 @@ int model_create_lora(Model *m, const ModelConfig *c, const LoraConfig *lc, cons
     int adapters = lc && lc->rank != 0;  // a negative rank is refused below
     if (model_config_validate(c, err)) return -1;
     if (max_batch < 1) return error_set(err, "batch size must be >= 1 (got %d)", max_batch);
+    if (c->ternary && (adapters || be->weight_bytes != sizeof(float)))
+        return error_set(err, "a ternary model keeps fp32 weights and takes no LoRA adapters");
     if (be->weight_bytes != sizeof(float) && mode != MODEL_INFERENCE && !adapters)
         return error_set(err, "bf16 weights are frozen: training them keeps fp32 weights "
                               "(LoRA adapters train on top of a bf16 base)");
@@ -210,6 +214,10 @@ int model_create_lora(Model *m, const ModelConfig *c, const LoraConfig *lc, cons
                          m->n_params, max_batch, total);
     }
     param_tensors_point(&m->p, m->params, be->weight_bytes, c);
+    if (c->ternary) {  // the second half of the params allocation
+        m->qparams = m->params + m->n_params;
+        param_tensors_point(&m->q, m->qparams, sizeof(float), c);
+    }
     if (m->grads) param_tensors_point(&m->g, m->grads, sizeof(float), c);
     return 0;
 }
@@ -382,7 +390,7 @@ static Adapter layer_adapter(const Model *m, int l, int t) {
     const LoraConfig *lc = &m->lora;
     if (lc->rank == 0 || !(lc->targets & (1u << t))) return ad;
     int in, out;
-    lora_target_shape(&m->cfg, t, &in, &out);
+    projection_shape(&m->cfg, t, &in, &out);
     size_t at = lora_offset(&m->cfg, lc, l, t), b_at = at + (size_t)lc->rank * in;
     ad.a = m->lora_params + at;
     ad.b = m->lora_params + b_at;
@@ -398,11 +406,44 @@ static Adapter layer_adapter(const Model *m, int l, int t) {
     return ad;
 }
 
+// The weights the layers read: the ternarised copy in a ternary model.
+static const ParamTensors *layer_params(const Model *m) {
+    return m->cfg.ternary ? &m->q : &m->p;
+}
+
+// A ternary model's weights as its layers read them: every tensor copied, then the seven
+// projections of every layer ternarised, each matrix with its own scale.
+static void ternarize_weights(Model *m) {
+    const ModelConfig *c = &m->cfg;
+    size_t bytes = m->n_params * sizeof(float);
+    m->be->copy_rows(m->qparams, bytes, m->params, bytes, bytes, 1);
+    for (int l = 0; l < c->n_layer; l++) {
+        LayerWeights w = layer_weights(&m->p, c, l, sizeof(float));
+        LayerWeights q = layer_weights(&m->q, c, l, sizeof(float));
+        const float *src[N_PROJECTIONS] = {w.wq, w.wk, w.wv, w.wo, w.w_gate, w.w_up, w.w_down};
+        float *dst[N_PROJECTIONS] = {q.wq, q.wk, q.wv, q.wo, q.w_gate, q.w_up, q.w_down};
+        for (int t = 0; t < N_PROJECTIONS; t++) {
+            int in, out;
+            projection_shape(c, t, &in, &out);
+            m->be->ternarize(dst[t], src[t], (size_t)in * out);
+        }
+    }
+}
+
+// A projection's input as its matmul reads it: quantised to 8 bits per row in a ternary model
+// (into acts.xq), else itself.
+static const Act *projection_input(const Model *m, const Act *inp, int N, int C_in) {
+    if (!m->cfg.ternary) return inp;
+    m->be->quantize_rows(m->acts.xq, inp, N, C_in);
+    return m->acts.xq;
+}
+
 // out = inp @ W^T (+ bias, when the model has one) (+ (alpha / rank) (inp @ A^T) @ B^T, when
-// projection t of layer l has a LoRA adapter)
+// projection t of layer l has a LoRA adapter); a ternary model's W is ternary and its inp
+// quantised to 8 bits
 static void project(const Model *m, int l, int t, Act *out, const Act *inp, const float *weight,
                     const float *bias, int N, int C_in, int C_out) {
-    m->be->matmul_forward(out, inp, weight, N, C_in, C_out);
+    m->be->matmul_forward(out, projection_input(m, inp, N, C_in), weight, N, C_in, C_out);
     if (bias) m->be->bias_forward(out, bias, N, C_out);
     Adapter ad = layer_adapter(m, l, t);
     if (!ad.a) return;
@@ -414,11 +455,14 @@ static void project(const Model *m, int l, int t, Act *out, const Act *inp, cons
 }
 
 // project's backward: the input gradient added into dinp, the weight's into dweight (NULL: a
-// frozen base), the adapter's (when there is one) into its gradients.
+// frozen base), the adapter's (when there is one) into its gradients. A ternary model's
+// quantisers pass the gradient straight through (BitNet's straight-through estimator): dinp
+// from the ternary W, dweight (for the fp32 W) from the quantised input.
 static void project_backward(const Model *m, int l, int t, Act *dinp, float *dweight,
                              const Act *dout, const Act *inp, const float *weight, int N, int C_in,
                              int C_out) {
-    m->be->matmul_backward(dinp, dweight, dout, inp, weight, N, C_in, C_out);
+    m->be->matmul_backward(dinp, dweight, dout, projection_input(m, inp, N, C_in), weight, N,
+                           C_in, C_out);
     Adapter ad = layer_adapter(m, l, t);
     if (!ad.a) return;
     const Backend *lb = m->lora_be;
@@ -442,7 +486,7 @@ static void layer_forward(Model *m, int l, const int *key_start, int start, int 
     int whole = Tq == T;  // every row recomputed: keys and values go straight to their place
     Act *proj = m->acts.proj;
     LayerActs a = layer_acts(m, l);
-    LayerWeights w = layer_weights(&m->p, c, l, be->weight_bytes);
+    LayerWeights w = layer_weights(layer_params(m), c, l, be->weight_bytes);
     // attention block; keys and values of the computed rows land in the layer's cache
     be->rmsnorm_forward(a.ln1, a.ln1_rstd, a.resid_in, w.attn_norm, N, C, c->norm_eps);
     project(m, l, LORA_Q, a.q, a.ln1, w.wq, w.bq, N, C, C);
@@ -494,6 +538,7 @@ static void forward_rows(Model *m, const int *tokens, const int *key_start, int 
     be->to_device_rows(m->tokens, (size_t)Tq * sizeof(int), tokens + start, (size_t)T * sizeof(int),
                        (size_t)Tq * sizeof(int), B);
     if (key_start) be->to_device(m->key_start, key_start, (size_t)B * sizeof(int));
+    if (c->ternary) ternarize_weights(m);
     be->embedding_forward(m->acts.resid, m->tokens, m->p.tok_emb, N, C);
     for (int l = 0; l < c->n_layer; l++)
         layer_forward(m, l, key_start ? m->key_start : NULL, start, end);
@@ -558,7 +603,7 @@ static void layer_backward(Model *m, int l) {
     int Hkv = model_kv_heads(c), KV = Hkv * hd;
     size_t NC = (size_t)N * C, NF = (size_t)N * F, NKV = (size_t)N * KV;
     LayerActs a = layer_acts(m, l);
-    LayerWeights w = layer_weights(&m->p, c, l, be->weight_bytes);
+    LayerWeights w = layer_weights(layer_params(m), c, l, be->weight_bytes);
     LayerWeights dw = {0};
     if (m->grads) dw = layer_weights(&m->g, c, l, sizeof(float));
     // MLP block: the residual passes d->resid through unchanged, the branch adds to it

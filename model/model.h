@@ -45,6 +45,8 @@ typedef struct {
     // output (or its scaled gradient) passes through ([B*T, max(d_model, d_ff)])
     Act *lora_mid;
     Act *lora_out;
+    Act *xq;           // [B*T, max(d_model, d_ff)]: a projection's input quantised to 8 bits
+                       // (ternary models only)
 } Activations;
 
 // Gradients of activations, one layer at a time (reused across layers).
@@ -83,6 +85,8 @@ typedef struct {
     // and adam_v are the two halves of one allocation
     float *params, *grads, *adam_m, *adam_v;
     ParamTensors p, g;  // views of params and grads
+    float *qparams;     // ternary models: the weights as the layers read them (the seven
+    ParamTensors q;     // projections ternarised, the rest copied), refreshed every pass
     void *acts_memory;  // one allocation: every field below that points to backend memory
     Activations acts;
     ActivationGrads grad_acts;

@@ -87,6 +87,17 @@ LayerWeights layer_weights(const ParamTensors *t, const ModelConfig *c, int l, s
     return w;
 }
 
+int projection_param(int t) {
+    static const int index[N_PROJECTIONS] = {2, 3, 4, 8, 10, 11, 12};  // wq .. w_down
+    return index[t];
+}
+
+void projection_shape(const ModelConfig *c, int t, int *in, int *out) {
+    int C = c->d_model, F = c->d_ff, KV = model_kv_dim(c);
+    *in = t == PROJ_DOWN ? F : C;
+    *out = t == PROJ_K || t == PROJ_V ? KV : t == PROJ_GATE || t == PROJ_UP ? F : C;
+}
+
 void params_init(float *params, const ModelConfig *c, uint64_t seed) {
     ParamSpec specs[N_PARAM_TENSORS];
     param_specs(c, specs);

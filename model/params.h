@@ -58,6 +58,13 @@ typedef struct {
 LayerWeights layer_weights(const ParamTensors *t, const ModelConfig *c, int layer,
                            size_t elem_bytes);
 
+// The seven projections of a layer, the linear maps LoRA adapts and BitNet ternarises:
+// q, k, v, o, gate, up, down. Where each one's weight sits among the ParamTensors fields, and
+// its input and output widths.
+enum { PROJ_Q, PROJ_K, PROJ_V, PROJ_O, PROJ_GATE, PROJ_UP, PROJ_DOWN, N_PROJECTIONS };
+int projection_param(int t);
+void projection_shape(const ModelConfig *c, int t, int *in, int *out);
+
 // Fills host memory with the initial weights; the same seed gives the same bits.
 void params_init(float *params, const ModelConfig *c, uint64_t seed);
 

@@ -21,7 +21,7 @@ int peft_dir(const char *path) {
 // The module target t adapts in layer l, as the base's file names it ("model.layers.0.mlp.
 // down_proj"): its weight's tensor name without ".weight".
 static void module_name(HfArch arch, int t, int l, char *buf, size_t cap) {
-    hf_tensor_name(arch, lora_target_param(t), l, buf, cap);
+    hf_tensor_name(arch, projection_param(t), l, buf, cap);
     size_t n = strlen(buf);
     if (n > 7 && strcmp(buf + n - 7, ".weight") == 0) buf[n - 7] = '\0';
 }
@@ -81,7 +81,7 @@ int peft_write(const char *dir, const ModelConfig *c, const LoraConfig *lc, HfAr
         for (int t = 0; t < N_LORA_TARGETS; t++) {
             if (!(lc->targets & (1u << t))) continue;
             int in, o;
-            lora_target_shape(c, t, &in, &o);
+            projection_shape(c, t, &in, &o);
             const float *a = adapters + lora_offset(c, lc, l, t);
             tensor_name(arch, t, l, 'A', names[n], sizeof names[n]);
             out[n] = (SafetensorsOut){names[n], 2, {r, in}, a};
@@ -191,7 +191,7 @@ int peft_read_adapters(const char *dir, const ModelConfig *c, LoraConfig *lc, Hf
         for (int t = 0; rc == 0 && t < N_LORA_TARGETS; t++) {
             if (!(lc->targets & (1u << t))) continue;
             int in, out;
-            lora_target_shape(c, t, &in, &out);
+            projection_shape(c, t, &in, &out);
             float *a = values + lora_offset(c, lc, l, t);
             int64_t shape_a[2] = {lc->rank, in}, shape_b[2] = {out, lc->rank};
             tensor_name(arch, t, l, 'A', name, sizeof name);

@@ -270,6 +270,10 @@ static void check_elementwise(void) {
     gpu->add_scaled(gout, ga, 0.75f, n);
     snprintf(name, sizeof name, "add_scaled (%s)", precision());
     expect_act(name, gout, out, n, tol);
+    cpu->quantize_rows(out, a, 100003 / 211, 211);  // BitNet's 8-bit rows
+    gpu->quantize_rows(gout, ga, 100003 / 211, 211);
+    snprintf(name, sizeof name, "quantize_rows (%s)", precision());
+    expect_act(name, gout, out, (size_t)(100003 / 211) * 211, bf16() ? 1e-2 : 1e-6);
     cpu->guide(a, b, 1.5f, n);
     gpu->guide(ga, gb, 1.5f, n);
     snprintf(name, sizeof name, "guide (%s)", precision());
@@ -291,6 +295,12 @@ START_TEST(test_elementwise_and_optimizer) {
     cpu->scale(a, n, 0.37f);
     gpu->scale(ga, n, 0.37f);
     expect_close("scale", ga, a, n, 0.0);
+    float *t = malloc(n * sizeof(float)), *gt = gpu->alloc(n * sizeof(float));
+    cpu->ternarize(t, a, n);  // the scale's sum in another order: equal up to its last bits
+    gpu->ternarize(gt, ga, n);
+    expect_close("ternarize", gt, t, n, 1e-6);
+    free(t);
+    gpu->free(gt);
     // AdamW: params a, grads b, moments c (m) and |d| (v >= 0)
     for (size_t i = 0; i < n; i++) d[i] = fabsf(d[i]);
     gd = up(d, n);
@@ -542,6 +552,43 @@ static void check_whole_model(void) {
 }
 
 START_TEST(test_whole_model) { on_each_gpu(check_whole_model); }
+END_TEST
+
+// A ternary (BitNet b1.58) model: logits and the straight-through gradients against the CPU.
+static void check_ternary_model(void) {
+    double tol_logits = bf16() ? 3e-2 : 1e-4, tol_grads = bf16() ? 8e-2 : 1e-3;
+    int B = 2, T = 32, N = B * T;
+    ModelConfig cfg = small_config(0);
+    cfg.ternary = 1;
+    Model mc, mg;
+    Error err;
+    ck_assert_msg(model_create(&mc, &cfg, cpu, B, 0, &err) == 0, "%s", err.msg);
+    ck_assert_msg(model_create(&mg, &cfg, gpu, B, 0, &err) == 0, "%s", err.msg);
+    fill_normal(mc.params, mc.n_params, 81, 0.1f);
+    gpu->to_device(mg.params, mc.params, mc.n_params * sizeof(float));
+    int *tokens = malloc(N * sizeof(int)), *targets = malloc(N * sizeof(int));
+    float *weights = malloc(N * sizeof(float));
+    for (int n = 0; n < N; n++) {
+        targets[n] = (n * 37 + 11) % 256;
+        tokens[n] = n % 3 == 0 ? cfg.mask_token_id : targets[n];
+        weights[n] = 1.0f / N;
+    }
+    model_zero_grad(&mc);
+    model_zero_grad(&mg);
+    model_forward(&mc, tokens, B, T);
+    model_forward(&mg, tokens, B, T);
+    char what[64];
+    snprintf(what, sizeof what, "ternary model logits (%s)", precision());
+    expect_act(what, mg.acts.logits, mc.acts.logits, (size_t)N * cfg.vocab_size, tol_logits);
+    model_loss_backward(&mc, targets, weights);
+    model_loss_backward(&mg, targets, weights);
+    snprintf(what, sizeof what, "ternary model gradients (%s)", precision());
+    expect_close(what, mg.grads, mc.grads, mc.n_params, tol_grads);
+    free(tokens), free(targets), free(weights);
+    model_free(&mc), model_free(&mg);
+}
+
+START_TEST(test_ternary_model) { on_each_gpu(check_ternary_model); }
 END_TEST
 
 // An inference model keeping bf16 weights (the bf16-weight twin of backend_cuda: embedding,
@@ -890,6 +937,7 @@ int main(void) {
     tcase_add_test(tc, test_whole_model);
     tcase_add_test(tc, test_bf16_weights);
     tcase_add_test(tc, test_lora_adapters);
+    tcase_add_test(tc, test_ternary_model);
     tcase_add_test(tc, test_training_tracks_cpu_and_is_deterministic);
     tcase_add_test(tc, test_resume_and_checkpoints_across_backends);
     tcase_add_test(tc, test_greedy_sampling_matches_cpu);

@@ -23,7 +23,7 @@
 #include "train/trainer.h"
 
 #define CHECKPOINT_MAGIC "DLLMCKPT"
-#define CHECKPOINT_VERSION 8
+#define CHECKPOINT_VERSION 9
 
 typedef struct {
     char magic[8];

@@ -130,6 +130,10 @@ static void bias_forward_w16(Act *x, const float *bias, int N, int C) {
     cpu_bias_forward_w16(x, (const uint16_t *)(const void *)bias, N, C);
 }
 
+static void quantize_rows(Act *out, const Act *x, int N, int C) {
+    cpu_quantize_rows(out, x, N, C);
+}
+
 static int device_error(Error *err) {
     (void)err;
     return 0;
@@ -169,6 +173,8 @@ const Backend backend_cpu = {
     .pick_tokens = pick_tokens,
     .cross_entropy_forward = cross_entropy_forward,
     .cross_entropy_fused = cross_entropy_fused,
+    .ternarize = cpu_ternarize,
+    .quantize_rows = quantize_rows,
     .sum_squares = cpu_sum_squares,
     .scale = cpu_scale,
     .adamw_update = cpu_adamw_update,

@@ -105,6 +105,10 @@ void cpu_rmsnorm_backward_w16(float *dinp, const float *dout, const float *inp,
 void cpu_matmul_backward_w16(float *dinp, const float *dout, const uint16_t *weight, int N,
                              int C_in, int C_out);
 
+// BitNet b1.58's weight and activation quantisers (quantize.c)
+void cpu_ternarize(float *dst, const float *src, size_t n);
+void cpu_quantize_rows(float *out, const float *x, int N, int C);
+
 double cpu_sum_squares(const float *x, size_t n);
 void cpu_scale(float *x, size_t n, float s);
 void cpu_adamw_update(float *params, const float *grads, float *m, float *v, size_t n, float lr,

@@ -43,6 +43,8 @@ static Backend cuda_table(const char *name) {
     b.cross_entropy_forward = cuda_cross_entropy_forward<A>;
     b.cross_entropy_fused = cuda_cross_entropy_fused<A>;
     b.pick_tokens = cuda_pick_tokens<A>;
+    b.ternarize = cuda_ternarize;
+    b.quantize_rows = cuda_quantize_rows<A>;
     b.sum_squares = cuda_sum_squares;
     b.scale = cuda_scale;
     b.adamw_update = cuda_adamw_update;

@@ -44,6 +44,10 @@ void cuda_to_device_rows(void *dst, size_t dst_stride, const void *src, size_t s
 // user at a time (ops run one after another on the default stream).
 void *cuda_scratch(size_t bytes);
 double cuda_sum_squares(const float *x, size_t n);
+// BitNet b1.58's quantisers (quantize.cu)
+void cuda_ternarize(float *dst, const float *src, size_t n);
+template <typename A>
+void cuda_quantize_rows(void *out, const void *x, int N, int C);
 void cuda_scale(float *x, size_t n, float s);
 void cuda_adamw_update(float *params, const float *grads, float *m, float *v, size_t n, float lr,
                        float beta1, float beta2, float eps, float weight_decay, long t);

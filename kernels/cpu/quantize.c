@@ -1,0 +1,26 @@
+// BitNet b1.58's quantisers, the reference: a weight matrix to {-s, 0, +s} (s its mean absolute
+// value), and activations to 8-bit integers per row (the row's largest magnitude maps to 127),
+// both returned dequantised so the matmuls run unchanged.
+#include <math.h>
+
+#include "kernels/cpu/cpu_ops.h"
+
+void cpu_ternarize(float *dst, const float *src, size_t n) {
+    double sum = 0.0;  // one order at every thread count: the scale is part of the model
+    for (size_t i = 0; i < n; i++) sum += fabs((double)src[i]);
+    float s = fmaxf((float)(sum / (double)n), 1e-5f);
+#pragma omp parallel for if (worth_threads((double)n))
+    for (size_t i = 0; i < n; i++) dst[i] = s * fminf(fmaxf(rintf(src[i] / s), -1.0f), 1.0f);
+}
+
+void cpu_quantize_rows(float *out, const float *x, int N, int C) {
+#pragma omp parallel for if (worth_threads(2.0 * N * C))
+    for (int n = 0; n < N; n++) {
+        const float *row = x + (size_t)n * C;
+        float m = 0.0f;
+        for (int i = 0; i < C; i++) m = fmaxf(m, fabsf(row[i]));
+        float q = 127.0f / fmaxf(m, 1e-5f);
+        for (int i = 0; i < C; i++)
+            out[(size_t)n * C + i] = fminf(fmaxf(rintf(row[i] * q), -128.0f), 127.0f) / q;
+    }
+}
