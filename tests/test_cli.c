@@ -770,6 +770,18 @@ START_TEST(test_lora_train_sample_export) {
     assert_one_error(dllm(args), "has none");
     snprintf(args, sizeof args, "export %s/lora --out %s/p2 --dtype bf16", dir, dir);
     assert_one_error(dllm(args), "written as f32");
+    // ternary weights (BitNet b1.58 QAT): train and sample; no Hugging Face layout for them
+    snprintf(args, sizeof args, "train --data %s/text.txt %s --steps 3 --weights ternary --run "
+             "%s/tern", dir, tiny, dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0 && strstr(r->out, "weights: ternary"), "%s", r->err);
+    snprintf(args, sizeof args, "sample --model %s/tern --prompt In --gen-length 8 "
+             "--block-length 8 --steps 4", dir);
+    ck_assert_msg(dllm(args)->status == 0, "sample ternary");
+    snprintf(args, sizeof args, "export %s/tern --out %s/t2", dir, dir);
+    assert_one_error(dllm(args), "a ternary model has no Hugging Face layout");
+    snprintf(args, sizeof args, "train --data %s/text.txt %s --steps 3 --weights int4", dir, tiny);
+    assert_one_error(dllm(args), "--weights");
     ck_assert(!exists("m2") && !exists("p2") && !exists("p2.tmp"));
 }
 END_TEST
