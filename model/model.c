@@ -273,6 +273,23 @@ Trainable model_trainable(const Model *m) {
     return t;
 }
 
+// A ternary model's projections as its layers read them: each matrix of every layer ternarised
+// with its own scale into the copy (the rest of the copy is never read).
+static void ternarize_weights(Model *m) {
+    const ModelConfig *c = &m->cfg;
+    for (int l = 0; l < c->n_layer; l++) {
+        LayerWeights w = layer_weights(&m->p, c, l, sizeof(float));
+        LayerWeights q = layer_weights(&m->q, c, l, sizeof(float));
+        const float *src[N_PROJECTIONS] = {w.wq, w.wk, w.wv, w.wo, w.w_gate, w.w_up, w.w_down};
+        float *dst[N_PROJECTIONS] = {q.wq, q.wk, q.wv, q.wo, q.w_gate, q.w_up, q.w_down};
+        for (int t = 0; t < N_PROJECTIONS; t++) {
+            int in, out;
+            projection_shape(c, t, &in, &out);
+            m->be->ternarize(dst[t], src[t], (size_t)in * out);
+        }
+    }
+}
+
 int model_set_weights(Model *m, const float *host, Error *err) {
     return model_set_weight_range(m, 0, host, m->n_params, err);
 }
@@ -280,6 +297,8 @@ int model_set_weights(Model *m, const float *host, Error *err) {
 int model_set_weight_range(Model *m, size_t first, const float *host, size_t n, Error *err) {
     if (m->be->weight_bytes == sizeof(float)) {
         m->be->to_device(m->params + first, host, n * sizeof(float));
+        // an inference model's weights change only here: ternarised once, not every pass
+        if (m->cfg.ternary && m->inference) ternarize_weights(m);
         return 0;
     }
     // rounded to bf16 a chunk at a time, so the host never holds a second full copy
@@ -406,32 +425,20 @@ static Adapter layer_adapter(const Model *m, int l, int t) {
     return ad;
 }
 
-// The weights the layers read: the ternarised copy in a ternary model.
-static const ParamTensors *layer_params(const Model *m) {
-    return m->cfg.ternary ? &m->q : &m->p;
-}
-
-// A ternary model's weights as its layers read them: every tensor copied, then the seven
-// projections of every layer ternarised, each matrix with its own scale.
-static void ternarize_weights(Model *m) {
-    const ModelConfig *c = &m->cfg;
-    size_t bytes = m->n_params * sizeof(float);
-    m->be->copy_rows(m->qparams, bytes, m->params, bytes, bytes, 1);
-    for (int l = 0; l < c->n_layer; l++) {
-        LayerWeights w = layer_weights(&m->p, c, l, sizeof(float));
-        LayerWeights q = layer_weights(&m->q, c, l, sizeof(float));
-        const float *src[N_PROJECTIONS] = {w.wq, w.wk, w.wv, w.wo, w.w_gate, w.w_up, w.w_down};
-        float *dst[N_PROJECTIONS] = {q.wq, q.wk, q.wv, q.wo, q.w_gate, q.w_up, q.w_down};
-        for (int t = 0; t < N_PROJECTIONS; t++) {
-            int in, out;
-            projection_shape(c, t, &in, &out);
-            m->be->ternarize(dst[t], src[t], (size_t)in * out);
-        }
-    }
+// Layer l's weights as it reads them: a ternary model's seven projections from the ternarised
+// copy, everything else (norms, biases) as stored.
+static LayerWeights read_weights(const Model *m, int l) {
+    LayerWeights w = layer_weights(&m->p, &m->cfg, l, m->be->weight_bytes);
+    if (!m->cfg.ternary) return w;
+    LayerWeights q = layer_weights(&m->q, &m->cfg, l, sizeof(float));
+    w.wq = q.wq, w.wk = q.wk, w.wv = q.wv, w.wo = q.wo;
+    w.w_gate = q.w_gate, w.w_up = q.w_up, w.w_down = q.w_down;
+    return w;
 }
 
 // A projection's input as its matmul reads it: quantised to 8 bits per row in a ternary model
-// (into acts.xq), else itself.
+// (into acts.xq, so it serves until the next call), else itself. Projections that share an
+// input (q, k, v; gate, up) share one quantisation.
 static const Act *projection_input(const Model *m, const Act *inp, int N, int C_in) {
     if (!m->cfg.ternary) return inp;
     m->be->quantize_rows(m->acts.xq, inp, N, C_in);
@@ -439,11 +446,11 @@ static const Act *projection_input(const Model *m, const Act *inp, int N, int C_
 }
 
 // out = inp @ W^T (+ bias, when the model has one) (+ (alpha / rank) (inp @ A^T) @ B^T, when
-// projection t of layer l has a LoRA adapter); a ternary model's W is ternary and its inp
-// quantised to 8 bits
+// projection t of layer l has a LoRA adapter); inp as projection_input gives it (a ternary
+// model's W is ternary, its inp quantised to 8 bits; such a model has no adapters)
 static void project(const Model *m, int l, int t, Act *out, const Act *inp, const float *weight,
                     const float *bias, int N, int C_in, int C_out) {
-    m->be->matmul_forward(out, projection_input(m, inp, N, C_in), weight, N, C_in, C_out);
+    m->be->matmul_forward(out, inp, weight, N, C_in, C_out);
     if (bias) m->be->bias_forward(out, bias, N, C_out);
     Adapter ad = layer_adapter(m, l, t);
     if (!ad.a) return;
@@ -455,14 +462,13 @@ static void project(const Model *m, int l, int t, Act *out, const Act *inp, cons
 }
 
 // project's backward: the input gradient added into dinp, the weight's into dweight (NULL: a
-// frozen base), the adapter's (when there is one) into its gradients. A ternary model's
-// quantisers pass the gradient straight through (BitNet's straight-through estimator): dinp
-// from the ternary W, dweight (for the fp32 W) from the quantised input.
+// frozen base), the adapter's (when there is one) into its gradients; inp as project had it.
+// A ternary model's quantisers pass the gradient straight through (BitNet's straight-through
+// estimator): dinp from the ternary W, dweight (for the fp32 W) from the quantised input.
 static void project_backward(const Model *m, int l, int t, Act *dinp, float *dweight,
                              const Act *dout, const Act *inp, const float *weight, int N, int C_in,
                              int C_out) {
-    m->be->matmul_backward(dinp, dweight, dout, projection_input(m, inp, N, C_in), weight, N,
-                           C_in, C_out);
+    m->be->matmul_backward(dinp, dweight, dout, inp, weight, N, C_in, C_out);
     Adapter ad = layer_adapter(m, l, t);
     if (!ad.a) return;
     const Backend *lb = m->lora_be;
@@ -486,28 +492,30 @@ static void layer_forward(Model *m, int l, const int *key_start, int start, int 
     int whole = Tq == T;  // every row recomputed: keys and values go straight to their place
     Act *proj = m->acts.proj;
     LayerActs a = layer_acts(m, l);
-    LayerWeights w = layer_weights(layer_params(m), c, l, be->weight_bytes);
+    LayerWeights w = read_weights(m, l);
     // attention block; keys and values of the computed rows land in the layer's cache
     be->rmsnorm_forward(a.ln1, a.ln1_rstd, a.resid_in, w.attn_norm, N, C, c->norm_eps);
-    project(m, l, LORA_Q, a.q, a.ln1, w.wq, w.bq, N, C, C);
+    const Act *x = projection_input(m, a.ln1, N, C);  // q, k and v read the same input
+    project(m, l, LORA_Q, a.q, x, w.wq, w.bq, N, C, C);
     rope(m, a.q, Tq, start, H, 0);
     Act *k = whole ? a.k : proj;
-    project(m, l, LORA_K, k, a.ln1, w.wk, w.bk, N, C, KV);
+    project(m, l, LORA_K, k, x, w.wk, w.bk, N, C, KV);
     rope(m, k, Tq, start, Hkv, 0);
     if (!whole) store_rows(m, a.k, proj, B, T, start, end, KV);
     Act *v = whole ? a.v : proj;
-    project(m, l, LORA_V, v, a.ln1, w.wv, w.bv, N, C, KV);
+    project(m, l, LORA_V, v, x, w.wv, w.bv, N, C, KV);
     if (!whole) store_rows(m, a.v, proj, B, T, start, end, KV);
     be->attention_forward(a.att_out, a.lse, a.q, a.k, a.v, key_start, B, Tq, T, start, H, Hkv,
                           hd, pass_mask(m));
-    project(m, l, LORA_O, proj, a.att_out, w.wo, NULL, N, C, C);
+    project(m, l, LORA_O, proj, projection_input(m, a.att_out, N, C), w.wo, NULL, N, C, C);
     be->add(a.resid_mid, a.resid_in, proj, (size_t)N * C);
     // SwiGLU MLP block
     be->rmsnorm_forward(a.ln2, a.ln2_rstd, a.resid_mid, w.mlp_norm, N, C, c->norm_eps);
-    project(m, l, LORA_GATE, a.gate, a.ln2, w.w_gate, NULL, N, C, F);
-    project(m, l, LORA_UP, a.up, a.ln2, w.w_up, NULL, N, C, F);
+    x = projection_input(m, a.ln2, N, C);  // gate and up read the same input
+    project(m, l, LORA_GATE, a.gate, x, w.w_gate, NULL, N, C, F);
+    project(m, l, LORA_UP, a.up, x, w.w_up, NULL, N, C, F);
     be->swiglu_forward(a.swiglu, a.gate, a.up, (size_t)N * F);
-    project(m, l, LORA_DOWN, proj, a.swiglu, w.w_down, NULL, N, F, C);
+    project(m, l, LORA_DOWN, proj, projection_input(m, a.swiglu, N, F), w.w_down, NULL, N, F, C);
     be->add(a.resid_out, a.resid_mid, proj, (size_t)N * C);
 }
 
@@ -538,7 +546,7 @@ static void forward_rows(Model *m, const int *tokens, const int *key_start, int 
     be->to_device_rows(m->tokens, (size_t)Tq * sizeof(int), tokens + start, (size_t)T * sizeof(int),
                        (size_t)Tq * sizeof(int), B);
     if (key_start) be->to_device(m->key_start, key_start, (size_t)B * sizeof(int));
-    if (c->ternary) ternarize_weights(m);
+    if (c->ternary && !m->inference) ternarize_weights(m);  // trained weights move each step
     be->embedding_forward(m->acts.resid, m->tokens, m->p.tok_emb, N, C);
     for (int l = 0; l < c->n_layer; l++)
         layer_forward(m, l, key_start ? m->key_start : NULL, start, end);
@@ -603,22 +611,25 @@ static void layer_backward(Model *m, int l) {
     int Hkv = model_kv_heads(c), KV = Hkv * hd;
     size_t NC = (size_t)N * C, NF = (size_t)N * F, NKV = (size_t)N * KV;
     LayerActs a = layer_acts(m, l);
-    LayerWeights w = layer_weights(layer_params(m), c, l, be->weight_bytes);
+    LayerWeights w = read_weights(m, l);
     LayerWeights dw = {0};
     if (m->grads) dw = layer_weights(&m->g, c, l, sizeof(float));
     // MLP block: the residual passes d->resid through unchanged, the branch adds to it
     be->zero(d->swiglu, NF * be->act_bytes);
-    project_backward(m, l, LORA_DOWN, d->swiglu, dw.w_down, d->resid, a.swiglu, w.w_down, N, F, C);
+    project_backward(m, l, LORA_DOWN, d->swiglu, dw.w_down, d->resid,
+                     projection_input(m, a.swiglu, N, F), w.w_down, N, F, C);
     be->zero(d->gate, NF * be->act_bytes);
     be->zero(d->up, NF * be->act_bytes);
     be->swiglu_backward(d->gate, d->up, d->swiglu, a.gate, a.up, NF);
     be->zero(d->ln, NC * be->act_bytes);
-    project_backward(m, l, LORA_GATE, d->ln, dw.w_gate, d->gate, a.ln2, w.w_gate, N, C, F);
-    project_backward(m, l, LORA_UP, d->ln, dw.w_up, d->up, a.ln2, w.w_up, N, C, F);
+    const Act *x = projection_input(m, a.ln2, N, C);
+    project_backward(m, l, LORA_GATE, d->ln, dw.w_gate, d->gate, x, w.w_gate, N, C, F);
+    project_backward(m, l, LORA_UP, d->ln, dw.w_up, d->up, x, w.w_up, N, C, F);
     be->rmsnorm_backward(d->resid, dw.mlp_norm, d->ln, a.resid_mid, w.mlp_norm, a.ln2_rstd, N, C);
     // attention block
     be->zero(d->att_out, NC * be->act_bytes);
-    project_backward(m, l, LORA_O, d->att_out, dw.wo, d->resid, a.att_out, w.wo, N, C, C);
+    project_backward(m, l, LORA_O, d->att_out, dw.wo, d->resid,
+                     projection_input(m, a.att_out, N, C), w.wo, N, C, C);
     be->zero(d->q, NC * be->act_bytes);
     be->zero(d->k, NKV * be->act_bytes);
     be->zero(d->v, NKV * be->act_bytes);
@@ -632,9 +643,10 @@ static void layer_backward(Model *m, int l) {
         be->bias_backward(dw.bv, d->v, N, KV);
     }
     be->zero(d->ln, NC * be->act_bytes);
-    project_backward(m, l, LORA_Q, d->ln, dw.wq, d->q, a.ln1, w.wq, N, C, C);
-    project_backward(m, l, LORA_K, d->ln, dw.wk, d->k, a.ln1, w.wk, N, C, KV);
-    project_backward(m, l, LORA_V, d->ln, dw.wv, d->v, a.ln1, w.wv, N, C, KV);
+    x = projection_input(m, a.ln1, N, C);
+    project_backward(m, l, LORA_Q, d->ln, dw.wq, d->q, x, w.wq, N, C, C);
+    project_backward(m, l, LORA_K, d->ln, dw.wk, d->k, x, w.wk, N, C, KV);
+    project_backward(m, l, LORA_V, d->ln, dw.wv, d->v, x, w.wv, N, C, KV);
     be->rmsnorm_backward(d->resid, dw.attn_norm, d->ln, a.resid_in, w.attn_norm, a.ln1_rstd, N, C);
 }
 
