@@ -71,7 +71,7 @@ static int eval_one(const char *path, const Backend *be, const EvalOptions *o, E
         checkpoint_free(&ck);
         return -1;
     }
-    printf("%-28s %-4s %8.2fM %8lld", path, m.cfg.causal ? "ar" : "mdm", m.n_params / 1e6,
+    printf("%-28s %-4s %8.2fM %8lld", path, m.cfg.causal ? "ar" : "mdm", param_count(&m.cfg) / 1e6,
            (long long)ck.header.step);
     fflush(stdout);
     // prompts take the fine-tuning layout when the model was fine-tuned, unless --chat says

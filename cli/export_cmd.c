@@ -4,7 +4,8 @@
 // ecosystem reads it. A LoRA run exports its adapters alone as a PEFT directory
 // (adapter_config.json, adapter_model.safetensors), or with --merge 1 the base with the
 // adapters folded in, as a model directory. Everything is written into DIR.tmp, which becomes
-// DIR at the end: a failed export leaves nothing.
+// DIR at the end: a failed export leaves nothing. --format ternary writes a model trained with
+// --weights ternary as one packed file instead (train/packed_file.h), for CPU inference.
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -17,9 +18,12 @@
 #include "common/file.h"
 #include "model/hf_model.h"
 #include "model/lora.h"
+#include "model/packed.h"
+#include "model/params.h"
 #include "model/peft.h"
 #include "tokenizer/hf_tokenizer.h"
 #include "train/checkpoint.h"
+#include "train/packed_file.h"
 #include "train/run_dir.h"
 
 // 1 when dir exists and holds anything
@@ -74,6 +78,34 @@ static int write_export(const char *tmp, Checkpoint *ck, int merge, SafetensorsD
     return rc;
 }
 
+// --format ternary: the model's projections packed to 2 bits a weight, one file.
+static int export_packed(const char *model, const char *out, Error *err) {
+    Checkpoint ck;
+    char chosen[4200];
+    int skipped;
+    if (checkpoint_load_latest(model, HF_WEIGHTS_ON_HOST, &ck, chosen, sizeof chosen, &skipped,
+                               err))
+        return -1;
+    const char *problem = ck.packed_codes       ? "is packed already"
+                          : ck.header.lora.rank ? "holds LoRA adapters"
+                          : !ck.header.model.ternary
+                              ? "was not trained with --weights ternary (packing fp32 weights "
+                                "would change the model)"
+                              : NULL;
+    int rc = problem ? error_set(err, "export: %s %s", chosen, problem)
+                     : packed_file_save(out, &ck.header.model, ck.header.step, ck.params, &ck.tokenizer, err);
+    if (rc == 0) {
+        const ModelConfig *c = &ck.header.model;
+        printf("exported %s (%s, %zu parameters, packed ternary: %.2f MB, fp32 %.2f MB) to %s\n",
+               chosen, c->causal ? "AR" : "MDM", param_count(c),
+               ((param_count_packed(c) + (size_t)packed_scale_count(c)) * 4.0 + packed_bytes(c)) /
+                   1e6,
+               param_count(c) * 4.0 / 1e6, out);
+    }
+    checkpoint_free(&ck);
+    return rc;
+}
+
 static int export_model(const char *model, const char *out, int merge, SafetensorsDtype dtype,
                         Error *err) {
     if (non_empty_dir(out))
@@ -124,7 +156,7 @@ static int export_model(const char *model, const char *out, int merge, Safetenso
 }
 
 int cmd_export(int argc, char **argv) {
-    const char *out = NULL, *dtype_name = "f32";
+    const char *out = NULL, *dtype_name = "f32", *format = "hf";
     int merge = 0;
     Flag flags[] = {
         {"out", FLAG_STRING, &out, "directory to create (config.json, model.safetensors, tokenizer)", 0},
@@ -132,18 +164,30 @@ int cmd_export(int argc, char **argv) {
         {"merge", FLAG_INT, &merge,
          "a LoRA run: 1 writes its base with the adapters merged in (a model directory), 0 the "
          "adapters alone (a PEFT directory)", 0},
+        {"format", FLAG_STRING, &format,
+         "hf: a Hugging Face directory; ternary: a --weights ternary model packed to 2 bits a "
+         "weight, one file --out FILE, for CPU inference", 0},
     };
-    const char *usage = "usage: dllm export RUN_OR_CKPT --out DIR [--dtype f32|bf16] [--merge 1]";
+    const char *usage = "usage: dllm export RUN_OR_CKPT --out DIR [--dtype f32|bf16] [--merge 1] "
+                        "| --out FILE --format ternary";
     if (argc < 1 || strncmp(argv[0], "--", 2) == 0) {
-        int rc = flags_parse_command(flags, 3, argc, argv, usage);
+        int rc = flags_parse_command(flags, 4, argc, argv, usage);
         return rc ? rc < 0 : cli_fail("export: give a run directory or checkpoint first");
     }
-    int rc = flags_parse_command(flags, 3, argc - 1, argv + 1, usage);
+    int rc = flags_parse_command(flags, 4, argc - 1, argv + 1, usage);
     if (rc) return rc < 0;
     if (!out) return cli_fail("export: --out DIR is required");
+    static const char *const formats[] = {"hf", "ternary"};
+    Error err;
+    int f = flags_choice("format", format, formats, 2, &err);
+    if (f < 0) return cli_fail(err.msg);
+    if (f == 1) {
+        if (merge || strcmp(dtype_name, "f32") != 0)
+            return cli_fail("export: --merge and --dtype are for --format hf");
+        return export_packed(argv[0], out, &err) ? cli_fail(err.msg) : 0;
+    }
     if (merge != 0 && merge != 1) return cli_fail("export: --merge must be 0 or 1");
     static const char *const dtypes[] = {"f32", "bf16"};
-    Error err;
     int d = flags_choice("dtype", dtype_name, dtypes, 2, &err);
     if (d < 0) return cli_fail(err.msg);
     if (export_model(argv[0], out, merge, d ? SAFETENSORS_BF16 : SAFETENSORS_F32, &err))

@@ -252,8 +252,10 @@ static void print_plan(const SampleOptions *o, const Checkpoint *ck, int rows) {
     const Backend *be = checkpoint_backend(ck, o->be);
     model_config_print(stdout, c);
     printf("sampling: %d rows of %d tokens, %s weights, %s activations\n", rows, c->seq_len,
-           be->weight_bytes == 2 ? "bf16" : "fp32", be->act_bytes == 2 ? "bf16" : "fp32");
-    MemoryPlan plan = model_memory_plan(c, be, rows, MODEL_INFERENCE);
+           ck->packed_codes ? "packed ternary" : be->weight_bytes == 2 ? "bf16" : "fp32",
+           be->act_bytes == 2 ? "bf16" : "fp32");
+    MemoryPlan plan =
+        model_memory_plan(c, be, rows, ck->packed_codes ? MODEL_PACKED : MODEL_INFERENCE);
     memory_plan_print(stdout, &plan, be->name);
 }
 

@@ -542,6 +542,9 @@ static int load_start_checkpoint(TrainOptions *o, Checkpoint *ck, char *ck_path,
     if (skipped)
         printf("skipped %d damaged or incomplete newer checkpoint%s\n", skipped,
                skipped > 1 ? "s" : "");
+    if ((o->resume || o->init) && ck->packed_codes)
+        return error_set(err, "train: %s is a packed ternary model, for inference only: train "
+                         "from the run it was exported from", ck_path);
     if (o->resume && !ck->adam_m)
         return error_set(err, "train: %s is an imported model, not a run: start from it with "
                          "--init", o->resume);

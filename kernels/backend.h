@@ -153,6 +153,13 @@ typedef struct {
     // q = 127 / max(max |x|, 1e-5) (rint: ties to even, as torch.round)
     void (*ternarize)(float *dst, const float *src, size_t n);
     void (*quantize_rows)(Act *out, const Act *x, int N, int C);
+    // Inference over packed ternary weights (kernels/ternary.h; CPU only, NULL on the other
+    // tables): rows of x [N, C] to int8 (rows ternary_padded(C) apart; q[N] host floats, the rows'
+    // multipliers), and out [N, C_out] = those rows times the packed matrix w of scale s, summed
+    // in integers: quantize_rows then matmul_forward with ternarize's weights, up to rounding.
+    void (*quantize_rows_int8)(int8_t *out, float *q, const Act *x, int N, int C);
+    void (*matmul_ternary)(Act *out, const int8_t *xq, const float *q, const uint8_t *w, float s,
+                           int N, int C_in, int C_out);
 
     // optimizer
     double (*sum_squares)(const float *x, size_t n);

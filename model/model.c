@@ -4,6 +4,8 @@
 #include "common/progress.h"
 #include "common/threads.h"
 #include "kernels/attn_mask.h"
+#include "kernels/ternary.h"
+#include "model/packed.h"
 
 #include <assert.h>
 #include <math.h>
@@ -59,7 +61,9 @@ static size_t layout_activations(Model *m, char *base) {
     size_t LR = m->lora.rank, widest = F > C ? F : C;  // rank 0: no adapters, nothing carved
     a->lora_mid = carve_acts(m, base, &off, K * lora_n_targets(&m->lora) * N * LR);
     a->lora_out = carve_acts(m, base, &off, LR ? N * widest : 0);
-    a->xq = carve_acts(m, base, &off, c->ternary ? N * widest : 0);
+    a->xq = carve_acts(m, base, &off, c->ternary && !m->packed ? N * widest : 0);
+    a->xq8 = carve(base, &off, m->packed ? N * (size_t)ternary_padded((int)widest) : 0);
+    a->xq8_scale = carve_floats(base, &off, m->packed ? N : 0);
     ActivationGrads *d = &m->grad_acts;
     size_t G = m->inference ? 0 : 1;  // no backward scratch for inference
     d->resid = carve_acts(m, base, &off, G * N * C);
@@ -90,7 +94,9 @@ MemoryPlan model_memory_plan(const ModelConfig *c, const Backend *be, int max_ba
 MemoryPlan model_memory_plan_lora(const ModelConfig *c, const LoraConfig *lc, const Backend *be,
                                   int max_batch, ModelMode mode) {
     Model shape = {.cfg = *c, .be = be, .max_batch = max_batch,
-                   .recompute = mode == MODEL_RECOMPUTE, .inference = mode == MODEL_INFERENCE};
+                   .recompute = mode == MODEL_RECOMPUTE,
+                   .inference = mode == MODEL_INFERENCE || mode == MODEL_PACKED,
+                   .packed = mode == MODEL_PACKED};
     if (lc && lc->rank > 0) shape.lora = *lc;
     size_t n = param_count(c), n_lora = lora_param_count(c, &shape.lora);
     size_t train = shape.inference ? 0 : 1, full = train && !n_lora;  // a LoRA base is frozen
@@ -99,6 +105,9 @@ MemoryPlan model_memory_plan_lora(const ModelConfig *c, const LoraConfig *lc, co
     MemoryPlan plan = {(1 + (size_t)c->ternary) * n * be->weight_bytes, full * n * sizeof(float),
                        full * 2 * n * sizeof(float), layout_activations(&shape, NULL),
                        (1 + 3 * train) * n_lora * sizeof(float)};
+    if (shape.packed)  // the unpacked tensors and the scales as floats, then the packed bytes
+        plan.params = (param_count_packed(c) + (size_t)packed_scale_count(c)) * sizeof(float) +
+                      packed_bytes(c);
     return plan;
 }
 
@@ -176,6 +185,9 @@ int model_create_lora(Model *m, const ModelConfig *c, const LoraConfig *lc, cons
     if (max_batch < 1) return error_set(err, "batch size must be >= 1 (got %d)", max_batch);
     if (c->ternary && (adapters || be->weight_bytes != sizeof(float)))
         return error_set(err, "a ternary model keeps fp32 weights and takes no LoRA adapters");
+    if (mode == MODEL_PACKED && (!c->ternary || adapters || !be->matmul_ternary))
+        return error_set(err, "packed ternary weights run on the CPU backend (--device cpu), "
+                              "without adapters, for a model trained with --weights ternary");
     if (be->weight_bytes != sizeof(float) && mode != MODEL_INFERENCE && !adapters)
         return error_set(err, "bf16 weights are frozen: training them keeps fp32 weights "
                               "(LoRA adapters train on top of a bf16 base)");
@@ -184,8 +196,9 @@ int model_create_lora(Model *m, const ModelConfig *c, const LoraConfig *lc, cons
     m->window = -1;
     m->max_batch = max_batch;
     m->recompute = mode == MODEL_RECOMPUTE;
-    m->inference = mode == MODEL_INFERENCE;
-    m->n_params = param_count(c);
+    m->inference = mode == MODEL_INFERENCE || mode == MODEL_PACKED;
+    m->packed = mode == MODEL_PACKED;
+    m->n_params = m->packed ? param_count_packed(c) : param_count(c);
     if (adapters && alloc_lora(m, lc, err)) {
         model_free(m);
         return -1;
@@ -212,6 +225,12 @@ int model_create_lora(Model *m, const ModelConfig *c, const LoraConfig *lc, cons
         format_bytes(total, sizeof total, plan_total(&plan));
         return error_set(err, "out of memory for a %zu-parameter model with batch %d (%s)",
                          m->n_params, max_batch, total);
+    }
+    if (m->packed) {  // the unpacked tensors, the scales, then the packed projections
+        param_tensors_point_packed(&m->p, m->params, c);
+        m->packed_scales = m->params + m->n_params;
+        m->packed_codes = (uint8_t *)(m->packed_scales + packed_scale_count(c));
+        return 0;
     }
     param_tensors_point(&m->p, m->params, be->weight_bytes, c);
     if (c->ternary) {  // the second half of the params allocation
@@ -298,7 +317,7 @@ int model_set_weight_range(Model *m, size_t first, const float *host, size_t n, 
     if (m->be->weight_bytes == sizeof(float)) {
         m->be->to_device(m->params + first, host, n * sizeof(float));
         // an inference model's weights change only here: ternarised once, not every pass
-        if (m->cfg.ternary && m->inference) ternarize_weights(m);
+        if (m->cfg.ternary && m->inference && !m->packed) ternarize_weights(m);
         return 0;
     }
     // rounded to bf16 a chunk at a time, so the host never holds a second full copy
@@ -312,6 +331,13 @@ int model_set_weight_range(Model *m, size_t first, const float *host, size_t n, 
     }
     free(chunk);
     return 0;
+}
+
+void model_set_packed(Model *m, const float *dense, const float *scales, const uint8_t *codes) {
+    const ModelConfig *c = &m->cfg;
+    m->be->to_device(m->params, dense, m->n_params * sizeof(float));
+    m->be->to_device(m->packed_scales, scales, (size_t)packed_scale_count(c) * sizeof(float));
+    m->be->to_device(m->packed_codes, codes, packed_bytes(c));
 }
 
 void model_zero_grad(Model *m) {
@@ -429,7 +455,7 @@ static Adapter layer_adapter(const Model *m, int l, int t) {
 // copy, everything else (norms, biases) as stored.
 static LayerWeights read_weights(const Model *m, int l) {
     LayerWeights w = layer_weights(&m->p, &m->cfg, l, m->be->weight_bytes);
-    if (!m->cfg.ternary) return w;
+    if (!m->cfg.ternary || m->packed) return w;  // packed: projections NULL, read by project()
     LayerWeights q = layer_weights(&m->q, &m->cfg, l, sizeof(float));
     w.wq = q.wq, w.wk = q.wk, w.wv = q.wv, w.wo = q.wo;
     w.w_gate = q.w_gate, w.w_up = q.w_up, w.w_down = q.w_down;
@@ -438,8 +464,13 @@ static LayerWeights read_weights(const Model *m, int l) {
 
 // A projection's input as its matmul reads it: quantised to 8 bits per row in a ternary model
 // (into acts.xq, so it serves until the next call), else itself. Projections that share an
-// input (q, k, v; gate, up) share one quantisation.
+// input (q, k, v; gate, up) share one quantisation. A packed model's are int8 rows (acts.xq8,
+// their multipliers in acts.xq8_scale), which is what the returned pointer then points at.
 static const Act *projection_input(const Model *m, const Act *inp, int N, int C_in) {
+    if (m->packed) {
+        m->be->quantize_rows_int8(m->acts.xq8, m->acts.xq8_scale, inp, N, C_in);
+        return m->acts.xq8;
+    }
     if (!m->cfg.ternary) return inp;
     m->be->quantize_rows(m->acts.xq, inp, N, C_in);
     return m->acts.xq;
@@ -450,7 +481,12 @@ static const Act *projection_input(const Model *m, const Act *inp, int N, int C_
 // model's W is ternary, its inp quantised to 8 bits; such a model has no adapters)
 static void project(const Model *m, int l, int t, Act *out, const Act *inp, const float *weight,
                     const float *bias, int N, int C_in, int C_out) {
-    m->be->matmul_forward(out, inp, weight, N, C_in, C_out);
+    if (m->packed)  // integer sums over the packed projection (no adapters here)
+        m->be->matmul_ternary(out, inp, m->acts.xq8_scale,
+                              m->packed_codes + packed_offset(&m->cfg, l, t),
+                              m->packed_scales[packed_scale_index(l, t)], N, C_in, C_out);
+    else
+        m->be->matmul_forward(out, inp, weight, N, C_in, C_out);
     if (bias) m->be->bias_forward(out, bias, N, C_out);
     Adapter ad = layer_adapter(m, l, t);
     if (!ad.a) return;

@@ -47,6 +47,8 @@ typedef struct {
     Act *lora_out;
     Act *xq;           // [B*T, max(d_model, d_ff)]: a projection's input quantised to 8 bits
                        // (ternary models only)
+    int8_t *xq8;       // [B*T, ternary_padded(max(d_model, d_ff))] and [B*T]: the same as int8
+    float *xq8_scale;  // rows and their multipliers (packed ternary models only)
 } Activations;
 
 // Gradients of activations, one layer at a time (reused across layers).
@@ -72,7 +74,14 @@ typedef struct {
 // allocates no gradients, optimizer state or backward scratch, and keeps of the activations
 // only the KV cache (every layer's keys and values), one layer's working set and two residual
 // slices.
-typedef enum { MODEL_TRAINING = 0, MODEL_RECOMPUTE = 1, MODEL_INFERENCE = 2 } ModelMode;
+// MODEL_PACKED is inference of a ternary model whose projections are packed (model/packed.h):
+// 2 bits a weight, integer matmuls (CPU only), the other tensors fp32.
+typedef enum {
+    MODEL_TRAINING = 0,
+    MODEL_RECOMPUTE = 1,
+    MODEL_INFERENCE = 2,
+    MODEL_PACKED = 3
+} ModelMode;
 
 typedef struct {
     ModelConfig cfg;
@@ -87,6 +96,9 @@ typedef struct {
     ParamTensors p, g;  // views of params and grads
     float *qparams;     // ternary models: the weights as the layers read them (the seven
     ParamTensors q;     // projections ternarised, the rest copied), refreshed every pass
+    int packed;         // MODEL_PACKED: params holds the unpacked tensors (n_params), then
+    float *packed_scales;   // the projections' scales and their packed bytes (p's projection
+    uint8_t *packed_codes;  // fields NULL)
     void *acts_memory;  // one allocation: every field below that points to backend memory
     Activations acts;
     ActivationGrads grad_acts;
@@ -151,6 +163,10 @@ void model_set_lora(Model *m, const float *host);
 int model_set_weights(Model *m, const float *host, Error *err);
 // The same for the n weights starting `first` values into the flat layout.
 int model_set_weight_range(Model *m, size_t first, const float *host, size_t n, Error *err);
+
+// A packed model's weights (model/packed.h): the unpacked tensors (n_params floats), the
+// scales and the packed projections, from the host.
+void model_set_packed(Model *m, const float *dense, const float *scales, const uint8_t *codes);
 
 // Logits for tokens[B*T] (T <= seq_len) into m->acts.logits.
 void model_forward(Model *m, const int *tokens, int B, int T);

@@ -1,6 +1,7 @@
 #include "model/params.h"
 
 #include <math.h>
+#include <string.h>
 
 #include "common/rng.h"
 
@@ -46,12 +47,44 @@ size_t param_count(const ModelConfig *c) {
     return n;
 }
 
-// p advanced by n elements of elem_bytes
+// p advanced by n elements of elem_bytes (NULL stays NULL: a packed model's projections)
 static float *advance(const float *p, size_t n, size_t elem_bytes) {
-    return (float *)((const char *)p + n * elem_bytes);
+    return p ? (float *)((const char *)p + n * elem_bytes) : NULL;
 }
 
-void param_tensors_point(ParamTensors *t, void *base, size_t elem_bytes, const ModelConfig *c) {
+int param_is_projection(int i) {
+    for (int t = 0; t < N_PROJECTIONS; t++)
+        if (projection_param(t) == i) return 1;
+    return 0;
+}
+
+size_t param_count_packed(const ModelConfig *c) {
+    ParamSpec specs[N_PARAM_TENSORS];
+    param_specs(c, specs);
+    size_t n = 0;
+    for (int i = 0; i < N_PARAM_TENSORS; i++)
+        if (!param_is_projection(i)) n += specs[i].size;
+    return n;
+}
+
+void params_copy_unpacked(float *dst, const float *src, const ModelConfig *c, int to_full) {
+    ParamSpec specs[N_PARAM_TENSORS];
+    param_specs(c, specs);
+    for (int i = 0; i < N_PARAM_TENSORS; i++) {
+        if (!param_is_projection(i)) {
+            memcpy(dst, src, specs[i].size * sizeof(float));
+            dst += specs[i].size;
+            src += specs[i].size;
+        } else if (to_full) {
+            dst += specs[i].size;
+        } else {
+            src += specs[i].size;
+        }
+    }
+}
+
+static void point(ParamTensors *t, void *base, size_t elem_bytes, const ModelConfig *c,
+                  int packed) {
     float **fields[N_PARAM_TENSORS] = {
         &t->tok_emb, &t->attn_norm, &t->wq,     &t->wk,     &t->wv,
         &t->bq,      &t->bk,        &t->bv,     &t->wo,     &t->mlp_norm,
@@ -61,10 +94,19 @@ void param_tensors_point(ParamTensors *t, void *base, size_t elem_bytes, const M
     param_specs(c, specs);
     float *at = base;
     for (int i = 0; i < N_PARAM_TENSORS; i++) {
-        *fields[i] = at;
-        at = advance(at, specs[i].size, elem_bytes);
+        int skip = packed && param_is_projection(i);
+        *fields[i] = skip ? NULL : at;
+        if (!skip) at = advance(at, specs[i].size, elem_bytes);
     }
     if (c->tied_embeddings) t->lm_head = t->tok_emb;
+}
+
+void param_tensors_point(ParamTensors *t, void *base, size_t elem_bytes, const ModelConfig *c) {
+    point(t, base, elem_bytes, c, 0);
+}
+
+void param_tensors_point_packed(ParamTensors *t, float *base, const ModelConfig *c) {
+    point(t, base, sizeof(float), c, 1);
 }
 
 LayerWeights layer_weights(const ParamTensors *t, const ModelConfig *c, int l, size_t elem_bytes) {

@@ -51,6 +51,16 @@ size_t param_count(const ModelConfig *c);
 // then point at bf16 values that only that backend's ops read).
 void param_tensors_point(ParamTensors *t, void *base, size_t elem_bytes, const ModelConfig *c);
 
+// A packed ternary model (model/packed.h) keeps its seven projections packed elsewhere: its
+// float weights are the other tensors alone, in the same order ("the unpacked tensors").
+int param_is_projection(int i);  // i: a ParamTensors field's index
+size_t param_count_packed(const ModelConfig *c);
+// Points the fields at base (param_count_packed floats); the projections' fields are NULL.
+void param_tensors_point_packed(ParamTensors *t, float *base, const ModelConfig *c);
+// The unpacked tensors from a full layout to a packed model's floats (to_full 0), or back into
+// a full layout's places (to_full 1; the projections' places untouched).
+void params_copy_unpacked(float *dst, const float *src, const ModelConfig *c, int to_full);
+
 // One layer's slices of a ParamTensors (the weights or their gradients).
 typedef struct {
     float *attn_norm, *wq, *wk, *wv, *bq, *bk, *bv, *wo, *mlp_norm, *w_gate, *w_up, *w_down;

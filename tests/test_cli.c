@@ -786,6 +786,51 @@ START_TEST(test_lora_train_sample_export) {
 }
 END_TEST
 
+START_TEST(test_packed_ternary_export) {
+    // a ternary run packed to one file: it samples and evaluates like the run, about a tenth
+    // of a checkpoint's size; what cannot be packed or trained from is refused by name
+    char args[1024], path[300];
+    snprintf(args, sizeof args, "train --data %s/text.txt %s --steps 3 --weights ternary "
+             "--objective ar --run %s/tern", dir, tiny, dir);
+    ck_assert_msg(dllm(args)->status == 0, "train ternary");
+    snprintf(args, sizeof args, "export %s/tern --out %s/t.tern --format ternary", dir, dir);
+    Result *r = dllm(args);
+    ck_assert_msg(r->status == 0 && strstr(r->out, "packed ternary"), "%s", r->err);
+    static char text[2][sizeof ((Result *)0)->out];
+    const char *models[2] = {"tern", "t.tern"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(args, sizeof args, "sample --model %s/%s --prompt 'In the' --gen-length 12 "
+                 "--temperature 0", dir, models[i]);
+        r = dllm(args);
+        ck_assert_msg(r->status == 0, "%s", r->err);
+        memcpy(text[i], r->out, sizeof r->out);
+    }
+    ck_assert_str_eq(text[0], text[1]);
+    snprintf(args, sizeof args, "eval --model %s/tern,%s/t.tern --data %s/text.txt --windows 4",
+             dir, dir, dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0 && strstr(r->out, "t.tern"), "%s", r->err);
+    snprintf(args, sizeof args, "train --data %s/text.txt %s --steps 2 --run %s/fp", dir, tiny,
+             dir);
+    ck_assert_msg(dllm(args)->status == 0, "train fp32");
+    snprintf(args, sizeof args, "export %s/fp --out %s/f.tern --format ternary", dir, dir);
+    assert_one_error(dllm(args), "was not trained with --weights ternary");
+    snprintf(args, sizeof args, "export %s/t.tern --out %s/u.tern --format ternary", dir, dir);
+    assert_one_error(dllm(args), "is packed already");
+    snprintf(args, sizeof args, "export %s/tern --out %s/v.tern --format int2", dir, dir);
+    assert_one_error(dllm(args), "--format");
+    snprintf(args, sizeof args, "train --data %s/text.txt --init %s/t.tern --steps 2", dir, dir);
+    assert_one_error(dllm(args), "packed ternary model, for inference only");
+    snprintf(args, sizeof args, "sample --model %s/t.tern --prompt In --device cuda-fp32", dir);
+    ck_assert_int_ne(dllm(args)->status, 0);
+    snprintf(path, sizeof path, "head -c 3000 %s/t.tern > %s/cut.tern", dir, dir);
+    ck_assert(system(path) == 0);
+    snprintf(args, sizeof args, "sample --model %s/cut.tern --prompt In", dir);
+    assert_one_error(dllm(args), "truncated");
+    ck_assert(!exists("f.tern") && !exists("u.tern") && !exists("v.tern"));
+}
+END_TEST
+
 int main(void) {
     if (access("./dllm", X_OK) != 0) {
         fprintf(stderr, "test_cli: ./dllm not found; run from the project root after make\n");
@@ -811,6 +856,7 @@ int main(void) {
     tcase_add_test(tc, test_hf_tokenizer_prepare_sft_sample);
     tcase_add_test(tc, test_imported_models);
     tcase_add_test(tc, test_lora_train_sample_export);
+    tcase_add_test(tc, test_packed_ternary_export);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -1,16 +1,26 @@
 // Ternary (BitNet b1.58) models: the quantisers against their definitions, a ternary
-// projection equal to the dequantised reference exactly on integer inputs, and
-// quantisation-aware training that learns while the layers read ternary weights.
+// projection equal to the dequantised reference exactly on integer inputs,
+// quantisation-aware training that learns while the layers read ternary weights, and packed
+// inference: the 2-bit layout, the integer matmul against its plain loop and the float one,
+// a packed model's logits against the trained model's, the packed file.
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <omp.h>
+#include <unistd.h>
+
 #include "common/rng.h"
 #include "kernels/backend.h"
+#include "kernels/cpu/cpu_ops.h"
+#include "kernels/ternary.h"
 #include "model/model.h"
+#include "model/packed.h"
 #include "tests/testutil.h"
+#include "train/checkpoint.h"
+#include "train/packed_file.h"
 #include "train/trainer.h"
 
 START_TEST(test_ternarize_is_absmean_rounding) {
@@ -158,6 +168,169 @@ START_TEST(test_ternary_refusals) {
 }
 END_TEST
 
+START_TEST(test_packed_matmul_matches_reference) {
+    // odd shapes: inputs not a multiple of 4, outputs not of 16, rows not of the kernel's 6
+    int shapes[][3] = {{1, 5, 3}, {7, 250, 701}, {13, 64, 48}, {6, 128, 352}, {20, 704, 256}};
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        int N = shapes[k][0], C = shapes[k][1], K = shapes[k][2], P = ternary_padded(C);
+        float *x = malloc((size_t)N * C * sizeof(float)), *w = malloc((size_t)K * C * 4);
+        float *xd = malloc((size_t)N * C * 4), *wt = malloc((size_t)K * C * 4);
+        float *wu = malloc((size_t)K * C * 4), *q = malloc((size_t)N * 4);
+        float *ref = malloc((size_t)N * K * 4), *out = malloc((size_t)N * K * 4);
+        float *two = malloc((size_t)N * K * 4), *qat = malloc((size_t)N * K * 4);
+        int8_t *xq = malloc((size_t)N * P);
+        uint8_t *packed = malloc(ternary_matrix_bytes(K, C));
+        fill_normal(x, (size_t)N * C, 11 + k, 1.5f);
+        fill_normal(w, (size_t)K * C, 21 + k, 0.05f);
+        float s = ternary_scale(w, (size_t)K * C);
+        ternary_pack(packed, w, s, K, C);
+        ternary_unpack(wu, packed, s, K, C);
+        backend_cpu.ternarize(wt, w, (size_t)K * C);
+        for (int i = 0; i < K * C; i++) ck_assert_float_eq(wu[i], wt[i]);
+        backend_cpu.quantize_rows_int8(xq, q, x, N, C);
+        backend_cpu.quantize_rows(xd, x, N, C);
+        for (int n = 0; n < N; n++)
+            for (int i = 0; i < P; i++)
+                ck_assert(i < C ? (float)xq[n * P + i] / q[n] == xd[n * C + i] : xq[n * P + i] == 0);
+        cpu_matmul_ternary_ref(ref, xq, q, packed, s, N, C, K);
+        omp_set_num_threads(1);
+        backend_cpu.matmul_ternary(out, xq, q, packed, s, N, C, K);
+        omp_set_num_threads(2);
+        backend_cpu.matmul_ternary(two, xq, q, packed, s, N, C, K);
+        ck_assert_mem_eq(out, ref, (size_t)N * K * 4);
+        ck_assert_mem_eq(two, ref, (size_t)N * K * 4);
+        backend_cpu.matmul_forward(qat, xd, wt, N, C, K);
+        double top = 0.0, diff = 0.0;
+        for (int i = 0; i < N * K; i++) {
+            top = fmax(top, fabs(qat[i]));
+            diff = fmax(diff, fabs(qat[i] - out[i]));
+        }
+        printf("  packed matmul %dx%d -> %d: the plain loop's bits at 1 and 2 threads; "
+               "max |float matmul - packed| %.2g (max |y| %.2g)\n", N, C, K, diff, top);
+        ck_assert(diff <= 1e-5 * top);
+        free(x), free(w), free(xd), free(wt), free(wu), free(q), free(ref), free(out);
+        free(two), free(qat), free(xq), free(packed);
+    }
+}
+END_TEST
+
+// A small ternary model with weights large enough that attention is not uniform.
+static ModelConfig packed_test_config(int causal) {
+    ModelConfig cfg = model_config_default();
+    cfg.n_layer = 2, cfg.n_head = 4, cfg.d_model = 64, cfg.d_ff = 176, cfg.seq_len = 24;
+    cfg.vocab_size = 300, cfg.mask_token_id = causal ? -1 : 256, cfg.causal = causal;
+    cfg.ternary = 1, cfg.qkv_bias = 1, cfg.init_std = 0.3f;
+    return cfg;
+}
+
+// Logits of rows [start, T) of 2 sequences from a packed model and the QAT model it came from.
+static void compare_logits(const ModelConfig *cfg, int start, double *diff, double *top,
+                           int *same_argmax, int *rows_compared) {
+    Model qat, packed;
+    Error err;
+    size_t n = param_count(cfg);
+    float *params = malloc(n * sizeof(float)), *dense = malloc(n * sizeof(float));
+    float *scales = malloc((size_t)packed_scale_count(cfg) * sizeof(float));
+    uint8_t *codes = malloc(packed_bytes(cfg));
+    params_init(params, cfg, 5);
+    packed_from_params(cfg, params, dense, scales, codes);
+    ck_assert_msg(model_create(&qat, cfg, &backend_cpu, 2, MODEL_INFERENCE, &err) == 0, "%s",
+                  err.msg);
+    ck_assert_msg(model_create(&packed, cfg, &backend_cpu, 2, MODEL_PACKED, &err) == 0, "%s",
+                  err.msg);
+    ck_assert(model_set_weights(&qat, params, &err) == 0);
+    model_set_packed(&packed, dense, scales, codes);
+    int T = cfg->seq_len, tokens[2 * 24];
+    for (int i = 0; i < 2 * T; i++) tokens[i] = (i * 37 + 11) % 299;
+    Model *models[2] = {&qat, &packed};
+    for (int i = 0; i < 2; i++) {
+        model_infer(models[i], tokens, NULL, 2, T, 0, T);
+        if (start > 0) model_infer(models[i], tokens, NULL, 2, T, start, T);  // cached rows
+    }
+    int V = cfg->vocab_size;
+    *rows_compared = 2 * (T - start);
+    *diff = *top = 0.0;
+    *same_argmax = 0;
+    for (int r = 0; r < *rows_compared; r++) {
+        const float *a = (float *)qat.acts.logits + (size_t)r * V;
+        const float *b = (float *)packed.acts.logits + (size_t)r * V;
+        int best_a = 0, best_b = 0;
+        for (int v = 0; v < V; v++) {
+            *top = fmax(*top, fabs(a[v]));
+            *diff = fmax(*diff, fabs(a[v] - b[v]));
+            best_a = a[v] > a[best_a] ? v : best_a;
+            best_b = b[v] > b[best_b] ? v : best_b;
+        }
+        *same_argmax += best_a == best_b;
+    }
+    model_free(&qat);
+    model_free(&packed);
+    free(params), free(dense), free(scales), free(codes);
+}
+
+START_TEST(test_packed_model_gives_qat_logits) {
+    // The same logits up to the activation quantiser's rounding: the float matmul's sums
+    // differ from the exact integer ones in their last bits, which now and then tips an input
+    // of the next projection to the neighbouring 8-bit level (1/127 of its row's largest
+    // value). An MDM over whole sequences, and an AR model rerunning rows over its KV cache.
+    for (int causal = 0; causal < 2; causal++) {
+        ModelConfig cfg = packed_test_config(causal);
+        double diff, top;
+        int same, rows;
+        compare_logits(&cfg, causal ? 17 : 0, &diff, &top, &same, &rows);
+        printf("  packed %s model vs the QAT model: max |logit difference| %.2g (max |logit| "
+               "%.3g), the same top token in %d of %d rows\n",
+               causal ? "AR (rows 17..23 over the cache)" : "MDM", diff, top, same, rows);
+        ck_assert(diff <= 1e-2 * top);
+        ck_assert(same == rows);
+    }
+}
+END_TEST
+
+START_TEST(test_packed_file_round_trip_and_refusals) {
+    ModelConfig cfg = packed_test_config(0);
+    size_t n = param_count(&cfg);
+    float *params = malloc(n * sizeof(float));
+    params_init(params, &cfg, 6);
+    Tokenizer tok;
+    tokenizer_init_bytes(&tok);
+    char path[64], cmd[200];
+    snprintf(path, sizeof path, "/tmp/dllm_packed_%d.tern", (int)getpid());
+    Error err;
+    ck_assert_msg(packed_file_save(path, &cfg, 42, params, &tok, &err) == 0, "%s", err.msg);
+    Checkpoint ck;
+    ck_assert_msg(checkpoint_load(path, &ck, &err) == 0, "%s", err.msg);
+    float *back = malloc(n * sizeof(float)), *want = malloc(n * sizeof(float));
+    float *dense = malloc(n * sizeof(float));
+    float *scales = malloc((size_t)packed_scale_count(&cfg) * sizeof(float));
+    uint8_t *codes = malloc(packed_bytes(&cfg));
+    packed_from_params(&cfg, params, dense, scales, codes);
+    packed_to_params(&cfg, dense, scales, codes, want);
+    packed_to_params(&cfg, ck.params, ck.packed_scales, ck.packed_codes, back);
+    ck_assert_mem_eq(back, want, n * sizeof(float));
+    ck_assert(ck.header.step == 42 && ck.header.model.ternary && !ck.adam_m);
+    checkpoint_free(&ck);
+    // one flipped byte, a cut file, another version: each refused by name
+    snprintf(cmd, sizeof cmd, "printf '\\001' | dd of=%s bs=1 seek=9000 conv=notrunc "
+             "2>/dev/null", path);
+    ck_assert(system(cmd) == 0);
+    ck_assert_int_eq(checkpoint_load(path, &ck, &err), -1);
+    ck_assert_msg(strstr(err.msg, "checksum"), "%s", err.msg);
+    snprintf(cmd, sizeof cmd, "truncate -s 5000 %s", path);
+    ck_assert(system(cmd) == 0);
+    ck_assert_int_eq(checkpoint_load(path, &ck, &err), -1);
+    ck_assert_msg(strstr(err.msg, "truncated"), "%s", err.msg);
+    snprintf(cmd, sizeof cmd, "printf '\\007' | dd of=%s bs=1 seek=8 conv=notrunc 2>/dev/null",
+             path);
+    ck_assert(system(cmd) == 0);
+    ck_assert_int_eq(checkpoint_load(path, &ck, &err), -1);
+    ck_assert_msg(strstr(err.msg, "unsupported packed ternary version 7"), "%s", err.msg);
+    unlink(path);
+    free(params), free(back), free(want), free(dense), free(scales), free(codes);
+    tokenizer_free(&tok);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("ternary");
     TCase *tc = tcase_create("bitnet b1.58");
@@ -167,6 +340,9 @@ int main(void) {
     tcase_add_test(tc, test_ternary_projection_equals_dequantised_reference);
     tcase_add_test(tc, test_ternary_training_learns_and_reads_ternary_weights);
     tcase_add_test(tc, test_ternary_refusals);
+    tcase_add_test(tc, test_packed_matmul_matches_reference);
+    tcase_add_test(tc, test_packed_model_gives_qat_logits);
+    tcase_add_test(tc, test_packed_file_round_trip_and_refusals);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -11,6 +11,7 @@
 #include "model/hf_model.h"
 #include "model/peft.h"
 #include "tokenizer/hf_tokenizer.h"
+#include "train/packed_file.h"
 #include "train/run_dir.h"
 
 // Header, the three arrays and the tokenizer, with the header's checksum field counted as 0.
@@ -127,6 +128,12 @@ int checkpoint_load(const char *path, Checkpoint *ck, Error *err) {
     long file_size = ftell(f);
     rewind(f);
     CheckpointHeader *h = &ck->header;
+    char magic[8];
+    if (fread(magic, 1, 8, f) == 8 && memcmp(magic, PACKED_MAGIC, 8) == 0) {
+        fclose(f);
+        return packed_file_load(path, ck, err);
+    }
+    rewind(f);
     if (fread(h, sizeof *h, 1, f) != 1) {
         fclose(f);
         if (file_size >= 8 && memcmp(h->magic, CHECKPOINT_MAGIC, 8) != 0)
@@ -160,9 +167,14 @@ int checkpoint_load(const char *path, Checkpoint *ck, Error *err) {
         checkpoint_free(ck);
         return error_set(err, "%s: corrupt: checksum mismatch", path);
     }
-    if (h->tokenizer_bytes == 0) {
+    return checkpoint_adopt_tokenizer(ck, tokenizer, h->tokenizer_bytes, path, err);
+}
+
+int checkpoint_adopt_tokenizer(Checkpoint *ck, const char *blob, size_t bytes, const char *path,
+                               Error *err) {
+    if (bytes == 0) {
         tokenizer_init_bytes(&ck->tokenizer);
-    } else if (tokenizer_from_blob(&ck->tokenizer, tokenizer, h->tokenizer_bytes, path, err)) {
+    } else if (tokenizer_from_blob(&ck->tokenizer, blob, bytes, path, err)) {
         checkpoint_free(ck);
         return -1;
     }
@@ -302,6 +314,11 @@ static int adapted_model(const Checkpoint *ck, const Backend *be, int max_batch,
 int checkpoint_model(const Checkpoint *ck, const Backend *be, int max_batch, Model *m,
                      Error *err) {
     if (ck->header.lora.rank) return adapted_model(ck, be, max_batch, m, err);
+    if (ck->packed_codes) {
+        if (model_create(m, &ck->header.model, be, max_batch, MODEL_PACKED, err)) return -1;
+        model_set_packed(m, ck->params, ck->packed_scales, ck->packed_codes);
+        return 0;
+    }
     if (model_create(m, &ck->header.model, checkpoint_backend(ck, be), max_batch, MODEL_INFERENCE,
                      err))
         return -1;

@@ -49,6 +49,8 @@ typedef struct {
     char *hf_dir;      // an imported model whose weights stay in its files until a model
     int hf_arch;       // is made (HF_WEIGHTS_LATER; params NULL), and their layout
     int from_hf;       // 1: an imported model (hf_arch is its layout)
+    float *packed_scales;   // a packed ternary model (train/packed_file.h): params holds its
+    uint8_t *packed_codes;  // unpacked tensors, these its projections (same allocation)
 } Checkpoint;
 
 int checkpoint_save(const char *path, const Trainer *tr, const Tokenizer *t, Error *err);
@@ -66,6 +68,9 @@ int checkpoint_from_hf(const char *dir, HfWeights weights, Checkpoint *ck, Error
 // params, the base's model config and tokenizer (read from base_model_name_or_path).
 int checkpoint_from_peft(const char *dir, Checkpoint *ck, Error *err);
 void checkpoint_free(Checkpoint *ck);
+// The tokenizer stored with a model (bytes 0: the byte tokenizer), checked to fit its config.
+int checkpoint_adopt_tokenizer(Checkpoint *ck, const char *blob, size_t bytes, const char *path,
+                               Error *err);
 // The frozen base a LoRA checkpoint names (weights as `weights` says), checked to have the
 // shape the adapters were trained on.
 int checkpoint_load_base(const Checkpoint *ck, HfWeights weights, Checkpoint *base, Error *err);

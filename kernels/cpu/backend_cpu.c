@@ -134,6 +134,14 @@ static void quantize_rows(Act *out, const Act *x, int N, int C) {
     cpu_quantize_rows(out, x, N, C);
 }
 
+static void quantize_rows_int8(int8_t *out, float *q, const Act *x, int N, int C) {
+    cpu_quantize_rows_int8(out, q, x, N, C);
+}
+static void matmul_ternary(Act *out, const int8_t *xq, const float *q, const uint8_t *w, float s,
+                           int N, int C_in, int C_out) {
+    cpu_matmul_ternary(out, xq, q, w, s, N, C_in, C_out);
+}
+
 static int device_error(Error *err) {
     (void)err;
     return 0;
@@ -175,6 +183,8 @@ const Backend backend_cpu = {
     .cross_entropy_fused = cross_entropy_fused,
     .ternarize = cpu_ternarize,
     .quantize_rows = quantize_rows,
+    .quantize_rows_int8 = quantize_rows_int8,
+    .matmul_ternary = matmul_ternary,
     .sum_squares = cpu_sum_squares,
     .scale = cpu_scale,
     .adamw_update = cpu_adamw_update,

@@ -109,6 +109,16 @@ void cpu_matmul_backward_w16(float *dinp, const float *dout, const uint16_t *wei
 void cpu_ternarize(float *dst, const float *src, size_t n);
 void cpu_quantize_rows(float *out, const float *x, int N, int C);
 
+// Packed ternary inference (ternary.c, layouts in kernels/ternary.h): rows of x [N, C] to 8-bit
+// integers (out: rows ternary_padded(C) apart, zero-padded; q[n] the row's multiplier, so
+// out / q is cpu_quantize_rows's value), and out [N, C_out] = their products with a packed
+// matrix w of scale s. _ref is the plain loop the SIMD one is checked against (same bits).
+void cpu_quantize_rows_int8(int8_t *out, float *q, const float *x, int N, int C);
+void cpu_matmul_ternary(float *out, const int8_t *xq, const float *q, const uint8_t *w, float s,
+                        int N, int C_in, int C_out);
+void cpu_matmul_ternary_ref(float *out, const int8_t *xq, const float *q, const uint8_t *w,
+                            float s, int N, int C_in, int C_out);
+
 double cpu_sum_squares(const float *x, size_t n);
 void cpu_scale(float *x, size_t n, float s);
 void cpu_adamw_update(float *params, const float *grads, float *m, float *v, size_t n, float lr,

@@ -4,11 +4,10 @@
 #include <math.h>
 
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/ternary.h"
 
 void cpu_ternarize(float *dst, const float *src, size_t n) {
-    double sum = 0.0;  // one order at every thread count: the scale is part of the model
-    for (size_t i = 0; i < n; i++) sum += fabs((double)src[i]);
-    float s = fmaxf((float)(sum / (double)n), 1e-5f);
+    float s = ternary_scale(src, n);  // the packed format's scale too: the same bits
 #pragma omp parallel for if (worth_threads((double)n))
     for (size_t i = 0; i < n; i++) dst[i] = s * fminf(fmaxf(rintf(src[i] / s), -1.0f), 1.0f);
 }
