@@ -193,12 +193,46 @@ static inline __attribute__((always_inline)) void row_tile(
     }
 }
 
+// One row against every panel, each step's masks expanded as they are read: for the few rows
+// of a KV-cached pass (AR sampling), where expanding the whole matrix first would cost more
+// than the products, and reading 2 bits a weight is what makes it fast.
+static void row_direct(float *out, const uint8_t *xb, float q, const uint8_t *w, float s, int P,
+                       int C_out) {
+    int steps = P / TERNARY_STEP, panels = ternary_panels(C_out);
+    const __m512i one = _mm512_set1_epi8(1);
+#pragma omp parallel for if (worth_threads((double)P * C_out / 2))
+    for (int p = 0; p < panels; p++) {
+        __m512i acc = _mm512_setzero_si512(), sum = _mm512_setzero_si512();
+        const uint8_t *m = w + (size_t)p * steps * 16;
+        for (int st = 0; st < steps; st++, m += 16) {
+            __m512i b = _mm512_sub_epi8(_mm512_maskz_mov_epi8(load_mask(m), one),
+                                        _mm512_maskz_mov_epi8(load_mask(m + 8), one));
+            int32_t four;
+            memcpy(&four, xb + (size_t)st * TERNARY_STEP, sizeof four);
+            acc = _mm512_dpbusd_epi32(acc, _mm512_set1_epi32(four), b);
+            sum = _mm512_dpbusd_epi32(sum, one, b);
+        }
+        int o = p * TERNARY_PANEL;
+        __mmask16 keep = C_out - o >= 16 ? 0xFFFF : (__mmask16)((1u << (C_out - o)) - 1);
+        __m512i dot = _mm512_sub_epi32(acc, _mm512_slli_epi32(sum, 7));
+        __m512 y = _mm512_mul_ps(_mm512_div_ps(_mm512_cvtepi32_ps(dot), _mm512_set1_ps(q)),
+                                 _mm512_set1_ps(s));
+        _mm512_mask_storeu_ps(out + o, keep, y);
+    }
+}
+
 void cpu_matmul_ternary(float *out, const int8_t *xq, const float *q, const uint8_t *w, float s,
                         int N, int C_in, int C_out) {
     int P = ternary_padded(C_in), steps = P / TERNARY_STEP, panels = ternary_panels(C_out);
     int groups = (panels + PANELS - 1) / PANELS;
     uint8_t *xb = malloc((size_t)N * P);  // the inputs as x + 128, what vpdpbusd reads
     for (size_t i = 0; i < (size_t)N * P; i++) xb[i] = (uint8_t)xq[i] ^ 0x80;
+    if (N < ROWS) {
+        for (int n = 0; n < N; n++)
+            row_direct(out + (size_t)n * C_out, xb + (size_t)n * P, q[n], w, s, P, C_out);
+        free(xb);
+        return;
+    }
 #pragma omp parallel if (worth_threads((double)N * C_in * C_out / 8))
     {
         __m512i *wbuf = aligned_alloc(64, (size_t)steps * PANELS * sizeof(__m512i));
