@@ -25,8 +25,10 @@ static inline int ternary_padded(int cols) {
     return (cols + TERNARY_STEP - 1) / TERNARY_STEP * TERNARY_STEP;
 }
 static inline int ternary_panels(int rows) { return (rows + TERNARY_PANEL - 1) / TERNARY_PANEL; }
+// In size_t throughout: a file's header is sized with it before anything checks the shape.
 static inline size_t ternary_matrix_bytes(int rows, int cols) {
-    return (size_t)ternary_panels(rows) * (size_t)(ternary_padded(cols) / TERNARY_STEP) * 16;
+    size_t panels = ((size_t)rows + TERNARY_PANEL - 1) / TERNARY_PANEL;
+    return panels * (((size_t)cols + TERNARY_STEP - 1) / TERNARY_STEP) * 16;
 }
 
 // The absmean scale BitNet b1.58 ternarises a matrix of n weights with: max(mean |w|, 1e-5),

@@ -17,7 +17,9 @@ size_t packed_bytes(const ModelConfig *c);
 // Where projection t (PROJ_*) of layer l starts in them, and its scale's index.
 size_t packed_offset(const ModelConfig *c, int l, int t);
 static inline int packed_scale_index(int l, int t) { return l * N_PROJECTIONS + t; }
-static inline int packed_scale_count(const ModelConfig *c) { return c->n_layer * N_PROJECTIONS; }
+static inline size_t packed_scale_count(const ModelConfig *c) {
+    return (size_t)c->n_layer * N_PROJECTIONS;
+}
 
 // From a full fp32 layout (params): the unpacked tensors (param_count_packed floats), the
 // scales (packed_scale_count) and the packed projections (packed_bytes).

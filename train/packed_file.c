@@ -70,7 +70,7 @@ static int check_header(const char *path, const PackedHeader *h, long file_size,
     if (h->n_dense != param_count_packed(c) || h->n_scales != (uint64_t)packed_scale_count(c) ||
         h->code_bytes != packed_bytes(c))
         return error_set(err, "%s: %llu floats, %llu scales and %llu packed bytes stored, the "
-                         "config needs %zu, %d and %zu", path,
+                         "config needs %zu, %zu and %zu", path,
                          (unsigned long long)h->n_dense, (unsigned long long)h->n_scales,
                          (unsigned long long)h->code_bytes, param_count_packed(c),
                          packed_scale_count(c), packed_bytes(c));
