@@ -56,6 +56,14 @@ int file_read_all(const char *path, char **data, size_t *n, Error *err) {
     return 0;
 }
 
+int file_size_check(const char *path, long size, long expected, Error *err) {
+    if (size < expected)
+        return error_set(err, "%s: truncated: %ld bytes, expected %ld", path, size, expected);
+    if (size > expected)
+        return error_set(err, "%s: %ld trailing bytes after the data", path, size - expected);
+    return 0;
+}
+
 long long file_size(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 ? (long long)st.st_size : -1;

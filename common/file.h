@@ -23,6 +23,9 @@ void atomic_abort(AtomicFile *a);
 int file_read_all(const char *path, char **data, size_t *n, Error *err);
 // The size of a file in bytes, or -1.
 long long file_size(const char *path);
+// 0 when a file of `size` bytes is exactly `expected` long; else "truncated" or "trailing
+// bytes", naming path.
+int file_size_check(const char *path, long size, long expected, Error *err);
 // 1 when path is a directory.
 int file_is_dir(const char *path);
 

@@ -95,11 +95,7 @@ static int validate_header(const char *path, const CheckpointHeader *h, long fil
                          h->lora.rank ? "adapter values" : "parameters", needed);
     long expected = (long)sizeof *h + 3L * (long)(h->n_params * sizeof(float)) +
                     (long)h->tokenizer_bytes;
-    if (file_size < expected)
-        return error_set(err, "%s: truncated: %ld bytes, expected %ld", path, file_size, expected);
-    if (file_size > expected)
-        return error_set(err, "%s: %ld trailing bytes after the data", path, file_size - expected);
-    return 0;
+    return file_size_check(path, file_size, expected, err);
 }
 
 // The tokenizer must fit the model: no id past the model's vocabulary (released models pad
@@ -129,11 +125,9 @@ int checkpoint_load(const char *path, Checkpoint *ck, Error *err) {
     rewind(f);
     CheckpointHeader *h = &ck->header;
     char magic[8];
-    if (fread(magic, 1, 8, f) == 8 && memcmp(magic, PACKED_MAGIC, 8) == 0) {
-        fclose(f);
-        return packed_file_load(path, ck, err);
-    }
+    int packed = fread(magic, 1, 8, f) == 8 && memcmp(magic, PACKED_MAGIC, 8) == 0;
     rewind(f);
+    if (packed) return packed_file_read(path, f, file_size, ck, err);
     if (fread(h, sizeof *h, 1, f) != 1) {
         fclose(f);
         if (file_size >= 8 && memcmp(h->magic, CHECKPOINT_MAGIC, 8) != 0)

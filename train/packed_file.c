@@ -1,6 +1,5 @@
 #include "train/packed_file.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,21 +73,11 @@ static int check_header(const char *path, const PackedHeader *h, long file_size,
                          (unsigned long long)h->n_dense, (unsigned long long)h->n_scales,
                          (unsigned long long)h->code_bytes, param_count_packed(c),
                          packed_scale_count(c), packed_bytes(c));
-    long expected = (long)sizeof *h + (long)body_bytes(h);
-    if (file_size < expected)
-        return error_set(err, "%s: truncated: %ld bytes, expected %ld", path, file_size, expected);
-    if (file_size > expected)
-        return error_set(err, "%s: %ld trailing bytes after the data", path, file_size - expected);
-    return 0;
+    return file_size_check(path, file_size, (long)sizeof *h + (long)body_bytes(h), err);
 }
 
-int packed_file_load(const char *path, Checkpoint *ck, Error *err) {
+int packed_file_read(const char *path, FILE *f, long file_size, Checkpoint *ck, Error *err) {
     memset(ck, 0, sizeof *ck);
-    FILE *f = fopen(path, "rb");
-    if (!f) return error_set(err, "%s: %s", path, strerror(errno));
-    fseek(f, 0, SEEK_END);
-    long file_size = ftell(f);
-    rewind(f);
     PackedHeader h;
     if (fread(&h, sizeof h, 1, f) != 1) {
         fclose(f);

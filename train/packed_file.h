@@ -9,6 +9,7 @@
 #define DLLM_PACKED_FILE_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "train/checkpoint.h"
 
@@ -28,8 +29,10 @@ typedef struct {
 // The model of a ternary checkpoint (its fp32 latent weights, full layout) packed to path.
 int packed_file_save(const char *path, const ModelConfig *c, int64_t step, const float *params,
                      const Tokenizer *t, Error *err);
-// A packed file as an inference-only checkpoint: step 0, params the unpacked tensors (n_params
-// of them), packed_scales and packed_codes set, no optimizer state.
-int packed_file_load(const char *path, Checkpoint *ck, Error *err);
+// A packed file as an inference-only checkpoint: params the unpacked tensors (n_params of
+// them), packed_scales and packed_codes set, no optimizer state. f is path opened by
+// checkpoint_load (which tells the format by its magic), at its start, file_size bytes long;
+// this closes it.
+int packed_file_read(const char *path, FILE *f, long file_size, Checkpoint *ck, Error *err);
 
 #endif
