@@ -4,6 +4,7 @@
 #ifndef DLLM_CPU_OPS_H
 #define DLLM_CPU_OPS_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -105,7 +106,12 @@ void cpu_rmsnorm_backward_w16(float *dinp, const float *dout, const float *inp,
 void cpu_matmul_backward_w16(float *dinp, const float *dout, const uint16_t *weight, int N,
                              int C_in, int C_out);
 
-// BitNet b1.58's weight and activation quantisers (quantize.c)
+// BitNet b1.58's weight and activation quantisers (quantize.c). A row's 8-bit levels are
+// quantize_level(x, q) with q = cpu_row_multiplier(row): x's level, x ~ level / q.
+float cpu_row_multiplier(const float *row, int C);
+static inline float quantize_level(float x, float q) {
+    return fminf(fmaxf(rintf(x * q), -128.0f), 127.0f);
+}
 void cpu_ternarize(float *dst, const float *src, size_t n);
 void cpu_quantize_rows(float *out, const float *x, int N, int C);
 

@@ -12,14 +12,17 @@ void cpu_ternarize(float *dst, const float *src, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] = s * fminf(fmaxf(rintf(src[i] / s), -1.0f), 1.0f);
 }
 
+float cpu_row_multiplier(const float *row, int C) {
+    float m = 0.0f;
+    for (int i = 0; i < C; i++) m = fmaxf(m, fabsf(row[i]));
+    return 127.0f / fmaxf(m, 1e-5f);
+}
+
 void cpu_quantize_rows(float *out, const float *x, int N, int C) {
 #pragma omp parallel for if (worth_threads(2.0 * N * C))
     for (int n = 0; n < N; n++) {
         const float *row = x + (size_t)n * C;
-        float m = 0.0f;
-        for (int i = 0; i < C; i++) m = fmaxf(m, fabsf(row[i]));
-        float q = 127.0f / fmaxf(m, 1e-5f);
-        for (int i = 0; i < C; i++)
-            out[(size_t)n * C + i] = fminf(fmaxf(rintf(row[i] * q), -128.0f), 127.0f) / q;
+        float q = cpu_row_multiplier(row, C);
+        for (int i = 0; i < C; i++) out[(size_t)n * C + i] = quantize_level(row[i], q) / q;
     }
 }

@@ -89,12 +89,9 @@ void cpu_quantize_rows_int8(int8_t *out, float *q, const float *x, int N, int C)
 #pragma omp parallel for if (worth_threads(2.0 * N * C))
     for (int n = 0; n < N; n++) {
         const float *row = x + (size_t)n * C;
-        float m = 0.0f;
-        for (int i = 0; i < C; i++) m = fmaxf(m, fabsf(row[i]));
-        q[n] = 127.0f / fmaxf(m, 1e-5f);  // as cpu_quantize_rows: out / q is its value
+        q[n] = cpu_row_multiplier(row, C);  // as cpu_quantize_rows: out / q is its value
         int8_t *dst = out + (size_t)n * P;
-        for (int i = 0; i < C; i++)
-            dst[i] = (int8_t)fminf(fmaxf(rintf(row[i] * q[n]), -128.0f), 127.0f);
+        for (int i = 0; i < C; i++) dst[i] = (int8_t)quantize_level(row[i], q[n]);
         memset(dst + C, 0, (size_t)(P - C));
     }
 }
@@ -124,7 +121,7 @@ void cpu_quantize_rows_int8(int8_t *out, float *q, const float *x, int N, int C)
             __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(row + i), scale));
             _mm_storeu_si128((__m128i *)(void *)(dst + i), _mm512_cvtsepi32_epi8(v));
         }
-        for (; i < C; i++) dst[i] = (int8_t)fminf(fmaxf(rintf(row[i] * qn), -128.0f), 127.0f);
+        for (; i < C; i++) dst[i] = (int8_t)quantize_level(row[i], qn);
         memset(dst + C, 0, (size_t)(P - C));
     }
 }
@@ -138,6 +135,25 @@ void cpu_quantize_rows_int8(int8_t *out, float *q, const float *x, int N, int C)
 // that every row tile then reads.
 enum { PANELS = 4, ROWS = 6 };
 
+// One step of a panel (its 16 bytes of masks) as 64 bytes of -1/0/+1.
+static inline __m512i expand_step(const uint8_t *m) {
+    const __m512i one = _mm512_set1_epi8(1);
+    return _mm512_sub_epi8(_mm512_maskz_mov_epi8(load_mask(m), one),
+                           _mm512_maskz_mov_epi8(load_mask(m + 8), one));
+}
+
+// 16 outputs from o on: the int32 sums acc of biased inputs, less 128 times each output's
+// weight sum, dequantised (dequantise's two steps in its order: the plain loop's bits) and
+// stored below C_out.
+static inline void store_panel(float *out, __m512i acc, __m512i sums, float q, float s, int o,
+                               int C_out) {
+    __mmask16 keep = C_out - o >= 16 ? 0xFFFF : (__mmask16)((1u << (C_out - o)) - 1);
+    __m512i dot = _mm512_sub_epi32(acc, _mm512_slli_epi32(sums, 7));
+    __m512 y = _mm512_mul_ps(_mm512_div_ps(_mm512_cvtepi32_ps(dot), _mm512_set1_ps(q)),
+                             _mm512_set1_ps(s));
+    _mm512_mask_storeu_ps(out + o, keep, y);
+}
+
 // The panels [p0, p0 + PANELS) expanded to bytes, step-major (panels beyond the matrix are
 // zero), and each output's weight sum.
 static void expand_panels(__m512i *wbuf, __m512i sums[PANELS], const uint8_t *w, int p0,
@@ -146,12 +162,8 @@ static void expand_panels(__m512i *wbuf, __m512i sums[PANELS], const uint8_t *w,
     for (int v = 0; v < PANELS; v++) sums[v] = _mm512_setzero_si512();
     for (int st = 0; st < steps; st++)
         for (int v = 0; v < PANELS; v++) {
-            __m512i b = _mm512_setzero_si512();
-            if (p0 + v < panels) {
-                const uint8_t *m = w + ((size_t)(p0 + v) * steps + st) * 16;
-                b = _mm512_sub_epi8(_mm512_maskz_mov_epi8(load_mask(m), one),
-                                    _mm512_maskz_mov_epi8(load_mask(m + 8), one));
-            }
+            __m512i b = p0 + v < panels ? expand_step(w + ((size_t)(p0 + v) * steps + st) * 16)
+                                        : _mm512_setzero_si512();
             wbuf[(size_t)st * PANELS + v] = b;
             sums[v] = _mm512_dpbusd_epi32(sums[v], one, b);
         }
@@ -178,19 +190,10 @@ static inline __attribute__((always_inline)) void row_tile(
             for (int v = 0; v < PANELS; v++) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], xv, wv[v]);
         }
     }
-    __m512 scale = _mm512_set1_ps(s);
-    for (int r = 0; r < R; r++) {
-        __m512 qr = _mm512_set1_ps(q[r]);
-        for (int v = 0; v < PANELS; v++) {
-            int o = o0 + v * TERNARY_PANEL;
-            if (o >= C_out) break;
-            __mmask16 keep = C_out - o >= 16 ? 0xFFFF : (__mmask16)((1u << (C_out - o)) - 1);
-            __m512i dot = _mm512_sub_epi32(acc[r][v], _mm512_slli_epi32(sums[v], 7));
-            // dequantise's two steps, in its order: the same bits as the plain loop
-            __m512 y = _mm512_mul_ps(_mm512_div_ps(_mm512_cvtepi32_ps(dot), qr), scale);
-            _mm512_mask_storeu_ps(out + (size_t)r * C_out + o, keep, y);
-        }
-    }
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < PANELS && o0 + v * TERNARY_PANEL < C_out; v++)
+            store_panel(out + (size_t)r * C_out, acc[r][v], sums[v], q[r], s,
+                        o0 + v * TERNARY_PANEL, C_out);
 }
 
 // One row against every panel, each step's masks expanded as they are read: for the few rows
@@ -199,25 +202,19 @@ static inline __attribute__((always_inline)) void row_tile(
 static void row_direct(float *out, const uint8_t *xb, float q, const uint8_t *w, float s, int P,
                        int C_out) {
     int steps = P / TERNARY_STEP, panels = ternary_panels(C_out);
-    const __m512i one = _mm512_set1_epi8(1);
+    const __m512i one = _mm512_set1_epi8(1);  // vpdpbusd's unsigned side: sums of the weights
 #pragma omp parallel for if (worth_threads((double)P * C_out / 2))
     for (int p = 0; p < panels; p++) {
         __m512i acc = _mm512_setzero_si512(), sum = _mm512_setzero_si512();
         const uint8_t *m = w + (size_t)p * steps * 16;
         for (int st = 0; st < steps; st++, m += 16) {
-            __m512i b = _mm512_sub_epi8(_mm512_maskz_mov_epi8(load_mask(m), one),
-                                        _mm512_maskz_mov_epi8(load_mask(m + 8), one));
+            __m512i b = expand_step(m);
             int32_t four;
             memcpy(&four, xb + (size_t)st * TERNARY_STEP, sizeof four);
             acc = _mm512_dpbusd_epi32(acc, _mm512_set1_epi32(four), b);
             sum = _mm512_dpbusd_epi32(sum, one, b);
         }
-        int o = p * TERNARY_PANEL;
-        __mmask16 keep = C_out - o >= 16 ? 0xFFFF : (__mmask16)((1u << (C_out - o)) - 1);
-        __m512i dot = _mm512_sub_epi32(acc, _mm512_slli_epi32(sum, 7));
-        __m512 y = _mm512_mul_ps(_mm512_div_ps(_mm512_cvtepi32_ps(dot), _mm512_set1_ps(q)),
-                                 _mm512_set1_ps(s));
-        _mm512_mask_storeu_ps(out + o, keep, y);
+        store_panel(out, acc, sum, q, s, p * TERNARY_PANEL, C_out);
     }
 }
 
