@@ -53,9 +53,9 @@ CFLAGS  += -DDLLM_CUDA
 LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart
 endif
 
-# the few-rows matmul's `acc += w * x` on vectors must become one multiply-add (ISO C mode
+# the few-rows and panel matmuls' `acc += w * x` on vectors must become one multiply-add (ISO C mode
 # keeps products and sums apart)
-$(BUILD)/kernels/cpu/matmul_rows.o: CFLAGS += -ffp-contract=fast
+$(BUILD)/kernels/cpu/matmul_rows.o $(BUILD)/kernels/cpu/matmul_panels.o: CFLAGS += -ffp-contract=fast
 # stb (libstb-dev) headers only for the file that draws PNGs
 $(BUILD)/report/plot.o $(BUILD)/tests/test_report.o: CFLAGS += -isystem /usr/include/stb
 

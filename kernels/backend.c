@@ -13,6 +13,8 @@ void backend_make_bf16_weights(Backend *b) {
     b->matmul_backward = NULL;
     b->bias_backward = NULL;
     b->adamw_update = NULL;
+    b->panels_convert = NULL;  // panels are fp32 weights
+    b->matmul_forward_panels = NULL;
 }
 
 const Backend *backend_bf16_weights(const Backend *be) {

@@ -309,12 +309,38 @@ static void ternarize_weights(Model *m) {
     }
 }
 
+// An inference model on a table with panels (the CPU's, fp32 weights) reads its float
+// projections and LM head from them; ternary models keep their own paths.
+static int uses_panels(const Model *m) {
+    return m->inference && !m->packed && !m->cfg.ternary && m->be->matmul_forward_panels &&
+           m->be->weight_bytes == sizeof(float);
+}
+
+// Every projection, and the LM head unless it is the embedding table, into panels (to_panels
+// 1) or back into rows, in place.
+static void convert_weights(Model *m, int to_panels) {
+    const ModelConfig *c = &m->cfg;
+    for (int l = 0; l < c->n_layer; l++) {
+        LayerWeights w = layer_weights(&m->p, c, l, sizeof(float));
+        const float *proj[N_PROJECTIONS] = {w.wq, w.wk, w.wv, w.wo, w.w_gate, w.w_up, w.w_down};
+        for (int t = 0; t < N_PROJECTIONS; t++) {
+            int in, out;
+            projection_shape(c, t, &in, &out);
+            m->be->panels_convert((float *)proj[t], out, in, to_panels);
+        }
+    }
+    if (!c->tied_embeddings)
+        m->be->panels_convert(m->p.lm_head, c->vocab_size, c->d_model, to_panels);
+    m->panels = to_panels;
+}
+
 int model_set_weights(Model *m, const float *host, Error *err) {
     return model_set_weight_range(m, 0, host, m->n_params, err);
 }
 
 int model_set_weight_range(Model *m, size_t first, const float *host, size_t n, Error *err) {
     if (m->be->weight_bytes == sizeof(float)) {
+        if (m->panels) convert_weights(m, 0);  // rows again; the next pass converts them back
         m->be->to_device(m->params + first, host, n * sizeof(float));
         // an inference model's weights change only here: ternarised once, not every pass
         if (m->cfg.ternary && m->inference && !m->packed) ternarize_weights(m);
@@ -485,6 +511,8 @@ static void project(const Model *m, int l, int t, Act *out, const Act *inp, cons
         m->be->matmul_ternary(out, inp, m->acts.xq8_scale,
                               m->packed_codes + packed_offset(&m->cfg, l, t),
                               m->packed_scales[packed_scale_index(l, t)], N, C_in, C_out);
+    else if (m->panels)
+        m->be->matmul_forward_panels(out, inp, weight, N, C_in, C_out);
     else
         m->be->matmul_forward(out, inp, weight, N, C_in, C_out);
     if (bias) m->be->bias_forward(out, bias, N, C_out);
@@ -583,6 +611,7 @@ static void forward_rows(Model *m, const int *tokens, const int *key_start, int 
                        (size_t)Tq * sizeof(int), B);
     if (key_start) be->to_device(m->key_start, key_start, (size_t)B * sizeof(int));
     if (c->ternary && !m->inference) ternarize_weights(m);  // trained weights move each step
+    if (uses_panels(m) && !m->panels) convert_weights(m, 1);  // once, after the weights are set
     be->embedding_forward(m->acts.resid, m->tokens, m->p.tok_emb, N, C);
     for (int l = 0; l < c->n_layer; l++)
         layer_forward(m, l, key_start ? m->key_start : NULL, start, end);
@@ -598,7 +627,11 @@ static void forward_rows(Model *m, const int *tokens, const int *key_start, int 
     // the LM head is the largest matmul: it runs over the head rows alone
     be->rmsnorm_forward(m->acts.lnf, m->acts.lnf_rstd, resid_final, m->p.final_norm, B * Th, C,
                         c->norm_eps);
-    be->matmul_forward(m->acts.logits, m->acts.lnf, m->p.lm_head, B * Th, C, c->vocab_size);
+    if (m->panels && !c->tied_embeddings)
+        be->matmul_forward_panels(m->acts.logits, m->acts.lnf, m->p.lm_head, B * Th, C,
+                                  c->vocab_size);
+    else
+        be->matmul_forward(m->acts.logits, m->acts.lnf, m->p.lm_head, B * Th, C, c->vocab_size);
 }
 
 // Uploads each logit row's target and weight; returns the weights as uploaded. With

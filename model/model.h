@@ -99,6 +99,8 @@ typedef struct {
     int packed;         // MODEL_PACKED: params holds the unpacked tensors (n_params), then
     float *packed_scales;   // the projections' scales and their packed bytes (p's projection
     uint8_t *packed_codes;  // fields NULL)
+    int panels;         // 1: an inference model's projections and (untied) LM head are in
+                        // panels (Backend.panels_convert), converted in place by its first pass
     void *acts_memory;  // one allocation: every field below that points to backend memory
     Activations acts;
     ActivationGrads grad_acts;

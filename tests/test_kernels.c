@@ -139,6 +139,40 @@ START_TEST(test_few_rows_matmul_matches_loops) {
 }
 END_TEST
 
+// The matmul over panels (matmul_panels.c): converting to panels and back restores the
+// matrix exactly; the product has the few-rows kernel's bits (the same chains of
+// multiply-adds), at one thread and at two, over row counts around its 12-row tiles and
+// output counts with a narrower last panel.
+START_TEST(test_panel_matmul_matches_rows) {
+    int rows[] = {1, 5, 11, 12, 13, 24, 25, 69};
+    int shapes[][2] = {{5, 3}, {128, 13}, {352, 384}, {64, 2048}, {128, 100}, {96, 48}};
+    for (int r = 0; r < 8; r++)
+        for (int s = 0; s < 6; s++) {
+            int N = rows[r], Ci = shapes[s][0], Co = shapes[s][1];
+            size_t n_out = (size_t)N * Co, n_w = (size_t)Co * Ci;
+            float *x = randn((size_t)N * Ci, 70 + r), *w = randn(n_w, 80 + s);
+            float *panels = malloc(n_w * sizeof(float)), *back = malloc(n_w * sizeof(float));
+            float *rows_out = zeros(n_out), *one = zeros(n_out), *two = zeros(n_out);
+            memcpy(panels, w, n_w * sizeof(float));
+            be->panels_convert(panels, Co, Ci, 1);
+            memcpy(back, panels, n_w * sizeof(float));
+            be->panels_convert(back, Co, Ci, 0);
+            ck_assert_mem_eq(back, w, n_w * sizeof(float));
+            if (Co >= 32) ck_assert(memcmp(panels, w, n_w * sizeof(float)) != 0);
+            cpu_matmul_forward_rows(rows_out, x, w, N, Ci, Co);
+            omp_set_num_threads(1);
+            be->matmul_forward_panels(one, x, panels, N, Ci, Co);
+            omp_set_num_threads(2);
+            be->matmul_forward_panels(two, x, panels, N, Ci, Co);
+            ck_assert_msg(!memcmp(one, rows_out, n_out * sizeof(float)), "%d x %d -> %d", N, Ci,
+                          Co);
+            ck_assert_mem_eq(one, two, n_out * sizeof(float));
+            free(x), free(w), free(panels), free(back), free(rows_out), free(one), free(two);
+        }
+    printf("  panel matmul: the few-rows kernel's bits over 48 shapes, 1 and 2 threads\n");
+}
+END_TEST
+
 // ---- rmsnorm ----
 typedef struct { float *out, *rstd, *inp, *w, *r; int N, C; } NormCase;
 
@@ -722,6 +756,7 @@ int main(void) {
     tcase_add_test(tc, test_matmul);
     tcase_add_test(tc, test_blas_matmul_matches_loops);
     tcase_add_test(tc, test_few_rows_matmul_matches_loops);
+    tcase_add_test(tc, test_panel_matmul_matches_rows);
     tcase_add_test(tc, test_rmsnorm);
     tcase_add_test(tc, test_rope);
     tcase_add_test(tc, test_attention_bidirectional);

@@ -303,6 +303,38 @@ START_TEST(test_shorter_sequences) {
 }
 END_TEST
 
+// An inference model on the CPU reads its projections and LM head from panels (converted in
+// place by its first pass): its logits are a training model's to rounding, for a plain and an
+// imported shape (GQA, biases, tied head: the head stays rows), and weights set after a pass
+// (back to rows, converted again) give the new model's logits.
+static void check_inference_panels(ModelConfig cfg) {
+    Error err;
+    Model train = make_model(&cfg, 2), infer;
+    ck_assert_msg(model_create(&infer, &cfg, &backend_cpu, 2, MODEL_INFERENCE, &err) == 0, "%s",
+                  err.msg);
+    int tokens[12], V = cfg.vocab_size;
+    random_tokens(tokens, 12, V, 5);
+    for (int round = 0; round < 2; round++) {
+        if (round) fill_normal(train.params, train.n_params, 7, 0.5f);
+        ck_assert_int_eq(model_set_weights(&infer, train.params, &err), 0);
+        model_forward(&train, tokens, 2, 6);
+        model_forward(&infer, tokens, 2, 6);
+        ck_assert_int_eq(infer.panels, 1);
+        const float *got = infer.acts.logits, *want = train.acts.logits;
+        double worst = 0.0;
+        for (int i = 0; i < 12 * V; i++) worst = fmax(worst, fabs(got[i] - want[i]));
+        ck_assert_msg(worst < 1e-4, "round %d: max |logit difference| %g", round, worst);
+    }
+    model_free(&train);
+    model_free(&infer);
+}
+
+START_TEST(test_inference_panels_give_the_same_logits) {
+    check_inference_panels(tiny_config(0));
+    check_inference_panels(imported_shape(tiny_config(1)));
+}
+END_TEST
+
 START_TEST(test_init_is_seeded) {
     ModelConfig cfg = tiny_config(0);
     Model a = make_model(&cfg, 1), b = make_model(&cfg, 1);
@@ -411,6 +443,7 @@ int main(void) {
     tcase_add_test(tc, test_mdm_sees_every_position);
     tcase_add_test(tc, test_gradient_accumulation);
     tcase_add_test(tc, test_shorter_sequences);
+    tcase_add_test(tc, test_inference_panels_give_the_same_logits);
     tcase_add_test(tc, test_recompute_gives_identical_gradients);
     tcase_add_test(tc, test_memory_plan_scales);
     tcase_add_test(tc, test_memory_plan_1b_bf16);

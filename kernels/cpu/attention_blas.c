@@ -16,18 +16,28 @@ enum { TILE = 64 };  // query rows per tile: each thread's scratch is TILE x Tk 
 
 static int min_int(int a, int b) { return a < b ? a : b; }
 
-// Scores of keys query q does not see (the mask's; keys first .. first + n - 1) become -inf.
+// Scores s[0..n) of keys first .. first + n - 1 in [from, to) become -inf.
+static void hide_keys(float *s, int n, int first, int from, int to) {
+    for (int j = from - first > 0 ? from - first : 0; j < n && j < to - first; j++)
+        s[j] = -INFINITY;
+}
+
+// Scores of keys query q does not see (the mask's; keys first .. first + n - 1) become -inf:
+// those between and after the ranges attn_keys gives.
 static void mask_row(float *s, int n, int first, int mask, int q, int Tk) {
     int end0, start1, end1;
     attn_keys(mask, q, Tk, &end0, &start1, &end1);
-    for (int j = 0; j < n; j++)
-        if (!attn_in_ranges(first + j, end0, start1, end1)) s[j] = -INFINITY;
+    hide_keys(s, n, first, end0, start1);
+    hide_keys(s, n, first, end1, Tk);
 }
 
-// Row s of n scores (-inf where hidden) becomes softmax probabilities (hidden ones 0); returns
-// the log-sum-exp, -inf for a row that sees no key (all 0: output 0).
-static float softmax_row(float *s, int n) {
+// Row s of n scores (-inf where hidden) becomes softmax probabilities (hidden ones 0: exp_simd
+// of -inf is 0); returns the log-sum-exp, -inf for a row that sees no key (all 0: output 0).
+// Every loop a vector loop, kept out of line (inlined into the OpenMP region GCC left them
+// scalar, a seventh of a sampler's pass).
+__attribute__((noinline)) static float softmax_row(float *s, int n) {
     float maxv = -INFINITY, sum = 0.0f;
+#pragma omp simd reduction(max : maxv)
     for (int j = 0; j < n; j++) maxv = s[j] > maxv ? s[j] : maxv;
     if (maxv == -INFINITY) {
         memset(s, 0, (size_t)(n > 0 ? n : 0) * sizeof(float));
@@ -35,9 +45,10 @@ static float softmax_row(float *s, int n) {
     }
 #pragma omp simd reduction(+ : sum)
     for (int j = 0; j < n; j++) {
-        s[j] = s[j] == -INFINITY ? 0.0f : exp_simd(s[j] - maxv);
+        s[j] = exp_simd(s[j] - maxv);
         sum += s[j];
     }
+#pragma omp simd
     for (int j = 0; j < n; j++) s[j] /= sum;
     return maxv + logf(sum);
 }

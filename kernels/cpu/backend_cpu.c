@@ -142,6 +142,11 @@ static void matmul_ternary(Act *out, const int8_t *xq, const float *q, const uin
     cpu_matmul_ternary(out, xq, q, w, s, N, C_in, C_out);
 }
 
+static void matmul_forward_panels(Act *out, const Act *inp, const float *panels, int N, int C_in,
+                                  int C_out) {
+    cpu_matmul_forward_panels(out, inp, panels, N, C_in, C_out);
+}
+
 static int device_error(Error *err) {
     (void)err;
     return 0;
@@ -181,6 +186,8 @@ const Backend backend_cpu = {
     .pick_tokens = pick_tokens,
     .cross_entropy_forward = cross_entropy_forward,
     .cross_entropy_fused = cross_entropy_fused,
+    .panels_convert = cpu_panels_convert,
+    .matmul_forward_panels = matmul_forward_panels,
     .ternarize = cpu_ternarize,
     .quantize_rows = quantize_rows,
     .quantize_rows_int8 = quantize_rows_int8,

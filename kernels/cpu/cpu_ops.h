@@ -48,6 +48,12 @@ void cpu_matmul_backward_blas(float *dinp, float *dweight, const float *dout, co
 void cpu_matmul_forward_rows(float *out, const float *inp, const float *weight, int N, int C_in,
                              int C_out);
 
+// The forward over weights in panels (matmul_panels.c: blocks of 16 output rows stored
+// transposed in place, for inference), and the in-place conversion (to_panels 0: back to rows).
+void cpu_matmul_forward_panels(float *out, const float *inp, const float *panels, int N,
+                               int C_in, int C_out);
+void cpu_panels_convert(float *w, int C_out, int C_in, int to_panels);
+
 void cpu_rope_forward(float *x, const float *cos, const float *sin, int B, int T, int pos0, int H,
                       int head_dim);
 void cpu_rope_backward(float *dx, const float *cos, const float *sin, int B, int T, int pos0,

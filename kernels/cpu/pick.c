@@ -29,22 +29,33 @@ __attribute__((noinline)) static float chunk_max(const float *l, int n, int bann
     return maxv;
 }
 
-// sum of exp(l[v] - maxv) over v != banned, in double as LLaDA's softmax.
+// sum of exp(l[v] - maxv) over v != banned, summed in double as LLaDA's softmax; each term's
+// exp in float (within 2 ulp, sixteen at a time: in double it was a fifth of a sampler's pass).
+// Terms below e^-87 count as 0: 4096 of them add less than 1e-34 to a sum of at least 1.
 __attribute__((noinline)) static double chunk_exp_sum(const float *l, int n, int banned,
                                                       float maxv) {
+    float e[PICK_CHUNK];  // two plain loops: GCC leaves one that mixes the widths scalar
+#pragma omp simd
+    for (int v = 0; v < n; v++) e[v] = exp_simd(l[v] - maxv);
+    if (banned >= 0 && banned < n) e[banned] = 0.0f;
     double sum = 0.0;
 #pragma omp simd reduction(+ : sum)
-    for (int v = 0; v < n; v++) {
-        double e = exp_simd_double((double)l[v] - maxv);
-        sum += v == banned ? 0.0 : e;
-    }
+    for (int v = 0; v < n; v++) sum += e[v];
     return sum;
 }
 
-// Greedy: the first index at the maximum, -1 if none.
-static int chunk_first_at(const float *l, int n, int banned, float maxv) {
-    for (int v = 0; v < n; v++)
-        if (v != banned && l[v] == maxv) return v;
+// Greedy: the first index at the maximum, -1 if none. Sixteen logits are tested at a time, a
+// vector loop (one at a time it was most of pick_row's own time).
+__attribute__((noinline)) static int chunk_first_at(const float *l, int n, int banned,
+                                                    float maxv) {
+    for (int v0 = 0; v0 < n; v0 += 16) {
+        int end = n - v0 < 16 ? n : v0 + 16, hit = 0;
+#pragma omp simd reduction(| : hit)
+        for (int v = v0; v < end; v++) hit |= (l[v] == maxv) & (v != banned);
+        if (!hit) continue;
+        for (int v = v0; v < end; v++)
+            if (v != banned && l[v] == maxv) return v;
+    }
     return -1;
 }
 

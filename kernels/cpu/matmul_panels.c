@@ -1,0 +1,126 @@
+// The linear layer of an inference model over weights rearranged once, in place, into panels:
+// OpenBLAS rearranges the weight matrix on every call, which in a sampler's pass over a few
+// dozen rows cost a third of its sgemm time (perf, bench/RESULTS.md).
+// Layout: a matrix [C_out, C_in] (out = x @ W^T) is cut into blocks of 16 output rows (the last
+// block may have fewer), and each block is stored transposed in its own place: panel b holds,
+// for each input i in order, the weights of outputs 16 b .. 16 b + 15 at input i. The same
+// floats in the same memory, so converting costs no second copy.
+// Each tile keeps up to 12 input rows x 32 outputs of sums in registers; a step of the summed
+// dimension is two 16-wide loads from two panels and one broadcast per row. Every output is
+// one chain of multiply-adds in the order of the summed index, from zero: the bits of
+// matmul_rows.c, and the same at any thread count.
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cpu/cpu_ops.h"
+
+
+typedef float vec16 __attribute__((vector_size(64), aligned(4)));
+
+enum { TILE_ROWS = 12 };
+
+// out[m, o0 + j] for m < R rows from inp, j < 32: panels a and b (16 outputs each) over C_in.
+static inline __attribute__((always_inline)) void tile2(float *out, int C_out, const float *inp,
+                                                        int C_in, const float *a,
+                                                        const float *b, int o0, int R) {
+    vec16 acc[TILE_ROWS][2];
+#pragma GCC unroll 12
+    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = (vec16){0};
+    for (int i = 0; i < C_in; i++) {
+        vec16 wa = *(const vec16 *)(a + (size_t)i * 16), wb = *(const vec16 *)(b + (size_t)i * 16);
+#pragma GCC unroll 12
+        for (int r = 0; r < R; r++) {
+            float x = inp[(size_t)r * C_in + i];
+            acc[r][0] += x * wa;
+            acc[r][1] += x * wb;
+        }
+    }
+#pragma GCC unroll 12
+    for (int r = 0; r < R; r++) {
+        *(vec16 *)(out + (size_t)r * C_out + o0) = acc[r][0];
+        *(vec16 *)(out + (size_t)r * C_out + o0 + 16) = acc[r][1];
+    }
+}
+
+// The same for one panel of 16 outputs.
+static inline __attribute__((always_inline)) void tile1(float *out, int C_out, const float *inp,
+                                                        int C_in, const float *a, int o0, int R) {
+    vec16 acc[TILE_ROWS];
+#pragma GCC unroll 12
+    for (int r = 0; r < R; r++) acc[r] = (vec16){0};
+    for (int i = 0; i < C_in; i++) {
+        vec16 wa = *(const vec16 *)(a + (size_t)i * 16);
+#pragma GCC unroll 12
+        for (int r = 0; r < R; r++) acc[r] += inp[(size_t)r * C_in + i] * wa;
+    }
+#pragma GCC unroll 12
+    for (int r = 0; r < R; r++) *(vec16 *)(out + (size_t)r * C_out + o0) = acc[r];
+}
+
+// Rows [0, N) against panels p and p + 1 (n_panels 2) or p alone (1); R is made a constant
+// in each case so the sums stay in registers.
+static void rows_by_panels(float *out, const float *inp, const float *panels, int N, int C_in,
+                           int C_out, int p, int n_panels) {
+    const float *a = panels + (size_t)p * 16 * C_in, *b = a + (size_t)16 * C_in;
+    for (int m0 = 0; m0 < N; m0 += TILE_ROWS) {
+        int R = N - m0 < TILE_ROWS ? N - m0 : TILE_ROWS;
+        float *o = out + (size_t)m0 * C_out;
+        const float *x = inp + (size_t)m0 * C_in;
+        switch (n_panels * 16 + R) {
+#define ROWS(r)                                               \
+    case 16 + r: tile1(o, C_out, x, C_in, a, p * 16, r); break; \
+    case 32 + r: tile2(o, C_out, x, C_in, a, b, p * 16, r); break;
+            ROWS(1) ROWS(2) ROWS(3) ROWS(4) ROWS(5) ROWS(6)
+            ROWS(7) ROWS(8) ROWS(9) ROWS(10) ROWS(11) ROWS(12)
+#undef ROWS
+        }
+    }
+}
+
+// The last panel when it is narrower (C_out % 16 outputs): copied 16 wide with zero columns,
+// multiplied a tile of rows at a time into a scratch tile, its columns copied out.
+static void rows_by_last_panel(float *out, const float *inp, const float *panels, int N,
+                               int C_in, int C_out) {
+    int o0 = C_out / 16 * 16, width = C_out - o0;
+    const float *w = panels + (size_t)o0 * C_in;
+    float *wide = aligned_alloc(64, (size_t)C_in * 16 * sizeof(float));
+    for (int i = 0; i < C_in; i++)
+        for (int j = 0; j < 16; j++) wide[i * 16 + j] = j < width ? w[(size_t)i * width + j] : 0.0f;
+    float tile[TILE_ROWS * 16];
+    for (int m0 = 0; m0 < N; m0 += TILE_ROWS) {
+        int R = N - m0 < TILE_ROWS ? N - m0 : TILE_ROWS;
+        rows_by_panels(tile, inp + (size_t)m0 * C_in, wide, R, C_in, 16, 0, 1);
+        for (int r = 0; r < R; r++)
+            memcpy(out + (size_t)(m0 + r) * C_out + o0, tile + r * 16, width * sizeof(float));
+    }
+    free(wide);
+}
+
+void cpu_matmul_forward_panels(float *out, const float *inp, const float *panels, int N,
+                               int C_in, int C_out) {
+    int full = C_out / 16, pairs = (full + 1) / 2;
+#pragma omp parallel for schedule(static) if (worth_threads((double)N * C_in * C_out / 16.0))
+    for (int q = 0; q < pairs; q++)
+        rows_by_panels(out, inp, panels, N, C_in, C_out, 2 * q, 2 * q + 1 < full ? 2 : 1);
+    if (C_out % 16) rows_by_last_panel(out, inp, panels, N, C_in, C_out);
+}
+
+// Block b of a [C_out, C_in] matrix: its `rows` (16, or fewer for the last) output rows, which
+// hold the same floats as panel b, the rows transposed. to_panels 0 transposes back.
+static void transpose_block(float *block, float *scratch, int rows, int C_in, int to_panels) {
+    memcpy(scratch, block, (size_t)rows * C_in * sizeof(float));
+    for (int r = 0; r < rows; r++)
+        for (int i = 0; i < C_in; i++) {
+            size_t row_at = (size_t)r * C_in + i, panel_at = (size_t)i * rows + r;
+            if (to_panels) block[panel_at] = scratch[row_at];
+            else block[row_at] = scratch[panel_at];
+        }
+}
+
+void cpu_panels_convert(float *w, int C_out, int C_in, int to_panels) {
+    float *scratch = malloc((size_t)16 * C_in * sizeof(float));
+    for (int o0 = 0; o0 < C_out; o0 += 16)
+        transpose_block(w + (size_t)o0 * C_in, scratch, C_out - o0 < 16 ? C_out - o0 : 16, C_in,
+                        to_panels);
+    free(scratch);
+}
