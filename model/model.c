@@ -299,12 +299,10 @@ static void ternarize_weights(Model *m) {
     for (int l = 0; l < c->n_layer; l++) {
         LayerWeights w = layer_weights(&m->p, c, l, sizeof(float));
         LayerWeights q = layer_weights(&m->q, c, l, sizeof(float));
-        const float *src[N_PROJECTIONS] = {w.wq, w.wk, w.wv, w.wo, w.w_gate, w.w_up, w.w_down};
-        float *dst[N_PROJECTIONS] = {q.wq, q.wk, q.wv, q.wo, q.w_gate, q.w_up, q.w_down};
         for (int t = 0; t < N_PROJECTIONS; t++) {
             int in, out;
             projection_shape(c, t, &in, &out);
-            m->be->ternarize(dst[t], src[t], (size_t)in * out);
+            m->be->ternarize(layer_projection(&q, t), layer_projection(&w, t), (size_t)in * out);
         }
     }
 }
@@ -322,11 +320,10 @@ static void convert_weights(Model *m, int to_panels) {
     const ModelConfig *c = &m->cfg;
     for (int l = 0; l < c->n_layer; l++) {
         LayerWeights w = layer_weights(&m->p, c, l, sizeof(float));
-        const float *proj[N_PROJECTIONS] = {w.wq, w.wk, w.wv, w.wo, w.w_gate, w.w_up, w.w_down};
         for (int t = 0; t < N_PROJECTIONS; t++) {
             int in, out;
             projection_shape(c, t, &in, &out);
-            m->be->panels_convert((float *)proj[t], out, in, to_panels);
+            m->be->panels_convert(layer_projection(&w, t), out, in, to_panels);
         }
     }
     if (!c->tied_embeddings)

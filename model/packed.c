@@ -24,8 +24,7 @@ static const float *projection_weights(const ModelConfig *c, const float *params
     ParamTensors p;
     param_tensors_point(&p, (void *)params, sizeof(float), c);
     LayerWeights w = layer_weights(&p, c, l, sizeof(float));
-    const float *at[N_PROJECTIONS] = {w.wq, w.wk, w.wv, w.wo, w.w_gate, w.w_up, w.w_down};
-    return at[t];
+    return layer_projection(&w, t);
 }
 
 void packed_from_params(const ModelConfig *c, const float *params, float *dense, float *scales,

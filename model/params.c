@@ -134,6 +134,11 @@ int projection_param(int t) {
     return index[t];
 }
 
+float *layer_projection(const LayerWeights *w, int t) {
+    float *at[N_PROJECTIONS] = {w->wq, w->wk, w->wv, w->wo, w->w_gate, w->w_up, w->w_down};
+    return at[t];
+}
+
 void projection_shape(const ModelConfig *c, int t, int *in, int *out) {
     int C = c->d_model, F = c->d_ff, KV = model_kv_dim(c);
     *in = t == PROJ_DOWN ? F : C;

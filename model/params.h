@@ -73,6 +73,8 @@ LayerWeights layer_weights(const ParamTensors *t, const ModelConfig *c, int laye
 // its input and output widths.
 enum { PROJ_Q, PROJ_K, PROJ_V, PROJ_O, PROJ_GATE, PROJ_UP, PROJ_DOWN, N_PROJECTIONS };
 int projection_param(int t);
+// Projection t's slice among a layer's weights (w->wq for PROJ_Q, ...).
+float *layer_projection(const LayerWeights *w, int t);
 void projection_shape(const ModelConfig *c, int t, int *in, int *out);
 
 // Fills host memory with the initial weights; the same seed gives the same bits.

@@ -14,7 +14,6 @@
 
 #include "kernels/cpu/cpu_ops.h"
 
-
 typedef float vec16 __attribute__((vector_size(64), aligned(4)));
 
 enum { TILE_ROWS = 12 };
