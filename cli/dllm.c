@@ -48,13 +48,17 @@ static const char *blas_core_type(void) {
 
 // Settings the libraries read once, as the program loads, so they must be in the environment
 // before it starts (hence running the program again); a setting already there wins.
-// OMP_WAIT_POLICY: libgomp's default lets idle threads spin before they sleep, so with one
-// other busy process on the machine (a sweep's next run, a server) every parallel region waits
-// for a spinning thread's time slice: sampling took 33 s instead of 1.3 s that way. dllm waits
-// passively. OPENBLAS_CORETYPE: blas_core_type.
+// GOMP_SPINCOUNT: libgomp's default lets an idle thread spin 300000 times (milliseconds) before
+// it sleeps, so with one other busy process on the machine (a sweep's next run, a server) every
+// parallel region waited for a spinning thread's time slice: sampling took 33 s instead of
+// 1.3 s that way. Sleeping at once (OMP_WAIT_POLICY=passive) costs a futex wake-up per region
+// instead, 12 us here, more than a small model's ops take; 1000 spins (10-20 us) keep a thread
+// awake between the ops of one pass and asleep between passes. A loaded machine gets one
+// thread anyway (threads_adapt). OPENBLAS_CORETYPE: blas_core_type.
 static void set_library_defaults(char **argv) {
     int changed = 0;
-    if (!getenv("OMP_WAIT_POLICY")) changed = !setenv("OMP_WAIT_POLICY", "passive", 1);
+    if (!getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT"))
+        changed = !setenv("GOMP_SPINCOUNT", "1000", 1);
     const char *core = blas_core_type();
     if (core && !getenv("OPENBLAS_CORETYPE")) changed |= !setenv("OPENBLAS_CORETYPE", core, 1);
     if (changed) execv("/proc/self/exe", argv);  // returns only on failure: go on as we are

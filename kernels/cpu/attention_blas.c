@@ -58,7 +58,9 @@ void cpu_attention_forward_blas(float *out, float *lse, const float *q, const fl
                                 int q_pos0, int H, int Hkv, int head_dim, int mask) {
     float scale = 1.0f / sqrtf((float)head_dim);
     int group = H / Hkv, tiles = (Tq + TILE - 1) / TILE, qs = H * head_dim, ks = Hkv * head_dim;
-    int saved, threads = blas_threads(2.0 * B * H * Tq * Tk * head_dim, &saved);
+    // per score: the two sgemms' 2 head_dim multiply-adds, and the softmax (its exp and
+    // division took twice the sgemms' time at head_dim 32: perf of a sampler's pass)
+    int saved, threads = blas_threads((double)B * H * Tq * Tk * (2.0 * head_dim + 128.0), &saved);
 #pragma omp parallel num_threads(threads)
     {
         // score rows padded to 16 with -inf (probability 0): the softmax's vector loops then

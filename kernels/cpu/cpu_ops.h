@@ -10,12 +10,12 @@
 
 #include "kernels/attn_mask.h"
 
-// 1 when a loop's work (multiply-adds, or values touched) is worth threads. A parallel
-// region costs a wake-up and a join, and on a busy machine the join can wait a whole time slice
-// for a descheduled thread: a small model's many small ops ran slower on 2 threads than on 1
-// beside one busy process (bench/threads.sh). About a millisecond of one core's work pays;
-// below that a loop stays on one thread.
-static inline int worth_threads(double work) { return work >= 2e6; }
+// 1 when a loop's work (multiply-adds, or values touched) is worth a second thread: some 10 to
+// 50 us of one core's work. A parallel region costs a wake-up and a join: 12 us when idle
+// threads sleep at once, ~1.5 us with dllm's brief spin (cli/dllm.c). On a busy machine a join
+// could wait a whole time slice for a descheduled thread: threads_adapt (common/threads.c) then
+// runs one thread, so 2 threads never lose to 1 there (bench/threads.sh).
+static inline int worth_threads(double work) { return work >= 1e5; }
 
 void cpu_embedding_forward(float *out, const int *tokens, const float *table, int N, int C);
 void cpu_embedding_backward(float *dtable, const float *dout, const int *tokens, int N, int C,
@@ -23,6 +23,8 @@ void cpu_embedding_backward(float *dtable, const float *dout, const int *tokens,
 
 // 1 / sqrt(mean(x^2) + eps) of one row of C values
 float cpu_rmsnorm_rstd(const float *x, int C, float eps);
+enum { RSTD_ROWS = 8 };
+void cpu_rmsnorm_rstd_rows(float *rstd, const float *x, int n0, int N, int C, float eps);
 void cpu_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int N,
                          int C, float eps);
 // dweight NULL: the input gradient alone (frozen weights), as in every backward that has one

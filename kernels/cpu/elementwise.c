@@ -7,8 +7,9 @@
 
 static inline float sigmoid(float x) { return 1.0f / (1.0f + exp_simd(-x)); }
 
-// The SwiGLU loops go to threads in chunks with a plain vector loop inside each: GCC's
-// `parallel for simd` compiled this loop to scalar code 12x slower.
+// Every loop goes to threads in chunks with a plain vector loop inside each: GCC's
+// `parallel for simd` compiled the SwiGLU loop to scalar code 12x slower, and a plain
+// `parallel for` left the residual add scalar (out may alias an input).
 enum { CHUNK = 4096 };
 
 static size_t chunk_end(size_t c, size_t n) { return c + CHUNK < n ? c + CHUNK : n; }
@@ -36,17 +37,24 @@ void cpu_swiglu_backward(float *dgate, float *dup, const float *dout, const floa
 
 void cpu_add(float *out, const float *a, const float *b, size_t n) {
 #pragma omp parallel for if (worth_threads(n))
-    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+    for (size_t c = 0; c < n; c += CHUNK)
+#pragma omp simd
+        for (size_t i = c; i < chunk_end(c, n); i++) out[i] = a[i] + b[i];
 }
 
 void cpu_add_scaled(float *out, const float *x, float s, size_t n) {
 #pragma omp parallel for if (worth_threads(n))
-    for (size_t i = 0; i < n; i++) out[i] += s * x[i];
+    for (size_t c = 0; c < n; c += CHUNK)
+#pragma omp simd
+        for (size_t i = c; i < chunk_end(c, n); i++) out[i] += s * x[i];
 }
 
 void cpu_guide(float *cond, const float *uncond, float w, size_t n) {
 #pragma omp parallel for if (worth_threads(n))
-    for (size_t i = 0; i < n; i++) cond[i] = uncond[i] + w * (cond[i] - uncond[i]);
+    for (size_t c = 0; c < n; c += CHUNK)
+#pragma omp simd
+        for (size_t i = c; i < chunk_end(c, n); i++)
+            cond[i] = uncond[i] + w * (cond[i] - uncond[i]);
 }
 
 void cpu_bias_forward(float *x, const float *bias, int N, int C) {

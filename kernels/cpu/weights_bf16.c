@@ -18,12 +18,14 @@ void cpu_embedding_forward_w16(float *out, const int *tokens, const uint16_t *ta
 void cpu_rmsnorm_forward_w16(float *out, float *rstd, const float *inp, const uint16_t *weight,
                              int N, int C, float eps) {
 #pragma omp parallel for if (worth_threads(3.0 * N * C))
-    for (int n = 0; n < N; n++) {
-        const float *x = inp + (size_t)n * C;
-        float *y = out + (size_t)n * C;
-        float r = cpu_rmsnorm_rstd(x, C, eps);
-        for (int i = 0; i < C; i++) y[i] = x[i] * r * bf16_to_float(weight[i]);
-        rstd[n] = r;
+    for (int n0 = 0; n0 < N; n0 += RSTD_ROWS) {
+        cpu_rmsnorm_rstd_rows(rstd, inp, n0, N, C, eps);
+        for (int n = n0; n < N && n < n0 + RSTD_ROWS; n++) {
+            const float *x = inp + (size_t)n * C;
+            float *y = out + (size_t)n * C;
+            float r = rstd[n];
+            for (int i = 0; i < C; i++) y[i] = x[i] * r * bf16_to_float(weight[i]);
+        }
     }
 }
 
