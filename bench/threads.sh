@@ -2,7 +2,8 @@
 # Do threads pay? The LLaDA sampler (64 tokens, 2 blocks, 64 steps, batch 2) and a training
 # step on a small and a larger random model, with 1 and 2 OpenMP threads, on an idle machine
 # and beside one busy process, under dllm's default (an idle thread spins 1000 times, then
-# sleeps: cli/dllm.c) and under OMP_WAIT_POLICY=active (libgomp's spinning, the old behaviour). Prints median seconds of 5 runs and the ratio
+# sleeps: cli/dllm.c) and under OMP_WAIT_POLICY=active (libgomp's spinning, the old
+# behaviour). Prints medians of 7 runs, 1 and 2 threads taking turns, and the ratio
 # 2 threads / 1 thread (< 1: the second thread helps). The models train on data/shards (the
 # demo's 4096-token BPE) when setup.sh made them, else on bytes of tests/fixtures/genesis.txt.
 # Run from the project root after `make`:
@@ -36,23 +37,37 @@ with_policy() {  # policy, then the command
     fi
 }
 
-# median of 5 sampling times (seconds, as dllm reports them)
+# one sampling time (seconds, as dllm reports it)
 sample_time() {  # model, threads, wait policy
-    for run in 1 2 3 4 5; do
-        OMP_NUM_THREADS=$2 with_policy $3 ./dllm sample --model "$work/$1" \
-            --prompt "In the beginning" --gen-length 64 --block-length 32 --steps 64 --batch 2 \
-            --device cpu 2>&1 >/dev/null | sed -n 's/.*, \([0-9.]*\) s$/\1/p'
-    done | sort -n | sed -n 3p
+    OMP_NUM_THREADS=$2 with_policy $3 ./dllm sample --model "$work/$1" \
+        --prompt "In the beginning" --gen-length 64 --block-length 32 --steps 64 --batch 2 \
+        --device cpu 2>&1 >/dev/null | sed -n 's/.*, \([0-9.]*\) s$/\1/p'
 }
 
 # median ms of training steps 2..6 (batch 16 x 128 tokens)
-step_ms() {  # model flags file, threads, wait policy
+step_ms() {  # model, threads, wait policy
     rm -rf "$work/steps"
     OMP_NUM_THREADS=$2 with_policy $3 ./dllm train --data "$data" --objective mdm \
         --steps 6 --batch-size 16 --seq-len 128 --log-every 1 --eval-every 0 --save-every 0 \
         --run "$work/steps" $(cat "$work/$1.flags") 2>&1 |
         awk '/^step +[0-9]+\/6 \|/ { split($2, s, "/"); if (s[1] + 0 >= 2)
              for (i = 1; i <= NF; i++) if ($(i + 1) == "ms") print $i }' | sort -n | sed -n 3p
+}
+
+# "median at 1 thread | median at 2 threads | ratio" of 7 runs each, 1 and 2 threads taking
+# turns: the two cores of a VM need not be equally fast (one of the CI machine's ran 1.5x
+# slower), and runs in a row tend to stay on one of them
+one_vs_two() {  # measure function, model, wait policy
+    local run
+    for run in 1 2 3 4 5 6 7; do
+        echo "1 $($1 $2 1 $3)"
+        echo "2 $($1 $2 2 $3)"
+    done | awk '{ t[$1, ++n[$1]] = $2 }
+        function median(k,   i, j, v, a) { for (i = 1; i <= n[k]; i++) a[i] = t[k, i]
+            for (i = 1; i <= n[k]; i++) for (j = i + 1; j <= n[k]; j++)
+                if (a[j] < a[i]) { v = a[i]; a[i] = a[j]; a[j] = v }
+            return a[int((n[k] + 1) / 2)] }
+        END { one = median(1); two = median(2); printf "%s | %s | %.2f", one, two, two / one }'
 }
 echo "--n-layer 4 --d-model 128 --n-head 4 --d-ff 352" > "$work/small.flags"
 echo "--n-layer 6 --d-model 384 --n-head 6 --d-ff 1024" > "$work/large.flags"
@@ -68,14 +83,8 @@ for load in idle loaded; do
         for policy in default active; do
             name=$policy
             if [ $policy = default ]; then name="1000 spins (default)"; fi
-            one=$(sample_time $model 1 $policy)
-            two=$(sample_time $model 2 $policy)
-            ratio=$(awk -v a="$two" -v b="$one" 'BEGIN { printf "%.2f", a / b }')
-            echo "| $model | $load | $name | sample (s) | $one | $two | $ratio |"
-            one=$(step_ms $model 1 $policy)
-            two=$(step_ms $model 2 $policy)
-            ratio=$(awk -v a="$two" -v b="$one" 'BEGIN { printf "%.2f", a / b }')
-            echo "| $model | $load | $name | train step (ms) | $one | $two | $ratio |"
+            echo "| $model | $load | $name | sample (s) | $(one_vs_two sample_time $model $policy) |"
+            echo "| $model | $load | $name | train step (ms) | $(one_vs_two step_ms $model $policy) |"
         done
     done
 done
