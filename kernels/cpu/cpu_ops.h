@@ -23,6 +23,7 @@ void cpu_embedding_backward(float *dtable, const float *dout, const int *tokens,
 
 // 1 / sqrt(mean(x^2) + eps) of one row of C values
 float cpu_rmsnorm_rstd(const float *x, int C, float eps);
+// the same for rows [n0, n0 + RSTD_ROWS) of x (fewer at N) into rstd[n0..], the same bits
 enum { RSTD_ROWS = 8 };
 void cpu_rmsnorm_rstd_rows(float *rstd, const float *x, int n0, int N, int C, float eps);
 void cpu_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int N,
