@@ -13,6 +13,7 @@
 #include "common/progress.h"
 #include "kernels/backend.h"
 #include "model/model.h"
+#include "sampler/pick.h"
 #include "sampler/sampler.h"
 #include "tokenizer/chat.h"
 #include "tokenizer/tokenizer.h"
@@ -94,8 +95,12 @@ static void write_trace(FILE *f, const Tokenizer *tok, const StepEvent *ev) {
             if (!ev->committed[i]) continue;
             fprintf(f, "%s{\"seq\": %d, \"pos\": %d, \"token\": %d, \"text\": ", first ? "" : ", ",
                     b, t, ev->tokens[i]);
-            json_write_string(f, tokenizer_piece(tok, ev->tokens[i], piece));
-            fprintf(f, ", \"confidence\": %.4f}", ev->confidence[i]);
+            size_t len;
+            const char *text = tokenizer_piece_len(tok, ev->tokens[i], piece, &len);
+            json_write_bytes(f, text, len);
+            fprintf(f, ", \"confidence\": ");
+            json_write_number(f, "%.4f", ev->confidence[i]);
+            fputc('}', f);
             first = 0;
         }
     fprintf(f, "]");
@@ -365,6 +370,11 @@ static int generate(const SampleOptions *o, Model *m, Model *draft, const Tokeni
                  : (o->which == 1 ? llada_generate : ar_generate)(
                        m, &o->sc, r->prompts, r->lens, r->n, r->out, r->lengths, st, cb, &obs,
                        err);
+    if (rc && strstr(err->msg, PICK_NOT_FINITE)) {  // name the model: which file is broken
+        Error why = *err;
+        const char *path = strstr(why.msg, "draft model") ? o->draft_path : o->model_path;
+        error_set(err, "%s: %s", path, why.msg);
+    }
     if (obs.trace) {
         int ok = fclose(obs.trace) == 0 && rc == 0;
         if (ok && rename(tmp_path, o->trace_path) != 0)

@@ -1,5 +1,6 @@
 #include "common/json.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,6 +77,10 @@ static int parse_string(Parser *ps, char *out, size_t *len) {
                 lo >= 0xDC00 && lo < 0xE000) {
                 cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
                 p += 6;
+            } else if (cp >= 0xDC80 && cp < 0xDD00) {  // a lone byte (json_write_string)
+                if (out) out[n] = (char)(cp - 0xDC00);
+                n++;
+                continue;
             }
             char tmp[4];
             size_t k = put_utf8(out ? out + n : tmp, cp);
@@ -329,13 +334,38 @@ const char *json_member_string(const JsonValue *v, const char *key) {
     return m && m->type == JSON_STRING ? m->string : NULL;
 }
 
-void json_write_string(FILE *f, const char *s) {
+size_t utf8_sequence_length(const unsigned char *s, size_t n) {
+    unsigned char c = s[0];
+    size_t len = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
+               : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    if (len == 0 || len > n) return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xC0) != 0x80) return 0;
+    // the second byte's range rules out overlong forms, surrogates and code points > U+10FFFF
+    if ((c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] >= 0xA0) ||
+        (c == 0xF0 && s[1] < 0x90) || (c == 0xF4 && s[1] >= 0x90))
+        return 0;
+    return len;
+}
+
+void json_write_string(FILE *f, const char *s) { json_write_bytes(f, s, strlen(s)); }
+
+void json_write_bytes(FILE *f, const char *s, size_t n) {
+    const unsigned char *u = (const unsigned char *)s;
     fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
+    for (size_t i = 0; i < n;) {
+        unsigned char c = u[i];
+        size_t len = utf8_sequence_length(u + i, n - i);
         if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c < 0x20) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
+        else if (c < 0x20 || c == 0x7F) fprintf(f, "\\u%04x", c);
+        else if (len == 0) fprintf(f, "\\u%04x", 0xDC00 + c);  // not UTF-8: Python's surrogateescape
+        else fwrite(u + i, 1, len, f);
+        i += len > 1 ? len : 1;
     }
     fputc('"', f);
+}
+
+void json_write_number(FILE *f, const char *format, double x) {
+    if (isfinite(x)) fprintf(f, format, x);
+    else fputs("null", f);
 }

@@ -9,7 +9,8 @@
 #include "common/error.h"
 
 // Finds the top-level member `key` of the object in text and decodes its string value (escapes
-// and \u surrogate pairs included) into a malloc'd UTF-8 buffer of *len bytes.
+// and \u surrogate pairs included; a lone \udc80..\udcff is the byte 0x80..0xff, as
+// json_write_string writes one) into a malloc'd buffer of *len bytes.
 // Returns 0, 1 when the object has no such member, or -1 (with a reason) when the text is not
 // a JSON object or the member is not a string.
 int json_get_string(const char *text, const char *key, char **value, size_t *len, Error *err);
@@ -23,8 +24,18 @@ int json_get_strings(const char *text, const char *key, char ***items, size_t **
 void json_free_strings(char **items, size_t *lens, int n);
 
 // Writes s (NUL-terminated) as a JSON string literal: quotes, backslashes and control
-// characters escaped.
+// characters escaped, well-formed UTF-8 as it is, and every other byte b (a piece of a
+// byte-level token, say) as the escaped lone surrogate U+DC00 + b, Python's surrogateescape:
+// the file stays valid UTF-8 and the bytes come back (json_parse, or Python's
+// s.encode("utf-8", "surrogateescape")).
 void json_write_string(FILE *f, const char *s);
+// The same for n bytes that may hold NULs (written \u0000).
+void json_write_bytes(FILE *f, const char *s, size_t n);
+// Writes x with the printf format, or null when it is NaN or infinite (JSON has neither).
+void json_write_number(FILE *f, const char *format, double x);
+// The length of the well-formed UTF-8 sequence at s (n bytes left; RFC 3629: no overlong
+// forms, no surrogates, nothing above U+10FFFF), or 0 when it is not one.
+size_t utf8_sequence_length(const unsigned char *s, size_t n);
 
 // A parsed document. Objects keep their members in file order (keys[i] names items[i]).
 typedef enum { JSON_NULL, JSON_FALSE, JSON_TRUE, JSON_NUMBER, JSON_STRING, JSON_ARRAY,

@@ -50,9 +50,11 @@ int ar_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
         memset(committed, 0, (size_t)B * T);
         for (size_t i = 0; i < (size_t)B * T; i++) confidence[i] = NAN;
         // [MASK] is never generated (both paths): it marks "not yet"
-        if (device_pick)
-            picks_run(&picks, m, B, rows, rows - 1, 1, 0.0f, sc->temperature, rng_next(&rng),
-                      m->cfg.mask_token_id);
+        if (device_pick && picks_run(&picks, m, B, rows, rows - 1, 1, 0.0f, sc->temperature,
+                                     rng_next(&rng), m->cfg.mask_token_id, err)) {
+            status = -1;
+            break;
+        }
         for (int b = 0; b < B; b++) {
             if (done[b]) continue;
             int token;
@@ -63,6 +65,10 @@ int ar_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
                 m->be->act_to_host(logits,
                                    act_at(m, m->acts.logits, ((size_t)b * rows + rows - 1) * V),
                                    (size_t)V);
+                if (logits_check_finite(logits, (size_t)V, err)) {
+                    status = -1;
+                    break;
+                }
                 logits[m->cfg.mask_token_id] = -INFINITY;
                 token = pick_top_k_top_p(logits, V, sc->temperature, sc->top_k, sc->top_p, &rng,
                                          scratch);
@@ -74,6 +80,7 @@ int ar_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
             done[b] = token == sc->eos_id;
             all_done &= done[b];
         }
+        if (status) break;
         if (cb) {
             StepEvent ev = {st.steps, 0, B, T, out, committed, confidence, -1, -1};
             if (cb(user, &ev)) status = error_set(err, SAMPLER_STOPPED);

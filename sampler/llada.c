@@ -75,10 +75,10 @@ static void masked_span(const Denoiser *d, int bs, int be, int *hs, int *he) {
 // A token and its confidence for every position of [hs, he) of every sequence, picked on the
 // device from those logit rows (run_model). [MASK] is banned unless the exact-LLaDA mode
 // allows it: a committed [MASK] reads as still masked.
-static void pick_span(Denoiser *d, int hs, int he) {
+static int pick_span(Denoiser *d, int hs, int he, Error *err) {
     float cfg = d->rows > d->B ? d->sc->cfg_scale : 0.0f;
-    picks_run(&d->picks, d->m, d->B, he - hs, 0, he - hs, cfg, d->sc->temperature,
-              rng_next(&d->rng), d->sc->allow_mask ? -1 : d->m->cfg.mask_token_id);
+    return picks_run(&d->picks, d->m, d->B, he - hs, 0, he - hs, cfg, d->sc->temperature,
+                     rng_next(&d->rng), d->sc->allow_mask ? -1 : d->m->cfg.mask_token_id, err);
 }
 
 // How many of the n candidates (sorted by descending confidence) to commit: `count`
@@ -97,13 +97,13 @@ static int commit_count(Denoiser *d, int n, int count) {
 
 // Commits tokens of block [bs, be) in every sequence (commit_count of its masked positions,
 // the most confident first; ties to the earlier position), from the picks of the span
-// [hs, he) that holds them. Returns the number committed.
-static int denoise_step(Denoiser *d, int bs, int be, int hs, int he, int count) {
+// [hs, he) that holds them. Returns 0, or -1 when the model's logits were not finite.
+static int denoise_step(Denoiser *d, int bs, int be, int hs, int he, int count, Error *err) {
     const SamplerConfig *sc = d->sc;
-    int mask = d->m->cfg.mask_token_id, total = 0;
+    int mask = d->m->cfg.mask_token_id;
     memset(d->committed, 0, (size_t)d->B * d->T);
     for (size_t i = 0; i < (size_t)d->B * d->T; i++) d->confidence[i] = NAN;
-    pick_span(d, hs, he);
+    if (pick_span(d, hs, he, err)) return -1;
     for (int b = 0; b < d->B; b++) {
         int *x = d->x + (size_t)b * d->T, n = 0;
         for (int pos = bs; pos < be; pos++) {
@@ -121,10 +121,9 @@ static int denoise_step(Denoiser *d, int bs, int be, int hs, int he, int count) 
             const Scored *c = &d->cands[i];
             x[c->index] = c->token;
             d->committed[(size_t)b * d->T + c->index] = 1;
-            total++;
         }
     }
-    return total;
+    return 0;
 }
 
 static void denoiser_free(Denoiser *d) {
@@ -270,7 +269,10 @@ int llada_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
             masked_span(&d, bs, be, &hs, &he);
             run_model(&d, q_start, q_end, hs, he);
             st.nfe++;
-            denoise_step(&d, bs, be, hs, he, adaptive ? -1 : counts[i]);
+            if (denoise_step(&d, bs, be, hs, he, adaptive ? -1 : counts[i], err)) {
+                status = -1;
+                break;
+            }
             if (cb) {
                 StepEvent ev = {st.steps, k, B, d.T, out, d.committed, d.confidence, -1, -1};
                 if (cb(user, &ev)) {

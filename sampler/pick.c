@@ -17,14 +17,28 @@ void picks_free(Picks *p, const Backend *be) {
     free(p->tokens), free(p->confidence);
 }
 
-void picks_run(Picks *p, const Model *m, int B, int rows_per_seq, int first, int count, float cfg,
-               float temperature, uint64_t seed, int banned) {
+static int not_finite(Error *err) {
+    return error_set(err, "the model's " PICK_NOT_FINITE ": its weights or activations are "
+                          "not finite");
+}
+
+int picks_run(Picks *p, const Model *m, int B, int rows_per_seq, int first, int count, float cfg,
+              float temperature, uint64_t seed, int banned, Error *err) {
     const Backend *be = m->be;
     size_t n = (size_t)B * count;
     be->pick_tokens(p->dev_tokens, p->dev_confidence, m->acts.logits, B, rows_per_seq, first,
                     count, m->cfg.vocab_size, cfg, temperature, seed, banned);
     be->to_host(p->tokens, p->dev_tokens, n * sizeof(int));
     be->to_host(p->confidence, p->dev_confidence, n * sizeof(double));
+    for (size_t i = 0; i < n; i++)  // one NaN or infinite logit makes its row's sum so
+        if (!isfinite(p->confidence[i])) return not_finite(err);
+    return 0;
+}
+
+int logits_check_finite(const float *logits, size_t n, Error *err) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(logits[i])) return not_finite(err);
+    return 0;
 }
 
 double uniform_open(Rng *rng) { return ((double)(rng_next(rng) >> 11) + 0.5) / 9007199254740992.0; }

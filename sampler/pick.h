@@ -17,9 +17,14 @@ int picks_alloc(Picks *p, const Backend *be, int n);
 void picks_free(Picks *p, const Backend *be);
 // Picks tokens from the model's last logits (rows first .. first + count - 1 of each sequence's
 // rows_per_seq, guided when cfg > 0; see Backend.pick_tokens; token `banned` is never picked,
-// -1 bans none) into p->tokens / p->confidence [B, count].
-void picks_run(Picks *p, const Model *m, int B, int rows_per_seq, int first, int count, float cfg,
-               float temperature, uint64_t seed, int banned);
+// -1 bans none) into p->tokens / p->confidence [B, count]. Returns -1 with PICK_NOT_FINITE
+// when a confidence is NaN or infinite: some logit of its row was (a NaN or infinite weight or
+// activation), and no token may be chosen from such a row.
+int picks_run(Picks *p, const Model *m, int B, int rows_per_seq, int first, int count, float cfg,
+              float temperature, uint64_t seed, int banned, Error *err);
+#define PICK_NOT_FINITE "logits are NaN or infinite"
+// 0 when the n logits are finite, else -1 with PICK_NOT_FINITE (the host-side samplers' check).
+int logits_check_finite(const float *logits, size_t n, Error *err);
 
 // softmax(logits)[token]
 float softmax_prob(const float *logits, int V, int token);

@@ -46,6 +46,7 @@ typedef struct {
     float *confidence;   // [B, T] the target's probability of each of them
     Rng rng;
     SampleStats st;
+    const Model *not_finite;  // the model whose logits held NaN or infinity, if one did
 } Speculator;
 
 // softmax(logits / temperature) into probs, the token `banned` at 0 (temperature 0: a point
@@ -88,10 +89,13 @@ static int most_likely(const double *probs, int V) {
     return best;
 }
 
-// Row `row` of sequence b's logits from the model's last pass of rows_per_seq rows, on the host.
+// Row `row` of sequence b's logits from the model's last pass of rows_per_seq rows, on the host
+// (a NaN or infinity among them is noted in s->not_finite; the round then ends in an error).
 static void logit_row(Speculator *s, const Model *m, int b, int rows_per_seq, int row) {
     m->be->act_to_host(s->logits, act_at(m, m->acts.logits, ((size_t)b * rows_per_seq + row) * s->V),
                        (size_t)s->V);
+    Error ignored;
+    if (logits_check_finite(s->logits, (size_t)s->V, &ignored)) s->not_finite = m;
 }
 
 // How many tokens each row drafts this round; returns the most of them (0: none drafts).
@@ -172,7 +176,9 @@ static void draft_diffusion(Speculator *s, int most, int steps) {
     for (int t = 0; t < steps; t++) {
         model_infer_rows(m, s->draft_x, s->draft_start, s->B, W, 0, W, C - shift, W - shift);
         s->st.draft_nfe++;
-        picks_run(&s->picks, m, s->B, most, 0, most, 0.0f, 0.0f, 0, s->mask);
+        Error ignored;
+        if (picks_run(&s->picks, m, s->B, most, 0, most, 0.0f, 0.0f, 0, s->mask, &ignored))
+            s->not_finite = m;
         for (int b = 0; b < s->B; b++) {
             const RowState *r = &s->rows[b];
             int *row = s->draft_x + (size_t)b * W, n = 0;
@@ -348,6 +354,12 @@ int speculative_generate(Model *target, Model *draft, const SamplerConfig *sc,
         else if (most > 0) draft_diffusion(&s, most, sc->draft_steps);
         long drafted = s.st.drafted, accepted = s.st.accepted;
         verify(&s);
+        if (s.not_finite) {
+            speculator_free(&s);
+            return error_set(err, "the %s model's " PICK_NOT_FINITE ": its weights or "
+                             "activations are not finite",
+                             s.not_finite == draft ? "draft" : "target");
+        }
         if (cb) {
             StepEvent ev = {s.st.steps, 0, B, T, out, s.committed, s.confidence,
                             s.st.drafted - drafted, s.st.accepted - accepted};

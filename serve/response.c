@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json.h"
+
 static int reserve(Text *t, size_t more) {
     if (t->failed) return -1;
     if (t->len + more + 1 <= t->cap) return 0;
@@ -35,16 +37,6 @@ void text_printf(Text *t, const char *fmt, ...) {
     t->len += (size_t)n;
 }
 
-// Length of the valid UTF-8 sequence at s (n bytes left), or 0.
-static size_t utf8_length(const unsigned char *s, size_t n) {
-    size_t len = s[0] < 0x80 ? 1 : (s[0] >> 5) == 0x6 ? 2 : (s[0] >> 4) == 0xE ? 3
-                 : (s[0] >> 3) == 0x1E ? 4 : 0;
-    if (len == 0 || len > n || (len == 2 && s[0] < 0xC2)) return 0;
-    for (size_t i = 1; i < len; i++)
-        if ((s[i] & 0xC0) != 0x80) return 0;
-    return len;
-}
-
 void text_json_string(Text *t, const char *s, size_t n) {
     text_append(t, "\"", 1);
     const unsigned char *u = (const unsigned char *)s;
@@ -58,7 +50,7 @@ void text_json_string(Text *t, const char *s, size_t n) {
         } else if (c < 0x20 || c == 0x7F) {
             text_printf(t, "\\u%04x", c), i++;
         } else {
-            size_t len = utf8_length(u + i, n - i);
+            size_t len = utf8_sequence_length(u + i, n - i);
             if (len == 0) text_append(t, "\\ufffd", 6), i++;
             else text_append(t, s + i, len), i += len;
         }

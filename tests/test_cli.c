@@ -1,12 +1,14 @@
 // The dllm program as a user meets it: help, training runs, resumes, and one clear error
 // line (and no output file) for each kind of bad input. Runs ./dllm from the project root.
 #include <check.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/json.h"
 #include "kernels/backend.h"
 #include "tests/testutil.h"
 
@@ -689,6 +691,76 @@ START_TEST(test_imported_models) {
 }
 END_TEST
 
+// A model with a NaN weight: sampling stops with one error naming the model's directory, not
+// a token chosen from NaN logits.
+START_TEST(test_nan_weights_name_the_model) {
+    char cmd[1024], path[300];
+    snprintf(cmd, sizeof cmd, "cp -r tests/fixtures/hf_models/llama %s/nan", dir);
+    ck_assert(system(cmd) == 0);
+    snprintf(path, sizeof path, "%s/nan/model.safetensors", dir);
+    FILE *f = fopen(path, "r+b");
+    ck_assert(f && fseek(f, -4, SEEK_END) == 0);
+    float nan = NAN;  // the last value of the last tensor in the file
+    ck_assert(fwrite(&nan, 4, 1, f) == 1);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "sample --model %s/nan --prompt hello --gen-length 4", dir);
+    Result *r = dllm(cmd);
+    assert_one_error(r, "logits are NaN or infinite");
+    ck_assert_msg(strstr(r->err, "/nan: the model's"), "%s", r->err);
+    ck_assert_msg(r->out[0] == '\0', "%s", r->out);
+}
+END_TEST
+
+// Pieces of a byte-level vocabulary are not UTF-8 on their own: a trace of an untrained byte
+// model sampled at temperature 1 (nearly uniform over 257 tokens, so about half its picks are
+// bytes >= 0x80) is still valid UTF-8, each line parses as JSON, and each committed entry's
+// text decodes back to its byte.
+START_TEST(test_trace_is_valid_json) {
+    char args[1024], path[300];
+    snprintf(args, sizeof args, "train %s --steps 1 --lr 1e-9 --min-lr 0 --data %s/text.txt --run %s/raw",
+             tiny, dir, dir);
+    Result *r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    snprintf(args, sizeof args, "sample --model %s/raw --prompt 'In' --gen-length 24 "
+             "--block-length 24 --steps 24 --temperature 1 --trace %s/t.jsonl", dir, dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    static char trace[1 << 16];
+    snprintf(path, sizeof path, "%s/t.jsonl", dir);
+    slurp(path, trace, sizeof trace);
+    size_t n = strlen(trace);
+    for (size_t k = 0; k < n;) {
+        size_t len = utf8_sequence_length((const unsigned char *)trace + k, n - k);
+        ck_assert_msg(len > 0, "byte %zu of the trace is not UTF-8", k);
+        k += len;
+    }
+    int high = 0, entries = 0;
+    for (char *line = strtok(trace, "\n"); line; line = strtok(NULL, "\n")) {
+        JsonValue v;
+        Error err;
+        ck_assert_msg(json_parse(line, &v, &err) == 0, "%s: %s", err.msg, line);
+        const JsonValue *c = json_member(&v, "committed");
+        for (int i = 0; i < c->n; i++) {
+            const JsonValue *e = &c->items[i];
+            int token = (int)json_member(e, "token")->number;
+            const JsonValue *text = json_member(e, "text");
+            ck_assert_int_eq(json_member(e, "confidence")->type, JSON_NUMBER);
+            ck_assert_int_eq(text->type, JSON_STRING);
+            if (token < 256) {  // a byte: its text is that byte
+                ck_assert_uint_eq(text->len, 1);
+                ck_assert_int_eq((unsigned char)text->string[0], token);
+                high += token >= 0x80;
+            }
+            entries++;
+        }
+        json_free(&v);
+    }
+    printf("  trace: %d entries, %d bytes >= 0x80, all valid UTF-8 JSON\n", entries, high);
+    ck_assert_int_eq(entries, 24);
+    ck_assert_int_gt(high, 0);
+}
+END_TEST
+
 // The nats/token `eval --sft` prints for the model in its one result row.
 static double sft_nats(const Result *r) {
     const char *bar = strrchr(r->out, '|');
@@ -855,6 +927,8 @@ int main(void) {
     tcase_add_test(tc, test_tokenizer_prepare_train_sample);
     tcase_add_test(tc, test_hf_tokenizer_prepare_sft_sample);
     tcase_add_test(tc, test_imported_models);
+    tcase_add_test(tc, test_nan_weights_name_the_model);
+    tcase_add_test(tc, test_trace_is_valid_json);
     tcase_add_test(tc, test_lora_train_sample_export);
     tcase_add_test(tc, test_packed_ternary_export);
     suite_add_tcase(s, tc);

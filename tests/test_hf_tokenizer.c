@@ -3,6 +3,7 @@
 // in the LLaMA-3, Qwen2 and GPT-2 layouts and the library's answers
 // (scripts/make_hf_tokenizer_fixtures.py). Every id must be equal.
 #include <check.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -401,6 +402,44 @@ START_TEST(test_json_parser) {
 }
 END_TEST
 
+// What json_write_string writes is valid UTF-8 JSON however broken its input: well-formed
+// sequences as they are, every other byte (a lone continuation byte of a byte-level token, an
+// overlong form, a UTF-16 surrogate, a code point past U+10FFFF) as \udcXX, which json_parse
+// decodes back to the byte. Non-finite numbers are written as null.
+START_TEST(test_json_writer_round_trips_bytes) {
+    const char *raw[] = {"\x9d", "a\xe2\x96", "\xc3\xa9\xff\"\n", "\xc0\xaf", "\xed\xa0\x80",
+                         "\xf4\x90\x80\x80", "\xf0\x9f\x98\x80\x7f"};
+    const char *want[] = {"\"\\udc9d\"", "\"a\\udce2\\udc96\"", "\"\xc3\xa9\\udcff\\\"\\u000a\"",
+                          "\"\\udcc0\\udcaf\"", "\"\\udced\\udca0\\udc80\"",
+                          "\"\\udcf4\\udc90\\udc80\\udc80\"", "\"\xf0\x9f\x98\x80\\u007f\""};
+    for (int i = 0; i < 7; i++) {
+        char buf[256] = {0};
+        FILE *f = fmemopen(buf, sizeof buf - 1, "w");
+        json_write_string(f, raw[i]);
+        fclose(f);
+        ck_assert_str_eq(buf, want[i]);
+        for (size_t k = 0, n = strlen(buf); k < n;) {  // the file is well-formed UTF-8
+            size_t len = utf8_sequence_length((const unsigned char *)buf + k, n - k);
+            ck_assert_msg(len > 0, "%s: byte %zu", buf, k);
+            k += len;
+        }
+        JsonValue v;
+        Error err;
+        ck_assert_msg(json_parse(buf, &v, &err) == 0, "%s: %s", buf, err.msg);
+        ck_assert_uint_eq(v.len, strlen(raw[i]));
+        ck_assert(memcmp(v.string, raw[i], v.len) == 0);
+        json_free(&v);
+    }
+    char buf[64] = {0};
+    FILE *f = fmemopen(buf, sizeof buf - 1, "w");
+    json_write_number(f, "%.4f", NAN), fputc(' ', f);
+    json_write_number(f, "%.4f", -INFINITY), fputc(' ', f);
+    json_write_number(f, "%.4f", 0.5);
+    fclose(f);
+    ck_assert_str_eq(buf, "null null 0.5000");
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("hf_tokenizer");
     TCase *tc = tcase_create("core");
@@ -415,6 +454,7 @@ int main(void) {
     tcase_add_test(tc, test_blob_round_trip);
     tcase_add_test(tc, test_prepare_with_a_large_vocabulary);
     tcase_add_test(tc, test_json_parser);
+    tcase_add_test(tc, test_json_writer_round_trips_bytes);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

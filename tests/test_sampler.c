@@ -309,6 +309,30 @@ START_TEST(test_allow_mask_is_exact_llada) {
 }
 END_TEST
 
+// A NaN weight makes every logit NaN: each sampler stops with an error instead of committing
+// token 0 (the first-at-max search finds no maximum among NaNs). With the sanitizer build this
+// also runs the vector exp on NaN, which once shifted a negative exponent.
+START_TEST(test_nan_weights_are_an_error) {
+    for (int mode = 0; mode < 4; mode++) {  // llada, llada + CFG, ar on the device, ar top-k
+        int ar = mode >= 2;
+        Model m = random_model(ar, 4);
+        m.p.lm_head[7] = NAN;
+        SamplerConfig sc = sampler_config_default();
+        sc.gen_length = 8, sc.block_length = 8, sc.steps = 8;
+        sc.cfg_scale = mode == 1 ? 1.0f : 0.0f;
+        sc.temperature = mode == 3 ? 1.0f : 0.0f;
+        sc.top_k = mode == 3 ? 5 : 0;
+        int out[2 * 14], lengths[2];
+        SampleStats st;
+        Error err;
+        ck_assert_int_eq(generate_copies(ar, &m, &sc, prompt, P, 2, out, lengths, &st, NULL, NULL,
+                                         &err), -1);
+        ck_assert_msg(strstr(err.msg, PICK_NOT_FINITE), "mode %d: %s", mode, err.msg);
+        model_free(&m);
+    }
+}
+END_TEST
+
 START_TEST(test_block_caches) {
     Model m = random_model(0, 2);
     // A partial pass after a full one, with nothing changed, reproduces the full pass's rows.
@@ -650,6 +674,7 @@ int main(void) {
     tcase_add_test(tc, test_factor_rule);
     tcase_add_test(tc, test_factor_decoding);
     tcase_add_test(tc, test_allow_mask_is_exact_llada);
+    tcase_add_test(tc, test_nan_weights_are_an_error);
     tcase_add_test(tc, test_block_caches);
     tcase_add_test(tc, test_ar_cache_matches_full_recompute);
     tcase_add_test(tc, test_ar_temperature_sampling);

@@ -173,27 +173,34 @@ static void spm_piece_text(const char *piece, char *buf) {
     buf[len] = '\0';
 }
 
-const char *tokenizer_piece(const Tokenizer *t, int id, char *buf) {
+const char *tokenizer_piece_len(const Tokenizer *t, int id, char *buf, size_t *len) {
     const char *name = special_name(t, id);
     unsigned char byte;
+    *len = 0;
     if (id < 0 || id >= t->vocab_size) {
         snprintf(buf, TOKENIZER_PIECE_MAX, "[?]");
     } else if (name && t->kind != TOKENIZER_BPE) {
         snprintf(buf, TOKENIZER_PIECE_MAX, "%s", name);
     } else if (t->kind == TOKENIZER_BPE) {  // its specials show as the file spells them
-        size_t len = 0;
-        const char *bytes = bpe_token_bytes(t->bpe, id, &len);
-        if (len > TOKENIZER_PIECE_MAX - 1) len = TOKENIZER_PIECE_MAX - 1;
-        if (bytes) memcpy(buf, bytes, len);
-        buf[len] = '\0';
-    } else if (t->kind == TOKENIZER_BYTES) {
-        buf[0] = (char)id;
+        const char *bytes = bpe_token_bytes(t->bpe, id, len);
+        if (!bytes) *len = 0;
+        if (*len > TOKENIZER_PIECE_MAX - 1) *len = TOKENIZER_PIECE_MAX - 1;
+        if (bytes) memcpy(buf, bytes, *len);
+        buf[*len] = '\0';
+        return buf;
+    } else if (t->kind == TOKENIZER_BYTES || spm_is_byte(t->spm, id, &byte)) {
+        buf[0] = (char)(t->kind == TOKENIZER_BYTES ? id : byte);
         buf[1] = '\0';
-    } else if (spm_is_byte(t->spm, id, &byte)) {
-        buf[0] = (char)byte;
-        buf[1] = '\0';
+        *len = 1;
+        return buf;
     } else {
         spm_piece_text(spm_id_to_piece(t->spm, id), buf);
     }
+    *len = strlen(buf);
     return buf;
+}
+
+const char *tokenizer_piece(const Tokenizer *t, int id, char *buf) {
+    size_t len;
+    return tokenizer_piece_len(t, id, buf, &len);
 }

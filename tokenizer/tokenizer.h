@@ -59,6 +59,8 @@ int tokenizer_decode(const Tokenizer *t, const int *ids, size_t n, char **text, 
 // byte), or a bracketed name for a special token (a Hugging Face tokenizer's as the file spells
 // it, e.g. <|eot_id|>). Returns buf (TOKENIZER_PIECE_MAX bytes).
 const char *tokenizer_piece(const Tokenizer *t, int id, char *buf);
+// The same, with its length in *len: a piece may be or hold the byte 0 (byte-level vocabularies).
+const char *tokenizer_piece_len(const Tokenizer *t, int id, char *buf, size_t *len);
 int tokenizer_is_special(const Tokenizer *t, int id);
 // "bytes", "sentencepiece" or "tokenizer.json" (Hugging Face byte-level BPE).
 const char *tokenizer_kind_name(const Tokenizer *t);

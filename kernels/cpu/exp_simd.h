@@ -13,7 +13,9 @@
 
 #pragma omp declare simd notinbranch
 static inline float exp_simd(float x) {
-    float xc = x < -87.0f ? -87.0f : x;  // not fminf/fmaxf: they stay calls, scalar
+    // not fminf/fmaxf: they stay calls, scalar. NaN clamps to -87 (every comparison with it is
+    // false), so the int conversion below never sees it; the result is NaN again at the end
+    float xc = x > -87.0f ? x : -87.0f;
     xc = xc > 88.0f ? 88.0f : xc;
     // round(x / ln2) by the 1.5 * 2^23 trick: plain arithmetic, so it vectorises everywhere
     float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
@@ -40,7 +42,7 @@ static inline float exp_simd(float x) {
 // (softmax over the vocabulary in double, as LLaDA's reference) spent 13% of a pass in exp.
 #pragma omp declare simd notinbranch
 static inline double exp_simd_double(double x) {
-    double xc = x < -708.0 ? -708.0 : x;
+    double xc = x > -708.0 ? x : -708.0;  // NaN too, as exp_simd
     xc = xc > 709.0 ? 709.0 : xc;
     double n = (xc * 1.4426950408889634 + 6755399441055744.0) - 6755399441055744.0;
     double r = xc - n * 6.93147180369123816490e-01 - n * 1.90821492927058770002e-10;
