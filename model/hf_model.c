@@ -90,8 +90,11 @@ static int get_int(const Config *c, const char *key, int fallback, int *out) {
         return 0;
     }
     if (!v) return error_set(c->err, "%s: missing %s", c->path, key);
-    if (v->type != JSON_NUMBER || v->number != floor(v->number) || fabs(v->number) > 1e9)
+    if (v->type != JSON_NUMBER || v->number != floor(v->number))
         return error_set(c->err, "%s: %s must be an integer", c->path, key);
+    if (fabs(v->number) > 1e9)
+        return error_set(c->err, "%s: %s %.0f is out of range (dllm reads at most 1e9)",
+                         c->path, key, v->number);
     *out = (int)v->number;
     return 0;
 }
@@ -130,6 +133,8 @@ static int refuse_on(const Config *c, const char *key) {
     return 0;
 }
 
+static int read_rope(const Config *c, ModelConfig *m);
+
 static int read_llada(const Config *c, ModelConfig *m) {
     int mlp_ratio, max_seq;
     if (get_int(c, "d_model", -2, &m->d_model) || get_int(c, "n_heads", -2, &m->n_head) ||
@@ -139,10 +144,12 @@ static int read_llada(const Config *c, ModelConfig *m) {
         get_int(c, "vocab_size", -2, &m->vocab_size) ||
         get_int(c, "embedding_size", m->vocab_size, &m->vocab_size) ||
         get_int(c, "max_sequence_length", 1024, &max_seq) ||
-        get_int(c, "mask_token_id", -2, &m->mask_token_id) ||
-        get_float(c, "rope_theta", 10000.0f, &m->rope_theta) ||
+        get_int(c, "mask_token_id", -2, &m->mask_token_id) || read_rope(c, m) ||
         get_float(c, "rms_norm_eps", 1e-5f, &m->norm_eps))
         return -1;
+    if (m->rope_scaling.factor != 0.0f)  // LLaDA's model class has no scaling to apply
+        return error_set(c->err, "%s: a llada config with RoPE scaling; LLaDA's model applies "
+                                 "none", c->path);
     // the options of LLaDA's (OLMo's) model class that its released models leave off
     if (expect_string(c, "block_type", "llama", 1) ||
         expect_string(c, "activation_type", "silu", 1) ||
@@ -163,28 +170,67 @@ static int read_llada(const Config *c, ModelConfig *m) {
     return 0;
 }
 
-// rope_scaling: absent, null, or Llama 3's ("rope_type" or "type" llama3); others are refused.
-static int read_rope_scaling(const Config *c, RopeScaling *r) {
-    const JsonValue *v = member(c, "rope_scaling");
-    if (!v) return 0;
+// The scaling of a RoPE block: rope_type (or type) default, or llama3 with its four numbers.
+// Any other type (yarn, linear, dynamic, ...) is refused by name: dllm would compute without it.
+static int read_rope_block(const Config *c, const char *key, const JsonValue *v, int typed,
+                           RopeScaling *r) {
     const char *type = json_member_string(v, "rope_type");
     if (!type) type = json_member_string(v, "type");
+    if (!type && !typed) type = "default";  // rope_parameters with rope_theta alone
+    if (type && strcmp(type, "default") == 0) return 0;
     if (!type || strcmp(type, "llama3") != 0)
-        return error_set(c->err, "%s: rope_scaling of type %s; dllm implements llama3", c->path,
-                         type ? type : "(none)");
+        return error_set(c->err, "%s: %s of type %s; dllm implements default and llama3",
+                         c->path, key, type ? type : "(none)");
     const char *keys[4] = {"factor", "low_freq_factor", "high_freq_factor",
                            "original_max_position_embeddings"};
     double values[4];
     for (int i = 0; i < 4; i++) {
         const JsonValue *x = json_member(v, keys[i]);
         if (!x || x->type != JSON_NUMBER)
-            return error_set(c->err, "%s: rope_scaling needs a number %s", c->path, keys[i]);
+            return error_set(c->err, "%s: %s needs a number %s", c->path, key, keys[i]);
         values[i] = x->number;
     }
     r->factor = (float)values[0];
     r->low_freq_factor = (float)values[1];
     r->high_freq_factor = (float)values[2];
     r->original_context = (int)values[3];
+    return 0;
+}
+
+// RoPE: transformers < 5 writes rope_theta and rope_scaling (absent, null or a block);
+// transformers >= 5 one rope_parameters block holding rope_theta, rope_type and the scaling's
+// numbers. A config may hold only one of the two blocks, and a rope_theta beside
+// rope_parameters must agree with the one inside.
+static int read_rope(const Config *c, ModelConfig *m) {
+    const JsonValue *params = member(c, "rope_parameters"), *scaling = member(c, "rope_scaling");
+    if (get_float(c, "rope_theta", 10000.0f, &m->rope_theta)) return -1;
+    if (params && scaling)
+        return error_set(c->err, "%s: both rope_parameters and rope_scaling are set; give one",
+                         c->path);
+    if (scaling) return read_rope_block(c, "rope_scaling", scaling, 1, &m->rope_scaling);
+    if (!params) return 0;
+    if (params->type != JSON_OBJECT)
+        return error_set(c->err, "%s: rope_parameters must be an object", c->path);
+    const JsonValue *theta = json_member(params, "rope_theta");
+    if (theta && theta->type != JSON_NUMBER)
+        return error_set(c->err, "%s: rope_parameters.rope_theta must be a number", c->path);
+    if (theta && member(c, "rope_theta") && (float)theta->number != m->rope_theta)
+        return error_set(c->err, "%s: rope_theta %g and rope_parameters.rope_theta %g differ",
+                         c->path, m->rope_theta, theta->number);
+    if (theta) m->rope_theta = (float)theta->number;
+    return read_rope_block(c, "rope_parameters", params, 0, &m->rope_scaling);
+}
+
+// transformers 5 names each layer's attention: dllm's is full attention in every layer.
+static int read_layer_types(const Config *c) {
+    const JsonValue *v = member(c, "layer_types");
+    if (!v) return 0;
+    if (v->type != JSON_ARRAY) return error_set(c->err, "%s: layer_types must be a list", c->path);
+    for (int i = 0; i < v->n; i++)
+        if (v->items[i].type != JSON_STRING || strcmp(v->items[i].string, "full_attention") != 0)
+            return error_set(c->err, "%s: layer_types[%d] is %s; dllm implements full_attention",
+                             c->path, i,
+                             v->items[i].type == JSON_STRING ? v->items[i].string : "not a string");
     return 0;
 }
 
@@ -197,15 +243,14 @@ static int read_llama_family(const Config *c, HfArch arch, ModelConfig *m) {
         get_int(c, "num_key_value_heads", 0, &m->n_kv_head) ||
         get_int(c, "intermediate_size", -2, &m->d_ff) ||
         get_int(c, "vocab_size", -2, &m->vocab_size) ||
-        get_int(c, "max_position_embeddings", 2048, &max_seq) ||
-        get_float(c, "rope_theta", 10000.0f, &m->rope_theta) ||
+        get_int(c, "max_position_embeddings", 2048, &max_seq) || read_rope(c, m) ||
         get_float(c, "rms_norm_eps", 1e-6f, &m->norm_eps) ||
         get_int(c, "head_dim", m->n_head > 0 ? m->d_model / m->n_head : 0, &head_dim))
         return -1;
     if (m->n_head > 0 && head_dim * m->n_head != m->d_model)
         return error_set(c->err, "%s: head_dim %d is not hidden_size / num_attention_heads", c->path,
                          head_dim);
-    if (expect_string(c, "hidden_act", "silu", 0) || read_rope_scaling(c, &m->rope_scaling) ||
+    if (expect_string(c, "hidden_act", "silu", 0) || read_layer_types(c) ||
         refuse_on(c, "use_sliding_window") || refuse_on(c, "attention_bias") ||
         refuse_on(c, "mlp_bias"))
         return -1;
@@ -233,6 +278,7 @@ int hf_config_read(const char *dir, ModelConfig *m, HfArch *arch, int *bf16, Err
     if (rc) return error_set(err, "%s: %s", c.path, why.msg);
     const char *type = json_member_string(&c.root, "model_type");
     const char *dtype = json_member_string(&c.root, "torch_dtype");
+    if (!dtype) dtype = json_member_string(&c.root, "dtype");  // transformers >= 5
     if (bf16) *bf16 = dtype && strcmp(dtype, "bfloat16") == 0;
     memset(m, 0, sizeof *m);
     static const char *types[] = {"llada", "Dream", "llama", "qwen2"};

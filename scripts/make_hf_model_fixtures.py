@@ -21,6 +21,12 @@ them, and checks that LLaDA's class and LlamaForCausalLM give `DLLM logits`' log
 
 Needs: pip install torch transformers==4.49.0 einops safetensors (the version Fast-dLLM pins;
 its Dream code does not run on newer transformers).
+
+--transformers5 writes the FIXTURES_TF5 directories instead, with transformers >= 5 (no
+Fast-dLLM needed): LLaMA and Qwen2 models saved the way transformers 5 saves every config, RoPE
+settings inside one `rope_parameters` block (rope_theta, rope_type, scaling factors) and the
+dtype as `dtype`. Their rope_theta differs from 10000 so that a reader ignoring the block
+gives other logits.
 """
 import argparse
 import json
@@ -54,6 +60,18 @@ FIXTURES = {
                          rope_scaling={"rope_type": "llama3", "factor": 32.0,
                                        "low_freq_factor": 0.5, "high_freq_factor": 4.0,
                                        "original_max_position_embeddings": 32})),
+}
+# transformers >= 5: rope_theta and rope_scaling are saved inside rope_parameters
+FIXTURES_TF5 = {
+    "llama_tf5": ("llama", "llama3", 1009, torch.float32,
+                  dict(num_key_value_heads=2, tie_word_embeddings=True, rope_theta=500000.0)),
+    "qwen2_tf5": ("qwen2", "qwen2", 1024, torch.bfloat16,
+                  dict(num_key_value_heads=1, tie_word_embeddings=True, rope_theta=1000000.0)),
+    "llama3_rope_tf5": ("llama", "llama3", 1009, torch.float32,
+                        dict(num_key_value_heads=2, tie_word_embeddings=True, rope_theta=500000.0,
+                             rope_scaling={"rope_type": "llama3", "factor": 32.0,
+                                           "low_freq_factor": 0.5, "high_freq_factor": 4.0,
+                                           "original_max_position_embeddings": 32})),
 }
 MASK = {"llama3": 1007, "qwen2": 1003}
 
@@ -93,9 +111,10 @@ def build(layout, family, vocab, options, fastdllm):
         from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
         Config, Model = (LlamaConfig, LlamaForCausalLM) if layout == "llama" else (
             Qwen2Config, Qwen2ForCausalLM)
+        options = dict(dict(rope_theta=10000.0), **options)
         cfg = Config(vocab_size=vocab, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                     num_attention_heads=4, max_position_embeddings=64, rope_theta=10000.0,
-                     rms_norm_eps=1e-6, **options)
+                     num_attention_heads=4, max_position_embeddings=64, rms_norm_eps=1e-6,
+                     **options)
         model = Model(cfg)
     # larger than the usual init, so attention is far from uniform and every weight matters
     with torch.no_grad():
@@ -110,7 +129,7 @@ def logits_of(model, tokens):
 
 
 def make(name, fastdllm):
-    layout, family, vocab, dtype, options = FIXTURES[name]
+    layout, family, vocab, dtype, options = {**FIXTURES, **FIXTURES_TF5}[name]
     model = build(layout, family, vocab, options, fastdllm)
     out = os.path.join(OUT, name)
     shutil.rmtree(out, ignore_errors=True)
@@ -198,17 +217,27 @@ def check_native_exports(dllm, fastdllm):
 
 
 def main():
+    import transformers
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--fastdllm", required=True, help="a Fast-dLLM checkout (llada/, dream/)")
+    ap.add_argument("--fastdllm", help="a Fast-dLLM checkout (llada/, dream/)")
+    ap.add_argument("--transformers5", action="store_true",
+                    help="write the transformers-5 fixtures (FIXTURES_TF5) instead")
     ap.add_argument("--check-export", metavar="DLLM", help="also check `DLLM export`")
     args = ap.parse_args()
+    major = int(transformers.__version__.split(".")[0])
+    if args.transformers5 != (major >= 5):
+        sys.exit(f"transformers {transformers.__version__}: --transformers5 needs >= 5, the "
+                 "other fixtures 4.49 (Fast-dLLM's code)")
+    if not args.transformers5 and not args.fastdllm:
+        sys.exit("--fastdllm is needed for the LLaDA and Dream fixtures")
+    fastdllm = os.path.abspath(args.fastdllm) if args.fastdllm else None
     os.makedirs(OUT, exist_ok=True)
-    for name in FIXTURES:
-        model, tokens, logits = make(name, os.path.abspath(args.fastdllm))
+    for name in FIXTURES_TF5 if args.transformers5 else FIXTURES:
+        model, tokens, logits = make(name, fastdllm)
         if args.check_export:
             check_export(name, args.check_export, model, tokens, logits)
-    if args.check_export:
-        check_native_exports(args.check_export, os.path.abspath(args.fastdllm))
+    if args.check_export and not args.transformers5:
+        check_native_exports(args.check_export, fastdllm)
 
 
 if __name__ == "__main__":

@@ -222,6 +222,16 @@ START_TEST(test_llama3_rope_scaling_matches_reference) {
 }
 END_TEST
 
+// Configs as transformers >= 5 saves them: RoPE inside rope_parameters (rope_theta 500000 and
+// 1e6 here: read as 10000 they would give other logits), the dtype as "dtype" (qwen2_tf5's
+// bf16 weights stay bf16), Qwen2's layer_types; and llama3 scaling inside the block.
+START_TEST(test_transformers5_configs_match_reference) {
+    check_fixture("llama_tf5", 2, 0, 1, 0);
+    check_fixture("qwen2_tf5", 1, 1, 1, 1);
+    check_fixture("llama3_rope_tf5", 2, 0, 1, 0);
+}
+END_TEST
+
 // Export writes what import reads: the same weights bit for bit (F32), and logits within
 // bf16 rounding when exported as BF16.
 START_TEST(test_export_round_trip) {
@@ -441,7 +451,42 @@ START_TEST(test_bad_files_are_refused) {
     d = copy_fixture("llama");
     edit_file(d, "config.json", "\"rope_scaling\": null",
               "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0}");
-    expect_refused(d, "rope_scaling of type yarn; dllm implements llama3");
+    expect_refused(d, "rope_scaling of type yarn; dllm implements default and llama3");
+    d = copy_fixture("llama");  // "default" means no scaling, what dllm does: read
+    edit_file(d, "config.json", "\"rope_scaling\": null", "\"rope_scaling\": {\"rope_type\": \"default\"}");
+    Checkpoint plain;
+    Error why;
+    ck_assert_msg(checkpoint_from_hf(d, HF_WEIGHTS_LATER, &plain, &why) == 0, "%s", why.msg);
+    ck_assert_float_eq(plain.header.model.rope_scaling.factor, 0.0f);
+    checkpoint_free(&plain);
+    // transformers 5's block: other types refused by name, a second block or theta refused
+    d = copy_fixture("llama_tf5");
+    edit_file(d, "config.json", "\"rope_type\": \"default\"",
+              "\"rope_type\": \"yarn\", \"factor\": 4.0");
+    expect_refused(d, "rope_parameters of type yarn; dllm implements default and llama3");
+    d = copy_fixture("llama_tf5");
+    edit_file(d, "config.json", "\"rope_type\": \"default\"",
+              "\"rope_type\": \"linear\", \"factor\": 2.0");
+    expect_refused(d, "rope_parameters of type linear");
+    d = copy_fixture("llama_tf5");
+    edit_file(d, "config.json", "\"rope_parameters\"", "\"rope_scaling\": null, \"rope_parameters\"");
+    Checkpoint ok;
+    Error err;  // a null rope_scaling beside it is no second block
+    ck_assert_msg(checkpoint_from_hf(d, HF_WEIGHTS_LATER, &ok, &err) == 0, "%s", err.msg);
+    ck_assert_float_eq(ok.header.model.rope_theta, 500000.0f);
+    checkpoint_free(&ok);
+    edit_file(d, "config.json", "\"rope_scaling\": null",
+              "\"rope_scaling\": {\"rope_type\": \"default\"}");
+    expect_refused(d, "both rope_parameters and rope_scaling are set");
+    d = copy_fixture("llama_tf5");
+    edit_file(d, "config.json", "\"rope_parameters\"", "\"rope_theta\": 10000.0, \"rope_parameters\"");
+    expect_refused(d, "rope_theta 10000 and rope_parameters.rope_theta 500000 differ");
+    d = copy_fixture("qwen2_tf5");
+    edit_file(d, "config.json", "\"full_attention\"", "\"sliding_attention\"");
+    expect_refused(d, "layer_types[0] is sliding_attention; dllm implements full_attention");
+    d = copy_fixture("llama");
+    edit_file(d, "config.json", "\"vocab_size\": 1009", "\"vocab_size\": 2e9");
+    expect_refused(d, "vocab_size 2000000000 is out of range");
     d = copy_fixture("llada");
     edit_file(d, "config.json", "\"block_type\": \"llama\"", "\"block_type\": \"sequential\"");
     expect_refused(d, "block_type");
@@ -559,6 +604,7 @@ int main(void) {
     tcase_add_test(tc, test_llama_matches_reference);
     tcase_add_test(tc, test_qwen2_bf16_matches_reference);
     tcase_add_test(tc, test_llama3_rope_scaling_matches_reference);
+    tcase_add_test(tc, test_transformers5_configs_match_reference);
     tcase_add_test(tc, test_export_round_trip);
     tcase_add_test(tc, test_bad_files_are_refused);
     tcase_add_test(tc, test_bad_offsets_are_refused);
