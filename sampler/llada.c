@@ -56,7 +56,17 @@ static void run_model(Denoiser *d, int start, int end, int hs, int he) {
                      he - shift);
 }
 
-// The positions of block [bs, be) still [MASK] in some sequence lie in [*hs, *he): only their
+// Where the candidates of a pass begin: the block's start, or in the exact-LLaDA mode, on a
+// pass that recomputes every row, the first position (LLaDA's generate(), and Fast-dLLM's at a
+// block's first, full pass, keep every still-masked position before the block's end a
+// candidate: a position that got [MASK] in an earlier block competes again). A shifted model's
+// position 0 has no row before it (and is always the prompt's).
+static int candidates_start(const Denoiser *d, int bs, int q_start) {
+    int exact = d->sc->allow_mask && d->m->cfg.block_size == 0 && q_start == 0;
+    return exact ? d->m->cfg.logit_shift : bs;
+}
+
+// The positions of [bs, be) still [MASK] in some sequence lie in [*hs, *he): only their
 // logits and picks are read (a committed position never is), so the LM head, the sampler's
 // largest matmul, and the pick skip the rest (a 32-position block's span averaged 19 positions
 // over its 32 steps in bench/vs_llada.py). At least one position.
@@ -95,10 +105,11 @@ static int commit_count(Denoiser *d, int n, int count) {
     return k;
 }
 
-// Commits tokens of block [bs, be) in every sequence (commit_count of its masked positions,
-// the most confident first; ties to the earlier position), from the picks of the span
-// [hs, he) that holds them. Returns 0, or -1 when the model's logits were not finite.
-static int denoise_step(Denoiser *d, int bs, int be, int hs, int he, int count, Error *err) {
+// Commits tokens of [cs, be) (the block, or more: candidates_start) in every sequence
+// (commit_count of its masked positions, the most confident first; ties to the earlier
+// position), from the picks of the span [hs, he) that holds them. Returns 0, or -1 when the
+// model's logits were not finite.
+static int denoise_step(Denoiser *d, int cs, int be, int hs, int he, int count, Error *err) {
     const SamplerConfig *sc = d->sc;
     int mask = d->m->cfg.mask_token_id;
     memset(d->committed, 0, (size_t)d->B * d->T);
@@ -106,7 +117,7 @@ static int denoise_step(Denoiser *d, int bs, int be, int hs, int he, int count, 
     if (pick_span(d, hs, he, err)) return -1;
     for (int b = 0; b < d->B; b++) {
         int *x = d->x + (size_t)b * d->T, n = 0;
-        for (int pos = bs; pos < be; pos++) {
+        for (int pos = cs; pos < be; pos++) {
             if (x[pos] != mask) continue;
             size_t at = (size_t)b * (he - hs) + (pos - hs);
             double conf = sc->remasking == REMASK_LOW_CONFIDENCE ? d->picks.confidence[at]
@@ -213,6 +224,8 @@ int llada_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
     // a block diffusion model's blocks are its own; gen_length is then the most it generates
     int n_blocks = L ? (T + L - 1) / L - prompt_len / L : sc->gen_length / sc->block_length;
     int block_cap = L ? L : sc->block_length;
+    // the most positions a step considers: a block, or in the exact-LLaDA mode the whole row
+    int span_cap = !L && sc->allow_mask ? T : block_cap;
     if (sc->threshold > 0.0f && sc->factor > 0.0f)
         return error_set(err, "--threshold and --factor are two decoding rules: give one");
     if (sc->threshold < 0.0f || sc->factor < 0.0f)
@@ -231,11 +244,11 @@ int llada_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
     d.T = T;
     d.V = m->cfg.vocab_size;
     d.input = malloc((size_t)rows * d.T * sizeof(int));
-    int no_picks = picks_alloc(&d.picks, m->be, B * block_cap);
+    int no_picks = picks_alloc(&d.picks, m->be, B * span_cap);
     d.committed = malloc((size_t)B * d.T);
     d.confidence = malloc((size_t)B * d.T * sizeof(float));
-    d.cands = malloc((size_t)block_cap * sizeof(Scored));
-    d.sorted = malloc((size_t)block_cap * sizeof(double));
+    d.cands = malloc((size_t)span_cap * sizeof(Scored));
+    d.sorted = malloc((size_t)span_cap * sizeof(double));
     d.key_start = malloc((size_t)rows * sizeof(int));
     int *counts = malloc((size_t)(steps_per_block + 1) * sizeof(int));
     if (!d.input || no_picks || !d.committed || !d.confidence || !d.cands || !d.sorted ||
@@ -266,10 +279,11 @@ int llada_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
             }
             int q_start, q_end, hs, he;
             pass_rows(&d, k, i, gs, be, &q_start, &q_end);
-            masked_span(&d, bs, be, &hs, &he);
+            int cs = candidates_start(&d, bs, q_start);
+            masked_span(&d, cs, be, &hs, &he);
             run_model(&d, q_start, q_end, hs, he);
             st.nfe++;
-            if (denoise_step(&d, bs, be, hs, he, adaptive ? -1 : counts[i], err)) {
+            if (denoise_step(&d, cs, be, hs, he, adaptive ? -1 : counts[i], err)) {
                 status = -1;
                 break;
             }

@@ -216,6 +216,111 @@ def check_native_exports(dllm, fastdllm):
             assert err < 1e-5, err
 
 
+MASK_WINS = "llada_mask_wins"
+
+
+class Recorder(torch.nn.Module):
+    """The model as LLaDA's generate() calls it, keeping every input it is given: the
+    sequences before each denoising step (the guided half left out)."""
+
+    def __init__(self, model, batch):
+        super().__init__()
+        self.model, self.batch, self.inputs = model, batch, []
+        self.device = torch.device("cpu")
+
+    def forward(self, x, attention_mask=None):
+        self.inputs.append(x[:self.batch].tolist())
+        return self.model(x, attention_mask=attention_mask)
+
+
+def block_only_final(model, prompts, gen, block, steps, cfg, mask):
+    """What a sampler that considers the current block only (and so ignores an earlier block's
+    [MASK]) would output: greedy, low-confidence remasking. Only to count the cases where that
+    differs from LLaDA's generate(): those are the ones the fixture tests."""
+    import torch.nn.functional as F
+    x = torch.cat([prompts, torch.full((prompts.shape[0], gen), mask)], 1)
+    plen, per_block = prompts.shape[1], steps // (gen // block)
+    for k in range(gen // block):
+        bs, be = plen + k * block, plen + (k + 1) * block
+        n = (x[:, bs:be] == mask).sum(1)
+        for i in range(per_block):
+            counts = n // per_block + (i < n % per_block).long()
+            if cfg > 0:
+                un = x.clone()
+                un[:, :plen] = mask
+                both = model(torch.cat([x, un])).logits
+                cond, uncond = torch.chunk(both, 2)
+                logits = uncond + (cfg + 1) * (cond - uncond)
+            else:
+                logits = model(x).logits
+            x0 = logits.argmax(-1)
+            p = torch.gather(F.softmax(logits, -1), -1, x0.unsqueeze(-1)).squeeze(-1)
+            p[:, :bs] = -float("inf")
+            p[:, be:] = -float("inf")
+            p = torch.where(x == mask, p, torch.tensor(-float("inf")))
+            for b in range(x.shape[0]):
+                top = torch.topk(p[b], int(counts[b])).indices
+                x[b, top] = x0[b, top]
+    return x
+
+
+def make_mask_wins(fastdllm, llada, factor):
+    """A LLaDA model whose [MASK] output row is scaled by `factor` (4: [MASK] is the argmax at
+    about a quarter of masked positions), and the states after every step of LLaDA's generate()
+    (greedy, low-confidence remasking, [MASK] allowed as LLaDA allows it) for a set of prompts
+    and schedules: tests/fixtures/hf_models/llada_mask_wins/reference_trace.json. A position
+    that receives [MASK] stays masked and competes again in later steps and blocks."""
+    sys.path.insert(0, llada)
+    from generate import generate
+    layout, family, vocab, dtype, options = FIXTURES["llada"]
+    model = build(layout, family, vocab, options, fastdllm)
+    mask = MASK[family]
+    head = model.model.transformer.ff_out.weight
+    with torch.no_grad():
+        head[mask] *= factor
+    out = os.path.join(OUT, MASK_WINS)
+    shutil.rmtree(out, ignore_errors=True)
+    model.save_pretrained(out, safe_serialization=True)
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(TOKENIZERS, family, f), out)
+    if os.path.exists(os.path.join(out, "generation_config.json")):
+        os.remove(os.path.join(out, "generation_config.json"))
+    g = torch.Generator().manual_seed(11)
+    probe = torch.randint(0, 990, (4, 24), generator=g)
+    probe[:, 8:] = mask
+    wins = (logits_of(model, probe.tolist())[:, 8:].argmax(-1) == mask).float().mean().item()
+    cases, revisited = [], 0
+    # (prompt length, batch, gen_length, block_length, steps, cfg): several short blocks, so
+    # that [MASK] left by one block meets the next ones
+    settings = []
+    for k in range(32):
+        block = [2, 4, 4, 8][k % 4]
+        blocks = 2 + k % 5
+        per_block = block if k % 3 else max(1, block // 2)
+        cfg = [0.0, 0.0, 0.0, 0.5][k % 4 if k % 8 < 4 else 3 - k % 4]
+        settings.append((2 + k % 6, 1 + (k % 7 == 3 or k % 5 == 1), block * blocks, block,
+                         per_block * blocks, cfg))
+    for k, (plen, batch, gen, block, steps, cfg) in enumerate(settings):
+        prompts = torch.randint(0, 990, (batch, plen), generator=g)
+        rec = Recorder(model, batch)
+        # an all-ones attention mask changes nothing; generate() needs one for guidance
+        ones = torch.ones(batch, plen, dtype=torch.long) if cfg > 0 else None
+        final = generate(rec, prompts, attention_mask=ones, steps=steps, gen_length=gen,
+                         block_length=block, temperature=0.0, cfg_scale=cfg,
+                         remasking="low_confidence", mask_id=mask)
+        states = rec.inputs[1:] + [final.tolist()]
+        with torch.no_grad():
+            other = block_only_final(model, prompts, gen, block, steps, cfg, mask)
+        revisited += not torch.equal(other, final)
+        cases.append({"prompts": prompts.tolist(), "gen_length": gen, "block_length": block,
+                      "steps": steps, "cfg": cfg, "states": states})
+    with open(os.path.join(out, "reference_trace.json"), "w") as f:
+        json.dump({"mask_id": mask, "cases": cases}, f, separators=(",", ":"))
+    print(f"{MASK_WINS}: [MASK] is the argmax at {wins:.0%} of masked probe positions; "
+          f"{len(cases)} cases, {revisited} whose output a sampler considering the current block "
+          "alone would change")
+
+
 def main():
     import transformers
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -223,6 +328,8 @@ def main():
     ap.add_argument("--transformers5", action="store_true",
                     help="write the transformers-5 fixtures (FIXTURES_TF5) instead")
     ap.add_argument("--check-export", metavar="DLLM", help="also check `DLLM export`")
+    ap.add_argument("--llada", help="a LLaDA checkout (generate.py): also write the "
+                                    "[MASK]-favouring model and its reference trace")
     args = ap.parse_args()
     major = int(transformers.__version__.split(".")[0])
     if args.transformers5 != (major >= 5):
@@ -238,6 +345,8 @@ def main():
             check_export(name, args.check_export, model, tokens, logits)
     if args.check_export and not args.transformers5:
         check_native_exports(args.check_export, fastdllm)
+    if args.llada and not args.transformers5:
+        make_mask_wins(fastdllm, os.path.abspath(args.llada), 4.0)
 
 
 if __name__ == "__main__":

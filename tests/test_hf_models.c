@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include "common/bf16.h"
+#include "common/file.h"
+#include "common/json.h"
 #include "model/hf_model.h"
 #include "model/model.h"
 #include "model/peft.h"
@@ -196,6 +198,85 @@ START_TEST(test_dream_reads_logits_one_row_back) {
     ck_assert_mem_eq(out + P, x + P, G * sizeof(int));
     printf("  dream greedy sampling: the same %d tokens as the one-row-back rule\n", G);
     free(logits), free(targets), free(weights), free(r.tokens), free(r.logits);
+    model_free(&m);
+    checkpoint_free(&ck);
+}
+END_TEST
+
+// ---- the exact-LLaDA sampler against LLaDA's own generate() ----
+
+typedef struct {
+    const JsonValue *states;  // [steps][B][T] the reference sequences after each step
+    int B, T, step, first_bad;
+} TraceCheck;
+
+static int compare_step(void *user, const StepEvent *ev) {
+    TraceCheck *c = user;
+    const JsonValue *state = c->step < c->states->n ? &c->states->items[c->step] : NULL;
+    for (int b = 0; b < c->B && c->first_bad < 0; b++)
+        for (int t = 0; t < c->T && c->first_bad < 0; t++)
+            if (!state || (int)state->items[b].items[t].number != ev->tokens[(size_t)b * ev->T + t])
+                c->first_bad = c->step;
+    c->step++;
+    return 0;
+}
+
+// A LLaDA model whose [MASK] wins about a quarter of its argmaxes, sampled with --allow-mask 1:
+// every step's sequences equal those of LLaDA's generate() (the reference's states, committed
+// by scripts/make_hf_model_fixtures.py --llada), including cases where a position left [MASK]
+// by an earlier block is committed in a later one, with and without guidance, batches of 2.
+START_TEST(test_exact_mode_follows_llada_generate) {
+    const char *dir = FIXTURES "llada_mask_wins";
+    char *text, path[512];
+    size_t n;
+    Error err;
+    snprintf(path, sizeof path, "%s/reference_trace.json", dir);
+    ck_assert_msg(file_read_all(path, &text, &n, &err) == 0, "%s", err.msg);
+    JsonValue root;
+    ck_assert_msg(json_parse(text, &root, &err) == 0, "%s", err.msg);
+    free(text);
+    Checkpoint ck;
+    ck_assert_msg(checkpoint_from_hf(dir, HF_WEIGHTS_ON_HOST, &ck, &err) == 0, "%s", err.msg);
+    Model m;
+    ck_assert_msg(checkpoint_model(&ck, be, 4, &m, &err) == 0, "%s", err.msg);
+    const JsonValue *cases = json_member(&root, "cases");
+    int equal = 0, revisits = 0;
+    for (int k = 0; k < cases->n; k++) {
+        const JsonValue *c = &cases->items[k], *prompts = json_member(c, "prompts");
+        SamplerConfig sc = sampler_config_default();
+        sc.gen_length = (int)json_member(c, "gen_length")->number;
+        sc.block_length = (int)json_member(c, "block_length")->number;
+        sc.steps = (int)json_member(c, "steps")->number;
+        sc.cfg_scale = (float)json_member(c, "cfg")->number;
+        sc.temperature = 0.0f, sc.allow_mask = 1, sc.eos_id = -1;
+        int B = prompts->n, P = prompts->items[0].n, T = P + sc.gen_length;
+        int ids[2][64], *rows[2], lens[2], out[2 * 128], lengths[2];
+        for (int b = 0; b < B; b++) {
+            for (int t = 0; t < P; t++) ids[b][t] = (int)prompts->items[b].items[t].number;
+            rows[b] = ids[b], lens[b] = P;
+        }
+        TraceCheck check = {json_member(c, "states"), B, T, 0, -1};
+        ck_assert_msg(llada_generate(&m, &sc, (const int *const *)rows, lens, B, out, lengths,
+                                     NULL, compare_step, &check, &err) == 0, "%s", err.msg);
+        // a position of an earlier block still [MASK] when a block starts (then a candidate)
+        int per_block = sc.steps / (sc.gen_length / sc.block_length), revisit = 0;
+        for (int s = per_block - 1; s < check.states->n - 1; s += per_block)
+            for (int b = 0; b < B; b++)
+                for (int t = P; t < P + (s + 1) / per_block * sc.block_length; t++)
+                    revisit |= (int)check.states->items[s].items[b].items[t].number ==
+                               m.cfg.mask_token_id;
+        revisits += revisit;
+        int same = check.first_bad < 0 && check.step == check.states->n;
+        if (!same)
+            printf("  case %d: differs from LLaDA's generate() at step %d of %d\n", k,
+                   check.first_bad, check.states->n);
+        equal += same;
+    }
+    printf("  exact mode: %d of %d cases equal LLaDA's generate() at every step (in %d a block "
+           "starts with an earlier block's [MASK] still there)\n", equal, cases->n, revisits);
+    ck_assert_int_eq(equal, cases->n);
+    ck_assert_int_gt(revisits, 0);
+    json_free(&root);
     model_free(&m);
     checkpoint_free(&ck);
 }
@@ -605,6 +686,7 @@ int main(void) {
     tcase_add_test(tc, test_qwen2_bf16_matches_reference);
     tcase_add_test(tc, test_llama3_rope_scaling_matches_reference);
     tcase_add_test(tc, test_transformers5_configs_match_reference);
+    tcase_add_test(tc, test_exact_mode_follows_llada_generate);
     tcase_add_test(tc, test_export_round_trip);
     tcase_add_test(tc, test_bad_files_are_refused);
     tcase_add_test(tc, test_bad_offsets_are_refused);
