@@ -98,17 +98,29 @@ static int by_offset(const void *a, const void *b) {
     return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
-// No two tensors of one file may share bytes.
-static int check_overlap(const char *path, SafetensorsTensor *t, int n, Error *err) {
+// The tensors of one file tile its data area, as the safetensors library requires: sorted by
+// offset, each starts where the one before ends, the first at 0, the last ends at the area's
+// end. Shared bytes, gaps and bytes after the last tensor are refused.
+static int check_coverage(const char *path, SafetensorsTensor *t, int n, size_t data_bytes,
+                          Error *err) {
     SafetensorsTensor **order = malloc((size_t)(n ? n : 1) * sizeof *order);
     if (!order) return error_set(err, "%s: out of memory", path);
     for (int i = 0; i < n; i++) order[i] = &t[i];
     qsort(order, (size_t)n, sizeof *order, by_offset);
     int rc = 0;
-    for (int i = 1; i < n && !rc; i++)
-        if (order[i]->offset < order[i - 1]->offset + order[i - 1]->bytes)
+    size_t end = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        if (i > 0 && order[i]->offset < end)
             rc = error_set(err, "%s: tensors %s and %s overlap", path, order[i - 1]->name,
                            order[i]->name);
+        else if (order[i]->offset > end)
+            rc = error_set(err, "%s: %zu bytes before tensor %s belong to no tensor", path,
+                           order[i]->offset - end, order[i]->name);
+        end = order[i]->offset + order[i]->bytes;
+    }
+    if (!rc && end < data_bytes)
+        rc = error_set(err, "%s: %zu bytes after the tensors' data belong to no tensor (the "
+                            "file is not fully covered)", path, data_bytes - end);
     free(order);
     return rc;
 }
@@ -186,7 +198,8 @@ static int open_file(Safetensors *st, const char *path, Error *err) {
     }
     json_free(&root);
     if (rc) return -1;
-    if (check_overlap(path, st->tensors + first, st->n_tensors - first, err)) return -1;
+    if (check_coverage(path, st->tensors + first, st->n_tensors - first, data_bytes, err))
+        return -1;
     for (int i = first; i < st->n_tensors; i++) st->tensors[i].data = data + st->tensors[i].offset;
     return 0;
 }

@@ -601,6 +601,14 @@ START_TEST(test_bad_offsets_are_refused) {
     expect_refused(d, "overlap");
     write_raw(d, "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 8);
     expect_refused(d, "past the end of the file's data");
+    // the data area must be covered exactly (the safetensors library's rule)
+    write_raw(d, "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 20);
+    expect_refused(d, "4 bytes after the tensors' data belong to no tensor");
+    write_raw(d,
+              "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+              "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[20,24]}}",
+              24);
+    expect_refused(d, "4 bytes before tensor b belong to no tensor");
     write_raw(d, "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,12]}}", 16);
     expect_refused(d, "12 bytes for a F32 tensor of 4 values");
     write_raw(d, "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]", 16);
