@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "cli/flags.h"
+#include "model/hf_model.h"
 #include "model/model.h"
 #include "model/safetensors.h"
 #include "train/checkpoint.h"
@@ -58,7 +59,11 @@ static int write_logits(const char *model, const char *tokens, const char *out, 
     Checkpoint ck;
     char chosen[4200];
     int skipped, *ids = NULL, B = 0, T = 0;
-    if (checkpoint_load_latest(model, HF_WEIGHTS_LATER, &ck, chosen, sizeof chosen, &skipped, err))
+    // ids in, logits out: a Hugging Face directory needs no tokenizer here
+    snprintf(chosen, sizeof chosen, "%s", model);
+    if (hf_model_dir(model) ? checkpoint_from_hf_untokenized(model, &ck, err)
+                            : checkpoint_load_latest(model, HF_WEIGHTS_LATER, &ck, chosen,
+                                                     sizeof chosen, &skipped, err))
         return -1;
     int rc = parse_tokens(tokens, ck.header.model.vocab_size, &ids, &B, &T, err);
     if (rc == 0 && T > ck.header.model.seq_len)

@@ -393,6 +393,9 @@ static void write_llada_config(FILE *f, const ModelConfig *c, int bos_id, int eo
                                const char *dtype) {
     fprintf(f,
             "{\n  \"architectures\": [\"LLaDAModelLM\"],\n  \"model_type\": \"llada\",\n"
+            "  \"auto_map\": {\"AutoConfig\": \"configuration_llada.LLaDAConfig\", "
+            "\"AutoModel\": \"modeling_llada.LLaDAModelLM\", "
+            "\"AutoModelForCausalLM\": \"modeling_llada.LLaDAModelLM\"},\n"
             "  \"d_model\": %d,\n  \"n_heads\": %d,\n  \"n_kv_heads\": %d,\n  \"n_layers\": %d,\n"
             "  \"mlp_hidden_size\": %d,\n  \"mlp_ratio\": 4,\n  \"vocab_size\": %d,\n"
             "  \"embedding_size\": %d,\n  \"max_sequence_length\": %d,\n"
@@ -424,6 +427,10 @@ static void write_llama_config(FILE *f, const ModelConfig *c, HfArch a, int bos_
                                int eos_id, const char *dtype) {
     static const char *classes[] = {"", "DreamModel", "LlamaForCausalLM", "Qwen2ForCausalLM"};
     static const char *types[] = {"", "Dream", "llama", "qwen2"};
+    // a scaled RoPE's context is at least the one it was scaled from (transformers warns below)
+    const RopeScaling *r = &c->rope_scaling;
+    int context = r->factor != 0.0f && r->original_context > c->seq_len ? r->original_context
+                                                                        : c->seq_len;
     fprintf(f,
             "{\n  \"architectures\": [\"%s\"],\n  \"model_type\": \"%s\",\n"
             "  \"hidden_size\": %d,\n  \"num_attention_heads\": %d,\n"
@@ -434,9 +441,11 @@ static void write_llama_config(FILE *f, const ModelConfig *c, HfArch a, int bos_
             "  \"hidden_act\": \"silu\",\n  \"attention_bias\": false,\n  \"mlp_bias\": false,\n"
             "  \"use_sliding_window\": false,\n",
             classes[a], types[a], c->d_model, c->n_head, model_kv_heads(c), c->n_layer, c->d_ff,
-            c->vocab_size, c->seq_len, c->rope_theta, c->norm_eps,
+            c->vocab_size, context, c->rope_theta, c->norm_eps,
             c->tied_embeddings ? "true" : "false");
-    const RopeScaling *r = &c->rope_scaling;
+    if (a == HF_DREAM)  // the released models' code, which the directory must be given
+        fprintf(f, "  \"auto_map\": {\"AutoConfig\": \"configuration_dream.DreamConfig\", "
+                   "\"AutoModel\": \"modeling_dream.DreamModel\"},\n");
     if (r->factor != 0.0f) {  // transformers wants these as JSON floats ("32.0", not "32")
         char factor[32], low[32], high[32];
         json_float(factor, r->factor), json_float(low, r->low_freq_factor);

@@ -168,17 +168,31 @@ def make(name, fastdllm):
     return model, tokens, logits
 
 
-def check_export(name, dllm, model, tokens, logits):
-    """dllm export of the fixture, loaded by the reference class, gives the same logits."""
+def check_export(name, dllm, model, tokens, logits, fastdllm=None):
+    """dllm export of the fixture, loaded by the reference class, gives the same logits. LLaDA
+    and Dream exports are also loaded the way users load the released models,
+    AutoModel.from_pretrained(trust_remote_code=True), with the modeling files placed beside
+    them (the config's auto_map names them)."""
+    layout = {**FIXTURES, **FIXTURES_TF5}[name][0]
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "export")
         subprocess.run([dllm, "export", os.path.join(OUT, name), "--out", out], check=True,
                        stdout=subprocess.DEVNULL)
-        cls = type(model)
-        again = cls.from_pretrained(out, torch_dtype=torch.float32).eval()
-        err = ((logits_of(again, tokens) - logits).abs().max() / logits.abs().max()).item()
-        print(f"  export of {name} -> {cls.__name__}.from_pretrained: max rel error {err:.2e}")
-        assert err < 1e-5, err
+        loaders = [type(model).from_pretrained]
+        if layout in ("llada", "dream"):
+            from transformers import AutoModel
+            code = os.path.join(fastdllm, layout, "model")
+            for f in os.listdir(code):
+                if f.endswith(".py") and f != "__init__.py":
+                    shutil.copy(os.path.join(code, f), out)
+            loaders.append(lambda path, **kw: AutoModel.from_pretrained(
+                path, trust_remote_code=True, **kw))
+        for load in loaders:
+            again = load(out, torch_dtype=torch.float32).eval()
+            err = ((logits_of(again, tokens) - logits).abs().max() / logits.abs().max()).item()
+            how = "its class" if load is loaders[0] else "AutoModel"
+            print(f"  export of {name} -> {type(again).__name__} ({how}): max rel error {err:.2e}")
+            assert err < 1e-5, err
 
 
 def check_native_exports(dllm, fastdllm):
@@ -342,7 +356,7 @@ def main():
     for name in FIXTURES_TF5 if args.transformers5 else FIXTURES:
         model, tokens, logits = make(name, fastdllm)
         if args.check_export:
-            check_export(name, args.check_export, model, tokens, logits)
+            check_export(name, args.check_export, model, tokens, logits, fastdllm)
     if args.check_export and not args.transformers5:
         check_native_exports(args.check_export, fastdllm)
     if args.llada and not args.transformers5:

@@ -688,6 +688,14 @@ START_TEST(test_imported_models) {
     snprintf(args, sizeof args, "logits --model %s/exp --tokens '1 2,4' --out %s/l2.st", dir, dir);
     assert_one_error(dllm(args), "rows of equal length");
     ck_assert(!exists("l2.st"));
+    // ids in, logits out: a model directory without a tokenizer will do; sampling needs one
+    snprintf(args, sizeof args, "rm %s/exp/tokenizer*", dir);
+    ck_assert(system(args) == 0);
+    snprintf(args, sizeof args, "logits --model %s/exp --tokens '1 2 3' --out %s/l3.st", dir, dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0 && strstr(r->out, "logits [1, 3, 1009]"), "%s", r->err);
+    snprintf(args, sizeof args, "sample --model %s/exp --prompt hi --gen-length 2", dir);
+    assert_one_error(dllm(args), "no tokenizer.json or tokenizer.model in the directory");
 }
 END_TEST
 

@@ -346,6 +346,34 @@ START_TEST(test_export_round_trip) {
         snprintf(cmd, sizeof cmd, "rm -rf %s", out);
         ck_assert_int_eq(system(cmd), 0);
     }
+    // what transformers needs beside the weights: the released models' auto_map (LLaDA and
+    // Dream load through AutoModel with their modeling files), and for a scaled RoPE a
+    // max_position_embeddings no shorter than the context it was scaled from
+    const char *wants[][2] = {
+        {"llada", "\"auto_map\": {\"AutoConfig\": \"configuration_llada.LLaDAConfig\", "
+                  "\"AutoModel\": \"modeling_llada.LLaDAModelLM\""},
+        {"dream", "\"auto_map\": {\"AutoConfig\": \"configuration_dream.DreamConfig\", "
+                  "\"AutoModel\": \"modeling_dream.DreamModel\"}"},
+        {"llama3_rope", "\"max_position_embeddings\": 32,"}};
+    for (int i = 0; i < 3; i++) {
+        char dir[256], out[256], path[300], *text;
+        size_t n;
+        Checkpoint ck;
+        Error err;
+        snprintf(dir, sizeof dir, FIXTURES "%s", wants[i][0]);
+        snprintf(out, sizeof out, "/tmp/dllm_export_%d_%s", (int)getpid(), wants[i][0]);
+        ck_assert(checkpoint_from_hf(dir, HF_WEIGHTS_ON_HOST, &ck, &err) == 0);
+        ck.header.model.seq_len = 16;  // trained at 16 from Llama 3's scaling of 32
+        ck_assert_msg(hf_export(out, &ck.header.model, ck.params, -1, 0, SAFETENSORS_F32, &err) == 0,
+                      "%s", err.msg);
+        snprintf(path, sizeof path, "%s/config.json", out);
+        ck_assert(file_read_all(path, &text, &n, &err) == 0);
+        ck_assert_msg(strstr(text, wants[i][1]), "%s not in %s", wants[i][1], text);
+        free(text);
+        checkpoint_free(&ck);
+        snprintf(path, sizeof path, "rm -rf %s", out);
+        ck_assert_int_eq(system(path), 0);
+    }
 }
 END_TEST
 

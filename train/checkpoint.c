@@ -175,7 +175,9 @@ int checkpoint_adopt_tokenizer(Checkpoint *ck, const char *blob, size_t bytes, c
     return fit_tokenizer(ck, path, err);
 }
 
-int checkpoint_from_hf(const char *dir, HfWeights weights, Checkpoint *ck, Error *err) {
+// checkpoint_from_hf, with the tokenizer read (and fitted to the model) or left empty.
+static int from_hf(const char *dir, HfWeights weights, int tokenized, Checkpoint *ck,
+                   Error *err) {
     memset(ck, 0, sizeof *ck);
     CheckpointHeader *h = &ck->header;
     HfArch arch;
@@ -198,11 +200,19 @@ int checkpoint_from_hf(const char *dir, HfWeights weights, Checkpoint *ck, Error
                          (unsigned long long)h->n_params);
     }
     if ((host && hf_weights_read(dir, &h->model, arch, ck->params, &ck->weights_bf16, err)) ||
-        tokenizer_load(&ck->tokenizer, dir, err)) {
+        (tokenized && tokenizer_load(&ck->tokenizer, dir, err))) {
         checkpoint_free(ck);
         return -1;
     }
-    return fit_tokenizer(ck, dir, err);
+    return tokenized ? fit_tokenizer(ck, dir, err) : 0;
+}
+
+int checkpoint_from_hf(const char *dir, HfWeights weights, Checkpoint *ck, Error *err) {
+    return from_hf(dir, weights, 1, ck, err);
+}
+
+int checkpoint_from_hf_untokenized(const char *dir, Checkpoint *ck, Error *err) {
+    return from_hf(dir, HF_WEIGHTS_LATER, 0, ck, err);
 }
 
 HfArch checkpoint_layout(const Checkpoint *ck) {

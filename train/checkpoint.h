@@ -64,6 +64,9 @@ int checkpoint_load(const char *path, Checkpoint *ck, Error *err);
 // them a tensor at a time into the model (host memory: one tensor, not the model).
 typedef enum { HF_CONFIG_ONLY, HF_WEIGHTS_ON_HOST, HF_WEIGHTS_LATER } HfWeights;
 int checkpoint_from_hf(const char *dir, HfWeights weights, Checkpoint *ck, Error *err);
+// The same, weights left in the files, without a tokenizer (ck->tokenizer empty): for token ids
+// in and logits out (`dllm logits`), where a directory need not hold one.
+int checkpoint_from_hf_untokenized(const char *dir, Checkpoint *ck, Error *err);
 // A PEFT adapter directory (model/peft.h) as a LoRA checkpoint at step 0: its adapters in
 // params, the base's model config and tokenizer (read from base_model_name_or_path).
 int checkpoint_from_peft(const char *dir, Checkpoint *ck, Error *err);
