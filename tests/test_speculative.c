@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "model/model.h"
+#include "sampler/pick.h"
 #include "sampler/sampler.h"
 #include "tests/testutil.h"
 
@@ -96,6 +97,29 @@ START_TEST(test_greedy_equals_target) {
     check_greedy(&target, &bd3, "bd3");
     model_free(&target), model_free(&ar), model_free(&mdm), model_free(&small_ar);
     model_free(&small_mdm), model_free(&bd3);
+}
+END_TEST
+
+// A NaN weight in either model is an error naming which, never tokens from NaN logits: the
+// target (AR drafter), the AR drafter, the diffusion drafter (its device picks).
+START_TEST(test_nan_weights_are_an_error) {
+    const char *which[] = {"target", "draft", "draft"};
+    for (int k = 0; k < 3; k++) {
+        Model target = random_model(1, 0, 0, 32, 5), draft = random_model(k < 2, 0, 0, 16, 6);
+        (k == 0 ? &target : &draft)->p.lm_head[3] = NAN;
+        Prompts p;
+        six_prompts(&p);
+        SamplerConfig sc = sampler_config_default();
+        sc.gen_length = 8, sc.draft_length = 3;
+        int out[6 * 15], lens[6];
+        Error err;
+        ck_assert_int_eq(speculative_generate(&target, &draft, &sc, p.ptrs, p.lens, 6, out, lens,
+                                              NULL, NULL, NULL, &err), -1);
+        char want[64];
+        snprintf(want, sizeof want, "the %s model's " PICK_NOT_FINITE, which[k]);
+        ck_assert_msg(strstr(err.msg, want), "%d: %s", k, err.msg);
+        model_free(&target), model_free(&draft);
+    }
 }
 END_TEST
 
@@ -222,6 +246,7 @@ int main(void) {
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_greedy_equals_target);
+    tcase_add_test(tc, test_nan_weights_are_an_error);
     tcase_add_test(tc, test_drafter_equal_to_target_accepts_all);
     tcase_add_test(tc, test_temperature_keeps_target_distribution);
     tcase_add_test(tc, test_bad_requests);
