@@ -1,9 +1,12 @@
 #!/bin/bash
 # Run here, before asking the device tool for a GPU machine: builds the CUDA test and the
-# benchmark, and copies them with the shared libraries a bare GPU machine lacks (SentencePiece,
-# Check's subunit, OpenMP) into .gpu/ (git-ignored). Then, with the device tool:
+# benchmark, and copies them with every shared library they load except glibc's and CUDA's
+# into .gpu/ (git-ignored), then checks the bundle (scripts/gpu_bundle_check.sh). Then, with
+# the device tool:
 #   run(command="bash scripts/gpu_run.sh", carry=[".gpu"])
-# The GPU image has CUDA 13 but no Debian packages and no network, so nothing is built there.
+# The GPU image is a CUDA image, not Debian with dllm's packages, and has no network: nothing
+# of Debian's is assumed there (SentencePiece, Check's subunit, OpenBLAS and its Fortran
+# runtime, OpenMP, PCRE2, utf8proc, libstdc++ all travel), and nothing is built there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # portable x86-64 code (no -march=native: the GPU machine's processor may lack this one's
@@ -13,13 +16,17 @@ CFLAGS="-O2 -march=x86-64-v2" CXXFLAGS="-O2 -march=x86-64-v2" \
 rm -rf .gpu
 mkdir -p .gpu/bin .gpu/lib
 cp build/portable/tests/test_gpu build/portable/bench/bench .gpu/bin/
-for lib in libsentencepiece.so.0 libsentencepiece_train.so.0 libsubunit.so.0 libgomp.so.1 \
-           libpcre2-8.so.0 libutf8proc.so.2; do
-    # the first match, reading all of ldconfig's output (an early exit would end the pipeline
-    # with SIGPIPE, which pipefail turns into a silent stop)
-    path=$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64/ && !found { print $NF; found = 1 }')
-    [ -n "$path" ] || { echo "gpu_bundle: $lib not found (run scripts/setup.sh)" >&2; exit 1; }
-    cp -L "$path" .gpu/lib/
+# every library ldd resolves, but the C library's own (the GPU machine has a glibc) and the
+# CUDA toolkit's (its own, matching its driver; gpu_run.sh finds them there)
+for bin in .gpu/bin/*; do
+    ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// { print $1, $3 }'
+done | sort -u | while read -r name path; do
+    case "$name" in
+        libc.so.*|libm.so.*|libpthread.so.*|libdl.so.*|librt.so.*|ld-linux*) continue ;;
+    esac
+    case "$path" in /usr/local/cuda*) continue ;; esac
+    cp -L "$path" ".gpu/lib/$name"
 done
 git rev-parse --short HEAD > .gpu/commit
+bash scripts/gpu_bundle_check.sh
 du -sh .gpu
