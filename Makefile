@@ -116,10 +116,9 @@ check-deps:
 # builds the benchmark too, so CI compiles everything
 test: check-deps dllm $(TEST_BIN) $(BUILD)/bench/bench $(BUILD)/bench/tokenizer_bench \
       $(BUILD)/bench/matmul_bench $(BUILD)/bench/serve_load \
-      $(BUILD)/bench/llmc_files $(EMU)/test_gpu
+      $(BUILD)/bench/llmc_files $(EMU)/test_gpu $(EMU)/selftest
 	@status=0; for t in $(TEST_BIN); do echo "== $$t"; ./$$t || status=1; done; \
-	echo "== $(EMU)/test_gpu$(if $(SAN), (ops only under sanitizers))"; \
-	$(if $(SAN),CK_RUN_CASE=ops) ./$(EMU)/test_gpu || status=1; \
+	bash tests/cuda_emu/run.sh $(EMU) $(if $(SAN),san) || status=1; \
 	exit $$status
 
 # On a machine with a GPU: the CUDA backend against the CPU reference (fails if no device).
@@ -155,8 +154,12 @@ $(EMU)/test_gpu.o: tests/test_gpu.c
 $(EMU)/test_gpu: $(EMU)/test_gpu.o $(BUILD)/tests/testutil.o $(EMU_OBJ) $(EMU_LIB_OBJ)
 	$(CXX) -fopenmp -o $@ $(filter %.o,$^) $(CHECK_LIBS) $(SPM_LIBS) $(TEXT_LIBS) $(BLAS_LIBS) $(HTTP_LIBS) -pthread -lm $(SAN_FLAGS)
 
-test-cuda-emu: check-deps $(EMU)/test_gpu
-	./$(EMU)/test_gpu
+# the emulation's own checks: kernels that break the hardware's rules must be caught
+$(EMU)/selftest: $(EMU)/selftest.o $(EMU)/emu.o
+	$(CXX) -o $@ $^ $(SAN_FLAGS)
+
+test-cuda-emu: check-deps $(EMU)/test_gpu $(EMU)/selftest
+	bash tests/cuda_emu/run.sh $(EMU)
 
 # the whole CLI on the emulated CUDA backend: `build/emu/dllm train --device cuda ...`
 $(EMU)/dllm: $(CLI_OBJ) $(EMU_OBJ) $(EMU_LIB_OBJ)

@@ -63,6 +63,10 @@ static void bench_training(const Backend *be, ModelConfig cfg, int causal, int r
     double t0 = now_seconds();
     for (int s = 0; s < steps; s++) trainer_step(&tr);  // the loss read-back syncs each step
     double dt = (now_seconds() - t0) / steps;
+    if (be->device_error(&err)) {  // a failed launch must not become a tokens/s figure
+        fprintf(stderr, "bench: %s training: %s\n", causal ? "AR" : "MDM", err.msg);
+        exit(1);
+    }
     double tokens = (double)batch * cfg.seq_len;
     double flops = tokens * (6.0 * m.n_params + 6.0 * cfg.n_layer * cfg.seq_len * cfg.d_model);
     // recomputation runs the layers' forward twice; MFU counts only the model's own FLOPs

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/bf16.h"
@@ -63,7 +64,15 @@ static Act *up_act_shifted(float *host, size_t n, int shift) {
 static Act *up_act(float *host, size_t n) { return up_act_shifted(host, n, 0); }
 static void act_free(Act *d, int shift) { gpu->free((char *)d - shift * gpu->act_bytes); }
 
+// Fails on a CUDA error the backend recorded (a failed launch, a fault), naming it: such an
+// error must never read as a numeric mismatch, or pass.
+static void expect_no_device_error(const char *what) {
+    Error err;
+    ck_assert_msg(gpu->device_error(&err) == 0, "%s: %s", what, err.msg);
+}
+
 static void report(const char *what, double e, double tol) {
+    expect_no_device_error(what);
     printf("  %-44s rel error %.2e (tolerance %.0e)\n", what, e, tol);
     ck_assert_msg(e <= tol, "%s: relative error %g over %g", what, e, tol);
 }
@@ -88,6 +97,7 @@ static void expect_act(const char *what, const Act *d, const float *ref, size_t 
 // the same entries must be -inf, the others close.
 static void expect_same_infinities(const char *what, const float *d, const float *ref, size_t n,
                                    double tol) {
+    expect_no_device_error(what);
     float *h = malloc(n * sizeof(float)), *hf = malloc(n * sizeof(float));
     float *rf = malloc(n * sizeof(float));
     gpu->to_host(h, d, n * sizeof(float));
@@ -903,11 +913,32 @@ START_TEST(test_device_failures_are_reported_not_exits) {
                               "memory.cu:42");
     ck_assert_int_eq(backend_cuda_fp32.device_error(&err), 0);  // read once
     ck_assert_int_eq(backend_cpu.device_error(&err), 0);
+    // a head size the kernels do not implement is refused, not computed over its first 128
+    for (int i = 0; i < 2; i++) {
+        const Backend *b = gpus[i];
+        Act *x = b->alloc(160 * b->act_bytes), *out = b->alloc(160 * b->act_bytes);
+        float *lse = b->alloc(sizeof(float));
+        b->attention_forward(out, lse, x, x, x, NULL, 1, 1, 1, 0, 1, 1, 160, ATTN_FULL);
+        ck_assert_int_eq(b->device_error(&err), -1);
+        ck_assert_msg(strstr(err.msg, "head size 160 is above the 128"), "%s", err.msg);
+        b->free(x), b->free(out), b->free(lse);
+    }
 }
 END_TEST
 
+// CUDA does not survive fork: a process that has used it cannot hand it to the children
+// Check forks for its tests (their first CUDA call fails). So the device query runs in a
+// child of its own; this process never touches CUDA, and each test's child starts it afresh.
+static int cuda_device_present(void) {
+    pid_t pid = fork();
+    if (pid == 0) _exit(backend_cuda_available() ? 0 : 1);
+    int status;
+    return pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+           WEXITSTATUS(status) == 0;
+}
+
 int main(void) {
-    if (!backend_cuda_available()) {
+    if (!cuda_device_present()) {
         printf("test_gpu: skipped: no CUDA device\n");
         return getenv("DLLM_REQUIRE_GPU") ? 1 : 0;
     }

@@ -10,6 +10,7 @@
 // head sizes 64 and 128 go to the tensor-core kernels of attention_tc.cu instead.
 #include <cuda_runtime.h>
 #include <math.h>
+#include <stdio.h>
 
 #include "kernels/attn_mask.h"
 #include "kernels/cuda/act.cuh"
@@ -266,10 +267,22 @@ static int tensor_core_forward(void *out, float *lse, const void *q, const void 
                                      head_dim, mask);
 }
 
+// The kernels hold a query row in registers of at most 128 values: a larger head is refused
+// (recorded as a device error), never computed over its first 128 dimensions.
+static int head_too_large(int head_dim, const char *what) {
+    if (head_dim <= 128) return 0;
+    static char message[96];
+    snprintf(message, sizeof message, "head size %d is above the 128 the kernels implement",
+             head_dim);
+    cuda_fail(message, what, __FILE__, __LINE__);
+    return 1;
+}
+
 template <typename A>
 void cuda_attention_forward(void *out, float *lse, const void *q, const void *k, const void *v,
                             const int *key_start, int B, int Tq, int Tk, int q_pos0, int H,
                             int Hkv, int head_dim, int mask) {
+    if (head_too_large(head_dim, "attention forward")) return;
     if (tensor_core_forward<A>(out, lse, q, k, v, key_start, B, Tq, Tk, q_pos0, H, Hkv, head_dim,
                                mask))
         return;
@@ -286,6 +299,7 @@ template <typename A>
 void cuda_attention_backward(void *dq, void *dk, void *dv, const void *dout, const void *out,
                              const float *lse, const void *q, const void *k, const void *v, int B,
                              int T, int H, int Hkv, int head_dim, int mask) {
+    if (head_too_large(head_dim, "attention backward")) return;
     float *D = (float *)cuda_scratch((size_t)B * H * T * sizeof(float));
     size_t rows = (size_t)B * T * H;
     attention_row_dot_kernel<A><<<blocks_for(rows, 256), 256>>>(D, (const A *)dout, (const A *)out,

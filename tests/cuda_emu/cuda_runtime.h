@@ -2,6 +2,15 @@
 // (its own stack, switched by emu.cpp) on one OS thread; __syncthreads, __syncwarp, shuffles
 // and wmma collectives switch fibers. Blocks run one after another. Dynamic shared memory is
 // filled with 0xff bytes (NaN floats) so that reads of unwritten shared memory show.
+// What the hardware would refuse, the emulation refuses too (emu.cpp): a launch with an empty
+// grid, more than 1024 threads, or more dynamic shared memory than allowed (48 KiB unless
+// cudaFuncSetAttribute raised the kernel's limit, 227 KiB at most) fails with the launch's
+// error and does not run; a runtime call from a child forked after the parent used CUDA
+// fails with cudaErrorInitializationError; a barrier (block or warp) that the block's live
+// threads reach at different call sites, and a kernel that wrote past an allocation (guard
+// zones around every cudaMalloc), abort with a message. EMU_ORDER=reverse runs each block's
+// threads and the grid's blocks in reverse order: a race-free kernel gives the same bits, which
+// EMU_DIGEST=1 shows (a hash of every byte copied device-to-host, printed at exit).
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -29,35 +38,62 @@ typedef dim3 uint3;
 extern dim3 threadIdx, blockIdx, blockDim, gridDim;
 
 typedef int cudaError_t;
-enum { cudaSuccess = 0 };
+enum {
+    cudaSuccess = 0,
+    cudaErrorInvalidValue = 1,
+    cudaErrorMemoryAllocation = 2,
+    cudaErrorInitializationError = 3,
+    cudaErrorInvalidConfiguration = 9,
+};
 enum cudaMemcpyKind { cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice };
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize };
 enum cudaDeviceAttr { cudaDevAttrMaxSharedMemoryPerBlockOptin };
 
-inline const char *cudaGetErrorString(cudaError_t) { return "emulated error"; }
-inline cudaError_t cudaGetLastError(void) { return cudaSuccess; }
-inline cudaError_t cudaGetDeviceCount(int *n) { *n = 1; return cudaSuccess; }
-inline cudaError_t cudaGetDevice(int *d) { *d = 0; return cudaSuccess; }
+// emu.cpp: the process check, the sticky launch error, allocations with guard zones, the digest
+cudaError_t emu_process_check(void);
+const char *cudaGetErrorString(cudaError_t e);
+cudaError_t cudaGetLastError(void);
+cudaError_t emu_malloc(void **p, size_t n);
+cudaError_t cudaFree(void *p);
+void emu_digest_add(const void *p, size_t n);
+void emu_set_shared_limit(const void *kernel, int bytes);
+
+inline cudaError_t cudaGetDeviceCount(int *n) {
+    *n = 1;
+    return emu_process_check();
+}
+inline cudaError_t cudaGetDevice(int *d) {
+    *d = 0;
+    return emu_process_check();
+}
 inline cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr, int) {
     *v = 227 * 1024;
-    return cudaSuccess;
+    return emu_process_check();
 }
 template <typename K>
-inline cudaError_t cudaFuncSetAttribute(K, cudaFuncAttribute, int) { return cudaSuccess; }
+inline cudaError_t cudaFuncSetAttribute(K kernel, cudaFuncAttribute, int bytes) {
+    if (bytes > 227 * 1024) return cudaErrorInvalidValue;
+    emu_set_shared_limit((const void *)kernel, bytes);
+    return emu_process_check();
+}
 template <typename T>
 inline cudaError_t cudaMalloc(T **p, size_t n) {
-    *p = (T *)malloc(n ? n : 1);
-    memset((void *)*p, 0xff, n);
+    return emu_malloc((void **)p, n);
+}
+inline cudaError_t cudaMemset(void *p, int v, size_t n) {
+    if (cudaError_t e = emu_process_check()) return e;
+    memset(p, v, n);
     return cudaSuccess;
 }
-inline cudaError_t cudaFree(void *p) { free(p); return cudaSuccess; }
-inline cudaError_t cudaMemset(void *p, int v, size_t n) { memset(p, v, n); return cudaSuccess; }
-inline cudaError_t cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind) {
+inline cudaError_t cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind kind) {
+    if (cudaError_t e = emu_process_check()) return e;
     memmove(d, s, n);
+    if (kind == cudaMemcpyDeviceToHost) emu_digest_add(d, n);
     return cudaSuccess;
 }
 inline cudaError_t cudaMemcpy2D(void *d, size_t dpitch, const void *s, size_t spitch, size_t width,
                                 size_t height, cudaMemcpyKind) {
+    if (cudaError_t e = emu_process_check()) return e;
     for (size_t r = 0; r < height; r++)
         memmove((char *)d + r * dpitch, (const char *)s + r * spitch, width);
     return cudaSuccess;
@@ -69,12 +105,13 @@ inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
 using std::isfinite;
 
 // ---- fibers ----
+// A barrier's call site is the address it returns to: every live thread must wait at one site.
 void emu_syncthreads(void);
 void emu_syncwarp(void);
 #define __syncthreads() emu_syncthreads()
-inline void __syncwarp(unsigned = 0xffffffffu) { emu_syncwarp(); }
+#define __syncwarp(...) emu_syncwarp()
 void *emu_dyn_smem(void);
-void emu_run(dim3 grid, dim3 block, size_t shared, std::function<void()> body);
+void emu_run(const void *kernel, dim3 grid, dim3 block, size_t shared, std::function<void()> body);
 
 extern uint64_t emu_slots[32][32];
 template <typename T>
@@ -99,7 +136,7 @@ struct EmuLauncher {
     template <typename... A>
     void operator()(A... args) {
         K k = kernel;
-        emu_run(grid, block, shared, [=]() { k(args...); });
+        emu_run((const void *)kernel, grid, block, shared, [=]() { k(args...); });
     }
 };
 template <typename K>
