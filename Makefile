@@ -65,11 +65,11 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 # the CUDA kernels on the CPU emulation (tests/cuda_emu; rules below, run by make test)
 EMU := $(BUILD)/emu
-EMU_CU := $(filter-out kernels/cuda/matmul.cu,$(wildcard kernels/cuda/*.cu))
-EMU_OBJ := $(EMU_CU:kernels/cuda/%.cu=$(EMU)/cuda_%.o) $(EMU)/emu.o $(EMU)/matmul_cpu.o \
+EMU_CU := $(wildcard kernels/cuda/*.cu)
+EMU_OBJ := $(EMU_CU:kernels/cuda/%.cu=$(EMU)/cuda_%.o) $(EMU)/emu.o $(EMU)/cublaslt_cpu.o \
            $(EMU)/backend.o
 EMU_LIB_OBJ := $(filter-out $(BUILD)/kernels/cuda/% $(BUILD)/kernels/backend.o,$(LIB_OBJ))
-EMU_CXXFLAGS := -std=c++17 -O2 -I. -Itests/cuda_emu -w $(SAN_FLAGS)
+EMU_CXXFLAGS := -std=c++17 -O2 -I. -Itests/cuda_emu -w $(BLAS_CFLAGS) $(SAN_FLAGS)
 
 .PHONY: all test test-gpu test-cuda-emu bench bench-matmul bench-tokenizer fuzz clean check-deps FORCE
 all: dllm
@@ -127,7 +127,7 @@ test-gpu: check-deps $(BUILD)/tests/test_gpu
 
 # The CUDA kernels' logic without a GPU: kernels/cuda/*.cu built as C++ against the CPU
 # emulation in tests/cuda_emu (each block's threads are fibers; wmma, shuffles and barriers are
-# emulated; cuBLASLt is not: its matmuls are the CPU's), then test_gpu on them. Minutes, no
+# emulated; cuBLASLt by a CPU stand-in of the calls matmul.cu makes), then test_gpu on them. Minutes, no
 # measure of speed; it catches indexing, race and barrier bugs before a GPU is at hand.
 
 $(EMU)/cuda_%.cpp: kernels/cuda/%.cu tests/cuda_emu/rewrite.pl
@@ -135,11 +135,11 @@ $(EMU)/cuda_%.cpp: kernels/cuda/%.cu tests/cuda_emu/rewrite.pl
 	perl -0p tests/cuda_emu/rewrite.pl $< > $@
 
 # (the headers by name: the generated .cpp has no dependency file of its own)
-$(EMU)/cuda_%.o: $(EMU)/cuda_%.cpp tests/cuda_emu/cuda_runtime.h $(wildcard kernels/cuda/*.h \
+$(EMU)/cuda_%.o: $(EMU)/cuda_%.cpp tests/cuda_emu/cuda_runtime.h tests/cuda_emu/cublasLt.h $(wildcard kernels/cuda/*.h \
                  kernels/cuda/*.cuh kernels/*.h)
 	$(CXX) $(EMU_CXXFLAGS) -c -o $@ $<
 
-$(EMU)/%.o: tests/cuda_emu/%.cpp tests/cuda_emu/cuda_runtime.h
+$(EMU)/%.o: tests/cuda_emu/%.cpp tests/cuda_emu/cuda_runtime.h tests/cuda_emu/cublasLt.h
 	@mkdir -p $(dir $@)
 	$(CXX) $(EMU_CXXFLAGS) -c -o $@ $<
 

@@ -949,21 +949,29 @@ int main(void) {
 #else
     Suite *s = suite_create("gpu");
 #endif
-    // two cases: "ops" (each kernel against its twin; what `make test SAN=...` runs on the
-    // emulation, where the model-level tests take too long) and "model" (everything after)
+    // three cases: "ops" and "attention" (each kernel against its twin; both tagged "ops":
+    // CK_INCLUDE_TAGS=ops is what `make test SAN=...` runs on the emulation, where the
+    // model-level tests take too long; attention alone is what a race checker runs) and
+    // "model" (everything after)
     TCase *ops = tcase_create("ops");
+    tcase_set_tags(ops, "ops");
     tcase_set_timeout(ops, 300);
     tcase_add_test(ops, test_matmul);
     tcase_add_test(ops, test_row_ops);
     tcase_add_test(ops, test_elementwise_and_optimizer);
     tcase_add_test(ops, test_rope);
-    tcase_add_test(ops, test_attention);
     tcase_add_test(ops, test_pick_tokens);
     tcase_add_test(ops, test_bd3_reductions);
     tcase_add_test(ops, test_device_failures_are_reported_not_exits);
     tcase_add_test(ops, test_bf16_weight_backward_ops);
     suite_add_tcase(s, ops);
+    TCase *attention = tcase_create("attention");
+    tcase_set_tags(attention, "ops attention");
+    tcase_set_timeout(attention, 300);
+    tcase_add_test(attention, test_attention);
+    suite_add_tcase(s, attention);
     TCase *tc = tcase_create("model");
+    tcase_set_tags(tc, "model");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_whole_model);
     tcase_add_test(tc, test_bf16_weights);

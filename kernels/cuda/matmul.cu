@@ -55,19 +55,22 @@ static uint32_t alignment_of(const void *p) {
 // What cuBLASLt's heuristic chose for each GEMM shape seen so far: asking takes tens of
 // microseconds on the host, as long as a small model's whole GEMM, so each shape asks once.
 // The key holds everything the answer depends on: types, transposes, sizes, leading
-// dimensions and pointer alignments.
+// dimensions and pointer alignments. A shape the heuristic refused is remembered as refused.
 enum { KEY_INTS = 13, MAX_SHAPES = 256 };
 typedef struct {
     int key[KEY_INTS];
+    int refused;
     cublasLtMatmulAlgo_t algo;
 } ShapeAlgo;
 static ShapeAlgo shapes[MAX_SHAPES];
 static int n_shapes;
 
-// The heuristic's first algorithm for these descriptors (and alignments, in bytes).
-static cublasLtMatmulAlgo_t ask_heuristic(cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t la,
-                                          cublasLtMatrixLayout_t lb, cublasLtMatrixLayout_t lc,
-                                          const uint32_t align[3]) {
+// The heuristic's first algorithm for these descriptors and alignments (bytes) into *algo;
+// 0 when it offers none (no result, or a result whose state is not success): cuBLASLt then
+// has no algorithm for this shape at these alignments, and none may be run.
+static int ask_heuristic(cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t la,
+                         cublasLtMatrixLayout_t lb, cublasLtMatrixLayout_t lc,
+                         const uint32_t align[3], cublasLtMatmulAlgo_t *algo) {
     cublasLtMatmulPreference_t pref;
     CUDA_CHECK(cublasLtMatmulPreferenceCreate(&pref));
     size_t ws = WORKSPACE_BYTES;
@@ -82,17 +85,21 @@ static cublasLtMatmulAlgo_t ask_heuristic(cublasLtMatmulDesc_t op, cublasLtMatri
     }
     cublasLtMatmulHeuristicResult_t heuristic;
     int found = 0;
-    CUDA_CHECK(cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 1, &heuristic, &found));
-    if (!found) cuda_fail("no cuBLASLt algorithm for this shape", "gemm", __FILE__, __LINE__);
+    cublasStatus_t status =
+        cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 1, &heuristic, &found);
     cublasLtMatmulPreferenceDestroy(pref);
-    return heuristic.algo;
+    if (status != CUBLAS_STATUS_SUCCESS || found < 1 || heuristic.state != CUBLAS_STATUS_SUCCESS)
+        return 0;
+    *algo = heuristic.algo;
+    return 1;
 }
 
 // C[m, n] (column-major) = op(A) op(B) + beta * C; A is m x k after op, B is k x n; A and B
-// are of type `in`, C of type `out` (fp32 or bf16 each), the arithmetic fp32.
-static void gemm(cudaDataType_t in, cudaDataType_t out, cublasOperation_t ta, cublasOperation_t tb,
-                 int m, int n, int k, const void *a, int lda, const void *b, int ldb, float beta,
-                 void *C, int ldc) {
+// are of type `in`, C of type `out` (fp32 or bf16 each), the arithmetic fp32. Returns 0, or
+// -1 when cuBLASLt has no algorithm for it (nothing computed).
+static int gemm_try(cudaDataType_t in, cudaDataType_t out, cublasOperation_t ta,
+                    cublasOperation_t tb, int m, int n, int k, const void *a, int lda,
+                    const void *b, int ldb, float beta, void *C, int ldc) {
     lt_init();
     cublasLtMatmulDesc_t op;
     CUDA_CHECK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
@@ -106,25 +113,66 @@ static void gemm(cudaDataType_t in, cudaDataType_t out, cublasOperation_t ta, cu
     uint32_t align[3] = {alignment_of(a), alignment_of(b), alignment_of(C)};
     int key[KEY_INTS] = {(int)in, (int)out, (int)ta, (int)tb, m, n, k, lda, ldb, ldc,
                          (int)align[0], (int)align[1], (int)align[2]};
-    const cublasLtMatmulAlgo_t *algo = NULL;
-    for (int i = 0; i < n_shapes && !algo; i++)
-        if (memcmp(shapes[i].key, key, sizeof key) == 0) algo = &shapes[i].algo;
-    cublasLtMatmulAlgo_t asked;
-    if (!algo) {
-        asked = ask_heuristic(op, la, lb, lc, align);
-        algo = &asked;
-        if (n_shapes < MAX_SHAPES) {  // past that, shapes are asked for every time
-            memcpy(shapes[n_shapes].key, key, sizeof key);
-            shapes[n_shapes++].algo = asked;
-        }
+    const ShapeAlgo *known = NULL;
+    for (int i = 0; i < n_shapes && !known; i++)
+        if (memcmp(shapes[i].key, key, sizeof key) == 0) known = &shapes[i];
+    ShapeAlgo asked;
+    if (!known) {
+        memcpy(asked.key, key, sizeof key);
+        asked.refused = !ask_heuristic(op, la, lb, lc, align, &asked.algo);
+        if (n_shapes < MAX_SHAPES) shapes[n_shapes++] = asked;  // past that, asked every time
+        known = &asked;
     }
     float alpha = 1.0f;
-    CUDA_CHECK(cublasLtMatmul(lt, op, &alpha, a, la, b, lb, &beta, C, lc, C, lc, algo, workspace,
-                              WORKSPACE_BYTES, 0));
+    if (!known->refused)
+        CUDA_CHECK(cublasLtMatmul(lt, op, &alpha, a, la, b, lb, &beta, C, lc, C, lc,
+                                  &known->algo, workspace, WORKSPACE_BYTES, 0));
     cublasLtMatrixLayoutDestroy(la);
     cublasLtMatrixLayoutDestroy(lb);
     cublasLtMatrixLayoutDestroy(lc);
     cublasLtMatmulDescDestroy(op);
+    return known->refused ? -1 : 0;
+}
+
+// Elements a column-major rows x cols matrix with leading dimension ld spans.
+static size_t span(int rows, int cols, int ld) { return (size_t)ld * (cols - 1) + rows; }
+
+// p itself when it is 16-byte aligned, else a copy of its `bytes` in scratch buffer `slot`
+// (cudaMalloc's alignment, 256 bytes).
+static void *aligned(int slot, const void *p, size_t bytes) {
+    static void *buf[3];
+    static size_t cap[3];
+    if (alignment_of(p) >= 16) return (void *)p;
+    if (bytes > cap[slot]) {
+        if (buf[slot]) CUDA_CHECK(cudaFree(buf[slot]));
+        buf[slot] = NULL, cap[slot] = 0;
+        if (cudaMalloc(&buf[slot], bytes) != cudaSuccess) return NULL;
+        cap[slot] = bytes;
+    }
+    CUDA_CHECK(cudaMemcpy(buf[slot], p, bytes, cudaMemcpyDeviceToDevice));
+    return buf[slot];
+}
+
+// The GEMM of gemm_try. Slices of the parameter and activation buffers may be less aligned
+// than cuBLASLt's algorithms accept (a bf16 span of an odd-width row: 2 bytes); when it
+// refuses, the misaligned matrices go through aligned copies. A refusal even then is a
+// recorded device error with nothing computed, never a run of an algorithm it did not offer.
+static void gemm(cudaDataType_t in, cudaDataType_t out, cublasOperation_t ta, cublasOperation_t tb,
+                 int m, int n, int k, const void *a, int lda, const void *b, int ldb, float beta,
+                 void *C, int ldc) {
+    if (gemm_try(in, out, ta, tb, m, n, k, a, lda, b, ldb, beta, C, ldc) == 0) return;
+    size_t in_bytes = in == CUDA_R_32F ? 4 : 2, out_bytes = out == CUDA_R_32F ? 4 : 2;
+    int ta_t = ta == CUBLAS_OP_T, tb_t = tb == CUBLAS_OP_T;
+    size_t c_bytes = span(m, n, ldc) * out_bytes;
+    const void *a2 = aligned(0, a, span(ta_t ? k : m, ta_t ? m : k, lda) * in_bytes);
+    const void *b2 = aligned(1, b, span(tb_t ? n : k, tb_t ? k : n, ldb) * in_bytes);
+    void *c2 = aligned(2, C, c_bytes);  // beta = 1 reads it
+    if (!a2 || !b2 || !c2 || gemm_try(in, out, ta, tb, m, n, k, a2, lda, b2, ldb, beta, c2, ldc)) {
+        cuda_fail("no cuBLASLt algorithm for this GEMM, even on aligned copies", "gemm",
+                  __FILE__, __LINE__);
+        return;
+    }
+    if (c2 != C) CUDA_CHECK(cudaMemcpy(C, c2, c_bytes, cudaMemcpyDeviceToDevice));
 }
 
 template <typename A>

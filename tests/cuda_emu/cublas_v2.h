@@ -1,2 +1,4 @@
-// emulation: everything is in cuda_runtime.h
-#include "cuda_runtime.h"
+// emulation: cuBLAS's status type and message, with cuBLASLt's stand-in (cublasLt.h)
+#pragma once
+#define CUBLAS_V2_H_
+#include "cublasLt.h"
