@@ -28,7 +28,8 @@ results() {
         for log in ops model sanitizer; do
             [ -f "$out/$log.log" ] || continue
             echo
-            echo "$log: $(grep -E '^[0-9]+%: Checks' "$out/$log.log" | tr '\n' ' ')"
+            echo "$log: $(grep -E '^[0-9]+%: Checks' "$out/$log.log" | tr '\n' ' ' ||
+                          head -1 "$out/$log.log")"
             grep -E '^[^ ].*:[0-9]+:[EF]:' "$out/$log.log" | head -20 | sed 's/^/    /'
             grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/$log.log" | sed 's/^/    /'
         done
@@ -90,12 +91,14 @@ preflight() {
             status=1
         fi
     done
-    command -v compute-sanitizer || echo "preflight: no compute-sanitizer (that stage is skipped)"
+    sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
+    echo "compute-sanitizer: ${sanitizer:-none (that stage is skipped)}"
     return $status
 }
 
 start=$(date +%s)
 device=""
+sanitizer=""
 # the preflight's exports must stay in this shell: it runs here, its output to its log
 echo "== preflight (at most 20s)"
 preflight > "$out/preflight.log" 2>&1
@@ -111,12 +114,12 @@ export CUDA_LAUNCH_BLOCKING=1 DLLM_REQUIRE_GPU=1
 status=0
 stage "test_gpu ops" 75 ops.log env CK_INCLUDE_TAGS=ops "$bundle/bin/test_gpu" || status=1
 stage "test_gpu model" 120 model.log env CK_RUN_CASE=model "$bundle/bin/test_gpu" || status=1
-if command -v compute-sanitizer >/dev/null; then
+if [ -n "$sanitizer" ]; then
     stage "sanitizer" 90 sanitizer.log bash -c "
-        CK_FORK=no CK_RUN_CASE=ops compute-sanitizer --tool memcheck --error-exitcode 3 \
+        CK_FORK=no CK_RUN_CASE=ops '$sanitizer' --tool memcheck --error-exitcode 3 \
             '$bundle/bin/test_gpu'; m=\$?
-        CK_FORK=no CK_RUN_CASE=attention compute-sanitizer --tool racecheck \
-            --error-exitcode 3 '$bundle/bin/test_gpu'; r=\$?
+        CK_FORK=no CK_RUN_CASE=attention '$sanitizer' --tool racecheck --error-exitcode 3 \
+            '$bundle/bin/test_gpu'; r=\$?
         exit \$((m | r))" || status=1
 fi
 unset CUDA_LAUNCH_BLOCKING
