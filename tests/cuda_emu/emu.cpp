@@ -3,6 +3,7 @@
 // live thread of its scope waits at it. No runnable thread and no open barrier: a deadlock,
 // reported and aborted (on a GPU that kernel would hang or misbehave).
 #include <cuda_runtime.h>
+#include <dlfcn.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -21,6 +22,8 @@ static std::map<char *, size_t> allocations;  // user pointer -> bytes, guard zo
 static std::map<const void *, int> shared_limits;  // kernel -> its dynamic shared memory limit
 static uint64_t digest = 1469598103934665603ull;  // FNV-1a over device-to-host bytes
 static size_t digest_bytes;
+// kernel -> the most threads per block and dynamic shared bytes it was launched with
+static std::map<const void *, std::pair<unsigned, size_t>> launched;
 
 // CUDA does not survive fork: once a process has used it, its forked children's runtime calls
 // fail (on a GPU the child's first call reports an initialisation error).
@@ -104,12 +107,28 @@ static void print_digest(void) {
             (unsigned long long)digest, digest_bytes);
 }
 
+// EMU_LAUNCHES=FILE: appends "OFFSET THREADS SHARED" for every kernel launched, OFFSET its
+// address in the executable (nm's symbol value), for scripts/cuda_resources.sh to weigh
+// against ptxas's register and shared-memory counts.
+static void write_launches(void) {
+    FILE *f = fopen(getenv("EMU_LAUNCHES"), "a");
+    if (!f) return;
+    for (auto &k : launched) {
+        Dl_info info;
+        if (!dladdr(k.first, &info)) continue;
+        unsigned long offset = (const char *)k.first - (const char *)info.dli_fbase;
+        fprintf(f, "%016lx %u %zu\n", offset, k.second.first, k.second.second);  // as nm prints
+    }
+    fclose(f);
+}
+
 static bool reverse_order(void) {
     static int order = -1;
     if (order < 0) {
         const char *e = getenv("EMU_ORDER");
         order = e && strcmp(e, "reverse") == 0;
         if (getenv("EMU_DIGEST")) atexit(print_digest);
+        if (getenv("EMU_LAUNCHES")) atexit(write_launches);
     }
     return order == 1;
 }
@@ -296,6 +315,9 @@ void emu_run(const void *kernel, dim3 grid, dim3 block, size_t shared, std::func
     gridDim = grid;
     blockDim = block;
     bool reverse = reverse_order();
+    auto &most = launched[kernel];
+    most.first = block.x > most.first ? block.x : most.first;
+    most.second = shared > most.second ? shared : most.second;
     size_t blocks = (size_t)grid.x * grid.y * grid.z;
     for (size_t k = 0; k < blocks; k++) {
         size_t at = reverse ? blocks - 1 - k : k;

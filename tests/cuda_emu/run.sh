@@ -1,10 +1,11 @@
 #!/bin/bash
-# The CUDA emulation stage of `make test`: the emulation's own checks (tests/cuda_emu/
-# selftest.cpp) in both block and thread orders, test_gpu (its cases tagged "ops", the op and
-# attention tests, alone with sanitizers: FLAVOR san), and, without sanitizers, those again
-# twice in one process each, forward and with every block's threads and the grid's blocks in
-# reverse order: a race-free kernel copies the same bits back to the host, so the two runs'
-# digests must be equal.
+# The CUDA emulation stage of `make test`:
+# - the emulation's own checks (tests/cuda_emu/selftest.cpp), forward and in reverse order;
+# - test_gpu: with sanitizers (FLAVOR san) its cases tagged "ops" (op and attention tests)
+#   alone; without, every case, its launches then weighed against ptxas's register and shared
+#   memory counts (scripts/cuda_resources.sh), and the ops-tagged cases twice more, forward and
+#   with every block's threads and the grid's blocks in reverse order: a race-free kernel copies
+#   the same bits back to the host, so the two runs' digests must be equal.
 #   bash tests/cuda_emu/run.sh EMU_DIR [san]
 set -uo pipefail
 emu=$1
@@ -19,7 +20,11 @@ if [ "$flavor" = san ]; then
     exit $status
 fi
 echo "== $emu/test_gpu"
-"./$emu/test_gpu" || status=1
+launches=$(mktemp)
+EMU_LAUNCHES=$launches "./$emu/test_gpu" || status=1
+echo "== ptxas's registers and shared memory against the tests' launches"
+bash scripts/cuda_resources.sh "$emu/test_gpu" "$launches" || status=1
+rm -f "$launches"
 echo "== $emu/test_gpu ops and attention: the same bits in reverse thread and block order"
 digest() {
     env "$@" EMU_DIGEST=1 CK_FORK=no CK_INCLUDE_TAGS=ops "./$emu/test_gpu" 2>&1 >/dev/null |
