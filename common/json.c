@@ -358,7 +358,7 @@ void json_write_bytes(FILE *f, const char *s, size_t n) {
         size_t len = utf8_sequence_length(u + i, n - i);
         if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
         else if (c < 0x20 || c == 0x7F) fprintf(f, "\\u%04x", c);
-        else if (len == 0) fprintf(f, "\\u%04x", 0xDC00 + c);  // not UTF-8: Python's surrogateescape
+        else if (len == 0) fprintf(f, "\\u%04x", 0xDC00 + c);  // surrogateescape
         else fwrite(u + i, 1, len, f);
         i += len > 1 ? len : 1;
     }

@@ -364,7 +364,8 @@ START_TEST(test_export_round_trip) {
         snprintf(out, sizeof out, "/tmp/dllm_export_%d_%s", (int)getpid(), wants[i][0]);
         ck_assert(checkpoint_from_hf(dir, HF_WEIGHTS_ON_HOST, &ck, &err) == 0);
         ck.header.model.seq_len = 16;  // trained at 16 from Llama 3's scaling of 32
-        ck_assert_msg(hf_export(out, &ck.header.model, ck.params, -1, 0, SAFETENSORS_F32, &err) == 0,
+        ck_assert_msg(hf_export(out, &ck.header.model, ck.params, -1, 0, SAFETENSORS_F32,
+                                &err) == 0,
                       "%s", err.msg);
         snprintf(path, sizeof path, "%s/config.json", out);
         ck_assert(file_read_all(path, &text, &n, &err) == 0);
@@ -435,6 +436,16 @@ static void expect_refused(const char *dir, const char *what) {
     ck_assert_int_eq(checkpoint_from_hf(dir, HF_WEIGHTS_ON_HOST, &ck, &err), -1);
     printf("  refused: %s\n", err.msg);
     ck_assert_msg(strstr(err.msg, what), "expected \"%s\" in: %s", what, err.msg);
+}
+
+// The config of the model directory dir, which must load.
+static ModelConfig expect_read(const char *dir) {
+    Checkpoint ck;
+    Error err;
+    ck_assert_msg(checkpoint_from_hf(dir, HF_WEIGHTS_LATER, &ck, &err) == 0, "%s", err.msg);
+    ModelConfig c = ck.header.model;
+    checkpoint_free(&ck);
+    return c;
 }
 
 // Replaces the first occurrence of `from` in dir/file by `to` (same length or not).
@@ -562,12 +573,9 @@ START_TEST(test_bad_files_are_refused) {
               "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0}");
     expect_refused(d, "rope_scaling of type yarn; dllm implements default and llama3");
     d = copy_fixture("llama");  // "default" means no scaling, what dllm does: read
-    edit_file(d, "config.json", "\"rope_scaling\": null", "\"rope_scaling\": {\"rope_type\": \"default\"}");
-    Checkpoint plain;
-    Error why;
-    ck_assert_msg(checkpoint_from_hf(d, HF_WEIGHTS_LATER, &plain, &why) == 0, "%s", why.msg);
-    ck_assert_float_eq(plain.header.model.rope_scaling.factor, 0.0f);
-    checkpoint_free(&plain);
+    edit_file(d, "config.json", "\"rope_scaling\": null",
+              "\"rope_scaling\": {\"rope_type\": \"default\"}");
+    ck_assert_float_eq(expect_read(d).rope_scaling.factor, 0.0f);
     // transformers 5's block: other types refused by name, a second block or theta refused
     d = copy_fixture("llama_tf5");
     edit_file(d, "config.json", "\"rope_type\": \"default\"",
@@ -577,18 +585,16 @@ START_TEST(test_bad_files_are_refused) {
     edit_file(d, "config.json", "\"rope_type\": \"default\"",
               "\"rope_type\": \"linear\", \"factor\": 2.0");
     expect_refused(d, "rope_parameters of type linear");
-    d = copy_fixture("llama_tf5");
-    edit_file(d, "config.json", "\"rope_parameters\"", "\"rope_scaling\": null, \"rope_parameters\"");
-    Checkpoint ok;
-    Error err;  // a null rope_scaling beside it is no second block
-    ck_assert_msg(checkpoint_from_hf(d, HF_WEIGHTS_LATER, &ok, &err) == 0, "%s", err.msg);
-    ck_assert_float_eq(ok.header.model.rope_theta, 500000.0f);
-    checkpoint_free(&ok);
+    d = copy_fixture("llama_tf5");  // a null rope_scaling beside it is no second block
+    edit_file(d, "config.json", "\"rope_parameters\"",
+              "\"rope_scaling\": null, \"rope_parameters\"");
+    ck_assert_float_eq(expect_read(d).rope_theta, 500000.0f);
     edit_file(d, "config.json", "\"rope_scaling\": null",
               "\"rope_scaling\": {\"rope_type\": \"default\"}");
     expect_refused(d, "both rope_parameters and rope_scaling are set");
     d = copy_fixture("llama_tf5");
-    edit_file(d, "config.json", "\"rope_parameters\"", "\"rope_theta\": 10000.0, \"rope_parameters\"");
+    edit_file(d, "config.json", "\"rope_parameters\"",
+              "\"rope_theta\": 10000.0, \"rope_parameters\"");
     expect_refused(d, "rope_theta 10000 and rope_parameters.rope_theta 500000 differ");
     d = copy_fixture("qwen2_tf5");
     edit_file(d, "config.json", "\"full_attention\"", "\"sliding_attention\"");

@@ -121,7 +121,8 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDe
 }
 
 static float read(cudaDataType_t t, const void *p, size_t i) {
-    return t == CUDA_R_32F ? ((const float *)p)[i] : __bfloat162float(((const __nv_bfloat16 *)p)[i]);
+    if (t == CUDA_R_32F) return ((const float *)p)[i];
+    return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
 }
 
 // x of op(X) (rows x cols after the transpose) at (r, c), from its column-major layout.

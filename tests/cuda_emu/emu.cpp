@@ -98,7 +98,8 @@ cudaError_t cudaFree(void *ptr) {
 void emu_set_shared_limit(const void *kernel, int bytes) { shared_limits[kernel] = bytes; }
 
 void emu_digest_add(const void *p, size_t n) {
-    for (size_t i = 0; i < n; i++) digest = (digest ^ ((const unsigned char *)p)[i]) * 1099511628211ull;
+    const unsigned char *bytes = (const unsigned char *)p;
+    for (size_t i = 0; i < n; i++) digest = (digest ^ bytes[i]) * 1099511628211ull;
     digest_bytes += n;
 }
 
