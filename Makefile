@@ -70,6 +70,14 @@ EMU_OBJ := $(EMU_CU:kernels/cuda/%.cu=$(EMU)/cuda_%.o) $(EMU)/emu.o $(EMU)/cubla
            $(EMU)/backend.o
 EMU_LIB_OBJ := $(filter-out $(BUILD)/kernels/cuda/% $(BUILD)/kernels/backend.o,$(LIB_OBJ))
 EMU_CXXFLAGS := -std=c++17 -O2 -I. -Itests/cuda_emu -w $(BLAS_CFLAGS) $(SAN_FLAGS)
+# the same kernels with hardware-like rounding: multiply-adds fused (as nvcc does by default)
+# and cuBLASLt's stand-in accumulating each dot product in reverse order; the ops must still
+# pass their tolerances (tests/cuda_emu/run.sh)
+EMU_FMA := $(EMU)/fma
+EMU_FMA_FLAGS := -ffp-contract=fast $(shell $(CXX) -mfma -E -x c++ /dev/null >/dev/null 2>&1 && \
+                 echo -mfma) -DEMU_GEMM_REVERSED
+EMU_FMA_OBJ := $(EMU_CU:kernels/cuda/%.cu=$(EMU_FMA)/cuda_%.o) $(EMU_FMA)/emu.o \
+               $(EMU_FMA)/cublaslt_cpu.o $(EMU)/backend.o
 
 .PHONY: all test test-gpu test-cuda-emu bench bench-matmul bench-tokenizer fuzz clean check-deps FORCE
 all: dllm
@@ -116,7 +124,7 @@ check-deps:
 # builds the benchmark too, so CI compiles everything
 test: check-deps dllm $(TEST_BIN) $(BUILD)/bench/bench $(BUILD)/bench/tokenizer_bench \
       $(BUILD)/bench/matmul_bench $(BUILD)/bench/serve_load \
-      $(BUILD)/bench/llmc_files $(EMU)/test_gpu $(EMU)/selftest
+      $(BUILD)/bench/llmc_files $(EMU)/test_gpu $(EMU)/selftest $(if $(SAN),,$(EMU_FMA)/test_gpu)
 	@status=0; for t in $(TEST_BIN); do echo "== $$t"; ./$$t || status=1; done; \
 	bash tests/cuda_emu/run.sh $(EMU) $(if $(SAN),san) || status=1; \
 	exit $$status
@@ -143,6 +151,18 @@ $(EMU)/%.o: tests/cuda_emu/%.cpp tests/cuda_emu/cuda_runtime.h tests/cuda_emu/cu
 	@mkdir -p $(dir $@)
 	$(CXX) $(EMU_CXXFLAGS) -c -o $@ $<
 
+$(EMU_FMA)/cuda_%.o: $(EMU)/cuda_%.cpp tests/cuda_emu/cuda_runtime.h tests/cuda_emu/cublasLt.h \
+                     $(wildcard kernels/cuda/*.h kernels/cuda/*.cuh kernels/*.h)
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) $(EMU_FMA_FLAGS) -c -o $@ $<
+
+$(EMU_FMA)/%.o: tests/cuda_emu/%.cpp tests/cuda_emu/cuda_runtime.h tests/cuda_emu/cublasLt.h
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) $(EMU_FMA_FLAGS) -c -o $@ $<
+
+$(EMU_FMA)/test_gpu: $(EMU)/test_gpu.o $(BUILD)/tests/testutil.o $(EMU_FMA_OBJ) $(EMU_LIB_OBJ)
+	$(CXX) -fopenmp -o $@ $(filter %.o,$^) $(CHECK_LIBS) $(SPM_LIBS) $(TEXT_LIBS) $(BLAS_LIBS) $(HTTP_LIBS) -pthread -lm $(SAN_FLAGS)
+
 $(EMU)/backend.o: kernels/backend.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DDLLM_CUDA -c -o $@ $<
@@ -158,7 +178,7 @@ $(EMU)/test_gpu: $(EMU)/test_gpu.o $(BUILD)/tests/testutil.o $(EMU_OBJ) $(EMU_LI
 $(EMU)/selftest: $(EMU)/selftest.o $(EMU)/emu.o
 	$(CXX) -o $@ $^ $(SAN_FLAGS)
 
-test-cuda-emu: check-deps $(EMU)/test_gpu $(EMU)/selftest
+test-cuda-emu: check-deps $(EMU)/test_gpu $(EMU)/selftest $(EMU_FMA)/test_gpu
 	bash tests/cuda_emu/run.sh $(EMU)
 
 # the whole CLI on the emulated CUDA backend: `build/emu/dllm train --device cuda ...`

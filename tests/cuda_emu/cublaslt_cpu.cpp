@@ -155,8 +155,18 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t op, const v
     float al = *(const float *)alpha, be = *(const float *)beta;
     for (uint64_t j = 0; j < n && be != 0.0f; j++)
         for (uint64_t i = 0; i < m; i++) c[i + j * m] = read(lc->type, C, i + j * lc->ld);
+#ifdef EMU_GEMM_REVERSED
+    // the hardware-like build: each dot product fused and summed from its last term down
+    for (uint64_t j = 0; j < n; j++)
+        for (uint64_t i = 0; i < m; i++) {
+            float sum = 0.0f;
+            for (uint64_t p = k; p-- > 0;) sum = fmaf(a[i + p * m], b[p + j * k], sum);
+            c[i + j * m] = al * sum + be * c[i + j * m];
+        }
+#else
     cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, al, a.data(),
                 (int)m, b.data(), (int)k, be, c.data(), (int)m);
+#endif
     for (uint64_t j = 0; j < n; j++)
         for (uint64_t i = 0; i < m; i++) {
             size_t at = i + j * lc->ld;

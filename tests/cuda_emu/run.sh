@@ -5,7 +5,9 @@
 #   alone; without, every case, its launches then weighed against ptxas's register and shared
 #   memory counts (scripts/cuda_resources.sh), and the ops-tagged cases twice more, forward and
 #   with every block's threads and the grid's blocks in reverse order: a race-free kernel copies
-#   the same bits back to the host, so the two runs' digests must be equal.
+#   the same bits back to the host, so the two runs' digests must be equal;
+# - the ops-tagged cases on the build with hardware-like rounding (fma/: contracted multiply-
+#   adds, cuBLASLt's stand-in summing in reverse): each tolerance must hold there too.
 #   bash tests/cuda_emu/run.sh EMU_DIR [san]
 set -uo pipefail
 emu=$1
@@ -25,6 +27,8 @@ EMU_LAUNCHES=$launches "./$emu/test_gpu" || status=1
 echo "== ptxas's registers and shared memory against the tests' launches"
 bash scripts/cuda_resources.sh "$emu/test_gpu" "$launches" || status=1
 rm -f "$launches"
+echo "== $emu/fma/test_gpu ops and attention: fused multiply-adds, GEMM sums reversed"
+CK_INCLUDE_TAGS=ops "./$emu/fma/test_gpu" || status=1
 echo "== $emu/test_gpu ops and attention: the same bits in reverse thread and block order"
 digest() {
     env "$@" EMU_DIGEST=1 CK_FORK=no CK_INCLUDE_TAGS=ops "./$emu/test_gpu" 2>&1 >/dev/null |
