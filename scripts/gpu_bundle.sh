@@ -1,9 +1,8 @@
 #!/bin/bash
-# Run here, before asking the device tool for a GPU machine: builds the CUDA test and the
-# benchmark, and copies them with every shared library they load except glibc's and CUDA's
-# into .gpu/ (git-ignored), then checks the bundle (scripts/gpu_bundle_check.sh). Then, with
-# the device tool:
-#   run(command="bash scripts/gpu_run.sh", carry=[".gpu"])
+# Run on this (build) machine before a GPU run: builds the CUDA test and the benchmark, and
+# copies them with every shared library they load except glibc's and CUDA's into .gpu/
+# (git-ignored), then checks the bundle (scripts/gpu_bundle_check.sh). Then, on the GPU
+# machine, with .gpu/ copied into the checkout there: bash scripts/gpu_run.sh
 # The GPU image is a CUDA image, not Debian with dllm's packages, and has no network: nothing
 # of Debian's is assumed there (SentencePiece, Check's subunit, OpenBLAS and its Fortran
 # runtime, OpenMP, PCRE2, utf8proc, libstdc++ all travel), and nothing is built there.

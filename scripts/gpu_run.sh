@@ -1,5 +1,5 @@
 #!/bin/bash
-# Run on a lent GPU machine (device tool), from the repository root, with .gpu/ carried (see
+# Run on a GPU machine, from the repository root, with .gpu/ copied there (see
 # scripts/gpu_bundle.sh). One bounded, diagnostic run: a preflight that stops early and says
 # what is missing, then each stage under `timeout` with its own log in $OUT (or the folder
 # given) as it goes, so a hang or crash in one stage leaves the others' logs. RESULTS.md (device,

@@ -1,6 +1,7 @@
-// The documentation names files that exist: every path under one of the project's own
+// The documentation names files and code that exist: every path under one of the project's own
 // folders that README.md, AGENTS.md and docs/*.md mention (docs/cuda.md was once emptied and
-// README named a backend_cuda .c file that had become .cu; nothing caught either).
+// README named a backend_cuda .c file that had become .cu; nothing caught either), and every
+// snake_case name in backticks (AGENTS.md once named a sampler function long gone).
 #include <check.h>
 #include <ctype.h>
 #include <glob.h>
@@ -145,11 +146,114 @@ START_TEST(test_docs_name_existing_files) {
 }
 END_TEST
 
+// ---- names of code in backticks ----
+
+// The text of every source and script file of the project, one buffer.
+static char *all_code(void) {
+    static const char *const patterns[] = {"*/*.[ch]", "*/*/*.[ch]", "*/*/*.cu", "*/*/*.cuh",
+                                           "*/*/*.cpp", "*/*.sh", "*/*/*.sh", "*/*.py",
+                                           "*/*/*.pl", "Makefile", ".ci/run", NULL};
+    size_t len = 0;
+    char *code = NULL;
+    for (int p = 0; patterns[p]; p++) {
+        glob_t g;
+        if (glob(patterns[p], 0, NULL, &g) != 0) continue;
+        for (size_t i = 0; i < g.gl_pathc; i++) {
+            if (strncmp(g.gl_pathv[i], "build/", 6) == 0) continue;
+            char *text;
+            size_t n;
+            Error err;
+            ck_assert_msg(file_read_all(g.gl_pathv[i], &text, &n, &err) == 0, "%s", err.msg);
+            code = realloc(code, len + n + 2);
+            memcpy(code + len, text, n);
+            len += n;
+            code[len++] = '\n';
+            free(text);
+        }
+        globfree(&g);
+    }
+    code[len] = '\0';
+    return code;
+}
+
+static int word_char(char c) { return isalnum((unsigned char)c) || c == '_'; }
+
+// Does `word` stand in text as a whole word?
+static int has_word(const char *text, const char *word) {
+    size_t k = strlen(word);
+    for (const char *p = text; (p = strstr(p, word)) != NULL; p++)
+        if ((p == text || !word_char(p[-1])) && !word_char(p[k])) return 1;
+    return 0;
+}
+
+// Every snake_case name in backticks in one document (a function, field or variable the text
+// points a reader to: `model_loss_backward`, `act_at(m, a, i)`) must exist in the code.
+static int check_names(const char *doc, const char *code, int *missing) {
+    char *text;
+    size_t n;
+    Error err;
+    ck_assert_msg(file_read_all(doc, &text, &n, &err) == 0, "%s", err.msg);
+    int checked = 0;
+    for (char *open = strchr(text, '`'); open; open = strchr(open, '`')) {
+        if (open[1] == '`') {  // a fence or an empty span: past its backticks
+            while (*open == '`') open++;
+            continue;
+        }
+        char *close = strchr(open + 1, '`'), *eol = strchr(open + 1, '\n');
+        if (!close) break;
+        if (eol && eol < close) {  // spans are one line long; this backtick opens none
+            open = eol;
+            continue;
+        }
+        for (char *p = open + 1; p < close;) {
+            if (!islower((unsigned char)*p) || (p > open + 1 && strchr("-./", p[-1])) ||
+                word_char(p[-1])) {
+                p++;
+                continue;
+            }
+            size_t k = 0;
+            while (p + k < close && word_char(p[k])) k++;
+            char word[128];
+            snprintf(word, sizeof word, "%.*s", (int)k, p);
+            int snake = strchr(word, '_') && word[k - 1] != '_' &&
+                        !strpbrk(word, "ABCDEFGHIJKLMNOPQRSTUVWXYZ");
+            if (snake && !(p + k < close && strchr("-./", p[k]))) {  // not part of a path or flag
+                checked++;
+                if (!has_word(code, word)) {
+                    fprintf(stderr, "%s names `%s`, which the code does not have\n", doc, word);
+                    (*missing)++;
+                }
+            }
+            p += k;
+        }
+        open = close + 1;
+    }
+    free(text);
+    return checked;
+}
+
+START_TEST(test_docs_name_existing_code) {
+    char *code = all_code();
+    glob_t g;
+    ck_assert_int_eq(glob("docs/*.md", 0, NULL, &g), 0);
+    int missing = 0, checked = check_names("README.md", code, &missing) +
+                              check_names("AGENTS.md", code, &missing);
+    for (size_t i = 0; i < g.gl_pathc; i++) checked += check_names(g.gl_pathv[i], code, &missing);
+    globfree(&g);
+    free(code);
+    printf("docs: %d names of code in backticks, %d missing\n", checked, missing);
+    fflush(stdout);
+    ck_assert_int_gt(checked, 100);
+    ck_assert_int_eq(missing, 0);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("docs");
     TCase *tc = tcase_create("paths");
     tcase_add_test(tc, test_docs_name_existing_files);
     tcase_add_test(tc, test_readme_layout_names_existing_files);
+    tcase_add_test(tc, test_docs_name_existing_code);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
