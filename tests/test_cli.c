@@ -766,6 +766,22 @@ START_TEST(test_trace_is_valid_json) {
     printf("  trace: %d entries, %d bytes >= 0x80, all valid UTF-8 JSON\n", entries, high);
     ck_assert_int_eq(entries, 24);
     ck_assert_int_gt(high, 0);
+    // and a second parser, Python's json (strict UTF-8 first), where CI provides one: every
+    // byte token's text comes back through surrogateescape
+    const char *python = getenv("DLLM_TEST_PYTHON");
+    if (python) {
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd,
+                 "%s -c 'import json, sys\n"
+                 "rows = [json.loads(l) for l in open(sys.argv[1], \"rb\").read()"
+                 ".decode(\"utf-8\").splitlines()]\n"
+                 "for c in (c for r in rows for c in r[\"committed\"] if c[\"token\"] < 256):\n"
+                 "    assert c[\"text\"].encode(\"utf-8\", \"surrogateescape\") == "
+                 "bytes([c[\"token\"]]), c\n' %s",
+                 python, path);
+        ck_assert_msg(system(cmd) == 0, "python's json refused the trace: %s", cmd);
+        printf("  trace: python's json agrees\n");
+    }
 }
 END_TEST
 
