@@ -17,9 +17,9 @@ void picks_free(Picks *p, const Backend *be) {
     free(p->tokens), free(p->confidence);
 }
 
-static int not_finite(Error *err) {
-    return error_set(err, "the model's " PICK_NOT_FINITE ": its weights or activations are "
-                          "not finite");
+int logits_not_finite(Error *err, const char *which) {
+    return error_set(err, "the %s's " PICK_NOT_FINITE ": its weights or activations are not "
+                          "finite", which);
 }
 
 int picks_run(Picks *p, const Model *m, int B, int rows_per_seq, int first, int count, float cfg,
@@ -31,13 +31,13 @@ int picks_run(Picks *p, const Model *m, int B, int rows_per_seq, int first, int 
     be->to_host(p->tokens, p->dev_tokens, n * sizeof(int));
     be->to_host(p->confidence, p->dev_confidence, n * sizeof(double));
     for (size_t i = 0; i < n; i++)  // one NaN or infinite logit makes its row's sum so
-        if (!isfinite(p->confidence[i])) return not_finite(err);
+        if (!isfinite(p->confidence[i])) return logits_not_finite(err, "model");
     return 0;
 }
 
 int logits_check_finite(const float *logits, size_t n, Error *err) {
     for (size_t i = 0; i < n; i++)
-        if (!isfinite(logits[i])) return not_finite(err);
+        if (!isfinite(logits[i])) return logits_not_finite(err, "model");
     return 0;
 }
 

@@ -25,6 +25,8 @@ int picks_run(Picks *p, const Model *m, int B, int rows_per_seq, int first, int 
 #define PICK_NOT_FINITE "logits are NaN or infinite"
 // 0 when the n logits are finite, else -1 with PICK_NOT_FINITE (the host-side samplers' check).
 int logits_check_finite(const float *logits, size_t n, Error *err);
+// The error both report, naming `which` model ("model", "draft model"); returns -1.
+int logits_not_finite(Error *err, const char *which);
 
 // softmax(logits)[token]
 float softmax_prob(const float *logits, int V, int token);

@@ -356,9 +356,8 @@ int speculative_generate(Model *target, Model *draft, const SamplerConfig *sc,
         verify(&s);
         if (s.not_finite) {
             speculator_free(&s);
-            return error_set(err, "the %s model's " PICK_NOT_FINITE ": its weights or "
-                             "activations are not finite",
-                             s.not_finite == draft ? "draft" : "target");
+            return logits_not_finite(err, s.not_finite == draft ? "draft model"
+                                                                 : "target model");
         }
         if (cb) {
             StepEvent ev = {s.st.steps, 0, B, T, out, s.committed, s.confidence,

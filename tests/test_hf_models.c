@@ -471,6 +471,13 @@ static void edit_file(const char *dir, const char *file, const char *from, const
     free(data);
 }
 
+// A copy of fixture `name` with the first `from` in its `file` replaced by `to`.
+static const char *edited(const char *name, const char *file, const char *from, const char *to) {
+    const char *d = copy_fixture(name);
+    edit_file(d, file, from, to);
+    return d;
+}
+
 static void truncate_file(const char *dir, const char *file, long keep) {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", dir, file);
@@ -542,6 +549,44 @@ START_TEST(test_bad_peft_adapters_are_refused) {
 }
 END_TEST
 
+// One edit of a fixture's file each, and the refusal it must bring.
+static const struct {
+    const char *fixture, *file, *from, *to, *refusal;
+} bad_edits[] = {
+    {"llama", "model.safetensors", "\"F32\"", "\"I64\"", "dtype I64"},
+    {"llama", "model.safetensors", "[1009,32]", "[32,1009]",
+     "shape [32, 1009], expected [1009, 32]"},
+    // a tensor left out under another name: missing, then extra
+    {"llama", "model.safetensors", "model.norm.weight", "model.norm.weigh_",
+     "missing tensor model.norm.weight"},
+    {"llama", "config.json", "\"llama\"", "\"gpt2\"", "model_type gpt2"},
+    {"qwen2", "config.json", "\"use_sliding_window\": false", "\"use_sliding_window\": true",
+     "use_sliding_window"},
+    {"llama", "config.json", "\"rope_scaling\": null",
+     "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0}",
+     "rope_scaling of type yarn; dllm implements default and llama3"},
+    // transformers 5's block: other types refused by name, a disagreeing theta refused
+    {"llama_tf5", "config.json", "\"rope_type\": \"default\"",
+     "\"rope_type\": \"yarn\", \"factor\": 4.0",
+     "rope_parameters of type yarn; dllm implements default and llama3"},
+    {"llama_tf5", "config.json", "\"rope_type\": \"default\"",
+     "\"rope_type\": \"linear\", \"factor\": 2.0", "rope_parameters of type linear"},
+    {"llama_tf5", "config.json", "\"rope_parameters\"",
+     "\"rope_theta\": 10000.0, \"rope_parameters\"",
+     "rope_theta 10000 and rope_parameters.rope_theta 500000 differ"},
+    {"qwen2_tf5", "config.json", "\"full_attention\"", "\"sliding_attention\"",
+     "layer_types[0] is sliding_attention; dllm implements full_attention"},
+    {"llama", "config.json", "\"vocab_size\": 1009", "\"vocab_size\": 2e9",
+     "vocab_size 2000000000 is out of range"},
+    {"llada", "config.json", "\"block_type\": \"llama\"", "\"block_type\": \"sequential\"",
+     "block_type"},
+    // the shapes say 2 layers, the config 3; then 1, and layer 1's tensors are left over
+    {"llama", "config.json", "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3",
+     "missing tensor model.layers.2"},
+    {"llama", "config.json", "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1",
+     "is not part of a LLaMA model"},
+};
+
 START_TEST(test_bad_files_are_refused) {
     const char *d;
     d = copy_fixture("llama");
@@ -553,64 +598,21 @@ START_TEST(test_bad_files_are_refused) {
     d = copy_fixture("llama");
     truncate_file(d, "model.safetensors", 5);
     expect_refused(d, "too short");
-    d = copy_fixture("llama");
-    edit_file(d, "model.safetensors", "\"F32\"", "\"I64\"");
-    expect_refused(d, "dtype I64");
-    d = copy_fixture("llama");  // a tensor of another shape
-    edit_file(d, "model.safetensors", "[1009,32]", "[32,1009]");
-    expect_refused(d, "shape [32, 1009], expected [1009, 32]");
-    d = copy_fixture("llama");  // a tensor left out under another name: missing, then extra
-    edit_file(d, "model.safetensors", "model.norm.weight", "model.norm.weigh_");
-    expect_refused(d, "missing tensor model.norm.weight");
-    d = copy_fixture("llama");
-    edit_file(d, "config.json", "\"llama\"", "\"gpt2\"");
-    expect_refused(d, "model_type gpt2");
-    d = copy_fixture("qwen2");
-    edit_file(d, "config.json", "\"use_sliding_window\": false", "\"use_sliding_window\": true");
-    expect_refused(d, "use_sliding_window");
-    d = copy_fixture("llama");
-    edit_file(d, "config.json", "\"rope_scaling\": null",
-              "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0}");
-    expect_refused(d, "rope_scaling of type yarn; dllm implements default and llama3");
-    d = copy_fixture("llama");  // "default" means no scaling, what dllm does: read
-    edit_file(d, "config.json", "\"rope_scaling\": null",
-              "\"rope_scaling\": {\"rope_type\": \"default\"}");
+    for (size_t i = 0; i < sizeof bad_edits / sizeof bad_edits[0]; i++)
+        expect_refused(edited(bad_edits[i].fixture, bad_edits[i].file, bad_edits[i].from,
+                              bad_edits[i].to),
+                       bad_edits[i].refusal);
+    // "default" means no scaling, what dllm does: read
+    d = edited("llama", "config.json", "\"rope_scaling\": null",
+               "\"rope_scaling\": {\"rope_type\": \"default\"}");
     ck_assert_float_eq(expect_read(d).rope_scaling.factor, 0.0f);
-    // transformers 5's block: other types refused by name, a second block or theta refused
-    d = copy_fixture("llama_tf5");
-    edit_file(d, "config.json", "\"rope_type\": \"default\"",
-              "\"rope_type\": \"yarn\", \"factor\": 4.0");
-    expect_refused(d, "rope_parameters of type yarn; dllm implements default and llama3");
-    d = copy_fixture("llama_tf5");
-    edit_file(d, "config.json", "\"rope_type\": \"default\"",
-              "\"rope_type\": \"linear\", \"factor\": 2.0");
-    expect_refused(d, "rope_parameters of type linear");
-    d = copy_fixture("llama_tf5");  // a null rope_scaling beside it is no second block
-    edit_file(d, "config.json", "\"rope_parameters\"",
-              "\"rope_scaling\": null, \"rope_parameters\"");
+    // a null rope_scaling beside rope_parameters is no second block; a real one is refused
+    d = edited("llama_tf5", "config.json", "\"rope_parameters\"",
+               "\"rope_scaling\": null, \"rope_parameters\"");
     ck_assert_float_eq(expect_read(d).rope_theta, 500000.0f);
     edit_file(d, "config.json", "\"rope_scaling\": null",
               "\"rope_scaling\": {\"rope_type\": \"default\"}");
     expect_refused(d, "both rope_parameters and rope_scaling are set");
-    d = copy_fixture("llama_tf5");
-    edit_file(d, "config.json", "\"rope_parameters\"",
-              "\"rope_theta\": 10000.0, \"rope_parameters\"");
-    expect_refused(d, "rope_theta 10000 and rope_parameters.rope_theta 500000 differ");
-    d = copy_fixture("qwen2_tf5");
-    edit_file(d, "config.json", "\"full_attention\"", "\"sliding_attention\"");
-    expect_refused(d, "layer_types[0] is sliding_attention; dllm implements full_attention");
-    d = copy_fixture("llama");
-    edit_file(d, "config.json", "\"vocab_size\": 1009", "\"vocab_size\": 2e9");
-    expect_refused(d, "vocab_size 2000000000 is out of range");
-    d = copy_fixture("llada");
-    edit_file(d, "config.json", "\"block_type\": \"llama\"", "\"block_type\": \"sequential\"");
-    expect_refused(d, "block_type");
-    d = copy_fixture("llama");  // the shapes say 2 layers, the config 3
-    edit_file(d, "config.json", "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3");
-    expect_refused(d, "missing tensor model.layers.2");
-    d = copy_fixture("llama");  // the config says 1 layer: layer 1's tensors are left over
-    edit_file(d, "config.json", "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1");
-    expect_refused(d, "is not part of a LLaMA model");
 }
 END_TEST
 
