@@ -219,6 +219,20 @@ static void memorise_and_score(Objective objective) {
            causal ? "AR " : "MDM", before.correct, after.correct, (long long)tr.tc.steps, st.loss);
     ck_assert_int_eq(after.items, 8);
     ck_assert_int_eq(after.correct, 8);
+    EvalResult fit;
+    ck_assert_msg(eval_sft(&m, &d, 0, 16, 3, &fit, &err) == 0, "%s", err.msg);
+    // The training loss is per position of the rows it scores (AR: the answer; MDM: answer and
+    // padding); in nats per answer token the same fit is at most loss x positions / answer.
+    double per_answer = 0.0;
+    for (int i = 0; i < d.n; i++) {
+        double positions = causal ? d.answer_len[i] : d.T - d.prompt_len[i];
+        per_answer = fmax(per_answer, st.loss * positions / d.answer_len[i]);
+    }
+    printf("  %s: SFT likelihood of its own training rows %.4f nats/token (%lld tokens), "
+           "training loss as nats per answer token <= %.4f\n", causal ? "AR " : "MDM",
+           fit.nats_per_token, (long long)fit.tokens, per_answer);
+    // scored on rows unlike the ones it learned (no EOS padding), the MDM gave 3.6 here
+    ck_assert(fit.nats_per_token < 2.0 * per_answer + 0.05);
     if (!causal) {  // guidance keeps the memorised answers on top
         co.cfg = 1.0f;
         ck_assert(score_choices(&m, &t, items, &co, &after, &err) == 0);

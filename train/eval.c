@@ -204,7 +204,11 @@ int eval_sft(Model *m, const SftData *d, int max_examples, int mc, uint64_t seed
     int64_t tokens = 0;
     for (int i = 0; i < n; i++) {
         const int *row = d->tokens + (size_t)i * d->T;
-        int p = d->prompt_len[i], len = p + d->answer_len[i];
+        // An MDM learned rows of seq_len tokens, the answer followed by EOS padding, and
+        // generates the padding too: its likelihood of an answer is that of the whole padded
+        // row after the prompt (scored on a shorter row it sees a context it never trained on).
+        // An AR model reads left to right: the answer and its first EOS are the whole story.
+        int p = d->prompt_len[i], len = m->cfg.causal ? p + d->answer_len[i] : d->T;
         double nll;
         if (score_continuation(m, row, len, p, mc, 0.0f, seed + (uint64_t)i, &nll, err))
             return -1;

@@ -31,7 +31,8 @@ int eval_heldout(Model *m, const TokenData *data, int max_windows, int mc, uint6
                  EvalResult *r, Error *err);
 
 // SFT validation: -log p(answer | prompt) per answer token (the response and its EOS) over the
-// first max_examples examples (0: all), by score_continuation.
+// first max_examples examples (0: all), by score_continuation. An MDM scores the row it trained
+// on and would generate: the answer and the EOS padding after it, up to seq_len.
 int eval_sft(Model *m, const SftData *d, int max_examples, int mc, uint64_t seed, EvalResult *r,
              Error *err);
 

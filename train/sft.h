@@ -12,7 +12,7 @@ typedef struct {
     int n, T;          // examples, tokens per row
     int *tokens;       // [n, T]
     int *prompt_len;   // [n] tokens up to and including <|response|>: never masked
-    int *answer_len;   // [n] response tokens + the first EOS (what validation scores)
+    int *answer_len;   // [n] response tokens + the first EOS (validation's tokens)
     int truncated;     // responses cut to fit the row
     int owned;         // 1: this struct allocated the arrays
 } SftData;
