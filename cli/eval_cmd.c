@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "cli/flags.h"
+#include "common/stats.h"
 #include "kernels/backend.h"
 #include "model/model.h"
 #include "train/exact_match.h"
@@ -20,18 +21,32 @@
 
 typedef struct {
     const char *data, *sft, *choices, *exact, *split, *device;
-    int windows, mc, batch, chat;
+    int windows, mc, batch, chat, row_len;
     float cfg, val_frac;
     uint64_t seed;
 } EvalOptions;
 
 static void print_header(const EvalOptions *o) {
     printf("%-28s %-4s %9s %8s", "model", "kind", "params", "step");
-    if (o->data) printf(" | %10s %10s %9s", "nats/tok", "ppl", "tokens");
-    if (o->sft) printf(" | %12s %9s", "sft nats/tok", "tokens");
-    if (o->choices) printf(" | %8s %9s", "accuracy", "correct");
-    if (o->exact) printf(" | %8s %9s", "exact", "correct");
+    if (o->data) printf(" | %10s %7s %10s %9s %13s", "nats/tok", "+- se", "ppl", "tokens", "windows x mc");
+    if (o->sft) printf(" | %12s %7s %9s %13s", "sft nats/tok", "+- se", "tokens", "examples x mc");
+    if (o->choices) printf(" | %8s %6s %9s", "accuracy", "+- se", "correct");
+    if (o->exact) printf(" | %8s %6s %9s", "exact", "+- se", "correct");
     printf("\n");
+}
+
+// What a likelihood was measured on: "812 x 32", or "64/812 x 32" when --windows cut it.
+static void print_scope(const EvalResult *r, int width) {
+    char scope[64], of[24] = "";
+    if ((size_t)r->windows < r->available) snprintf(of, sizeof of, "/%zu", r->available);
+    snprintf(scope, sizeof scope, "%d%s x %d", r->windows, of, r->mc);
+    printf(" %*s", width, scope);
+}
+
+// An accuracy with its standard error (binomial) and the items it counts: "75.0% 3.1% 150/200".
+static void print_accuracy(double accuracy, int correct, int items) {
+    printf(" | %7.1f%% %5.1f%% %4d/%-4d", 100.0 * accuracy,
+           100.0 * stats_proportion_se(accuracy, items), correct, items);
 }
 
 static int eval_data(Model *m, const Tokenizer *t, const EvalOptions *o, Error *err) {
@@ -43,19 +58,24 @@ static int eval_data(Model *m, const Tokenizer *t, const EvalOptions *o, Error *
     EvalResult r;
     if (status == 0 && d->n == 0) status = error_set(err, "%s: no %s tokens", o->data, o->split);
     if (status == 0) status = eval_heldout(m, d, o->windows, o->mc, o->seed, &r, err);
-    if (status == 0)
-        printf(" | %10.4f %s%9.2f %9lld", r.nats_per_token, m->cfg.causal ? " " : "<",
-               r.ppl, (long long)r.tokens);
+    if (status == 0) {
+        printf(" | %10.4f %7.4f %s%9.2f %9lld", r.nats_per_token, r.std_error,
+               m->cfg.causal ? " " : "<", r.ppl, (long long)r.tokens);
+        print_scope(&r, 13);
+    }
     dataset_close(&ds);
     return status;
 }
 
 static int eval_sft_file(Model *m, const Tokenizer *t, const EvalOptions *o, Error *err) {
     SftData d;
-    if (sft_load(&d, o->sft, t, m->cfg.seq_len, err)) return -1;
+    if (sft_load(&d, o->sft, t, o->row_len ? o->row_len : m->cfg.seq_len, err)) return -1;
     EvalResult r;
     int status = eval_sft(m, &d, o->windows, o->mc, o->seed, &r, err);
-    if (status == 0) printf(" | %12.4f %9lld", r.nats_per_token, (long long)r.tokens);
+    if (status == 0) {
+        printf(" | %12.4f %7.4f %9lld", r.nats_per_token, r.std_error, (long long)r.tokens);
+        print_scope(&r, 13);
+    }
     sft_free(&d);
     return status;
 }
@@ -76,19 +96,23 @@ static int eval_one(const char *path, const Backend *be, const EvalOptions *o, E
     fflush(stdout);
     // prompts take the fine-tuning layout when the model was fine-tuned, unless --chat says
     int chat = o->chat >= 0 ? o->chat : ck.header.train.sft, status = 0;
-    if (o->data) status = eval_data(&m, &ck.tokenizer, o, err);
+    if (o->row_len > m.cfg.seq_len)
+        status = error_set(err, "--row-len %d is longer than the model's seq_len %d", o->row_len,
+                           m.cfg.seq_len);
+    if (status == 0 && o->data) status = eval_data(&m, &ck.tokenizer, o, err);
     if (status == 0 && o->sft) status = eval_sft_file(&m, &ck.tokenizer, o, err);
     if (status == 0 && o->choices) {
-        ChoiceOptions co = {chat, o->mc, o->cfg, o->seed};
+        ChoiceOptions co = {chat, o->mc, o->cfg, o->seed, o->row_len};
         ChoiceResult r;
         status = score_choices(&m, &ck.tokenizer, o->choices, &co, &r, err);
-        if (status == 0) printf(" | %7.1f%% %4d/%-4d", 100.0 * r.accuracy, r.correct, r.items);
+        if (status == 0) print_accuracy(r.accuracy, r.correct, r.items);
     }
     if (status == 0 && o->exact) {
         ExactOptions eo = {.chat = chat, .max_items = o->windows};
         ExactResult r;
         status = exact_match(&m, &ck.tokenizer, o->exact, &eo, &r, err);
-        if (status == 0) printf(" | %7.1f%% %4d/%-4d", 100.0 * r.accuracy, r.correct, r.items);
+        if (status == 0) print_accuracy(r.accuracy, r.correct, r.items);
+        if (status == 0 && r.items < r.available) printf(" of %d", r.available);
     }
     printf("\n");
     model_free(&m);
@@ -98,18 +122,23 @@ static int eval_one(const char *path, const Backend *be, const EvalOptions *o, E
 
 int cmd_eval(int argc, char **argv) {
     const char *models = NULL;
-    EvalOptions o = {.split = "val", .device = "auto", .windows = 64, .mc = 32, .batch = 16,
+    EvalOptions o = {.split = "val", .device = "auto", .windows = 0, .mc = 32, .batch = 16,
                      .chat = -1, .val_frac = 0.05f, .seed = 1234};
     Flag flags[] = {
         {"model", FLAG_STRING, &models, "run directories or checkpoints, comma-separated (required)", 0},
         {"data", FLAG_STRING, &o.data, "held-out likelihood on shards or a text file", 0},
         {"split", FLAG_STRING, &o.split, "val (val shards, or the --val-frac tail) or train", 0},
         {"val-frac", FLAG_FLOAT, &o.val_frac, "held-out tail of data without val shards", 0},
-        {"windows", FLAG_INT, &o.windows, "windows (or SFT examples) scored, 0: all", 0},
+        {"windows", FLAG_INT, &o.windows,
+         "score only this many windows (spread evenly) or the first this many SFT / exact "
+         "items; 0: all (the table shows N/M when cut)", 0},
         {"sft", FLAG_STRING, &o.sft, "prompt/response JSONL: -log p(response | prompt)", 0},
         {"choices", FLAG_STRING, &o.choices, "multiple-choice JSONL: accuracy", 0},
         {"exact", FLAG_STRING, &o.exact, "prompt/response JSONL: exact match of greedy answers", 0},
         {"chat", FLAG_INT, &o.chat, "choices: 1 SFT layout, 0 plain text (default: by model)", 0},
+        {"row-len", FLAG_INT, &o.row_len,
+         "--sft / SFT-layout --choices: rows of this many tokens, the answer EOS-padded (an MDM "
+         "scores the padding too); 0: the model's seq_len, the rows dllm fine-tunes on", 0},
         {"mc", FLAG_INT, &o.mc, "mdm: Monte-Carlo mask draws per window / continuation", 0},
         {"cfg", FLAG_FLOAT, &o.cfg, "mdm choices: classifier-free guidance scale", 0},
         {"seed", FLAG_U64, &o.seed, "seeds the mask draws", 0},
@@ -127,8 +156,9 @@ int cmd_eval(int argc, char **argv) {
         return cli_fail("eval: give --data, --sft, --choices and/or --exact");
     if (strcmp(o.split, "val") != 0 && strcmp(o.split, "train") != 0)
         return cli_fail("eval: --split must be val or train");
-    if (o.windows < 0 || o.mc < 1 || o.batch < 1 || o.cfg < 0.0f)
-        return cli_fail("eval: --windows must be >= 0, --mc and --batch >= 1, --cfg >= 0");
+    if (o.windows < 0 || o.mc < 1 || o.batch < 1 || o.cfg < 0.0f || o.row_len < 0)
+        return cli_fail("eval: --windows and --row-len must be >= 0, --mc and --batch >= 1, "
+                        "--cfg >= 0");
     Error err;
     const Backend *be = backend_by_name(o.device, &err);
     if (!be) return cli_fail(err.msg);

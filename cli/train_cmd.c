@@ -141,9 +141,11 @@ static int evaluate(Run *r, Error *err) {
     r->last_val = res.nats_per_token;
     int best;
     if (run_dir_save_best(&r->rd, r->tr, r->tokenizer, res.nats_per_token, &best, err)) return -1;
-    print_line(r, "step %6lld | val %.4f nats/token | %s %.2f | %lld tokens%s%s\n", (long long)s,
-               res.nats_per_token, r->tr->model->cfg.causal ? "ppl" : "ppl <=", res.ppl,
-               (long long)res.tokens, r->tr->model->cfg.causal ? "" : " (ELBO)",
+    // the same number `dllm eval` prints for this checkpoint with --windows W --mc MC
+    print_line(r, "step %6lld | val %.4f +- %.4f nats/token | %s %.2f | %lld tokens, %d %s x %d"
+                  "%s%s\n", (long long)s, res.nats_per_token, res.std_error,
+               m->cfg.causal ? "ppl" : "ppl <=", res.ppl, (long long)res.tokens, res.windows,
+               r->val_sft ? "examples" : "windows", res.mc, m->cfg.causal ? "" : " (ELBO)",
                best ? " | best, saved best.ckpt" : "");
     return 0;
 }

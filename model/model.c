@@ -649,21 +649,34 @@ static const float *upload_targets(Model *m, const int *targets, const float *we
     return weights;
 }
 
-// The weighted sum of the per-position losses, on the host in double.
-static float weighted_loss(Model *m, const float *weights) {
+// The weighted sum of the per-position losses, on the host in double; each sequence's share
+// in row_loss[b] unless row_loss is NULL.
+static double weighted_loss(Model *m, const float *weights, double *row_loss) {
     int N = m->B * m->T;
     m->be->to_host(m->host_losses, m->acts.losses, (size_t)N * sizeof(float));
-    double loss = 0.0;
-    for (int n = 0; n < N; n++)
-        if (weights[n] != 0.0f) loss += (double)weights[n] * m->host_losses[n];
-    return (float)loss;
+    double loss = 0.0;  // one running sum over all positions, in their order
+    for (int b = 0; b < m->B; b++) {
+        double row = 0.0;
+        for (int n = b * m->T; n < (b + 1) * m->T; n++) {
+            if (weights[n] == 0.0f) continue;
+            double term = (double)weights[n] * m->host_losses[n];
+            loss += term;
+            row += term;
+        }
+        if (row_loss) row_loss[b] = row;
+    }
+    return loss;
 }
 
-float model_loss(Model *m, const int *targets, const float *weights) {
+double model_loss_rows(Model *m, const int *targets, const float *weights, double *row_loss) {
     weights = upload_targets(m, targets, weights);
     m->be->cross_entropy_forward(m->acts.losses, m->acts.logits, m->targets, m->B * m->T,
                                  m->cfg.vocab_size);
-    return weighted_loss(m, weights);
+    return weighted_loss(m, weights, row_loss);
+}
+
+float model_loss(Model *m, const int *targets, const float *weights) {
+    return (float)model_loss_rows(m, targets, weights, NULL);
 }
 
 // Backward through layer l: d->resid holds the gradient of its output and becomes the
@@ -740,5 +753,5 @@ float model_loss_backward(Model *m, const int *targets, const float *weights) {
         layer_backward(m, l);
     }
     if (m->grads) be->embedding_backward(m->g.tok_emb, d->resid, m->tokens, N, C, c->vocab_size);
-    return weighted_loss(m, weights);
+    return (float)weighted_loss(m, weights, NULL);
 }

@@ -183,6 +183,9 @@ void model_forward_pairs(Model *m, const int *tokens, int B, int T);
 // logit_shift (Dream) predicts position t at logit row t - 1: the loss reads it there, and
 // position 0, with no row before it, is not scored.
 float model_loss(Model *m, const int *targets, const float *weights);
+// The same loss in double, and each sequence's share of it in row_loss[b], b < the batch
+// of the last forward pass (a block diffusion pair counts as one sequence).
+double model_loss_rows(Model *m, const int *targets, const float *weights, double *row_loss);
 // After model_forward: the same loss, with its gradient added into m->grads. The loss and
 // the logits' gradient come from one fused pass that overwrites the logits (no second
 // [B*T, vocab] buffer, no stored probabilities).

@@ -301,6 +301,43 @@ static float last_val(const char *log) {
     return v;
 }
 
+// Training's validation line and `dllm eval` of the checkpoint it scored give the same number
+// for the same windows and mask draws; eval scores every window unless --windows cuts it, and
+// then says how many of how many.
+static void check_eval_matches_training(const char *objective) {
+    char args[1024];
+    snprintf(args, sizeof args, "train %s --objective %s --steps 10 --eval-every 10 "
+             "--eval-windows 5 --eval-mc 3 --data %s/text.txt --run %s/%s",
+             tiny, objective, dir, dir, objective);
+    Result *r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    ck_assert_msg(strstr(r->out, "5 windows x"), "%s", r->out);
+    char trained[32], evaluated[32];
+    snprintf(trained, sizeof trained, "%.4f", last_val(r->out));
+    snprintf(args, sizeof args, "eval --model %s/%s/step_00000010.ckpt --data %s/text.txt "
+             "--windows 5 --mc 3", dir, objective, dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    printf("%s", r->out);
+    snprintf(evaluated, sizeof evaluated, "%.4f", atof(strrchr(r->out, '|') + 1));
+    ck_assert_str_eq(trained, evaluated);
+    ck_assert_msg(strstr(r->out, strcmp(objective, "ar") ? " 5/9 x 3" : " 5/9 x 1"), "%s",
+                  r->out);
+    // by default: all 9 windows of the held-out tail, no cut shown
+    snprintf(args, sizeof args, "eval --model %s/%s --data %s/text.txt --mc 3", dir, objective,
+             dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    ck_assert_msg(strstr(r->out, strcmp(objective, "ar") ? " 9 x 3" : " 9 x 1") &&
+                  !strstr(r->out, "/9"), "%s", r->out);
+}
+
+START_TEST(test_eval_matches_training) {
+    check_eval_matches_training("mdm");
+    check_eval_matches_training("ar");
+}
+END_TEST
+
 // dir/run evaluates (nats/token) and samples from 'In the' with sample_flags; the sample's
 // result, checked to have succeeded and to hold the prompt.
 static Result *eval_and_sample(const char *run, const char *sample_flags) {
@@ -830,7 +867,8 @@ START_TEST(test_lora_train_sample_export) {
     double nats[4];
     const char *models[4] = {base, "lora", "peft", "merged"};
     for (int i = 0; i < 4; i++) {
-        snprintf(args, sizeof args, "eval --model %s%s%s --sft %s --device cpu",
+        // rows of the length the adapters were trained at (a PEFT directory does not say it)
+        snprintf(args, sizeof args, "eval --model %s%s%s --sft %s --device cpu --row-len 48",
                  i ? dir : "", i ? "/" : "", models[i], path);
         r = dllm(args);
         ck_assert_msg(r->status == 0, "%s", r->err);
@@ -947,6 +985,7 @@ int main(void) {
     tcase_add_test(tc, test_adapt_ar_to_mdm);
     tcase_add_test(tc, test_bd3_train_eval_sample);
     tcase_add_test(tc, test_eval_sft_plot);
+    tcase_add_test(tc, test_eval_matches_training);
     tcase_add_test(tc, test_sample_bad_input);
     tcase_add_test(tc, test_tokenizer_prepare_train_sample);
     tcase_add_test(tc, test_hf_tokenizer_prepare_sft_sample);

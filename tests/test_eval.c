@@ -11,6 +11,7 @@
 #include "tests/testutil.h"
 #include "train/eval.h"
 #include "common/rng.h"
+#include "common/stats.h"
 
 enum { VOCAB = 20, MASK = 19, SEQ = 16, N_TOKENS = 2000 };
 
@@ -113,6 +114,39 @@ START_TEST(test_mdm_estimate_converges) {
 }
 END_TEST
 
+// The standard error holds the Monte-Carlo noise: over 16 seeds of the mask draws the estimate
+// moves by about its reported standard error or less (the rest of the error is the windows'
+// own spread, which no seed changes); a model that scores every window alike has none.
+START_TEST(test_standard_error) {
+    double x[4] = {1, 2, 3, 4}, ones[4] = {1, 1, 1, 1}, y[4] = {1, 2, 1, 2};
+    ck_assert_double_eq_tol(stats_std(x, 4), sqrt(5.0 / 3.0), 1e-12);
+    ck_assert_double_eq_tol(stats_ratio_se(x, ones, 4), sqrt(5.0 / 3.0) / 2.0, 1e-12);
+    // R = 10 / 6; residuals x - R y = -2/3, -4/3, 4/3, 2/3: sum of squares 40/9
+    ck_assert_double_eq_tol(stats_ratio_se(x, y, 4), sqrt(40.0 / 9.0 / 12.0) / 1.5, 1e-12);
+    ck_assert_double_eq_tol(stats_proportion_se(0.75, 12), 0.125, 1e-12);
+    ck_assert(isnan(stats_std(x, 1)));
+    static int ids[N_TOKENS];
+    TokenData d = sample_data(ids);
+    Model m = make_model(0, 0.3f);
+    double estimates[16], se = 0.0;
+    for (int seed = 0; seed < 16; seed++) {
+        EvalResult r = heldout(&m, &d, 12, 2, 100 + seed);
+        estimates[seed] = r.nats_per_token;
+        se += r.std_error / 16;
+    }
+    double moved = stats_std(estimates, 16);
+    printf("  12 windows x 2 draws: standard error %.4f (mean of 16 seeds), the seeds' own "
+           "spread %.4f\n", se, moved);
+    ck_assert(se > 0.0 && moved < 1.5 * se);
+    model_free(&m);
+    Model flat = make_model(0, 0.0f);
+    EvalResult r = heldout(&flat, &d, 12, 2, 1);
+    ck_assert(r.std_error < 1e-6);
+    model_free(&flat);
+    data_free(&d);
+}
+END_TEST
+
 START_TEST(test_stratified_counts) {
     Rng rng;
     rng_seed(&rng, 4);
@@ -195,6 +229,7 @@ int main(void) {
     tcase_add_test(tc, test_mdm_estimate_is_seeded);
     tcase_add_test(tc, test_mdm_estimate_converges);
     tcase_add_test(tc, test_stratified_counts);
+    tcase_add_test(tc, test_standard_error);
     tcase_add_test(tc, test_continuation_sees_prompt);
     tcase_add_test(tc, test_guidance);
     tcase_add_test(tc, test_bad_requests);

@@ -29,8 +29,8 @@ static int best_choice(Model *m, const Tokenizer *t, const ChoiceOptions *o, con
         }
         // a fine-tuned model has learned rows of the full context, the answer followed by EOS
         // padding: in that layout a choice is scored as the whole answer row it would make
-        size_t len = np + nc;
-        if (o->chat && len < (size_t)m->cfg.seq_len) len = (size_t)m->cfg.seq_len;
+        size_t len = np + nc, row = o->row_len > 0 ? (size_t)o->row_len : (size_t)m->cfg.seq_len;
+        if (o->chat && len < row) len = row;
         seq = realloc(seq, len * sizeof(int));
         memcpy(seq, p, np * sizeof(int));
         memcpy(seq + np, ids, nc * sizeof(int));

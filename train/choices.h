@@ -17,6 +17,7 @@ typedef struct {
     int mc;          // MDM: mask draws per choice
     float cfg;       // MDM: classifier-free guidance scale (0: off)
     uint64_t seed;   // the same draws for every choice of an item
+    int row_len;     // chat layout: rows padded to this many tokens (0: the model's seq_len)
 } ChoiceOptions;
 
 typedef struct {

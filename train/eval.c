@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/stats.h"
 #include "train/objective.h"
 
 int stratified_mask_count(int n, int k, int mc, Rng *rng) {
@@ -64,7 +65,12 @@ int eval_heldout(Model *m, const TokenData *data, int max_windows, int mc, uint6
     RowBuffers rb;
     if (rows_alloc(&rb, (size_t)B * copies * T, err)) return -1;
     int *win = malloc((size_t)W * sizeof(int));
-    if (!win) {
+    double *row_loss = malloc((size_t)B * sizeof(double));
+    double *per_window = calloc((size_t)windows, sizeof(double));  // its estimate / windows
+    if (!win || !row_loss || !per_window) {
+        free(win);
+        free(row_loss);
+        free(per_window);
         rows_free(&rb);
         return error_set(err, "out of memory");
     }
@@ -109,14 +115,22 @@ int eval_heldout(Model *m, const TokenData *data, int max_windows, int mc, uint6
         }
         if (L > 0) model_forward_pairs(m, rb.inputs, nb, T);
         else model_forward(m, rb.inputs, nb, T);
-        total += model_loss(m, rb.targets, rb.weights);
+        total += model_loss_rows(m, rb.targets, rb.weights, row_loss);
+        for (int b = 0; b < nb; b++) per_window[(r0 + b) / mc] += row_loss[b];
     }
+    // a window's own estimate is windows x its share; every window scores as many tokens, so
+    // the standard error is that of the mean of the window estimates
+    for (int w = 0; w < windows; w++) per_window[w] *= windows;
+    r->std_error = stats_std(per_window, windows) / sqrt(windows);
+    free(row_loss);
+    free(per_window);
     free(win);
     rows_free(&rb);
     r->nats_per_token = total;
     r->ppl = exp(total);
     r->tokens = (int64_t)windows * scored;
     r->windows = windows;
+    r->available = avail;
     r->mc = mc;
     return m->be->device_error(err);
 }
@@ -200,8 +214,15 @@ int eval_sft(Model *m, const SftData *d, int max_examples, int mc, uint64_t seed
              Error *err) {
     int n = max_examples > 0 && max_examples < d->n ? max_examples : d->n;
     if (n < 1) return error_set(err, "no SFT examples to evaluate");
+    double *nll = malloc((size_t)n * sizeof(double)), *answer = malloc((size_t)n * sizeof(double));
+    if (!nll || !answer) {
+        free(nll);
+        free(answer);
+        return error_set(err, "out of memory");
+    }
     double total = 0.0;
     int64_t tokens = 0;
+    int status = 0;
     for (int i = 0; i < n; i++) {
         const int *row = d->tokens + (size_t)i * d->T;
         // An MDM learned rows of seq_len tokens, the answer followed by EOS padding, and
@@ -209,16 +230,24 @@ int eval_sft(Model *m, const SftData *d, int max_examples, int mc, uint64_t seed
         // row after the prompt (scored on a shorter row it sees a context it never trained on).
         // An AR model reads left to right: the answer and its first EOS are the whole story.
         int p = d->prompt_len[i], len = m->cfg.causal ? p + d->answer_len[i] : d->T;
-        double nll;
-        if (score_continuation(m, row, len, p, mc, 0.0f, seed + (uint64_t)i, &nll, err))
-            return -1;
-        total += nll;
+        if (score_continuation(m, row, len, p, mc, 0.0f, seed + (uint64_t)i, &nll[i], err)) {
+            status = -1;
+            break;
+        }
+        total += nll[i];
         tokens += d->answer_len[i];
+        answer[i] = d->answer_len[i];
     }
+    // examples differ in length: the standard error of a ratio of sums
+    if (status == 0) r->std_error = stats_ratio_se(nll, answer, n);
+    free(nll);
+    free(answer);
+    if (status) return -1;
     r->nats_per_token = total / (double)tokens;
     r->ppl = exp(r->nats_per_token);
     r->tokens = tokens;
     r->windows = n;
+    r->available = d->n;
     r->mc = m->cfg.causal ? 1 : mc;
     return m->be->device_error(err);
 }

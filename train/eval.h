@@ -18,8 +18,11 @@
 typedef struct {
     double nats_per_token;  // AR: exact; MDM: the ELBO bound
     double ppl;             // exp(nats_per_token): AR exact, MDM an upper bound
+    double std_error;       // of nats_per_token over the windows (or examples) scored, each
+                            // its own estimate (MDM: the mean of its mc draws); NAN for one
     int64_t tokens;         // tokens scored
-    int windows;
+    int windows;            // windows (or examples) scored,
+    size_t available;       // of this many
     int mc;                 // mask draws per window (1 for AR)
 } EvalResult;
 

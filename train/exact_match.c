@@ -68,6 +68,7 @@ int exact_match(Model *m, const Tokenizer *t, const char *path, const ExactOptio
     SftData d;
     if (sft_load(&d, path, t, m->cfg.seq_len, err)) return -1;
     int n = o->max_items > 0 && o->max_items < d.n ? o->max_items : d.n;
+    r->available = d.n;
     char **answers = calloc((size_t)n, sizeof *answers);
     int status = answers ? 0 : error_set(err, "out of memory");
     for (int i = 0; status == 0 && i < n; i++) {

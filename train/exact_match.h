@@ -22,6 +22,7 @@ typedef struct {
 
 typedef struct {
     int items, correct;
+    int available;          // items in the file (items < available: --max-items cut it)
     double accuracy;
     long long nfe, tokens;  // forward passes and generated positions, for NFE per token
     double seconds;         // generation wall time

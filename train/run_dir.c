@@ -119,8 +119,10 @@ void run_log_train(RunDir *rd, int64_t step, const StepStats *st, double tokens_
 void run_log_eval(RunDir *rd, int64_t step, const EvalResult *r, double elapsed) {
     fprintf(rd->log, "{\"type\":\"eval\",\"step\":%lld", (long long)step);
     put_number(rd->log, "val_loss", r->nats_per_token);
+    put_number(rd->log, "val_se", r->std_error);
     put_number(rd->log, "val_ppl", r->ppl);
-    fprintf(rd->log, ",\"tokens\":%lld,\"mc\":%d", (long long)r->tokens, r->mc);
+    fprintf(rd->log, ",\"tokens\":%lld,\"windows\":%d,\"mc\":%d", (long long)r->tokens,
+            r->windows, r->mc);
     put_number(rd->log, "elapsed_s", rd->elapsed_before + elapsed);
     fputs("}\n", rd->log);
     fflush(rd->log);
