@@ -414,8 +414,7 @@ static int print_samples(const SampleOptions *o, const Tokenizer *tok, const Row
     if (dropped)
         fprintf(stderr, "note: %ld generated ids past the tokenizer's %d tokens (the model's "
                 "padded vocabulary) were left out of the text\n", dropped, tok->vocab_size);
-    if (o->which == 3) {  // per generated token of a row, as the others' NFE/token
-        double per_row = generated > 0 ? (double)generated / r->n : 1.0;
+    if (o->which == 3) {
         fprintf(stderr,
                 "speculative sampler: %d target passes, %d draft passes, %ld tokens generated "
                 "in %d sequences, acceptance length %.2f (of %d drafted + 1), target "
@@ -423,7 +422,8 @@ static int print_samples(const SampleOptions *o, const Tokenizer *tok, const Row
                 st->nfe, st->draft_nfe, generated, r->n,
                 st->verified_rows ? (double)(st->accepted + st->verified_rows) / st->verified_rows
                                   : 0.0,
-                o->sc.draft_length, st->nfe / per_row, st->draft_nfe / per_row,
+                o->sc.draft_length, nfe_per_token(st->nfe, r->n, generated),
+                nfe_per_token(st->draft_nfe, r->n, generated),
                 seconds > 0.0 ? generated / seconds : 0.0, seconds);
         return 0;
     }
@@ -431,7 +431,7 @@ static int print_samples(const SampleOptions *o, const Tokenizer *tok, const Row
             "%s sampler: %d steps, %d forward passes, %ld tokens generated in %d sequences, "
             "NFE/token %.3f, %.3f s\n",
             o->which == 1 ? "llada" : "ar", st->steps, st->nfe, generated, r->n,
-            (double)st->nfe / o->sc.gen_length, seconds);
+            nfe_per_token(st->nfe, r->n, generated), seconds);
     return 0;
 }
 

@@ -699,6 +699,9 @@ static int train(TrainOptions *o, const ModelConfig *mc, const TrainConfig *tc,
         if (status == 0) {
             printf("run: %s\n", run_dir);
             run_log_event(&r.rd, tr.step, o->resume ? "resume" : "start", ck_path);
+            int T = trainer_row_length(&tr);
+            run_log_budget(&r.rd, tr.step, (int64_t)tr.tc.batch_size * tr.tc.grad_accum * T,
+                           train_flops_per_token(&model.cfg, T));
             status = run_training(&r, err);
             run_dir_close(&r.rd);
         }

@@ -47,6 +47,17 @@ size_t param_count(const ModelConfig *c) {
     return n;
 }
 
+double train_flops_per_token(const ModelConfig *c, int T) {
+    ParamSpec specs[N_PARAM_TENSORS];
+    param_specs(c, specs);
+    double matmul = (double)c->vocab_size * c->d_model;  // the output head
+    for (int i = 0; i < N_PARAM_TENSORS; i++)
+        if (param_is_projection(i)) matmul += (double)specs[i].size;
+    int copies = c->block_size > 0 ? 2 : 1;
+    double keys = (double)copies * T;
+    return copies * (6.0 * matmul + 12.0 * c->n_layer * keys * c->d_model);
+}
+
 // p advanced by n elements of elem_bytes (NULL stays NULL: a packed model's projections)
 static float *advance(const float *p, size_t n, size_t elem_bytes) {
     return p ? (float *)((const char *)p + n * elem_bytes) : NULL;

@@ -46,6 +46,12 @@ typedef struct {
 // The size table, in the order of the ParamTensors fields.
 void param_specs(const ModelConfig *c, ParamSpec specs[N_PARAM_TENSORS]);
 size_t param_count(const ModelConfig *c);
+// Training FLOPs (forward + backward = 3 x forward) per token of rows of T positions: 6 x the
+// weights of every matrix product (the seven projections of each layer and the output head,
+// tied or not; the embedding lookup is free) + 12 x n_layer x T x d_model for attention (QK^T
+// and AV over all T keys, causal or not: the usual convention). Block diffusion trains each
+// token in two rows (the clean and the noisy copy) over 2T keys.
+double train_flops_per_token(const ModelConfig *c, int T);
 // Points each field of t into base, which holds param_count(c) values of elem_bytes each:
 // floats (4), or bf16 weights (2: an inference model on a bf16-weight backend, whose fields
 // then point at bf16 values that only that backend's ops read).

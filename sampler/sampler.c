@@ -1,6 +1,8 @@
 // What both samplers share: defaults, the checks of a request against the model, EOS trimming.
 #include "sampler/sampler.h"
 
+#include <math.h>
+
 SamplerConfig sampler_config_default(void) {
     SamplerConfig sc = {
         .gen_length = 64,
@@ -66,4 +68,8 @@ void layout_rows(const SamplerConfig *sc, const int *const *prompts, const int *
         for (int i = 0; i < prompt_lens[b]; i++) row[key_start[b] + i] = prompts[b][i];
         for (int i = P; i < T; i++) row[i] = fill;
     }
+}
+
+double nfe_per_token(long passes, int sequences, long generated) {
+    return generated > 0 ? (double)passes * sequences / (double)generated : NAN;
 }

@@ -72,6 +72,12 @@ typedef struct {
     long drafted, accepted, verified_rows;
 } SampleStats;
 
+// NFE per token, one definition for every sampler: the forward passes of the model each
+// sequence went through (a batched pass counts once for each sequence in it), over the tokens
+// the sequences generated (each up to its first EOS), both summed over the sequences. A
+// drafter's passes are counted apart, by the same rule. NAN when nothing was generated.
+double nfe_per_token(long passes, int sequences, long generated);
+
 // Fast-dLLM's factor (dynamic threshold) rule: of n masked positions whose confidences sorted
 // in descending order are c[0..n), how many to commit: with thresholds t_0 = -1 and
 // t_j = 1 - factor / (j + 2), k = the first j with c[j] < t_j (n - 1 when none); then k + 1

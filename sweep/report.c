@@ -16,6 +16,7 @@
 #include "common/progress.h"
 #include "report/plot.h"
 #include "report/run_log.h"
+#include "sampler/sampler.h"
 #include "sweep/status.h"
 
 typedef struct {
@@ -136,7 +137,7 @@ static void tradeoff_rows(FILE *f, const Row *row, const char *dir, const char *
         char blocks[16];
         snprintf(blocks, sizeof blocks, m.cfg.causal ? "-" : "%d", r.blocks_used);
         fprintf(f, "| %s | %s | %.1f%% | %.2f | %.0f |\n", settings[i].name, blocks,
-                100.0 * r.accuracy, (double)r.nfe / (double)r.tokens, r.items / r.seconds);
+                100.0 * r.accuracy, nfe_per_token(r.nfe, 1, r.tokens), r.items / r.seconds);
     }
     model_free(&m);
     checkpoint_free(&ck);

@@ -43,9 +43,9 @@ static int score_batch(Model *m, const Tokenizer *t, const SftData *d, char **an
     int rc = (m->cfg.causal ? ar_generate : llada_generate)(m, &sc, prompts, lens, n, out,
                                                              lengths, &stats, NULL, NULL, err);
     r->seconds += now_seconds() - t0;
-    r->nfe += stats.nfe;
-    r->tokens += (long long)sc.gen_length;
+    r->nfe += (long long)stats.nfe * n;  // each sequence of the batch went through every pass
     for (int i = 0; rc == 0 && i < n; i++) {
+        r->tokens += lengths[i];
         char *text;
         if ((rc = tokenizer_decode(t, out + (size_t)i * T + P, (size_t)lengths[i], &text, err)))
             break;

@@ -24,7 +24,8 @@ typedef struct {
     int items, correct;
     int available;          // items in the file (items < available: --max-items cut it)
     double accuracy;
-    long long nfe, tokens;  // forward passes and generated positions, for NFE per token
+    long long nfe, tokens;  // forward passes each answer went through, summed, and the tokens
+                            // generated (up to EOS): nfe / tokens is sampler.h's NFE per token
     double seconds;         // generation wall time
     int blocks_used;        // MDM: the most blocks any batch was decoded in
 } ExactResult;

@@ -128,6 +128,14 @@ void run_log_eval(RunDir *rd, int64_t step, const EvalResult *r, double elapsed)
     fflush(rd->log);
 }
 
+void run_log_budget(RunDir *rd, int64_t step, int64_t tokens_per_step, double flops_per_token) {
+    fprintf(rd->log, "{\"type\":\"budget\",\"step\":%lld,\"tokens_per_step\":%lld",
+            (long long)step, (long long)tokens_per_step);
+    put_number(rd->log, "flops_per_token", flops_per_token);
+    fputs("}\n", rd->log);
+    fflush(rd->log);
+}
+
 void run_log_event(RunDir *rd, int64_t step, const char *event, const char *detail) {
     fprintf(rd->log, "{\"type\":\"event\",\"step\":%lld,\"event\":\"%s\",\"detail\":",
             (long long)step, event);

@@ -35,6 +35,9 @@ void run_dir_close(RunDir *rd);
 void run_log_train(RunDir *rd, int64_t step, const StepStats *st, double tokens_per_s,
                    double elapsed);
 void run_log_eval(RunDir *rd, int64_t step, const EvalResult *r, double elapsed);
+// What a step of this run costs, written when it starts or resumes: tokens trained and their
+// training FLOPs (model/params.h's count).
+void run_log_budget(RunDir *rd, int64_t step, int64_t tokens_per_step, double flops_per_token);
 // A line for what happened outside the step loop: "start", "resume", "interrupted",
 // "diverged", "done".
 void run_log_event(RunDir *rd, int64_t step, const char *event, const char *detail);

@@ -126,13 +126,18 @@ static void make_batch(Trainer *tr, int T) {
     }
 }
 
+int trainer_row_length(const Trainer *tr) {
+    int T = tr->model->cfg.seq_len;
+    return tr->sft && tr->tc.objective == OBJECTIVE_AR ? T - 1 : T;
+}
+
 StepStats trainer_step(Trainer *tr) {
     const TrainConfig *tc = &tr->tc;
     Model *m = tr->model;
     StepStats st = {0};
     // LLaDA trains a small share of batches on random shorter lengths, so the model also
     // sees sequences that do not fill the context.
-    st.seq_len = tr->sft && tc->objective == OBJECTIVE_AR ? m->cfg.seq_len - 1 : m->cfg.seq_len;
+    st.seq_len = trainer_row_length(tr);
     if (!tr->sft && tc->objective == OBJECTIVE_MDM && tc->random_length_prob > 0.0f &&
         rng_uniform(&tr->rng_mask) < tc->random_length_prob)
         st.seq_len = 1 + (int)rng_below(&tr->rng_mask, (uint64_t)m->cfg.seq_len);

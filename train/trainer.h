@@ -44,6 +44,10 @@ int trainer_init_sft(Trainer *tr, Model *m, const TrainConfig *tc, const SftData
                      Error *err);
 void trainer_free(Trainer *tr);
 StepStats trainer_step(Trainer *tr);
+// Positions of a training row: seq_len, or seq_len - 1 for AR fine-tuning (inputs predict the
+// next token). A step trains batch_size x grad_accum rows of it (LLaDA's random-length
+// batches, about 1%, are shorter).
+int trainer_row_length(const Trainer *tr);
 
 // The seeds of the separate random streams, derived from the run's one seed.
 uint64_t seed_for_init(uint64_t seed);
