@@ -17,6 +17,7 @@ static void push(double **xs, double **ys, int *n, double x, double y) {
 
 int run_log_read(const char *dir, RunLog *log, Error *err) {
     memset(log, 0, sizeof *log);
+    log->tokens_per_step = log->flops_per_token = NAN;
     char path[4200], *text;
     size_t n;
     snprintf(path, sizeof path, "%s/log.jsonl", dir);
@@ -39,6 +40,10 @@ int run_log_read(const char *dir, RunLog *log, Error *err) {
         } else if (strcmp(type, "eval") == 0) {
             if (json_get_number(line, "val_loss", &x, &ignore) == 0)
                 push(&log->eval_step, &log->eval_loss, &log->n_eval, step, x);
+        } else if (strcmp(type, "budget") == 0) {
+            if (json_get_number(line, "tokens_per_step", &log->tokens_per_step, &ignore) ||
+                json_get_number(line, "flops_per_token", &log->flops_per_token, &ignore))
+                log->tokens_per_step = log->flops_per_token = NAN;
         } else if (strcmp(type, "event") == 0) {
             char *event;
             if (json_get_string(line, "event", &event, &len, &ignore) == 0) {

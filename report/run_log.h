@@ -10,6 +10,8 @@ typedef struct {
     double *train_step, *train_loss;  // n_train points (skipped steps have NAN loss)
     double *eval_step, *eval_loss;    // n_eval points, nats/token
     double tokens_per_s;              // mean over the logged steps
+    double tokens_per_step;           // the run's budget line: tokens trained per step and
+    double flops_per_token;           // their training FLOPs (NAN in logs without one)
     double elapsed_s;                 // wall time of the run so far
     long long last_step;
     char last_event[32];              // "start", "resume", "interrupted", "diverged", "done"

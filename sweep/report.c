@@ -8,6 +8,7 @@
 
 #include "common/file.h"
 #include "common/process.h"
+#include "common/stats.h"
 #include "kernels/backend.h"
 #include "model/model.h"
 #include "train/exact_match.h"
@@ -27,7 +28,22 @@ typedef struct {
     double metric;  // NAN when the run has none (failed before evaluating)
     double best_val, final_train;
     double exact;   // exact-match accuracy on the plan's test file, NAN when not measured
+    // training budget from the log's budget line, the --init run's (of this sweep) included:
+    // NAN when the log has none
+    double tokens, flops, init_tokens, init_flops;
+    double matched_val;  // validation loss at the sweep's matched FLOPs (NAN: not reached)
+    int setting;         // index into the settings (runs that differ only in seed share one)
 } Row;
+
+// The runs of one setting over their seeds: the mean and sample standard deviation of each
+// figure (std NAN with one seed).
+typedef struct {
+    char name[256];
+    int runs, n;  // runs, and those with the metric
+    double mean, std, val_mean, val_std, exact_mean, exact_std, matched_mean, matched_std;
+    double tokens, flops;  // of its first run (seeds train the same budget)
+    int tied;              // its mean is within the spreads of the best's
+} Setting;
 
 // qsort has no context argument: the direction of the ranking for by_metric.
 static int rank_higher_better;
@@ -253,13 +269,275 @@ static int plot_val_curves(const Row *rows, int n, const char *dir, Error *err) 
     return rc ? -1 : m;
 }
 
+// ---- budgets: tokens and training FLOPs, and the loss at equal FLOPs ----
+
+static double run_tokens_at(const Row *r, double step) {
+    return r->init_tokens + step * r->log.tokens_per_step;
+}
+
+static double run_flops_at(const Row *r, double step) {
+    return r->init_flops + step * r->log.tokens_per_step * r->log.flops_per_token;
+}
+
+// The row whose run directory is path, or NULL.
+static Row *row_of_dir(Row *rows, int n, const char *dir, const char *path) {
+    for (int i = 0; i < n; i++) {
+        char run_dir[4300];
+        snprintf(run_dir, sizeof run_dir, "%s/runs/%s", dir, rows[i].run->name);
+        if (strcmp(run_dir, path) == 0) return &rows[i];
+    }
+    return NULL;
+}
+
+// Each run's tokens and FLOPs; a run initialised from another run of the sweep (an adapted
+// model) carries that run's whole budget too, so "equal compute" counts everything it cost.
+static void set_budgets(const Plan *p, Row *rows, int n, const char *dir) {
+    for (int i = 0; i < n; i++) {
+        Row *r = &rows[i];
+        r->init_tokens = r->init_flops = 0.0;
+        const char *init = plan_value(p, r->run, "init");
+        // follow the chain of inits (a run cannot be its own ancestor: at most n links)
+        for (int hops = 0; init && hops < n; hops++) {
+            const Row *from = row_of_dir(rows, n, dir, init);
+            if (!from) break;
+            if (!from->have_log) {
+                r->init_tokens = r->init_flops = NAN;
+                break;
+            }
+            r->init_tokens += from->log.last_step * from->log.tokens_per_step;
+            r->init_flops +=
+                from->log.last_step * from->log.tokens_per_step * from->log.flops_per_token;
+            init = plan_value(p, from->run, "init");
+        }
+        r->tokens = r->have_log ? run_tokens_at(r, (double)r->log.last_step) : NAN;
+        r->flops = r->have_log ? run_flops_at(r, (double)r->log.last_step) : NAN;
+    }
+}
+
+// Validation loss at f FLOPs, linear between the evaluations around it; NAN before the first
+// evaluation or past the last.
+static double val_at_flops(const Row *r, double f) {
+    for (int k = 0; r->have_log && k < r->log.n_eval; k++) {
+        double fk = run_flops_at(r, r->log.eval_step[k]);
+        if (fk < f) continue;
+        if (fk == f) return r->log.eval_loss[k];
+        if (k == 0) return NAN;
+        double f0 = run_flops_at(r, r->log.eval_step[k - 1]), w = (f - f0) / (fk - f0);
+        return (1.0 - w) * r->log.eval_loss[k - 1] + w * r->log.eval_loss[k];
+    }
+    return NAN;
+}
+
+// The matched budget: the FLOPs of the cheapest run's last evaluation, which every run passed.
+static double matched_budget(const Row *rows, int n) {
+    double least = NAN;
+    for (int i = 0; i < n; i++) {
+        if (!rows[i].have_log || rows[i].log.n_eval == 0) continue;
+        double f = run_flops_at(&rows[i], rows[i].log.eval_step[rows[i].log.n_eval - 1]);
+        if (isfinite(f) && (isnan(least) || f < least)) least = f;
+    }
+    return least;
+}
+
+// "1.23M", "45.6G": a count with an SI prefix, 3 significant digits.
+static void format_count(char *buf, size_t cap, double x) {
+    static const char *const prefix[] = {"", "k", "M", "G", "T", "P", "E"};
+    int k = 0;
+    if (!isfinite(x)) {
+        snprintf(buf, cap, "-");
+        return;
+    }
+    while (fabs(x) >= 1000.0 && k < 6) x /= 1000.0, k++;
+    snprintf(buf, cap, "%.3g%s", x, prefix[k]);
+}
+
+// ---- settings: the runs that differ only in their seed, as one ----
+
+static int seeds_vary(const Plan *p) { return plan_varies(p, "seed"); }
+
+// The name of run r's setting: its varied values but the seed ("(all)" when only seeds vary).
+static void setting_name(const Plan *p, const PlanRun *r, char *buf, size_t cap) {
+    size_t at = 0;
+    buf[0] = '\0';
+    int others = 0;
+    for (int k = 0; k < p->n_varied_names; k++) others += strcmp(p->varied_names[k], "seed") != 0;
+    for (int k = 0; k < p->n_varied_names && at < cap; k++) {
+        const char *name = p->varied_names[k];
+        if (strcmp(name, "seed") == 0) continue;
+        const char *v = plan_value(p, r, name);
+        at += (size_t)snprintf(buf + at, cap - at, others > 1 ? "%s%s %s" : "%s%.0s%s",
+                               at ? ", " : "", name, v ? v : "-");
+    }
+    if (!buf[0]) snprintf(buf, cap, "(all)");
+}
+
+// mean and std of the finite values among x[0..n)
+static void mean_std(const double *x, int n, double *mean, double *std) {
+    double v[PLAN_MAX_RUNS];
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (isfinite(x[i])) v[m++] = x[i];
+    *mean = m ? stats_mean(v, m) : NAN;
+    *std = stats_std(v, m);
+}
+
+static int by_mean(const void *a, const void *b) {
+    const Setting *x = a, *y = b;
+    int nx = isnan(x->mean), ny = isnan(y->mean);
+    if (nx != ny) return nx - ny;
+    if (!nx && x->mean != y->mean) return (x->mean < y->mean) != rank_higher_better ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+// Groups the rows into settings, ranked by the mean of the metric; a setting whose mean lies
+// within the two spreads (the best's std + its own) of the best's is marked tied with it.
+// Returns the number of settings.
+static int group_settings(const Plan *p, Row *rows, int n, Setting *out) {
+    int ns = 0;
+    for (int i = 0; i < n; i++) {
+        char name[256];
+        setting_name(p, rows[i].run, name, sizeof name);
+        int k = 0;
+        while (k < ns && strcmp(out[k].name, name) != 0) k++;
+        if (k == ns) {
+            memset(&out[k], 0, sizeof out[k]);
+            snprintf(out[k].name, sizeof out[k].name, "%s", name);
+            out[k].tokens = rows[i].tokens, out[k].flops = rows[i].flops;
+            ns++;
+        }
+        out[k].runs++;
+    }
+    for (int k = 0; k < ns; k++) {
+        double metric[PLAN_MAX_RUNS], val[PLAN_MAX_RUNS], exact[PLAN_MAX_RUNS],
+            matched[PLAN_MAX_RUNS];
+        int m = 0;
+        for (int i = 0; i < n; i++) {
+            char name[256];
+            setting_name(p, rows[i].run, name, sizeof name);
+            if (strcmp(name, out[k].name) != 0) continue;
+            metric[m] = rows[i].metric, val[m] = rows[i].best_val, exact[m] = rows[i].exact;
+            matched[m++] = rows[i].matched_val;
+            out[k].n += !isnan(rows[i].metric);
+        }
+        mean_std(metric, m, &out[k].mean, &out[k].std);
+        mean_std(val, m, &out[k].val_mean, &out[k].val_std);
+        mean_std(exact, m, &out[k].exact_mean, &out[k].exact_std);
+        mean_std(matched, m, &out[k].matched_mean, &out[k].matched_std);
+    }
+    qsort(out, (size_t)ns, sizeof *out, by_mean);
+    for (int k = 0; k < ns; k++) {
+        double spread = (isnan(out[0].std) ? 0.0 : out[0].std) +
+                        (isnan(out[k].std) ? 0.0 : out[k].std);
+        out[k].tied = k > 0 && !isnan(out[k].mean) && fabs(out[k].mean - out[0].mean) <= spread;
+    }
+    for (int i = 0; i < n; i++) {
+        char name[256];
+        setting_name(p, rows[i].run, name, sizeof name);
+        for (int k = 0; k < ns; k++)
+            if (strcmp(out[k].name, name) == 0) rows[i].setting = k;
+    }
+    return ns;
+}
+
+// "4.0312 ± 0.0210", or the value alone for one seed, or "-"
+static void format_mean_std(char *buf, size_t cap, double mean, double std, int percent) {
+    double scale = percent ? 100.0 : 1.0;
+    const char *unit = percent ? "%" : "";
+    if (isnan(mean)) snprintf(buf, cap, "-");
+    else if (isnan(std)) snprintf(buf, cap, percent ? "%.1f%s" : "%.4f%s", scale * mean, unit);
+    else snprintf(buf, cap, percent ? "%.1f%s ± %.1f" : "%.4f%s ± %.4f", scale * mean, unit,
+                  scale * std);
+}
+
+static void write_settings_table(FILE *f, const Plan *p, const Setting *st, int ns,
+                                 double matched) {
+    char budget[32];
+    format_count(budget, sizeof budget, matched);
+    fprintf(f, "\n## Per setting, over seeds (mean ± sample std)\n\n| rank | setting | seeds | "
+               "%s | best val nats/tok | val at %s FLOPs |%s tokens | FLOPs |\n"
+               "|---|---|---|---|---|---|%s---|---|\n",
+            p->metric, budget, p->exact[0] ? " exact match |" : "", p->exact[0] ? "---|" : "");
+    for (int k = 0; k < ns; k++) {
+        char metric[48], val[48], at[48], exact[48], tokens[32], flops[32];
+        int pct = strcmp(p->metric, "exact") == 0;
+        format_mean_std(metric, sizeof metric, st[k].mean, st[k].std, pct);
+        format_mean_std(val, sizeof val, st[k].val_mean, st[k].val_std, 0);
+        format_mean_std(at, sizeof at, st[k].matched_mean, st[k].matched_std, 0);
+        format_mean_std(exact, sizeof exact, st[k].exact_mean, st[k].exact_std, 1);
+        format_count(tokens, sizeof tokens, st[k].tokens);
+        format_count(flops, sizeof flops, st[k].flops);
+        char rank[16];
+        int tied = st[k].tied || (k == 0 && ns > 1 && st[1].tied);
+        snprintf(rank, sizeof rank, tied ? "=1" : "%d", k + 1);
+        fprintf(f, "| %s | %s | %d | %s | %s | %s |", rank, st[k].name, st[k].n, metric, val, at);
+        if (p->exact[0]) fprintf(f, " %s |", exact);
+        fprintf(f, " %s | %s |\n", tokens, flops);
+    }
+}
+
+// The verdict: the best setting by its mean, and the settings it cannot be told apart from.
+static void write_best(FILE *f, const Plan *p, const Row *rows, int n, const Setting *st,
+                       int ns) {
+    if (ns == 0 || isnan(st[0].mean)) return;
+    int pct = strcmp(p->metric, "exact") == 0, ties = 0;
+    for (int k = 1; k < ns; k++) ties += st[k].tied;
+    char best[48];
+    format_mean_std(best, sizeof best, st[0].mean, st[0].std, pct);
+    const char *what = seeds_vary(p) ? "setting" : "run";
+    const char *name = seeds_vary(p) ? st[0].name : rows[0].run->name;
+    if (!ties) {
+        fprintf(f, "\nBest %s: **%s**, %s %s%s.\n", what, name, p->metric, best,
+                seeds_vary(p) ? " (mean ± std over its seeds)" : "");
+    } else {
+        fprintf(f, "\nNo single best %s: **%s** (%s %s) is tied with", what, name, p->metric,
+                best);
+        for (int k = 1, said = 0; k < ns; k++)
+            if (st[k].tied) {
+                const char *other = seeds_vary(p) ? st[k].name : NULL;
+                for (int i = 0; !other && i < n; i++)
+                    if (rows[i].setting == k) other = rows[i].run->name;
+                fprintf(f, "%s **%s**", said++ ? "," : "", other);
+            }
+        fprintf(f, ": their %s differ by no more than their seed spreads add up to%s.\n",
+                seeds_vary(p) ? "means" : "results", seeds_vary(p) ? "" : " (equal results)");
+    }
+    if (!seeds_vary(p))
+        fprintf(f, "\nOne seed per setting: no spread was measured, so a difference between "
+                   "two runs here may be the seed's; a plan with `- seed: 1, 2, 3` in its Grid "
+                   "gets means and spreads.\n");
+}
+
+// val_vs_flops.png: every run's validation curve against the FLOPs spent (its init's too).
+static int plot_val_vs_flops(const Row *rows, int n, const char *dir, Error *err) {
+    Series *s = calloc((size_t)n, sizeof *s);
+    double *x = malloc(sizeof *x * (size_t)(n * 4096 + 1));
+    int m = 0, at = 0;
+    for (int i = 0; s && x && i < n; i++) {
+        const Row *r = &rows[i];
+        if (!r->have_log || !r->log.n_eval || !isfinite(r->flops) || r->log.n_eval > 4096)
+            continue;
+        for (int k = 0; k < r->log.n_eval; k++) x[at + k] = run_flops_at(r, r->log.eval_step[k]);
+        s[m] = (Series){r->run->name, x + at, r->log.eval_loss, r->log.n_eval, m, 0, 1, 0};
+        at += r->log.n_eval, m++;
+    }
+    char path[4400];
+    snprintf(path, sizeof path, "%s/val_vs_flops.png", dir);
+    PlotSpec spec = {.title = "validation loss against training FLOPs",
+                     .x_label = "training FLOPs (init run included)", .y_label = "nats/token"};
+    int rc = !s || !x ? error_set(err, "out of memory") : m ? plot_png(path, &spec, s, m, err) : 0;
+    free(s);
+    free(x);
+    return rc ? -1 : m;
+}
+
 static void write_table(FILE *f, const Plan *p, const Row *rows, int n) {
+    fprintf(f, "## Runs\n\n");
     fprintf(f, "| rank | run |");
     for (int k = 0; k < p->n_varied_names; k++) fprintf(f, " %s |", p->varied_names[k]);
-    fprintf(f, " train loss | val nats/tok | val ppl |%s tok/s | wall | status |\n|---|---|",
-            p->exact[0] ? " exact match |" : "");
+    fprintf(f, " train loss | val nats/tok | val ppl | val at matched FLOPs |%s tokens | FLOPs | "
+               "tok/s | wall | status |\n|---|---|", p->exact[0] ? " exact match |" : "");
     for (int k = 0; k < p->n_varied_names; k++) fprintf(f, "---|");
-    fprintf(f, "---|---|---|%s---|---|---|\n", p->exact[0] ? "---|" : "");
+    fprintf(f, "---|---|---|---|%s---|---|---|---|---|\n", p->exact[0] ? "---|" : "");
     for (int i = 0; i < n; i++) {
         const Row *r = &rows[i];
         const char *b = i == 0 && !isnan(r->metric) ? "**" : "";
@@ -275,7 +553,12 @@ static void write_table(FILE *f, const Plan *p, const Row *rows, int n) {
         fprintf(f, isnan(r->final_train) ? " - |" : " %.4f |", r->final_train);
         if (isnan(r->best_val)) fprintf(f, " - | - |");
         else fprintf(f, " %s%.4f%s | %s%.1f |", b, r->best_val, b, mdm ? "≤ " : "", exp(r->best_val));
+        fprintf(f, isnan(r->matched_val) ? " - |" : " %.4f |", r->matched_val);
         if (p->exact[0]) fprintf(f, isnan(r->exact) ? " - |" : " %.1f%% |", 100.0 * r->exact);
+        char tokens[32], flops[32];
+        format_count(tokens, sizeof tokens, r->tokens);
+        format_count(flops, sizeof flops, r->flops);
+        fprintf(f, " %s | %s |", tokens, flops);
         fprintf(f, r->have_log && isfinite(r->log.tokens_per_s) ? " %.0f |" : " - |",
                 r->log.tokens_per_s);
         fprintf(f, " %s | %s |\n", wall[0] ? wall : "-",
@@ -309,13 +592,21 @@ int sweep_report(const Plan *p, const char *dir, const char *exe, const char *de
                                                          : r->best_val;
         if (strcmp(r->outcome.status, "failed") == 0) r->metric = NAN;
     }
+    set_budgets(p, rows, p->n_runs, dir);
+    double matched = matched_budget(rows, p->n_runs);
+    for (int i = 0; i < p->n_runs; i++) rows[i].matched_val = val_at_flops(&rows[i], matched);
     rank_higher_better = strcmp(p->metric, "exact") == 0;
     qsort(rows, (size_t)p->n_runs, sizeof *rows, by_metric);
+    static Setting settings[PLAN_MAX_RUNS];
+    int n_settings = group_settings(p, rows, p->n_runs, settings);
     int curves = plot_val_curves(rows, p->n_runs, dir, err), status = curves < 0 ? -1 : 0;
+    int flop_curves = status ? 0 : plot_val_vs_flops(rows, p->n_runs, dir, err);
+    if (flop_curves < 0) status = -1;
     char pngs[PLAN_MAX_VARIED][96];
     for (int k = 0; status == 0 && k < p->n_varied_names; k++)
-        status = plot_metric_vs(p, rows, p->n_runs, p->varied_names[k], dir, pngs[k],
-                                sizeof pngs[k], err);
+        if (strcmp(p->varied_names[k], "seed") != 0)  // seeds are averaged, not compared
+            status = plot_metric_vs(p, rows, p->n_runs, p->varied_names[k], dir, pngs[k],
+                                    sizeof pngs[k], err);
     char path[4300];
     snprintf(path, sizeof path, "%s/REPORT.md", dir);
     AtomicFile f;
@@ -335,16 +626,27 @@ int sweep_report(const Plan *p, const char *dir, const char *exe, const char *de
                 p->n_runs, done, failed, p->metric,
                 strcmp(p->metric, "exact") == 0 ? "higher is better" : "lower is better", stamp);
         write_table(f.f, p, rows, p->n_runs);
-        if (!isnan(rows[0].metric))
-            fprintf(f.f, "\nBest: **%s**, %s %.4f%s.\n", rows[0].run->name, p->metric,
-                    rows[0].metric, strcmp(p->metric, "exact") == 0 ? "" : " nats/token");
+        if (seeds_vary(p)) write_settings_table(f.f, p, settings, n_settings, matched);
+        write_best(f.f, p, rows, p->n_runs, settings, n_settings);
+        char budget[32];
+        format_count(budget, sizeof budget, matched);
+        fprintf(f.f, "\nCompute: tokens and FLOPs are what each run trained, its `--init` run of "
+                     "this sweep included (an adapted model carries its AR run's); FLOPs = 3 x "
+                     "forward (6 x matrix weights + 12 x layers x seq_len x d_model per token; "
+                     "block diffusion counts its two copies). The matched budget, %s FLOPs, is "
+                     "the cheapest run's last evaluation: each run's validation loss there is "
+                     "read off its curve (val_vs_flops.png), \"-\" when it had not evaluated "
+                     "by then.\n", budget);
         if (p->exact[0])
             fprintf(f.f, "\nExact match: greedy answers to every line of `%s` (MDM: LLaDA's "
                          "sampler, one token per step; AR: token by token).\n", p->exact);
         fprintf(f.f, "\n## Plots\n\n");
         if (curves > 0) fprintf(f.f, "![validation curves](val_curves.png)\n\n");
+        if (flop_curves > 0)
+            fprintf(f.f, "![validation loss against FLOPs](val_vs_flops.png)\n\n");
         for (int k = 0; k < p->n_varied_names; k++)
-            fprintf(f.f, "![%s vs %s](%s)\n\n", p->metric, p->varied_names[k], pngs[k]);
+            if (strcmp(p->varied_names[k], "seed") != 0)
+                fprintf(f.f, "![%s vs %s](%s)\n\n", p->metric, p->varied_names[k], pngs[k]);
         if (p->exact[0]) write_sampler_tradeoff(f.f, p, rows, p->n_runs, dir, device);
         if (failed) {
             fprintf(f.f, "\n## Failed runs\n\n");

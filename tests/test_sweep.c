@@ -325,6 +325,34 @@ START_TEST(test_adapted_run_waits_for_its_ar_run) {
     ck_assert(file_has("out/runs/adapted/train.out", "step_00000040.ckpt (step 40)"));
     ck_assert(file_has("out/REPORT.md", "2 runs: 2 done, 0 failed"));
     printf("  --jobs 2: the adapted run waited for its AR run and started from its step 40\n");
+    // its budget counts the AR run's: 40 + 40 steps of 4 x 32 tokens
+    ck_assert(file_has("out/REPORT.md", " | 5.12k | ") && file_has("out/REPORT.md", " | 10.2k | "));
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert(system(cmd) == 0);
+}
+END_TEST
+
+// Seeds are averaged, not ranked: a 2 x 2 grid of objective and seed reports each objective's
+// mean and spread over its seeds, every run's tokens and FLOPs, the loss at matched FLOPs and
+// the curves against FLOPs; no plot against the seed.
+START_TEST(test_seeds_are_averaged) {
+    fresh_dir_with_plan("sweep_seeds",
+                        "# seeds\n## Base\n- data: tests/fixtures/genesis.txt\n- device: cpu\n"
+                        "- n-layer: 1\n- n-head: 2\n- d-model: 32\n- d-ff: 64\n- seq-len: 32\n"
+                        "- batch-size: 4\n- eval-every: 20\n- eval-windows: 4\n- eval-mc: 2\n"
+                        "## Grid\n- objective: mdm, ar\n- seed: 1, 2\n## Budget\n- steps: 40\n");
+    ck_assert_int_eq(wait_exit(start_sweep()), 0);
+    ck_assert(file_has("out/REPORT.md", "## Per setting, over seeds (mean ± sample std)"));
+    ck_assert(file_has("out/REPORT.md", "| mdm | 2 | ") && file_has("out/REPORT.md", "| ar | 2 | "));
+    ck_assert(file_has("out/REPORT.md", " ± "));
+    ck_assert(file_has("out/REPORT.md", "Best setting: **") ||
+              file_has("out/REPORT.md", "No single best setting: **"));
+    // 40 steps x 4 rows x 32 tokens, 3 x forward FLOPs of this model
+    ck_assert(file_has("out/REPORT.md", "| 5.12k | 635M |"));
+    ck_assert(exists("out/val_vs_flops.png") && !exists("out/metric_seed.png"));
+    ck_assert(file_has("out/runs/mdm-seed1/log.jsonl", "\"type\":\"budget\""));
+    printf("  two seeds per objective: means, spreads and FLOPs in the report\n");
+    char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     ck_assert(system(cmd) == 0);
 }
@@ -367,6 +395,9 @@ START_TEST(test_exact_match_tradeoff) {
     ck_assert(file_has("out/REPORT.md", "| threshold 0.9 | 1 |"));
     ck_assert(file_has("out/REPORT.md", "| AR baseline (ar): a token per pass, stops at EOS | - |"));
     printf("  exact-match report: MDM sampler settings and the AR baseline in one table\n");
+    // 20 steps learn no answer: 0% against 0% is a tie, not a ranking
+    ck_assert(file_has("out/REPORT.md", "No single best run: **"));
+    ck_assert(file_has("out/REPORT.md", "One seed per setting: no spread was measured"));
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     ck_assert(system(cmd) == 0);
 }
@@ -381,6 +412,7 @@ int main(void) {
     tcase_add_test(tc, test_capture_drains_a_talkative_child);
     tcase_add_test(tc, test_sweep_survives_kill_and_failure);
     tcase_add_test(tc, test_time_budget);
+    tcase_add_test(tc, test_seeds_are_averaged);
     tcase_add_test(tc, test_parallel_jobs_match_serial);
     tcase_add_test(tc, test_adapted_run_waits_for_its_ar_run);
     tcase_add_test(tc, test_exact_match_tradeoff);
