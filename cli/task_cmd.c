@@ -10,7 +10,7 @@ int cmd_task(int argc, char **argv) {
     if (argc < 1 || strncmp(argv[0], "--", 2) == 0) {
         if (argc > 0 && strcmp(argv[0], "--help") == 0) {
             printf("usage: dllm task reversal|addition|sudoku --out DIR [--train N] [--test N] "
-                   "[--digits D] [--holes H] [--seed S]\n");
+                   "[--digits D] [--holes H] [--answer grid|holes|solver] [--seed S]\n");
             return 0;
         }
         return cli_fail("task: name a task: reversal, addition or sudoku (see --help)");
@@ -19,19 +19,28 @@ int cmd_task(int argc, char **argv) {
     TaskKind kind;
     if (task_by_name(argv[0], &kind, &err)) return cli_fail(err.msg);
     TaskOptions o = task_defaults(kind);
-    const char *out = NULL;
+    const char *out = NULL, *answer = "grid";
     Flag flags[] = {
         {"out", FLAG_STRING, &out, "directory for train.jsonl and test.jsonl (required)", 0},
         {"train", FLAG_INT, &o.n_train, "training examples (reversal: set by --test)", 0},
         {"test", FLAG_INT, &o.n_test, "test examples (reversal: held-out reverse questions)", 0},
         {"digits", FLAG_INT, &o.digits, "addition: digits per operand", 0},
         {"holes", FLAG_INT, &o.holes, "sudoku: blank cells per 4x4 puzzle", 0},
+        {"answer", FLAG_STRING, &answer,
+         "sudoku: grid (the solved grid), holes (the holes' digits in reading order) or solver "
+         "(cell and digit of each hole in a constraint solver's order: \"h1 a4 ...\")", 0},
         {"seed", FLAG_U64, &o.seed, "the same seed gives the same files", 0},
     };
     int rc = flags_parse_command(flags, sizeof flags / sizeof flags[0], argc - 1, argv + 1,
                                  "usage: dllm task NAME --out DIR [flags]");
     if (rc) return rc < 0;
     if (!out) return cli_fail("task: --out DIR is required");
+    static const char *const answers[] = {"grid", "holes", "solver"};
+    int a = 0;
+    while (a < 3 && strcmp(answer, answers[a]) != 0) a++;
+    if (a == 3) return cli_fail("task: --answer must be grid, holes or solver");
+    if (a && kind != TASK_SUDOKU) return cli_fail("task: --answer is for the sudoku task");
+    o.answer = (SudokuAnswer)a;
     TaskData d;
     if (task_generate(kind, &o, &d, &err)) return cli_fail(err.msg);
     rc = task_write(&d, out, &err);

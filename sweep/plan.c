@@ -201,8 +201,10 @@ static int report_line(Parser *ps, const char *key, const char *value) {
         snprintf(p->prompt, sizeof p->prompt, "%s", value);
     } else if (strcmp(key, "exact") == 0) {
         snprintf(p->exact, sizeof p->exact, "%s", value);
+    } else if (strcmp(key, "reference") == 0) {
+        snprintf(p->reference, sizeof p->reference, "%s", value);
     } else {
-        return fail(ps, "unknown report setting '%s' (metric, prompt, exact)", key);
+        return fail(ps, "unknown report setting '%s' (metric, prompt, exact, reference)", key);
     }
     return 0;
 }

@@ -16,7 +16,10 @@
 //   - tokens: 2000000                step, equal data for every size) and/or minutes
 //   ## Report                        optional: metric (val_loss, train_loss or exact), prompt
 //   - prompt: And God said,          (samples from the best run), exact (a prompt/response
-//   - exact: tasks/add/test.jsonl    JSONL scored by exact match for every run)
+//   - exact: tasks/add/test.jsonl    JSONL scored by exact match for every run; a Runs-table
+//   - reference: ar                  column "exact" gives a run its own file, and is not a
+//                                    train flag), reference (a setting whose final loss the
+//                                    others' compute is measured against)
 //
 // Section names are case-insensitive; anything else is prose. Errors name the line.
 #ifndef DLLM_PLAN_H
@@ -52,6 +55,8 @@ typedef struct {
     char metric[32];                      // "val_loss" (default), "train_loss" or "exact"
     char prompt[512];                     // samples from the best run ("" : none)
     char exact[512];                      // exact-match test file ("": none)
+    char reference[128];                  // a setting the others' compute is measured
+                                          // against ("": none; sweep/report.h)
 } Plan;
 
 // A Plan is about a megabyte: allocate it, do not put it on the stack.

@@ -106,7 +106,14 @@ static int load_run_model(const char *run_dir, const char *device, Model *m, Che
     return 0;
 }
 
-// Exact-match accuracy of a run's newest checkpoint on the plan's test file.
+// The exact-match test file of run r: its own "exact" column (runs whose answers are written
+// differently), else the plan's.
+static const char *exact_file(const Plan *p, const PlanRun *r) {
+    const char *own = plan_value(p, r, "exact");
+    return own && strcmp(own, "-") != 0 ? own : p->exact;
+}
+
+// Exact-match accuracy of a run's newest checkpoint on its test file.
 static double exact_accuracy(const char *run_dir, const char *test, const char *device,
                              Error *err) {
     Model m;
@@ -176,13 +183,13 @@ static void write_sampler_tradeoff(FILE *f, const Plan *p, const Row *rows, int 
     };
     fprintf(f, "\n## MDM sampler: speed vs quality (%s)\n\n| sampler | blocks | exact match | "
                "NFE / token | answers / s |\n|---|---|---|---|---|\n", mdm->run->name);
-    tradeoff_rows(f, mdm, dir, device, p->exact, settings,
+    tradeoff_rows(f, mdm, dir, device, exact_file(p, mdm->run), settings,
                   (int)(sizeof settings / sizeof settings[0]));
     if (!ar) return;
     char name[300];
     snprintf(name, sizeof name, "AR baseline (%s): a token per pass, stops at EOS", ar->run->name);
     SamplerSetting baseline = {name, 1, 1, 0.0f};
-    tradeoff_rows(f, ar, dir, device, p->exact, &baseline, 1);
+    tradeoff_rows(f, ar, dir, device, exact_file(p, ar->run), &baseline, 1);
 }
 
 static int sort_numbers(const void *a, const void *b) {
@@ -355,8 +362,22 @@ static void format_count(char *buf, size_t cap, double x) {
 
 static int seeds_vary(const Plan *p) { return plan_varies(p, "seed"); }
 
-// The name of run r's setting: its varied values but the seed ("(all)" when only seeds vary).
+// The name of run r's setting: its name without the grid's "seedN" piece, or else its varied
+// values but the seed ("(all)" when only seeds vary).
 static void setting_name(const Plan *p, const PlanRun *r, char *buf, size_t cap) {
+    const char *seed = plan_value(p, r, "seed");
+    char piece[300];
+    snprintf(piece, sizeof piece, "seed%s", seed ? seed : "");
+    snprintf(buf, cap, "%s", r->name);
+    char *cut = seed && seeds_vary(p) ? strstr(buf, piece) : NULL;
+    if (cut) {
+        size_t n = strlen(piece);
+        if (cut > buf && cut[-1] == '-') cut--, n++;           // "ar-seed1" -> "ar"
+        else if (cut[n] == '-') n++;                           // "seed1-ar" -> "ar"
+        memmove(cut, cut + n, strlen(cut + n) + 1);
+        if (!buf[0]) snprintf(buf, cap, "(all)");
+        return;
+    }
     size_t at = 0;
     buf[0] = '\0';
     int others = 0;
@@ -507,6 +528,80 @@ static void write_best(FILE *f, const Plan *p, const Row *rows, int n, const Set
                    "gets means and spreads.\n");
 }
 
+// FLOPs at which run r's validation loss first reaches `target` (linear between evaluations);
+// NAN when it never does.
+static double flops_to_reach(const Row *r, double target) {
+    for (int k = 0; r->have_log && k < r->log.n_eval; k++) {
+        if (r->log.eval_loss[k] > target) continue;
+        double fk = run_flops_at(r, r->log.eval_step[k]);
+        if (k == 0) return fk;
+        double f0 = run_flops_at(r, r->log.eval_step[k - 1]), l0 = r->log.eval_loss[k - 1];
+        return f0 + (fk - f0) * (l0 - target) / (l0 - r->log.eval_loss[k]);
+    }
+    return NAN;
+}
+
+// The run of setting `setting` trained with run r's seed, or NULL.
+static const Row *same_seed(const Plan *p, const Row *rows, int n, int setting, const Row *r) {
+    const char *seed = plan_value(p, r->run, "seed");
+    for (int i = 0; i < n; i++) {
+        const char *s = plan_value(p, rows[i].run, "seed");
+        if (rows[i].setting == setting && (s == seed || (s && seed && strcmp(s, seed) == 0)))
+            return &rows[i];
+    }
+    return NULL;
+}
+
+// SMDM's question: how much compute does each setting need to reach the validation loss the
+// reference setting ended at? Per seed, the FLOPs at which a run first reaches its
+// same-seed reference run's final loss, over that reference run's FLOPs; a run that never
+// gets there gives a lower bound (its whole budget).
+static void write_reference(FILE *f, const Plan *p, const Row *rows, int n, const Setting *st,
+                            int ns) {
+    int ref = 0;
+    while (ref < ns && strcmp(st[ref].name, p->reference) != 0) ref++;
+    fprintf(f, "\n## Compute to reach the reference's loss (%s)\n\n", p->reference);
+    if (ref == ns) {
+        fprintf(f, "`reference: %s` names none of this sweep's settings:", p->reference);
+        for (int k = 0; k < ns; k++) fprintf(f, "%s %s", k ? "," : "", st[k].name);
+        fprintf(f, ".\n");
+        return;
+    }
+    fprintf(f, "Per seed: the training FLOPs a run needed to first reach the final validation "
+               "loss of the %s run with its seed (linear between evaluations), as a multiple of "
+               "that run's FLOPs. \"> x\": never reached; x is its whole budget's multiple.\n\n"
+               "| setting | seeds reached | ratio (mean ± sample std) | per seed |\n"
+               "|---|---|---|---|\n", p->reference);
+    for (int k = 0; k < ns; k++) {
+        if (k == ref) continue;
+        double ratios[PLAN_MAX_RUNS];
+        int m = 0, reached = 0, runs = 0;
+        char per_seed[1024] = "";
+        size_t at = 0;
+        for (int i = 0; i < n; i++) {
+            if (rows[i].setting != k) continue;
+            const Row *base = same_seed(p, rows, n, ref, &rows[i]);
+            if (!base || !base->have_log || base->log.n_eval == 0) continue;
+            int last = base->log.n_eval - 1;
+            double base_flops = run_flops_at(base, base->log.eval_step[last]);
+            double need = flops_to_reach(&rows[i], base->log.eval_loss[last]);
+            runs++;
+            if (isfinite(need)) ratios[m++] = need / base_flops, reached++;
+            at += (size_t)snprintf(per_seed + at, sizeof per_seed - at, "%s%s%.2f",
+                                   at ? ", " : "", isfinite(need) ? "" : "> ",
+                                   (isfinite(need) ? need : rows[i].flops) / base_flops);
+            if (at >= sizeof per_seed) at = sizeof per_seed - 1;
+        }
+        char ratio[48];
+        if (reached == runs && m > 0) {
+            format_mean_std(ratio, sizeof ratio, stats_mean(ratios, m), stats_std(ratios, m), 0);
+        } else {
+            snprintf(ratio, sizeof ratio, "-");
+        }
+        fprintf(f, "| %s | %d of %d | %s | %s |\n", st[k].name, reached, runs, ratio, per_seed);
+    }
+}
+
 // val_vs_flops.png: every run's validation curve against the FLOPs spent (its init's too).
 static int plot_val_vs_flops(const Row *rows, int n, const char *dir, Error *err) {
     Series *s = calloc((size_t)n, sizeof *s);
@@ -584,7 +679,7 @@ int sweep_report(const Plan *p, const char *dir, const char *exe, const char *de
         r->exact = NAN;
         if (p->exact[0] && strcmp(r->outcome.status, "done") == 0) {
             Error why;
-            r->exact = exact_accuracy(run_dir, p->exact, device, &why);
+            r->exact = exact_accuracy(run_dir, exact_file(p, r->run), device, &why);
             if (isnan(r->exact)) fprintf(stderr, "dllm: report: %s: %s\n", run_dir, why.msg);
         }
         r->metric = strcmp(p->metric, "train_loss") == 0 ? r->final_train
@@ -628,6 +723,7 @@ int sweep_report(const Plan *p, const char *dir, const char *exe, const char *de
         write_table(f.f, p, rows, p->n_runs);
         if (seeds_vary(p)) write_settings_table(f.f, p, settings, n_settings, matched);
         write_best(f.f, p, rows, p->n_runs, settings, n_settings);
+        if (p->reference[0]) write_reference(f.f, p, rows, p->n_runs, settings, n_settings);
         char budget[32];
         format_count(budget, sizeof budget, matched);
         fprintf(f.f, "\nCompute: tokens and FLOPs are what each run trained, its `--init` run of "
@@ -639,7 +735,8 @@ int sweep_report(const Plan *p, const char *dir, const char *exe, const char *de
                      "by then.\n", budget);
         if (p->exact[0])
             fprintf(f.f, "\nExact match: greedy answers to every line of `%s` (MDM: LLaDA's "
-                         "sampler, one token per step; AR: token by token).\n", p->exact);
+                         "sampler, one token per step; AR: token by token)%s.\n", p->exact,
+                    plan_varies(p, "exact") ? ", or of the run's own `exact` file" : "");
         fprintf(f.f, "\n## Plots\n\n");
         if (curves > 0) fprintf(f.f, "![validation curves](val_curves.png)\n\n");
         if (flop_curves > 0)

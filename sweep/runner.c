@@ -50,6 +50,7 @@ int sweep_train_args(const Plan *p, const PlanRun *r, const char *run_dir, char 
     }
     for (int k = 0; k < r->n_varied && n + 2 < max; k++) {
         if (strcmp(r->varied[k].value, "-") == 0) continue;  // this run leaves the flag out
+        if (strcmp(r->varied[k].name, "exact") == 0) continue;  // the report's, not train's
         argv[n++] = storage + used;
         used += (size_t)snprintf(storage + used, cap - used, "--%s", r->varied[k].name) + 1;
         argv[n++] = (char *)r->varied[k].value;

@@ -184,6 +184,72 @@ static void make_puzzle(const Grid *s, int holes, Rng *rng, Grid *puzzle) {
     } while (solve(puzzle, 0, 2, NULL, NULL) != 1);
 }
 
+// The candidates of empty cell pos as a bit set (bit v for value v).
+static int candidates(const Grid *g, int pos) {
+    int set = 0;
+    for (int v = 1; v <= 4; v++)
+        if (fits(g, pos, v)) set |= 1 << v;
+    return set;
+}
+
+static int bit_count(int x) { return __builtin_popcount((unsigned)x); }
+
+// The next cell a constraint-propagation solver fills: the first empty cell with one
+// candidate (a naked single); else the first cell that is the only place for a value in one of
+// its row, column or box (a hidden single); else the first cell with the fewest candidates (a
+// search would branch there; the unique solution says which branch holds).
+static int next_solver_cell(const Grid *g) {
+    int best = -1, fewest = 5;
+    for (int pos = 0; pos < 16; pos++)
+        if (!g->cell[pos] && bit_count(candidates(g, pos)) == 1) return pos;
+    for (int pos = 0; pos < 16; pos++) {
+        if (g->cell[pos]) continue;
+        int r = pos / 4, c = pos % 4, br = r / 2 * 2, bc = c / 2 * 2, set = candidates(g, pos);
+        for (int v = 1; v <= 4; v++) {
+            if (!(set >> v & 1)) continue;
+            int unit[3][4];
+            for (int i = 0; i < 4; i++) {
+                unit[0][i] = r * 4 + i;
+                unit[1][i] = i * 4 + c;
+                unit[2][i] = (br + i / 2) * 4 + bc + i % 2;
+            }
+            for (int u = 0; u < 3; u++) {
+                int elsewhere = 0;
+                for (int i = 0; i < 4; i++) {
+                    int q = unit[u][i];
+                    elsewhere |= q != pos && !g->cell[q] && (candidates(g, q) >> v & 1);
+                }
+                if (!elsewhere) return pos;
+            }
+        }
+        if (bit_count(set) < fewest) fewest = bit_count(set), best = pos;
+    }
+    return best;
+}
+
+// The response for puzzle p of solution s in the chosen form.
+static void sudoku_answer(const Grid *p, const Grid *s, SudokuAnswer form, char *out) {
+    int n = 0;
+    if (form == SUDOKU_GRID) {
+        grid_text(s, out);
+        return;
+    }
+    if (form == SUDOKU_HOLES) {
+        for (int pos = 0; pos < 16; pos++)
+            if (!p->cell[pos]) out[n++] = (char)('0' + s->cell[pos]);
+        out[n] = '\0';
+        return;
+    }
+    Grid g = *p;
+    for (int pos; (pos = next_solver_cell(&g)) >= 0;) {
+        g.cell[pos] = s->cell[pos];
+        if (n) out[n++] = ' ';
+        out[n++] = (char)('a' + pos);
+        out[n++] = (char)('0' + s->cell[pos]);
+    }
+    out[n] = '\0';
+}
+
 static int generate_sudoku(const TaskOptions *o, Rng *rng, TaskData *d, Error *err) {
     if (o->holes < 1 || o->holes > 10) return error_set(err, "holes must be in 1..10");
     Grid empty = {{0}}, all[288];
@@ -212,7 +278,7 @@ static int generate_sudoku(const TaskOptions *o, Rng *rng, TaskData *d, Error *e
         char text[24];
         grid_text(&puzzle, text);
         snprintf(e->prompt, sizeof e->prompt, "sudoku %s", text);
-        grid_text(s, e->response);
+        sudoku_answer(&puzzle, s, o->answer, e->response);
     }
     free(seen.keys);
     if (d->n_train < o->n_train || d->n_test < o->n_test)

@@ -7,7 +7,10 @@
 //   addition - "123+456=" -> "579": test sums use operand pairs never seen in training;
 //   sudoku   - 4x4 puzzles with a unique solution ("12.4 ..." -> "1234 ..."), test puzzles
 //              from solution grids that never occur in training (a constraint puzzle that
-//              rewards filling in any order).
+//              rewards filling in any order). The answer is the whole grid, or the holes
+//              alone: their digits in reading order ("3142..."), or in the order a solver
+//              fills them, each with its cell a..p in reading order ("h1 a4 ...": forced
+//              cells first, as constraint propagation finds them).
 #ifndef DLLM_TASKS_H
 #define DLLM_TASKS_H
 
@@ -16,12 +19,14 @@
 #include "common/error.h"
 
 typedef enum { TASK_REVERSAL, TASK_ADDITION, TASK_SUDOKU } TaskKind;
+typedef enum { SUDOKU_GRID, SUDOKU_HOLES, SUDOKU_SOLVER } SudokuAnswer;
 
 typedef struct {
     int n_train, n_test;  // examples wanted (reversal: pairs = n_test * 2; sudoku: capped by
                           // the 288 grids there are)
     int digits;           // addition: digits per operand
     int holes;            // sudoku: blank cells per puzzle
+    SudokuAnswer answer;  // sudoku: what the response writes
     uint64_t seed;
 } TaskOptions;
 

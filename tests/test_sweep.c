@@ -340,7 +340,8 @@ START_TEST(test_seeds_are_averaged) {
                         "# seeds\n## Base\n- data: tests/fixtures/genesis.txt\n- device: cpu\n"
                         "- n-layer: 1\n- n-head: 2\n- d-model: 32\n- d-ff: 64\n- seq-len: 32\n"
                         "- batch-size: 4\n- eval-every: 20\n- eval-windows: 4\n- eval-mc: 2\n"
-                        "## Grid\n- objective: mdm, ar\n- seed: 1, 2\n## Budget\n- steps: 40\n");
+                        "## Grid\n- objective: mdm, ar\n- seed: 1, 2\n## Budget\n- steps: 40\n"
+                        "## Report\n- reference: ar\n");
     ck_assert_int_eq(wait_exit(start_sweep()), 0);
     ck_assert(file_has("out/REPORT.md", "## Per setting, over seeds (mean ± sample std)"));
     ck_assert(file_has("out/REPORT.md", "| mdm | 2 | ") && file_has("out/REPORT.md", "| ar | 2 | "));
@@ -351,6 +352,11 @@ START_TEST(test_seeds_are_averaged) {
     ck_assert(file_has("out/REPORT.md", "| 5.12k | 635M |"));
     ck_assert(exists("out/val_vs_flops.png") && !exists("out/metric_seed.png"));
     ck_assert(file_has("out/runs/mdm-seed1/log.jsonl", "\"type\":\"budget\""));
+    // the MDM's compute to reach each same-seed AR run's final loss, both seeds counted
+    ck_assert(file_has("out/REPORT.md", "## Compute to reach the reference's loss (ar)"));
+    ck_assert(file_has("out/REPORT.md", "| mdm | 2 of 2 |") ||
+              file_has("out/REPORT.md", "| mdm | 1 of 2 |") ||
+              file_has("out/REPORT.md", "| mdm | 0 of 2 |"));
     printf("  two seeds per objective: means, spreads and FLOPs in the report\n");
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

@@ -122,6 +122,46 @@ static void memorise_and_generate(Objective objective) {
     tiny_sft_free(&m, &tr, &d);
 }
 
+// The holes-only answers: the reading-order digits and the solver's cells fill exactly the
+// holes, with the solution's digits, each hole once; both forms come from the same puzzles as
+// the grid form.
+START_TEST(test_sudoku_hole_answers) {
+    TaskOptions o = task_defaults(TASK_SUDOKU);
+    o.n_train = 300, o.n_test = 40, o.holes = 10;
+    TaskData forms[3];
+    Error err;
+    for (int a = 0; a < 3; a++) {
+        o.answer = (SudokuAnswer)a;
+        ck_assert_msg(task_generate(TASK_SUDOKU, &o, &forms[a], &err) == 0, "%s", err.msg);
+    }
+    for (int i = 0; i < forms[0].n_train; i++) {
+        const char *p = forms[0].train[i].prompt + strlen("sudoku ");
+        ck_assert_str_eq(forms[1].train[i].prompt, forms[0].train[i].prompt);
+        ck_assert_str_eq(forms[2].train[i].prompt, forms[0].train[i].prompt);
+        char puzzle[17], solution[17];
+        for (int j = 0, n = 0, m = 0; p[j]; j++)
+            if (p[j] != ' ') puzzle[n++] = p[j], solution[m++] = forms[0].train[i].response[j];
+        const char *holes = forms[1].train[i].response, *solver = forms[2].train[i].response;
+        int h = 0, filled = 0;
+        for (int c = 0; c < 16; c++)
+            if (puzzle[c] == '.') ck_assert_int_eq(holes[h++], solution[c]);
+        ck_assert_int_eq(h, 10);
+        ck_assert_int_eq((int)strlen(holes), 10);
+        for (const char *e = solver; *e; e += e[2] ? 3 : 2) {
+            int cell = e[0] - 'a';
+            ck_assert(cell >= 0 && cell < 16 && puzzle[cell] == '.');
+            ck_assert_int_eq(e[1], solution[cell]);
+            puzzle[cell] = 'x';  // each hole once
+            filled++;
+        }
+        ck_assert_int_eq(filled, 10);
+    }
+    printf("  sudoku %s -> holes %s, solver %s\n", forms[0].test[0].prompt + 7,
+           forms[1].test[0].response, forms[2].test[0].response);
+    for (int a = 0; a < 3; a++) task_free(&forms[a]);
+}
+END_TEST
+
 START_TEST(test_exact_match_mdm) { memorise_and_generate(OBJECTIVE_MDM); }
 END_TEST
 
@@ -147,6 +187,7 @@ int main(void) {
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_seeded_and_disjoint);
     tcase_add_test(tc, test_answers_are_right);
+    tcase_add_test(tc, test_sudoku_hole_answers);
     tcase_add_test(tc, test_exact_match_mdm);
     tcase_add_test(tc, test_exact_match_ar);
     tcase_add_test(tc, test_bad_options);
