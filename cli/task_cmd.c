@@ -29,6 +29,8 @@ int cmd_task(int argc, char **argv) {
         {"answer", FLAG_STRING, &answer,
          "sudoku: grid (the solved grid), holes (the holes' digits in reading order) or solver "
          "(cell and digit of each hole in a constraint solver's order: \"h1 a4 ...\")", 0},
+        {"text", FLAG_INT, &o.text,
+         "reversal: 1 writes pretraining text (train.txt) and sentence-start questions", 0},
         {"seed", FLAG_U64, &o.seed, "the same seed gives the same files", 0},
     };
     int rc = flags_parse_command(flags, sizeof flags / sizeof flags[0], argc - 1, argv + 1,
@@ -44,7 +46,11 @@ int cmd_task(int argc, char **argv) {
     TaskData d;
     if (task_generate(kind, &o, &d, &err)) return cli_fail(err.msg);
     rc = task_write(&d, out, &err);
-    if (rc == 0)
+    if (rc == 0 && d.text)
+        printf("wrote %s/train.txt (%d lines), %s/test.jsonl (%d) and test_forward.jsonl, e.g. "
+               "\"%s\" -> \"%s\"\n", out, d.n_train, out, d.n_test, d.test[0].prompt,
+               d.test[0].response);
+    else if (rc == 0)
         printf("wrote %s/train.jsonl (%d examples) and %s/test.jsonl (%d), e.g. \"%s\" -> \"%s\"\n",
                out, d.n_train, out, d.n_test, d.test[0].prompt, d.test[0].response);
     task_free(&d);

@@ -12,6 +12,12 @@ for task in addition reversal sudoku; do
     [ "$task" = addition ] && extra="--digits 2 --train 3000"
     ./dllm task "$task" --out "data/tasks/$task" $extra
 done
+# the sudoku reproduction: hard 4x4 puzzles whose answer is the holes alone, in reading order
+# and in a solver's order (the same puzzles)
+for answer in holes solver; do
+    [ -f "data/tasks/sudoku_$answer/test.jsonl" ] ||
+        ./dllm task sudoku --holes 10 --train 20000 --answer "$answer" --out "data/tasks/sudoku_$answer"
+done
 plans=("$@")
 [ ${#plans[@]} -eq 0 ] && plans=(scripts/plans/*.md)
 for plan in "${plans[@]}"; do

@@ -101,6 +101,43 @@ static int generate_reversal(const TaskOptions *o, Rng *rng, TaskData *d, Error 
     return 0;
 }
 
+// The same pairs as plain text: statements to pretrain on, questions as sentence starts.
+static int generate_reversal_text(const TaskOptions *o, Rng *rng, TaskData *d, Error *err) {
+    int pairs = 2 * o->n_test, half = o->n_test;
+    if (alloc_examples(d, pairs + half, half, err)) return -1;
+    d->forward = calloc((size_t)half + 1, sizeof *d->forward);
+    KeySet seen;
+    if (!d->forward || set_init(&seen, 2 * (size_t)pairs)) return error_set(err, "out of memory");
+    d->text = 1;
+    for (int i = 0; i < pairs; i++) {
+        char child[8], parent[8];
+        do make_name(rng, child);
+        while (!set_add(&seen, name_key(child)));
+        do make_name(rng, parent);
+        while (!set_add(&seen, name_key(parent)));
+        snprintf(d->train[d->n_train++].prompt, sizeof d->train[0].prompt, "%s's parent is %s.",
+                 child, parent);
+        if (i < half) {
+            snprintf(d->train[d->n_train++].prompt, sizeof d->train[0].prompt,
+                     "%s's child is %s.", parent, child);
+            continue;
+        }
+        TaskExample *rev = &d->test[d->n_test++], *fwd = &d->forward[d->n_forward++];
+        snprintf(rev->prompt, sizeof rev->prompt, "%s's child is", parent);
+        snprintf(rev->response, sizeof rev->response, " %s.", child);
+        snprintf(fwd->prompt, sizeof fwd->prompt, "%s's parent is", child);
+        snprintf(fwd->response, sizeof fwd->response, " %s.", parent);
+    }
+    for (int i = d->n_train - 1; i > 0; i--) {  // no pair's two lines side by side
+        int j = (int)rng_below(rng, (uint64_t)i + 1);
+        TaskExample t = d->train[i];
+        d->train[i] = d->train[j];
+        d->train[j] = t;
+    }
+    free(seen.keys);
+    return 0;
+}
+
 // ---- addition ----
 
 static int generate_addition(const TaskOptions *o, Rng *rng, TaskData *d, Error *err) {
@@ -261,8 +298,8 @@ static int generate_sudoku(const TaskOptions *o, Rng *rng, TaskData *d, Error *e
         all[i] = all[j];
         all[j] = t;
     }
-    int test_grids = (int)((double)n_all * o->n_test / (o->n_train + o->n_test));
-    if (test_grids < 1) test_grids = 1;
+    // a sixth of the grids (48 of 288) only ever appear in test puzzles
+    int test_grids = n_all / 6;
     if (alloc_examples(d, o->n_train, o->n_test, err)) return -1;
     KeySet seen;
     if (set_init(&seen, (size_t)(o->n_train + o->n_test))) return error_set(err, "out of memory");
@@ -292,7 +329,10 @@ int task_generate(TaskKind kind, const TaskOptions *o, TaskData *d, Error *err) 
     if (o->n_train < 1 || o->n_test < 1) return error_set(err, "need at least 1 train and 1 test example");
     Rng rng;
     rng_seed(&rng, o->seed);
-    int rc = kind == TASK_REVERSAL   ? generate_reversal(o, &rng, d, err)
+    if (o->text && kind != TASK_REVERSAL)
+        return error_set(err, "text is for the reversal task");
+    int rc = kind == TASK_REVERSAL   ? (o->text ? generate_reversal_text : generate_reversal)(
+                                           o, &rng, d, err)
              : kind == TASK_ADDITION ? generate_addition(o, &rng, d, err)
                                      : generate_sudoku(o, &rng, d, err);
     if (rc) task_free(d);
@@ -302,6 +342,7 @@ int task_generate(TaskKind kind, const TaskOptions *o, TaskData *d, Error *err) 
 void task_free(TaskData *d) {
     free(d->train);
     free(d->test);
+    free(d->forward);
     memset(d, 0, sizeof *d);
 }
 
@@ -313,9 +354,25 @@ static int write_split(const TaskExample *e, int n, const char *path, Error *err
     return atomic_commit(&f, err);
 }
 
+// One line of text per train example (its prompt).
+static int write_lines(const TaskExample *e, int n, const char *path, Error *err) {
+    AtomicFile f;
+    if (atomic_open(&f, path, err)) return -1;
+    for (int i = 0; i < n; i++) fprintf(f.f, "%s\n", e[i].prompt);
+    return atomic_commit(&f, err);
+}
+
 int task_write(const TaskData *d, const char *dir, Error *err) {
     char path[4200];
     if (make_dirs(dir, err)) return -1;
+    if (d->text) {
+        snprintf(path, sizeof path, "%s/train.txt", dir);
+        if (write_lines(d->train, d->n_train, path, err)) return -1;
+        snprintf(path, sizeof path, "%s/test_forward.jsonl", dir);
+        if (write_split(d->forward, d->n_forward, path, err)) return -1;
+        snprintf(path, sizeof path, "%s/test.jsonl", dir);
+        return write_split(d->test, d->n_test, path, err);
+    }
     snprintf(path, sizeof path, "%s/train.jsonl", dir);
     if (write_split(d->train, d->n_train, path, err)) return -1;
     snprintf(path, sizeof path, "%s/test.jsonl", dir);

@@ -3,7 +3,11 @@
 // match of the generated answer. The three probe where diffusion and AR are said to differ:
 //   reversal - facts "Who is A's parent?" -> B for every pair; the reverse question
 //              "Who is B's child?" -> A is trained for half the pairs and tested on the other
-//              half (the reversal curse: AR models fail it, masked diffusion need not);
+//              half (the reversal curse: AR models fail it, masked diffusion need not). As
+//              text (pretraining: every name can be masked): train.txt states "A's parent is
+//              B." for every pair and "B's child is A." for the first half, lines shuffled;
+//              test.jsonl asks "B's child is" -> " A." for the other half, test_forward.jsonl
+//              "A's parent is" -> " B." for the same pairs (did the model learn the fact?);
 //   addition - "123+456=" -> "579": test sums use operand pairs never seen in training;
 //   sudoku   - 4x4 puzzles with a unique solution ("12.4 ..." -> "1234 ..."), test puzzles
 //              from solution grids that never occur in training (a constraint puzzle that
@@ -27,6 +31,7 @@ typedef struct {
     int digits;           // addition: digits per operand
     int holes;            // sudoku: blank cells per puzzle
     SudokuAnswer answer;  // sudoku: what the response writes
+    int text;             // reversal: pretraining text instead of SFT questions
     uint64_t seed;
 } TaskOptions;
 
@@ -35,8 +40,9 @@ typedef struct {
 } TaskExample;
 
 typedef struct {
-    TaskExample *train, *test;
-    int n_train, n_test;
+    TaskExample *train, *test, *forward;  // text: a train "example" is one line (its prompt)
+    int n_train, n_test, n_forward;
+    int text;
 } TaskData;
 
 // "reversal", "addition", "sudoku"; -1 with a message otherwise.
@@ -44,7 +50,7 @@ int task_by_name(const char *name, TaskKind *kind, Error *err);
 TaskOptions task_defaults(TaskKind kind);
 int task_generate(TaskKind kind, const TaskOptions *o, TaskData *d, Error *err);
 void task_free(TaskData *d);
-// Writes dir/train.jsonl and dir/test.jsonl.
+// Writes dir/train.jsonl (text: dir/train.txt and dir/test_forward.jsonl) and dir/test.jsonl.
 int task_write(const TaskData *d, const char *dir, Error *err);
 
 #endif

@@ -332,6 +332,36 @@ static void check_eval_matches_training(const char *objective) {
                   !strstr(r->out, "/9"), "%s", r->out);
 }
 
+// A pretrained (not fine-tuned) model answers plain-text questions: the prompt is the start of
+// a line, the answer the rest of it (dllm task reversal --text scores this way).
+START_TEST(test_exact_match_plain_text) {
+    char path[300], args[1024];
+    snprintf(path, sizeof path, "%s/facts.txt", dir);
+    FILE *f = fopen(path, "w");
+    static const char *const facts[4][2] = {
+        {"Bodeka's parent is", " Rimasu."}, {"Zalama's parent is", " Vekimu."},
+        {"Titoza's parent is", " Lomoni."}, {"Sebuda's parent is", " Pezava."}};
+    for (int r = 0; r < 60; r++)
+        for (int i = 0; i < 4; i++) fprintf(f, "%s%s\n", facts[(i + r) % 4][0], facts[(i + r) % 4][1]);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/facts.jsonl", dir);
+    f = fopen(path, "w");
+    for (int i = 0; i < 4; i++)
+        fprintf(f, "{\"prompt\": \"%s\", \"response\": \"%s\"}\n", facts[i][0], facts[i][1]);
+    fclose(f);
+    snprintf(args, sizeof args, "train --n-layer 2 --n-head 2 --d-model 64 --d-ff 128 "
+             "--seq-len 32 --batch-size 8 --warmup 5 --lr 3e-3 --eval-every 0 --objective ar "
+             "--steps 300 --data %s/facts.txt --val-frac 0 --run %s/facts", dir, dir);
+    Result *r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    snprintf(args, sizeof args, "eval --model %s/facts --exact %s", dir, path);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    printf("%s", r->out);
+    ck_assert_msg(strstr(r->out, "4/4"), "%s", r->out);
+}
+END_TEST
+
 START_TEST(test_eval_matches_training) {
     check_eval_matches_training("mdm");
     check_eval_matches_training("ar");
@@ -986,6 +1016,7 @@ int main(void) {
     tcase_add_test(tc, test_bd3_train_eval_sample);
     tcase_add_test(tc, test_eval_sft_plot);
     tcase_add_test(tc, test_eval_matches_training);
+    tcase_add_test(tc, test_exact_match_plain_text);
     tcase_add_test(tc, test_sample_bad_input);
     tcase_add_test(tc, test_tokenizer_prepare_train_sample);
     tcase_add_test(tc, test_hf_tokenizer_prepare_sft_sample);

@@ -27,6 +27,13 @@ static int score_batch(Model *m, const Tokenizer *t, const SftData *d, char **an
     int P = max_prompt_length(lens, n);
     SamplerConfig sc = sampler_config_default();
     sc.gen_length = m->cfg.seq_len - P;
+    if (!o->chat) {
+        // plain text: the longest answer and the newline that ends its line, no padding
+        int longest = 0;
+        for (int i = 0; i < n; i++)
+            if (d->answer_len[start + i] > longest) longest = d->answer_len[start + i];
+        if (longest + 1 < sc.gen_length) sc.gen_length = longest + 1;
+    }
     int blocks = nearest_divisor(sc.gen_length, o->blocks > 1 ? o->blocks : 1);
     sc.block_length = sc.gen_length / blocks;
     if (blocks > r->blocks_used) r->blocks_used = blocks;
@@ -49,6 +56,7 @@ static int score_batch(Model *m, const Tokenizer *t, const SftData *d, char **an
         char *text;
         if ((rc = tokenizer_decode(t, out + (size_t)i * T + P, (size_t)lengths[i], &text, err)))
             break;
+        if (!o->chat) text[strcspn(text, "\n")] = '\0';  // the answer is the rest of its line
         int right = strcmp(text, answers[start + i]) == 0;
         r->correct += right;
         if (o->show && !right)
@@ -66,17 +74,15 @@ int exact_match(Model *m, const Tokenizer *t, const char *path, const ExactOptio
     memset(r, 0, sizeof *r);
     // the rows give the prompt ids; the answers are compared as text, decoded from the rows
     SftData d;
-    if (sft_load(&d, path, t, m->cfg.seq_len, err)) return -1;
+    if ((o->chat ? sft_load : sft_load_text)(&d, path, t, m->cfg.seq_len, err)) return -1;
     int n = o->max_items > 0 && o->max_items < d.n ? o->max_items : d.n;
     r->available = d.n;
     char **answers = calloc((size_t)n, sizeof *answers);
     int status = answers ? 0 : error_set(err, "out of memory");
     for (int i = 0; status == 0 && i < n; i++) {
         const int *row = d.tokens + (size_t)i * d.T + d.prompt_len[i];
-        status = tokenizer_decode(t, row, (size_t)d.answer_len[i] - 1, &answers[i], err);
+        status = tokenizer_decode(t, row, (size_t)d.answer_len[i] - o->chat, &answers[i], err);
     }
-    if (status == 0 && !o->chat)
-        status = error_set(err, "%s: exact match needs the SFT layout (--chat 1)", path);
     for (int i = 0; status == 0 && i < n; i += m->max_batch)
         status = score_batch(m, t, &d, answers, i, n - i < m->max_batch ? n - i : m->max_batch,
                              o, r, err);

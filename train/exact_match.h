@@ -9,7 +9,8 @@
 #include "tokenizer/tokenizer.h"
 
 typedef struct {
-    int chat;          // 1: prompts in the SFT layout (tokenizer/chat.h)
+    int chat;          // 1: prompts in the SFT layout (tokenizer/chat.h); 0: plain text, the
+                       // answer is the generated rest of the prompt's line
     int blocks;        // MDM: the answer area is decoded in about this many blocks, left to
                        // right: the nearest divisor of its length, because a fine-tuned model
                        // needs its rows at the trained length (cutting 3 padding positions off

@@ -8,13 +8,18 @@
 #include "common/json.h"
 #include "tokenizer/chat.h"
 
-// Lays out one example as a row of T tokens; -1 when the prompt leaves no room.
-static int add_example(SftData *d, const Tokenizer *t, const char *prompt, size_t prompt_bytes,
-                       const char *response, size_t response_bytes, Error *err) {
+// Lays out one example as a row of T tokens; -1 when the prompt leaves no room. Plain text
+// (chat 0): the prompt's and the response's tokens as they are, the response's EOS not counted.
+static int add_example(SftData *d, const Tokenizer *t, int chat, const char *prompt,
+                       size_t prompt_bytes, const char *response, size_t response_bytes,
+                       Error *err) {
     int *p, *r;
     size_t np, nr;
-    if (chat_encode_prompt(t, prompt, prompt_bytes, &p, &np, err)) return -1;
-    if (chat_encode_response(t, response, response_bytes, &r, &nr, err)) {
+    if (chat ? chat_encode_prompt(t, prompt, prompt_bytes, &p, &np, err)
+             : tokenizer_encode(t, prompt, prompt_bytes, &p, &np, err))
+        return -1;
+    if (chat ? chat_encode_response(t, response, response_bytes, &r, &nr, err)
+             : tokenizer_encode(t, response, response_bytes, &r, &nr, err)) {
         free(p);
         return -1;
     }
@@ -36,7 +41,7 @@ static int add_example(SftData *d, const Tokenizer *t, const char *prompt, size_
         memcpy(row + np, r, nr * sizeof(int));
         for (int i = (int)(np + nr); i < T; i++) row[i] = t->eos_id;
         d->prompt_len[d->n] = (int)np;
-        d->answer_len[d->n] = (int)nr + 1;
+        d->answer_len[d->n] = (int)nr + chat;
         d->n++;
     }
     free(p);
@@ -44,7 +49,8 @@ static int add_example(SftData *d, const Tokenizer *t, const char *prompt, size_
     return status;
 }
 
-int sft_load(SftData *d, const char *path, const Tokenizer *t, int T, Error *err) {
+static int load_rows(SftData *d, const char *path, const Tokenizer *t, int T, int chat,
+                     Error *err) {
     memset(d, 0, sizeof *d);
     d->T = T;
     d->owned = 1;
@@ -64,7 +70,7 @@ int sft_load(SftData *d, const char *path, const Tokenizer *t, int T, Error *err
             if (rc) status = error_set(err, "%s:%d: %s", path, line_no, why.msg);
         }
         if (status == 0 &&
-            add_example(d, t, fields[0], lens[0], fields[1], lens[1], &why))
+            add_example(d, t, chat, fields[0], lens[0], fields[1], lens[1], &why))
             status = error_set(err, "%s:%d: %s", path, line_no, why.msg);
         for (int k = 0; k < 2; k++) {
             free(fields[k]);
@@ -76,6 +82,14 @@ int sft_load(SftData *d, const char *path, const Tokenizer *t, int T, Error *err
     if (status == 0 && d->n == 0) status = error_set(err, "%s: no examples", path);
     if (status) sft_free(d);
     return status;
+}
+
+int sft_load(SftData *d, const char *path, const Tokenizer *t, int T, Error *err) {
+    return load_rows(d, path, t, T, 1, err);
+}
+
+int sft_load_text(SftData *d, const char *path, const Tokenizer *t, int T, Error *err) {
+    return load_rows(d, path, t, T, 0, err);
 }
 
 SftData sft_view(const SftData *d, int start, int n) {

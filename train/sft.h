@@ -21,6 +21,9 @@ typedef struct {
 // "response", or whose prompt leaves no room for an answer in T tokens, fails naming
 // path:line. Responses too long for the row are cut (counted in truncated).
 int sft_load(SftData *d, const char *path, const Tokenizer *t, int T, Error *err);
+// The same file as plain text, for a model that never saw the chat layout: each row is the
+// prompt's tokens then the response's, EOS-padded; answer_len counts the response alone.
+int sft_load_text(SftData *d, const char *path, const Tokenizer *t, int T, Error *err);
 // Examples [start, start + n) of d as a view (not owned).
 SftData sft_view(const SftData *d, int start, int n);
 void sft_free(SftData *d);
