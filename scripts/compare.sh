@@ -18,6 +18,9 @@ for answer in holes solver; do
     [ -f "data/tasks/sudoku_$answer/test.jsonl" ] ||
         ./dllm task sudoku --holes 10 --train 20000 --answer "$answer" --out "data/tasks/sudoku_$answer"
 done
+# the reversal reproduction: the facts as pretraining text
+[ -f data/tasks/reversal_text/test.jsonl ] ||
+    ./dllm task reversal --text 1 --test 40 --out data/tasks/reversal_text
 plans=("$@")
 [ ${#plans[@]} -eq 0 ] && plans=(scripts/plans/*.md)
 for plan in "${plans[@]}"; do

@@ -203,8 +203,18 @@ static int report_line(Parser *ps, const char *key, const char *value) {
         snprintf(p->exact, sizeof p->exact, "%s", value);
     } else if (strcmp(key, "reference") == 0) {
         snprintf(p->reference, sizeof p->reference, "%s", value);
+    } else if (strcmp(key, "check") == 0) {
+        int choices = strncmp(value, "choices ", 8) == 0;
+        if (!choices && strncmp(value, "exact ", 6) != 0)
+            return fail(ps, "check '%s': give 'choices FILE' or 'exact FILE'", value);
+        if (p->n_checks == PLAN_MAX_CHECKS)
+            return fail(ps, "%s", "more than 4 checks");
+        p->check_is_choices[p->n_checks] = choices;
+        snprintf(p->check_file[p->n_checks++], sizeof p->check_file[0], "%s",
+                 value + (choices ? 8 : 6));
     } else {
-        return fail(ps, "unknown report setting '%s' (metric, prompt, exact, reference)", key);
+        return fail(ps, "unknown report setting '%s' (metric, prompt, exact, reference, check)",
+                    key);
     }
     return 0;
 }

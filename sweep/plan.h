@@ -19,7 +19,8 @@
 //   - exact: tasks/add/test.jsonl    JSONL scored by exact match for every run; a Runs-table
 //   - reference: ar                  column "exact" gives a run its own file, and is not a
 //                                    train flag), reference (a setting whose final loss the
-//                                    others' compute is measured against)
+//                                    others' compute is measured against), check (a further
+//                                    column per run: "choices FILE" or "exact FILE")
 //
 // Section names are case-insensitive; anything else is prose. Errors name the line.
 #ifndef DLLM_PLAN_H
@@ -29,7 +30,7 @@
 
 #include "common/error.h"
 
-enum { PLAN_MAX_FLAGS = 64, PLAN_MAX_RUNS = 256, PLAN_MAX_VARIED = 16 };
+enum { PLAN_MAX_FLAGS = 64, PLAN_MAX_RUNS = 256, PLAN_MAX_VARIED = 16, PLAN_MAX_CHECKS = 4 };
 
 typedef struct {
     char name[64];   // flag name without dashes
@@ -55,6 +56,10 @@ typedef struct {
     char metric[32];                      // "val_loss" (default), "train_loss" or "exact"
     char prompt[512];                     // samples from the best run ("" : none)
     char exact[512];                      // exact-match test file ("": none)
+    // further evaluations of every run, a column each ("- check: choices FILE" or
+    // "- check: exact FILE"): is_choices, and the file
+    int n_checks, check_is_choices[PLAN_MAX_CHECKS];
+    char check_file[PLAN_MAX_CHECKS][512];
     char reference[128];                  // a setting the others' compute is measured
                                           // against ("": none; sweep/report.h)
 } Plan;

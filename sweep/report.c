@@ -11,6 +11,7 @@
 #include "common/stats.h"
 #include "kernels/backend.h"
 #include "model/model.h"
+#include "train/choices.h"
 #include "train/exact_match.h"
 #include "train/checkpoint.h"
 #include "train/run_dir.h"
@@ -28,6 +29,7 @@ typedef struct {
     double metric;  // NAN when the run has none (failed before evaluating)
     double best_val, final_train;
     double exact;   // exact-match accuracy on the plan's test file, NAN when not measured
+    double check[PLAN_MAX_CHECKS];  // the plan's further checks, NAN when not measured
     // training budget from the log's budget line, the --init run's (of this sweep) included:
     // NAN when the log has none
     double tokens, flops, init_tokens, init_flops;
@@ -41,6 +43,7 @@ typedef struct {
     char name[256];
     int runs, n;  // runs, and those with the metric
     double mean, std, val_mean, val_std, exact_mean, exact_std, matched_mean, matched_std;
+    double check_mean[PLAN_MAX_CHECKS], check_std[PLAN_MAX_CHECKS];
     double tokens, flops;  // of its first run (seeds train the same budget)
     int tied;              // its mean is within the spreads of the best's
 } Setting;
@@ -125,6 +128,30 @@ static double exact_accuracy(const char *run_dir, const char *test, const char *
     model_free(&m);
     checkpoint_free(&ck);
     return acc;
+}
+
+// Check k of the plan on a run's newest checkpoint: multiple-choice accuracy (32 mask draws
+// per choice for an MDM) or exact match.
+static double check_accuracy(const Plan *p, int k, const char *run_dir, const char *device,
+                             Error *err) {
+    if (!p->check_is_choices[k]) return exact_accuracy(run_dir, p->check_file[k], device, err);
+    Model m;
+    Checkpoint ck;
+    if (load_run_model(run_dir, device, &m, &ck, err)) return NAN;
+    ChoiceOptions co = {.chat = ck.header.train.sft, .mc = 32, .seed = 1234};
+    ChoiceResult r;
+    double acc = score_choices(&m, &ck.tokenizer, p->check_file[k], &co, &r, err) == 0
+                     ? r.accuracy : NAN;
+    model_free(&m);
+    checkpoint_free(&ck);
+    return acc;
+}
+
+// The name of check k's column: "choices test.jsonl".
+static void check_name(const Plan *p, int k, char *buf, size_t cap) {
+    const char *base = strrchr(p->check_file[k], '/');
+    snprintf(buf, cap, "%s %s", p->check_is_choices[k] ? "choices" : "exact",
+             base ? base + 1 : p->check_file[k]);
 }
 
 // The first run of the objective (ar or not) that has an exact-match score, or NULL.
@@ -430,13 +457,14 @@ static int group_settings(const Plan *p, Row *rows, int n, Setting *out) {
     }
     for (int k = 0; k < ns; k++) {
         double metric[PLAN_MAX_RUNS], val[PLAN_MAX_RUNS], exact[PLAN_MAX_RUNS],
-            matched[PLAN_MAX_RUNS];
+            matched[PLAN_MAX_RUNS], check[PLAN_MAX_CHECKS][PLAN_MAX_RUNS];
         int m = 0;
         for (int i = 0; i < n; i++) {
             char name[256];
             setting_name(p, rows[i].run, name, sizeof name);
             if (strcmp(name, out[k].name) != 0) continue;
             metric[m] = rows[i].metric, val[m] = rows[i].best_val, exact[m] = rows[i].exact;
+            for (int c = 0; c < p->n_checks; c++) check[c][m] = rows[i].check[c];
             matched[m++] = rows[i].matched_val;
             out[k].n += !isnan(rows[i].metric);
         }
@@ -444,6 +472,8 @@ static int group_settings(const Plan *p, Row *rows, int n, Setting *out) {
         mean_std(val, m, &out[k].val_mean, &out[k].val_std);
         mean_std(exact, m, &out[k].exact_mean, &out[k].exact_std);
         mean_std(matched, m, &out[k].matched_mean, &out[k].matched_std);
+        for (int c = 0; c < p->n_checks; c++)
+            mean_std(check[c], m, &out[k].check_mean[c], &out[k].check_std[c]);
     }
     qsort(out, (size_t)ns, sizeof *out, by_mean);
     for (int k = 0; k < ns; k++) {
@@ -475,9 +505,16 @@ static void write_settings_table(FILE *f, const Plan *p, const Setting *st, int 
     char budget[32];
     format_count(budget, sizeof budget, matched);
     fprintf(f, "\n## Per setting, over seeds (mean ± sample std)\n\n| rank | setting | seeds | "
-               "%s | best val nats/tok | val at %s FLOPs |%s tokens | FLOPs |\n"
-               "|---|---|---|---|---|---|%s---|---|\n",
-            p->metric, budget, p->exact[0] ? " exact match |" : "", p->exact[0] ? "---|" : "");
+               "%s | best val nats/tok | val at %s FLOPs |%s", p->metric, budget,
+            p->exact[0] ? " exact match |" : "");
+    for (int c = 0; c < p->n_checks; c++) {
+        char name[600];
+        check_name(p, c, name, sizeof name);
+        fprintf(f, " %s |", name);
+    }
+    fprintf(f, " tokens | FLOPs |\n|---|---|---|---|---|---|%s", p->exact[0] ? "---|" : "");
+    for (int c = 0; c < p->n_checks; c++) fprintf(f, "---|");
+    fprintf(f, "---|---|\n");
     for (int k = 0; k < ns; k++) {
         char metric[48], val[48], at[48], exact[48], tokens[32], flops[32];
         int pct = strcmp(p->metric, "exact") == 0;
@@ -492,6 +529,11 @@ static void write_settings_table(FILE *f, const Plan *p, const Setting *st, int 
         snprintf(rank, sizeof rank, tied ? "=1" : "%d", k + 1);
         fprintf(f, "| %s | %s | %d | %s | %s | %s |", rank, st[k].name, st[k].n, metric, val, at);
         if (p->exact[0]) fprintf(f, " %s |", exact);
+        for (int c = 0; c < p->n_checks; c++) {
+            char check[48];
+            format_mean_std(check, sizeof check, st[k].check_mean[c], st[k].check_std[c], 1);
+            fprintf(f, " %s |", check);
+        }
         fprintf(f, " %s | %s |\n", tokens, flops);
     }
 }
@@ -629,9 +671,15 @@ static void write_table(FILE *f, const Plan *p, const Row *rows, int n) {
     fprintf(f, "## Runs\n\n");
     fprintf(f, "| rank | run |");
     for (int k = 0; k < p->n_varied_names; k++) fprintf(f, " %s |", p->varied_names[k]);
-    fprintf(f, " train loss | val nats/tok | val ppl | val at matched FLOPs |%s tokens | FLOPs | "
-               "tok/s | wall | status |\n|---|---|", p->exact[0] ? " exact match |" : "");
-    for (int k = 0; k < p->n_varied_names; k++) fprintf(f, "---|");
+    fprintf(f, " train loss | val nats/tok | val ppl | val at matched FLOPs |%s",
+            p->exact[0] ? " exact match |" : "");
+    for (int c = 0; c < p->n_checks; c++) {
+        char name[600];
+        check_name(p, c, name, sizeof name);
+        fprintf(f, " %s |", name);
+    }
+    fprintf(f, " tokens | FLOPs | tok/s | wall | status |\n|---|---|");
+    for (int k = 0; k < p->n_varied_names + p->n_checks; k++) fprintf(f, "---|");
     fprintf(f, "---|---|---|---|%s---|---|---|---|---|\n", p->exact[0] ? "---|" : "");
     for (int i = 0; i < n; i++) {
         const Row *r = &rows[i];
@@ -650,6 +698,8 @@ static void write_table(FILE *f, const Plan *p, const Row *rows, int n) {
         else fprintf(f, " %s%.4f%s | %s%.1f |", b, r->best_val, b, mdm ? "≤ " : "", exp(r->best_val));
         fprintf(f, isnan(r->matched_val) ? " - |" : " %.4f |", r->matched_val);
         if (p->exact[0]) fprintf(f, isnan(r->exact) ? " - |" : " %.1f%% |", 100.0 * r->exact);
+        for (int c = 0; c < p->n_checks; c++)
+            fprintf(f, isnan(r->check[c]) ? " - |" : " %.1f%% |", 100.0 * r->check[c]);
         char tokens[32], flops[32];
         format_count(tokens, sizeof tokens, r->tokens);
         format_count(flops, sizeof flops, r->flops);
@@ -681,6 +731,13 @@ int sweep_report(const Plan *p, const char *dir, const char *exe, const char *de
             Error why;
             r->exact = exact_accuracy(run_dir, exact_file(p, r->run), device, &why);
             if (isnan(r->exact)) fprintf(stderr, "dllm: report: %s: %s\n", run_dir, why.msg);
+        }
+        for (int c = 0; c < p->n_checks; c++) {
+            Error why;
+            r->check[c] = strcmp(r->outcome.status, "done") == 0
+                              ? check_accuracy(p, c, run_dir, device, &why) : NAN;
+            if (strcmp(r->outcome.status, "done") == 0 && isnan(r->check[c]))
+                fprintf(stderr, "dllm: report: %s: %s\n", run_dir, why.msg);
         }
         r->metric = strcmp(p->metric, "train_loss") == 0 ? r->final_train
                     : strcmp(p->metric, "exact") == 0    ? r->exact

@@ -60,14 +60,16 @@ static int alloc_examples(TaskData *d, int n_train, int n_test, Error *err) {
 
 // ---- reversal ----
 
-// A pronounceable name of three syllables, e.g. "Bodeka".
-static void make_name(Rng *rng, char *out) {
+// A pronounceable name of three syllables, e.g. "Bodeka", or (short) of three letters, e.g.
+// "Bod".
+static void make_name(Rng *rng, int short_name, char *out) {
     static const char consonants[] = "bdfgklmnprstvz", vowels[] = "aeiou";
     int n = 0;
-    for (int s = 0; s < 3; s++) {
+    for (int s = 0; s < (short_name ? 1 : 3); s++) {
         out[n++] = consonants[rng_below(rng, sizeof consonants - 1)];
         out[n++] = vowels[rng_below(rng, sizeof vowels - 1)];
     }
+    if (short_name) out[n++] = consonants[rng_below(rng, sizeof consonants - 1)];
     out[n] = '\0';
     out[0] = (char)(out[0] - 'a' + 'A');
 }
@@ -85,9 +87,9 @@ static int generate_reversal(const TaskOptions *o, Rng *rng, TaskData *d, Error 
     if (set_init(&seen, 2 * (size_t)pairs)) return error_set(err, "out of memory");
     for (int i = 0; i < pairs; i++) {
         char child[8], parent[8];
-        do make_name(rng, child);
+        do make_name(rng, 0, child);
         while (!set_add(&seen, name_key(child)));
-        do make_name(rng, parent);
+        do make_name(rng, 0, parent);
         while (!set_add(&seen, name_key(parent)));
         TaskExample *fwd = &d->train[d->n_train++];
         snprintf(fwd->prompt, sizeof fwd->prompt, "Who is %s's parent?", child);
@@ -111,9 +113,11 @@ static int generate_reversal_text(const TaskOptions *o, Rng *rng, TaskData *d, E
     d->text = 1;
     for (int i = 0; i < pairs; i++) {
         char child[8], parent[8];
-        do make_name(rng, child);
+        // three letters: an MDM on bytes learns "A given B" only from rows where all of A is
+        // masked and all of B is not, t^k (1 - t)^k of them for names of k tokens
+        do make_name(rng, 1, child);
         while (!set_add(&seen, name_key(child)));
-        do make_name(rng, parent);
+        do make_name(rng, 1, parent);
         while (!set_add(&seen, name_key(parent)));
         snprintf(d->train[d->n_train++].prompt, sizeof d->train[0].prompt, "%s's parent is %s.",
                  child, parent);
@@ -362,6 +366,21 @@ static int write_lines(const TaskExample *e, int n, const char *path, Error *err
     return atomic_commit(&f, err);
 }
 
+// The same questions as 4-way multiple choice: the answer and the answers of the next three
+// items (other names of the same role), the answer at index i % 4.
+static int write_choices(const TaskExample *e, int n, const char *path, Error *err) {
+    if (n < 4) return error_set(err, "%s: multiple choice needs at least 4 items", path);
+    AtomicFile f;
+    if (atomic_open(&f, path, err)) return -1;
+    for (int i = 0; i < n; i++) {
+        fprintf(f.f, "{\"prompt\": \"%s\", \"choices\": [", e[i].prompt);
+        for (int k = 0; k < 4; k++)
+            fprintf(f.f, "%s\"%s\"", k ? ", " : "", e[(i + (k - i % 4 + 4) % 4) % n].response);
+        fprintf(f.f, "], \"answer\": %d}\n", i % 4);
+    }
+    return atomic_commit(&f, err);
+}
+
 int task_write(const TaskData *d, const char *dir, Error *err) {
     char path[4200];
     if (make_dirs(dir, err)) return -1;
@@ -370,6 +389,10 @@ int task_write(const TaskData *d, const char *dir, Error *err) {
         if (write_lines(d->train, d->n_train, path, err)) return -1;
         snprintf(path, sizeof path, "%s/test_forward.jsonl", dir);
         if (write_split(d->forward, d->n_forward, path, err)) return -1;
+        snprintf(path, sizeof path, "%s/test_forward_choices.jsonl", dir);
+        if (write_choices(d->forward, d->n_forward, path, err)) return -1;
+        snprintf(path, sizeof path, "%s/test_choices.jsonl", dir);
+        if (write_choices(d->test, d->n_test, path, err)) return -1;
         snprintf(path, sizeof path, "%s/test.jsonl", dir);
         return write_split(d->test, d->n_test, path, err);
     }

@@ -7,7 +7,9 @@
 //              text (pretraining: every name can be masked): train.txt states "A's parent is
 //              B." for every pair and "B's child is A." for the first half, lines shuffled;
 //              test.jsonl asks "B's child is" -> " A." for the other half, test_forward.jsonl
-//              "A's parent is" -> " B." for the same pairs (did the model learn the fact?);
+//              "A's parent is" -> " B." for the same pairs (did the model learn the fact?),
+//              and both as 4-way multiple choice among names of the same role
+//              (test_choices.jsonl, test_forward_choices.jsonl);
 //   addition - "123+456=" -> "579": test sums use operand pairs never seen in training;
 //   sudoku   - 4x4 puzzles with a unique solution ("12.4 ..." -> "1234 ..."), test puzzles
 //              from solution grids that never occur in training (a constraint puzzle that
