@@ -115,6 +115,8 @@ START_TEST(test_errors_name_the_line) {
         {"## Base\n- lr: 1\n## Runs\n| name | x |\n|--|--|\n| a | 1 |\n| a | 2 |\n",
          "plan.md: two runs are named 'a'"},
         {"## Base\n- lr: 1\n## Report\n- metric: accuracy\n", "plan.md:4: metric 'accuracy'"},
+        {"## Base\n- lr: 1\n## Report\n- check: likelihood x.jsonl\n",
+         "plan.md:4: check 'likelihood x.jsonl': give 'choices FILE' or 'exact FILE'"},
         // 9 columns and 9 grid lines overran a run's 16 varied slots (found by fuzz_plan)
         {"## Base\n- lr: 1\n## Runs\n| a | b | c | d | e | f | g | h | i |\n"
          "|-|-|-|-|-|-|-|-|-|\n| 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 |\n## Grid\n- j: 1\n- k: 1\n"
@@ -391,7 +393,8 @@ START_TEST(test_exact_match_tradeoff) {
              "# exact\n## Base\n- sft: %s/task/train.jsonl\n- tokenizer: bytes\n- device: cpu\n"
              "- n-layer: 1\n- n-head: 2\n- d-model: 32\n- d-ff: 64\n- batch-size: 8\n"
              "- steps: 20\n- eval-every: 0\n## Grid\n- objective: mdm, ar\n"
-             "## Report\n- metric: exact\n- exact: %s/task/test.jsonl\n", dir, dir);
+             "## Report\n- metric: exact\n- exact: %s/task/test.jsonl\n"
+             "- check: exact %s/task/train.jsonl\n", dir, dir, dir);
     fresh_dir_with_plan("sweep_exact", plan);
     snprintf(cmd, sizeof cmd, "./dllm task reversal --out %s/task --train 64 --test 8 > /dev/null",
              dir);
@@ -404,6 +407,8 @@ START_TEST(test_exact_match_tradeoff) {
     // 20 steps learn no answer: 0% against 0% is a tie, not a ranking
     ck_assert(file_has("out/REPORT.md", "No single best run: **"));
     ck_assert(file_has("out/REPORT.md", "One seed per setting: no spread was measured"));
+    // the further check: a column of exact match on the training file
+    ck_assert(file_has("out/REPORT.md", " exact match | exact train.jsonl | tokens |"));
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     ck_assert(system(cmd) == 0);
 }
