@@ -249,44 +249,6 @@ static int index_of(const char *const *values, int n, const char *v) {
     return 0;
 }
 
-// metric_<setting>.png: each run's metric at the value it used, values along the x axis; when
-// the plan compares objectives, one colored series (joined in x order) per objective.
-static int plot_metric_vs(const Plan *p, const Row *rows, int n, const char *setting,
-                          const char *dir, char *png, size_t cap, Error *err) {
-    const char *values[PLAN_MAX_RUNS], *groups[PLAN_MAX_RUNS];
-    int n_values = distinct_values(p, rows, n, setting, values);
-    int by_objective = plan_varies(p, "objective") && strcmp(setting, "objective") != 0;
-    int n_groups = by_objective ? distinct_values(p, rows, n, "objective", groups) : 1;
-    double *x = malloc((size_t)n * sizeof *x), *y = malloc((size_t)n * sizeof *y);
-    Series series[PLAN_MAX_RUNS];
-    int m = 0;
-    for (int g = 0; g < n_groups; g++) {
-        int first = m;
-        for (int k = 0; k < n_values; k++)  // in x order, so the joining line reads left to right
-            for (int i = 0; i < n; i++) {
-                const char *obj = plan_value(p, rows[i].run, "objective");
-                if (isnan(rows[i].metric) || (by_objective && index_of(groups, n_groups, obj) != g) ||
-                    index_of(values, n_values, plan_value(p, rows[i].run, setting)) != k)
-                    continue;
-                x[m] = k, y[m++] = rows[i].metric;
-            }
-        series[g] = (Series){by_objective ? groups[g] : NULL, x + first, y + first, m - first, g,
-                             0, 1, !by_objective};
-    }
-    char title[160];
-    snprintf(title, sizeof title, "%s vs %s", p->metric, setting);
-    PlotSpec spec = {.title = title, .x_label = setting,
-                     .y_label = strcmp(p->metric, "exact") == 0 ? "accuracy" : "nats/token",
-                     .x_names = values, .n_x_names = n_values};
-    snprintf(png, cap, "metric_%s.png", setting);
-    char path[4400];
-    snprintf(path, sizeof path, "%s/%s", dir, png);
-    int rc = plot_png(path, &spec, series, n_groups, err);
-    free(x);
-    free(y);
-    return rc;
-}
-
 static int plot_val_curves(const Row *rows, int n, const char *dir, Error *err) {
     Series *s = calloc((size_t)n, sizeof *s);
     int m = 0;
@@ -504,15 +466,16 @@ static void write_settings_table(FILE *f, const Plan *p, const Setting *st, int 
                                  double matched) {
     char budget[32];
     format_count(budget, sizeof budget, matched);
+    int exact_column = p->exact[0] && strcmp(p->metric, "exact") != 0;  // else the metric's
     fprintf(f, "\n## Per setting, over seeds (mean ± sample std)\n\n| rank | setting | seeds | "
                "%s | best val nats/tok | val at %s FLOPs |%s", p->metric, budget,
-            p->exact[0] ? " exact match |" : "");
+            exact_column ? " exact match |" : "");
     for (int c = 0; c < p->n_checks; c++) {
         char name[600];
         check_name(p, c, name, sizeof name);
         fprintf(f, " %s |", name);
     }
-    fprintf(f, " tokens | FLOPs |\n|---|---|---|---|---|---|%s", p->exact[0] ? "---|" : "");
+    fprintf(f, " tokens | FLOPs |\n|---|---|---|---|---|---|%s", exact_column ? "---|" : "");
     for (int c = 0; c < p->n_checks; c++) fprintf(f, "---|");
     fprintf(f, "---|---|\n");
     for (int k = 0; k < ns; k++) {
@@ -528,7 +491,7 @@ static void write_settings_table(FILE *f, const Plan *p, const Setting *st, int 
         int tied = st[k].tied || (k == 0 && ns > 1 && st[1].tied);
         snprintf(rank, sizeof rank, tied ? "=1" : "%d", k + 1);
         fprintf(f, "| %s | %s | %d | %s | %s | %s |", rank, st[k].name, st[k].n, metric, val, at);
-        if (p->exact[0]) fprintf(f, " %s |", exact);
+        if (exact_column) fprintf(f, " %s |", exact);
         for (int c = 0; c < p->n_checks; c++) {
             char check[48];
             format_mean_std(check, sizeof check, st[k].check_mean[c], st[k].check_std[c], 1);
@@ -644,6 +607,98 @@ static void write_reference(FILE *f, const Plan *p, const Row *rows, int n, cons
     }
 }
 
+// Whether metric_<setting>.png says anything: not for the seed (averaged), the report's own
+// columns (exact) or settings whose values are paths (data, init: names, not quantities).
+static int worth_plotting(const Plan *p, const Row *rows, int n, const char *setting) {
+    if (strcmp(setting, "seed") == 0 || strcmp(setting, "exact") == 0) return 0;
+    for (int i = 0; i < n; i++) {
+        const char *v = plan_value(p, rows[i].run, setting);
+        if (v && strchr(v, '/')) return 0;
+    }
+    return 1;
+}
+
+// The line run r is drawn on in metric_<setting>.png: its setting's name without the piece
+// the plotted setting adds ("ar-solver-steps3000" -> "ar-solver" on the steps plot).
+static void line_name(const Plan *p, const Row *r, const char *setting, char *buf, size_t cap) {
+    setting_name(p, r->run, buf, cap);
+    const char *v = plan_value(p, r->run, setting);
+    char piece[320];
+    snprintf(piece, sizeof piece, "%s%s", v && strchr("0123456789.-+", v[0]) ? setting : "",
+             v ? v : "");
+    size_t n = strlen(piece);
+    for (char *at = strstr(buf, piece); n && at; at = strstr(at + 1, piece)) {
+        int starts = at == buf || at[-1] == '-', ends = at[n] == '\0' || at[n] == '-';
+        if (!starts || !ends) continue;
+        if (at > buf) at--, n++;         // "ar-steps3000" -> "ar"
+        else if (at[n] == '-') n++;      // "steps3000-ar" -> "ar"
+        memmove(at, at + n, strlen(at + n) + 1);
+        break;
+    }
+    if (!buf[0]) snprintf(buf, cap, "%s", p->metric);
+}
+
+// metric_<setting>.png: the values of the setting along the x axis; one colored line per
+// combination of the other settings, through the mean over seeds at each value, every run a
+// square.
+static int plot_metric_vs(const Plan *p, const Row *rows, int n, const char *setting,
+                          const char *dir, char *png, size_t cap, Error *err) {
+    const char *values[PLAN_MAX_RUNS];
+    int n_values = distinct_values(p, rows, n, setting, values);
+    static char lines[PLAN_MAX_RUNS][256];
+    int n_lines = 0, line_of[PLAN_MAX_RUNS];
+    for (int i = 0; i < n; i++) {
+        char name[256];
+        line_name(p, &rows[i], setting, name, sizeof name);
+        int k = 0;
+        while (k < n_lines && strcmp(lines[k], name) != 0) k++;
+        if (k == n_lines) snprintf(lines[n_lines++], sizeof lines[0], "%s", name);
+        line_of[i] = k;
+    }
+    // per line: the means (at most n_values points), then its runs as markers
+    double *x = malloc(sizeof *x * (size_t)(2 * n + 2 * n_lines * n_values + 1));
+    double *y = x ? x + n + n_lines * n_values : NULL;
+    Series *series = calloc((size_t)(2 * n_lines + 1), sizeof *series);
+    if (!x || !series) {
+        free(x);
+        free(series);
+        return error_set(err, "out of memory");
+    }
+    int m = 0, ns = 0;
+    for (int g = 0; g < n_lines; g++) {
+        int first = m;
+        for (int k = 0; k < n_values; k++) {
+            double sum = 0.0;
+            int count = 0;
+            for (int i = 0; i < n; i++)
+                if (line_of[i] == g && !isnan(rows[i].metric) &&
+                    index_of(values, n_values, plan_value(p, rows[i].run, setting)) == k)
+                    sum += rows[i].metric, count++;
+            if (count) x[m] = k, y[m++] = sum / count;
+        }
+        series[ns++] = (Series){lines[g], x + first, y + first, m - first, g, 0, 1, 0};
+        first = m;
+        for (int i = 0; i < n; i++)
+            if (line_of[i] == g && !isnan(rows[i].metric))
+                x[m] = index_of(values, n_values, plan_value(p, rows[i].run, setting)),
+                y[m++] = rows[i].metric;
+        series[ns++] = (Series){NULL, x + first, y + first, m - first, g, 0, 1, 1};
+    }
+    char title[160];
+    snprintf(title, sizeof title, "%s vs %s%s", p->metric, setting,
+             seeds_vary(p) ? " (lines: mean over seeds)" : "");
+    PlotSpec spec = {.title = title, .x_label = setting,
+                     .y_label = strcmp(p->metric, "exact") == 0 ? "accuracy" : "nats/token",
+                     .x_names = values, .n_x_names = n_values};
+    snprintf(png, cap, "metric_%s.png", setting);
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s", dir, png);
+    int rc = plot_png(path, &spec, series, ns, err);
+    free(x);
+    free(series);
+    return rc;
+}
+
 // val_vs_flops.png: every run's validation curve against the FLOPs spent (its init's too).
 static int plot_val_vs_flops(const Row *rows, int n, const char *dir, Error *err) {
     Series *s = calloc((size_t)n, sizeof *s);
@@ -756,7 +811,7 @@ int sweep_report(const Plan *p, const char *dir, const char *exe, const char *de
     if (flop_curves < 0) status = -1;
     char pngs[PLAN_MAX_VARIED][96];
     for (int k = 0; status == 0 && k < p->n_varied_names; k++)
-        if (strcmp(p->varied_names[k], "seed") != 0)  // seeds are averaged, not compared
+        if (worth_plotting(p, rows, p->n_runs, p->varied_names[k]))
             status = plot_metric_vs(p, rows, p->n_runs, p->varied_names[k], dir, pngs[k],
                                     sizeof pngs[k], err);
     char path[4300];
@@ -799,7 +854,7 @@ int sweep_report(const Plan *p, const char *dir, const char *exe, const char *de
         if (flop_curves > 0)
             fprintf(f.f, "![validation loss against FLOPs](val_vs_flops.png)\n\n");
         for (int k = 0; k < p->n_varied_names; k++)
-            if (strcmp(p->varied_names[k], "seed") != 0)
+            if (worth_plotting(p, rows, p->n_runs, p->varied_names[k]))
                 fprintf(f.f, "![%s vs %s](%s)\n\n", p->metric, p->varied_names[k], pngs[k]);
         if (p->exact[0]) write_sampler_tradeoff(f.f, p, rows, p->n_runs, dir, device);
         if (failed) {
