@@ -3,6 +3,7 @@
 //   --sft     -log p(response | prompt) per answer token on prompt/response JSONL
 //   --choices multiple-choice accuracy (JSONL items with "choices" and "answer")
 //   --exact   exact-match accuracy of generated answers on prompt/response JSONL
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -35,6 +36,12 @@ static void print_header(const EvalOptions *o) {
     printf("\n");
 }
 
+// A standard error in a 7-wide column; "-" where one window (or example) gives none.
+static void print_se(double se) {
+    if (isnan(se)) printf(" %7s", "-");
+    else printf(" %7.4f", se);
+}
+
 // What a likelihood was measured on: "812 x 32", or "64/812 x 32" when --windows cut it.
 static void print_scope(const EvalResult *r, int width) {
     char scope[64], of[24] = "";
@@ -59,8 +66,9 @@ static int eval_data(Model *m, const Tokenizer *t, const EvalOptions *o, Error *
     if (status == 0 && d->n == 0) status = error_set(err, "%s: no %s tokens", o->data, o->split);
     if (status == 0) status = eval_heldout(m, d, o->windows, o->mc, o->seed, &r, err);
     if (status == 0) {
-        printf(" | %10.4f %7.4f %s%9.2f %9lld", r.nats_per_token, r.std_error,
-               m->cfg.causal ? " " : "<", r.ppl, (long long)r.tokens);
+        printf(" | %10.4f", r.nats_per_token);
+        print_se(r.std_error);
+        printf(" %s%9.2f %9lld", m->cfg.causal ? " " : "<", r.ppl, (long long)r.tokens);
         print_scope(&r, 13);
     }
     dataset_close(&ds);
@@ -73,7 +81,9 @@ static int eval_sft_file(Model *m, const Tokenizer *t, const EvalOptions *o, Err
     EvalResult r;
     int status = eval_sft(m, &d, o->windows, o->mc, o->seed, &r, err);
     if (status == 0) {
-        printf(" | %12.4f %7.4f %9lld", r.nats_per_token, r.std_error, (long long)r.tokens);
+        printf(" | %12.4f", r.nats_per_token);
+        print_se(r.std_error);
+        printf(" %9lld", (long long)r.tokens);
         print_scope(&r, 13);
     }
     sft_free(&d);
