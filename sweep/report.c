@@ -466,6 +466,7 @@ static void write_settings_table(FILE *f, const Plan *p, const Setting *st, int 
                                  double matched) {
     char budget[32];
     format_count(budget, sizeof budget, matched);
+    if (!isfinite(matched)) snprintf(budget, sizeof budget, "matched");
     int exact_column = p->exact[0] && strcmp(p->metric, "exact") != 0;  // else the metric's
     fprintf(f, "\n## Per setting, over seeds (mean ± sample std)\n\n| rank | setting | seeds | "
                "%s | best val nats/tok | val at %s FLOPs |%s", p->metric, budget,
@@ -841,10 +842,12 @@ int sweep_report(const Plan *p, const char *dir, const char *exe, const char *de
         fprintf(f.f, "\nCompute: tokens and FLOPs are what each run trained, its `--init` run of "
                      "this sweep included (an adapted model carries its AR run's); FLOPs = 3 x "
                      "forward (6 x matrix weights + 12 x layers x seq_len x d_model per token; "
-                     "block diffusion counts its two copies). The matched budget, %s FLOPs, is "
-                     "the cheapest run's last evaluation: each run's validation loss there is "
-                     "read off its curve (val_vs_flops.png), \"-\" when it had not evaluated "
-                     "by then.\n", budget);
+                     "block diffusion counts its two copies).");
+        if (isfinite(matched))
+            fprintf(f.f, " The matched budget, %s FLOPs, is the cheapest run's last evaluation: "
+                         "each run's validation loss there is read off its curve "
+                         "(val_vs_flops.png), \"-\" when it had not evaluated by then.", budget);
+        fprintf(f.f, "\n");
         if (p->exact[0])
             fprintf(f.f, "\nExact match: greedy answers to every line of `%s` (MDM: LLaDA's "
                          "sampler, one token per step; AR: token by token)%s.\n", p->exact,
