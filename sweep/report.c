@@ -41,7 +41,7 @@ typedef struct {
 // figure (std NAN with one seed).
 typedef struct {
     char name[256];
-    int runs, n;  // runs, and those with the metric
+    int n;        // runs with the metric
     double mean, std, val_mean, val_std, exact_mean, exact_std, matched_mean, matched_std;
     double check_mean[PLAN_MAX_CHECKS], check_std[PLAN_MAX_CHECKS];
     double tokens, flops;  // of its first run (seeds train the same budget)
@@ -415,7 +415,6 @@ static int group_settings(const Plan *p, Row *rows, int n, Setting *out) {
             out[k].tokens = rows[i].tokens, out[k].flops = rows[i].flops;
             ns++;
         }
-        out[k].runs++;
     }
     for (int k = 0; k < ns; k++) {
         double metric[PLAN_MAX_RUNS], val[PLAN_MAX_RUNS], exact[PLAN_MAX_RUNS],
