@@ -50,7 +50,8 @@ size_t param_count(const ModelConfig *c);
 // weights of every matrix product (the seven projections of each layer and the output head,
 // tied or not; the embedding lookup is free) + 12 x n_layer x T x d_model for attention (QK^T
 // and AV over all T keys, causal or not: the usual convention). Block diffusion trains each
-// token in two rows (the clean and the noisy copy) over 2T keys.
+// token in two rows (the clean and the noisy copy) over 2T keys. LoRA training counts the same
+// (an upper bound: a frozen base computes no weight gradients, about a third of the total).
 double train_flops_per_token(const ModelConfig *c, int T);
 // Points each field of t into base, which holds param_count(c) values of elem_bytes each:
 // floats (4), or bf16 weights (2: an inference model on a bf16-weight backend, whose fields

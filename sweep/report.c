@@ -841,7 +841,8 @@ int sweep_report(const Plan *p, const char *dir, const char *exe, const char *de
         fprintf(f.f, "\nCompute: tokens and FLOPs are what each run trained, its `--init` run of "
                      "this sweep included (an adapted model carries its AR run's); FLOPs = 3 x "
                      "forward (6 x matrix weights + 12 x layers x seq_len x d_model per token; "
-                     "block diffusion counts its two copies).");
+                     "block diffusion counts its two copies; LoRA runs count as full training, "
+                     "an upper bound).");
         if (isfinite(matched))
             fprintf(f.f, " The matched budget, %s FLOPs, is the cheapest run's last evaluation: "
                          "each run's validation loss there is read off its curve "
