@@ -5,7 +5,7 @@
 #      4096-token BPE) the way the field now makes them: an AR model first, then adapted to
 #      diffusion (bidirectional attention, Dream's logit shift), and text from it by parallel
 #      denoising, two tokens per forward pass; an AR sample beside it
-#   2. what diffusion decoding buys where it works: a 4x4 sudoku model (10 holes, the answer
+#   2. what diffusion decoding buys where it works: a 4x4 sudoku model (6 holes, the answer
 #      the holes alone) decoded one token per step, several tokens per step and by confidence
 #      threshold, against an AR model trained on the same puzzles for the same steps (a two-run
 #      sweep, both runs side by side)
@@ -53,20 +53,20 @@ echo "== the AR model it started from: 48 tokens, one per pass"
 lap "   sampling"
 
 echo "== 2. parallel decoding where it works: 4x4 sudoku, MDM against AR"
-./dllm task sudoku --holes 10 --train 20000 --answer holes --out runs/demo/sudoku/task
+./dllm task sudoku --holes 6 --train 20000 --answer holes --out runs/demo/sudoku/task
 cat > runs/demo/sudoku/PLAN.md <<'EOF'
 # 4x4 sudoku: diffusion decoding against AR
 
-Both objectives fine-tune the same small model from scratch on the same 20,000 puzzles (10 of
+Both objectives fine-tune the same small model from scratch on the same 20,000 puzzles (6 of
 16 cells blank) for the same steps; the report scores greedy answers to 200 held-out puzzles
-from solution grids never trained on. The answer is the 10 holes alone (the given cells score
-nothing), and rows end with it (seq-len 40: the MDM decodes no padding). One seed: a demo;
-scripts/plans/sudoku.md is the three-seed comparison.
+from solution grids never trained on. The answer is the 6 holes alone (the given cells score
+nothing), and rows end with it (seq-len 36: the MDM decodes no padding). One seed: a demo;
+scripts/plans/sudoku.md is the three-seed comparison on harder puzzles (10 holes).
 
 ## Base
 
 ```
---sft runs/demo/sudoku/task/train.jsonl --tokenizer bytes --seq-len 40 --n-layer 3
+--sft runs/demo/sudoku/task/train.jsonl --tokenizer bytes --seq-len 36 --n-layer 3
 --d-model 96 --n-head 4 --d-ff 256 --batch-size 32 --lr 3e-3 --warmup 50 --eval-every 0
 --log-every 500
 ```
@@ -89,8 +89,8 @@ lap "2. sudoku: two models trained and scored"
 echo
 awk '/^## MDM sampler/ { on = 1; print; next } on && /^\|/ { print } on && /^## / { exit }' \
     runs/demo/sudoku/REPORT.md
-echo "(NFE / token: forward passes per generated token, EOS included; below 1, several tokens"
-echo " were committed per pass. Full report: runs/demo/sudoku/REPORT.md)"
+echo "(NFE / token: forward passes per generated token, the EOS not counted; below 1, several"
+echo " tokens were committed per pass. Full report: runs/demo/sudoku/REPORT.md)"
 
 echo
 echo "== time taken"
