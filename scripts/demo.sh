@@ -13,7 +13,8 @@
 # adaptation; default 300)
 # Why adaptation: at this size an MDM trained from scratch sits near the unigram loss for
 # most of a CPU run (scripts/plans/mdm_recipe.md: 5.99-6.09 nats/token after 800 steps);
-# AR 400 steps + adaptation 400 steps reached 5.13 at the same tokens (bench/RESULTS.md).
+# AR 400 steps + adaptation 400 steps reached 5.15 ± 0.05 at the same tokens, the AR part
+# counted (three seeds: docs/examples/mdm_adapt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 steps=${1:-300}
