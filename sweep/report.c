@@ -46,19 +46,25 @@ typedef struct {
     double check_mean[PLAN_MAX_CHECKS], check_std[PLAN_MAX_CHECKS];
     double tokens, flops;  // of its first run (seeds train the same budget)
     int tied;              // its mean is within the spreads of the best's
+    int id;                // its index before the ranking (group_settings)
 } Setting;
 
 // qsort has no context argument: the direction of the ranking for by_metric.
 static int rank_higher_better;
 
+// The order of two figures in a ranking: accuracy high to low, losses low to high, a missing
+// figure (NAN) last; 0 when they rank alike.
+static int rank_order(double x, double y) {
+    int nx = isnan(x), ny = isnan(y);
+    if (nx != ny) return nx - ny;
+    if (nx || x == y) return 0;
+    return (x < y) != rank_higher_better ? -1 : 1;
+}
+
 static int by_metric(const void *a, const void *b) {
     const Row *x = a, *y = b;
-    int nx = isnan(x->metric), ny = isnan(y->metric);
-    if (nx != ny) return nx - ny;  // runs without a metric last
-    // accuracy ranks high to low, losses low to high
-    if (!nx && x->metric != y->metric)
-        return (x->metric < y->metric) != rank_higher_better ? -1 : 1;
-    return strcmp(x->run->name, y->run->name);
+    int order = rank_order(x->metric, y->metric);
+    return order ? order : strcmp(x->run->name, y->run->name);
 }
 
 static void write_samples_of(FILE *f, const Plan *p, const Row *r, const char *what,
@@ -116,42 +122,54 @@ static const char *exact_file(const Plan *p, const PlanRun *r) {
     return own && strcmp(own, "-") != 0 ? own : p->exact;
 }
 
-// Exact-match accuracy of a run's newest checkpoint on its test file.
-static double exact_accuracy(const char *run_dir, const char *test, const char *device,
-                             Error *err) {
-    Model m;
-    Checkpoint ck;
-    if (load_run_model(run_dir, device, &m, &ck, err)) return NAN;
-    ExactOptions eo = {.chat = ck.header.train.sft};
+// Accuracy of a loaded model on a test file: exact match of greedy answers, or multiple choice
+// (32 mask draws per choice for an MDM); NAN with the reason in err.
+static double accuracy_on(Model *m, const Tokenizer *t, int chat, int choices, const char *file,
+                          Error *err) {
+    if (choices) {
+        ChoiceOptions co = {.chat = chat, .mc = 32, .seed = 1234};
+        ChoiceResult r;
+        return score_choices(m, t, file, &co, &r, err) == 0 ? r.accuracy : NAN;
+    }
+    ExactOptions eo = {.chat = chat};
     ExactResult r;
-    double acc = exact_match(&m, &ck.tokenizer, test, &eo, &r, err) == 0 ? r.accuracy : NAN;
-    model_free(&m);
-    checkpoint_free(&ck);
-    return acc;
+    return exact_match(m, t, file, &eo, &r, err) == 0 ? r.accuracy : NAN;
 }
 
-// Check k of the plan on a run's newest checkpoint: multiple-choice accuracy (32 mask draws
-// per choice for an MDM) or exact match.
-static double check_accuracy(const Plan *p, int k, const char *run_dir, const char *device,
-                             Error *err) {
-    if (!p->check_is_choices[k]) return exact_accuracy(run_dir, p->check_file[k], device, err);
+// A finished run's exact match on its test file and the plan's further checks, its newest
+// checkpoint loaded once; a score that cannot be had stays NAN, the reason on stderr.
+static void score_run(const Plan *p, Row *r, const char *run_dir, const char *device) {
+    r->exact = NAN;
+    for (int c = 0; c < p->n_checks; c++) r->check[c] = NAN;
+    if ((!p->exact[0] && !p->n_checks) || strcmp(r->outcome.status, "done") != 0) return;
     Model m;
     Checkpoint ck;
-    if (load_run_model(run_dir, device, &m, &ck, err)) return NAN;
-    ChoiceOptions co = {.chat = ck.header.train.sft, .mc = 32, .seed = 1234};
-    ChoiceResult r;
-    double acc = score_choices(&m, &ck.tokenizer, p->check_file[k], &co, &r, err) == 0
-                     ? r.accuracy : NAN;
+    Error why;
+    if (load_run_model(run_dir, device, &m, &ck, &why)) {
+        fprintf(stderr, "dllm: report: %s: %s\n", run_dir, why.msg);
+        return;
+    }
+    int chat = ck.header.train.sft;
+    if (p->exact[0]) {
+        r->exact = accuracy_on(&m, &ck.tokenizer, chat, 0, exact_file(p, r->run), &why);
+        if (isnan(r->exact)) fprintf(stderr, "dllm: report: %s: %s\n", run_dir, why.msg);
+    }
+    for (int c = 0; c < p->n_checks; c++) {
+        r->check[c] = accuracy_on(&m, &ck.tokenizer, chat, p->check_is_choices[c],
+                                  p->check_file[c], &why);
+        if (isnan(r->check[c])) fprintf(stderr, "dllm: report: %s: %s\n", run_dir, why.msg);
+    }
     model_free(&m);
     checkpoint_free(&ck);
-    return acc;
 }
 
-// The name of check k's column: "choices test.jsonl".
-static void check_name(const Plan *p, int k, char *buf, size_t cap) {
-    const char *base = strrchr(p->check_file[k], '/');
-    snprintf(buf, cap, "%s %s", p->check_is_choices[k] ? "choices" : "exact",
-             base ? base + 1 : p->check_file[k]);
+// The header cells of the plan's checks: " choices test.jsonl |" each.
+static void write_check_headers(FILE *f, const Plan *p) {
+    for (int k = 0; k < p->n_checks; k++) {
+        const char *base = strrchr(p->check_file[k], '/');
+        fprintf(f, " %s %s |", p->check_is_choices[k] ? "choices" : "exact",
+                base ? base + 1 : p->check_file[k]);
+    }
 }
 
 // The first run of the objective (ar or not) that has an exact-match score, or NULL.
@@ -393,10 +411,8 @@ static void mean_std(const double *x, int n, double *mean, double *std) {
 
 static int by_mean(const void *a, const void *b) {
     const Setting *x = a, *y = b;
-    int nx = isnan(x->mean), ny = isnan(y->mean);
-    if (nx != ny) return nx - ny;
-    if (!nx && x->mean != y->mean) return (x->mean < y->mean) != rank_higher_better ? -1 : 1;
-    return strcmp(x->name, y->name);
+    int order = rank_order(x->mean, y->mean);
+    return order ? order : strcmp(x->name, y->name);
 }
 
 // Groups the rows into settings, ranked by the mean of the metric; a setting whose mean lies
@@ -413,17 +429,17 @@ static int group_settings(const Plan *p, Row *rows, int n, Setting *out) {
             memset(&out[k], 0, sizeof out[k]);
             snprintf(out[k].name, sizeof out[k].name, "%s", name);
             out[k].tokens = rows[i].tokens, out[k].flops = rows[i].flops;
+            out[k].id = k;
             ns++;
         }
+        rows[i].setting = k;  // until the settings are ranked
     }
     for (int k = 0; k < ns; k++) {
         double metric[PLAN_MAX_RUNS], val[PLAN_MAX_RUNS], exact[PLAN_MAX_RUNS],
             matched[PLAN_MAX_RUNS], check[PLAN_MAX_CHECKS][PLAN_MAX_RUNS];
         int m = 0;
         for (int i = 0; i < n; i++) {
-            char name[256];
-            setting_name(p, rows[i].run, name, sizeof name);
-            if (strcmp(name, out[k].name) != 0) continue;
+            if (rows[i].setting != k) continue;
             metric[m] = rows[i].metric, val[m] = rows[i].best_val, exact[m] = rows[i].exact;
             for (int c = 0; c < p->n_checks; c++) check[c][m] = rows[i].check[c];
             matched[m++] = rows[i].matched_val;
@@ -442,12 +458,9 @@ static int group_settings(const Plan *p, Row *rows, int n, Setting *out) {
                         (isnan(out[k].std) ? 0.0 : out[k].std);
         out[k].tied = k > 0 && !isnan(out[k].mean) && fabs(out[k].mean - out[0].mean) <= spread;
     }
-    for (int i = 0; i < n; i++) {
-        char name[256];
-        setting_name(p, rows[i].run, name, sizeof name);
-        for (int k = 0; k < ns; k++)
-            if (strcmp(out[k].name, name) == 0) rows[i].setting = k;
-    }
+    int rank_of[PLAN_MAX_RUNS];
+    for (int k = 0; k < ns; k++) rank_of[out[k].id] = k;
+    for (int i = 0; i < n; i++) rows[i].setting = rank_of[rows[i].setting];
     return ns;
 }
 
@@ -470,11 +483,7 @@ static void write_settings_table(FILE *f, const Plan *p, const Setting *st, int 
     fprintf(f, "\n## Per setting, over seeds (mean ± sample std)\n\n| rank | setting | seeds | "
                "%s | best val nats/tok | val at %s FLOPs |%s", p->metric, budget,
             exact_column ? " exact match |" : "");
-    for (int c = 0; c < p->n_checks; c++) {
-        char name[600];
-        check_name(p, c, name, sizeof name);
-        fprintf(f, " %s |", name);
-    }
+    write_check_headers(f, p);
     fprintf(f, " tokens | FLOPs |\n|---|---|---|---|---|---|%s", exact_column ? "---|" : "");
     for (int c = 0; c < p->n_checks; c++) fprintf(f, "---|");
     fprintf(f, "---|---|\n");
@@ -728,11 +737,7 @@ static void write_table(FILE *f, const Plan *p, const Row *rows, int n) {
     for (int k = 0; k < p->n_varied_names; k++) fprintf(f, " %s |", p->varied_names[k]);
     fprintf(f, " train loss | val nats/tok | val ppl | val at matched FLOPs |%s",
             p->exact[0] ? " exact match |" : "");
-    for (int c = 0; c < p->n_checks; c++) {
-        char name[600];
-        check_name(p, c, name, sizeof name);
-        fprintf(f, " %s |", name);
-    }
+    write_check_headers(f, p);
     fprintf(f, " tokens | FLOPs | tok/s | wall | status |\n|---|---|");
     for (int k = 0; k < p->n_varied_names + p->n_checks; k++) fprintf(f, "---|");
     fprintf(f, "---|---|---|---|%s---|---|---|---|---|\n", p->exact[0] ? "---|" : "");
@@ -781,19 +786,7 @@ int sweep_report(const Plan *p, const char *dir, const char *exe, const char *de
         double step;
         r->best_val = r->have_log ? run_log_best_eval(&r->log, &step) : NAN;
         r->final_train = r->have_log ? run_log_final_train_loss(&r->log, 20) : NAN;
-        r->exact = NAN;
-        if (p->exact[0] && strcmp(r->outcome.status, "done") == 0) {
-            Error why;
-            r->exact = exact_accuracy(run_dir, exact_file(p, r->run), device, &why);
-            if (isnan(r->exact)) fprintf(stderr, "dllm: report: %s: %s\n", run_dir, why.msg);
-        }
-        for (int c = 0; c < p->n_checks; c++) {
-            Error why;
-            r->check[c] = strcmp(r->outcome.status, "done") == 0
-                              ? check_accuracy(p, c, run_dir, device, &why) : NAN;
-            if (strcmp(r->outcome.status, "done") == 0 && isnan(r->check[c]))
-                fprintf(stderr, "dllm: report: %s: %s\n", run_dir, why.msg);
-        }
+        score_run(p, r, run_dir, device);
         r->metric = strcmp(p->metric, "train_loss") == 0 ? r->final_train
                     : strcmp(p->metric, "exact") == 0    ? r->exact
                                                          : r->best_val;

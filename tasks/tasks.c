@@ -80,6 +80,14 @@ static uint64_t name_key(const char *s) {
     return k;
 }
 
+// A child and a parent whose names no earlier pair used.
+static void draw_pair(Rng *rng, int short_names, KeySet *seen, char *child, char *parent) {
+    do make_name(rng, short_names, child);
+    while (!set_add(seen, name_key(child)));
+    do make_name(rng, short_names, parent);
+    while (!set_add(seen, name_key(parent)));
+}
+
 static int generate_reversal(const TaskOptions *o, Rng *rng, TaskData *d, Error *err) {
     int pairs = 2 * o->n_test, half = o->n_test;
     if (alloc_examples(d, pairs + half, half, err)) return -1;
@@ -87,10 +95,7 @@ static int generate_reversal(const TaskOptions *o, Rng *rng, TaskData *d, Error 
     if (set_init(&seen, 2 * (size_t)pairs)) return error_set(err, "out of memory");
     for (int i = 0; i < pairs; i++) {
         char child[8], parent[8];
-        do make_name(rng, 0, child);
-        while (!set_add(&seen, name_key(child)));
-        do make_name(rng, 0, parent);
-        while (!set_add(&seen, name_key(parent)));
+        draw_pair(rng, 0, &seen, child, parent);
         TaskExample *fwd = &d->train[d->n_train++];
         snprintf(fwd->prompt, sizeof fwd->prompt, "Who is %s's parent?", child);
         snprintf(fwd->response, sizeof fwd->response, "%s", parent);
@@ -115,10 +120,7 @@ static int generate_reversal_text(const TaskOptions *o, Rng *rng, TaskData *d, E
         char child[8], parent[8];
         // three letters: an MDM on bytes learns "A given B" only from rows where all of A is
         // masked and all of B is not, t^k (1 - t)^k of them for names of k tokens
-        do make_name(rng, 1, child);
-        while (!set_add(&seen, name_key(child)));
-        do make_name(rng, 1, parent);
-        while (!set_add(&seen, name_key(parent)));
+        draw_pair(rng, 1, &seen, child, parent);
         snprintf(d->train[d->n_train++].prompt, sizeof d->train[0].prompt, "%s's parent is %s.",
                  child, parent);
         if (i < half) {
@@ -246,14 +248,14 @@ static int next_solver_cell(const Grid *g) {
     for (int pos = 0; pos < 16; pos++) {
         if (g->cell[pos]) continue;
         int r = pos / 4, c = pos % 4, br = r / 2 * 2, bc = c / 2 * 2, set = candidates(g, pos);
+        int unit[3][4];  // its row, column and box
+        for (int i = 0; i < 4; i++) {
+            unit[0][i] = r * 4 + i;
+            unit[1][i] = i * 4 + c;
+            unit[2][i] = (br + i / 2) * 4 + bc + i % 2;
+        }
         for (int v = 1; v <= 4; v++) {
             if (!(set >> v & 1)) continue;
-            int unit[3][4];
-            for (int i = 0; i < 4; i++) {
-                unit[0][i] = r * 4 + i;
-                unit[1][i] = i * 4 + c;
-                unit[2][i] = (br + i / 2) * 4 + bc + i % 2;
-            }
             for (int u = 0; u < 3; u++) {
                 int elsewhere = 0;
                 for (int i = 0; i < 4; i++) {
