@@ -41,7 +41,7 @@ CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
 
 BUILD := $(if $(SAN),build/san,build)
-LIB_SRC := $(wildcard common/*.c kernels/*.c kernels/cpu/*.c model/*.c train/*.c tokenizer/*.c \
+LIB_SRC := $(wildcard common/*.c kernels/*.c kernels/cpu/*.c model/*.c store/*.c dataset/*.c train/*.c eval/*.c tokenizer/*.c \
                      sampler/*.c report/*.c sweep/*.c tasks/*.c serve/*.c)
 CLI_SRC := $(wildcard cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)

@@ -12,13 +12,12 @@
 #include "common/stats.h"
 #include "kernels/backend.h"
 #include "model/model.h"
-#include "train/exact_match.h"
-#include "train/checkpoint.h"
-#include "train/choices.h"
-#include "train/data.h"
-#include "train/eval.h"
-#include "train/run_dir.h"
-#include "train/sft.h"
+#include "eval/exact_match.h"
+#include "eval/choices.h"
+#include "dataset/data.h"
+#include "eval/eval.h"
+#include "store/model_source.h"
+#include "dataset/sft.h"
 
 typedef struct {
     const char *data, *sft, *choices, *exact, *split, *device;
@@ -91,14 +90,14 @@ static int eval_sft_file(Model *m, const Tokenizer *t, const EvalOptions *o, Err
 }
 
 static int eval_one(const char *path, const Backend *be, const EvalOptions *o, Error *err) {
-    Checkpoint ck;
+    ModelSource ck;
     char chosen[4200];
     int skipped;
-    if (checkpoint_load_latest(path, HF_WEIGHTS_LATER, &ck, chosen, sizeof chosen, &skipped, err))
+    if (model_source_open(path, HF_WEIGHTS_LATER, &ck, chosen, sizeof chosen, &skipped, err))
         return -1;
     Model m;
-    if (checkpoint_model(&ck, be, o->batch, &m, err)) {
-        checkpoint_free(&ck);
+    if (model_source_build(&ck, be, o->batch, &m, err)) {
+        model_source_free(&ck);
         return -1;
     }
     printf("%-28s %-4s %8.2fM %8lld", path, m.cfg.causal ? "ar" : "mdm", param_count(&m.cfg) / 1e6,
@@ -126,7 +125,7 @@ static int eval_one(const char *path, const Backend *be, const EvalOptions *o, E
     }
     printf("\n");
     model_free(&m);
-    checkpoint_free(&ck);
+    model_source_free(&ck);
     return status;
 }
 

@@ -5,7 +5,7 @@
 // (adapter_config.json, adapter_model.safetensors), or with --merge 1 the base with the
 // adapters folded in, as a model directory. Everything is written into DIR.tmp, which becomes
 // DIR at the end: a failed export leaves nothing. --format ternary writes a model trained with
-// --weights ternary as one packed file instead (train/packed_file.h), for CPU inference.
+// --weights ternary as one packed file instead (store/packed_file.h), for CPU inference.
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -22,9 +22,8 @@
 #include "model/params.h"
 #include "model/peft.h"
 #include "tokenizer/hf_tokenizer.h"
-#include "train/checkpoint.h"
-#include "train/packed_file.h"
-#include "train/run_dir.h"
+#include "store/packed_file.h"
+#include "store/model_source.h"
 
 // 1 when dir exists and holds anything
 static int non_empty_dir(const char *dir) {
@@ -56,15 +55,15 @@ static int write_tokenizer(const Tokenizer *t, const char *dir, Error *err) {
 
 // What DIR.tmp receives: a model directory (weights: the checkpoint's, or a LoRA run's base
 // with its adapters merged), or a LoRA run's adapters as a PEFT directory.
-static int write_export(const char *tmp, Checkpoint *ck, int merge, SafetensorsDtype dtype,
+static int write_export(const char *tmp, ModelSource *ck, int merge, SafetensorsDtype dtype,
                         Error *err) {
     const ModelConfig *c = &ck->header.model;
     const LoraConfig *lc = &ck->header.lora;
     if (!lc->rank)
         return hf_export(tmp, c, ck->params, ck->tokenizer.bos_id, ck->tokenizer.eos_id, dtype,
                          err);
-    Checkpoint base;
-    if (checkpoint_load_base(ck, merge ? HF_WEIGHTS_ON_HOST : HF_CONFIG_ONLY, &base, err))
+    ModelSource base;
+    if (model_source_base(ck, merge ? HF_WEIGHTS_ON_HOST : HF_CONFIG_ONLY, &base, err))
         return -1;
     int rc;
     if (merge) {
@@ -72,18 +71,18 @@ static int write_export(const char *tmp, Checkpoint *ck, int merge, SafetensorsD
         rc = hf_export(tmp, c, base.params, ck->tokenizer.bos_id, ck->tokenizer.eos_id, dtype,
                        err);
     } else {
-        rc = peft_write(tmp, c, lc, checkpoint_layout(&base), ck->params, err);
+        rc = peft_write(tmp, c, lc, model_source_layout(&base), ck->params, err);
     }
-    checkpoint_free(&base);
+    model_source_free(&base);
     return rc;
 }
 
 // --format ternary: the model's projections packed to 2 bits a weight, one file.
 static int export_packed(const char *model, const char *out, Error *err) {
-    Checkpoint ck;
+    ModelSource ck;
     char chosen[4200];
     int skipped;
-    if (checkpoint_load_latest(model, HF_WEIGHTS_ON_HOST, &ck, chosen, sizeof chosen, &skipped,
+    if (model_source_open(model, HF_WEIGHTS_ON_HOST, &ck, chosen, sizeof chosen, &skipped,
                                err))
         return -1;
     const char *problem = ck.packed_codes       ? "is packed already"
@@ -102,7 +101,7 @@ static int export_packed(const char *model, const char *out, Error *err) {
                    1e6,
                param_count(c) * 4.0 / 1e6, out);
     }
-    checkpoint_free(&ck);
+    model_source_free(&ck);
     return rc;
 }
 
@@ -110,21 +109,21 @@ static int export_model(const char *model, const char *out, int merge, Safetenso
                         Error *err) {
     if (non_empty_dir(out))
         return error_set(err, "export: %s exists and is not empty; choose a new directory", out);
-    Checkpoint ck;
+    ModelSource ck;
     char chosen[4200], tmp[4300];
     int skipped;
     // writing needs an imported model's weights on the host
-    if (checkpoint_load_latest(model, HF_WEIGHTS_ON_HOST, &ck, chosen, sizeof chosen, &skipped,
+    if (model_source_open(model, HF_WEIGHTS_ON_HOST, &ck, chosen, sizeof chosen, &skipped,
                                err))
         return -1;
     if (merge && !ck.header.lora.rank) {
-        checkpoint_free(&ck);
+        model_source_free(&ck);
         return error_set(err, "export: --merge 1 folds LoRA adapters into their base; %s has "
                               "none", chosen);
     }
     int adapters = ck.header.lora.rank && !merge;
     if (adapters && dtype != SAFETENSORS_F32) {
-        checkpoint_free(&ck);
+        model_source_free(&ck);
         return error_set(err, "export: LoRA adapters are written as f32 (--dtype is for "
                               "models: add --merge 1)");
     }
@@ -151,7 +150,7 @@ static int export_model(const char *model, const char *out, int merge, Safetenso
                adapters ? "adapter values" : "parameters", safetensors_dtype_name(dtype),
                what[0] ? ", " : "", what, out);
     }
-    checkpoint_free(&ck);
+    model_source_free(&ck);
     return rc;
 }
 

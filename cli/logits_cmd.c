@@ -11,8 +11,7 @@
 #include "model/hf_model.h"
 #include "model/model.h"
 #include "model/safetensors.h"
-#include "train/checkpoint.h"
-#include "train/run_dir.h"
+#include "store/model_source.h"
 
 enum { MAX_ROWS = 64 };
 
@@ -56,13 +55,13 @@ static int parse_tokens(const char *text, int vocab, int **ids, int *B, int *T, 
 }
 
 static int write_logits(const char *model, const char *tokens, const char *out, Error *err) {
-    Checkpoint ck;
+    ModelSource ck;
     char chosen[4200];
     int skipped, *ids = NULL, B = 0, T = 0;
     // ids in, logits out: a Hugging Face directory needs no tokenizer here
     snprintf(chosen, sizeof chosen, "%s", model);
-    if (hf_model_dir(model) ? checkpoint_from_hf_untokenized(model, &ck, err)
-                            : checkpoint_load_latest(model, HF_WEIGHTS_LATER, &ck, chosen,
+    if (hf_model_dir(model) ? model_source_from_hf_untokenized(model, &ck, err)
+                            : model_source_open(model, HF_WEIGHTS_LATER, &ck, chosen,
                                                      sizeof chosen, &skipped, err))
         return -1;
     int rc = parse_tokens(tokens, ck.header.model.vocab_size, &ids, &B, &T, err);
@@ -70,8 +69,8 @@ static int write_logits(const char *model, const char *tokens, const char *out, 
         rc = error_set(err, "logits: %d tokens per row, longer than the model's context (%d)", T,
                        ck.header.model.seq_len);
     Model m;
-    if (rc == 0) rc = checkpoint_model(&ck, &backend_cpu, B, &m, err);
-    checkpoint_free(&ck);
+    if (rc == 0) rc = model_source_build(&ck, &backend_cpu, B, &m, err);
+    model_source_free(&ck);
     if (rc) {
         free(ids);
         return -1;

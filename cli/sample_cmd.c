@@ -17,8 +17,7 @@
 #include "sampler/sampler.h"
 #include "tokenizer/chat.h"
 #include "tokenizer/tokenizer.h"
-#include "train/checkpoint.h"
-#include "train/run_dir.h"
+#include "store/model_source.h"
 
 static const char *const sampler_names[] = {"auto", "llada", "ar"};
 static const char *const remasking_names[] = {"low_confidence", "random"};
@@ -250,11 +249,11 @@ static int context_needed(const SampleOptions *o, const Prompts *pr, int seq_len
     return T < seq_len ? T : seq_len;
 }
 
-// --dry-run: the model and what sampling would allocate (weights kept as checkpoint_model
+// --dry-run: the model and what sampling would allocate (weights kept as model_source_build
 // keeps them).
-static void print_plan(const SampleOptions *o, const Checkpoint *ck, int rows) {
+static void print_plan(const SampleOptions *o, const ModelSource *ck, int rows) {
     const ModelConfig *c = &ck->header.model;
-    const Backend *be = checkpoint_backend(ck, o->be);
+    const Backend *be = model_source_backend(ck, o->be);
     model_config_print(stdout, c);
     printf("sampling: %d rows of %d tokens, %s weights, %s activations\n", rows, c->seq_len,
            ck->packed_codes ? "packed ternary" : be->weight_bytes == 2 ? "bf16" : "fp32",
@@ -266,17 +265,17 @@ static void print_plan(const SampleOptions *o, const Checkpoint *ck, int rows) {
 
 // The checkpoint at path: the model's or the drafter's (a Hugging Face directory without its
 // weights for a dry run).
-static int load_checkpoint(const SampleOptions *o, const char *path, Checkpoint *ck,
+static int load_checkpoint(const SampleOptions *o, const char *path, ModelSource *ck,
                            Error *err) {
     char chosen[4200];
     int skipped;
-    return checkpoint_load_latest(path, o->dry_run ? HF_CONFIG_ONLY : HF_WEIGHTS_LATER,
+    return model_source_open(path, o->dry_run ? HF_CONFIG_ONLY : HF_WEIGHTS_LATER,
                                   ck, chosen, sizeof chosen, &skipped, err);
 }
 
 static int load_model_and_prompts(SampleOptions *o, Model *m, Tokenizer *tok, Prompts *pr,
                                   Error *err) {
-    Checkpoint ck;
+    ModelSource ck;
     if (load_checkpoint(o, o->model_path, &ck, err)) return -1;
     *tok = ck.tokenizer;
     memset(&ck.tokenizer, 0, sizeof ck.tokenizer);
@@ -288,8 +287,8 @@ static int load_model_and_prompts(SampleOptions *o, Model *m, Tokenizer *tok, Pr
         ck.header.model.seq_len =
             context_needed(o, pr, ck.header.model.seq_len, ck.header.model.block_size);
     if (rc == 0 && o->dry_run) print_plan(o, &ck, rows);
-    else if (rc == 0) rc = checkpoint_model(&ck, o->be, rows, m, err);
-    checkpoint_free(&ck);
+    else if (rc == 0) rc = model_source_build(&ck, o->be, rows, m, err);
+    model_source_free(&ck);
     if (rc || o->dry_run) {
         prompts_free(pr);
         tokenizer_free(tok);
@@ -310,12 +309,12 @@ static int load_model_and_prompts(SampleOptions *o, Model *m, Tokenizer *tok, Pr
 
 // The drafter for --draft, sized like the target for the same rows.
 static int load_draft(const SampleOptions *o, const Prompts *pr, Model *draft, Error *err) {
-    Checkpoint ck;
+    ModelSource ck;
     if (load_checkpoint(o, o->draft_path, &ck, err)) return -1;
     ck.header.model.seq_len =
         context_needed(o, pr, ck.header.model.seq_len, ck.header.model.block_size);
-    int rc = checkpoint_model(&ck, o->be, pr->n * o->batch, draft, err);
-    checkpoint_free(&ck);
+    int rc = model_source_build(&ck, o->be, pr->n * o->batch, draft, err);
+    model_source_free(&ck);
     return rc;
 }
 

@@ -11,8 +11,7 @@
 #include "kernels/backend.h"
 #include "serve/engine.h"
 #include "serve/http.h"
-#include "train/checkpoint.h"
-#include "train/run_dir.h"
+#include "store/model_source.h"
 
 // The model's name for clients: the last part of its path.
 static const char *model_name(const char *path, char *buf, size_t size) {
@@ -79,15 +78,15 @@ int cmd_serve(int argc, char **argv) {
         return cli_fail(err.msg);
     }
 
-    Checkpoint ck;
+    ModelSource ck;
     char chosen[4200];
     int skipped;
-    if (checkpoint_load_latest(model_path, HF_WEIGHTS_LATER, &ck, chosen, sizeof chosen,
+    if (model_source_open(model_path, HF_WEIGHTS_LATER, &ck, chosen, sizeof chosen,
                                &skipped, &err))
         return cli_fail(err.msg);
     Model m;
-    if (checkpoint_model(&ck, be, batch, &m, &err)) {
-        checkpoint_free(&ck);
+    if (model_source_build(&ck, be, batch, &m, &err)) {
+        model_source_free(&ck);
         return cli_fail(err.msg);
     }
     char name_buf[4200];
@@ -117,7 +116,7 @@ int cmd_serve(int argc, char **argv) {
     }
     if (engine) engine_stop(engine);
     model_free(&m);
-    checkpoint_free(&ck);
+    model_source_free(&ck);
     if (log != stderr) fclose(log);
     return server ? 0 : cli_fail(err.msg);
 }

@@ -18,11 +18,11 @@
 #include "kernels/backend.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
-#include "train/checkpoint.h"
-#include "train/data.h"
-#include "train/eval.h"
+#include "store/model_source.h"
+#include "dataset/data.h"
+#include "eval/eval.h"
 #include "train/run_dir.h"
-#include "train/sft.h"
+#include "dataset/sft.h"
 #include "train/trainer.h"
 
 static const char *const objective_names[] = {"mdm", "ar", "bd3"};
@@ -195,7 +195,7 @@ static int run_training(Run *r, Error *err) {
 
 // The run's tokenizer: the checkpoint's on --resume / --init, else --tokenizer, else the one
 // beside the shards, else bytes for a text file.
-static int load_tokenizer(const TrainOptions *o, const Dataset *ds, Checkpoint *ck,
+static int load_tokenizer(const TrainOptions *o, const Dataset *ds, ModelSource *ck,
                           Tokenizer *t, Error *err) {
     if (o->resume || o->init) {
         *t = ck->tokenizer;
@@ -218,7 +218,7 @@ static int load_tokenizer(const TrainOptions *o, const Dataset *ds, Checkpoint *
 // mdm or a bd3 model (AR-to-diffusion adaptation: same weights, another attention mask), and
 // the two diffusion kinds each other; nothing becomes an ar model. Also the schedule and data
 // order choices.
-static int choose_objective(const TrainOptions *o, const Checkpoint *init, TrainConfig *tc,
+static int choose_objective(const TrainOptions *o, const ModelSource *init, TrainConfig *tc,
                             Error *err) {
     int obj = flags_choice("objective", o->objective, objective_names, 3, err);
     int sched = flags_choice("schedule", o->schedule, schedule_names, 2, err);
@@ -253,7 +253,7 @@ static void close_training_data(TrainingData *d) {
 }
 
 // Loads the tokenizer and the data; fills in the model's vocabulary for a fresh run.
-static int open_training_data(const TrainOptions *o, Checkpoint *ck, ModelConfig *mc,
+static int open_training_data(const TrainOptions *o, ModelSource *ck, ModelConfig *mc,
                               Tokenizer *tok, TrainingData *d, Error *err) {
     memset(d, 0, sizeof *d);
     if (o->data) {
@@ -300,15 +300,15 @@ static void print_data_summary(const TrainOptions *o, const TrainingData *d) {
 // Resume: weights, optimizer state, step and RNG streams; --init: the weights only (a new run
 // with a fresh optimizer); otherwise a seeded initialisation. A LoRA run's frozen base comes
 // from base (on resume) or the --init model, its adapters from the checkpoint or PEFT's init.
-static int set_start_weights(const TrainOptions *o, const Checkpoint *ck, const Checkpoint *base,
+static int set_start_weights(const TrainOptions *o, const ModelSource *ck, const ModelSource *base,
                              const char *path, Trainer *tr, Error *err) {
     Model *m = tr->model;
     if (o->resume) {
-        if (m->lora.rank && checkpoint_copy_weights(base, m, err)) return -1;
-        checkpoint_restore(ck, tr);
+        if (m->lora.rank && model_source_copy_weights(base, m, err)) return -1;
+        trainer_restore(tr, ck);
         printf("resumed %s at step %lld\n", path, (long long)tr->step);
     } else if (o->init) {
-        if (checkpoint_copy_weights(ck, m, err)) return -1;
+        if (model_source_copy_weights(ck, m, err)) return -1;
         if (m->lora.rank && model_init_lora(m, seed_for_init(tr->tc.seed), err)) return -1;
         printf("initialised from %s (step %lld)%s\n", path, (long long)ck->header.step,
                m->lora.rank ? ", frozen under fresh LoRA adapters" : "");
@@ -523,11 +523,11 @@ static int parse_train_flags(int argc, char **argv, ModelConfig *mc, TrainConfig
 // The checkpoint a run starts from: --resume's or --init's; with --auto-resume, the run
 // directory's newest when it has one (rerunning the same command continues the run, what
 // sweeps do after a crash), else none and the directory is reused (*reuse_dir).
-static int load_start_checkpoint(TrainOptions *o, Checkpoint *ck, char *ck_path, size_t cap,
+static int load_start_checkpoint(TrainOptions *o, ModelSource *ck, char *ck_path, size_t cap,
                                  int *reuse_dir, Error *err) {
     int skipped = 0, loaded = 0;
     if (o->auto_resume && !o->resume) {
-        loaded = checkpoint_load_latest(o->run, HF_WEIGHTS_LATER, ck, ck_path, cap, &skipped,
+        loaded = model_source_open(o->run, HF_WEIGHTS_LATER, ck, ck_path, cap, &skipped,
                                         err) == 0;
         if (loaded) {
             o->resume = o->run, o->init = NULL;
@@ -538,7 +538,7 @@ static int load_start_checkpoint(TrainOptions *o, Checkpoint *ck, char *ck_path,
     }
     HfWeights imported = o->dry_run ? HF_CONFIG_ONLY : HF_WEIGHTS_LATER;  // a plan needs none
     if ((o->resume || o->init) && !loaded &&
-        checkpoint_load_latest(o->resume ? o->resume : o->init, imported, ck, ck_path, cap,
+        model_source_open(o->resume ? o->resume : o->init, imported, ck, ck_path, cap,
                                &skipped, err))
         return -1;
     if (skipped)
@@ -576,7 +576,7 @@ static int check_model_flags(const TrainOptions *o, const ModelConfig *ck_model,
 
 // The model and training settings: the checkpoint's on --resume (--steps may grow), its model
 // on --init, else the flags; the objective settled against the data and the checkpoint.
-static int settle_configs(TrainOptions *o, const Checkpoint *ck, const char *ck_path,
+static int settle_configs(TrainOptions *o, const ModelSource *ck, const char *ck_path,
                           ModelConfig *mc, TrainConfig *tc, Error *err) {
     int seq_len = mc->seq_len;
     if (o->init && check_model_flags(o, &ck->header.model, ck_path, err)) return -1;
@@ -630,7 +630,7 @@ static int settle_configs(TrainOptions *o, const Checkpoint *ck, const char *ck_
 
 // The adapters' settings: a resumed LoRA run's, or --lora-rank's on the --init model (whose
 // path, made absolute, the checkpoints keep as the base); rank 0 otherwise.
-static int settle_lora(const TrainOptions *o, const Checkpoint *ck, const char *ck_path,
+static int settle_lora(const TrainOptions *o, const ModelSource *ck, const char *ck_path,
                        LoraConfig *lc, Error *err) {
     memset(lc, 0, sizeof *lc);
     if (o->resume) {
@@ -657,34 +657,34 @@ static int settle_lora(const TrainOptions *o, const Checkpoint *ck, const char *
 // The table the model's base weights live on: a LoRA run keeps its frozen base as its file
 // stores it (a bf16 base on the bf16-weight twin), everything else trains fp32 weights.
 static const Backend *base_backend(const TrainOptions *o, const LoraConfig *lc,
-                                   const Checkpoint *weights) {
-    return lc->rank ? checkpoint_backend(weights, o->be) : o->be;
+                                   const ModelSource *weights) {
+    return lc->rank ? model_source_backend(weights, o->be) : o->be;
 }
 
 // Builds the model and trainer, sets the starting weights, opens the run directory and trains.
 static int train(TrainOptions *o, const ModelConfig *mc, const TrainConfig *tc,
-                 const LoraConfig *lc, const Checkpoint *ck, const char *ck_path, int reuse_dir,
+                 const LoraConfig *lc, const ModelSource *ck, const char *ck_path, int reuse_dir,
                  Tokenizer *tok, TrainingData *data, Error *err) {
     Model model;
     Trainer tr;
-    Checkpoint base = {0};  // a resumed LoRA run's frozen base
-    if (lc->rank && o->resume && checkpoint_load_base(ck, HF_WEIGHTS_LATER, &base, err))
+    ModelSource base = {0};  // a resumed LoRA run's frozen base
+    if (lc->rank && o->resume && model_source_base(ck, HF_WEIGHTS_LATER, &base, err))
         return -1;
     const Backend *be = base_backend(o, lc, o->resume ? &base : ck);
     if (model_create_lora(&model, mc, lc, be, tc->batch_size * train_copies(tc), o->recompute,
                           err)) {
-        checkpoint_free(&base);
+        model_source_free(&base);
         return -1;
     }
     int status = data->sft.n ? trainer_init_sft(&tr, &model, tc, &data->sft_train, err)
                              : trainer_init(&tr, &model, tc, &data->ds.train, err);
     if (status) {
         model_free(&model);
-        checkpoint_free(&base);
+        model_source_free(&base);
         return -1;
     }
     status = set_start_weights(o, ck, &base, ck_path, &tr, err);
-    checkpoint_free(&base);
+    model_source_free(&base);
     if (status == 0) {
         print_setup(o, mc, tc, lc, be, tok);
         print_data_summary(o, data);
@@ -718,14 +718,14 @@ int cmd_train(int argc, char **argv) {
     int exit_code;
     if (parse_train_flags(argc, argv, &mc, &tc, &o, &exit_code)) return exit_code;
     Error err;
-    Checkpoint ck = {0};
+    ModelSource ck = {0};
     char ck_path[4200] = "";
     int reuse_dir = 0;
     LoraConfig lc;
     if (load_start_checkpoint(&o, &ck, ck_path, sizeof ck_path, &reuse_dir, &err) ||
         settle_configs(&o, &ck, ck_path, &mc, &tc, &err) ||
         settle_lora(&o, &ck, ck_path, &lc, &err)) {
-        checkpoint_free(&ck);
+        model_source_free(&ck);
         return cli_fail(err.msg);
     }
     Tokenizer tok = {0};
@@ -740,6 +740,6 @@ int cmd_train(int argc, char **argv) {
     if (status < 0) status = cli_fail(err.msg);
     tokenizer_free(&tok);
     close_training_data(&data);
-    checkpoint_free(&ck);
+    model_source_free(&ck);
     return status;
 }

@@ -74,3 +74,7 @@ for m in llada dream llama qwen2 llada_bf16 llama3_rope_tf5 "$out/ar" "$out/ar_h
   section "logits $m"; sha256sum < "$out/logits.safetensors"
 done
 samp peft --model "$out/lora_peft" --prompt "3 plus 3" --gen-length 8
+section "file bytes"
+(cd "$out" && sha256sum mdm/step_00000030.ckpt lora/step_00000020.ckpt tern.packed ar_hf/model.safetensors \
+   ar_hf/config.json lora_peft/adapter_model.safetensors lora_peft/adapter_config.json)
+

@@ -11,10 +11,9 @@
 #include "common/stats.h"
 #include "kernels/backend.h"
 #include "model/model.h"
-#include "train/choices.h"
-#include "train/exact_match.h"
-#include "train/checkpoint.h"
-#include "train/run_dir.h"
+#include "eval/choices.h"
+#include "eval/exact_match.h"
+#include "store/model_source.h"
 #include "common/progress.h"
 #include "report/plot.h"
 #include "report/run_log.h"
@@ -101,15 +100,15 @@ static void write_samples(FILE *f, const Plan *p, const Row *rows, int n, const 
 }
 
 // A run's newest checkpoint as a model (with room for 32 rows) and its tokenizer.
-static int load_run_model(const char *run_dir, const char *device, Model *m, Checkpoint *ck,
+static int load_run_model(const char *run_dir, const char *device, Model *m, ModelSource *ck,
                           Error *err) {
     char chosen[4400];
     int skipped;
-    if (checkpoint_load_latest(run_dir, HF_WEIGHTS_LATER, ck, chosen, sizeof chosen, &skipped, err))
+    if (model_source_open(run_dir, HF_WEIGHTS_LATER, ck, chosen, sizeof chosen, &skipped, err))
         return -1;
     const Backend *be = backend_by_name(device, err);
-    if (!be || checkpoint_model(ck, be, 32, m, err)) {
-        checkpoint_free(ck);
+    if (!be || model_source_build(ck, be, 32, m, err)) {
+        model_source_free(ck);
         return -1;
     }
     return 0;
@@ -143,7 +142,7 @@ static void score_run(const Plan *p, Row *r, const char *run_dir, const char *de
     for (int c = 0; c < p->n_checks; c++) r->check[c] = NAN;
     if ((!p->exact[0] && !p->n_checks) || strcmp(r->outcome.status, "done") != 0) return;
     Model m;
-    Checkpoint ck;
+    ModelSource ck;
     Error why;
     if (load_run_model(run_dir, device, &m, &ck, &why)) {
         fprintf(stderr, "dllm: report: %s: %s\n", run_dir, why.msg);
@@ -160,7 +159,7 @@ static void score_run(const Plan *p, Row *r, const char *run_dir, const char *de
         if (isnan(r->check[c])) fprintf(stderr, "dllm: report: %s: %s\n", run_dir, why.msg);
     }
     model_free(&m);
-    checkpoint_free(&ck);
+    model_source_free(&ck);
 }
 
 // The header cells of the plan's checks: " choices test.jsonl |" each.
@@ -194,7 +193,7 @@ static void tradeoff_rows(FILE *f, const Row *row, const char *dir, const char *
     char run_dir[4300];
     snprintf(run_dir, sizeof run_dir, "%s/runs/%s", dir, row->run->name);
     Model m;
-    Checkpoint ck;
+    ModelSource ck;
     Error err;
     if (load_run_model(run_dir, device, &m, &ck, &err)) return;
     for (int i = 0; i < n_settings; i++) {
@@ -208,7 +207,7 @@ static void tradeoff_rows(FILE *f, const Row *row, const char *dir, const char *
                 100.0 * r.accuracy, nfe_per_token(r.nfe, 1, r.tokens), r.items / r.seconds);
     }
     model_free(&m);
-    checkpoint_free(&ck);
+    model_source_free(&ck);
 }
 
 // Generation speed against quality for the best MDM run: exact match, forward passes per

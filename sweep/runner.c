@@ -20,7 +20,7 @@
 #include "model/config.h"
 #include "report/run_log.h"
 #include "sweep/status.h"
-#include "train/train_config.h"
+#include "store/train_config.h"
 
 // SIGINT / SIGTERM to the sweep: the child gets the same signal (it saves and exits), and the
 // sweep stops after it without recording an outcome, so a restart resumes the run.

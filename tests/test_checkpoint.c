@@ -9,7 +9,7 @@
 
 #include "model/model.h"
 #include "tests/testutil.h"
-#include "train/checkpoint.h"
+#include "store/checkpoint.h"
 #include "train/trainer.h"
 
 #define RESUME_STEPS 12
@@ -61,11 +61,11 @@ START_TEST(test_round_trip_is_bit_exact) {
     for (int i = 0; i < 3; i++) trainer_step(&r.trainer);
     const char *path = temp_path("roundtrip");
     Error err;
-    ck_assert_msg(checkpoint_save(path, &r.trainer, &bytes_tokenizer, &err) == 0, "%s", err.msg);
+    ck_assert_msg(trainer_save(path, &r.trainer, &bytes_tokenizer, &err) == 0, "%s", err.msg);
     char tmp[300];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     ck_assert_msg(access(tmp, F_OK) != 0, "the temp file must be renamed away");
-    Checkpoint ck;
+    ModelSource ck;
     ck_assert_msg(checkpoint_load(path, &ck, &err) == 0, "%s", err.msg);
     size_t bytes = r.model.n_params * sizeof(float);
     ck_assert_mem_eq(ck.params, r.model.params, bytes);
@@ -76,7 +76,7 @@ START_TEST(test_round_trip_is_bit_exact) {
     ck_assert_mem_eq(&ck.header.rng_data, &r.trainer.rng_data, sizeof(Rng));
     ck_assert_mem_eq(&ck.header.rng_mask, &r.trainer.rng_mask, sizeof(Rng));
     ck_assert_int_eq(ck.header.step, 3);
-    checkpoint_free(&ck);
+    model_source_free(&ck);
     remove(path);
     run_free(&r);
 }
@@ -95,18 +95,18 @@ static void check_resume(Objective objective, int cut) {
     for (int s = 0; s < cut; s++) resumed[s] = trainer_step(&b.trainer).loss;
     const char *path = temp_path("resume");
     Error err;
-    ck_assert_msg(checkpoint_save(path, &b.trainer, &bytes_tokenizer, &err) == 0, "%s", err.msg);
+    ck_assert_msg(trainer_save(path, &b.trainer, &bytes_tokenizer, &err) == 0, "%s", err.msg);
     run_free(&b);
 
-    Checkpoint ck;
+    ModelSource ck;
     ck_assert_msg(checkpoint_load(path, &ck, &err) == 0, "%s", err.msg);
     Run c;
     ck_assert(data_from_ids(&c.data, resume_text, 4000, NULL) == 0);
     ck_assert(model_create(&c.model, &ck.header.model, &backend_cpu, ck.header.train.batch_size, 0,
                            &err) == 0);
     ck_assert(trainer_init(&c.trainer, &c.model, &ck.header.train, &c.data, &err) == 0);
-    checkpoint_restore(&ck, &c.trainer);
-    checkpoint_free(&ck);
+    trainer_restore(&c.trainer, &ck);
+    model_source_free(&ck);
     for (int s = cut; s < RESUME_STEPS; s++) resumed[s] = trainer_step(&c.trainer).loss;
     printf("  %s resume at step %d: final loss %.6f straight, %.6f resumed\n",
            objective == OBJECTIVE_MDM ? "MDM" : "AR ", cut, straight[RESUME_STEPS - 1],
@@ -131,7 +131,7 @@ static char *saved_bytes(size_t *n) {
     trainer_step(&r.trainer);
     const char *path = temp_path("good");
     Error err;
-    ck_assert(checkpoint_save(path, &r.trainer, &bytes_tokenizer, &err) == 0);
+    ck_assert(trainer_save(path, &r.trainer, &bytes_tokenizer, &err) == 0);
     run_free(&r);
     FILE *f = fopen(path, "rb");
     fseek(f, 0, SEEK_END);
@@ -147,7 +147,7 @@ static char *saved_bytes(size_t *n) {
 // Loading these bytes must fail with a message containing `expect`, allocating nothing.
 static void expect_load_error(const char *name, const char *bytes, size_t n, const char *expect) {
     const char *path = write_temp_file(name, bytes, n);
-    Checkpoint ck;
+    ModelSource ck;
     Error err;
     ck_assert_int_eq(checkpoint_load(path, &ck, &err), -1);
     printf("  %-10s -> %s\n", name, err.msg);
@@ -189,7 +189,7 @@ START_TEST(test_bad_files_give_clear_errors) {
            sizeof layers);
     expect_load_error("config", bad, n, "bad model config");
 
-    Checkpoint ck;
+    ModelSource ck;
     Error err;
     ck_assert_int_eq(checkpoint_load("/nonexistent/dir/x.ckpt", &ck, &err), -1);
     ck_assert_msg(strstr(err.msg, "No such file") != NULL, "%s", err.msg);
@@ -202,7 +202,7 @@ START_TEST(test_failed_save_leaves_nothing) {
     Run r;
     run_start(&r, OBJECTIVE_MDM);
     Error err;
-    ck_assert_int_eq(checkpoint_save("/nonexistent/dir/x.ckpt", &r.trainer, &bytes_tokenizer, &err), -1);
+    ck_assert_int_eq(trainer_save("/nonexistent/dir/x.ckpt", &r.trainer, &bytes_tokenizer, &err), -1);
     ck_assert_msg(strstr(err.msg, "/nonexistent/dir/x.ckpt") != NULL, "%s", err.msg);
     run_free(&r);
 }
@@ -217,11 +217,11 @@ START_TEST(test_fuzz_seeds_are_current) {
                            "tests/fuzz/corpus/fuzz_checkpoint/lora_adapters",
                            "tests/fuzz/corpus/fuzz_checkpoint/packed_ternary"};
     for (int i = 0; i < 5; i++) {
-        Checkpoint ck;
+        ModelSource ck;
         Error err;
         ck_assert_msg(checkpoint_load(seeds[i], &ck, &err) == 0,
                       "%s (regenerate: bash scripts/make_fuzz_seeds.sh)", err.msg);
-        checkpoint_free(&ck);
+        model_source_free(&ck);
     }
 }
 END_TEST

@@ -12,7 +12,7 @@
 #include "tests/testutil.h"
 #include "tokenizer/prepare.h"
 #include "tokenizer/shard.h"
-#include "train/data.h"
+#include "dataset/data.h"
 
 static char dir[128];
 

@@ -9,7 +9,7 @@
 
 #include "model/model.h"
 #include "tests/testutil.h"
-#include "train/eval.h"
+#include "eval/eval.h"
 #include "common/rng.h"
 #include "common/stats.h"
 

@@ -20,7 +20,7 @@
 #include "sampler/sampler.h"
 #include "tests/testutil.h"
 #include "tokenizer/tokenizer.h"
-#include "train/checkpoint.h"
+#include "store/checkpoint.h"
 #include "train/trainer.h"
 
 #ifdef DLLM_CUDA
@@ -747,7 +747,7 @@ END_TEST
 // MDM training on the verse text, from the seeded init or (ck not NULL) from a checkpoint,
 // up to step n_steps; the loss of step s into out[s]. With save_path, the state after step
 // save_at is saved there.
-static void train_steps(const Backend *be, const Checkpoint *ck, int n_steps, float *out,
+static void train_steps(const Backend *be, const ModelSource *ck, int n_steps, float *out,
                         float *final_params, int save_at, const char *save_path) {
     TokenData data = verse_data();
     ModelConfig cfg = small_config(0);
@@ -759,13 +759,13 @@ static void train_steps(const Backend *be, const Checkpoint *ck, int n_steps, fl
     ck_assert_msg(model_create(&m, &cfg, be, tc.batch_size, 0, &err) == 0, "%s", err.msg);
     ck_assert(model_init_params(&m, seed_for_init(tc.seed), NULL) == 0);
     ck_assert_msg(trainer_init(&tr, &m, &tc, &data, &err) == 0, "%s", err.msg);
-    if (ck) checkpoint_restore(ck, &tr);
+    if (ck) trainer_restore(&tr, ck);
     Tokenizer bytes;
     tokenizer_init_bytes(&bytes);
     for (long s = tr.step; s < n_steps; s++) {
         out[s] = trainer_step(&tr).loss;
         if (save_path && s + 1 == save_at)
-            ck_assert_msg(checkpoint_save(save_path, &tr, &bytes, &err) == 0, "%s", err.msg);
+            ck_assert_msg(trainer_save(save_path, &tr, &bytes, &err) == 0, "%s", err.msg);
     }
     if (final_params) be->to_host(final_params, m.params, m.n_params * sizeof(float));
     trainer_free(&tr);
@@ -805,7 +805,7 @@ START_TEST(test_resume_and_checkpoints_across_backends) {
     snprintf(path, sizeof path, "/tmp/dllm_gpu_resume_%d.ckpt", (int)getpid());
     gpu = &backend_cuda;
     train_steps(gpu, NULL, STEPS, straight, NULL, CUT, path);
-    Checkpoint ck;
+    ModelSource ck;
     Error err;
     ck_assert_msg(checkpoint_load(path, &ck, &err) == 0, "%s", err.msg);
     train_steps(gpu, &ck, STEPS, resumed, NULL, 0, NULL);
@@ -815,8 +815,8 @@ START_TEST(test_resume_and_checkpoints_across_backends) {
 
     Model mc, mg;
     gpu = &backend_cuda_fp32;
-    ck_assert_msg(checkpoint_model(&ck, cpu, 2, &mc, &err) == 0, "%s", err.msg);
-    ck_assert_msg(checkpoint_model(&ck, gpu, 2, &mg, &err) == 0, "%s", err.msg);
+    ck_assert_msg(model_source_build(&ck, cpu, 2, &mc, &err) == 0, "%s", err.msg);
+    ck_assert_msg(model_source_build(&ck, gpu, 2, &mg, &err) == 0, "%s", err.msg);
     int tokens[2 * 32];
     for (int i = 0; i < 64; i++) tokens[i] = i % 5 == 0 ? mc.cfg.mask_token_id : 'a' + i % 26;
     model_forward(&mc, tokens, 2, 32);
@@ -825,7 +825,7 @@ START_TEST(test_resume_and_checkpoints_across_backends) {
                (size_t)64 * mc.cfg.vocab_size, 1e-4);
     model_free(&mc);
     model_free(&mg);
-    checkpoint_free(&ck);
+    model_source_free(&ck);
     remove(path);
 }
 END_TEST

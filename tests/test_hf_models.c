@@ -21,7 +21,7 @@
 #include "model/safetensors.h"
 #include "sampler/sampler.h"
 #include "tests/testutil.h"
-#include "train/checkpoint.h"
+#include "store/checkpoint.h"
 #include "train/run_dir.h"
 
 #define FIXTURES "tests/fixtures/hf_models/"
@@ -69,11 +69,11 @@ static double relative_error(const float *a, const float *b, size_t n) {
 
 // The logits of the reference tokens for checkpoint ck's inference model (freed after), and
 // the model's config and bytes per weight (2: the file's bf16, as stored).
-static float *checkpoint_logits(Checkpoint *ck, const Reference *r, ModelConfig *cfg,
+static float *checkpoint_logits(ModelSource *ck, const Reference *r, ModelConfig *cfg,
                                 size_t *weight_bytes) {
     Model m;
     Error err;
-    ck_assert_msg(checkpoint_model(ck, be, r->B, &m, &err) == 0, "%s", err.msg);
+    ck_assert_msg(model_source_build(ck, be, r->B, &m, &err) == 0, "%s", err.msg);
     ck_assert_int_eq(m.cfg.vocab_size, r->V);
     *cfg = m.cfg;
     *weight_bytes = m.be->weight_bytes;
@@ -82,16 +82,16 @@ static float *checkpoint_logits(Checkpoint *ck, const Reference *r, ModelConfig 
     float *out = malloc(n * sizeof(float));
     be->act_to_host(out, m.acts.logits, n);
     model_free(&m);
-    checkpoint_free(ck);
+    model_source_free(ck);
     return out;
 }
 
 // dllm's logits of the reference tokens for the model in dir (a fixture or an export).
 static float *dllm_logits(const char *dir, const Reference *r, ModelConfig *cfg,
                           size_t *weight_bytes) {
-    Checkpoint ck;
+    ModelSource ck;
     Error err;  // the commands' path: weights streamed from the files into the model
-    ck_assert_msg(checkpoint_from_hf(dir, HF_WEIGHTS_LATER, &ck, &err) == 0, "%s", err.msg);
+    ck_assert_msg(model_source_from_hf(dir, HF_WEIGHTS_LATER, &ck, &err) == 0, "%s", err.msg);
     ck_assert_ptr_null(ck.params);
     return checkpoint_logits(&ck, r, cfg, weight_bytes);
 }
@@ -125,13 +125,13 @@ END_TEST
 
 START_TEST(test_dream_matches_reference) {
     check_fixture("dream", 2, 1, 0, 0);
-    Checkpoint ck;
+    ModelSource ck;
     Error err;
-    ck_assert(checkpoint_from_hf(FIXTURES "dream", HF_WEIGHTS_ON_HOST, &ck, &err) == 0);
+    ck_assert(model_source_from_hf(FIXTURES "dream", HF_WEIGHTS_ON_HOST, &ck, &err) == 0);
     ck_assert_int_eq(ck.header.model.logit_shift, 1);
     ck_assert_int_eq(ck.header.model.mask_token_id, 1003);
     ck_assert_int_eq(ck.tokenizer.mask_id, 1003);
-    checkpoint_free(&ck);
+    model_source_free(&ck);
 }
 END_TEST
 
@@ -147,11 +147,11 @@ static double nll(const float *row, int V, int target) {
 // does (greedy, one token per step, against the same rule written out here).
 START_TEST(test_dream_reads_logits_one_row_back) {
     Reference r = read_reference(FIXTURES "dream");
-    Checkpoint ck;
+    ModelSource ck;
     Error err;
-    ck_assert(checkpoint_from_hf(FIXTURES "dream", HF_WEIGHTS_ON_HOST, &ck, &err) == 0);
+    ck_assert(model_source_from_hf(FIXTURES "dream", HF_WEIGHTS_ON_HOST, &ck, &err) == 0);
     Model m;
-    ck_assert(checkpoint_model(&ck, be, r.B, &m, &err) == 0);
+    ck_assert(model_source_build(&ck, be, r.B, &m, &err) == 0);
     int N = r.B * r.T, V = r.V, mask = m.cfg.mask_token_id;
     int *targets = calloc(N, sizeof(int));
     float *weights = calloc(N, sizeof(float));
@@ -199,7 +199,7 @@ START_TEST(test_dream_reads_logits_one_row_back) {
     printf("  dream greedy sampling: the same %d tokens as the one-row-back rule\n", G);
     free(logits), free(targets), free(weights), free(r.tokens), free(r.logits);
     model_free(&m);
-    checkpoint_free(&ck);
+    model_source_free(&ck);
 }
 END_TEST
 
@@ -235,10 +235,10 @@ START_TEST(test_exact_mode_follows_llada_generate) {
     JsonValue root;
     ck_assert_msg(json_parse(text, &root, &err) == 0, "%s", err.msg);
     free(text);
-    Checkpoint ck;
-    ck_assert_msg(checkpoint_from_hf(dir, HF_WEIGHTS_ON_HOST, &ck, &err) == 0, "%s", err.msg);
+    ModelSource ck;
+    ck_assert_msg(model_source_from_hf(dir, HF_WEIGHTS_ON_HOST, &ck, &err) == 0, "%s", err.msg);
     Model m;
-    ck_assert_msg(checkpoint_model(&ck, be, 4, &m, &err) == 0, "%s", err.msg);
+    ck_assert_msg(model_source_build(&ck, be, 4, &m, &err) == 0, "%s", err.msg);
     const JsonValue *cases = json_member(&root, "cases");
     int equal = 0, revisits = 0;
     for (int k = 0; k < cases->n; k++) {
@@ -278,7 +278,7 @@ START_TEST(test_exact_mode_follows_llada_generate) {
     ck_assert_int_gt(revisits, 0);
     json_free(&root);
     model_free(&m);
-    checkpoint_free(&ck);
+    model_source_free(&ck);
 }
 END_TEST
 
@@ -321,9 +321,9 @@ START_TEST(test_export_round_trip) {
         char dir[256], out[256];
         snprintf(dir, sizeof dir, FIXTURES "%s", names[i]);
         snprintf(out, sizeof out, "/tmp/dllm_export_%d_%s", (int)getpid(), names[i]);
-        Checkpoint ck;
+        ModelSource ck;
         Error err;
-        ck_assert(checkpoint_from_hf(dir, HF_WEIGHTS_ON_HOST, &ck, &err) == 0);
+        ck_assert(model_source_from_hf(dir, HF_WEIGHTS_ON_HOST, &ck, &err) == 0);
         ck_assert_msg(hf_export(out, &ck.header.model, ck.params, -1, 0, SAFETENSORS_F32, &err) == 0,
                       "%s", err.msg);
         ModelConfig again;
@@ -341,7 +341,7 @@ START_TEST(test_export_round_trip) {
         for (size_t j = 0; j < ck.header.n_params; j++)
             ck_assert_float_eq(copy[j], bf16_to_float(float_to_bf16(ck.params[j])));
         free(copy);
-        checkpoint_free(&ck);
+        model_source_free(&ck);
         char cmd[600];
         snprintf(cmd, sizeof cmd, "rm -rf %s", out);
         ck_assert_int_eq(system(cmd), 0);
@@ -358,11 +358,11 @@ START_TEST(test_export_round_trip) {
     for (int i = 0; i < 3; i++) {
         char dir[256], out[256], path[300], *text;
         size_t n;
-        Checkpoint ck;
+        ModelSource ck;
         Error err;
         snprintf(dir, sizeof dir, FIXTURES "%s", wants[i][0]);
         snprintf(out, sizeof out, "/tmp/dllm_export_%d_%s", (int)getpid(), wants[i][0]);
-        ck_assert(checkpoint_from_hf(dir, HF_WEIGHTS_ON_HOST, &ck, &err) == 0);
+        ck_assert(model_source_from_hf(dir, HF_WEIGHTS_ON_HOST, &ck, &err) == 0);
         ck.header.model.seq_len = 16;  // trained at 16 from Llama 3's scaling of 32
         ck_assert_msg(hf_export(out, &ck.header.model, ck.params, -1, 0, SAFETENSORS_F32,
                                 &err) == 0,
@@ -371,7 +371,7 @@ START_TEST(test_export_round_trip) {
         ck_assert(file_read_all(path, &text, &n, &err) == 0);
         ck_assert_msg(strstr(text, wants[i][1]), "%s not in %s", wants[i][1], text);
         free(text);
-        checkpoint_free(&ck);
+        model_source_free(&ck);
         snprintf(path, sizeof path, "rm -rf %s", out);
         ck_assert_int_eq(system(path), 0);
     }
@@ -382,11 +382,11 @@ END_TEST
 
 // dllm's logits of the reference tokens for the adapters in dir, on the base they name.
 static float *adapted_logits(const char *dir, const Reference *r, LoraConfig *lc) {
-    Checkpoint ck;
+    ModelSource ck;
     char chosen[512];
     int skipped;
     Error err;
-    ck_assert_msg(checkpoint_load_latest(dir, HF_WEIGHTS_LATER, &ck, chosen, sizeof chosen,
+    ck_assert_msg(model_source_open(dir, HF_WEIGHTS_LATER, &ck, chosen, sizeof chosen,
                                          &skipped, &err) == 0, "%s", err.msg);
     *lc = ck.header.lora;
     ModelConfig cfg;
@@ -431,20 +431,20 @@ static const char *copy_fixture(const char *name) {
 }
 
 static void expect_refused(const char *dir, const char *what) {
-    Checkpoint ck;
+    ModelSource ck;
     Error err;
-    ck_assert_int_eq(checkpoint_from_hf(dir, HF_WEIGHTS_ON_HOST, &ck, &err), -1);
+    ck_assert_int_eq(model_source_from_hf(dir, HF_WEIGHTS_ON_HOST, &ck, &err), -1);
     printf("  refused: %s\n", err.msg);
     ck_assert_msg(strstr(err.msg, what), "expected \"%s\" in: %s", what, err.msg);
 }
 
 // The config of the model directory dir, which must load.
 static ModelConfig expect_read(const char *dir) {
-    Checkpoint ck;
+    ModelSource ck;
     Error err;
-    ck_assert_msg(checkpoint_from_hf(dir, HF_WEIGHTS_LATER, &ck, &err) == 0, "%s", err.msg);
+    ck_assert_msg(model_source_from_hf(dir, HF_WEIGHTS_LATER, &ck, &err) == 0, "%s", err.msg);
     ModelConfig c = ck.header.model;
-    checkpoint_free(&ck);
+    model_source_free(&ck);
     return c;
 }
 
@@ -485,9 +485,9 @@ static void truncate_file(const char *dir, const char *file, long keep) {
 }
 
 static void expect_peft_refused(const char *dir, const char *what) {
-    Checkpoint ck;
+    ModelSource ck;
     Error err;
-    ck_assert_int_eq(checkpoint_from_peft(dir, &ck, &err), -1);
+    ck_assert_int_eq(model_source_from_peft(dir, &ck, &err), -1);
     printf("  refused: %s\n", err.msg);
     ck_assert_msg(strstr(err.msg, what), "expected \"%s\" in: %s", what, err.msg);
 }
@@ -505,11 +505,11 @@ static const char *copy_peft_fixture(void) {
 }
 
 START_TEST(test_bad_peft_adapters_are_refused) {
-    Checkpoint ck;
+    ModelSource ck;
     Error err;
     const char *dir = copy_peft_fixture();
-    ck_assert_msg(checkpoint_from_peft(dir, &ck, &err) == 0, "%s", err.msg);
-    checkpoint_free(&ck);
+    ck_assert_msg(model_source_from_peft(dir, &ck, &err) == 0, "%s", err.msg);
+    model_source_free(&ck);
     edit_file(dir, "adapter_config.json", "\"use_dora\": false", "\"use_dora\": true");
     expect_peft_refused(dir, "use_dora");
     dir = copy_peft_fixture();
@@ -664,9 +664,9 @@ END_TEST
 // is refused.
 START_TEST(test_sharded_model) {
     const char *d = copy_fixture("llama");
-    Checkpoint ck;
+    ModelSource ck;
     Error err;
-    ck_assert(checkpoint_from_hf(FIXTURES "llama", HF_WEIGHTS_ON_HOST, &ck, &err) == 0);
+    ck_assert(model_source_from_hf(FIXTURES "llama", HF_WEIGHTS_ON_HOST, &ck, &err) == 0);
     Safetensors st;
     ck_assert(safetensors_open(&st, FIXTURES "llama", &err) == 0);
     // the tensors, half into each shard, as fp32
@@ -702,19 +702,19 @@ START_TEST(test_sharded_model) {
     FILE *f = fopen(path, "w");
     fputs(index, f);
     fclose(f);
-    Checkpoint sharded;
-    ck_assert_msg(checkpoint_from_hf(d, HF_WEIGHTS_ON_HOST, &sharded, &err) == 0, "%s", err.msg);
+    ModelSource sharded;
+    ck_assert_msg(model_source_from_hf(d, HF_WEIGHTS_ON_HOST, &sharded, &err) == 0, "%s", err.msg);
     ck_assert_mem_eq(sharded.params, ck.params, ck.header.n_params * sizeof(float));
     printf("  sharded (2 files + index): the same %llu weights\n",
            (unsigned long long)ck.header.n_params);
-    checkpoint_free(&sharded);
+    model_source_free(&sharded);
     snprintf(path, sizeof path, "%s/part-1.safetensors", d);
     unlink(path);
     expect_refused(d, "part-1.safetensors, which is missing");
     for (int i = 0; i < st.n_tensors; i++) free(data[i]);
     free(data), free(out);
     safetensors_close(&st);
-    checkpoint_free(&ck);
+    model_source_free(&ck);
 }
 END_TEST
 

@@ -15,7 +15,7 @@
 #include "common/file.h"
 #include "common/json.h"
 #include "tests/testutil.h"
-#include "train/checkpoint.h"
+#include "store/checkpoint.h"
 #include "train/run_dir.h"
 
 static char dir[128];
@@ -105,10 +105,10 @@ static int count_lines(const char *s) {
 }
 
 // The checkpoint a resume of run would pick; *skipped counts the damaged newer ones.
-static Checkpoint load_latest(const char *run, char *chosen, size_t cap, int *skipped) {
-    Checkpoint ck;
+static ModelSource load_latest(const char *run, char *chosen, size_t cap, int *skipped) {
+    ModelSource ck;
     Error err;
-    ck_assert_msg(checkpoint_load_latest(run, HF_WEIGHTS_LATER, &ck, chosen, cap, skipped, &err) == 0, "%s",
+    ck_assert_msg(model_source_open(run, HF_WEIGHTS_LATER, &ck, chosen, cap, skipped, &err) == 0, "%s",
                   err.msg);
     return ck;
 }
@@ -186,14 +186,14 @@ START_TEST(test_damaged_checkpoints_are_skipped) {
     ck_assert(system(cmd) == 0);
     char chosen[400];
     int skipped;
-    Checkpoint ck = load_latest(run, chosen, sizeof chosen, &skipped);
+    ModelSource ck = load_latest(run, chosen, sizeof chosen, &skipped);
     printf("  resume picks %s, skipping %d damaged newer checkpoints\n", strrchr(chosen, '/') + 1,
            skipped);
     snprintf(path, sizeof path, "%s/step_00000021.ckpt", run);
     ck_assert_str_eq(chosen, path);
     ck_assert_int_eq(skipped, 2);
     ck_assert_int_eq(ck.header.step, 21);
-    checkpoint_free(&ck);
+    model_source_free(&ck);
     // and the resumed run redoes steps 22..28 exactly
     snprintf(args, sizeof args, "--data tests/fixtures/genesis.txt --device cpu --eval-every 10 "
              "--eval-windows 4 --eval-mc 2 --save-every 7 --log-every 1000 --resume %s", run);
@@ -206,7 +206,7 @@ START_TEST(test_damaged_checkpoints_are_skipped) {
     snprintf(cmd, sizeof cmd, "cd %s && for f in step_*.ckpt; do echo junk > $f; done", run);
     ck_assert(system(cmd) == 0);
     Error err;
-    ck_assert(checkpoint_load_latest(run, HF_WEIGHTS_LATER, &ck, chosen, sizeof chosen, &skipped, &err) == -1);
+    ck_assert(model_source_open(run, HF_WEIGHTS_LATER, &ck, chosen, sizeof chosen, &skipped, &err) == -1);
     ck_assert_msg(strstr(err.msg, "is complete"), "%s", err.msg);
 }
 END_TEST
@@ -222,11 +222,11 @@ START_TEST(test_sigterm_saves_and_exits) {
     long step = last_logged_step(run);
     char chosen[400];
     int skipped;
-    Checkpoint ck = load_latest(run, chosen, sizeof chosen, &skipped);
+    ModelSource ck = load_latest(run, chosen, sizeof chosen, &skipped);
     printf("  SIGTERM: exit %d, checkpoint at step %lld, log ends at step %ld\n", 128 + SIGTERM,
            (long long)ck.header.step, step);
     ck_assert_int_eq(ck.header.step, step);
-    checkpoint_free(&ck);
+    model_source_free(&ck);
 }
 END_TEST
 
@@ -254,10 +254,10 @@ START_TEST(test_divergence_stops_cleanly) {
     ck_assert(strstr(text, "\"event\":\"diverged\""));
     free(text);
     // nothing was saved after the weights went bad
-    Checkpoint ck;
+    ModelSource ck;
     char chosen[400];
     int damaged;
-    ck_assert(checkpoint_load_latest(run, HF_WEIGHTS_LATER, &ck, chosen, sizeof chosen, &damaged, &err) == -1);
+    ck_assert(model_source_open(run, HF_WEIGHTS_LATER, &ck, chosen, sizeof chosen, &damaged, &err) == -1);
 }
 END_TEST
 

@@ -10,10 +10,10 @@
 #include "model/model.h"
 #include "tests/testutil.h"
 #include "tokenizer/chat.h"
-#include "train/choices.h"
-#include "train/eval.h"
+#include "eval/choices.h"
+#include "eval/eval.h"
 #include "train/objective.h"
-#include "train/sft.h"
+#include "dataset/sft.h"
 #include "train/trainer.h"
 
 static const char *write_text(const char *name, const char *text) {

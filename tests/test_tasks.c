@@ -8,10 +8,10 @@
 #include <string.h>
 
 #include "model/model.h"
-#include "train/exact_match.h"
+#include "eval/exact_match.h"
 #include "tasks/tasks.h"
 #include "tests/testutil.h"
-#include "train/sft.h"
+#include "dataset/sft.h"
 #include "train/trainer.h"
 
 static TaskData make(TaskKind kind, uint64_t seed) {

@@ -19,8 +19,8 @@
 #include "model/model.h"
 #include "model/packed.h"
 #include "tests/testutil.h"
-#include "train/checkpoint.h"
-#include "train/packed_file.h"
+#include "store/checkpoint.h"
+#include "store/packed_file.h"
 #include "train/trainer.h"
 
 START_TEST(test_ternarize_is_absmean_rounding) {
@@ -299,7 +299,7 @@ START_TEST(test_packed_file_round_trip_and_refusals) {
     snprintf(path, sizeof path, "/tmp/dllm_packed_%d.tern", (int)getpid());
     Error err;
     ck_assert_msg(packed_file_save(path, &cfg, 42, params, &tok, &err) == 0, "%s", err.msg);
-    Checkpoint ck;
+    ModelSource ck;
     ck_assert_msg(checkpoint_load(path, &ck, &err) == 0, "%s", err.msg);
     float *back = malloc(n * sizeof(float)), *want = malloc(n * sizeof(float));
     float *dense = malloc(n * sizeof(float));
@@ -310,7 +310,7 @@ START_TEST(test_packed_file_round_trip_and_refusals) {
     packed_to_params(&cfg, ck.params, ck.packed_scales, ck.packed_codes, back);
     ck_assert_mem_eq(back, want, n * sizeof(float));
     ck_assert(ck.header.step == 42 && ck.header.model.ternary && !ck.adam_m);
-    checkpoint_free(&ck);
+    model_source_free(&ck);
     // one flipped byte, a cut file, another version: each refused by name
     snprintf(cmd, sizeof cmd, "printf '\\001' | dd of=%s bs=1 seek=9000 conv=notrunc "
              "2>/dev/null", path);

@@ -9,10 +9,10 @@
 #include "model/model.h"
 #include "tests/testutil.h"
 #include "tokenizer/bytes.h"
-#include "train/data.h"
+#include "dataset/data.h"
 #include "train/objective.h"
 #include "common/rng.h"
-#include "train/eval.h"
+#include "eval/eval.h"
 #include "train/trainer.h"
 
 START_TEST(test_mdm_mask_statistics) {

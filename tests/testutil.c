@@ -10,6 +10,7 @@
 #include "tokenizer/bytes.h"
 
 #include "common/rng.h"
+#include "train/objective.h"
 
 void fill_normal(float *x, size_t n, uint64_t seed, float std) {
     Rng rng;

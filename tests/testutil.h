@@ -8,7 +8,7 @@
 #include <sys/types.h>
 
 #include "model/model.h"
-#include "train/data.h"
+#include "dataset/data.h"
 #include "train/trainer.h"
 
 void fill_normal(float *x, size_t n, uint64_t seed, float std);

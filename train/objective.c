@@ -60,22 +60,6 @@ void ar_shift_batch(const int *windows, int B, int T, int *inputs, int *targets,
     }
 }
 
-void mask_exact_count(int *inputs, float *weights, int from, int len, int count, int mask_id,
-                      float w, Rng *rng) {
-    // partial Fisher-Yates over the positions, carried out in place on a list of them
-    int n = len - from;
-    int order[n];
-    for (int i = 0; i < n; i++) order[i] = from + i;
-    for (int i = 0; i < count; i++) {
-        int j = i + (int)rng_below(rng, (uint64_t)(n - i));
-        int pick = order[j];
-        order[j] = order[i];
-        order[i] = pick;
-        inputs[pick] = mask_id;
-        weights[pick] = w;
-    }
-}
-
 void sft_mdm_batch(const int *rows, const int *prompt_len, int B, int T, int mask_id, float eps,
                    float cfg_drop, Rng *rng, int *inputs, int *targets, float *weights,
                    float *t_out) {

@@ -4,11 +4,8 @@
 #define DLLM_OBJECTIVE_H
 
 #include "common/rng.h"
+#include "store/train_config.h"
 
-typedef enum { OBJECTIVE_MDM = 0, OBJECTIVE_AR = 1, OBJECTIVE_BD3 = 2 } Objective;
-// How an MDM batch draws its B mask rates: independently, or low-discrepancy (MDLM): one
-// uniform u, then t_b from (u + b / B) mod 1, so every batch spans the whole range evenly.
-typedef enum { T_UNIFORM = 0, T_STRATIFIED = 1 } TSampling;
 
 // Masked diffusion (LLaDA pretraining): for each of the B sequences of T tokens draw
 // t ~ U(eps, 1), replace each of positions from..T-1 by mask_id independently with probability
@@ -51,12 +48,5 @@ void sft_mdm_batch(const int *rows, const int *prompt_len, int B, int T, int mas
 // its answer length and the batch averaged, as in sft_mdm_batch.
 void sft_ar_batch(const int *rows, const int *prompt_len, const int *answer_len, int B, int T,
                   int *inputs, int *targets, float *weights);
-
-// Masks exactly `count` of the positions [from, len) of one row, chosen uniformly without
-// replacement: inputs there become mask_id and weights there become w. The other positions are
-// left as they are. The mask-count form of the ELBO (LLaDA's likelihood evaluation) draws the
-// count instead of a ratio, which removes one source of variance.
-void mask_exact_count(int *inputs, float *weights, int from, int len, int count, int mask_id,
-                      float w, Rng *rng);
 
 #endif

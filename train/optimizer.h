@@ -3,7 +3,7 @@
 #define DLLM_OPTIMIZER_H
 
 #include "model/model.h"
-#include "train/train_config.h"
+#include "store/train_config.h"
 
 // The global L2 norm of the trainable gradients (model_trainable: the LoRA adapters', else
 // every weight's); not finite when any gradient is not.

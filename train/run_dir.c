@@ -9,36 +9,9 @@
 
 #include "common/file.h"
 #include "common/json.h"
-#include "model/peft.h"
-#include "model/hf_model.h"
+#include "store/model_source.h"
 
 static const char LOG_NAME[] = "log.jsonl";
-
-// Steps of the dir's step_NNNNNNNN.ckpt files, newest first; returns the count (max cap).
-static int list_checkpoints(const char *dir, int64_t *steps, int cap) {
-    DIR *d = opendir(dir);
-    if (!d) return 0;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) && n < cap) {
-        long long step;
-        char tail[8];
-        if (sscanf(e->d_name, "step_%lld.%7s", &step, tail) == 2 && strcmp(tail, "ckpt") == 0)
-            steps[n++] = step;
-    }
-    closedir(d);
-    for (int i = 1; i < n; i++)  // insertion sort, newest first
-        for (int j = i; j > 0 && steps[j] > steps[j - 1]; j--) {
-            int64_t t = steps[j];
-            steps[j] = steps[j - 1];
-            steps[j - 1] = t;
-        }
-    return n;
-}
-
-static void checkpoint_path(const char *dir, int64_t step, char *out, size_t cap) {
-    snprintf(out, cap, "%s/step_%08lld.ckpt", dir, (long long)step);
-}
 
 // Rewrites the log keeping the complete lines of steps <= step; reads the best validation
 // loss and the elapsed time from them.
@@ -81,7 +54,7 @@ int run_dir_open(RunDir *rd, const char *dir, int keep, int64_t resume_step, Err
     snprintf(path, sizeof path, "%s/%s", dir, LOG_NAME);
     if (resume_step < 0) {
         int64_t steps[1];
-        if (file_size(path) > 0 || list_checkpoints(dir, steps, 1) > 0)
+        if (file_size(path) > 0 || run_checkpoints(dir, steps, 1) > 0)
             return error_set(err, "%s: already holds a run (--resume it, or pick another --run)",
                              dir);
     } else if (cut_log(rd, path, resume_step, err)) {
@@ -146,12 +119,12 @@ void run_log_event(RunDir *rd, int64_t step, const char *event, const char *deta
 
 int run_dir_save(RunDir *rd, const Trainer *tr, const Tokenizer *t, Error *err) {
     char path[4096];
-    checkpoint_path(rd->dir, tr->step, path, sizeof path);
-    if (checkpoint_save(path, tr, t, err)) return -1;
+    run_checkpoint_path(rd->dir, tr->step, path, sizeof path);
+    if (trainer_save(path, tr, t, err)) return -1;
     int64_t steps[1024];
-    int n = list_checkpoints(rd->dir, steps, 1024);
+    int n = run_checkpoints(rd->dir, steps, 1024);
     for (int i = rd->keep; i < n; i++) {
-        checkpoint_path(rd->dir, steps[i], path, sizeof path);
+        run_checkpoint_path(rd->dir, steps[i], path, sizeof path);
         remove(path);
     }
     return 0;
@@ -163,39 +136,9 @@ int run_dir_save_best(RunDir *rd, const Trainer *tr, const Tokenizer *t, double 
     if (!(val < rd->best_val)) return 0;
     char path[4096];
     snprintf(path, sizeof path, "%s/best.ckpt", rd->dir);
-    if (checkpoint_save(path, tr, t, err)) return -1;
+    if (trainer_save(path, tr, t, err)) return -1;
     rd->best_val = val;
     *saved = 1;
     return 0;
 }
 
-int checkpoint_load_latest(const char *path, HfWeights imported, Checkpoint *ck, char *chosen,
-                           size_t cap,
-                           int *skipped, Error *err) {
-    *skipped = 0;
-    struct stat st;
-    if (stat(path, &st) != 0) return error_set(err, "%s: %s", path, strerror(errno));
-    if (!S_ISDIR(st.st_mode)) {
-        snprintf(chosen, cap, "%s", path);
-        return checkpoint_load(path, ck, err);
-    }
-    if (peft_dir(path)) {  // LoRA adapters in peft's layout, on the base they name
-        snprintf(chosen, cap, "%s", path);
-        return checkpoint_from_peft(path, ck, err);
-    }
-    if (hf_model_dir(path)) {  // a Hugging Face model directory, not a run
-        snprintf(chosen, cap, "%s", path);
-        return checkpoint_from_hf(path, imported, ck, err);
-    }
-    int64_t steps[1024];
-    int n = list_checkpoints(path, steps, 1024);
-    Error first;
-    for (int i = 0; i < n; i++) {
-        checkpoint_path(path, steps[i], chosen, cap);
-        if (checkpoint_load(chosen, ck, i == 0 ? &first : err) == 0) return 0;
-        (*skipped)++;
-    }
-    if (n == 0) return error_set(err, "%s: no step_*.ckpt checkpoints in this run directory", path);
-    return error_set(err, "%s: none of its %d checkpoints is complete (newest: %s)", path, n,
-                     first.msg);
-}

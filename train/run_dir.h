@@ -14,8 +14,7 @@
 
 #include "common/error.h"
 #include "tokenizer/tokenizer.h"
-#include "train/checkpoint.h"
-#include "train/eval.h"
+#include "eval/eval.h"
 #include "train/trainer.h"
 
 typedef struct {
@@ -47,15 +46,5 @@ int run_dir_save(RunDir *rd, const Trainer *tr, const Tokenizer *t, Error *err);
 // Saves best.ckpt when val is the lowest validation loss so far; *saved says whether it did.
 int run_dir_save_best(RunDir *rd, const Trainer *tr, const Tokenizer *t, double val, int *saved,
                       Error *err);
-
-// Loads a checkpoint: path itself when it is a file; for a run directory, its newest
-// step_*.ckpt that loads completely (size, magic, version, checksum), older ones after a
-// newest that does not; for a Hugging Face model directory (config.json), the imported model
-// (checkpoint_from_hf), its weights read as `imported` says (only the caller knows whether it
-// needs none, all on the host, or them streamed into a model later). chosen receives the file
-// loaded and *skipped the damaged newer ones.
-int checkpoint_load_latest(const char *path, HfWeights imported, Checkpoint *ck, char *chosen,
-                           size_t cap,
-                           int *skipped, Error *err);
 
 #endif

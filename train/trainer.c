@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "train/objective.h"
 #include "train/optimizer.h"
 
 uint64_t seed_for_init(uint64_t seed) { return seed * 4 + 1; }
@@ -168,4 +169,30 @@ StepStats trainer_step(Trainer *tr) {
     st.skipped = !isfinite(st.loss) || !isfinite(st.grad_norm);
     if (!st.skipped) optimizer_step(m, tc, st.grad_norm, st.lr, tr->step);
     return st;
+}
+
+int trainer_save(const char *path, const Trainer *tr, const Tokenizer *t, Error *err) {
+    CheckpointHeader h;
+    memset(&h, 0, sizeof h);  // padding bytes too: they are part of the checksum
+    h.model = tr->model->cfg;
+    h.train = tr->tc;
+    h.lora = tr->model->lora;
+    h.step = tr->step;
+    h.rng_data = tr->rng_data;
+    h.rng_mask = tr->rng_mask;
+    h.data_pos = tr->data_pos;
+    Trainable p = model_trainable(tr->model);
+    return checkpoint_write(path, &h, &p, t, err);
+}
+
+void trainer_restore(Trainer *tr, const ModelSource *src) {
+    Trainable p = model_trainable(tr->model);
+    size_t bytes = p.n * sizeof(float);
+    p.be->to_device(p.params, src->params, bytes);
+    p.be->to_device(p.adam_m, src->adam_m, bytes);
+    p.be->to_device(p.adam_v, src->adam_v, bytes);
+    tr->step = src->header.step;
+    tr->rng_data = src->header.rng_data;
+    tr->rng_mask = src->header.rng_mask;
+    tr->data_pos = src->header.data_pos;
 }

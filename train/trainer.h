@@ -7,10 +7,11 @@
 #include <stdint.h>
 
 #include "model/model.h"
-#include "train/data.h"
+#include "dataset/data.h"
 #include "common/rng.h"
-#include "train/sft.h"
-#include "train/train_config.h"
+#include "dataset/sft.h"
+#include "store/model_source.h"
+#include "store/train_config.h"
 
 typedef struct {
     TrainConfig tc;
@@ -48,6 +49,14 @@ StepStats trainer_step(Trainer *tr);
 // next token). A step trains batch_size x grad_accum rows of it (LLaDA's random-length
 // batches, about 1%, are shorter).
 int trainer_row_length(const Trainer *tr);
+
+// Writes the trainer's model (a LoRA run: its adapters), optimizer state, step, RNG streams and
+// data position as a checkpoint (store/checkpoint.h) with the tokenizer t.
+int trainer_save(const char *path, const Trainer *tr, const Tokenizer *t, Error *err);
+// Copies a checkpoint's weights (a LoRA one: the adapters) and optimizer state into the
+// trainer's model, created with src->header.model (and src->header.lora), and its step and RNG
+// streams into the trainer.
+void trainer_restore(Trainer *tr, const ModelSource *src);
 
 // The seeds of the separate random streams, derived from the run's one seed.
 uint64_t seed_for_init(uint64_t seed);

@@ -3,7 +3,7 @@
 #include "common/json.h"
 #include "tests/fuzz/fuzz.h"
 #include "tokenizer/tokenizer.h"
-#include "train/sft.h"
+#include "dataset/sft.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     Tokenizer t;

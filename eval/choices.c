@@ -1,4 +1,4 @@
-#include "train/choices.h"
+#include "eval/choices.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -7,7 +7,7 @@
 
 #include "common/json.h"
 #include "tokenizer/chat.h"
-#include "train/eval.h"
+#include "eval/eval.h"
 
 // The index of the choice with the lowest -log p(choice | prompt).
 static int best_choice(Model *m, const Tokenizer *t, const ChoiceOptions *o, const char *prompt,

@@ -1,11 +1,11 @@
-#include "train/exact_match.h"
+#include "eval/exact_match.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/progress.h"
 #include "sampler/sampler.h"
-#include "train/sft.h"
+#include "dataset/sft.h"
 
 // The divisor of n closest to want (the larger one on a tie).
 static int nearest_divisor(int n, int want) {

@@ -7,8 +7,12 @@
 #include <stdio.h>
 
 #include "common/error.h"
-#include "train/objective.h"
 
+// The training objectives (train/objective.h turns windows into inputs, targets and weights).
+typedef enum { OBJECTIVE_MDM = 0, OBJECTIVE_AR = 1, OBJECTIVE_BD3 = 2 } Objective;
+// How an MDM batch draws its B mask rates: independently, or low-discrepancy (MDLM): one
+// uniform u, then t_b from (u + b / B) mod 1, so every batch spans the whole range evenly.
+typedef enum { T_UNIFORM = 0, T_STRATIFIED = 1 } TSampling;
 typedef enum { SCHEDULE_COSINE = 0, SCHEDULE_WSD = 1 } LrSchedule;
 // Where training windows come from: uniformly drawn offsets, or one pass after another.
 typedef enum { ORDER_RANDOM = 0, ORDER_SEQUENTIAL = 1 } DataOrder;

@@ -12,8 +12,8 @@
 
 #include "common/error.h"
 #include "model/model.h"
-#include "train/data.h"
-#include "train/sft.h"
+#include "dataset/data.h"
+#include "dataset/sft.h"
 
 typedef struct {
     double nats_per_token;  // AR: exact; MDM: the ELBO bound
@@ -50,5 +50,11 @@ int score_continuation(Model *m, const int *tokens, int len, int from, int mc, f
 // u uniform in [0, 1) from rng, so counts are uniform over 1..n overall and each stratum of
 // masking ratios gets exactly one draw.
 int stratified_mask_count(int n, int k, int mc, Rng *rng);
+// Masks exactly `count` of the positions [from, len) of one row, chosen uniformly without
+// replacement: inputs there become mask_id and weights there become w. The other positions are
+// left as they are. The mask-count form of the ELBO (LLaDA's likelihood evaluation) draws the
+// count instead of a ratio, which removes one source of variance.
+void mask_exact_count(int *inputs, float *weights, int from, int len, int count, int mask_id,
+                      float w, Rng *rng);
 
 #endif

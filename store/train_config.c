@@ -1,4 +1,4 @@
-#include "train/train_config.h"
+#include "store/train_config.h"
 
 #include <math.h>
 

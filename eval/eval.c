@@ -1,4 +1,4 @@
-#include "train/eval.h"
+#include "eval/eval.h"
 
 #include <limits.h>
 #include <math.h>
@@ -6,7 +6,22 @@
 #include <string.h>
 
 #include "common/stats.h"
-#include "train/objective.h"
+
+void mask_exact_count(int *inputs, float *weights, int from, int len, int count, int mask_id,
+                      float w, Rng *rng) {
+    // partial Fisher-Yates over the positions, carried out in place on a list of them
+    int n = len - from;
+    int order[n];
+    for (int i = 0; i < n; i++) order[i] = from + i;
+    for (int i = 0; i < count; i++) {
+        int j = i + (int)rng_below(rng, (uint64_t)(n - i));
+        int pick = order[j];
+        order[j] = order[i];
+        order[i] = pick;
+        inputs[pick] = mask_id;
+        weights[pick] = w;
+    }
+}
 
 int stratified_mask_count(int n, int k, int mc, Rng *rng) {
     double t = (k + (double)rng_uniform(rng)) / mc;

@@ -1,5 +1,5 @@
 // Multiple-choice evaluation: JSONL items {"prompt": ..., "choices": [...], "answer": i}, each
-// choice scored as a continuation of the prompt (train/eval.h: exact log-likelihood for AR,
+// choice scored as a continuation of the prompt (eval/eval.h: exact log-likelihood for AR,
 // LLaDA's Monte-Carlo bound for MDM), the most likely choice taken as the model's answer.
 #ifndef DLLM_CHOICES_H
 #define DLLM_CHOICES_H

@@ -3,7 +3,7 @@
 // checkpoint and with no optimizer state. Layout (little-endian): the header, the unpacked
 // tensors (n_dense floats), the scales (n_scales floats), the packed projections (code_bytes),
 // the tokenizer (tokenizer_bytes; none for the byte tokenizer). Written to path.tmp and renamed.
-// Read by checkpoint_load, which tells it by its magic: sample, eval, serve and logits take it
+// Read by checkpoint_load (store/checkpoint.h), which tells it by its magic: sample, eval, serve and logits take it
 // wherever they take a checkpoint.
 #ifndef DLLM_PACKED_FILE_H
 #define DLLM_PACKED_FILE_H
@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "train/checkpoint.h"
+#include "store/model_source.h"
 
 #define PACKED_MAGIC "DLLMTERN"
 #define PACKED_VERSION 1
@@ -33,6 +33,6 @@ int packed_file_save(const char *path, const ModelConfig *c, int64_t step, const
 // them), packed_scales and packed_codes set, no optimizer state. f is path opened by
 // checkpoint_load (which tells the format by its magic), at its start, file_size bytes long;
 // this closes it.
-int packed_file_read(const char *path, FILE *f, long file_size, Checkpoint *ck, Error *err);
+int packed_file_read(const char *path, FILE *f, long file_size, ModelSource *ck, Error *err);
 
 #endif

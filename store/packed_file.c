@@ -1,4 +1,4 @@
-#include "train/packed_file.h"
+#include "store/packed_file.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,7 +76,7 @@ static int check_header(const char *path, const PackedHeader *h, long file_size,
     return file_size_check(path, file_size, (long)sizeof *h + (long)body_bytes(h), err);
 }
 
-int packed_file_read(const char *path, FILE *f, long file_size, Checkpoint *ck, Error *err) {
+int packed_file_read(const char *path, FILE *f, long file_size, ModelSource *ck, Error *err) {
     memset(ck, 0, sizeof *ck);
     PackedHeader h;
     if (fread(&h, sizeof h, 1, f) != 1) {
@@ -113,9 +113,10 @@ int packed_file_read(const char *path, FILE *f, long file_size, Checkpoint *ck, 
                                                 : OBJECTIVE_MDM;
     ch->n_params = h.n_dense;
     ch->step = h.step;
-    ck->params = (float *)(void *)body;  // checkpoint_free frees this one block
+    ck->params = (float *)(void *)body;  // model_source_free frees this one block
     ck->packed_scales = ck->params + h.n_dense;
     ck->packed_codes = (uint8_t *)(ck->packed_scales + h.n_scales);
+    ck->kind = SOURCE_PACKED;
     const char *tokenizer = (const char *)ck->packed_codes + h.code_bytes;
-    return checkpoint_adopt_tokenizer(ck, tokenizer, h.tokenizer_bytes, path, err);
+    return model_source_adopt_tokenizer(ck, tokenizer, h.tokenizer_bytes, path, err);
 }

@@ -1,4 +1,4 @@
-#include "train/sft.h"
+#include "dataset/sft.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -1,4 +1,4 @@
-#include "train/data.h"
+#include "dataset/data.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -1,0 +1,258 @@
+#include "store/model_source.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+#include <sys/stat.h>
+
+#include "model/hf_model.h"
+#include "model/params.h"
+#include "model/peft.h"
+#include "store/checkpoint.h"
+#include "tokenizer/hf_tokenizer.h"
+
+// The tokenizer must fit the model: no id past the model's vocabulary (released models pad
+// theirs beyond the tokenizer's), the same [MASK] when both name one. The model's [MASK] is the
+// one used (an AR model has none; an imported tokenizer may not name it).
+static int fit_tokenizer(ModelSource *ck, const char *path, Error *err) {
+    const Tokenizer *t = &ck->tokenizer;
+    const ModelConfig *m = &ck->header.model;
+    if (t->vocab_size > m->vocab_size ||
+        (m->mask_token_id >= 0 && t->mask_id >= 0 && t->mask_id != m->mask_token_id)) {
+        error_set(err, "%s: the tokenizer (%d tokens, [MASK] %d) does not fit the model "
+                  "(vocabulary %d, [MASK] %d)", path, t->vocab_size, t->mask_id, m->vocab_size,
+                  m->mask_token_id);
+        model_source_free(ck);
+        return -1;
+    }
+    ck->tokenizer.mask_id = m->mask_token_id;
+    return 0;
+}
+
+int model_source_adopt_tokenizer(ModelSource *ck, const char *blob, size_t bytes, const char *path,
+                               Error *err) {
+    if (bytes == 0) {
+        tokenizer_init_bytes(&ck->tokenizer);
+    } else if (tokenizer_from_blob(&ck->tokenizer, blob, bytes, path, err)) {
+        model_source_free(ck);
+        return -1;
+    }
+    return fit_tokenizer(ck, path, err);
+}
+
+// model_source_from_hf, with the tokenizer read (and fitted to the model) or left empty.
+static int from_hf(const char *dir, HfWeights weights, int tokenized, ModelSource *ck,
+                   Error *err) {
+    memset(ck, 0, sizeof *ck);
+    CheckpointHeader *h = &ck->header;
+    HfArch arch;
+    if (hf_config_read(dir, &h->model, &arch, &ck->weights_bf16, err)) return -1;
+    ck->hf_arch = arch;
+    ck->kind = SOURCE_HF;
+    if (weights == HF_WEIGHTS_LATER && !(ck->hf_dir = strdup(dir)))
+        return error_set(err, "%s: out of memory", dir);
+    memcpy(h->magic, CHECKPOINT_MAGIC, 8);
+    h->version = CHECKPOINT_VERSION;
+    h->header_bytes = sizeof *h;
+    h->train = train_config_default();
+    h->train.objective = h->model.causal ? OBJECTIVE_AR : OBJECTIVE_MDM;
+    h->n_params = param_count(&h->model);
+    int host = weights == HF_WEIGHTS_ON_HOST;
+    ck->params = host ? malloc(h->n_params * sizeof(float)) : NULL;
+    if (host && !ck->params) {
+        model_source_free(ck);
+        return error_set(err, "%s: out of host memory for %llu parameters", dir,
+                         (unsigned long long)h->n_params);
+    }
+    if ((host && hf_weights_read(dir, &h->model, arch, ck->params, &ck->weights_bf16, err)) ||
+        (tokenized && tokenizer_load(&ck->tokenizer, dir, err))) {
+        model_source_free(ck);
+        return -1;
+    }
+    return tokenized ? fit_tokenizer(ck, dir, err) : 0;
+}
+
+int model_source_from_hf(const char *dir, HfWeights weights, ModelSource *ck, Error *err) {
+    return from_hf(dir, weights, 1, ck, err);
+}
+
+int model_source_from_hf_untokenized(const char *dir, ModelSource *ck, Error *err) {
+    return from_hf(dir, HF_WEIGHTS_LATER, 0, ck, err);
+}
+
+HfArch model_source_layout(const ModelSource *ck) {
+    return ck->kind == SOURCE_HF ? (HfArch)ck->hf_arch : hf_export_arch(&ck->header.model);
+}
+
+// The shape that decides the weights' sizes (not seq_len, attention or logit shift: a LoRA run
+// may adapt an AR base to diffusion, or train on shorter rows).
+static int same_weight_shape(const ModelConfig *a, const ModelConfig *b) {
+    return a->n_layer == b->n_layer && a->n_head == b->n_head &&
+           model_kv_heads(a) == model_kv_heads(b) && a->d_model == b->d_model &&
+           a->d_ff == b->d_ff && a->vocab_size == b->vocab_size && a->qkv_bias == b->qkv_bias &&
+           a->tied_embeddings == b->tied_embeddings;
+}
+
+// The base model at path, which must not hold adapters itself; shape: the model config the
+// adapters were made for, or NULL (a PEFT directory, which takes the base's).
+static int load_base(const char *path, const ModelConfig *shape, HfWeights weights,
+                     ModelSource *base, Error *err) {
+    char chosen[4200];
+    int skipped;
+    Error why;
+    if (model_source_open(path, weights, base, chosen, sizeof chosen, &skipped, &why))
+        return error_set(err, "the LoRA adapters' base model: %s", why.msg);
+    const char *problem = base->header.lora.rank ? "holds LoRA adapters itself (merge them with "
+                                                   "dllm export --merge 1 and use that)"
+                          : shape && !same_weight_shape(&base->header.model, shape)
+                              ? "has another shape than the one the adapters were made for"
+                              : NULL;
+    if (problem) {
+        model_source_free(base);
+        return error_set(err, "the LoRA adapters' base model %s %s", path, problem);
+    }
+    return 0;
+}
+
+int model_source_base(const ModelSource *ck, HfWeights weights, ModelSource *base, Error *err) {
+    return load_base(ck->header.lora.base, &ck->header.model, weights, base, err);
+}
+
+int model_source_from_peft(const char *dir, ModelSource *ck, Error *err) {
+    memset(ck, 0, sizeof *ck);
+    ck->kind = SOURCE_PEFT;
+    LoraConfig lc;
+    if (peft_read_config(dir, &lc, err)) return -1;
+    ModelSource base;
+    if (load_base(lc.base, NULL, HF_CONFIG_ONLY, &base, err)) return -1;
+    CheckpointHeader *h = &ck->header;
+    *h = base.header;
+    h->step = 0;
+    float *adapters;
+    if (peft_read_adapters(dir, &h->model, &lc, model_source_layout(&base), &adapters, err)) {
+        model_source_free(&base);
+        return -1;
+    }
+    h->lora = lc;
+    h->n_params = lora_param_count(&h->model, &lc);
+    ck->params = adapters;
+    ck->tokenizer = base.tokenizer;  // taken over: base no longer frees it
+    memset(&base.tokenizer, 0, sizeof base.tokenizer);
+    model_source_free(&base);
+    return 0;
+}
+
+void model_source_free(ModelSource *ck) {
+    free(ck->params);  // the arrays and the tokenizer bytes share one allocation
+    free(ck->hf_dir);
+    tokenizer_free(&ck->tokenizer);
+    memset(ck, 0, sizeof *ck);
+}
+
+static int upload_slice(void *model, size_t offset, const float *values, size_t n, Error *err) {
+    return model_set_weight_range(model, offset, values, n, err);
+}
+
+int model_source_copy_weights(const ModelSource *ck, Model *m, Error *err) {
+    if (ck->hf_dir)  // straight from the files, a tensor at a time
+        return hf_weights_stream(ck->hf_dir, &ck->header.model, ck->hf_arch, upload_slice, m,
+                                 err);
+    return model_set_weights(m, ck->params, err);
+}
+
+const Backend *model_source_backend(const ModelSource *ck, const Backend *be) {
+    const Backend *bf16 = ck->weights_bf16 ? backend_bf16_weights(be) : NULL;
+    return bf16 ? bf16 : be;
+}
+
+// A LoRA checkpoint's inference model: the base's weights, then the adapters.
+static int adapted_model(const ModelSource *ck, const Backend *be, int max_batch, Model *m,
+                         Error *err) {
+    ModelSource base;
+    if (model_source_base(ck, HF_WEIGHTS_LATER, &base, err)) return -1;
+    int rc = model_create_lora(m, &ck->header.model, &ck->header.lora,
+                               model_source_backend(&base, be), max_batch, MODEL_INFERENCE, err);
+    if (rc == 0 && model_source_copy_weights(&base, m, err)) {
+        model_free(m);
+        rc = -1;
+    }
+    if (rc == 0) model_set_lora(m, ck->params);
+    model_source_free(&base);
+    return rc;
+}
+
+int model_source_build(const ModelSource *ck, const Backend *be, int max_batch, Model *m,
+                     Error *err) {
+    if (ck->header.lora.rank) return adapted_model(ck, be, max_batch, m, err);
+    if (ck->kind == SOURCE_PACKED) {
+        if (model_create(m, &ck->header.model, be, max_batch, MODEL_PACKED, err)) return -1;
+        model_set_packed(m, ck->params, ck->packed_scales, ck->packed_codes);
+        return 0;
+    }
+    if (model_create(m, &ck->header.model, model_source_backend(ck, be), max_batch, MODEL_INFERENCE,
+                     err))
+        return -1;
+    if (model_source_copy_weights(ck, m, err)) {
+        model_free(m);
+        return -1;
+    }
+    return 0;
+}
+
+int run_checkpoints(const char *dir, int64_t *steps, int cap) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < cap) {
+        long long step;
+        char tail[8];
+        if (sscanf(e->d_name, "step_%lld.%7s", &step, tail) == 2 && strcmp(tail, "ckpt") == 0)
+            steps[n++] = step;
+    }
+    closedir(d);
+    for (int i = 1; i < n; i++)  // insertion sort, newest first
+        for (int j = i; j > 0 && steps[j] > steps[j - 1]; j--) {
+            int64_t t = steps[j];
+            steps[j] = steps[j - 1];
+            steps[j - 1] = t;
+        }
+    return n;
+}
+
+void run_checkpoint_path(const char *dir, int64_t step, char *out, size_t cap) {
+    snprintf(out, cap, "%s/step_%08lld.ckpt", dir, (long long)step);
+}
+
+int model_source_open(const char *path, HfWeights imported, ModelSource *ck, char *chosen,
+                           size_t cap,
+                           int *skipped, Error *err) {
+    *skipped = 0;
+    struct stat st;
+    if (stat(path, &st) != 0) return error_set(err, "%s: %s", path, strerror(errno));
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(chosen, cap, "%s", path);
+        return checkpoint_load(path, ck, err);
+    }
+    if (peft_dir(path)) {  // LoRA adapters in peft's layout, on the base they name
+        snprintf(chosen, cap, "%s", path);
+        return model_source_from_peft(path, ck, err);
+    }
+    if (hf_model_dir(path)) {  // a Hugging Face model directory, not a run
+        snprintf(chosen, cap, "%s", path);
+        return model_source_from_hf(path, imported, ck, err);
+    }
+    int64_t steps[1024];
+    int n = run_checkpoints(path, steps, 1024);
+    Error first;
+    for (int i = 0; i < n; i++) {
+        run_checkpoint_path(path, steps[i], chosen, cap);
+        if (checkpoint_load(chosen, ck, i == 0 ? &first : err) == 0) return 0;
+        (*skipped)++;
+    }
+    if (n == 0) return error_set(err, "%s: no step_*.ckpt checkpoints in this run directory", path);
+    return error_set(err, "%s: none of its %d checkpoints is complete (newest: %s)", path, n,
+                     first.msg);
+}
