@@ -80,16 +80,16 @@ static void bench_training(const Backend *be, ModelConfig cfg, int causal, int r
 }
 
 typedef enum {
-    SAMPLER_REFERENCE,
-    SAMPLER_THRESHOLD,
-    SAMPLER_AR,
-    SAMPLER_BD3,          // block diffusion, blocks of 16, exact cache of committed blocks
-    SAMPLER_BD3_NO_CACHE  // the same, every step recomputed from position 0
+    BENCH_LLADA,
+    BENCH_THRESHOLD,
+    BENCH_AR,
+    BENCH_BD3,          // block diffusion, blocks of 16, exact cache of committed blocks
+    BENCH_BD3_NO_CACHE  // the same, every step recomputed from position 0
 } BenchSampler;
 
 static void bench_sampling(const Backend *be, ModelConfig cfg, int batch, BenchSampler which) {
-    cfg.causal = which == SAMPLER_AR;
-    int bd3 = which == SAMPLER_BD3 || which == SAMPLER_BD3_NO_CACHE;
+    cfg.causal = which == BENCH_AR;
+    int bd3 = which == BENCH_BD3 || which == BENCH_BD3_NO_CACHE;
     cfg.block_size = bd3 ? 16 : 0;
     Model m;
     Error err;
@@ -104,8 +104,8 @@ static void bench_sampling(const Backend *be, ModelConfig cfg, int batch, BenchS
     SamplerConfig sc = sampler_config_default();
     sc.gen_length = cfg.seq_len / 4, sc.block_length = sc.gen_length / 4, sc.steps = sc.gen_length;
     sc.eos_id = -1;
-    if (which == SAMPLER_THRESHOLD) sc.threshold = 0.9f, sc.cache = CACHE_DUAL;
-    if (which == SAMPLER_BD3_NO_CACHE) sc.cache = CACHE_NONE;
+    if (which == BENCH_THRESHOLD) sc.threshold = 0.9f, sc.cache = CACHE_DUAL;
+    if (which == BENCH_BD3_NO_CACHE) sc.cache = CACHE_NONE;
     int prompt[16] = {0};
     const int **prompts = malloc((size_t)batch * sizeof *prompts);
     int *lens = malloc((size_t)batch * sizeof(int)), *lengths = malloc((size_t)batch * sizeof(int));
@@ -113,9 +113,8 @@ static void bench_sampling(const Backend *be, ModelConfig cfg, int batch, BenchS
     for (int b = 0; b < batch; b++) prompts[b] = prompt, lens[b] = 16;
     SampleStats st;
     double t0 = now_seconds();
-    int rc = which == SAMPLER_AR
-                 ? ar_generate(&m, &sc, prompts, lens, batch, out, lengths, &st, NULL, NULL, &err)
-                 : llada_generate(&m, &sc, prompts, lens, batch, out, lengths, &st, NULL, NULL, &err);
+    int rc = sampler_run(SAMPLER_AUTO, &m, NULL, &sc, prompts, lens, batch, out, lengths, &st, NULL,
+                         NULL, &err);
     if (rc) {
         fprintf(stderr, "bench: %s\n", err.msg);
         exit(1);
@@ -147,11 +146,11 @@ static void bench_size(const Backend *be, const char *size, int steps, int batch
     bench_training(be, cfg, 1, big, batch, steps, peak);
     if (!big) bench_training(be, cfg, 0, 1, batch, steps, peak);
     printf("\n| sampler | batch x gen | forward passes | tokens/s |\n|---|---|---|---|\n");
-    bench_sampling(be, cfg, batch, SAMPLER_REFERENCE);
-    bench_sampling(be, cfg, batch, SAMPLER_THRESHOLD);
-    bench_sampling(be, cfg, batch, SAMPLER_AR);
-    bench_sampling(be, cfg, batch, SAMPLER_BD3);
-    bench_sampling(be, cfg, batch, SAMPLER_BD3_NO_CACHE);
+    bench_sampling(be, cfg, batch, BENCH_LLADA);
+    bench_sampling(be, cfg, batch, BENCH_THRESHOLD);
+    bench_sampling(be, cfg, batch, BENCH_AR);
+    bench_sampling(be, cfg, batch, BENCH_BD3);
+    bench_sampling(be, cfg, batch, BENCH_BD3_NO_CACHE);
     printf("\n");
 }
 

@@ -19,7 +19,6 @@
 #include "tokenizer/tokenizer.h"
 #include "store/model_source.h"
 
-static const char *const sampler_names[] = {"auto", "llada", "ar"};
 static const char *const remasking_names[] = {"low_confidence", "random"};
 static const char *const cache_names[] = {"none", "prefix", "dual", "auto"};
 
@@ -146,7 +145,7 @@ typedef struct {
     SamplerConfig sc;
     const char *model_path, *draft_path, *prompt, *prompt_file, *trace_path;
     const Backend *be;
-    int which;  // 0 auto, 1 llada, 2 ar, 3 speculative (ar with --draft)
+    SamplerKind sampler;  // --draft makes an ar one speculative
     int batch, show, chat, dry_run, max_length;
 } SampleOptions;
 
@@ -219,7 +218,7 @@ static int parse_sample_flags(int argc, char **argv, SampleOptions *o, int *exit
     }
     Error err;
     *exit_code = 1;
-    o->which = flags_choice("sampler", sampler, sampler_names, 3, &err);
+    o->sampler = (SamplerKind)flags_choice("sampler", sampler, SAMPLER_NAMES, 3, &err);
     int remask = flags_choice("remasking", remasking, remasking_names, 2, &err);
     int cache_mode = flags_choice("cache", cache, cache_names, 4, &err);
     int gen_set = flags_find(flags, sizeof flags / sizeof flags[0], "gen-length")->set;
@@ -227,7 +226,7 @@ static int parse_sample_flags(int argc, char **argv, SampleOptions *o, int *exit
         error_set(&err, "sample: give --max-length (> 0) or --gen-length, not both");
     } else if (!o->model_path) {
         error_set(&err, "sample: --model CKPT is required (see --help)");
-    } else if (o->which >= 0 && remask >= 0 && cache_mode >= 0) {
+    } else if ((int)o->sampler >= 0 && remask >= 0 && cache_mode >= 0) {
         sc->remasking = (Remasking)remask;
         sc->cache = (CacheMode)cache_mode;
         if (o->max_length > 0) sc->gen_length = o->max_length;
@@ -295,15 +294,15 @@ static int load_model_and_prompts(SampleOptions *o, Model *m, Tokenizer *tok, Pr
         return rc ? -1 : 1;
     }
     o->sc.eos_id = tok->eos_id;
-    if (o->which == 0) o->which = m->cfg.causal ? 2 : 1;
-    if (o->draft_path && o->which != 2) {
+    if (o->sampler == SAMPLER_AUTO) o->sampler = sampler_for_model(m);
+    if (o->draft_path && o->sampler != SAMPLER_AR) {
         model_free(m);
         prompts_free(pr);
         tokenizer_free(tok);
         return error_set(err, "--draft: speculative decoding needs an AR --model to verify; "
                          "%s is a diffusion model", o->model_path);
     }
-    if (o->draft_path) o->which = 3;
+    if (o->draft_path) o->sampler = SAMPLER_SPECULATIVE;
     return 0;
 }
 
@@ -363,12 +362,8 @@ static int generate(const SampleOptions *o, Model *m, Model *draft, const Tokeni
         if (!obs.trace) return error_set(err, "%s: %s", tmp_path, strerror(errno));
     }
     StepCallback cb = (o->show || obs.trace) ? observe : NULL;
-    int rc = o->which == 3
-                 ? speculative_generate(m, draft, &o->sc, r->prompts, r->lens, r->n, r->out,
-                                        r->lengths, st, cb, &obs, err)
-                 : (o->which == 1 ? llada_generate : ar_generate)(
-                       m, &o->sc, r->prompts, r->lens, r->n, r->out, r->lengths, st, cb, &obs,
-                       err);
+    int rc = sampler_run(o->sampler, m, draft, &o->sc, r->prompts, r->lens, r->n, r->out,
+                         r->lengths, st, cb, &obs, err);
     if (rc && strstr(err->msg, PICK_NOT_FINITE)) {  // name the model: which file is broken
         Error why = *err;
         const char *path = strstr(why.msg, "draft model") ? o->draft_path : o->model_path;
@@ -413,7 +408,7 @@ static int print_samples(const SampleOptions *o, const Tokenizer *tok, const Row
     if (dropped)
         fprintf(stderr, "note: %ld generated ids past the tokenizer's %d tokens (the model's "
                 "padded vocabulary) were left out of the text\n", dropped, tok->vocab_size);
-    if (o->which == 3) {
+    if (o->sampler == SAMPLER_SPECULATIVE) {
         fprintf(stderr,
                 "speculative sampler: %d target passes, %d draft passes, %ld tokens generated "
                 "in %d sequences, acceptance length %.2f (of %d drafted + 1), target "
@@ -429,7 +424,7 @@ static int print_samples(const SampleOptions *o, const Tokenizer *tok, const Row
     fprintf(stderr,
             "%s sampler: %d steps, %d forward passes, %ld tokens generated in %d sequences, "
             "NFE/token %.3f, %.3f s\n",
-            o->which == 1 ? "llada" : "ar", st->steps, st->nfe, generated, r->n,
+            SAMPLER_NAMES[o->sampler], st->steps, st->nfe, generated, r->n,
             nfe_per_token(st->nfe, r->n, generated), seconds);
     return 0;
 }
@@ -448,7 +443,7 @@ int cmd_sample(int argc, char **argv) {
     SampleStats st;
     Model draft = {0};
     int rc = rows_make(&rows, &pr, o.batch, &o.sc, m.cfg.seq_len, &err);
-    if (rc == 0 && o.which == 3) rc = load_draft(&o, &pr, &draft, &err);
+    if (rc == 0 && o.sampler == SAMPLER_SPECULATIVE) rc = load_draft(&o, &pr, &draft, &err);
     double t0 = now_seconds();
     if (rc == 0) rc = generate(&o, &m, &draft, &tok, &rows, &st, &err);
     if (rc == 0) rc = print_samples(&o, &tok, &rows, &st, now_seconds() - t0, &err);

@@ -47,8 +47,8 @@ static int score_batch(Model *m, const Tokenizer *t, const SftData *d, char **an
     int T = P + sc.gen_length, *out = malloc((size_t)n * T * sizeof(int)), lengths[n];
     SampleStats stats;
     double t0 = now_seconds();
-    int rc = (m->cfg.causal ? ar_generate : llada_generate)(m, &sc, prompts, lens, n, out,
-                                                             lengths, &stats, NULL, NULL, err);
+    int rc = sampler_run(SAMPLER_AUTO, m, NULL, &sc, prompts, lens, n, out, lengths, &stats, NULL,
+                         NULL, err);
     r->seconds += now_seconds() - t0;
     r->nfe += (long long)stats.nfe * n;  // each sequence of the batch went through every pass
     for (int i = 0; rc == 0 && i < n; i++) {

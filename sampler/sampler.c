@@ -73,3 +73,20 @@ void layout_rows(const SamplerConfig *sc, const int *const *prompts, const int *
 double nfe_per_token(long passes, int sequences, long generated) {
     return generated > 0 ? (double)passes * sequences / (double)generated : NAN;
 }
+
+const char *const SAMPLER_NAMES[4] = {"auto", "llada", "ar", "speculative"};
+
+SamplerKind sampler_for_model(const Model *m) {
+    return m->cfg.causal ? SAMPLER_AR : SAMPLER_LLADA;
+}
+
+int sampler_run(SamplerKind kind, Model *m, Model *draft, const SamplerConfig *sc,
+                const int *const *prompts, const int *prompt_lens, int B, int *out, int *lengths,
+                SampleStats *stats, StepCallback cb, void *user, Error *err) {
+    if (kind == SAMPLER_AUTO) kind = sampler_for_model(m);
+    if (kind == SAMPLER_SPECULATIVE)
+        return speculative_generate(m, draft, sc, prompts, prompt_lens, B, out, lengths, stats, cb,
+                                    user, err);
+    return (kind == SAMPLER_AR ? ar_generate : llada_generate)(m, sc, prompts, prompt_lens, B, out,
+                                                               lengths, stats, cb, user, err);
+}

@@ -112,6 +112,21 @@ int speculative_generate(Model *target, Model *draft, const SamplerConfig *sc,
                          int *lengths, SampleStats *stats, StepCallback cb, void *user,
                          Error *err);
 
+// Which sampler generates: SAMPLER_AUTO picks by the model (sampler_for_model); speculative
+// decoding is an AR target verifying a drafter's proposals.
+typedef enum { SAMPLER_AUTO, SAMPLER_LLADA, SAMPLER_AR, SAMPLER_SPECULATIVE } SamplerKind;
+extern const char *const SAMPLER_NAMES[4];  // "auto", "llada", "ar", "speculative"
+
+// The sampler of a model's own kind: ar for a causal model, else llada (which decodes a block
+// diffusion model block by block).
+SamplerKind sampler_for_model(const Model *m);
+// Generates with the kind's sampler (SAMPLER_AUTO: the model's own): llada_generate,
+// ar_generate, or speculative_generate with draft as the drafter (NULL for the others). The
+// arguments are theirs.
+int sampler_run(SamplerKind kind, Model *m, Model *draft, const SamplerConfig *sc,
+                const int *const *prompts, const int *prompt_lens, int B, int *out, int *lengths,
+                SampleStats *stats, StepCallback cb, void *user, Error *err);
+
 // The longest of the B prompt lengths: where generation starts in every row.
 int max_prompt_length(const int *prompt_lens, int B);
 // Lays out the B rows of T = P + gen_length tokens: pad_id, then the prompt ending at P, then

@@ -265,8 +265,8 @@ static void run_group(Run *run) {
         for (int k = 0; k < run->n_jobs; k++)
             for (int b = run->first[k]; b < run->first[k + 1]; b++)
                 prompts[b] = run->jobs[k]->prompt_ids, lens[b] = run->jobs[k]->prompt_len;
-        rc = (e->cfg.limits.diffusion ? llada_generate : ar_generate)(
-            e->cfg.model, &sc, prompts, lens, B, out, lengths, &st, on_step, run, &err);
+        rc = sampler_run(SAMPLER_AUTO, e->cfg.model, NULL, &sc, prompts, lens, B, out, lengths,
+                         &st, on_step, run, &err);
     } else {
         snprintf(err.msg, sizeof err.msg, "out of memory for %d rows", B);
     }
