@@ -45,6 +45,20 @@ typedef struct {
                          // embeddings, norms, biases and the LM head stay full precision
 } ModelConfig;
 
+// What a model is created for. Training keeps every layer's activations for the backward;
+// recompute keeps only the residual stream and reruns each layer in the backward; inference
+// allocates no gradients, optimizer state or backward scratch, and keeps of the activations
+// only the KV cache (every layer's keys and values), one layer's working set and two residual
+// slices.
+// MODEL_PACKED is inference of a ternary model whose projections are packed (model/packed.h):
+// 2 bits a weight, integer matmuls (CPU only), the other tensors fp32 (model/linear.h).
+typedef enum {
+    MODEL_TRAINING = 0,
+    MODEL_RECOMPUTE = 1,
+    MODEL_INFERENCE = 2,
+    MODEL_PACKED = 3
+} ModelMode;
+
 // A small default, good for CPU experiments on byte-level text.
 ModelConfig model_config_default(void);
 // Key/value heads and the width of a key or value row (n_kv_head * head size).

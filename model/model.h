@@ -14,6 +14,7 @@
 
 #include "kernels/backend.h"
 #include "model/config.h"
+#include "model/linear.h"
 #include "model/lora.h"
 #include "model/params.h"
 
@@ -69,38 +70,19 @@ typedef struct {
     size_t params, grads, optimizer, activations, adapters;
 } MemoryPlan;
 
-// What a model is created for. Training keeps every layer's activations for the backward;
-// recompute keeps only the residual stream and reruns each layer in the backward; inference
-// allocates no gradients, optimizer state or backward scratch, and keeps of the activations
-// only the KV cache (every layer's keys and values), one layer's working set and two residual
-// slices.
-// MODEL_PACKED is inference of a ternary model whose projections are packed (model/packed.h):
-// 2 bits a weight, integer matmuls (CPU only), the other tensors fp32.
-typedef enum {
-    MODEL_TRAINING = 0,
-    MODEL_RECOMPUTE = 1,
-    MODEL_INFERENCE = 2,
-    MODEL_PACKED = 3
-} ModelMode;
 
-typedef struct {
+struct Model {
     ModelConfig cfg;
     const Backend *be;  // the base weights' table (a bf16-weight twin for a bf16 base)
     int max_batch;
-    int recompute;  // 1: keep only the residual stream, recompute layers in the backward
-    int inference;  // 1: forward passes only (no grads, no optimizer state)
+    ModelMode mode;     // training, training with recomputation, or inference
+    WeightKind kind;    // how the projections are stored and read (model/linear.h)
     size_t n_params;
     // params, grads and the optimizer state share one layout (see model/params.h); adam_m
     // and adam_v are the two halves of one allocation
     float *params, *grads, *adam_m, *adam_v;
     ParamTensors p, g;  // views of params and grads
-    float *qparams;     // ternary models: the weights as the layers read them (the seven
-    ParamTensors q;     // projections ternarised, the rest copied), refreshed every pass
-    int packed;         // MODEL_PACKED: params holds the unpacked tensors (n_params), then
-    float *packed_scales;   // the projections' scales and their packed bytes (p's projection
-    uint8_t *packed_codes;  // fields NULL)
-    int panels;         // 1: an inference model's projections and (untied) LM head are in
-                        // panels (Backend.panels_convert), converted in place by its first pass
+    LinearStore lin;    // the weight kind's own storage and state
     void *acts_memory;  // one allocation: every field below that points to backend memory
     Activations acts;
     ActivationGrads grad_acts;
@@ -121,7 +103,7 @@ typedef struct {
     const Backend *lora_be;      // the fp32-weight table with be's activations (adapters are fp32)
     size_t n_lora;
     float *lora_params, *lora_grads, *lora_adam_m, *lora_adam_v;  // n_lora each (m, v: one buffer)
-} Model;
+};
 
 // What training updates and the optimizer steps: the adapters of a LoRA model, else every
 // weight; the flat buffers, n values each, on table be.
@@ -166,9 +148,9 @@ int model_set_weights(Model *m, const float *host, Error *err);
 // The same for the n weights starting `first` values into the flat layout.
 int model_set_weight_range(Model *m, size_t first, const float *host, size_t n, Error *err);
 
-// A packed model's weights (model/packed.h): the unpacked tensors (n_params floats), the
-// scales and the packed projections, from the host.
-void model_set_packed(Model *m, const float *dense, const float *scales, const uint8_t *codes);
+// 1 for a model created for inference (MODEL_INFERENCE, MODEL_PACKED): no gradients,
+// optimizer state or backward scratch.
+int model_is_inference(const Model *m);
 
 // Logits for tokens[B*T] (T <= seq_len) into m->acts.logits.
 void model_forward(Model *m, const int *tokens, int B, int T);

@@ -188,7 +188,7 @@ int model_source_build(const ModelSource *ck, const Backend *be, int max_batch, 
     if (ck->header.lora.rank) return adapted_model(ck, be, max_batch, m, err);
     if (ck->kind == SOURCE_PACKED) {
         if (model_create(m, &ck->header.model, be, max_batch, MODEL_PACKED, err)) return -1;
-        model_set_packed(m, ck->params, ck->packed_scales, ck->packed_codes);
+        linear_upload_packed(m, ck->params, ck->packed_scales, ck->packed_codes);
         return 0;
     }
     if (model_create(m, &ck->header.model, model_source_backend(ck, be), max_batch, MODEL_INFERENCE,

@@ -319,7 +319,7 @@ static void check_inference_panels(ModelConfig cfg) {
         ck_assert_int_eq(model_set_weights(&infer, train.params, &err), 0);
         model_forward(&train, tokens, 2, 6);
         model_forward(&infer, tokens, 2, 6);
-        ck_assert_int_eq(infer.panels, 1);
+        ck_assert_int_eq(infer.lin.in_panels, 1);
         const float *got = infer.acts.logits, *want = train.acts.logits;
         double worst = 0.0;
         for (int i = 0; i < 12 * V; i++) worst = fmax(worst, fabs(got[i] - want[i]));

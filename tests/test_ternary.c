@@ -131,7 +131,7 @@ START_TEST(test_ternary_training_learns_and_reads_ternary_weights) {
     model_forward(&m, tr.inputs, 4, cfg.seq_len);  // refreshes the ternary copy
     int distinct_max = 0;
     for (int l = 0; l < cfg.n_layer; l++) {
-        LayerWeights q = layer_weights(&m.q, &cfg, l, sizeof(float));
+        LayerWeights q = layer_weights(&m.lin.q, &cfg, l, sizeof(float));
         const float *mats[N_PROJECTIONS] = {q.wq, q.wk, q.wv, q.wo, q.w_gate, q.w_up, q.w_down};
         for (int t = 0; t < N_PROJECTIONS; t++) {
             int in, out;
@@ -240,7 +240,7 @@ static void compare_logits(const ModelConfig *cfg, int start, double *diff, doub
     ck_assert_msg(model_create(&packed, cfg, &backend_cpu, 2, MODEL_PACKED, &err) == 0, "%s",
                   err.msg);
     ck_assert(model_set_weights(&qat, params, &err) == 0);
-    model_set_packed(&packed, dense, scales, codes);
+    linear_upload_packed(&packed, dense, scales, codes);
     int T = cfg->seq_len, tokens[2 * 24];
     for (int i = 0; i < 2 * T; i++) tokens[i] = (i * 37 + 11) % 299;
     Model *models[2] = {&qat, &packed};

@@ -1,0 +1,238 @@
+#include "model/linear.h"
+
+#include <stdlib.h>
+
+#include "common/bf16.h"
+#include "kernels/ternary.h"
+#include "model/lora.h"
+#include "model/model.h"
+#include "model/packed.h"
+
+WeightKind linear_kind(const ModelConfig *c, const Backend *be, ModelMode mode) {
+    if (mode == MODEL_PACKED) return WEIGHTS_PACKED;
+    if (c->ternary) return WEIGHTS_TERNARY;
+    if (mode == MODEL_INFERENCE && be->matmul_forward_panels && be->weight_bytes == sizeof(float))
+        return WEIGHTS_PANELS;
+    return WEIGHTS_DENSE;
+}
+
+int linear_check(const ModelConfig *c, const Backend *be, ModelMode mode, int adapters,
+                 Error *err) {
+    if (c->ternary && (adapters || be->weight_bytes != sizeof(float)))
+        return error_set(err, "a ternary model keeps fp32 weights and takes no LoRA adapters");
+    if (mode == MODEL_PACKED && (!c->ternary || adapters || !be->matmul_ternary))
+        return error_set(err, "packed ternary weights run on the CPU backend (--device cpu), "
+                              "without adapters, for a model trained with --weights ternary");
+    if (be->weight_bytes != sizeof(float) && mode != MODEL_INFERENCE && !adapters)
+        return error_set(err, "bf16 weights are frozen: training them keeps fp32 weights "
+                              "(LoRA adapters train on top of a bf16 base)");
+    return 0;
+}
+
+size_t linear_param_count(const ModelConfig *c, WeightKind k) {
+    return k == WEIGHTS_PACKED ? param_count_packed(c) : param_count(c);
+}
+
+size_t linear_param_bytes(const ModelConfig *c, const Backend *be, WeightKind k) {
+    size_t n = param_count(c);
+    switch (k) {
+    case WEIGHTS_PACKED:  // the unpacked tensors and the scales as floats, then the packed bytes
+        return (param_count_packed(c) + (size_t)packed_scale_count(c)) * sizeof(float) +
+               packed_bytes(c);
+    case WEIGHTS_TERNARY:  // a second copy: the ternarised weights the layers read
+        return 2 * n * be->weight_bytes;
+    default:
+        return n * be->weight_bytes;
+    }
+}
+
+void linear_scratch(WeightKind k, size_t rows, size_t widest, size_t *acts, size_t *bytes,
+                    size_t *floats) {
+    *acts = k == WEIGHTS_TERNARY ? rows * widest : 0;
+    *bytes = k == WEIGHTS_PACKED ? rows * (size_t)ternary_padded((int)widest) : 0;
+    *floats = k == WEIGHTS_PACKED ? rows : 0;
+}
+
+void linear_point(Model *m) {
+    const ModelConfig *c = &m->cfg;
+    LinearStore *s = &m->lin;
+    if (m->kind == WEIGHTS_PACKED) {  // the unpacked tensors, the scales, the packed projections
+        param_tensors_point_packed(&m->p, m->params, c);
+        s->packed_scales = m->params + m->n_params;
+        s->packed_codes = (uint8_t *)(s->packed_scales + packed_scale_count(c));
+        return;
+    }
+    param_tensors_point(&m->p, m->params, m->be->weight_bytes, c);
+    if (m->kind == WEIGHTS_TERNARY) {  // the second half of the params allocation
+        s->qparams = m->params + m->n_params;
+        param_tensors_point(&s->q, s->qparams, sizeof(float), c);
+    }
+}
+
+// A ternary model's projections as its layers read them: each matrix of every layer ternarised
+// with its own scale into the copy (the rest of the copy is never read).
+static void ternarize_weights(Model *m) {
+    const ModelConfig *c = &m->cfg;
+    for (int l = 0; l < c->n_layer; l++) {
+        LayerWeights w = layer_weights(&m->p, c, l, sizeof(float));
+        LayerWeights q = layer_weights(&m->lin.q, c, l, sizeof(float));
+        for (int t = 0; t < N_PROJECTIONS; t++) {
+            int in, out;
+            projection_shape(c, t, &in, &out);
+            m->be->ternarize(layer_projection(&q, t), layer_projection(&w, t), (size_t)in * out);
+        }
+    }
+}
+
+// Every projection, and the LM head unless it is the embedding table, into panels (to_panels
+// 1) or back into rows, in place.
+static void convert_weights(Model *m, int to_panels) {
+    const ModelConfig *c = &m->cfg;
+    for (int l = 0; l < c->n_layer; l++) {
+        LayerWeights w = layer_weights(&m->p, c, l, sizeof(float));
+        for (int t = 0; t < N_PROJECTIONS; t++) {
+            int in, out;
+            projection_shape(c, t, &in, &out);
+            m->be->panels_convert(layer_projection(&w, t), out, in, to_panels);
+        }
+    }
+    if (!c->tied_embeddings)
+        m->be->panels_convert(m->p.lm_head, c->vocab_size, c->d_model, to_panels);
+    m->lin.in_panels = to_panels;
+}
+
+int linear_upload(Model *m, size_t first, const float *host, size_t n, Error *err) {
+    if (m->be->weight_bytes == sizeof(float)) {
+        if (m->lin.in_panels) convert_weights(m, 0);  // rows again; the next pass converts back
+        m->be->to_device(m->params + first, host, n * sizeof(float));
+        // an inference model's weights change only here: ternarised once, not every pass
+        if (m->kind == WEIGHTS_TERNARY && model_is_inference(m)) ternarize_weights(m);
+        return 0;
+    }
+    // rounded to bf16 a chunk at a time, so the host never holds a second full copy
+    enum { CHUNK = 1 << 20 };
+    uint16_t *chunk = malloc(CHUNK * sizeof(uint16_t)), *dst = (uint16_t *)(void *)m->params;
+    if (!chunk) return error_set(err, "out of host memory converting weights to bf16");
+    for (size_t at = 0; at < n; at += CHUNK) {
+        size_t k = n - at < CHUNK ? n - at : CHUNK;
+        for (size_t i = 0; i < k; i++) chunk[i] = float_to_bf16(host[at + i]);
+        m->be->to_device(dst + first + at, chunk, k * sizeof(uint16_t));
+    }
+    free(chunk);
+    return 0;
+}
+
+void linear_upload_packed(Model *m, const float *dense, const float *scales,
+                          const uint8_t *codes) {
+    const ModelConfig *c = &m->cfg;
+    m->be->to_device(m->params, dense, m->n_params * sizeof(float));
+    m->be->to_device(m->lin.packed_scales, scales, (size_t)packed_scale_count(c) * sizeof(float));
+    m->be->to_device(m->lin.packed_codes, codes, packed_bytes(c));
+}
+
+void linear_prepare_pass(Model *m) {
+    if (m->kind == WEIGHTS_TERNARY && !model_is_inference(m))
+        ternarize_weights(m);  // trained weights move each step
+    if (m->kind == WEIGHTS_PANELS && !m->lin.in_panels)
+        convert_weights(m, 1);  // once, after the weights are set
+}
+
+LayerWeights linear_layer_weights(const Model *m, int l) {
+    LayerWeights w = layer_weights(&m->p, &m->cfg, l, m->be->weight_bytes);
+    if (m->kind != WEIGHTS_TERNARY) return w;  // packed: projections NULL, read from the codes
+    LayerWeights q = layer_weights(&m->lin.q, &m->cfg, l, sizeof(float));
+    w.wq = q.wq, w.wk = q.wk, w.wv = q.wv, w.wo = q.wo;
+    w.w_gate = q.w_gate, w.w_up = q.w_up, w.w_down = q.w_down;
+    return w;
+}
+
+const Act *linear_input(const Model *m, const Act *inp, int N, int C_in) {
+    switch (m->kind) {
+    case WEIGHTS_PACKED:  // int8 rows and their multipliers
+        m->be->quantize_rows_int8(m->acts.xq8, m->acts.xq8_scale, inp, N, C_in);
+        return m->acts.xq8;
+    case WEIGHTS_TERNARY:  // 8 bits per row, in the activation type
+        m->be->quantize_rows(m->acts.xq, inp, N, C_in);
+        return m->acts.xq;
+    default:
+        return inp;
+    }
+}
+
+// Layer l's adapter on projection t: its A [rank, in] and B [out, rank], their gradients
+// (NULL for inference), and the slice that keeps x A^T for the backward; a NULL when the
+// projection has none.
+typedef struct {
+    const float *a, *b;
+    float *da, *db;
+    Act *mid;
+} Adapter;
+
+static Adapter layer_adapter(const Model *m, int l, int t) {
+    Adapter ad = {0};
+    const LoraConfig *lc = &m->lora;
+    if (lc->rank == 0 || !(lc->targets & (1u << t))) return ad;
+    int in, out;
+    projection_shape(&m->cfg, t, &in, &out);
+    size_t at = lora_offset(&m->cfg, lc, l, t), b_at = at + (size_t)lc->rank * in;
+    ad.a = m->lora_params + at;
+    ad.b = m->lora_params + b_at;
+    if (m->lora_grads) {
+        ad.da = m->lora_grads + at;
+        ad.db = m->lora_grads + b_at;
+    }
+    int slot = 0;  // t's place among the adapted targets
+    for (int u = 0; u < t; u++) slot += (lc->targets >> u) & 1u;
+    size_t s = m->mode == MODEL_TRAINING ? (size_t)l : 0, N = (size_t)m->B * m->T;
+    ad.mid = act_at(m, m->acts.lora_mid,
+                    (s * lora_n_targets(lc) + slot) * N * (size_t)lc->rank);
+    return ad;
+}
+
+void linear_forward(const Model *m, int l, int t, Act *out, const Act *inp, const float *weight,
+                    const float *bias, int N, int C_in, int C_out) {
+    switch (m->kind) {
+    case WEIGHTS_PACKED:  // integer sums over the packed projection (no adapters here)
+        m->be->matmul_ternary(out, inp, m->acts.xq8_scale,
+                              m->lin.packed_codes + packed_offset(&m->cfg, l, t),
+                              m->lin.packed_scales[packed_scale_index(l, t)], N, C_in, C_out);
+        break;
+    case WEIGHTS_PANELS:  // converted by linear_prepare_pass before the pass
+        m->be->matmul_forward_panels(out, inp, weight, N, C_in, C_out);
+        break;
+    default:
+        m->be->matmul_forward(out, inp, weight, N, C_in, C_out);
+    }
+    if (bias) m->be->bias_forward(out, bias, N, C_out);
+    Adapter ad = layer_adapter(m, l, t);
+    if (!ad.a) return;
+    const Backend *lb = m->lora_be;
+    int r = m->lora.rank;
+    lb->matmul_forward(ad.mid, inp, ad.a, N, C_in, r);
+    lb->matmul_forward(m->acts.lora_out, ad.mid, ad.b, N, r, C_out);
+    lb->add_scaled(out, m->acts.lora_out, lora_scale(&m->lora), (size_t)N * C_out);
+}
+
+void linear_backward(const Model *m, int l, int t, Act *dinp, float *dweight, const Act *dout,
+                     const Act *inp, const float *weight, int N, int C_in, int C_out) {
+    m->be->matmul_backward(dinp, dweight, dout, inp, weight, N, C_in, C_out);
+    Adapter ad = layer_adapter(m, l, t);
+    if (!ad.a) return;
+    const Backend *lb = m->lora_be;
+    int r = m->lora.rank;
+    Act *dbranch = m->acts.lora_out, *dmid = m->grad_acts.lora_mid;
+    size_t n_out = (size_t)N * C_out, ab = lb->act_bytes;
+    lb->zero(dbranch, n_out * ab);
+    lb->add_scaled(dbranch, dout, lora_scale(&m->lora), n_out);
+    lb->zero(dmid, (size_t)N * r * ab);
+    lb->matmul_backward(dmid, ad.db, dbranch, ad.mid, ad.b, N, r, C_out);
+    lb->matmul_backward(dinp, ad.da, dmid, inp, ad.a, N, C_in, r);
+}
+
+void linear_head_forward(const Model *m, Act *logits, const Act *x, int N) {
+    const ModelConfig *c = &m->cfg;
+    if (m->lin.in_panels && !c->tied_embeddings)
+        m->be->matmul_forward_panels(logits, x, m->p.lm_head, N, c->d_model, c->vocab_size);
+    else
+        m->be->matmul_forward(logits, x, m->p.lm_head, N, c->d_model, c->vocab_size);
+}
