@@ -83,9 +83,9 @@ static int export_packed(const char *model, const char *out, Error *err) {
     char chosen[4200];
     int skipped;
     if (model_source_open(model, HF_WEIGHTS_ON_HOST, &ck, chosen, sizeof chosen, &skipped,
-                               err))
+                          err))
         return -1;
-    const char *problem = ck.packed_codes       ? "is packed already"
+    const char *problem = ck.kind == SOURCE_PACKED ? "is packed already"
                           : ck.header.lora.rank ? "holds LoRA adapters"
                           : !ck.header.model.ternary
                               ? "was not trained with --weights ternary (packing fp32 weights "
@@ -114,7 +114,7 @@ static int export_model(const char *model, const char *out, int merge, Safetenso
     int skipped;
     // writing needs an imported model's weights on the host
     if (model_source_open(model, HF_WEIGHTS_ON_HOST, &ck, chosen, sizeof chosen, &skipped,
-                               err))
+                          err))
         return -1;
     if (merge && !ck.header.lora.rank) {
         model_source_free(&ck);
@@ -158,14 +158,15 @@ int cmd_export(int argc, char **argv) {
     const char *out = NULL, *dtype_name = "f32", *format = "hf";
     int merge = 0;
     Flag flags[] = {
-        {"out", FLAG_STRING, &out, "directory to create (config.json, model.safetensors, tokenizer)", 0},
-        {"dtype", FLAG_STRING, &dtype_name, "weights as f32 or bf16", 0},
+        {"out", FLAG_STRING, &out, "directory to create (config.json, model.safetensors, tokenizer)",
+         FLAG_FREE, 0},
+        {"dtype", FLAG_STRING, &dtype_name, "weights as f32 or bf16", FLAG_FREE, 0},
         {"merge", FLAG_INT, &merge,
          "a LoRA run: 1 writes its base with the adapters merged in (a model directory), 0 the "
-         "adapters alone (a PEFT directory)", 0},
+         "adapters alone (a PEFT directory)", FLAG_FREE, 0},
         {"format", FLAG_STRING, &format,
          "hf: a Hugging Face directory; ternary: a --weights ternary model packed to 2 bits a "
-         "weight, one file --out FILE, for CPU inference", 0},
+         "weight, one file --out FILE, for CPU inference", FLAG_FREE, 0},
     };
     const char *usage = "usage: dllm export RUN_OR_CKPT --out DIR [--dtype f32|bf16] [--merge 1] "
                         "| --out FILE --format ternary";

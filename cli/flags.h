@@ -9,11 +9,16 @@
 
 typedef enum { FLAG_INT, FLAG_INT64, FLAG_U64, FLAG_FLOAT, FLAG_STRING } FlagType;
 
+// What a checkpoint fixes of a training flag: nothing; the run's settings (giving the flag
+// with --resume is an error); or the model too (an error with --init as well).
+typedef enum { FLAG_FREE = 0, FIXED_BY_RUN = 1, FIXED_BY_MODEL = 2 } FlagFixed;
+
 typedef struct {
     const char *name;    // without the leading dashes
     FlagType type;
     void *value;         // int, int64_t, uint64_t, float or const char * (points into argv)
     const char *help;
+    FlagFixed fixed;
     int set;             // filled by flags_parse: given on the command line
 } Flag;
 

@@ -62,7 +62,7 @@ static int write_logits(const char *model, const char *tokens, const char *out, 
     snprintf(chosen, sizeof chosen, "%s", model);
     if (hf_model_dir(model) ? model_source_from_hf_untokenized(model, &ck, err)
                             : model_source_open(model, HF_WEIGHTS_LATER, &ck, chosen,
-                                                     sizeof chosen, &skipped, err))
+                                                sizeof chosen, &skipped, err))
         return -1;
     int rc = parse_tokens(tokens, ck.header.model.vocab_size, &ids, &B, &T, err);
     if (rc == 0 && T > ck.header.model.seq_len)
@@ -94,9 +94,11 @@ static int write_logits(const char *model, const char *tokens, const char *out, 
 int cmd_logits(int argc, char **argv) {
     const char *model = NULL, *tokens = NULL, *out = NULL;
     Flag flags[] = {
-        {"model", FLAG_STRING, &model, "a run directory, checkpoint or Hugging Face directory", 0},
-        {"tokens", FLAG_STRING, &tokens, "token ids: \"1 2 3,4 5 6\" (rows of equal length)", 0},
-        {"out", FLAG_STRING, &out, "safetensors file to write", 0},
+        {"model", FLAG_STRING, &model, "a run directory, checkpoint or Hugging Face directory",
+         FLAG_FREE, 0},
+        {"tokens", FLAG_STRING, &tokens, "token ids: \"1 2 3,4 5 6\" (rows of equal length)",
+         FLAG_FREE, 0},
+        {"out", FLAG_STRING, &out, "safetensors file to write", FLAG_FREE, 0},
     };
     int rc = flags_parse_command(flags, 3, argc, argv,
                                  "usage: dllm logits --model M --tokens IDS --out F.safetensors");

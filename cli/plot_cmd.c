@@ -38,8 +38,9 @@ static void run_name(const char *path, char *out, size_t cap) {
 int cmd_plot(int argc, char **argv) {
     const char *out = NULL, *title = "loss (nats/token)";
     Flag flags[] = {
-        {"out", FLAG_STRING, &out, "PNG to write (default: RUN/loss.png for one run, else loss.png)", 0},
-        {"title", FLAG_STRING, &title, "title above the plot", 0},
+        {"out", FLAG_STRING, &out, "PNG to write (default: RUN/loss.png for one run, else loss.png)",
+         FLAG_FREE, 0},
+        {"title", FLAG_STRING, &title, "title above the plot", FLAG_FREE, 0},
     };
     int n_flags = sizeof flags / sizeof flags[0];
     // run directories are the arguments that are not flags or flag values

@@ -15,12 +15,13 @@ int cmd_prepare(int argc, char **argv) {
     Flag flags[] = {
         {"tokenizer", FLAG_STRING, &tok_path,
          "a SentencePiece .model, a tokenizer.json (or a directory with one), or 'bytes' "
-         "(required)", 0},
-        {"input", FLAG_STRING, &input, "text or .jsonl files, comma-separated (required)", 0},
-        {"out", FLAG_STRING, &o.out_dir, "output directory (required)", 0},
-        {"field", FLAG_STRING, &o.field, "the JSONL field that holds the text", 0},
-        {"val-fraction", FLAG_FLOAT, &val_fraction, "fraction of documents held out", 0},
-        {"shard-tokens", FLAG_INT64, &o.shard_tokens, "tokens per shard", 0},
+         "(required)", FLAG_FREE, 0},
+        {"input", FLAG_STRING, &input, "text or .jsonl files, comma-separated (required)",
+         FLAG_FREE, 0},
+        {"out", FLAG_STRING, &o.out_dir, "output directory (required)", FLAG_FREE, 0},
+        {"field", FLAG_STRING, &o.field, "the JSONL field that holds the text", FLAG_FREE, 0},
+        {"val-fraction", FLAG_FLOAT, &val_fraction, "fraction of documents held out", FLAG_FREE, 0},
+        {"shard-tokens", FLAG_INT64, &o.shard_tokens, "tokens per shard", FLAG_FREE, 0},
     };
     int n_flags = sizeof flags / sizeof flags[0];
     int rc = flags_parse_command(flags, n_flags, argc, argv,

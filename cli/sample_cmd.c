@@ -158,57 +158,67 @@ static int parse_sample_flags(int argc, char **argv, SampleOptions *o, int *exit
     SamplerConfig *sc = &o->sc;
     Flag flags[] = {
         {"model", FLAG_STRING, &o->model_path,
-         "a run directory (its newest checkpoint) or a .ckpt file (required)", 0},
-        {"prompt", FLAG_STRING, &o->prompt, "text the generation continues", 0},
+         "a run directory (its newest checkpoint) or a .ckpt file (required)", FLAG_FREE, 0},
+        {"prompt", FLAG_STRING, &o->prompt, "text the generation continues", FLAG_FREE, 0},
         {"chat", FLAG_INT, &o->chat,
          "1: lay prompts out as in fine-tuning (BOS <|prompt|> text <|response|>, or the "
-         "tokenizer's chat template), 0: plain text (default: 1 for fine-tuned checkpoints)", 0},
+         "tokenizer's chat template), 0: plain text (default: 1 for fine-tuned checkpoints)",
+         FLAG_FREE, 0},
         {"prompt-file", FLAG_STRING, &o->prompt_file,
-         "one prompt per line, all generated together (instead of --prompt)", 0},
+         "one prompt per line, all generated together (instead of --prompt)", FLAG_FREE, 0},
         {"device", FLAG_STRING, &device,
-         "auto (cuda when a GPU is present), cpu, cuda (bf16 activations) or cuda-fp32", 0},
-        {"sampler", FLAG_STRING, &sampler, "auto (by the checkpoint), llada or ar", 0},
+         "auto (cuda when a GPU is present), cpu, cuda (bf16 activations) or cuda-fp32",
+         FLAG_FREE, 0},
+        {"sampler", FLAG_STRING, &sampler, "auto (by the checkpoint), llada or ar", FLAG_FREE, 0},
         {"gen-length", FLAG_INT, &sc->gen_length,
          "tokens to generate (0: the rest of the context, as one block, a token per step); "
-         "block diffusion: the most it generates, stopping at EOS", 0},
+         "block diffusion: the most it generates, stopping at EOS", FLAG_FREE, 0},
         {"max-length", FLAG_INT, &o->max_length,
          "block diffusion: generate up to this many tokens, block by block, stopping at EOS "
-         "(--gen-length by another name)", 0},
+         "(--gen-length by another name)", FLAG_FREE, 0},
         {"block-length", FLAG_INT, &sc->block_length,
-         "llada: tokens per block (divides gen-length); a block diffusion model has its own", 0},
-        {"steps", FLAG_INT, &sc->steps, "llada: denoising steps over all blocks", 0},
-        {"remasking", FLAG_STRING, &remasking, "llada: low_confidence or random", 0},
-        {"cfg", FLAG_FLOAT, &sc->cfg_scale, "llada: classifier-free guidance scale (0: off)", 0},
+         "llada: tokens per block (divides gen-length); a block diffusion model has its own",
+         FLAG_FREE, 0},
+        {"steps", FLAG_INT, &sc->steps, "llada: denoising steps over all blocks", FLAG_FREE, 0},
+        {"remasking", FLAG_STRING, &remasking, "llada: low_confidence or random", FLAG_FREE, 0},
+        {"cfg", FLAG_FLOAT, &sc->cfg_scale, "llada: classifier-free guidance scale (0: off)",
+         FLAG_FREE, 0},
         {"threshold", FLAG_FLOAT, &sc->threshold,
-         "llada: commit every token at or above this confidence (0: LLaDA's schedule)", 0},
+         "llada: commit every token at or above this confidence (0: LLaDA's schedule)",
+         FLAG_FREE, 0},
         {"factor", FLAG_FLOAT, &sc->factor,
-         "llada: Fast-dLLM's dynamic threshold 1 - factor/(n+1) for the n-th token (0: off)", 0},
+         "llada: Fast-dLLM's dynamic threshold 1 - factor/(n+1) for the n-th token (0: off)",
+         FLAG_FREE, 0},
         {"allow-mask", FLAG_INT, &sc->allow_mask,
          "llada: 1 = exact LLaDA: [MASK] may be picked, confidence over the whole vocabulary "
-         "(0: banned, docs/sampling.md)", 0},
+         "(0: banned, docs/sampling.md)", FLAG_FREE, 0},
         {"cache", FLAG_STRING, &cache,
          "llada: none, prefix or dual block cache (Fast-dLLM's approximations); block diffusion: "
          "none, or its exact cache of committed blocks; auto: llada none, block diffusion cached",
-         0},
+         FLAG_FREE, 0},
         {"draft", FLAG_STRING, &o->draft_path,
          "speculative decoding of an AR model: a smaller AR, MDM or block diffusion model (the "
-         "same tokenizer) drafts, the --model verifies; the output is the --model's own", 0},
-        {"draft-length", FLAG_INT, &sc->draft_length, "--draft: tokens drafted per verify", 0},
+         "same tokenizer) drafts, the --model verifies; the output is the --model's own",
+         FLAG_FREE, 0},
+        {"draft-length", FLAG_INT, &sc->draft_length, "--draft: tokens drafted per verify",
+         FLAG_FREE, 0},
         {"draft-steps", FLAG_INT, &sc->draft_steps,
-         "--draft with a diffusion drafter: denoising passes per draft", 0},
+         "--draft with a diffusion drafter: denoising passes per draft", FLAG_FREE, 0},
         {"draft-context", FLAG_INT, &sc->draft_context,
          "--draft with a diffusion drafter: it sees each row's last this many tokens (0: all; "
-         "it recomputes them every pass)", 0},
-        {"temperature", FLAG_FLOAT, &sc->temperature, "0 is greedy", 0},
-        {"top-k", FLAG_INT, &sc->top_k, "ar: keep the k most likely tokens (0: all)", 0},
-        {"top-p", FLAG_FLOAT, &sc->top_p, "ar: nucleus probability (1: all)", 0},
-        {"seed", FLAG_U64, &sc->seed, "sampling seed", 0},
-        {"batch", FLAG_INT, &o->batch, "samples per prompt; all rows share each forward pass", 0},
-        {"show", FLAG_INT, &o->show, "1: draw the sequence after every step", 0},
-        {"trace", FLAG_STRING, &o->trace_path, "write one JSON line per step to this file", 0},
+         "it recomputes them every pass)", FLAG_FREE, 0},
+        {"temperature", FLAG_FLOAT, &sc->temperature, "0 is greedy", FLAG_FREE, 0},
+        {"top-k", FLAG_INT, &sc->top_k, "ar: keep the k most likely tokens (0: all)", FLAG_FREE, 0},
+        {"top-p", FLAG_FLOAT, &sc->top_p, "ar: nucleus probability (1: all)", FLAG_FREE, 0},
+        {"seed", FLAG_U64, &sc->seed, "sampling seed", FLAG_FREE, 0},
+        {"batch", FLAG_INT, &o->batch, "samples per prompt; all rows share each forward pass",
+         FLAG_FREE, 0},
+        {"show", FLAG_INT, &o->show, "1: draw the sequence after every step", FLAG_FREE, 0},
+        {"trace", FLAG_STRING, &o->trace_path, "write one JSON line per step to this file",
+         FLAG_FREE, 0},
         {"dry-run", FLAG_INT, &o->dry_run,
          "1: print the model and the memory plan for these prompts and settings, allocate "
-         "nothing (a Hugging Face directory's weights are not read)", 0},
+         "nothing (a Hugging Face directory's weights are not read)", FLAG_FREE, 0},
     };
     int rc = flags_parse_command(flags, sizeof flags / sizeof flags[0], argc, argv,
                                  "usage: dllm sample --model CKPT --prompt TEXT [flags]");
@@ -255,10 +265,10 @@ static void print_plan(const SampleOptions *o, const ModelSource *ck, int rows) 
     const Backend *be = model_source_backend(ck, o->be);
     model_config_print(stdout, c);
     printf("sampling: %d rows of %d tokens, %s weights, %s activations\n", rows, c->seq_len,
-           ck->packed_codes ? "packed ternary" : be->weight_bytes == 2 ? "bf16" : "fp32",
+           ck->kind == SOURCE_PACKED ? "packed ternary" : be->weight_bytes == 2 ? "bf16" : "fp32",
            be->act_bytes == 2 ? "bf16" : "fp32");
     MemoryPlan plan =
-        model_memory_plan(c, be, rows, ck->packed_codes ? MODEL_PACKED : MODEL_INFERENCE);
+        model_memory_plan(c, be, rows, ck->kind == SOURCE_PACKED ? MODEL_PACKED : MODEL_INFERENCE);
     memory_plan_print(stdout, &plan, be->name);
 }
 
@@ -269,7 +279,7 @@ static int load_checkpoint(const SampleOptions *o, const char *path, ModelSource
     char chosen[4200];
     int skipped;
     return model_source_open(path, o->dry_run ? HF_CONFIG_ONLY : HF_WEIGHTS_LATER,
-                                  ck, chosen, sizeof chosen, &skipped, err);
+                             ck, chosen, sizeof chosen, &skipped, err);
 }
 
 static int load_model_and_prompts(SampleOptions *o, Model *m, Tokenizer *tok, Prompts *pr,

@@ -36,29 +36,36 @@ int cmd_serve(int argc, char **argv) {
     float time_limit = 300.0f, batch_wait = 0.0f;
     Flag flags[] = {
         {"model", FLAG_STRING, &model_path,
-         "a run directory, a .ckpt file or a Hugging Face model directory (required)", 0},
+         "a run directory, a .ckpt file or a Hugging Face model directory (required)",
+         FLAG_FREE, 0},
         {"host", FLAG_STRING, &host, "IPv4 address to listen on (127.0.0.1: this machine only)",
-         0},
-        {"port", FLAG_INT, &port, "TCP port (0: any free one; the bound port is printed)", 0},
+         FLAG_FREE, 0},
+        {"port", FLAG_INT, &port, "TCP port (0: any free one; the bound port is printed)",
+         FLAG_FREE, 0},
         {"api-key", FLAG_STRING, &api_key,
-         "require 'Authorization: Bearer KEY' on /v1/ endpoints", 0},
+         "require 'Authorization: Bearer KEY' on /v1/ endpoints", FLAG_FREE, 0},
         {"name", FLAG_STRING, &name, "the model's id for clients (default: the path's last part)",
-         0},
-        {"device", FLAG_STRING, &device, "auto, cpu, cuda or cuda-fp32", 0},
-        {"queue", FLAG_INT, &queue, "requests waiting beyond the running one (then 503)", 0},
-        {"max-n", FLAG_INT, &max_n, "most completions per request", 0},
+         FLAG_FREE, 0},
+        {"device", FLAG_STRING, &device, "auto, cpu, cuda or cuda-fp32", FLAG_FREE, 0},
+        {"queue", FLAG_INT, &queue, "requests waiting beyond the running one (then 503)",
+         FLAG_FREE, 0},
+        {"max-n", FLAG_INT, &max_n, "most completions per request", FLAG_FREE, 0},
         {"batch", FLAG_INT, &batch,
          "rows per forward pass: compatible queued requests share one (the model's batch room)",
-         0},
-        {"timeout", FLAG_FLOAT, &time_limit, "seconds of generation per request (then 504)", 0},
+         FLAG_FREE, 0},
+        {"timeout", FLAG_FLOAT, &time_limit, "seconds of generation per request (then 504)",
+         FLAG_FREE, 0},
         {"batch-wait", FLAG_FLOAT, &batch_wait,
-         "seconds to wait for more requests before starting a batch (0: start at once)", 0},
-        {"connections", FLAG_INT, &max_connections, "open connections at most", 0},
-        {"idle", FLAG_INT, &idle, "seconds a connection may stay silent (a slow client)", 0},
+         "seconds to wait for more requests before starting a batch (0: start at once)",
+         FLAG_FREE, 0},
+        {"connections", FLAG_INT, &max_connections, "open connections at most", FLAG_FREE, 0},
+        {"idle", FLAG_INT, &idle, "seconds a connection may stay silent (a slow client)",
+         FLAG_FREE, 0},
         {"chat", FLAG_INT, &chat,
          "1: /v1/completions prompts in the chat layout too (default: 1 for fine-tuned models)",
-         0},
-        {"log", FLAG_STRING, &log_path, "access log, JSON lines (default: standard error)", 0},
+         FLAG_FREE, 0},
+        {"log", FLAG_STRING, &log_path, "access log, JSON lines (default: standard error)",
+         FLAG_FREE, 0},
     };
     int rc = flags_parse_command(flags, sizeof flags / sizeof flags[0], argc, argv,
                                  "usage: dllm serve --model RUN [--port P] [flags]");
@@ -82,7 +89,7 @@ int cmd_serve(int argc, char **argv) {
     char chosen[4200];
     int skipped;
     if (model_source_open(model_path, HF_WEIGHTS_LATER, &ck, chosen, sizeof chosen,
-                               &skipped, &err))
+                          &skipped, &err))
         return cli_fail(err.msg);
     Model m;
     if (model_source_build(&ck, be, batch, &m, &err)) {

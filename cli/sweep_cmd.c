@@ -37,14 +37,15 @@ int cmd_sweep(int argc, char **argv) {
     const char *dir = NULL, *status_dir = NULL, *device = "auto";
     int jobs = 1;
     Flag flags[] = {
-        {"dir", FLAG_STRING, &dir, "sweep directory (default: sweeps/PLAN-NAME)", 0},
-        {"status", FLAG_STRING, &status_dir, "print the state of the sweep in this directory", 0},
+        {"dir", FLAG_STRING, &dir, "sweep directory (default: sweeps/PLAN-NAME)", FLAG_FREE, 0},
+        {"status", FLAG_STRING, &status_dir, "print the state of the sweep in this directory",
+         FLAG_FREE, 0},
         {"device", FLAG_STRING, &device,
          "auto, cpu, cuda or cuda-fp32: runs whose plan sets no device, and the report's "
-         "evaluations", 0},
+         "evaluations", FLAG_FREE, 0},
         {"jobs", FLAG_INT, &jobs,
          "runs trained at the same time, each on cores / jobs threads (small models use a "
-         "whole machine better this way)", 0},
+         "whole machine better this way)", FLAG_FREE, 0},
     };
     int n_flags = sizeof flags / sizeof flags[0];
     const char *plan = NULL;

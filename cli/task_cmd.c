@@ -21,17 +21,22 @@ int cmd_task(int argc, char **argv) {
     TaskOptions o = task_defaults(kind);
     const char *out = NULL, *answer = "grid";
     Flag flags[] = {
-        {"out", FLAG_STRING, &out, "directory for train.jsonl and test.jsonl (required)", 0},
-        {"train", FLAG_INT, &o.n_train, "training examples (reversal: set by --test)", 0},
-        {"test", FLAG_INT, &o.n_test, "test examples (reversal: held-out reverse questions)", 0},
-        {"digits", FLAG_INT, &o.digits, "addition: digits per operand", 0},
-        {"holes", FLAG_INT, &o.holes, "sudoku: blank cells per 4x4 puzzle", 0},
+        {"out", FLAG_STRING, &out, "directory for train.jsonl and test.jsonl (required)",
+         FLAG_FREE, 0},
+        {"train", FLAG_INT, &o.n_train, "training examples (reversal: set by --test)",
+         FLAG_FREE, 0},
+        {"test", FLAG_INT, &o.n_test, "test examples (reversal: held-out reverse questions)",
+         FLAG_FREE, 0},
+        {"digits", FLAG_INT, &o.digits, "addition: digits per operand", FLAG_FREE, 0},
+        {"holes", FLAG_INT, &o.holes, "sudoku: blank cells per 4x4 puzzle", FLAG_FREE, 0},
         {"answer", FLAG_STRING, &answer,
          "sudoku: grid (the solved grid), holes (the holes' digits in reading order) or solver "
-         "(cell and digit of each hole in a constraint solver's order: \"h1 a4 ...\")", 0},
+         "(cell and digit of each hole in a constraint solver's order: \"h1 a4 ...\")",
+         FLAG_FREE, 0},
         {"text", FLAG_INT, &o.text,
-         "reversal: 1 writes pretraining text (train.txt) and sentence-start questions", 0},
-        {"seed", FLAG_U64, &o.seed, "the same seed gives the same files", 0},
+         "reversal: 1 writes pretraining text (train.txt) and sentence-start questions",
+         FLAG_FREE, 0},
+        {"seed", FLAG_U64, &o.seed, "the same seed gives the same files", FLAG_FREE, 0},
     };
     int rc = flags_parse_command(flags, sizeof flags / sizeof flags[0], argc - 1, argv + 1,
                                  "usage: dllm task NAME --out DIR [flags]");

@@ -17,14 +17,14 @@ static int tokenizer_train_cmd(int argc, char **argv) {
                                .max_sentences = 2000000, .threads = omp_get_max_threads()};
     int64_t max_sentences = o.max_sentences;
     Flag flags[] = {
-        {"input", FLAG_STRING, &input, "text files, comma-separated (required)", 0},
-        {"out", FLAG_STRING, &out, "the model file to write (required)", 0},
-        {"vocab", FLAG_INT, &o.vocab_size, "vocabulary size, specials included", 0},
-        {"type", FLAG_STRING, &type, "bpe|unigram", 0},
+        {"input", FLAG_STRING, &input, "text files, comma-separated (required)", FLAG_FREE, 0},
+        {"out", FLAG_STRING, &out, "the model file to write (required)", FLAG_FREE, 0},
+        {"vocab", FLAG_INT, &o.vocab_size, "vocabulary size, specials included", FLAG_FREE, 0},
+        {"type", FLAG_STRING, &type, "bpe|unigram", FLAG_FREE, 0},
         {"max-sentence-length", FLAG_INT, &o.max_sentence_length,
-         "longer lines are split at a space (SentencePiece would drop them)", 0},
-        {"max-sentences", FLAG_INT64, &max_sentences, "lines sampled for training", 0},
-        {"threads", FLAG_INT, &o.threads, "training threads", 0},
+         "longer lines are split at a space (SentencePiece would drop them)", FLAG_FREE, 0},
+        {"max-sentences", FLAG_INT64, &max_sentences, "lines sampled for training", FLAG_FREE, 0},
+        {"threads", FLAG_INT, &o.threads, "training threads", FLAG_FREE, 0},
     };
     int n_flags = sizeof flags / sizeof flags[0];
     int rc = flags_parse_command(flags, n_flags, argc, argv,
@@ -64,12 +64,14 @@ static int tokenizer_convert_cmd(int argc, char **argv, int encode) {
     int special = 0;
     Flag flags[] = {
         {"tokenizer", FLAG_STRING, &path,
-         "a .model file, a tokenizer.json (or a directory with one), or 'bytes' (required)", 0},
+         "a .model file, a tokenizer.json (or a directory with one), or 'bytes' (required)",
+         FLAG_FREE, 0},
         {encode ? "text" : "ids", FLAG_STRING, &text,
-         encode ? "the text to encode" : "space-separated ids (required)", 0},
-        {"file", FLAG_STRING, &file, "encode: a file's bytes instead of --text", 0},
+         encode ? "the text to encode" : "space-separated ids (required)", FLAG_FREE, 0},
+        {"file", FLAG_STRING, &file, "encode: a file's bytes instead of --text", FLAG_FREE, 0},
         {"special", FLAG_INT, &special,
-         "encode: 1 reads special-token strings as those tokens (rendered chat templates)", 0},
+         "encode: 1 reads special-token strings as those tokens (rendered chat templates)",
+         FLAG_FREE, 0},
     };
     int rc = flags_parse_command(flags, encode ? 4 : 2, argc, argv,
                                  encode ? "usage: dllm tokenizer encode --tokenizer M --text S|--file F"

@@ -22,6 +22,7 @@
 #include "dataset/data.h"
 #include "eval/eval.h"
 #include "train/run_dir.h"
+#include "train/setup.h"
 #include "dataset/sft.h"
 #include "train/trainer.h"
 
@@ -30,19 +31,8 @@ static const char *const schedule_names[] = {"cosine", "wsd"};
 static const char *const order_names[] = {"random", "sequential"};
 static const char *const t_sampling_names[] = {"uniform", "stratified"};
 
-// Flags that a checkpoint fixes: giving one together with --resume (everything) or --init
-// (the model and its tokenizer) is an error.
-static const char *const fixed_on_resume[] = {
-    "objective", "n-layer",  "n-head", "n-kv-head", "d-model",  "d-ff",  "seq-len",
-    "batch-size", "grad-accum", "warmup",    "lr",       "min-lr",    "schedule",
-    "decay-frac", "weight-decay", "beta1",   "beta2",    "adam-eps",  "grad-clip",
-    "mask-eps",  "t-sampling", "random-length-prob", "seed", "order", "tokenizer", "cfg-drop",
-    "init-std",  "qkv-bias", "logit-shift", "block-size", "t-max", "anneal-steps", "lora-rank",
-    "lora-alpha", "lora-targets", "weights", NULL,
-};
 // With --init the model flags may still be given (a sweep's shared Base), but only with the
-// checkpoint's values (checked once it is loaded); a tokenizer never.
-static const char *const fixed_on_init[] = {"tokenizer", NULL};
+// checkpoint's values (checked once it is loaded); a tokenizer never (FIXED_BY_MODEL).
 static const char *const model_flags[] = {
     "n-layer", "n-head", "n-kv-head", "d-model", "d-ff", "init-std", "qkv-bias",
     NULL,  // --seq-len may shorten
@@ -214,29 +204,22 @@ static int load_tokenizer(const TrainOptions *o, const Dataset *ds, ModelSource 
                      o->data);
 }
 
-// The objective: --objective, or for --init the checkpoint's. An ar checkpoint may become an
-// mdm or a bd3 model (AR-to-diffusion adaptation: same weights, another attention mask), and
-// the two diffusion kinds each other; nothing becomes an ar model. Also the schedule and data
-// order choices.
-static int choose_objective(const TrainOptions *o, const ModelSource *init, TrainConfig *tc,
-                            Error *err) {
+// The choices of the flags: the objective, schedule, data order and t sampling by name, and
+// what train_settle_model needs.
+static int read_choices(const TrainOptions *o, TrainConfig *tc, TrainChoices *ch, Error *err) {
+    static const char *const weight_kinds[] = {"fp32", "ternary"};
     int obj = flags_choice("objective", o->objective, objective_names, 3, err);
     int sched = flags_choice("schedule", o->schedule, schedule_names, 2, err);
     int order = flags_choice("order", o->order, order_names, 2, err);
     int ts = flags_choice("t-sampling", o->t_sampling, t_sampling_names, 2, err);
-    if (obj < 0 || sched < 0 || order < 0 || ts < 0) return -1;
-    if (init) {
-        const ModelConfig *im = &init->header.model;
-        int own = im->causal ? OBJECTIVE_AR : im->block_size ? OBJECTIVE_BD3 : OBJECTIVE_MDM;
-        if (!im->causal && o->objective_set && obj == OBJECTIVE_AR)
-            return error_set(err, "train: --objective ar, but %s is a diffusion model (ar -> "
-                                  "mdm or bd3 adapts; nothing becomes ar)", o->init);
-        if (!o->objective_set) obj = own;
-    }
-    tc->objective = (Objective)obj;
+    int ternary = o->weights ? flags_choice("weights", o->weights, weight_kinds, 2, err) : -1;
+    if (obj < 0 || sched < 0 || order < 0 || ts < 0 || (o->weights && ternary < 0)) return -1;
     tc->schedule = (LrSchedule)sched;
     tc->order = (DataOrder)order;
     tc->t_sampling = (TSampling)ts;
+    *ch = (TrainChoices){.objective = (Objective)obj, .objective_given = o->objective_set,
+                         .block_size = o->block_size, .logit_shift = o->logit_shift,
+                         .ternary = ternary};
     return 0;
 }
 
@@ -372,101 +355,120 @@ static int parse_train_flags(int argc, char **argv, ModelConfig *mc, TrainConfig
     Flag flags[] = {
         {"data", FLAG_STRING, &o->data,
          "shard directory (dllm prepare, llm.c), one .bin shard, or a text file read as bytes "
-         "(required)", 0},
+         "(required)", FLAG_FREE, 0},
         {"sft", FLAG_STRING, &o->sft,
-         "fine-tune on JSONL {\"prompt\", \"response\"} lines (instead of --data)", 0},
+         "fine-tune on JSONL {\"prompt\", \"response\"} lines (instead of --data)", FLAG_FREE, 0},
         {"init", FLAG_STRING, &o->init,
-         "start from this checkpoint's weights (or a run's newest), fresh optimizer", 0},
+         "start from this checkpoint's weights (or a run's newest), fresh optimizer", FLAG_FREE, 0},
         {"cfg-drop", FLAG_FLOAT, &tc->cfg_drop,
-         "mdm --sft: share of examples trained with the prompt masked (for --cfg)", 0},
+         "mdm --sft: share of examples trained with the prompt masked (for --cfg)",
+         FIXED_BY_RUN, 0},
         {"tokenizer", FLAG_STRING, &o->tokenizer,
-         "SentencePiece .model or 'bytes' (default: the shard directory's tokenizer.model)", 0},
-        {"order", FLAG_STRING, &o->order, "random or sequential windows", 0},
+         "SentencePiece .model or 'bytes' (default: the shard directory's tokenizer.model)",
+         FIXED_BY_MODEL, 0},
+        {"order", FLAG_STRING, &o->order, "random or sequential windows", FIXED_BY_RUN, 0},
         {"run", FLAG_STRING, &o->run,
          "run directory: log.jsonl, step_*.ckpt, best.ckpt (default: runs/DATE-TIME; on "
-         "--resume: the resumed run's)", 0},
+         "--resume: the resumed run's)", FLAG_FREE, 0},
         {"auto-resume", FLAG_INT, &o->auto_resume,
-         "1: resume --run when it holds a checkpoint, else start it (same command again)", 0},
+         "1: resume --run when it holds a checkpoint, else start it (same command again)",
+         FLAG_FREE, 0},
         {"resume", FLAG_STRING, &o->resume,
-         "continue a run: its directory (newest complete checkpoint) or one .ckpt file", 0},
+         "continue a run: its directory (newest complete checkpoint) or one .ckpt file",
+         FLAG_FREE, 0},
         {"device", FLAG_STRING, &o->device,
-         "auto (cuda when a GPU is present), cpu, cuda (bf16 activations) or cuda-fp32", 0},
+         "auto (cuda when a GPU is present), cpu, cuda (bf16 activations) or cuda-fp32",
+         FLAG_FREE, 0},
         {"weights", FLAG_STRING, &o->weights,
          "fp32, or ternary: BitNet b1.58 quantisation-aware training (the seven projections of "
          "every layer read absmean-ternary weights and 8-bit inputs; embeddings, norms and the "
          "LM head stay fp32); with --init, an fp32 model becomes ternary (default: fp32, or the "
-         "--init model's)", 0},
+         "--init model's)", FIXED_BY_RUN, 0},
         {"lora-rank", FLAG_INT, &o->lora_rank,
          "with --init: train LoRA adapters of this rank on a frozen base (kept in its file's "
-         "dtype: bf16 stays bf16) instead of every weight (0: off)", 0},
+         "dtype: bf16 stays bf16) instead of every weight (0: off)", FIXED_BY_RUN, 0},
         {"lora-alpha", FLAG_FLOAT, &o->lora_alpha,
-         "LoRA: the update is scaled by alpha / rank (default: the rank, scale 1)", 0},
+         "LoRA: the update is scaled by alpha / rank (default: the rank, scale 1)",
+         FIXED_BY_RUN, 0},
         {"lora-targets", FLAG_STRING, &o->lora_targets,
          "LoRA: the projections adapted in every layer, from q,k,v,o,gate,up,down (default: all)",
-         0},
+         FIXED_BY_RUN, 0},
         {"recompute", FLAG_INT, &o->recompute,
          "1: keep only the residual stream and recompute each layer in the backward pass "
-         "(activation memory / n_layer, one more forward pass per step; same gradients)", 0},
+         "(activation memory / n_layer, one more forward pass per step; same gradients)",
+         FLAG_FREE, 0},
         {"dry-run", FLAG_INT, &o->dry_run,
          "1: print the model, the settings and the memory plan, then exit (nothing allocated)",
-         0},
+         FLAG_FREE, 0},
         {"objective", FLAG_STRING, &o->objective,
          "mdm (masked diffusion), bd3 (block diffusion, BD3-LM) or ar (baseline); --init with an "
-         "ar model and --objective mdm or bd3 adapts it to diffusion (Dream, DiffuLLaMA)", 0},
+         "ar model and --objective mdm or bd3 adapts it to diffusion (Dream, DiffuLLaMA)",
+         FIXED_BY_RUN, 0},
         {"block-size", FLAG_INT, &o->block_size,
-         "bd3: positions per block (BD3-LM; divides seq-len; default 4)", 0},
+         "bd3: positions per block (BD3-LM; divides seq-len; default 4)", FIXED_BY_RUN, 0},
         {"t-max", FLAG_FLOAT, &tc->t_max,
-         "bd3: mask rates drawn from [mask-eps, t-max) (BD3-LM's clipped schedule: < 1)", 0},
+         "bd3: mask rates drawn from [mask-eps, t-max) (BD3-LM's clipped schedule: < 1)",
+         FIXED_BY_RUN, 0},
         {"anneal-steps", FLAG_INT64, &tc->anneal_steps,
          "mdm: attention widens from causal to bidirectional over these first steps "
-         "(DiffuLLaMA's annealing, for an adapted ar model; 0: off)", 0},
+         "(DiffuLLaMA's annealing, for an adapted ar model; 0: off)", FIXED_BY_RUN, 0},
         {"logit-shift", FLAG_INT, &o->logit_shift,
          "mdm: 1 reads position i's prediction from logit row i - 1, as an AR model does "
-         "(Dream's shift; the default when adapting an ar model), 0 from row i", 0},
-        {"n-layer", FLAG_INT, &mc->n_layer, "transformer layers", 0},
-        {"n-head", FLAG_INT, &mc->n_head, "attention heads", 0},
+         "(Dream's shift; the default when adapting an ar model), 0 from row i", FIXED_BY_RUN, 0},
+        {"n-layer", FLAG_INT, &mc->n_layer, "transformer layers", FIXED_BY_RUN, 0},
+        {"n-head", FLAG_INT, &mc->n_head, "attention heads", FIXED_BY_RUN, 0},
         {"n-kv-head", FLAG_INT, &mc->n_kv_head,
-         "key/value heads, dividing n-head (grouped-query attention; 0: n-head)", 0},
-        {"d-model", FLAG_INT, &mc->d_model, "model width", 0},
-        {"d-ff", FLAG_INT, &mc->d_ff, "SwiGLU hidden width", 0},
+         "key/value heads, dividing n-head (grouped-query attention; 0: n-head)", FIXED_BY_RUN, 0},
+        {"d-model", FLAG_INT, &mc->d_model, "model width", FIXED_BY_RUN, 0},
+        {"d-ff", FLAG_INT, &mc->d_ff, "SwiGLU hidden width", FIXED_BY_RUN, 0},
         {"qkv-bias", FLAG_INT, &mc->qkv_bias,
-         "1: the q, k and v projections add a learned bias (as Qwen2 and Dream)", 0},
+         "1: the q, k and v projections add a learned bias (as Qwen2 and Dream)", FIXED_BY_RUN, 0},
         {"init-std", FLAG_FLOAT, &mc->init_std,
          "weights start as normal(0, init-std), the residual projections / sqrt(2 n-layer) "
-         "(0: 0.02)", 0},
-        {"seq-len", FLAG_INT, &mc->seq_len, "tokens per training sequence", 0},
-        {"batch-size", FLAG_INT, &tc->batch_size, "sequences per micro-batch", 0},
-        {"grad-accum", FLAG_INT, &tc->grad_accum, "micro-batches per optimizer step", 0},
-        {"steps", FLAG_INT64, &tc->steps, "optimizer steps in the run (may grow on --resume)", 0},
-        {"warmup", FLAG_INT64, &tc->warmup_steps, "linear warmup steps", 0},
-        {"lr", FLAG_FLOAT, &tc->lr, "peak learning rate", 0},
-        {"min-lr", FLAG_FLOAT, &tc->min_lr, "final learning rate", 0},
-        {"schedule", FLAG_STRING, &o->schedule, "cosine or wsd (warmup-stable-decay)", 0},
-        {"decay-frac", FLAG_FLOAT, &tc->decay_frac, "wsd: fraction of steps spent decaying", 0},
-        {"weight-decay", FLAG_FLOAT, &tc->weight_decay, "AdamW decoupled weight decay", 0},
-        {"beta1", FLAG_FLOAT, &tc->beta1, "AdamW beta1", 0},
-        {"beta2", FLAG_FLOAT, &tc->beta2, "AdamW beta2", 0},
-        {"adam-eps", FLAG_FLOAT, &tc->adam_eps, "AdamW epsilon", 0},
-        {"grad-clip", FLAG_FLOAT, &tc->grad_clip, "global gradient norm limit (0: off)", 0},
-        {"mask-eps", FLAG_FLOAT, &tc->mask_eps, "mdm: t ~ U(mask-eps, 1)", 0},
+         "(0: 0.02)", FIXED_BY_RUN, 0},
+        {"seq-len", FLAG_INT, &mc->seq_len, "tokens per training sequence", FIXED_BY_RUN, 0},
+        {"batch-size", FLAG_INT, &tc->batch_size, "sequences per micro-batch", FIXED_BY_RUN, 0},
+        {"grad-accum", FLAG_INT, &tc->grad_accum, "micro-batches per optimizer step",
+         FIXED_BY_RUN, 0},
+        {"steps", FLAG_INT64, &tc->steps, "optimizer steps in the run (may grow on --resume)",
+         FLAG_FREE, 0},
+        {"warmup", FLAG_INT64, &tc->warmup_steps, "linear warmup steps", FIXED_BY_RUN, 0},
+        {"lr", FLAG_FLOAT, &tc->lr, "peak learning rate", FIXED_BY_RUN, 0},
+        {"min-lr", FLAG_FLOAT, &tc->min_lr, "final learning rate", FIXED_BY_RUN, 0},
+        {"schedule", FLAG_STRING, &o->schedule, "cosine or wsd (warmup-stable-decay)",
+         FIXED_BY_RUN, 0},
+        {"decay-frac", FLAG_FLOAT, &tc->decay_frac, "wsd: fraction of steps spent decaying",
+         FIXED_BY_RUN, 0},
+        {"weight-decay", FLAG_FLOAT, &tc->weight_decay, "AdamW decoupled weight decay",
+         FIXED_BY_RUN, 0},
+        {"beta1", FLAG_FLOAT, &tc->beta1, "AdamW beta1", FIXED_BY_RUN, 0},
+        {"beta2", FLAG_FLOAT, &tc->beta2, "AdamW beta2", FIXED_BY_RUN, 0},
+        {"adam-eps", FLAG_FLOAT, &tc->adam_eps, "AdamW epsilon", FIXED_BY_RUN, 0},
+        {"grad-clip", FLAG_FLOAT, &tc->grad_clip, "global gradient norm limit (0: off)",
+         FIXED_BY_RUN, 0},
+        {"mask-eps", FLAG_FLOAT, &tc->mask_eps, "mdm: t ~ U(mask-eps, 1)", FIXED_BY_RUN, 0},
         {"t-sampling", FLAG_STRING, &o->t_sampling,
          "mdm: uniform (each sequence its own t) or stratified (the batch's t spread evenly "
-         "over [mask-eps, 1), MDLM's low-discrepancy sampler)", 0},
+         "over [mask-eps, 1), MDLM's low-discrepancy sampler)", FIXED_BY_RUN, 0},
         {"random-length-prob", FLAG_FLOAT, &tc->random_length_prob,
-         "mdm: chance a step trains on a random shorter length (LLaDA: 0.01)", 0},
-        {"seed", FLAG_U64, &tc->seed, "seeds init, data order and masking", 0},
+         "mdm: chance a step trains on a random shorter length (LLaDA: 0.01)", FIXED_BY_RUN, 0},
+        {"seed", FLAG_U64, &tc->seed, "seeds init, data order and masking", FIXED_BY_RUN, 0},
         {"val-frac", FLAG_FLOAT, &o->val_frac,
-         "tail of the data held out for validation when there are no val shards", 0},
-        {"eval-every", FLAG_INT, &o->eval_every, "steps between validation losses (0: never)", 0},
-        {"eval-windows", FLAG_INT, &o->eval_windows, "validation windows of seq-len tokens", 0},
-        {"eval-mc", FLAG_INT, &o->eval_mc, "mdm: mask draws per validation window", 0},
+         "tail of the data held out for validation when there are no val shards", FLAG_FREE, 0},
+        {"eval-every", FLAG_INT, &o->eval_every, "steps between validation losses (0: never)",
+         FLAG_FREE, 0},
+        {"eval-windows", FLAG_INT, &o->eval_windows, "validation windows of seq-len tokens",
+         FLAG_FREE, 0},
+        {"eval-mc", FLAG_INT, &o->eval_mc, "mdm: mask draws per validation window", FLAG_FREE, 0},
         {"eval-seed", FLAG_U64, &o->eval_seed,
-         "seeds the validation masks (the same in every run, so runs compare)", 0},
-        {"log-every", FLAG_INT, &o->log_every, "steps between terminal lines (not a terminal)", 0},
-        {"save-every", FLAG_INT, &o->save_every, "steps between checkpoints (0: only at the end)", 0},
-        {"keep", FLAG_INT, &o->keep, "periodic checkpoints kept (best.ckpt besides)", 0},
+         "seeds the validation masks (the same in every run, so runs compare)", FLAG_FREE, 0},
+        {"log-every", FLAG_INT, &o->log_every, "steps between terminal lines (not a terminal)",
+         FLAG_FREE, 0},
+        {"save-every", FLAG_INT, &o->save_every, "steps between checkpoints (0: only at the end)",
+         FLAG_FREE, 0},
+        {"keep", FLAG_INT, &o->keep, "periodic checkpoints kept (best.ckpt besides)", FLAG_FREE, 0},
         {"max-skips", FLAG_INT, &o->max_skips,
-         "stop after this many steps in a row with a non-finite loss or gradients", 0},
+         "stop after this many steps in a row with a non-finite loss or gradients", FLAG_FREE, 0},
     };
     int n_flags = sizeof flags / sizeof flags[0];
     int rc = flags_parse_command(flags, n_flags, argc, argv,
@@ -484,13 +486,13 @@ static int parse_train_flags(int argc, char **argv, ModelConfig *mc, TrainConfig
     o->given = *mc;
     Error err;
     // flags a checkpoint fixes (--auto-resume: the checkpoint's settings win silently)
-    const char *const *fixed = o->auto_resume ? NULL
-                               : o->resume    ? fixed_on_resume
-                               : o->init      ? fixed_on_init
-                                              : NULL;
+    FlagFixed fixed = o->auto_resume ? FLAG_FREE
+                      : o->resume    ? FIXED_BY_RUN
+                      : o->init      ? FIXED_BY_MODEL
+                                     : FLAG_FREE;
     const char *clash = NULL;
-    for (int i = 0; fixed && fixed[i] && !clash; i++)
-        if (flags_find(flags, n_flags, fixed[i])->set) clash = fixed[i];
+    for (int i = 0; fixed != FLAG_FREE && i < n_flags && !clash; i++)
+        if (flags[i].set && flags[i].fixed >= fixed) clash = flags[i].name;
     if (!o->data == !o->sft)
         error_set(&err, "train: give --data FILE (pretraining) or --sft FILE (fine-tuning)");
     else if (o->log_every < 1 || o->eval_windows < 1 || o->eval_mc < 1 || o->keep < 1 ||
@@ -528,7 +530,7 @@ static int load_start_checkpoint(TrainOptions *o, ModelSource *ck, char *ck_path
     int skipped = 0, loaded = 0;
     if (o->auto_resume && !o->resume) {
         loaded = model_source_open(o->run, HF_WEIGHTS_LATER, ck, ck_path, cap, &skipped,
-                                        err) == 0;
+                                   err) == 0;
         if (loaded) {
             o->resume = o->run, o->init = NULL;
         } else {  // killed before its first checkpoint: start over in place
@@ -539,15 +541,15 @@ static int load_start_checkpoint(TrainOptions *o, ModelSource *ck, char *ck_path
     HfWeights imported = o->dry_run ? HF_CONFIG_ONLY : HF_WEIGHTS_LATER;  // a plan needs none
     if ((o->resume || o->init) && !loaded &&
         model_source_open(o->resume ? o->resume : o->init, imported, ck, ck_path, cap,
-                               &skipped, err))
+                          &skipped, err))
         return -1;
     if (skipped)
         printf("skipped %d damaged or incomplete newer checkpoint%s\n", skipped,
                skipped > 1 ? "s" : "");
-    if ((o->resume || o->init) && ck->packed_codes)
+    if ((o->resume || o->init) && ck->kind == SOURCE_PACKED)
         return error_set(err, "train: %s is a packed ternary model, for inference only: train "
                          "from the run it was exported from", ck_path);
-    if (o->resume && !ck->adam_m)
+    if (o->resume && ck->kind != SOURCE_CHECKPOINT)
         return error_set(err, "train: %s is an imported model, not a run: start from it with "
                          "--init", o->resume);
     return 0;
@@ -588,32 +590,15 @@ static int settle_configs(TrainOptions *o, const ModelSource *ck, const char *ck
         mc->seq_len = seq_len;
     }
     if (!o->resume) {
-        if (choose_objective(o, o->init ? ck : NULL, tc, err)) return -1;
-        int bd3 = tc->objective == OBJECTIVE_BD3;
-        int adapting = o->init && mc->causal && tc->objective != OBJECTIVE_AR;
-        mc->causal = tc->objective == OBJECTIVE_AR;
-        if (o->block_size < 0 || (o->block_size > 0 && !bd3))
-            return error_set(err, "train: --block-size is for the bd3 objective (> 0)");
-        // bd3: --block-size, else an initialising bd3 model's, else 4
-        if (!bd3) mc->block_size = 0;
-        else if (o->block_size) mc->block_size = o->block_size;
-        else if (!mc->block_size) mc->block_size = 4;
-        if (o->logit_shift != -1 && (o->logit_shift != 0 && o->logit_shift != 1))
-            return error_set(err, "train: --logit-shift must be 0 or 1");
-        if (o->logit_shift == 1 && (mc->causal || bd3))
-            return error_set(err, "train: --logit-shift is for mdm models (an ar model "
-                                  "always predicts the next position, a bd3 model its own)");
-        if (o->logit_shift != -1 && !mc->causal) mc->logit_shift = o->logit_shift;
-        else if (adapting) mc->logit_shift = 1;  // keep the AR head's next-token rows
-        if (bd3) mc->logit_shift = 0;            // a bd3 block predicts its own positions
-        static const char *const weight_kinds[] = {"fp32", "ternary"};
-        int ternary = o->weights ? flags_choice("weights", o->weights, weight_kinds, 2, err)
-                                 : mc->ternary;
-        if (ternary < 0) return -1;
-        mc->ternary = ternary;
+        TrainChoices ch;
+        int adapting;
+        if (read_choices(o, tc, &ch, err) ||
+            train_settle_model(&ch, o->init, mc, tc, &adapting, err))
+            return -1;
         if (adapting)
-            printf("adapting %s (ar) to %s: %s attention%s\n", o->init, bd3 ? "bd3" : "mdm",
-                   bd3 ? "block-causal" : "bidirectional",
+            printf("adapting %s (ar) to %s: %s attention%s\n", o->init,
+                   tc->objective == OBJECTIVE_BD3 ? "bd3" : "mdm",
+                   tc->objective == OBJECTIVE_BD3 ? "block-causal" : "bidirectional",
                    mc->logit_shift ? ", logit shift 1" : "");
         tc->sft = o->sft != NULL;
         return 0;
