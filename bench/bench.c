@@ -159,11 +159,13 @@ int main(int argc, char **argv) {
     int steps = 10, batch = 8;
     float peak = 989.0f;
     Flag flags[] = {
-        {"size", FLAG_STRING, &size, "auto (gpt2 and 350m on a GPU, tiny on a CPU), tiny, gpt2, 350m or 1b", 0},
-        {"device", FLAG_STRING, &device, "auto, cpu, cuda or cuda-fp32", 0},
-        {"steps", FLAG_INT, &steps, "timed training steps", 0},
-        {"batch", FLAG_INT, &batch, "sequences per step / per sampling batch", 0},
-        {"peak-tflops", FLAG_FLOAT, &peak, "the device's peak for MFU (H100 bf16 dense: 989)", 0},
+        {"size", FLAG_STRING, &size, "auto (gpt2 and 350m on a GPU, tiny on a CPU), tiny, gpt2, 350m or 1b",
+         FLAG_FREE, 0},
+        {"device", FLAG_STRING, &device, "auto, cpu, cuda or cuda-fp32", FLAG_FREE, 0},
+        {"steps", FLAG_INT, &steps, "timed training steps", FLAG_FREE, 0},
+        {"batch", FLAG_INT, &batch, "sequences per step / per sampling batch", FLAG_FREE, 0},
+        {"peak-tflops", FLAG_FLOAT, &peak, "the device's peak for MFU (H100 bf16 dense: 989)",
+         FLAG_FREE, 0},
     };
     int rc = flags_parse_command(flags, sizeof flags / sizeof flags[0], argc - 1, argv + 1,
                                  "usage: bench [--size S] [--device D] [--steps N]");

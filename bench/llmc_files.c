@@ -81,11 +81,11 @@ int main(int argc, char **argv) {
         return 2;
     }
     int L = 12, C = 768, H = 12, V = 4096, T = 64;
-    Flag flags[] = {{"layers", FLAG_INT, &L, "layers", 0},
-                    {"d-model", FLAG_INT, &C, "width", 0},
-                    {"heads", FLAG_INT, &H, "attention heads", 0},
-                    {"vocab", FLAG_INT, &V, "vocabulary", 0},
-                    {"seq-len", FLAG_INT, &T, "positions", 0}};
+    Flag flags[] = {{"layers", FLAG_INT, &L, "layers", FLAG_FREE, 0},
+                    {"d-model", FLAG_INT, &C, "width", FLAG_FREE, 0},
+                    {"heads", FLAG_INT, &H, "attention heads", FLAG_FREE, 0},
+                    {"vocab", FLAG_INT, &V, "vocabulary", FLAG_FREE, 0},
+                    {"seq-len", FLAG_INT, &T, "positions", FLAG_FREE, 0}};
     int rc = flags_parse_command(flags, 5, argc - 3, argv + 3, "llmc_files model OUT [flags]");
     if (rc) return rc < 0 ? 2 : 0;
     if (write_model(argv[2], L, C, H, V, T)) {

@@ -36,7 +36,7 @@ static double time_calls(Matmul f, float *out, const float *x, float **w, int n_
 
 int main(int argc, char **argv) {
     int calls = 200;
-    Flag flags[] = {{"calls", FLAG_INT, &calls, "timed calls per cell", 0}};
+    Flag flags[] = {{"calls", FLAG_INT, &calls, "timed calls per cell", FLAG_FREE, 0}};
     int rc = flags_parse_command(flags, 1, argc - 1, argv + 1, "usage: matmul_bench [--calls N]");
     if (rc) return rc < 0;
     if (calls < 1) return cli_fail("matmul_bench: --calls must be >= 1");

@@ -60,11 +60,11 @@ int main(int argc, char **argv) {
     float seconds = 10.0f;
     const char *extra = "";
     Flag flags[] = {
-        {"port", FLAG_INT, &port, "the server's port (required)", 0},
-        {"clients", FLAG_INT, &clients, "concurrent clients", 0},
-        {"seconds", FLAG_FLOAT, &seconds, "how long they send", 0},
-        {"max-tokens", FLAG_INT, &max_tokens, "tokens per request", 0},
-        {"extra", FLAG_STRING, &extra, "more JSON fields for every request", 0},
+        {"port", FLAG_INT, &port, "the server's port (required)", FLAG_FREE, 0},
+        {"clients", FLAG_INT, &clients, "concurrent clients", FLAG_FREE, 0},
+        {"seconds", FLAG_FLOAT, &seconds, "how long they send", FLAG_FREE, 0},
+        {"max-tokens", FLAG_INT, &max_tokens, "tokens per request", FLAG_FREE, 0},
+        {"extra", FLAG_STRING, &extra, "more JSON fields for every request", FLAG_FREE, 0},
     };
     int rc = flags_parse_command(flags, sizeof flags / sizeof flags[0], argc - 1, argv + 1,
                                  "usage: serve_load --port P [flags]");

@@ -60,10 +60,10 @@ int main(int argc, char **argv) {
     int min_mb = 8;
     Flag flags[] = {
         {"text", FLAG_STRING, &text_path, "text to encode (default: data/corpus/kjv.txt, else "
-                                          "tests/fixtures/genesis.txt)", 0},
+                                          "tests/fixtures/genesis.txt)", FLAG_FREE, 0},
         {"tokenizers", FLAG_STRING, &list, "tokenizers, comma-separated (the first is the "
-                                           "baseline)", 0},
-        {"min-mb", FLAG_INT, &min_mb, "repeat the text to at least this many MB", 0},
+                                           "baseline)", FLAG_FREE, 0},
+        {"min-mb", FLAG_INT, &min_mb, "repeat the text to at least this many MB", FLAG_FREE, 0},
     };
     int rc = flags_parse_command(flags, 3, argc - 1, argv + 1,
                                  "usage: tokenizer_bench [--text F] [--tokenizers A,B] [--min-mb N]");

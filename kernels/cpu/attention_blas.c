@@ -53,9 +53,13 @@ __attribute__((noinline)) static float softmax_row(float *s, int n) {
     return maxv + logf(sum);
 }
 
-void cpu_attention_forward_blas(float *out, float *lse, const float *q, const float *k,
-                                const float *v, const int *key_start, int B, int Tq, int Tk,
+void cpu_attention_forward_blas(Act *out_act, float *lse, const Act *q_act, const Act *k_act,
+                                const Act *v_act, const int *key_start, int B, int Tq, int Tk,
                                 int q_pos0, int H, int Hkv, int head_dim, int mask) {
+    float *out = out_act;
+    const float *q = q_act;
+    const float *k = k_act;
+    const float *v = v_act;
     float scale = 1.0f / sqrtf((float)head_dim);
     int group = H / Hkv, tiles = (Tq + TILE - 1) / TILE, qs = H * head_dim, ks = Hkv * head_dim;
     // per score: the two sgemms' 2 head_dim multiply-adds, and the softmax (its exp and
@@ -144,10 +148,18 @@ static void backward_tile(float *dq, float *dk, float *dv, const float *dout, co
                 dout + qrow, qs, 1.0f, dv + krow, ks);
 }
 
-void cpu_attention_backward_blas(float *dq, float *dk, float *dv, const float *dout,
-                                 const float *out, const float *lse, const float *q,
-                                 const float *k, const float *v, int B, int T, int H, int Hkv,
+void cpu_attention_backward_blas(Act *dq_act, Act *dk_act, Act *dv_act, const Act *dout_act,
+                                 const Act *out_act, const float *lse, const Act *q_act,
+                                 const Act *k_act, const Act *v_act, int B, int T, int H, int Hkv,
                                  int head_dim, int mask) {
+    float *dq = dq_act;
+    float *dk = dk_act;
+    float *dv = dv_act;
+    const float *dout = dout_act;
+    const float *out = out_act;
+    const float *q = q_act;
+    const float *k = k_act;
+    const float *v = v_act;
     // one (b, key/value head) per thread: every query head of the group adds into its dk and dv,
     // in order, so the sums do not depend on threads
     int group = H / Hkv, tiles = (T + TILE - 1) / TILE;

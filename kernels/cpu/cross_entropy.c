@@ -22,8 +22,9 @@ static float row_exp_sum(const float *x, int V, float *maxv) {
     return sum;
 }
 
-void cpu_cross_entropy_forward(float *losses, const float *logits, const int *targets, int N,
+void cpu_cross_entropy_forward(float *losses, const Act *logits_act, const int *targets, int N,
                                int V) {
+    const float *logits = logits_act;
 #pragma omp parallel for if (worth_threads(2.0 * N * V))
     for (int n = 0; n < N; n++) {
         const float *x = logits + (size_t)n * V;
@@ -32,8 +33,10 @@ void cpu_cross_entropy_forward(float *losses, const float *logits, const int *ta
     }
 }
 
-void cpu_cross_entropy_fused(float *losses, float *dlogits, const float *logits,
+void cpu_cross_entropy_fused(float *losses, Act *dlogits_act, const Act *logits_act,
                              const int *targets, const float *weights, int N, int V) {
+    float *dlogits = dlogits_act;
+    const float *logits = logits_act;
 #pragma omp parallel for if (worth_threads(3.0 * N * V))
     for (int n = 0; n < N; n++) {
         const float *x = logits + (size_t)n * V;

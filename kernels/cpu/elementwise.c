@@ -14,15 +14,23 @@ enum { CHUNK = 4096 };
 
 static size_t chunk_end(size_t c, size_t n) { return c + CHUNK < n ? c + CHUNK : n; }
 
-void cpu_swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
+void cpu_swiglu_forward(Act *out_act, const Act *gate_act, const Act *up_act, size_t n) {
+    float *out = out_act;
+    const float *gate = gate_act;
+    const float *up = up_act;
 #pragma omp parallel for if (worth_threads(10.0 * n))
     for (size_t c = 0; c < n; c += CHUNK)
 #pragma omp simd
         for (size_t i = c; i < chunk_end(c, n); i++) out[i] = gate[i] * sigmoid(gate[i]) * up[i];
 }
 
-void cpu_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
-                         const float *up, size_t n) {
+void cpu_swiglu_backward(Act *dgate_act, Act *dup_act, const Act *dout_act, const Act *gate_act,
+                         const Act *up_act, size_t n) {
+    float *dgate = dgate_act;
+    float *dup = dup_act;
+    const float *dout = dout_act;
+    const float *gate = gate_act;
+    const float *up = up_act;
     // silu(g) = g * s(g), silu'(g) = s(g) * (1 + g * (1 - s(g)))
 #pragma omp parallel for if (worth_threads(10.0 * n))
     for (size_t c = 0; c < n; c += CHUNK)
@@ -35,21 +43,28 @@ void cpu_swiglu_backward(float *dgate, float *dup, const float *dout, const floa
         }
 }
 
-void cpu_add(float *out, const float *a, const float *b, size_t n) {
+void cpu_add(Act *out_act, const Act *a_act, const Act *b_act, size_t n) {
+    float *out = out_act;
+    const float *a = a_act;
+    const float *b = b_act;
 #pragma omp parallel for if (worth_threads(n))
     for (size_t c = 0; c < n; c += CHUNK)
 #pragma omp simd
         for (size_t i = c; i < chunk_end(c, n); i++) out[i] = a[i] + b[i];
 }
 
-void cpu_add_scaled(float *out, const float *x, float s, size_t n) {
+void cpu_add_scaled(Act *out_act, const Act *x_act, float s, size_t n) {
+    float *out = out_act;
+    const float *x = x_act;
 #pragma omp parallel for if (worth_threads(n))
     for (size_t c = 0; c < n; c += CHUNK)
 #pragma omp simd
         for (size_t i = c; i < chunk_end(c, n); i++) out[i] += s * x[i];
 }
 
-void cpu_guide(float *cond, const float *uncond, float w, size_t n) {
+void cpu_guide(Act *cond_act, const Act *uncond_act, float w, size_t n) {
+    float *cond = cond_act;
+    const float *uncond = uncond_act;
 #pragma omp parallel for if (worth_threads(n))
     for (size_t c = 0; c < n; c += CHUNK)
 #pragma omp simd
@@ -57,13 +72,15 @@ void cpu_guide(float *cond, const float *uncond, float w, size_t n) {
             cond[i] = uncond[i] + w * (cond[i] - uncond[i]);
 }
 
-void cpu_bias_forward(float *x, const float *bias, int N, int C) {
+void cpu_bias_forward(Act *x_act, const float *bias, int N, int C) {
+    float *x = x_act;
 #pragma omp parallel for if (worth_threads((double)N * C))
     for (int n = 0; n < N; n++)
         for (int i = 0; i < C; i++) x[(size_t)n * C + i] += bias[i];
 }
 
-void cpu_bias_backward(float *dbias, const float *dout, int N, int C) {
+void cpu_bias_backward(float *dbias, const Act *dout_act, int N, int C) {
+    const float *dout = dout_act;
     // split by column so each sum has one owner, rows in order
 #pragma omp parallel for if (worth_threads((double)N * C))
     for (int i = 0; i < C; i++) {

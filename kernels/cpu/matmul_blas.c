@@ -32,8 +32,11 @@ void cpu_matmul_forward_blas(float *out, const float *inp, const float *weight, 
     blas_restore_threads(saved);
 }
 
-void cpu_matmul_backward_blas(float *dinp, float *dweight, const float *dout, const float *inp,
-                              const float *weight, int N, int C_in, int C_out) {
+void cpu_matmul_backward_blas(Act *dinp_act, float *dweight, const Act *dout_act,
+                              const Act *inp_act, const float *weight, int N, int C_in, int C_out) {
+    float *dinp = dinp_act;
+    const float *dout = dout_act;
+    const float *inp = inp_act;
     int saved, threads = blas_threads((double)N * C_in * C_out, &saved);
 #pragma omp parallel num_threads(threads)
     {

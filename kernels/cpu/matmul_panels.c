@@ -99,8 +99,10 @@ static void rows_by_last_panel(float *out, const float *inp, const float *panels
 // hybrid CPU run at different speeds (one of this machine's two ran a tile 1.5x slower), and
 // equal static halves wait for the slower. A multiply-add here takes about an eighth of a
 // plain loop's time, hence work / 8 for worth_threads.
-void cpu_matmul_forward_panels(float *out, const float *inp, const float *panels, int N,
+void cpu_matmul_forward_panels(Act *out_act, const Act *inp_act, const float *panels, int N,
                                int C_in, int C_out) {
+    float *out = out_act;
+    const float *inp = inp_act;
     int full = C_out / 16, pairs = (full + 1) / 2, tiles = (N + TILE_ROWS - 1) / TILE_ROWS;
 #pragma omp parallel for schedule(guided) if (worth_threads((double)N * C_in * C_out / 8.0))
     for (int item = 0; item < pairs * tiles; item++) {

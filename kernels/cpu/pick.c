@@ -114,9 +114,10 @@ static void pick_row(int *token, double *confidence, const float *cond, const fl
     *confidence = exp((double)lbest - maxv) / sum;
 }
 
-void cpu_pick_tokens(int *tokens, double *confidence, const float *logits, int B,
+void cpu_pick_tokens(int *tokens, double *confidence, const Act *logits_act, int B,
                      int rows_per_seq, int first, int count, int V, float cfg, float temperature,
                      uint64_t seed, int banned) {
+    const float *logits = logits_act;
     size_t uncond_offset = (size_t)B * rows_per_seq * V;
     float w = cfg + 1.0f;
 #pragma omp parallel for collapse(2) if (worth_threads(4.0 * B * count * V))

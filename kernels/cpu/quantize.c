@@ -18,7 +18,9 @@ float cpu_row_multiplier(const float *row, int C) {
     return 127.0f / fmaxf(m, 1e-5f);
 }
 
-void cpu_quantize_rows(float *out, const float *x, int N, int C) {
+void cpu_quantize_rows(Act *out_act, const Act *x_act, int N, int C) {
+    float *out = out_act;
+    const float *x = x_act;
 #pragma omp parallel for if (worth_threads(2.0 * N * C))
     for (int n = 0; n < N; n++) {
         const float *row = x + (size_t)n * C;

@@ -26,8 +26,10 @@ void cpu_rmsnorm_rstd_rows(float *rstd, const float *x, int n0, int N, int C, fl
     for (int r = 0; r < RSTD_ROWS; r++) rstd[n0 + r] = 1.0f / sqrtf(ss[r] / C + eps);
 }
 
-void cpu_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int N,
+void cpu_rmsnorm_forward(Act *out_act, float *rstd, const Act *inp_act, const float *weight, int N,
                          int C, float eps) {
+    float *out = out_act;
+    const float *inp = inp_act;
 #pragma omp parallel for if (worth_threads(3.0 * N * C))
     for (int n0 = 0; n0 < N; n0 += RSTD_ROWS) {
         cpu_rmsnorm_rstd_rows(rstd, inp, n0, N, C, eps);
@@ -40,8 +42,11 @@ void cpu_rmsnorm_forward(float *out, float *rstd, const float *inp, const float 
     }
 }
 
-void cpu_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
+void cpu_rmsnorm_backward(Act *dinp_act, float *dweight, const Act *dout_act, const Act *inp_act,
                           const float *weight, const float *rstd, int N, int C) {
+    float *dinp = dinp_act;
+    const float *dout = dout_act;
+    const float *inp = inp_act;
     // dx_j = r * (w_j dy_j - x_j * r^2 * mean_i(w_i dy_i x_i))
 #pragma omp parallel for if (worth_threads(5.0 * N * C))
     for (int n = 0; n < N; n++) {

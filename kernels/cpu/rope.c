@@ -27,12 +27,14 @@ static void rotate(float *x, const float *cos, const float *sin, int B, int T, i
                             half, direction);
 }
 
-void cpu_rope_forward(float *x, const float *cos, const float *sin, int B, int T, int pos0, int H,
+void cpu_rope_forward(Act *x_act, const float *cos, const float *sin, int B, int T, int pos0, int H,
                       int head_dim) {
+    float *x = x_act;
     rotate(x, cos, sin, B, T, pos0, H, head_dim, 1.0f);
 }
 
-void cpu_rope_backward(float *dx, const float *cos, const float *sin, int B, int T, int pos0,
+void cpu_rope_backward(Act *dx_act, const float *cos, const float *sin, int B, int T, int pos0,
                        int H, int head_dim) {
+    float *dx = dx_act;
     rotate(dx, cos, sin, B, T, pos0, H, head_dim, -1.0f);
 }

@@ -84,7 +84,8 @@ void cpu_matmul_ternary_ref(float *out, const int8_t *xq, const float *q, const 
 }
 
 #ifndef TERNARY_SIMD
-void cpu_quantize_rows_int8(int8_t *out, float *q, const float *x, int N, int C) {
+void cpu_quantize_rows_int8(int8_t *out, float *q, const Act *x_act, int N, int C) {
+    const float *x = x_act;
     int P = ternary_padded(C);
 #pragma omp parallel for if (worth_threads(2.0 * N * C))
     for (int n = 0; n < N; n++) {
@@ -96,14 +97,16 @@ void cpu_quantize_rows_int8(int8_t *out, float *q, const float *x, int N, int C)
     }
 }
 
-void cpu_matmul_ternary(float *out, const int8_t *xq, const float *q, const uint8_t *w, float s,
+void cpu_matmul_ternary(Act *out_act, const int8_t *xq, const float *q, const uint8_t *w, float s,
                         int N, int C_in, int C_out) {
+    float *out = out_act;
     cpu_matmul_ternary_ref(out, xq, q, w, s, N, C_in, C_out);
 }
 #else
 // The same quantiser 16 floats at a time: vcvtps2dq rounds to nearest even as rintf does, and
 // vpmovsdb saturates to [-128, 127] as the clamp does, so the bytes are the same.
-void cpu_quantize_rows_int8(int8_t *out, float *q, const float *x, int N, int C) {
+void cpu_quantize_rows_int8(int8_t *out, float *q, const Act *x_act, int N, int C) {
+    const float *x = x_act;
     int P = ternary_padded(C);
 #pragma omp parallel for if (worth_threads(2.0 * N * C))
     for (int n = 0; n < N; n++) {
@@ -218,8 +221,9 @@ static void row_direct(float *out, const uint8_t *xb, float q, const uint8_t *w,
     }
 }
 
-void cpu_matmul_ternary(float *out, const int8_t *xq, const float *q, const uint8_t *w, float s,
+void cpu_matmul_ternary(Act *out_act, const int8_t *xq, const float *q, const uint8_t *w, float s,
                         int N, int C_in, int C_out) {
+    float *out = out_act;
     int P = ternary_padded(C_in), steps = P / TERNARY_STEP, panels = ternary_panels(C_out);
     int groups = (panels + PANELS - 1) / PANELS;
     uint8_t *xb = malloc((size_t)N * P);  // the inputs as x + 128, what vpdpbusd reads

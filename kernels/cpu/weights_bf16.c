@@ -7,8 +7,15 @@
 #include "common/bf16.h"
 #include "kernels/cpu/cpu_ops.h"
 
-void cpu_embedding_forward_w16(float *out, const int *tokens, const uint16_t *table, int N,
+// The table types every weight float *; on the bf16-weight table the bytes there are bf16.
+static const uint16_t *bf16_weights(const float *weights) {
+    return (const uint16_t *)(const void *)weights;
+}
+
+void cpu_embedding_forward_w16(Act *out_act, const int *tokens, const float *table_bf16, int N,
                                int C) {
+    float *out = out_act;
+    const uint16_t *table = bf16_weights(table_bf16);
 #pragma omp parallel for if (worth_threads((double)N * C))
     for (int n = 0; n < N; n++)
         for (int i = 0; i < C; i++)
@@ -16,16 +23,20 @@ void cpu_embedding_forward_w16(float *out, const int *tokens, const uint16_t *ta
 }
 
 // The C gains widened once, then the fp32 op (as the backward below).
-void cpu_rmsnorm_forward_w16(float *out, float *rstd, const float *inp, const uint16_t *weight,
+void cpu_rmsnorm_forward_w16(Act *out, float *rstd, const Act *inp, const float *weight_bf16,
                              int N, int C, float eps) {
+    const uint16_t *weight = bf16_weights(weight_bf16);
     float *w = malloc((size_t)C * sizeof(float));
     for (int i = 0; i < C; i++) w[i] = bf16_to_float(weight[i]);
     cpu_rmsnorm_forward(out, rstd, inp, w, N, C, eps);
     free(w);
 }
 
-void cpu_matmul_forward_w16(float *out, const float *inp, const uint16_t *weight, int N,
+void cpu_matmul_forward_w16(Act *out_act, const Act *inp_act, const float *weight_bf16, int N,
                             int C_in, int C_out) {
+    float *out = out_act;
+    const float *inp = inp_act;
+    const uint16_t *weight = bf16_weights(weight_bf16);
     // each thread widens one weight row at a time and runs every input row against it
 #pragma omp parallel if (worth_threads((double)N * C_in * C_out))
     {
@@ -45,16 +56,21 @@ void cpu_matmul_forward_w16(float *out, const float *inp, const uint16_t *weight
     }
 }
 
-void cpu_rmsnorm_backward_w16(float *dinp, const float *dout, const float *inp,
-                              const uint16_t *weight, const float *rstd, int N, int C) {
+// (a frozen base's backward: dweight is always NULL there)
+void cpu_rmsnorm_backward_w16(Act *dinp, float *dweight, const Act *dout, const Act *inp,
+                              const float *weight_bf16, const float *rstd, int N, int C) {
+    (void)dweight;
+    const uint16_t *weight = bf16_weights(weight_bf16);
     float *w = malloc((size_t)C * sizeof(float));
     for (int i = 0; i < C; i++) w[i] = bf16_to_float(weight[i]);
     cpu_rmsnorm_backward(dinp, NULL, dout, inp, w, rstd, N, C);
     free(w);
 }
 
-void cpu_matmul_backward_w16(float *dinp, const float *dout, const uint16_t *weight, int N,
-                             int C_in, int C_out) {
+void cpu_matmul_backward_w16(Act *dinp, float *dweight, const Act *dout, const Act *inp,
+                             const float *weight_bf16, int N, int C_in, int C_out) {
+    (void)dweight, (void)inp;
+    const uint16_t *weight = bf16_weights(weight_bf16);
     // widened whole: O(C_in C_out) beside the product's O(N C_in C_out), and then the input
     // gradient is exactly the fp32 reference's on the widened weights
     size_t n = (size_t)C_out * C_in;
@@ -65,7 +81,9 @@ void cpu_matmul_backward_w16(float *dinp, const float *dout, const uint16_t *wei
     free(w);
 }
 
-void cpu_bias_forward_w16(float *x, const uint16_t *bias, int N, int C) {
+void cpu_bias_forward_w16(Act *x_act, const float *bias_bf16, int N, int C) {
+    float *x = x_act;
+    const uint16_t *bias = bf16_weights(bias_bf16);
 #pragma omp parallel for if (worth_threads((double)N * C))
     for (int n = 0; n < N; n++)
         for (int i = 0; i < C; i++) x[(size_t)n * C + i] += bf16_to_float(bias[i]);
