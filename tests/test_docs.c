@@ -1,21 +1,23 @@
 // The documentation names files and code that exist: every path under one of the project's own
-// folders that README.md, AGENTS.md and docs/*.md mention (docs/cuda.md was once emptied and
-// README named a backend_cuda .c file that had become .cu; nothing caught either), and every
-// snake_case name in backticks (AGENTS.md once named a sampler function long gone).
+// folders that README.md, AGENTS.md and docs/*.md mention (and no doc is empty), every file of
+// README's layout, every snake_case name in backticks (a function renamed leaves its old name
+// behind in the prose otherwise); and the project's text tells no history.
 #include <check.h>
 #include <ctype.h>
 #include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "common/file.h"
 #include "tests/testutil.h"
 
-static const char *const FOLDERS[] = {"common/", "tokenizer/", "kernels/", "model/", "train/",
-                                      "sampler/", "sweep/", "cli/", "report/", "tasks/",
-                                      "bench/", "docs/", "scripts/", "tests/", ".ci/", NULL};
+static const char *const FOLDERS[] = {"common/",  "tokenizer/", "kernels/", "model/", "store/",
+                                      "dataset/", "train/",     "eval/",    "serve/", "sampler/",
+                                      "sweep/",   "cli/",       "report/",  "tasks/", "bench/",
+                                      "docs/",    "scripts/",   "tests/",   ".ci/",   NULL};
 
 static int path_char(char c) { return isalnum((unsigned char)c) || (c && strchr("_./*-", c)); }
 
@@ -248,12 +250,51 @@ START_TEST(test_docs_name_existing_code) {
 }
 END_TEST
 
+// The project's text speaks of the project: what it is, how to use it, what was measured (by
+// date and commit), never of work sessions or numbered work items.
+START_TEST(test_docs_hold_no_history) {
+    static const char *const banned[] = {"session", "issue #", "State (after", "work item", NULL};
+    glob_t g;
+    ck_assert_int_eq(glob("{README.md,AGENTS.md,docs/*.md,docs/examples/README.md,bench/*.md}",
+                          GLOB_BRACE, NULL, &g), 0);
+    int found = 0;
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        char *text;
+        size_t n;
+        Error err;
+        ck_assert_msg(file_read_all(g.gl_pathv[i], &text, &n, &err) == 0, "%s", err.msg);
+        for (char *p = text; *p; p++) {
+            for (int b = 0; banned[b]; b++)
+                if (strncasecmp(p, banned[b], strlen(banned[b])) == 0) {
+                    fprintf(stderr, "%s: \"%.40s\"\n", g.gl_pathv[i], p);
+                    found++;
+                }
+            // "issue 12", "issues 3 and 4": a numbered work item
+            if (strncasecmp(p, "issue", 5) == 0) {
+                const char *q = p + 5 + (p[5] == 's');
+                if (*q == ' ' && isdigit((unsigned char)q[1])) {
+                    fprintf(stderr, "%s: \"%.40s\"\n", g.gl_pathv[i], p);
+                    found++;
+                }
+            }
+        }
+        free(text);
+    }
+    printf("docs: %zu files read for history, %d mentions\n", g.gl_pathc, found);
+    fflush(stdout);
+    ck_assert_int_gt((int)g.gl_pathc, 5);
+    globfree(&g);
+    ck_assert_int_eq(found, 0);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("docs");
     TCase *tc = tcase_create("paths");
     tcase_add_test(tc, test_docs_name_existing_files);
     tcase_add_test(tc, test_readme_layout_names_existing_files);
     tcase_add_test(tc, test_docs_name_existing_code);
+    tcase_add_test(tc, test_docs_hold_no_history);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

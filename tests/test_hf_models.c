@@ -387,7 +387,7 @@ static float *adapted_logits(const char *dir, const Reference *r, LoraConfig *lc
     int skipped;
     Error err;
     ck_assert_msg(model_source_open(dir, HF_WEIGHTS_LATER, &ck, chosen, sizeof chosen,
-                                         &skipped, &err) == 0, "%s", err.msg);
+                                    &skipped, &err) == 0, "%s", err.msg);
     *lc = ck.header.lora;
     ModelConfig cfg;
     size_t weight_bytes;

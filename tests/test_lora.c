@@ -1,4 +1,4 @@
-// LoRA adapters on a frozen base (model/lora.c, the model's project / project_backward): a
+// LoRA adapters on a frozen base (model/lora.c; the branch in model/linear.c): a
 // fresh adapter changes no logit, the adapters' gradients pass the finite-difference check on
 // an fp32 and on a bf16 base, merged weights give the adapted model's logits, recomputation
 // gives the same gradients, training leaves the base's bytes alone, and an 8B base fits the
