@@ -1,6 +1,5 @@
 // dllm train: flags -> model and training configs -> trainer loop in a run directory
 // (JSON log, periodic / best checkpoints, validation, clean stop on SIGINT / SIGTERM).
-#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -613,30 +612,15 @@ static int settle_configs(TrainOptions *o, const ModelSource *ck, const char *ck
     return 0;
 }
 
-// The adapters' settings: a resumed LoRA run's, or --lora-rank's on the --init model (whose
-// path, made absolute, the checkpoints keep as the base); rank 0 otherwise.
+// The adapters' settings: a resumed LoRA run's, else --lora-rank's on the --init model.
 static int settle_lora(const TrainOptions *o, const ModelSource *ck, const char *ck_path,
                        LoraConfig *lc, Error *err) {
-    memset(lc, 0, sizeof *lc);
     if (o->resume) {
         *lc = ck->header.lora;
         return 0;
     }
-    if (o->init && ck->header.lora.rank)
-        return error_set(err, "train: %s holds LoRA adapters: merge them into a model (dllm "
-                              "export %s --merge 1 --out DIR) and --init from that", ck_path,
-                         o->init);
-    if (!o->lora_rank) return 0;
-    lc->rank = o->lora_rank;
-    lc->alpha = o->lora_alpha != 0.0f ? o->lora_alpha : (float)o->lora_rank;
-    lc->targets = (1u << N_LORA_TARGETS) - 1;
-    if (o->lora_targets && lora_parse_targets(o->lora_targets, &lc->targets, err)) return -1;
-    char resolved[PATH_MAX];
-    if (!realpath(ck_path, resolved) || strlen(resolved) >= sizeof lc->base)
-        return error_set(err, "train: %s: cannot keep its absolute path as the LoRA base",
-                         ck_path);
-    memcpy(lc->base, resolved, strlen(resolved) + 1);
-    return lora_config_validate(lc, err);
+    LoraChoices ch = {.rank = o->lora_rank, .alpha = o->lora_alpha, .targets = o->lora_targets};
+    return train_settle_lora(&ch, o->init ? &ck->header.lora : NULL, o->init, ck_path, lc, err);
 }
 
 // The table the model's base weights live on: a LoRA run keeps its frozen base as its file

@@ -1,5 +1,9 @@
 #include "train/setup.h"
 
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
 // An --init model's own objective: causal is AR, blocks are bd3, else mdm.
 static Objective own_objective(const ModelConfig *c) {
     return c->causal ? OBJECTIVE_AR : c->block_size ? OBJECTIVE_BD3 : OBJECTIVE_MDM;
@@ -34,4 +38,24 @@ int train_settle_model(const TrainChoices *ch, const char *init_name, ModelConfi
     if (bd3) mc->logit_shift = 0;             // a bd3 block predicts its own positions
     if (ch->ternary >= 0) mc->ternary = ch->ternary;
     return 0;
+}
+
+int train_settle_lora(const LoraChoices *ch, const LoraConfig *init_lora, const char *init_name,
+                      const char *init_path, LoraConfig *lc, Error *err) {
+    memset(lc, 0, sizeof *lc);
+    if (init_lora && init_lora->rank)
+        return error_set(err, "train: %s holds LoRA adapters: merge them into a model (dllm "
+                              "export %s --merge 1 --out DIR) and --init from that", init_path,
+                         init_name);
+    if (!ch->rank) return 0;
+    lc->rank = ch->rank;
+    lc->alpha = ch->alpha != 0.0f ? ch->alpha : (float)ch->rank;
+    lc->targets = (1u << N_LORA_TARGETS) - 1;
+    if (ch->targets && lora_parse_targets(ch->targets, &lc->targets, err)) return -1;
+    char resolved[PATH_MAX];
+    if (!realpath(init_path, resolved) || strlen(resolved) >= sizeof lc->base)
+        return error_set(err, "train: %s: cannot keep its absolute path as the LoRA base",
+                         init_path);
+    memcpy(lc->base, resolved, strlen(resolved) + 1);
+    return lora_config_validate(lc, err);
 }

@@ -6,6 +6,7 @@
 
 #include "common/error.h"
 #include "model/config.h"
+#include "model/lora.h"
 #include "store/train_config.h"
 
 typedef struct {
@@ -22,5 +23,17 @@ typedef struct {
 // when an AR model is being adapted to diffusion.
 int train_settle_model(const TrainChoices *ch, const char *init_name, ModelConfig *mc,
                        TrainConfig *tc, int *adapting, Error *err);
+
+typedef struct {
+    int rank;             // 0: no adapters
+    float alpha;          // 0: the rank (scale 1)
+    const char *targets;  // "q,k,v,o,gate,up,down" or a subset; NULL: all
+} LoraChoices;
+
+// A new run's adapters: rank 0 without --lora-rank, else rank-r adapters on the --init model
+// at init_path (its own adapters, init_lora, refused: merge them first), whose absolute path
+// the run's checkpoints keep as the base. init_name is the --init flag as given.
+int train_settle_lora(const LoraChoices *ch, const LoraConfig *init_lora, const char *init_name,
+                      const char *init_path, LoraConfig *lc, Error *err);
 
 #endif
