@@ -1,5 +1,5 @@
-// The transformer, written once over the Backend ops: forward, loss and backward as
-// straight-line loops over layers. One model for both objectives: config.causal picks
+// The transformer, written once over the Backend ops: forward and loss (model.c) and backward
+// (backward.c) as straight-line loops over layers; each projection through model/linear.h. One model for both objectives: config.causal picks
 // bidirectional attention (masked diffusion) or causal attention (the AR baseline).
 //
 // Per layer:  h = x + Wo * attention(rope(Wq * norm(x) + bq), rope(Wk * norm(x) + bk),
@@ -69,7 +69,6 @@ typedef struct {
 typedef struct {
     size_t params, grads, optimizer, activations, adapters;
 } MemoryPlan;
-
 
 struct Model {
     ModelConfig cfg;

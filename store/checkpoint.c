@@ -88,19 +88,19 @@ static int validate_header(const char *path, const CheckpointHeader *h, long fil
     return file_size_check(path, file_size, expected, err);
 }
 
-int checkpoint_load(const char *path, ModelSource *ck, Error *err) {
-    memset(ck, 0, sizeof *ck);
-    ck->kind = SOURCE_CHECKPOINT;
+int checkpoint_load(const char *path, ModelSource *src, Error *err) {
+    memset(src, 0, sizeof *src);
+    src->kind = SOURCE_CHECKPOINT;
     FILE *f = fopen(path, "rb");
     if (!f) return error_set(err, "%s: %s", path, strerror(errno));
     fseek(f, 0, SEEK_END);
     long file_size = ftell(f);
     rewind(f);
-    CheckpointHeader *h = &ck->header;
+    CheckpointHeader *h = &src->header;
     char magic[8];
     int packed = fread(magic, 1, 8, f) == 8 && memcmp(magic, PACKED_MAGIC, 8) == 0;
     rewind(f);
-    if (packed) return packed_file_read(path, f, file_size, ck, err);
+    if (packed) return packed_file_read(path, f, file_size, src, err);
     if (fread(h, sizeof *h, 1, f) != 1) {
         fclose(f);
         if (file_size >= 8 && memcmp(h->magic, CHECKPOINT_MAGIC, 8) != 0)
@@ -122,18 +122,18 @@ int checkpoint_load(const char *path, ModelSource *ck, Error *err) {
     char *tokenizer = (char *)(data + 3 * n);
     if (got == 3 * n && fread(tokenizer, 1, h->tokenizer_bytes, f) != h->tokenizer_bytes) got = 0;
     fclose(f);
-    ck->params = data;
-    ck->adam_m = data + n;
-    ck->adam_v = data + 2 * n;
-    const float *arrays[3] = {ck->params, ck->adam_m, ck->adam_v};
+    src->params = data;
+    src->adam_m = data + n;
+    src->adam_v = data + 2 * n;
+    const float *arrays[3] = {src->params, src->adam_m, src->adam_v};
     if (got != 3 * n) {
-        model_source_free(ck);
+        model_source_free(src);
         return error_set(err, "%s: read failed after %zu of %zu values", path, got, 3 * n);
     }
     if (checkpoint_checksum(h, arrays, tokenizer) != h->checksum) {
-        model_source_free(ck);
+        model_source_free(src);
         return error_set(err, "%s: corrupt: checksum mismatch", path);
     }
-    return model_source_adopt_tokenizer(ck, tokenizer, h->tokenizer_bytes, path, err);
+    return model_source_adopt_tokenizer(src, tokenizer, h->tokenizer_bytes, path, err);
 }
 

@@ -16,42 +16,42 @@
 // The tokenizer must fit the model: no id past the model's vocabulary (released models pad
 // theirs beyond the tokenizer's), the same [MASK] when both name one. The model's [MASK] is the
 // one used (an AR model has none; an imported tokenizer may not name it).
-static int fit_tokenizer(ModelSource *ck, const char *path, Error *err) {
-    const Tokenizer *t = &ck->tokenizer;
-    const ModelConfig *m = &ck->header.model;
+static int fit_tokenizer(ModelSource *src, const char *path, Error *err) {
+    const Tokenizer *t = &src->tokenizer;
+    const ModelConfig *m = &src->header.model;
     if (t->vocab_size > m->vocab_size ||
         (m->mask_token_id >= 0 && t->mask_id >= 0 && t->mask_id != m->mask_token_id)) {
         error_set(err, "%s: the tokenizer (%d tokens, [MASK] %d) does not fit the model "
                   "(vocabulary %d, [MASK] %d)", path, t->vocab_size, t->mask_id, m->vocab_size,
                   m->mask_token_id);
-        model_source_free(ck);
+        model_source_free(src);
         return -1;
     }
-    ck->tokenizer.mask_id = m->mask_token_id;
+    src->tokenizer.mask_id = m->mask_token_id;
     return 0;
 }
 
-int model_source_adopt_tokenizer(ModelSource *ck, const char *blob, size_t bytes, const char *path,
-                               Error *err) {
+int model_source_adopt_tokenizer(ModelSource *src, const char *blob, size_t bytes, const char *path,
+                                 Error *err) {
     if (bytes == 0) {
-        tokenizer_init_bytes(&ck->tokenizer);
-    } else if (tokenizer_from_blob(&ck->tokenizer, blob, bytes, path, err)) {
-        model_source_free(ck);
+        tokenizer_init_bytes(&src->tokenizer);
+    } else if (tokenizer_from_blob(&src->tokenizer, blob, bytes, path, err)) {
+        model_source_free(src);
         return -1;
     }
-    return fit_tokenizer(ck, path, err);
+    return fit_tokenizer(src, path, err);
 }
 
 // model_source_from_hf, with the tokenizer read (and fitted to the model) or left empty.
-static int from_hf(const char *dir, HfWeights weights, int tokenized, ModelSource *ck,
+static int from_hf(const char *dir, HfWeights weights, int tokenized, ModelSource *src,
                    Error *err) {
-    memset(ck, 0, sizeof *ck);
-    CheckpointHeader *h = &ck->header;
+    memset(src, 0, sizeof *src);
+    CheckpointHeader *h = &src->header;
     HfArch arch;
-    if (hf_config_read(dir, &h->model, &arch, &ck->weights_bf16, err)) return -1;
-    ck->hf_arch = arch;
-    ck->kind = SOURCE_HF;
-    if (weights == HF_WEIGHTS_LATER && !(ck->hf_dir = strdup(dir)))
+    if (hf_config_read(dir, &h->model, &arch, &src->weights_bf16, err)) return -1;
+    src->hf_arch = arch;
+    src->kind = SOURCE_HF;
+    if (weights == HF_WEIGHTS_LATER && !(src->hf_dir = strdup(dir)))
         return error_set(err, "%s: out of memory", dir);
     memcpy(h->magic, CHECKPOINT_MAGIC, 8);
     h->version = CHECKPOINT_VERSION;
@@ -60,30 +60,30 @@ static int from_hf(const char *dir, HfWeights weights, int tokenized, ModelSourc
     h->train.objective = h->model.causal ? OBJECTIVE_AR : OBJECTIVE_MDM;
     h->n_params = param_count(&h->model);
     int host = weights == HF_WEIGHTS_ON_HOST;
-    ck->params = host ? malloc(h->n_params * sizeof(float)) : NULL;
-    if (host && !ck->params) {
-        model_source_free(ck);
+    src->params = host ? malloc(h->n_params * sizeof(float)) : NULL;
+    if (host && !src->params) {
+        model_source_free(src);
         return error_set(err, "%s: out of host memory for %llu parameters", dir,
                          (unsigned long long)h->n_params);
     }
-    if ((host && hf_weights_read(dir, &h->model, arch, ck->params, &ck->weights_bf16, err)) ||
-        (tokenized && tokenizer_load(&ck->tokenizer, dir, err))) {
-        model_source_free(ck);
+    if ((host && hf_weights_read(dir, &h->model, arch, src->params, &src->weights_bf16, err)) ||
+        (tokenized && tokenizer_load(&src->tokenizer, dir, err))) {
+        model_source_free(src);
         return -1;
     }
-    return tokenized ? fit_tokenizer(ck, dir, err) : 0;
+    return tokenized ? fit_tokenizer(src, dir, err) : 0;
 }
 
-int model_source_from_hf(const char *dir, HfWeights weights, ModelSource *ck, Error *err) {
-    return from_hf(dir, weights, 1, ck, err);
+int model_source_from_hf(const char *dir, HfWeights weights, ModelSource *src, Error *err) {
+    return from_hf(dir, weights, 1, src, err);
 }
 
-int model_source_from_hf_untokenized(const char *dir, ModelSource *ck, Error *err) {
-    return from_hf(dir, HF_WEIGHTS_LATER, 0, ck, err);
+int model_source_from_hf_untokenized(const char *dir, ModelSource *src, Error *err) {
+    return from_hf(dir, HF_WEIGHTS_LATER, 0, src, err);
 }
 
-HfArch model_source_layout(const ModelSource *ck) {
-    return ck->kind == SOURCE_HF ? (HfArch)ck->hf_arch : hf_export_arch(&ck->header.model);
+HfArch model_source_layout(const ModelSource *src) {
+    return src->kind == SOURCE_HF ? (HfArch)src->hf_arch : hf_export_arch(&src->header.model);
 }
 
 // The shape that decides the weights' sizes (not seq_len, attention or logit shift: a LoRA run
@@ -116,18 +116,18 @@ static int load_base(const char *path, const ModelConfig *shape, HfWeights weigh
     return 0;
 }
 
-int model_source_base(const ModelSource *ck, HfWeights weights, ModelSource *base, Error *err) {
-    return load_base(ck->header.lora.base, &ck->header.model, weights, base, err);
+int model_source_base(const ModelSource *src, HfWeights weights, ModelSource *base, Error *err) {
+    return load_base(src->header.lora.base, &src->header.model, weights, base, err);
 }
 
-int model_source_from_peft(const char *dir, ModelSource *ck, Error *err) {
-    memset(ck, 0, sizeof *ck);
-    ck->kind = SOURCE_PEFT;
+int model_source_from_peft(const char *dir, ModelSource *src, Error *err) {
+    memset(src, 0, sizeof *src);
+    src->kind = SOURCE_PEFT;
     LoraConfig lc;
     if (peft_read_config(dir, &lc, err)) return -1;
     ModelSource base;
     if (load_base(lc.base, NULL, HF_CONFIG_ONLY, &base, err)) return -1;
-    CheckpointHeader *h = &ck->header;
+    CheckpointHeader *h = &src->header;
     *h = base.header;
     h->step = 0;
     float *adapters;
@@ -137,64 +137,64 @@ int model_source_from_peft(const char *dir, ModelSource *ck, Error *err) {
     }
     h->lora = lc;
     h->n_params = lora_param_count(&h->model, &lc);
-    ck->params = adapters;
-    ck->tokenizer = base.tokenizer;  // taken over: base no longer frees it
+    src->params = adapters;
+    src->tokenizer = base.tokenizer;  // taken over: base no longer frees it
     memset(&base.tokenizer, 0, sizeof base.tokenizer);
     model_source_free(&base);
     return 0;
 }
 
-void model_source_free(ModelSource *ck) {
-    free(ck->params);  // the arrays and the tokenizer bytes share one allocation
-    free(ck->hf_dir);
-    tokenizer_free(&ck->tokenizer);
-    memset(ck, 0, sizeof *ck);
+void model_source_free(ModelSource *src) {
+    free(src->params);  // the arrays and the tokenizer bytes share one allocation
+    free(src->hf_dir);
+    tokenizer_free(&src->tokenizer);
+    memset(src, 0, sizeof *src);
 }
 
 static int upload_slice(void *model, size_t offset, const float *values, size_t n, Error *err) {
     return model_set_weight_range(model, offset, values, n, err);
 }
 
-int model_source_copy_weights(const ModelSource *ck, Model *m, Error *err) {
-    if (ck->hf_dir)  // straight from the files, a tensor at a time
-        return hf_weights_stream(ck->hf_dir, &ck->header.model, ck->hf_arch, upload_slice, m,
+int model_source_copy_weights(const ModelSource *src, Model *m, Error *err) {
+    if (src->hf_dir)  // straight from the files, a tensor at a time
+        return hf_weights_stream(src->hf_dir, &src->header.model, src->hf_arch, upload_slice, m,
                                  err);
-    return model_set_weights(m, ck->params, err);
+    return model_set_weights(m, src->params, err);
 }
 
-const Backend *model_source_backend(const ModelSource *ck, const Backend *be) {
-    const Backend *bf16 = ck->weights_bf16 ? backend_bf16_weights(be) : NULL;
+const Backend *model_source_backend(const ModelSource *src, const Backend *be) {
+    const Backend *bf16 = src->weights_bf16 ? backend_bf16_weights(be) : NULL;
     return bf16 ? bf16 : be;
 }
 
 // A LoRA checkpoint's inference model: the base's weights, then the adapters.
-static int adapted_model(const ModelSource *ck, const Backend *be, int max_batch, Model *m,
+static int adapted_model(const ModelSource *src, const Backend *be, int max_batch, Model *m,
                          Error *err) {
     ModelSource base;
-    if (model_source_base(ck, HF_WEIGHTS_LATER, &base, err)) return -1;
-    int rc = model_create_lora(m, &ck->header.model, &ck->header.lora,
+    if (model_source_base(src, HF_WEIGHTS_LATER, &base, err)) return -1;
+    int rc = model_create_lora(m, &src->header.model, &src->header.lora,
                                model_source_backend(&base, be), max_batch, MODEL_INFERENCE, err);
     if (rc == 0 && model_source_copy_weights(&base, m, err)) {
         model_free(m);
         rc = -1;
     }
-    if (rc == 0) model_set_lora(m, ck->params);
+    if (rc == 0) model_set_lora(m, src->params);
     model_source_free(&base);
     return rc;
 }
 
-int model_source_build(const ModelSource *ck, const Backend *be, int max_batch, Model *m,
-                     Error *err) {
-    if (ck->header.lora.rank) return adapted_model(ck, be, max_batch, m, err);
-    if (ck->kind == SOURCE_PACKED) {
-        if (model_create(m, &ck->header.model, be, max_batch, MODEL_PACKED, err)) return -1;
-        linear_upload_packed(m, ck->params, ck->packed_scales, ck->packed_codes);
+int model_source_build(const ModelSource *src, const Backend *be, int max_batch, Model *m,
+                       Error *err) {
+    if (src->header.lora.rank) return adapted_model(src, be, max_batch, m, err);
+    if (src->kind == SOURCE_PACKED) {
+        if (model_create(m, &src->header.model, be, max_batch, MODEL_PACKED, err)) return -1;
+        linear_upload_packed(m, src->params, src->packed_scales, src->packed_codes);
         return 0;
     }
-    if (model_create(m, &ck->header.model, model_source_backend(ck, be), max_batch, MODEL_INFERENCE,
+    if (model_create(m, &src->header.model, model_source_backend(src, be), max_batch, MODEL_INFERENCE,
                      err))
         return -1;
-    if (model_source_copy_weights(ck, m, err)) {
+    if (model_source_copy_weights(src, m, err)) {
         model_free(m);
         return -1;
     }
@@ -226,30 +226,29 @@ void run_checkpoint_path(const char *dir, int64_t step, char *out, size_t cap) {
     snprintf(out, cap, "%s/step_%08lld.ckpt", dir, (long long)step);
 }
 
-int model_source_open(const char *path, HfWeights imported, ModelSource *ck, char *chosen,
-                           size_t cap,
-                           int *skipped, Error *err) {
+int model_source_open(const char *path, HfWeights imported, ModelSource *src, char *chosen,
+                      size_t cap, int *skipped, Error *err) {
     *skipped = 0;
     struct stat st;
     if (stat(path, &st) != 0) return error_set(err, "%s: %s", path, strerror(errno));
     if (!S_ISDIR(st.st_mode)) {
         snprintf(chosen, cap, "%s", path);
-        return checkpoint_load(path, ck, err);
+        return checkpoint_load(path, src, err);
     }
     if (peft_dir(path)) {  // LoRA adapters in peft's layout, on the base they name
         snprintf(chosen, cap, "%s", path);
-        return model_source_from_peft(path, ck, err);
+        return model_source_from_peft(path, src, err);
     }
     if (hf_model_dir(path)) {  // a Hugging Face model directory, not a run
         snprintf(chosen, cap, "%s", path);
-        return model_source_from_hf(path, imported, ck, err);
+        return model_source_from_hf(path, imported, src, err);
     }
     int64_t steps[1024];
     int n = run_checkpoints(path, steps, 1024);
     Error first;
     for (int i = 0; i < n; i++) {
         run_checkpoint_path(path, steps[i], chosen, cap);
-        if (checkpoint_load(chosen, ck, i == 0 ? &first : err) == 0) return 0;
+        if (checkpoint_load(chosen, src, i == 0 ? &first : err) == 0) return 0;
         (*skipped)++;
     }
     if (n == 0) return error_set(err, "%s: no step_*.ckpt checkpoints in this run directory", path);

@@ -76,8 +76,8 @@ static int check_header(const char *path, const PackedHeader *h, long file_size,
     return file_size_check(path, file_size, (long)sizeof *h + (long)body_bytes(h), err);
 }
 
-int packed_file_read(const char *path, FILE *f, long file_size, ModelSource *ck, Error *err) {
-    memset(ck, 0, sizeof *ck);
+int packed_file_read(const char *path, FILE *f, long file_size, ModelSource *src, Error *err) {
+    memset(src, 0, sizeof *src);
     PackedHeader h;
     if (fread(&h, sizeof h, 1, f) != 1) {
         fclose(f);
@@ -102,7 +102,7 @@ int packed_file_read(const char *path, FILE *f, long file_size, ModelSource *ck,
                                         bytes)
                             : error_set(err, "%s: corrupt: checksum mismatch", path);
     }
-    CheckpointHeader *ch = &ck->header;  // an inference-only checkpoint at step 0
+    CheckpointHeader *ch = &src->header;  // an inference-only checkpoint at step 0
     memcpy(ch->magic, CHECKPOINT_MAGIC, 8);
     ch->version = CHECKPOINT_VERSION;
     ch->header_bytes = sizeof *ch;
@@ -113,10 +113,10 @@ int packed_file_read(const char *path, FILE *f, long file_size, ModelSource *ck,
                                                 : OBJECTIVE_MDM;
     ch->n_params = h.n_dense;
     ch->step = h.step;
-    ck->params = (float *)(void *)body;  // model_source_free frees this one block
-    ck->packed_scales = ck->params + h.n_dense;
-    ck->packed_codes = (uint8_t *)(ck->packed_scales + h.n_scales);
-    ck->kind = SOURCE_PACKED;
-    const char *tokenizer = (const char *)ck->packed_codes + h.code_bytes;
-    return model_source_adopt_tokenizer(ck, tokenizer, h.tokenizer_bytes, path, err);
+    src->params = (float *)(void *)body;  // model_source_free frees this one block
+    src->packed_scales = src->params + h.n_dense;
+    src->packed_codes = (uint8_t *)(src->packed_scales + h.n_scales);
+    src->kind = SOURCE_PACKED;
+    const char *tokenizer = (const char *)src->packed_codes + h.code_bytes;
+    return model_source_adopt_tokenizer(src, tokenizer, h.tokenizer_bytes, path, err);
 }

@@ -33,6 +33,6 @@ int packed_file_save(const char *path, const ModelConfig *c, int64_t step, const
 // them), packed_scales and packed_codes set, no optimizer state. f is path opened by
 // checkpoint_load (which tells the format by its magic), at its start, file_size bytes long;
 // this closes it.
-int packed_file_read(const char *path, FILE *f, long file_size, ModelSource *ck, Error *err);
+int packed_file_read(const char *path, FILE *f, long file_size, ModelSource *src, Error *err);
 
 #endif
