@@ -1,6 +1,7 @@
 // The transformer, written once over the Backend ops: forward and loss (model.c) and backward
-// (backward.c) as straight-line loops over layers; each projection through model/linear.h. One model for both objectives: config.causal picks
-// bidirectional attention (masked diffusion) or causal attention (the AR baseline).
+// (backward.c) as straight-line loops over layers; each projection through model/linear.h.
+// One model for every objective: config.causal picks bidirectional attention (masked
+// diffusion) or causal attention (the AR baseline).
 //
 // Per layer:  h = x + Wo * attention(rope(Wq * norm(x) + bq), rope(Wk * norm(x) + bk),
 //                                    Wv * norm(x) + bv)            (biases only with qkv_bias)
