@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/commands.h"
@@ -22,6 +23,17 @@ static const char *model_name(const char *path, char *buf, size_t size) {
     return slash && slash[1] ? slash + 1 : buf;
 }
 
+// The API key: the first line of path, without its line end; an empty key is refused.
+static int read_key(const char *path, char *key, size_t size, Error *err) {
+    FILE *f = fopen(path, "r");
+    if (!f) return error_set(err, "%s: %s", path, strerror(errno));
+    int got = fgets(key, (int)size, f) != NULL;
+    fclose(f);
+    if (got) key[strcspn(key, "\r\n")] = '\0';
+    if (!got || !key[0]) return error_set(err, "%s: no API key on its first line", path);
+    return 0;
+}
+
 // Waits for SIGINT or SIGTERM (blocked in every thread, so they arrive here).
 static void wait_for_signal(const sigset_t *signals) {
     int sig;
@@ -30,10 +42,11 @@ static void wait_for_signal(const sigset_t *signals) {
 }
 
 int cmd_serve(int argc, char **argv) {
-    const char *model_path = NULL, *host = "127.0.0.1", *api_key = NULL, *device = "auto",
-               *name = NULL, *log_path = NULL;
+    const char *model_path = NULL, *host = "127.0.0.1", *api_key = NULL, *key_file = NULL,
+               *device = "auto", *name = NULL, *log_path = NULL, *allow_hosts = NULL,
+               *cors = NULL;
     int port = 8080, queue = 16, max_n = 4, batch = 8, chat = -1, max_connections = 64, idle = 30;
-    float time_limit = 300.0f, batch_wait = 0.0f;
+    float time_limit = 300.0f, batch_wait = 0.0f, request_timeout = 10.0f;
     Flag flags[] = {
         {"model", FLAG_STRING, &model_path,
          "a run directory, a .ckpt file or a Hugging Face model directory (required)",
@@ -43,7 +56,11 @@ int cmd_serve(int argc, char **argv) {
         {"port", FLAG_INT, &port, "TCP port (0: any free one; the bound port is printed)",
          FLAG_FREE, 0},
         {"api-key", FLAG_STRING, &api_key,
-         "require 'Authorization: Bearer KEY' on /v1/ endpoints", FLAG_FREE, 0},
+         "require 'Authorization: Bearer KEY' on every endpoint but the page and /health "
+         "(visible to other users in ps: prefer --api-key-file or DLLM_API_KEY)", FLAG_FREE, 0},
+        {"api-key-file", FLAG_STRING, &key_file,
+         "the API key from this file's first line (default: the DLLM_API_KEY environment "
+         "variable, if set)", FLAG_FREE, 0},
         {"name", FLAG_STRING, &name, "the model's id for clients (default: the path's last part)",
          FLAG_FREE, 0},
         {"device", FLAG_STRING, &device, "auto, cpu, cuda or cuda-fp32", FLAG_FREE, 0},
@@ -61,6 +78,15 @@ int cmd_serve(int argc, char **argv) {
         {"connections", FLAG_INT, &max_connections, "open connections at most", FLAG_FREE, 0},
         {"idle", FLAG_INT, &idle, "seconds a connection may stay silent (a slow client)",
          FLAG_FREE, 0},
+        {"request-timeout", FLAG_FLOAT, &request_timeout,
+         "seconds a client has to send a whole request, from connecting or from its previous "
+         "reply (then the connection is closed)", FLAG_FREE, 0},
+        {"allow-hosts", FLAG_STRING, &allow_hosts,
+         "comma-separated host names the Host header may carry besides localhost, loopback "
+         "addresses and --host (others get 403: DNS rebinding)", FLAG_FREE, 0},
+        {"cors", FLAG_STRING, &cors,
+         "an origin (e.g. http://localhost:3000, or *) whose pages may call the API from a "
+         "browser (default: none)", FLAG_FREE, 0},
         {"chat", FLAG_INT, &chat,
          "1: /v1/completions prompts in the chat layout too (default: 1 for fine-tuned models)",
          FLAG_FREE, 0},
@@ -73,10 +99,18 @@ int cmd_serve(int argc, char **argv) {
     if (!model_path) return cli_fail("serve: --model is required (see --help)");
     if (port < 0 || port > 65535) return cli_fail("serve: --port must be in [0, 65535]");
     if (queue < 0 || max_n < 1 || max_n > REQUEST_MAX_N || batch < max_n ||
-        !(time_limit > 0.0f) || !(batch_wait >= 0.0f) || max_connections < 1 || idle < 1)
+        !(time_limit > 0.0f) || !(batch_wait >= 0.0f) || max_connections < 1 || idle < 1 ||
+        !(request_timeout > 0.0f))
         return cli_fail("serve: --queue >= 0, --max-n in [1, 16], --batch >= --max-n, "
-                        "--timeout > 0, --connections >= 1 and --idle >= 1");
+                        "--timeout > 0, --connections >= 1, --idle >= 1 and "
+                        "--request-timeout > 0");
     Error err;
+    char key[256];
+    if (api_key && key_file) return cli_fail("serve: give --api-key or --api-key-file, not both");
+    if (key_file && read_key(key_file, key, sizeof key, &err)) return cli_fail(err.msg);
+    if (key_file) api_key = key;
+    else if (!api_key && getenv("DLLM_API_KEY") && *getenv("DLLM_API_KEY"))
+        api_key = getenv("DLLM_API_KEY");
     const Backend *be = backend_by_name(device, &err);
     if (!be) return cli_fail(err.msg);
     FILE *log = stderr;
@@ -109,7 +143,8 @@ int cmd_serve(int argc, char **argv) {
     sigaddset(&signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
     Engine *engine = engine_start(&ec, &err);
-    HttpConfig hc = {host, port, api_key, max_connections, idle, log};
+    HttpConfig hc = {host, port, api_key, max_connections, idle, request_timeout, allow_hosts,
+                     cors, log};
     int bound = 0;
     HttpServer *server = engine ? http_start(&hc, engine, &limits, &bound, &err) : NULL;
     if (server) {

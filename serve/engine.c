@@ -499,3 +499,14 @@ void engine_release(Engine *e, Job *j) {
     release_locked(j);
     pthread_mutex_unlock(&e->lock);
 }
+
+int engine_queued(Engine *e) {
+    pthread_mutex_lock(&e->lock);
+    int n = e->queued;
+    pthread_mutex_unlock(&e->lock);
+    return n;
+}
+
+const Tokenizer *engine_tokenizer(const Engine *e) {
+    return e->cfg.tokenizer;
+}

@@ -50,5 +50,9 @@ typedef struct {
 void engine_summary(Engine *e, Job *j, JobSummary *s);
 // The HTTP side is done with the job.
 void engine_release(Engine *e, Job *j);
+// Requests waiting in the queue (not counting the running ones).
+int engine_queued(Engine *e);
+// The served model's tokenizer (read-only: any thread may encode and decode with it).
+const Tokenizer *engine_tokenizer(const Engine *e);
 
 #endif

@@ -3,12 +3,16 @@
 // text equal to `dllm sample`'s), streams (OpenAI chunks; a diffusion model's dllm.step
 // events), OpenAI-style errors, the API key, the page, a client that hangs up, a silent client,
 // and concurrent streaming clients against a small queue (every one served or refused with 503).
+#define _GNU_SOURCE  // strcasestr
 #include <check.h>
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -331,7 +335,10 @@ START_TEST(test_diffusion_stream_and_api_key) {
     r = http(s.port, "POST", "/v1/completions", "Authorization: Bearer wrong\r\n", body);
     ck_assert_int_eq(r.status, 401);
     free(r.head);
-    r = http(s.port, "GET", "/health", NULL, NULL);
+    r = http(s.port, "GET", "/health", NULL, NULL);  // public, as a load balancer asks it
+    ck_assert_int_eq(r.status, 200);
+    free(r.head);
+    r = http(s.port, "GET", "/metrics", NULL, NULL);
     ck_assert_int_eq(r.status, 401);
     free(r.head);
     r = http(s.port, "GET", "/", NULL, NULL);  // the page itself: static, no data
@@ -361,8 +368,8 @@ START_TEST(test_gone_and_silent_clients) {
     int fd = connect_to(s.port);
     const char *body = "{\"prompt\": \"In the\", \"max_tokens\": 50, \"stream\": true}";
     char req[256];
-    int n = snprintf(req, sizeof req, "POST /v1/completions HTTP/1.0\r\nContent-Length: %zu"
-                     "\r\n\r\n%s", strlen(body), body);
+    int n = snprintf(req, sizeof req, "POST /v1/completions HTTP/1.0\r\nContent-Type: "
+                     "application/json\r\nContent-Length: %zu\r\n\r\n%s", strlen(body), body);
     ck_assert(write(fd, req, (size_t)n) == n);
     char buf[64];
     ck_assert(read(fd, buf, sizeof buf) > 0);
@@ -548,6 +555,7 @@ START_TEST(test_real_clients) {
     ck_assert_msg(strstr(out, "\"errors\": [400, 404, 401]"), "%s", out);
     printf("  openai package: %s", out);
     snprintf(cmd, sizeof cmd, "curl -s -w ' %%{http_code}' -H 'Authorization: Bearer sesame' "
+             "-H 'Content-Type: application/json' "
              "http://127.0.0.1:%d/v1/completions -d '{\"prompt\": \"In the\", "
              "\"max_tokens\": 4}'", s.port);
     ck_assert_int_eq(run(cmd, out, sizeof out), 0);
@@ -561,6 +569,135 @@ START_TEST(test_real_clients) {
                   "%s", out);
     printf("  chromium: %s", out);
     stop(s);
+}
+END_TEST
+
+// Sends raw bytes on a fresh connection and reads the reply's status within `seconds` (0: none).
+static int raw_status(int port, const char *request, double seconds) {
+    int fd = connect_to(port);
+    ck_assert(send(fd, request, strlen(request), MSG_NOSIGNAL) == (ssize_t)strlen(request));
+    struct timeval tv = {(int)seconds, (int)((seconds - (int)seconds) * 1e6)};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char buf[256] = "";
+    ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
+    close(fd);
+    int status = 0;
+    if (n > 0) sscanf(buf, "HTTP/1.%*d %d", &status);
+    return status;
+}
+
+// What a request must be before the server reads its body or runs anything: a Host of this
+// server (DNS rebinding), JSON (a page of another site may POST text/plain without asking),
+// under 1 MiB by its Content-Length (refused before one byte of a 50 MB body is sent); CORS
+// only with --cors; the API key from a file or the environment; /metrics, /tokenize and
+// /detokenize.
+START_TEST(test_request_gates) {
+    char flags[800], key_path[300], req[600];
+    snprintf(key_path, sizeof key_path, "%s/key.txt", dir);
+    FILE *f = fopen(key_path, "w");
+    fputs("sesame\n", f);
+    fclose(f);
+    snprintf(flags, sizeof flags, "--model %s/ar --api-key-file %s", dir, key_path);
+    Server s = serve(flags);
+    const char *auth = "Authorization: Bearer sesame\r\n";
+    const char *body = "{\"prompt\": \"In the\", \"max_tokens\": 4}";
+    Reply r = http(s.port, "POST", "/v1/completions", NULL, body);
+    ck_assert_int_eq(r.status, 401);
+    free(r.head);
+    snprintf(req, sizeof req, "POST /v1/completions HTTP/1.0\r\nHost: 127.0.0.1\r\n%s"
+             "Content-Type: application/json\r\nContent-Length: 52428800\r\n\r\n", auth);
+    double t0 = now_seconds();
+    ck_assert_int_eq(raw_status(s.port, req, 5.0), 413);
+    ck_assert(now_seconds() - t0 < 2.0);
+    snprintf(req, sizeof req, "POST /v1/completions HTTP/1.0\r\nHost: evil.example:%d\r\n%s"
+             "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s", s.port, auth,
+             strlen(body), body);
+    ck_assert_int_eq(raw_status(s.port, req, 5.0), 403);
+    snprintf(req, sizeof req, "POST /v1/completions HTTP/1.0\r\nHost: localhost:%d\r\n%s"
+             "Origin: http://evil.example\r\nContent-Type: text/plain\r\nContent-Length: %zu"
+             "\r\n\r\n%s", s.port, auth, strlen(body), body);
+    ck_assert_int_eq(raw_status(s.port, req, 5.0), 415);
+    r = http(s.port, "OPTIONS", "/v1/completions", "Origin: http://evil.example\r\n", NULL);
+    ck_assert_int_eq(r.status, 405);
+    ck_assert(!strcasestr(r.head, "Access-Control-Allow-Origin"));
+    free(r.head);
+    r = http(s.port, "POST", "/v1/completions", auth, body);
+    ck_assert_int_eq(r.status, 200);
+    free(r.head);
+    r = http(s.port, "POST", "/tokenize", auth, "{\"content\": \"In the\"}");
+    ck_assert_msg(r.status == 200 && strstr(r.body, "\"tokens\": ["), "%s", r.body);
+    char detok[300];
+    snprintf(detok, sizeof detok, "{\"tokens\": %s", strstr(r.body, "["));
+    *strrchr(detok, '}') = '}';
+    free(r.head);
+    r = http(s.port, "POST", "/detokenize", auth, detok);
+    ck_assert_msg(r.status == 200 && strstr(r.body, "\"content\": \"In the\""), "%s", r.body);
+    free(r.head);
+    r = http(s.port, "GET", "/metrics", auth, NULL);
+    ck_assert_msg(r.status == 200 && strstr(r.body, "dllm_responses_total{status=\"4xx\"} 5") &&
+                  strstr(r.body, "dllm_completion_tokens_total 4"), "%s", r.body);
+    free(r.head);
+    stop(s);  // the refused requests ran nothing: 4 completion tokens in all, the one served
+    // --cors: the browser's preflight is answered, every response names the origin; the key
+    // from the environment
+    setenv("DLLM_API_KEY", "open", 1);
+    snprintf(flags, sizeof flags, "--model %s/ar --cors http://app.example", dir);
+    s = serve(flags);
+    unsetenv("DLLM_API_KEY");
+    r = http(s.port, "OPTIONS", "/v1/completions", "Origin: http://app.example\r\n", NULL);
+    ck_assert_msg(r.status == 204 && strstr(r.head, "Access-Control-Allow-Origin: "
+                                                    "http://app.example"), "%s", r.head);
+    free(r.head);
+    r = http(s.port, "POST", "/v1/completions", NULL, body);
+    ck_assert_int_eq(r.status, 401);
+    free(r.head);
+    r = http(s.port, "POST", "/v1/completions", "Authorization: Bearer open\r\n", body);
+    ck_assert_msg(r.status == 200 && strstr(r.head, "Access-Control-Allow-Origin"), "%s", r.head);
+    free(r.head);
+    stop(s);
+    printf("  gates: 413 before the body, 403 for another Host, 415 for text/plain, CORS only "
+           "with --cors, keys from a file and the environment\n");
+}
+END_TEST
+
+// Clients that send a byte now and then hold every connection the server allows: each has
+// --request-timeout to deliver its request, then its connection is closed and others get in.
+START_TEST(test_slow_clients_lose_their_slot) {
+    char flags[300];
+    snprintf(flags, sizeof flags, "--model %s/ar --connections 4 --request-timeout 1", dir);
+    Server s = serve(flags);
+    enum { SLOW = 4 };
+    int slow[SLOW];
+    for (int i = 0; i < SLOW; i++) {
+        slow[i] = connect_to(s.port);
+        ck_assert(send(slow[i], "POST /v1/completions HTTP/1.0\r\n", 31, MSG_NOSIGNAL) == 31);
+    }
+    double t0 = now_seconds(), served = 0.0;
+    while (now_seconds() - t0 < 8.0 && !served) {
+        for (int i = 0; i < SLOW; i++) send(slow[i], "X", 1, MSG_NOSIGNAL);  // never idle
+        Reply r = http(s.port, "GET", "/health", NULL, NULL);
+        if (r.status == 200) served = now_seconds() - t0;
+        free(r.head);
+        usleep(200 * 1000);
+    }
+    // (without the deadline they hold on until --idle, 30 s, after they stop sending)
+    ck_assert_msg(served > 0.0 && served < 3.0, "a client got in after %.1f s", served);
+    int closed = 0;
+    char buf[16];
+    for (int i = 0; i < SLOW; i++) {
+        struct timeval tv = {2, 0};
+        setsockopt(slow[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        ssize_t n = recv(slow[i], buf, sizeof buf, 0);  // 0 or a reset: closed; a time-out: not
+        closed += n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+        close(slow[i]);
+    }
+    ck_assert_int_eq(closed, SLOW);
+    Reply r = http(s.port, "GET", "/metrics", NULL, NULL);
+    ck_assert_msg(strstr(r.body, "dllm_request_deadlines_total 4"), "%s", r.body);
+    free(r.head);
+    stop(s);
+    printf("  slow clients: %d dribbling connections closed after 1 s; another client got in "
+           "after %.1f s\n", SLOW, served);
 }
 END_TEST
 
@@ -580,6 +717,8 @@ int main(void) {
     tcase_add_test(tc, test_concurrent_clients);
     tcase_add_test(tc, test_requests_share_a_batch);
     tcase_add_test(tc, test_imported_models_and_time_limit);
+    tcase_add_test(tc, test_request_gates);
+    tcase_add_test(tc, test_slow_clients_lose_their_slot);
     tcase_add_test(tc, test_real_clients);
     suite_add_tcase(s, tc);
     return run_suite(s);
