@@ -5,8 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/progress.h"
+#include "common/rng.h"
 #include "sampler/sampler.h"
 #include "tokenizer/chat.h"
 
@@ -43,6 +45,7 @@ struct Engine {
     Job *head, *tail;
     int queued, stopping;
     unsigned long serial;
+    Rng seeds;  // a fresh seed for each request that names none
 };
 
 static void job_free(Job *j) {
@@ -235,6 +238,8 @@ static void finish_job(Run *run, int k, int rc, const Error *err, const int *out
             text_printf(&tail, "\n\n");
         }
     }
+    if (r->stream && ok && r->include_usage)
+        response_usage_chunk(&tail, &h, j->prompt_len, completion);
     if (r->stream) response_done(&tail);
     text_append(&j->stream, tail.s ? tail.s : "", tail.len);
     j->state = JOB_FINISHED;
@@ -353,6 +358,7 @@ Engine *engine_start(const EngineConfig *cfg, Error *err) {
     Engine *e = calloc(1, sizeof *e);
     if (!e) return error_set(err, "out of memory"), NULL;
     e->cfg = *cfg;
+    rng_seed(&e->seeds, (uint64_t)(now_seconds() * 1e6) ^ ((uint64_t)getpid() << 32));
     pthread_mutex_init(&e->lock, NULL);
     pthread_cond_init(&e->work, NULL);
     if (pthread_create(&e->worker, NULL, worker_main, e) != 0) {
@@ -399,12 +405,14 @@ Job *engine_submit(Engine *e, ServeRequest *r, RequestError *re) {
     j->sent = calloc((size_t)j->req.n, sizeof *j->sent);
     size_t n = 0;
     Error err;
-    int chat = j->req.chat || e->cfg.chat_layout;
+    const ServeRequest *q = &j->req;
     if (!j->texts || !j->finish || !j->sent) {
         re->status = 500;
         snprintf(re->message, sizeof re->message, "out of memory");
-    } else if (encode_prompt(e->cfg.tokenizer, chat, j->req.prompt, strlen(j->req.prompt),
-                             &j->prompt_ids, &n, &err)) {
+    } else if (q->chat ? chat_encode_conversation(e->cfg.tokenizer, q->messages, q->n_messages,
+                                                  &j->prompt_ids, &n, &err)
+                       : encode_prompt(e->cfg.tokenizer, e->cfg.chat_layout, q->prompt,
+                                       strlen(q->prompt), &j->prompt_ids, &n, &err)) {
         re->status = 400;
         snprintf(re->message, sizeof re->message, "%.290s", err.msg);
         snprintf(re->param, sizeof re->param, "%s", j->req.chat ? "messages" : "prompt");
@@ -424,6 +432,7 @@ Job *engine_submit(Engine *e, ServeRequest *r, RequestError *re) {
         } else {
             snprintf(j->id, sizeof j->id, "%s-%lu", j->req.chat ? "chatcmpl" : "cmpl",
                      ++e->serial);
+            if (!j->req.seeded) j->req.sc.seed = rng_next(&e->seeds);
             j->created = (long)time(NULL);
             j->refs = 2;
             j->t_queued = now_seconds();

@@ -113,34 +113,63 @@ static int append_content(Text *t, const JsonValue *content, RequestError *e) {
     return 0;
 }
 
-// System and user messages, the last one from the user: their texts joined by blank lines,
-// laid out later as the model's one-turn chat prompt.
+// The conversation: system, user and assistant messages, the last one from the user, laid
+// out later by the model's chat template (tool messages and calls are not implemented).
 static int parse_messages(const JsonValue *root, ServeRequest *r, RequestError *e) {
     const JsonValue *v = json_member(root, "messages");
     if (!v) return fail(e, 400, "messages", "'messages' is required");
     if (v->type != JSON_ARRAY || v->n < 1)
         return fail(e, 400, "messages", "'messages' must be a non-empty array");
-    Text prompt = {0};
-    int rc = 0;
-    for (int i = 0; rc == 0 && i < v->n; i++) {
+    r->messages = calloc((size_t)v->n, sizeof *r->messages);
+    if (!r->messages) return fail(e, 500, NULL, "out of memory");
+    for (int i = 0; i < v->n; i++) {
         const JsonValue *m = &v->items[i];
         const char *role = json_member_string(m, "role");
         const JsonValue *content = json_member(m, "content");
         if (m->type != JSON_OBJECT || !role || !content)
-            rc = fail(e, 400, "messages", "each message needs a 'role' and a 'content'");
-        else if (strcmp(role, "system") != 0 && strcmp(role, "user") != 0)
-            rc = fail(e, 400, "messages", "role '%.40s' is not supported: one conversation turn "
-                      "(system and user messages) per request", role);
-        else if (i == v->n - 1 && strcmp(role, "user") != 0)
-            rc = fail(e, 400, "messages", "the last message must be the user's");
-        else if (i)
-            text_append(&prompt, "\n\n", 2);
-        if (rc == 0) rc = append_content(&prompt, content, e);
+            return fail(e, 400, "messages", "each message needs a 'role' and a 'content'");
+        if (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant") &&
+            strcmp(role, "developer"))
+            return fail(e, 400, "messages", "role '%.40s' is not supported (system, developer, "
+                        "user and assistant are; tools are not)", role);
+        if (i == v->n - 1 && strcmp(role, "user") != 0)
+            return fail(e, 400, "messages", "the last message must be the user's");
+        Text text = {0};
+        if (append_content(&text, content, e)) {
+            text_free(&text);
+            return -1;
+        }
+        // OpenAI's newer name for the system message
+        r->messages[i].role = strdup(strcmp(role, "developer") == 0 ? "system" : role);
+        r->messages[i].content = text.s ? text.s : strdup("");
+        r->n_messages = i + 1;
+        if (text.failed || !r->messages[i].role || !r->messages[i].content)
+            return fail(e, 500, NULL, "out of memory");
     }
-    if (rc == 0 && prompt.failed) rc = fail(e, 500, NULL, "out of memory");
-    if (rc) text_free(&prompt);
-    else r->prompt = prompt.s ? prompt.s : strdup("");
-    return rc;
+    return 0;
+}
+
+// max_tokens, or max_completion_tokens (OpenAI's newer name); both must agree.
+static int get_max_tokens(const JsonValue *root, const ServeLimits *limits, ServeRequest *r,
+                          RequestError *e) {
+    int a = 0, b = 0;
+    if (get_int(root, "max_tokens", 1, limits->context, &a, e) ||
+        get_int(root, "max_completion_tokens", 1, limits->context, &b, e))
+        return -1;
+    if (a && b && a != b)
+        return fail(e, 400, "max_completion_tokens", "'max_tokens' (%d) and "
+                    "'max_completion_tokens' (%d) disagree", a, b);
+    if (a || b) r->max_tokens = a ? a : b;
+    return 0;
+}
+
+// stream_options: {"include_usage": true} asks for a last chunk with the usage.
+static int get_stream_options(const JsonValue *root, ServeRequest *r, RequestError *e) {
+    const JsonValue *v = json_member(root, "stream_options");
+    if (!v || v->type == JSON_NULL) return 0;
+    if (v->type != JSON_OBJECT)
+        return fail(e, 400, "stream_options", "'stream_options' must be an object");
+    return get_bool(v, "include_usage", &r->include_usage, e);
 }
 
 static int parse_stops(const JsonValue *root, ServeRequest *r, RequestError *e) {
@@ -253,7 +282,7 @@ int request_parse(const char *body, int chat, const ServeLimits *limits, ServeRe
         fail(e, 404, "model", "the model '%.60s' does not exist (this server has '%.60s')", model,
              limits->model_id);
     else if (chat ? parse_messages(&root, r, e) : parse_prompt(&root, r, e)) {
-    } else if (get_int(&root, "max_tokens", 1, limits->context, &r->max_tokens, e) ||
+    } else if (get_max_tokens(&root, limits, r, e) || get_stream_options(&root, r, e) ||
                get_int(&root, "n", 1, limits->max_n, &r->n, e) ||
                get_bool(&root, "stream", &r->stream, e) ||
                get_bool(&root, "stream_steps", &r->stream_steps, e) || parse_stops(&root, r, e) ||
@@ -268,6 +297,11 @@ int request_parse(const char *body, int chat, const ServeLimits *limits, ServeRe
 
 void request_free(ServeRequest *r) {
     free(r->prompt);
+    for (int i = 0; i < r->n_messages; i++) {
+        free((char *)r->messages[i].role);
+        free((char *)r->messages[i].content);
+    }
+    free(r->messages);
     for (int i = 0; i < r->n_stops; i++) free(r->stops[i]);
     memset(r, 0, sizeof *r);
 }

@@ -7,13 +7,16 @@
 #include <stdint.h>
 
 #include "sampler/sampler.h"
+#include "tokenizer/chat_template.h"
 
 enum { REQUEST_MAX_STOPS = 4, REQUEST_MAX_N = 16 };
 
 typedef struct {
     int chat;                 // /v1/chat/completions: messages laid out as the model's chat
-    char *prompt;             // the prompt text (chat: the system and user text joined)
-    int max_tokens;           // tokens to generate
+    char *prompt;             // /v1/completions: the prompt text
+    ChatMessage *messages;    // chat: the conversation (system, user, assistant), the last
+    int n_messages;           // message the user's; roles and contents malloc'd
+    int max_tokens;           // tokens to generate (max_tokens or max_completion_tokens)
     int n;                    // completions for the prompt
     int stream;               // Server-Sent Events
     int stream_steps;         // also dllm.step events (a diffusion model; OpenAI's client
@@ -22,7 +25,8 @@ typedef struct {
     int n_stops;
     SamplerConfig sc;         // temperature, top_p, seed and the diffusion extensions
     int seeded;               // the client gave the seed (its sample must not depend on
-                              // which requests share its batch)
+                              // which requests share its batch); else the engine draws one
+    int include_usage;        // stream_options.include_usage: a last chunk with the usage
 } ServeRequest;
 
 // Why a request is refused: the HTTP status and OpenAI's error object fields.

@@ -118,6 +118,15 @@ void response_chunk(Text *t, const ResponseHead *h, int index, const char *text,
     else text_printf(t, ", \"finish_reason\": null}]}\n\n");
 }
 
+void response_usage_chunk(Text *t, const ResponseHead *h, int prompt_tokens,
+                          int completion_tokens) {
+    text_printf(t, "data: ");
+    head(t, h, h->chat ? "chat.completion.chunk" : "text_completion");
+    text_printf(t, ", \"choices\": [], ");
+    usage(t, prompt_tokens, completion_tokens);
+    text_printf(t, "}\n\n");
+}
+
 void response_step_event(Text *t, int step, int passes, const int *committed_pos,
                          int n_committed, char *const *texts, int n) {
     text_printf(t, "event: dllm.step\ndata: {\"step\": %d, \"passes\": %d, \"committed\": [",

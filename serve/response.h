@@ -45,6 +45,9 @@ void response_chunk(Text *t, const ResponseHead *h, int index, const char *text,
 // positions committed and every choice's current text ([MASK]s as U+2591).
 void response_step_event(Text *t, int step, int passes, const int *committed_pos,
                          int n_committed, char *const *texts, int n);
+// The stream's last chunk when asked for (stream_options.include_usage): no choices, the usage.
+void response_usage_chunk(Text *t, const ResponseHead *h, int prompt_tokens,
+                          int completion_tokens);
 void response_done(Text *t);  // "data: [DONE]"
 // {"error": {"message", "type", "param", "code"}}
 void response_error(Text *t, const RequestError *e);

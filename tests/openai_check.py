@@ -1,6 +1,6 @@
 """`dllm serve` through a real client: the `openai` Python package (from PyPI). Completions,
-chat completions, both streamed, and the errors the package raises for the server's 4xx
-replies. Prints one JSON line of what it saw; exits non-zero on the first surprise.
+chat completions, both streamed (with the usage chunk), a three-turn conversation, fresh and
+fixed seeds, and the errors the package raises for the server's 4xx replies. Prints one JSON line of what it saw; exits non-zero on the first surprise.
 Usage: python3 tests/openai_check.py BASE_URL MODEL API_KEY
 """
 import json
@@ -34,6 +34,32 @@ def main():
     deltas = [p.choices[0].delta.content or "" for p in client.chat.completions.create(
         model=model, messages=[{"role": "user", "content": "Hi"}], max_tokens=6, stream=True)]
     seen["chat_stream"] = "".join(deltas)
+
+    # a three-turn conversation: each request carries the turns before it
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    prompt_tokens = []
+    for turn in range(3):
+        r = client.chat.completions.create(model=model, messages=messages,
+                                           max_completion_tokens=4, temperature=0)
+        assert r.usage.completion_tokens <= 4, r.usage
+        prompt_tokens.append(r.usage.prompt_tokens)
+        messages += [{"role": "assistant", "content": r.choices[0].message.content},
+                     {"role": "user", "content": "And then?"}]
+    assert prompt_tokens[0] < prompt_tokens[1] < prompt_tokens[2], prompt_tokens
+    seen["conversation_prompt_tokens"] = prompt_tokens
+
+    chunks = list(client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "Hi"}], max_tokens=4, stream=True,
+        stream_options={"include_usage": True}))
+    assert chunks[-1].usage is not None and chunks[-1].choices == [], chunks[-1]
+    seen["stream_usage"] = chunks[-1].usage.completion_tokens
+
+    def sample(**kw):
+        return client.completions.create(model=model, prompt="In the", max_tokens=8,
+                                         temperature=1, **kw).choices[0].text
+    assert sample() != sample(), "two unseeded samples were the same"
+    assert sample(seed=5) == sample(seed=5), "one seed gave two samples"
+    seen["seeds"] = "fresh differ, fixed equal"
 
     for kwargs, error in [(dict(max_tokens=100000), openai.BadRequestError),
                           (dict(model="no-such-model"), openai.NotFoundError)]:

@@ -19,6 +19,7 @@
 #include "common/json.h"
 #include "common/progress.h"
 #include "serve/request.h"
+#include "tokenizer/chat.h"
 #include "serve/response.h"
 #include "tests/http_client.h"
 #include "tests/testutil.h"
@@ -54,21 +55,70 @@ START_TEST(test_request_fields) {
     ck_assert(r.sc.remasking == REMASK_RANDOM && r.sc.block_length == 12);
     ck_assert_uint_eq(request_cut_at_stop(&r, "xxbcya", 6), 2);
     request_free(&r);
-    // chat: system and user texts joined; 40 tokens default block of 20 (a divisor <= 32)
-    ck_assert_int_eq(request_parse("{\"messages\": [{\"role\": \"system\", \"content\": \"Be "
-                                   "brief.\"}, {\"role\": \"user\", \"content\": \"Hi\"}], "
-                                   "\"max_tokens\": 40}", 1, &mdm_limits, &r, &e), 0);
-    ck_assert_str_eq(r.prompt, "Be brief.\n\nHi");
+    // chat: the conversation's messages (developer is OpenAI's newer name for system);
+    // max_completion_tokens; stream_options
+    ck_assert_int_eq(request_parse("{\"messages\": [{\"role\": \"developer\", \"content\": "
+                                   "\"Be brief.\"}, {\"role\": \"user\", \"content\": \"Hi\"}, "
+                                   "{\"role\": \"assistant\", \"content\": \"Hello.\"}, "
+                                   "{\"role\": \"user\", \"content\": \"Bye\"}], "
+                                   "\"max_completion_tokens\": 8, \"stream\": true, "
+                                   "\"stream_options\": {\"include_usage\": true}}", 1, &ar_limits,
+                                   &r, &e), 0);
+    ck_assert(r.n_messages == 4 && r.max_tokens == 8 && r.include_usage && !r.seeded);
+    ck_assert_str_eq(r.messages[0].role, "system");
+    ck_assert_str_eq(r.messages[2].content, "Hello.");
     request_free(&r);
     // content as OpenAI's list of text parts
     ck_assert_int_eq(request_parse("{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": "
                                    "\"text\", \"text\": \"Hello \"}, {\"type\": \"text\", \"text\": "
                                    "\"there\"}]}], \"max_tokens\": 40}", 1, &mdm_limits, &r, &e), 0);
-    ck_assert_str_eq(r.prompt, "Hello there");
-    ck_assert_int_eq(r.sc.block_length, 20);
+    ck_assert_str_eq(r.messages[0].content, "Hello there");
+    ck_assert_int_eq(r.sc.block_length, 20);  // 40 tokens: a block of 20 (a divisor <= 32)
     ck_assert_int_eq(request_check_length(&r, 30, &mdm_limits, &e), -1);  // 30 + 40 > 64
     ck_assert_str_eq(e.param, "messages");
     request_free(&r);
+}
+END_TEST
+
+// A conversation as the model's chat layout: dllm's markers (prompt parts, each answer ended by
+// EOS) and Qwen2's ChatML as transformers renders it.
+START_TEST(test_conversation_layouts) {
+    ChatMessage m[] = {{"system", "Be brief."}, {"user", "Hi"}, {"assistant", "Hello!"},
+                       {"user", "Bye"}};
+    Tokenizer t;
+    Error err;
+    tokenizer_init_bytes(&t);
+    int *ids, *part;
+    size_t n, k;
+    ck_assert_msg(chat_encode_conversation(&t, m, 4, &ids, &n, &err) == 0, "%s", err.msg);
+    const char *texts[] = {"Be brief.\n\nHi", "Hello!", "Bye"};
+    int expect[64], e = 0;
+    expect[e++] = t.bos_id;
+    for (int i = 0; i < 3; i++) {
+        expect[e++] = i == 1 ? t.response_id : t.prompt_id;
+        ck_assert(tokenizer_encode(&t, texts[i], strlen(texts[i]), &part, &k, &err) == 0);
+        memcpy(expect + e, part, k * sizeof(int));
+        e += (int)k;
+        free(part);
+        if (i == 1) expect[e++] = t.eos_id;
+    }
+    expect[e++] = t.response_id;
+    ck_assert_uint_eq(n, (size_t)e);
+    ck_assert(memcmp(ids, expect, n * sizeof(int)) == 0);
+    free(ids);
+    tokenizer_free(&t);
+    ck_assert_msg(tokenizer_load(&t, "tests/fixtures/hf_models/qwen2", &err) == 0, "%s", err.msg);
+    const char *chatml = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi"
+                         "<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>user"
+                         "\nBye<|im_end|>\n<|im_start|>assistant\n";
+    ck_assert(tokenizer_encode_special(&t, chatml, strlen(chatml), &part, &k, &err) == 0);
+    ck_assert_msg(chat_encode_conversation(&t, m, 4, &ids, &n, &err) == 0, "%s", err.msg);
+    ck_assert_uint_eq(n, k);
+    ck_assert(memcmp(ids, part, n * sizeof(int)) == 0);
+    printf("  conversation of 4 messages: dllm layout %d ids, ChatML %zu ids as rendered by "
+           "hand\n", e, n);
+    free(ids), free(part);
+    tokenizer_free(&t);
 }
 END_TEST
 
@@ -108,7 +158,13 @@ START_TEST(test_request_refusals) {
                 "'content'");
     parse_fails("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": "
                 "\"assistant\", \"content\": \"b\"}]}", 1, &ar_limits, 400, "messages",
-                "one conversation turn");
+                "last message must be the user's");
+    parse_fails("{\"messages\": [{\"role\": \"tool\", \"content\": \"a\"}]}", 1, &ar_limits,
+                400, "messages", "tools are not");
+    parse_fails("{\"prompt\": \"a\", \"max_tokens\": 4, \"max_completion_tokens\": 5}", 0,
+                &ar_limits, 400, "max_completion_tokens", "disagree");
+    parse_fails("{\"prompt\": \"a\", \"stream_options\": {\"include_usage\": 1}}", 0,
+                &ar_limits, 400, "include_usage", "true or false");
 }
 END_TEST
 
@@ -552,7 +608,9 @@ START_TEST(test_real_clients) {
     snprintf(cmd, sizeof cmd, "%s tests/openai_check.py http://127.0.0.1:%d/v1 mdm sesame 2>&1",
              python, s.port);
     ck_assert_msg(run(cmd, out, sizeof out) == 0, "%s", out);
-    ck_assert_msg(strstr(out, "\"errors\": [400, 404, 401]"), "%s", out);
+    ck_assert_msg(strstr(out, "\"errors\": [400, 404, 401]") &&
+                  strstr(out, "\"conversation_prompt_tokens\": [") &&
+                  strstr(out, "\"seeds\": \"fresh differ, fixed equal\""), "%s", out);
     printf("  openai package: %s", out);
     snprintf(cmd, sizeof cmd, "curl -s -w ' %%{http_code}' -H 'Authorization: Bearer sesame' "
              "-H 'Content-Type: application/json' "
@@ -706,6 +764,7 @@ int main(void) {
     TCase *parse = tcase_create("parsing");
     tcase_add_test(parse, test_request_fields);
     tcase_add_test(parse, test_request_refusals);
+    tcase_add_test(parse, test_conversation_layouts);
     tcase_add_test(parse, test_json_strings_are_escaped);
     suite_add_tcase(s, parse);
     TCase *tc = tcase_create("loopback");

@@ -14,6 +14,7 @@
 #include <stddef.h>
 
 #include "common/error.h"
+#include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
 // The prompt part of the layout for text: a malloc'd array of *n ids.
@@ -22,6 +23,14 @@ int chat_encode_prompt(const Tokenizer *t, const char *text, size_t len, int **i
 // The response part without the EOS padding: a malloc'd array of *n ids, room for one more.
 int chat_encode_response(const Tokenizer *t, const char *text, size_t len, int **ids,
                          size_t *n, Error *err);
+
+// A conversation (system, user and assistant messages, the last the user's) as the prompt of
+// the next assistant turn: the model's chat template, or in dllm's layout each user turn as a
+// prompt part (system text joined to the user text after it by a blank line) and each
+// assistant turn as a response followed by one EOS:
+//     BOS <|prompt|> s\n\nu1 <|response|> a1 EOS <|prompt|> u2 <|response|>
+int chat_encode_conversation(const Tokenizer *t, const ChatMessage *m, int n, int **ids,
+                             size_t *n_ids, Error *err);
 
 // A prompt as the model expects it: in the layout above when chat is set, else plain text.
 int encode_prompt(const Tokenizer *t, int chat, const char *text, size_t len, int **ids,
