@@ -16,8 +16,12 @@ typedef enum { JOB_QUEUED, JOB_RUNNING, JOB_FINISHED } JobState;
 
 struct Job {
     ServeRequest req;
-    int *prompt_ids;
-    int prompt_len;
+    int rows;                 // choices: n for each prompt
+    int **prompt_ids;         // [n_prompts] each prompt's ids (a chat: one)
+    int *prompt_lens;
+    int n_prompts;
+    int prompt_len;           // the longest
+    int prompt_tokens;        // all prompts' ids (the usage)
     char id[48];
     long created;
     JobState state;
@@ -49,9 +53,10 @@ struct Engine {
 };
 
 static void job_free(Job *j) {
-    for (int i = 0; j->texts && i < j->req.n; i++) text_free(&j->texts[i]);
+    for (int i = 0; j->texts && i < j->rows; i++) text_free(&j->texts[i]);
     request_free(&j->req);
-    free(j->prompt_ids);
+    for (int i = 0; j->prompt_ids && i < j->n_prompts; i++) free(j->prompt_ids[i]);
+    free(j->prompt_ids), free(j->prompt_lens);
     free(j->texts), free(j->finish), free(j->sent);
     text_free(&j->stream);
     pthread_cond_destroy(&j->changed);
@@ -151,7 +156,7 @@ static int ar_step_chunks(Run *run, int k, const StepEvent *ev, Text *out) {
     Job *j = run->jobs[k];
     ResponseHead h = head_of(run->e, j);
     int all = 1;
-    for (int c = 0; c < j->req.n; c++) {
+    for (int c = 0; c < j->rows; c++) {
         int stopped;
         row_text(run, j, ev->tokens, run->first[k] + c, &j->texts[c], &stopped);
         size_t upto = stopped ? j->texts[c].len : safe_prefix(&j->req, &j->texts[c]);
@@ -209,7 +214,7 @@ static void finish_job(Run *run, int k, int rc, const Error *err, const int *out
     ResponseHead h = head_of(e, j);
     Text tail = {0};
     int completion = 0;
-    for (int c = 0; ok && c < r->n; c++) {
+    for (int c = 0; ok && c < j->rows; c++) {
         int stopped;
         completion += row_text(run, j, out, run->first[k] + c, &j->texts[c], &stopped);
         j->finish[c] = stopped ? "stop" : "length";
@@ -239,7 +244,7 @@ static void finish_job(Run *run, int k, int rc, const Error *err, const int *out
         }
     }
     if (r->stream && ok && r->include_usage)
-        response_usage_chunk(&tail, &h, j->prompt_len, completion);
+        response_usage_chunk(&tail, &h, j->prompt_tokens, completion);
     if (r->stream) response_done(&tail);
     text_append(&j->stream, tail.s ? tail.s : "", tail.len);
     j->state = JOB_FINISHED;
@@ -269,7 +274,8 @@ static void run_group(Run *run) {
     if (prompts && lens && out && lengths) {
         for (int k = 0; k < run->n_jobs; k++)
             for (int b = run->first[k]; b < run->first[k + 1]; b++)
-                prompts[b] = run->jobs[k]->prompt_ids, lens[b] = run->jobs[k]->prompt_len;
+                prompts[b] = run->jobs[k]->prompt_ids[(b - run->first[k]) / run->jobs[k]->req.n],
+                lens[b] = run->jobs[k]->prompt_lens[(b - run->first[k]) / run->jobs[k]->req.n];
         rc = sampler_run(SAMPLER_AUTO, e->cfg.model, NULL, &sc, prompts, lens, B, out, lengths,
                          &st, on_step, run, &err);
     } else {
@@ -298,7 +304,7 @@ static void take_group(Engine *e, Run *run) {
     while (*link && run->n_jobs < GROUP_MAX) {
         Job *j = *link;
         if (run->n_jobs > 0 && (!compatible(&run->jobs[0]->req, &j->req) ||
-                                run->B + j->req.n > e->cfg.model->max_batch)) {
+                                run->B + j->rows > e->cfg.model->max_batch)) {
             link = &j->next;
             continue;
         }
@@ -308,7 +314,7 @@ static void take_group(Engine *e, Run *run) {
         j->t_started = now_seconds();
         run->first[run->n_jobs] = run->B;
         run->jobs[run->n_jobs++] = j;
-        run->B += j->req.n;
+        run->B += j->rows;
     }
     run->first[run->n_jobs] = run->B;
     for (int k = 0; k < run->n_jobs; k++) run->jobs[k]->batched = run->n_jobs;
@@ -319,7 +325,7 @@ static void take_group(Engine *e, Run *run) {
 // Rows the queued requests need (lock held).
 static int queued_rows(const Engine *e) {
     int rows = 0;
-    for (const Job *j = e->head; j; j = j->next) rows += j->req.n;
+    for (const Job *j = e->head; j; j = j->next) rows += j->rows;
     return rows;
 }
 
@@ -390,6 +396,45 @@ void engine_stop(Engine *e) {
     free(e);
 }
 
+// The job's prompts as ids: the conversation in the model's chat layout; each text prompt
+// (in the chat layout for a fine-tuned model); token ids checked against the vocabulary.
+// 0, or -1 with *re filled (400).
+static int encode_prompts(Engine *e, Job *j, RequestError *re) {
+    const ServeRequest *q = &j->req;
+    const Tokenizer *tok = e->cfg.tokenizer;
+    int vocab = e->cfg.model->cfg.vocab_size;
+    Error err = {0};
+    int rc = 0;
+    for (int p = 0; rc == 0 && p < j->n_prompts; p++) {
+        size_t n = 0;
+        const Prompt *in = q->chat ? NULL : &q->prompts[p];
+        if (q->chat)
+            rc = chat_encode_conversation(tok, q->messages, q->n_messages, &j->prompt_ids[p], &n,
+                                          &err);
+        else if (in->text)
+            rc = encode_prompt(tok, e->cfg.chat_layout, in->text, strlen(in->text),
+                               &j->prompt_ids[p], &n, &err);
+        else if (!(j->prompt_ids[p] = malloc((size_t)(in->n_ids ? in->n_ids : 1) * sizeof(int))))
+            rc = error_set(&err, "out of memory");
+        for (int i = 0; rc == 0 && in && !in->text && i < in->n_ids; i++) {
+            if (in->ids[i] >= vocab)
+                rc = error_set(&err, "token id %d is past the model's vocabulary of %d",
+                               in->ids[i], vocab);
+            else
+                j->prompt_ids[p][n++] = in->ids[i];
+        }
+        if (rc == 0 && n == 0) rc = error_set(&err, "the prompt is empty");
+        j->prompt_lens[p] = (int)n;
+        j->prompt_tokens += (int)n;
+        if ((int)n > j->prompt_len) j->prompt_len = (int)n;
+    }
+    if (rc == 0) return 0;
+    re->status = 400;
+    snprintf(re->message, sizeof re->message, "%.290s", err.msg);
+    snprintf(re->param, sizeof re->param, "%s", q->chat ? "messages" : "prompt");
+    return -1;
+}
+
 Job *engine_submit(Engine *e, ServeRequest *r, RequestError *re) {
     Job *j = calloc(1, sizeof *j);
     if (!j) {
@@ -400,28 +445,18 @@ Job *engine_submit(Engine *e, ServeRequest *r, RequestError *re) {
     j->req = *r;
     memset(r, 0, sizeof *r);
     pthread_cond_init(&j->changed, NULL);
-    j->texts = calloc((size_t)j->req.n, sizeof *j->texts);
-    j->finish = calloc((size_t)j->req.n, sizeof *j->finish);
-    j->sent = calloc((size_t)j->req.n, sizeof *j->sent);
-    size_t n = 0;
-    Error err;
-    const ServeRequest *q = &j->req;
-    if (!j->texts || !j->finish || !j->sent) {
+    j->rows = request_rows(&j->req);
+    j->n_prompts = j->req.chat ? 1 : j->req.n_prompts;
+    j->texts = calloc((size_t)j->rows, sizeof *j->texts);
+    j->finish = calloc((size_t)j->rows, sizeof *j->finish);
+    j->sent = calloc((size_t)j->rows, sizeof *j->sent);
+    j->prompt_ids = calloc((size_t)j->n_prompts, sizeof *j->prompt_ids);
+    j->prompt_lens = calloc((size_t)j->n_prompts, sizeof *j->prompt_lens);
+    if (!j->texts || !j->finish || !j->sent || !j->prompt_ids || !j->prompt_lens) {
         re->status = 500;
         snprintf(re->message, sizeof re->message, "out of memory");
-    } else if (q->chat ? chat_encode_conversation(e->cfg.tokenizer, q->messages, q->n_messages,
-                                                  &j->prompt_ids, &n, &err)
-                       : encode_prompt(e->cfg.tokenizer, e->cfg.chat_layout, q->prompt,
-                                       strlen(q->prompt), &j->prompt_ids, &n, &err)) {
-        re->status = 400;
-        snprintf(re->message, sizeof re->message, "%.290s", err.msg);
-        snprintf(re->param, sizeof re->param, "%s", j->req.chat ? "messages" : "prompt");
-    } else if (n == 0) {
-        re->status = 400;
-        snprintf(re->message, sizeof re->message, "the prompt is empty");
-        snprintf(re->param, sizeof re->param, "%s", j->req.chat ? "messages" : "prompt");
-    } else if (request_check_length(&j->req, (int)n, &e->cfg.limits, re) == 0) {
-        j->prompt_len = (int)n;
+    } else if (encode_prompts(e, j, re) == 0 &&
+               request_check_length(&j->req, j->prompt_len, &e->cfg.limits, re) == 0) {
         pthread_mutex_lock(&e->lock);
         if (e->queued >= e->cfg.queue_max || e->stopping) {
             pthread_mutex_unlock(&e->lock);
@@ -479,12 +514,12 @@ int engine_response(Engine *e, Job *j, Text *body) {
     pthread_mutex_lock(&e->lock);
     int status = j->status;
     if (status == 200) {
-        Choice *choices = calloc((size_t)j->req.n, sizeof *choices);
-        for (int b = 0; choices && b < j->req.n; b++)
+        Choice *choices = calloc((size_t)j->rows, sizeof *choices);
+        for (int b = 0; choices && b < j->rows; b++)
             choices[b] = (Choice){j->texts[b].s, j->texts[b].len, j->finish[b]};
         ResponseHead h = head_of(e, j);
         if (choices)
-            response_completion(body, &h, choices, j->req.n, j->prompt_len,
+            response_completion(body, &h, choices, j->rows, j->prompt_tokens,
                                 j->completion_tokens);
         free(choices);
     } else {
@@ -496,7 +531,7 @@ int engine_response(Engine *e, Job *j, Text *body) {
 
 void engine_summary(Engine *e, Job *j, JobSummary *s) {
     pthread_mutex_lock(&e->lock);
-    *s = (JobSummary){"", j->prompt_len, j->completion_tokens, j->passes, j->status, j->batched,
+    *s = (JobSummary){"", j->prompt_tokens, j->completion_tokens, j->passes, j->status, j->batched,
                       (j->t_started ? j->t_started : j->t_finished) - j->t_queued,
                       j->t_finished && j->t_started ? j->t_finished - j->t_started : 0.0};
     snprintf(s->id, sizeof s->id, "%s", j->id);

@@ -82,15 +82,42 @@ static int plain_text(const JsonValue *v, const char *param, RequestError *e) {
     return 0;
 }
 
+// One prompt: a string, or a list of token ids (integers, checked against the vocabulary
+// when the prompt is encoded).
+static int parse_one_prompt(const JsonValue *v, Prompt *p, RequestError *e) {
+    if (v->type != JSON_ARRAY) {
+        if (plain_text(v, "prompt", e)) return -1;
+        p->text = strdup(v->string);
+        return p->text ? 0 : fail(e, 500, NULL, "out of memory");
+    }
+    p->ids = malloc((size_t)(v->n ? v->n : 1) * sizeof(int));
+    if (!p->ids) return fail(e, 500, NULL, "out of memory");
+    for (int i = 0; i < v->n; i++) {
+        const JsonValue *x = &v->items[i];
+        if (x->type != JSON_NUMBER || x->number != floor(x->number) || x->number < 0 ||
+            x->number > 2147483647.0)
+            return fail(e, 400, "prompt", "'prompt' must be a string, a list of strings, a list "
+                        "of token ids or a list of such lists");
+        p->ids[p->n_ids++] = (int)x->number;
+    }
+    return 0;
+}
+
+// OpenAI's prompt: a string, a list of strings, a list of token ids, or a list of such lists.
 static int parse_prompt(const JsonValue *root, ServeRequest *r, RequestError *e) {
     const JsonValue *v = json_member(root, "prompt");
     if (!v) return fail(e, 400, "prompt", "'prompt' is required");
-    if (v->type == JSON_ARRAY) {  // OpenAI's list of prompts: one per request here
-        if (v->n != 1) return fail(e, 400, "prompt", "'prompt' must be one string");
-        v = &v->items[0];
+    int list = v->type == JSON_ARRAY && v->n > 0 &&
+               (v->items[0].type == JSON_STRING || v->items[0].type == JSON_ARRAY);
+    int n = list ? v->n : 1;
+    if (n > REQUEST_MAX_N)
+        return fail(e, 400, "prompt", "at most %d prompts per request", REQUEST_MAX_N);
+    r->prompts = calloc((size_t)n, sizeof *r->prompts);
+    if (!r->prompts) return fail(e, 500, NULL, "out of memory");
+    for (int i = 0; i < n; i++) {
+        r->n_prompts = i + 1;
+        if (parse_one_prompt(list ? &v->items[i] : v, &r->prompts[i], e)) return -1;
     }
-    if (plain_text(v, "prompt", e)) return -1;
-    r->prompt = strdup(v->string);
     return 0;
 }
 
@@ -287,6 +314,9 @@ int request_parse(const char *body, int chat, const ServeLimits *limits, ServeRe
                get_bool(&root, "stream", &r->stream, e) ||
                get_bool(&root, "stream_steps", &r->stream_steps, e) || parse_stops(&root, r, e) ||
                refuse_unsupported(&root, e) || parse_sampling(&root, limits, r, e)) {
+    } else if (request_rows(r) > limits->max_n) {
+        fail(e, 400, "n", "%d prompts x n = %d completions: at most %d per request",
+             r->n_prompts, request_rows(r), limits->max_n);
     } else {
         rc = 0;
     }
@@ -295,8 +325,13 @@ int request_parse(const char *body, int chat, const ServeLimits *limits, ServeRe
     return rc;
 }
 
+int request_rows(const ServeRequest *r) {
+    return (r->chat ? 1 : r->n_prompts) * r->n;
+}
+
 void request_free(ServeRequest *r) {
-    free(r->prompt);
+    for (int i = 0; i < r->n_prompts; i++) free(r->prompts[i].text), free(r->prompts[i].ids);
+    free(r->prompts);
     for (int i = 0; i < r->n_messages; i++) {
         free((char *)r->messages[i].role);
         free((char *)r->messages[i].content);

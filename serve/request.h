@@ -11,9 +11,17 @@
 
 enum { REQUEST_MAX_STOPS = 4, REQUEST_MAX_N = 16 };
 
+// One prompt of /v1/completions: text, or token ids (malloc'd).
+typedef struct {
+    char *text;               // NULL: the prompt is ids
+    int *ids;
+    int n_ids;
+} Prompt;
+
 typedef struct {
     int chat;                 // /v1/chat/completions: messages laid out as the model's chat
-    char *prompt;             // /v1/completions: the prompt text
+    Prompt *prompts;          // /v1/completions: OpenAI's prompt (a string, a list of them,
+    int n_prompts;            // token ids, or a list of those), n completions each
     ChatMessage *messages;    // chat: the conversation (system, user, assistant), the last
     int n_messages;           // message the user's; roles and contents malloc'd
     int max_tokens;           // tokens to generate (max_tokens or max_completion_tokens)
@@ -54,6 +62,9 @@ void request_free(ServeRequest *r);
 // The prompt's token count is known only after encoding: checks prompt_len + max_tokens.
 int request_check_length(const ServeRequest *r, int prompt_len, const ServeLimits *limits,
                          RequestError *e);
+
+// Completions the request asks for: n for each prompt (a chat has one).
+int request_rows(const ServeRequest *r);
 
 // Length of text up to (not including) the first stop string, or len when none occurs.
 size_t request_cut_at_stop(const ServeRequest *r, const char *text, size_t len);

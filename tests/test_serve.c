@@ -49,11 +49,25 @@ START_TEST(test_request_fields) {
                                    "\"seed\": 7, \"stream\": true, \"steps\": 6, "
                                    "\"remasking\": \"random\", \"user\": \"ignored\"}",
                                    0, &mdm_limits, &r, &e), 0);
-    ck_assert_str_eq(r.prompt, "hi");
+    ck_assert(r.n_prompts == 1 && request_rows(&r) == 2);
+    ck_assert_str_eq(r.prompts[0].text, "hi");
     ck_assert(r.max_tokens == 12 && r.n == 2 && r.stream && r.n_stops == 2);
     ck_assert(r.sc.temperature == 0.5f && r.sc.seed == 7 && r.sc.steps == 6);
     ck_assert(r.sc.remasking == REMASK_RANDOM && r.sc.block_length == 12);
     ck_assert_uint_eq(request_cut_at_stop(&r, "xxbcya", 6), 2);
+    request_free(&r);
+    // prompts as a list of strings, token ids, a list of id lists
+    ck_assert_int_eq(request_parse("{\"prompt\": [\"a\", \"b\"], \"n\": 2}", 0, &ar_limits, &r,
+                                   &e), 0);
+    ck_assert(r.n_prompts == 2 && request_rows(&r) == 4);
+    ck_assert_str_eq(r.prompts[1].text, "b");
+    request_free(&r);
+    ck_assert_int_eq(request_parse("{\"prompt\": [5, 6, 7]}", 0, &ar_limits, &r, &e), 0);
+    ck_assert(r.n_prompts == 1 && !r.prompts[0].text && r.prompts[0].n_ids == 3 &&
+              r.prompts[0].ids[2] == 7);
+    request_free(&r);
+    ck_assert_int_eq(request_parse("{\"prompt\": [[5, 6], [7]]}", 0, &ar_limits, &r, &e), 0);
+    ck_assert(r.n_prompts == 2 && r.prompts[1].n_ids == 1 && r.prompts[1].ids[0] == 7);
     request_free(&r);
     // chat: the conversation's messages (developer is OpenAI's newer name for system);
     // max_completion_tokens; stream_options
@@ -127,7 +141,9 @@ START_TEST(test_request_refusals) {
     parse_fails("{\"prompt\": ", 0, &ar_limits, 400, "", "not valid JSON");
     parse_fails("{}", 0, &ar_limits, 400, "prompt", "required");
     parse_fails("{\"prompt\": 3}", 0, &ar_limits, 400, "prompt", "string");
-    parse_fails("{\"prompt\": [\"a\", \"b\"]}", 0, &ar_limits, 400, "prompt", "one string");
+    parse_fails("{\"prompt\": [1.5]}", 0, &ar_limits, 400, "prompt", "list of token ids");
+    parse_fails("{\"prompt\": [\"a\", \"b\", \"c\"], \"n\": 2}", 0, &ar_limits, 400, "n",
+                "at most 4 per request");
     parse_fails("{\"prompt\": \"a\\u0000b\"}", 0, &ar_limits, 400, "prompt", "NUL");
     parse_fails("{\"prompt\": \"a\", \"model\": \"gpt\"}", 0, &ar_limits, 404, "model", "gpt");
     parse_fails("{\"prompt\": \"a\", \"max_tokens\": 65}", 0, &ar_limits, 400, "max_tokens",
@@ -323,6 +339,26 @@ START_TEST(test_endpoints) {
     ck_assert_msg(strncmp(sampled, "In the", 6) == 0 && strcmp(sampled + 6, served) == 0,
                   "sample '%s' vs served '%s'", sampled, served);
     printf("  served greedy text equals dllm sample's: 'In the%s'\n", served);
+    // the same prompt as token ids, in a list beside itself as text: two choices, that text
+    r = http(s.port, "POST", "/tokenize", NULL, "{\"content\": \"In the\"}");
+    char ids[200], body[400];
+    snprintf(ids, sizeof ids, "%s", strstr(r.body, "["));
+    *strchr(ids, ']') = '\0';
+    free(r.head);
+    snprintf(body, sizeof body, "{\"prompt\": [%s], \"In the\"], \"max_tokens\": 12, "
+             "\"temperature\": 0}", ids);
+    r = http(s.port, "POST", "/v1/completions", NULL, body);
+    ck_assert_msg(r.status == 200 && strstr(r.body, "\"index\": 1") &&
+                  strstr(r.body, "\"prompt_tokens\": 12"), "%s", r.body);
+    JsonValue v;
+    Error err;
+    ck_assert(json_parse(r.body, &v, &err) == 0);
+    const JsonValue *choices = json_member(&v, "choices");
+    ck_assert(choices && choices->n == 2);
+    for (int i = 0; i < 2; i++)
+        ck_assert_str_eq(json_member_string(&choices->items[i], "text"), served);
+    json_free(&v);
+    free(r.head);
     free(served);
 
     r = http(s.port, "POST", "/v1/chat/completions", NULL,

@@ -13,7 +13,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             ServeRequest r;
             RequestError e;
             if (request_parse(body, chat, &limits[l], &r, &e) == 0) {
-                request_cut_at_stop(&r, r.prompt, strlen(r.prompt));
+                request_cut_at_stop(&r, "stop here", 9);
                 request_check_length(&r, 10, &limits[l], &e);
                 request_free(&r);
             }
