@@ -1,5 +1,6 @@
 #include "serve/engine.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@ struct Job {
     int status;               // 200, or the error's
     RequestError error;
     Text *texts;              // [n] each choice's text (finished: cut at EOS / stop)
+    Text *logprobs;           // [n] each choice's logprobs object (JSON), when asked for
     const char **finish;      // [n] "stop" or "length"
     size_t *sent;             // [n] bytes of each text already streamed
     int completion_tokens, passes;
@@ -54,6 +56,8 @@ struct Engine {
 
 static void job_free(Job *j) {
     for (int i = 0; j->texts && i < j->rows; i++) text_free(&j->texts[i]);
+    for (int i = 0; j->logprobs && i < j->rows; i++) text_free(&j->logprobs[i]);
+    free(j->logprobs);
     request_free(&j->req);
     for (int i = 0; j->prompt_ids && i < j->n_prompts; i++) free(j->prompt_ids[i]);
     free(j->prompt_ids), free(j->prompt_lens);
@@ -85,6 +89,16 @@ static ResponseHead head_of(const Engine *e, const Job *j) {
     return (ResponseHead){j->id, j->created, e->cfg.limits.model_id, j->req.chat};
 }
 
+// How many of row `row`'s generated tokens count: up to the first EOS or [MASK].
+static int generated_tokens(const Run *run, const int *out, int row) {
+    const Tokenizer *tok = run->e->cfg.tokenizer;
+    const int *ids = out + (size_t)row * run->T + run->P;
+    int n = 0, gen = run->T - run->P;
+    while (n < gen && ids[n] != tok->eos_id && ids[n] != tok->mask_id && ids[n] < tok->vocab_size)
+        n++;
+    return n;
+}
+
 // Row `row`'s generated text so far: tokens from P up to the first EOS or [MASK], decoded; cut
 // at the first of job j's stop strings. *stopped: EOS or a stop string ended it. Returns the
 // token count.
@@ -92,9 +106,7 @@ static int row_text(const Run *run, const Job *j, const int *out, int row, Text 
                     int *stopped) {
     const Tokenizer *tok = run->e->cfg.tokenizer;
     const int *ids = out + (size_t)row * run->T + run->P;
-    int n = 0, gen = run->T - run->P;
-    while (n < gen && ids[n] != tok->eos_id && ids[n] != tok->mask_id && ids[n] < tok->vocab_size)
-        n++;
+    int n = generated_tokens(run, out, row), gen = run->T - run->P;
     *stopped = n < gen && ids[n] == tok->eos_id;
     char *text = NULL;
     Error err;
@@ -204,6 +216,99 @@ static int on_step(void *user, const StepEvent *ev) {
     return stop;
 }
 
+// OpenAI's logprobs object for tokens [first, len) of seq, scored by one forward pass of the AR
+// model: each token's log-probability given those before it (none for position 0: null), the
+// `top` most likely tokens there, and each token's offset in the text.
+static int logprobs_json(Engine *e, const int *seq, int len, int first, int top, Text *out) {
+    Model *m = e->cfg.model;
+    const Tokenizer *tok = e->cfg.tokenizer;
+    int V = m->cfg.vocab_size;
+    float *row = malloc((size_t)V * sizeof(float));
+    if (!row) return -1;
+    model_forward(m, seq, 1, len);
+    Text tokens = {0}, lps = {0}, tops = {0}, offsets = {0};
+    char piece[TOKENIZER_PIECE_MAX];
+    size_t offset = 0;
+    for (int t = first; t < len; t++) {
+        const char *sep = t > first ? ", " : "";
+        size_t plen;
+        const char *p = seq[t] < tok->vocab_size ? tokenizer_piece_len(tok, seq[t], piece, &plen)
+                                                 : (plen = 0, "");
+        text_printf(&tokens, "%s", sep);
+        text_json_string(&tokens, p, plen);
+        text_printf(&offsets, "%s%zu", sep, offset);
+        offset += plen;
+        if (t == 0) {  // nothing before the first token
+            text_printf(&lps, "%snull", sep);
+            text_printf(&tops, "%snull", sep);
+            continue;
+        }
+        m->be->act_to_host(row, act_at(m, m->acts.logits, (size_t)(t - 1) * V), (size_t)V);
+        double max = row[0], sum = 0.0;
+        for (int v = 1; v < V; v++) max = row[v] > max ? row[v] : max;
+        for (int v = 0; v < V; v++) sum += exp((double)row[v] - max);
+        double lse = max + log(sum);
+        text_printf(&lps, "%s%.9g", sep, (double)row[seq[t]] - lse);
+        text_printf(&tops, "%s{", sep);
+        int chosen[5];
+        for (int k = 0; k < top; k++) {  // the k-th most likely (ties: the lower id)
+            int best = -1;
+            for (int v = 0; v < V; v++) {
+                int taken = 0;
+                for (int i = 0; i < k; i++) taken |= chosen[i] == v;
+                if (!taken && (best < 0 || row[v] > row[best])) best = v;
+            }
+            chosen[k] = best;
+            p = best < tok->vocab_size ? tokenizer_piece_len(tok, best, piece, &plen)
+                                       : (plen = 0, "");
+            text_printf(&tops, "%s", k ? ", " : "");
+            text_json_string(&tops, p, plen);
+            text_printf(&tops, ": %.9g", (double)row[best] - lse);
+        }
+        text_printf(&tops, "}");
+    }
+    text_printf(out, "{\"tokens\": [%s], \"token_logprobs\": [%s], \"top_logprobs\": [%s], "
+                "\"text_offset\": [%s]}", tokens.s ? tokens.s : "", lps.s ? lps.s : "",
+                tops.s ? tops.s : "", offsets.s ? offsets.s : "");
+    text_free(&tokens), text_free(&lps), text_free(&tops), text_free(&offsets);
+    free(row);
+    return out->failed ? -1 : 0;
+}
+
+// Choice c of job k with echo and logprobs: the prompt's text before the completion's, the
+// tokens' log-probabilities (the prompt's too with echo). -1 when out of memory.
+static int score_choice(Run *run, int k, int c, const int *out) {
+    Job *j = run->jobs[k];
+    const ServeRequest *r = &j->req;
+    int p = c / r->n, plen = j->prompt_lens[p];
+    int gen = generated_tokens(run, out, run->first[k] + c), len = plen + gen;
+    int *seq = malloc((size_t)len * sizeof(int));
+    if (!seq) return -1;
+    memcpy(seq, j->prompt_ids[p], (size_t)plen * sizeof(int));
+    memcpy(seq + plen, out + (size_t)(run->first[k] + c) * run->T + run->P,
+           (size_t)gen * sizeof(int));
+    int rc = r->logprobs >= 0 ? logprobs_json(run->e, seq, len, r->echo ? 0 : plen, r->logprobs,
+                                              &j->logprobs[c])
+                              : 0;
+    if (rc == 0 && r->echo) {  // the prompt as given (ids: decoded), then the completion
+        char *decoded = NULL;
+        Error err;
+        const char *prompt = r->prompts[p].text;
+        if (!prompt && tokenizer_decode(run->e->cfg.tokenizer, seq, (size_t)plen, &decoded,
+                                        &err) == 0)
+            prompt = decoded;
+        Text t = {0};
+        text_append(&t, prompt ? prompt : "", prompt ? strlen(prompt) : 0);
+        text_append(&t, j->texts[c].s, j->texts[c].len);
+        text_free(&j->texts[c]);
+        j->texts[c] = t;
+        free(decoded);
+        rc = t.failed ? -1 : 0;
+    }
+    free(seq);
+    return rc;
+}
+
 // Job k's outcome after the run (rc: the sampler's): its choices, or its error.
 static void finish_job(Run *run, int k, int rc, const Error *err, const int *out,
                        const SampleStats *st) {
@@ -224,6 +329,9 @@ static void finish_job(Run *run, int k, int rc, const Error *err, const int *out
             j->sent[c] = j->texts[c].len;
         }
     }
+    Error why = *err;
+    for (int c = 0; ok && (r->logprobs >= 0 || r->echo) && c < j->rows; c++)
+        if (score_choice(run, k, c, out)) ok = 0, error_set(&why, "out of memory scoring tokens");
     pthread_mutex_lock(&e->lock);
     j->completion_tokens = completion;
     j->passes = st->nfe;
@@ -231,12 +339,12 @@ static void finish_job(Run *run, int k, int rc, const Error *err, const int *out
         j->status = 200;
     } else {
         // stopped: its client left (499, as web servers log it) or its time ran out (504)
-        int stopped = strcmp(err->msg, SAMPLER_STOPPED) == 0;
+        int stopped = strcmp(why.msg, SAMPLER_STOPPED) == 0;
         j->status = j->error.status = j->cancelled ? 499 : stopped ? 504 : 500;
         snprintf(j->error.message, sizeof j->error.message, "%.290s",
                  j->cancelled ? "the client closed the connection"
                  : stopped    ? "the request ran past the server's time limit"
-                              : err->msg);
+                              : why.msg);
         if (r->stream) {  // the stream's headers are sent: the error is an event
             text_printf(&tail, "event: error\ndata: ");
             response_error(&tail, &j->error);
@@ -276,8 +384,10 @@ static void run_group(Run *run) {
             for (int b = run->first[k]; b < run->first[k + 1]; b++)
                 prompts[b] = run->jobs[k]->prompt_ids[(b - run->first[k]) / run->jobs[k]->req.n],
                 lens[b] = run->jobs[k]->prompt_lens[(b - run->first[k]) / run->jobs[k]->req.n];
-        rc = sampler_run(SAMPLER_AUTO, e->cfg.model, NULL, &sc, prompts, lens, B, out, lengths,
-                         &st, on_step, run, &err);
+        // max_tokens 0 (echo): the prompts are scored, nothing is generated
+        rc = r->max_tokens == 0 ? 0
+                                : sampler_run(SAMPLER_AUTO, e->cfg.model, NULL, &sc, prompts,
+                                              lens, B, out, lengths, &st, on_step, run, &err);
     } else {
         snprintf(err.msg, sizeof err.msg, "out of memory for %d rows", B);
     }
@@ -450,9 +560,11 @@ Job *engine_submit(Engine *e, ServeRequest *r, RequestError *re) {
     j->texts = calloc((size_t)j->rows, sizeof *j->texts);
     j->finish = calloc((size_t)j->rows, sizeof *j->finish);
     j->sent = calloc((size_t)j->rows, sizeof *j->sent);
+    j->logprobs = calloc((size_t)j->rows, sizeof *j->logprobs);
     j->prompt_ids = calloc((size_t)j->n_prompts, sizeof *j->prompt_ids);
     j->prompt_lens = calloc((size_t)j->n_prompts, sizeof *j->prompt_lens);
-    if (!j->texts || !j->finish || !j->sent || !j->prompt_ids || !j->prompt_lens) {
+    if (!j->texts || !j->finish || !j->sent || !j->logprobs || !j->prompt_ids ||
+        !j->prompt_lens) {
         re->status = 500;
         snprintf(re->message, sizeof re->message, "out of memory");
     } else if (encode_prompts(e, j, re) == 0 &&
@@ -516,7 +628,8 @@ int engine_response(Engine *e, Job *j, Text *body) {
     if (status == 200) {
         Choice *choices = calloc((size_t)j->rows, sizeof *choices);
         for (int b = 0; choices && b < j->rows; b++)
-            choices[b] = (Choice){j->texts[b].s, j->texts[b].len, j->finish[b]};
+            choices[b] = (Choice){j->texts[b].s, j->texts[b].len, j->finish[b],
+                                  j->req.logprobs >= 0 ? j->logprobs[b].s : NULL};
         ResponseHead h = head_of(e, j);
         if (choices)
             response_completion(body, &h, choices, j->rows, j->prompt_tokens,

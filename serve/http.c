@@ -363,6 +363,7 @@ static enum MHD_Result tokenize(Request *q, const char *url, int encode) {
         return reply_error(q, "POST", url, 400, NULL, msg);
     }
     const JsonValue *v = json_member(&root, encode ? "content" : "tokens");
+    if (encode && !v) v = json_member(&root, "prompt");  // vLLM's name (lm-evaluation-harness)
     Text t = {0};
     int status = 400;
     const char *problem = NULL;
@@ -371,7 +372,7 @@ static enum MHD_Result tokenize(Request *q, const char *url, int encode) {
     } else if (encode) {
         int *ids;
         size_t n;
-        if (tokenizer_encode(tok, v->string, v->len, &ids, &n, &err) == 0) {
+        if (tokenizer_encode_special(tok, v->string, v->len, &ids, &n, &err) == 0) {
             text_printf(&t, "{\"tokens\": [");
             for (size_t i = 0; i < n; i++) text_printf(&t, "%s%d", i ? ", " : "", ids[i]);
             text_printf(&t, "]}");
@@ -395,7 +396,9 @@ static enum MHD_Result tokenize(Request *q, const char *url, int encode) {
         char *text = NULL;
         if (!ids) problem = "out of memory";
         if (!problem && tokenizer_decode(tok, ids, (size_t)v->n, &text, &err) == 0) {
-            text_printf(&t, "{\"content\": ");
+            text_printf(&t, "{\"content\": ");  // llama.cpp's name, and vLLM's
+            text_json_string(&t, text, strlen(text));
+            text_printf(&t, ", \"prompt\": ");
             text_json_string(&t, text, strlen(text));
             text_printf(&t, "}");
             status = 200;
@@ -411,6 +414,30 @@ static enum MHD_Result tokenize(Request *q, const char *url, int encode) {
         return reply_error(q, "POST", url, status, encode ? "content" : "tokens", problem);
     }
     return send_json(q, "POST", url, 200, &t);
+}
+
+// /tokenizer_info: the special tokens' texts and the context (what lm-evaluation-harness's
+// remote tokenizer reads; the token texts encode back to their ids through /tokenize).
+static enum MHD_Result tokenizer_info(Request *q, const char *url) {
+    const Tokenizer *tok = engine_tokenizer(q->s->engine);
+    const int ids[3] = {tok->eos_id, tok->bos_id, tok->pad_id};
+    static const char *const names[3] = {"eos_token", "bos_token", "pad_token"};
+    char piece[TOKENIZER_PIECE_MAX];
+    Text t = {0};
+    text_printf(&t, "{\"tokenizer_class\": \"%s\", \"model_max_length\": %d",
+                tokenizer_kind_name(tok), q->s->limits.context);
+    for (int i = 0; i < 3; i++) {
+        text_printf(&t, ", \"%s\": ", names[i]);
+        if (ids[i] < 0) {
+            text_printf(&t, "null");
+            continue;
+        }
+        size_t len;
+        const char *s = tokenizer_piece_len(tok, ids[i], piece, &len);
+        text_json_string(&t, s, len);
+    }
+    text_printf(&t, "}");
+    return send_json(q, "GET", url, 200, &t);
 }
 
 static enum MHD_Result route(Request *q, const char *method, const char *url) {
@@ -436,6 +463,7 @@ static enum MHD_Result route(Request *q, const char *method, const char *url) {
         return send_json(q, method, url, 200, &t);
     }
     if (get && strcmp(url, "/metrics") == 0) return metrics(q, url);
+    if (get && strcmp(url, "/tokenizer_info") == 0) return tokenizer_info(q, url);
     int completions = strcmp(url, "/v1/completions") == 0,
         chat = strcmp(url, "/v1/chat/completions") == 0,
         encode = strcmp(url, "/tokenize") == 0, decode = strcmp(url, "/detokenize") == 0;

@@ -179,14 +179,14 @@ static int parse_messages(const JsonValue *root, ServeRequest *r, RequestError *
 // max_tokens, or max_completion_tokens (OpenAI's newer name); both must agree.
 static int get_max_tokens(const JsonValue *root, const ServeLimits *limits, ServeRequest *r,
                           RequestError *e) {
-    int a = 0, b = 0;
-    if (get_int(root, "max_tokens", 1, limits->context, &a, e) ||
-        get_int(root, "max_completion_tokens", 1, limits->context, &b, e))
+    int a = -1, b = -1;  // absent
+    if (get_int(root, "max_tokens", 0, limits->context, &a, e) ||
+        get_int(root, "max_completion_tokens", 0, limits->context, &b, e))
         return -1;
-    if (a && b && a != b)
+    if (a >= 0 && b >= 0 && a != b)
         return fail(e, 400, "max_completion_tokens", "'max_tokens' (%d) and "
                     "'max_completion_tokens' (%d) disagree", a, b);
-    if (a || b) r->max_tokens = a ? a : b;
+    if (a >= 0 || b >= 0) r->max_tokens = a >= 0 ? a : b;
     return 0;
 }
 
@@ -223,13 +223,30 @@ static int refuse_unsupported(const JsonValue *root, RequestError *e) {
         if (v && v->type != JSON_NULL && !(v->type == JSON_NUMBER && v->number == 0.0))
             return fail(e, 400, zero_numbers[i], "'%s' is not supported", zero_numbers[i]);
     }
-    static const char *const false_flags[] = {"logprobs", "echo"};
-    for (int i = 0; i < 2; i++) {
-        const JsonValue *v = json_member(root, false_flags[i]);
-        if (v && v->type != JSON_NULL && v->type != JSON_FALSE &&
-            !(v->type == JSON_NUMBER && v->number == 0.0))
-            return fail(e, 400, false_flags[i], "'%s' is not supported", false_flags[i]);
-    }
+    return 0;
+}
+
+// echo and logprobs (/v1/completions of an AR model): what the model gives each token of the
+// prompt and the completion. A masked-diffusion model has no per-token log-probability.
+static int parse_logprobs(const JsonValue *root, int chat, const ServeLimits *limits,
+                          ServeRequest *r, RequestError *e) {
+    r->logprobs = -1;
+    const JsonValue *lp = json_member(root, "logprobs");
+    int asked = lp && lp->type != JSON_NULL && lp->type != JSON_FALSE;
+    if (chat && (asked || json_member(root, "echo")))
+        return fail(e, 400, asked ? "logprobs" : "echo", "'%s' is implemented for "
+                    "/v1/completions only", asked ? "logprobs" : "echo");
+    if (get_bool(root, "echo", &r->echo, e)) return -1;
+    if (asked && get_int(root, "logprobs", 0, 5, &r->logprobs, e)) return -1;
+    if ((asked || r->echo) && limits->diffusion)
+        return fail(e, 400, asked ? "logprobs" : "echo", "a diffusion model has no per-token "
+                    "log-probabilities ('%s' needs an autoregressive model; dllm eval "
+                    "--choices scores continuations by the ELBO)", asked ? "logprobs" : "echo");
+    if ((asked || r->echo) && r->stream)
+        return fail(e, 400, asked ? "logprobs" : "echo", "'%s' with 'stream' is not implemented",
+                    asked ? "logprobs" : "echo");
+    if (r->max_tokens == 0 && !r->echo)
+        return fail(e, 400, "max_tokens", "'max_tokens' 0 (scoring the prompt) needs 'echo'");
     return 0;
 }
 
@@ -313,7 +330,8 @@ int request_parse(const char *body, int chat, const ServeLimits *limits, ServeRe
                get_int(&root, "n", 1, limits->max_n, &r->n, e) ||
                get_bool(&root, "stream", &r->stream, e) ||
                get_bool(&root, "stream_steps", &r->stream_steps, e) || parse_stops(&root, r, e) ||
-               refuse_unsupported(&root, e) || parse_sampling(&root, limits, r, e)) {
+               refuse_unsupported(&root, e) || parse_logprobs(&root, chat, limits, r, e) ||
+               parse_sampling(&root, limits, r, e)) {
     } else if (request_rows(r) > limits->max_n) {
         fail(e, 400, "n", "%d prompts x n = %d completions: at most %d per request",
              r->n_prompts, request_rows(r), limits->max_n);

@@ -35,6 +35,10 @@ typedef struct {
     int seeded;               // the client gave the seed (its sample must not depend on
                               // which requests share its batch); else the engine draws one
     int include_usage;        // stream_options.include_usage: a last chunk with the usage
+    int echo;                 // /v1/completions: the prompt comes back before the completion
+    int logprobs;             // AR /v1/completions: each token's log-probability and this many
+                              // most likely alternatives (-1: none); with echo the prompt's
+                              // tokens too, and max_tokens may be 0 (scoring only)
 } ServeRequest;
 
 // Why a request is refused: the HTTP status and OpenAI's error object fields.

@@ -88,7 +88,7 @@ void response_completion(Text *t, const ResponseHead *h, const Choice *choices, 
         } else {
             text_printf(t, "\"text\": ");
             text_json_string(t, choices[i].text, choices[i].len);
-            text_printf(t, ", \"logprobs\": null");
+            text_printf(t, ", \"logprobs\": %s", choices[i].logprobs ? choices[i].logprobs : "null");
         }
         text_printf(t, ", \"finish_reason\": \"%s\"}", choices[i].finish_reason);
     }

@@ -25,6 +25,7 @@ typedef struct {
     const char *text;
     size_t len;
     const char *finish_reason;  // "stop" or "length"
+    const char *logprobs;       // OpenAI's logprobs object (JSON text), or NULL: null
 } Choice;
 
 // The identity of a response: its id ("cmpl-..." / "chatcmpl-..."), creation time, model.

@@ -6,6 +6,7 @@
 #define _GNU_SOURCE  // strcasestr
 #include <check.h>
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,7 +19,10 @@
 
 #include "common/json.h"
 #include "common/progress.h"
+#include "eval/eval.h"
+#include "kernels/backend.h"
 #include "serve/request.h"
+#include "store/model_source.h"
 #include "tokenizer/chat.h"
 #include "serve/response.h"
 #include "tests/http_client.h"
@@ -147,7 +151,7 @@ START_TEST(test_request_refusals) {
     parse_fails("{\"prompt\": \"a\\u0000b\"}", 0, &ar_limits, 400, "prompt", "NUL");
     parse_fails("{\"prompt\": \"a\", \"model\": \"gpt\"}", 0, &ar_limits, 404, "model", "gpt");
     parse_fails("{\"prompt\": \"a\", \"max_tokens\": 65}", 0, &ar_limits, 400, "max_tokens",
-                "[1, 64]");
+                "[0, 64]");
     parse_fails("{\"prompt\": \"a\", \"max_tokens\": 2.5}", 0, &ar_limits, 400, "max_tokens",
                 "integer");
     parse_fails("{\"prompt\": \"a\", \"n\": 5}", 0, &ar_limits, 400, "n", "[1, 4]");
@@ -159,8 +163,16 @@ START_TEST(test_request_refusals) {
                 400, "stop", "at most 4");
     parse_fails("{\"prompt\": \"a\", \"steps\": 4}", 0, &ar_limits, 400, "steps",
                 "diffusion models");
-    parse_fails("{\"prompt\": \"a\", \"logprobs\": 2}", 0, &ar_limits, 400, "logprobs",
-                "not supported");
+    parse_fails("{\"prompt\": \"a\", \"logprobs\": 2}", 0, &mdm_limits, 400, "logprobs",
+                "no per-token log-probabilities");
+    parse_fails("{\"prompt\": \"a\", \"logprobs\": 6}", 0, &ar_limits, 400, "logprobs",
+                "[0, 5]");
+    parse_fails("{\"prompt\": \"a\", \"echo\": true, \"stream\": true}", 0, &ar_limits, 400,
+                "echo", "not implemented");
+    parse_fails("{\"prompt\": \"a\", \"max_tokens\": 0}", 0, &ar_limits, 400, "max_tokens",
+                "needs 'echo'");
+    parse_fails("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"logprobs\": "
+                "true}", 1, &ar_limits, 400, "logprobs", "/v1/completions only");
     parse_fails("{\"prompt\": \"a\", \"top_p\": 0.9}", 0, &mdm_limits, 400, "top_p",
                 "autoregressive");
     parse_fails("{\"prompt\": \"a\", \"max_tokens\": 10, \"block_length\": 4}", 0, &mdm_limits,
@@ -360,6 +372,40 @@ START_TEST(test_endpoints) {
     json_free(&v);
     free(r.head);
     free(served);
+    // echo + logprobs (lm-evaluation-harness's loglikelihood request): the prompt's tokens'
+    // log-probabilities sum to the exact AR log-likelihood dllm eval computes
+    r = http(s.port, "POST", "/v1/completions", NULL, "{\"prompt\": \"In the beginning\", "
+             "\"max_tokens\": 0, \"echo\": true, \"logprobs\": 1}");
+    ck_assert_msg(r.status == 200, "%s", r.body);
+    ck_assert(json_parse(r.body, &v, &err) == 0);
+    const JsonValue *lp = json_member(&json_member(&v, "choices")->items[0], "logprobs");
+    const JsonValue *tl = json_member(lp, "token_logprobs"), *tops = json_member(lp, "top_logprobs");
+    ck_assert(tl && tl->n == 16 && tl->items[0].type == JSON_NULL && tops->n == 16);
+    double served_nll = 0.0;
+    for (int i = 1; i < tl->n; i++) served_nll -= tl->items[i].number;
+    ck_assert_str_eq(json_member_string(&json_member(&v, "choices")->items[0], "text"),
+                     "In the beginning");
+    json_free(&v);
+    free(r.head);
+    char model_dir[300], chosen[4200];
+    snprintf(model_dir, sizeof model_dir, "%s/ar", dir);
+    ModelSource src;
+    int skipped;
+    Model m;
+    ck_assert(model_source_open(model_dir, HF_WEIGHTS_LATER, &src, chosen, sizeof chosen,
+                                &skipped, &err) == 0);
+    ck_assert(model_source_build(&src, &backend_cpu, 1, &m, &err) == 0);
+    int *tokens;
+    size_t n_tokens;
+    ck_assert(tokenizer_encode(&src.tokenizer, "In the beginning", 16, &tokens, &n_tokens, &err) == 0);
+    double nll;
+    ck_assert(score_continuation(&m, tokens, (int)n_tokens, 1, 1, 0.0f, 1, &nll, &err) == 0);
+    ck_assert_msg(fabs(nll - served_nll) < 1e-4, "served %.6f, dllm eval's %.6f", served_nll, nll);
+    printf("  echo + logprobs: -log p(prompt) %.6f served, %.6f by score_continuation\n",
+           served_nll, nll);
+    free(tokens);
+    model_free(&m);
+    model_source_free(&src);
 
     r = http(s.port, "POST", "/v1/chat/completions", NULL,
              "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}], \"max_tokens\": 5, "
