@@ -669,14 +669,15 @@ END_TEST
 static int clients_present(const char **python) {
     *python = getenv("DLLM_TEST_PYTHON") ? getenv("DLLM_TEST_PYTHON") : "python3";
     char cmd[600], out[256];
-    snprintf(cmd, sizeof cmd, "%s -c 'import openai' 2>&1 && command -v chromium curl "
-             ">/dev/null 2>&1", *python);
+    snprintf(cmd, sizeof cmd, "%s -c 'import openai, lm_eval, tenacity' 2>&1 && "
+             "command -v chromium curl >/dev/null 2>&1", *python);
     int ok = run(cmd, out, sizeof out) == 0;
     const char *require = getenv("DLLM_REQUIRE_CLIENTS");
     ck_assert_msg(ok || !require || strcmp(require, "1") != 0,
-                  "DLLM_REQUIRE_CLIENTS=1 but the openai package, chromium or curl is missing");
-    if (!ok) printf("  real clients: skipped (no openai package for %s, chromium or curl)\n",
-                    *python);
+                  "DLLM_REQUIRE_CLIENTS=1 but the openai or lm_eval[api] package, chromium or "
+                  "curl is missing");
+    if (!ok) printf("  real clients: skipped (no openai or lm_eval[api] package for %s, "
+                    "chromium or curl)\n", *python);
     return ok;
 }
 
@@ -708,6 +709,15 @@ START_TEST(test_real_clients) {
     ck_assert_msg(strstr(out, "\"status\": \"done in 16 steps\"") && !strstr(out, "\"text\": \"\""),
                   "%s", out);
     printf("  chromium: %s", out);
+    stop(s);
+    // lm-evaluation-harness, unmodified, against the AR model: its scores equal dllm's own
+    snprintf(flags, sizeof flags, "--model %s/ar", dir);
+    s = serve(flags);
+    snprintf(cmd, sizeof cmd, "%s tests/lm_eval_check.py http://127.0.0.1:%d ar %s/ar "
+             "%s/lm_eval 2>&1", python, s.port, dir, dir);
+    ck_assert_msg(run(cmd, out, sizeof out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "\"generations_equal\": \"8/8\""), "%s", out);
+    printf("  lm-evaluation-harness: %s", out);
     stop(s);
 }
 END_TEST
