@@ -162,9 +162,11 @@ static void diffusion_step_event(Run *run, int k, const StepEvent *ev, Text *out
     free(texts), free(committed);
 }
 
-// An AR step of job k: each choice's new text as OpenAI chunks. Returns 1 when all its
-// choices have stopped.
-static int ar_step_chunks(Run *run, int k, const StepEvent *ev, Text *out) {
+// A step of job k: each choice's newly final text as OpenAI chunks: the tokens from the first
+// generated position up to the first still-masked one (an AR model's text so far; a diffusion
+// model never changes a committed token, so its text streams block by block, as LLaDA's
+// semi-autoregressive blocks complete). Returns 1 when all its choices have stopped.
+static int prefix_chunks(Run *run, int k, const StepEvent *ev, Text *out) {
     Job *j = run->jobs[k];
     ResponseHead h = head_of(run->e, j);
     int all = 1;
@@ -189,11 +191,11 @@ static int on_step(void *user, const StepEvent *ev) {
     for (int k = 0; k < run->n_jobs; k++) {
         Job *j = run->jobs[k];
         events[k] = (Text){0};
-        // an AR choice's text only grows: stream it, and end the run once every choice has
-        // met a stop string; a diffusion step is shown whole, when asked for
+        // a choice's final prefix only grows: stream it, and end an AR run once every choice
+        // has met a stop string; a diffusion step is shown whole, when asked for
         if (j->req.stream && j->req.stream_steps) diffusion_step_event(run, k, ev, &events[k]);
-        else if (!e->cfg.limits.diffusion && (j->req.stream || j->req.n_stops))
-            all_stopped &= ar_step_chunks(run, k, ev, &events[k]);
+        else if (j->req.stream || (!e->cfg.limits.diffusion && j->req.n_stops))
+            all_stopped &= prefix_chunks(run, k, ev, &events[k]);
         else all_stopped = 0;
         if (!j->req.stream) events[k].len = 0;
     }

@@ -491,6 +491,40 @@ START_TEST(test_diffusion_stream_and_api_key) {
                   r.body);
     printf("  diffusion stream: %d dllm.step events, then the text and [DONE]\n", steps);
     free(r.head);
+    // without step events: the text streams as it becomes final, block by block, and adds up
+    // to the whole answer
+    const char *greedy = "{\"prompt\": \"In the\", \"max_tokens\": 16, \"block_length\": 4, "
+                         "\"steps\": 16, \"temperature\": 0%s}";
+    char req_body[300];
+    snprintf(req_body, sizeof req_body, greedy, "");
+    r = http(s.port, "POST", "/v1/completions", "Authorization: Bearer sesame\r\n", req_body);
+    char *whole = first_text(r.body, 0);
+    free(r.head);
+    snprintf(req_body, sizeof req_body, greedy, ", \"stream\": true");
+    r = http(s.port, "POST", "/v1/completions", "Authorization: Bearer sesame\r\n", req_body);
+    Text joined = {0};
+    int pieces = 0;
+    for (const char *c = r.body; (c = strstr(c, "data: {")) != NULL; c++) {
+        const char *end = strstr(c, "\n\n");
+        char *one = strndup(c + 6, (size_t)(end - c - 6));
+        JsonValue v;
+        Error err;
+        ck_assert(json_parse(one, &v, &err) == 0);
+        const JsonValue *ch = json_member(&v, "choices");
+        if (ch->n) {
+            const char *text = json_member_string(&ch->items[0], "text");
+            pieces += text[0] != '\0';
+            text_append(&joined, text, strlen(text));
+        }
+        json_free(&v);
+        free(one);
+    }
+    ck_assert_msg(pieces >= 2 && joined.s && strcmp(joined.s, whole) == 0, "%d pieces '%s' vs '%s'",
+                  pieces, joined.s ? joined.s : "", whole);
+    printf("  diffusion stream: the answer in %d pieces as its blocks became final\n", pieces);
+    text_free(&joined);
+    free(whole);
+    free(r.head);
     stop(s);
 }
 END_TEST
@@ -709,6 +743,17 @@ START_TEST(test_real_clients) {
     ck_assert_msg(strstr(out, "\"status\": \"done in 16 steps\"") && !strstr(out, "\"text\": \"\""),
                   "%s", out);
     printf("  chromium: %s", out);
+    stop(s);
+    // a request past the time limit: the page shows the error, not "done" with an empty box
+    snprintf(flags, sizeof flags, "--model %s/mdm --timeout 0.0001", dir);
+    s = serve(flags);
+    snprintf(cmd, sizeof cmd, "%s tests/page_check.py 'http://127.0.0.1:%d/?prompt=In%%20the"
+             "&max_tokens=48&steps=48&block_length=48' %s/page_timeout.png 2>&1", python, s.port,
+             dir);
+    ck_assert_msg(run(cmd, out, sizeof out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "\"status\": \"error: the request ran past the server's time "
+                              "limit\""), "%s", out);
+    printf("  chromium, past the time limit: %s", out);
     stop(s);
     // lm-evaluation-harness, unmodified, against the AR model: its scores equal dllm's own
     snprintf(flags, sizeof flags, "--model %s/ar", dir);
