@@ -218,16 +218,53 @@ static int on_step(void *user, const StepEvent *ev) {
     return stop;
 }
 
-// OpenAI's logprobs object for tokens [first, len) of seq, scored by one forward pass of the AR
-// model: each token's log-probability given those before it (none for position 0: null), the
-// `top` most likely tokens there, and each token's offset in the text.
+// The logits that predict token t of seq (t >= 1) given the tokens before it, into row (host,
+// vocab floats). An AR model: row t - 1 of one pass over seq. A diffusion model, left to right:
+// position t with itself and everything after it masked (the likelihood of decoding the text
+// one token at a time in order, which any split into context and continuation sums correctly),
+// its passes run for a batch of positions at a time into rows (max_batch x len tokens).
+typedef struct {
+    Model *m;
+    const int *seq;
+    int len, mask_id;
+    int *rows;       // diffusion: the batch's inputs
+    int first, n;    // diffusion: positions [first, first + n) are in the last pass
+} Scorer;
+
+static void predicted_logits(Scorer *s, int t, float *row) {
+    Model *m = s->m;
+    int V = m->cfg.vocab_size, shift = m->cfg.logit_shift;
+    if (m->cfg.causal) {
+        if (s->n == 0) model_forward(m, s->seq, 1, s->len), s->n = 1;
+        m->be->act_to_host(row, act_at(m, m->acts.logits, (size_t)(t - 1) * V), (size_t)V);
+        return;
+    }
+    if (t >= s->first + s->n) {  // the next batch of positions
+        s->first = t;
+        s->n = s->len - t < m->max_batch ? s->len - t : m->max_batch;
+        for (int b = 0; b < s->n; b++)
+            for (int i = 0; i < s->len; i++)
+                s->rows[(size_t)b * s->len + i] = i < t + b ? s->seq[i] : s->mask_id;
+        model_infer(m, s->rows, NULL, s->n, s->len, 0, s->len);
+    }
+    size_t at = ((size_t)(t - s->first) * s->len + (size_t)(t - shift)) * V;
+    m->be->act_to_host(row, act_at(m, m->acts.logits, at), (size_t)V);
+}
+
+// OpenAI's logprobs object for tokens [first, len) of seq: each token's log-probability given
+// those before it (none for position 0: null; Scorer says how), the `top` most likely tokens
+// there, and each token's offset in the text.
 static int logprobs_json(Engine *e, const int *seq, int len, int first, int top, Text *out) {
     Model *m = e->cfg.model;
     const Tokenizer *tok = e->cfg.tokenizer;
     int V = m->cfg.vocab_size;
     float *row = malloc((size_t)V * sizeof(float));
-    if (!row) return -1;
-    model_forward(m, seq, 1, len);
+    Scorer s = {m, seq, len, m->cfg.mask_token_id, NULL, 0, 0};
+    if (!m->cfg.causal) s.rows = malloc((size_t)m->max_batch * len * sizeof(int));
+    if (!row || (!m->cfg.causal && !s.rows)) {
+        free(row), free(s.rows);
+        return -1;
+    }
     Text tokens = {0}, lps = {0}, tops = {0}, offsets = {0};
     char piece[TOKENIZER_PIECE_MAX];
     size_t offset = 0;
@@ -245,7 +282,7 @@ static int logprobs_json(Engine *e, const int *seq, int len, int first, int top,
             text_printf(&tops, "%snull", sep);
             continue;
         }
-        m->be->act_to_host(row, act_at(m, m->acts.logits, (size_t)(t - 1) * V), (size_t)V);
+        predicted_logits(&s, t, row);
         double max = row[0], sum = 0.0;
         for (int v = 1; v < V; v++) max = row[v] > max ? row[v] : max;
         for (int v = 0; v < V; v++) sum += exp((double)row[v] - max);
@@ -273,7 +310,7 @@ static int logprobs_json(Engine *e, const int *seq, int len, int first, int top,
                 "\"text_offset\": [%s]}", tokens.s ? tokens.s : "", lps.s ? lps.s : "",
                 tops.s ? tops.s : "", offsets.s ? offsets.s : "");
     text_free(&tokens), text_free(&lps), text_free(&tops), text_free(&offsets);
-    free(row);
+    free(row), free(s.rows);
     return out->failed ? -1 : 0;
 }
 

@@ -226,10 +226,9 @@ static int refuse_unsupported(const JsonValue *root, RequestError *e) {
     return 0;
 }
 
-// echo and logprobs (/v1/completions of an AR model): what the model gives each token of the
-// prompt and the completion. A masked-diffusion model has no per-token log-probability.
-static int parse_logprobs(const JsonValue *root, int chat, const ServeLimits *limits,
-                          ServeRequest *r, RequestError *e) {
+// echo and logprobs (/v1/completions): what the model gives each token of the prompt and the
+// completion (a diffusion model: decoding left to right, engine.c).
+static int parse_logprobs(const JsonValue *root, int chat, ServeRequest *r, RequestError *e) {
     r->logprobs = -1;
     const JsonValue *lp = json_member(root, "logprobs");
     int asked = lp && lp->type != JSON_NULL && lp->type != JSON_FALSE;
@@ -238,10 +237,6 @@ static int parse_logprobs(const JsonValue *root, int chat, const ServeLimits *li
                     "/v1/completions only", asked ? "logprobs" : "echo");
     if (get_bool(root, "echo", &r->echo, e)) return -1;
     if (asked && get_int(root, "logprobs", 0, 5, &r->logprobs, e)) return -1;
-    if ((asked || r->echo) && limits->diffusion)
-        return fail(e, 400, asked ? "logprobs" : "echo", "a diffusion model has no per-token "
-                    "log-probabilities ('%s' needs an autoregressive model; dllm eval "
-                    "--choices scores continuations by the ELBO)", asked ? "logprobs" : "echo");
     if ((asked || r->echo) && r->stream)
         return fail(e, 400, asked ? "logprobs" : "echo", "'%s' with 'stream' is not implemented",
                     asked ? "logprobs" : "echo");
@@ -290,7 +285,7 @@ static int parse_sampling(const JsonValue *root, const ServeLimits *limits, Serv
     sc->cache = (CacheMode)cache;
     if (seed >= 0) sc->seed = (uint64_t)seed, r->seeded = 1;
     sc->gen_length = r->max_tokens;
-    if (limits->diffusion && !limits->block_size) {
+    if (limits->diffusion && !limits->block_size && r->max_tokens > 0) {
         if (!sc->block_length) sc->block_length = block_for(r->max_tokens, 32);
         if (r->max_tokens % sc->block_length)
             return fail(e, 400, "block_length", "'max_tokens' (%d) must be a multiple of "
@@ -330,7 +325,7 @@ int request_parse(const char *body, int chat, const ServeLimits *limits, ServeRe
                get_int(&root, "n", 1, limits->max_n, &r->n, e) ||
                get_bool(&root, "stream", &r->stream, e) ||
                get_bool(&root, "stream_steps", &r->stream_steps, e) || parse_stops(&root, r, e) ||
-               refuse_unsupported(&root, e) || parse_logprobs(&root, chat, limits, r, e) ||
+               refuse_unsupported(&root, e) || parse_logprobs(&root, chat, r, e) ||
                parse_sampling(&root, limits, r, e)) {
     } else if (request_rows(r) > limits->max_n) {
         fail(e, 400, "n", "%d prompts x n = %d completions: at most %d per request",

@@ -4,6 +4,8 @@ committed tasks of tests/fixtures/lm_eval, and the scores are compared with dllm
 multiple-choice accuracy with `dllm eval --choices` on the same items, each greedy generation
 with `dllm sample` on the same prompt. Prints one JSON line; exits non-zero on a difference.
 Usage: python3 tests/lm_eval_check.py BASE_URL MODEL_NAME MODEL_DIR WORK_DIR
+With --diffusion, the multiple-choice task alone runs on a diffusion model (its scores come
+from the left-to-right likelihood, not dllm eval's ELBO: nothing to compare, it must run).
 """
 import glob
 import json
@@ -12,15 +14,23 @@ import subprocess
 import sys
 
 
-def main():
-    base, name, model_dir, work = sys.argv[1:5]
+def run_harness(base, name, tasks, work):
     subprocess.run([sys.executable, "-m", "lm_eval", "--model", "local-completions",
                     "--model_args", f"model={name},base_url={base}/v1/completions,"
-                    "num_concurrent=1,max_retries=1", "--tasks", "dllm_choices,dllm_generate",
+                    "num_concurrent=1,max_retries=1", "--tasks", tasks,
                     "--include_path", "tests/fixtures/lm_eval", "--output_path", work,
                     "--log_samples"], check=True, capture_output=True, text=True)
-    results = json.load(open(sorted(glob.glob(f"{work}/**/results_*.json",
-                                              recursive=True))[-1]))["results"]
+    return json.load(open(sorted(glob.glob(f"{work}/**/results_*.json",
+                                           recursive=True))[-1]))["results"]
+
+
+def main():
+    base, name, model_dir, work = sys.argv[1:5]
+    if "--diffusion" in sys.argv:
+        results = run_harness(base, name, "dllm_choices", work)
+        print(json.dumps({"lm_eval_choices_acc": results["dllm_choices"]["acc,none"]}))
+        return
+    results = run_harness(base, name, "dllm_choices,dllm_generate", work)
     seen = {"lm_eval_choices_acc": results["dllm_choices"]["acc,none"],
             "lm_eval_generate_exact": results["dllm_generate"]["exact_match,first_word"]}
 

@@ -163,8 +163,6 @@ START_TEST(test_request_refusals) {
                 400, "stop", "at most 4");
     parse_fails("{\"prompt\": \"a\", \"steps\": 4}", 0, &ar_limits, 400, "steps",
                 "diffusion models");
-    parse_fails("{\"prompt\": \"a\", \"logprobs\": 2}", 0, &mdm_limits, 400, "logprobs",
-                "no per-token log-probabilities");
     parse_fails("{\"prompt\": \"a\", \"logprobs\": 6}", 0, &ar_limits, 400, "logprobs",
                 "[0, 5]");
     parse_fails("{\"prompt\": \"a\", \"echo\": true, \"stream\": true}", 0, &ar_limits, 400,
@@ -417,7 +415,8 @@ START_TEST(test_endpoints) {
 
     // a stream: OpenAI chunks, the last with its finish_reason, then [DONE]
     r = http(s.port, "POST", "/v1/completions", NULL,
-             "{\"prompt\": \"In the\", \"max_tokens\": 6, \"stream\": true}");
+             "{\"prompt\": \"In the\", \"max_tokens\": 6, \"stream\": true, "
+             "\"temperature\": 0}");
     ck_assert_msg(r.status == 200 && strstr(r.head, "text/event-stream"), "%s", r.head);
     int chunks = 0;
     for (const char *c = r.body; (c = strstr(c, "data: {")) != NULL; c++) chunks++;
@@ -525,6 +524,41 @@ START_TEST(test_diffusion_stream_and_api_key) {
     text_free(&joined);
     free(whole);
     free(r.head);
+    // echo + logprobs of a diffusion model: each token predicted with itself and what follows
+    // masked; the last token's is the one-token continuation's likelihood dllm eval computes
+    r = http(s.port, "POST", "/v1/completions", "Authorization: Bearer sesame\r\n",
+             "{\"prompt\": \"In the beginning\", \"max_tokens\": 0, \"echo\": true, "
+             "\"logprobs\": 1}");
+    ck_assert_msg(r.status == 200, "%s", r.body);
+    JsonValue v;
+    Error err;
+    ck_assert(json_parse(r.body, &v, &err) == 0);
+    const JsonValue *tl = json_member(json_member(&json_member(&v, "choices")->items[0],
+                                                  "logprobs"), "token_logprobs");
+    ck_assert(tl && tl->n == 16);
+    double last = tl->items[15].number;
+    json_free(&v);
+    free(r.head);
+    char model_dir[300], chosen[4200];
+    snprintf(model_dir, sizeof model_dir, "%s/mdm", dir);
+    ModelSource src;
+    int skipped;
+    Model m;
+    ck_assert(model_source_open(model_dir, HF_WEIGHTS_LATER, &src, chosen, sizeof chosen,
+                                &skipped, &err) == 0);
+    ck_assert(model_source_build(&src, &backend_cpu, 1, &m, &err) == 0);
+    int *tokens;
+    size_t n_tokens;
+    ck_assert(tokenizer_encode(&src.tokenizer, "In the beginning", 16, &tokens, &n_tokens,
+                               &err) == 0);
+    double nll;
+    ck_assert(score_continuation(&m, tokens, 16, 15, 1, 0.0f, 1, &nll, &err) == 0);
+    ck_assert_msg(fabs(nll + last) < 1e-4, "served %.6f, dllm eval's %.6f", -last, nll);
+    printf("  diffusion logprobs: the last token %.6f served, %.6f by score_continuation\n",
+           -last, nll);
+    free(tokens);
+    model_free(&m);
+    model_source_free(&src);
     stop(s);
 }
 END_TEST
@@ -763,6 +797,13 @@ START_TEST(test_real_clients) {
     ck_assert_msg(run(cmd, out, sizeof out) == 0, "%s", out);
     ck_assert_msg(strstr(out, "\"generations_equal\": \"8/8\""), "%s", out);
     printf("  lm-evaluation-harness: %s", out);
+    stop(s);
+    snprintf(flags, sizeof flags, "--model %s/mdm", dir);
+    s = serve(flags);
+    snprintf(cmd, sizeof cmd, "%s tests/lm_eval_check.py http://127.0.0.1:%d mdm %s/mdm "
+             "%s/lm_eval_mdm --diffusion 2>&1", python, s.port, dir, dir);
+    ck_assert_msg(run(cmd, out, sizeof out) == 0, "%s", out);
+    printf("  lm-evaluation-harness, diffusion: %s", out);
     stop(s);
 }
 END_TEST
