@@ -251,10 +251,21 @@ static void predicted_logits(Scorer *s, int t, float *row) {
     m->be->act_to_host(row, act_at(m, m->acts.logits, at), (size_t)V);
 }
 
+// One token of a chat logprobs object: its text, log-probability and UTF-8 bytes.
+static void chat_token(Text *t, const char *piece, size_t len, double logprob) {
+    text_printf(t, "{\"token\": ");
+    text_json_string(t, piece, len);
+    text_printf(t, ", \"logprob\": %.9g, \"bytes\": [", logprob);
+    for (size_t i = 0; i < len; i++) text_printf(t, "%s%u", i ? ", " : "", (unsigned char)piece[i]);
+    text_printf(t, "]");
+}
+
 // OpenAI's logprobs object for tokens [first, len) of seq: each token's log-probability given
-// those before it (none for position 0: null; Scorer says how), the `top` most likely tokens
-// there, and each token's offset in the text.
-static int logprobs_json(Engine *e, const int *seq, int len, int first, int top, Text *out) {
+// those before it (none for position 0: null; Scorer says how) and the `top` most likely tokens
+// there; /v1/completions' layout (tokens, token_logprobs, top_logprobs, text_offset), or a chat
+// completion's (content: a list of tokens with their alternatives).
+static int logprobs_json(Engine *e, const int *seq, int len, int first, int top, int chat,
+                         Text *out) {
     Model *m = e->cfg.model;
     const Tokenizer *tok = e->cfg.tokenizer;
     int V = m->cfg.vocab_size;
@@ -265,7 +276,7 @@ static int logprobs_json(Engine *e, const int *seq, int len, int first, int top,
         free(row), free(s.rows);
         return -1;
     }
-    Text tokens = {0}, lps = {0}, tops = {0}, offsets = {0};
+    Text tokens = {0}, lps = {0}, tops = {0}, offsets = {0}, content = {0};
     char piece[TOKENIZER_PIECE_MAX];
     size_t offset = 0;
     for (int t = first; t < len; t++) {
@@ -288,8 +299,11 @@ static int logprobs_json(Engine *e, const int *seq, int len, int first, int top,
         for (int v = 0; v < V; v++) sum += exp((double)row[v] - max);
         double lse = max + log(sum);
         text_printf(&lps, "%s%.9g", sep, (double)row[seq[t]] - lse);
+        text_printf(&content, "%s", sep);
+        chat_token(&content, p, plen, (double)row[seq[t]] - lse);
+        text_printf(&content, ", \"top_logprobs\": [");
         text_printf(&tops, "%s{", sep);
-        int chosen[5];
+        int chosen[REQUEST_MAX_TOP_LOGPROBS];
         for (int k = 0; k < top; k++) {  // the k-th most likely (ties: the lower id)
             int best = -1;
             for (int v = 0; v < V; v++) {
@@ -303,13 +317,21 @@ static int logprobs_json(Engine *e, const int *seq, int len, int first, int top,
             text_printf(&tops, "%s", k ? ", " : "");
             text_json_string(&tops, p, plen);
             text_printf(&tops, ": %.9g", (double)row[best] - lse);
+            text_printf(&content, "%s", k ? ", " : "");
+            chat_token(&content, p, plen, (double)row[best] - lse);
+            text_printf(&content, "}");
         }
         text_printf(&tops, "}");
+        text_printf(&content, "]}");
     }
-    text_printf(out, "{\"tokens\": [%s], \"token_logprobs\": [%s], \"top_logprobs\": [%s], "
-                "\"text_offset\": [%s]}", tokens.s ? tokens.s : "", lps.s ? lps.s : "",
-                tops.s ? tops.s : "", offsets.s ? offsets.s : "");
+    if (chat)
+        text_printf(out, "{\"content\": [%s], \"refusal\": null}", content.s ? content.s : "");
+    else
+        text_printf(out, "{\"tokens\": [%s], \"token_logprobs\": [%s], \"top_logprobs\": [%s], "
+                    "\"text_offset\": [%s]}", tokens.s ? tokens.s : "", lps.s ? lps.s : "",
+                    tops.s ? tops.s : "", offsets.s ? offsets.s : "");
     text_free(&tokens), text_free(&lps), text_free(&tops), text_free(&offsets);
+    text_free(&content);
     free(row), free(s.rows);
     return out->failed ? -1 : 0;
 }
@@ -327,12 +349,12 @@ static int score_choice(Run *run, int k, int c, const int *out) {
     memcpy(seq + plen, out + (size_t)(run->first[k] + c) * run->T + run->P,
            (size_t)gen * sizeof(int));
     int rc = r->logprobs >= 0 ? logprobs_json(run->e, seq, len, r->echo ? 0 : plen, r->logprobs,
-                                              &j->logprobs[c])
+                                              r->chat, &j->logprobs[c])
                               : 0;
     if (rc == 0 && r->echo) {  // the prompt as given (ids: decoded), then the completion
         char *decoded = NULL;
         Error err;
-        const char *prompt = r->prompts[p].text;
+        const char *prompt = r->chat ? NULL : r->prompts[p].text;
         if (!prompt && tokenizer_decode(run->e->cfg.tokenizer, seq, (size_t)plen, &decoded,
                                         &err) == 0)
             prompt = decoded;

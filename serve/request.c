@@ -232,11 +232,20 @@ static int parse_logprobs(const JsonValue *root, int chat, ServeRequest *r, Requ
     r->logprobs = -1;
     const JsonValue *lp = json_member(root, "logprobs");
     int asked = lp && lp->type != JSON_NULL && lp->type != JSON_FALSE;
-    if (chat && (asked || json_member(root, "echo")))
-        return fail(e, 400, asked ? "logprobs" : "echo", "'%s' is implemented for "
-                    "/v1/completions only", asked ? "logprobs" : "echo");
-    if (get_bool(root, "echo", &r->echo, e)) return -1;
-    if (asked && get_int(root, "logprobs", 0, 5, &r->logprobs, e)) return -1;
+    if (chat) {  // logprobs: true, and top_logprobs alternatives
+        int on = 0, top = 0;
+        if (json_member(root, "echo"))
+            return fail(e, 400, "echo", "'echo' is for /v1/completions");
+        if (get_bool(root, "logprobs", &on, e) ||
+            get_int(root, "top_logprobs", 0, REQUEST_MAX_TOP_LOGPROBS, &top, e))
+            return -1;
+        if (top && !on) return fail(e, 400, "top_logprobs", "'top_logprobs' needs 'logprobs'");
+        r->logprobs = on ? top : -1;
+        asked = on;
+    } else {
+        if (get_bool(root, "echo", &r->echo, e)) return -1;
+        if (asked && get_int(root, "logprobs", 0, 5, &r->logprobs, e)) return -1;
+    }
     if ((asked || r->echo) && r->stream)
         return fail(e, 400, asked ? "logprobs" : "echo", "'%s' with 'stream' is not implemented",
                     asked ? "logprobs" : "echo");

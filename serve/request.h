@@ -9,7 +9,7 @@
 #include "sampler/sampler.h"
 #include "tokenizer/chat_template.h"
 
-enum { REQUEST_MAX_STOPS = 4, REQUEST_MAX_N = 16 };
+enum { REQUEST_MAX_STOPS = 4, REQUEST_MAX_N = 16, REQUEST_MAX_TOP_LOGPROBS = 20 };
 
 // One prompt of /v1/completions: text, or token ids (malloc'd).
 typedef struct {
@@ -36,9 +36,10 @@ typedef struct {
                               // which requests share its batch); else the engine draws one
     int include_usage;        // stream_options.include_usage: a last chunk with the usage
     int echo;                 // /v1/completions: the prompt comes back before the completion
-    int logprobs;             // AR /v1/completions: each token's log-probability and this many
-                              // most likely alternatives (-1: none); with echo the prompt's
-                              // tokens too, and max_tokens may be 0 (scoring only)
+    int logprobs;             // each token's log-probability and this many most likely
+                              // alternatives (-1: none): /v1/completions' logprobs (0-5; with
+                              // echo the prompt's tokens too, and max_tokens may be 0: scoring
+                              // only), or a chat's logprobs true with top_logprobs (0-20)
 } ServeRequest;
 
 // Why a request is refused: the HTTP status and OpenAI's error object fields.

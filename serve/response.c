@@ -80,15 +80,16 @@ void response_completion(Text *t, const ResponseHead *h, const Choice *choices, 
     head(t, h, h->chat ? "chat.completion" : "text_completion");
     text_printf(t, ", \"choices\": [");
     for (int i = 0; i < n; i++) {
+        const char *logprobs = choices[i].logprobs ? choices[i].logprobs : "null";
         text_printf(t, "%s{\"index\": %d, ", i ? ", " : "", i);
         if (h->chat) {
             text_printf(t, "\"message\": {\"role\": \"assistant\", \"content\": ");
             text_json_string(t, choices[i].text, choices[i].len);
-            text_printf(t, "}");
+            text_printf(t, "}, \"logprobs\": %s", logprobs);
         } else {
             text_printf(t, "\"text\": ");
             text_json_string(t, choices[i].text, choices[i].len);
-            text_printf(t, ", \"logprobs\": %s", choices[i].logprobs ? choices[i].logprobs : "null");
+            text_printf(t, ", \"logprobs\": %s", logprobs);
         }
         text_printf(t, ", \"finish_reason\": \"%s\"}", choices[i].finish_reason);
     }

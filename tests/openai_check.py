@@ -48,6 +48,12 @@ def main():
     assert prompt_tokens[0] < prompt_tokens[1] < prompt_tokens[2], prompt_tokens
     seen["conversation_prompt_tokens"] = prompt_tokens
 
+    r = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Hi"}],
+                                       max_tokens=4, temperature=0, logprobs=True, top_logprobs=2)
+    content = r.choices[0].logprobs.content
+    assert len(content) == r.usage.completion_tokens and len(content[0].top_logprobs) == 2, r
+    seen["chat_logprobs"] = len(content)
+
     chunks = list(client.chat.completions.create(
         model=model, messages=[{"role": "user", "content": "Hi"}], max_tokens=4, stream=True,
         stream_options={"include_usage": True}))

@@ -169,8 +169,10 @@ START_TEST(test_request_refusals) {
                 "echo", "not implemented");
     parse_fails("{\"prompt\": \"a\", \"max_tokens\": 0}", 0, &ar_limits, 400, "max_tokens",
                 "needs 'echo'");
-    parse_fails("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"logprobs\": "
-                "true}", 1, &ar_limits, 400, "logprobs", "/v1/completions only");
+    parse_fails("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], "
+                "\"top_logprobs\": 2}", 1, &ar_limits, 400, "top_logprobs", "needs 'logprobs'");
+    parse_fails("{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}], \"echo\": "
+                "true}", 1, &ar_limits, 400, "echo", "for /v1/completions");
     parse_fails("{\"prompt\": \"a\", \"top_p\": 0.9}", 0, &mdm_limits, 400, "top_p",
                 "autoregressive");
     parse_fails("{\"prompt\": \"a\", \"max_tokens\": 10, \"block_length\": 4}", 0, &mdm_limits,
@@ -761,7 +763,8 @@ START_TEST(test_real_clients) {
     ck_assert_msg(run(cmd, out, sizeof out) == 0, "%s", out);
     ck_assert_msg(strstr(out, "\"errors\": [400, 404, 401]") &&
                   strstr(out, "\"conversation_prompt_tokens\": [") &&
-                  strstr(out, "\"seeds\": \"fresh differ, fixed equal\""), "%s", out);
+                  strstr(out, "\"seeds\": \"fresh differ, fixed equal\"") &&
+                  strstr(out, "\"chat_logprobs\": "), "%s", out);
     printf("  openai package: %s", out);
     snprintf(cmd, sizeof cmd, "curl -s -w ' %%{http_code}' -H 'Authorization: Bearer sesame' "
              "-H 'Content-Type: application/json' "
