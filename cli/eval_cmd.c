@@ -21,7 +21,8 @@
 
 typedef struct {
     const char *data, *sft, *choices, *exact, *split, *device;
-    int windows, mc, batch, chat, row_len;
+    int windows, mc, batch, chat, row_len, left_to_right;
+    const char *likelihood;
     float cfg, val_frac;
     uint64_t seed;
 } EvalOptions;
@@ -111,7 +112,7 @@ static int eval_one(const char *path, const Backend *be, const EvalOptions *o, E
     if (status == 0 && o->data) status = eval_data(&m, &ck.tokenizer, o, err);
     if (status == 0 && o->sft) status = eval_sft_file(&m, &ck.tokenizer, o, err);
     if (status == 0 && o->choices) {
-        ChoiceOptions co = {chat, o->mc, o->cfg, o->seed, o->row_len};
+        ChoiceOptions co = {chat, o->mc, o->cfg, o->seed, o->row_len, o->left_to_right};
         ChoiceResult r;
         status = score_choices(&m, &ck.tokenizer, o->choices, &co, &r, err);
         if (status == 0) print_accuracy(r.accuracy, r.correct, r.items);
@@ -131,8 +132,8 @@ static int eval_one(const char *path, const Backend *be, const EvalOptions *o, E
 
 int cmd_eval(int argc, char **argv) {
     const char *models = NULL;
-    EvalOptions o = {.split = "val", .device = "auto", .windows = 0, .mc = 32, .batch = 16,
-                     .chat = -1, .val_frac = 0.05f, .seed = 1234};
+    EvalOptions o = {.split = "val", .device = "auto", .likelihood = "elbo", .windows = 0,
+                     .mc = 32, .batch = 16, .chat = -1, .val_frac = 0.05f, .seed = 1234};
     Flag flags[] = {
         {"model", FLAG_STRING, &models, "run directories or checkpoints, comma-separated (required)",
          FLAG_FREE, 0},
@@ -159,6 +160,10 @@ int cmd_eval(int argc, char **argv) {
         {"mc", FLAG_INT, &o.mc, "mdm: Monte-Carlo mask draws per window / continuation",
          FLAG_FREE, 0},
         {"cfg", FLAG_FLOAT, &o.cfg, "mdm choices: classifier-free guidance scale", FLAG_FREE, 0},
+        {"likelihood", FLAG_STRING, &o.likelihood,
+         "mdm choices: elbo (LLaDA's Monte-Carlo bound) or left-to-right (each token predicted "
+         "with what follows masked: what dllm serve's logprobs and lm-evaluation-harness use)",
+         FLAG_FREE, 0},
         {"seed", FLAG_U64, &o.seed, "seeds the mask draws", FLAG_FREE, 0},
         {"batch", FLAG_INT, &o.batch, "rows per forward pass", FLAG_FREE, 0},
         {"device", FLAG_STRING, &o.device,
@@ -179,6 +184,11 @@ int cmd_eval(int argc, char **argv) {
         return cli_fail("eval: --windows and --row-len must be >= 0, --mc and --batch >= 1, "
                         "--cfg >= 0");
     Error err;
+    static const char *const likelihoods[] = {"elbo", "left-to-right"};
+    o.left_to_right = flags_choice("likelihood", o.likelihood, likelihoods, 2, &err);
+    if (o.left_to_right < 0) return cli_fail(err.msg);
+    if (o.left_to_right && o.cfg > 0.0f)
+        return cli_fail("eval: --cfg goes with the ELBO (--likelihood elbo)");
     const Backend *be = backend_by_name(o.device, &err);
     if (!be) return cli_fail(err.msg);
     char list[8192];

@@ -38,6 +38,8 @@ static int best_choice(Model *m, const Tokenizer *t, const ChoiceOptions *o, con
         free(ids);
         double nll;
         if (nc == 0) status = error_set(err, "choice %d is empty", c);
+        else if (o->left_to_right) status = score_left_to_right(m, seq, (int)len, (int)np, &nll,
+                                                                err);
         else status = score_continuation(m, seq, (int)len, (int)np, o->mc, o->cfg, o->seed, &nll,
                                          err);
         if (status == 0 && (c == 0 || nll < best_nll)) best_nll = nll, *best = c;

@@ -18,6 +18,7 @@ typedef struct {
     float cfg;       // MDM: classifier-free guidance scale (0: off)
     uint64_t seed;   // the same draws for every choice of an item
     int row_len;     // chat layout: rows padded to this many tokens (0: the model's seq_len)
+    int left_to_right;  // MDM: score_left_to_right instead of LLaDA's ELBO
 } ChoiceOptions;
 
 typedef struct {

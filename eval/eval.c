@@ -213,6 +213,40 @@ static int score_mdm(Model *m, const int *tokens, int len, int from, int mc, flo
     return 0;
 }
 
+int score_left_to_right(Model *m, const int *tokens, int len, int from, double *nll,
+                        Error *err) {
+    if (from < 1 || from >= len)
+        return error_set(err, "nothing to score: prompt of %d tokens, sequence of %d", from, len);
+    if (len > m->cfg.seq_len)
+        return error_set(err, "%d tokens do not fit the context of %d", len, m->cfg.seq_len);
+    if (m->cfg.causal) return score_ar(m, tokens, len, from, nll, err);
+    int B = m->max_batch;
+    RowBuffers rb;
+    if (rows_alloc(&rb, (size_t)B * len, err)) return -1;
+    double *row_loss = malloc((size_t)B * sizeof(double));
+    if (!row_loss) {
+        rows_free(&rb);
+        return error_set(err, "out of memory");
+    }
+    *nll = 0.0;
+    for (int t0 = from; t0 < len; t0 += B) {  // a row per position: it and what follows masked
+        int n = len - t0 < B ? len - t0 : B;
+        memset(rb.weights, 0, (size_t)n * len * sizeof(float));
+        for (int b = 0; b < n; b++) {
+            int t = t0 + b, *in = rb.inputs + (size_t)b * len;
+            for (int i = 0; i < len; i++) in[i] = i < t ? tokens[i] : m->cfg.mask_token_id;
+            memcpy(rb.targets + (size_t)b * len, tokens, (size_t)len * sizeof(int));
+            rb.weights[(size_t)b * len + t] = 1.0f;
+        }
+        model_forward(m, rb.inputs, n, len);
+        model_loss_rows(m, rb.targets, rb.weights, row_loss);
+        for (int b = 0; b < n; b++) *nll += row_loss[b];
+    }
+    free(row_loss);
+    rows_free(&rb);
+    return 0;
+}
+
 int score_continuation(Model *m, const int *tokens, int len, int from, int mc, float cfg,
                        uint64_t seed, double *nll, Error *err) {
     if (from < 0 || from >= len)

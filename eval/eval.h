@@ -46,6 +46,13 @@ int eval_sft(Model *m, const SftData *d, int max_examples, int mc, uint64_t seed
 int score_continuation(Model *m, const int *tokens, int len, int from, int mc, float cfg,
                        uint64_t seed, double *nll, Error *err);
 
+// -log p(tokens[from..len) | tokens[0..from)) decoded left to right: each token predicted with
+// itself and every later position masked (an MDM's likelihood of that decoding order; what
+// dllm serve's echo + logprobs give every token, so lm-evaluation-harness's scores match). AR:
+// the exact likelihood, as score_continuation. Needs from >= 1.
+int score_left_to_right(Model *m, const int *tokens, int len, int from, double *nll,
+                        Error *err);
+
 // The k-th of mc stratified mask counts for a span of n tokens: ceil(n * (k + u) / mc) with
 // u uniform in [0, 1) from rng, so counts are uniform over 1..n overall and each stratum of
 // masking ratios gets exactly one draw.

@@ -4,8 +4,9 @@ committed tasks of tests/fixtures/lm_eval, and the scores are compared with dllm
 multiple-choice accuracy with `dllm eval --choices` on the same items, each greedy generation
 with `dllm sample` on the same prompt. Prints one JSON line; exits non-zero on a difference.
 Usage: python3 tests/lm_eval_check.py BASE_URL MODEL_NAME MODEL_DIR WORK_DIR
-With --diffusion, the multiple-choice task alone runs on a diffusion model (its scores come
-from the left-to-right likelihood, not dllm eval's ELBO: nothing to compare, it must run).
+With --diffusion, the multiple-choice task alone runs on a diffusion model, its accuracy
+compared with `dllm eval --choices --likelihood left-to-right` (the likelihood dllm serve
+answers the harness's requests with; docs/lm_eval.md).
 """
 import glob
 import json
@@ -24,21 +25,28 @@ def run_harness(base, name, tasks, work):
                                            recursive=True))[-1]))["results"]
 
 
+def dllm_choices_accuracy(model_dir, likelihood):
+    out = subprocess.run(["./dllm", "eval", "--model", model_dir, "--choices",
+                          "tests/fixtures/lm_eval/choices.jsonl", "--chat", "0", "--likelihood",
+                          likelihood], check=True, capture_output=True, text=True).stdout
+    correct, total = map(int, re.search(r"(\d+)/(\d+)", out.splitlines()[-1]).groups())
+    return correct / total
+
+
 def main():
     base, name, model_dir, work = sys.argv[1:5]
     if "--diffusion" in sys.argv:
         results = run_harness(base, name, "dllm_choices", work)
-        print(json.dumps({"lm_eval_choices_acc": results["dllm_choices"]["acc,none"]}))
+        seen = {"lm_eval_choices_acc": results["dllm_choices"]["acc,none"],
+                "dllm_eval_choices_acc": dllm_choices_accuracy(model_dir, "left-to-right")}
+        assert abs(seen["dllm_eval_choices_acc"] - seen["lm_eval_choices_acc"]) < 1e-9, seen
+        print(json.dumps(seen))
         return
     results = run_harness(base, name, "dllm_choices,dllm_generate", work)
     seen = {"lm_eval_choices_acc": results["dllm_choices"]["acc,none"],
             "lm_eval_generate_exact": results["dllm_generate"]["exact_match,first_word"]}
 
-    out = subprocess.run(["./dllm", "eval", "--model", model_dir, "--choices",
-                          "tests/fixtures/lm_eval/choices.jsonl", "--chat", "0"],
-                         check=True, capture_output=True, text=True).stdout
-    correct, total = map(int, re.search(r"(\d+)/(\d+)", out.splitlines()[-1]).groups())
-    seen["dllm_eval_choices_acc"] = correct / total
+    seen["dllm_eval_choices_acc"] = dllm_choices_accuracy(model_dir, "elbo")
     assert abs(seen["dllm_eval_choices_acc"] - seen["lm_eval_choices_acc"]) < 1e-9, seen
 
     samples = [json.loads(line) for line in open(glob.glob(

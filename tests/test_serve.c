@@ -538,7 +538,8 @@ START_TEST(test_diffusion_stream_and_api_key) {
     const JsonValue *tl = json_member(json_member(&json_member(&v, "choices")->items[0],
                                                   "logprobs"), "token_logprobs");
     ck_assert(tl && tl->n == 16);
-    double last = tl->items[15].number;
+    double last = tl->items[15].number, served_tail = 0.0;
+    for (int i = 6; i < 16; i++) served_tail -= tl->items[i].number;
     json_free(&v);
     free(r.head);
     char model_dir[300], chosen[4200];
@@ -556,8 +557,12 @@ START_TEST(test_diffusion_stream_and_api_key) {
     double nll;
     ck_assert(score_continuation(&m, tokens, 16, 15, 1, 0.0f, 1, &nll, &err) == 0);
     ck_assert_msg(fabs(nll + last) < 1e-4, "served %.6f, dllm eval's %.6f", -last, nll);
-    printf("  diffusion logprobs: the last token %.6f served, %.6f by score_continuation\n",
-           -last, nll);
+    double tail;  // "beginning" after "In the ", decoded left to right
+    ck_assert(score_left_to_right(&m, tokens, 16, 6, &tail, &err) == 0);
+    ck_assert_msg(fabs(tail - served_tail) < 1e-4, "served %.6f, score_left_to_right %.6f",
+                  served_tail, tail);
+    printf("  diffusion logprobs: the last token %.6f served, %.6f by score_continuation; the "
+           "last 10 %.6f served, %.6f by score_left_to_right\n", -last, nll, served_tail, tail);
     free(tokens);
     model_free(&m);
     model_source_free(&src);
