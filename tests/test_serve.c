@@ -319,6 +319,22 @@ static void teardown(void) {
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
 }
 
+// The test's model `name` on the CPU, as dllm eval would load it, and the ids of "In the
+// beginning" (16 bytes), to score what the server answered against.
+static int *open_test_model(const char *name, ModelSource *src, Model *m) {
+    char model_dir[300], chosen[4200];
+    snprintf(model_dir, sizeof model_dir, "%s/%s", dir, name);
+    int skipped, *tokens;
+    size_t n;
+    Error err;
+    ck_assert_msg(model_source_open(model_dir, HF_WEIGHTS_LATER, src, chosen, sizeof chosen,
+                                    &skipped, &err) == 0, "%s", err.msg);
+    ck_assert_msg(model_source_build(src, &backend_cpu, 1, m, &err) == 0, "%s", err.msg);
+    ck_assert(tokenizer_encode(&src->tokenizer, "In the beginning", 16, &tokens, &n, &err) == 0);
+    ck_assert_uint_eq(n, 16);
+    return tokens;
+}
+
 START_TEST(test_endpoints) {
     char flags[300];
     snprintf(flags, sizeof flags, "--model %s/ar", dir);
@@ -387,19 +403,11 @@ START_TEST(test_endpoints) {
                      "In the beginning");
     json_free(&v);
     free(r.head);
-    char model_dir[300], chosen[4200];
-    snprintf(model_dir, sizeof model_dir, "%s/ar", dir);
     ModelSource src;
-    int skipped;
     Model m;
-    ck_assert(model_source_open(model_dir, HF_WEIGHTS_LATER, &src, chosen, sizeof chosen,
-                                &skipped, &err) == 0);
-    ck_assert(model_source_build(&src, &backend_cpu, 1, &m, &err) == 0);
-    int *tokens;
-    size_t n_tokens;
-    ck_assert(tokenizer_encode(&src.tokenizer, "In the beginning", 16, &tokens, &n_tokens, &err) == 0);
+    int *tokens = open_test_model("ar", &src, &m);
     double nll;
-    ck_assert(score_continuation(&m, tokens, (int)n_tokens, 1, 1, 0.0f, 1, &nll, &err) == 0);
+    ck_assert(score_continuation(&m, tokens, 16, 1, 1, 0.0f, 1, &nll, &err) == 0);
     ck_assert_msg(fabs(nll - served_nll) < 1e-4, "served %.6f, dllm eval's %.6f", served_nll, nll);
     printf("  echo + logprobs: -log p(prompt) %.6f served, %.6f by score_continuation\n",
            served_nll, nll);
@@ -542,18 +550,9 @@ START_TEST(test_diffusion_stream_and_api_key) {
     for (int i = 6; i < 16; i++) served_tail -= tl->items[i].number;
     json_free(&v);
     free(r.head);
-    char model_dir[300], chosen[4200];
-    snprintf(model_dir, sizeof model_dir, "%s/mdm", dir);
     ModelSource src;
-    int skipped;
     Model m;
-    ck_assert(model_source_open(model_dir, HF_WEIGHTS_LATER, &src, chosen, sizeof chosen,
-                                &skipped, &err) == 0);
-    ck_assert(model_source_build(&src, &backend_cpu, 1, &m, &err) == 0);
-    int *tokens;
-    size_t n_tokens;
-    ck_assert(tokenizer_encode(&src.tokenizer, "In the beginning", 16, &tokens, &n_tokens,
-                               &err) == 0);
+    int *tokens = open_test_model("mdm", &src, &m);
     double nll;
     ck_assert(score_continuation(&m, tokens, 16, 15, 1, 0.0f, 1, &nll, &err) == 0);
     ck_assert_msg(fabs(nll + last) < 1e-4, "served %.6f, dllm eval's %.6f", -last, nll);
