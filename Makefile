@@ -23,6 +23,15 @@ CUDA_HOME ?= /usr/local/cuda
 NVCC      ?= $(CUDA_HOME)/bin/nvcc
 CUDA      ?= $(if $(wildcard $(NVCC)),1,0)
 
+# MPI (Debian's libopenmpi-dev): data-parallel training across processes, built whenever
+# Open MPI's pkg-config file is found; `make MPI=0` leaves it out.
+MPI ?= $(shell pkg-config --exists ompi-c 2>/dev/null && echo 1 || echo 0)
+ifeq ($(MPI),1)
+CFLAGS  += -DDLLM_MPI $(shell pkg-config --cflags ompi-c)
+MPI_LIBS := $(shell pkg-config --libs ompi-c)
+LDLIBS  += $(MPI_LIBS)
+endif
+
 # Sanitizers: `make test SAN=address,undefined` builds everything (./dllm included) with them
 # into build/san and runs the suites; any report is fatal. CUDA's runtime is left out (the
 # kernels run on the CPU emulation, built with the same flags).
@@ -41,7 +50,7 @@ CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
 
 BUILD := $(if $(SAN),build/san,build)
-LIB_SRC := $(wildcard common/*.c kernels/*.c kernels/cpu/*.c model/*.c store/*.c dataset/*.c train/*.c eval/*.c tokenizer/*.c \
+LIB_SRC := $(wildcard common/*.c kernels/*.c kernels/cpu/*.c dist/*.c model/*.c store/*.c dataset/*.c train/*.c eval/*.c tokenizer/*.c \
                      sampler/*.c report/*.c sweep/*.c tasks/*.c serve/*.c)
 CLI_SRC := $(wildcard cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
@@ -51,6 +60,15 @@ ifeq ($(CUDA),1)
 LIB_CU  := $(wildcard kernels/cuda/*.cu)
 CFLAGS  += -DDLLM_CUDA
 LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart
+endif
+# NCCL (CUDA's folder, or NCCL_HOME: the nvidia-nccl wheel's nvidia/nccl): the CUDA backend's
+# gradient exchange between ranks, built with CUDA and MPI whenever nccl.h is found
+NCCL_HOME ?= $(CUDA_HOME)
+NCCL ?= $(if $(and $(filter 1,$(CUDA)),$(filter 1,$(MPI)),$(wildcard $(NCCL_HOME)/include/nccl.h)),1,0)
+ifeq ($(NCCL),1)
+NCCL_LIB := $(firstword $(wildcard $(NCCL_HOME)/lib64/libnccl.so* $(NCCL_HOME)/lib/libnccl.so*))
+$(BUILD)/dist/comm_nccl.o: CFLAGS += -DDLLM_NCCL -I$(CUDA_HOME)/include -I$(NCCL_HOME)/include
+LDLIBS  += -L$(dir $(NCCL_LIB)) -Wl,-rpath,$(dir $(NCCL_LIB)) -lnccl
 endif
 
 # the few-rows and panel matmuls' `acc += w * x` on vectors must become one multiply-add (ISO C mode
@@ -68,7 +86,8 @@ EMU := $(BUILD)/emu
 EMU_CU := $(wildcard kernels/cuda/*.cu)
 EMU_OBJ := $(EMU_CU:kernels/cuda/%.cu=$(EMU)/cuda_%.o) $(EMU)/emu.o $(EMU)/cublaslt_cpu.o \
            $(EMU)/backend.o
-EMU_LIB_OBJ := $(filter-out $(BUILD)/kernels/cuda/% $(BUILD)/kernels/backend.o,$(LIB_OBJ))
+EMU_LIB_OBJ := $(filter-out $(BUILD)/kernels/cuda/% $(BUILD)/kernels/backend.o \
+                $(BUILD)/dist/comm_nccl.o,$(LIB_OBJ)) $(EMU)/comm_nccl.o
 EMU_CXXFLAGS := -std=c++17 -O2 -I. -Itests/cuda_emu -w $(BLAS_CFLAGS) $(SAN_FLAGS)
 # the same kernels with hardware-like rounding: multiply-adds fused (as nvcc does by default)
 # and cuBLASLt's stand-in accumulating each dot product in reverse order; the ops must still
@@ -161,18 +180,23 @@ $(EMU_FMA)/%.o: tests/cuda_emu/%.cpp tests/cuda_emu/cuda_runtime.h tests/cuda_em
 	$(CXX) $(EMU_CXXFLAGS) $(EMU_FMA_FLAGS) -c -o $@ $<
 
 $(EMU_FMA)/test_gpu: $(EMU)/test_gpu.o $(BUILD)/tests/testutil.o $(EMU_FMA_OBJ) $(EMU_LIB_OBJ)
-	$(CXX) -fopenmp -o $@ $(filter %.o,$^) $(CHECK_LIBS) $(SPM_LIBS) $(TEXT_LIBS) $(BLAS_LIBS) $(HTTP_LIBS) -pthread -lm $(SAN_FLAGS)
+	$(CXX) -fopenmp -o $@ $(filter %.o,$^) $(CHECK_LIBS) $(SPM_LIBS) $(TEXT_LIBS) $(BLAS_LIBS) $(HTTP_LIBS) $(MPI_LIBS) -pthread -lm $(SAN_FLAGS)
 
 $(EMU)/backend.o: kernels/backend.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DDLLM_CUDA -c -o $@ $<
+
+# the emulation has no NCCL: several ranks on its CUDA tables are refused
+$(EMU)/comm_nccl.o: dist/comm_nccl.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(EMU)/test_gpu.o: tests/test_gpu.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DDLLM_CUDA -DDLLM_CUDA_EMULATION $(CHECK_CFLAGS) -c -o $@ $<
 
 $(EMU)/test_gpu: $(EMU)/test_gpu.o $(BUILD)/tests/testutil.o $(EMU_OBJ) $(EMU_LIB_OBJ)
-	$(CXX) -fopenmp -o $@ $(filter %.o,$^) $(CHECK_LIBS) $(SPM_LIBS) $(TEXT_LIBS) $(BLAS_LIBS) $(HTTP_LIBS) -pthread -lm $(SAN_FLAGS)
+	$(CXX) -fopenmp -o $@ $(filter %.o,$^) $(CHECK_LIBS) $(SPM_LIBS) $(TEXT_LIBS) $(BLAS_LIBS) $(HTTP_LIBS) $(MPI_LIBS) -pthread -lm $(SAN_FLAGS)
 
 # the emulation's own checks: kernels that break the hardware's rules must be caught
 $(EMU)/selftest: $(EMU)/selftest.o $(EMU)/emu.o
@@ -183,7 +207,7 @@ test-cuda-emu: check-deps $(EMU)/test_gpu $(EMU)/selftest $(EMU_FMA)/test_gpu
 
 # the whole CLI on the emulated CUDA backend: `build/emu/dllm train --device cuda ...`
 $(EMU)/dllm: $(CLI_OBJ) $(EMU_OBJ) $(EMU_LIB_OBJ)
-	$(CXX) -fopenmp -o $@ $(filter %.o,$^) $(SPM_LIBS) $(TEXT_LIBS) $(BLAS_LIBS) $(HTTP_LIBS) -pthread -lm $(SAN_FLAGS)
+	$(CXX) -fopenmp -o $@ $(filter %.o,$^) $(SPM_LIBS) $(TEXT_LIBS) $(BLAS_LIBS) $(HTTP_LIBS) $(MPI_LIBS) -pthread -lm $(SAN_FLAGS)
 
 $(BUILD)/bench/bench: bench/bench.c $(BUILD)/cli/flags.o $(BUILD)/libdllm.a
 	@mkdir -p $(dir $@)

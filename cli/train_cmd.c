@@ -14,6 +14,7 @@
 #include "cli/commands.h"
 #include "cli/flags.h"
 #include "common/progress.h"
+#include "dist/comm.h"
 #include "kernels/backend.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
@@ -42,7 +43,8 @@ typedef struct {
         *order, *t_sampling, *lora_targets, *weights;
     int lora_rank;     // > 0: LoRA adapters on the --init model, which stays frozen
     float lora_alpha;  // 0: the rank (scale 1)
-    int objective_set, steps_set, seq_len_set, auto_resume, recompute, dry_run, logit_shift;
+    int objective_set, steps_set, seq_len_set, grad_accum_set, auto_resume, recompute, dry_run,
+        logit_shift;
     int block_size;         // bd3: positions per block (0: 4, or an initialising bd3 model's)
     int model_flag_set[8];  // model_flags[i] was given
     ModelConfig given;      // the model flags as given
@@ -50,6 +52,8 @@ typedef struct {
     int log_every, eval_every, eval_windows, eval_mc, save_every, keep, max_skips;
     uint64_t eval_seed;
     float val_frac;
+    float comm_timeout;   // seconds an exchange waits for the other ranks
+    Comm comm;            // the job's ranks (one without a launcher)
 } TrainOptions;
 
 // SIGINT / SIGTERM only raise this flag: the loop finishes its step, saves and exits.
@@ -77,6 +81,9 @@ typedef struct {
     int64_t step0;     // the step it started from
     double last_val;   // NAN until the first evaluation
     double last_draw;  // when the status line was last drawn
+    Comm *comm;        // the job's ranks
+    int stop;          // the stop signal one of the job's ranks caught (0: none)
+    double *rank_tokens_per_s;  // [ranks]: each rank's own throughput in the last step
 } Run;
 
 // A line that stays: on a terminal it replaces the status line, which the next step redraws.
@@ -89,19 +96,52 @@ static void print_line(const Run *r, const char *fmt, ...) {
     fflush(stdout);
 }
 
+// After each step the ranks agree: whether one of them caught a stop signal (all stop after
+// the same step), and what each computed per second.
+static int agree_after_step(Run *r, const StepStats *st, Error *err) {
+    Comm *c = r->comm;
+    const TrainConfig *tc = &r->tr->tc;
+    struct { int stop; double tokens_per_s; } mine, *all = malloc((size_t)c->size * sizeof *all);
+    if (!all) return error_set(err, "out of memory for %d ranks' reports", c->size);
+    double tokens = (double)tc->batch_size * tc->grad_accum / c->size * st->seq_len;
+    mine.stop = stop_signal;
+    mine.tokens_per_s = st->compute_s > 0 ? tokens / st->compute_s : 0.0;
+    int rc = comm_gather_host(c, &mine, all, sizeof mine, err);
+    for (int i = 0; rc == 0 && i < c->size; i++) {
+        if (all[i].stop && !r->stop) r->stop = all[i].stop;
+        r->rank_tokens_per_s[i] = all[i].tokens_per_s;
+    }
+    free(all);
+    return rc;
+}
+
+// " | ranks 1234-1300 tok/s": the slowest and fastest rank's own throughput.
+static void format_rank_rates(const Run *r, char *buf, size_t cap) {
+    int ranks = r->comm->size;
+    buf[0] = '\0';
+    if (ranks < 2) return;
+    double lo = r->rank_tokens_per_s[0], hi = lo;
+    for (int i = 1; i < ranks; i++) {
+        lo = fmin(lo, r->rank_tokens_per_s[i]);
+        hi = fmax(hi, r->rank_tokens_per_s[i]);
+    }
+    snprintf(buf, cap, " | %d ranks %.0f-%.0f tok/s each", ranks, lo, hi);
+}
+
 static void report_step(Run *r, const StepStats *st, double dt) {
     const TrainConfig *tc = &r->tr->tc;
     int64_t s = r->tr->step;
     double tokens = (double)tc->batch_size * tc->grad_accum * st->seq_len;
     double elapsed = now_seconds() - r->t0;
-    run_log_train(&r->rd, s, st, tokens / dt, elapsed);
-    char loss[32];
+    run_log_train(&r->rd, s, st, tokens / dt, r->rank_tokens_per_s, r->comm->size, elapsed);
+    char loss[32], ranks[64];
     snprintf(loss, sizeof loss, st->skipped ? "%.4f (skipped)" : "%.4f", st->loss);
+    format_rank_rates(r, ranks, sizeof ranks);
     if (!r->tty) {
         if (s % r->o->log_every == 0 || s == tc->steps || s == 1 || st->skipped)
             print_line(r, "step %6lld/%lld | loss %s | lr %.2e | grad norm %.3f | %.1f ms | "
-                          "%.0f tok/s\n", (long long)s, (long long)tc->steps, loss, st->lr,
-                       st->grad_norm, dt * 1e3, tokens / dt);
+                          "%.0f tok/s%s\n", (long long)s, (long long)tc->steps, loss, st->lr,
+                       st->grad_norm, dt * 1e3, tokens / dt, ranks);
         return;
     }
     if (now_seconds() - r->last_draw < 0.1 && s < tc->steps) return;  // ~10 frames a second
@@ -147,10 +187,12 @@ static int run_training(Run *r, Error *err) {
     const TrainOptions *o = r->o;
     int skips = 0;
     catch_stop_signals();
-    while (tr->step < tc->steps && !stop_signal) {
+    while (tr->step < tc->steps && !r->stop) {
         double t_step = now_seconds();
         StepStats st = trainer_step(tr);
+        if (st.failed) return error_set(err, "train: %s", tr->error.msg);
         if (tr->model->be->device_error(err)) return -1;  // nothing of the step is saved
+        if (agree_after_step(r, &st, err)) return -1;
         report_step(r, &st, now_seconds() - t_step);
         int64_t s = tr->step;
         skips = st.skipped ? skips + 1 : 0;
@@ -169,12 +211,12 @@ static int run_training(Run *r, Error *err) {
         }
     }
     if (run_dir_save(&r->rd, tr, r->tokenizer, err)) return -1;
-    if (stop_signal) {
-        const char *name = stop_signal == SIGINT ? "SIGINT" : "SIGTERM";
+    if (r->stop) {
+        const char *name = r->stop == SIGINT ? "SIGINT" : "SIGTERM";
         run_log_event(&r->rd, tr->step, "interrupted", name);
         print_line(r, "%s at step %lld: saved %s/step_%08lld.ckpt (--resume %s continues)\n",
                    name, (long long)tr->step, r->rd.dir, (long long)tr->step, r->rd.dir);
-        return 128 + stop_signal;
+        return 128 + r->stop;
     }
     run_log_event(&r->rd, tr->step, "done", "");
     print_line(r, "done: %lld steps in %.1f s, saved %s/step_%08lld.ckpt\n",
@@ -338,6 +380,21 @@ static void print_setup(const TrainOptions *o, const ModelConfig *mc, const Trai
     MemoryPlan plan = model_memory_plan_lora(mc, lc, be, tc->batch_size * train_copies(tc),
                                              o->recompute);
     memory_plan_print(stdout, &plan, be->name);
+    int ranks = o->comm.size;
+    size_t sums = trainer_sum_bytes(lc->rank ? lora_param_count(mc, lc) : param_count(mc),
+                                    tc->grad_accum, ranks);
+    if (ranks > 1)
+        printf("job: %d ranks, each running %d of the step's %d micro-batches of %d sequences\n",
+               ranks, tc->grad_accum / ranks, tc->grad_accum, tc->batch_size);
+    if (sums) {
+        char text[2][32];
+        format_bytes(text[0], sizeof text[0], sums);
+        format_bytes(text[1], sizeof text[1],
+                     plan.params + plan.grads + plan.optimizer + plan.activations +
+                         plan.adapters + sums);
+        printf("memory%s: + gradient sums %s (grad_accum > 1%s) | total %s\n",
+               ranks > 1 ? " per rank" : "", text[0], ranks > 1 ? ", rank shards" : "", text[1]);
+    }
 }
 
 // Parses and checks the flags into the defaults: 0, or -1 with the command's exit code in
@@ -350,7 +407,7 @@ static int parse_train_flags(int argc, char **argv, ModelConfig *mc, TrainConfig
                         .order = "random", .t_sampling = "stratified", .log_every = 10,
                         .eval_every = 100, .eval_windows = 32, .eval_mc = 8, .eval_seed = 1234,
                         .save_every = 100, .keep = 3, .max_skips = 5, .val_frac = 0.05f,
-                        .logit_shift = -1};
+                        .logit_shift = -1, .comm_timeout = 600};
     Flag flags[] = {
         {"data", FLAG_STRING, &o->data,
          "shard directory (dllm prepare, llm.c), one .bin shard, or a text file read as bytes "
@@ -427,8 +484,9 @@ static int parse_train_flags(int argc, char **argv, ModelConfig *mc, TrainConfig
          "(0: 0.02)", FIXED_BY_RUN, 0},
         {"seq-len", FLAG_INT, &mc->seq_len, "tokens per training sequence", FIXED_BY_RUN, 0},
         {"batch-size", FLAG_INT, &tc->batch_size, "sequences per micro-batch", FIXED_BY_RUN, 0},
-        {"grad-accum", FLAG_INT, &tc->grad_accum, "micro-batches per optimizer step",
-         FIXED_BY_RUN, 0},
+        {"grad-accum", FLAG_INT, &tc->grad_accum,
+         "micro-batches per optimizer step, over all ranks of a job (a multiple of the ranks; "
+         "default 1, or the number of ranks)", FIXED_BY_RUN, 0},
         {"steps", FLAG_INT64, &tc->steps, "optimizer steps in the run (may grow on --resume)",
          FLAG_FREE, 0},
         {"warmup", FLAG_INT64, &tc->warmup_steps, "linear warmup steps", FIXED_BY_RUN, 0},
@@ -468,6 +526,9 @@ static int parse_train_flags(int argc, char **argv, ModelConfig *mc, TrainConfig
         {"keep", FLAG_INT, &o->keep, "periodic checkpoints kept (best.ckpt besides)", FLAG_FREE, 0},
         {"max-skips", FLAG_INT, &o->max_skips,
          "stop after this many steps in a row with a non-finite loss or gradients", FLAG_FREE, 0},
+        {"comm-timeout", FLAG_FLOAT, &o->comm_timeout,
+         "under mpirun or srun: seconds an exchange waits for the other ranks before the job "
+         "ends (a rank that died or hangs; validation on rank 0 must fit in it)", FLAG_FREE, 0},
     };
     int n_flags = sizeof flags / sizeof flags[0];
     int rc = flags_parse_command(flags, n_flags, argc, argv,
@@ -479,6 +540,7 @@ static int parse_train_flags(int argc, char **argv, ModelConfig *mc, TrainConfig
     *exit_code = 1;
     o->objective_set = flags_find(flags, n_flags, "objective")->set;
     o->steps_set = flags_find(flags, n_flags, "steps")->set;
+    o->grad_accum_set = flags_find(flags, n_flags, "grad-accum")->set;
     o->seq_len_set = flags_find(flags, n_flags, "seq-len")->set;
     for (int i = 0; model_flags[i]; i++)
         o->model_flag_set[i] = flags_find(flags, n_flags, model_flags[i])->set;
@@ -652,19 +714,26 @@ static int train(TrainOptions *o, const ModelConfig *mc, const TrainConfig *tc,
         model_source_free(&base);
         return -1;
     }
-    status = set_start_weights(o, ck, &base, ck_path, &tr, err);
+    status = trainer_join(&tr, &o->comm, err);
+    if (status == 0) status = set_start_weights(o, ck, &base, ck_path, &tr, err);
     model_source_free(&base);
     if (status == 0) {
         print_setup(o, mc, tc, lc, be, tok);
         print_data_summary(o, data);
         char run_dir[4200];
         default_run_dir(o, run_dir, sizeof run_dir);
-        Run r = {.tr = &tr, .tokenizer = tok, .o = o, .tty = isatty(STDOUT_FILENO),
+        Run r = {.tr = &tr, .tokenizer = tok, .o = o, .comm = &o->comm, .tty = isatty(STDOUT_FILENO),
                  .t0 = now_seconds(), .step0 = tr.step, .last_val = NAN};
-        if (o->eval_every > 0 && data->sft_val.n > 0) r.val_sft = &data->sft_val;
-        if (o->eval_every > 0 && !data->sft.n && data->ds.val.n > 0) r.val = &data->ds.val;
-        status = run_dir_open(&r.rd, run_dir, o->keep, o->resume || reuse_dir ? tr.step : -1,
-                              err);
+        // rank 0 alone validates, logs and saves: every rank holds the same weights
+        int writer = o->comm.rank == 0;
+        if (writer && o->eval_every > 0 && data->sft_val.n > 0) r.val_sft = &data->sft_val;
+        if (writer && o->eval_every > 0 && !data->sft.n && data->ds.val.n > 0)
+            r.val = &data->ds.val;
+        r.rank_tokens_per_s = calloc((size_t)o->comm.size, sizeof(double));
+        status = !r.rank_tokens_per_s ? error_set(err, "out of memory")
+                 : writer ? run_dir_open(&r.rd, run_dir, o->keep,
+                                         o->resume || reuse_dir ? tr.step : -1, err)
+                          : 0;
         if (status == 0) {
             printf("run: %s\n", run_dir);
             run_log_event(&r.rd, tr.step, o->resume ? "resume" : "start", ck_path);
@@ -672,11 +741,46 @@ static int train(TrainOptions *o, const ModelConfig *mc, const TrainConfig *tc,
             run_log_budget(&r.rd, tr.step, (int64_t)tr.tc.batch_size * tr.tc.grad_accum * T,
                            train_flops_per_token(&model.cfg, T));
             status = run_training(&r, err);
-            run_dir_close(&r.rd);
+            if (writer) run_dir_close(&r.rd);
         }
+        free(r.rank_tokens_per_s);
     }
     trainer_free(&tr);
     model_free(&model);
+    return status;
+}
+
+// The whole command once the flags are read and the job joined: 0, a stop signal's 128 + n, or
+// -1 with err.
+static int train_job(TrainOptions *o, ModelConfig *mc, TrainConfig *tc, Error *err) {
+    ModelSource ck = {0};
+    char ck_path[4200] = "";
+    int reuse_dir = 0;
+    LoraConfig lc;
+    if (load_start_checkpoint(o, &ck, ck_path, sizeof ck_path, &reuse_dir, err) ||
+        settle_configs(o, &ck, ck_path, mc, tc, err) ||
+        settle_lora(o, &ck, ck_path, &lc, err)) {
+        model_source_free(&ck);
+        return -1;
+    }
+    // a new job of several ranks: one micro-batch per rank unless told otherwise
+    if (!o->resume && !o->grad_accum_set) tc->grad_accum = o->comm.size;
+    Tokenizer tok = {0};
+    TrainingData data;
+    int status = open_training_data(o, &ck, mc, &tok, &data, err);
+    if (status == 0 && tc->grad_accum % o->comm.size)
+        status = error_set(err, "train: %d micro-batches per step (--grad-accum) do not split "
+                                "over %d ranks: give a multiple of %d", tc->grad_accum,
+                           o->comm.size, o->comm.size);
+    if (status == 0 && o->dry_run) {
+        print_setup(o, mc, tc, &lc, base_backend(o, &lc, &ck), &tok);
+        print_data_summary(o, &data);
+    } else if (status == 0) {
+        status = train(o, mc, tc, &lc, &ck, ck_path, reuse_dir, &tok, &data, err);
+    }
+    tokenizer_free(&tok);
+    close_training_data(&data);
+    model_source_free(&ck);
     return status;
 }
 
@@ -687,28 +791,16 @@ int cmd_train(int argc, char **argv) {
     int exit_code;
     if (parse_train_flags(argc, argv, &mc, &tc, &o, &exit_code)) return exit_code;
     Error err;
-    ModelSource ck = {0};
-    char ck_path[4200] = "";
-    int reuse_dir = 0;
-    LoraConfig lc;
-    if (load_start_checkpoint(&o, &ck, ck_path, sizeof ck_path, &reuse_dir, &err) ||
-        settle_configs(&o, &ck, ck_path, &mc, &tc, &err) ||
-        settle_lora(&o, &ck, ck_path, &lc, &err)) {
-        model_source_free(&ck);
+    if (comm_open(&o.comm, o.comm_timeout, &err) ||
+        (!o.dry_run && comm_use_backend(&o.comm, o.be, &err)))
         return cli_fail(err.msg);
+    // one log and one progress display: rank 0's (errors still come from every rank)
+    if (o.comm.rank > 0 && !freopen("/dev/null", "w", stdout)) return cli_fail("/dev/null");
+    int status = train_job(&o, &mc, &tc, &err);
+    if (status < 0) {
+        status = cli_fail(err.msg);
+        if (o.comm.size > 1) comm_abort(&o.comm, status);  // the other ranks would wait
     }
-    Tokenizer tok = {0};
-    TrainingData data;
-    int status = open_training_data(&o, &ck, &mc, &tok, &data, &err);
-    if (status == 0 && o.dry_run) {
-        print_setup(&o, &mc, &tc, &lc, base_backend(&o, &lc, &ck), &tok);
-        print_data_summary(&o, &data);
-    } else if (status == 0) {
-        status = train(&o, &mc, &tc, &lc, &ck, ck_path, reuse_dir, &tok, &data, &err);
-    }
-    if (status < 0) status = cli_fail(err.msg);
-    tokenizer_free(&tok);
-    close_training_data(&data);
-    model_source_free(&ck);
+    comm_close(&o.comm);
     return status;
 }

@@ -172,6 +172,9 @@ typedef struct {
     // optimizer
     double (*sum_squares)(const float *x, size_t n);
     void (*scale)(float *x, size_t n, float s);
+    // dst[i] += src[i]: the gradients of micro-batches, and of ranks, summed one after another
+    // in a fixed order (a step's gradient does not depend on how its rows were split)
+    void (*accumulate)(float *dst, const float *src, size_t n);
     // one AdamW step with decoupled weight decay; t is the 1-based step for bias correction
     void (*adamw_update)(float *params, const float *grads, float *m, float *v, size_t n, float lr,
                          float beta1, float beta2, float eps, float weight_decay, long t);

@@ -305,6 +305,9 @@ START_TEST(test_elementwise_and_optimizer) {
     cpu->scale(a, n, 0.37f);
     gpu->scale(ga, n, 0.37f);
     expect_close("scale", ga, a, n, 0.0);
+    cpu->accumulate(a, b, n);
+    gpu->accumulate(ga, gb, n);
+    expect_close("accumulate", ga, a, n, 0.0);
     float *t = malloc(n * sizeof(float)), *gt = gpu->alloc(n * sizeof(float));
     cpu->ternarize(t, a, n);  // the scale's sum in another order: equal up to its last bits
     gpu->ternarize(gt, ga, n);

@@ -16,7 +16,7 @@ static const struct {
     const char *folder;
     int layer;
 } LAYERS[] = {
-    {"common", 0},  {"tokenizer", 1}, {"kernels", 1}, {"report", 1}, {"tasks", 1},
+    {"common", 0},  {"tokenizer", 1}, {"kernels", 1}, {"report", 1}, {"tasks", 1}, {"dist", 2},
     {"model", 2},   {"store", 3},     {"dataset", 3}, {"train", 4},  {"sampler", 4},
     {"eval", 4},    {"sweep", 5},     {"serve", 5},   {"cli", 6},
 };

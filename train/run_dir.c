@@ -77,19 +77,27 @@ static void put_number(FILE *f, const char *key, double x) {
 }
 
 void run_log_train(RunDir *rd, int64_t step, const StepStats *st, double tokens_per_s,
-                   double elapsed) {
+                   const double *rank_tokens_per_s, int ranks, double elapsed) {
+    if (!rd->log) return;  // not opened: another rank writes
     fprintf(rd->log, "{\"type\":\"train\",\"step\":%lld", (long long)step);
     put_number(rd->log, "loss", st->loss);
     put_number(rd->log, "lr", st->lr);
     put_number(rd->log, "grad_norm", st->grad_norm);
     fprintf(rd->log, ",\"seq_len\":%d,\"skipped\":%s", st->seq_len, st->skipped ? "true" : "false");
     put_number(rd->log, "tokens_per_s", tokens_per_s);
+    if (ranks > 1) {
+        fputs(",\"rank_tokens_per_s\":[", rd->log);
+        for (int r = 0; r < ranks; r++)
+            fprintf(rd->log, "%s%.1f", r ? "," : "", rank_tokens_per_s[r]);
+        fputc(']', rd->log);
+    }
     put_number(rd->log, "elapsed_s", rd->elapsed_before + elapsed);
     fputs("}\n", rd->log);
     fflush(rd->log);
 }
 
 void run_log_eval(RunDir *rd, int64_t step, const EvalResult *r, double elapsed) {
+    if (!rd->log) return;  // not opened: another rank writes
     fprintf(rd->log, "{\"type\":\"eval\",\"step\":%lld", (long long)step);
     put_number(rd->log, "val_loss", r->nats_per_token);
     put_number(rd->log, "val_se", r->std_error);
@@ -102,6 +110,7 @@ void run_log_eval(RunDir *rd, int64_t step, const EvalResult *r, double elapsed)
 }
 
 void run_log_budget(RunDir *rd, int64_t step, int64_t tokens_per_step, double flops_per_token) {
+    if (!rd->log) return;  // not opened: another rank writes
     fprintf(rd->log, "{\"type\":\"budget\",\"step\":%lld,\"tokens_per_step\":%lld",
             (long long)step, (long long)tokens_per_step);
     put_number(rd->log, "flops_per_token", flops_per_token);
@@ -110,6 +119,7 @@ void run_log_budget(RunDir *rd, int64_t step, int64_t tokens_per_step, double fl
 }
 
 void run_log_event(RunDir *rd, int64_t step, const char *event, const char *detail) {
+    if (!rd->log) return;  // not opened: another rank writes
     fprintf(rd->log, "{\"type\":\"event\",\"step\":%lld,\"event\":\"%s\",\"detail\":",
             (long long)step, event);
     json_write_string(rd->log, detail);
@@ -118,6 +128,7 @@ void run_log_event(RunDir *rd, int64_t step, const char *event, const char *deta
 }
 
 int run_dir_save(RunDir *rd, const Trainer *tr, const Tokenizer *t, Error *err) {
+    if (!rd->log) return 0;  // not opened: another rank writes
     char path[4096];
     run_checkpoint_path(rd->dir, tr->step, path, sizeof path);
     if (trainer_save(path, tr, t, err)) return -1;
@@ -133,7 +144,7 @@ int run_dir_save(RunDir *rd, const Trainer *tr, const Tokenizer *t, Error *err) 
 int run_dir_save_best(RunDir *rd, const Trainer *tr, const Tokenizer *t, double val, int *saved,
                       Error *err) {
     *saved = 0;
-    if (!(val < rd->best_val)) return 0;
+    if (!rd->log || !(val < rd->best_val)) return 0;
     char path[4096];
     snprintf(path, sizeof path, "%s/best.ckpt", rd->dir);
     if (trainer_save(path, tr, t, err)) return -1;

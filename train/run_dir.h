@@ -25,14 +25,17 @@ typedef struct {
     double elapsed_before;   // wall seconds of the run before this process (resumes)
 } RunDir;
 
+// A RunDir left closed (zeroed) writes nothing: the ranks of a job other than rank 0.
 // Opens (creating it if needed) the run directory. A fresh run (resume_step < 0) refuses a
 // directory that already holds a run. A resumed run keeps only the log lines up to
 // resume_step and takes the best validation loss and elapsed time from them.
 int run_dir_open(RunDir *rd, const char *dir, int keep, int64_t resume_step, Error *err);
 void run_dir_close(RunDir *rd);
 
+// tokens_per_s: the whole job's; rank_tokens_per_s[ranks]: each rank's own (its tokens over its
+// forward and backward time), written when ranks > 1.
 void run_log_train(RunDir *rd, int64_t step, const StepStats *st, double tokens_per_s,
-                   double elapsed);
+                   const double *rank_tokens_per_s, int ranks, double elapsed);
 void run_log_eval(RunDir *rd, int64_t step, const EvalResult *r, double elapsed);
 // What a step of this run costs, written when it starts or resumes: tokens trained and their
 // training FLOPs (model/params.h's count).

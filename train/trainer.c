@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/progress.h"
 #include "train/objective.h"
 #include "train/optimizer.h"
 
@@ -36,8 +37,12 @@ static int trainer_setup(Trainer *tr, Model *m, const TrainConfig *tc, Error *er
     tr->weights = malloc(n * sizeof(float));
     tr->row_prompt = malloc((size_t)tc->batch_size * sizeof(int));
     tr->row_answer = malloc((size_t)tc->batch_size * sizeof(int));
+    tr->losses = malloc((size_t)tc->grad_accum * sizeof(float));
+    Trainable p = model_trainable(m);
+    tr->grad_be = p.be;
+    if (tc->grad_accum > 1) tr->grad_sum = p.be->alloc(p.n * sizeof(float));
     if (!tr->windows || !tr->inputs || !tr->targets || !tr->weights || !tr->row_prompt ||
-        !tr->row_answer) {
+        !tr->row_answer || !tr->losses || (tc->grad_accum > 1 && !tr->grad_sum)) {
         trainer_free(tr);
         return error_set(err, "out of memory for the batch buffers");
     }
@@ -67,7 +72,31 @@ int trainer_init_sft(Trainer *tr, Model *m, const TrainConfig *tc, const SftData
     return 0;
 }
 
+size_t trainer_sum_bytes(size_t n, int grad_accum, int ranks) {
+    size_t lo, len;
+    comm_shard(n, ranks, 0, &lo, &len);
+    return ((grad_accum > 1 ? n : 0) + (ranks > 1 ? (size_t)ranks * len : 0)) * sizeof(float);
+}
+
+int trainer_join(Trainer *tr, Comm *c, Error *err) {
+    tr->comm = c;
+    if (c->size == 1) return 0;
+    if (tr->tc.grad_accum % c->size)
+        return error_set(err, "%d micro-batches per step (grad_accum) do not split over %d ranks: "
+                              "give a multiple of %d", tr->tc.grad_accum, c->size, c->size);
+    Trainable p = model_trainable(tr->model);
+    size_t lo, len;
+    comm_shard(p.n, c->size, c->rank, &lo, &len);
+    tr->shards = p.be->alloc((size_t)c->size * (len ? len : 1) * sizeof(float));
+    if (!tr->shards)
+        return error_set(err, "out of memory for the gradient shards of %d ranks", c->size);
+    return 0;
+}
+
 void trainer_free(Trainer *tr) {
+    if (tr->grad_sum) tr->grad_be->free(tr->grad_sum);
+    if (tr->shards) tr->grad_be->free(tr->shards);
+    free(tr->losses);
     free(tr->windows);
     free(tr->inputs);
     free(tr->targets);
@@ -132,6 +161,65 @@ int trainer_row_length(const Trainer *tr) {
     return tr->sft && tr->tc.objective == OBJECTIVE_AR ? T - 1 : T;
 }
 
+// Adds this round's micro-batch gradients (one per rank, each rank's in m's grads) into
+// grad_sum in micro-batch order: a rank alone adds its own; ranks first send each other the
+// shards they own, and each sums its shard.
+static int sum_round(Trainer *tr, const Trainable *p) {
+    Comm *c = tr->comm;
+    if (!c || c->size == 1) {
+        p->be->accumulate(tr->grad_sum, p->grads, p->n);
+        return 0;
+    }
+    size_t lo, len;
+    comm_shard(p->n, c->size, c->rank, &lo, &len);
+    if (comm_exchange_shards(c, p->grads, tr->shards, p->n, &tr->error)) return -1;
+    for (int r = 0; r < c->size; r++)
+        p->be->accumulate(tr->grad_sum + lo, tr->shards + (size_t)r * len, len);
+    return 0;
+}
+
+// The step's micro-batches, this rank's computed and their gradients summed into grad_sum
+// (one micro-batch: left in m's grads); each micro-batch's loss in tr->losses.
+static int run_micro_batches(Trainer *tr, int seq_len, const Trainable *p, double *compute_s) {
+    const TrainConfig *tc = &tr->tc;
+    Model *m = tr->model;
+    int ranks = tr->comm ? tr->comm->size : 1, rank = tr->comm ? tr->comm->rank : 0;
+    int bd3 = tc->objective == OBJECTIVE_BD3;
+    size_t n = (size_t)tc->batch_size * seq_len * train_copies(tc);
+    if (tr->grad_sum) p->be->zero(tr->grad_sum, p->n * sizeof(float));
+    for (int micro = 0; micro < tc->grad_accum; micro++) {
+        // every rank draws every micro-batch, so the data and mask streams stay those of one
+        // process
+        if (tr->sft) make_sft_batch(tr);
+        else make_batch(tr, seq_len);
+        if (micro % ranks != rank) continue;
+        // each micro-batch carries 1/grad_accum of the step's loss
+        for (size_t i = 0; i < n; i++) tr->weights[i] /= (float)tc->grad_accum;
+        double t0 = now_seconds();
+        model_zero_grad(m);
+        if (bd3) model_forward_pairs(m, tr->inputs, tc->batch_size, seq_len);
+        else model_forward(m, tr->inputs, tc->batch_size, seq_len);
+        tr->losses[micro] = model_loss_backward(m, tr->targets, tr->weights);  // syncs
+        *compute_s += now_seconds() - t0;
+        if (tr->grad_sum && sum_round(tr, p)) return -1;
+    }
+    if (ranks == 1) return 0;
+    // the summed shards to every rank, and every rank's losses
+    float *mine = malloc((size_t)tc->grad_accum * sizeof(float));
+    float *all = malloc((size_t)tc->grad_accum * ranks * sizeof(float));
+    int rc = !mine || !all ? error_set(&tr->error, "out of memory for %d losses", tc->grad_accum)
+                           : comm_gather_shards(tr->comm, tr->grad_sum, p->n, &tr->error);
+    int rounds = tc->grad_accum / ranks;
+    for (int k = 0; rc == 0 && k < rounds; k++) mine[k] = tr->losses[k * ranks + rank];
+    if (rc == 0)
+        rc = comm_gather_host(tr->comm, mine, all, (size_t)rounds * sizeof(float), &tr->error);
+    for (int micro = 0; rc == 0 && micro < tc->grad_accum; micro++)
+        tr->losses[micro] = all[(micro % ranks) * rounds + micro / ranks];
+    free(mine);
+    free(all);
+    return rc;
+}
+
 StepStats trainer_step(Trainer *tr) {
     const TrainConfig *tc = &tr->tc;
     Model *m = tr->model;
@@ -143,24 +231,17 @@ StepStats trainer_step(Trainer *tr) {
         rng_uniform(&tr->rng_mask) < tc->random_length_prob)
         st.seq_len = 1 + (int)rng_below(&tr->rng_mask, (uint64_t)m->cfg.seq_len);
 
-    model_zero_grad(m);
     // DiffuLLaMA's annealing, as a window: step s of the first anneal_steps sees keys up to
     // seq_len * s / anneal_steps positions past each query, so an adapted AR model starts from
     // the causal attention it was trained with
     if (tc->anneal_steps > 0 && tr->step < tc->anneal_steps)
         m->window = (int)((int64_t)m->cfg.seq_len * tr->step / tc->anneal_steps);
-    int bd3 = tc->objective == OBJECTIVE_BD3;
-    size_t n = (size_t)tc->batch_size * st.seq_len * train_copies(tc);
-    for (int micro = 0; micro < tc->grad_accum; micro++) {
-        if (tr->sft) make_sft_batch(tr);
-        else make_batch(tr, st.seq_len);
-        // each micro-batch carries 1/grad_accum of the step's loss
-        for (size_t i = 0; i < n; i++) tr->weights[i] /= (float)tc->grad_accum;
-        if (bd3) model_forward_pairs(m, tr->inputs, tc->batch_size, st.seq_len);
-        else model_forward(m, tr->inputs, tc->batch_size, st.seq_len);
-        st.loss += model_loss_backward(m, tr->targets, tr->weights);
-    }
+    Trainable p = model_trainable(m);
+    st.failed = run_micro_batches(tr, st.seq_len, &p, &st.compute_s) != 0;
     m->window = -1;  // evaluation and sampling see the model's own attention
+    if (st.failed) return st;
+    for (int micro = 0; micro < tc->grad_accum; micro++) st.loss += tr->losses[micro];
+    if (tr->grad_sum) p.be->copy_rows(p.grads, 0, tr->grad_sum, 0, p.n * sizeof(float), 1);
     st.lr = lr_at(tc, tr->step);
     tr->step++;
     st.grad_norm = grad_norm(m);

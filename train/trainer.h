@@ -9,6 +9,7 @@
 #include "model/model.h"
 #include "dataset/data.h"
 #include "common/rng.h"
+#include "dist/comm.h"
 #include "dataset/sft.h"
 #include "store/model_source.h"
 #include "store/train_config.h"
@@ -26,6 +27,16 @@ typedef struct {
     int *windows, *inputs, *targets;
     float *weights;
     int *row_prompt, *row_answer;  // SFT: prompt and answer length of each row, batch_size each
+    // A step's micro-batches are numbered 0 .. grad_accum - 1 and drawn in that order by every
+    // rank; rank r computes micro-batches r, r + ranks, ... Their gradients are summed in
+    // micro-batch order, each computed from zero, so a step's weights do not depend on how its
+    // micro-batches were spread over ranks.
+    Comm *comm;        // the job's ranks (trainer_join; NULL: this process alone)
+    float *grad_sum;   // grad_accum > 1: the step's gradient (trainable values, backend memory)
+    float *shards;     // ranks > 1: this rank's shard of every rank's micro-batch gradient
+    float *losses;     // [grad_accum]: each micro-batch's loss (host)
+    const Backend *grad_be;  // the table grad_sum and shards live on
+    Error error;       // why the last step failed (StepStats.failed)
 } Trainer;
 
 typedef struct {
@@ -34,6 +45,8 @@ typedef struct {
     float lr;
     int seq_len;      // length used (shorter than the model's on random-length steps)
     int skipped;      // 1: the loss or a gradient was not finite and no update was made
+    int failed;       // 1: an exchange with the other ranks failed (Trainer.error says why)
+    double compute_s; // seconds this rank spent in its micro-batches' forward and backward passes
 } StepStats;
 
 // The model must be created (and its parameters set) with the objective's attention:
@@ -43,6 +56,12 @@ int trainer_init(Trainer *tr, Model *m, const TrainConfig *tc, const TokenData *
 // The same for fine-tuning on SFT rows (tc->sft set; rows of the model's seq_len).
 int trainer_init_sft(Trainer *tr, Model *m, const TrainConfig *tc, const SftData *sft,
                      Error *err);
+// Makes the trainer one rank of the job c (after trainer_init): each rank computes
+// grad_accum / ranks of the step's micro-batches (grad_accum must be a multiple of the ranks).
+int trainer_join(Trainer *tr, Comm *c, Error *err);
+// Bytes a rank of a job of `ranks` adds to the model's memory plan for summing gradients of n
+// trainable values over grad_accum micro-batches.
+size_t trainer_sum_bytes(size_t n, int grad_accum, int ranks);
 void trainer_free(Trainer *tr);
 StepStats trainer_step(Trainer *tr);
 // Positions of a training row: seq_len, or seq_len - 1 for AR fine-tuning (inputs predict the

@@ -29,6 +29,11 @@ void cpu_scale(float *x, size_t n, float s) {
     for (size_t i = 0; i < n; i++) x[i] *= s;
 }
 
+void cpu_accumulate(float *dst, const float *src, size_t n) {
+#pragma omp parallel for if (worth_threads(n))
+    for (size_t i = 0; i < n; i++) dst[i] += src[i];
+}
+
 void cpu_adamw_update(float *params, const float *grads, float *m, float *v, size_t n, float lr,
                       float beta1, float beta2, float eps, float weight_decay, long t) {
     float bc1 = 1.0f - powf(beta1, (float)t);

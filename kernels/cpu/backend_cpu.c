@@ -78,6 +78,7 @@ const Backend backend_cpu = {
     .matmul_ternary = cpu_matmul_ternary,
     .sum_squares = cpu_sum_squares,
     .scale = cpu_scale,
+    .accumulate = cpu_accumulate,
     .adamw_update = cpu_adamw_update,
 };
 

@@ -133,6 +133,7 @@ void cpu_matmul_ternary_ref(float *out, const int8_t *xq, const float *q, const 
 
 double cpu_sum_squares(const float *x, size_t n);
 void cpu_scale(float *x, size_t n, float s);
+void cpu_accumulate(float *dst, const float *src, size_t n);
 void cpu_adamw_update(float *params, const float *grads, float *m, float *v, size_t n, float lr,
                       float beta1, float beta2, float eps, float weight_decay, long t);
 

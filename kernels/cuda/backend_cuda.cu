@@ -47,6 +47,7 @@ static Backend cuda_table(const char *name) {
     b.quantize_rows = cuda_quantize_rows<A>;
     b.sum_squares = cuda_sum_squares;
     b.scale = cuda_scale;
+    b.accumulate = cuda_accumulate;
     b.adamw_update = cuda_adamw_update;
     return b;
 }

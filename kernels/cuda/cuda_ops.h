@@ -49,6 +49,7 @@ void cuda_ternarize(float *dst, const float *src, size_t n);
 template <typename A>
 void cuda_quantize_rows(void *out, const void *x, int N, int C);
 void cuda_scale(float *x, size_t n, float s);
+void cuda_accumulate(float *dst, const float *src, size_t n);
 void cuda_adamw_update(float *params, const float *grads, float *m, float *v, size_t n, float lr,
                        float beta1, float beta2, float eps, float weight_decay, long t);
 

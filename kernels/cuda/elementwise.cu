@@ -52,6 +52,11 @@ __global__ void scale_kernel(float *x, size_t n, float s) {
     if (i < n) x[i] *= s;
 }
 
+__global__ void accumulate_kernel(float *dst, const float *src, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) dst[i] += src[i];
+}
+
 __global__ void adamw_kernel(float *params, const float *grads, float *m, float *v, size_t n,
                              float lr, float beta1, float beta2, float eps, float weight_decay,
                              float bc1, float bc2) {
@@ -114,6 +119,11 @@ void cuda_guide(void *cond, const void *uncond, float w, size_t n) {
 
 void cuda_scale(float *x, size_t n, float s) {
     scale_kernel<<<blocks_for(n, 256), 256>>>(x, n, s);
+    CUDA_CHECK_LAUNCH();
+}
+
+void cuda_accumulate(float *dst, const float *src, size_t n) {
+    accumulate_kernel<<<blocks_for(n, 256), 256>>>(dst, src, n);
     CUDA_CHECK_LAUNCH();
 }
 
