@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 packages=(build-essential pkg-config check libsentencepiece-dev sentencepiece libstb-dev
           libpcre2-dev libutf8proc-dev libopenblas-openmp-dev libmicrohttpd-dev clang
-          libclang-rt-14-dev
+          libclang-rt-14-dev libopenmpi-dev openmpi-bin
           bible-kjv bible-kjv-text sword-text-web libsword-utils fortunes)
 missing=()
 for p in "${packages[@]}"; do
