@@ -3,6 +3,7 @@
 // where a sweep stands.
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -33,8 +34,27 @@ static int write_report(const char *dir, const SweepOptions *o, Error *err) {
     return 0;
 }
 
+// "0,1,3": distinct non-negative device ids.
+static int parse_devices(const char *list, int *ids, int *n, Error *err) {
+    *n = 0;
+    for (const char *s = list; *s;) {
+        char *end;
+        long id = strtol(s, &end, 10);
+        if (end == s || id < 0 || id > 4095 || (*end && *end != ','))
+            return error_set(err, "sweep: --devices '%s': expected device ids like 0,1,2", list);
+        for (int k = 0; k < *n; k++)
+            if (ids[k] == id) return error_set(err, "sweep: --devices lists %ld twice", id);
+        if (*n == SWEEP_MAX_DEVICES)
+            return error_set(err, "sweep: --devices lists more than %d", SWEEP_MAX_DEVICES);
+        ids[(*n)++] = (int)id;
+        s = *end ? end + 1 : end;
+    }
+    if (*n == 0) return error_set(err, "sweep: --devices is empty");
+    return 0;
+}
+
 int cmd_sweep(int argc, char **argv) {
-    const char *dir = NULL, *status_dir = NULL, *device = "auto";
+    const char *dir = NULL, *status_dir = NULL, *device = "auto", *device_list = NULL;
     int jobs = 1;
     Flag flags[] = {
         {"dir", FLAG_STRING, &dir, "sweep directory (default: sweeps/PLAN-NAME)", FLAG_FREE, 0},
@@ -46,6 +66,10 @@ int cmd_sweep(int argc, char **argv) {
         {"jobs", FLAG_INT, &jobs,
          "runs trained at the same time, each on cores / jobs threads (small models use a "
          "whole machine better this way)", FLAG_FREE, 0},
+        {"devices", FLAG_STRING, &device_list,
+         "GPU ids, e.g. 0,1,2,3: one run per device at a time (CUDA_VISIBLE_DEVICES), a run "
+         "whose plan sets ranks: N gets N of them under mpirun (instead of --jobs)", FLAG_FREE,
+         0},
     };
     int n_flags = sizeof flags / sizeof flags[0];
     const char *plan = NULL;
@@ -69,7 +93,12 @@ int cmd_sweep(int argc, char **argv) {
     if (!backend_by_name(device, &err)) return cli_fail(err.msg);
     if (jobs < 1 || jobs > SWEEP_MAX_JOBS)
         return cli_fail("sweep: --jobs must be between 1 and 64");
-    SweepOptions o = {exe, isatty(STDOUT_FILENO), device, jobs};
+    int devices[SWEEP_MAX_DEVICES], n_devices = 0;
+    if (device_list && (jobs > 1 || parse_devices(device_list, devices, &n_devices, &err)))
+        return cli_fail(jobs > 1 ? "sweep: --devices and --jobs exclude each other (with "
+                                   "devices, runs go one per device)"
+                                 : err.msg);
+    SweepOptions o = {exe, isatty(STDOUT_FILENO), device, jobs, devices, n_devices};
     rc = sweep_run(plan, dir, &o, &err);
     if (rc < 0) return cli_fail(err.msg);
     if (rc > 0) return rc;  // interrupted: the next `dllm sweep` continues

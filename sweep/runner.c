@@ -42,7 +42,8 @@ int sweep_train_args(const Plan *p, const PlanRun *r, const char *run_dir, char 
         const char *name = p->base[i].name;
         int varied = 0;
         for (int k = 0; k < r->n_varied; k++) varied |= strcmp(r->varied[k].name, name) == 0;
-        if (varied || (strcmp(name, "steps") == 0 && (p->budget_steps || p->budget_tokens)))
+        if (varied || strcmp(name, "ranks") == 0 ||
+            (strcmp(name, "steps") == 0 && (p->budget_steps || p->budget_tokens)))
             continue;
         argv[n++] = storage + used;
         used += (size_t)snprintf(storage + used, cap - used, "--%s", name) + 1;
@@ -51,6 +52,7 @@ int sweep_train_args(const Plan *p, const PlanRun *r, const char *run_dir, char 
     for (int k = 0; k < r->n_varied && n + 2 < max; k++) {
         if (strcmp(r->varied[k].value, "-") == 0) continue;  // this run leaves the flag out
         if (strcmp(r->varied[k].name, "exact") == 0) continue;  // the report's, not train's
+        if (strcmp(r->varied[k].name, "ranks") == 0) continue;  // the launcher's
         argv[n++] = storage + used;
         used += (size_t)snprintf(storage + used, cap - used, "--%s", r->varied[k].name) + 1;
         argv[n++] = (char *)r->varied[k].value;
@@ -61,7 +63,7 @@ int sweep_train_args(const Plan *p, const PlanRun *r, const char *run_dir, char 
         TrainConfig tc = train_config_default();
         ModelConfig mc = model_config_default();
         int64_t per_step = (int64_t)int_value(p, r, "batch-size", tc.batch_size) *
-                           int_value(p, r, "grad-accum", tc.grad_accum) *
+                           int_value(p, r, "grad-accum", int_value(p, r, "ranks", tc.grad_accum)) *
                            int_value(p, r, "seq-len", mc.seq_len);
         steps = per_step > 0 ? (p->budget_tokens + per_step - 1) / per_step : 1;
     }
@@ -78,12 +80,15 @@ int sweep_train_args(const Plan *p, const PlanRun *r, const char *run_dir, char 
     return n;
 }
 
-// run_dir/command.txt: the exact `dllm train` command of the run, to read or rerun by hand.
-static int write_command(const char *run_dir, char **argv, int argc, Error *err) {
+// run_dir/command.txt: the exact `dllm train` command of the run, to read or rerun by hand
+// (after the devices it was given, when it was given some).
+static int write_command(const char *run_dir, const char *devices, char **argv, int argc,
+                         Error *err) {
     char path[4400];
     snprintf(path, sizeof path, "%s/command.txt", run_dir);
     AtomicFile f;
     if (atomic_open(&f, path, err)) return -1;
+    if (devices[0]) fprintf(f.f, "CUDA_VISIBLE_DEVICES=%s ", devices);
     for (int i = 0; i < argc; i++) fprintf(f.f, "%s%s", i ? " " : "", argv[i]);
     fputc('\n', f.f);
     return atomic_commit(&f, err);
@@ -111,10 +116,12 @@ typedef struct {
     int done_here, jobs;
 } Progress;
 
-// A run in flight: its child, where it writes, when it started, its step budget.
+// A run in flight: its child, where it writes, when it started, its step budget, the
+// devices it holds (indices into SweepOptions.devices).
 typedef struct {
     pid_t pid;
     int index;
+    int slots[SWEEP_MAX_DEVICES], n_slots;
     int64_t steps;
     double t0;
     int timed_out, forwarded;
@@ -145,9 +152,10 @@ static void draw_status(const Progress *pg, const Plan *p, const Job *j, int pen
 }
 
 // Starts one child, its output appended to RUN_DIR/train.out. threads > 0 sets its
-// OMP_NUM_THREADS (parallel runs share the cores instead of each taking them all).
-static int start_child(char **argv, const char *exe, const char *run_dir, int threads, Job *j,
-                       Error *err) {
+// OMP_NUM_THREADS (parallel runs share the cores instead of each taking them all); devices
+// (not "") its CUDA_VISIBLE_DEVICES. argv[0] is found on PATH (mpirun) or is a path (dllm).
+static int start_child(char **argv, const char *run_dir, int threads, const char *devices,
+                       Job *j, Error *err) {
     char out_path[4400];
     snprintf(out_path, sizeof out_path, "%s/train.out", run_dir);
     int fd = open(out_path, O_WRONLY | O_CREAT | O_APPEND, 0666);
@@ -170,8 +178,9 @@ static int start_child(char **argv, const char *exe, const char *run_dir, int th
             snprintf(n, sizeof n, "%d", threads);
             setenv("OMP_NUM_THREADS", n, 1);
         }
-        execv(exe, argv);
-        fprintf(stderr, "dllm: cannot run %s: %s\n", exe, strerror(errno));
+        if (devices[0]) setenv("CUDA_VISIBLE_DEVICES", devices, 1);
+        execvp(argv[0], argv);
+        fprintf(stderr, "dllm: cannot run %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
     close(fd);
@@ -229,12 +238,61 @@ static int record_outcome(const char *run_dir, int st, int timed_out, Error *err
     return run_outcome_write(run_dir, "failed", reason, err);
 }
 
+// The processes run r trains with: its plan's "ranks" (1 when it sets none).
+static int run_ranks(const Plan *p, const PlanRun *r) { return int_value(p, r, "ranks", 1); }
+
+// Every run's ranks are >= 1 and, with devices, no more than there are.
+static int check_ranks(const Plan *p, const SweepOptions *o, Error *err) {
+    for (int i = 0; i < p->n_runs; i++) {
+        int ranks = run_ranks(p, &p->runs[i]);
+        if (ranks < 1 || ranks > SWEEP_MAX_DEVICES)
+            return error_set(err, "run %s: ranks must be between 1 and %d", p->runs[i].name,
+                             SWEEP_MAX_DEVICES);
+        if (o->n_devices && ranks > o->n_devices)
+            return error_set(err, "run %s asks for %d ranks, and --devices lists %d",
+                             p->runs[i].name, ranks, o->n_devices);
+    }
+    return 0;
+}
+
+// Takes `want` free devices for job j (used[] marks the taken ones) and writes their ids, as
+// CUDA_VISIBLE_DEVICES lists them, into ids. 0, or -1 when fewer are free (nothing taken).
+static int take_devices(const SweepOptions *o, int *used, int want, Job *j, char *ids,
+                        size_t cap) {
+    int free_count = 0;
+    for (int d = 0; d < o->n_devices; d++) free_count += !used[d];
+    if (free_count < want) return -1;
+    size_t len = 0;
+    ids[0] = '\0';
+    j->n_slots = 0;
+    for (int d = 0; d < o->n_devices && j->n_slots < want; d++) {
+        if (used[d]) continue;
+        used[d] = 1;
+        j->slots[j->n_slots++] = d;
+        len += (size_t)snprintf(ids + len, cap - len, "%s%d", len ? "," : "", o->devices[d]);
+    }
+    return 0;
+}
+
+static void give_back_devices(int *used, const Job *j) {
+    for (int k = 0; k < j->n_slots; k++) used[j->slots[k]] = 0;
+}
+
+// Puts `mpirun -np N` in front of a run of several ranks (argv has room for 6 more).
+static void launch_with_mpirun(char **argv, int argc, int ranks, char *np, size_t cap) {
+    memmove(argv + 6, argv, (size_t)(argc + 2) * sizeof *argv);  // with its NULL
+    snprintf(np, cap, "%d", ranks);
+    char *launcher[] = {"mpirun", "-np", np, "--oversubscribe", "--bind-to", "none"};
+    memcpy(argv, launcher, sizeof launcher);
+}
+
 int sweep_run(const char *plan_path, const char *dir, const SweepOptions *o, Error *err) {
     Plan *p = malloc(sizeof *p);
     if (!p) return error_set(err, "out of memory");
     int status = plan_load(p, plan_path, err);
     char path[4300], run_dir[4300];
     snprintf(path, sizeof path, "%s/runs", dir);
+    if (status == 0) status = check_ranks(p, o, err);
     if (status == 0) status = make_dirs(path, err);
     int lock_fd = -1;
     if (status == 0) {
@@ -263,11 +321,13 @@ int sweep_run(const char *plan_path, const char *dir, const SweepOptions *o, Err
     sa.sa_handler = on_stop_signal;
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
-    int jobs = o->jobs > 1 ? o->jobs : 1;
+    // with devices, as many runs as they hold (each device is one process); else --jobs
+    int jobs = o->n_devices ? o->n_devices : o->jobs > 1 ? o->jobs : 1;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = jobs > 1 && !getenv("OMP_NUM_THREADS")
                       ? (cores / jobs > 1 ? (int)(cores / jobs) : 1)
                       : 0;
+    int used[SWEEP_MAX_DEVICES] = {0};
     Progress pg = {p->n_runs, 0.0, 0, jobs};
     Job running[SWEEP_MAX_JOBS];
     char started[PLAN_MAX_RUNS] = {0};
@@ -287,22 +347,30 @@ int sweep_run(const char *plan_path, const char *dir, const SweepOptions *o, Err
                 continue;
             }
             if (n_running > 0 && waits_for_another_run(p, r, dir)) continue;
+            Job *j = &running[n_running];
+            char ids[4 * SWEEP_MAX_DEVICES] = "", np[16];
+            int ranks = run_ranks(p, r);
+            if (o->n_devices && take_devices(o, used, ranks, j, ids, sizeof ids)) continue;
+            if (!o->n_devices) j->n_slots = 0;
             if ((status = make_dirs(run_dir, err))) break;
-            char storage[4096], *argv[2 * PLAN_MAX_FLAGS + 2 * PLAN_MAX_VARIED + 16];
+            char storage[4096], *argv[2 * PLAN_MAX_FLAGS + 2 * PLAN_MAX_VARIED + 24];
             int argc = sweep_train_args(p, r, run_dir, storage, sizeof storage, argv + 1,
-                                        (int)(sizeof argv / sizeof argv[0]) - 1);
+                                        (int)(sizeof argv / sizeof argv[0]) - 9);
             argv[0] = (char *)o->exe;
             if (!plan_value(p, r, "device")) {
                 argv[++argc] = "--device";
                 argv[++argc] = (char *)o->device;
                 argv[argc + 1] = NULL;
             }
-            if ((status = write_command(run_dir, argv, argc + 1, err))) break;
-            Job *j = &running[n_running];
+            if (ranks > 1) {
+                launch_with_mpirun(argv, argc, ranks, np, sizeof np);
+                argc += 6;
+            }
+            if ((status = write_command(run_dir, ids, argv, argc + 1, err))) break;
             j->index = i, j->steps = 0;
             for (int k = 1; argv[k]; k++)
                 if (strcmp(argv[k], "--steps") == 0) j->steps = atoll(argv[k + 1]);
-            if ((status = start_child(argv, o->exe, run_dir, threads, j, err))) break;
+            if ((status = start_child(argv, run_dir, threads, ids, j, err))) break;
             started[i] = 1, n_started++, n_running++;
         }
         // collect the runs that ended
@@ -329,6 +397,7 @@ int sweep_run(const char *plan_path, const char *dir, const SweepOptions *o, Err
                        now_seconds() - j->t0);
                 fflush(stdout);
             }
+            give_back_devices(used, j);
             running[k--] = running[--n_running];
         }
         if (status != 0 || stop) break;

@@ -306,6 +306,55 @@ START_TEST(test_parallel_jobs_match_serial) {
 }
 END_TEST
 
+// --devices 7,9 (ids that need not exist: the runs train on the CPU): a and c run at the same
+// time, one per device; b asks for 2 ranks and waits until both are free, then runs under
+// mpirun on both. Each run's command.txt names its devices.
+START_TEST(test_devices_place_runs) {
+    fresh_dir_with_plan("sweep_devices",
+                        "# devices\n## Base\n```\n--data tests/fixtures/genesis.txt --device cpu "
+                        "--n-layer 1 --n-head 2 --d-model 32 --d-ff 64 --seq-len 32 "
+                        "--batch-size 2 --eval-every 0 --log-every 1000\n```\n"
+                        "## Runs\n| name | ranks | lr |\n|---|---|---|\n"
+                        "| a | 1 | 3e-3 |\n"
+#ifdef DLLM_MPI
+                        "| b | 2 | 3e-3 |\n"
+#endif
+                        "| c | - | 1e-3 |\n## Budget\n- steps: 20\n");
+    char cmd[1024];
+    // Open MPI refuses root unless told (CI runs as root)
+    snprintf(cmd, sizeof cmd, "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
+             "ASAN_OPTIONS=detect_leaks=0 ./dllm sweep %s/plan.md --dir %s/out --devices 7,9 "
+             "> %s/out.txt 2>&1", dir, dir, dir);
+    ck_assert_int_eq(system(cmd), 0);
+    ck_assert(file_has("out/runs/a/command.txt", "CUDA_VISIBLE_DEVICES=7 "));
+    ck_assert(file_has("out/runs/c/command.txt", "CUDA_VISIBLE_DEVICES=9 "));
+    ck_assert(file_has("out/runs/c/log.jsonl", "\"step\":20,"));
+#ifdef DLLM_MPI
+    ck_assert(file_has("out/runs/b/command.txt", "CUDA_VISIBLE_DEVICES=7,9 mpirun -np 2 "));
+    ck_assert(file_has("out/runs/b/log.jsonl", "\"rank_tokens_per_s\":["));
+    ck_assert(file_has("out/REPORT.md", "3 runs: 3 done, 0 failed"));
+    printf("  --devices 7,9: a on 7 and c on 9 at once, then b's 2 ranks on 7,9 under mpirun\n");
+#endif
+    const char *bad[][2] = {
+        {"--devices 7,9 --jobs 2", "--devices and --jobs exclude each other"},
+        {"--devices 7,7", "--devices lists 7 twice"},
+        {"--devices 7,x", "expected device ids like 0,1,2"},
+        {"--devices 7", "asks for 2 ranks, and --devices lists 1"},
+    };
+    for (int i = 0; i < (int)(sizeof bad / sizeof bad[0]); i++) {
+#ifndef DLLM_MPI
+        if (i == 3) continue;  // the plan has no run of 2 ranks
+#endif
+        snprintf(cmd, sizeof cmd, "./dllm sweep %s/plan.md --dir %s/bad %s 2> %s/err.txt", dir,
+                 dir, bad[i][0], dir);
+        ck_assert_int_ne(system(cmd), 0);
+        ck_assert_msg(file_has("err.txt", bad[i][1]), "%s: no '%s'", bad[i][0], bad[i][1]);
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert(system(cmd) == 0);
+}
+END_TEST
+
 // AR-to-diffusion in one plan: a "-" cell leaves --init out of the AR row, and with --jobs 2
 // the adapted row, which starts from the AR run, waits for it to finish.
 START_TEST(test_adapted_run_waits_for_its_ar_run) {
@@ -425,6 +474,7 @@ int main(void) {
     tcase_add_test(tc, test_time_budget);
     tcase_add_test(tc, test_seeds_are_averaged);
     tcase_add_test(tc, test_parallel_jobs_match_serial);
+    tcase_add_test(tc, test_devices_place_runs);
     tcase_add_test(tc, test_adapted_run_waits_for_its_ar_run);
     tcase_add_test(tc, test_exact_match_tradeoff);
     suite_add_tcase(s, tc);
