@@ -157,19 +157,37 @@ static void report_step(Run *r, const StepStats *st, double dt) {
     fflush(stdout);
 }
 
+// Rank 0's value of *flag to every rank of the job.
+static int from_rank0(Comm *c, int *flag, Error *err) {
+    if (c->size == 1) return 0;
+    int *all = malloc((size_t)c->size * sizeof(int));
+    int rc = all ? comm_gather_host(c, flag, all, sizeof *flag, err)
+                 : error_set(err, "out of memory for %d ranks' flags", c->size);
+    if (rc == 0) *flag = all[0];
+    free(all);
+    return rc;
+}
+
+// Rank 0 validates (every rank holds the same weights) and tells the others whether the run
+// has a new best, which every rank then saves (each sends its optimizer shard).
 static int evaluate(Run *r, Error *err) {
-    EvalResult res;
+    EvalResult res = {0};
     int64_t s = r->tr->step;
     Model *m = r->tr->model;
     const TrainOptions *o = r->o;
-    if (r->val_sft ? eval_sft(m, r->val_sft, o->eval_windows, o->eval_mc, o->eval_seed, &res, err)
-                   : eval_heldout(m, r->val, o->eval_windows, o->eval_mc, o->eval_seed, &res,
-                                  err))
+    int rank0 = r->comm->rank == 0;
+    if (rank0 && (r->val_sft ? eval_sft(m, r->val_sft, o->eval_windows, o->eval_mc,
+                                        o->eval_seed, &res, err)
+                             : eval_heldout(m, r->val, o->eval_windows, o->eval_mc,
+                                            o->eval_seed, &res, err)))
         return -1;
     run_log_eval(&r->rd, s, &res, now_seconds() - r->t0);
     r->last_val = res.nats_per_token;
-    int best;
-    if (run_dir_save_best(&r->rd, r->tr, r->tokenizer, res.nats_per_token, &best, err)) return -1;
+    int best = run_dir_is_best(&r->rd, res.nats_per_token);
+    if (from_rank0(r->comm, &best, err) ||
+        (best && run_dir_save_best(&r->rd, r->tr, r->tokenizer, res.nats_per_token, err)))
+        return -1;
+    if (!rank0) return 0;
     // the same number `dllm eval` prints for this checkpoint with --windows W --mc MC
     print_line(r, "step %6lld | val %.4f +- %.4f nats/token | %s %.2f | %lld tokens, %d %s x %d"
                   "%s%s\n", (long long)s, res.nats_per_token, res.std_error,
@@ -379,10 +397,16 @@ static void print_setup(const TrainOptions *o, const ModelConfig *mc, const Trai
     }
     MemoryPlan plan = model_memory_plan_lora(mc, lc, be, tc->batch_size * train_copies(tc),
                                              o->recompute);
-    memory_plan_print(stdout, &plan, be->name);
     int ranks = o->comm.size;
-    size_t sums = trainer_sum_bytes(lc->rank ? lora_param_count(mc, lc) : param_count(mc),
-                                    tc->grad_accum, ranks);
+    size_t n = lc->rank ? lora_param_count(mc, lc) : param_count(mc), lo, len;
+    if (ranks > 1) {  // ZeRO-1: AdamW's m and v of the rank's shard only (rank 0's, the largest)
+        comm_shard(n, ranks, 0, &lo, &len);
+        size_t spared = 2 * (n - len) * sizeof(float);
+        if (lc->rank) plan.adapters -= spared;
+        else plan.optimizer -= spared;
+    }
+    memory_plan_print(stdout, &plan, ranks > 1 ? "per rank" : be->name);
+    size_t sums = trainer_sum_bytes(n, tc->grad_accum, ranks);
     if (ranks > 1)
         printf("job: %d ranks, each running %d of the step's %d micro-batches of %d sequences\n",
                ranks, tc->grad_accum / ranks, tc->grad_accum, tc->batch_size);
@@ -392,8 +416,9 @@ static void print_setup(const TrainOptions *o, const ModelConfig *mc, const Trai
         format_bytes(text[1], sizeof text[1],
                      plan.params + plan.grads + plan.optimizer + plan.activations +
                          plan.adapters + sums);
-        printf("memory%s: + gradient sums %s (grad_accum > 1%s) | total %s\n",
-               ranks > 1 ? " per rank" : "", text[0], ranks > 1 ? ", rank shards" : "", text[1]);
+        printf("memory%s: + gradient sums %s (%s) | total %s\n", ranks > 1 ? " per rank" : "",
+               text[0], ranks > 1 ? "the rank's shard, and every rank's piece of it"
+                                  : "grad_accum > 1", text[1]);
     }
 }
 
@@ -724,11 +749,10 @@ static int train(TrainOptions *o, const ModelConfig *mc, const TrainConfig *tc,
         default_run_dir(o, run_dir, sizeof run_dir);
         Run r = {.tr = &tr, .tokenizer = tok, .o = o, .comm = &o->comm, .tty = isatty(STDOUT_FILENO),
                  .t0 = now_seconds(), .step0 = tr.step, .last_val = NAN};
-        // rank 0 alone validates, logs and saves: every rank holds the same weights
+        // rank 0 alone validates, logs and writes: every rank holds the same weights
         int writer = o->comm.rank == 0;
-        if (writer && o->eval_every > 0 && data->sft_val.n > 0) r.val_sft = &data->sft_val;
-        if (writer && o->eval_every > 0 && !data->sft.n && data->ds.val.n > 0)
-            r.val = &data->ds.val;
+        if (o->eval_every > 0 && data->sft_val.n > 0) r.val_sft = &data->sft_val;
+        if (o->eval_every > 0 && !data->sft.n && data->ds.val.n > 0) r.val = &data->ds.val;
         r.rank_tokens_per_s = calloc((size_t)o->comm.size, sizeof(double));
         status = !r.rank_tokens_per_s ? error_set(err, "out of memory")
                  : writer ? run_dir_open(&r.rd, run_dir, o->keep,

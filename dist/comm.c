@@ -21,9 +21,12 @@ static int launched(void) {
 }
 
 void comm_shard(size_t n, int size, int r, size_t *lo, size_t *len) {
-    size_t base = n / (size_t)size, extra = n % (size_t)size, i = (size_t)r;
-    *lo = i * base + (i < extra ? i : extra);
-    *len = base + (i < extra);
+    size_t chunks = (n + SUM_SQUARES_CHUNK - 1) / SUM_SQUARES_CHUNK;
+    size_t base = chunks / (size_t)size, extra = chunks % (size_t)size, i = (size_t)r;
+    size_t first = i * base + (i < extra ? i : extra), count = base + (i < extra);
+    *lo = first * SUM_SQUARES_CHUNK < n ? first * SUM_SQUARES_CHUNK : n;
+    size_t end = (first + count) * SUM_SQUARES_CHUNK < n ? (first + count) * SUM_SQUARES_CHUNK : n;
+    *len = end - *lo;
 }
 
 #ifndef DLLM_MPI
@@ -161,6 +164,32 @@ int comm_gather_shards(Comm *c, float *buf, size_t n, Error *err) {
     free(counts);
     return rc;
 #else
+    return error_set(err, "a job of %d ranks without MPI", c->size);
+#endif
+}
+
+int comm_gather_to_root(Comm *c, const float *mine, float *all, size_t n, Error *err) {
+    size_t lo, len;
+    comm_shard(n, c->size, c->rank, &lo, &len);
+    if (c->size == 1) {
+        c->be->copy_rows(all, 0, mine, 0, n * sizeof(float), 1);
+        return 0;
+    }
+    if (c->nccl) return comm_nccl_gather_to_root(c, mine, all, n, err);
+#ifdef DLLM_MPI
+    int *counts = malloc(2 * (size_t)c->size * sizeof(int));
+    if (!counts) return error_set(err, "out of memory for %d ranks' counts", c->size);
+    int rc = counts_of(c, n, counts, counts + c->size, err);
+    MPI_Request req;
+    if (rc == 0) {
+        MPI_Igatherv(mine, (int)len, MPI_FLOAT, all, counts, counts + c->size, MPI_FLOAT, 0,
+                     MPI_COMM_WORLD, &req);
+        rc = wait_for(c, &req, "gathering the optimizer state to save it", err);
+    }
+    free(counts);
+    return rc;
+#else
+    (void)mine, (void)all;
     return error_set(err, "a job of %d ranks without MPI", c->size);
 #endif
 }

@@ -31,13 +31,18 @@ void comm_close(Comm *c);
 // Ends every process of the job (MPI_Abort) with exit status code; a job of one just exits.
 void comm_abort(const Comm *c, int code);
 
-// The values [*lo, *lo + *len) of n that rank r owns: n split in size near-equal shards.
+// The values [*lo, *lo + *len) of n that rank r owns: n split in size near-equal shards of
+// whole SUM_SQUARES_CHUNK chunks (the unit of a gradient norm's partial sums), so the first
+// ranks hold one chunk more and a rank may hold none of a small vector.
 void comm_shard(size_t n, int size, int r, size_t *lo, size_t *len);
 // Sends every rank its shard of send (n values): recv receives, in rank order, one copy of this
 // rank's shard from each rank (size * len values; a job of one copies its values).
 int comm_exchange_shards(Comm *c, const float *send, float *recv, size_t n, Error *err);
 // Every rank's shard of buf (n values) to every rank, in place.
 int comm_gather_shards(Comm *c, float *buf, size_t n, Error *err);
+// Every rank's shard (mine: its len values of n) into all (n values) on rank 0; all is
+// unused elsewhere (NULL allowed).
+int comm_gather_to_root(Comm *c, const float *mine, float *all, size_t n, Error *err);
 // bytes of host memory from every rank into all, in rank order (size * bytes).
 int comm_gather_host(Comm *c, const void *mine, void *all, size_t bytes, Error *err);
 

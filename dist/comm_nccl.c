@@ -93,6 +93,26 @@ int comm_nccl_gather_shards(Comm *c, float *buf, size_t n, Error *err) {
     return wait_for(c, r != ncclSuccess ? r : end, "gathering the summed gradients", err);
 }
 
+int comm_nccl_gather_to_root(Comm *c, const float *mine, float *all, size_t n, Error *err) {
+    ncclComm_t nc = (ncclComm_t)c->nccl;
+    size_t mine_lo, len;
+    comm_shard(n, c->size, c->rank, &mine_lo, &len);
+    ncclResult_t r = ncclGroupStart();
+    if (c->rank != 0) {
+        r = ncclSend(mine, len, ncclFloat32, 0, nc, 0);
+    } else {
+        cudaMemcpyAsync(all, mine, len * sizeof(float), cudaMemcpyDeviceToDevice, 0);
+        for (int p = 1; p < c->size && r == ncclSuccess; p++) {
+            size_t lo, plen;
+            comm_shard(n, c->size, p, &lo, &plen);
+            r = ncclRecv(all + lo, plen, ncclFloat32, p, nc, 0);
+        }
+    }
+    ncclResult_t end = ncclGroupEnd();
+    return wait_for(c, r != ncclSuccess ? r : end, "gathering the optimizer state to save it",
+                    err);
+}
+
 #else  // built without NCCL (or without MPI, which starts NCCL's ranks)
 
 int comm_nccl_open(Comm *c, Error *err) {
@@ -110,6 +130,11 @@ int comm_nccl_exchange_shards(Comm *c, const float *send, float *recv, size_t n,
 
 int comm_nccl_gather_shards(Comm *c, float *buf, size_t n, Error *err) {
     (void)buf, (void)n;
+    return comm_nccl_open(c, err);
+}
+
+int comm_nccl_gather_to_root(Comm *c, const float *mine, float *all, size_t n, Error *err) {
+    (void)mine, (void)all, (void)n;
     return comm_nccl_open(c, err);
 }
 

@@ -9,5 +9,6 @@ int comm_nccl_open(Comm *c, Error *err);
 void comm_nccl_close(Comm *c);
 int comm_nccl_exchange_shards(Comm *c, const float *send, float *recv, size_t n, Error *err);
 int comm_nccl_gather_shards(Comm *c, float *buf, size_t n, Error *err);
+int comm_nccl_gather_to_root(Comm *c, const float *mine, float *all, size_t n, Error *err);
 
 #endif

@@ -33,6 +33,8 @@ extern "C" {
 
 typedef void Act;  // an activation buffer, in the backend's activation type
 
+enum { SUM_SQUARES_CHUNK = 4096 };  // see sum_squares_chunks
+
 typedef struct {
     const char *name;
     size_t act_bytes;     // bytes per activation element: 4 (fp32) or 2 (bf16)
@@ -171,6 +173,11 @@ typedef struct {
 
     // optimizer
     double (*sum_squares)(const float *x, size_t n);
+    // partials[c] (host memory): the sum of squares of chunk c of x, SUM_SQUARES_CHUNK values
+    // (the last chunk shorter). On the CPU sum_squares is these partials added in order, so a
+    // rank owning whole chunks of a gradient contributes its partials and the job's norm has
+    // the bits of one process's.
+    void (*sum_squares_chunks)(double *partials, const float *x, size_t n);
     void (*scale)(float *x, size_t n, float s);
     // dst[i] += src[i]: the gradients of micro-batches, and of ranks, summed one after another
     // in a fixed order (a step's gradient does not depend on how its rows were split)

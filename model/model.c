@@ -215,6 +215,23 @@ int model_create_lora(Model *m, const ModelConfig *c, const LoraConfig *lc, cons
     }
     linear_point(m);
     if (m->grads) param_tensors_point(&m->g, m->grads, sizeof(float), c);
+    m->opt_n = adapters ? m->n_lora : m->n_params;
+    return 0;
+}
+
+int model_shard_optimizer(Model *m, size_t lo, size_t n, Error *err) {
+    int lora = m->lora.rank > 0;
+    Trainable t = model_trainable(m);
+    float **adam_m = lora ? &m->lora_adam_m : &m->adam_m;
+    float **adam_v = lora ? &m->lora_adam_v : &m->adam_v;
+    if (!*adam_m || lo + n > t.n)
+        return error_set(err, "no optimizer state for values %zu..%zu of %zu", lo, lo + n, t.n);
+    t.be->free(*adam_m);
+    *adam_m = t.be->alloc(2 * (n ? n : 1) * sizeof(float));
+    *adam_v = *adam_m ? *adam_m + n : NULL;
+    m->opt_lo = lo;
+    m->opt_n = n;
+    if (!*adam_m) return error_set(err, "out of memory for the optimizer state of %zu values", n);
     return 0;
 }
 
@@ -262,10 +279,11 @@ void model_set_lora(Model *m, const float *host) {
 Trainable model_trainable(const Model *m) {
     if (m->lora.rank > 0) {
         Trainable t = {m->lora_params, m->lora_grads, m->lora_adam_m, m->lora_adam_v, m->n_lora,
-                       m->lora_be};
+                       m->lora_be, m->opt_lo, m->opt_n};
         return t;
     }
-    Trainable t = {m->params, m->grads, m->adam_m, m->adam_v, m->n_params, m->be};
+    Trainable t = {m->params, m->grads, m->adam_m, m->adam_v, m->n_params, m->be, m->opt_lo,
+                   m->opt_n};
     return t;
 }
 

@@ -103,16 +103,24 @@ struct Model {
     const Backend *lora_be;      // the fp32-weight table with be's activations (adapters are fp32)
     size_t n_lora;
     float *lora_params, *lora_grads, *lora_adam_m, *lora_adam_v;  // n_lora each (m, v: one buffer)
+    // The trainable values the optimizer state covers: [opt_lo, opt_lo + opt_n), all of them
+    // unless a data-parallel rank keeps only its shard (model_shard_optimizer, ZeRO-1)
+    size_t opt_lo, opt_n;
 };
 
 // What training updates and the optimizer steps: the adapters of a LoRA model, else every
-// weight; the flat buffers, n values each, on table be.
+// weight; the flat buffers, n values each (adam_m and adam_v: opt_n values, those of
+// [opt_lo, opt_lo + opt_n)), on table be.
 typedef struct {
     float *params, *grads, *adam_m, *adam_v;
     size_t n;
     const Backend *be;
+    size_t opt_lo, opt_n;
 } Trainable;
 Trainable model_trainable(const Model *m);
+// Keeps the optimizer state of trainable values [lo, lo + n) only (a data-parallel rank's
+// shard), freshly zeroed; the rest of the state is freed.
+int model_shard_optimizer(Model *m, size_t lo, size_t n, Error *err);
 
 // What model_create would allocate for this shape on this backend (nothing is allocated).
 MemoryPlan model_memory_plan(const ModelConfig *c, const Backend *be, int max_batch,

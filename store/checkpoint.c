@@ -32,6 +32,10 @@ int checkpoint_write(const char *path, const CheckpointHeader *fields, const Tra
     h.n_params = p->n;
     h.tokenizer_bytes = t->blob ? t->blob_bytes : 0;
     h.checksum = 0;
+    if (p->opt_lo != 0 || p->opt_n != p->n)
+        return error_set(err, "%s: the optimizer state covers values %zu..%zu of %zu (a rank's "
+                              "shard): gather it first", path, p->opt_lo, p->opt_lo + p->opt_n,
+                         p->n);
     size_t bytes = p->n * sizeof(float);
     float *host = malloc(3 * bytes);
     if (!host) return error_set(err, "%s: out of memory for the checkpoint", path);

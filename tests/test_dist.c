@@ -104,36 +104,47 @@ static void train_lines(const char *run_dir, char *buf, size_t cap) {
     slurp(name, buf, cap);
 }
 
-// One process and two ranks, the same global batch (--grad-accum micro-batches per step).
-static void check_ranks_equal_one_process(const char *flags, int accum) {
+// One process and several ranks, the same global batch (--grad-accum micro-batches per step).
+// With validation, best.ckpt must match too.
+static void check_ranks_equal_one_process(const char *flags, int accum, int ranks) {
     static int n = 0;
     n++;
     ck_assert_int_eq(run("%s train --data text.txt %s %s --grad-accum %d --steps 5 --run one%d "
                          ">one%d.out 2>&1", dllm(), model, flags, accum, n, n), 0);
-    ck_assert_int_eq(run("%s %s train --data text.txt %s %s --grad-accum %d --steps 5 --run two%d "
-                         ">two%d.out 2>&1", mpirun, dllm(), model, flags, accum, n, n), 0);
+    ck_assert_int_eq(run("mpirun -np %d --oversubscribe --bind-to none %s train --data text.txt "
+                         "%s %s --grad-accum %d --steps 5 --run two%d >two%d.out 2>&1", ranks,
+                         dllm(), model, flags, accum, n, n), 0);
     char a[40], b[40];
     snprintf(a, sizeof a, "one%d/step_00000005.ckpt", n);
     snprintf(b, sizeof b, "two%d/step_00000005.ckpt", n);
     int same = same_file(a, b);
+    snprintf(a, sizeof a, "one%d/best.ckpt", n);
+    snprintf(b, sizeof b, "two%d/best.ckpt", n);
+    if (strstr(flags, "--eval-every")) same = same && same_file(a, b);
     static char la[8192], lb[8192];
     snprintf(a, sizeof a, "one%d", n);
     snprintf(b, sizeof b, "two%d", n);
     train_lines(a, la, sizeof la);
     train_lines(b, lb, sizeof lb);
-    printf("  %s --grad-accum %d: 2 ranks vs 1 process: checkpoint %s, step lines %s\n", flags,
-           accum, same ? "byte-identical" : "DIFFERENT", strcmp(la, lb) ? "DIFFER" : "equal");
+    printf("  %s --grad-accum %d: %d ranks vs 1 process: checkpoints %s, step lines %s\n", flags,
+           accum, ranks, same ? "byte-identical" : "DIFFERENT", strcmp(la, lb) ? "DIFFER" : "equal");
     fflush(stdout);
     ck_assert(same);
     ck_assert_str_eq(la, lb);
 }
 
 START_TEST(test_ranks_equal_one_process) {
-    check_ranks_equal_one_process("--objective mdm", 2);
-    check_ranks_equal_one_process("--objective ar", 2);
-    check_ranks_equal_one_process("--objective bd3 --block-size 8", 2);
+    check_ranks_equal_one_process("--objective mdm", 2, 2);
+    check_ranks_equal_one_process("--objective ar", 2, 2);
+    check_ranks_equal_one_process("--objective bd3 --block-size 8", 2, 2);
     // two micro-batches per rank, with recomputation, and random-length steps
-    check_ranks_equal_one_process("--objective mdm --recompute 1 --random-length-prob 0.5", 4);
+    check_ranks_equal_one_process("--objective mdm --recompute 1 --random-length-prob 0.5", 4, 2);
+    // 3 ranks own 4, 3 and 3 of the 10 chunks of 4096 values; rank 0 validates and every rank
+    // saves best.ckpt
+    check_ranks_equal_one_process("--objective mdm --eval-every 2 --eval-windows 4 --eval-mc 2",
+                                  3, 3);
+    // LoRA adapters on the first run's model: one chunk, all rank 0's, none rank 1's
+    check_ranks_equal_one_process("--init one1/step_00000005.ckpt --lora-rank 4", 2, 2);
     // the log says what each rank computed per second
     char log[8192];
     slurp("two1/log.jsonl", log, sizeof log);

@@ -302,6 +302,12 @@ START_TEST(test_elementwise_and_optimizer) {
     double s_cpu = cpu->sum_squares(a, n), s_gpu = gpu->sum_squares(ga, n);
     printf("  sum of squares: cpu %.10g gpu %.10g\n", s_cpu, s_gpu);
     ck_assert(fabs(s_cpu - s_gpu) <= 1e-12 * s_cpu);
+    size_t chunks = (n + SUM_SQUARES_CHUNK - 1) / SUM_SQUARES_CHUNK;
+    double *p_cpu = malloc(chunks * sizeof(double)), *p_gpu = malloc(chunks * sizeof(double));
+    cpu->sum_squares_chunks(p_cpu, a, n);
+    gpu->sum_squares_chunks(p_gpu, ga, n);
+    for (size_t c = 0; c < chunks; c++) ck_assert(fabs(p_cpu[c] - p_gpu[c]) <= 1e-12 * p_cpu[c]);
+    free(p_cpu), free(p_gpu);
     cpu->scale(a, n, 0.37f);
     gpu->scale(ga, n, 0.37f);
     expect_close("scale", ga, a, n, 0.0);

@@ -9,7 +9,8 @@
 // every weight's); not finite when any gradient is not.
 float grad_norm(const Model *m);
 // Clips those gradients from norm to tc->grad_clip (if > 0), then applies AdamW with learning
-// rate lr as step t (1-based).
+// rate lr as step t (1-based): to the values the optimizer state covers (a data-parallel rank:
+// its shard; the other ranks update theirs).
 void optimizer_step(Model *m, const TrainConfig *tc, float norm, float lr, int64_t t);
 
 #endif

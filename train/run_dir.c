@@ -128,10 +128,10 @@ void run_log_event(RunDir *rd, int64_t step, const char *event, const char *deta
 }
 
 int run_dir_save(RunDir *rd, const Trainer *tr, const Tokenizer *t, Error *err) {
-    if (!rd->log) return 0;  // not opened: another rank writes
     char path[4096];
     run_checkpoint_path(rd->dir, tr->step, path, sizeof path);
-    if (trainer_save(path, tr, t, err)) return -1;
+    if (trainer_save(path, tr, t, err)) return -1;  // every rank: its optimizer shard
+    if (!rd->log) return 0;  // not opened: another rank writes
     int64_t steps[1024];
     int n = run_checkpoints(rd->dir, steps, 1024);
     for (int i = rd->keep; i < n; i++) {
@@ -141,15 +141,14 @@ int run_dir_save(RunDir *rd, const Trainer *tr, const Tokenizer *t, Error *err) 
     return 0;
 }
 
-int run_dir_save_best(RunDir *rd, const Trainer *tr, const Tokenizer *t, double val, int *saved,
+int run_dir_is_best(const RunDir *rd, double val) { return rd->log && val < rd->best_val; }
+
+int run_dir_save_best(RunDir *rd, const Trainer *tr, const Tokenizer *t, double val,
                       Error *err) {
-    *saved = 0;
-    if (!rd->log || !(val < rd->best_val)) return 0;
     char path[4096];
     snprintf(path, sizeof path, "%s/best.ckpt", rd->dir);
-    if (trainer_save(path, tr, t, err)) return -1;
+    if (trainer_save(path, tr, t, err)) return -1;  // every rank: its optimizer shard
     rd->best_val = val;
-    *saved = 1;
     return 0;
 }
 

@@ -44,10 +44,13 @@ void run_log_budget(RunDir *rd, int64_t step, int64_t tokens_per_step, double fl
 // "diverged", "done".
 void run_log_event(RunDir *rd, int64_t step, const char *event, const char *detail);
 
-// Saves step_NNNNNNNN.ckpt and deletes the older ones beyond keep.
+// Saves step_NNNNNNNN.ckpt and deletes the older ones beyond keep. Every rank of a job calls
+// it (trainer_save); the one with the open directory writes.
 int run_dir_save(RunDir *rd, const Trainer *tr, const Tokenizer *t, Error *err);
-// Saves best.ckpt when val is the lowest validation loss so far; *saved says whether it did.
-int run_dir_save_best(RunDir *rd, const Trainer *tr, const Tokenizer *t, double val, int *saved,
+// 1 when val is the lowest validation loss so far (an open directory only).
+int run_dir_is_best(const RunDir *rd, double val);
+// Saves best.ckpt (every rank of a job, as run_dir_save) and remembers val as the best.
+int run_dir_save_best(RunDir *rd, const Trainer *tr, const Tokenizer *t, double val,
                       Error *err);
 
 #endif

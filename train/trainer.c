@@ -73,9 +73,10 @@ int trainer_init_sft(Trainer *tr, Model *m, const TrainConfig *tc, const SftData
 }
 
 size_t trainer_sum_bytes(size_t n, int grad_accum, int ranks) {
-    size_t lo, len;
+    if (ranks == 1) return grad_accum > 1 ? n * sizeof(float) : 0;
+    size_t lo, len;  // rank 0 holds the largest shard
     comm_shard(n, ranks, 0, &lo, &len);
-    return ((grad_accum > 1 ? n : 0) + (ranks > 1 ? (size_t)ranks * len : 0)) * sizeof(float);
+    return (1 + (size_t)ranks) * len * sizeof(float);
 }
 
 int trainer_join(Trainer *tr, Comm *c, Error *err) {
@@ -87,8 +88,12 @@ int trainer_join(Trainer *tr, Comm *c, Error *err) {
     Trainable p = model_trainable(tr->model);
     size_t lo, len;
     comm_shard(p.n, c->size, c->rank, &lo, &len);
+    // ZeRO-1: this rank sums, clips and updates its shard alone, with its shard of AdamW's m, v
+    if (model_shard_optimizer(tr->model, lo, len, err)) return -1;
+    if (tr->grad_sum) p.be->free(tr->grad_sum);
+    tr->grad_sum = p.be->alloc((len ? len : 1) * sizeof(float));
     tr->shards = p.be->alloc((size_t)c->size * (len ? len : 1) * sizeof(float));
-    if (!tr->shards)
+    if (!tr->grad_sum || !tr->shards)
         return error_set(err, "out of memory for the gradient shards of %d ranks", c->size);
     return 0;
 }
@@ -174,19 +179,22 @@ static int sum_round(Trainer *tr, const Trainable *p) {
     comm_shard(p->n, c->size, c->rank, &lo, &len);
     if (comm_exchange_shards(c, p->grads, tr->shards, p->n, &tr->error)) return -1;
     for (int r = 0; r < c->size; r++)
-        p->be->accumulate(tr->grad_sum + lo, tr->shards + (size_t)r * len, len);
+        p->be->accumulate(tr->grad_sum, tr->shards + (size_t)r * len, len);
     return 0;
 }
 
 // The step's micro-batches, this rank's computed and their gradients summed into grad_sum
-// (one micro-batch: left in m's grads); each micro-batch's loss in tr->losses.
+// (one micro-batch: left in m's grads; ranks: this rank's shard of the sum); each
+// micro-batch's loss in tr->losses.
 static int run_micro_batches(Trainer *tr, int seq_len, const Trainable *p, double *compute_s) {
     const TrainConfig *tc = &tr->tc;
     Model *m = tr->model;
     int ranks = tr->comm ? tr->comm->size : 1, rank = tr->comm ? tr->comm->rank : 0;
     int bd3 = tc->objective == OBJECTIVE_BD3;
     size_t n = (size_t)tc->batch_size * seq_len * train_copies(tc);
-    if (tr->grad_sum) p->be->zero(tr->grad_sum, p->n * sizeof(float));
+    size_t lo = 0, len = p->n;
+    if (ranks > 1) comm_shard(p->n, ranks, rank, &lo, &len);
+    if (tr->grad_sum) p->be->zero(tr->grad_sum, len * sizeof(float));
     for (int micro = 0; micro < tc->grad_accum; micro++) {
         // every rank draws every micro-batch, so the data and mask streams stay those of one
         // process
@@ -204,17 +212,43 @@ static int run_micro_batches(Trainer *tr, int seq_len, const Trainable *p, doubl
         if (tr->grad_sum && sum_round(tr, p)) return -1;
     }
     if (ranks == 1) return 0;
-    // the summed shards to every rank, and every rank's losses
+    // every rank's losses
     float *mine = malloc((size_t)tc->grad_accum * sizeof(float));
     float *all = malloc((size_t)tc->grad_accum * ranks * sizeof(float));
     int rc = !mine || !all ? error_set(&tr->error, "out of memory for %d losses", tc->grad_accum)
-                           : comm_gather_shards(tr->comm, tr->grad_sum, p->n, &tr->error);
+                           : 0;
     int rounds = tc->grad_accum / ranks;
     for (int k = 0; rc == 0 && k < rounds; k++) mine[k] = tr->losses[k * ranks + rank];
     if (rc == 0)
         rc = comm_gather_host(tr->comm, mine, all, (size_t)rounds * sizeof(float), &tr->error);
     for (int micro = 0; rc == 0 && micro < tc->grad_accum; micro++)
         tr->losses[micro] = all[(micro % ranks) * rounds + micro / ranks];
+    free(mine);
+    free(all);
+    return rc;
+}
+
+// The norm of the job's summed gradient, each rank holding its shard of it in m's grads: the
+// sums of squares of every rank's chunks, added in chunk order (one process's order).
+static int job_grad_norm(Trainer *tr, const Trainable *p, float *norm) {
+    Comm *c = tr->comm;
+    size_t chunks = (p->n + SUM_SQUARES_CHUNK - 1) / SUM_SQUARES_CHUNK;
+    size_t most = (chunks + (size_t)c->size - 1) / (size_t)c->size;  // rank 0's count
+    double *mine = calloc(most ? most : 1, sizeof(double));
+    double *all = malloc((most ? most : 1) * (size_t)c->size * sizeof(double));
+    size_t lo, len;
+    comm_shard(p->n, c->size, c->rank, &lo, &len);
+    int rc = !mine || !all ? error_set(&tr->error, "out of memory for %zu partial sums", chunks)
+                           : 0;
+    if (rc == 0 && len) p->be->sum_squares_chunks(mine, p->grads + lo, len);
+    if (rc == 0) rc = comm_gather_host(c, mine, all, most * sizeof(double), &tr->error);
+    double total = 0.0;
+    for (int r = 0; rc == 0 && r < c->size; r++) {
+        comm_shard(p->n, c->size, r, &lo, &len);
+        for (size_t k = 0; k < (len + SUM_SQUARES_CHUNK - 1) / SUM_SQUARES_CHUNK; k++)
+            total += all[(size_t)r * most + k];
+    }
+    *norm = (float)sqrt(total);
     free(mine);
     free(all);
     return rc;
@@ -241,14 +275,21 @@ StepStats trainer_step(Trainer *tr) {
     m->window = -1;  // evaluation and sampling see the model's own attention
     if (st.failed) return st;
     for (int micro = 0; micro < tc->grad_accum; micro++) st.loss += tr->losses[micro];
-    if (tr->grad_sum) p.be->copy_rows(p.grads, 0, tr->grad_sum, 0, p.n * sizeof(float), 1);
+    int ranks = tr->comm ? tr->comm->size : 1;
+    // the summed gradient (a rank: its shard) where the optimizer reads it
+    if (tr->grad_sum)
+        p.be->copy_rows(p.grads + p.opt_lo, 0, tr->grad_sum, 0, p.opt_n * sizeof(float), 1);
     st.lr = lr_at(tc, tr->step);
     tr->step++;
-    st.grad_norm = grad_norm(m);
+    if (ranks == 1) st.grad_norm = grad_norm(m);
+    else if ((st.failed = job_grad_norm(tr, &p, &st.grad_norm) != 0)) return st;
     // a non-finite loss or gradient would poison the weights and the optimizer state for good:
     // the update is skipped (the step still counts, so the schedule and data move on)
     st.skipped = !isfinite(st.loss) || !isfinite(st.grad_norm);
-    if (!st.skipped) optimizer_step(m, tc, st.grad_norm, st.lr, tr->step);
+    if (st.skipped) return st;
+    optimizer_step(m, tc, st.grad_norm, st.lr, tr->step);
+    // each rank updated its shard: the new weights to every rank
+    if (ranks > 1) st.failed = comm_gather_shards(tr->comm, p.params, p.n, &tr->error) != 0;
     return st;
 }
 
@@ -263,15 +304,28 @@ int trainer_save(const char *path, const Trainer *tr, const Tokenizer *t, Error 
     h.rng_mask = tr->rng_mask;
     h.data_pos = tr->data_pos;
     Trainable p = model_trainable(tr->model);
-    return checkpoint_write(path, &h, &p, t, err);
+    Comm *c = tr->comm;
+    if (!c || c->size == 1) return checkpoint_write(path, &h, &p, t, err);
+    // ZeRO-1: AdamW's state gathered from every rank's shard onto rank 0, which writes
+    float *full = c->rank == 0 ? p.be->alloc(2 * p.n * sizeof(float)) : NULL;
+    if (c->rank == 0 && !full) return error_set(err, "%s: out of memory to gather the optimizer", path);
+    int rc = comm_gather_to_root(c, p.adam_m, full, p.n, err);
+    if (rc == 0) rc = comm_gather_to_root(c, p.adam_v, full ? full + p.n : NULL, p.n, err);
+    if (rc == 0 && c->rank == 0) {
+        Trainable whole = p;
+        whole.adam_m = full, whole.adam_v = full + p.n, whole.opt_lo = 0, whole.opt_n = p.n;
+        rc = checkpoint_write(path, &h, &whole, t, err);
+    }
+    if (full) p.be->free(full);
+    return rc;
 }
 
 void trainer_restore(Trainer *tr, const ModelSource *src) {
     Trainable p = model_trainable(tr->model);
     size_t bytes = p.n * sizeof(float);
     p.be->to_device(p.params, src->params, bytes);
-    p.be->to_device(p.adam_m, src->adam_m, bytes);
-    p.be->to_device(p.adam_v, src->adam_v, bytes);
+    p.be->to_device(p.adam_m, src->adam_m + p.opt_lo, p.opt_n * sizeof(float));
+    p.be->to_device(p.adam_v, src->adam_v + p.opt_lo, p.opt_n * sizeof(float));
     tr->step = src->header.step;
     tr->rng_data = src->header.rng_data;
     tr->rng_mask = src->header.rng_mask;

@@ -32,7 +32,8 @@ typedef struct {
     // micro-batch order, each computed from zero, so a step's weights do not depend on how its
     // micro-batches were spread over ranks.
     Comm *comm;        // the job's ranks (trainer_join; NULL: this process alone)
-    float *grad_sum;   // grad_accum > 1: the step's gradient (trainable values, backend memory)
+    float *grad_sum;   // grad_accum > 1: the step's gradient (trainable values, backend memory;
+                       // ranks: this rank's shard of it)
     float *shards;     // ranks > 1: this rank's shard of every rank's micro-batch gradient
     float *losses;     // [grad_accum]: each micro-batch's loss (host)
     const Backend *grad_be;  // the table grad_sum and shards live on
@@ -70,7 +71,8 @@ StepStats trainer_step(Trainer *tr);
 int trainer_row_length(const Trainer *tr);
 
 // Writes the trainer's model (a LoRA run: its adapters), optimizer state, step, RNG streams and
-// data position as a checkpoint (store/checkpoint.h) with the tokenizer t.
+// data position as a checkpoint (store/checkpoint.h) with the tokenizer t. In a job of several
+// ranks every rank calls it (each sends its shard of the optimizer state) and rank 0 writes.
 int trainer_save(const char *path, const Trainer *tr, const Tokenizer *t, Error *err);
 // Copies a checkpoint's weights (a LoRA one: the adapters) and optimizer state into the
 // trainer's model, created with src->header.model (and src->header.lora), and its step and RNG

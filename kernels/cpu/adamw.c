@@ -5,19 +5,23 @@
 #include "kernels/cpu/cpu_ops.h"
 
 // Fixed-size chunks summed in double, then the chunk sums in order: the same bits for
-// any thread count, which bit-exact resumes rely on.
-#define SUM_CHUNK 65536
-
-double cpu_sum_squares(const float *x, size_t n) {
-    size_t n_chunks = (n + SUM_CHUNK - 1) / SUM_CHUNK;
-    double *partial = malloc((n_chunks ? n_chunks : 1) * sizeof(double));
+// any thread count, which bit-exact resumes rely on (and for any split into whole chunks,
+// which data-parallel ranks rely on).
+void cpu_sum_squares_chunks(double *partials, const float *x, size_t n) {
+    size_t n_chunks = (n + SUM_SQUARES_CHUNK - 1) / SUM_SQUARES_CHUNK;
 #pragma omp parallel for if (worth_threads(n))
     for (size_t c = 0; c < n_chunks; c++) {
-        size_t end = (c + 1) * SUM_CHUNK < n ? (c + 1) * SUM_CHUNK : n;
+        size_t end = (c + 1) * SUM_SQUARES_CHUNK < n ? (c + 1) * SUM_SQUARES_CHUNK : n;
         double s = 0.0;
-        for (size_t i = c * SUM_CHUNK; i < end; i++) s += (double)x[i] * x[i];
-        partial[c] = s;
+        for (size_t i = c * SUM_SQUARES_CHUNK; i < end; i++) s += (double)x[i] * x[i];
+        partials[c] = s;
     }
+}
+
+double cpu_sum_squares(const float *x, size_t n) {
+    size_t n_chunks = (n + SUM_SQUARES_CHUNK - 1) / SUM_SQUARES_CHUNK;
+    double *partial = malloc((n_chunks ? n_chunks : 1) * sizeof(double));
+    cpu_sum_squares_chunks(partial, x, n);
     double total = 0.0;
     for (size_t c = 0; c < n_chunks; c++) total += partial[c];
     free(partial);

@@ -77,6 +77,7 @@ const Backend backend_cpu = {
     .quantize_rows_int8 = cpu_quantize_rows_int8,
     .matmul_ternary = cpu_matmul_ternary,
     .sum_squares = cpu_sum_squares,
+    .sum_squares_chunks = cpu_sum_squares_chunks,
     .scale = cpu_scale,
     .accumulate = cpu_accumulate,
     .adamw_update = cpu_adamw_update,

@@ -132,6 +132,7 @@ void cpu_matmul_ternary_ref(float *out, const int8_t *xq, const float *q, const 
                             float s, int N, int C_in, int C_out);
 
 double cpu_sum_squares(const float *x, size_t n);
+void cpu_sum_squares_chunks(double *partials, const float *x, size_t n);
 void cpu_scale(float *x, size_t n, float s);
 void cpu_accumulate(float *dst, const float *src, size_t n);
 void cpu_adamw_update(float *params, const float *grads, float *m, float *v, size_t n, float lr,

@@ -46,6 +46,7 @@ static Backend cuda_table(const char *name) {
     b.ternarize = cuda_ternarize;
     b.quantize_rows = cuda_quantize_rows<A>;
     b.sum_squares = cuda_sum_squares;
+    b.sum_squares_chunks = cuda_sum_squares_chunks;
     b.scale = cuda_scale;
     b.accumulate = cuda_accumulate;
     b.adamw_update = cuda_adamw_update;

@@ -44,6 +44,7 @@ void cuda_to_device_rows(void *dst, size_t dst_stride, const void *src, size_t s
 // user at a time (ops run one after another on the default stream).
 void *cuda_scratch(size_t bytes);
 double cuda_sum_squares(const float *x, size_t n);
+void cuda_sum_squares_chunks(double *partials, const float *x, size_t n);
 // BitNet b1.58's quantisers (quantize.cu)
 void cuda_ternarize(float *dst, const float *src, size_t n);
 template <typename A>

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "kernels/cuda/check.cuh"
+#include "kernels/backend.h"
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/reduce.cuh"
 
@@ -90,6 +91,31 @@ __global__ void sum_squares_kernel(double *partial, const float *x, size_t n) {
         __syncthreads();
     }
     if (threadIdx.x == 0) partial[blockIdx.x] = buf[0];
+}
+
+// One block per chunk of SUM_SQUARES_CHUNK values: its sum of squares in double.
+__global__ void sum_squares_chunks_kernel(double *partial, const float *x, size_t n) {
+    size_t start = (size_t)blockIdx.x * SUM_SQUARES_CHUNK;
+    size_t end = start + SUM_SQUARES_CHUNK < n ? start + SUM_SQUARES_CHUNK : n;
+    double s = 0.0;
+    for (size_t i = start + threadIdx.x; i < end; i += blockDim.x) s += (double)x[i] * x[i];
+    __shared__ double buf[SUM_THREADS];
+    buf[threadIdx.x] = s;
+    __syncthreads();
+    for (int stride = blockDim.x / 2; stride > 0; stride >>= 1) {
+        if (threadIdx.x < stride) buf[threadIdx.x] += buf[threadIdx.x + stride];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) partial[blockIdx.x] = buf[0];
+}
+
+void cuda_sum_squares_chunks(double *partials, const float *x, size_t n) {
+    size_t chunks = (n + SUM_SQUARES_CHUNK - 1) / SUM_SQUARES_CHUNK;
+    if (chunks == 0) return;
+    double *partial = (double *)cuda_scratch(chunks * sizeof(double));
+    sum_squares_chunks_kernel<<<(unsigned)chunks, SUM_THREADS>>>(partial, x, n);
+    CUDA_CHECK_LAUNCH();
+    CUDA_CHECK(cudaMemcpy(partials, partial, chunks * sizeof(double), cudaMemcpyDeviceToHost));
 }
 
 double cuda_sum_squares(const float *x, size_t n) {
