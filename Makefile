@@ -67,7 +67,8 @@ NCCL_HOME ?= $(CUDA_HOME)
 NCCL ?= $(if $(and $(filter 1,$(CUDA)),$(filter 1,$(MPI)),$(wildcard $(NCCL_HOME)/include/nccl.h)),1,0)
 ifeq ($(NCCL),1)
 NCCL_LIB := $(firstword $(wildcard $(NCCL_HOME)/lib64/libnccl.so* $(NCCL_HOME)/lib/libnccl.so*))
-$(BUILD)/dist/comm_nccl.o: CFLAGS += -DDLLM_NCCL -I$(CUDA_HOME)/include -I$(NCCL_HOME)/include
+CFLAGS  += -DDLLM_NCCL
+$(BUILD)/dist/comm_nccl.o $(BUILD)/tests/test_gpu.o: CFLAGS += -I$(CUDA_HOME)/include -I$(NCCL_HOME)/include
 LDLIBS  += -L$(dir $(NCCL_LIB)) -Wl,-rpath,$(dir $(NCCL_LIB)) -lnccl
 endif
 
@@ -189,7 +190,7 @@ $(EMU)/backend.o: kernels/backend.c
 # the emulation has no NCCL: several ranks on its CUDA tables are refused
 $(EMU)/comm_nccl.o: dist/comm_nccl.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CFLAGS) -UDLLM_NCCL -c -o $@ $<
 
 $(EMU)/test_gpu.o: tests/test_gpu.c
 	@mkdir -p $(dir $@)

@@ -20,7 +20,7 @@ int comm_nccl_open(Comm *c, Error *err) {
     ncclUniqueId id;
     if (c->rank == 0 && ncclGetUniqueId(&id) != ncclSuccess)
         return error_set(err, "NCCL: ncclGetUniqueId failed");
-    MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD);
+    if (c->size > 1) MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD);
     ncclComm_t nc;
     ncclResult_t r = ncclCommInitRank(&nc, c->size, id, c->rank);
     if (r != ncclSuccess)

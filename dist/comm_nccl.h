@@ -5,6 +5,8 @@
 
 #include "dist/comm.h"
 
+// NCCL's communicator for the job c (several ranks: after MPI is up; one rank: alone, as
+// test_gpu checks the exchanges on one device).
 int comm_nccl_open(Comm *c, Error *err);
 void comm_nccl_close(Comm *c);
 int comm_nccl_exchange_shards(Comm *c, const float *send, float *recv, size_t n, Error *err);

@@ -23,7 +23,8 @@ done | sort -u | while read -r name path; do
     case "$name" in
         libc.so.*|libm.so.*|libpthread.so.*|libdl.so.*|librt.so.*|ld-linux*) continue ;;
     esac
-    case "$path" in /usr/local/cuda*) continue ;; esac
+    # NCCL travels even from CUDA's folder: not every CUDA image ships it
+    case "$name:$path" in libnccl*) ;; *:/usr/local/cuda*) continue ;; esac
     cp -L "$path" ".gpu/lib/$name"
 done
 git rev-parse --short HEAD > .gpu/commit

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/bf16.h"
+#include "dist/comm_nccl.h"
 #include "kernels/attn_mask.h"
 #include "kernels/backend.h"
 #include "model/model.h"
@@ -937,6 +938,28 @@ END_TEST
 
 // CUDA does not survive fork: a process that has used it cannot hand it to the children
 // Check forks for its tests (their first CUDA call fails). So the device query runs in a
+#if defined(DLLM_NCCL) && !defined(DLLM_CUDA_EMULATION)
+// NCCL's exchanges on one device (a job of one rank): the shard exchange sends the vector to
+// itself, the gather to rank 0 copies it; multi-GPU jobs need a machine with several GPUs.
+START_TEST(test_nccl_exchanges_on_one_device) {
+    gpu = &backend_cuda;
+    Comm c = {.rank = 0, .size = 1, .timeout = 60, .be = gpu};
+    Error err;
+    ck_assert_msg(comm_nccl_open(&c, &err) == 0, "%s", err.msg);
+    size_t n = 3 * SUM_SQUARES_CHUNK + 5;
+    float *x = randn(n, 31), *gx = up(x, n), *gy = gpu->alloc(n * sizeof(float));
+    ck_assert_msg(comm_nccl_exchange_shards(&c, gx, gy, n, &err) == 0, "%s", err.msg);
+    expect_close("NCCL shard exchange (1 rank)", gy, x, n, 0.0);
+    gpu->zero(gy, n * sizeof(float));
+    ck_assert_msg(comm_nccl_gather_to_root(&c, gx, gy, n, &err) == 0, "%s", err.msg);
+    expect_close("NCCL gather to rank 0 (1 rank)", gy, x, n, 0.0);
+    comm_nccl_close(&c);
+    free(x);
+    gpu->free(gx), gpu->free(gy);
+}
+END_TEST
+#endif
+
 // child of its own; this process never touches CUDA, and each test's child starts it afresh.
 static int cuda_device_present(void) {
     pid_t pid = fork();
@@ -990,6 +1013,9 @@ int main(void) {
     tcase_add_test(tc, test_resume_and_checkpoints_across_backends);
     tcase_add_test(tc, test_greedy_sampling_matches_cpu);
     tcase_add_test(tc, test_speculative_matches_cpu);
+#if defined(DLLM_NCCL) && !defined(DLLM_CUDA_EMULATION)
+    tcase_add_test(tc, test_nccl_exchanges_on_one_device);
+#endif
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
