@@ -9,9 +9,12 @@
 //                        block b its own noisy block and the clean blocks before b
 //   attn_window(w)       keys up to w positions past the query (0: causal; >= T: full): the
 //                        causal-to-bidirectional annealing of an AR model adapted to diffusion
+//   attn_sliding(w)      the w keys ending at the query's own position (Mistral's sliding
+//                        window: causal, and nothing w or more positions back)
 // The kind sits in the three low bits, the block length or window above them.
 // Every kind shows a query the keys [0, end0) and [start1, end1) (the second range is empty
-// except for noisy bd3 rows), and the last visible key never moves back as the query advances,
+// except for noisy bd3 rows and sliding windows), and the last visible key never moves back as
+// the query advances,
 // which is what lets the kernels bound a tile of queries by its last row.
 #ifndef DLLM_ATTN_MASK_H
 #define DLLM_ATTN_MASK_H
@@ -22,11 +25,13 @@
 #define ATTN_FN static inline
 #endif
 
-enum { ATTN_FULL = 0, ATTN_CAUSAL = 1, ATTN_BLOCK = 2, ATTN_BD3 = 3, ATTN_WINDOW = 4 };
+enum { ATTN_FULL = 0, ATTN_CAUSAL = 1, ATTN_BLOCK = 2, ATTN_BD3 = 3, ATTN_WINDOW = 4,
+       ATTN_SLIDING = 5 };
 
 ATTN_FN int attn_block(int block) { return block << 3 | ATTN_BLOCK; }
 ATTN_FN int attn_bd3(int block) { return block << 3 | ATTN_BD3; }
 ATTN_FN int attn_window(int w) { return w << 3 | ATTN_WINDOW; }
+ATTN_FN int attn_sliding(int w) { return w << 3 | ATTN_SLIDING; }
 ATTN_FN int attn_kind(int mask) { return mask & 7; }
 ATTN_FN int attn_block_length(int mask) { return mask >> 3; }
 
@@ -45,6 +50,11 @@ ATTN_FN void attn_keys(int mask, int q, int Tk, int *end0, int *start1, int *end
         break;
     case ATTN_WINDOW:  // L is the window here
         *end0 = q + 1 + L < Tk ? q + 1 + L : Tk;
+        break;
+    case ATTN_SLIDING:  // L is the window: keys q - L + 1 .. q, as the second range
+        *end0 = 0;
+        *start1 = q + 1 - L > 0 ? q + 1 - L : 0;
+        *end1 = attn_min(q + 1, Tk);
         break;
     case ATTN_BD3:
         if (q < half) {  // clean: block-causal over the clean half
@@ -84,6 +94,7 @@ ATTN_FN int attn_sees(int mask, int q, int j, int Tk) {
 ATTN_FN int attn_first_query(int mask, int j, int Tk) {
     switch (attn_kind(mask)) {
     case ATTN_CAUSAL:
+    case ATTN_SLIDING:
         return j;
     case ATTN_WINDOW:
         return j - attn_block_length(mask) > 0 ? j - attn_block_length(mask) : 0;

@@ -68,11 +68,15 @@ int model_config_validate(const ModelConfig *c, Error *err) {
     if (c->block_size > 0 && (c->causal || c->logit_shift))
         return error_set(err, "a block diffusion model (block_size %d) has neither causal "
                               "attention nor a logit shift", c->block_size);
+    if (c->sliding_window < 0 || (c->sliding_window > 0 && !c->causal))
+        return error_set(err, "sliding_window %d: a window of keys (>= 0) for causal attention "
+                              "only (a bidirectional one is not built)", c->sliding_window);
     return 0;
 }
 
 int model_attention_mask(const ModelConfig *c) {
-    return c->causal ? ATTN_CAUSAL : c->block_size > 0 ? attn_block(c->block_size) : ATTN_FULL;
+    if (c->causal) return c->sliding_window > 0 ? attn_sliding(c->sliding_window) : ATTN_CAUSAL;
+    return c->block_size > 0 ? attn_block(c->block_size) : ATTN_FULL;
 }
 
 double model_rope_frequency(const ModelConfig *c, int i, int half) {
@@ -102,6 +106,9 @@ void model_config_print(FILE *f, const ModelConfig *c) {
             c->qkv_bias ? ", qkv bias" : "", c->tied_embeddings ? ", tied embeddings" : "",
             c->logit_shift ? ", logits shifted by one" : "");
     if (c->block_size) fprintf(f, "blocks: %d positions each\n", c->block_size);
+    if (c->sliding_window)
+        fprintf(f, "attention: a sliding window of %d keys (each query and the ones before it)\n",
+                c->sliding_window);
     if (c->ternary)
         fprintf(f, "weights: ternary (BitNet b1.58: absmean ternary projections, 8-bit absmax "
                    "inputs; embeddings, norms and LM head full precision)\n");

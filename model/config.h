@@ -43,6 +43,8 @@ typedef struct {
                          // inputs quantised to 8 bits (per-row absmax); the stored weights stay
                          // fp32 (quantisation-aware training, straight-through gradients);
                          // embeddings, norms, biases and the LM head stay full precision
+    int sliding_window;  // > 0: a query sees at most this many keys, itself and those just
+                         // before it (Mistral's sliding window; causal models only); 0: all
 } ModelConfig;
 
 // What a model is created for. Training keeps every layer's activations for the backward;
@@ -65,8 +67,9 @@ ModelConfig model_config_default(void);
 int model_kv_heads(const ModelConfig *c);
 int model_kv_dim(const ModelConfig *c);
 int model_config_validate(const ModelConfig *c, Error *err);
-// The attention mask (kernels/attn_mask.h) of the model's own passes: causal (AR), block-causal
-// (block diffusion: committed blocks and the one being denoised) or full (MDM).
+// The attention mask (kernels/attn_mask.h) of the model's own passes: causal (AR; a sliding
+// window of causal keys when sliding_window is set), block-causal (block diffusion: committed
+// blocks and the one being denoised) or full (MDM).
 int model_attention_mask(const ModelConfig *c);
 // The rotation frequency of pair i of a head of `half` pairs: rope_theta^(-i / half), scaled.
 double model_rope_frequency(const ModelConfig *c, int i, int half);

@@ -12,7 +12,7 @@
 #include "common/json.h"
 #include "model/params.h"
 
-static const char *arch_names[] = {"LLaDA", "Dream", "LLaMA", "Qwen2"};
+static const char *arch_names[] = {"LLaDA", "Dream", "LLaMA", "Qwen2", "Mistral"};
 
 const char *hf_arch_name(HfArch a) { return arch_names[a]; }
 
@@ -43,7 +43,7 @@ static const char *llada_names[N_PARAM_TENSORS] = {
     "model.transformer.ff_out.weight",
 };
 
-// LLaMA, Qwen2 and Dream share the transformers layout
+// LLaMA, Qwen2, Mistral and Dream share the transformers layout
 static const char *llama_names[N_PARAM_TENSORS] = {
     "model.embed_tokens.weight",
     "model.layers.%d.input_layernorm.weight",
@@ -234,7 +234,17 @@ static int read_layer_types(const Config *c) {
     return 0;
 }
 
-// LLaMA, Qwen2 and Dream: the transformers config keys.
+// Mistral's sliding window: null or absent is none, and so is one as long as the context.
+static int read_sliding_window(const Config *c, ModelConfig *m) {
+    if (get_int(c, "sliding_window", 0, &m->sliding_window)) return -1;
+    if (m->sliding_window < 0)
+        return error_set(c->err, "%s: sliding_window %d must be positive", c->path,
+                         m->sliding_window);
+    if (m->sliding_window >= m->seq_len) m->sliding_window = 0;  // never masks a key
+    return 0;
+}
+
+// LLaMA, Qwen2, Mistral and Dream: the transformers config keys.
 static int read_llama_family(const Config *c, HfArch arch, ModelConfig *m) {
     int max_seq, head_dim;
     if (get_int(c, "hidden_size", -2, &m->d_model) ||
@@ -254,9 +264,10 @@ static int read_llama_family(const Config *c, HfArch arch, ModelConfig *m) {
         refuse_on(c, "use_sliding_window") || refuse_on(c, "attention_bias") ||
         refuse_on(c, "mlp_bias"))
         return -1;
-    m->qkv_bias = arch != HF_LLAMA;  // Qwen2 and Dream always have them
+    m->qkv_bias = arch == HF_QWEN2 || arch == HF_DREAM;  // they always have them
     m->tied_embeddings = get_bool(c, "tie_word_embeddings", 0);  // these configs' default
-    m->seq_len = max_seq;
+    m->seq_len = max_seq < HF_MAX_SEQ_LEN ? max_seq : HF_MAX_SEQ_LEN;
+    if (arch == HF_MISTRAL && read_sliding_window(c, m)) return -1;
     if (arch == HF_DREAM) {
         m->logit_shift = 1;
         return get_int(c, "mask_token_id", -2, &m->mask_token_id);
@@ -281,9 +292,9 @@ int hf_config_read(const char *dir, ModelConfig *m, HfArch *arch, int *bf16, Err
     if (!dtype) dtype = json_member_string(&c.root, "dtype");  // transformers >= 5
     if (bf16) *bf16 = dtype && strcmp(dtype, "bfloat16") == 0;
     memset(m, 0, sizeof *m);
-    static const char *types[] = {"llada", "Dream", "llama", "qwen2"};
+    static const char *types[] = {"llada", "Dream", "llama", "qwen2", "mistral"};
     int known = 0;
-    for (int a = 0; a < 4 && type; a++)
+    for (int a = 0; a < 5 && type; a++)
         if (strcasecmp(type, types[a]) == 0) {
             known = 1;
             *arch = (HfArch)a;
@@ -291,8 +302,8 @@ int hf_config_read(const char *dir, ModelConfig *m, HfArch *arch, int *bf16, Err
         }
     if (!type) rc = error_set(err, "%s: no model_type", c.path);
     else if (!known)
-        rc = error_set(err, "%s: model_type %s; dllm loads llada, Dream, llama and qwen2", c.path,
-                       type);
+        rc = error_set(err, "%s: model_type %s; dllm loads llada, Dream, llama, qwen2 and mistral",
+                       c.path, type);
     json_free(&c.root);
     if (rc) return -1;
     if (m->seq_len > HF_MAX_SEQ_LEN) m->seq_len = HF_MAX_SEQ_LEN;
@@ -385,7 +396,7 @@ int hf_weights_stream(const char *dir, const ModelConfig *c, HfArch a, WeightSin
 // ---- export ----
 
 HfArch hf_export_arch(const ModelConfig *c) {
-    if (c->causal) return c->qkv_bias ? HF_QWEN2 : HF_LLAMA;
+    if (c->causal) return c->qkv_bias ? HF_QWEN2 : c->sliding_window ? HF_MISTRAL : HF_LLAMA;
     return c->logit_shift ? HF_DREAM : HF_LLADA;
 }
 
@@ -425,8 +436,9 @@ static void json_float(char out[32], float x) {
 
 static void write_llama_config(FILE *f, const ModelConfig *c, HfArch a, int bos_id,
                                int eos_id, const char *dtype) {
-    static const char *classes[] = {"", "DreamModel", "LlamaForCausalLM", "Qwen2ForCausalLM"};
-    static const char *types[] = {"", "Dream", "llama", "qwen2"};
+    static const char *classes[] = {"", "DreamModel", "LlamaForCausalLM", "Qwen2ForCausalLM",
+                                    "MistralForCausalLM"};
+    static const char *types[] = {"", "Dream", "llama", "qwen2", "mistral"};
     // a scaled RoPE's context is at least the one it was scaled from (transformers warns below)
     const RopeScaling *r = &c->rope_scaling;
     int context = r->factor != 0.0f && r->original_context > c->seq_len ? r->original_context
@@ -438,11 +450,12 @@ static void write_llama_config(FILE *f, const ModelConfig *c, HfArch a, int bos_
             "  \"intermediate_size\": %d,\n  \"vocab_size\": %d,\n"
             "  \"max_position_embeddings\": %d,\n  \"rope_theta\": %.9g,\n"
             "  \"rms_norm_eps\": %.9g,\n  \"tie_word_embeddings\": %s,\n"
-            "  \"hidden_act\": \"silu\",\n  \"attention_bias\": false,\n  \"mlp_bias\": false,\n"
-            "  \"use_sliding_window\": false,\n",
+            "  \"hidden_act\": \"silu\",\n  \"attention_bias\": false,\n  \"mlp_bias\": false,\n",
             classes[a], types[a], c->d_model, c->n_head, model_kv_heads(c), c->n_layer, c->d_ff,
             c->vocab_size, context, c->rope_theta, c->norm_eps,
             c->tied_embeddings ? "true" : "false");
+    if (a == HF_MISTRAL) fprintf(f, "  \"sliding_window\": %d,\n", c->sliding_window);
+    else fprintf(f, "  \"use_sliding_window\": false,\n");
     if (a == HF_DREAM)  // the released models' code, which the directory must be given
         fprintf(f, "  \"auto_map\": {\"AutoConfig\": \"configuration_dream.DreamConfig\", "
                    "\"AutoModel\": \"modeling_dream.DreamModel\"},\n");
@@ -477,6 +490,9 @@ int hf_export(const char *dir, const ModelConfig *c, const float *params, int bo
                          c->block_size);
     if (a == HF_LLADA && c->rope_scaling.factor != 0.0f)
         return error_set(err, "the LLaDA layout has no RoPE scaling; this model has llama3's");
+    if (c->sliding_window && c->qkv_bias)
+        return error_set(err, "a model with q/k/v biases and a sliding window has no Hugging "
+                              "Face layout here (Qwen2's window covers only some layers)");
     if (a == HF_DREAM && !c->qkv_bias)
         return error_set(err, "a model read at shifted logits exports as Dream, which has q/k/v "
                               "biases; this one has none");

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Tiny Hugging Face models of the four layouts dllm imports, with their reference logits.
+"""Tiny Hugging Face models of the layouts dllm imports, with their reference logits.
 
 Writes tests/fixtures/hf_models/NAME/ for each fixture below: config.json and
 model.safetensors (saved by the reference implementation itself), the tokenizer files (copied
@@ -60,6 +60,9 @@ FIXTURES = {
                          rope_scaling={"rope_type": "llama3", "factor": 32.0,
                                        "low_freq_factor": 0.5, "high_freq_factor": 4.0,
                                        "original_max_position_embeddings": 32})),
+    # Mistral's sliding window: each query sees itself and the 3 keys before it (T is 12)
+    "mistral": ("mistral", "llama3", 1009, torch.float32,
+                dict(num_key_value_heads=2, tie_word_embeddings=False, sliding_window=4)),
 }
 # transformers >= 5: rope_theta and rope_scaling are saved inside rope_parameters
 FIXTURES_TF5 = {
@@ -108,10 +111,14 @@ def build(layout, family, vocab, options, fastdllm):
                           use_cache=False, **options)
         model = DreamModel(cfg)
     else:
-        from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
-        Config, Model = (LlamaConfig, LlamaForCausalLM) if layout == "llama" else (
-            Qwen2Config, Qwen2ForCausalLM)
+        from transformers import (LlamaConfig, LlamaForCausalLM, MistralConfig,
+                                  MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM)
+        Config, Model = {"llama": (LlamaConfig, LlamaForCausalLM),
+                         "qwen2": (Qwen2Config, Qwen2ForCausalLM),
+                         "mistral": (MistralConfig, MistralForCausalLM)}[layout]
         options = dict(dict(rope_theta=10000.0), **options)
+        if layout == "mistral":  # eager attention: the mask transformers builds, window included
+            options["attn_implementation"] = "eager"
         cfg = Config(vocab_size=vocab, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
                      num_attention_heads=4, max_position_embeddings=64, rms_norm_eps=1e-6,
                      **options)
@@ -153,6 +160,13 @@ def make(name, fastdllm):
     exact = logits_of(model.double(), tokens)
     model.float()
     noise = ((logits.double() - exact).abs().max() / exact.abs().max()).item()
+    if layout == "mistral":  # the window matters: without it the later rows change
+        options_no_window = dict(options, sliding_window=None)
+        plain = build(layout, family, vocab, options_no_window, fastdllm)
+        plain.load_state_dict(model.state_dict())
+        wide = logits_of(plain, tokens)
+        assert torch.allclose(wide[:, :4], logits[:, :4], atol=1e-5)
+        assert not torch.allclose(wide[:, 4:], logits[:, 4:], atol=1e-2)
     if layout in ("llada", "dream"):  # bidirectional: the last token changes the first row
         changed = [row[:] for row in tokens]
         changed[0][-1] = (changed[0][-1] + 1) % 900
@@ -344,22 +358,28 @@ def main():
     ap.add_argument("--check-export", metavar="DLLM", help="also check `DLLM export`")
     ap.add_argument("--llada", help="a LLaDA checkout (generate.py): also write the "
                                     "[MASK]-favouring model and its reference trace")
+    ap.add_argument("--only", metavar="NAME", help="write this fixture alone")
     args = ap.parse_args()
     major = int(transformers.__version__.split(".")[0])
     if args.transformers5 != (major >= 5):
         sys.exit(f"transformers {transformers.__version__}: --transformers5 needs >= 5, the "
                  "other fixtures 4.49 (Fast-dLLM's code)")
-    if not args.transformers5 and not args.fastdllm:
+    names = list(FIXTURES_TF5 if args.transformers5 else FIXTURES)
+    if args.only:
+        if args.only not in names:
+            sys.exit(f"--only {args.only}: not one of {', '.join(names)}")
+        names = [args.only]
+    if not args.fastdllm and any(FIXTURES.get(n, ("",))[0] in ("llada", "dream") for n in names):
         sys.exit("--fastdllm is needed for the LLaDA and Dream fixtures")
     fastdllm = os.path.abspath(args.fastdllm) if args.fastdllm else None
     os.makedirs(OUT, exist_ok=True)
-    for name in FIXTURES_TF5 if args.transformers5 else FIXTURES:
+    for name in names:
         model, tokens, logits = make(name, fastdllm)
         if args.check_export:
             check_export(name, args.check_export, model, tokens, logits, fastdllm)
-    if args.check_export and not args.transformers5:
+    if args.check_export and not args.transformers5 and not args.only:
         check_native_exports(args.check_export, fastdllm)
-    if args.llada and not args.transformers5:
+    if args.llada and not args.transformers5 and not args.only:
         make_mask_wins(fastdllm, os.path.abspath(args.llada), 4.0)
 
 

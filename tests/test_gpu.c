@@ -382,9 +382,10 @@ static void check_attention(int hd, int Hkv) {
     char what[96];
     const char *prec = precision();
     // every mask kind; the block lengths leave partial blocks inside 64-row tiles
-    const int masks[5] = {ATTN_FULL, ATTN_CAUSAL, attn_block(24), attn_bd3(20), attn_window(30)};
-    const char *names[5] = {"bidir", "causal", "block-causal", "bd3", "window"};
-    for (int mi = 0; mi < 5; mi++) {
+    const int masks[6] = {ATTN_FULL,    ATTN_CAUSAL,    attn_block(24),
+                          attn_bd3(20), attn_window(30), attn_sliding(40)};
+    const char *names[6] = {"bidir", "causal", "block-causal", "bd3", "window", "sliding"};
+    for (int mi = 0; mi < 6; mi++) {
         int mask = masks[mi];
         char kind[32];
         snprintf(kind, sizeof kind, "%s%s", names[mi], Hkv < H ? " gqa" : "");

@@ -288,6 +288,57 @@ END_TEST
 START_TEST(test_qwen2_bf16_matches_reference) { check_fixture("qwen2", 1, 1, 1, 1); }
 END_TEST
 
+// Mistral's sliding window (4 keys over 12 positions): the reference's logits, and without the
+// window the first 4 rows stay and the later ones move (the window is what makes them equal).
+START_TEST(test_mistral_sliding_window_matches_reference) {
+    check_fixture("mistral", 2, 0, 0, 0);
+    Reference r = read_reference(FIXTURES "mistral");
+    ModelSource ck;
+    Error err;
+    ck_assert(model_source_from_hf(FIXTURES "mistral", HF_WEIGHTS_ON_HOST, &ck, &err) == 0);
+    ck_assert_int_eq(ck.header.model.sliding_window, 4);
+    ck.header.model.sliding_window = 0;
+    ModelConfig cfg;
+    size_t weight_bytes;
+    float *wide = checkpoint_logits(&ck, &r, &cfg, &weight_bytes);
+    size_t row = (size_t)r.V, first = 4 * row;
+    double early = 0.0, late = 0.0;
+    for (int b = 0; b < r.B; b++) {
+        const float *w = wide + (size_t)b * r.T * row, *ref = r.logits + (size_t)b * r.T * row;
+        early = fmax(early, relative_error(w, ref, first));
+        late = fmax(late, relative_error(w + first, ref + first, (size_t)(r.T - 4) * row));
+    }
+    printf("  mistral without its window: rows 0-3 within %.2e, rows 4-11 off by %.2e\n", early,
+           late);
+    ck_assert(early < 1e-5 && late > 1e-2);
+    // greedy AR sampling (one new row a pass, the window through the key cache) gives at each
+    // step the argmax of a whole pass over the sequence so far
+    ck_assert(model_source_from_hf(FIXTURES "mistral", HF_WEIGHTS_ON_HOST, &ck, &err) == 0);
+    Model m;
+    ck_assert(model_source_build(&ck, be, 1, &m, &err) == 0);
+    SamplerConfig sc = sampler_config_default();
+    sc.gen_length = 10, sc.temperature = 0.0f, sc.eos_id = -1;
+    const int *prompts[1] = {r.tokens};
+    int P = 5, out[64], lengths[1];
+    ck_assert_msg(ar_generate(&m, &sc, prompts, &P, 1, out, lengths, NULL, NULL, NULL, &err) == 0,
+                  "%s", err.msg);
+    float *logits = malloc((size_t)(P + sc.gen_length) * r.V * sizeof(float));
+    for (int t = P; t < P + sc.gen_length; t++) {
+        model_forward(&m, out, 1, t);
+        be->act_to_host(logits, m.acts.logits, (size_t)t * r.V);
+        const float *last = logits + (size_t)(t - 1) * r.V;
+        int best = 0;
+        for (int v = 1; v < r.V; v++) best = last[v] > last[best] ? v : best;
+        ck_assert_int_eq(out[t], best);
+    }
+    printf("  mistral greedy: 10 tokens past a 5-token prompt, each the argmax of a whole pass\n");
+    free(logits);
+    model_free(&m);
+    model_source_free(&ck);
+    free(wide), free(r.tokens), free(r.logits);
+}
+END_TEST
+
 // Llama 3.1/3.2's RoPE scaling, the fixture's settings: head 8's frequencies 1, 0.1, 0.01,
 // 0.001 (wavelengths 6.3, 63, 628, 6283) against the bands < 32/4 kept, > 32/0.5 stretched
 // by 32, between blended
@@ -316,8 +367,8 @@ END_TEST
 // Export writes what import reads: the same weights bit for bit (F32), and logits within
 // bf16 rounding when exported as BF16.
 START_TEST(test_export_round_trip) {
-    const char *names[] = {"llada", "dream", "llama", "qwen2"};
-    for (int i = 0; i < 4; i++) {
+    const char *names[] = {"llada", "dream", "llama", "qwen2", "mistral"};
+    for (int i = 0; i < 5; i++) {
         char dir[256], out[256];
         snprintf(dir, sizeof dir, FIXTURES "%s", names[i]);
         snprintf(out, sizeof out, "/tmp/dllm_export_%d_%s", (int)getpid(), names[i]);
@@ -728,6 +779,7 @@ int main(void) {
     tcase_add_test(tc, test_dream_reads_logits_one_row_back);
     tcase_add_test(tc, test_llama_matches_reference);
     tcase_add_test(tc, test_qwen2_bf16_matches_reference);
+    tcase_add_test(tc, test_mistral_sliding_window_matches_reference);
     tcase_add_test(tc, test_llama3_rope_scaling_matches_reference);
     tcase_add_test(tc, test_transformers5_configs_match_reference);
     tcase_add_test(tc, test_exact_mode_follows_llada_generate);

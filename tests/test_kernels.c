@@ -284,6 +284,10 @@ static void attention_row_reference(const AttnCase *c, int b, int h, int t, doub
 }
 
 // Hkv < H: grouped-query attention, H / Hkv query heads per key/value head.
+// attn_kind's names, for the lines the attention checks print
+static const char *const mask_kinds[] = {"bidirectional", "causal", "block-causal", "bd3",
+                                         "window",        "sliding"};
+
 static void check_attention(int mask, int Hkv, int T) {
     int B = 2, H = 4, hd = 4;
     size_t n = (size_t)B * T * H * hd, nkv = (size_t)B * T * Hkv * hd;
@@ -303,8 +307,7 @@ static void check_attention(int mask, int Hkv, int T) {
     float *dq = zeros(n), *dk = zeros(nkv), *dv = zeros(nkv);
     be->attention_backward(dq, dk, dv, c.r, c.out, c.lse, c.q, c.k, c.v, B, T, H, Hkv, hd, mask);
     char tag[64], name[96];
-    static const char *kinds[] = {"bidirectional", "causal", "block-causal", "bd3", "window"};
-    snprintf(tag, sizeof tag, "%s, %d kv heads", kinds[attn_kind(mask)], Hkv);
+    snprintf(tag, sizeof tag, "%s, %d kv heads", mask_kinds[attn_kind(mask)], Hkv);
     snprintf(name, sizeof name, "attention dq (%s)", tag);
     report(name, grad_check(attention_scalar, &c, c.q, dq, n, FD_STEP, 0));
     snprintf(name, sizeof name, "attention dk (%s)", tag);
@@ -364,8 +367,15 @@ START_TEST(test_attention_block_masks) {
         for (int j = 0; j < 6; j++)
             ck_assert_int_eq(attn_sees(attn_window(2), q, j, 6), j <= q + 2);
     ck_assert_int_eq(attn_first_query(attn_window(2), 4, 6), 2);
+    // Mistral's sliding window of 3 keys: the query and the two before it
+    for (int q = 0; q < 6; q++) {
+        for (int j = 0; j < 6; j++)
+            ck_assert_int_eq(attn_sees(attn_sliding(3), q, j, 6), j <= q && j > q - 3);
+        ck_assert_int_eq(attn_keys_end(attn_sliding(3), q, 6), q + 1);
+    }
     // the ops with these masks: against the double-precision rows, and finite differences
     check_attention(attn_window(2), 2, 6);
+    check_attention(attn_sliding(3), 2, 6);
     check_attention(attn_block(2), 2, 6);
     check_attention(attn_bd3(2), 4, 8);
     check_attention(attn_bd3(1), 2, 8);
@@ -414,9 +424,8 @@ static void check_blas_attention(int mask) {
     be->attention_backward(g[0], g[1], g[2], dout, out, lse, q, k, v, B, T, H, Hkv, hd, mask);
     double e_dq = rel_err(g[0], g_ref[0], n), e_dk = rel_err(g[1], g_ref[1], nkv),
            e_dv = rel_err(g[2], g_ref[2], nkv);
-    static const char *kinds[] = {"bidirectional", "causal", "block-causal", "bd3", "window"};
     printf("  blas attention (%s) vs loops: cached rows %.1e, out %.1e, lse %.1e, dq %.1e, "
-           "dk %.1e, dv %.1e\n", kinds[attn_kind(mask)], e_pre, e_out, e_lse, e_dq, e_dk, e_dv);
+           "dk %.1e, dv %.1e\n", mask_kinds[attn_kind(mask)], e_pre, e_out, e_lse, e_dq, e_dk, e_dv);
     ck_assert(e_out < 1e-5 && e_lse < 1e-5 && e_dq < 1e-4 && e_dk < 1e-4 && e_dv < 1e-4);
     omp_set_num_threads(1);
     float *out1 = zeros(n), *lse1 = zeros(nl), *g1[3] = {zeros(n), zeros(nkv), zeros(nkv)};
@@ -438,6 +447,7 @@ START_TEST(test_blas_attention_matches_loops) {
     check_blas_attention(attn_block(16));
     check_blas_attention(attn_bd3(16));
     check_blas_attention(attn_window(40));
+    check_blas_attention(attn_sliding(40));
 }
 END_TEST
 

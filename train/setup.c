@@ -21,6 +21,10 @@ int train_settle_model(const TrainChoices *ch, const char *init_name, ModelConfi
     tc->objective = obj;
     int bd3 = obj == OBJECTIVE_BD3;
     *adapting = init_name && mc->causal && obj != OBJECTIVE_AR;
+    if (*adapting && mc->sliding_window)
+        return error_set(err, "train: %s attends through a sliding window of %d keys; adapting "
+                              "it to %s attention is not built", init_name, mc->sliding_window,
+                         bd3 ? "block-causal" : "bidirectional");
     mc->causal = obj == OBJECTIVE_AR;
     if (ch->block_size < 0 || (ch->block_size > 0 && !bd3))
         return error_set(err, "train: --block-size is for the bd3 objective (> 0)");
