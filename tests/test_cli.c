@@ -735,6 +735,19 @@ START_TEST(test_imported_models) {
              "--steps 2 --batch-size 2 --seq-len 16 --run %s/ft", dir, dir);
     r = dllm(args);
     ck_assert_msg(r->status == 0, "%s", r->err);
+    // Mistral's sliding window: LoRA fine-tuning and sampling work, adaptation is refused
+    snprintf(args, sizeof args, "train --init tests/fixtures/hf_models/mistral --data %s/sh "
+             "--steps 2 --batch-size 2 --seq-len 16 --lora-rank 2 --run %s/mistral_lora", dir,
+             dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0 && strstr(r->out, "sliding window of 4 keys"), "%s%s", r->out,
+                  r->err);
+    snprintf(args, sizeof args, "sample --model %s/mistral_lora --prompt hi --gen-length 4", dir);
+    ck_assert_msg(dllm(args)->status == 0, "sample of the Mistral LoRA run");
+    snprintf(args, sizeof args, "train --init tests/fixtures/hf_models/mistral --data %s/sh "
+             "--objective mdm --steps 2 --seq-len 16 --run %s/mistral_mdm", dir, dir);
+    assert_one_error(dllm(args), "attends through a sliding window of 4 keys; adapting it to "
+                                 "bidirectional attention is not built");
     snprintf(args, sizeof args, "train --resume tests/fixtures/hf_models/llama --data %s/sh "
              "--run %s/ft2", dir, dir);
     assert_one_error(dllm(args), "an imported model, not a run: start from it with --init");
