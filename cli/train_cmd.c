@@ -46,6 +46,7 @@ typedef struct {
     int objective_set, steps_set, seq_len_set, grad_accum_set, auto_resume, recompute, dry_run,
         logit_shift;
     int block_size;         // bd3: positions per block (0: 4, or an initialising bd3 model's)
+    int mask_id;            // adapting an AR model without a mask token: the id to use (-1)
     int model_flag_set[8];  // model_flags[i] was given
     ModelConfig given;      // the model flags as given
     const Backend *be;
@@ -432,7 +433,7 @@ static int parse_train_flags(int argc, char **argv, ModelConfig *mc, TrainConfig
                         .order = "random", .t_sampling = "stratified", .log_every = 10,
                         .eval_every = 100, .eval_windows = 32, .eval_mc = 8, .eval_seed = 1234,
                         .save_every = 100, .keep = 3, .max_skips = 5, .val_frac = 0.05f,
-                        .logit_shift = -1, .comm_timeout = 600};
+                        .logit_shift = -1, .comm_timeout = 600, .mask_id = -1};
     Flag flags[] = {
         {"data", FLAG_STRING, &o->data,
          "shard directory (dllm prepare, llm.c), one .bin shard, or a text file read as bytes "
@@ -493,6 +494,9 @@ static int parse_train_flags(int argc, char **argv, ModelConfig *mc, TrainConfig
         {"anneal-steps", FLAG_INT64, &tc->anneal_steps,
          "mdm: attention widens from causal to bidirectional over these first steps "
          "(DiffuLLaMA's annealing, for an adapted ar model; 0: off)", FIXED_BY_RUN, 0},
+        {"mask-id", FLAG_INT, &o->mask_id,
+         "adapting an AR model whose tokenizer names no mask token: the [MASK] id, one of the "
+         "model's vocabulary the tokenizer does not use", FIXED_BY_RUN, 0},
         {"logit-shift", FLAG_INT, &o->logit_shift,
          "mdm: 1 reads position i's prediction from logit row i - 1, as an AR model does "
          "(Dream's shift; the default when adapting an ar model), 0 from row i", FIXED_BY_RUN, 0},
@@ -662,6 +666,31 @@ static int check_model_flags(const TrainOptions *o, const ModelConfig *ck_model,
     return 0;
 }
 
+// The [MASK] of an imported AR model adapted to diffusion: its tokenizer's mask token, else
+// --mask-id, an id of the model's vocabulary the tokenizer does not use (as Dream took one of
+// Qwen2.5's padding ids).
+static int settle_mask_id(const TrainOptions *o, const ModelSource *ck, const char *ck_path,
+                          ModelConfig *mc, Error *err) {
+    int tokens = ck->tokenizer.vocab_size;
+    if (ck->named_mask_id >= 0 && o->mask_id >= 0 && o->mask_id != ck->named_mask_id)
+        return error_set(err, "train: --mask-id %d, but the tokenizer of %s names its mask token "
+                              "(%d)", o->mask_id, ck_path, ck->named_mask_id);
+    if (ck->named_mask_id >= 0) {
+        mc->mask_token_id = ck->named_mask_id;
+        return 0;
+    }
+    if (o->mask_id < 0)
+        return error_set(err, "train: adapting %s to diffusion needs a mask token, and its "
+                              "tokenizer names none: give --mask-id, an unused id in [%d, %d)",
+                         ck_path, tokens, mc->vocab_size);
+    if (o->mask_id < tokens || o->mask_id >= mc->vocab_size)
+        return error_set(err, "train: --mask-id %d: the tokenizer uses ids below %d and the model "
+                              "has %d; give an unused id in [%d, %d)", o->mask_id, tokens,
+                         mc->vocab_size, tokens, mc->vocab_size);
+    mc->mask_token_id = o->mask_id;
+    return 0;
+}
+
 // The model and training settings: the checkpoint's on --resume (--steps may grow), its model
 // on --init, else the flags; the objective settled against the data and the checkpoint.
 static int settle_configs(TrainOptions *o, const ModelSource *ck, const char *ck_path,
@@ -680,6 +709,11 @@ static int settle_configs(TrainOptions *o, const ModelSource *ck, const char *ck
         int adapting;
         if (read_choices(o, tc, &ch, err) ||
             train_settle_model(&ch, o->init, mc, tc, &adapting, err))
+            return -1;
+        if (o->mask_id >= 0 && !(adapting && mc->mask_token_id < 0))
+            return error_set(err, "train: --mask-id is for adapting an AR model that has no mask "
+                                  "token to diffusion");
+        if (adapting && mc->mask_token_id < 0 && settle_mask_id(o, ck, ck_path, mc, err))
             return -1;
         if (adapting)
             printf("adapting %s (ar) to %s: %s attention%s\n", o->init,

@@ -47,15 +47,23 @@ static void layer_backward(Model *m, int l) {
                            Hkv, hd, pass_mask(m));
     rope(m, d->q, T, 0, H, 1);
     rope(m, d->k, T, 0, Hkv, 1);
-    if (c->qkv_bias && m->grads) {  // the biases were added before RoPE
-        be->bias_backward(dw.bq, d->q, N, C);
-        be->bias_backward(dw.bk, d->k, N, KV);
+    Act *dq = d->q, *dk = d->k;  // the projections' output gradients
+    if (c->qk_norm) {  // through the per-head norms (their gains' gradients too)
+        dq = d->q_pre, dk = d->k_pre;
+        be->zero(dq, NC * be->act_bytes);
+        be->zero(dk, NKV * be->act_bytes);
+        be->rmsnorm_backward(dq, dw.q_norm, d->q, a.q_pre, w.q_norm, a.q_rstd, N * H, hd);
+        be->rmsnorm_backward(dk, dw.k_norm, d->k, a.k_pre, w.k_norm, a.k_rstd, N * Hkv, hd);
+    }
+    if (c->qkv_bias && m->grads) {  // the biases were added before RoPE (and the norms)
+        be->bias_backward(dw.bq, dq, N, C);
+        be->bias_backward(dw.bk, dk, N, KV);
         be->bias_backward(dw.bv, d->v, N, KV);
     }
     be->zero(d->ln, NC * be->act_bytes);
     x = linear_input(m, a.ln1, N, C);
-    linear_backward(m, l, LORA_Q, d->ln, dw.wq, d->q, x, w.wq, N, C, C);
-    linear_backward(m, l, LORA_K, d->ln, dw.wk, d->k, x, w.wk, N, C, KV);
+    linear_backward(m, l, LORA_Q, d->ln, dw.wq, dq, x, w.wq, N, C, C);
+    linear_backward(m, l, LORA_K, d->ln, dw.wk, dk, x, w.wk, N, C, KV);
     linear_backward(m, l, LORA_V, d->ln, dw.wv, d->v, x, w.wv, N, C, KV);
     be->rmsnorm_backward(d->resid, dw.attn_norm, d->ln, a.resid_in, w.attn_norm, a.ln1_rstd, N, C);
 }

@@ -64,7 +64,8 @@ int model_config_validate(const ModelConfig *c, Error *err) {
         return error_set(err, "norm_eps must be positive (got %g)", c->norm_eps);
     if (c->block_size < 0 || (c->block_size > 0 && c->seq_len % c->block_size != 0))
         return error_set(err, "block_size %d must divide seq_len %d", c->block_size, c->seq_len);
-    if (!is_flag(c->ternary)) return error_set(err, "ternary must be 0 or 1");
+    if (!is_flag(c->ternary) || !is_flag(c->qk_norm))
+        return error_set(err, "ternary and qk_norm must be 0 or 1");
     if (c->block_size > 0 && (c->causal || c->logit_shift))
         return error_set(err, "a block diffusion model (block_size %d) has neither causal "
                               "attention nor a logit shift", c->block_size);
@@ -105,6 +106,7 @@ void model_config_print(FILE *f, const ModelConfig *c) {
             c->rope_theta, c->rope_scaling.factor != 0.0f ? " (llama3 scaling)" : "", c->norm_eps,
             c->qkv_bias ? ", qkv bias" : "", c->tied_embeddings ? ", tied embeddings" : "",
             c->logit_shift ? ", logits shifted by one" : "");
+    if (c->qk_norm) fprintf(f, "attention: queries and keys RMS-normalised per head (q/k norms)\n");
     if (c->block_size) fprintf(f, "blocks: %d positions each\n", c->block_size);
     if (c->sliding_window)
         fprintf(f, "attention: a sliding window of %d keys (each query and the ones before it)\n",

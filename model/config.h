@@ -45,6 +45,8 @@ typedef struct {
                          // embeddings, norms, biases and the LM head stay full precision
     int sliding_window;  // > 0: a query sees at most this many keys, itself and those just
                          // before it (Mistral's sliding window; causal models only); 0: all
+    int qk_norm;         // 1: each head's query and key are RMS-normalised (a learned gain of
+                         // head size per layer) after the projection, before RoPE (Qwen3)
 } ModelConfig;
 
 // What a model is created for. Training keeps every layer's activations for the backward;

@@ -12,7 +12,7 @@
 #include "common/json.h"
 #include "model/params.h"
 
-static const char *arch_names[] = {"LLaDA", "Dream", "LLaMA", "Qwen2", "Mistral"};
+static const char *arch_names[] = {"LLaDA", "Dream", "LLaMA", "Qwen2", "Mistral", "Qwen3"};
 
 const char *hf_arch_name(HfArch a) { return arch_names[a]; }
 
@@ -41,9 +41,11 @@ static const char *llada_names[N_PARAM_TENSORS] = {
     "model.transformer.blocks.%d.ff_out.weight",
     "model.transformer.ln_f.weight",
     "model.transformer.ff_out.weight",
+    NULL,  // LLaDA has no q/k norms
+    NULL,
 };
 
-// LLaMA, Qwen2, Mistral and Dream share the transformers layout
+// LLaMA, Qwen2, Mistral, Qwen3 and Dream share the transformers layout
 static const char *llama_names[N_PARAM_TENSORS] = {
     "model.embed_tokens.weight",
     "model.layers.%d.input_layernorm.weight",
@@ -60,9 +62,11 @@ static const char *llama_names[N_PARAM_TENSORS] = {
     "model.layers.%d.mlp.down_proj.weight",
     "model.norm.weight",
     "lm_head.weight",
+    "model.layers.%d.self_attn.q_norm.weight",  // Qwen3
+    "model.layers.%d.self_attn.k_norm.weight",
 };
 
-enum { TOK_EMB = 0, LM_HEAD = N_PARAM_TENSORS - 1 };
+enum { TOK_EMB = 0, LM_HEAD = 14 };
 
 void hf_tensor_name(HfArch a, int index, int layer, char *buf, size_t cap) {
     const char *pattern = a == HF_LLADA ? llada_names[index] : llama_names[index];
@@ -244,7 +248,7 @@ static int read_sliding_window(const Config *c, ModelConfig *m) {
     return 0;
 }
 
-// LLaMA, Qwen2, Mistral and Dream: the transformers config keys.
+// LLaMA, Qwen2, Mistral, Qwen3 and Dream: the transformers config keys.
 static int read_llama_family(const Config *c, HfArch arch, ModelConfig *m) {
     int max_seq, head_dim;
     if (get_int(c, "hidden_size", -2, &m->d_model) ||
@@ -268,6 +272,7 @@ static int read_llama_family(const Config *c, HfArch arch, ModelConfig *m) {
     m->tied_embeddings = get_bool(c, "tie_word_embeddings", 0);  // these configs' default
     m->seq_len = max_seq < HF_MAX_SEQ_LEN ? max_seq : HF_MAX_SEQ_LEN;
     if (arch == HF_MISTRAL && read_sliding_window(c, m)) return -1;
+    m->qk_norm = arch == HF_QWEN3;
     if (arch == HF_DREAM) {
         m->logit_shift = 1;
         return get_int(c, "mask_token_id", -2, &m->mask_token_id);
@@ -292,9 +297,9 @@ int hf_config_read(const char *dir, ModelConfig *m, HfArch *arch, int *bf16, Err
     if (!dtype) dtype = json_member_string(&c.root, "dtype");  // transformers >= 5
     if (bf16) *bf16 = dtype && strcmp(dtype, "bfloat16") == 0;
     memset(m, 0, sizeof *m);
-    static const char *types[] = {"llada", "Dream", "llama", "qwen2", "mistral"};
+    static const char *types[] = {"llada", "Dream", "llama", "qwen2", "mistral", "qwen3"};
     int known = 0;
-    for (int a = 0; a < 5 && type; a++)
+    for (int a = 0; a < 6 && type; a++)
         if (strcasecmp(type, types[a]) == 0) {
             known = 1;
             *arch = (HfArch)a;
@@ -302,8 +307,8 @@ int hf_config_read(const char *dir, ModelConfig *m, HfArch *arch, int *bf16, Err
         }
     if (!type) rc = error_set(err, "%s: no model_type", c.path);
     else if (!known)
-        rc = error_set(err, "%s: model_type %s; dllm loads llada, Dream, llama, qwen2 and mistral",
-                       c.path, type);
+        rc = error_set(err, "%s: model_type %s; dllm loads llada, Dream, llama, qwen2, qwen3 and "
+                            "mistral", c.path, type);
     json_free(&c.root);
     if (rc) return -1;
     if (m->seq_len > HF_MAX_SEQ_LEN) m->seq_len = HF_MAX_SEQ_LEN;
@@ -396,7 +401,11 @@ int hf_weights_stream(const char *dir, const ModelConfig *c, HfArch a, WeightSin
 // ---- export ----
 
 HfArch hf_export_arch(const ModelConfig *c) {
-    if (c->causal) return c->qkv_bias ? HF_QWEN2 : c->sliding_window ? HF_MISTRAL : HF_LLAMA;
+    if (c->causal)
+        return c->qk_norm ? HF_QWEN3
+               : c->qkv_bias ? HF_QWEN2
+               : c->sliding_window ? HF_MISTRAL
+                                   : HF_LLAMA;
     return c->logit_shift ? HF_DREAM : HF_LLADA;
 }
 
@@ -437,8 +446,8 @@ static void json_float(char out[32], float x) {
 static void write_llama_config(FILE *f, const ModelConfig *c, HfArch a, int bos_id,
                                int eos_id, const char *dtype) {
     static const char *classes[] = {"", "DreamModel", "LlamaForCausalLM", "Qwen2ForCausalLM",
-                                    "MistralForCausalLM"};
-    static const char *types[] = {"", "Dream", "llama", "qwen2", "mistral"};
+                                    "MistralForCausalLM", "Qwen3ForCausalLM"};
+    static const char *types[] = {"", "Dream", "llama", "qwen2", "mistral", "qwen3"};
     // a scaled RoPE's context is at least the one it was scaled from (transformers warns below)
     const RopeScaling *r = &c->rope_scaling;
     int context = r->factor != 0.0f && r->original_context > c->seq_len ? r->original_context
@@ -454,6 +463,7 @@ static void write_llama_config(FILE *f, const ModelConfig *c, HfArch a, int bos_
             classes[a], types[a], c->d_model, c->n_head, model_kv_heads(c), c->n_layer, c->d_ff,
             c->vocab_size, context, c->rope_theta, c->norm_eps,
             c->tied_embeddings ? "true" : "false");
+    if (a == HF_QWEN3) fprintf(f, "  \"head_dim\": %d,\n", c->d_model / c->n_head);
     if (a == HF_MISTRAL) fprintf(f, "  \"sliding_window\": %d,\n", c->sliding_window);
     else fprintf(f, "  \"use_sliding_window\": false,\n");
     if (a == HF_DREAM)  // the released models' code, which the directory must be given
@@ -490,9 +500,12 @@ int hf_export(const char *dir, const ModelConfig *c, const float *params, int bo
                          c->block_size);
     if (a == HF_LLADA && c->rope_scaling.factor != 0.0f)
         return error_set(err, "the LLaDA layout has no RoPE scaling; this model has llama3's");
-    if (c->sliding_window && c->qkv_bias)
-        return error_set(err, "a model with q/k/v biases and a sliding window has no Hugging "
-                              "Face layout here (Qwen2's window covers only some layers)");
+    if (c->sliding_window && (c->qkv_bias || c->qk_norm))
+        return error_set(err, "a model with a sliding window and q/k/v biases or q/k norms has no "
+                              "Hugging Face layout here (Mistral has neither)");
+    if (c->qk_norm && (!c->causal || c->qkv_bias))
+        return error_set(err, "q/k norms export only as Qwen3, an AR model without q/k/v biases; "
+                              "this one is %s", c->causal ? "biased" : "a diffusion model");
     if (a == HF_DREAM && !c->qkv_bias)
         return error_set(err, "a model read at shifted logits exports as Dream, which has q/k/v "
                               "biases; this one has none");

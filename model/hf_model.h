@@ -16,7 +16,7 @@
 #include "model/config.h"
 #include "model/safetensors.h"
 
-typedef enum { HF_LLADA, HF_DREAM, HF_LLAMA, HF_QWEN2, HF_MISTRAL } HfArch;
+typedef enum { HF_LLADA, HF_DREAM, HF_LLAMA, HF_QWEN2, HF_MISTRAL, HF_QWEN3 } HfArch;
 
 // Longest context an imported model is sized for (its own limit when smaller): activations
 // and RoPE tables scale with it.

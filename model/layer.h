@@ -9,6 +9,8 @@
 typedef struct {
     Act *resid_in, *ln1, *q, *k, *v, *att_out, *resid_mid, *ln2, *gate, *up, *swiglu, *resid_out;
     float *ln1_rstd, *lse, *ln2_rstd;
+    Act *q_pre, *k_pre;      // qk_norm only (else NULL)
+    float *q_rstd, *k_rstd;
 } LayerActs;
 LayerActs layer_acts(const Model *m, int l);
 // Layer l on rows [start, end) of the m->B sequences of m->T positions: from its residual

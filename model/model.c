@@ -42,6 +42,11 @@ static size_t layout_activations(Model *m, char *base) {
     a->ln1 = carve_acts(m, base, &off, K * N * C);
     a->ln1_rstd = carve_floats(base, &off, K * N);
     a->q = carve_acts(m, base, &off, K * N * C);
+    size_t QK = c->qk_norm ? 1 : 0, Hkv = model_kv_heads(c);
+    a->q_pre = carve_acts(m, base, &off, QK * K * N * C);
+    a->k_pre = carve_acts(m, base, &off, QK * K * N * KV);
+    a->q_rstd = carve_floats(base, &off, QK * K * N * H);
+    a->k_rstd = carve_floats(base, &off, QK * K * N * Hkv);
     a->k = carve_acts(m, base, &off, KC * N * KV);
     a->v = carve_acts(m, base, &off, KC * N * KV);
     a->lse = carve_floats(base, &off, K * N * H);
@@ -70,6 +75,8 @@ static size_t layout_activations(Model *m, char *base) {
     d->resid = carve_acts(m, base, &off, G * N * C);
     d->ln = carve_acts(m, base, &off, G * N * C);
     d->q = carve_acts(m, base, &off, G * N * C);
+    d->q_pre = carve_acts(m, base, &off, QK * G * N * C);
+    d->k_pre = carve_acts(m, base, &off, QK * G * N * KV);
     d->k = carve_acts(m, base, &off, G * N * KV);
     d->v = carve_acts(m, base, &off, G * N * KV);
     d->att_out = carve_acts(m, base, &off, G * N * C);
@@ -308,6 +315,7 @@ LayerActs layer_acts(const Model *m, int l) {
     size_t N = (size_t)m->B * m->T, C = m->cfg.d_model, F = m->cfg.d_ff, H = m->cfg.n_head;
     int inference = model_is_inference(m);
     size_t KV = model_kv_dim(&m->cfg), s = m->mode == MODEL_TRAINING ? (size_t)l : 0;
+    size_t Hkv = model_kv_heads(&m->cfg), qk = m->cfg.qk_norm;
     size_t kv = inference ? (size_t)l : s;   // inference keeps every layer's cache
     size_t r = inference ? (size_t)l % 2 : (size_t)l;  // and alternates two residuals
     LayerActs la = {
@@ -326,6 +334,10 @@ LayerActs layer_acts(const Model *m, int l) {
         .ln1_rstd = a->ln1_rstd + s * N,
         .lse = a->lse + s * N * H,
         .ln2_rstd = a->ln2_rstd + s * N,
+        .q_pre = qk ? act_at(m, a->q_pre, s * N * C) : NULL,
+        .k_pre = qk ? act_at(m, a->k_pre, s * N * KV) : NULL,
+        .q_rstd = qk ? a->q_rstd + s * N * H : NULL,
+        .k_rstd = qk ? a->k_rstd + s * N * Hkv : NULL,
     };
     return la;
 }
@@ -382,10 +394,14 @@ void layer_forward(Model *m, int l, const int *key_start, int start, int end) {
     // attention block; keys and values of the computed rows land in the layer's cache
     be->rmsnorm_forward(a.ln1, a.ln1_rstd, a.resid_in, w.attn_norm, N, C, c->norm_eps);
     const Act *x = linear_input(m, a.ln1, N, C);  // q, k and v read the same input
-    linear_forward(m, l, LORA_Q, a.q, x, w.wq, w.bq, N, C, C);
+    // Qwen3: each head's q and k RMS-normalised (rows of one head) between projection and RoPE
+    int qk = c->qk_norm;
+    linear_forward(m, l, LORA_Q, qk ? a.q_pre : a.q, x, w.wq, w.bq, N, C, C);
+    if (qk) be->rmsnorm_forward(a.q, a.q_rstd, a.q_pre, w.q_norm, N * H, hd, c->norm_eps);
     rope(m, a.q, Tq, start, H, 0);
     Act *k = whole ? a.k : proj;
-    linear_forward(m, l, LORA_K, k, x, w.wk, w.bk, N, C, KV);
+    linear_forward(m, l, LORA_K, qk ? a.k_pre : k, x, w.wk, w.bk, N, C, KV);
+    if (qk) be->rmsnorm_forward(k, a.k_rstd, a.k_pre, w.k_norm, N * Hkv, hd, c->norm_eps);
     rope(m, k, Tq, start, Hkv, 0);
     if (!whole) store_rows(m, a.k, proj, B, T, start, end, KV);
     Act *v = whole ? a.v : proj;

@@ -4,7 +4,8 @@
 // diffusion) or causal attention (the AR baseline).
 //
 // Per layer:  h = x + Wo * attention(rope(Wq * norm(x) + bq), rope(Wk * norm(x) + bk),
-//                                    Wv * norm(x) + bv)            (biases only with qkv_bias)
+//                                    Wv * norm(x) + bv)            (biases only with qkv_bias;
+//                                    with qk_norm each head of q and k is normalised before RoPE)
 //             x' = h + Wdown * (silu(Wgate * norm(h)) * Wup * norm(h))
 // then logits = lm_head * norm(x) after the last layer.
 #ifndef DLLM_MODEL_H
@@ -29,6 +30,8 @@ typedef struct {
     Act *ln1;          // [n_layer, B*T, d_model]
     float *ln1_rstd;   // [n_layer, B*T]
     Act *q;            // [n_layer, B*T, d_model] after RoPE
+    Act *q_pre, *k_pre;      // qk_norm: [n_layer, B*T, d_model / kv_dim] before the q/k norms
+    float *q_rstd, *k_rstd;  // qk_norm: [n_layer, B*T, n_head / n_kv_head] their 1/rms
     Act *k, *v;        // [n_layer, B*T, kv_dim], k after RoPE (kv_dim = n_kv_head * head size)
     float *lse;        // [n_layer, B, n_head, T] log-sum-exp of each attention row's scores
     Act *att_out;      // [n_layer, B*T, d_model] attention output before Wo
@@ -58,6 +61,7 @@ typedef struct {
     Act *resid;        // [B*T, d_model] gradient of the residual stream
     Act *ln;           // [B*T, d_model]
     Act *q;            // [B*T, d_model]
+    Act *q_pre, *k_pre;  // qk_norm: [B*T, d_model / kv_dim] gradients before the q/k norms
     Act *k, *v;        // [B*T, kv_dim]
     Act *att_out;      // [B*T, d_model]
     Act *gate, *up, *swiglu;  // [B*T, d_ff]

@@ -7,7 +7,8 @@
 
 void param_specs(const ModelConfig *c, ParamSpec specs[N_PARAM_TENSORS]) {
     size_t L = c->n_layer, C = c->d_model, F = c->d_ff, V = c->vocab_size;
-    size_t KV = model_kv_dim(c), bias = c->qkv_bias ? L : 0;
+    size_t KV = model_kv_dim(c), bias = c->qkv_bias ? L : 0, qk = c->qk_norm ? L : 0;
+    size_t hd = c->n_head > 0 ? C / (size_t)c->n_head : 0;
     // GPT-2 style: the two projections that write into the residual stream start smaller,
     // so the stream's variance does not grow with depth.
     float std = c->init_std > 0.0f ? c->init_std : 0.02f;
@@ -30,6 +31,8 @@ void param_specs(const ModelConfig *c, ParamSpec specs[N_PARAM_TENSORS]) {
             {"w_down", L, C, F, 0, 0, resid_std},
             {"final_norm", 1, C, 1, 1, 0, 0.0f},
             {"lm_head", c->tied_embeddings ? 0 : 1, V, C, 0, 0, std},
+            {"q_norm", qk, hd, 1, 1, 0, 0.0f},
+            {"k_norm", qk, hd, 1, 1, 0, 0.0f},
         };
     for (int i = 0; i < N_PARAM_TENSORS; i++) {
         ParamSpec s = {table[i].name, table[i].layers * table[i].rows * table[i].cols,
@@ -100,6 +103,7 @@ static void point(ParamTensors *t, void *base, size_t elem_bytes, const ModelCon
         &t->tok_emb, &t->attn_norm, &t->wq,     &t->wk,     &t->wv,
         &t->bq,      &t->bk,        &t->bv,     &t->wo,     &t->mlp_norm,
         &t->w_gate,  &t->w_up,      &t->w_down, &t->final_norm, &t->lm_head,
+        &t->q_norm,  &t->k_norm,
     };
     ParamSpec specs[N_PARAM_TENSORS];
     param_specs(c, specs);
@@ -122,7 +126,8 @@ void param_tensors_point_packed(ParamTensors *t, float *base, const ModelConfig 
 
 LayerWeights layer_weights(const ParamTensors *t, const ModelConfig *c, int l, size_t elem_bytes) {
     size_t C = c->d_model, F = c->d_ff, KV = model_kv_dim(c), e = elem_bytes;
-    int bias = c->qkv_bias;
+    size_t hd = C / (size_t)c->n_head;
+    int bias = c->qkv_bias, qk = c->qk_norm;
     LayerWeights w = {
         .attn_norm = advance(t->attn_norm, l * C, e),
         .wq = advance(t->wq, l * C * C, e),
@@ -136,6 +141,8 @@ LayerWeights layer_weights(const ParamTensors *t, const ModelConfig *c, int l, s
         .w_gate = advance(t->w_gate, l * F * C, e),
         .w_up = advance(t->w_up, l * F * C, e),
         .w_down = advance(t->w_down, l * C * F, e),
+        .q_norm = qk ? advance(t->q_norm, l * hd, e) : NULL,
+        .k_norm = qk ? advance(t->k_norm, l * hd, e) : NULL,
     };
     return w;
 }

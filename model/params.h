@@ -3,7 +3,7 @@
 // gradient clipping and checkpoints each treat the model as one flat array.
 // Per-layer tensors are stacked over layers: wq holds n_layer [d_model, d_model] matrices.
 // Optional tensors have size 0 when the config leaves them out: the q/k/v biases without
-// qkv_bias, lm_head with tied_embeddings (then the lm_head view points at tok_emb, so the
+// qkv_bias, the q/k norms without qk_norm, lm_head with tied_embeddings (then the lm_head view points at tok_emb, so the
 // LM head's gradient adds into the embedding's). kv_dim = n_kv_head * head size.
 #ifndef DLLM_PARAMS_H
 #define DLLM_PARAMS_H
@@ -29,9 +29,11 @@ typedef struct {
     float *w_down;      // [n_layer, d_model, d_ff]
     float *final_norm;  // [d_model]
     float *lm_head;     // [vocab, d_model] (tok_emb when tied_embeddings)
+    float *q_norm;      // [n_layer, head size] (qk_norm)
+    float *k_norm;      // [n_layer, head size] (qk_norm)
 } ParamTensors;
 
-enum { N_PARAM_TENSORS = 15 };
+enum { N_PARAM_TENSORS = 17 };
 
 typedef struct {
     const char *name;
@@ -71,6 +73,7 @@ void params_copy_unpacked(float *dst, const float *src, const ModelConfig *c, in
 // One layer's slices of a ParamTensors (the weights or their gradients).
 typedef struct {
     float *attn_norm, *wq, *wk, *wv, *bq, *bk, *bv, *wo, *mlp_norm, *w_gate, *w_up, *w_down;
+    float *q_norm, *k_norm;  // NULL without qk_norm
 } LayerWeights;
 LayerWeights layer_weights(const ParamTensors *t, const ModelConfig *c, int layer,
                            size_t elem_bytes);

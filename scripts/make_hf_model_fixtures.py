@@ -26,7 +26,7 @@ its Dream code does not run on newer transformers).
 Fast-dLLM needed): LLaMA and Qwen2 models saved the way transformers 5 saves every config, RoPE
 settings inside one `rope_parameters` block (rope_theta, rope_type, scaling factors) and the
 dtype as `dtype`. Their rope_theta differs from 10000 so that a reader ignoring the block
-gives other logits.
+gives other logits. Qwen3 (q/k norms), which transformers 4.49 lacks, is written there too.
 """
 import argparse
 import json
@@ -75,6 +75,10 @@ FIXTURES_TF5 = {
                              rope_scaling={"rope_type": "llama3", "factor": 32.0,
                                            "low_freq_factor": 0.5, "high_freq_factor": 4.0,
                                            "original_max_position_embeddings": 32})),
+    # Qwen3: per-head RMS norms on q and k (random gains, as every weight here), no biases
+    "qwen3": ("qwen3", "qwen2", 1024, torch.float32,
+              dict(num_key_value_heads=2, tie_word_embeddings=True, head_dim=8,
+                   rope_theta=1000000.0)),
 }
 MASK = {"llama3": 1007, "qwen2": 1003}
 
@@ -111,11 +115,10 @@ def build(layout, family, vocab, options, fastdllm):
                           use_cache=False, **options)
         model = DreamModel(cfg)
     else:
-        from transformers import (LlamaConfig, LlamaForCausalLM, MistralConfig,
-                                  MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM)
-        Config, Model = {"llama": (LlamaConfig, LlamaForCausalLM),
-                         "qwen2": (Qwen2Config, Qwen2ForCausalLM),
-                         "mistral": (MistralConfig, MistralForCausalLM)}[layout]
+        import transformers
+        family = {"llama": "Llama", "qwen2": "Qwen2", "mistral": "Mistral", "qwen3": "Qwen3"}
+        Config = getattr(transformers, family[layout] + "Config")
+        Model = getattr(transformers, family[layout] + "ForCausalLM")
         options = dict(dict(rope_theta=10000.0), **options)
         if layout == "mistral":  # eager attention: the mask transformers builds, window included
             options["attn_implementation"] = "eager"

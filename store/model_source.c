@@ -27,6 +27,7 @@ static int fit_tokenizer(ModelSource *src, const char *path, Error *err) {
         model_source_free(src);
         return -1;
     }
+    src->named_mask_id = t->mask_id;
     src->tokenizer.mask_id = m->mask_token_id;
     return 0;
 }

@@ -23,7 +23,9 @@ struct ModelSource {
     SourceKind kind;
     CheckpointHeader header;          // a source that is not a checkpoint gets one at step 0
     float *params, *adam_m, *adam_v;  // host memory, n_params each; the moments: checkpoints
-    Tokenizer tokenizer;
+    Tokenizer tokenizer;  // its mask_id is the model's (-1 for an AR model)
+    int named_mask_id;    // the mask token the tokenizer names itself (-1: none), which an AR
+                          // model adapted to diffusion takes
     int weights_bf16;  // weights stored as bf16 (config.json's torch_dtype; the files' dtype
                        // when read onto the host): inference keeps them so
     int hf_arch;       // SOURCE_HF: the files' layout

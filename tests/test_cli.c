@@ -735,6 +735,24 @@ START_TEST(test_imported_models) {
              "--steps 2 --batch-size 2 --seq-len 16 --run %s/ft", dir, dir);
     r = dllm(args);
     ck_assert_msg(r->status == 0, "%s", r->err);
+    // a Qwen3 base (q/k norms) adapted to diffusion (Dream's recipe: its tokenizer's <|mask|> as
+    // [MASK]), then sampled with LLaDA's sampler
+    snprintf(args, sizeof args, "prepare --tokenizer tests/fixtures/hf_models/qwen3 --input "
+             "tests/fixtures/genesis.txt --val-fraction 0.2 --out %s/shq", dir);
+    ck_assert_msg(dllm(args)->status == 0, "prepare with Qwen's tokenizer");
+    snprintf(args, sizeof args, "train --init tests/fixtures/hf_models/qwen3 --data %s/shq "
+             "--objective mdm --steps 3 --batch-size 2 --seq-len 16 --run %s/qwen3_mdm", dir, dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0 && strstr(r->out, "adapting") && strstr(r->out, "q/k norms"),
+                  "%s%s", r->out, r->err);
+    snprintf(args, sizeof args, "sample --model %s/qwen3_mdm --prompt hi --gen-length 4 "
+             "--block-length 4 --steps 4", dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0 && strstr(r->err, "llada sampler"), "%s", r->err);
+    snprintf(args, sizeof args, "train --init tests/fixtures/hf_models/qwen3 --data %s/shq "
+             "--objective mdm --steps 1 --seq-len 16 --mask-id 1020 --run %s/qwen3_x", dir, dir);
+    assert_one_error(dllm(args), "--mask-id 1020, but the tokenizer of "
+                                 "tests/fixtures/hf_models/qwen3 names its mask token (1003)");
     // Mistral's sliding window: LoRA fine-tuning and sampling work, adaptation is refused
     snprintf(args, sizeof args, "train --init tests/fixtures/hf_models/mistral --data %s/sh "
              "--steps 2 --batch-size 2 --seq-len 16 --lora-rank 2 --run %s/mistral_lora", dir,

@@ -504,10 +504,11 @@ static ModelConfig small_config(int causal) {
     // head size 64: with bf16 activations the tensor-core attention runs in the whole model too
     c.n_layer = 2, c.n_head = 2, c.d_model = 128, c.d_ff = 352, c.seq_len = 32;
     c.causal = causal;
-    if (causal) {  // the AR twin has the shapes of released models: GQA, q/k/v biases, tied LM head
-        c.n_kv_head = 1;
+    if (causal) {  // the AR twin has the shapes of released models: GQA, q/k/v biases, tied LM
+        c.n_kv_head = 1;  // head, and Qwen3's per-head q/k norms
         c.qkv_bias = 1;
         c.tied_embeddings = 1;
+        c.qk_norm = 1;
     }
     return c;
 }

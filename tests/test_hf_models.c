@@ -288,6 +288,17 @@ END_TEST
 START_TEST(test_qwen2_bf16_matches_reference) { check_fixture("qwen2", 1, 1, 1, 1); }
 END_TEST
 
+// Qwen3 (transformers 5's class): per-head RMS norms on q and k with random gains, GQA, tied.
+START_TEST(test_qwen3_qk_norm_matches_reference) {
+    check_fixture("qwen3", 2, 0, 1, 0);
+    ModelSource ck;
+    Error err;
+    ck_assert(model_source_from_hf(FIXTURES "qwen3", HF_CONFIG_ONLY, &ck, &err) == 0);
+    ck_assert_int_eq(ck.header.model.qk_norm, 1);
+    model_source_free(&ck);
+}
+END_TEST
+
 // Mistral's sliding window (4 keys over 12 positions): the reference's logits, and without the
 // window the first 4 rows stay and the later ones move (the window is what makes them equal).
 START_TEST(test_mistral_sliding_window_matches_reference) {
@@ -367,8 +378,8 @@ END_TEST
 // Export writes what import reads: the same weights bit for bit (F32), and logits within
 // bf16 rounding when exported as BF16.
 START_TEST(test_export_round_trip) {
-    const char *names[] = {"llada", "dream", "llama", "qwen2", "mistral"};
-    for (int i = 0; i < 5; i++) {
+    const char *names[] = {"llada", "dream", "llama", "qwen2", "mistral", "qwen3"};
+    for (int i = 0; i < 6; i++) {
         char dir[256], out[256];
         snprintf(dir, sizeof dir, FIXTURES "%s", names[i]);
         snprintf(out, sizeof out, "/tmp/dllm_export_%d_%s", (int)getpid(), names[i]);
@@ -780,6 +791,7 @@ int main(void) {
     tcase_add_test(tc, test_llama_matches_reference);
     tcase_add_test(tc, test_qwen2_bf16_matches_reference);
     tcase_add_test(tc, test_mistral_sliding_window_matches_reference);
+    tcase_add_test(tc, test_qwen3_qk_norm_matches_reference);
     tcase_add_test(tc, test_llama3_rope_scaling_matches_reference);
     tcase_add_test(tc, test_transformers5_configs_match_reference);
     tcase_add_test(tc, test_exact_mode_follows_llada_generate);

@@ -63,12 +63,19 @@ static ModelConfig imported_shape(ModelConfig c) {
     return c;
 }
 
-// Every parameter of every tensor against central differences of the loss.
+// Every parameter of every tensor against central differences of the loss. imported 2 adds
+// the newer families' shapes: Qwen3's per-head q/k norms, and for AR Mistral's sliding window.
 static void check_model_gradients(int causal, int imported) {
     ModelConfig cfg = tiny_config(causal);
     if (imported) cfg = imported_shape(cfg);
+    if (imported == 2) cfg.qk_norm = 1, cfg.sliding_window = causal ? 3 : 0;
     int B = 2, T = cfg.seq_len, N = B * T;
     Model m = make_model(&cfg, B);
+    // normalised q and k of this tiny head size attend almost uniformly with gains of 1, which
+    // leaves wq's and wk's gradients at fp32 noise: gains of 3 sharpen the attention
+    if (cfg.qk_norm)
+        for (size_t i = 0; i < (size_t)cfg.n_layer * (cfg.d_model / cfg.n_head); i++)
+            m.p.q_norm[i] = m.p.k_norm[i] = 3.0f;
     int tokens[2 * 7], inputs[12], targets[12];
     float weights[12];
     random_tokens(tokens, 2 * 7, cfg.vocab_size - 1, 5);
@@ -97,7 +104,11 @@ static void check_model_gradients(int causal, int imported) {
         double err = grad_check(model_scalar, &c, m.params + offset, m.grads + offset,
                                 specs[i].size, 2e-2f, 0);
         printf("  %s%s model grad check %-10s (%4zu params) max rel err %.2e\n",
-               causal ? "AR " : "MDM", imported ? " gqa+bias+tied" : "", specs[i].name,
+               causal ? "AR " : "MDM",
+               imported == 2 ? " gqa+bias+tied+qk-norm+window"
+               : imported    ? " gqa+bias+tied"
+                             : "",
+               specs[i].name,
                specs[i].size, err);
         fflush(stdout);
         ck_assert_msg(err < 1e-2, "%s: relative gradient error %g", specs[i].name, err);
@@ -115,6 +126,12 @@ END_TEST
 START_TEST(test_model_gradients_gqa_bias_tied) {
     check_model_gradients(0, 1);
     check_model_gradients(1, 1);
+}
+END_TEST
+
+START_TEST(test_model_gradients_qk_norm_sliding_window) {
+    check_model_gradients(0, 2);
+    check_model_gradients(1, 2);
 }
 END_TEST
 
@@ -204,6 +221,7 @@ END_TEST
 static void check_recompute(int causal) {
     ModelConfig cfg = tiny_config(causal);
     cfg.n_layer = 3;
+    cfg.qk_norm = causal;  // the AR case with Qwen3's q/k norms: their inputs refilled too
     int B = 2, T = cfg.seq_len, N = B * T;
     Model keep = make_model(&cfg, B), again;
     Error err;
@@ -439,6 +457,7 @@ int main(void) {
     tcase_add_test(tc, test_model_gradients_bidirectional);
     tcase_add_test(tc, test_model_gradients_causal);
     tcase_add_test(tc, test_model_gradients_gqa_bias_tied);
+    tcase_add_test(tc, test_model_gradients_qk_norm_sliding_window);
     tcase_add_test(tc, test_ar_is_causal);
     tcase_add_test(tc, test_mdm_sees_every_position);
     tcase_add_test(tc, test_gradient_accumulation);
