@@ -679,6 +679,10 @@ static int settle_mask_id(const TrainOptions *o, const ModelSource *ck, const ch
         mc->mask_token_id = ck->named_mask_id;
         return 0;
     }
+    if (tokens >= mc->vocab_size)
+        return error_set(err, "train: adapting %s to diffusion needs a mask token, and its "
+                              "tokenizer names none and uses all %d ids of the vocabulary "
+                              "(growing it is not built)", ck_path, mc->vocab_size);
     if (o->mask_id < 0)
         return error_set(err, "train: adapting %s to diffusion needs a mask token, and its "
                               "tokenizer names none: give --mask-id, an unused id in [%d, %d)",

@@ -753,6 +753,24 @@ START_TEST(test_imported_models) {
              "--objective mdm --steps 1 --seq-len 16 --mask-id 1020 --run %s/qwen3_x", dir, dir);
     assert_one_error(dllm(args), "--mask-id 1020, but the tokenizer of "
                                  "tests/fixtures/hf_models/qwen3 names its mask token (1003)");
+    // a tokenizer that names no mask token (as Qwen3's own): --mask-id picks an unused id
+    snprintf(args, sizeof args, "cp -r tests/fixtures/hf_models/qwen3 %s/q3 && sed -i "
+             "'s/<|mask|>/<|reserved_9|>/' %s/q3/tokenizer.json && sed -i '/\"mask_token\"/d' "
+             "%s/q3/tokenizer_config.json", dir, dir, dir);
+    ck_assert(system(args) == 0);
+    snprintf(args, sizeof args, "prepare --tokenizer %s/q3 --input tests/fixtures/genesis.txt "
+             "--val-fraction 0.2 --out %s/shq3", dir, dir);
+    ck_assert_msg(dllm(args)->status == 0, "prepare with the mask-less tokenizer");
+    snprintf(args, sizeof args, "train --init %s/q3 --data %s/shq3 --objective mdm --steps 2 "
+             "--batch-size 2 --seq-len 16 --run %s/q3_mdm", dir, dir, dir);
+    assert_one_error(dllm(args), "names none: give --mask-id, an unused id in [1005, 1024)");
+    snprintf(args, sizeof args, "train --init %s/q3 --data %s/shq3 --objective mdm --steps 2 "
+             "--batch-size 2 --seq-len 16 --mask-id 1020 --run %s/q3_mdm", dir, dir, dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0 && strstr(r->out, "mask_id 1020"), "%s%s", r->out, r->err);
+    snprintf(args, sizeof args, "sample --model %s/q3_mdm --prompt hi --gen-length 4 "
+             "--block-length 4 --steps 4", dir);
+    ck_assert_msg(dllm(args)->status == 0, "sample of the model adapted with --mask-id");
     // Mistral's sliding window: LoRA fine-tuning and sampling work, adaptation is refused
     snprintf(args, sizeof args, "train --init tests/fixtures/hf_models/mistral --data %s/sh "
              "--steps 2 --batch-size 2 --seq-len 16 --lora-rank 2 --run %s/mistral_lora", dir,
