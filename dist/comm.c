@@ -56,18 +56,28 @@ static int wait_for(Comm *c, MPI_Request *req, const char *what, Error *err) {
     }
 }
 
-// MPI counts are ints: a shard layout past INT_MAX values is refused.
-static int counts_of(const Comm *c, size_t n, int *counts, int *displs, Error *err) {
-    if (n > INT_MAX)
-        return error_set(err, "%zu values exceed MPI's int counts (at most %d per exchange)", n,
-                         INT_MAX);
+// Every rank's shard of n values as MPI's counts and displacements: [0, size) and [size,
+// 2 size) of a new array of (2 + extra) * size ints (the extra ones for the caller), or NULL
+// with err; freed once the exchange has completed (MPI reads them until then). MPI counts are
+// ints: a shard layout past INT_MAX values is refused.
+static int *shard_counts(const Comm *c, size_t n, int extra, Error *err) {
+    if (n > INT_MAX) {
+        error_set(err, "%zu values exceed MPI's int counts (at most %d per exchange)", n,
+                  INT_MAX);
+        return NULL;
+    }
+    int *counts = malloc((2 + (size_t)extra) * (size_t)c->size * sizeof(int));
+    if (!counts) {
+        error_set(err, "out of memory for %d ranks' counts", c->size);
+        return NULL;
+    }
     for (int r = 0; r < c->size; r++) {
         size_t lo, len;
         comm_shard(n, c->size, r, &lo, &len);
         counts[r] = (int)len;
-        displs[r] = (int)lo;
+        counts[c->size + r] = (int)lo;
     }
-    return 0;
+    return counts;
 }
 #endif
 
@@ -127,20 +137,17 @@ int comm_exchange_shards(Comm *c, const float *send, float *recv, size_t n, Erro
     }
     if (c->nccl) return comm_nccl_exchange_shards(c, send, recv, n, err);
 #ifdef DLLM_MPI
-    int *counts = malloc(4 * (size_t)c->size * sizeof(int));
-    if (!counts) return error_set(err, "out of memory for %d ranks' counts", c->size);
+    int *counts = shard_counts(c, n, 2, err);
+    if (!counts) return -1;
     int *displs = counts + c->size, *rcounts = displs + c->size, *rdispls = rcounts + c->size;
-    int rc = counts_of(c, n, counts, displs, err);
     for (int r = 0; r < c->size; r++) {
         rcounts[r] = (int)len;
         rdispls[r] = (int)(len * (size_t)r);
     }
     MPI_Request req;
-    if (rc == 0) {
-        MPI_Ialltoallv(send, counts, displs, MPI_FLOAT, recv, rcounts, rdispls, MPI_FLOAT,
-                       MPI_COMM_WORLD, &req);
-        rc = wait_for(c, &req, "summing the gradients", err);
-    }
+    MPI_Ialltoallv(send, counts, displs, MPI_FLOAT, recv, rcounts, rdispls, MPI_FLOAT,
+                   MPI_COMM_WORLD, &req);
+    int rc = wait_for(c, &req, "summing the gradients", err);
     free(counts);
     return rc;
 #else
@@ -152,15 +159,12 @@ int comm_gather_shards(Comm *c, float *buf, size_t n, Error *err) {
     if (c->size == 1) return 0;
     if (c->nccl) return comm_nccl_gather_shards(c, buf, n, err);
 #ifdef DLLM_MPI
-    int *counts = malloc(2 * (size_t)c->size * sizeof(int));
-    if (!counts) return error_set(err, "out of memory for %d ranks' counts", c->size);
-    int rc = counts_of(c, n, counts, counts + c->size, err);
+    int *counts = shard_counts(c, n, 0, err);
+    if (!counts) return -1;
     MPI_Request req;
-    if (rc == 0) {
-        MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, buf, counts, counts + c->size, MPI_FLOAT,
-                        MPI_COMM_WORLD, &req);
-        rc = wait_for(c, &req, "gathering the summed gradients", err);
-    }
+    MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, buf, counts, counts + c->size, MPI_FLOAT,
+                    MPI_COMM_WORLD, &req);
+    int rc = wait_for(c, &req, "gathering the updated weights", err);
     free(counts);
     return rc;
 #else
@@ -177,15 +181,12 @@ int comm_gather_to_root(Comm *c, const float *mine, float *all, size_t n, Error 
     }
     if (c->nccl) return comm_nccl_gather_to_root(c, mine, all, n, err);
 #ifdef DLLM_MPI
-    int *counts = malloc(2 * (size_t)c->size * sizeof(int));
-    if (!counts) return error_set(err, "out of memory for %d ranks' counts", c->size);
-    int rc = counts_of(c, n, counts, counts + c->size, err);
+    int *counts = shard_counts(c, n, 0, err);
+    if (!counts) return -1;
     MPI_Request req;
-    if (rc == 0) {
-        MPI_Igatherv(mine, (int)len, MPI_FLOAT, all, counts, counts + c->size, MPI_FLOAT, 0,
-                     MPI_COMM_WORLD, &req);
-        rc = wait_for(c, &req, "gathering the optimizer state to save it", err);
-    }
+    MPI_Igatherv(mine, (int)len, MPI_FLOAT, all, counts, counts + c->size, MPI_FLOAT, 0,
+                 MPI_COMM_WORLD, &req);
+    int rc = wait_for(c, &req, "gathering the optimizer state to save it", err);
     free(counts);
     return rc;
 #else

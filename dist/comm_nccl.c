@@ -90,7 +90,7 @@ int comm_nccl_gather_shards(Comm *c, float *buf, size_t n, Error *err) {
         if (r == ncclSuccess) r = ncclRecv(buf + lo, len, ncclFloat32, p, nc, 0);
     }
     ncclResult_t end = ncclGroupEnd();
-    return wait_for(c, r != ncclSuccess ? r : end, "gathering the summed gradients", err);
+    return wait_for(c, r != ncclSuccess ? r : end, "gathering the updated weights", err);
 }
 
 int comm_nccl_gather_to_root(Comm *c, const float *mine, float *all, size_t n, Error *err) {

@@ -175,11 +175,10 @@ static int sum_round(Trainer *tr, const Trainable *p) {
         p->be->accumulate(tr->grad_sum, p->grads, p->n);
         return 0;
     }
-    size_t lo, len;
-    comm_shard(p->n, c->size, c->rank, &lo, &len);
+    // this rank's shard is the part its optimizer state covers (trainer_join)
     if (comm_exchange_shards(c, p->grads, tr->shards, p->n, &tr->error)) return -1;
     for (int r = 0; r < c->size; r++)
-        p->be->accumulate(tr->grad_sum, tr->shards + (size_t)r * len, len);
+        p->be->accumulate(tr->grad_sum, tr->shards + (size_t)r * p->opt_n, p->opt_n);
     return 0;
 }
 
@@ -192,9 +191,7 @@ static int run_micro_batches(Trainer *tr, int seq_len, const Trainable *p, doubl
     int ranks = tr->comm ? tr->comm->size : 1, rank = tr->comm ? tr->comm->rank : 0;
     int bd3 = tc->objective == OBJECTIVE_BD3;
     size_t n = (size_t)tc->batch_size * seq_len * train_copies(tc);
-    size_t lo = 0, len = p->n;
-    if (ranks > 1) comm_shard(p->n, ranks, rank, &lo, &len);
-    if (tr->grad_sum) p->be->zero(tr->grad_sum, len * sizeof(float));
+    if (tr->grad_sum) p->be->zero(tr->grad_sum, p->opt_n * sizeof(float));
     for (int micro = 0; micro < tc->grad_accum; micro++) {
         // every rank draws every micro-batch, so the data and mask streams stay those of one
         // process
@@ -236,14 +233,13 @@ static int job_grad_norm(Trainer *tr, const Trainable *p, float *norm) {
     size_t most = (chunks + (size_t)c->size - 1) / (size_t)c->size;  // rank 0's count
     double *mine = calloc(most ? most : 1, sizeof(double));
     double *all = malloc((most ? most : 1) * (size_t)c->size * sizeof(double));
-    size_t lo, len;
-    comm_shard(p->n, c->size, c->rank, &lo, &len);
     int rc = !mine || !all ? error_set(&tr->error, "out of memory for %zu partial sums", chunks)
                            : 0;
-    if (rc == 0 && len) p->be->sum_squares_chunks(mine, p->grads + lo, len);
+    if (rc == 0 && p->opt_n) p->be->sum_squares_chunks(mine, p->grads + p->opt_lo, p->opt_n);
     if (rc == 0) rc = comm_gather_host(c, mine, all, most * sizeof(double), &tr->error);
     double total = 0.0;
     for (int r = 0; rc == 0 && r < c->size; r++) {
+        size_t lo, len;
         comm_shard(p->n, c->size, r, &lo, &len);
         for (size_t k = 0; k < (len + SUM_SQUARES_CHUNK - 1) / SUM_SQUARES_CHUNK; k++)
             total += all[(size_t)r * most + k];
@@ -308,7 +304,8 @@ int trainer_save(const char *path, const Trainer *tr, const Tokenizer *t, Error 
     if (!c || c->size == 1) return checkpoint_write(path, &h, &p, t, err);
     // ZeRO-1: AdamW's state gathered from every rank's shard onto rank 0, which writes
     float *full = c->rank == 0 ? p.be->alloc(2 * p.n * sizeof(float)) : NULL;
-    if (c->rank == 0 && !full) return error_set(err, "%s: out of memory to gather the optimizer", path);
+    if (c->rank == 0 && !full)
+        return error_set(err, "%s: out of memory to gather the optimizer state", path);
     int rc = comm_gather_to_root(c, p.adam_m, full, p.n, err);
     if (rc == 0) rc = comm_gather_to_root(c, p.adam_v, full ? full + p.n : NULL, p.n, err);
     if (rc == 0 && c->rank == 0) {

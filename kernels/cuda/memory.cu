@@ -83,14 +83,8 @@ __global__ void sum_squares_kernel(double *partial, const float *x, size_t n) {
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x)
         s += (double)x[i] * x[i];
-    __shared__ double buf[SUM_THREADS];
-    buf[threadIdx.x] = s;
-    __syncthreads();
-    for (int stride = blockDim.x / 2; stride > 0; stride >>= 1) {
-        if (threadIdx.x < stride) buf[threadIdx.x] += buf[threadIdx.x + stride];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) partial[blockIdx.x] = buf[0];
+    s = block_sum(s);
+    if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
 
 // One block per chunk of SUM_SQUARES_CHUNK values: its sum of squares in double.
@@ -99,14 +93,8 @@ __global__ void sum_squares_chunks_kernel(double *partial, const float *x, size_
     size_t end = start + SUM_SQUARES_CHUNK < n ? start + SUM_SQUARES_CHUNK : n;
     double s = 0.0;
     for (size_t i = start + threadIdx.x; i < end; i += blockDim.x) s += (double)x[i] * x[i];
-    __shared__ double buf[SUM_THREADS];
-    buf[threadIdx.x] = s;
-    __syncthreads();
-    for (int stride = blockDim.x / 2; stride > 0; stride >>= 1) {
-        if (threadIdx.x < stride) buf[threadIdx.x] += buf[threadIdx.x + stride];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) partial[blockIdx.x] = buf[0];
+    s = block_sum(s);
+    if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
 
 void cuda_sum_squares_chunks(double *partials, const float *x, size_t n) {
