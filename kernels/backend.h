@@ -119,6 +119,30 @@ typedef struct {
     void (*swiglu_backward)(Act *dgate, Act *dup, const Act *dout, const Act *gate, const Act *up,
                             size_t n);
 
+    // Mixture of experts (model/moe.h; the routers in model/config.h, the math of one row in
+    // kernels/moe_route.h). Routing N rows of router logits [N, E]: pick[N * k] each row's k
+    // experts (best first), weight[N * k] their weights, probs[N * E] (fp32) the softmax
+    // probabilities or sigmoid scores they came from (the backward reads them). bias[E] (fp32;
+    // NULL: none) shifts what the picks compare.
+    void (*moe_route)(int *pick, float *weight, float *probs, const Act *logits,
+                      const float *bias, int N, int E, int k, int router, int n_groups,
+                      int topk_groups, float routed_scale);
+    // dlogits[N, E] (written) from the weights' gradient dweight[N * k] and aux[E] (NULL:
+    // none), a gradient on every row's probabilities (the load-balancing loss).
+    void (*moe_route_backward)(Act *dlogits, const float *dweight, const int *pick,
+                               const float *probs, const float *aux, int N, int E, int k,
+                               int router, float routed_scale);
+    // dst[i, :] = src[rows[i], :] for the n rows of C values: token rows into expert order
+    void (*gather_rows)(Act *dst, const Act *src, const int *rows, int n, int C);
+    // out[t, :] += sum over j < k of weight[t k + j] * ys[slot[t k + j], :] (weight NULL: 1),
+    // j in order: each token's expert outputs (ys, in expert order) back into token order
+    void (*moe_combine)(Act *out, const Act *ys, const int *slot, const float *weight, int N,
+                        int k, int C);
+    // Its backward: dys[slot[s], :] = weight[s] dout[t, :] and dweight[s] = dout[t, :] .
+    // ys[slot[s], :], both written (every ys row is one slot's), s = t k + j.
+    void (*moe_combine_backward)(Act *dys, float *dweight, const Act *dout, const Act *ys,
+                                 const int *slot, const float *weight, int N, int k, int C);
+
     // out = a + b
     void (*add)(Act *out, const Act *a, const Act *b, size_t n);
     // out += s * x (a LoRA branch joining its projection)

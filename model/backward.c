@@ -3,11 +3,31 @@
 #include <assert.h>
 
 #include "model/layer.h"
+#include "model/moe.h"
 
 void model_zero_grad(Model *m) {
     assert(!model_is_inference(m));
     Trainable t = model_trainable(m);
     t.be->zero(t.grads, t.n * sizeof(float));
+}
+
+// The dense MLP's backward: d->ln = the gradient of its input, from d->resid (its output's).
+static void mlp_backward(Model *m, int l, const LayerActs *a, const LayerWeights *w,
+                         const LayerWeights *dw) {
+    const Backend *be = m->be;
+    const ActivationGrads *d = &m->grad_acts;
+    int N = m->B * m->T, C = m->cfg.d_model, F = m->cfg.d_ff;
+    size_t NC = (size_t)N * C, NF = (size_t)N * F;
+    be->zero(d->swiglu, NF * be->act_bytes);
+    linear_backward(m, l, LORA_DOWN, d->swiglu, dw->w_down, d->resid,
+                    linear_input(m, a->swiglu, N, F), w->w_down, N, F, C);
+    be->zero(d->gate, NF * be->act_bytes);
+    be->zero(d->up, NF * be->act_bytes);
+    be->swiglu_backward(d->gate, d->up, d->swiglu, a->gate, a->up, NF);
+    be->zero(d->ln, NC * be->act_bytes);
+    const Act *x = linear_input(m, a->ln2, N, C);
+    linear_backward(m, l, LORA_GATE, d->ln, dw->w_gate, d->gate, x, w->w_gate, N, C, F);
+    linear_backward(m, l, LORA_UP, d->ln, dw->w_up, d->up, x, w->w_up, N, C, F);
 }
 
 // Backward through layer l: d->resid holds the gradient of its output and becomes the
@@ -17,24 +37,19 @@ static void layer_backward(Model *m, int l) {
     const ModelConfig *c = &m->cfg;
     const Backend *be = m->be;
     const ActivationGrads *d = &m->grad_acts;
-    int B = m->B, T = m->T, N = B * T, C = c->d_model, F = c->d_ff, H = c->n_head, hd = C / H;
+    int B = m->B, T = m->T, N = B * T, C = c->d_model, H = c->n_head, hd = C / H;
     int Hkv = model_kv_heads(c), KV = Hkv * hd;
-    size_t NC = (size_t)N * C, NF = (size_t)N * F, NKV = (size_t)N * KV;
+    size_t NC = (size_t)N * C, NKV = (size_t)N * KV;
     LayerActs a = layer_acts(m, l);
     LayerWeights w = linear_layer_weights(m, l);
     LayerWeights dw = {0};
     if (m->grads) dw = layer_weights(&m->g, c, l, sizeof(float));
     // MLP block: the residual passes d->resid through unchanged, the branch adds to it
-    be->zero(d->swiglu, NF * be->act_bytes);
-    linear_backward(m, l, LORA_DOWN, d->swiglu, dw.w_down, d->resid,
-                     linear_input(m, a.swiglu, N, F), w.w_down, N, F, C);
-    be->zero(d->gate, NF * be->act_bytes);
-    be->zero(d->up, NF * be->act_bytes);
-    be->swiglu_backward(d->gate, d->up, d->swiglu, a.gate, a.up, NF);
-    be->zero(d->ln, NC * be->act_bytes);
-    const Act *x = linear_input(m, a.ln2, N, C);
-    linear_backward(m, l, LORA_GATE, d->ln, dw.w_gate, d->gate, x, w.w_gate, N, C, F);
-    linear_backward(m, l, LORA_UP, d->ln, dw.w_up, d->up, x, w.w_up, N, C, F);
+    if (w.router) {
+        moe_backward(m, l, d->ln, d->resid, a.ln2, N);
+    } else {
+        mlp_backward(m, l, &a, &w, &dw);
+    }
     be->rmsnorm_backward(d->resid, dw.mlp_norm, d->ln, a.resid_mid, w.mlp_norm, a.ln2_rstd, N, C);
     // attention block
     be->zero(d->att_out, NC * be->act_bytes);
@@ -61,7 +76,7 @@ static void layer_backward(Model *m, int l) {
         be->bias_backward(dw.bv, d->v, N, KV);
     }
     be->zero(d->ln, NC * be->act_bytes);
-    x = linear_input(m, a.ln1, N, C);
+    const Act *x = linear_input(m, a.ln1, N, C);
     linear_backward(m, l, LORA_Q, d->ln, dw.wq, dq, x, w.wq, N, C, C);
     linear_backward(m, l, LORA_K, d->ln, dw.wk, dk, x, w.wk, N, C, KV);
     linear_backward(m, l, LORA_V, d->ln, dw.wv, d->v, x, w.wv, N, C, KV);

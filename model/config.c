@@ -24,6 +24,57 @@ int model_kv_heads(const ModelConfig *c) { return c->n_kv_head ? c->n_kv_head : 
 
 int model_kv_dim(const ModelConfig *c) { return model_kv_heads(c) * (c->d_model / c->n_head); }
 
+static int is_flag(int x);
+
+int model_moe_layers(const ModelConfig *c) {
+    return c->n_experts > 0 ? c->n_layer - c->dense_layers : 0;
+}
+
+int model_dense_layers(const ModelConfig *c) { return c->n_layer - model_moe_layers(c); }
+
+static int moe_validate(const ModelConfig *c, Error *err) {
+    if (c->n_experts < 0) return error_set(err, "n_experts must be >= 0 (got %d)", c->n_experts);
+    if (c->n_experts == 0) {
+        if (c->n_active || c->d_expert || c->d_shared || c->dense_layers || c->router ||
+            c->n_groups || c->topk_groups || c->routed_scale != 0.0f || c->expert_bias ||
+            c->aux_loss_coef != 0.0f)
+            return error_set(err, "expert fields (n_active, d_expert, ...) set without n_experts");
+        return 0;
+    }
+    if (c->n_active < 1 || c->n_active > c->n_experts || c->n_active > MODEL_MAX_ACTIVE)
+        return error_set(err, "n_active %d must be in [1, min(n_experts %d, %d)]", c->n_active,
+                         c->n_experts, MODEL_MAX_ACTIVE);
+    if (c->n_experts > MODEL_MAX_EXPERTS)
+        return error_set(err, "n_experts %d: at most %d", c->n_experts, MODEL_MAX_EXPERTS);
+    if (c->d_expert < 1 || c->d_shared < 0)
+        return error_set(err, "d_expert (%d) must be >= 1 and d_shared (%d) >= 0", c->d_expert,
+                         c->d_shared);
+    if (c->dense_layers < 0 || c->dense_layers >= c->n_layer)
+        return error_set(err, "dense_layers %d must be in [0, n_layer %d)", c->dense_layers,
+                         c->n_layer);
+    if (!is_flag(c->expert_bias))
+        return error_set(err, "expert_bias must be 0 or 1 (got %d)", c->expert_bias);
+    if (!(c->aux_loss_coef >= 0.0f && c->aux_loss_coef < 1e3f))
+        return error_set(err, "aux_loss_coef must be in [0, 1000) (got %g)", c->aux_loss_coef);
+    if (c->router == ROUTER_SOFTMAX) {
+        if (c->n_groups || c->topk_groups || c->routed_scale != 0.0f)
+            return error_set(err, "the softmax router has no groups or routed_scale");
+        return 0;
+    }
+    if (c->router != ROUTER_SIGMOID_GROUPED)
+        return error_set(err, "router %d: 0 (softmax) or 1 (sigmoid, grouped)", c->router);
+    if (c->n_groups < 1 || c->n_experts % c->n_groups != 0 || c->n_experts / c->n_groups < 2)
+        return error_set(err, "n_groups %d must divide n_experts %d into groups of >= 2",
+                         c->n_groups, c->n_experts);
+    if (c->topk_groups < 1 || c->topk_groups > c->n_groups ||
+        c->topk_groups * (c->n_experts / c->n_groups) < c->n_active)
+        return error_set(err, "topk_groups %d must be in [1, n_groups %d] and hold n_active %d "
+                              "experts", c->topk_groups, c->n_groups, c->n_active);
+    if (!(c->routed_scale > 0.0f) || !isfinite(c->routed_scale))
+        return error_set(err, "routed_scale must be positive (got %g)", c->routed_scale);
+    return 0;
+}
+
 static int is_flag(int x) { return x == 0 || x == 1; }
 
 int model_config_validate(const ModelConfig *c, Error *err) {
@@ -72,6 +123,9 @@ int model_config_validate(const ModelConfig *c, Error *err) {
     if (c->sliding_window < 0 || (c->sliding_window > 0 && !c->causal))
         return error_set(err, "sliding_window %d: a window of keys (>= 0) for causal attention "
                               "only (a bidirectional one is not built)", c->sliding_window);
+    if (moe_validate(c, err)) return -1;
+    if (c->n_experts && c->ternary)
+        return error_set(err, "ternary weights for a mixture of experts are not built");
     return 0;
 }
 
@@ -115,4 +169,17 @@ void model_config_print(FILE *f, const ModelConfig *c) {
         fprintf(f, "weights: ternary (BitNet b1.58: absmean ternary projections, 8-bit absmax "
                    "inputs; embeddings, norms and LM head full precision)\n");
     if (c->init_std > 0.0f) fprintf(f, "init: weights normal(0, %g)\n", c->init_std);
+    if (c->n_experts) {
+        fprintf(f, "experts: %d of width %d, %d active per token (%s router", c->n_experts,
+                c->d_expert, c->n_active,
+                c->router == ROUTER_SOFTMAX ? "softmax" : "sigmoid, grouped");
+        if (c->router == ROUTER_SIGMOID_GROUPED)
+            fprintf(f, ": %d groups, best %d, scale %g", c->n_groups, c->topk_groups,
+                    c->routed_scale);
+        fprintf(f, "%s)", c->expert_bias ? ", expert bias" : "");
+        if (c->d_shared) fprintf(f, ", a shared expert of width %d", c->d_shared);
+        if (c->dense_layers) fprintf(f, "; layers 0..%d dense", c->dense_layers - 1);
+        if (c->aux_loss_coef > 0.0f) fprintf(f, "; load-balancing loss %g", c->aux_loss_coef);
+        fprintf(f, "\n");
+    }
 }

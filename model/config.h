@@ -7,9 +7,21 @@
 #include <stdio.h>
 
 #include "common/error.h"
+#include "kernels/moe_route.h"
 
 // Largest head size (d_model / n_head) a model may have.
 #define MODEL_MAX_HEAD_DIM 128
+
+// Mixture of experts: the routers (ModelConfig.router) and the sizes one row's routing holds.
+// ROUTER_SOFTMAX (LLaDA-MoE): probabilities softmax(logits), the n_active largest picked,
+// their probabilities the weights (not renormalised). ROUTER_SIGMOID_GROUPED (LLaDA 2.0):
+// scores sigmoid(logits); only the topk_groups groups whose two best scores sum highest are
+// eligible, the n_active best eligible experts picked; weights = their scores / their sum
+// (+1e-20) * routed_scale (a single pick keeps its score). The expert bias, when present, is
+// added to what the picks compare (softmax: to the weights too, as LLaDA-MoE's code does).
+enum { ROUTER_SOFTMAX = ROUTE_SOFTMAX, ROUTER_SIGMOID_GROUPED = ROUTE_SIGMOID_GROUPED };
+#define MODEL_MAX_EXPERTS ROUTE_MAX_EXPERTS
+#define MODEL_MAX_ACTIVE 16
 
 // Llama 3's RoPE frequency scaling (transformers' rope_type "llama3"): wavelengths longer
 // than original_context / low_freq_factor are divided by factor, shorter than
@@ -47,6 +59,18 @@ typedef struct {
                          // before it (Mistral's sliding window; causal models only); 0: all
     int qk_norm;         // 1: each head's query and key are RMS-normalised (a learned gain of
                          // head size per layer) after the projection, before RoPE (Qwen3)
+    // Mixture of experts (n_experts > 0; model/moe.h): from layer dense_layers on, a layer's
+    // MLP is n_experts SwiGLU experts of width d_expert, of which a router picks n_active per
+    // token, plus a shared expert of width d_shared (0: none) that every token passes through;
+    // the first dense_layers layers keep the dense MLP of width d_ff.
+    int n_experts, n_active, d_expert, d_shared, dense_layers;
+    int router;          // ROUTER_SOFTMAX or ROUTER_SIGMOID_GROUPED (model/moe.h)
+    int n_groups, topk_groups;  // grouped router: experts in n_groups equal groups, of which
+                                // the topk_groups with the best two scores are eligible
+    float routed_scale;  // grouped router: the picks' weights, normalised to sum 1, times this
+    int expert_bias;     // 1: a per-expert bias (a frozen tensor) added to the routing scores
+    float aux_loss_coef; // training: the load-balancing loss coef * E * sum_e f_e P_e over every
+                         // MoE layer's rows (f_e: share of the picks, P_e: mean probability)
 } ModelConfig;
 
 // What a model is created for. Training keeps every layer's activations for the backward;
@@ -68,6 +92,9 @@ ModelConfig model_config_default(void);
 // Key/value heads and the width of a key or value row (n_kv_head * head size).
 int model_kv_heads(const ModelConfig *c);
 int model_kv_dim(const ModelConfig *c);
+// Layers with a mixture of experts (0 for a dense model) and with the dense MLP.
+int model_moe_layers(const ModelConfig *c);
+int model_dense_layers(const ModelConfig *c);
 int model_config_validate(const ModelConfig *c, Error *err);
 // The attention mask (kernels/attn_mask.h) of the model's own passes: causal (AR; a sliding
 // window of causal keys when sliding_window is set), block-causal (block diffusion: committed

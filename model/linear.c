@@ -93,7 +93,8 @@ static void convert_weights(Model *m, int to_panels) {
         for (int t = 0; t < N_PROJECTIONS; t++) {
             int in, out;
             projection_shape(c, t, &in, &out);
-            m->be->panels_convert(layer_projection(&w, t), out, in, to_panels);
+            if (layer_projection(&w, t))  // an MoE layer's experts stay in rows
+                m->be->panels_convert(layer_projection(&w, t), out, in, to_panels);
         }
     }
     if (!c->tied_embeddings)

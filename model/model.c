@@ -1,5 +1,6 @@
 #include "model/model.h"
 #include "model/layer.h"
+#include "model/moe.h"
 
 #include "common/progress.h"
 #include "common/threads.h"
@@ -24,6 +25,30 @@ static float *carve_floats(char *base, size_t *offset, size_t n) {
 
 static Act *carve_acts(const Model *m, char *base, size_t *offset, size_t n) {
     return carve(base, offset, n * m->be->act_bytes);
+}
+
+// A mixture of experts' working set: S slices (layers kept) of N rows; a gradient set (grads 1)
+// has no probabilities or routing, only what the backward writes.
+static void carve_moe(const Model *m, char *base, size_t *off, MoeActs *a, size_t S, size_t N,
+                      int grads) {
+    const ModelConfig *c = &m->cfg;
+    size_t E = c->n_experts, k = c->n_active, C = c->d_model, Fe = c->d_expert, Fs = c->d_shared;
+    if (!E) S = 0;
+    size_t R = grads ? 0 : S;  // routing is kept per slice, never differentiated
+    a->logits = carve_acts(m, base, off, S * N * E);
+    a->probs = carve_floats(base, off, R * N * E);
+    a->pick = carve(base, off, R * N * k * sizeof(int));
+    a->weight = carve_floats(base, off, S * N * k);
+    a->rows = carve(base, off, R * N * k * sizeof(int));
+    a->slot_at = carve(base, off, R * N * k * sizeof(int));
+    a->xs = carve_acts(m, base, off, S * N * k * C);
+    a->ys = carve_acts(m, base, off, S * N * k * C);
+    a->gate = carve_acts(m, base, off, S * N * k * Fe);
+    a->up = carve_acts(m, base, off, S * N * k * Fe);
+    a->swiglu = carve_acts(m, base, off, S * N * k * Fe);
+    a->s_gate = carve_acts(m, base, off, S * N * Fs);
+    a->s_up = carve_acts(m, base, off, S * N * Fs);
+    a->s_swiglu = carve_acts(m, base, off, S * N * Fs);
 }
 
 // Lays out every activation, activation gradient and per-batch buffer in base; returns the
@@ -70,8 +95,11 @@ static size_t layout_activations(Model *m, char *base) {
     a->xq = carve_acts(m, base, &off, xq);
     a->xq8 = carve(base, &off, xq8);
     a->xq8_scale = carve_floats(base, &off, xq8_scale);
+    carve_moe(m, base, &off, &a->moe, m->mode == MODEL_TRAINING ? model_moe_layers(c) : 1, N, 0);
     ActivationGrads *d = &m->grad_acts;
     size_t G = inference ? 0 : 1;  // no backward scratch for inference
+    carve_moe(m, base, &off, &d->moe, G, N, 1);
+    d->aux = carve_floats(base, &off, G * c->n_experts);
     d->resid = carve_acts(m, base, &off, G * N * C);
     d->ln = carve_acts(m, base, &off, G * N * C);
     d->q = carve_acts(m, base, &off, G * N * C);
@@ -211,9 +239,12 @@ int model_create_lora(Model *m, const ModelConfig *c, const LoraConfig *lc, cons
         m->row_targets = malloc(rows * sizeof(int));
         m->row_weights = malloc(rows * sizeof(float));
     }
+    m->aux_scale = 1.0f;
+    int moe_ok = !c->n_experts || moe_alloc_host(m, rows) == 0;
     int training_state = !full || (m->grads && m->adam_m);
     if (!m->params || !training_state || !m->acts_memory || !m->host_losses ||
-        (c->logit_shift && (!m->row_targets || !m->row_weights)) || upload_rope_tables(m)) {
+        (c->logit_shift && (!m->row_targets || !m->row_weights)) || !moe_ok ||
+        upload_rope_tables(m)) {
         model_free(m);
         char total[32];
         format_bytes(total, sizeof total, plan_total(&plan));
@@ -256,6 +287,7 @@ void model_free(Model *m) {
     free(m->host_losses);
     free(m->row_targets);
     free(m->row_weights);
+    moe_free_host(m);
     memset(m, 0, sizeof *m);
 }
 
@@ -411,8 +443,13 @@ void layer_forward(Model *m, int l, const int *key_start, int start, int end) {
                           hd, pass_mask(m));
     linear_forward(m, l, LORA_O, proj, linear_input(m, a.att_out, N, C), w.wo, NULL, N, C, C);
     be->add(a.resid_mid, a.resid_in, proj, (size_t)N * C);
-    // SwiGLU MLP block
+    // SwiGLU MLP block (or a mixture of SwiGLU experts)
     be->rmsnorm_forward(a.ln2, a.ln2_rstd, a.resid_mid, w.mlp_norm, N, C, c->norm_eps);
+    if (w.router) {
+        moe_forward(m, l, a.ln2, proj, N);
+        be->add(a.resid_out, a.resid_mid, proj, (size_t)N * C);
+        return;
+    }
     x = linear_input(m, a.ln2, N, C);  // gate and up read the same input
     linear_forward(m, l, LORA_GATE, a.gate, x, w.w_gate, NULL, N, C, F);
     linear_forward(m, l, LORA_UP, a.up, x, w.w_up, NULL, N, C, F);
@@ -450,8 +487,10 @@ static void forward_rows(Model *m, const int *tokens, const int *key_start, int 
     if (key_start) be->to_device(m->key_start, key_start, (size_t)B * sizeof(int));
     linear_prepare_pass(m);
     be->embedding_forward(m->acts.resid, m->tokens, m->p.tok_emb, N, C);
+    moe_begin_pass(m);
     for (int l = 0; l < c->n_layer; l++)
         layer_forward(m, l, key_start ? m->key_start : NULL, start, end);
+    moe_end_pass(m, N);
     size_t last = model_is_inference(m) ? (size_t)c->n_layer % 2 : (size_t)c->n_layer;
     Act *resid_final = act_at(m, m->acts.resid, last * B * T * C);
     int Th = head_end - head_start;

@@ -25,6 +25,22 @@
 // with recomputation they hold one slice, refilled layer by layer during the backward pass
 // from the residual stream (which is always kept for every layer). Act * buffers hold the
 // backend's activation type (be->act_bytes per element); float * ones are always fp32.
+// A mixture-of-experts layer's working set (model/moe.h), per MoE layer kept like the others
+// (one slice with recomputation or for inference). k = n_active, E = n_experts; a "slot" is
+// one of a row's k picks (row t's j-th is slot t k + j), and the experts run on the slots in
+// expert order (expert 0's slots first, each expert's in slot order).
+typedef struct {
+    Act *logits;        // [B*T, E] the router's
+    float *probs;       // [B*T, E] softmax probabilities or sigmoid scores
+    int *pick;          // [B*T * k] each slot's expert
+    float *weight;      // [B*T * k] each slot's weight
+    int *rows;          // [B*T * k] expert order -> the token row it reads
+    int *slot_at;       // [B*T * k] slot -> its place in expert order
+    Act *xs, *ys;       // [B*T * k, d_model] the experts' inputs and outputs, in expert order
+    Act *gate, *up, *swiglu;     // [B*T * k, d_expert]
+    Act *s_gate, *s_up, *s_swiglu;  // [B*T, d_shared] the shared expert
+} MoeActs;
+
 typedef struct {
     Act *resid;        // [n_layer + 1, B*T, d_model] residual stream into each layer (+ the output)
     Act *ln1;          // [n_layer, B*T, d_model]
@@ -54,6 +70,7 @@ typedef struct {
                        // (ternary models only)
     int8_t *xq8;       // [B*T, ternary_padded(max(d_model, d_ff))] and [B*T]: the same as int8
     float *xq8_scale;  // rows and their multipliers (packed ternary models only)
+    MoeActs moe;       // mixture of experts only (size 0 without)
 } Activations;
 
 // Gradients of activations, one layer at a time (reused across layers).
@@ -66,6 +83,9 @@ typedef struct {
     Act *att_out;      // [B*T, d_model]
     Act *gate, *up, *swiglu;  // [B*T, d_ff]
     Act *lora_mid;     // [B*T, rank] (LoRA only)
+    MoeActs moe;       // mixture of experts: the gradients of logits (as router logits), xs,
+                       // ys, gate, up, swiglu, s_gate, s_up, s_swiglu; weight (float)
+    float *aux;        // [E] the load-balancing loss's gradient on each probability
 } ActivationGrads;
 
 // Bytes of backend memory a model takes, one allocation each. A model with LoRA adapters has
@@ -99,6 +119,16 @@ struct Model {
     float *row_weights;          // that predict them (host, [max_batch * seq_len])
     int B, T;                    // shape of the last forward pass
     int pairs;                   // 1: the last pass was model_forward_pairs (BD3 layout)
+    // mixture of experts (model/moe.h): the host's copy of a layer's picks while it sorts them,
+    // each MoE layer's first slot of each expert in expert order ([Lm, E + 1]: expert e's
+    // slots are [offsets[e], offsets[e + 1])), and the load-balancing tally of the last
+    // training pass: picks and summed probabilities per expert over every MoE layer's rows
+    int *moe_host_pick, *moe_host_rows, *moe_host_slot_at, *moe_offsets;
+    float *moe_host_probs;
+    double *moe_count, *moe_prob_sum;  // [E] each
+    int moe_tally;               // 1: this pass tallies (a training pass; not a recomputation)
+    float aux_loss;              // the last training pass's load-balancing loss (unscaled)
+    float aux_scale;             // what the backward multiplies it by (1 / micro-batches)
     int window;                  // >= 0: passes attend at most this many keys past each query
                                  // (annealing an adapted AR model; -1: the model's own mask)
     // LoRA (model/lora.h; rank 0: none). With adapters the base is frozen: no gradients or

@@ -9,6 +9,8 @@ void param_specs(const ModelConfig *c, ParamSpec specs[N_PARAM_TENSORS]) {
     size_t L = c->n_layer, C = c->d_model, F = c->d_ff, V = c->vocab_size;
     size_t KV = model_kv_dim(c), bias = c->qkv_bias ? L : 0, qk = c->qk_norm ? L : 0;
     size_t hd = c->n_head > 0 ? C / (size_t)c->n_head : 0;
+    size_t Lm = model_moe_layers(c), Ld = L - Lm, E = c->n_experts, Fe = c->d_expert;
+    size_t Fs = c->d_shared, Ls = Fs ? Lm : 0, Lb = c->expert_bias ? Lm : 0;
     // GPT-2 style: the two projections that write into the residual stream start smaller,
     // so the stream's variance does not grow with depth.
     float std = c->init_std > 0.0f ? c->init_std : 0.02f;
@@ -26,13 +28,21 @@ void param_specs(const ModelConfig *c, ParamSpec specs[N_PARAM_TENSORS]) {
             {"bv", bias, KV, 1, 0, 1, 0.0f},
             {"wo", L, C, C, 0, 0, resid_std},
             {"mlp_norm", L, C, 1, 1, 0, 0.0f},
-            {"w_gate", L, F, C, 0, 0, std},
-            {"w_up", L, F, C, 0, 0, std},
-            {"w_down", L, C, F, 0, 0, resid_std},
+            {"w_gate", Ld, F, C, 0, 0, std},
+            {"w_up", Ld, F, C, 0, 0, std},
+            {"w_down", Ld, C, F, 0, 0, resid_std},
             {"final_norm", 1, C, 1, 1, 0, 0.0f},
             {"lm_head", c->tied_embeddings ? 0 : 1, V, C, 0, 0, std},
             {"q_norm", qk, hd, 1, 1, 0, 0.0f},
             {"k_norm", qk, hd, 1, 1, 0, 0.0f},
+            {"router", Lm, E, C, 0, 0, std},
+            {"expert_bias", Lb, E, 1, 0, 1, 0.0f},
+            {"e_gate", Lm, E * Fe, C, 0, 0, std},
+            {"e_up", Lm, E * Fe, C, 0, 0, std},
+            {"e_down", Lm, E * C, Fe, 0, 0, resid_std},
+            {"s_gate", Ls, Fs, C, 0, 0, std},
+            {"s_up", Ls, Fs, C, 0, 0, std},
+            {"s_down", Ls, C, Fs, 0, 0, resid_std},
         };
     for (int i = 0; i < N_PARAM_TENSORS; i++) {
         ParamSpec s = {table[i].name, table[i].layers * table[i].rows * table[i].cols,
@@ -55,10 +65,25 @@ double train_flops_per_token(const ModelConfig *c, int T) {
     param_specs(c, specs);
     double matmul = (double)c->vocab_size * c->d_model;  // the output head
     for (int i = 0; i < N_PARAM_TENSORS; i++)
-        if (param_is_projection(i)) matmul += (double)specs[i].size;
+        if (param_is_projection(i) || param_is_moe_matrix(i))
+            matmul += param_is_expert(i) ? (double)specs[i].size * c->n_active / c->n_experts
+                                         : (double)specs[i].size;
     int copies = c->block_size > 0 ? 2 : 1;
     double keys = (double)copies * T;
     return copies * (6.0 * matmul + 12.0 * c->n_layer * keys * c->d_model);
+}
+
+int param_is_expert(int i) { return i >= 19 && i <= 21; }  // e_gate, e_up, e_down
+
+int param_is_moe_matrix(int i) { return i == 17 || param_is_expert(i) || (i >= 22 && i <= 24); }
+
+size_t param_count_active(const ModelConfig *c) {
+    ParamSpec specs[N_PARAM_TENSORS];
+    param_specs(c, specs);
+    size_t n = 0;
+    for (int i = 0; i < N_PARAM_TENSORS; i++)
+        n += param_is_expert(i) ? specs[i].size / c->n_experts * c->n_active : specs[i].size;
+    return n;
 }
 
 // p advanced by n elements of elem_bytes (NULL stays NULL: a packed model's projections)
@@ -103,7 +128,8 @@ static void point(ParamTensors *t, void *base, size_t elem_bytes, const ModelCon
         &t->tok_emb, &t->attn_norm, &t->wq,     &t->wk,     &t->wv,
         &t->bq,      &t->bk,        &t->bv,     &t->wo,     &t->mlp_norm,
         &t->w_gate,  &t->w_up,      &t->w_down, &t->final_norm, &t->lm_head,
-        &t->q_norm,  &t->k_norm,
+        &t->q_norm,  &t->k_norm,   &t->router, &t->expert_bias, &t->e_gate, &t->e_up,
+        &t->e_down,  &t->s_gate,   &t->s_up,   &t->s_down,
     };
     ParamSpec specs[N_PARAM_TENSORS];
     param_specs(c, specs);
@@ -128,6 +154,8 @@ LayerWeights layer_weights(const ParamTensors *t, const ModelConfig *c, int l, s
     size_t C = c->d_model, F = c->d_ff, KV = model_kv_dim(c), e = elem_bytes;
     size_t hd = C / (size_t)c->n_head;
     int bias = c->qkv_bias, qk = c->qk_norm;
+    size_t Ld = model_dense_layers(c), dense = (size_t)l < Ld, lm = l - Ld;  // lm: MoE index
+    size_t E = c->n_experts, Fe = c->d_expert, Fs = c->d_shared;
     LayerWeights w = {
         .attn_norm = advance(t->attn_norm, l * C, e),
         .wq = advance(t->wq, l * C * C, e),
@@ -138,12 +166,23 @@ LayerWeights layer_weights(const ParamTensors *t, const ModelConfig *c, int l, s
         .bv = bias ? advance(t->bv, l * KV, e) : NULL,
         .wo = advance(t->wo, l * C * C, e),
         .mlp_norm = advance(t->mlp_norm, l * C, e),
-        .w_gate = advance(t->w_gate, l * F * C, e),
-        .w_up = advance(t->w_up, l * F * C, e),
-        .w_down = advance(t->w_down, l * C * F, e),
+        .w_gate = dense ? advance(t->w_gate, l * F * C, e) : NULL,
+        .w_up = dense ? advance(t->w_up, l * F * C, e) : NULL,
+        .w_down = dense ? advance(t->w_down, l * C * F, e) : NULL,
         .q_norm = qk ? advance(t->q_norm, l * hd, e) : NULL,
         .k_norm = qk ? advance(t->k_norm, l * hd, e) : NULL,
     };
+    if (dense) return w;
+    w.router = advance(t->router, lm * E * C, e);
+    w.expert_bias = c->expert_bias ? advance(t->expert_bias, lm * E, e) : NULL;
+    w.e_gate = advance(t->e_gate, lm * E * Fe * C, e);
+    w.e_up = advance(t->e_up, lm * E * Fe * C, e);
+    w.e_down = advance(t->e_down, lm * E * C * Fe, e);
+    if (Fs) {
+        w.s_gate = advance(t->s_gate, lm * Fs * C, e);
+        w.s_up = advance(t->s_up, lm * Fs * C, e);
+        w.s_down = advance(t->s_down, lm * C * Fs, e);
+    }
     return w;
 }
 

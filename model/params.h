@@ -31,9 +31,19 @@ typedef struct {
     float *lm_head;     // [vocab, d_model] (tok_emb when tied_embeddings)
     float *q_norm;      // [n_layer, head size] (qk_norm)
     float *k_norm;      // [n_layer, head size] (qk_norm)
+    // mixture of experts (n_experts > 0), Lm = the MoE layers (the last n_layer - dense_layers;
+    // w_gate, w_up and w_down then hold the dense layers' alone), E experts of width Fe:
+    float *router;      // [Lm, E, d_model]
+    float *expert_bias; // [Lm, E] (expert_bias; never trained)
+    float *e_gate;      // [Lm, E * Fe, d_model]: expert e's gate is rows e * Fe ..
+    float *e_up;        // [Lm, E * Fe, d_model]
+    float *e_down;      // [Lm, E * d_model, Fe]: expert e's down is rows e * d_model ..
+    float *s_gate;      // [Lm, d_shared, d_model] (the shared expert, d_shared > 0)
+    float *s_up;        // [Lm, d_shared, d_model]
+    float *s_down;      // [Lm, d_model, d_shared]
 } ParamTensors;
 
-enum { N_PARAM_TENSORS = 17 };
+enum { N_PARAM_TENSORS = 25 };
 
 typedef struct {
     const char *name;
@@ -41,15 +51,24 @@ typedef struct {
     int layers;        // n_layer for per-layer tensors, else 1
     size_t rows, cols; // one layer's matrix [rows, cols]; cols = 1 for a vector of rows
     int is_norm;       // norm gains start at 1 and get no weight decay
-    int is_bias;       // biases start at 0 and get no weight decay
+    int is_bias;       // biases start at 0 and get no weight decay (the expert bias, never
+                       // given a gradient, so stays as loaded)
     float init_std;    // for the others: normal(0, init_std)
 } ParamSpec;
 
 // The size table, in the order of the ParamTensors fields.
 void param_specs(const ModelConfig *c, ParamSpec specs[N_PARAM_TENSORS]);
 size_t param_count(const ModelConfig *c);
+// The parameters one token's pass reads: all but the routed experts it does not pick (of a
+// dense model, param_count).
+size_t param_count_active(const ModelConfig *c);
+// ParamTensors field i is a routed expert's matrix (e_gate, e_up, e_down), or any matrix of an
+// MoE layer's MLP (the router, the experts, the shared expert).
+int param_is_expert(int i);
+int param_is_moe_matrix(int i);
 // Training FLOPs (forward + backward = 3 x forward) per token of rows of T positions: 6 x the
-// weights of every matrix product (the seven projections of each layer and the output head,
+// weights of every matrix product (the seven projections of each layer and the output head;
+// of an MoE layer the router, the shared expert and n_active of the E experts,
 // tied or not; the embedding lookup is free) + 12 x n_layer x T x d_model for attention (QK^T
 // and AV over all T keys, causal or not: the usual convention). Block diffusion trains each
 // token in two rows (the clean and the noisy copy) over 2T keys. LoRA training counts the same
@@ -71,9 +90,11 @@ void param_tensors_point_packed(ParamTensors *t, float *base, const ModelConfig 
 void params_copy_unpacked(float *dst, const float *src, const ModelConfig *c, int to_full);
 
 // One layer's slices of a ParamTensors (the weights or their gradients).
+// An MoE layer has no w_gate, w_up, w_down (NULL) and a dense layer no expert fields.
 typedef struct {
     float *attn_norm, *wq, *wk, *wv, *bq, *bk, *bv, *wo, *mlp_norm, *w_gate, *w_up, *w_down;
     float *q_norm, *k_norm;  // NULL without qk_norm
+    float *router, *expert_bias, *e_gate, *e_up, *e_down, *s_gate, *s_up, *s_down;
 } LayerWeights;
 LayerWeights layer_weights(const ParamTensors *t, const ModelConfig *c, int layer,
                            size_t elem_bytes);
@@ -83,7 +104,8 @@ LayerWeights layer_weights(const ParamTensors *t, const ModelConfig *c, int laye
 // its input and output widths.
 enum { PROJ_Q, PROJ_K, PROJ_V, PROJ_O, PROJ_GATE, PROJ_UP, PROJ_DOWN, N_PROJECTIONS };
 int projection_param(int t);
-// Projection t's slice among a layer's weights (w->wq for PROJ_Q, ...).
+// Projection t's slice among a layer's weights (w->wq for PROJ_Q, ...; NULL for an MoE
+// layer's gate, up and down).
 float *layer_projection(const LayerWeights *w, int t);
 void projection_shape(const ModelConfig *c, int t, int *in, int *out);
 

@@ -46,12 +46,39 @@ typedef struct {
     const int *inputs, *targets;
     const float *weights;
     int B, T;
+    const int *picks;  // a mixture of experts: the unperturbed pass's picks (else NULL)
+    int jumps;         // perturbations that changed a pick
 } LossCase;
 
+// Every MoE layer's picks of the last pass (a CPU model keeps them all in host memory).
+static size_t pick_count(const Model *m) {
+    return (size_t)model_moe_layers(&m->cfg) * m->max_batch * m->cfg.seq_len * m->cfg.n_active;
+}
+
+// The training loss: cross-entropy, plus a mixture of experts' load-balancing loss. A
+// perturbation that changes which experts a row picks moves the loss by a jump, not a slope:
+// NaN then, which grad_check's comparisons pass over (and the count says how many).
 static double model_scalar(void *p) {
     LossCase *c = p;
     model_forward(c->m, c->inputs, c->B, c->T);
-    return model_loss(c->m, c->targets, c->weights);
+    double loss = model_loss(c->m, c->targets, c->weights) + (double)c->m->aux_loss;
+    if (c->picks && memcmp(c->picks, c->m->acts.moe.pick, pick_count(c->m) * sizeof(int))) {
+        c->jumps++;
+        return NAN;
+    }
+    return loss;
+}
+
+// A mixture of experts in the second of the two layers (the first stays dense): 4 experts of
+// width 6, 2 per token, a shared expert of width 5. router 0: LLaDA-MoE's softmax router with
+// the load-balancing loss; 1: LLaDA 2.0's grouped sigmoid router (2 groups of 2, the best one
+// eligible, weights scaled by 2.5) with an expert bias.
+static ModelConfig moe_shape(ModelConfig c, int router) {
+    c.n_experts = 4, c.n_active = 2, c.d_expert = 6, c.d_shared = 5, c.dense_layers = 1;
+    c.router = router;
+    if (router == ROUTER_SOFTMAX) c.aux_loss_coef = 0.1f;
+    else c.n_groups = 2, c.topk_groups = 1, c.routed_scale = 2.5f, c.expert_bias = 1;
+    return c;
 }
 
 // The shapes released models add: grouped-query attention (one key/value head for two query
@@ -65,10 +92,12 @@ static ModelConfig imported_shape(ModelConfig c) {
 
 // Every parameter of every tensor against central differences of the loss. imported 2 adds
 // the newer families' shapes: Qwen3's per-head q/k norms, and for AR Mistral's sliding window.
+// imported 3 and 4: a mixture of experts with each router (moe_shape) and the q/k norms.
 static void check_model_gradients(int causal, int imported) {
     ModelConfig cfg = tiny_config(causal);
     if (imported) cfg = imported_shape(cfg);
     if (imported == 2) cfg.qk_norm = 1, cfg.sliding_window = causal ? 3 : 0;
+    if (imported >= 3) cfg = moe_shape(cfg, imported - 3), cfg.qk_norm = 1;
     int B = 2, T = cfg.seq_len, N = B * T;
     Model m = make_model(&cfg, B);
     // normalised q and k of this tiny head size attend almost uniformly with gains of 1, which
@@ -76,6 +105,8 @@ static void check_model_gradients(int causal, int imported) {
     if (cfg.qk_norm)
         for (size_t i = 0; i < (size_t)cfg.n_layer * (cfg.d_model / cfg.n_head); i++)
             m.p.q_norm[i] = m.p.k_norm[i] = 3.0f;
+    if (cfg.expert_bias)  // shifts which experts are picked, nothing else
+        for (int e = 0; e < cfg.n_experts; e++) m.p.expert_bias[e] = 0.1f * e;
     int tokens[2 * 7], inputs[12], targets[12];
     float weights[12];
     random_tokens(tokens, 2 * 7, cfg.vocab_size - 1, 5);
@@ -91,28 +122,46 @@ static void check_model_gradients(int causal, int imported) {
             weights[i] = masked ? 3.0f / N : 0.0f;
         }
     }
-    LossCase c = {&m, inputs, targets, weights, B, T};
+    LossCase c = {&m, inputs, targets, weights, B, T, NULL, 0};
     model_zero_grad(&m);
-    float loss = (float)model_scalar(&c);
+    model_forward(&m, inputs, B, T);
+    float loss = model_loss(&m, targets, weights);
+    int *picks = NULL;
+    if (cfg.n_experts) {
+        picks = malloc(pick_count(&m) * sizeof(int));
+        memcpy(picks, m.acts.moe.pick, pick_count(&m) * sizeof(int));
+        c.picks = picks;
+    }
     // the fused training pass gives the forward's loss, and the gradients checked below
     ck_assert_float_eq(model_loss_backward(&m, targets, weights), loss);
 
     ParamSpec specs[N_PARAM_TENSORS];
     param_specs(&cfg, specs);
     size_t offset = 0;
+    static const char *const shapes[] = {"", " gqa+bias+tied", " gqa+bias+tied+qk-norm+window",
+                                         " moe softmax+aux+shared", " moe sigmoid-grouped+bias"};
     for (int i = 0; i < N_PARAM_TENSORS; i++) {
+        if (!specs[i].size) continue;
+        if (i == 18) {  // the expert bias is never trained: no gradient
+            for (size_t j = 0; j < specs[i].size; j++) ck_assert(m.grads[offset + j] == 0.0f);
+            offset += specs[i].size;
+            continue;
+        }
         double err = grad_check(model_scalar, &c, m.params + offset, m.grads + offset,
                                 specs[i].size, 2e-2f, 0);
         printf("  %s%s model grad check %-10s (%4zu params) max rel err %.2e\n",
-               causal ? "AR " : "MDM",
-               imported == 2 ? " gqa+bias+tied+qk-norm+window"
-               : imported    ? " gqa+bias+tied"
-                             : "",
+               causal ? "AR " : "MDM", shapes[imported],
                specs[i].name,
                specs[i].size, err);
         fflush(stdout);
         ck_assert_msg(err < 1e-2, "%s: relative gradient error %g", specs[i].name, err);
         offset += specs[i].size;
+    }
+    if (picks) {  // most perturbations leave the picks as they were
+        printf("  %s%s: %d of %zu perturbations changed a pick (skipped)\n",
+               causal ? "AR " : "MDM", shapes[imported], c.jumps, 4 * m.n_params);
+        ck_assert((size_t)c.jumps < 4 * m.n_params / 10);
+        free(picks);
     }
     model_free(&m);
 }
@@ -132,6 +181,13 @@ END_TEST
 START_TEST(test_model_gradients_qk_norm_sliding_window) {
     check_model_gradients(0, 2);
     check_model_gradients(1, 2);
+}
+END_TEST
+
+START_TEST(test_model_gradients_mixture_of_experts) {
+    check_model_gradients(0, 3);
+    check_model_gradients(0, 4);
+    check_model_gradients(1, 3);
 }
 END_TEST
 
@@ -218,10 +274,11 @@ END_TEST
 
 // Gradients of a model that recomputes each layer in the backward pass, against one that
 // keeps every layer's activations: the same ops on the same inputs, so the same bits.
-static void check_recompute(int causal) {
+static void check_recompute(int causal, int moe) {
     ModelConfig cfg = tiny_config(causal);
     cfg.n_layer = 3;
     cfg.qk_norm = causal;  // the AR case with Qwen3's q/k norms: their inputs refilled too
+    if (moe) cfg = moe_shape(cfg, ROUTER_SOFTMAX);  // two MoE layers, routed again
     int B = 2, T = cfg.seq_len, N = B * T;
     Model keep = make_model(&cfg, B), again;
     Error err;
@@ -243,8 +300,8 @@ static void check_recompute(int causal) {
     ck_assert_mem_eq(keep.grads, again.grads, keep.n_params * sizeof(float));
     MemoryPlan full = model_memory_plan(&cfg, &backend_cpu, B, 0);
     MemoryPlan lean = model_memory_plan(&cfg, &backend_cpu, B, 1);
-    printf("  %s recompute: activations %zu -> %zu bytes, gradients identical\n",
-           causal ? "AR " : "MDM", full.activations, lean.activations);
+    printf("  %s%s recompute: activations %zu -> %zu bytes, gradients identical\n",
+           causal ? "AR " : "MDM", moe ? " moe" : "", full.activations, lean.activations);
     ck_assert(lean.activations < full.activations);
     ck_assert(lean.params == full.params && lean.optimizer == 2 * full.params);
     model_free(&keep);
@@ -252,8 +309,9 @@ static void check_recompute(int causal) {
 }
 
 START_TEST(test_recompute_gives_identical_gradients) {
-    check_recompute(0);
-    check_recompute(1);
+    check_recompute(0, 0);
+    check_recompute(1, 0);
+    check_recompute(0, 1);
 }
 END_TEST
 
@@ -458,6 +516,7 @@ int main(void) {
     tcase_add_test(tc, test_model_gradients_causal);
     tcase_add_test(tc, test_model_gradients_gqa_bias_tied);
     tcase_add_test(tc, test_model_gradients_qk_norm_sliding_window);
+    tcase_add_test(tc, test_model_gradients_mixture_of_experts);
     tcase_add_test(tc, test_ar_is_causal);
     tcase_add_test(tc, test_mdm_sees_every_position);
     tcase_add_test(tc, test_gradient_accumulation);

@@ -201,6 +201,7 @@ static int run_micro_batches(Trainer *tr, int seq_len, const Trainable *p, doubl
         // each micro-batch carries 1/grad_accum of the step's loss
         for (size_t i = 0; i < n; i++) tr->weights[i] /= (float)tc->grad_accum;
         double t0 = now_seconds();
+        m->aux_scale = 1.0f / (float)tc->grad_accum;  // the load-balancing loss's share too
         model_zero_grad(m);
         if (bd3) model_forward_pairs(m, tr->inputs, tc->batch_size, seq_len);
         else model_forward(m, tr->inputs, tc->batch_size, seq_len);

@@ -92,6 +92,17 @@ void cpu_pick_tokens(int *tokens, double *confidence, const Act *logits, int B, 
                      int banned);
 
 void cpu_add(Act *out, const Act *a, const Act *b, size_t n);
+void cpu_moe_route(int *pick, float *weight, float *probs, const Act *logits, const float *bias,
+                   int N, int E, int k, int router, int n_groups, int topk_groups,
+                   float routed_scale);
+void cpu_moe_route_backward(Act *dlogits, const float *dweight, const int *pick,
+                            const float *probs, const float *aux, int N, int E, int k,
+                            int router, float routed_scale);
+void cpu_gather_rows(Act *dst, const Act *src, const int *rows, int n, int C);
+void cpu_moe_combine(Act *out, const Act *ys, const int *slot, const float *weight, int N, int k,
+                     int C);
+void cpu_moe_combine_backward(Act *dys, float *dweight, const Act *dout, const Act *ys,
+                              const int *slot, const float *weight, int N, int k, int C);
 void cpu_add_scaled(Act *out, const Act *x, float s, size_t n);
 void cpu_guide(Act *cond, const Act *uncond, float w, size_t n);
 

@@ -38,6 +38,11 @@ static Backend cuda_table(const char *name) {
     b.swiglu_forward = cuda_swiglu_forward<A>;
     b.swiglu_backward = cuda_swiglu_backward<A>;
     b.add = cuda_add<A>;
+    b.moe_route = cuda_moe_route<A>;
+    b.moe_route_backward = cuda_moe_route_backward<A>;
+    b.gather_rows = cuda_gather_rows<A>;
+    b.moe_combine = cuda_moe_combine<A>;
+    b.moe_combine_backward = cuda_moe_combine_backward<A>;
     b.add_scaled = cuda_add_scaled<A>;
     b.guide = cuda_guide<A>;
     b.cross_entropy_forward = cuda_cross_entropy_forward<A>;

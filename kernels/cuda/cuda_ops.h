@@ -118,6 +118,22 @@ int cuda_attention_tc_backward(void *dq, void *dk, void *dv, const void *dout, c
                                const float *lse, const void *q, const void *k, const void *v,
                                int B, int T, int H, int Hkv, int head_dim, int mask);
 template <typename A>
+void cuda_moe_route(int *pick, float *weight, float *probs, const void *logits,
+                    const float *bias, int N, int E, int k, int router, int n_groups,
+                    int topk_groups, float routed_scale);
+template <typename A>
+void cuda_moe_route_backward(void *dlogits, const float *dweight, const int *pick,
+                             const float *probs, const float *aux, int N, int E, int k,
+                             int router, float routed_scale);
+template <typename A>
+void cuda_gather_rows(void *dst, const void *src, const int *rows, int n, int C);
+template <typename A>
+void cuda_moe_combine(void *out, const void *ys, const int *slot, const float *weight, int N,
+                      int k, int C);
+template <typename A>
+void cuda_moe_combine_backward(void *dys, float *dweight, const void *dout, const void *ys,
+                               const int *slot, const float *weight, int N, int k, int C);
+template <typename A>
 void cuda_swiglu_forward(void *out, const void *gate, const void *up, size_t n);
 template <typename A>
 void cuda_swiglu_backward(void *dgate, void *dup, const void *dout, const void *gate,
