@@ -12,7 +12,8 @@
 #include "common/json.h"
 #include "model/params.h"
 
-static const char *arch_names[] = {"LLaDA", "Dream", "LLaMA", "Qwen2", "Mistral", "Qwen3"};
+static const char *arch_names[] = {"LLaDA", "Dream", "LLaMA", "Qwen2", "Mistral", "Qwen3",
+                                   "LLaDA-MoE"};
 
 const char *hf_arch_name(HfArch a) { return arch_names[a]; }
 
@@ -43,9 +44,19 @@ static const char *llada_names[N_PARAM_TENSORS] = {
     "model.transformer.ff_out.weight",
     NULL,  // LLaDA has no q/k norms
     NULL,
+    NULL,  // nor experts
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
 };
 
-// LLaMA, Qwen2, Mistral, Qwen3 and Dream share the transformers layout
+// LLaMA, Qwen2, Mistral, Qwen3, Dream and LLaDA-MoE share the transformers layout (the expert
+// names are LLaDA-MoE's: a routed expert's name holds the layer, then the expert)
+
 static const char *llama_names[N_PARAM_TENSORS] = {
     "model.embed_tokens.weight",
     "model.layers.%d.input_layernorm.weight",
@@ -64,13 +75,31 @@ static const char *llama_names[N_PARAM_TENSORS] = {
     "lm_head.weight",
     "model.layers.%d.self_attn.q_norm.weight",  // Qwen3
     "model.layers.%d.self_attn.k_norm.weight",
+    "model.layers.%d.mlp.gate.weight",
+    "model.layers.%d.mlp.expert_bias",
+    "model.layers.%d.mlp.experts.%d.gate_proj.weight",
+    "model.layers.%d.mlp.experts.%d.up_proj.weight",
+    "model.layers.%d.mlp.experts.%d.down_proj.weight",
+    "model.layers.%d.shared_expert.gate_proj.weight",
+    "model.layers.%d.shared_expert.up_proj.weight",
+    "model.layers.%d.shared_expert.down_proj.weight",
 };
 
 enum { TOK_EMB = 0, LM_HEAD = 14 };
 
-void hf_tensor_name(HfArch a, int index, int layer, char *buf, size_t cap) {
+void hf_expert_tensor_name(HfArch a, int index, int layer, int expert, char *buf, size_t cap) {
     const char *pattern = a == HF_LLADA ? llada_names[index] : llama_names[index];
-    snprintf(buf, cap, pattern, layer);
+    snprintf(buf, cap, pattern, layer, expert);
+}
+
+void hf_tensor_name(HfArch a, int index, int layer, char *buf, size_t cap) {
+    hf_expert_tensor_name(a, index, layer, 0, buf, cap);
+}
+
+// The file's layer of layer l of tensor i's stack: an MoE layer's tensors stack the MoE layers
+// alone, which follow the dense ones.
+static int file_layer(const ModelConfig *c, int i, int l) {
+    return param_is_moe_matrix(i) || i == 18 ? l + model_dense_layers(c) : l;
 }
 
 // ---- config.json ----
@@ -282,6 +311,74 @@ static int read_llama_family(const Config *c, HfArch arch, ModelConfig *m) {
     return 0;
 }
 
+// LLaDA-MoE's moe_layer_freq: 0 for a dense layer, 1 for an MoE one; dllm's layout has the
+// dense layers first (absent: every layer MoE).
+static int read_moe_layers(const Config *c, ModelConfig *m) {
+    const JsonValue *v = member(c, "moe_layer_freq");
+    if (!v) return 0;
+    if (v->type != JSON_ARRAY || v->n != m->n_layer)
+        return error_set(c->err, "%s: moe_layer_freq must list num_hidden_layers (%d) flags",
+                         c->path, m->n_layer);
+    for (int i = 0; i < v->n; i++) {
+        const JsonValue *x = &v->items[i];
+        if (x->type != JSON_NUMBER || (x->number != 0 && x->number != 1))
+            return error_set(c->err, "%s: moe_layer_freq[%d] must be 0 or 1", c->path, i);
+        if (x->number == 0 && i != m->dense_layers)
+            return error_set(c->err, "%s: moe_layer_freq has a dense layer (%d) after an MoE one; "
+                                     "dllm's dense layers come first", c->path, i);
+        if (x->number == 0) m->dense_layers++;
+    }
+    return 0;
+}
+
+// LLaDA-MoE (model_type "llada" with experts; its modeling_lladamoe.py): bidirectional
+// attention with per-head q/k norms, and from the first MoE layer on a softmax router over
+// num_experts SwiGLU experts, the top num_experts_per_tok picked with their probabilities as
+// weights, a shared expert when shared_expert_intermediate_size is set, and the Switch
+// load-balancing loss at router_aux_loss_coef. Like that code, dllm reads nothing of
+// norm_topk_prob, moe_router_score_function, routed_scaling_factor, router_num_group and
+// router_topk_group (the code always takes the softmax, never renormalises or groups).
+static int read_llada_moe(const Config *c, ModelConfig *m) {
+    int max_seq;
+    float partial;
+    if (get_int(c, "hidden_size", -2, &m->d_model) ||
+        get_int(c, "num_attention_heads", -2, &m->n_head) ||
+        get_int(c, "num_hidden_layers", -2, &m->n_layer) ||
+        get_int(c, "num_key_value_heads", 0, &m->n_kv_head) ||
+        get_int(c, "dense_intermediate_size", -2, &m->d_ff) ||
+        get_int(c, "expert_intermediate_size", -2, &m->d_expert) ||
+        get_int(c, "num_experts", -2, &m->n_experts) ||
+        get_int(c, "num_experts_per_tok", -2, &m->n_active) ||
+        get_int(c, "shared_expert_intermediate_size", 0, &m->d_shared) ||
+        get_int(c, "vocab_size", -2, &m->vocab_size) ||
+        get_int(c, "max_position_embeddings", 8192, &max_seq) || read_rope(c, m) ||
+        get_int(c, "mask_token_id", -2, &m->mask_token_id) ||
+        get_float(c, "rms_norm_eps", 1e-5f, &m->norm_eps) ||
+        get_float(c, "router_aux_loss_coef", 0.01f, &m->aux_loss_coef) ||
+        get_float(c, "partial_rotary_factor", 1.0f, &partial) || read_moe_layers(c, m))
+        return -1;
+    if (m->rope_scaling.factor != 0.0f)
+        return error_set(c->err, "%s: a llada_moe config with RoPE scaling; dllm implements "
+                                 "LLaDA-MoE's plain RoPE", c->path);
+    if (partial != 1.0f)
+        return error_set(c->err, "%s: partial_rotary_factor %g; dllm rotates whole heads (1)",
+                         c->path, partial);
+    if (expect_string(c, "hidden_act", "silu", 0) || refuse_on(c, "attention_bias") ||
+        refuse_on(c, "clip_qkv"))
+        return -1;
+    if (m->n_experts < 1)
+        return error_set(c->err, "%s: num_experts %d; a llada_moe model has experts", c->path,
+                         m->n_experts);
+    if (m->dense_layers == m->n_layer)
+        return error_set(c->err, "%s: moe_layer_freq has no MoE layer", c->path);
+    m->router = ROUTER_SOFTMAX;
+    m->expert_bias = get_bool(c, "moe_router_enable_expert_bias", 0);
+    m->qk_norm = get_bool(c, "qk_layernorm", 1);
+    m->tied_embeddings = get_bool(c, "tie_word_embeddings", 0);
+    m->seq_len = max_seq < HF_MAX_SEQ_LEN ? max_seq : HF_MAX_SEQ_LEN;
+    return 0;
+}
+
 int hf_config_read(const char *dir, ModelConfig *m, HfArch *arch, int *bf16, Error *err) {
     Config c = {.err = err};
     snprintf(c.path, sizeof c.path, "%s/config.json", dir);
@@ -303,12 +400,16 @@ int hf_config_read(const char *dir, ModelConfig *m, HfArch *arch, int *bf16, Err
         if (strcasecmp(type, types[a]) == 0) {
             known = 1;
             *arch = (HfArch)a;
-            rc = a == HF_LLADA ? read_llada(&c, m) : read_llama_family(&c, (HfArch)a, m);
+            // LLaDA-MoE's config class also says "llada": its experts tell it apart
+            if (a == HF_LLADA && json_member(&c.root, "num_experts")) *arch = HF_LLADA_MOE;
+            rc = *arch == HF_LLADA       ? read_llada(&c, m)
+                 : *arch == HF_LLADA_MOE ? read_llada_moe(&c, m)
+                                         : read_llama_family(&c, (HfArch)a, m);
         }
     if (!type) rc = error_set(err, "%s: no model_type", c.path);
     else if (!known)
-        rc = error_set(err, "%s: model_type %s; dllm loads llada, Dream, llama, qwen2, qwen3 and "
-                            "mistral", c.path, type);
+        rc = error_set(err, "%s: model_type %s; dllm loads llada (LLaDA and LLaDA-MoE), Dream, "
+                            "llama, qwen2, qwen3 and mistral", c.path, type);
     json_free(&c.root);
     if (rc) return -1;
     if (m->seq_len > HF_MAX_SEQ_LEN) m->seq_len = HF_MAX_SEQ_LEN;
@@ -318,13 +419,28 @@ int hf_config_read(const char *dir, ModelConfig *m, HfArch *arch, int *bf16, Err
 
 // ---- weights ----
 
-// Tensor index, layer `layer` (or the whole tensor), from the files into dst.
+// Tensor index, file layer `layer` (or the whole tensor), from the files into dst.
 static int read_tensor(const Safetensors *st, HfArch a, const ParamSpec *s, int index, int layer,
                        float *dst, Error *err) {
     char name[256];
     hf_tensor_name(a, index, layer, name, sizeof name);
     int64_t shape[2] = {(int64_t)s->rows, (int64_t)s->cols};
     return safetensors_read(st, name, shape, s->cols == 1 ? 1 : 2, dst, err);
+}
+
+// One layer's slice of tensor index: a routed expert's tensor is E files' tensors, one each.
+static int read_layer(const Safetensors *st, const ModelConfig *c, HfArch a, const ParamSpec *s,
+                      int index, int l, float *dst, Error *err) {
+    int layer = file_layer(c, index, l);
+    if (!param_is_expert(index)) return read_tensor(st, a, s, index, layer, dst, err);
+    size_t rows = s->rows / c->n_experts;
+    int64_t shape[2] = {(int64_t)rows, (int64_t)s->cols};
+    for (int e = 0; e < c->n_experts; e++) {
+        char name[256];
+        hf_expert_tensor_name(a, index, layer, e, name, sizeof name);
+        if (safetensors_read(st, name, shape, 2, dst + e * rows * s->cols, err)) return -1;
+    }
+    return 0;
 }
 
 // A tied model's file may still hold the head (some exporters write it): it must then be the
@@ -362,7 +478,7 @@ static int read_weights(const char *dir, const ModelConfig *c, HfArch a, WeightS
     for (int i = 0; i < N_PARAM_TENSORS && !rc; i++) {
         size_t n = specs[i].rows * specs[i].cols;
         for (int l = 0; l < specs[i].layers && !rc; l++) {
-            rc = read_tensor(&st, a, &specs[i], i, l, slice, err);
+            rc = read_layer(&st, c, a, &specs[i], i, l, slice, err);
             if (rc == 0) rc = sink(user, offset + l * n, slice, n, err);
         }
         offset += specs[i].size;
@@ -401,6 +517,7 @@ int hf_weights_stream(const char *dir, const ModelConfig *c, HfArch a, WeightSin
 // ---- export ----
 
 HfArch hf_export_arch(const ModelConfig *c) {
+    if (c->n_experts) return HF_LLADA_MOE;
     if (c->causal)
         return c->qk_norm ? HF_QWEN3
                : c->qkv_bias ? HF_QWEN2
@@ -441,6 +558,40 @@ static void write_llada_config(FILE *f, const ModelConfig *c, int bos_id, int eo
 static void json_float(char out[32], float x) {
     snprintf(out, 32, "%.9g", x);
     if (!strpbrk(out, ".en")) strcat(out, ".0");
+}
+
+static void write_llada_moe_config(FILE *f, const ModelConfig *c, int eos_id, const char *dtype) {
+    char aux[32];
+    json_float(aux, c->aux_loss_coef);
+    fprintf(f,
+            "{\n  \"architectures\": [\"LLaDAMoEModelLM\"],\n  \"model_type\": \"llada\",\n"
+            "  \"auto_map\": {\"AutoConfig\": \"configuration_lladamoe.LLaDAConfig\", "
+            "\"AutoModel\": \"modeling_lladamoe.LLaDAMoEModelLM\", "
+            "\"AutoModelForCausalLM\": \"modeling_lladamoe.LLaDAMoEModelLM\"},\n"
+            "  \"hidden_size\": %d,\n  \"num_attention_heads\": %d,\n"
+            "  \"num_key_value_heads\": %d,\n  \"num_hidden_layers\": %d,\n"
+            "  \"dense_intermediate_size\": %d,\n  \"expert_intermediate_size\": %d,\n"
+            "  \"num_experts\": %d,\n  \"num_experts_per_tok\": %d,\n",
+            c->d_model, c->n_head, model_kv_heads(c), c->n_layer, c->d_ff, c->d_expert,
+            c->n_experts, c->n_active);
+    if (c->d_shared) fprintf(f, "  \"shared_expert_intermediate_size\": %d,\n", c->d_shared);
+    else fprintf(f, "  \"shared_expert_intermediate_size\": null,\n");
+    fprintf(f, "  \"moe_layer_freq\": [");
+    for (int l = 0; l < c->n_layer; l++)
+        fprintf(f, "%s%d", l ? ", " : "", l >= c->dense_layers);
+    fprintf(f,
+            "],\n  \"qk_layernorm\": %s,\n  \"moe_router_score_function\": \"softmax\",\n"
+            "  \"moe_router_enable_expert_bias\": %s,\n  \"router_aux_loss_coef\": %s,\n"
+            "  \"vocab_size\": %d,\n  \"max_position_embeddings\": %d,\n"
+            "  \"rope_theta\": %.9g,\n  \"rope_scaling\": null,\n  \"rms_norm_eps\": %.9g,\n"
+            "  \"tie_word_embeddings\": %s,\n  \"hidden_act\": \"silu\",\n"
+            "  \"attention_bias\": false,\n  \"partial_rotary_factor\": 1.0,\n"
+            "  \"mask_token_id\": %d,\n",
+            c->qk_norm ? "true" : "false", c->expert_bias ? "true" : "false", aux, c->vocab_size,
+            c->seq_len, c->rope_theta, c->norm_eps, c->tied_embeddings ? "true" : "false",
+            c->mask_token_id);
+    if (eos_id >= 0) fprintf(f, "  \"eos_token_id\": %d,\n  \"pad_token_id\": %d,\n", eos_id, eos_id);
+    fprintf(f, "  \"torch_dtype\": \"%s\"\n}\n", dtype);
 }
 
 static void write_llama_config(FILE *f, const ModelConfig *c, HfArch a, int bos_id,
@@ -494,6 +645,11 @@ int hf_export(const char *dir, const ModelConfig *c, const float *params, int bo
     if (c->ternary)
         return error_set(err, "a ternary model has no Hugging Face layout here (its weights "
                               "are fp32 latents read through quantisers)");
+    if (c->n_experts && (c->causal || c->router != ROUTER_SOFTMAX || c->logit_shift ||
+                         c->qkv_bias || c->sliding_window))
+        return error_set(err, "a mixture of experts exports as LLaDA-MoE: a bidirectional "
+                              "model with the softmax router and no q/k/v biases, logit shift "
+                              "or window");
     if (c->block_size > 0)
         return error_set(err, "a block diffusion model (block_size %d) has no Hugging Face "
                               "layout: LLaDA's, Dream's and LLaMA's attention has no blocks",
@@ -503,7 +659,7 @@ int hf_export(const char *dir, const ModelConfig *c, const float *params, int bo
     if (c->sliding_window && (c->qkv_bias || c->qk_norm))
         return error_set(err, "a model with a sliding window and q/k/v biases or q/k norms has no "
                               "Hugging Face layout here (Mistral has neither)");
-    if (c->qk_norm && (!c->causal || c->qkv_bias))
+    if (c->qk_norm && !c->n_experts && (!c->causal || c->qkv_bias))
         return error_set(err, "q/k norms export only as Qwen3, an AR model without q/k/v biases; "
                               "this one is %s", c->causal ? "biased" : "a diffusion model");
     if (a == HF_DREAM && !c->qkv_bias)
@@ -513,8 +669,9 @@ int hf_export(const char *dir, const ModelConfig *c, const float *params, int bo
     ParamSpec specs[N_PARAM_TENSORS];
     param_specs(c, specs);
     int n = 0;
-    SafetensorsOut *out = calloc((size_t)N_PARAM_TENSORS * c->n_layer, sizeof *out);
-    char (*names)[256] = calloc((size_t)N_PARAM_TENSORS * c->n_layer, sizeof *names);
+    size_t most = (size_t)(N_PARAM_TENSORS + 3 * c->n_experts) * c->n_layer;  // files' tensors
+    SafetensorsOut *out = calloc(most, sizeof *out);
+    char (*names)[256] = calloc(most, sizeof *names);
     if (!out || !names) {
         free(out), free(names);
         return error_set(err, "out of memory");
@@ -522,12 +679,16 @@ int hf_export(const char *dir, const ModelConfig *c, const float *params, int bo
     const float *at = params;
     for (int i = 0; i < N_PARAM_TENSORS; i++) {
         size_t slice = specs[i].rows * specs[i].cols;
-        for (int l = 0; l < specs[i].layers; l++, n++) {
-            hf_tensor_name(a, i, l, names[n], sizeof names[n]);
-            SafetensorsOut t = {names[n], specs[i].cols == 1 ? 1 : 2,
-                                {(int64_t)specs[i].rows, (int64_t)specs[i].cols}, at + l * slice};
-            out[n] = t;
-        }
+        int experts = param_is_expert(i) && c->n_experts ? c->n_experts : 1;  // a tensor each
+        size_t rows = specs[i].rows / experts;
+        for (int l = 0; l < specs[i].layers; l++)
+            for (int e = 0; e < experts; e++, n++) {
+                hf_expert_tensor_name(a, i, file_layer(c, i, l), e, names[n], sizeof names[n]);
+                SafetensorsOut t = {names[n], specs[i].cols == 1 ? 1 : 2,
+                                    {(int64_t)rows, (int64_t)specs[i].cols},
+                                    at + l * slice + e * rows * specs[i].cols};
+                out[n] = t;
+            }
         at += specs[i].size;
     }
     char path[4200];
@@ -540,6 +701,7 @@ int hf_export(const char *dir, const ModelConfig *c, const float *params, int bo
     if (atomic_open(&f, path, err)) return -1;
     const char *torch_dtype = dtype == SAFETENSORS_BF16 ? "bfloat16" : "float32";
     if (a == HF_LLADA) write_llada_config(f.f, c, bos_id, eos_id, torch_dtype);
+    else if (a == HF_LLADA_MOE) write_llada_moe_config(f.f, c, eos_id, torch_dtype);
     else write_llama_config(f.f, c, a, bos_id, eos_id, torch_dtype);
     if (atomic_commit(&f, err)) return -1;
     if (a != HF_DREAM) return 0;

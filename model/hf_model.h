@@ -3,7 +3,10 @@
 //   LLaDA  (model_type "llada"): masked diffusion, model.transformer.* names, untied ff_out head
 //   Dream  (model_type "Dream"): masked diffusion in the Qwen2 layout (GQA, q/k/v biases);
 //          position i's token is read from logit row i - 1 (logit_shift)
-//   LLaMA  (model_type "llama") and Qwen2 ("qwen2", q/k/v biases): causal LMs
+//   LLaMA  (model_type "llama") and Qwen2 ("qwen2", q/k/v biases): causal LMs; Mistral
+//          ("mistral", a sliding window) and Qwen3 ("qwen3", q/k norms)
+//   LLaDA-MoE (model_type "llada_moe"): masked diffusion with a mixture of experts in the
+//          transformers layout (mlp.gate, mlp.experts.E.*, shared_expert.*), q/k norms
 // Every config value dllm does not implement is refused by name; the weights are read in
 // whatever dtype the files hold (F32, F16, BF16) and widened to fp32. docs/formats.md lists
 // the mapping.
@@ -16,7 +19,7 @@
 #include "model/config.h"
 #include "model/safetensors.h"
 
-typedef enum { HF_LLADA, HF_DREAM, HF_LLAMA, HF_QWEN2, HF_MISTRAL, HF_QWEN3 } HfArch;
+typedef enum { HF_LLADA, HF_DREAM, HF_LLAMA, HF_QWEN2, HF_MISTRAL, HF_QWEN3, HF_LLADA_MOE } HfArch;
 
 // Longest context an imported model is sized for (its own limit when smaller): activations
 // and RoPE tables scale with it.
@@ -38,8 +41,10 @@ typedef int (*WeightSink)(void *user, size_t offset, const float *values, size_t
 // The same reading, one tensor slice at a time into sink (host memory: the largest tensor).
 int hf_weights_stream(const char *dir, const ModelConfig *c, HfArch arch, WeightSink sink,
                       void *user, Error *err);
-// The file name of tensor `index` (ParamTensors order) of `layer` in layout a, into buf.
+// The file name of tensor `index` (ParamTensors order) of `layer` in layout a, into buf
+// (`layer` counts the file's layers; a routed expert's tensors name expert `expert` too).
 void hf_tensor_name(HfArch a, int index, int layer, char *buf, size_t cap);
+void hf_expert_tensor_name(HfArch a, int index, int layer, int expert, char *buf, size_t cap);
 
 // The layout hf_export writes a model in.
 HfArch hf_export_arch(const ModelConfig *c);

@@ -66,8 +66,9 @@ double train_flops_per_token(const ModelConfig *c, int T) {
     double matmul = (double)c->vocab_size * c->d_model;  // the output head
     for (int i = 0; i < N_PARAM_TENSORS; i++)
         if (param_is_projection(i) || param_is_moe_matrix(i))
-            matmul += param_is_expert(i) ? (double)specs[i].size * c->n_active / c->n_experts
-                                         : (double)specs[i].size;
+            matmul += param_is_expert(i) && specs[i].size
+                          ? (double)specs[i].size * c->n_active / c->n_experts
+                          : (double)specs[i].size;
     int copies = c->block_size > 0 ? 2 : 1;
     double keys = (double)copies * T;
     return copies * (6.0 * matmul + 12.0 * c->n_layer * keys * c->d_model);
@@ -82,7 +83,8 @@ size_t param_count_active(const ModelConfig *c) {
     param_specs(c, specs);
     size_t n = 0;
     for (int i = 0; i < N_PARAM_TENSORS; i++)
-        n += param_is_expert(i) ? specs[i].size / c->n_experts * c->n_active : specs[i].size;
+        n += param_is_expert(i) && specs[i].size ? specs[i].size / c->n_experts * c->n_active
+                                                 : specs[i].size;
     return n;
 }
 

@@ -12,7 +12,12 @@ widened to fp32 (dllm widens them on load), so the comparison is still an fp32 o
 
 LLaDA and Dream have no class in transformers: their published modeling files are imported
 from a Fast-dLLM checkout (github.com/NVlabs/Fast-dLLM: llada/model/ and dream/model/) whose
-path is the --fastdllm argument. That code is read at generation time and never committed.
+path is the --fastdllm argument. LLaDA-MoE's (modeling_lladamoe.py and
+configuration_lladamoe.py, as its Hugging Face repository ships them; a copy is in
+github.com/InfiniTensor/InfiniLM: modeling_lladamoe.py at commit 0a7e522a, its configuration at
+239f1d70) come from the directory --lladamoe names;
+its fixture also stores each MoE layer's expert picks (`picks` [layers, B * T, k]). That code
+is read at generation time and never committed.
 
 --check-export DLLM also runs `DLLM export` on every fixture and loads the result back with
 the reference class: its logits must equal the reference ones (dllm's, within the C test's
@@ -60,6 +65,13 @@ FIXTURES = {
                          rope_scaling={"rope_type": "llama3", "factor": 32.0,
                                        "low_freq_factor": 0.5, "high_freq_factor": 4.0,
                                        "original_max_position_embeddings": 32})),
+    # LLaDA-MoE (its own modeling_lladamoe.py, --lladamoe): a dense first layer, then two MoE
+    # layers of 8 experts of width 16, 2 per token, a shared expert of width 24, q/k norms and
+    # the expert bias (random: it changes which experts win, and the weights as the code adds it)
+    "llada_moe": ("llada_moe", "llama3", 1024, torch.float32,
+                  dict(num_key_value_heads=2, moe_layer_freq=[0, 1, 1], num_experts=8,
+                       num_experts_per_tok=2, expert_intermediate_size=16,
+                       shared_expert_intermediate_size=24, moe_router_enable_expert_bias=True)),
     # Mistral's sliding window: each query sees itself and the 3 keys before it (T is 12)
     "mistral": ("mistral", "llama3", 1009, torch.float32,
                 dict(num_key_value_heads=2, tie_word_embeddings=False, sliding_window=4)),
@@ -104,6 +116,20 @@ def build(layout, family, vocab, options, fastdllm):
                           attention_dropout=0.0, residual_dropout=0.0, embedding_dropout=0.0,
                           use_cache=False, **options)
         model = LLaDAModelLM(cfg, init_params=True)
+    elif layout == "llada_moe":
+        code = lladamoe_package(fastdllm)
+        cfg = code.configuration_lladamoe.LLaDAConfig(
+            vocab_size=vocab, hidden_size=32, num_attention_heads=4, num_hidden_layers=3,
+            dense_intermediate_size=48, max_position_embeddings=64, rope_theta=50000.0,
+            partial_rotary_factor=1.0, rms_norm_eps=1e-5, qk_layernorm=True,
+            moe_router_score_function="softmax", router_aux_loss_coef=0.01,
+            mask_token_id=MASK[family], eos_token_id=1003, pad_token_id=1003,
+            tie_word_embeddings=False, use_cache=False, attn_implementation="eager", **options)
+        model = code.modeling_lladamoe.LLaDAMoEModelLM(cfg)
+        with torch.no_grad():  # the bias is a buffer, not a parameter
+            for name, b in model.named_buffers():
+                if name.endswith("expert_bias"):
+                    b.copy_(torch.randn(b.shape) * 0.05)
     elif layout == "dream":
         sys.path.insert(0, fastdllm)
         from dream.model.configuration_dream import DreamConfig
@@ -133,6 +159,43 @@ def build(layout, family, vocab, options, fastdllm):
     return model.eval()
 
 
+def lladamoe_package(path):
+    """LLaDA-MoE's modeling_lladamoe.py and configuration_lladamoe.py (the released model's
+    code, from the directory --lladamoe names) imported as one package: the modeling file
+    imports its configuration relatively."""
+    import importlib
+    pkg = os.path.join(tempfile.gettempdir(), "dllm_lladamoe_code")
+    os.makedirs(pkg, exist_ok=True)
+    for f in ("modeling_lladamoe.py", "configuration_lladamoe.py"):
+        shutil.copy(os.path.join(path, f), pkg)
+    open(os.path.join(pkg, "__init__.py"), "w").close()
+    sys.path.insert(0, os.path.dirname(pkg))
+    code = importlib.import_module("dllm_lladamoe_code")
+    importlib.import_module("dllm_lladamoe_code.configuration_lladamoe")
+    importlib.import_module("dllm_lladamoe_code.modeling_lladamoe")
+    return code
+
+
+def expert_picks(model, tokens):
+    """Each MoE layer's picks, as the reference routes: [MoE layers, B * T, k], best first."""
+    picks = []
+    for layer in model.model.layers:
+        if layer.mlp_type != "moe":
+            continue
+        hook = layer.mlp.gate.register_forward_hook(
+            lambda mod, inp, out: picks.append(out.detach()))
+        logits_of(model, tokens)
+        hook.remove()
+    moe = [l.mlp for l in model.model.layers if l.mlp_type == "moe"]
+    out = []
+    for logits, mlp in zip(picks, moe):
+        weights = torch.softmax(logits.float(), dim=1)
+        if mlp.expert_bias is not None:
+            weights = weights + mlp.expert_bias
+        out.append(torch.topk(weights, mlp.top_k, dim=-1)[1])
+    return torch.stack(out)
+
+
 def logits_of(model, tokens):
     with torch.no_grad():
         return model(torch.tensor(tokens)).logits.float()
@@ -156,7 +219,7 @@ def make(name, fastdllm):
     # token ids below the tokenizer's size; the diffusion models' inputs hold [MASK]s
     g = torch.Generator().manual_seed(7)
     tokens = torch.randint(0, tokenizer_size(family) - 10, (B, T), generator=g)
-    if layout in ("llada", "dream"):
+    if layout in ("llada", "dream", "llada_moe"):
         tokens[:, 3::4] = MASK[family]
     tokens = tokens.tolist()
     logits = logits_of(model, tokens)
@@ -170,12 +233,17 @@ def make(name, fastdllm):
         wide = logits_of(plain, tokens)
         assert torch.allclose(wide[:, :4], logits[:, :4], atol=1e-5)
         assert not torch.allclose(wide[:, 4:], logits[:, 4:], atol=1e-2)
-    if layout in ("llada", "dream"):  # bidirectional: the last token changes the first row
+    if layout in ("llada", "dream", "llada_moe"):  # bidirectional: the last token changes row 0
         changed = [row[:] for row in tokens]
         changed[0][-1] = (changed[0][-1] + 1) % 900
         assert not torch.allclose(logits_of(model, changed)[0, 0], logits[0, 0])
-    save_file({"tokens": torch.tensor(tokens, dtype=torch.float32), "logits": logits.contiguous()},
-              os.path.join(out, "reference.safetensors"))
+    reference = {"tokens": torch.tensor(tokens, dtype=torch.float32), "logits": logits.contiguous()}
+    if layout == "llada_moe":  # the routing, expert for expert; every expert picked somewhere
+        picks = expert_picks(model, tokens)
+        print(f"  experts picked: {picks.unique().numel()} of {model.config.num_experts}")
+        assert picks.unique().numel() >= model.config.num_experts // 2
+        reference["picks"] = picks.float().contiguous()
+    save_file(reference, os.path.join(out, "reference.safetensors"))
     for leftover in ("generation_config.json",):
         if os.path.exists(os.path.join(out, leftover)):
             os.remove(os.path.join(out, leftover))
@@ -362,6 +430,8 @@ def main():
     ap.add_argument("--llada", help="a LLaDA checkout (generate.py): also write the "
                                     "[MASK]-favouring model and its reference trace")
     ap.add_argument("--only", metavar="NAME", help="write this fixture alone")
+    ap.add_argument("--lladamoe", help="a directory with LLaDA-MoE's modeling_lladamoe.py and "
+                                       "configuration_lladamoe.py (the released model's code)")
     args = ap.parse_args()
     major = int(transformers.__version__.split(".")[0])
     if args.transformers5 != (major >= 5):
@@ -374,10 +444,14 @@ def main():
         names = [args.only]
     if not args.fastdllm and any(FIXTURES.get(n, ("",))[0] in ("llada", "dream") for n in names):
         sys.exit("--fastdllm is needed for the LLaDA and Dream fixtures")
+    if not args.lladamoe and any(FIXTURES.get(n, ("",))[0] == "llada_moe" for n in names):
+        sys.exit("--lladamoe is needed for the LLaDA-MoE fixture")
     fastdllm = os.path.abspath(args.fastdllm) if args.fastdllm else None
     os.makedirs(OUT, exist_ok=True)
     for name in names:
-        model, tokens, logits = make(name, fastdllm)
+        code = os.path.abspath(args.lladamoe) if FIXTURES.get(name, ("",))[0] == "llada_moe" \
+            else fastdllm
+        model, tokens, logits = make(name, code)
         if args.check_export:
             check_export(name, args.check_export, model, tokens, logits, fastdllm)
     if args.check_export and not args.transformers5 and not args.only:

@@ -22,7 +22,7 @@
 #include "tokenizer/tokenizer.h"
 
 #define CHECKPOINT_MAGIC "DLLMCKPT"
-#define CHECKPOINT_VERSION 10
+#define CHECKPOINT_VERSION 11
 
 typedef struct {
     char magic[8];

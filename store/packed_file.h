@@ -14,7 +14,7 @@
 #include "store/model_source.h"
 
 #define PACKED_MAGIC "DLLMTERN"
-#define PACKED_VERSION 2
+#define PACKED_VERSION 3
 
 typedef struct {
     char magic[8];

@@ -299,6 +299,47 @@ START_TEST(test_qwen3_qk_norm_matches_reference) {
 }
 END_TEST
 
+// LLaDA-MoE (its own modeling file): a dense layer, then two MoE layers of 8 experts, 2 picked
+// per token, a shared expert, q/k norms and a random expert bias. The logits, and every MoE
+// layer's picks expert for expert (a training model keeps each layer's routing).
+START_TEST(test_llada_moe_matches_reference) {
+    check_fixture("llada_moe", 2, 0, 0, 0);
+    ModelSource ck;
+    Error err;
+    ck_assert(model_source_from_hf(FIXTURES "llada_moe", HF_WEIGHTS_ON_HOST, &ck, &err) == 0);
+    const ModelConfig *c = &ck.header.model;
+    ck_assert(c->n_experts == 8 && c->n_active == 2 && c->d_expert == 16 && c->d_shared == 24);
+    ck_assert(c->dense_layers == 1 && c->expert_bias == 1 && c->qk_norm == 1 && !c->causal);
+    char path[256];
+    snprintf(path, sizeof path, FIXTURES "llada_moe/reference.safetensors");
+    Safetensors st;
+    ck_assert(safetensors_open(&st, path, &err) == 0);
+    const SafetensorsTensor *t = safetensors_find(&st, "picks");
+    ck_assert(t && t->ndim == 3 && t->shape[0] == 2 && t->shape[2] == c->n_active);
+    size_t rows = (size_t)t->shape[1], per_layer = rows * c->n_active;
+    float *want = malloc(2 * per_layer * sizeof(float));
+    ck_assert(safetensors_read(&st, "picks", t->shape, 3, want, &err) == 0);
+    safetensors_close(&st);
+    Reference r = read_reference(FIXTURES "llada_moe");
+    ck_assert_int_eq((size_t)r.B * r.T, rows);
+    Model m;
+    ck_assert_msg(model_create(&m, c, be, r.B, MODEL_TRAINING, &err) == 0, "%s", err.msg);
+    ck_assert(model_set_weights(&m, ck.params, &err) == 0);
+    model_forward(&m, r.tokens, r.B, r.T);
+    int same = 0;
+    size_t stride = (size_t)r.B * c->seq_len * c->n_active;  // a layer's slice of picks
+    for (int l = 0; l < 2; l++)
+        for (size_t i = 0; i < per_layer; i++)
+            same += m.acts.moe.pick[l * stride + i] == (int)want[l * per_layer + i];
+    printf("  llada_moe routing: %d of %zu picks (2 MoE layers x %zu rows x %d) equal the "
+           "reference's, in order\n", same, 2 * per_layer, rows, c->n_active);
+    ck_assert_int_eq(same, 2 * per_layer);
+    model_free(&m);
+    model_source_free(&ck);
+    free(want), free(r.tokens), free(r.logits);
+}
+END_TEST
+
 // Mistral's sliding window (4 keys over 12 positions): the reference's logits, and without the
 // window the first 4 rows stay and the later ones move (the window is what makes them equal).
 START_TEST(test_mistral_sliding_window_matches_reference) {
@@ -378,8 +419,8 @@ END_TEST
 // Export writes what import reads: the same weights bit for bit (F32), and logits within
 // bf16 rounding when exported as BF16.
 START_TEST(test_export_round_trip) {
-    const char *names[] = {"llada", "dream", "llama", "qwen2", "mistral", "qwen3"};
-    for (int i = 0; i < 6; i++) {
+    const char *names[] = {"llada", "dream", "llama", "qwen2", "mistral", "qwen3", "llada_moe"};
+    for (int i = 0; i < 7; i++) {
         char dir[256], out[256];
         snprintf(dir, sizeof dir, FIXTURES "%s", names[i]);
         snprintf(out, sizeof out, "/tmp/dllm_export_%d_%s", (int)getpid(), names[i]);
@@ -395,7 +436,7 @@ START_TEST(test_export_round_trip) {
         float *copy = malloc(ck.header.n_params * sizeof(float));
         ck_assert(hf_weights_read(out, &again, arch, copy, NULL, &err) == 0);
         ck_assert_mem_eq(copy, ck.params, ck.header.n_params * sizeof(float));
-        printf("  export %-6s -> %s layout: config and %llu weights identical\n", names[i],
+        printf("  export %-9s -> %s layout: config and %llu weights identical\n", names[i],
                hf_arch_name(arch), (unsigned long long)ck.header.n_params);
         // bf16 export: every weight rounded once
         ck_assert(hf_export(out, &again, ck.params, -1, 0, SAFETENSORS_BF16, &err) == 0);
@@ -630,6 +671,15 @@ static const struct {
      "attention_bias"},
     {"qwen3", "config.json", "\"head_dim\": 8", "\"head_dim\": 16",
      "head_dim 16 is not hidden_size / num_attention_heads"},
+    {"llada_moe", "config.json", "\"moe_layer_freq\": [\n    0,\n    1,",
+     "\"moe_layer_freq\": [\n    1,\n    0,",
+     "moe_layer_freq has a dense layer (1) after an MoE one"},
+    {"llada_moe", "config.json", "\"partial_rotary_factor\": 1.0",
+     "\"partial_rotary_factor\": 0.5", "partial_rotary_factor 0.5"},
+    {"llada_moe", "config.json", "\"num_experts_per_tok\": 2", "\"num_experts_per_tok\": 9",
+     "n_active 9 must be in [1, min(n_experts 8, 16)]"},
+    {"llada_moe", "model.safetensors", "mlp.experts.7.up_proj", "mlp.experts.9.up_proj",
+     "missing tensor model.layers.1.mlp.experts.7.up_proj.weight"},
     {"llama", "config.json", "\"rope_scaling\": null",
      "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0}",
      "rope_scaling of type yarn; dllm implements default and llama3"},
@@ -798,6 +848,7 @@ int main(void) {
     tcase_add_test(tc, test_qwen2_bf16_matches_reference);
     tcase_add_test(tc, test_mistral_sliding_window_matches_reference);
     tcase_add_test(tc, test_qwen3_qk_norm_matches_reference);
+    tcase_add_test(tc, test_llada_moe_matches_reference);
     tcase_add_test(tc, test_llama3_rope_scaling_matches_reference);
     tcase_add_test(tc, test_transformers5_configs_match_reference);
     tcase_add_test(tc, test_exact_mode_follows_llada_generate);
