@@ -34,7 +34,8 @@ static const char *const t_sampling_names[] = {"uniform", "stratified"};
 // With --init the model flags may still be given (a sweep's shared Base), but only with the
 // checkpoint's values (checked once it is loaded); a tokenizer never (FIXED_BY_MODEL).
 static const char *const model_flags[] = {
-    "n-layer", "n-head", "n-kv-head", "d-model", "d-ff", "init-std", "qkv-bias",
+    "n-layer", "n-head", "n-kv-head", "d-model", "d-ff", "init-std", "qkv-bias", "n-experts",
+    "n-active", "d-expert", "d-shared", "dense-layers", "aux-loss-coef",
     NULL,  // --seq-len may shorten
 };
 
@@ -47,7 +48,7 @@ typedef struct {
         logit_shift;
     int block_size;         // bd3: positions per block (0: 4, or an initialising bd3 model's)
     int mask_id;            // adapting an AR model without a mask token: the id to use (-1)
-    int model_flag_set[8];  // model_flags[i] was given
+    int model_flag_set[16];  // model_flags[i] was given
     ModelConfig given;      // the model flags as given
     const Backend *be;
     int log_every, eval_every, eval_windows, eval_mc, save_every, keep, max_skips;
@@ -385,8 +386,10 @@ static void print_setup(const TrainOptions *o, const ModelConfig *mc, const Trai
                         const LoraConfig *lc, const Backend *be, const Tokenizer *tok) {
     model_config_print(stdout, mc);
     train_config_print(stdout, tc);
-    printf("params: %zu | device %s | tokenizer: %s, %d tokens\n", param_count(mc), be->name,
-           tokenizer_kind_name(tok), tok->vocab_size);
+    printf("params: %zu", param_count(mc));
+    if (mc->n_experts) printf(" (%zu active per token)", param_count_active(mc));
+    printf(" | device %s | tokenizer: %s, %d tokens\n", be->name, tokenizer_kind_name(tok),
+           tok->vocab_size);
     if (lc->rank) {
         char targets[64];
         lora_format_targets(lc->targets, targets, sizeof targets);
@@ -506,6 +509,21 @@ static int parse_train_flags(int argc, char **argv, ModelConfig *mc, TrainConfig
          "key/value heads, dividing n-head (grouped-query attention; 0: n-head)", FIXED_BY_RUN, 0},
         {"d-model", FLAG_INT, &mc->d_model, "model width", FIXED_BY_RUN, 0},
         {"d-ff", FLAG_INT, &mc->d_ff, "SwiGLU hidden width", FIXED_BY_RUN, 0},
+        {"n-experts", FLAG_INT, &mc->n_experts,
+         "a mixture of experts (LLaDA-MoE's): routed SwiGLU experts per MoE layer (0: a dense "
+         "model)", FIXED_BY_RUN, 0},
+        {"n-active", FLAG_INT, &mc->n_active, "experts: how many the router picks per token",
+         FIXED_BY_RUN, 0},
+        {"d-expert", FLAG_INT, &mc->d_expert, "experts: each expert's SwiGLU width",
+         FIXED_BY_RUN, 0},
+        {"d-shared", FLAG_INT, &mc->d_shared,
+         "experts: a shared expert of this width every token passes through (0: none)",
+         FIXED_BY_RUN, 0},
+        {"dense-layers", FLAG_INT, &mc->dense_layers,
+         "experts: the first layers keep the dense MLP of width d-ff", FIXED_BY_RUN, 0},
+        {"aux-loss-coef", FLAG_FLOAT, &mc->aux_loss_coef,
+         "experts: weight of the load-balancing loss (Switch's E sum f_e P_e; LLaDA-MoE 0.01)",
+         FIXED_BY_RUN, 0},
         {"qkv-bias", FLAG_INT, &mc->qkv_bias,
          "1: the q, k and v projections add a learned bias (as Qwen2 and Dream)", FIXED_BY_RUN, 0},
         {"init-std", FLAG_FLOAT, &mc->init_std,
@@ -647,8 +665,10 @@ static int load_start_checkpoint(TrainOptions *o, ModelSource *ck, char *ck_path
 
 // Model flag i of model_flags as a number, from a config.
 static double model_flag_value(const ModelConfig *c, int i) {
-    const double v[] = {c->n_layer, c->n_head,       c->n_kv_head, c->d_model,
-                        c->d_ff,    c->init_std ? c->init_std : 0.02f, c->qkv_bias};
+    const double v[] = {c->n_layer,  c->n_head,   c->n_kv_head,   c->d_model,
+                        c->d_ff,     c->init_std ? c->init_std : 0.02f, c->qkv_bias,
+                        c->n_experts, c->n_active, c->d_expert,     c->d_shared,
+                        c->dense_layers, c->aux_loss_coef};
     return v[i];
 }
 

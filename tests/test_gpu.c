@@ -293,6 +293,84 @@ static void check_elementwise(void) {
     gpu->free(ga), gpu->free(gb), gpu->free(gc), gpu->free(gd), gpu->free(gout);
 }
 
+// The mixture-of-experts ops: both routers (the picks must agree exactly on fp32 logits;
+// bf16 logits are rounded first, so the CPU routes the same stored values), their backward
+// with the load-balancing gradient, the gather into expert order and the weighted combine and
+// its backward.
+static void check_moe_ops(void) {
+    double tol = bf16() ? 1e-2 : 1e-5;
+    int N = 301, E = 16, k = 4, C = 72, slots = N * k;
+    char name[64];
+    float *logits = randn((size_t)N * E, 31), *bias = randn(E, 32), *aux = randn(E, 33);
+    for (int e = 0; e < E; e++) bias[e] *= 0.05f;
+    Act *g_logits = up_act(logits, (size_t)N * E);
+    float *g_bias = up(bias, E), *g_aux = up(aux, E);
+    for (int router = 0; router <= 1; router++) {
+        int *pick = malloc(slots * sizeof(int)), *g_pick = gpu->alloc(slots * sizeof(int));
+        float *weight = malloc(slots * 4), *probs = malloc((size_t)N * E * 4);
+        float *g_weight = gpu->alloc(slots * 4), *g_probs = gpu->alloc((size_t)N * E * 4);
+        cpu->moe_route(pick, weight, probs, logits, bias, N, E, k, router, 4, 2, 2.5f);
+        gpu->moe_route(g_pick, g_weight, g_probs, g_logits, g_bias, N, E, k, router, 4, 2, 2.5f);
+        int *h_pick = malloc(slots * sizeof(int));
+        gpu->to_host(h_pick, g_pick, slots * sizeof(int));
+        expect_no_device_error("moe_route");
+        ck_assert_mem_eq(h_pick, pick, slots * sizeof(int));
+        printf("  moe_route %s (%s): %d picks equal\n", router ? "grouped sigmoid" : "softmax",
+               precision(), slots);
+        snprintf(name, sizeof name, "moe_route weights %d (%s)", router, precision());
+        expect_close(name, g_weight, weight, slots, 1e-5);
+        snprintf(name, sizeof name, "moe_route probs %d (%s)", router, precision());
+        expect_close(name, g_probs, probs, (size_t)N * E, 1e-5);
+        float *dweight = randn(slots, 34), *dlogits = malloc((size_t)N * E * 4);
+        float *g_dweight = up(dweight, slots);
+        Act *g_dlogits = up_act(dlogits, (size_t)N * E);
+        cpu->moe_route_backward(dlogits, dweight, pick, probs, aux, N, E, k, router, 2.5f);
+        gpu->moe_route_backward(g_dlogits, g_dweight, g_pick, g_probs, g_aux, N, E, k, router,
+                                2.5f);
+        snprintf(name, sizeof name, "moe_route_backward %d (%s)", router, precision());
+        expect_act(name, g_dlogits, dlogits, (size_t)N * E, tol);
+        free(pick), free(weight), free(probs), free(h_pick), free(dweight), free(dlogits);
+        gpu->free(g_pick), gpu->free(g_weight), gpu->free(g_probs), gpu->free(g_dweight);
+        gpu->free(g_dlogits);
+    }
+    // rows into expert order and back: a permutation of the slots (slot s at place perm[s])
+    int *rows = malloc(slots * sizeof(int)), *slot_at = malloc(slots * sizeof(int));
+    for (int s = 0; s < slots; s++) slot_at[s] = (int)(((long)s * 97 + 13) % slots);
+    for (int s = 0; s < slots; s++) rows[slot_at[s]] = s / k;
+    int *g_rows = gpu->alloc(slots * sizeof(int)), *g_slot_at = gpu->alloc(slots * sizeof(int));
+    gpu->to_device(g_rows, rows, slots * sizeof(int));
+    gpu->to_device(g_slot_at, slot_at, slots * sizeof(int));
+    float *x = randn((size_t)N * C, 35), *xs = calloc((size_t)slots * C, 4);
+    Act *g_x = up_act(x, (size_t)N * C), *g_xs = up_act(xs, (size_t)slots * C);
+    cpu->gather_rows(xs, x, rows, slots, C);
+    gpu->gather_rows(g_xs, g_x, g_rows, slots, C);
+    snprintf(name, sizeof name, "gather_rows (%s)", precision());
+    expect_act(name, g_xs, xs, (size_t)slots * C, 0.0);
+    float *w = randn(slots, 36), *out = randn((size_t)N * C, 37), *dys = calloc((size_t)slots * C, 4);
+    float *g_w = up(w, slots);
+    Act *g_out = up_act(out, (size_t)N * C), *g_dys = up_act(dys, (size_t)slots * C);
+    cpu->moe_combine(out, xs, slot_at, w, N, k, C);
+    gpu->moe_combine(g_out, g_xs, g_slot_at, g_w, N, k, C);
+    snprintf(name, sizeof name, "moe_combine (%s)", precision());
+    expect_act(name, g_out, out, (size_t)N * C, tol);
+    gpu->act_to_host(out, g_out, (size_t)N * C);  // the backward from the same stored values
+    float *dw = malloc(slots * 4), *g_dw = gpu->alloc(slots * 4);
+    cpu->moe_combine_backward(dys, dw, out, xs, slot_at, w, N, k, C);
+    gpu->moe_combine_backward(g_dys, g_dw, g_out, g_xs, g_slot_at, g_w, N, k, C);
+    snprintf(name, sizeof name, "moe_combine_backward dys (%s)", precision());
+    expect_act(name, g_dys, dys, (size_t)slots * C, tol);
+    snprintf(name, sizeof name, "moe_combine_backward dweight (%s)", precision());
+    expect_close(name, g_dw, dw, slots, tol);
+    free(logits), free(bias), free(aux), free(rows), free(slot_at), free(x), free(xs);
+    free(w), free(out), free(dys), free(dw);
+    gpu->free(g_logits), gpu->free(g_bias), gpu->free(g_aux), gpu->free(g_rows);
+    gpu->free(g_slot_at), gpu->free(g_x), gpu->free(g_xs), gpu->free(g_w), gpu->free(g_out);
+    gpu->free(g_dys), gpu->free(g_dw);
+}
+
+START_TEST(test_moe_ops) { on_each_gpu(check_moe_ops); }
+END_TEST
+
 START_TEST(test_elementwise_and_optimizer) {
     on_each_gpu(check_elementwise);
     // fp32 parameters and gradients, the same on both backends
@@ -504,6 +582,10 @@ static ModelConfig small_config(int causal) {
     // head size 64: with bf16 activations the tensor-core attention runs in the whole model too
     c.n_layer = 2, c.n_head = 2, c.d_model = 128, c.d_ff = 352, c.seq_len = 32;
     c.causal = causal;
+    if (!causal) {  // the MDM twin's second layer is LLaDA-MoE's: 8 experts, 2 per token, a
+        c.n_experts = 8, c.n_active = 2, c.d_expert = 64, c.d_shared = 96;  // shared expert,
+        c.dense_layers = 1, c.aux_loss_coef = 0.01f;                         // balancing loss
+    }
     if (causal) {  // the AR twin has the shapes of released models: GQA, q/k/v biases, tied LM
         c.n_kv_head = 1;  // head, and Qwen3's per-head q/k norms
         c.qkv_bias = 1;
@@ -993,6 +1075,7 @@ int main(void) {
     tcase_add_test(ops, test_matmul);
     tcase_add_test(ops, test_row_ops);
     tcase_add_test(ops, test_elementwise_and_optimizer);
+    tcase_add_test(ops, test_moe_ops);
     tcase_add_test(ops, test_rope);
     tcase_add_test(ops, test_pick_tokens);
     tcase_add_test(ops, test_bd3_reductions);
