@@ -23,6 +23,9 @@ int linear_check(const ModelConfig *c, const Backend *be, ModelMode mode, int ad
     if (mode == MODEL_PACKED && (!c->ternary || adapters || !be->matmul_ternary))
         return error_set(err, "packed ternary weights run on the CPU backend (--device cpu), "
                               "without adapters, for a model trained with --weights ternary");
+    if (c->expert_bias && be->weight_bytes != sizeof(float))  // the routers read fp32 biases
+        return error_set(err, "an expert bias on bf16 weights is not built: load the model "
+                              "with fp32 weights (--weights fp32)");
     if (be->weight_bytes != sizeof(float) && mode != MODEL_INFERENCE && !adapters)
         return error_set(err, "bf16 weights are frozen: training them keeps fp32 weights "
                               "(LoRA adapters train on top of a bf16 base)");
@@ -160,8 +163,10 @@ const Act *linear_input(const Model *m, const Act *inp, int N, int C_in) {
     }
 }
 
-// Layer l's adapter on projection t: its A [rank, in] and B [out, rank], their gradients
-// (NULL for inference), and the slice that keeps x A^T for the backward; a NULL when the
+// Layer l's adapter on unit u of projection t (model/lora.h: the projection, or an MoE
+// layer's expert): its A [rank, in] and B [out, rank], their gradients (NULL for inference),
+// and where x A^T of its rows is kept for the backward, row0 rows into the target's slice
+// (an MoE layer's experts' rows in expert order, then the shared expert's); a NULL when the
 // projection has none.
 typedef struct {
     const float *a, *b;
@@ -169,13 +174,13 @@ typedef struct {
     Act *mid;
 } Adapter;
 
-static Adapter layer_adapter(const Model *m, int l, int t) {
+static Adapter layer_adapter(const Model *m, int l, int t, int u, size_t row0) {
     Adapter ad = {0};
     const LoraConfig *lc = &m->lora;
     if (lc->rank == 0 || !(lc->targets & (1u << t))) return ad;
     int in, out;
-    projection_shape(&m->cfg, t, &in, &out);
-    size_t at = lora_offset(&m->cfg, lc, l, t), b_at = at + (size_t)lc->rank * in;
+    lora_unit_shape(&m->cfg, l, t, u, &in, &out);
+    size_t at = lora_unit_offset(&m->cfg, lc, l, t, u), b_at = at + (size_t)lc->rank * in;
     ad.a = m->lora_params + at;
     ad.b = m->lora_params + b_at;
     if (m->lora_grads) {
@@ -183,11 +188,38 @@ static Adapter layer_adapter(const Model *m, int l, int t) {
         ad.db = m->lora_grads + b_at;
     }
     int slot = 0;  // t's place among the adapted targets
-    for (int u = 0; u < t; u++) slot += (lc->targets >> u) & 1u;
-    size_t s = m->mode == MODEL_TRAINING ? (size_t)l : 0, N = (size_t)m->B * m->T;
+    for (int v = 0; v < t; v++) slot += (lc->targets >> v) & 1u;
+    size_t s = m->mode == MODEL_TRAINING ? (size_t)l : 0;
+    size_t rows = (size_t)m->B * m->T * lora_rows_per_token(&m->cfg);  // a target's slice
     ad.mid = act_at(m, m->acts.lora_mid,
-                    (s * lora_n_targets(lc) + slot) * N * (size_t)lc->rank);
+                    ((s * lora_n_targets(lc) + slot) * rows + row0) * (size_t)lc->rank);
     return ad;
+}
+
+void linear_adapter_forward(const Model *m, int l, int t, int u, size_t row0, Act *out,
+                            const Act *inp, int N, int C_in, int C_out) {
+    Adapter ad = layer_adapter(m, l, t, u, row0);
+    if (!ad.a) return;
+    const Backend *lb = m->lora_be;
+    int r = m->lora.rank;
+    lb->matmul_forward(ad.mid, inp, ad.a, N, C_in, r);
+    lb->matmul_forward(m->acts.lora_out, ad.mid, ad.b, N, r, C_out);
+    lb->add_scaled(out, m->acts.lora_out, lora_scale(&m->lora), (size_t)N * C_out);
+}
+
+void linear_adapter_backward(const Model *m, int l, int t, int u, size_t row0, Act *dinp,
+                             const Act *dout, const Act *inp, int N, int C_in, int C_out) {
+    Adapter ad = layer_adapter(m, l, t, u, row0);
+    if (!ad.a) return;
+    const Backend *lb = m->lora_be;
+    int r = m->lora.rank;
+    Act *dbranch = m->acts.lora_out, *dmid = m->grad_acts.lora_mid;
+    size_t n_out = (size_t)N * C_out, ab = lb->act_bytes;
+    lb->zero(dbranch, n_out * ab);
+    lb->add_scaled(dbranch, dout, lora_scale(&m->lora), n_out);
+    lb->zero(dmid, (size_t)N * r * ab);
+    lb->matmul_backward(dmid, ad.db, dbranch, ad.mid, ad.b, N, r, C_out);
+    lb->matmul_backward(dinp, ad.da, dmid, inp, ad.a, N, C_in, r);
 }
 
 void linear_forward(const Model *m, int l, int t, Act *out, const Act *inp, const float *weight,
@@ -205,29 +237,13 @@ void linear_forward(const Model *m, int l, int t, Act *out, const Act *inp, cons
         m->be->matmul_forward(out, inp, weight, N, C_in, C_out);
     }
     if (bias) m->be->bias_forward(out, bias, N, C_out);
-    Adapter ad = layer_adapter(m, l, t);
-    if (!ad.a) return;
-    const Backend *lb = m->lora_be;
-    int r = m->lora.rank;
-    lb->matmul_forward(ad.mid, inp, ad.a, N, C_in, r);
-    lb->matmul_forward(m->acts.lora_out, ad.mid, ad.b, N, r, C_out);
-    lb->add_scaled(out, m->acts.lora_out, lora_scale(&m->lora), (size_t)N * C_out);
+    linear_adapter_forward(m, l, t, 0, 0, out, inp, N, C_in, C_out);
 }
 
 void linear_backward(const Model *m, int l, int t, Act *dinp, float *dweight, const Act *dout,
                      const Act *inp, const float *weight, int N, int C_in, int C_out) {
     m->be->matmul_backward(dinp, dweight, dout, inp, weight, N, C_in, C_out);
-    Adapter ad = layer_adapter(m, l, t);
-    if (!ad.a) return;
-    const Backend *lb = m->lora_be;
-    int r = m->lora.rank;
-    Act *dbranch = m->acts.lora_out, *dmid = m->grad_acts.lora_mid;
-    size_t n_out = (size_t)N * C_out, ab = lb->act_bytes;
-    lb->zero(dbranch, n_out * ab);
-    lb->add_scaled(dbranch, dout, lora_scale(&m->lora), n_out);
-    lb->zero(dmid, (size_t)N * r * ab);
-    lb->matmul_backward(dmid, ad.db, dbranch, ad.mid, ad.b, N, r, C_out);
-    lb->matmul_backward(dinp, ad.da, dmid, inp, ad.a, N, C_in, r);
+    linear_adapter_backward(m, l, t, 0, 0, dinp, dout, inp, N, C_in, C_out);
 }
 
 void linear_head_forward(const Model *m, Act *logits, const Act *x, int N) {

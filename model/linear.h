@@ -75,6 +75,15 @@ void linear_forward(const Model *m, int l, int t, Act *out, const Act *inp, cons
 // the gradient straight through (BitNet's straight-through estimator).
 void linear_backward(const Model *m, int l, int t, Act *dinp, float *dweight, const Act *dout,
                      const Act *inp, const float *weight, int N, int C_in, int C_out);
+// The adapter alone (model/lora.h) of unit u of projection t of layer l, on N rows that sit
+// row0 rows into the target's rows of the pass: out += (alpha / rank) (inp A^T) B^T, and its
+// backward (the input's gradient added into dinp, the adapter's into its gradients). An MoE
+// layer runs its experts through these (linear_forward and linear_backward call them with
+// unit 0 at row 0); nothing happens without an adapter there.
+void linear_adapter_forward(const Model *m, int l, int t, int u, size_t row0, Act *out,
+                            const Act *inp, int N, int C_in, int C_out);
+void linear_adapter_backward(const Model *m, int l, int t, int u, size_t row0, Act *dinp,
+                             const Act *dout, const Act *inp, int N, int C_in, int C_out);
 // The LM head: logits = x @ lm_head^T over N rows.
 void linear_head_forward(const Model *m, Act *logits, const Act *x, int N);
 

@@ -52,29 +52,60 @@ int lora_config_validate(const LoraConfig *lc, Error *err) {
 
 float lora_scale(const LoraConfig *lc) { return lc->alpha / (float)lc->rank; }
 
-// Values of one layer's adapters of target t: A [rank, in] and B [out, rank].
-static size_t target_size(const ModelConfig *c, const LoraConfig *lc, int t) {
+int lora_rows_per_token(const ModelConfig *c) { return c->n_experts ? c->n_active + 1 : 1; }
+
+int lora_units(const ModelConfig *c, int l, int t) {
+    int moe_mlp = t >= LORA_GATE && l >= model_dense_layers(c);
+    return moe_mlp ? c->n_experts + (c->d_shared > 0) : 1;
+}
+
+void lora_unit_shape(const ModelConfig *c, int l, int t, int u, int *in, int *out) {
+    if (lora_units(c, l, t) == 1) {
+        projection_shape(c, t, in, out);
+        return;
+    }
+    int C = c->d_model, F = u < c->n_experts ? c->d_expert : c->d_shared;
+    *in = t == LORA_DOWN ? F : C;
+    *out = t == LORA_DOWN ? C : F;
+}
+
+// Values of one unit's adapter: A [rank, in] and B [out, rank].
+static size_t unit_size(const ModelConfig *c, const LoraConfig *lc, int l, int t, int u) {
     int in, out;
-    projection_shape(c, t, &in, &out);
+    lora_unit_shape(c, l, t, u, &in, &out);
     return (size_t)lc->rank * ((size_t)in + out);
 }
 
-static size_t layer_size(const ModelConfig *c, const LoraConfig *lc) {
+static size_t target_size(const ModelConfig *c, const LoraConfig *lc, int l, int t) {
+    size_t n = 0;
+    for (int u = 0; u < lora_units(c, l, t); u++) n += unit_size(c, lc, l, t, u);
+    return n;
+}
+
+static size_t layer_size(const ModelConfig *c, const LoraConfig *lc, int l) {
     size_t n = 0;
     for (int t = 0; t < N_LORA_TARGETS; t++)
-        if (lc->targets & (1u << t)) n += target_size(c, lc, t);
+        if (lc->targets & (1u << t)) n += target_size(c, lc, l, t);
     return n;
 }
 
 size_t lora_param_count(const ModelConfig *c, const LoraConfig *lc) {
-    return lc->rank > 0 ? (size_t)c->n_layer * layer_size(c, lc) : 0;
+    size_t n = 0;
+    for (int l = 0; lc->rank > 0 && l < c->n_layer; l++) n += layer_size(c, lc, l);
+    return n;
+}
+
+size_t lora_unit_offset(const ModelConfig *c, const LoraConfig *lc, int layer, int t, int u) {
+    size_t at = 0;
+    for (int l = 0; l < layer; l++) at += layer_size(c, lc, l);
+    for (int v = 0; v < t; v++)
+        if (lc->targets & (1u << v)) at += target_size(c, lc, layer, v);
+    for (int w = 0; w < u; w++) at += unit_size(c, lc, layer, t, w);
+    return at;
 }
 
 size_t lora_offset(const ModelConfig *c, const LoraConfig *lc, int layer, int t) {
-    size_t at = (size_t)layer * layer_size(c, lc);
-    for (int u = 0; u < t; u++)
-        if (lc->targets & (1u << u)) at += target_size(c, lc, u);
-    return at;
+    return lora_unit_offset(c, lc, layer, t, 0);
 }
 
 int lora_n_targets(const LoraConfig *lc) {
@@ -89,37 +120,53 @@ void lora_init(float *adapters, const ModelConfig *c, const LoraConfig *lc, uint
     for (int l = 0; l < c->n_layer; l++)
         for (int t = 0; t < N_LORA_TARGETS; t++) {
             if (!(lc->targets & (1u << t))) continue;
-            int in, out;
-            projection_shape(c, t, &in, &out);
-            float *a = adapters + lora_offset(c, lc, l, t), *b = a + (size_t)lc->rank * in;
-            float bound = 1.0f / sqrtf((float)in);
-            for (size_t i = 0; i < (size_t)lc->rank * in; i++)
-                a[i] = bound * (2.0f * rng_uniform(&rng) - 1.0f);
-            memset(b, 0, (size_t)out * lc->rank * sizeof(float));
+            for (int u = 0; u < lora_units(c, l, t); u++) {
+                int in, out;
+                lora_unit_shape(c, l, t, u, &in, &out);
+                float *a = adapters + lora_unit_offset(c, lc, l, t, u);
+                float *b = a + (size_t)lc->rank * in;
+                float bound = 1.0f / sqrtf((float)in);
+                for (size_t i = 0; i < (size_t)lc->rank * in; i++)
+                    a[i] = bound * (2.0f * rng_uniform(&rng) - 1.0f);
+                memset(b, 0, (size_t)out * lc->rank * sizeof(float));
+            }
         }
 }
 
+// Where unit u of projection t of layer l sits in the host fp32 weights: the projection, or
+// an MoE layer's expert u (the shared expert after the last).
+static float *unit_weight(float *params, const ModelConfig *c, int l, int t, int u) {
+    ParamTensors p;
+    param_tensors_point(&p, params, sizeof(float), c);
+    LayerWeights w = layer_weights(&p, c, l, sizeof(float));
+    if (lora_units(c, l, t) == 1) return layer_projection(&w, t);
+    int in, out;
+    lora_unit_shape(c, l, t, u, &in, &out);
+    if (u == c->n_experts) return t == LORA_GATE ? w.s_gate : t == LORA_UP ? w.s_up : w.s_down;
+    float *stack = t == LORA_GATE ? w.e_gate : t == LORA_UP ? w.e_up : w.e_down;
+    return stack + (size_t)u * in * out;
+}
+
 void lora_merge(float *params, const float *adapters, const ModelConfig *c, const LoraConfig *lc) {
-    ParamSpec specs[N_PARAM_TENSORS];
-    param_specs(c, specs);
     float s = lora_scale(lc);
     int r = lc->rank;
     for (int t = 0; t < N_LORA_TARGETS; t++) {
         if (!(lc->targets & (1u << t))) continue;
-        int p = projection_param(t), in, out;
-        projection_shape(c, t, &in, &out);
-        size_t first = 0;  // where the stacked tensor starts in the flat layout
-        for (int i = 0; i < p; i++) first += specs[i].size;
-        for (int l = 0; l < c->n_layer; l++) {
-            float *w = params + first + (size_t)l * out * in;
-            const float *a = adapters + lora_offset(c, lc, l, t), *b = a + (size_t)r * in;
+        for (int l = 0; l < c->n_layer; l++)
+            for (int u = 0; u < lora_units(c, l, t); u++) {
+                int in, out;
+                lora_unit_shape(c, l, t, u, &in, &out);
+                float *w = unit_weight(params, c, l, t, u);
+                const float *a = adapters + lora_unit_offset(c, lc, l, t, u);
+                const float *b = a + (size_t)r * in;
 #pragma omp parallel for if ((double)out * in * r > 1e6)
-            for (int o = 0; o < out; o++)
-                for (int i = 0; i < in; i++) {
-                    float d = 0.0f;
-                    for (int k = 0; k < r; k++) d += b[(size_t)o * r + k] * a[(size_t)k * in + i];
-                    w[(size_t)o * in + i] += s * d;
-                }
-        }
+                for (int o = 0; o < out; o++)
+                    for (int i = 0; i < in; i++) {
+                        float d = 0.0f;
+                        for (int k = 0; k < r; k++)
+                            d += b[(size_t)o * r + k] * a[(size_t)k * in + i];
+                        w[(size_t)o * in + i] += s * d;
+                    }
+            }
     }
 }

@@ -3,7 +3,8 @@
 // B [out, rank]. PEFT's initialisation: A uniform in +-1/sqrt(in) (kaiming_uniform with
 // a = sqrt(5)), B zero, so a fresh adapter leaves the base's outputs exactly as they were.
 // Every adapter of a model lives in one flat float buffer (and its gradients and AdamW m and v
-// in three more of the same layout): per layer, per adapted target in LoraTarget order, A then B.
+// in three more of the same layout): per layer, per adapted target in LoraTarget order, per
+// unit (below), A then B.
 #ifndef DLLM_LORA_H
 #define DLLM_LORA_H
 
@@ -40,9 +41,18 @@ void lora_format_targets(uint32_t targets, char *out, size_t cap);
 int lora_config_validate(const LoraConfig *lc, Error *err);
 float lora_scale(const LoraConfig *lc);
 
-// Adapter values in all, and where layer l's A of target t starts (B follows it).
+// An adapter sits on each "unit" of a target: the projection itself, except the gate, up and
+// down targets of a mixture of experts' MoE layer, which adapt every routed expert (units
+// 0 .. E - 1) and the shared expert (unit E, when there is one), each with its own A and B.
+int lora_units(const ModelConfig *c, int layer, int t);
+void lora_unit_shape(const ModelConfig *c, int layer, int t, int u, int *in, int *out);
+// Rows an adapted target keeps per token of a pass: 1, or for a mixture of experts
+// n_active + 1 (an MoE layer's expert rows and its shared expert's).
+int lora_rows_per_token(const ModelConfig *c);
+// Adapter values in all, and where layer l's A of target t (of its unit u) starts (B follows).
 size_t lora_param_count(const ModelConfig *c, const LoraConfig *lc);
 size_t lora_offset(const ModelConfig *c, const LoraConfig *lc, int layer, int t);
+size_t lora_unit_offset(const ModelConfig *c, const LoraConfig *lc, int layer, int t, int u);
 // Targets adapted (the number of bits set).
 int lora_n_targets(const LoraConfig *lc);
 

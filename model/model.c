@@ -87,9 +87,13 @@ static size_t layout_activations(Model *m, char *base) {
     a->logits = carve_acts(m, base, &off, N * V);
     a->losses = carve_floats(base, &off, N);
     a->proj = carve_acts(m, base, &off, N * C);
-    size_t LR = m->lora.rank, widest = F > C ? F : C;  // rank 0: no adapters, nothing carved
-    a->lora_mid = carve_acts(m, base, &off, K * lora_n_targets(&m->lora) * N * LR);
-    a->lora_out = carve_acts(m, base, &off, LR ? N * widest : 0);
+    // rank 0: no adapters, nothing carved; an MoE layer's adapted targets keep n_active + 1
+    // rows per token (its experts' and its shared expert's)
+    size_t LR = m->lora.rank, widest = F > C ? F : C, rows = lora_rows_per_token(c);
+    if ((size_t)c->d_expert > widest) widest = c->d_expert;
+    if ((size_t)c->d_shared > widest) widest = c->d_shared;
+    a->lora_mid = carve_acts(m, base, &off, K * lora_n_targets(&m->lora) * N * rows * LR);
+    a->lora_out = carve_acts(m, base, &off, LR ? N * rows * widest : 0);
     size_t xq, xq8, xq8_scale;  // what the weight kind's projection inputs need
     linear_scratch(m->kind, N, widest, &xq, &xq8, &xq8_scale);
     a->xq = carve_acts(m, base, &off, xq);
@@ -111,7 +115,7 @@ static size_t layout_activations(Model *m, char *base) {
     d->gate = carve_acts(m, base, &off, G * N * F);
     d->up = carve_acts(m, base, &off, G * N * F);
     d->swiglu = carve_acts(m, base, &off, G * N * F);
-    d->lora_mid = carve_acts(m, base, &off, G * N * LR);
+    d->lora_mid = carve_acts(m, base, &off, G * N * rows * LR);
     size_t rope_n = (size_t)c->seq_len * (C / H / 2);
     m->rope_cos = carve_floats(base, &off, rope_n);
     m->rope_sin = carve_floats(base, &off, rope_n);

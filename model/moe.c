@@ -100,8 +100,8 @@ static void tally_probs(Model *m, const MoeActs *a, int N) {
 }
 
 // out = the shared expert's SwiGLU of x, or zeros without one.
-static void shared_forward(Model *m, const LayerWeights *w, const MoeActs *a, const Act *x,
-                           Act *out, int N) {
+static void shared_forward(Model *m, int l, const LayerWeights *w, const MoeActs *a,
+                           const Act *x, Act *out, int N) {
     const Backend *be = m->be;
     const ModelConfig *c = &m->cfg;
     int C = c->d_model, Fs = c->d_shared;
@@ -109,10 +109,15 @@ static void shared_forward(Model *m, const LayerWeights *w, const MoeActs *a, co
         be->zero(out, (size_t)N * C * be->act_bytes);
         return;
     }
+    size_t row0 = (size_t)N * c->n_active;  // its adapters' rows follow the experts'
+    int E = c->n_experts;
     be->matmul_forward(a->s_gate, x, w->s_gate, N, C, Fs);
+    linear_adapter_forward(m, l, LORA_GATE, E, row0, a->s_gate, x, N, C, Fs);
     be->matmul_forward(a->s_up, x, w->s_up, N, C, Fs);
+    linear_adapter_forward(m, l, LORA_UP, E, row0, a->s_up, x, N, C, Fs);
     be->swiglu_forward(a->s_swiglu, a->s_gate, a->s_up, (size_t)N * Fs);
     be->matmul_forward(out, a->s_swiglu, w->s_down, N, Fs, C);
+    linear_adapter_forward(m, l, LORA_DOWN, E, row0, out, a->s_swiglu, N, Fs, C);
 }
 
 void moe_forward(Model *m, int l, const Act *x, Act *out, int N) {
@@ -135,13 +140,16 @@ void moe_forward(Model *m, int l, const Act *x, Act *out, int N) {
         Act *gate = act_at(m, a.gate, at * Fe), *up = act_at(m, a.up, at * Fe);
         Act *sw = act_at(m, a.swiglu, at * Fe);
         const Act *xs = act_at(m, a.xs, at * C);
+        Act *ys = act_at(m, a.ys, at * C);
         be->matmul_forward(gate, xs, weight_row(m, w.e_gate, (size_t)e * Fe, C), n, C, Fe);
+        linear_adapter_forward(m, l, LORA_GATE, e, at, gate, xs, n, C, Fe);
         be->matmul_forward(up, xs, weight_row(m, w.e_up, (size_t)e * Fe, C), n, C, Fe);
+        linear_adapter_forward(m, l, LORA_UP, e, at, up, xs, n, C, Fe);
         be->swiglu_forward(sw, gate, up, n * Fe);
-        be->matmul_forward(act_at(m, a.ys, at * C), sw, weight_row(m, w.e_down, (size_t)e * C, Fe),
-                           n, Fe, C);
+        be->matmul_forward(ys, sw, weight_row(m, w.e_down, (size_t)e * C, Fe), n, Fe, C);
+        linear_adapter_forward(m, l, LORA_DOWN, e, at, ys, sw, n, Fe, C);
     }
-    shared_forward(m, &w, &a, x, out, N);
+    shared_forward(m, l, &w, &a, x, out, N);
     be->moe_combine(out, a.ys, a.slot_at, a.weight, N, k, C);
 }
 
@@ -157,14 +165,18 @@ void moe_backward(Model *m, int l, Act *dx, const Act *dout, const Act *x, int N
     if (m->grads) dw = layer_weights(&m->g, c, l, sizeof(float));
     const int *offsets = m->moe_offsets + (size_t)(l - model_dense_layers(c)) * (E + 1);
     be->zero(dx, (size_t)N * C * ab);
-    if (Fs) {  // the shared expert
+    if (Fs) {  // the shared expert (its adapters' rows after the experts')
+        size_t row0 = slots;
         be->zero(d.s_swiglu, (size_t)N * Fs * ab);
         be->matmul_backward(d.s_swiglu, dw.s_down, dout, a.s_swiglu, w.s_down, N, Fs, C);
+        linear_adapter_backward(m, l, LORA_DOWN, E, row0, d.s_swiglu, dout, a.s_swiglu, N, Fs, C);
         be->zero(d.s_gate, (size_t)N * Fs * ab);
         be->zero(d.s_up, (size_t)N * Fs * ab);
         be->swiglu_backward(d.s_gate, d.s_up, d.s_swiglu, a.s_gate, a.s_up, (size_t)N * Fs);
         be->matmul_backward(dx, dw.s_gate, d.s_gate, x, w.s_gate, N, C, Fs);
+        linear_adapter_backward(m, l, LORA_GATE, E, row0, dx, d.s_gate, x, N, C, Fs);
         be->matmul_backward(dx, dw.s_up, d.s_up, x, w.s_up, N, C, Fs);
+        linear_adapter_backward(m, l, LORA_UP, E, row0, dx, d.s_up, x, N, C, Fs);
     }
     // the combine: each slot's output gradient and its weight's
     be->moe_combine_backward(d.ys, d.weight, dout, a.ys, a.slot_at, a.weight, N, k, C);
@@ -178,15 +190,18 @@ void moe_backward(Model *m, int l, Act *dx, const Act *dout, const Act *x, int N
         Act *dsw = act_at(m, d.swiglu, at * Fe), *dgate = act_at(m, d.gate, at * Fe);
         Act *dup = act_at(m, d.up, at * Fe), *dxs = act_at(m, d.xs, at * C);
         const Act *xs = act_at(m, a.xs, at * C);
-        be->matmul_backward(dsw, grad_row(dw.e_down, (size_t)e * C, Fe), act_at(m, d.ys, at * C),
-                            act_at(m, a.swiglu, at * Fe),
+        const Act *dys = act_at(m, d.ys, at * C), *sw = act_at(m, a.swiglu, at * Fe);
+        be->matmul_backward(dsw, grad_row(dw.e_down, (size_t)e * C, Fe), dys, sw,
                             weight_row(m, w.e_down, (size_t)e * C, Fe), n, Fe, C);
+        linear_adapter_backward(m, l, LORA_DOWN, e, at, dsw, dys, sw, n, Fe, C);
         be->swiglu_backward(dgate, dup, dsw, act_at(m, a.gate, at * Fe),
                             act_at(m, a.up, at * Fe), n * Fe);
         be->matmul_backward(dxs, grad_row(dw.e_gate, (size_t)e * Fe, C), dgate, xs,
                             weight_row(m, w.e_gate, (size_t)e * Fe, C), n, C, Fe);
+        linear_adapter_backward(m, l, LORA_GATE, e, at, dxs, dgate, xs, n, C, Fe);
         be->matmul_backward(dxs, grad_row(dw.e_up, (size_t)e * Fe, C), dup, xs,
                             weight_row(m, w.e_up, (size_t)e * Fe, C), n, C, Fe);
+        linear_adapter_backward(m, l, LORA_UP, e, at, dxs, dup, xs, n, C, Fe);
     }
     be->moe_combine(dx, d.xs, a.slot_at, NULL, N, k, C);  // the gather's backward
     int aux = c->aux_loss_coef > 0.0f;

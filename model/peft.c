@@ -69,6 +69,9 @@ static int write_config(const char *path, const LoraConfig *lc, HfArch arch, Err
 
 int peft_write(const char *dir, const ModelConfig *c, const LoraConfig *lc, HfArch arch,
                const float *adapters, Error *err) {
+    if (c->n_experts)  // PEFT names a module's adapter; dllm's experts are one stacked tensor
+        return error_set(err, "PEFT adapters of a mixture of experts are not built: export the "
+                              "merged model instead");
     if (make_dirs(dir, err)) return -1;
     int n = 0, max = 2 * c->n_layer * N_LORA_TARGETS, r = lc->rank;
     SafetensorsOut *out = calloc((size_t)max, sizeof *out);
@@ -174,6 +177,9 @@ int peft_read_config(const char *dir, LoraConfig *lc, Error *err) {
 int peft_read_adapters(const char *dir, const ModelConfig *c, LoraConfig *lc, HfArch arch,
                        float **adapters, Error *err) {
     *adapters = NULL;
+    if (c->n_experts)
+        return error_set(err, "%s: PEFT adapters on a mixture of experts are not read (not built)",
+                         dir);
     char path[4300], name[256];
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
     Safetensors st;

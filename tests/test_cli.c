@@ -784,6 +784,34 @@ START_TEST(test_imported_models) {
              "--objective mdm --steps 2 --seq-len 16 --run %s/mistral_mdm", dir, dir);
     assert_one_error(dllm(args), "attends through a sliding window of 4 keys; adapting it to "
                                  "bidirectional attention is not built");
+    // LLaDA-MoE: LoRA on attention and on every expert (routed and shared), sampled; the
+    // adapters merged into the experts give the run's own ELBO; PEFT's layout is refused
+    snprintf(args, sizeof args, "train --init tests/fixtures/hf_models/llada_moe --data %s/sh "
+             "--steps 3 --batch-size 2 --seq-len 16 --lora-rank 2 --lora-targets q,v,gate,up,down "
+             "--run %s/moe_lora", dir, dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0 && strstr(r->out, "experts: 8 of width 16, 2 active per token") &&
+                  strstr(r->out, "active per token)"), "%s%s", r->out, r->err);
+    snprintf(args, sizeof args, "sample --model %s/moe_lora --prompt hi --gen-length 4 "
+             "--block-length 4 --steps 4", dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0 && strstr(r->err, "llada sampler"), "%s", r->err);
+    snprintf(args, sizeof args, "export %s/moe_lora --out %s/moe_peft", dir, dir);
+    assert_one_error(dllm(args), "PEFT adapters of a mixture of experts are not built");
+    snprintf(args, sizeof args, "export %s/moe_lora --out %s/moe_merged --merge 1", dir, dir);
+    ck_assert_msg(dllm(args)->status == 0, "merged export of the MoE LoRA run");
+    char moe_elbo[2][64];
+    for (int i = 0; i < 2; i++) {
+        snprintf(args, sizeof args, "eval --model %s/%s --data %s/sh --windows 4", dir,
+                 i ? "moe_merged" : "moe_lora", dir);
+        r = dllm(args);
+        ck_assert_msg(r->status == 0, "%s", r->err);
+        const char *row = strstr(r->out, i ? "moe_merged" : "moe_lora");
+        ck_assert(row && sscanf(strchr(row, '|') + 1, "%63s", moe_elbo[i]) == 1);
+    }
+    printf("  LLaDA-MoE LoRA run: ELBO %s nats/token, merged export %s\n", moe_elbo[0],
+           moe_elbo[1]);
+    ck_assert_str_eq(moe_elbo[0], moe_elbo[1]);
     snprintf(args, sizeof args, "train --resume tests/fixtures/hf_models/llama --data %s/sh "
              "--run %s/ft2", dir, dir);
     assert_one_error(dllm(args), "an imported model, not a run: start from it with --init");

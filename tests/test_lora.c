@@ -210,6 +210,86 @@ START_TEST(test_merged_weights_give_the_adapted_logits) {
 }
 END_TEST
 
+// A mixture of experts under adapters on every target: the MoE layer's gate, up and down
+// adapt each routed expert and the shared expert (model/lora.h's units). A fresh adapter
+// changes no logit; the adapters' gradients pass finite differences (a perturbation that
+// changes a pick is a jump, skipped and counted); recomputation gives the same gradients; the
+// merged weights give the adapted logits.
+typedef struct {
+    LossCase c;
+    const int *picks;  // the unperturbed pass's picks of the MoE layer
+    size_t n_picks;
+    int jumps;
+} MoeLossCase;
+
+static double moe_loss_of(void *p) {
+    MoeLossCase *c = p;
+    double loss = loss_of(&c->c);
+    if (memcmp(c->picks, c->c.m->acts.moe.pick, c->n_picks * sizeof(int))) {
+        c->jumps++;
+        return NAN;
+    }
+    return loss;
+}
+
+START_TEST(test_expert_adapters) {
+    ModelConfig c = tiny_config(0, 0);
+    c.n_experts = 4, c.n_active = 2, c.d_expert = 6, c.d_shared = 5, c.dense_layers = 1;
+    c.aux_loss_coef = 0.0f;  // the adapters' loss alone (the balancing loss has its own check)
+    float *w = base_weights(&c, 0);
+    LoraConfig lc = every_target(2);
+    Model m, again;
+    make(&m, &c, &lc, &backend_cpu, 2, MODEL_TRAINING, w);
+    // layer 0: 7 projections; layer 1: q k v o, and gate/up/down on 4 experts + the shared one
+    size_t want = 0;
+    for (int l = 0; l < 2; l++)
+        for (int t = 0; t < N_LORA_TARGETS; t++)
+            for (int u = 0; u < lora_units(&c, l, t); u++) {
+                int in, out;
+                lora_unit_shape(&c, l, t, u, &in, &out);
+                want += 2 * (size_t)(in + out);
+            }
+    ck_assert_uint_eq(m.n_lora, want);
+    ck_assert_int_eq(lora_units(&c, 1, LORA_UP), 5);
+    int inputs[12], targets[12];
+    float weights[12];
+    loss_case(&m, inputs, targets, weights);
+    adapter_gradients(&m, inputs, targets, weights);
+    size_t n_picks = (size_t)2 * c.seq_len * c.n_active;
+    int *picks = malloc(n_picks * sizeof(int));
+    memcpy(picks, m.acts.moe.pick, n_picks * sizeof(int));
+    MoeLossCase mc = {{&m, inputs, targets, weights}, picks, n_picks, 0};
+    double err = grad_check(moe_loss_of, &mc, m.lora_params, m.lora_grads, m.n_lora, 2e-2f, 0);
+    printf("  MDM moe: %zu adapter values (experts' and shared expert's included), max rel grad "
+           "err %.2e; %d of %zu perturbations changed a pick (skipped)\n", m.n_lora, err,
+           mc.jumps, 4 * m.n_lora);
+    ck_assert_msg(err < 1e-2, "relative gradient error %g", err);
+    ck_assert((size_t)mc.jumps < 4 * m.n_lora / 10);
+    // recomputation: the same gradient bits
+    make(&again, &c, &lc, &backend_cpu, 2, MODEL_RECOMPUTE, w);
+    model_set_lora(&again, m.lora_params);
+    adapter_gradients(&m, inputs, targets, weights);
+    adapter_gradients(&again, inputs, targets, weights);
+    ck_assert_mem_eq(m.lora_grads, again.lora_grads, m.n_lora * sizeof(float));
+    // merged into the experts' weights: the adapted logits
+    Model merged, inference;
+    make(&inference, &c, &lc, &backend_cpu, 2, MODEL_INFERENCE, w);
+    model_set_lora(&inference, m.lora_params);
+    lora_merge(w, m.lora_params, &c, &lc);
+    make(&merged, &c, NULL, &backend_cpu, 2, MODEL_INFERENCE, w);
+    float *a = logits_of(&inference, inputs, 2, 6), *b = logits_of(&merged, inputs, 2, 6);
+    double worst = 0, scale = 0;
+    for (size_t i = 0; i < 12 * (size_t)c.vocab_size; i++) {
+        worst = fmax(worst, fabs(a[i] - b[i]));
+        scale = fmax(scale, fabs(a[i]));
+    }
+    printf("  MDM moe: merged vs adapted logits max |diff| %.2e (largest %.2f)\n", worst, scale);
+    ck_assert(worst <= 1e-5 * scale);
+    free(a), free(b), free(w), free(picks);
+    model_free(&m), model_free(&again), model_free(&merged), model_free(&inference);
+}
+END_TEST
+
 START_TEST(test_training_leaves_the_base_bytes_alone) {
     // 30 AdamW steps of rank-4 adapters on the verse: the loss falls, the adapters move, and
     // the frozen base's bytes (bf16 here, as an imported model keeps them) are unchanged
@@ -307,6 +387,7 @@ int main(void) {
     tcase_add_test(tc, test_fresh_adapter_leaves_logits_bit_identical);
     tcase_add_test(tc, test_adapter_gradients_pass_finite_differences);
     tcase_add_test(tc, test_recompute_gives_identical_adapter_gradients);
+    tcase_add_test(tc, test_expert_adapters);
     tcase_add_test(tc, test_merged_weights_give_the_adapted_logits);
     tcase_add_test(tc, test_training_leaves_the_base_bytes_alone);
     tcase_add_test(tc, test_memory_plan_8b_base_fits_80gb);
