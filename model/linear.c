@@ -23,9 +23,6 @@ int linear_check(const ModelConfig *c, const Backend *be, ModelMode mode, int ad
     if (mode == MODEL_PACKED && (!c->ternary || adapters || !be->matmul_ternary))
         return error_set(err, "packed ternary weights run on the CPU backend (--device cpu), "
                               "without adapters, for a model trained with --weights ternary");
-    if (c->expert_bias && be->weight_bytes != sizeof(float))  // the routers read fp32 biases
-        return error_set(err, "an expert bias on bf16 weights is not built: load the model "
-                              "with fp32 weights (--weights fp32)");
     if (be->weight_bytes != sizeof(float) && mode != MODEL_INFERENCE && !adapters)
         return error_set(err, "bf16 weights are frozen: training them keeps fp32 weights "
                               "(LoRA adapters train on top of a bf16 base)");

@@ -49,6 +49,7 @@ static void carve_moe(const Model *m, char *base, size_t *off, MoeActs *a, size_
     a->s_gate = carve_acts(m, base, off, S * N * Fs);
     a->s_up = carve_acts(m, base, off, S * N * Fs);
     a->s_swiglu = carve_acts(m, base, off, S * N * Fs);
+    a->bias = carve_floats(base, off, grads ? 0 : E);
 }
 
 // Lays out every activation, activation gradient and per-batch buffer in base; returns the

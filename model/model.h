@@ -39,6 +39,7 @@ typedef struct {
     Act *xs, *ys;       // [B*T * k, d_model] the experts' inputs and outputs, in expert order
     Act *gate, *up, *swiglu;     // [B*T * k, d_expert]
     Act *s_gate, *s_up, *s_swiglu;  // [B*T, d_shared] the shared expert
+    float *bias;        // [E] a bf16 model's expert bias widened to fp32 (the router reads fp32)
 } MoeActs;
 
 typedef struct {

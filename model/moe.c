@@ -1,11 +1,26 @@
 #include "model/moe.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "common/bf16.h"
 
 // Which slice of the kept activations layer l uses: its MoE index when every layer is kept.
 static size_t moe_slice(const Model *m, int l) {
     return m->mode == MODEL_TRAINING ? (size_t)(l - model_dense_layers(&m->cfg)) : 0;
+}
+
+// The router's expert bias as fp32 (NULL: none): a bf16-weight model's widened into scratch.
+static const float *expert_bias(Model *m, const float *bias) {
+    int E = m->cfg.n_experts;
+    if (!bias || m->be->weight_bytes == sizeof(float)) return bias;
+    uint16_t raw[MODEL_MAX_EXPERTS];
+    float wide[MODEL_MAX_EXPERTS];
+    m->be->to_host(raw, bias, (size_t)E * sizeof(uint16_t));
+    for (int e = 0; e < E; e++) wide[e] = bf16_to_float(raw[e]);
+    m->be->to_device(m->acts.moe.bias, wide, (size_t)E * sizeof(float));
+    return m->acts.moe.bias;
 }
 
 // One slice of a MoeActs set: n rows of everything (routing included when `routing`).
@@ -129,8 +144,8 @@ void moe_forward(Model *m, int l, const Act *x, Act *out, int N) {
     LayerWeights w = linear_layer_weights(m, l);
     int *offsets = m->moe_offsets + (size_t)(l - model_dense_layers(c)) * (E + 1);
     be->matmul_forward(a.logits, x, w.router, N, C, E);
-    be->moe_route(a.pick, a.weight, a.probs, a.logits, w.expert_bias, N, E, k, c->router,
-                  c->n_groups, c->topk_groups, c->routed_scale);
+    be->moe_route(a.pick, a.weight, a.probs, a.logits, expert_bias(m, w.expert_bias), N, E, k,
+                  c->router, c->n_groups, c->topk_groups, c->routed_scale);
     sort_slots(m, &a, offsets, N);
     if (m->moe_tally) tally_probs(m, &a, N);
     be->gather_rows(a.xs, x, a.rows, N * k, C);

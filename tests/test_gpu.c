@@ -321,7 +321,7 @@ static void check_moe_ops(void) {
         expect_close(name, g_weight, weight, slots, 1e-5);
         snprintf(name, sizeof name, "moe_route probs %d (%s)", router, precision());
         expect_close(name, g_probs, probs, (size_t)N * E, 1e-5);
-        float *dweight = randn(slots, 34), *dlogits = malloc((size_t)N * E * 4);
+        float *dweight = randn(slots, 34), *dlogits = calloc((size_t)N * E, 4);
         float *g_dweight = up(dweight, slots);
         Act *g_dlogits = up_act(dlogits, (size_t)N * E);
         cpu->moe_route_backward(dlogits, dweight, pick, probs, aux, N, E, k, router, 2.5f);
@@ -663,6 +663,8 @@ static void check_ternary_model(void) {
     double tol_logits = bf16() ? 3e-2 : 1e-4, tol_grads = bf16() ? 8e-2 : 1e-3;
     int B = 2, T = 32, N = B * T;
     ModelConfig cfg = small_config(0);
+    cfg.n_experts = cfg.n_active = cfg.d_expert = cfg.d_shared = cfg.dense_layers = 0;
+    cfg.aux_loss_coef = 0.0f;  // BitNet's projections, without the MDM twin's experts
     cfg.ternary = 1;
     Model mc, mg;
     Error err;
@@ -1065,7 +1067,7 @@ int main(void) {
 #else
     Suite *s = suite_create("gpu");
 #endif
-    // three cases: "ops" and "attention" (each kernel against its twin; both tagged "ops":
+    // four cases: "ops", "moe" and "attention" (each kernel against its twin; all tagged "ops":
     // CK_INCLUDE_TAGS=ops is what `make test SAN=...` runs on the emulation, where the
     // model-level tests take too long; attention alone is what a race checker runs) and
     // "model" (everything after)
@@ -1075,13 +1077,17 @@ int main(void) {
     tcase_add_test(ops, test_matmul);
     tcase_add_test(ops, test_row_ops);
     tcase_add_test(ops, test_elementwise_and_optimizer);
-    tcase_add_test(ops, test_moe_ops);
     tcase_add_test(ops, test_rope);
     tcase_add_test(ops, test_pick_tokens);
     tcase_add_test(ops, test_bd3_reductions);
     tcase_add_test(ops, test_device_failures_are_reported_not_exits);
     tcase_add_test(ops, test_bf16_weight_backward_ops);
     suite_add_tcase(s, ops);
+    TCase *moe = tcase_create("moe");
+    tcase_set_tags(moe, "ops");
+    tcase_set_timeout(moe, 300);
+    tcase_add_test(moe, test_moe_ops);
+    suite_add_tcase(s, moe);
     TCase *attention = tcase_create("attention");
     tcase_set_tags(attention, "ops attention");
     tcase_set_timeout(attention, 300);
