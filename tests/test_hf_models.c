@@ -334,6 +334,28 @@ START_TEST(test_llada_moe_matches_reference) {
     printf("  llada_moe routing: %d of %zu picks (2 MoE layers x %zu rows x %d) equal the "
            "reference's, in order\n", same, 2 * per_layer, rows, c->n_active);
     ck_assert_int_eq(same, 2 * per_layer);
+    // stored as bf16 it keeps bf16 weights (the expert bias widened for the router): the logits
+    // of an fp32 model given the same rounded weights
+    char out[256];
+    snprintf(out, sizeof out, "/tmp/dllm_moe_bf16_%d", (int)getpid());
+    ck_assert(hf_export(out, c, ck.params, -1, 0, SAFETENSORS_BF16, &err) == 0);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "cp " FIXTURES "llada_moe/tokenizer*.json %s", out);
+    ck_assert_int_eq(system(cmd), 0);
+    for (size_t i = 0; i < ck.header.n_params; i++)
+        ck.params[i] = bf16_to_float(float_to_bf16(ck.params[i]));
+    ck_assert(model_set_weights(&m, ck.params, &err) == 0);
+    model_forward(&m, r.tokens, r.B, r.T);
+    ModelConfig again;
+    size_t weight_bytes;
+    float *bf16_logits = dllm_logits(out, &r, &again, &weight_bytes);
+    double e = relative_error(bf16_logits, m.acts.logits, (size_t)r.B * r.T * r.V);
+    printf("  llada_moe in bf16: %zu-byte weights, logits within %.2e of fp32 with the same "
+           "rounded weights\n", weight_bytes, e);
+    ck_assert(weight_bytes == 2 && e < 1e-5);
+    free(bf16_logits);
+    snprintf(cmd, sizeof cmd, "rm -rf /tmp/dllm_moe_bf16_%d", (int)getpid());
+    ck_assert_int_eq(system(cmd), 0);
     model_free(&m);
     model_source_free(&ck);
     free(want), free(r.tokens), free(r.logits);
