@@ -8,10 +8,11 @@
 # of forward passes over the whole command's time, loading included),
 # trained on data/shards when setup.sh made them, else on bytes of tests/fixtures/genesis.txt.
 # Run from the project root after `make`:
-#     bash bench/moe_vs_dense.sh [STEPS]
+#     [DLLM=path/to/dllm] bash bench/moe_vs_dense.sh [STEPS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 steps=${1:-20}
+dllm=${DLLM:-./dllm}  # a copy keeps the bench apart from rebuilds
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export OMP_NUM_THREADS=1
@@ -34,7 +35,7 @@ flags_of() {
 run_once() {
     rm -rf "$work/run"
     # shellcheck disable=SC2046
-    ./dllm train --data "$data" --objective mdm --steps "$steps" --batch-size 8 --seq-len 128 \
+    "$dllm" train --data "$data" --objective mdm --steps "$steps" --batch-size 8 --seq-len 128 \
         --n-layer 4 --d-model 256 --n-head 4 $(flags_of "$1") --eval-every 0 --log-every 1 \
         --device cpu --run "$work/run" > "$work/out" 2>&1
     local last seconds params rate
@@ -44,7 +45,7 @@ run_once() {
              sed 's/params: //; s/ active per token//; s/[()]//g; s/ /\//')
     local t0 t1
     t0=$(date +%s.%N)
-    ./dllm eval --model "$work/run" --data "$data" --windows 32 --mc 4 --device cpu \
+    "$dllm" eval --model "$work/run" --data "$data" --windows 32 --mc 4 --device cpu \
         > "$work/eval" 2>&1
     t1=$(date +%s.%N)
     rate=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print 32 * 4 * 128 / (b - a) }')

@@ -86,12 +86,13 @@ typedef struct {
     void (*bias_backward)(float *dbias, const Act *dout, int N, int C);
 
     // Rotary position embedding, in place, on x[B, T, H, head_dim] whose rows sit at positions
-    // pos0 .. pos0 + T - 1; position p uses cos/sin[p, head_dim/2]. Backward rotates the
-    // gradient back (also in place).
+    // pos0 .. pos0 + T - 1: the first rot values of each head (rot = head_dim, or fewer: a
+    // partial rotary) as pairs (i, i + rot/2), position p using cos/sin[p, rot/2]; the rest
+    // untouched. Backward rotates the gradient back (also in place).
     void (*rope_forward)(Act *x, const float *cos, const float *sin, int B, int T, int pos0,
-                         int H, int head_dim);
+                         int H, int head_dim, int rot);
     void (*rope_backward)(Act *dx, const float *cos, const float *sin, int B, int T, int pos0,
-                          int H, int head_dim);
+                          int H, int head_dim, int rot);
 
     // Scaled dot-product attention of Tq queries (at positions q_pos0 ..) over Tk keys (at
     // positions 0 .. Tk - 1): q and out are [B, Tq, H * head_dim], k and v [B, Tk, Hkv *

@@ -26,6 +26,10 @@ int model_kv_dim(const ModelConfig *c) { return model_kv_heads(c) * (c->d_model 
 
 static int is_flag(int x);
 
+int model_rotary_dim(const ModelConfig *c) {
+    return c->rotary_dim ? c->rotary_dim : c->d_model / c->n_head;
+}
+
 int model_moe_layers(const ModelConfig *c) {
     return c->n_experts > 0 ? c->n_layer - c->dense_layers : 0;
 }
@@ -123,6 +127,9 @@ int model_config_validate(const ModelConfig *c, Error *err) {
     if (c->sliding_window < 0 || (c->sliding_window > 0 && !c->causal))
         return error_set(err, "sliding_window %d: a window of keys (>= 0) for causal attention "
                               "only (a bidirectional one is not built)", c->sliding_window);
+    if (c->rotary_dim < 0 || c->rotary_dim % 2 || c->rotary_dim > c->d_model / c->n_head)
+        return error_set(err, "rotary_dim %d must be even and at most the head size %d (0: all)",
+                         c->rotary_dim, c->d_model / c->n_head);
     if (moe_validate(c, err)) return -1;
     if (c->n_experts && c->ternary)
         return error_set(err, "ternary weights for a mixture of experts are not built");
@@ -161,6 +168,9 @@ void model_config_print(FILE *f, const ModelConfig *c) {
             c->qkv_bias ? ", qkv bias" : "", c->tied_embeddings ? ", tied embeddings" : "",
             c->logit_shift ? ", logits shifted by one" : "");
     if (c->qk_norm) fprintf(f, "attention: queries and keys RMS-normalised per head (q/k norms)\n");
+    if (c->rotary_dim)
+        fprintf(f, "rope: the first %d of each head's %d values (partial rotary)\n", c->rotary_dim,
+                c->d_model / c->n_head);
     if (c->block_size) fprintf(f, "blocks: %d positions each\n", c->block_size);
     if (c->sliding_window)
         fprintf(f, "attention: a sliding window of %d keys (each query and the ones before it)\n",

@@ -59,6 +59,8 @@ typedef struct {
                          // before it (Mistral's sliding window; causal models only); 0: all
     int qk_norm;         // 1: each head's query and key are RMS-normalised (a learned gain of
                          // head size per layer) after the projection, before RoPE (Qwen3)
+    int rotary_dim;      // > 0: RoPE turns only each head's first rotary_dim values (a partial
+                         // rotary, LLaDA 2.0's half), the rest pass; 0: the whole head
     // Mixture of experts (n_experts > 0; model/moe.h): from layer dense_layers on, a layer's
     // MLP is n_experts SwiGLU experts of width d_expert, of which a router picks n_active per
     // token, plus a shared expert of width d_shared (0: none) that every token passes through;
@@ -100,6 +102,8 @@ int model_config_validate(const ModelConfig *c, Error *err);
 // window of causal keys when sliding_window is set), block-causal (block diffusion: committed
 // blocks and the one being denoised) or full (MDM).
 int model_attention_mask(const ModelConfig *c);
+// The values of each head RoPE turns: rotary_dim, or the whole head.
+int model_rotary_dim(const ModelConfig *c);
 // The rotation frequency of pair i of a head of `half` pairs: rope_theta^(-i / half), scaled.
 double model_rope_frequency(const ModelConfig *c, int i, int half);
 void model_config_print(FILE *f, const ModelConfig *c);

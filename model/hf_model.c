@@ -13,7 +13,7 @@
 #include "model/params.h"
 
 static const char *arch_names[] = {"LLaDA", "Dream", "LLaMA", "Qwen2", "Mistral", "Qwen3",
-                                   "LLaDA-MoE"};
+                                   "LLaDA-MoE", "LLaDA 2.0"};
 
 const char *hf_arch_name(HfArch a) { return arch_names[a]; }
 
@@ -85,10 +85,41 @@ static const char *llama_names[N_PARAM_TENSORS] = {
     "model.layers.%d.shared_expert.down_proj.weight",
 };
 
+// LLaDA 2.0: q, k and v (and their biases) are row ranges of one fused tensor
+static const char *llada2_names[N_PARAM_TENSORS] = {
+    "model.word_embeddings.weight",
+    "model.layers.%d.input_layernorm.weight",
+    "model.layers.%d.attention.query_key_value.weight",
+    "model.layers.%d.attention.query_key_value.weight",
+    "model.layers.%d.attention.query_key_value.weight",
+    "model.layers.%d.attention.query_key_value.bias",
+    "model.layers.%d.attention.query_key_value.bias",
+    "model.layers.%d.attention.query_key_value.bias",
+    "model.layers.%d.attention.dense.weight",
+    "model.layers.%d.post_attention_layernorm.weight",
+    "model.layers.%d.mlp.gate_proj.weight",
+    "model.layers.%d.mlp.up_proj.weight",
+    "model.layers.%d.mlp.down_proj.weight",
+    "model.norm.weight",
+    "lm_head.weight",
+    "model.layers.%d.attention.query_layernorm.weight",
+    "model.layers.%d.attention.key_layernorm.weight",
+    "model.layers.%d.mlp.gate.weight",
+    "model.layers.%d.mlp.gate.expert_bias",
+    "model.layers.%d.mlp.experts.%d.gate_proj.weight",
+    "model.layers.%d.mlp.experts.%d.up_proj.weight",
+    "model.layers.%d.mlp.experts.%d.down_proj.weight",
+    "model.layers.%d.mlp.shared_experts.gate_proj.weight",
+    "model.layers.%d.mlp.shared_experts.up_proj.weight",
+    "model.layers.%d.mlp.shared_experts.down_proj.weight",
+};
+
 enum { TOK_EMB = 0, LM_HEAD = 14 };
 
 void hf_expert_tensor_name(HfArch a, int index, int layer, int expert, char *buf, size_t cap) {
-    const char *pattern = a == HF_LLADA ? llada_names[index] : llama_names[index];
+    const char *pattern = a == HF_LLADA    ? llada_names[index]
+                          : a == HF_LLADA2 ? llada2_names[index]
+                                           : llama_names[index];
     snprintf(buf, cap, pattern, layer, expert);
 }
 
@@ -379,6 +410,61 @@ static int read_llada_moe(const Config *c, ModelConfig *m) {
     return 0;
 }
 
+// LLaDA 2.0 (model_type llada2_moe; its modeling_llada2_moe.py): a block diffusion model
+// (generate() denoises blocks of 32 under a block-causal mask: block_size 32), q/k norms on
+// every layer, the rotary on head_dim x partial_rotary_factor values, from layer
+// first_k_dense_replace on a mixture of experts: the grouped sigmoid router (n_group,
+// topk_group, routed_scaling_factor, the expert bias it always has), num_shared_experts
+// experts' worth of shared expert. Its training balances experts through the bias (updated
+// outside the model): no auxiliary loss here. mask_token_id must be in the config.
+static int read_llada2(const Config *c, ModelConfig *m) {
+    int max_seq, head_dim, shared;
+    float partial, scale;
+    if (get_int(c, "hidden_size", -2, &m->d_model) ||
+        get_int(c, "num_attention_heads", -2, &m->n_head) ||
+        get_int(c, "num_hidden_layers", -2, &m->n_layer) ||
+        get_int(c, "num_key_value_heads", -2, &m->n_kv_head) ||
+        get_int(c, "intermediate_size", -2, &m->d_ff) ||
+        get_int(c, "moe_intermediate_size", -2, &m->d_expert) ||
+        get_int(c, "num_experts", -2, &m->n_experts) ||
+        get_int(c, "num_experts_per_tok", -2, &m->n_active) ||
+        get_int(c, "num_shared_experts", 0, &shared) ||
+        get_int(c, "n_group", -2, &m->n_groups) || get_int(c, "topk_group", -2, &m->topk_groups) ||
+        get_int(c, "first_k_dense_replace", 0, &m->dense_layers) ||
+        get_int(c, "vocab_size", -2, &m->vocab_size) ||
+        get_int(c, "max_position_embeddings", 16384, &max_seq) || read_rope(c, m) ||
+        get_int(c, "mask_token_id", -2, &m->mask_token_id) ||
+        get_float(c, "rms_norm_eps", 1e-6f, &m->norm_eps) ||
+        get_float(c, "partial_rotary_factor", 0.5f, &partial) ||
+        get_float(c, "routed_scaling_factor", 2.5f, &scale) ||
+        get_int(c, "head_dim", m->n_head > 0 ? m->d_model / m->n_head : 0, &head_dim))
+        return -1;
+    if (m->n_head > 0 && head_dim * m->n_head != m->d_model)
+        return error_set(c->err, "%s: head_dim %d is not hidden_size / num_attention_heads", c->path,
+                         head_dim);
+    if (m->rope_scaling.factor != 0.0f)
+        return error_set(c->err, "%s: a llada2_moe config with RoPE scaling; dllm implements "
+                                 "LLaDA 2.0's plain RoPE", c->path);
+    float rotary = head_dim * partial;
+    if (!(partial > 0.0f && partial <= 1.0f) || rotary != (int)rotary || (int)rotary % 2)
+        return error_set(c->err, "%s: partial_rotary_factor %g does not turn an even number of a "
+                                 "head's %d values", c->path, partial, head_dim);
+    if (expect_string(c, "hidden_act", "silu", 0) || refuse_on(c, "use_bias") ||
+        refuse_on(c, "norm_head") || refuse_on(c, "use_sliding_window"))
+        return -1;
+    m->rotary_dim = (int)rotary == head_dim ? 0 : (int)rotary;
+    m->qkv_bias = get_bool(c, "use_qkv_bias", 0);
+    m->qk_norm = get_bool(c, "use_qk_norm", 1);
+    m->d_shared = shared > 0 ? shared * m->d_expert : 0;
+    m->router = ROUTER_SIGMOID_GROUPED;
+    m->routed_scale = scale;
+    m->expert_bias = 1;
+    m->tied_embeddings = get_bool(c, "tie_word_embeddings", 0);
+    m->seq_len = max_seq < HF_MAX_SEQ_LEN ? max_seq : HF_MAX_SEQ_LEN;
+    m->block_size = 32;
+    return 0;
+}
+
 int hf_config_read(const char *dir, ModelConfig *m, HfArch *arch, int *bf16, Error *err) {
     Config c = {.err = err};
     snprintf(c.path, sizeof c.path, "%s/config.json", dir);
@@ -406,10 +492,15 @@ int hf_config_read(const char *dir, ModelConfig *m, HfArch *arch, int *bf16, Err
                  : *arch == HF_LLADA_MOE ? read_llada_moe(&c, m)
                                          : read_llama_family(&c, (HfArch)a, m);
         }
+    if (type && strcmp(type, "llada2_moe") == 0) {
+        known = 1;
+        *arch = HF_LLADA2;
+        rc = read_llada2(&c, m);
+    }
     if (!type) rc = error_set(err, "%s: no model_type", c.path);
     else if (!known)
-        rc = error_set(err, "%s: model_type %s; dllm loads llada (LLaDA and LLaDA-MoE), Dream, "
-                            "llama, qwen2, qwen3 and mistral", c.path, type);
+        rc = error_set(err, "%s: model_type %s; dllm loads llada (LLaDA and LLaDA-MoE), "
+                            "llada2_moe, Dream, llama, qwen2, qwen3 and mistral", c.path, type);
     json_free(&c.root);
     if (rc) return -1;
     if (m->seq_len > HF_MAX_SEQ_LEN) m->seq_len = HF_MAX_SEQ_LEN;
@@ -428,10 +519,30 @@ static int read_tensor(const Safetensors *st, HfArch a, const ParamSpec *s, int 
     return safetensors_read(st, name, shape, s->cols == 1 ? 1 : 2, dst, err);
 }
 
+// LLaDA 2.0's fused query_key_value [(H + 2 Hkv) hd, C] (or its bias): q's rows, then k's,
+// then v's. Tensor index (wq, wk, wv, bq, bk, bv) of layer l is its row range.
+static int read_fused_qkv(const Safetensors *st, const ModelConfig *c, int index, int layer,
+                          float *dst, Error *err) {
+    int bias = index >= 5, part = (index - 2) % 3;  // 0 q, 1 k, 2 v
+    size_t C = c->d_model, KV = model_kv_dim(c), rows = C + 2 * KV, cols = bias ? 1 : C;
+    size_t first = part == 0 ? 0 : part == 1 ? C : C + KV, n = part == 0 ? C : KV;
+    char name[256];
+    hf_tensor_name(HF_LLADA2, index, layer, name, sizeof name);
+    float *all = malloc(rows * cols * sizeof(float));
+    if (!all) return error_set(err, "out of memory reading %s", name);
+    int64_t shape[2] = {(int64_t)rows, (int64_t)cols};
+    int rc = safetensors_read(st, name, shape, bias ? 1 : 2, all, err);
+    if (rc == 0) memcpy(dst, all + first * cols, n * cols * sizeof(float));
+    free(all);
+    return rc;
+}
+
 // One layer's slice of tensor index: a routed expert's tensor is E files' tensors, one each.
 static int read_layer(const Safetensors *st, const ModelConfig *c, HfArch a, const ParamSpec *s,
                       int index, int l, float *dst, Error *err) {
     int layer = file_layer(c, index, l);
+    if (a == HF_LLADA2 && index >= 2 && index <= 7)
+        return read_fused_qkv(st, c, index, layer, dst, err);
     if (!param_is_expert(index)) return read_tensor(st, a, s, index, layer, dst, err);
     size_t rows = s->rows / c->n_experts;
     int64_t shape[2] = {(int64_t)rows, (int64_t)s->cols};
@@ -645,6 +756,9 @@ int hf_export(const char *dir, const ModelConfig *c, const float *params, int bo
     if (c->ternary)
         return error_set(err, "a ternary model has no Hugging Face layout here (its weights "
                               "are fp32 latents read through quantisers)");
+    if (c->rotary_dim)
+        return error_set(err, "a model with a partial rotary (LLaDA 2.0's) has no export layout "
+                              "here (writing LLaDA 2.0's fused files is not built)");
     if (c->n_experts && (c->causal || c->router != ROUTER_SOFTMAX || c->logit_shift ||
                          c->qkv_bias || c->sliding_window))
         return error_set(err, "a mixture of experts exports as LLaDA-MoE: a bidirectional "

@@ -7,6 +7,9 @@
 //          ("mistral", a sliding window) and Qwen3 ("qwen3", q/k norms)
 //   LLaDA-MoE (model_type "llada_moe"): masked diffusion with a mixture of experts in the
 //          transformers layout (mlp.gate, mlp.experts.E.*, shared_expert.*), q/k norms
+//   LLaDA 2.0 (model_type "llada2_moe"): block diffusion (blocks of 32) with a mixture of
+//          experts under the grouped sigmoid router, a fused query_key_value projection, q/k
+//          norms and a partial rotary
 // Every config value dllm does not implement is refused by name; the weights are read in
 // whatever dtype the files hold (F32, F16, BF16) and widened to fp32. docs/formats.md lists
 // the mapping.
@@ -19,7 +22,9 @@
 #include "model/config.h"
 #include "model/safetensors.h"
 
-typedef enum { HF_LLADA, HF_DREAM, HF_LLAMA, HF_QWEN2, HF_MISTRAL, HF_QWEN3, HF_LLADA_MOE } HfArch;
+typedef enum {
+    HF_LLADA, HF_DREAM, HF_LLAMA, HF_QWEN2, HF_MISTRAL, HF_QWEN3, HF_LLADA_MOE, HF_LLADA2
+} HfArch;
 
 // Longest context an imported model is sized for (its own limit when smaller): activations
 // and RoPE tables scale with it.

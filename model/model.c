@@ -168,10 +168,11 @@ void memory_plan_print(FILE *f, const MemoryPlan *p, const char *device) {
             device, text[0], text[1], text[2], text[3], text[4]);
 }
 
-// cos/sin of t * theta^(-2i/head_dim), computed once in double on the host.
+// cos/sin of t * theta^(-2i/rot) (rot: the rotated values of a head), computed once in double
+// on the host.
 static int upload_rope_tables(Model *m) {
     const ModelConfig *c = &m->cfg;
-    int half = c->d_model / c->n_head / 2;
+    int half = model_rotary_dim(c) / 2;
     size_t n = (size_t)c->seq_len * half;
     float *cs = malloc(2 * n * sizeof(float));
     if (!cs) return -1;
@@ -403,9 +404,9 @@ int pass_mask(const Model *m) {
 // copies at positions 0..T/2-1, which to RoPE is 2B sequences of T/2 rows (the layouts agree).
 void rope(const Model *m, Act *x, int Tq, int start, int heads, int backward) {
     int B = m->pairs ? 2 * m->B : m->B, T = m->pairs ? Tq / 2 : Tq;
-    int hd = m->cfg.d_model / m->cfg.n_head;
-    if (backward) m->be->rope_backward(x, m->rope_cos, m->rope_sin, B, T, start, heads, hd);
-    else m->be->rope_forward(x, m->rope_cos, m->rope_sin, B, T, start, heads, hd);
+    int hd = m->cfg.d_model / m->cfg.n_head, rot = model_rotary_dim(&m->cfg);
+    if (backward) m->be->rope_backward(x, m->rope_cos, m->rope_sin, B, T, start, heads, hd, rot);
+    else m->be->rope_forward(x, m->rope_cos, m->rope_sin, B, T, start, heads, hd, rot);
 }
 
 // Copies rows [start, end) of each sequence's keys or values (fresh, [B, end - start, C]) into

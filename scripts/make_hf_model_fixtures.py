@@ -72,6 +72,14 @@ FIXTURES = {
                   dict(num_key_value_heads=2, moe_layer_freq=[0, 1, 1], num_experts=8,
                        num_experts_per_tok=2, expert_intermediate_size=16,
                        shared_expert_intermediate_size=24, moe_router_enable_expert_bias=True)),
+    # LLaDA 2.0 (its own modeling_llada2_moe.py, --llada2): a dense first layer, then two MoE
+    # layers of 8 experts in 4 groups (the best 2 groups eligible), 2 picks per token scaled by
+    # 2.5, one shared expert, a random expert bias, q/k norms, RoPE on half of each head; 64
+    # tokens in two blocks of 32 under its block-causal mask
+    "llada2": ("llada2", "llama3", 1024, torch.float32,
+               dict(num_key_value_heads=2, num_experts=8, num_experts_per_tok=2, n_group=4,
+                    topk_group=2, moe_intermediate_size=16, num_shared_experts=1,
+                    first_k_dense_replace=1, partial_rotary_factor=0.5)),
     # Mistral's sliding window: each query sees itself and the 3 keys before it (T is 12)
     "mistral": ("mistral", "llama3", 1009, torch.float32,
                 dict(num_key_value_heads=2, tie_word_embeddings=False, sliding_window=4)),
@@ -117,7 +125,8 @@ def build(layout, family, vocab, options, fastdllm):
                           use_cache=False, **options)
         model = LLaDAModelLM(cfg, init_params=True)
     elif layout == "llada_moe":
-        code = lladamoe_package(fastdllm)
+        code = code_package(fastdllm, "lladamoe", ("modeling_lladamoe.py",
+                                                    "configuration_lladamoe.py"))
         cfg = code.configuration_lladamoe.LLaDAConfig(
             vocab_size=vocab, hidden_size=32, num_attention_heads=4, num_hidden_layers=3,
             dense_intermediate_size=48, max_position_embeddings=64, rope_theta=50000.0,
@@ -126,6 +135,21 @@ def build(layout, family, vocab, options, fastdllm):
             mask_token_id=MASK[family], eos_token_id=1003, pad_token_id=1003,
             tie_word_embeddings=False, use_cache=False, attn_implementation="eager", **options)
         model = code.modeling_lladamoe.LLaDAMoEModelLM(cfg)
+        with torch.no_grad():  # the bias is a buffer, not a parameter
+            for name, b in model.named_buffers():
+                if name.endswith("expert_bias"):
+                    b.copy_(torch.randn(b.shape) * 0.05)
+    elif layout == "llada2":
+        code = code_package(fastdllm, "llada2", ("modeling_llada2_moe.py",
+                                                  "configuration_llada2_moe.py"))
+        cfg = code.configuration_llada2_moe.LLaDA2MoeConfig(
+            vocab_size=vocab, hidden_size=32, intermediate_size=48, num_hidden_layers=3,
+            num_attention_heads=4, head_dim=8, max_position_embeddings=64, rope_theta=600000.0,
+            rms_norm_eps=1e-5, use_qkv_bias=False, use_qk_norm=True, use_bias=False,
+            routed_scaling_factor=2.5, mask_token_id=MASK[family], eos_token_id=1003,
+            pad_token_id=1003, tie_word_embeddings=False, use_cache=False,
+            attn_implementation="eager", **options)
+        model = code.modeling_llada2_moe.LLaDA2MoeModelLM(cfg)
         with torch.no_grad():  # the bias is a buffer, not a parameter
             for name, b in model.named_buffers():
                 if name.endswith("expert_bias"):
@@ -159,26 +183,47 @@ def build(layout, family, vocab, options, fastdllm):
     return model.eval()
 
 
-def lladamoe_package(path):
-    """LLaDA-MoE's modeling_lladamoe.py and configuration_lladamoe.py (the released model's
-    code, from the directory --lladamoe names) imported as one package: the modeling file
-    imports its configuration relatively."""
+def code_package(path, name, files):
+    """A released model's modeling and configuration files (from the directory --lladamoe or
+    --llada2 names) imported as one package: the modeling file imports its configuration
+    relatively."""
     import importlib
-    pkg = os.path.join(tempfile.gettempdir(), "dllm_lladamoe_code")
+    pkg = os.path.join(tempfile.gettempdir(), "dllm_" + name + "_code")
     os.makedirs(pkg, exist_ok=True)
-    for f in ("modeling_lladamoe.py", "configuration_lladamoe.py"):
+    for f in files:
         shutil.copy(os.path.join(path, f), pkg)
     open(os.path.join(pkg, "__init__.py"), "w").close()
     sys.path.insert(0, os.path.dirname(pkg))
-    code = importlib.import_module("dllm_lladamoe_code")
-    importlib.import_module("dllm_lladamoe_code.configuration_lladamoe")
-    importlib.import_module("dllm_lladamoe_code.modeling_lladamoe")
+    code = importlib.import_module("dllm_" + name + "_code")
+    for f in files:
+        importlib.import_module("dllm_" + name + "_code." + f[:-3])
     return code
+
+
+def block_mask(T, block):
+    """LLaDA 2.0's block-causal attention as its mask preparation reads a 4D mask: 1 where a
+    query of block b sees a key (blocks 0 .. b), 0 elsewhere."""
+    n = T // block
+    return torch.tril(torch.ones(n, n)).repeat_interleave(block, 0).repeat_interleave(block, 1)
+
+
+def llada2_logits(model, tokens):
+    x = torch.tensor(tokens)
+    mask = block_mask(x.shape[1], 32)[None, None].expand(x.shape[0], 1, -1, -1)
+    with torch.no_grad():
+        return model(x, attention_mask=mask.to(next(model.parameters()).dtype)).logits.float()
 
 
 def expert_picks(model, tokens):
     """Each MoE layer's picks, as the reference routes: [MoE layers, B * T, k], best first."""
     picks = []
+    if hasattr(model.model, "word_embeddings"):  # LLaDA 2.0: its gate returns the picks
+        hooks = [l.mlp.gate.register_forward_hook(lambda mod, inp, out: picks.append(out[0]))
+                 for l in model.model.layers if hasattr(l.mlp, "gate")]
+        llada2_logits(model, tokens)
+        for h in hooks:
+            h.remove()
+        return torch.stack(picks)
     for layer in model.model.layers:
         if layer.mlp_type != "moe":
             continue
@@ -218,12 +263,14 @@ def make(name, fastdllm):
         shutil.copy(os.path.join(TOKENIZERS, family, f), out)
     # token ids below the tokenizer's size; the diffusion models' inputs hold [MASK]s
     g = torch.Generator().manual_seed(7)
-    tokens = torch.randint(0, tokenizer_size(family) - 10, (B, T), generator=g)
-    if layout in ("llada", "dream", "llada_moe"):
+    rows = 64 if layout == "llada2" else T  # LLaDA 2.0: two blocks of 32
+    tokens = torch.randint(0, tokenizer_size(family) - 10, (B, rows), generator=g)
+    if layout in ("llada", "dream", "llada_moe", "llada2"):
         tokens[:, 3::4] = MASK[family]
     tokens = tokens.tolist()
-    logits = logits_of(model, tokens)
-    exact = logits_of(model.double(), tokens)
+    run = llada2_logits if layout == "llada2" else logits_of
+    logits = run(model, tokens)
+    exact = run(model.double(), tokens)
     model.float()
     noise = ((logits.double() - exact).abs().max() / exact.abs().max()).item()
     if layout == "mistral":  # the window matters: without it the later rows change
@@ -233,12 +280,19 @@ def make(name, fastdllm):
         wide = logits_of(plain, tokens)
         assert torch.allclose(wide[:, :4], logits[:, :4], atol=1e-5)
         assert not torch.allclose(wide[:, 4:], logits[:, 4:], atol=1e-2)
-    if layout in ("llada", "dream", "llada_moe"):  # bidirectional: the last token changes row 0
+    if layout == "llada2":  # block-causal: block 1's tokens leave block 0's rows alone
+        changed = [row[:] for row in tokens]
+        changed[0][40] = (changed[0][40] + 1) % 900
+        moved = llada2_logits(model, changed) - logits
+        assert moved[0, :32].abs().max() < 1e-5 and moved[0, 32:].abs().max() > 1e-2
+        changed[0][40], changed[0][5] = tokens[0][40], (tokens[0][5] + 1) % 900
+        assert llada2_logits(model, changed)[0, 0].sub(logits[0, 0]).abs().max() > 1e-2
+    elif layout in ("llada", "dream", "llada_moe"):  # bidirectional: the last token changes row 0
         changed = [row[:] for row in tokens]
         changed[0][-1] = (changed[0][-1] + 1) % 900
         assert not torch.allclose(logits_of(model, changed)[0, 0], logits[0, 0])
     reference = {"tokens": torch.tensor(tokens, dtype=torch.float32), "logits": logits.contiguous()}
-    if layout == "llada_moe":  # the routing, expert for expert; every expert picked somewhere
+    if layout in ("llada_moe", "llada2"):  # the routing, expert for expert
         picks = expert_picks(model, tokens)
         print(f"  experts picked: {picks.unique().numel()} of {model.config.num_experts}")
         assert picks.unique().numel() >= model.config.num_experts // 2
@@ -432,6 +486,8 @@ def main():
     ap.add_argument("--only", metavar="NAME", help="write this fixture alone")
     ap.add_argument("--lladamoe", help="a directory with LLaDA-MoE's modeling_lladamoe.py and "
                                        "configuration_lladamoe.py (the released model's code)")
+    ap.add_argument("--llada2", help="a directory with LLaDA 2.0's modeling_llada2_moe.py and "
+                                     "configuration_llada2_moe.py (the released model's code)")
     args = ap.parse_args()
     major = int(transformers.__version__.split(".")[0])
     if args.transformers5 != (major >= 5):
@@ -446,11 +502,14 @@ def main():
         sys.exit("--fastdllm is needed for the LLaDA and Dream fixtures")
     if not args.lladamoe and any(FIXTURES.get(n, ("",))[0] == "llada_moe" for n in names):
         sys.exit("--lladamoe is needed for the LLaDA-MoE fixture")
+    if not args.llada2 and any(FIXTURES.get(n, ("",))[0] == "llada2" for n in names):
+        sys.exit("--llada2 is needed for the LLaDA 2.0 fixture (with transformers 4.50 .. 4.x)")
     fastdllm = os.path.abspath(args.fastdllm) if args.fastdllm else None
     os.makedirs(OUT, exist_ok=True)
     for name in names:
-        code = os.path.abspath(args.lladamoe) if FIXTURES.get(name, ("",))[0] == "llada_moe" \
-            else fastdllm
+        layout = FIXTURES.get(name, ("",))[0]
+        code = os.path.abspath(args.lladamoe) if layout == "llada_moe" \
+            else os.path.abspath(args.llada2) if layout == "llada2" else fastdllm
         model, tokens, logits = make(name, code)
         if args.check_export:
             check_export(name, args.check_export, model, tokens, logits, fastdllm)

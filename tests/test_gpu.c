@@ -428,14 +428,18 @@ static void check_rope(void) {
     float *x = randn(n, 31);
     Act *gx = up_act(x, n);
     char name[64];
-    cpu->rope_forward(x, cs, sn, B, T, 0, H, hd);
-    gpu->rope_forward(gx, gcs, gsn, B, T, 0, H, hd);
+    cpu->rope_forward(x, cs, sn, B, T, 0, H, hd, hd);
+    gpu->rope_forward(gx, gcs, gsn, B, T, 0, H, hd, hd);
     snprintf(name, sizeof name, "rope forward (%s)", precision());
     expect_act(name, gx, x, n, tol);
     gpu->act_to_host(x, gx, n);
-    cpu->rope_backward(x, cs, sn, B, T - 8, 8, H, hd);  // a later window of positions
-    gpu->rope_backward(gx, gcs, gsn, B, T - 8, 8, H, hd);
+    cpu->rope_backward(x, cs, sn, B, T - 8, 8, H, hd, hd);  // a later window of positions
+    gpu->rope_backward(gx, gcs, gsn, B, T - 8, 8, H, hd, hd);
     snprintf(name, sizeof name, "rope backward, pos0 8 (%s)", precision());
+    expect_act(name, gx, x, n, tol);
+    cpu->rope_forward(x, cs, sn, B, T, 0, H, hd, hd / 2);  // a partial rotary: half the head
+    gpu->rope_forward(gx, gcs, gsn, B, T, 0, H, hd, hd / 2);
+    snprintf(name, sizeof name, "rope forward, half the head (%s)", precision());
     expect_act(name, gx, x, n, tol);
     free(cs), free(sn), free(x);
     gpu->free(gcs), gpu->free(gsn), gpu->free(gx);

@@ -105,8 +105,10 @@ static void check_fixture(const char *name, int kv_heads, int bias, int tied, in
     float *logits = dllm_logits(dir, &r, &cfg, &weight_bytes);
     double err = relative_error(logits, r.logits, (size_t)r.B * r.T * r.V);
     printf("  %-10s %-24s %s weights: max relative logit error %.2e\n", name,
-           cfg.causal ? "(causal)" : cfg.logit_shift ? "(bidirectional, shifted)"
-                                                     : "(bidirectional)",
+           cfg.causal          ? "(causal)"
+           : cfg.logit_shift   ? "(bidirectional, shifted)"
+           : cfg.block_size    ? "(block-causal)"
+                               : "(bidirectional)",
            weight_bytes == 2 ? "bf16" : "fp32", err);
     ck_assert_int_eq(weight_bytes, bf16 ? 2 : 4);  // a bf16 file's weights stay bf16
     fflush(stdout);
@@ -299,9 +301,43 @@ START_TEST(test_qwen3_qk_norm_matches_reference) {
 }
 END_TEST
 
+// Every MoE layer's picks of the fixture's tokens against the reference's `picks` [MoE
+// layers, B * T, k], expert for expert, in order (a training model keeps each layer's).
+static void check_picks(const char *name, const ModelSource *ck) {
+    const ModelConfig *c = &ck->header.model;
+    char path[256];
+    snprintf(path, sizeof path, FIXTURES "%s/reference.safetensors", name);
+    Safetensors st;
+    Error err;
+    ck_assert(safetensors_open(&st, path, &err) == 0);
+    const SafetensorsTensor *t = safetensors_find(&st, "picks");
+    int layers = model_moe_layers(c);
+    ck_assert(t && t->ndim == 3 && t->shape[0] == layers && t->shape[2] == c->n_active);
+    size_t rows = (size_t)t->shape[1], per_layer = rows * c->n_active;
+    float *want = malloc(layers * per_layer * sizeof(float));
+    ck_assert(safetensors_read(&st, "picks", t->shape, 3, want, &err) == 0);
+    safetensors_close(&st);
+    snprintf(path, sizeof path, FIXTURES "%s", name);
+    Reference r = read_reference(path);
+    ck_assert_int_eq((size_t)r.B * r.T, rows);
+    Model m;
+    ck_assert_msg(model_create(&m, c, be, r.B, MODEL_TRAINING, &err) == 0, "%s", err.msg);
+    ck_assert(model_set_weights(&m, ck->params, &err) == 0);
+    model_forward(&m, r.tokens, r.B, r.T);
+    size_t same = 0, stride = (size_t)r.B * c->seq_len * c->n_active;  // a layer's slice
+    for (int l = 0; l < layers; l++)
+        for (size_t i = 0; i < per_layer; i++)
+            same += m.acts.moe.pick[l * stride + i] == (int)want[l * per_layer + i];
+    printf("  %s routing: %zu of %zu picks (%d MoE layers x %zu rows x %d) equal the "
+           "reference's, in order\n", name, same, layers * per_layer, layers, rows, c->n_active);
+    ck_assert_uint_eq(same, layers * per_layer);
+    model_free(&m);
+    free(want), free(r.tokens), free(r.logits);
+}
+
 // LLaDA-MoE (its own modeling file): a dense layer, then two MoE layers of 8 experts, 2 picked
-// per token, a shared expert, q/k norms and a random expert bias. The logits, and every MoE
-// layer's picks expert for expert (a training model keeps each layer's routing).
+// per token, a shared expert, q/k norms and a random expert bias. The logits, every MoE
+// layer's picks, and the same model stored as bf16.
 START_TEST(test_llada_moe_matches_reference) {
     check_fixture("llada_moe", 2, 0, 0, 0);
     ModelSource ck;
@@ -310,32 +346,10 @@ START_TEST(test_llada_moe_matches_reference) {
     const ModelConfig *c = &ck.header.model;
     ck_assert(c->n_experts == 8 && c->n_active == 2 && c->d_expert == 16 && c->d_shared == 24);
     ck_assert(c->dense_layers == 1 && c->expert_bias == 1 && c->qk_norm == 1 && !c->causal);
-    char path[256];
-    snprintf(path, sizeof path, FIXTURES "llada_moe/reference.safetensors");
-    Safetensors st;
-    ck_assert(safetensors_open(&st, path, &err) == 0);
-    const SafetensorsTensor *t = safetensors_find(&st, "picks");
-    ck_assert(t && t->ndim == 3 && t->shape[0] == 2 && t->shape[2] == c->n_active);
-    size_t rows = (size_t)t->shape[1], per_layer = rows * c->n_active;
-    float *want = malloc(2 * per_layer * sizeof(float));
-    ck_assert(safetensors_read(&st, "picks", t->shape, 3, want, &err) == 0);
-    safetensors_close(&st);
-    Reference r = read_reference(FIXTURES "llada_moe");
-    ck_assert_int_eq((size_t)r.B * r.T, rows);
-    Model m;
-    ck_assert_msg(model_create(&m, c, be, r.B, MODEL_TRAINING, &err) == 0, "%s", err.msg);
-    ck_assert(model_set_weights(&m, ck.params, &err) == 0);
-    model_forward(&m, r.tokens, r.B, r.T);
-    int same = 0;
-    size_t stride = (size_t)r.B * c->seq_len * c->n_active;  // a layer's slice of picks
-    for (int l = 0; l < 2; l++)
-        for (size_t i = 0; i < per_layer; i++)
-            same += m.acts.moe.pick[l * stride + i] == (int)want[l * per_layer + i];
-    printf("  llada_moe routing: %d of %zu picks (2 MoE layers x %zu rows x %d) equal the "
-           "reference's, in order\n", same, 2 * per_layer, rows, c->n_active);
-    ck_assert_int_eq(same, 2 * per_layer);
+    check_picks("llada_moe", &ck);
     // stored as bf16 it keeps bf16 weights (the expert bias widened for the router): the logits
     // of an fp32 model given the same rounded weights
+    Reference r = read_reference(FIXTURES "llada_moe");
     char out[256];
     snprintf(out, sizeof out, "/tmp/dllm_moe_bf16_%d", (int)getpid());
     ck_assert(hf_export(out, c, ck.params, -1, 0, SAFETENSORS_BF16, &err) == 0);
@@ -344,6 +358,8 @@ START_TEST(test_llada_moe_matches_reference) {
     ck_assert_int_eq(system(cmd), 0);
     for (size_t i = 0; i < ck.header.n_params; i++)
         ck.params[i] = bf16_to_float(float_to_bf16(ck.params[i]));
+    Model m;
+    ck_assert(model_create(&m, c, be, r.B, MODEL_INFERENCE, &err) == 0);
     ck_assert(model_set_weights(&m, ck.params, &err) == 0);
     model_forward(&m, r.tokens, r.B, r.T);
     ModelConfig again;
@@ -353,12 +369,30 @@ START_TEST(test_llada_moe_matches_reference) {
     printf("  llada_moe in bf16: %zu-byte weights, logits within %.2e of fp32 with the same "
            "rounded weights\n", weight_bytes, e);
     ck_assert(weight_bytes == 2 && e < 1e-5);
-    free(bf16_logits);
-    snprintf(cmd, sizeof cmd, "rm -rf /tmp/dllm_moe_bf16_%d", (int)getpid());
+    snprintf(cmd, sizeof cmd, "rm -rf %s", out);
     ck_assert_int_eq(system(cmd), 0);
+    free(bf16_logits), free(r.tokens), free(r.logits);
     model_free(&m);
     model_source_free(&ck);
-    free(want), free(r.tokens), free(r.logits);
+}
+END_TEST
+
+// LLaDA 2.0 (its own modeling file): block diffusion over two blocks of 32 under its
+// block-causal mask, a dense layer, then two MoE layers under the grouped sigmoid router (8
+// experts in 4 groups, the best 2 groups eligible, 2 picks scaled by 2.5) with a random expert
+// bias and a shared expert, q/k norms, RoPE on half of each head.
+START_TEST(test_llada2_matches_reference) {
+    check_fixture("llada2", 2, 0, 0, 0);
+    ModelSource ck;
+    Error err;
+    ck_assert(model_source_from_hf(FIXTURES "llada2", HF_WEIGHTS_ON_HOST, &ck, &err) == 0);
+    const ModelConfig *c = &ck.header.model;
+    ck_assert(c->block_size == 32 && c->rotary_dim == 4 && c->router == ROUTER_SIGMOID_GROUPED);
+    ck_assert(c->n_experts == 8 && c->n_groups == 4 && c->topk_groups == 2 && c->n_active == 2);
+    ck_assert(c->routed_scale == 2.5f && c->d_shared == 16 && c->dense_layers == 1);
+    ck_assert(c->expert_bias && c->qk_norm && c->aux_loss_coef == 0.0f);
+    check_picks("llada2", &ck);
+    model_source_free(&ck);
 }
 END_TEST
 
@@ -871,6 +905,7 @@ int main(void) {
     tcase_add_test(tc, test_mistral_sliding_window_matches_reference);
     tcase_add_test(tc, test_qwen3_qk_norm_matches_reference);
     tcase_add_test(tc, test_llada_moe_matches_reference);
+    tcase_add_test(tc, test_llada2_matches_reference);
     tcase_add_test(tc, test_llama3_rope_scaling_matches_reference);
     tcase_add_test(tc, test_transformers5_configs_match_reference);
     tcase_add_test(tc, test_exact_mode_follows_llada_generate);

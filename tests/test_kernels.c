@@ -219,7 +219,7 @@ static double rope_scalar(void *p) {
     RopeCase *c = p;
     size_t n = (size_t)c->B * c->T * c->H * c->hd;
     memcpy(c->work, c->x, n * sizeof(float));
-    be->rope_forward(c->work, c->cos, c->sin, c->B, c->T, 0, c->H, c->hd);
+    be->rope_forward(c->work, c->cos, c->sin, c->B, c->T, 0, c->H, c->hd, c->hd);
     return dot_double(c->work, c->r, n);
 }
 
@@ -240,12 +240,34 @@ START_TEST(test_rope) {
     // backward: the rotation back; it is the gradient, and undoes the forward
     float *d = malloc(n * sizeof(float));
     memcpy(d, c.r, n * sizeof(float));
-    be->rope_backward(d, c.cos, c.sin, 2, 5, 0, 2, 6);
+    be->rope_backward(d, c.cos, c.sin, 2, 5, 0, 2, 6, 6);
     report("rope dx", grad_check(rope_scalar, &c, c.x, d, n, FD_STEP, 0));
     rope_scalar(&c);  // the check left work at its last perturbed point
-    be->rope_backward(c.work, c.cos, c.sin, 2, 5, 0, 2, 6);
+    be->rope_backward(c.work, c.cos, c.sin, 2, 5, 0, 2, 6, 6);
     for (size_t i = 0; i < n; i++) ck_assert_float_eq_tol(c.work[i], c.x[i], 1e-5f);
     free(c.x), free(c.work), free(c.r), free(c.cos), free(c.sin), free(d);
+}
+END_TEST
+
+// A partial rotary (LLaDA 2.0's, half of each head): the first rot values turn as a head of
+// rot values would, the others pass untouched, forward and backward.
+START_TEST(test_partial_rope) {
+    int B = 2, T = 5, H = 2, hd = 8, rot = 4;
+    size_t n = (size_t)B * T * H * hd, m = (size_t)B * T * H * rot;
+    RopeCase c = {NULL, NULL, NULL, NULL, NULL, B, T, H, rot};
+    rope_tables(&c);  // tables of rot / 2 frequencies
+    float *x = randn(n, 9), *part = zeros(m), *y = zeros(n);
+    for (size_t v = 0; v < n / hd; v++) memcpy(part + v * rot, x + v * hd, rot * sizeof(float));
+    memcpy(y, x, n * sizeof(float));
+    be->rope_forward(y, c.cos, c.sin, B, T, 0, H, hd, rot);
+    be->rope_forward(part, c.cos, c.sin, B, T, 0, H, rot, rot);  // the rotated share alone
+    for (size_t v = 0; v < n / hd; v++)
+        for (int i = 0; i < hd; i++)
+            ck_assert_float_eq(y[v * hd + i], i < rot ? part[v * rot + i] : x[v * hd + i]);
+    be->rope_backward(y, c.cos, c.sin, B, T, 0, H, hd, rot);
+    for (size_t i = 0; i < n; i++) ck_assert_float_eq_tol(y[i], x[i], 1e-6f);
+    printf("  partial rope (4 of 8 values): the rotated share as a head of 4, the rest untouched\n");
+    free(x), free(part), free(y), free(c.cos), free(c.sin);
 }
 END_TEST
 
@@ -769,6 +791,7 @@ int main(void) {
     tcase_add_test(tc, test_panel_matmul_matches_rows);
     tcase_add_test(tc, test_rmsnorm);
     tcase_add_test(tc, test_rope);
+    tcase_add_test(tc, test_partial_rope);
     tcase_add_test(tc, test_attention_bidirectional);
     tcase_add_test(tc, test_attention_causal);
     tcase_add_test(tc, test_attention_block_masks);

@@ -58,9 +58,9 @@ void cpu_matmul_forward_panels(Act *out, const Act *inp, const float *panels, in
 void cpu_panels_convert(float *w, int C_out, int C_in, int to_panels);
 
 void cpu_rope_forward(Act *x, const float *cos, const float *sin, int B, int T, int pos0, int H,
-                      int head_dim);
+                      int head_dim, int rot);
 void cpu_rope_backward(Act *dx, const float *cos, const float *sin, int B, int T, int pos0, int H,
-                       int head_dim);
+                       int head_dim, int rot);
 
 // Attention tensors are [B, T, heads, head_dim]: where head h of position t of sequence b
 // starts, and the keys [.., end) that query row t (at position q_pos0 + t) sees.

@@ -1,5 +1,6 @@
-// Rotary position embedding. Each head's vector is split in halves (i, i + head_dim/2) and
-// each pair is rotated by the angle t * theta^(-2i/head_dim). A rotation is orthogonal, so the
+// Rotary position embedding. The first `rot` values of each head's vector (all of it, or a
+// partial rotary's share) are split in halves (i, i + rot/2) and each pair is rotated by the
+// angle t * theta^(-2i/rot); the rest pass unrotated. A rotation is orthogonal, so the
 // backward pass is the same rotation by the opposite angle.
 #include "kernels/cpu/cpu_ops.h"
 
@@ -16,8 +17,8 @@ __attribute__((noinline)) static void rotate_head(float *v, const float *c, cons
 }
 
 static void rotate(float *x, const float *cos, const float *sin, int B, int T, int pos0, int H,
-                   int head_dim, float direction) {
-    int half = head_dim / 2;
+                   int head_dim, int rot, float direction) {
+    int half = rot / 2;
 #pragma omp parallel for collapse(3) if (worth_threads(3.0 * B * T * H * head_dim))
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++)
@@ -28,13 +29,13 @@ static void rotate(float *x, const float *cos, const float *sin, int B, int T, i
 }
 
 void cpu_rope_forward(Act *x_act, const float *cos, const float *sin, int B, int T, int pos0, int H,
-                      int head_dim) {
+                      int head_dim, int rot) {
     float *x = x_act;
-    rotate(x, cos, sin, B, T, pos0, H, head_dim, 1.0f);
+    rotate(x, cos, sin, B, T, pos0, H, head_dim, rot, 1.0f);
 }
 
 void cpu_rope_backward(Act *dx_act, const float *cos, const float *sin, int B, int T, int pos0,
-                       int H, int head_dim) {
+                       int H, int head_dim, int rot) {
     float *dx = dx_act;
-    rotate(dx, cos, sin, B, T, pos0, H, head_dim, -1.0f);
+    rotate(dx, cos, sin, B, T, pos0, H, head_dim, rot, -1.0f);
 }

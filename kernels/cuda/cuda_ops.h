@@ -95,10 +95,10 @@ template <typename A>
 void cuda_bias_backward(float *dbias, const void *dout, int N, int C);
 template <typename A>
 void cuda_rope_forward(void *x, const float *cos, const float *sin, int B, int T, int pos0, int H,
-                       int head_dim);
+                       int head_dim, int rot);
 template <typename A>
 void cuda_rope_backward(void *dx, const float *cos, const float *sin, int B, int T, int pos0,
-                        int H, int head_dim);
+                        int H, int head_dim, int rot);
 // bf16 activations with head size 64 or 128 take the tensor-core kernels (attention_tc.cu)
 // where the device's shared memory allows; everything else the fp32 CUDA-core ones.
 template <typename A>

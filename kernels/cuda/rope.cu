@@ -1,4 +1,5 @@
-// Rotary position embedding, in place: one thread per rotated pair (the CPU twin's formula).
+// Rotary position embedding, in place: one thread per rotated pair (the CPU twin's formula);
+// the first `rot` values of each head rotate, the rest pass.
 #include <cuda_runtime.h>
 
 #include "kernels/cuda/act.cuh"
@@ -7,10 +8,10 @@
 
 template <typename A>
 __global__ void rope_kernel(A *x, const float *cos, const float *sin, int T, int pos0, int H,
-                            int head_dim, float direction, size_t n_pairs) {
+                            int head_dim, int rot, float direction, size_t n_pairs) {
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= n_pairs) return;
-    int half = head_dim / 2;
+    int half = rot / 2;
     int i = (int)(idx % half);
     size_t head = idx / half;  // (b * T + t) * H + h
     int t = (int)((head / H) % T);
@@ -24,30 +25,30 @@ __global__ void rope_kernel(A *x, const float *cos, const float *sin, int T, int
 
 template <typename A>
 static void rotate(void *x, const float *cos, const float *sin, int B, int T, int pos0, int H,
-                   int head_dim, float direction) {
-    size_t n_pairs = (size_t)B * T * H * (head_dim / 2);
+                   int head_dim, int rot, float direction) {
+    size_t n_pairs = (size_t)B * T * H * (rot / 2);
     rope_kernel<A><<<blocks_for(n_pairs, 256), 256>>>((A *)x, cos, sin, T, pos0, H, head_dim,
-                                                      direction, n_pairs);
+                                                      rot, direction, n_pairs);
     CUDA_CHECK_LAUNCH();
 }
 
 template <typename A>
 void cuda_rope_forward(void *x, const float *cos, const float *sin, int B, int T, int pos0, int H,
-                       int head_dim) {
-    rotate<A>(x, cos, sin, B, T, pos0, H, head_dim, 1.0f);
+                       int head_dim, int rot) {
+    rotate<A>(x, cos, sin, B, T, pos0, H, head_dim, rot, 1.0f);
 }
 
 template <typename A>
 void cuda_rope_backward(void *dx, const float *cos, const float *sin, int B, int T, int pos0, int H,
-                        int head_dim) {
-    rotate<A>(dx, cos, sin, B, T, pos0, H, head_dim, -1.0f);
+                        int head_dim, int rot) {
+    rotate<A>(dx, cos, sin, B, T, pos0, H, head_dim, rot, -1.0f);
 }
 
 template void cuda_rope_forward<float>(void *, const float *, const float *, int, int, int, int,
-                                       int);
+                                       int, int);
 template void cuda_rope_forward<bf16>(void *, const float *, const float *, int, int, int, int,
-                                      int);
+                                      int, int);
 template void cuda_rope_backward<float>(void *, const float *, const float *, int, int, int, int,
-                                        int);
+                                        int, int);
 template void cuda_rope_backward<bf16>(void *, const float *, const float *, int, int, int, int,
-                                       int);
+                                       int, int);
