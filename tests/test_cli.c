@@ -812,6 +812,19 @@ START_TEST(test_imported_models) {
     printf("  LLaDA-MoE LoRA run: ELBO %s nats/token, merged export %s\n", moe_elbo[0],
            moe_elbo[1]);
     ck_assert_str_eq(moe_elbo[0], moe_elbo[1]);
+    // LLaDA 2.0 (block diffusion, the grouped router): LoRA trains bd3, and it samples
+    snprintf(args, sizeof args, "train --init tests/fixtures/hf_models/llada2 --data %s/sh "
+             "--steps 2 --batch-size 2 --seq-len 64 --lora-rank 2 --run %s/llada2_lora", dir, dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0 && strstr(r->out, "objective bd3") &&
+                  strstr(r->out, "sigmoid, grouped router: 4 groups, best 2, scale 2.5"),
+                  "%s%s", r->out, r->err);
+    snprintf(args, sizeof args, "sample --model %s/llada2_lora --prompt hi --gen-length 32 "
+             "--steps 8", dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0 && strstr(r->err, "32 tokens generated"), "%s", r->err);
+    snprintf(args, sizeof args, "export tests/fixtures/hf_models/llada2 --out %s/l2x", dir);
+    assert_one_error(dllm(args), "partial rotary (LLaDA 2.0's) has no export layout");
     snprintf(args, sizeof args, "train --resume tests/fixtures/hf_models/llama --data %s/sh "
              "--run %s/ft2", dir, dir);
     assert_one_error(dllm(args), "an imported model, not a run: start from it with --init");

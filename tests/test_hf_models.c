@@ -96,6 +96,13 @@ static float *dllm_logits(const char *dir, const Reference *r, ModelConfig *cfg,
     return checkpoint_logits(&ck, r, cfg, weight_bytes);
 }
 
+static size_t argmax(const float *x, int n) {
+    size_t best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = (size_t)i;
+    return best;
+}
+
 static void check_fixture(const char *name, int kv_heads, int bias, int tied, int bf16) {
     char dir[256];
     snprintf(dir, sizeof dir, FIXTURES "%s", name);
@@ -104,7 +111,7 @@ static void check_fixture(const char *name, int kv_heads, int bias, int tied, in
     size_t weight_bytes;
     float *logits = dllm_logits(dir, &r, &cfg, &weight_bytes);
     double err = relative_error(logits, r.logits, (size_t)r.B * r.T * r.V);
-    printf("  %-10s %-24s %s weights: max relative logit error %.2e\n", name,
+    printf("  %-10s %-24s %s weights: max relative logit error %.2e, argmax equal in every row\n", name,
            cfg.causal          ? "(causal)"
            : cfg.logit_shift   ? "(bidirectional, shifted)"
            : cfg.block_size    ? "(block-causal)"
@@ -113,6 +120,12 @@ static void check_fixture(const char *name, int kv_heads, int bias, int tied, in
     ck_assert_int_eq(weight_bytes, bf16 ? 2 : 4);  // a bf16 file's weights stay bf16
     fflush(stdout);
     ck_assert_msg(err < 1e-5, "%s: logits differ from the reference: %g", name, err);
+    // greedy decoding picks the same token at every row
+    size_t rows = (size_t)r.B * r.T, same = 0;
+    for (size_t i = 0; i < rows; i++)
+        same += argmax(logits + i * r.V, r.V) == argmax(r.logits + i * r.V, r.V);
+    ck_assert_msg(same == rows, "%s: the argmax differs in %zu of %zu rows", name, rows - same,
+                  rows);
     ck_assert_int_eq(model_kv_heads(&cfg), kv_heads);
     ck_assert_int_eq(cfg.qkv_bias, bias);
     ck_assert_int_eq(cfg.tied_embeddings, tied);
