@@ -53,7 +53,7 @@ run_once() {
 }
 
 rates() {  # file: median (min-max) of column $2 turned into tokens/s by $3 (0: as is)
-    awk -v c="$2" -v t="$3" '{ print t > 0 ? t / $c : $c }' "$1" | sort -n |
+    awk -v c="$2" -v t="$3" '{ print (t > 0 ? t / $c : $c) }' "$1" | sort -n |
         awk '{ v[NR] = $1 } END { printf "%.0f (%.0f-%.0f)", v[int((NR + 1) / 2)], v[1], v[NR] }'
 }
 

@@ -3,6 +3,7 @@
 #include <math.h>
 
 #include "kernels/attn_mask.h"
+#include "model/params.h"
 
 ModelConfig model_config_default(void) {
     ModelConfig c = {
@@ -190,6 +191,7 @@ void model_config_print(FILE *f, const ModelConfig *c) {
         if (c->d_shared) fprintf(f, ", a shared expert of width %d", c->d_shared);
         if (c->dense_layers) fprintf(f, "; layers 0..%d dense", c->dense_layers - 1);
         if (c->aux_loss_coef > 0.0f) fprintf(f, "; load-balancing loss %g", c->aux_loss_coef);
-        fprintf(f, "\n");
+        fprintf(f, "\nparameters: %zu in all, %zu read per token (the picked experts')\n",
+                param_count(c), param_count_active(c));
     }
 }

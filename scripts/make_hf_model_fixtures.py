@@ -16,8 +16,13 @@ path is the --fastdllm argument. LLaDA-MoE's (modeling_lladamoe.py and
 configuration_lladamoe.py, as its Hugging Face repository ships them; a copy is in
 github.com/InfiniTensor/InfiniLM: modeling_lladamoe.py at commit 0a7e522a, its configuration at
 239f1d70) come from the directory --lladamoe names;
-its fixture also stores each MoE layer's expert picks (`picks` [layers, B * T, k]). That code
-is read at generation time and never committed.
+its fixture also stores each MoE layer's expert picks (`picks` [layers, B * T, k]). LLaDA
+2.0's (modeling_llada2_moe.py and configuration_llada2_moe.py, as its Hugging Face repository
+ships them) come from the directory --llada2 names; that code needs transformers >= 4.50 and
+< 5 (the fixture was written with 4.57.1), and its reference logits are taken under the
+block-causal mask its generate() builds (as the 1/0 4D mask its mask preparation expects, with
+eager attention), over 64 tokens in two blocks of 32. That code is read at generation time and
+never committed.
 
 --check-export DLLM also runs `DLLM export` on every fixture and loads the result back with
 the reference class: its logits must equal the reference ones (dllm's, within the C test's
