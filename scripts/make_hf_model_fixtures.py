@@ -139,11 +139,7 @@ def build(layout, family, vocab, options, fastdllm):
             moe_router_score_function="softmax", router_aux_loss_coef=0.01,
             mask_token_id=MASK[family], eos_token_id=1003, pad_token_id=1003,
             tie_word_embeddings=False, use_cache=False, attn_implementation="eager", **options)
-        model = code.modeling_lladamoe.LLaDAMoEModelLM(cfg)
-        with torch.no_grad():  # the bias is a buffer, not a parameter
-            for name, b in model.named_buffers():
-                if name.endswith("expert_bias"):
-                    b.copy_(torch.randn(b.shape) * 0.05)
+        model = random_expert_bias(code.modeling_lladamoe.LLaDAMoEModelLM(cfg))
     elif layout == "llada2":
         code = code_package(fastdllm, "llada2", ("modeling_llada2_moe.py",
                                                   "configuration_llada2_moe.py"))
@@ -154,11 +150,7 @@ def build(layout, family, vocab, options, fastdllm):
             routed_scaling_factor=2.5, mask_token_id=MASK[family], eos_token_id=1003,
             pad_token_id=1003, tie_word_embeddings=False, use_cache=False,
             attn_implementation="eager", **options)
-        model = code.modeling_llada2_moe.LLaDA2MoeModelLM(cfg)
-        with torch.no_grad():  # the bias is a buffer, not a parameter
-            for name, b in model.named_buffers():
-                if name.endswith("expert_bias"):
-                    b.copy_(torch.randn(b.shape) * 0.05)
+        model = random_expert_bias(code.modeling_llada2_moe.LLaDA2MoeModelLM(cfg))
     elif layout == "dream":
         sys.path.insert(0, fastdllm)
         from dream.model.configuration_dream import DreamConfig
@@ -203,6 +195,16 @@ def code_package(path, name, files):
     for f in files:
         importlib.import_module("dllm_" + name + "_code." + f[:-3])
     return code
+
+
+def random_expert_bias(model):
+    """The routers' expert biases drawn at random (a buffer, which the weights' init leaves at
+    zero): they change which experts win."""
+    with torch.no_grad():
+        for name, b in model.named_buffers():
+            if name.endswith("expert_bias"):
+                b.copy_(torch.randn(b.shape) * 0.05)
+    return model
 
 
 def block_mask(T, block):
