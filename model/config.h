@@ -17,8 +17,9 @@
 // their probabilities the weights (not renormalised). ROUTER_SIGMOID_GROUPED (LLaDA 2.0):
 // scores sigmoid(logits); only the topk_groups groups whose two best scores sum highest are
 // eligible, the n_active best eligible experts picked; weights = their scores / their sum
-// (+1e-20) * routed_scale (a single pick keeps its score). The expert bias, when present, is
-// added to what the picks compare (softmax: to the weights too, as LLaDA-MoE's code does).
+// (+1e-20) * routed_scale (a single pick: its score * routed_scale). The expert bias, when
+// present, is added to what the picks compare (softmax: to the weights too, as LLaDA-MoE's
+// code does).
 enum { ROUTER_SOFTMAX = ROUTE_SOFTMAX, ROUTER_SIGMOID_GROUPED = ROUTE_SIGMOID_GROUPED };
 #define MODEL_MAX_EXPERTS ROUTE_MAX_EXPERTS
 #define MODEL_MAX_ACTIVE 16

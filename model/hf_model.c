@@ -130,7 +130,7 @@ void hf_tensor_name(HfArch a, int index, int layer, char *buf, size_t cap) {
 // The file's layer of layer l of tensor i's stack: an MoE layer's tensors stack the MoE layers
 // alone, which follow the dense ones.
 static int file_layer(const ModelConfig *c, int i, int l) {
-    return param_is_moe_matrix(i) || i == 18 ? l + model_dense_layers(c) : l;
+    return param_is_moe_matrix(i) || i == PARAM_EXPERT_BIAS ? l + model_dense_layers(c) : l;
 }
 
 // ---- config.json ----

@@ -74,9 +74,11 @@ double train_flops_per_token(const ModelConfig *c, int T) {
     return copies * (6.0 * matmul + 12.0 * c->n_layer * keys * c->d_model);
 }
 
-int param_is_expert(int i) { return i >= 19 && i <= 21; }  // e_gate, e_up, e_down
+int param_is_expert(int i) { return i >= PARAM_E_GATE && i <= PARAM_E_DOWN; }
 
-int param_is_moe_matrix(int i) { return i == 17 || param_is_expert(i) || (i >= 22 && i <= 24); }
+int param_is_moe_matrix(int i) {
+    return i == PARAM_ROUTER || (i >= PARAM_E_GATE && i <= PARAM_S_DOWN);
+}
 
 size_t param_count_active(const ModelConfig *c) {
     ParamSpec specs[N_PARAM_TENSORS];

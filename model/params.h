@@ -44,6 +44,9 @@ typedef struct {
 } ParamTensors;
 
 enum { N_PARAM_TENSORS = 25 };
+// The mixture of experts' fields' places among them (the MoE layers' tensors, in order).
+enum { PARAM_ROUTER = 17, PARAM_EXPERT_BIAS, PARAM_E_GATE, PARAM_E_UP, PARAM_E_DOWN, PARAM_S_GATE,
+       PARAM_S_UP, PARAM_S_DOWN };
 
 typedef struct {
     const char *name;

@@ -142,7 +142,7 @@ static void check_model_gradients(int causal, int imported) {
                                          " moe softmax+aux+shared", " moe sigmoid-grouped+bias"};
     for (int i = 0; i < N_PARAM_TENSORS; i++) {
         if (!specs[i].size) continue;
-        if (i == 18) {  // the expert bias is never trained: no gradient
+        if (i == PARAM_EXPERT_BIAS) {  // never trained: no gradient
             for (size_t j = 0; j < specs[i].size; j++) ck_assert(m.grads[offset + j] == 0.0f);
             offset += specs[i].size;
             continue;

@@ -1,7 +1,5 @@
 // Mixture-of-experts ops: routing (kernels/moe_route.h, row by row), and moving rows between
 // token order and expert order: a gather, and the weighted combine of each token's experts.
-#include <stdlib.h>
-
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/moe_route.h"
 
@@ -9,15 +7,12 @@ void cpu_moe_route(int *pick, float *weight, float *probs, const Act *logits_act
                    const float *bias, int N, int E, int k, int router, int n_groups,
                    int topk_groups, float routed_scale) {
     const float *logits = logits_act;
-#pragma omp parallel if (worth_threads(20.0 * N * E))
-    {
-        unsigned char *eligible = malloc((size_t)E);
-#pragma omp for
-        for (int n = 0; n < N; n++)
-            route_row(pick + (size_t)n * k, weight + (size_t)n * k, probs + (size_t)n * E,
-                      eligible, logits + (size_t)n * E, bias, E, k, router, n_groups,
-                      topk_groups, routed_scale);
-        free(eligible);
+#pragma omp parallel for if (worth_threads(20.0 * N * E))
+    for (int n = 0; n < N; n++) {
+        unsigned char eligible[ROUTE_MAX_EXPERTS];
+        route_row(pick + (size_t)n * k, weight + (size_t)n * k, probs + (size_t)n * E, eligible,
+                  logits + (size_t)n * E, bias, E, k, router, n_groups, topk_groups,
+                  routed_scale);
     }
 }
 
