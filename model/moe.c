@@ -23,18 +23,18 @@ static const float *expert_bias(Model *m, const float *bias) {
     return m->acts.moe.bias;
 }
 
-// One slice of a MoeActs set: n rows of everything (routing included when `routing`).
+// Slice s of a MoeActs set, slices N rows apart; a gradient set (routing 0) has no routing.
 static MoeActs moe_at(const Model *m, const MoeActs *a, size_t s, size_t N, int routing) {
     const ModelConfig *c = &m->cfg;
     size_t E = c->n_experts, k = c->n_active, C = c->d_model, Fe = c->d_expert;
-    size_t Fs = c->d_shared, R = routing ? s : 0;
+    size_t Fs = c->d_shared;
     MoeActs x = {
         .logits = act_at(m, a->logits, s * N * E),
-        .probs = routing ? a->probs + R * N * E : NULL,
-        .pick = routing ? a->pick + R * N * k : NULL,
+        .probs = routing ? a->probs + s * N * E : NULL,
+        .pick = routing ? a->pick + s * N * k : NULL,
         .weight = a->weight + s * N * k,
-        .rows = routing ? a->rows + R * N * k : NULL,
-        .slot_at = routing ? a->slot_at + R * N * k : NULL,
+        .rows = routing ? a->rows + s * N * k : NULL,
+        .slot_at = routing ? a->slot_at + s * N * k : NULL,
         .xs = act_at(m, a->xs, s * N * k * C),
         .ys = act_at(m, a->ys, s * N * k * C),
         .gate = act_at(m, a->gate, s * N * k * Fe),
