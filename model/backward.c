@@ -37,9 +37,9 @@ static void layer_backward(Model *m, int l) {
     const ModelConfig *c = &m->cfg;
     const Backend *be = m->be;
     const ActivationGrads *d = &m->grad_acts;
-    int B = m->B, T = m->T, N = B * T, C = c->d_model, H = c->n_head, hd = C / H;
-    int Hkv = model_kv_heads(c), KV = Hkv * hd;
-    size_t NC = (size_t)N * C, NKV = (size_t)N * KV;
+    int B = m->B, T = m->T, N = B * T, C = c->d_model, H = c->n_head, hd = model_head_dim(c);
+    int Hkv = model_kv_heads(c), KV = Hkv * hd, QD = H * hd;
+    size_t NC = (size_t)N * C, NKV = (size_t)N * KV, NQ = (size_t)N * QD;
     LayerActs a = layer_acts(m, l);
     LayerWeights w = linear_layer_weights(m, l);
     LayerWeights dw = {0};
@@ -52,10 +52,10 @@ static void layer_backward(Model *m, int l) {
     }
     be->rmsnorm_backward(d->resid, dw.mlp_norm, d->ln, a.resid_mid, w.mlp_norm, a.ln2_rstd, N, C);
     // attention block
-    be->zero(d->att_out, NC * be->act_bytes);
+    be->zero(d->att_out, NQ * be->act_bytes);
     linear_backward(m, l, LORA_O, d->att_out, dw.wo, d->resid,
-                     linear_input(m, a.att_out, N, C), w.wo, N, C, C);
-    be->zero(d->q, NC * be->act_bytes);
+                     linear_input(m, a.att_out, N, QD), w.wo, N, QD, C);
+    be->zero(d->q, NQ * be->act_bytes);
     be->zero(d->k, NKV * be->act_bytes);
     be->zero(d->v, NKV * be->act_bytes);
     be->attention_backward(d->q, d->k, d->v, d->att_out, a.att_out, a.lse, a.q, a.k, a.v, B, T, H,
@@ -65,19 +65,19 @@ static void layer_backward(Model *m, int l) {
     Act *dq = d->q, *dk = d->k;  // the projections' output gradients
     if (c->qk_norm) {  // through the per-head norms (their gains' gradients too)
         dq = d->q_pre, dk = d->k_pre;
-        be->zero(dq, NC * be->act_bytes);
+        be->zero(dq, NQ * be->act_bytes);
         be->zero(dk, NKV * be->act_bytes);
         be->rmsnorm_backward(dq, dw.q_norm, d->q, a.q_pre, w.q_norm, a.q_rstd, N * H, hd);
         be->rmsnorm_backward(dk, dw.k_norm, d->k, a.k_pre, w.k_norm, a.k_rstd, N * Hkv, hd);
     }
     if (c->qkv_bias && m->grads) {  // the biases were added before RoPE (and the norms)
-        be->bias_backward(dw.bq, dq, N, C);
+        be->bias_backward(dw.bq, dq, N, QD);
         be->bias_backward(dw.bk, dk, N, KV);
         be->bias_backward(dw.bv, d->v, N, KV);
     }
     be->zero(d->ln, NC * be->act_bytes);
     const Act *x = linear_input(m, a.ln1, N, C);
-    linear_backward(m, l, LORA_Q, d->ln, dw.wq, dq, x, w.wq, N, C, C);
+    linear_backward(m, l, LORA_Q, d->ln, dw.wq, dq, x, w.wq, N, C, QD);
     linear_backward(m, l, LORA_K, d->ln, dw.wk, dk, x, w.wk, N, C, KV);
     linear_backward(m, l, LORA_V, d->ln, dw.wv, d->v, x, w.wv, N, C, KV);
     be->rmsnorm_backward(d->resid, dw.attn_norm, d->ln, a.resid_in, w.attn_norm, a.ln1_rstd, N, C);

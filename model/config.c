@@ -23,12 +23,18 @@ ModelConfig model_config_default(void) {
 
 int model_kv_heads(const ModelConfig *c) { return c->n_kv_head ? c->n_kv_head : c->n_head; }
 
-int model_kv_dim(const ModelConfig *c) { return model_kv_heads(c) * (c->d_model / c->n_head); }
+int model_head_dim(const ModelConfig *c) {
+    return c->head_dim ? c->head_dim : c->d_model / c->n_head;
+}
+
+int model_q_dim(const ModelConfig *c) { return c->n_head * model_head_dim(c); }
+
+int model_kv_dim(const ModelConfig *c) { return model_kv_heads(c) * model_head_dim(c); }
 
 static int is_flag(int x);
 
 int model_rotary_dim(const ModelConfig *c) {
-    return c->rotary_dim ? c->rotary_dim : c->d_model / c->n_head;
+    return c->rotary_dim ? c->rotary_dim : model_head_dim(c);
 }
 
 int model_moe_layers(const ModelConfig *c) {
@@ -87,16 +93,16 @@ int model_config_validate(const ModelConfig *c, Error *err) {
         return error_set(err, "init_std must be in [0, 10) (got %g)", c->init_std);
     if (c->n_layer < 1) return error_set(err, "n_layer must be >= 1 (got %d)", c->n_layer);
     if (c->n_head < 1) return error_set(err, "n_head must be >= 1 (got %d)", c->n_head);
-    if (c->d_model < 2 || c->d_model % c->n_head != 0)
-        return error_set(err, "d_model (%d) must be a positive multiple of n_head (%d)", c->d_model,
-                         c->n_head);
-    if ((c->d_model / c->n_head) % 2 != 0)
-        return error_set(err, "head size d_model/n_head (%d) must be even for RoPE",
-                         c->d_model / c->n_head);
+    if (c->head_dim < 0) return error_set(err, "head_dim must be >= 0 (got %d)", c->head_dim);
+    if (c->d_model < 2 || (!c->head_dim && c->d_model % c->n_head != 0))
+        return error_set(err, "d_model (%d) must be a positive multiple of n_head (%d), or "
+                              "head_dim given", c->d_model, c->n_head);
+    int hd = model_head_dim(c);
+    if (hd < 2 || hd % 2 != 0)
+        return error_set(err, "head size %d must be even for RoPE", hd);
     // the CUDA attention kernels hold a head's row in registers
-    if (c->d_model / c->n_head > MODEL_MAX_HEAD_DIM)
-        return error_set(err, "head size d_model/n_head (%d) must be <= %d",
-                         c->d_model / c->n_head, MODEL_MAX_HEAD_DIM);
+    if (hd > MODEL_MAX_HEAD_DIM)
+        return error_set(err, "head size %d must be <= %d", hd, MODEL_MAX_HEAD_DIM);
     if (c->n_kv_head < 0 || c->n_head % model_kv_heads(c) != 0)
         return error_set(err, "n_kv_head (%d) must divide n_head (%d)", c->n_kv_head, c->n_head);
     if (c->d_ff < 1) return error_set(err, "d_ff must be >= 1 (got %d)", c->d_ff);
@@ -128,9 +134,9 @@ int model_config_validate(const ModelConfig *c, Error *err) {
     if (c->sliding_window < 0 || (c->sliding_window > 0 && !c->causal))
         return error_set(err, "sliding_window %d: a window of keys (>= 0) for causal attention "
                               "only (a bidirectional one is not built)", c->sliding_window);
-    if (c->rotary_dim < 0 || c->rotary_dim % 2 || c->rotary_dim > c->d_model / c->n_head)
+    if (c->rotary_dim < 0 || c->rotary_dim % 2 || c->rotary_dim > model_head_dim(c))
         return error_set(err, "rotary_dim %d must be even and at most the head size %d (0: all)",
-                         c->rotary_dim, c->d_model / c->n_head);
+                         c->rotary_dim, model_head_dim(c));
     if (moe_validate(c, err)) return -1;
     if (c->n_experts && c->ternary)
         return error_set(err, "ternary weights for a mixture of experts are not built");
@@ -171,7 +177,10 @@ void model_config_print(FILE *f, const ModelConfig *c) {
     if (c->qk_norm) fprintf(f, "attention: queries and keys RMS-normalised per head (q/k norms)\n");
     if (c->rotary_dim)
         fprintf(f, "rope: the first %d of each head's %d values (partial rotary)\n", c->rotary_dim,
-                c->d_model / c->n_head);
+                model_head_dim(c));
+    if (c->head_dim)
+        fprintf(f, "heads: %d values each (q and the attention output %d wide)\n", c->head_dim,
+                model_q_dim(c));
     if (c->block_size) fprintf(f, "blocks: %d positions each\n", c->block_size);
     if (c->sliding_window)
         fprintf(f, "attention: a sliding window of %d keys (each query and the ones before it)\n",

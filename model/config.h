@@ -9,7 +9,7 @@
 #include "common/error.h"
 #include "kernels/moe_route.h"
 
-// Largest head size (d_model / n_head) a model may have.
+// Largest head size a model may have.
 #define MODEL_MAX_HEAD_DIM 128
 
 // Mixture of experts: the routers (ModelConfig.router) and the sizes one row's routing holds.
@@ -60,6 +60,8 @@ typedef struct {
                          // before it (Mistral's sliding window; causal models only); 0: all
     int qk_norm;         // 1: each head's query and key are RMS-normalised (a learned gain of
                          // head size per layer) after the projection, before RoPE (Qwen3)
+    int head_dim;        // > 0: each head's size, apart from d_model / n_head (Qwen3-0.6B's 128
+                         // over 1024 / 16): q is n_head * head_dim wide; 0: d_model / n_head
     int rotary_dim;      // > 0: RoPE turns only each head's first rotary_dim values (a partial
                          // rotary, LLaDA 2.0's half), the rest pass; 0: the whole head
     // Mixture of experts (n_experts > 0; model/moe.h): from layer dense_layers on, a layer's
@@ -95,6 +97,10 @@ ModelConfig model_config_default(void);
 // Key/value heads and the width of a key or value row (n_kv_head * head size).
 int model_kv_heads(const ModelConfig *c);
 int model_kv_dim(const ModelConfig *c);
+// A head's size (head_dim, or d_model / n_head) and the width of q and of the attention's
+// output (n_head of them).
+int model_head_dim(const ModelConfig *c);
+int model_q_dim(const ModelConfig *c);
 // Layers with a mixture of experts (0 for a dense model) and with the dense MLP.
 int model_moe_layers(const ModelConfig *c);
 int model_dense_layers(const ModelConfig *c);

@@ -321,9 +321,14 @@ static int read_llama_family(const Config *c, HfArch arch, ModelConfig *m) {
         get_float(c, "rms_norm_eps", 1e-6f, &m->norm_eps) ||
         get_int(c, "head_dim", m->n_head > 0 ? m->d_model / m->n_head : 0, &head_dim))
         return -1;
-    if (m->n_head > 0 && head_dim * m->n_head != m->d_model)
-        return error_set(c->err, "%s: head_dim %d is not hidden_size / num_attention_heads", c->path,
-                         head_dim);
+    // transformers' classes size heads by head_dim (Qwen3-0.6B: 128 over 1024 / 16); Dream's
+    // code by hidden_size / num_attention_heads
+    if (m->n_head > 0 && head_dim * m->n_head != m->d_model) {
+        if (arch == HF_DREAM)
+            return error_set(c->err, "%s: head_dim %d is not hidden_size / num_attention_heads "
+                                     "(Dream's code sizes heads by those)", c->path, head_dim);
+        m->head_dim = head_dim;
+    }
     if (expect_string(c, "hidden_act", "silu", 0) || read_layer_types(c) ||
         refuse_on(c, "use_sliding_window") || refuse_on(c, "attention_bias") ||
         refuse_on(c, "mlp_bias"))
@@ -439,9 +444,7 @@ static int read_llada2(const Config *c, ModelConfig *m) {
         get_float(c, "routed_scaling_factor", 2.5f, &scale) ||
         get_int(c, "head_dim", m->n_head > 0 ? m->d_model / m->n_head : 0, &head_dim))
         return -1;
-    if (m->n_head > 0 && head_dim * m->n_head != m->d_model)
-        return error_set(c->err, "%s: head_dim %d is not hidden_size / num_attention_heads", c->path,
-                         head_dim);
+    if (m->n_head > 0 && head_dim * m->n_head != m->d_model) m->head_dim = head_dim;
     if (m->rope_scaling.factor != 0.0f)
         return error_set(c->err, "%s: a llada2_moe config with RoPE scaling; dllm implements "
                                  "LLaDA 2.0's plain RoPE", c->path);
@@ -725,7 +728,7 @@ static void write_llama_config(FILE *f, const ModelConfig *c, HfArch a, int bos_
             classes[a], types[a], c->d_model, c->n_head, model_kv_heads(c), c->n_layer, c->d_ff,
             c->vocab_size, context, c->rope_theta, c->norm_eps,
             c->tied_embeddings ? "true" : "false");
-    if (a == HF_QWEN3) fprintf(f, "  \"head_dim\": %d,\n", c->d_model / c->n_head);
+    if (a == HF_QWEN3 || c->head_dim) fprintf(f, "  \"head_dim\": %d,\n", model_head_dim(c));
     if (a == HF_MISTRAL) fprintf(f, "  \"sliding_window\": %d,\n", c->sliding_window);
     else fprintf(f, "  \"use_sliding_window\": false,\n");
     if (a == HF_DREAM)  // the released models' code, which the directory must be given
@@ -759,6 +762,10 @@ int hf_export(const char *dir, const ModelConfig *c, const float *params, int bo
     if (c->rotary_dim)
         return error_set(err, "a model with a partial rotary (LLaDA 2.0's) has no export layout "
                               "here (writing LLaDA 2.0's fused files is not built)");
+    if (c->head_dim && (a == HF_LLADA || a == HF_DREAM || a == HF_LLADA_MOE))
+        return error_set(err, "a head size apart from d_model / n_head (%d) exports only in the "
+                              "transformers AR layouts; %s's code sizes heads by d_model / n_head",
+                         c->head_dim, hf_arch_name(a));
     if (c->n_experts && (c->causal || c->router != ROUTER_SOFTMAX || c->logit_shift ||
                          c->qkv_bias || c->sliding_window))
         return error_set(err, "a mixture of experts exports as LLaDA-MoE: a bidirectional "

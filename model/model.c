@@ -61,22 +61,22 @@ static size_t layout_activations(Model *m, char *base) {
     int inference = model_is_inference(m);
     size_t K = m->mode == MODEL_TRAINING ? L : 1, KC = inference ? L : K;
     size_t R = inference ? 2 : L + 1;  // inference alternates two residual slices
-    size_t V = c->vocab_size, H = c->n_head, KV = model_kv_dim(c);
+    size_t V = c->vocab_size, H = c->n_head, KV = model_kv_dim(c), QD = model_q_dim(c);
     size_t off = 0;
     Activations *a = &m->acts;
     a->resid = carve_acts(m, base, &off, R * N * C);
     a->ln1 = carve_acts(m, base, &off, K * N * C);
     a->ln1_rstd = carve_floats(base, &off, K * N);
-    a->q = carve_acts(m, base, &off, K * N * C);
+    a->q = carve_acts(m, base, &off, K * N * QD);
     size_t QK = c->qk_norm ? 1 : 0, Hkv = model_kv_heads(c);
-    a->q_pre = carve_acts(m, base, &off, QK * K * N * C);
+    a->q_pre = carve_acts(m, base, &off, QK * K * N * QD);
     a->k_pre = carve_acts(m, base, &off, QK * K * N * KV);
     a->q_rstd = carve_floats(base, &off, QK * K * N * H);
     a->k_rstd = carve_floats(base, &off, QK * K * N * Hkv);
     a->k = carve_acts(m, base, &off, KC * N * KV);
     a->v = carve_acts(m, base, &off, KC * N * KV);
     a->lse = carve_floats(base, &off, K * N * H);
-    a->att_out = carve_acts(m, base, &off, K * N * C);
+    a->att_out = carve_acts(m, base, &off, K * N * QD);
     a->resid_mid = carve_acts(m, base, &off, K * N * C);
     a->ln2 = carve_acts(m, base, &off, K * N * C);
     a->ln2_rstd = carve_floats(base, &off, K * N);
@@ -87,10 +87,11 @@ static size_t layout_activations(Model *m, char *base) {
     a->lnf_rstd = carve_floats(base, &off, N);
     a->logits = carve_acts(m, base, &off, N * V);
     a->losses = carve_floats(base, &off, N);
-    a->proj = carve_acts(m, base, &off, N * C);
+    a->proj = carve_acts(m, base, &off, N * (QD > C ? QD : C));  // also fresh k or v rows
     // rank 0: no adapters, nothing carved; an MoE layer's adapted targets keep n_active + 1
     // rows per token (its experts' and its shared expert's)
     size_t LR = m->lora.rank, widest = F > C ? F : C, rows = lora_rows_per_token(c);
+    if (QD > widest) widest = QD;
     if ((size_t)c->d_expert > widest) widest = c->d_expert;
     if ((size_t)c->d_shared > widest) widest = c->d_shared;
     a->lora_mid = carve_acts(m, base, &off, K * lora_n_targets(&m->lora) * N * rows * LR);
@@ -107,17 +108,17 @@ static size_t layout_activations(Model *m, char *base) {
     d->aux = carve_floats(base, &off, G * c->n_experts);
     d->resid = carve_acts(m, base, &off, G * N * C);
     d->ln = carve_acts(m, base, &off, G * N * C);
-    d->q = carve_acts(m, base, &off, G * N * C);
-    d->q_pre = carve_acts(m, base, &off, QK * G * N * C);
+    d->q = carve_acts(m, base, &off, G * N * QD);
+    d->q_pre = carve_acts(m, base, &off, QK * G * N * QD);
     d->k_pre = carve_acts(m, base, &off, QK * G * N * KV);
     d->k = carve_acts(m, base, &off, G * N * KV);
     d->v = carve_acts(m, base, &off, G * N * KV);
-    d->att_out = carve_acts(m, base, &off, G * N * C);
+    d->att_out = carve_acts(m, base, &off, G * N * QD);
     d->gate = carve_acts(m, base, &off, G * N * F);
     d->up = carve_acts(m, base, &off, G * N * F);
     d->swiglu = carve_acts(m, base, &off, G * N * F);
     d->lora_mid = carve_acts(m, base, &off, G * N * rows * LR);
-    size_t rope_n = (size_t)c->seq_len * (C / H / 2);
+    size_t rope_n = (size_t)c->seq_len * (model_head_dim(c) / 2);
     m->rope_cos = carve_floats(base, &off, rope_n);
     m->rope_sin = carve_floats(base, &off, rope_n);
     m->weights = carve_floats(base, &off, N);
@@ -351,6 +352,7 @@ Act *act_at(const Model *m, const Act *a, size_t index) {
 LayerActs layer_acts(const Model *m, int l) {
     const Activations *a = &m->acts;
     size_t N = (size_t)m->B * m->T, C = m->cfg.d_model, F = m->cfg.d_ff, H = m->cfg.n_head;
+    size_t QD = model_q_dim(&m->cfg);
     int inference = model_is_inference(m);
     size_t KV = model_kv_dim(&m->cfg), s = m->mode == MODEL_TRAINING ? (size_t)l : 0;
     size_t Hkv = model_kv_heads(&m->cfg), qk = m->cfg.qk_norm;
@@ -359,10 +361,10 @@ LayerActs layer_acts(const Model *m, int l) {
     LayerActs la = {
         .resid_in = act_at(m, a->resid, r * N * C),
         .ln1 = act_at(m, a->ln1, s * N * C),
-        .q = act_at(m, a->q, s * N * C),
+        .q = act_at(m, a->q, s * N * QD),
         .k = act_at(m, a->k, kv * N * KV),
         .v = act_at(m, a->v, kv * N * KV),
-        .att_out = act_at(m, a->att_out, s * N * C),
+        .att_out = act_at(m, a->att_out, s * N * QD),
         .resid_mid = act_at(m, a->resid_mid, s * N * C),
         .ln2 = act_at(m, a->ln2, s * N * C),
         .gate = act_at(m, a->gate, s * N * F),
@@ -372,7 +374,7 @@ LayerActs layer_acts(const Model *m, int l) {
         .ln1_rstd = a->ln1_rstd + s * N,
         .lse = a->lse + s * N * H,
         .ln2_rstd = a->ln2_rstd + s * N,
-        .q_pre = qk ? act_at(m, a->q_pre, s * N * C) : NULL,
+        .q_pre = qk ? act_at(m, a->q_pre, s * N * QD) : NULL,
         .k_pre = qk ? act_at(m, a->k_pre, s * N * KV) : NULL,
         .q_rstd = qk ? a->q_rstd + s * N * H : NULL,
         .k_rstd = qk ? a->k_rstd + s * N * Hkv : NULL,
@@ -404,7 +406,7 @@ int pass_mask(const Model *m) {
 // copies at positions 0..T/2-1, which to RoPE is 2B sequences of T/2 rows (the layouts agree).
 void rope(const Model *m, Act *x, int Tq, int start, int heads, int backward) {
     int B = m->pairs ? 2 * m->B : m->B, T = m->pairs ? Tq / 2 : Tq;
-    int hd = m->cfg.d_model / m->cfg.n_head, rot = model_rotary_dim(&m->cfg);
+    int hd = model_head_dim(&m->cfg), rot = model_rotary_dim(&m->cfg);
     if (backward) m->be->rope_backward(x, m->rope_cos, m->rope_sin, B, T, start, heads, hd, rot);
     else m->be->rope_forward(x, m->rope_cos, m->rope_sin, B, T, start, heads, hd, rot);
 }
@@ -424,7 +426,8 @@ void layer_forward(Model *m, int l, const int *key_start, int start, int end) {
     const ModelConfig *c = &m->cfg;
     const Backend *be = m->be;
     int B = m->B, T = m->T, Tq = end - start, N = B * Tq, C = c->d_model, F = c->d_ff;
-    int H = c->n_head, Hkv = model_kv_heads(c), hd = C / H, KV = Hkv * hd;
+    int H = c->n_head, Hkv = model_kv_heads(c), hd = model_head_dim(c), KV = Hkv * hd;
+    int QD = H * hd;
     int whole = Tq == T;  // every row recomputed: keys and values go straight to their place
     Act *proj = m->acts.proj;
     LayerActs a = layer_acts(m, l);
@@ -434,7 +437,7 @@ void layer_forward(Model *m, int l, const int *key_start, int start, int end) {
     const Act *x = linear_input(m, a.ln1, N, C);  // q, k and v read the same input
     // Qwen3: each head's q and k RMS-normalised (rows of one head) between projection and RoPE
     int qk = c->qk_norm;
-    linear_forward(m, l, LORA_Q, qk ? a.q_pre : a.q, x, w.wq, w.bq, N, C, C);
+    linear_forward(m, l, LORA_Q, qk ? a.q_pre : a.q, x, w.wq, w.bq, N, C, QD);
     if (qk) be->rmsnorm_forward(a.q, a.q_rstd, a.q_pre, w.q_norm, N * H, hd, c->norm_eps);
     rope(m, a.q, Tq, start, H, 0);
     Act *k = whole ? a.k : proj;
@@ -447,7 +450,7 @@ void layer_forward(Model *m, int l, const int *key_start, int start, int end) {
     if (!whole) store_rows(m, a.v, proj, B, T, start, end, KV);
     be->attention_forward(a.att_out, a.lse, a.q, a.k, a.v, key_start, B, Tq, T, start, H, Hkv,
                           hd, pass_mask(m));
-    linear_forward(m, l, LORA_O, proj, linear_input(m, a.att_out, N, C), w.wo, NULL, N, C, C);
+    linear_forward(m, l, LORA_O, proj, linear_input(m, a.att_out, N, QD), w.wo, NULL, N, QD, C);
     be->add(a.resid_mid, a.resid_in, proj, (size_t)N * C);
     // SwiGLU MLP block (or a mixture of SwiGLU experts)
     be->rmsnorm_forward(a.ln2, a.ln2_rstd, a.resid_mid, w.mlp_norm, N, C, c->norm_eps);

@@ -46,12 +46,12 @@ typedef struct {
     Act *resid;        // [n_layer + 1, B*T, d_model] residual stream into each layer (+ the output)
     Act *ln1;          // [n_layer, B*T, d_model]
     float *ln1_rstd;   // [n_layer, B*T]
-    Act *q;            // [n_layer, B*T, d_model] after RoPE
-    Act *q_pre, *k_pre;      // qk_norm: [n_layer, B*T, d_model / kv_dim] before the q/k norms
+    Act *q;            // [n_layer, B*T, q_dim] after RoPE (q_dim: n_head x head size)
+    Act *q_pre, *k_pre;      // qk_norm: [n_layer, B*T, q_dim / kv_dim] before the q/k norms
     float *q_rstd, *k_rstd;  // qk_norm: [n_layer, B*T, n_head / n_kv_head] their 1/rms
     Act *k, *v;        // [n_layer, B*T, kv_dim], k after RoPE (kv_dim = n_kv_head * head size)
     float *lse;        // [n_layer, B, n_head, T] log-sum-exp of each attention row's scores
-    Act *att_out;      // [n_layer, B*T, d_model] attention output before Wo
+    Act *att_out;      // [n_layer, B*T, q_dim] attention output before Wo
     Act *resid_mid;    // [n_layer, B*T, d_model] after the attention residual
     Act *ln2;          // [n_layer, B*T, d_model]
     float *ln2_rstd;   // [n_layer, B*T]
@@ -61,7 +61,8 @@ typedef struct {
     float *lnf_rstd;   // [B*T]
     Act *logits;       // [B*T, vocab]; the backward overwrites them with their gradient
     float *losses;     // [B*T] per-position cross-entropy
-    Act *proj;         // [B*T, d_model] scratch: a branch output before its residual add
+    Act *proj;         // [B*T, max(d_model, q_dim)] scratch: a branch output before its residual
+                       // add, or fresh keys or values
     // LoRA adapters only (size 0 without): each adapted projection's x A^T, kept for the
     // backward ([n_layer or 1, adapted targets, B*T, rank]), and the scratch a branch's
     // output (or its scaled gradient) passes through ([B*T, max(d_model, d_ff)])
@@ -78,10 +79,10 @@ typedef struct {
 typedef struct {
     Act *resid;        // [B*T, d_model] gradient of the residual stream
     Act *ln;           // [B*T, d_model]
-    Act *q;            // [B*T, d_model]
-    Act *q_pre, *k_pre;  // qk_norm: [B*T, d_model / kv_dim] gradients before the q/k norms
+    Act *q;            // [B*T, q_dim]
+    Act *q_pre, *k_pre;  // qk_norm: [B*T, q_dim / kv_dim] gradients before the q/k norms
     Act *k, *v;        // [B*T, kv_dim]
-    Act *att_out;      // [B*T, d_model]
+    Act *att_out;      // [B*T, q_dim]
     Act *gate, *up, *swiglu;  // [B*T, d_ff]
     Act *lora_mid;     // [B*T, rank] (LoRA only)
     MoeActs moe;       // mixture of experts: the gradients of logits (as router logits), xs,

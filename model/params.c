@@ -8,7 +8,7 @@
 void param_specs(const ModelConfig *c, ParamSpec specs[N_PARAM_TENSORS]) {
     size_t L = c->n_layer, C = c->d_model, F = c->d_ff, V = c->vocab_size;
     size_t KV = model_kv_dim(c), bias = c->qkv_bias ? L : 0, qk = c->qk_norm ? L : 0;
-    size_t hd = c->n_head > 0 ? C / (size_t)c->n_head : 0;
+    size_t hd = c->n_head > 0 ? (size_t)model_head_dim(c) : 0, QD = (size_t)c->n_head * hd;
     size_t Lm = model_moe_layers(c), Ld = L - Lm, E = c->n_experts, Fe = c->d_expert;
     size_t Fs = c->d_shared, Ls = Fs ? Lm : 0, Lb = c->expert_bias ? Lm : 0;
     // GPT-2 style: the two projections that write into the residual stream start smaller,
@@ -20,13 +20,13 @@ void param_specs(const ModelConfig *c, ParamSpec specs[N_PARAM_TENSORS]) {
         table[N_PARAM_TENSORS] = {
             {"tok_emb", 1, V, C, 0, 0, std},
             {"attn_norm", L, C, 1, 1, 0, 0.0f},
-            {"wq", L, C, C, 0, 0, std},
+            {"wq", L, QD, C, 0, 0, std},
             {"wk", L, KV, C, 0, 0, std},
             {"wv", L, KV, C, 0, 0, std},
-            {"bq", bias, C, 1, 0, 1, 0.0f},
+            {"bq", bias, QD, 1, 0, 1, 0.0f},
             {"bk", bias, KV, 1, 0, 1, 0.0f},
             {"bv", bias, KV, 1, 0, 1, 0.0f},
-            {"wo", L, C, C, 0, 0, resid_std},
+            {"wo", L, C, QD, 0, 0, resid_std},
             {"mlp_norm", L, C, 1, 1, 0, 0.0f},
             {"w_gate", Ld, F, C, 0, 0, std},
             {"w_up", Ld, F, C, 0, 0, std},
@@ -71,7 +71,7 @@ double train_flops_per_token(const ModelConfig *c, int T) {
                           : (double)specs[i].size;
     int copies = c->block_size > 0 ? 2 : 1;
     double keys = (double)copies * T;
-    return copies * (6.0 * matmul + 12.0 * c->n_layer * keys * c->d_model);
+    return copies * (6.0 * matmul + 12.0 * c->n_layer * keys * model_q_dim(c));
 }
 
 int param_is_expert(int i) { return i >= PARAM_E_GATE && i <= PARAM_E_DOWN; }
@@ -156,19 +156,19 @@ void param_tensors_point_packed(ParamTensors *t, float *base, const ModelConfig 
 
 LayerWeights layer_weights(const ParamTensors *t, const ModelConfig *c, int l, size_t elem_bytes) {
     size_t C = c->d_model, F = c->d_ff, KV = model_kv_dim(c), e = elem_bytes;
-    size_t hd = C / (size_t)c->n_head;
+    size_t hd = model_head_dim(c), QD = model_q_dim(c);
     int bias = c->qkv_bias, qk = c->qk_norm;
     size_t Ld = model_dense_layers(c), dense = (size_t)l < Ld, lm = l - Ld;  // lm: MoE index
     size_t E = c->n_experts, Fe = c->d_expert, Fs = c->d_shared;
     LayerWeights w = {
         .attn_norm = advance(t->attn_norm, l * C, e),
-        .wq = advance(t->wq, l * C * C, e),
+        .wq = advance(t->wq, l * QD * C, e),
         .wk = advance(t->wk, l * KV * C, e),
         .wv = advance(t->wv, l * KV * C, e),
-        .bq = bias ? advance(t->bq, l * C, e) : NULL,
+        .bq = bias ? advance(t->bq, l * QD, e) : NULL,
         .bk = bias ? advance(t->bk, l * KV, e) : NULL,
         .bv = bias ? advance(t->bv, l * KV, e) : NULL,
-        .wo = advance(t->wo, l * C * C, e),
+        .wo = advance(t->wo, l * C * QD, e),
         .mlp_norm = advance(t->mlp_norm, l * C, e),
         .w_gate = dense ? advance(t->w_gate, l * F * C, e) : NULL,
         .w_up = dense ? advance(t->w_up, l * F * C, e) : NULL,
@@ -201,9 +201,12 @@ float *layer_projection(const LayerWeights *w, int t) {
 }
 
 void projection_shape(const ModelConfig *c, int t, int *in, int *out) {
-    int C = c->d_model, F = c->d_ff, KV = model_kv_dim(c);
-    *in = t == PROJ_DOWN ? F : C;
-    *out = t == PROJ_K || t == PROJ_V ? KV : t == PROJ_GATE || t == PROJ_UP ? F : C;
+    int C = c->d_model, F = c->d_ff, KV = model_kv_dim(c), QD = model_q_dim(c);
+    *in = t == PROJ_DOWN ? F : t == PROJ_O ? QD : C;
+    *out = t == PROJ_K || t == PROJ_V        ? KV
+           : t == PROJ_GATE || t == PROJ_UP ? F
+           : t == PROJ_Q                     ? QD
+                                             : C;
 }
 
 void params_init(float *params, const ModelConfig *c, uint64_t seed) {

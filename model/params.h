@@ -16,13 +16,14 @@
 typedef struct {
     float *tok_emb;     // [vocab, d_model]
     float *attn_norm;   // [n_layer, d_model]
-    float *wq;          // [n_layer, d_model, d_model]
+    float *wq;          // [n_layer, q_dim, d_model] (q_dim = n_head x head size: d_model unless
+                        // head_dim sets it)
     float *wk;          // [n_layer, kv_dim, d_model]
     float *wv;          // [n_layer, kv_dim, d_model]
-    float *bq;          // [n_layer, d_model] (qkv_bias)
+    float *bq;          // [n_layer, q_dim] (qkv_bias)
     float *bk;          // [n_layer, kv_dim] (qkv_bias)
     float *bv;          // [n_layer, kv_dim] (qkv_bias)
-    float *wo;          // [n_layer, d_model, d_model]
+    float *wo;          // [n_layer, d_model, q_dim]
     float *mlp_norm;    // [n_layer, d_model]
     float *w_gate;      // [n_layer, d_ff, d_model]
     float *w_up;        // [n_layer, d_ff, d_model]
@@ -72,7 +73,7 @@ int param_is_moe_matrix(int i);
 // Training FLOPs (forward + backward = 3 x forward) per token of rows of T positions: 6 x the
 // weights of every matrix product (the seven projections of each layer and the output head;
 // of an MoE layer the router, the shared expert and n_active of the E experts,
-// tied or not; the embedding lookup is free) + 12 x n_layer x T x d_model for attention (QK^T
+// tied or not; the embedding lookup is free) + 12 x n_layer x T x q_dim for attention (QK^T
 // and AV over all T keys, causal or not: the usual convention). Block diffusion trains each
 // token in two rows (the clean and the noisy copy) over 2T keys. LoRA training counts the same
 // (an upper bound: a frozen base computes no weight gradients, about a third of the total).

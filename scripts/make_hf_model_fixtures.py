@@ -104,6 +104,10 @@ FIXTURES_TF5 = {
     "qwen3": ("qwen3", "qwen2", 1024, torch.float32,
               dict(num_key_value_heads=2, tie_word_embeddings=True, head_dim=8,
                    rope_theta=1000000.0)),
+    # Qwen3-0.6B's kind: heads of 16 over hidden 32 / 4 heads (q is 64 wide), untied head
+    "qwen3_hd": ("qwen3", "qwen2", 1024, torch.float32,
+                 dict(num_key_value_heads=2, tie_word_embeddings=False, head_dim=16,
+                      rope_theta=1000000.0)),
 }
 MASK = {"llama3": 1007, "qwen2": 1003}
 

@@ -595,6 +595,7 @@ static ModelConfig small_config(int causal) {
         c.qkv_bias = 1;
         c.tied_embeddings = 1;
         c.qk_norm = 1;
+        c.head_dim = 32;  // heads apart from d_model / n_head (q 64 wide), as Qwen3-0.6B's
     }
     return c;
 }

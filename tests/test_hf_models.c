@@ -303,13 +303,21 @@ END_TEST
 START_TEST(test_qwen2_bf16_matches_reference) { check_fixture("qwen2", 1, 1, 1, 1); }
 END_TEST
 
-// Qwen3 (transformers 5's class): per-head RMS norms on q and k with random gains, GQA, tied.
+// Qwen3 (transformers 5's class): per-head RMS norms on q and k with random gains, GQA, tied;
+// and a Qwen3 whose heads are not hidden_size / heads.
 START_TEST(test_qwen3_qk_norm_matches_reference) {
     check_fixture("qwen3", 2, 0, 1, 0);
     ModelSource ck;
     Error err;
     ck_assert(model_source_from_hf(FIXTURES "qwen3", HF_CONFIG_ONLY, &ck, &err) == 0);
     ck_assert_int_eq(ck.header.model.qk_norm, 1);
+    model_source_free(&ck);
+    // Qwen3-0.6B's kind: heads of 16 over hidden 32 / 4 heads (q and the attention output 64
+    // wide), untied head
+    check_fixture("qwen3_hd", 2, 0, 0, 0);
+    ck_assert(model_source_from_hf(FIXTURES "qwen3_hd", HF_CONFIG_ONLY, &ck, &err) == 0);
+    ck_assert_int_eq(ck.header.model.head_dim, 16);
+    ck_assert_int_eq(model_q_dim(&ck.header.model), 64);
     model_source_free(&ck);
 }
 END_TEST
@@ -488,8 +496,9 @@ END_TEST
 // Export writes what import reads: the same weights bit for bit (F32), and logits within
 // bf16 rounding when exported as BF16.
 START_TEST(test_export_round_trip) {
-    const char *names[] = {"llada", "dream", "llama", "qwen2", "mistral", "qwen3", "llada_moe"};
-    for (int i = 0; i < 7; i++) {
+    const char *names[] = {"llada",  "dream",    "llama",    "qwen2",
+                           "mistral", "qwen3", "qwen3_hd", "llada_moe"};
+    for (int i = 0; i < 8; i++) {
         char dir[256], out[256];
         snprintf(dir, sizeof dir, FIXTURES "%s", names[i]);
         snprintf(out, sizeof out, "/tmp/dllm_export_%d_%s", (int)getpid(), names[i]);
@@ -738,8 +747,10 @@ static const struct {
      "sliding_window -4 must be positive"},
     {"qwen3", "config.json", "\"attention_bias\": false", "\"attention_bias\": true",
      "attention_bias"},
+    {"qwen3", "config.json", "\"head_dim\": 8", "\"head_dim\": 7",
+     "head size 7 must be even for RoPE"},
     {"qwen3", "config.json", "\"head_dim\": 8", "\"head_dim\": 16",
-     "head_dim 16 is not hidden_size / num_attention_heads"},
+     "q_proj.weight has shape [32, 32], expected [64, 32]"},
     {"llada_moe", "config.json", "\"moe_layer_freq\": [\n    0,\n    1,",
      "\"moe_layer_freq\": [\n    1,\n    0,",
      "moe_layer_freq has a dense layer (1) after an MoE one"},

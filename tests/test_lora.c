@@ -21,7 +21,7 @@ static ModelConfig tiny_config(int causal, int imported) {
     ModelConfig c = model_config_default();
     c.n_layer = 2, c.n_head = 2, c.d_model = 8, c.d_ff = 12, c.vocab_size = 11, c.seq_len = 6;
     c.mask_token_id = 10, c.causal = causal;
-    if (imported) c.n_kv_head = 1, c.qkv_bias = 1, c.tied_embeddings = 1;
+    if (imported) c.n_kv_head = 1, c.qkv_bias = 1, c.tied_embeddings = 1, c.head_dim = 6;
     return c;
 }
 

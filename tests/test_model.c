@@ -91,13 +91,16 @@ static ModelConfig imported_shape(ModelConfig c) {
 }
 
 // Every parameter of every tensor against central differences of the loss. imported 2 adds
-// the newer families' shapes: Qwen3's per-head q/k norms, and for AR Mistral's sliding window.
+// the newer families' shapes: Qwen3's per-head q/k norms, and for AR Mistral's sliding window;
+// 5 a head size apart from d_model / n_head (Qwen3-0.6B's kind) and LLaDA 2.0's partial
+// rotary.
 // imported 3 and 4: a mixture of experts with each router (moe_shape) and the q/k norms.
 static void check_model_gradients(int causal, int imported) {
     ModelConfig cfg = tiny_config(causal);
     if (imported) cfg = imported_shape(cfg);
     if (imported == 2) cfg.qk_norm = 1, cfg.sliding_window = causal ? 3 : 0;
-    if (imported >= 3) cfg = moe_shape(cfg, imported - 3), cfg.qk_norm = 1;
+    if (imported == 5) cfg.head_dim = 6, cfg.rotary_dim = 4;  // heads of 6, not d_model / n_head
+    if (imported == 3 || imported == 4) cfg = moe_shape(cfg, imported - 3), cfg.qk_norm = 1;
     int B = 2, T = cfg.seq_len, N = B * T;
     Model m = make_model(&cfg, B);
     // normalised q and k of this tiny head size attend almost uniformly with gains of 1, which
@@ -139,7 +142,8 @@ static void check_model_gradients(int causal, int imported) {
     param_specs(&cfg, specs);
     size_t offset = 0;
     static const char *const shapes[] = {"", " gqa+bias+tied", " gqa+bias+tied+qk-norm+window",
-                                         " moe softmax+aux+shared", " moe sigmoid-grouped+bias"};
+                                         " moe softmax+aux+shared", " moe sigmoid-grouped+bias",
+                                         " gqa+bias+tied, heads of 6, rope on 4"};
     for (int i = 0; i < N_PARAM_TENSORS; i++) {
         if (!specs[i].size) continue;
         if (i == PARAM_EXPERT_BIAS) {  // never trained: no gradient
@@ -181,6 +185,12 @@ END_TEST
 START_TEST(test_model_gradients_qk_norm_sliding_window) {
     check_model_gradients(0, 2);
     check_model_gradients(1, 2);
+}
+END_TEST
+
+START_TEST(test_model_gradients_head_dim_partial_rope) {
+    check_model_gradients(0, 5);
+    check_model_gradients(1, 5);
 }
 END_TEST
 
@@ -517,6 +527,7 @@ int main(void) {
     tcase_add_test(tc, test_model_gradients_gqa_bias_tied);
     tcase_add_test(tc, test_model_gradients_qk_norm_sliding_window);
     tcase_add_test(tc, test_model_gradients_mixture_of_experts);
+    tcase_add_test(tc, test_model_gradients_head_dim_partial_rope);
     tcase_add_test(tc, test_ar_is_causal);
     tcase_add_test(tc, test_mdm_sees_every_position);
     tcase_add_test(tc, test_gradient_accumulation);
