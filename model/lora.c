@@ -89,15 +89,21 @@ static size_t layer_size(const ModelConfig *c, const LoraConfig *lc, int l) {
     return n;
 }
 
-size_t lora_param_count(const ModelConfig *c, const LoraConfig *lc) {
-    size_t n = 0;
-    for (int l = 0; lc->rank > 0 && l < c->n_layer; l++) n += layer_size(c, lc, l);
+// The adapters of the layers before `layer`: every dense layer's are alike, and every MoE
+// layer's (a count, not a loop: a checkpoint header may claim any number of layers).
+static size_t layers_size(const ModelConfig *c, const LoraConfig *lc, int layer) {
+    int dense = model_dense_layers(c), before = layer < dense ? layer : dense;
+    size_t n = (size_t)before * layer_size(c, lc, 0);
+    if (layer > dense) n += (size_t)(layer - dense) * layer_size(c, lc, dense);
     return n;
 }
 
+size_t lora_param_count(const ModelConfig *c, const LoraConfig *lc) {
+    return lc->rank > 0 ? layers_size(c, lc, c->n_layer) : 0;
+}
+
 size_t lora_unit_offset(const ModelConfig *c, const LoraConfig *lc, int layer, int t, int u) {
-    size_t at = 0;
-    for (int l = 0; l < layer; l++) at += layer_size(c, lc, l);
+    size_t at = layers_size(c, lc, layer);
     for (int v = 0; v < t; v++)
         if (lc->targets & (1u << v)) at += target_size(c, lc, layer, v);
     for (int w = 0; w < u; w++) at += unit_size(c, lc, layer, t, w);

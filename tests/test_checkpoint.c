@@ -215,8 +215,9 @@ START_TEST(test_fuzz_seeds_are_current) {
                            "tests/fuzz/corpus/fuzz_checkpoint/hf_tokenizer",
                            "tests/fuzz/corpus/fuzz_checkpoint/bd3_block4",
                            "tests/fuzz/corpus/fuzz_checkpoint/lora_adapters",
-                           "tests/fuzz/corpus/fuzz_checkpoint/packed_ternary"};
-    for (int i = 0; i < 5; i++) {
+                           "tests/fuzz/corpus/fuzz_checkpoint/packed_ternary",
+                           "tests/fuzz/corpus/fuzz_checkpoint/mixture_of_experts"};
+    for (int i = 0; i < 6; i++) {
         ModelSource ck;
         Error err;
         ck_assert_msg(checkpoint_load(seeds[i], &ck, &err) == 0,
