@@ -843,7 +843,9 @@ START_TEST(test_request_gates) {
     snprintf(flags, sizeof flags, "--model %s/ar --api-key-file %s", dir, key_path);
     Server s = serve(flags);
     const char *auth = "Authorization: Bearer sesame\r\n";
-    const char *body = "{\"prompt\": \"In the\", \"max_tokens\": 4}";
+    // seeded: an unseeded request draws a fresh seed, and a draw that samples EOS first would
+    // serve fewer than the 4 tokens the metrics below count
+    const char *body = "{\"prompt\": \"In the\", \"max_tokens\": 4, \"seed\": 1}";
     Reply r = http(s.port, "POST", "/v1/completions", NULL, body);
     ck_assert_int_eq(r.status, 401);
     free(r.head);
