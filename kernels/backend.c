@@ -13,7 +13,7 @@ void backend_make_bf16_weights(Backend *b) {
     b->matmul_backward = NULL;
     b->bias_backward = NULL;
     b->adamw_update = NULL;
-    b->panels_convert = NULL;  // panels are fp32 weights
+    b->panels_convert = NULL;  // a table with bf16 panels sets its own
     b->matmul_forward_panels = NULL;
 }
 

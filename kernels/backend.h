@@ -174,10 +174,10 @@ typedef struct {
                         int rows_per_seq, int first, int count, int V, float cfg,
                         float temperature, uint64_t seed, int banned);
 
-    // Inference over weights in panels (CPU only, NULL on the other tables and on bf16 weights):
-    // each block of 16 output rows of a [C_out, C_in] matrix (the last may have fewer) stored
-    // transposed in its own place (kernels/cpu/matmul_panels.c), converted in place and back
-    // (to_panels 0), and matmul_forward over it (the same bits as over the rows).
+    // Inference over weights in panels (CPU only, fp32 or bf16 weights; NULL on the other
+    // tables): each block of 16 output rows of a [C_out, C_in] matrix (the last may have fewer)
+    // stored transposed in its own place (kernels/cpu/matmul_panels.c), converted in place and
+    // back (to_panels 0), and matmul_forward over it (the same bits as over the rows).
     void (*panels_convert)(float *w, int C_out, int C_in, int to_panels);
     void (*matmul_forward_panels)(Act *out, const Act *inp, const float *panels, int N,
                                   int C_in, int C_out);

@@ -11,8 +11,7 @@
 WeightKind linear_kind(const ModelConfig *c, const Backend *be, ModelMode mode) {
     if (mode == MODEL_PACKED) return WEIGHTS_PACKED;
     if (c->ternary) return WEIGHTS_TERNARY;
-    if (mode == MODEL_INFERENCE && be->matmul_forward_panels && be->weight_bytes == sizeof(float))
-        return WEIGHTS_PANELS;
+    if (mode == MODEL_INFERENCE && be->matmul_forward_panels) return WEIGHTS_PANELS;
     return WEIGHTS_DENSE;
 }
 
@@ -89,7 +88,7 @@ static void ternarize_weights(Model *m) {
 static void convert_weights(Model *m, int to_panels) {
     const ModelConfig *c = &m->cfg;
     for (int l = 0; l < c->n_layer; l++) {
-        LayerWeights w = layer_weights(&m->p, c, l, sizeof(float));
+        LayerWeights w = layer_weights(&m->p, c, l, m->be->weight_bytes);
         for (int t = 0; t < N_PROJECTIONS; t++) {
             int in, out;
             projection_shape(c, t, &in, &out);
@@ -103,8 +102,8 @@ static void convert_weights(Model *m, int to_panels) {
 }
 
 int linear_upload(Model *m, size_t first, const float *host, size_t n, Error *err) {
+    if (m->lin.in_panels) convert_weights(m, 0);  // rows again; the next pass converts back
     if (m->be->weight_bytes == sizeof(float)) {
-        if (m->lin.in_panels) convert_weights(m, 0);  // rows again; the next pass converts back
         m->be->to_device(m->params + first, host, n * sizeof(float));
         // an inference model's weights change only here: ternarised once, not every pass
         if (m->kind == WEIGHTS_TERNARY && model_is_inference(m)) ternarize_weights(m);

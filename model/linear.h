@@ -16,8 +16,8 @@
 
 typedef enum {
     WEIGHTS_DENSE,    // rows of the backend's weight type: fp32, or bf16 on a bf16-weight table
-    WEIGHTS_PANELS,   // fp32 rows an inference model repacks into the CPU's panels (its first
-                      // pass converts them; Backend.panels_convert)
+    WEIGHTS_PANELS,   // fp32 or bf16 rows an inference model repacks into the CPU's panels (its
+                      // first pass converts them; Backend.panels_convert)
     WEIGHTS_TERNARY,  // BitNet b1.58: fp32 latent weights read through an absmean-ternarised
                       // copy, inputs quantised to 8 bits per row (training and inference)
     WEIGHTS_PACKED,   // ternary codes packed 2 bits a weight with a scale per matrix, int8

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/bf16.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/cpu/exp_simd.h"
@@ -170,6 +171,48 @@ START_TEST(test_panel_matmul_matches_rows) {
             free(x), free(w), free(panels), free(back), free(rows_out), free(one), free(two);
         }
     printf("  panel matmul: the few-rows kernel's bits over 48 shapes, 1 and 2 threads\n");
+}
+END_TEST
+
+// The same over bf16 weights (the bf16-weight table's panels, and the few-rows kernel reading
+// bf16 rows): bf16 panels convert and back exactly, and both products have the bits of the
+// fp32 few-rows kernel over the widened weights, at one thread and at two.
+START_TEST(test_bf16_panel_matmul_matches_rows) {
+    const Backend *b16 = backend_cpu_bf16_weights();
+    int rows[] = {1, 6, 12, 13, 25, 69};
+    int shapes[][2] = {{5, 3}, {128, 13}, {352, 384}, {64, 2048}, {128, 100}};
+    for (int r = 0; r < 6; r++)
+        for (int s = 0; s < 5; s++) {
+            int N = rows[r], Ci = shapes[s][0], Co = shapes[s][1];
+            size_t n_out = (size_t)N * Co, n_w = (size_t)Co * Ci;
+            float *x = randn((size_t)N * Ci, 90 + r), *w = randn(n_w, 100 + s);
+            uint16_t *w16 = malloc(n_w * 2), *panels = malloc(n_w * 2), *back = malloc(n_w * 2);
+            for (size_t i = 0; i < n_w; i++) {
+                w16[i] = float_to_bf16(w[i]);
+                w[i] = bf16_to_float(w16[i]);
+            }
+            float *want = zeros(n_out), *one = zeros(n_out), *two = zeros(n_out);
+            float *rows16 = zeros(n_out);
+            memcpy(panels, w16, n_w * 2);
+            b16->panels_convert((float *)(void *)panels, Co, Ci, 1);
+            memcpy(back, panels, n_w * 2);
+            b16->panels_convert((float *)(void *)back, Co, Ci, 0);
+            ck_assert_mem_eq(back, w16, n_w * 2);
+            if (Co >= 32) ck_assert(memcmp(panels, w16, n_w * 2) != 0);
+            cpu_matmul_forward_rows(want, x, w, N, Ci, Co);
+            omp_set_num_threads(1);
+            b16->matmul_forward_panels(one, x, (float *)(void *)panels, N, Ci, Co);
+            cpu_matmul_forward_rows_w16(rows16, x, (float *)(void *)w16, N, Ci, Co);
+            omp_set_num_threads(2);
+            b16->matmul_forward_panels(two, x, (float *)(void *)panels, N, Ci, Co);
+            ck_assert_msg(!memcmp(one, want, n_out * sizeof(float)), "%d x %d -> %d", N, Ci, Co);
+            ck_assert_mem_eq(one, two, n_out * sizeof(float));
+            ck_assert_mem_eq(rows16, want, n_out * sizeof(float));
+            free(x), free(w), free(w16), free(panels), free(back);
+            free(want), free(one), free(two), free(rows16);
+        }
+    printf("  bf16 panel and row matmuls: the fp32 kernel's bits on the widened weights, 30 "
+           "shapes\n");
 }
 END_TEST
 
@@ -789,6 +832,7 @@ int main(void) {
     tcase_add_test(tc, test_blas_matmul_matches_loops);
     tcase_add_test(tc, test_few_rows_matmul_matches_loops);
     tcase_add_test(tc, test_panel_matmul_matches_rows);
+    tcase_add_test(tc, test_bf16_panel_matmul_matches_rows);
     tcase_add_test(tc, test_rmsnorm);
     tcase_add_test(tc, test_rope);
     tcase_add_test(tc, test_partial_rope);

@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "common/bf16.h"
 #include "model/model.h"
 #include "tests/testutil.h"
 #include "train/objective.h"
@@ -392,16 +393,20 @@ END_TEST
 // An inference model on the CPU reads its projections and LM head from panels (converted in
 // place by its first pass): its logits are a training model's to rounding, for a plain and an
 // imported shape (GQA, biases, tied head: the head stays rows), and weights set after a pass
-// (back to rows, converted again) give the new model's logits.
-static void check_inference_panels(ModelConfig cfg) {
+// (back to rows, converted again) give the new model's logits. On the bf16-weight table the
+// panels are bf16: the logits are those of fp32 weights rounded to bf16.
+static void check_inference_panels(ModelConfig cfg, const Backend *be) {
     Error err;
     Model train = make_model(&cfg, 2), infer;
-    ck_assert_msg(model_create(&infer, &cfg, &backend_cpu, 2, MODEL_INFERENCE, &err) == 0, "%s",
-                  err.msg);
+    ck_assert_msg(model_create(&infer, &cfg, be, 2, MODEL_INFERENCE, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(infer.kind, WEIGHTS_PANELS);
     int tokens[12], V = cfg.vocab_size;
     random_tokens(tokens, 12, V, 5);
     for (int round = 0; round < 2; round++) {
         if (round) fill_normal(train.params, train.n_params, 7, 0.5f);
+        if (be->weight_bytes == 2)
+            for (size_t i = 0; i < train.n_params; i++)
+                train.params[i] = bf16_to_float(float_to_bf16(train.params[i]));
         ck_assert_int_eq(model_set_weights(&infer, train.params, &err), 0);
         model_forward(&train, tokens, 2, 6);
         model_forward(&infer, tokens, 2, 6);
@@ -416,8 +421,11 @@ static void check_inference_panels(ModelConfig cfg) {
 }
 
 START_TEST(test_inference_panels_give_the_same_logits) {
-    check_inference_panels(tiny_config(0));
-    check_inference_panels(imported_shape(tiny_config(1)));
+    const Backend *tables[] = {&backend_cpu, backend_cpu_bf16_weights()};
+    for (int b = 0; b < 2; b++) {
+        check_inference_panels(tiny_config(0), tables[b]);
+        check_inference_panels(imported_shape(tiny_config(1)), tables[b]);
+    }
 }
 END_TEST
 

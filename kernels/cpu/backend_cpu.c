@@ -99,6 +99,8 @@ const Backend *backend_cpu_bf16_weights(void) {
         b.matmul_forward = cpu_matmul_forward_w16;
         b.matmul_backward = cpu_matmul_backward_w16;
         b.bias_forward = cpu_bias_forward_w16;
+        b.panels_convert = cpu_panels_convert_w16;
+        b.matmul_forward_panels = cpu_matmul_forward_panels_w16;
         b.name = "cpu";  // set last: the table is complete once it has a name
     }
     return &b;

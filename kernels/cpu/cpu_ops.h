@@ -50,12 +50,20 @@ void cpu_matmul_backward_blas(Act *dinp, float *dweight, const Act *dout, const 
 // each output one chain of multiply-adds, the same bits at any thread count).
 void cpu_matmul_forward_rows(float *out, const float *inp, const float *weight, int N, int C_in,
                              int C_out);
+// The same reading bf16 weight rows (each weight widened as it is broadcast).
+void cpu_matmul_forward_rows_w16(float *out, const float *inp, const float *weight_bf16, int N,
+                                 int C_in, int C_out);
 
 // The forward over weights in panels (matmul_panels.c: blocks of 16 output rows stored
 // transposed in place, for inference), and the in-place conversion (to_panels 0: back to rows).
 void cpu_matmul_forward_panels(Act *out, const Act *inp, const float *panels, int N, int C_in,
                                int C_out);
 void cpu_panels_convert(float *w, int C_out, int C_in, int to_panels);
+// The same over bf16 weights (the bf16-weight table's): panels of bf16, widened in registers,
+// so the outputs are the fp32 kernels' over the widened weights.
+void cpu_matmul_forward_panels_w16(Act *out, const Act *inp, const float *panels_bf16, int N,
+                                   int C_in, int C_out);
+void cpu_panels_convert_w16(float *w_bf16, int C_out, int C_in, int to_panels);
 
 void cpu_rope_forward(Act *x, const float *cos, const float *sin, int B, int T, int pos0, int H,
                       int head_dim, int rot);

@@ -7,9 +7,12 @@
 // dimension, read straight from the weight's own rows. Every output is one chain of
 // multiply-adds in order of the summed index, so its bits do not depend on the thread count.
 // backend_cpu.c sends 6..64 rows here (`make bench-matmul`; figures in bench/RESULTS.md).
+// Over bf16 weights (`bf16` a constant in each caller) each weight is widened as it is
+// broadcast: the bits of the fp32 kernel over the widened weights.
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/bf16.h"
 #include "kernels/cpu/cpu_ops.h"
 
 typedef float vec16 __attribute__((vector_size(64)));
@@ -19,11 +22,11 @@ enum { TILE_O = 8, TILE_M = 32 };
 // out[m0 + m, o0 + o] for o < n_o (<= 8), m < n_m (<= 16 * nv): weight rows past n_o are read
 // again as the last one (never stored), input rows past the call's are xt's zero padding.
 static inline __attribute__((always_inline)) void tile(float *out, int C_out, const float *xt,
-                                                       int rows_padded, const float *weight,
+                                                       int rows_padded, const void *weight,
                                                        int C_in, int o0, int n_o, int m0,
-                                                       int n_m, int nv) {
-    const float *w[TILE_O];
-    for (int o = 0; o < TILE_O; o++) w[o] = weight + (size_t)(o0 + (o < n_o ? o : n_o - 1)) * C_in;
+                                                       int n_m, int nv, int bf16) {
+    size_t row[TILE_O];  // element offsets of the tile's weight rows
+    for (int o = 0; o < TILE_O; o++) row[o] = (size_t)(o0 + (o < n_o ? o : n_o - 1)) * C_in;
     vec16 acc[TILE_O][2];
     memset(acc, 0, sizeof acc);
     for (int i = 0; i < C_in; i++) {
@@ -31,8 +34,10 @@ static inline __attribute__((always_inline)) void tile(float *out, int C_out, co
         vec16 x0 = x[0], x1 = nv == 2 ? x[1] : x0;
 #pragma GCC unroll 8
         for (int o = 0; o < TILE_O; o++) {
-            acc[o][0] += w[o][i] * x0;
-            if (nv == 2) acc[o][1] += w[o][i] * x1;
+            float w = bf16 ? bf16_to_float(((const uint16_t *)weight)[row[o] + i])
+                           : ((const float *)weight)[row[o] + i];
+            acc[o][0] += w * x0;
+            if (nv == 2) acc[o][1] += w * x1;
         }
     }
     float t[TILE_O][TILE_M];
@@ -41,8 +46,22 @@ static inline __attribute__((always_inline)) void tile(float *out, int C_out, co
         for (int o = 0; o < n_o; o++) out[(size_t)(m0 + m) * C_out + o0 + o] = t[o][m];
 }
 
-void cpu_matmul_forward_rows(float *out, const float *inp, const float *weight, int N, int C_in,
-                             int C_out) {
+// Outputs [o0, o0 + 8) of every row, a tile of up to 32 rows at a time (nv and bf16 constants
+// in each inlined tile).
+static inline __attribute__((always_inline)) void output_tile(float *out, const float *xt,
+                                                              int rows_padded, const void *weight,
+                                                              int N, int C_in, int C_out, int o0,
+                                                              int bf16) {
+    int n_o = C_out - o0 < TILE_O ? C_out - o0 : TILE_O;
+    for (int m0 = 0; m0 < N; m0 += TILE_M) {
+        int n_m = N - m0 < TILE_M ? N - m0 : TILE_M;
+        if (n_m > 16) tile(out, C_out, xt, rows_padded, weight, C_in, o0, n_o, m0, n_m, 2, bf16);
+        else tile(out, C_out, xt, rows_padded, weight, C_in, o0, n_o, m0, n_m, 1, bf16);
+    }
+}
+
+static void matmul_rows(float *out, const float *inp, const void *weight, int N, int C_in,
+                        int C_out, int bf16) {
     // out[N, C_out] = inp[N, C_in] @ weight[C_out, C_in]^T, with xt[i][n] = inp[n][i]
     int rows_padded = (N + 15) / 16 * 16;
     float *xt = aligned_alloc(64, (size_t)C_in * rows_padded * sizeof(float));
@@ -55,14 +74,18 @@ void cpu_matmul_forward_rows(float *out, const float *inp, const float *weight, 
     // as fast per multiply-add as sgemm, so threads pay at sgemm's threshold (blas_threads.h)
 #pragma omp parallel for schedule(static) if (worth_threads((double)N * C_in * C_out / 16.0))
     for (int ot = 0; ot < o_tiles; ot++) {
-        int o0 = ot * TILE_O, n_o = C_out - o0 < TILE_O ? C_out - o0 : TILE_O;
-        for (int m0 = 0; m0 < N; m0 += TILE_M) {
-            int n_m = N - m0 < TILE_M ? N - m0 : TILE_M;
-            if (n_m > 16)
-                tile(out, C_out, xt, rows_padded, weight, C_in, o0, n_o, m0, n_m, 2);
-            else
-                tile(out, C_out, xt, rows_padded, weight, C_in, o0, n_o, m0, n_m, 1);
-        }
+        if (bf16) output_tile(out, xt, rows_padded, weight, N, C_in, C_out, ot * TILE_O, 1);
+        else output_tile(out, xt, rows_padded, weight, N, C_in, C_out, ot * TILE_O, 0);
     }
     free(xt);
+}
+
+void cpu_matmul_forward_rows(float *out, const float *inp, const float *weight, int N, int C_in,
+                             int C_out) {
+    matmul_rows(out, inp, weight, N, C_in, C_out, 0);
+}
+
+void cpu_matmul_forward_rows_w16(float *out, const float *inp, const float *weight_bf16, int N,
+                                 int C_in, int C_out) {
+    matmul_rows(out, inp, weight_bf16, N, C_in, C_out, 1);
 }

@@ -36,6 +36,12 @@ void cpu_matmul_forward_w16(Act *out_act, const Act *inp_act, const float *weigh
                             int C_in, int C_out) {
     float *out = out_act;
     const float *inp = inp_act;
+    // from 6 rows (a sampler's block, a verify, a training batch) the tiled kernel, which
+    // widens each weight as it broadcasts it across up to 32 rows
+    if (N >= 6) {
+        cpu_matmul_forward_rows_w16(out, inp, weight_bf16, N, C_in, C_out);
+        return;
+    }
     const uint16_t *weight = bf16_weights(weight_bf16);
     // each thread widens one weight row at a time and runs every input row against it
 #pragma omp parallel if (worth_threads((double)N * C_in * C_out))
