@@ -612,7 +612,7 @@ static int read_weights(const char *dir, const ModelConfig *c, HfArch a, WeightS
     return rc;
 }
 
-static int copy_to_host(void *params, size_t offset, const float *values, size_t n, Error *err) {
+int weight_sink_host(void *params, size_t offset, const float *values, size_t n, Error *err) {
     (void)err;
     memcpy((float *)params + offset, values, n * sizeof(float));
     return 0;
@@ -620,7 +620,7 @@ static int copy_to_host(void *params, size_t offset, const float *values, size_t
 
 int hf_weights_read(const char *dir, const ModelConfig *c, HfArch a, float *params,
                     int *all_bf16, Error *err) {
-    return read_weights(dir, c, a, copy_to_host, params, all_bf16, err);
+    return read_weights(dir, c, a, weight_sink_host, params, all_bf16, err);
 }
 
 int hf_weights_stream(const char *dir, const ModelConfig *c, HfArch a, WeightSink sink,

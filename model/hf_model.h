@@ -43,6 +43,8 @@ int hf_weights_read(const char *dir, const ModelConfig *c, HfArch arch, float *p
                     int *all_bf16, Error *err);
 // Receives the weights `n` values at a time, `offset` values into the flat layout.
 typedef int (*WeightSink)(void *user, size_t offset, const float *values, size_t n, Error *err);
+// The sink into host memory: user is the flat layout's floats.
+int weight_sink_host(void *params, size_t offset, const float *values, size_t n, Error *err);
 // The same reading, one tensor slice at a time into sink (host memory: the largest tensor).
 int hf_weights_stream(const char *dir, const ModelConfig *c, HfArch arch, WeightSink sink,
                       void *user, Error *err);

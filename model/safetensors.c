@@ -19,27 +19,6 @@ static const size_t dtype_bytes[] = {4, 2, 2};
 
 const char *safetensors_dtype_name(SafetensorsDtype d) { return dtype_names[d]; }
 
-static float f16_to_float(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
-    if (exp == 0x1f) {
-        bits = sign | 0x7f800000u | (mant << 13);  // inf, NaN
-    } else if (exp != 0) {
-        bits = sign | ((exp + 112) << 23) | (mant << 13);
-    } else if (mant == 0) {
-        bits = sign;
-    } else {  // subnormal: normalise
-        int e = -1;
-        do {
-            e++;
-            mant <<= 1;
-        } while (!(mant & 0x400));
-        bits = sign | ((uint32_t)(112 - e) << 23) | ((mant & 0x3ff) << 13);
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
 // A JSON number that is a whole number in [0, limit].
 static int whole_number(const JsonValue *v, double limit, uint64_t *out) {
     if (!v || v->type != JSON_NUMBER || v->number < 0 || v->number > limit ||

@@ -7,10 +7,13 @@
 #include <dirent.h>
 #include <sys/stat.h>
 
+#include "common/gguf.h"
+#include "model/gguf_model.h"
 #include "model/hf_model.h"
 #include "model/params.h"
 #include "model/peft.h"
 #include "store/checkpoint.h"
+#include "tokenizer/gguf_tokenizer.h"
 #include "tokenizer/hf_tokenizer.h"
 
 // The tokenizer must fit the model: no id past the model's vocabulary (released models pad
@@ -43,6 +46,25 @@ int model_source_adopt_tokenizer(ModelSource *src, const char *blob, size_t byte
     return fit_tokenizer(src, path, err);
 }
 
+// An imported model's header at step 0 (the default training settings, the objective its
+// attention implies) and, with `host`, room for its weights in params.
+static int imported_header(ModelSource *src, int host, const char *path, Error *err) {
+    CheckpointHeader *h = &src->header;
+    memcpy(h->magic, CHECKPOINT_MAGIC, 8);
+    h->version = CHECKPOINT_VERSION;
+    h->header_bytes = sizeof *h;
+    h->train = train_config_default();
+    h->train.objective = h->model.causal ? OBJECTIVE_AR : OBJECTIVE_MDM;
+    h->n_params = param_count(&h->model);
+    src->params = host ? malloc(h->n_params * sizeof(float)) : NULL;
+    if (host && !src->params) {
+        model_source_free(src);
+        return error_set(err, "%s: out of host memory for %llu parameters", path,
+                         (unsigned long long)h->n_params);
+    }
+    return 0;
+}
+
 // model_source_from_hf, with the tokenizer read (and fitted to the model) or left empty.
 static int from_hf(const char *dir, HfWeights weights, int tokenized, ModelSource *src,
                    Error *err) {
@@ -54,19 +76,8 @@ static int from_hf(const char *dir, HfWeights weights, int tokenized, ModelSourc
     src->kind = SOURCE_HF;
     if (weights == HF_WEIGHTS_LATER && !(src->hf_dir = strdup(dir)))
         return error_set(err, "%s: out of memory", dir);
-    memcpy(h->magic, CHECKPOINT_MAGIC, 8);
-    h->version = CHECKPOINT_VERSION;
-    h->header_bytes = sizeof *h;
-    h->train = train_config_default();
-    h->train.objective = h->model.causal ? OBJECTIVE_AR : OBJECTIVE_MDM;
-    h->n_params = param_count(&h->model);
     int host = weights == HF_WEIGHTS_ON_HOST;
-    src->params = host ? malloc(h->n_params * sizeof(float)) : NULL;
-    if (host && !src->params) {
-        model_source_free(src);
-        return error_set(err, "%s: out of host memory for %llu parameters", dir,
-                         (unsigned long long)h->n_params);
-    }
+    if (imported_header(src, host, dir, err)) return -1;
     if ((host && hf_weights_read(dir, &h->model, arch, src->params, &src->weights_bf16, err)) ||
         (tokenized && tokenizer_load(&src->tokenizer, dir, err))) {
         model_source_free(src);
@@ -83,8 +94,32 @@ int model_source_from_hf_untokenized(const char *dir, ModelSource *src, Error *e
     return from_hf(dir, HF_WEIGHTS_LATER, 0, src, err);
 }
 
+int model_source_from_gguf(const char *path, HfWeights weights, ModelSource *src, Error *err) {
+    memset(src, 0, sizeof *src);
+    Gguf g;
+    if (gguf_open(&g, path, err)) return -1;
+    HfArch arch;
+    int rc = gguf_model_config(&g, &src->header.model, &arch, &src->weights_bf16, err);
+    src->kind = SOURCE_GGUF;
+    src->hf_arch = arch;
+    if (rc == 0 && weights == HF_WEIGHTS_LATER && !(src->gguf_path = strdup(path)))
+        rc = error_set(err, "%s: out of memory", path);
+    if (rc == 0) rc = imported_header(src, weights == HF_WEIGHTS_ON_HOST, path, err);
+    if (rc == 0 && src->params)
+        rc = gguf_model_weights(&g, &src->header.model, arch, weight_sink_host, src->params, err);
+    if (rc == 0) rc = gguf_tokenizer_load(&src->tokenizer, &g, err);
+    gguf_close(&g);
+    if (rc) {
+        model_source_free(src);
+        return -1;
+    }
+    return fit_tokenizer(src, path, err);
+}
+
 HfArch model_source_layout(const ModelSource *src) {
-    return src->kind == SOURCE_HF ? (HfArch)src->hf_arch : hf_export_arch(&src->header.model);
+    return src->kind == SOURCE_HF || src->kind == SOURCE_GGUF
+               ? (HfArch)src->hf_arch
+               : hf_export_arch(&src->header.model);
 }
 
 // The shape that decides the weights' sizes (not seq_len, attention or logit shift: a LoRA run
@@ -148,6 +183,7 @@ int model_source_from_peft(const char *dir, ModelSource *src, Error *err) {
 void model_source_free(ModelSource *src) {
     free(src->params);  // the arrays and the tokenizer bytes share one allocation
     free(src->hf_dir);
+    free(src->gguf_path);
     tokenizer_free(&src->tokenizer);
     memset(src, 0, sizeof *src);
 }
@@ -160,6 +196,13 @@ int model_source_copy_weights(const ModelSource *src, Model *m, Error *err) {
     if (src->hf_dir)  // straight from the files, a tensor at a time
         return hf_weights_stream(src->hf_dir, &src->header.model, src->hf_arch, upload_slice, m,
                                  err);
+    if (src->gguf_path) {  // the same from the mapped file
+        Gguf g;
+        if (gguf_open(&g, src->gguf_path, err)) return -1;
+        int rc = gguf_model_weights(&g, &src->header.model, src->hf_arch, upload_slice, m, err);
+        gguf_close(&g);
+        return rc;
+    }
     return model_set_weights(m, src->params, err);
 }
 
@@ -234,6 +277,7 @@ int model_source_open(const char *path, HfWeights imported, ModelSource *src, ch
     if (stat(path, &st) != 0) return error_set(err, "%s: %s", path, strerror(errno));
     if (!S_ISDIR(st.st_mode)) {
         snprintf(chosen, cap, "%s", path);
+        if (gguf_file(path)) return model_source_from_gguf(path, imported, src, err);
         return checkpoint_load(path, src, err);
     }
     if (peft_dir(path)) {  // LoRA adapters in peft's layout, on the base they name

@@ -4,6 +4,7 @@
 //   SOURCE_PACKED      a packed ternary file (store/packed_file.h), for CPU inference
 //   SOURCE_HF          a Hugging Face model directory (model/hf_model.h)
 //   SOURCE_PEFT        a PEFT adapter directory (model/peft.h) on the base it names
+//   SOURCE_GGUF        a GGUF file (model/gguf_model.h), its tokenizer from its metadata
 // A checkpoint or PEFT source with header.lora.rank > 0 holds LoRA adapters, the frozen base
 // they sit on named by header.lora.base. model_source_build makes the inference model of any.
 #ifndef DLLM_MODEL_SOURCE_H
@@ -17,7 +18,7 @@
 #include "store/checkpoint.h"
 #include "tokenizer/tokenizer.h"
 
-typedef enum { SOURCE_CHECKPOINT, SOURCE_PACKED, SOURCE_HF, SOURCE_PEFT } SourceKind;
+typedef enum { SOURCE_CHECKPOINT, SOURCE_PACKED, SOURCE_HF, SOURCE_PEFT, SOURCE_GGUF } SourceKind;
 
 struct ModelSource {
     SourceKind kind;
@@ -28,8 +29,9 @@ struct ModelSource {
                           // model adapted to diffusion takes
     int weights_bf16;  // weights stored as bf16 (config.json's torch_dtype; the files' dtype
                        // when read onto the host): inference keeps them so
-    int hf_arch;       // SOURCE_HF: the files' layout
+    int hf_arch;       // SOURCE_HF, SOURCE_GGUF: the files' layout (GGUF: its equivalent)
     char *hf_dir;      // SOURCE_HF with its weights left in the files (params NULL)
+    char *gguf_path;   // SOURCE_GGUF with its weights left in the file (params NULL)
     float *packed_scales;   // SOURCE_PACKED: params holds its unpacked tensors, these its
     uint8_t *packed_codes;  // projections (same allocation)
 };
@@ -53,6 +55,9 @@ int model_source_from_hf(const char *dir, HfWeights weights, ModelSource *src, E
 // The same, weights left in the files, without a tokenizer (src->tokenizer empty): for token
 // ids in and logits out (`dllm logits`), where a directory need not hold one.
 int model_source_from_hf_untokenized(const char *dir, ModelSource *src, Error *err);
+// A GGUF file as a source at step 0, as model_source_from_hf: its config, tokenizer and weights
+// (as `weights` says).
+int model_source_from_gguf(const char *path, HfWeights weights, ModelSource *src, Error *err);
 // A PEFT adapter directory as a LoRA source at step 0: its adapters in params, the base's
 // model config and tokenizer (read from base_model_name_or_path).
 int model_source_from_peft(const char *dir, ModelSource *src, Error *err);

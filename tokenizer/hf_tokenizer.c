@@ -201,6 +201,22 @@ int hf_tokenizer_from_bundle(Tokenizer *t, const char *bundle, size_t n, const c
     return 0;
 }
 
+// The bundle of parts, loaded.
+static int from_parts(Tokenizer *t, const Parts *parts, const char *what, Error *err) {
+    size_t n = 0;
+    char *bundle = make_bundle(parts, &n);
+    if (!bundle) return error_set(err, "%s: out of memory", what);
+    int rc = hf_tokenizer_from_bundle(t, bundle, n, what, err);
+    free(bundle);
+    return rc;
+}
+
+int hf_tokenizer_from_texts(Tokenizer *t, const char *json, size_t json_len, const char *config,
+                            size_t config_len, const char *what, Error *err) {
+    Parts parts = {{json, config}, {json_len, config_len}};
+    return from_parts(t, &parts, what, err);
+}
+
 int hf_tokenizer_load(Tokenizer *t, const char *path, Error *err) {
     char dir[4200], files[N_PARTS][4300];
     if (file_is_dir(path)) {
@@ -222,11 +238,7 @@ int hf_tokenizer_load(Tokenizer *t, const char *path, Error *err) {
         rc = file_read_all(files[i], &data[i], &parts.len[i], err);
         parts.data[i] = data[i];
     }
-    size_t n = 0;
-    char *bundle = rc == 0 ? make_bundle(&parts, &n) : NULL;
-    if (rc == 0 && !bundle) rc = error_set(err, "%s: out of memory", path);
-    if (rc == 0) rc = hf_tokenizer_from_bundle(t, bundle, n, files[0], err);
-    free(bundle);
+    if (rc == 0) rc = from_parts(t, &parts, files[0], err);
     for (int i = 0; i < N_PARTS; i++) free(data[i]);
     return rc;
 }

@@ -24,6 +24,10 @@ int hf_tokenizer_load(Tokenizer *t, const char *path, Error *err);
 // From a bundle (copied), e.g. a checkpoint's; `what` names its origin in errors.
 int hf_tokenizer_from_bundle(Tokenizer *t, const char *bundle, size_t n, const char *what,
                              Error *err);
+// From the texts of tokenizer.json and tokenizer_config.json (config NULL: none), e.g. made
+// from a GGUF file's vocabulary (tokenizer/gguf_tokenizer.h).
+int hf_tokenizer_from_texts(Tokenizer *t, const char *json, size_t json_len, const char *config,
+                            size_t config_len, const char *what, Error *err);
 // Writes the bundle's files into dir (each atomically), as a model directory has them.
 int hf_tokenizer_write_files(const Tokenizer *t, const char *dir, Error *err);
 

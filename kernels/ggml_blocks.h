@@ -1,0 +1,89 @@
+// GGUF's weight blocks, decoded to fp32 (what llama.cpp's ggml writes and gguf-py's
+// quants.py dequantises; the layouts here are the byte layouts of the file):
+//   Q8_0: 32 weights: fp16 scale d, int8 q[32];                   w = d q
+//   Q4_0: 32 weights: fp16 scale d, 16 bytes: weight j < 16 in the low nibble of byte j,
+//         weight 16 + j in its high nibble;                         w = d (nibble - 8)
+//   Q4_K: 256 weights in 8 groups of 32: fp16 d, fp16 dmin, 12 bytes of six-bit group scales
+//         and mins, 128 bytes of nibbles (bytes 32 c .. 32 c + 31 hold group 2c in their low
+//         nibbles, group 2c + 1 in their high ones);              w = d sc q - dmin m
+// Every decode is exact in fp32 for Q8_0 and Q4_0 (a half times a small integer); Q4_K's is
+// the reference's two roundings (d sc, then times q, minus dmin m).
+#ifndef DLLM_GGML_BLOCKS_H
+#define DLLM_GGML_BLOCKS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "common/bf16.h"
+#include "common/gguf.h"
+
+static inline float ggml_half(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return f16_to_float(h);
+}
+
+// Group j's six-bit scale and min of a Q4_K block's 12 bytes: groups 0-3 in the low six bits
+// of bytes j and j + 4; groups 4-7 split, the low four bits in byte j + 4's nibbles, the high
+// two in the top bits of bytes j - 4 and j.
+static inline void q4k_scale_min(const uint8_t *s, int j, int *sc, int *m) {
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *m = s[j + 4] & 63;
+    } else {
+        *sc = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+        *m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+// n values (whole blocks for the block types) of a row of type t at src into dst.
+static inline void ggml_decode_row(GgmlType t, const uint8_t *src, float *dst, size_t n) {
+    switch (t) {
+    case GGML_F32: memcpy(dst, src, n * sizeof(float)); break;
+    case GGML_F16:
+        for (size_t i = 0; i < n; i++) dst[i] = ggml_half(src + 2 * i);
+        break;
+    case GGML_BF16:
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, src + 2 * i, 2);
+            dst[i] = bf16_to_float(h);
+        }
+        break;
+    case GGML_Q8_0:
+        for (size_t b = 0; b < n / 32; b++, src += 34) {
+            float d = ggml_half(src);
+            for (int j = 0; j < 32; j++) dst[32 * b + j] = d * (float)(int8_t)src[2 + j];
+        }
+        break;
+    case GGML_Q4_0:
+        for (size_t b = 0; b < n / 32; b++, src += 18) {
+            float d = ggml_half(src);
+            for (int j = 0; j < 16; j++) {
+                dst[32 * b + j] = d * (float)((src[2 + j] & 0xF) - 8);
+                dst[32 * b + 16 + j] = d * (float)((src[2 + j] >> 4) - 8);
+            }
+        }
+        break;
+    case GGML_Q4_K:
+        for (size_t b = 0; b < n / 256; b++, src += 144) {
+            float d = ggml_half(src), dmin = ggml_half(src + 2);
+            const uint8_t *scales = src + 4, *q = src + 16;
+            float *out = dst + 256 * b;
+            for (int g = 0; g < 8; g++) {
+                int sc, m;
+                q4k_scale_min(scales, g, &sc, &m);
+                float dl = d * (float)sc, ml = dmin * (float)m;
+                const uint8_t *bytes = q + 32 * (g / 2);
+                for (int j = 0; j < 32; j++) {
+                    int nib = g % 2 ? bytes[j] >> 4 : bytes[j] & 0xF;
+                    out[32 * g + j] = dl * (float)nib - ml;
+                }
+            }
+        }
+        break;
+    }
+}
+
+#endif

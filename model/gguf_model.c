@@ -1,0 +1,218 @@
+#include "model/gguf_model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/ggml_blocks.h"
+#include "model/params.h"
+
+// The file's name of ParamTensors field i (%d: the layer), without ".weight" / ".bias".
+static const char *const TENSOR_NAMES[N_PARAM_TENSORS] = {
+    "token_embd", "blk.%d.attn_norm", "blk.%d.attn_q", "blk.%d.attn_k", "blk.%d.attn_v",
+    "blk.%d.attn_q", "blk.%d.attn_k", "blk.%d.attn_v", "blk.%d.attn_output", "blk.%d.ffn_norm",
+    "blk.%d.ffn_gate", "blk.%d.ffn_up", "blk.%d.ffn_down", "output_norm", "output",
+    "blk.%d.attn_q_norm", "blk.%d.attn_k_norm"};
+
+static void tensor_name(int i, int layer, char *buf, size_t cap) {
+    char stem[64];
+    snprintf(stem, sizeof stem, TENSOR_NAMES[i], layer);
+    snprintf(buf, cap, "%s.%s", stem, i >= 5 && i <= 7 ? "bias" : "weight");
+}
+
+// "{arch}.suffix" as an integer: required (absent is an error) unless fallback >= 0.
+static int arch_int(const Gguf *g, const char *arch, const char *suffix, int64_t fallback,
+                    int *out, Error *err) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    int64_t v = fallback;
+    int rc = gguf_get_int(g, key, &v, err);
+    if (rc < 0) return -1;
+    if (rc == 1 && fallback < 0) return error_set(err, "%s: missing metadata %s", g->path, key);
+    if (v < 0 || v > (1 << 30))
+        return error_set(err, "%s: metadata %s is %lld", g->path, key, (long long)v);
+    *out = (int)v;
+    return 0;
+}
+
+static int arch_float(const Gguf *g, const char *arch, const char *suffix, double fallback,
+                      float *out, Error *err) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    double v = fallback;
+    if (gguf_get_float(g, key, &v, err) < 0) return -1;
+    *out = (float)v;
+    return 0;
+}
+
+// Metadata dllm does not implement: refused when present (with a value other than `none`).
+static int refuse_key(const Gguf *g, const char *arch, const char *suffix, const char *why,
+                      Error *err) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    const GgufKv *kv = gguf_find(g, key);
+    if (!kv) return 0;
+    if (kv->type == GGUF_STRING) {
+        const char *s;
+        size_t n;
+        gguf_string_at(kv->value, &s, &n);
+        if (n == 4 && memcmp(s, "none", 4) == 0) return 0;
+    }
+    return error_set(err, "%s: metadata %s is set: %s", g->path, key, why);
+}
+
+static int read_arch(const Gguf *g, char *arch, size_t cap, HfArch *out, Error *err) {
+    const char *s;
+    size_t n;
+    int rc = gguf_get_string(g, "general.architecture", &s, &n, err);
+    if (rc < 0) return -1;
+    if (rc == 1) return error_set(err, "%s: missing metadata general.architecture", g->path);
+    snprintf(arch, cap, "%.*s", (int)(n < 60 ? n : 60), s);
+    static const struct { const char *name; HfArch arch; } known[] = {
+        {"llama", HF_LLAMA}, {"qwen2", HF_QWEN2}, {"llada", HF_LLADA}, {"dream", HF_DREAM}};
+    for (size_t i = 0; i < sizeof known / sizeof *known; i++)
+        if (strlen(known[i].name) == n && memcmp(known[i].name, s, n) == 0) {
+            *out = known[i].arch;
+            return 0;
+        }
+    return error_set(err, "%s: architecture %s; dllm reads GGUF files of llama, qwen2, llada "
+                          "and dream", g->path, arch);
+}
+
+// The matrices' storage: every one BF16 makes a bf16-weight model.
+static int all_matrices_bf16(const Gguf *g) {
+    int any = 0;
+    for (size_t i = 0; i < g->n_tensors; i++) {
+        if (g->tensors[i].n_dims < 2) continue;
+        if (g->tensors[i].type != GGML_BF16) return 0;
+        any = 1;
+    }
+    return any;
+}
+
+int gguf_model_config(const Gguf *g, ModelConfig *m, HfArch *arch_out, int *bf16, Error *err) {
+    memset(m, 0, sizeof *m);
+    char arch[64];
+    HfArch a = HF_LLAMA;
+    int max_seq, key_length = 0, rope_dims = 0;
+    if (read_arch(g, arch, sizeof arch, &a, err) ||
+        arch_int(g, arch, "block_count", -1, &m->n_layer, err) ||
+        arch_int(g, arch, "embedding_length", -1, &m->d_model, err) ||
+        arch_int(g, arch, "feed_forward_length", -1, &m->d_ff, err) ||
+        arch_int(g, arch, "attention.head_count", -1, &m->n_head, err) ||
+        arch_int(g, arch, "attention.head_count_kv", 0, &m->n_kv_head, err) ||
+        arch_int(g, arch, "context_length", 2048, &max_seq, err) ||
+        arch_int(g, arch, "attention.key_length", 0, &key_length, err) ||
+        arch_int(g, arch, "rope.dimension_count", 0, &rope_dims, err) ||
+        arch_float(g, arch, "rope.freq_base", 10000.0, &m->rope_theta, err) ||
+        arch_float(g, arch, "attention.layer_norm_rms_epsilon", 1e-6, &m->norm_eps, err) ||
+        refuse_key(g, arch, "rope.scaling.type", "dllm reads no RoPE scaling from GGUF", err) ||
+        refuse_key(g, arch, "expert_count", "dllm reads no mixture of experts from GGUF", err) ||
+        refuse_key(g, arch, "attention.sliding_window", "dllm reads no sliding window from "
+                                                        "GGUF", err))
+        return -1;
+    if (gguf_tensor(g, "rope_freqs.weight"))
+        return error_set(err, "%s: tensor rope_freqs.weight (LLaMA 3.1's RoPE scaling) is not "
+                              "read by dllm", g->path);
+    if (m->n_head <= 0 || m->n_layer <= 0)
+        return error_set(err, "%s: %d heads, %d layers", g->path, m->n_head, m->n_layer);
+    int head = key_length ? key_length : m->d_model / m->n_head;
+    if (head * m->n_head != m->d_model) m->head_dim = head;
+    if (rope_dims && rope_dims != head)
+        return error_set(err, "%s: %s.rope.dimension_count %d is not the head size %d (a "
+                              "partial rotary, which dllm reads from config.json only)",
+                         g->path, arch, rope_dims, head);
+    const GgufTensor *emb = gguf_tensor(g, "token_embd.weight");
+    if (!emb || emb->n_dims != 2)
+        return error_set(err, "%s: no 2-D tensor token_embd.weight", g->path);
+    m->vocab_size = (int)emb->ne[1];
+    m->tied_embeddings = gguf_tensor(g, "output.weight") == NULL;
+    m->seq_len = max_seq < HF_MAX_SEQ_LEN ? max_seq : HF_MAX_SEQ_LEN;
+    m->qkv_bias = a == HF_QWEN2 || a == HF_DREAM;
+    m->qk_norm = gguf_tensor(g, "blk.0.attn_q_norm.weight") != NULL;
+    m->mask_token_id = -1;
+    m->causal = a == HF_LLAMA || a == HF_QWEN2;
+    if (!m->causal) {
+        int64_t mask = -1;
+        if (gguf_get_int(g, "tokenizer.ggml.mask_token_id", &mask, err) < 0) return -1;
+        if (mask < 0 || mask >= m->vocab_size)
+            return error_set(err, "%s: a %s model needs tokenizer.ggml.mask_token_id (the "
+                                  "[MASK] it fills in)", g->path, arch);
+        m->mask_token_id = (int)mask;
+        m->logit_shift = a == HF_DREAM;
+    }
+    *arch_out = a;
+    if (bf16) *bf16 = all_matrices_bf16(g);
+    Error why;
+    if (model_config_validate(m, &why)) return error_set(err, "%s: %s", g->path, why.msg);
+    return 0;
+}
+
+// llama.cpp's converter stores each head's rows of q and k (hd rows a head) with the two
+// halves interleaved: file row h hd + 2 j + s holds row h hd + s hd / 2 + j. Undone in place,
+// a head at a time through tmp (hd x cols values).
+static void unpermute_rows(float *x, float *tmp, int n_heads, int hd, size_t cols) {
+    for (int h = 0; h < n_heads; h++) {
+        float *head = x + (size_t)h * hd * cols;
+        memcpy(tmp, head, (size_t)hd * cols * sizeof(float));
+        for (int j = 0; j < hd / 2; j++)
+            for (int s = 0; s < 2; s++)
+                memcpy(head + (size_t)(s * hd / 2 + j) * cols, tmp + (size_t)(2 * j + s) * cols,
+                       cols * sizeof(float));
+    }
+}
+
+// Tensor i of `layer` into dst (rows x cols values), checked against the expected shape.
+static int read_tensor(Gguf *g, int i, int layer, size_t rows, size_t cols, float *dst,
+                       Error *err) {
+    char name[96];
+    tensor_name(i, layer, name, sizeof name);
+    GgufTensor *t = gguf_tensor(g, name);
+    if (!t) return error_set(err, "%s: missing tensor %s", g->path, name);
+    int want_dims = cols == 1 ? 1 : 2;
+    if (t->n_dims != want_dims || t->ne[0] != (cols == 1 ? rows : cols) ||
+        (cols > 1 && t->ne[1] != rows))
+        return error_set(err, "%s: tensor %s is %llu x %llu (%d dims); the config needs %zu x "
+                              "%zu", g->path, name, (unsigned long long)t->ne[1],
+                         (unsigned long long)t->ne[0], t->n_dims, rows, cols);
+    size_t row_values = cols == 1 ? rows : cols, n_rows = cols == 1 ? 1 : rows;
+    size_t row_bytes = ggml_row_bytes(t->type, row_values);
+    for (size_t r = 0; r < n_rows; r++)
+        ggml_decode_row(t->type, t->data + r * row_bytes, dst + r * row_values, row_values);
+    t->used = 1;
+    return 0;
+}
+
+int gguf_model_weights(Gguf *g, const ModelConfig *c, HfArch arch, WeightSink sink, void *user,
+                       Error *err) {
+    ParamSpec specs[N_PARAM_TENSORS];
+    param_specs(c, specs);
+    for (int i = PARAM_ROUTER; i < N_PARAM_TENSORS; i++)
+        if (specs[i].size) return error_set(err, "%s: experts are not read from GGUF", g->path);
+    size_t largest = 1;
+    for (int i = 0; i < N_PARAM_TENSORS; i++)
+        if (specs[i].rows * specs[i].cols > largest) largest = specs[i].rows * specs[i].cols;
+    int hd = model_head_dim(c), permuted = arch == HF_LLAMA || arch == HF_LLADA;
+    float *slice = malloc(largest * sizeof(float));
+    float *tmp = malloc((size_t)hd * c->d_model * sizeof(float));
+    int rc = slice && tmp ? 0 : error_set(err, "%s: out of host memory for a %zu-value tensor",
+                                          g->path, largest);
+    size_t offset = 0;
+    for (int i = 0; i < PARAM_ROUTER && !rc; i++) {
+        size_t n = specs[i].rows * specs[i].cols;
+        for (int l = 0; l < specs[i].layers && n && !rc; l++) {
+            rc = read_tensor(g, i, l, specs[i].rows, specs[i].cols, slice, err);
+            int heads = i == 2 || i == 5 ? c->n_head : model_kv_heads(c);
+            if (rc == 0 && permuted && (i == 2 || i == 3 || i == 5 || i == 6))
+                unpermute_rows(slice, tmp, heads, hd, specs[i].cols);
+            if (rc == 0) rc = sink(user, offset + l * n, slice, n, err);
+        }
+        offset += specs[i].size;
+    }
+    free(slice), free(tmp);
+    const GgufTensor *extra = rc ? NULL : gguf_unused(g);
+    if (extra)
+        rc = error_set(err, "%s: tensor %s is not part of a %s model of this config", g->path,
+                       extra->name, hf_arch_name(arch));
+    return rc;
+}
