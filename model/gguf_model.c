@@ -125,6 +125,12 @@ int gguf_model_config(const Gguf *g, ModelConfig *m, HfArch *arch_out, int *bf16
     const GgufTensor *emb = gguf_tensor(g, "token_embd.weight");
     if (!emb || emb->n_dims != 2)
         return error_set(err, "%s: no 2-D tensor token_embd.weight", g->path);
+    if (emb->ne[0] != (uint64_t)m->d_model)
+        return error_set(err, "%s: token_embd.weight rows are %llu wide; %s.embedding_length is "
+                              "%d", g->path, (unsigned long long)emb->ne[0], arch, m->d_model);
+    if ((size_t)m->n_layer > g->n_tensors)
+        return error_set(err, "%s: %s.block_count %d is more than the file's %zu tensors",
+                         g->path, arch, m->n_layer, g->n_tensors);
     m->vocab_size = (int)emb->ne[1];
     m->tied_embeddings = gguf_tensor(g, "output.weight") == NULL;
     m->seq_len = max_seq < HF_MAX_SEQ_LEN ? max_seq : HF_MAX_SEQ_LEN;
@@ -162,25 +168,34 @@ static void unpermute_rows(float *x, float *tmp, int n_heads, int hd, size_t col
     }
 }
 
-// Tensor i of `layer` into dst (rows x cols values), checked against the expected shape.
-static int read_tensor(Gguf *g, int i, int layer, size_t rows, size_t cols, float *dst,
-                       Error *err) {
+// Tensor i of `layer`, checked against the config's shape (rows x cols; a vector: cols 1).
+static GgufTensor *find_tensor(const Gguf *g, int i, int layer, size_t rows, size_t cols,
+                               Error *err) {
     char name[96];
     tensor_name(i, layer, name, sizeof name);
     GgufTensor *t = gguf_tensor(g, name);
-    if (!t) return error_set(err, "%s: missing tensor %s", g->path, name);
+    if (!t) {
+        error_set(err, "%s: missing tensor %s", g->path, name);
+        return NULL;
+    }
     int want_dims = cols == 1 ? 1 : 2;
     if (t->n_dims != want_dims || t->ne[0] != (cols == 1 ? rows : cols) ||
-        (cols > 1 && t->ne[1] != rows))
-        return error_set(err, "%s: tensor %s is %llu x %llu (%d dims); the config needs %zu x "
-                              "%zu", g->path, name, (unsigned long long)t->ne[1],
-                         (unsigned long long)t->ne[0], t->n_dims, rows, cols);
-    size_t row_values = cols == 1 ? rows : cols, n_rows = cols == 1 ? 1 : rows;
+        (cols > 1 && t->ne[1] != rows)) {
+        error_set(err, "%s: tensor %s is %llu x %llu (%d dims); the config needs %zu x %zu",
+                  g->path, name, (unsigned long long)t->ne[1], (unsigned long long)t->ne[0],
+                  t->n_dims, rows, cols);
+        return NULL;
+    }
+    return t;
+}
+
+// Its values into dst, decoded row by row.
+static void decode_tensor(GgufTensor *t, float *dst) {
+    size_t row_values = t->ne[0], n_rows = t->ne[1];
     size_t row_bytes = ggml_row_bytes(t->type, row_values);
     for (size_t r = 0; r < n_rows; r++)
         ggml_decode_row(t->type, t->data + r * row_bytes, dst + r * row_values, row_values);
     t->used = 1;
-    return 0;
 }
 
 int gguf_model_weights(Gguf *g, const ModelConfig *c, HfArch arch, WeightSink sink, void *user,
@@ -189,9 +204,14 @@ int gguf_model_weights(Gguf *g, const ModelConfig *c, HfArch arch, WeightSink si
     param_specs(c, specs);
     for (int i = PARAM_ROUTER; i < N_PARAM_TENSORS; i++)
         if (specs[i].size) return error_set(err, "%s: experts are not read from GGUF", g->path);
+    // every tensor present and of its shape before anything is allocated: the sizes are then
+    // the file's, not whatever its metadata claims
     size_t largest = 1;
-    for (int i = 0; i < N_PARAM_TENSORS; i++)
-        if (specs[i].rows * specs[i].cols > largest) largest = specs[i].rows * specs[i].cols;
+    for (int i = 0; i < PARAM_ROUTER; i++)
+        for (int l = 0; l < specs[i].layers && specs[i].size; l++) {
+            if (!find_tensor(g, i, l, specs[i].rows, specs[i].cols, err)) return -1;
+            if (specs[i].rows * specs[i].cols > largest) largest = specs[i].rows * specs[i].cols;
+        }
     int hd = model_head_dim(c), permuted = arch == HF_LLAMA || arch == HF_LLADA;
     float *slice = malloc(largest * sizeof(float));
     float *tmp = malloc((size_t)hd * c->d_model * sizeof(float));
@@ -201,11 +221,11 @@ int gguf_model_weights(Gguf *g, const ModelConfig *c, HfArch arch, WeightSink si
     for (int i = 0; i < PARAM_ROUTER && !rc; i++) {
         size_t n = specs[i].rows * specs[i].cols;
         for (int l = 0; l < specs[i].layers && n && !rc; l++) {
-            rc = read_tensor(g, i, l, specs[i].rows, specs[i].cols, slice, err);
+            decode_tensor(find_tensor(g, i, l, specs[i].rows, specs[i].cols, err), slice);
             int heads = i == 2 || i == 5 ? c->n_head : model_kv_heads(c);
-            if (rc == 0 && permuted && (i == 2 || i == 3 || i == 5 || i == 6))
+            if (permuted && (i == 2 || i == 3 || i == 5 || i == 6))
                 unpermute_rows(slice, tmp, heads, hd, specs[i].cols);
-            if (rc == 0) rc = sink(user, offset + l * n, slice, n, err);
+            rc = sink(user, offset + l * n, slice, n, err);
         }
         offset += specs[i].size;
     }

@@ -9,6 +9,7 @@ quantizer leaves it), the tokenizer as tokens / merges / token types / pre-token
     tests/fixtures/gguf/expected.safetensors
         NAME.TYPE.TENSOR: the file's TENSOR as gguf-py dequantises it (the rows in the file's
         order) for two tensors of each quantised model, which dllm's decoded weights must equal
+    tests/fixtures/gguf/q6_k.gguf        a tensor in a type dllm refuses (Q6_K, random bytes)
     tests/fixtures/gguf/blocks.gguf      one tensor of each type dllm reads (Q4_K: random
         blocks, gguf-py has no Q4_K quantiser) and, for each, NAME.expected: gguf-py's
         dequantisation in F32
@@ -42,6 +43,11 @@ PRE = {  # the pre-tokenizer names llama.cpp gives these split patterns
 def permute(w, n_head):
     """convert_hf_to_gguf.py's LlamaModel.permute: a head's two halves interleaved."""
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def unpermute(w, n_head):
+    """permute's inverse: the rows back in transformers' order."""
+    return w.reshape(n_head, w.shape[0] // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
 def tensor_map(arch, n_layer):
@@ -154,7 +160,10 @@ def write_model(name, qtype, expected):
         q = quantize(x, t)
         w.add_tensor(g, q, raw_shape=q.shape, raw_dtype=t)
         if g in ("blk.0.attn_q.weight", "blk.1.ffn_gate.weight"):
-            expected["%s.%s.%s" % (name, qtype.lower(), g)] = dequantize(q, t).astype(np.float32)
+            x = dequantize(q, t).astype(np.float32)
+            if g.endswith("attn_q.weight") and arch in ("llama", "llada"):
+                x = unpermute(x, h["heads"])
+            expected["%s.%s.%s" % (name, qtype.lower(), g)] = x
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -185,6 +194,16 @@ def write_blocks(expected_out):
     w.close()
 
 
+def write_refused():
+    w = gguf.GGUFWriter(os.path.join(OUT, "q6_k.gguf"), "llama")
+    q = np.random.default_rng(8).integers(0, 256, size=(1, 210), dtype=np.uint8)
+    w.add_tensor("token_embd.weight", q, raw_shape=q.shape, raw_dtype=T.Q6_K)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     expected = {}
@@ -193,6 +212,7 @@ def main():
             write_model(name, qtype, expected)
     save_file(expected, os.path.join(OUT, "expected.safetensors"))
     write_blocks(expected)
+    write_refused()
     for f in sorted(os.listdir(OUT)):
         print("%-28s %8d bytes" % (f, os.path.getsize(os.path.join(OUT, f))))
 

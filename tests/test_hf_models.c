@@ -28,45 +28,6 @@
 
 static const Backend *be = &backend_cpu;
 
-// The fixture's reference tokens [B, T] and logits [B, T, V].
-typedef struct {
-    int B, T, V;
-    int *tokens;
-    float *logits;
-} Reference;
-
-static Reference read_reference(const char *dir) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/reference.safetensors", dir);
-    Safetensors st;
-    Error err;
-    ck_assert_msg(safetensors_open(&st, path, &err) == 0, "%s", err.msg);
-    const SafetensorsTensor *tok = safetensors_find(&st, "tokens");
-    const SafetensorsTensor *log = safetensors_find(&st, "logits");
-    ck_assert(tok && log && tok->ndim == 2 && log->ndim == 3);
-    Reference r = {(int)tok->shape[0], (int)tok->shape[1], (int)log->shape[2], NULL, NULL};
-    size_t n = (size_t)r.B * r.T;
-    float *ids = malloc(n * sizeof(float));
-    r.tokens = malloc(n * sizeof(int));
-    r.logits = malloc(n * r.V * sizeof(float));
-    ck_assert(safetensors_read(&st, "tokens", tok->shape, 2, ids, &err) == 0);
-    ck_assert(safetensors_read(&st, "logits", log->shape, 3, r.logits, &err) == 0);
-    for (size_t i = 0; i < n; i++) r.tokens[i] = (int)ids[i];
-    free(ids);
-    safetensors_close(&st);
-    return r;
-}
-
-// max |a - b| / max |b|
-static double relative_error(const float *a, const float *b, size_t n) {
-    double diff = 0.0, scale = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        diff = fmax(diff, fabs((double)a[i] - b[i]));
-        scale = fmax(scale, fabs((double)b[i]));
-    }
-    return diff / scale;
-}
-
 // The logits of the reference tokens for checkpoint ck's inference model (freed after), and
 // the model's config and bytes per weight (2: the file's bf16, as stored).
 static float *checkpoint_logits(ModelSource *ck, const Reference *r, ModelConfig *cfg,
@@ -96,21 +57,14 @@ static float *dllm_logits(const char *dir, const Reference *r, ModelConfig *cfg,
     return checkpoint_logits(&ck, r, cfg, weight_bytes);
 }
 
-static size_t argmax(const float *x, int n) {
-    size_t best = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[best]) best = (size_t)i;
-    return best;
-}
-
 static void check_fixture(const char *name, int kv_heads, int bias, int tied, int bf16) {
     char dir[256];
     snprintf(dir, sizeof dir, FIXTURES "%s", name);
-    Reference r = read_reference(dir);
+    Reference r = reference_read(dir);
     ModelConfig cfg;
     size_t weight_bytes;
     float *logits = dllm_logits(dir, &r, &cfg, &weight_bytes);
-    double err = relative_error(logits, r.logits, (size_t)r.B * r.T * r.V);
+    double err = max_relative_error(logits, r.logits, (size_t)r.B * r.T * r.V);
     printf("  %-10s %-24s %s weights: max relative logit error %.2e, argmax equal in every row\n", name,
            cfg.causal          ? "(causal)"
            : cfg.logit_shift   ? "(bidirectional, shifted)"
@@ -123,7 +77,7 @@ static void check_fixture(const char *name, int kv_heads, int bias, int tied, in
     // greedy decoding picks the same token at every row
     size_t rows = (size_t)r.B * r.T, same = 0;
     for (size_t i = 0; i < rows; i++)
-        same += argmax(logits + i * r.V, r.V) == argmax(r.logits + i * r.V, r.V);
+        same += argmax_row(logits + i * r.V, r.V) == argmax_row(r.logits + i * r.V, r.V);
     ck_assert_msg(same == rows, "%s: the argmax differs in %zu of %zu rows", name, rows - same,
                   rows);
     ck_assert_int_eq(model_kv_heads(&cfg), kv_heads);
@@ -161,7 +115,7 @@ static double nll(const float *row, int V, int target) {
 // Dream reads position t's prediction from logit row t - 1: the loss does, and the sampler
 // does (greedy, one token per step, against the same rule written out here).
 START_TEST(test_dream_reads_logits_one_row_back) {
-    Reference r = read_reference(FIXTURES "dream");
+    Reference r = reference_read(FIXTURES "dream");
     ModelSource ck;
     Error err;
     ck_assert(model_source_from_hf(FIXTURES "dream", HF_WEIGHTS_ON_HOST, &ck, &err) == 0);
@@ -339,7 +293,7 @@ static void check_picks(const char *name, const ModelSource *ck) {
     ck_assert(safetensors_read(&st, "picks", t->shape, 3, want, &err) == 0);
     safetensors_close(&st);
     snprintf(path, sizeof path, FIXTURES "%s", name);
-    Reference r = read_reference(path);
+    Reference r = reference_read(path);
     ck_assert_int_eq((size_t)r.B * r.T, rows);
     Model m;
     ck_assert_msg(model_create(&m, c, be, r.B, MODEL_TRAINING, &err) == 0, "%s", err.msg);
@@ -370,7 +324,7 @@ START_TEST(test_llada_moe_matches_reference) {
     check_picks("llada_moe", &ck);
     // stored as bf16 it keeps bf16 weights (the expert bias widened for the router): the logits
     // of an fp32 model given the same rounded weights
-    Reference r = read_reference(FIXTURES "llada_moe");
+    Reference r = reference_read(FIXTURES "llada_moe");
     char out[256];
     snprintf(out, sizeof out, "/tmp/dllm_moe_bf16_%d", (int)getpid());
     ck_assert(hf_export(out, c, ck.params, -1, 0, SAFETENSORS_BF16, &err) == 0);
@@ -386,7 +340,7 @@ START_TEST(test_llada_moe_matches_reference) {
     ModelConfig again;
     size_t weight_bytes;
     float *bf16_logits = dllm_logits(out, &r, &again, &weight_bytes);
-    double e = relative_error(bf16_logits, m.acts.logits, (size_t)r.B * r.T * r.V);
+    double e = max_relative_error(bf16_logits, m.acts.logits, (size_t)r.B * r.T * r.V);
     printf("  llada_moe in bf16: %zu-byte weights, logits within %.2e of fp32 with the same "
            "rounded weights\n", weight_bytes, e);
     ck_assert(weight_bytes == 2 && e < 1e-5);
@@ -421,7 +375,7 @@ END_TEST
 // window the first 4 rows stay and the later ones move (the window is what makes them equal).
 START_TEST(test_mistral_sliding_window_matches_reference) {
     check_fixture("mistral", 2, 0, 0, 0);
-    Reference r = read_reference(FIXTURES "mistral");
+    Reference r = reference_read(FIXTURES "mistral");
     ModelSource ck;
     Error err;
     ck_assert(model_source_from_hf(FIXTURES "mistral", HF_WEIGHTS_ON_HOST, &ck, &err) == 0);
@@ -434,8 +388,8 @@ START_TEST(test_mistral_sliding_window_matches_reference) {
     double early = 0.0, late = 0.0;
     for (int b = 0; b < r.B; b++) {
         const float *w = wide + (size_t)b * r.T * row, *ref = r.logits + (size_t)b * r.T * row;
-        early = fmax(early, relative_error(w, ref, first));
-        late = fmax(late, relative_error(w + first, ref + first, (size_t)(r.T - 4) * row));
+        early = fmax(early, max_relative_error(w, ref, first));
+        late = fmax(late, max_relative_error(w + first, ref + first, (size_t)(r.T - 4) * row));
     }
     printf("  mistral without its window: rows 0-3 within %.2e, rows 4-11 off by %.2e\n", early,
            late);
@@ -578,10 +532,10 @@ static float *adapted_logits(const char *dir, const Reference *r, LoraConfig *lc
 static void check_peft_fixture(const char *name, int rank, float alpha, const char *targets) {
     char dir[256], got[64];
     snprintf(dir, sizeof dir, "tests/fixtures/peft/%s", name);
-    Reference r = read_reference(dir);
+    Reference r = reference_read(dir);
     LoraConfig lc;
     float *logits = adapted_logits(dir, &r, &lc);
-    double err = relative_error(logits, r.logits, (size_t)r.B * r.T * r.V);
+    double err = max_relative_error(logits, r.logits, (size_t)r.B * r.T * r.V);
     lora_format_targets(lc.targets, got, sizeof got);
     printf("  peft %-14s rank %d, alpha %g, targets %s: max relative logit error %.2e\n", name,
            lc.rank, lc.alpha, got, err);

@@ -1,5 +1,7 @@
 #include "tests/testutil.h"
 
+#include "model/safetensors.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -244,4 +246,43 @@ double bd3_ar_reduction_error(const Backend *be) {
     model_free(&bd3);
     model_free(&ref);
     return worst;
+}
+
+Reference reference_read(const char *dir) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/reference.safetensors", dir);
+    Safetensors st;
+    Error err;
+    ck_assert_msg(safetensors_open(&st, path, &err) == 0, "%s", err.msg);
+    const SafetensorsTensor *tok = safetensors_find(&st, "tokens");
+    const SafetensorsTensor *log = safetensors_find(&st, "logits");
+    ck_assert(tok && log && tok->ndim == 2 && log->ndim == 3);
+    Reference r = {(int)tok->shape[0], (int)tok->shape[1], (int)log->shape[2], NULL, NULL};
+    size_t n = (size_t)r.B * r.T;
+    float *ids = malloc(n * sizeof(float));
+    r.tokens = malloc(n * sizeof(int));
+    r.logits = malloc(n * r.V * sizeof(float));
+    ck_assert(safetensors_read(&st, "tokens", tok->shape, 2, ids, &err) == 0);
+    ck_assert(safetensors_read(&st, "logits", log->shape, 3, r.logits, &err) == 0);
+    for (size_t i = 0; i < n; i++) r.tokens[i] = (int)ids[i];
+    free(ids);
+    safetensors_close(&st);
+    return r;
+}
+
+// max |a - b| / max |b|
+double max_relative_error(const float *a, const float *b, size_t n) {
+    double diff = 0.0, scale = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        diff = fmax(diff, fabs((double)a[i] - b[i]));
+        scale = fmax(scale, fabs((double)b[i]));
+    }
+    return diff / scale;
+}
+
+size_t argmax_row(const float *x, int n) {
+    size_t best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = (size_t)i;
+    return best;
 }

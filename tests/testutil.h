@@ -57,4 +57,17 @@ double bd3_mdm_reduction_error(const Backend *be);
 // read as an AR model that predicts x_i from x_<i and a [MASK] at i (one causal pass per i).
 double bd3_ar_reduction_error(const Backend *be);
 
+// A reference fixture's tokens [B, T] and logits [B, T, V] (DIR/reference.safetensors, written
+// by the fixture scripts from transformers' outputs).
+typedef struct {
+    int B, T, V;
+    int *tokens;
+    float *logits;
+} Reference;
+Reference reference_read(const char *dir);
+// max |a - b| / max |b|
+double max_relative_error(const float *a, const float *b, size_t n);
+// The index of the largest of x[0..n) (the first of ties).
+size_t argmax_row(const float *x, int n);
+
 #endif

@@ -25,11 +25,16 @@ typedef uint32_t word16 __attribute__((vector_size(64)));
 
 enum { TILE_ROWS = 12 };
 
-// The 16 weights at element `at` of panel memory w, as floats.
-static inline __attribute__((always_inline)) vec16 load16(const void *w, size_t at, int bf16) {
-    if (!bf16) return *(const vec16 *)((const float *)w + at);
+// The 16 weights at element `at` of panel memory w, as floats (through a pointer: a vector
+// return would be an ABI question on builds without AVX-512).
+static inline __attribute__((always_inline)) void load16(vec16 *out, const void *w, size_t at,
+                                                         int bf16) {
+    if (!bf16) {
+        *out = *(const vec16 *)((const float *)w + at);
+        return;
+    }
     word16 bits = __builtin_convertvector(*(const half16 *)((const uint16_t *)w + at), word16);
-    return (vec16)(bits << 16);
+    *out = (vec16)(bits << 16);
 }
 
 // out[m, o0 + j] for m < R rows from inp, j < 32: panels a and b (16 outputs each) over C_in.
@@ -40,7 +45,9 @@ static inline __attribute__((always_inline)) void tile2(float *out, int C_out, c
 #pragma GCC unroll 12
     for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = (vec16){0};
     for (int i = 0; i < C_in; i++) {
-        vec16 wa = load16(a, (size_t)i * 16, bf16), wb = load16(b, (size_t)i * 16, bf16);
+        vec16 wa, wb;
+        load16(&wa, a, (size_t)i * 16, bf16);
+        load16(&wb, b, (size_t)i * 16, bf16);
 #pragma GCC unroll 12
         for (int r = 0; r < R; r++) {
             float x = inp[(size_t)r * C_in + i];
@@ -63,7 +70,8 @@ static inline __attribute__((always_inline)) void tile1(float *out, int C_out, c
 #pragma GCC unroll 12
     for (int r = 0; r < R; r++) acc[r] = (vec16){0};
     for (int i = 0; i < C_in; i++) {
-        vec16 wa = load16(a, (size_t)i * 16, bf16);
+        vec16 wa;
+        load16(&wa, a, (size_t)i * 16, bf16);
 #pragma GCC unroll 12
         for (int r = 0; r < R; r++) acc[r] += inp[(size_t)r * C_in + i] * wa;
     }

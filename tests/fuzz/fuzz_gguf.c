@@ -1,0 +1,40 @@
+// A GGUF file: the header, metadata and tensor infos (common/gguf.c), every tensor decoded,
+// then the model config, the tokenizer rebuilt from the metadata and the weights read as a
+// model does (model/gguf_model.c, tokenizer/gguf_tokenizer.c). Any input: an error or a model,
+// never a crash, a read outside the input, or an allocation its tensors do not justify.
+#include <stdlib.h>
+
+#include "common/gguf.h"
+#include "kernels/ggml_blocks.h"
+#include "model/gguf_model.h"
+#include "tests/fuzz/fuzz.h"
+#include "tokenizer/gguf_tokenizer.h"
+
+static int discard(void *user, size_t offset, const float *values, size_t n, Error *err) {
+    (void)user, (void)offset, (void)values, (void)n, (void)err;
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    Gguf g;
+    Error err;
+    if (gguf_parse(&g, data, size, "fuzz.gguf", &err)) return 0;
+    for (size_t i = 0; i < g.n_tensors; i++) {
+        const GgufTensor *t = &g.tensors[i];
+        float *row = malloc(t->ne[0] * sizeof(float));
+        if (!row) abort();
+        size_t bytes = ggml_row_bytes(t->type, t->ne[0]), rows = t->bytes / bytes;
+        for (size_t r = 0; r < rows; r++) ggml_decode_row(t->type, t->data + r * bytes, row, t->ne[0]);
+        free(row);
+    }
+    ModelConfig c;
+    HfArch arch;
+    int bf16;
+    if (gguf_model_config(&g, &c, &arch, &bf16, &err) == 0) {
+        Tokenizer tok;
+        if (gguf_tokenizer_load(&tok, &g, &err) == 0) tokenizer_free(&tok);
+        gguf_model_weights(&g, &c, arch, discard, NULL, &err);
+    }
+    gguf_close(&g);
+    return 0;
+}

@@ -1,0 +1,234 @@
+// GGUF files written by llama.cpp's own gguf-py from the Hugging Face fixture models
+// (scripts/make_gguf_fixtures.py: tests/fixtures/gguf): an F32 file gives the fixture's
+// reference logits (transformers'); a quantised one dllm decodes exactly as gguf-py
+// dequantises, and its logits are the reference's within the format's error (printed); the
+// tokenizer rebuilt from the file encodes as the model directory's tokenizer.json; what dllm
+// does not read is refused by name.
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/gguf.h"
+#include "kernels/ggml_blocks.h"
+#include "model/gguf_model.h"
+#include "model/params.h"
+#include "model/safetensors.h"
+#include "store/model_source.h"
+#include "tests/testutil.h"
+
+#define GGUF_DIR "tests/fixtures/gguf/"
+#define HF_DIR "tests/fixtures/hf_models/"
+
+static void open_gguf_model(const char *file, HfWeights weights, ModelSource *src) {
+    char chosen[512];
+    int skipped;
+    Error err;
+    ck_assert_msg(model_source_open(file, weights, src, chosen, sizeof chosen, &skipped, &err) == 0,
+                  "%s", err.msg);
+    ck_assert_int_eq(src->kind, SOURCE_GGUF);
+}
+
+// dllm's logits of the fixture's reference tokens for a GGUF file (its weights streamed from
+// the mapped file into the model), and the bytes per weight the model keeps.
+static float *gguf_logits(const char *file, const Reference *r, size_t *weight_bytes) {
+    ModelSource src;
+    open_gguf_model(file, HF_WEIGHTS_LATER, &src);
+    ck_assert_ptr_null(src.params);
+    Model m;
+    Error err;
+    ck_assert_msg(model_source_build(&src, &backend_cpu, r->B, &m, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(m.cfg.vocab_size, r->V);
+    *weight_bytes = m.be->weight_bytes;
+    model_forward(&m, r->tokens, r->B, r->T);
+    size_t n = (size_t)r->B * r->T * r->V;
+    float *out = malloc(n * sizeof(float));
+    backend_cpu.act_to_host(out, m.acts.logits, n);
+    model_free(&m);
+    model_source_free(&src);
+    return out;
+}
+
+// The file NAME.TYPE.gguf of fixture NAME against its reference: the largest relative logit
+// error and the rows whose argmax agrees.
+static double check_file(const char *name, const char *type, double bound, size_t want_bytes) {
+    char file[256], dir[256];
+    snprintf(file, sizeof file, GGUF_DIR "%s.%s.gguf", name, type);
+    snprintf(dir, sizeof dir, HF_DIR "%s", name);
+    Reference r = reference_read(dir);
+    size_t weight_bytes;
+    float *logits = gguf_logits(file, &r, &weight_bytes);
+    size_t rows = (size_t)r.B * r.T, same = 0;
+    double err = max_relative_error(logits, r.logits, rows * r.V);
+    for (size_t i = 0; i < rows; i++)
+        same += argmax_row(logits + i * r.V, r.V) == argmax_row(r.logits + i * r.V, r.V);
+    printf("  %-6s %-5s (%s weights): max relative logit error %.2e, argmax equal in %zu of "
+           "%zu rows\n", name, type, weight_bytes == 2 ? "bf16" : "fp32", err, same, rows);
+    fflush(stdout);
+    ck_assert_int_eq(weight_bytes, want_bytes);
+    ck_assert_msg(err < bound, "%s.%s: logit error %g over %g", name, type, err, bound);
+    if (bound <= 1e-5) ck_assert_uint_eq(same, rows);
+    free(logits), free(r.tokens), free(r.logits);
+    return err;
+}
+
+// F32 files: the reference's logits to fp32 rounding (the mapping, the un-permuted q/k rows,
+// biases, a tied head, GQA, bidirectional attention).
+START_TEST(test_f32_files_match_reference) {
+    check_file("llama", "f32", 1e-5, 4);
+    check_file("qwen2", "f32", 1e-5, 4);
+    check_file("llada", "f32", 1e-5, 4);
+}
+END_TEST
+
+// Quantised files: bf16 loads as bf16 weights; Q8_0 and Q4_0 are decoded to fp32. Their
+// logits move by the format's rounding of the weights: bounds well above what each measures
+// (2026-12-06 on these tiny random models: bf16 8.1e-03, Q8_0 0.96-1.7e-02, Q4_0 0.26-0.29)
+// and below what a wrong decode gives (errors of order 1).
+START_TEST(test_quantised_files_stay_near_reference) {
+    check_file("llama", "bf16", 0.05, 2);
+    check_file("llama", "q8_0", 0.05, 4);
+    check_file("qwen2", "q8_0", 0.05, 4);
+    check_file("dream", "q8_0", 0.05, 4);
+    check_file("llama", "q4_0", 0.5, 4);
+    check_file("llada", "q4_0", 0.5, 4);
+}
+END_TEST
+
+// The weights dllm decodes are the ones gguf-py dequantises, bit for bit: two tensors of each
+// quantised file (layer 0's q, in transformers' row order again; layer 1's gate).
+START_TEST(test_decoded_weights_equal_gguf_py) {
+    Safetensors st;
+    Error err;
+    ck_assert(safetensors_open(&st, GGUF_DIR "expected.safetensors", &err) == 0);
+    int checked = 0;
+    for (int i = 0; i < st.n_tensors; i++) {
+        const SafetensorsTensor *t = &st.tensors[i];
+        char name[64], type[16], file[256];
+        ck_assert(sscanf(t->name, "%63[^.].%15[^.]", name, type) == 2);
+        snprintf(file, sizeof file, GGUF_DIR "%s.%s.gguf", name, type);
+        ModelSource src;
+        open_gguf_model(file, HF_WEIGHTS_ON_HOST, &src);
+        ParamTensors p;
+        param_tensors_point(&p, src.params, sizeof(float), &src.header.model);
+        const ModelConfig *c = &src.header.model;
+        int is_q = strstr(t->name, "attn_q") != NULL;
+        const float *got = is_q ? p.wq : p.w_gate + (size_t)c->d_ff * c->d_model;
+        size_t n = (size_t)t->shape[0] * t->shape[1];
+        float *want = malloc(n * sizeof(float));
+        ck_assert(safetensors_read(&st, t->name, t->shape, 2, want, &err) == 0);
+        ck_assert_msg(!memcmp(got, want, n * sizeof(float)), "%s differs", t->name);
+        free(want);
+        model_source_free(&src);
+        checked++;
+    }
+    safetensors_close(&st);
+    ck_assert_int_eq(checked, 12);
+    printf("  %d tensors of 6 bf16 and quantised files decoded as gguf-py dequantises them, bit for bit\n",
+           checked);
+}
+END_TEST
+
+// Every block type dllm reads, against gguf-py's dequantisation (Q4_K from random blocks: every
+// scale byte and nibble pattern).
+START_TEST(test_blocks_decode_as_gguf_py) {
+    Gguf g;
+    Error err;
+    ck_assert_msg(gguf_open(&g, GGUF_DIR "blocks.gguf", &err) == 0, "%s", err.msg);
+    const char *types[] = {"f16", "bf16", "q8_0", "q4_0", "q4_k"};
+    for (int k = 0; k < 5; k++) {
+        char expected[32];
+        snprintf(expected, sizeof expected, "%s.expected", types[k]);
+        const GgufTensor *t = gguf_tensor(&g, types[k]), *e = gguf_tensor(&g, expected);
+        ck_assert(t && e && e->type == GGML_F32 && t->ne[0] == 256 && t->ne[1] == 2);
+        float out[512];
+        size_t row = ggml_row_bytes(t->type, 256);
+        for (int r = 0; r < 2; r++) ggml_decode_row(t->type, t->data + r * row, out + 256 * r, 256);
+        ck_assert_msg(!memcmp(out, e->data, sizeof out), "%s differs", types[k]);
+    }
+    gguf_close(&g);
+    printf("  F16, BF16, Q8_0, Q4_0, Q4_K blocks: gguf-py's values bit for bit\n");
+}
+END_TEST
+
+// The tokenizer a GGUF file carries encodes as the model directory's tokenizer.json (which
+// test_tokenizer_hf checks against the tokenizers library), special tokens included.
+START_TEST(test_tokenizer_matches_tokenizer_json) {
+    static const char *const texts[] = {
+        "Hello world, it's 2026!", "  spaces\n\nand lines\t\ttabs", "naïve café — 1234567",
+        "<|endoftext|>not special here", "I'd've said: don't!"};
+    const char *names[] = {"llama", "qwen2", "llada"};
+    for (int k = 0; k < 3; k++) {
+        char file[256], dir[256];
+        snprintf(file, sizeof file, GGUF_DIR "%s.f32.gguf", names[k]);
+        snprintf(dir, sizeof dir, HF_DIR "%s", names[k]);
+        ModelSource src;
+        open_gguf_model(file, HF_CONFIG_ONLY, &src);
+        Tokenizer hf;
+        Error err;
+        ck_assert_msg(tokenizer_load(&hf, dir, &err) == 0, "%s", err.msg);
+        ck_assert_int_eq(src.tokenizer.bos_id, hf.bos_id);
+        ck_assert_int_eq(src.tokenizer.eos_id, hf.eos_id);
+        for (int i = 0; i < 5; i++) {
+            int *a, *b;
+            size_t na, nb;
+            ck_assert(tokenizer_encode(&src.tokenizer, texts[i], strlen(texts[i]), &a, &na, &err) == 0);
+            ck_assert(tokenizer_encode(&hf, texts[i], strlen(texts[i]), &b, &nb, &err) == 0);
+            ck_assert_msg(na == nb && !memcmp(a, b, na * sizeof(int)), "%s: \"%s\" encodes "
+                          "differently", names[k], texts[i]);
+            free(a), free(b);
+        }
+        tokenizer_free(&hf);
+        model_source_free(&src);
+    }
+    printf("  tokenizers from GGUF (llama-bpe, qwen2): 5 texts encode as tokenizer.json\n");
+}
+END_TEST
+
+static void expect_refused(const char *path, const char *what) {
+    ModelSource src;
+    char chosen[512];
+    int skipped;
+    Error err;
+    ck_assert_int_eq(model_source_open(path, HF_WEIGHTS_LATER, &src, chosen, sizeof chosen,
+                                       &skipped, &err), -1);
+    ck_assert_msg(strstr(err.msg, what) != NULL, "%s: \"%s\" lacks \"%s\"", path, err.msg, what);
+}
+
+// Types, architectures and damaged files are refused with the file and the reason named.
+START_TEST(test_what_dllm_does_not_read_is_refused) {
+    expect_refused(GGUF_DIR "q6_k.gguf", "token_embd.weight is Q6_K");
+    expect_refused(GGUF_DIR "blocks.gguf", "architecture blocks");
+    char *data;
+    size_t n;
+    Error err;
+    ck_assert(file_read_all(GGUF_DIR "llama.q4_0.gguf", &data, &n, &err) == 0);
+    // cut inside the tensor data, inside the tensor infos, inside the metadata
+    size_t cuts[] = {n - 100, n / 2, 2000, 100, 30};
+    for (int i = 0; i < 5; i++) {
+        Gguf g;
+        ck_assert_int_eq(gguf_parse(&g, (const uint8_t *)data, cuts[i], "cut.gguf", &err), -1);
+        ck_assert_msg(strstr(err.msg, "cut.gguf"), "%s", err.msg);
+    }
+    memcpy(data + 4, "\x01\x00\x00\x00", 4);  // version 1
+    Gguf g;
+    ck_assert_int_eq(gguf_parse(&g, (const uint8_t *)data, n, "v1.gguf", &err), -1);
+    ck_assert_msg(strstr(err.msg, "GGUF version 1"), "%s", err.msg);
+    free(data);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("gguf");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_f32_files_match_reference);
+    tcase_add_test(tc, test_quantised_files_stay_near_reference);
+    tcase_add_test(tc, test_decoded_weights_equal_gguf_py);
+    tcase_add_test(tc, test_blocks_decode_as_gguf_py);
+    tcase_add_test(tc, test_tokenizer_matches_tokenizer_json);
+    tcase_add_test(tc, test_what_dllm_does_not_read_is_refused);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
