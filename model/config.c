@@ -97,6 +97,11 @@ int model_config_validate(const ModelConfig *c, Error *err) {
     if (c->d_model < 2 || (!c->head_dim && c->d_model % c->n_head != 0))
         return error_set(err, "d_model (%d) must be a positive multiple of n_head (%d), or "
                               "head_dim given", c->d_model, c->n_head);
+    // heads of their own size may make q wider than d_model (Qwen3-0.6B: 16 x 128 over 1024),
+    // never by much: a bound that also keeps n_head x head size an int
+    if (c->head_dim && (int64_t)c->n_head * c->head_dim > 16 * (int64_t)c->d_model)
+        return error_set(err, "n_head x head_dim (%d x %d) must be <= 16 x d_model (%d)",
+                         c->n_head, c->head_dim, c->d_model);
     int hd = model_head_dim(c);
     if (hd < 2 || hd % 2 != 0)
         return error_set(err, "head size %d must be even for RoPE", hd);
