@@ -706,6 +706,44 @@ END_TEST
 
 // An imported model through every command: sample (diffusion and AR), eval, the memory plan
 // without weights, fine-tuning from it, export (and the refusals), logits.
+// A GGUF file through the commands: sample (its tokenizer from the file), the same text as the
+// model directory it was written from, fine-tuning from it, export to a directory that samples
+// the same; a type dllm does not read refused by name.
+START_TEST(test_gguf_models) {
+    char args[1024];
+    static char want[sizeof ((Result *)0)->out];
+    const char *flags = "--prompt \"Hello world\" --gen-length 8 --steps 8 --block-length 8 "
+                        "--temperature 0";
+    snprintf(args, sizeof args, "sample --model tests/fixtures/hf_models/llada %s", flags);
+    Result *r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    snprintf(want, sizeof want, "%s", r->out);
+    snprintf(args, sizeof args, "sample --model tests/fixtures/gguf/llada.f32.gguf %s", flags);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0 && strcmp(r->out, want) == 0, "%s | %s", r->out, want);
+    snprintf(args, sizeof args, "export tests/fixtures/gguf/llama.q4_0.gguf --out %s/from_gguf",
+             dir);
+    ck_assert_msg(dllm(args)->status == 0, "export");
+    snprintf(args, sizeof args, "sample --model tests/fixtures/gguf/llama.q4_0.gguf %s", flags);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0 && strstr(r->err, "ar sampler"), "%s", r->err);
+    snprintf(want, sizeof want, "%s", r->out);
+    snprintf(args, sizeof args, "sample --model %s/from_gguf %s", dir, flags);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0 && strcmp(r->out, want) == 0, "%s | %s", r->out, want);
+    // shards prepared with the file's tokenizer (a tokenizer.json made from its vocabulary)
+    snprintf(args, sizeof args, "prepare --tokenizer tests/fixtures/gguf/llama.q8_0.gguf --input "
+             "tests/fixtures/genesis.txt --val-fraction 0.2 --out %s/sh", dir);
+    ck_assert_msg(dllm(args)->status == 0, "prepare");
+    snprintf(args, sizeof args, "train --init tests/fixtures/gguf/llama.q8_0.gguf --data %s/sh "
+             "--steps 2 --batch-size 2 --seq-len 16 --run %s/ft", dir, dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    assert_one_error(dllm("sample --model tests/fixtures/gguf/q6_k.gguf --prompt hi"),
+                     "tensor token_embd.weight is Q6_K");
+}
+END_TEST
+
 START_TEST(test_imported_models) {
     char args[1024];
     Result *r = dllm("sample --model tests/fixtures/hf_models/dream --prompt hello --gen-length 8 "
@@ -1111,6 +1149,7 @@ int main(void) {
     tcase_add_test(tc, test_tokenizer_prepare_train_sample);
     tcase_add_test(tc, test_hf_tokenizer_prepare_sft_sample);
     tcase_add_test(tc, test_imported_models);
+    tcase_add_test(tc, test_gguf_models);
     tcase_add_test(tc, test_nan_weights_name_the_model);
     tcase_add_test(tc, test_trace_is_valid_json);
     tcase_add_test(tc, test_lora_train_sample_export);

@@ -5,9 +5,11 @@
 #include <string.h>
 
 #include "common/file.h"
+#include "common/gguf.h"
 #include "common/hash.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/bytes.h"
+#include "tokenizer/gguf_tokenizer.h"
 #include "tokenizer/hf_tokenizer.h"
 
 void tokenizer_init_bytes(Tokenizer *t) {
@@ -32,6 +34,13 @@ int tokenizer_load(Tokenizer *t, const char *path, Error *err) {
         return 0;
     }
     if (hf_tokenizer_path(path)) return hf_tokenizer_load(t, path, err);
+    if (gguf_file(path)) {  // a GGUF model's vocabulary
+        Gguf g;
+        if (gguf_open(&g, path, err)) return -1;
+        int rc = gguf_tokenizer_load(t, &g, err);
+        gguf_close(&g);
+        return rc;
+    }
     // a model directory without tokenizer.json: the SentencePiece file `dllm export` writes
     char spm[4200];
     if (file_is_dir(path)) {

@@ -38,7 +38,8 @@ typedef struct {
 
 void tokenizer_init_bytes(Tokenizer *t);
 // "bytes" gives the byte tokenizer; a tokenizer.json file or a directory holding one gives a
-// Hugging Face tokenizer; anything else is read as a SentencePiece .model file.
+// Hugging Face tokenizer, and so does a GGUF file's vocabulary; anything else is read as a
+// SentencePiece .model file.
 int tokenizer_load(Tokenizer *t, const char *path, Error *err);
 // From a blob as Tokenizer.blob holds it (copied); `what` names its origin in errors.
 int tokenizer_from_blob(Tokenizer *t, const char *blob, size_t n, const char *what,
