@@ -1,9 +1,12 @@
 #include "common/file.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 int atomic_open(AtomicFile *a, const char *path, Error *err) {
     memset(a, 0, sizeof *a);
@@ -86,4 +89,10 @@ int make_dirs(const char *dir, Error *err) {
         *p = c;
         if (c == '\0') return 0;
     }
+}
+
+void file_map_drop(const void *data, size_t n) {
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), start = (uintptr_t)data;
+    uintptr_t first = (start + page - 1) / page * page, end = (start + n) / page * page;
+    if (end > first) madvise((void *)first, end - first, MADV_DONTNEED);
 }

@@ -29,6 +29,11 @@ int file_size_check(const char *path, long size, long expected, Error *err);
 // 1 when path is a directory.
 int file_is_dir(const char *path);
 
+// Hands back the pages wholly inside [data, data + n) of a read-only file mapping once they
+// are read (a model's weights copied out of its file): they leave the process's resident
+// memory and are read from the file again if touched.
+void file_map_drop(const void *data, size_t n);
+
 // mkdir -p: creates dir and its missing parents.
 int make_dirs(const char *dir, Error *err);
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/file.h"
 #include "kernels/ggml_blocks.h"
 #include "model/params.h"
 
@@ -195,6 +196,7 @@ static void decode_tensor(GgufTensor *t, float *dst) {
     size_t row_bytes = ggml_row_bytes(t->type, row_values);
     for (size_t r = 0; r < n_rows; r++)
         ggml_decode_row(t->type, t->data + r * row_bytes, dst + r * row_values, row_values);
+    file_map_drop(t->data, t->bytes);  // decoded: the file's pages need not stay resident
     t->used = 1;
 }
 

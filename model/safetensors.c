@@ -303,6 +303,7 @@ int safetensors_read(const Safetensors *st, const char *name, const int64_t *sha
         }
     }
     t->used = 1;
+    file_map_drop(t->data, t->bytes);  // copied: the file's pages need not stay resident
     return 0;
 }
 
