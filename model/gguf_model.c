@@ -147,6 +147,13 @@ int gguf_model_config(const Gguf *g, ModelConfig *m, HfArch *arch_out, int *bf16
                                   "[MASK] it fills in)", g->path, arch);
         m->mask_token_id = (int)mask;
         m->logit_shift = a == HF_DREAM;
+        int shift = m->logit_shift;  // llama.cpp's key for it, when written, must agree
+        if (gguf_get_bool(g, "diffusion.shift_logits", &shift, err) < 0) return -1;
+        if (shift != m->logit_shift)
+            return error_set(err, "%s: diffusion.shift_logits is %s; a %s model reads %s",
+                             g->path, shift ? "true" : "false", arch,
+                             m->logit_shift ? "position i's token at row i - 1"
+                                            : "each position's token at its own row");
     }
     *arch_out = a;
     if (bf16) *bf16 = all_matrices_bf16(g);

@@ -16,9 +16,13 @@ quantizer leaves it), the tokenizer as tokens / merges / token types / pre-token
 
 The models' logits to compare with are the HF fixtures' reference.safetensors (transformers).
 Usage: python scripts/make_gguf_fixtures.py   (needs numpy, torch, gguf, safetensors)
+       python scripts/make_gguf_fixtures.py --convert DIR OUT.gguf TYPE
+           any LLaDA, LLaMA, Qwen2 or Dream directory (e.g. a `dllm export`) as one GGUF file in
+           TYPE (F32, BF16, Q8_0, Q4_0): the benchmarks' files
 """
 import json
 import os
+import sys
 
 import numpy as np
 import gguf
@@ -123,12 +127,21 @@ def add_tokenizer(w, d, vocab_size, mask):
         w.add_chat_template(cfg["chat_template"])
 
 
+ARCHS = {"llada": "llada", "llama": "llama", "qwen2": "qwen2", "Dream": "dream"}
+
+
 def write_model(name, qtype, expected):
-    d = os.path.join(HF, name)
+    write_gguf(os.path.join(HF, name), os.path.join(OUT, "%s.%s.gguf" % (name, qtype.lower())),
+               qtype, expected, name)
+
+
+def write_gguf(d, path, qtype, expected, name):
+    """The model directory d as GGUF file path in qtype; expected (a dict or None) receives
+    two tensors' dequantisations under name."""
     c = json.load(open(os.path.join(d, "config.json")))
-    arch = name
+    arch = ARCHS[c["model_type"]]
     h = hparams(arch, c)
-    w = gguf.GGUFWriter(os.path.join(OUT, "%s.%s.gguf" % (name, qtype.lower())), arch)
+    w = gguf.GGUFWriter(path, arch)
     w.add_block_count(h["n_layer"])
     w.add_context_length(h["ctx"])
     w.add_embedding_length(h["d"])
@@ -141,6 +154,7 @@ def write_model(name, qtype, expected):
     w.add_vocab_size(h["vocab"])
     if arch in ("llada", "dream"):
         w.add_causal_attention(False)
+        w.add_diffusion_shift_logits(arch == "dream")  # as convert_hf_to_gguf.py writes it
     add_tokenizer(w, d, h["vocab"], h["mask"])
     names = tensor_map(arch, h["n_layer"])
     weights = load_file(os.path.join(d, "model.safetensors"))
@@ -159,7 +173,7 @@ def write_model(name, qtype, expected):
             continue
         q = quantize(x, t)
         w.add_tensor(g, q, raw_shape=q.shape, raw_dtype=t)
-        if g in ("blk.0.attn_q.weight", "blk.1.ffn_gate.weight"):
+        if expected is not None and g in ("blk.0.attn_q.weight", "blk.1.ffn_gate.weight"):
             x = dequantize(q, t).astype(np.float32)
             if g.endswith("attn_q.weight") and arch in ("llama", "llada"):
                 x = unpermute(x, h["heads"])
@@ -218,4 +232,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 5 and sys.argv[1] == "--convert":
+        write_gguf(sys.argv[2], sys.argv[3], sys.argv[4], None, None)
+    else:
+        main()

@@ -4,12 +4,14 @@
 // dequantises, and its logits are the reference's within the format's error (printed); the
 // tokenizer rebuilt from the file encodes as the model directory's tokenizer.json; what dllm
 // does not read is refused by name.
+#define _GNU_SOURCE  // memmem
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/file.h"
 #include "common/gguf.h"
 #include "kernels/ggml_blocks.h"
 #include "model/gguf_model.h"
@@ -211,6 +213,14 @@ START_TEST(test_what_dllm_does_not_read_is_refused) {
         ck_assert_int_eq(gguf_parse(&g, (const uint8_t *)data, cuts[i], "cut.gguf", &err), -1);
         ck_assert_msg(strstr(err.msg, "cut.gguf"), "%s", err.msg);
     }
+    free(data);
+    // a LLaDA file claiming Dream's shifted logits
+    ck_assert(file_read_all(GGUF_DIR "llada.q4_0.gguf", &data, &n, &err) == 0);
+    char *key = memmem(data, n, "diffusion.shift_logits", 22);
+    ck_assert(key && key[22 + 4] == 0);  // after the key: uint32 type (bool), the value
+    key[22 + 4] = 1;
+    const char *path = write_temp_file("shifted.gguf", data, n);
+    expect_refused(path, "diffusion.shift_logits is true; a llada model reads each position's");
     memcpy(data + 4, "\x01\x00\x00\x00", 4);  // version 1
     Gguf g;
     ck_assert_int_eq(gguf_parse(&g, (const uint8_t *)data, n, "v1.gguf", &err), -1);
