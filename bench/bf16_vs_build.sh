@@ -3,7 +3,8 @@
 # two builds side by side: LLaDA's schedule, 64 tokens in 2 blocks of 32, 16 steps, greedy, at
 # 1 and 2 threads, on a small (8 layers, d 512, 30M params) and a medium (16 layers, d 1024,
 # 214M) random model of the project's tokenizer. Runs alternate between the builds; median of
-# 5 seconds and peak RSS (MB) per build. Prints old / new (> 1: the new build is faster).
+# 5 seconds and peak RSS (MB) per build, with the runs' range. Prints old / new of the medians
+# (> 1: the new build is faster).
 # Usage: bash bench/bf16_vs_build.sh OLD_DLLM [NEW_DLLM]   (needs data/shards: scripts/setup.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,7 @@ trap 'rm -rf "$work"' EXIT
 runs=${RUNS:-5}
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+spread() { sort -n | awk '{ v[NR] = $1 } END { printf "%s (%s-%s)", v[int((NR + 1) / 2)], v[1], v[NR] }'; }
 make_model() {  # name, layers, d_model, heads, d_ff
     "$new" train --data data/shards --steps 1 --batch-size 1 --n-layer "$2" --d-model "$3" \
         --n-head "$4" --d-ff "$5" --seq-len 256 --save-every 1 --eval-every 0 --device cpu \
@@ -39,8 +41,9 @@ for m in small medium; do
             one_run "$new" "$work/$m" "$t" >> "$work/new.txt"
         done
         os=$(cut -d' ' -f1 "$work/old.txt" | median); ns=$(cut -d' ' -f1 "$work/new.txt" | median)
-        om=$(cut -d' ' -f2 "$work/old.txt" | median); nm=$(cut -d' ' -f2 "$work/new.txt" | median)
-        printf "%-7s %7s | %9s %9s | %7s %7s | %6.2f\n" "$m" "$t" "$os" "$ns" "$om" "$nm" \
+        printf "%-7s %7s | %s | %s | %s | %s | %.2f\n" "$m" "$t" \
+            "$(cut -d' ' -f1 "$work/old.txt" | spread)" "$(cut -d' ' -f1 "$work/new.txt" | spread)" \
+            "$(cut -d' ' -f2 "$work/old.txt" | spread)" "$(cut -d' ' -f2 "$work/new.txt" | spread)" \
             "$(echo "$os / $ns" | bc -l)"
     done
 done

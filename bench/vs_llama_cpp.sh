@@ -24,6 +24,7 @@ prompt="And God said, Let there be light: and there was light. And God saw the l
 mkdir -p "$work"
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+spread() { sort -n | awk '{ v[NR] = $1 } END { printf "%s (%s-%s)", v[int((NR + 1) / 2)], v[1], v[NR] }'; }
 make_models() {
     [ -f "$work/tok/tokenizer.json" ] ||
         "$py" bench/bench_tokenizer.py data/corpus/kjv.txt,data/corpus/web.txt,data/corpus/fortunes.txt \
@@ -73,9 +74,10 @@ for m in small medium; do
                 one_llama "$work/$m.$q.gguf" "$t" >> "$work/l.txt"
             done
             col() { cut -d' ' -f"$2" "$work/$1.txt" | median; }
-            printf "%-7s %-5s %3s | %7s %7s %6.2f | %7s %7s | %7s %7s\n" "$m" "$q" "$t" \
-                "$(col d 1)" "$(col l 1)" "$(echo "$(col l 1) / $(col d 1)" | bc -l)" \
-                "$(col d 2)" "$(col l 2)" "$(col d 3)" "$(col l 3)"
+            range() { cut -d' ' -f"$2" "$work/$1.txt" | spread; }
+            printf "%-7s %-5s %3s | %s | %s | %.2f | %s | %s | %s | %s\n" "$m" "$q" "$t" \
+                "$(range d 1)" "$(range l 1)" "$(echo "$(col l 1) / $(col d 1)" | bc -l)" \
+                "$(range d 2)" "$(range l 2)" "$(range d 3)" "$(range l 3)"
         done
     done
 done
