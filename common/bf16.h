@@ -4,6 +4,7 @@
 #ifndef DLLM_BF16_H
 #define DLLM_BF16_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -42,6 +43,25 @@ static inline float f16_to_float(uint16_t h) {
     float f;
     memcpy(&f, &bits, 4);
     return f;
+}
+
+// fp32 to IEEE binary16, rounded to nearest, ties to even (F16C's vcvtps2ph and numpy's
+// astype(float16)): what GGUF's block scales are stored as.
+static inline uint16_t float_to_f16(float f) {
+    uint32_t bits;
+    memcpy(&bits, &f, 4);
+    uint16_t sign = (uint16_t)((bits >> 16) & 0x8000);
+    uint32_t mag = bits & 0x7fffffffu;
+    if (mag > 0x7f800000u) return sign | 0x7e00;   // NaN
+    if (mag >= 0x477ff000u) return sign | 0x7c00;  // 65520 and up round to infinity
+    if (mag < 0x38800000u) {  // below 2^-14: a subnormal half, in units of 2^-24 (exact scaling)
+        float a;
+        memcpy(&a, &mag, 4);
+        return sign | (uint16_t)lrintf(a * 16777216.0f);
+    }
+    uint32_t r = mag - 0x38000000u;  // the exponent rebiased from 127 to 15
+    r += 0x0fffu + ((r >> 13) & 1);
+    return sign | (uint16_t)(r >> 13);
 }
 
 #endif

@@ -15,6 +15,9 @@ void backend_make_bf16_weights(Backend *b) {
     b->adamw_update = NULL;
     b->panels_convert = NULL;  // a table with bf16 panels sets its own
     b->matmul_forward_panels = NULL;
+    b->quantize_rows_q8 = NULL;  // 8-bit models keep their other weights in fp32
+    b->matmul_qb = NULL;
+    b->embedding_qb = NULL;
 }
 
 const Backend *backend_bf16_weights(const Backend *be) {
@@ -27,7 +30,7 @@ const Backend *backend_bf16_weights(const Backend *be) {
 
 const Backend *backend_fp32_weights(const Backend *be) {
     if (be->weight_bytes == sizeof(float)) return be;
-    if (be == backend_cpu_bf16_weights()) return &backend_cpu;
+    if (be == backend_cpu_bf16_weights() || be == backend_cpu_bf16_pairs()) return &backend_cpu;
 #ifdef DLLM_CUDA
     if (be == cuda_backend_bf16_weights()) return &backend_cuda;
 #endif

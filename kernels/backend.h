@@ -196,6 +196,18 @@ typedef struct {
     void (*matmul_ternary)(Act *out, const int8_t *xq, const float *q, const uint8_t *w, float s,
                            int N, int C_in, int C_out);
 
+    // Inference over block-quantised weights (kernels/qblocks.h; CPU only, NULL on the other
+    // tables): rows of x [N, C] quantised to 8 bits per block of 32 (xq: N rows of
+    // qb_row_bytes(C), the codes and their sums; dx [N, C / 32] host floats, the blocks'
+    // scales), out [N, C_out] = those rows times the matrix w of `bits` (8 or 4) weights
+    // (qb_matrix_bytes) in integer block sums, and the embedding's rows `tokens` decoded from a
+    // table in the same layout.
+    void (*quantize_rows_q8)(uint8_t *xq, float *dx, const Act *x, int N, int C);
+    void (*matmul_qb)(Act *out, const uint8_t *xq, const float *dx, const uint8_t *w, int bits,
+                      int N, int C_in, int C_out);
+    void (*embedding_qb)(Act *out, const int *tokens, const uint8_t *table, int bits, int N,
+                         int C);
+
     // optimizer
     double (*sum_squares)(const float *x, size_t n);
     // partials[c] (host memory): the sum of squares of chunk c of x, SUM_SQUARES_CHUNK values
@@ -214,6 +226,9 @@ typedef struct {
 
 extern const Backend backend_cpu;
 const Backend *backend_cpu_bf16_weights(void);
+// The same with bf16 inputs to the projections (their panels in pairs, vdpbf16ps's arithmetic:
+// kernels/cpu/matmul_bf16_pairs.c); C_in of every projection even.
+const Backend *backend_cpu_bf16_pairs(void);
 // only in builds with CUDA (DLLM_CUDA): bf16 activations (--device cuda), and fp32 ones
 // (--device cuda-fp32: the CPU's numbers up to summation order, for checking and debugging)
 extern const Backend backend_cuda;

@@ -2,6 +2,9 @@
 // a direct double-precision computation, and the "backward adds into its outputs" contract.
 #include <check.h>
 #include <omp.h>
+#ifdef __F16C__
+#include <immintrin.h>
+#endif
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +14,9 @@
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/cpu/exp_simd.h"
+#include "kernels/ggml_blocks.h"
 #include "kernels/noise.h"
+#include "kernels/qblocks.h"
 #include "tests/testutil.h"
 
 static const Backend *be = &backend_cpu;
@@ -213,6 +218,236 @@ START_TEST(test_bf16_panel_matmul_matches_rows) {
         }
     printf("  bf16 panel and row matmuls: the fp32 kernel's bits on the widened weights, 30 "
            "shapes\n");
+}
+END_TEST
+
+// bf16 weights in pairs times bf16-rounded inputs (vdpbf16ps's arithmetic): the layout
+// converts and back exactly; the table's kernel (VNNI-BF16 where built) has the plain loop's
+// bits at one and two threads, over row counts around its tile and a narrower last block; and
+// both are the product of the bf16 weights with the inputs up to the inputs' bf16 rounding.
+START_TEST(test_bf16_pairs_match_plain_loop) {
+    const Backend *pairs = backend_cpu_bf16_pairs();
+    int rows[] = {1, 6, 12, 13, 25};
+    int shapes[][2] = {{2, 3}, {128, 13}, {352, 384}, {64, 2048}, {96, 100}};
+    double worst = 0.0;
+    for (int r = 0; r < 5; r++)
+        for (int s = 0; s < 5; s++) {
+            int N = rows[r], Ci = shapes[s][0], Co = shapes[s][1];
+            size_t n_out = (size_t)N * Co, n_w = (size_t)Co * Ci;
+            float *x = randn((size_t)N * Ci, 70 + r), *w = randn(n_w, 80 + s);
+            uint16_t *w16 = malloc(n_w * 2), *panels = malloc(n_w * 2);
+            for (size_t i = 0; i < n_w; i++) {
+                w16[i] = float_to_bf16(w[i]);
+                w[i] = bf16_to_float(w16[i]);
+            }
+            memcpy(panels, w16, n_w * 2);
+            pairs->panels_convert((float *)(void *)panels, Co, Ci, 1);
+            float *want = zeros(n_out), *one = zeros(n_out), *two = zeros(n_out),
+                  *exact = zeros(n_out);
+            cpu_matmul_pairs_ref(want, x, (float *)(void *)panels, N, Ci, Co);
+            omp_set_num_threads(1);
+            pairs->matmul_forward_panels(one, x, (float *)(void *)panels, N, Ci, Co);
+            omp_set_num_threads(2);
+            pairs->matmul_forward_panels(two, x, (float *)(void *)panels, N, Ci, Co);
+            ck_assert_msg(!memcmp(one, want, n_out * sizeof(float)), "%d x %d -> %d", N, Ci, Co);
+            ck_assert_mem_eq(one, two, n_out * sizeof(float));
+            cpu_matmul_forward_rows(exact, x, w, N, Ci, Co);
+            double err = max_relative_error(want, exact, n_out);
+            ck_assert_msg(err <= 0.01, "%d x %d -> %d: %g", N, Ci, Co, err);
+            worst = fmax(worst, err);
+            pairs->panels_convert((float *)(void *)panels, Co, Ci, 0);
+            ck_assert_mem_eq(panels, w16, n_w * 2);
+            free(x), free(w), free(w16), free(panels), free(want), free(one), free(two), free(exact);
+        }
+    printf("  bf16 pairs: the plain loop's bits at 1 and 2 threads, 25 shapes; within %.2g of the "
+           "largest exact output\n", worst);
+}
+END_TEST
+
+// ---- 8- and 4-bit block weights (kernels/qblocks.h) ----
+// float_to_f16 rounds as the hardware's conversion (F16C, when this build has it) and as
+// "nearest, ties to even" says: the nearer of the two halves around x, for normal, subnormal,
+// huge and tied values.
+START_TEST(test_float_to_f16_rounds_to_nearest_even) {
+    float cases[] = {0.0f, -0.0f, 1.0f, 65504.0f, 65519.0f, 65520.0f, 1e-8f, -3e-7f,
+                     5.9604645e-8f, 2.9802322e-8f, 8.940697e-8f, 6.1035156e-5f, 1.0009765625f,
+                     1.00048828125f, 1.00146484375f, 3.14159f, -2.71828f, 1e30f};
+    int n_cases = sizeof cases / sizeof cases[0], checked = 0;
+    uint64_t state = 7;
+    for (int k = 0; k < n_cases + 200000; k++) {
+        float x;
+        if (k < n_cases) {
+            x = cases[k];
+        } else {  // random bit patterns over the half range's exponents
+            state = state * 6364136223846793005ull + 1442695040888963407ull;
+            uint32_t bits = (uint32_t)(state >> 32);
+            bits = (bits & 0x807fffffu) | ((100u + (bits >> 23) % 45u) << 23);
+            memcpy(&x, &bits, 4);
+        }
+        uint16_t h = float_to_f16(x);
+        double got = f16_to_float(h), below = f16_to_float(h - (h & 0x7fff ? 1 : 0));
+        double above = f16_to_float((uint16_t)(h + 1));
+        if ((h & 0x7fff) < 0x7c00) {  // finite: no half between x and the result is nearer
+            ck_assert_msg(fabs(got - x) <= fabs(below - x) && fabs(got - x) <= fabs(above - x),
+                          "%.9g -> %.9g", x, got);
+            int tied = (fabs(got - x) == fabs(above - x) && above != got) ||
+                       (fabs(got - x) == fabs(below - x) && below != got);
+            if (tied) ck_assert_int_eq(h & 1, 0);
+        } else {
+            ck_assert(fabsf(x) >= 65520.0f);
+        }
+#ifdef __F16C__
+        ck_assert_int_eq(h, _cvtss_sh(x, _MM_FROUND_TO_NEAREST_INT));
+#endif
+        checked++;
+    }
+    printf("  float_to_f16: %d values rounded to the nearest half%s\n", checked,
+#ifdef __F16C__
+           ", as F16C's vcvtps2ph"
+#else
+           ""
+#endif
+    );
+}
+END_TEST
+
+// GGUF rows of random weights: Q8_0 (bits 8) or Q4_0 (4) blocks from GGUF's quantisers.
+static uint8_t *gguf_matrix(int bits, const float *w, int rows, int cols) {
+    size_t row_bytes = (size_t)cols / QB_BLOCK * qb_gguf_block_bytes(bits);
+    uint8_t *q = malloc(rows * row_bytes);
+    for (int r = 0; r < rows; r++) {
+        if (bits == 8) q8_0_quantize_row(q + r * row_bytes, w + (size_t)r * cols, cols);
+        else q4_0_quantize_row(q + r * row_bytes, w + (size_t)r * cols, cols);
+    }
+    return q;
+}
+
+// Block b of a row against ggml's reference quantisers, step by step.
+static void check_gguf_block(int bits, const float *x, const uint8_t *blk) {
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < QB_BLOCK; j++)
+        if (amax < fabsf(x[j])) amax = fabsf(x[j]), max = x[j];
+    float d = bits == 8 ? amax / 127.0f : max / -8.0f, id = d ? 1.0f / d : 0.0f;
+    uint16_t h;
+    memcpy(&h, blk, 2);
+    ck_assert_int_eq(h, float_to_f16(d));
+    for (int j = 0; j < QB_BLOCK; j++) {
+        if (bits == 8) {
+            ck_assert_int_eq((int8_t)blk[2 + j], (int)roundf(x[j] * id));
+        } else {
+            int want = (int8_t)(x[j] * id + 8.5f);
+            int nibble = j < 16 ? blk[2 + j] & 0xF : blk[2 + j - 16] >> 4;
+            ck_assert_int_eq(nibble, want < 15 ? want : 15);
+        }
+    }
+}
+
+// Quantised as GGUF's reference quantisers say, and packed and unpacked back to exactly what
+// ggml decodes the blocks to, for both widths (some blocks all zero).
+START_TEST(test_qb_pack_and_quantisers) {
+    int rows = 37, cols = 96;
+    size_t n = (size_t)rows * cols;
+    float *w = randn(n, 3), *decoded = zeros(n), *unpacked = zeros(n);
+    for (int j = 0; j < QB_BLOCK; j++) w[5 * cols + j] = 0.0f;
+    double err[2] = {0.0, 0.0};
+    for (int k = 0; k < 2; k++) {
+        int bits = k ? 4 : 8;
+        size_t row_bytes = (size_t)cols / QB_BLOCK * qb_gguf_block_bytes(bits);
+        uint8_t *q = gguf_matrix(bits, w, rows, cols);
+        for (int r = 0; r < rows; r++) {
+            ggml_decode_row(bits == 8 ? GGML_Q8_0 : GGML_Q4_0, q + r * row_bytes,
+                            decoded + (size_t)r * cols, cols);
+            for (int b = 0; b < cols / QB_BLOCK; b++)
+                check_gguf_block(bits, w + (size_t)r * cols + b * QB_BLOCK,
+                                 q + r * row_bytes + b * qb_gguf_block_bytes(bits));
+        }
+        uint8_t *packed = malloc(qb_matrix_bytes(bits, rows, cols));
+        qb_pack(bits, packed, q, rows, cols);
+        qb_unpack(bits, unpacked, packed, rows, cols);
+        ck_assert_mem_eq(unpacked, decoded, n * sizeof(float));
+        for (size_t i = 0; i < n; i++) err[k] = fmax(err[k], fabs(decoded[i] - w[i]));
+        free(q), free(packed);
+    }
+    // Q4_0 blocks as Q8_0 ones: the same values
+    uint8_t q4[Q4_0_BYTES], as_q8[Q8_0_BYTES];
+    float from_q4[32], from_q8[32];
+    for (int j = 0; j < Q4_0_BYTES; j++) q4[j] = (uint8_t)(37 * j + 11);
+    q4[1] = 0x2c;  // a plain fp16 scale
+    q8_0_from_q4_0(as_q8, q4, 1);
+    ggml_decode_row(GGML_Q4_0, q4, from_q4, 32);
+    ggml_decode_row(GGML_Q8_0, as_q8, from_q8, 32);
+    ck_assert_mem_eq(from_q4, from_q8, sizeof from_q4);
+    printf("  Q8_0 and Q4_0 quantisers: ggml's references step by step; packed and unpacked to "
+           "ggml's decoding bit for bit (max error %.3g and %.3g on randn weights); Q4_0 as "
+           "Q8_0 exact\n", err[0], err[1]);
+    free(w), free(decoded), free(unpacked);
+}
+END_TEST
+
+// The inputs' quantiser (SIMD where built) against its definition (kernels/qblocks.h), byte
+// for byte: codes rint(x * 127 / max |x|), their sums after the codes, dx = max |x| / 127.
+static void check_quantised_rows(const uint8_t *xq, const float *dx, const float *x, int N,
+                                 int C) {
+    for (int n = 0; n < N; n++)
+        for (int b = 0; b < C / QB_BLOCK; b++) {
+            const float *v = x + (size_t)n * C + b * QB_BLOCK;
+            const uint8_t *row = xq + (size_t)n * qb_row_bytes(C);
+            float amax = 0.0f;
+            for (int j = 0; j < QB_BLOCK; j++) amax = fmaxf(amax, fabsf(v[j]));
+            float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+            int32_t sum = 0, got;
+            for (int j = 0; j < QB_BLOCK; j++) {
+                int q = (int)rintf(v[j] * id);
+                ck_assert_int_eq((int8_t)row[b * QB_BLOCK + j], q);
+                sum += q;
+            }
+            memcpy(&got, row + C + 4 * b, 4);
+            ck_assert_int_eq(got, sum);
+            ck_assert_float_eq(dx[(size_t)n * (C / QB_BLOCK) + b], amax / 127.0f);
+        }
+}
+
+// The VNNI kernel (when built) has the plain loop's bits at one and two threads, for 8- and
+// 4-bit weights, over row counts around its tile of 6 and output counts around its pairs of
+// 16-wide panels; and both are the fp32 product up to the rounding of weights and inputs.
+// The inputs' quantiser is checked against its definition on the way.
+START_TEST(test_qb_matmul_matches_plain_loop) {
+    int row_counts[] = {1, 5, 6, 7, 13, 40};
+    int shapes[][2] = {{32, 16}, {64, 40}, {96, 33}, {256, 64}, {128, 100}};
+    double worst[2] = {0.0, 0.0}, bound[2] = {0.02, 0.3};  // Q4_0 of randn: 4 bits
+    for (int k = 0; k < 2; k++)
+        for (int r = 0; r < 6; r++)
+            for (int s = 0; s < 5; s++) {
+                int bits = k ? 4 : 8, N = row_counts[r], Ci = shapes[s][0], Co = shapes[s][1];
+                size_t n_out = (size_t)N * Co;
+                float *x = randn((size_t)N * Ci, 40 + r), *w = randn((size_t)Co * Ci, 50 + s);
+                uint8_t *q = gguf_matrix(bits, w, Co, Ci);
+                uint8_t *packed = malloc(qb_matrix_bytes(bits, Co, Ci));
+                qb_pack(bits, packed, q, Co, Ci);
+                uint8_t *xq = malloc((size_t)N * qb_row_bytes(Ci));
+                float *dx = zeros((size_t)N * Ci / QB_BLOCK);
+                float *want = zeros(n_out), *one = zeros(n_out), *two = zeros(n_out),
+                      *exact = zeros(n_out);
+                cpu_quantize_rows_q8(xq, dx, x, N, Ci);
+                check_quantised_rows(xq, dx, x, N, Ci);
+                cpu_matmul_qb_ref(want, xq, dx, packed, bits, N, Ci, Co);
+                omp_set_num_threads(1);
+                backend_cpu.matmul_qb(one, xq, dx, packed, bits, N, Ci, Co);
+                omp_set_num_threads(2);
+                backend_cpu.matmul_qb(two, xq, dx, packed, bits, N, Ci, Co);
+                ck_assert_msg(!memcmp(one, want, n_out * sizeof(float)), "%d bits, %d x %d -> %d",
+                              bits, N, Ci, Co);
+                ck_assert_mem_eq(one, two, n_out * sizeof(float));
+                cpu_matmul_forward_rows(exact, x, w, N, Ci, Co);
+                double err = max_relative_error(want, exact, n_out);
+                ck_assert_msg(err <= bound[k], "%d bits, %d x %d -> %d: error %g", bits, N, Ci,
+                              Co, err);
+                worst[k] = fmax(worst[k], err);
+                free(x), free(w), free(q), free(packed), free(xq), free(dx);
+                free(want), free(one), free(two), free(exact);
+            }
+    printf("  8- and 4-bit block matmuls: the plain loop's bits at 1 and 2 threads, 30 shapes "
+           "each; within %.2g and %.2g of the largest fp32 output\n", worst[0], worst[1]);
 }
 END_TEST
 
@@ -833,6 +1068,10 @@ int main(void) {
     tcase_add_test(tc, test_few_rows_matmul_matches_loops);
     tcase_add_test(tc, test_panel_matmul_matches_rows);
     tcase_add_test(tc, test_bf16_panel_matmul_matches_rows);
+    tcase_add_test(tc, test_float_to_f16_rounds_to_nearest_even);
+    tcase_add_test(tc, test_bf16_pairs_match_plain_loop);
+    tcase_add_test(tc, test_qb_pack_and_quantisers);
+    tcase_add_test(tc, test_qb_matmul_matches_plain_loop);
     tcase_add_test(tc, test_rmsnorm);
     tcase_add_test(tc, test_rope);
     tcase_add_test(tc, test_partial_rope);

@@ -81,6 +81,9 @@ const Backend backend_cpu = {
     .quantize_rows = cpu_quantize_rows,
     .quantize_rows_int8 = cpu_quantize_rows_int8,
     .matmul_ternary = cpu_matmul_ternary,
+    .quantize_rows_q8 = cpu_quantize_rows_q8,
+    .matmul_qb = cpu_matmul_qb,
+    .embedding_qb = cpu_embedding_qb,
     .sum_squares = cpu_sum_squares,
     .sum_squares_chunks = cpu_sum_squares_chunks,
     .scale = cpu_scale,
@@ -102,6 +105,18 @@ const Backend *backend_cpu_bf16_weights(void) {
         b.panels_convert = cpu_panels_convert_w16;
         b.matmul_forward_panels = cpu_matmul_forward_panels_w16;
         b.name = "cpu";  // set last: the table is complete once it has a name
+    }
+    return &b;
+}
+
+const Backend *backend_cpu_bf16_pairs(void) {
+    static Backend b;
+    if (!b.name) {
+        b = *backend_cpu_bf16_weights();
+        b.name = NULL;
+        b.panels_convert = cpu_panels_convert_pairs;
+        b.matmul_forward_panels = cpu_matmul_forward_pairs;
+        b.name = "cpu";
     }
     return &b;
 }

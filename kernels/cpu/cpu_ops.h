@@ -64,6 +64,14 @@ void cpu_panels_convert(float *w, int C_out, int C_in, int to_panels);
 void cpu_matmul_forward_panels_w16(Act *out, const Act *inp, const float *panels_bf16, int N,
                                    int C_in, int C_out);
 void cpu_panels_convert_w16(float *w_bf16, int C_out, int C_in, int to_panels);
+// bf16 weights in pairs times inputs rounded to bf16, fp32 sums (matmul_bf16_pairs.c: the
+// arithmetic of vdpbf16ps; C_in even): the layout's conversion, the table's matmul (VNNI-BF16
+// where built) and the plain loop of the same bits.
+void cpu_panels_convert_pairs(float *w_bf16, int C_out, int C_in, int to_panels);
+void cpu_matmul_forward_pairs(Act *out, const Act *inp, const float *panels, int N, int C_in,
+                              int C_out);
+void cpu_matmul_pairs_ref(float *out, const float *inp, const float *panels, int N, int C_in,
+                          int C_out);
 
 void cpu_rope_forward(Act *x, const float *cos, const float *sin, int B, int T, int pos0, int H,
                       int head_dim, int rot);
@@ -149,6 +157,18 @@ void cpu_matmul_ternary(Act *out, const int8_t *xq, const float *q, const uint8_
                         int N, int C_in, int C_out);
 void cpu_matmul_ternary_ref(float *out, const int8_t *xq, const float *q, const uint8_t *w,
                             float s, int N, int C_in, int C_out);
+
+// Block-quantised weights (matmul_qblocks.c, layout and arithmetic in kernels/qblocks.h): rows
+// of x [N, C] quantised to 8 bits per block of 32 (xq: rows of qb_row_bytes(C), dx [N, C / 32]
+// scales); out [N, C_out] = those rows times w (qb_matrix_bytes(bits, C_out, C_in), bits 8 or
+// 4); _ref is the plain loop the VNNI one is checked against (the same bits). The embedding:
+// rows `tokens` of a table in the same layout, decoded.
+void cpu_quantize_rows_q8(uint8_t *xq, float *dx, const Act *x, int N, int C);
+void cpu_matmul_qb(Act *out, const uint8_t *xq, const float *dx, const uint8_t *w, int bits,
+                   int N, int C_in, int C_out);
+void cpu_matmul_qb_ref(float *out, const uint8_t *xq, const float *dx, const uint8_t *w, int bits,
+                       int N, int C_in, int C_out);
+void cpu_embedding_qb(Act *out, const int *tokens, const uint8_t *table, int bits, int N, int C);
 
 double cpu_sum_squares(const float *x, size_t n);
 void cpu_sum_squares_chunks(double *partials, const float *x, size_t n);

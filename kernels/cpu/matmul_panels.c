@@ -174,15 +174,21 @@ static inline __attribute__((always_inline)) void transpose_block(char *block, c
         }
 }
 
+// Blocks are independent: the threads take them in turn, each with its own scratch (the
+// conversion runs inside an inference model's first pass).
 static void panels_convert(void *w, int C_out, int C_in, size_t size, int to_panels) {
-    char *scratch = malloc((size_t)16 * C_in * size);
-    for (int o0 = 0; o0 < C_out; o0 += 16) {
-        char *block = (char *)w + (size_t)o0 * C_in * size;
-        int rows = C_out - o0 < 16 ? C_out - o0 : 16;
-        if (size == sizeof(float)) transpose_block(block, scratch, rows, C_in, 4, to_panels);
-        else transpose_block(block, scratch, rows, C_in, 2, to_panels);
+#pragma omp parallel if (worth_threads((double)C_out * C_in))
+    {
+        char *scratch = malloc((size_t)16 * C_in * size);
+#pragma omp for schedule(static)
+        for (int o0 = 0; o0 < C_out; o0 += 16) {
+            char *block = (char *)w + (size_t)o0 * C_in * size;
+            int rows = C_out - o0 < 16 ? C_out - o0 : 16;
+            if (size == sizeof(float)) transpose_block(block, scratch, rows, C_in, 4, to_panels);
+            else transpose_block(block, scratch, rows, C_in, 2, to_panels);
+        }
+        free(scratch);
     }
-    free(scratch);
 }
 
 void cpu_panels_convert(float *w, int C_out, int C_in, int to_panels) {
