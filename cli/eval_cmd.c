@@ -20,7 +20,7 @@
 #include "dataset/sft.h"
 
 typedef struct {
-    const char *data, *sft, *choices, *exact, *split, *device;
+    const char *data, *sft, *choices, *exact, *split, *device, *weights;
     int windows, mc, batch, chat, row_len, left_to_right;
     const char *likelihood;
     float cfg, val_frac;
@@ -97,7 +97,8 @@ static int eval_one(const char *path, const Backend *be, const EvalOptions *o, E
     if (model_source_open(path, HF_WEIGHTS_LATER, &ck, chosen, sizeof chosen, &skipped, err))
         return -1;
     Model m;
-    if (model_source_build(&ck, be, o->batch, &m, err)) {
+    if (model_source_choose_weights(&ck, o->weights, be, err) ||
+        model_source_build(&ck, be, o->batch, &m, err)) {
         model_source_free(&ck);
         return -1;
     }
@@ -132,7 +133,7 @@ static int eval_one(const char *path, const Backend *be, const EvalOptions *o, E
 
 int cmd_eval(int argc, char **argv) {
     const char *models = NULL;
-    EvalOptions o = {.split = "val", .device = "auto", .likelihood = "elbo", .windows = 0,
+    EvalOptions o = {.split = "val", .device = "auto", .weights = "auto", .likelihood = "elbo", .windows = 0,
                      .mc = 32, .batch = 16, .chat = -1, .val_frac = 0.05f, .seed = 1234};
     Flag flags[] = {
         {"model", FLAG_STRING, &models, "run directories or checkpoints, comma-separated (required)",
@@ -169,6 +170,7 @@ int cmd_eval(int argc, char **argv) {
         {"device", FLAG_STRING, &o.device,
          "auto (cuda when a GPU is present), cpu, cuda (bf16 activations) or cuda-fp32",
          FLAG_FREE, 0},
+        {"weights", FLAG_STRING, &o.weights, WEIGHTS_FLAG_HELP, FLAG_FREE, 0},
     };
     int n_flags = sizeof flags / sizeof flags[0];
     int rc = flags_parse_command(flags, n_flags, argc, argv,

@@ -36,6 +36,12 @@ int flags_parse_command(Flag *flags, int n_flags, int argc, char **argv, const c
 // Prints "dllm: msg" as the command's one error line; returns the exit code 1.
 int cli_fail(const char *msg);
 
+// --weights of the inference commands (model_source_choose_weights)
+#define WEIGHTS_FLAG_HELP                                                                    \
+    "auto (as stored: Q8_0 / Q4_0 GGUF files in 8 / 4 bits on the CPU, bf16 as bf16), fp32 "  \
+    "(every weight decoded to fp32), bf16 (bf16 weights and projection inputs, fp32 sums, "    \
+    "CPU), q8 or q4 (matrices in 8- or 4-bit blocks of 32, inputs in 8 bits, CPU)"
+
 // Splits a comma-separated list in place into at most max items; returns the count.
 int flags_split_list(char *list, const char **items, int max);
 

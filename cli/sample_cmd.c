@@ -143,7 +143,7 @@ static int observe(void *user, const StepEvent *ev) {
 // What the command line asks for.
 typedef struct {
     SamplerConfig sc;
-    const char *model_path, *draft_path, *prompt, *prompt_file, *trace_path;
+    const char *model_path, *draft_path, *prompt, *prompt_file, *trace_path, *weights;
     const Backend *be;
     SamplerKind sampler;  // --draft makes an ar one speculative
     int batch, show, chat, dry_run, max_length;
@@ -154,7 +154,8 @@ typedef struct {
 static int parse_sample_flags(int argc, char **argv, SampleOptions *o, int *exit_code) {
     const char *device = "auto", *sampler = "auto", *remasking = "low_confidence",
                *cache = "auto";
-    *o = (SampleOptions){.sc = sampler_config_default(), .prompt = "", .batch = 1, .chat = -1};
+    *o = (SampleOptions){.sc = sampler_config_default(), .prompt = "", .batch = 1, .chat = -1,
+                         .weights = "auto"};
     SamplerConfig *sc = &o->sc;
     Flag flags[] = {
         {"model", FLAG_STRING, &o->model_path,
@@ -170,6 +171,7 @@ static int parse_sample_flags(int argc, char **argv, SampleOptions *o, int *exit
          "auto (cuda when a GPU is present), cpu, cuda (bf16 activations) or cuda-fp32",
          FLAG_FREE, 0},
         {"sampler", FLAG_STRING, &sampler, "auto (by the checkpoint), llada or ar", FLAG_FREE, 0},
+        {"weights", FLAG_STRING, &o->weights, WEIGHTS_FLAG_HELP, FLAG_FREE, 0},
         {"gen-length", FLAG_INT, &sc->gen_length,
          "tokens to generate (0: the rest of the context, as one block, a token per step); "
          "block diffusion: the most it generates, stopping at EOS", FLAG_FREE, 0},
@@ -263,12 +265,17 @@ static int context_needed(const SampleOptions *o, const Prompts *pr, int seq_len
 static void print_plan(const SampleOptions *o, const ModelSource *ck, int rows) {
     const ModelConfig *c = &ck->header.model;
     const Backend *be = model_source_backend(ck, o->be);
+    ModelMode mode = model_source_mode(ck, o->be);
     model_config_print(stdout, c);
     printf("sampling: %d rows of %d tokens, %s weights, %s activations\n", rows, c->seq_len,
-           ck->kind == SOURCE_PACKED ? "packed ternary" : be->weight_bytes == 2 ? "bf16" : "fp32",
+           mode == MODEL_PACKED ? "packed ternary"
+           : mode == MODEL_Q8   ? "8-bit"
+           : mode == MODEL_Q4   ? "4-bit"
+           : be == backend_cpu_bf16_pairs() ? "bf16 (bf16 projection inputs)"
+           : be->weight_bytes == 2 ? "bf16"
+                                   : "fp32",
            be->act_bytes == 2 ? "bf16" : "fp32");
-    MemoryPlan plan =
-        model_memory_plan(c, be, rows, ck->kind == SOURCE_PACKED ? MODEL_PACKED : MODEL_INFERENCE);
+    MemoryPlan plan = model_memory_plan(c, be, rows, mode);
     memory_plan_print(stdout, &plan, be->name);
 }
 
@@ -286,6 +293,10 @@ static int load_model_and_prompts(SampleOptions *o, Model *m, Tokenizer *tok, Pr
                                   Error *err) {
     ModelSource ck;
     if (load_checkpoint(o, o->model_path, &ck, err)) return -1;
+    if (model_source_choose_weights(&ck, o->weights, o->be, err)) {
+        model_source_free(&ck);
+        return -1;
+    }
     *tok = ck.tokenizer;
     memset(&ck.tokenizer, 0, sizeof ck.tokenizer);
     if (o->chat < 0) o->chat = ck.header.train.sft;

@@ -44,7 +44,7 @@ static void wait_for_signal(const sigset_t *signals) {
 int cmd_serve(int argc, char **argv) {
     const char *model_path = NULL, *host = "127.0.0.1", *api_key = NULL, *key_file = NULL,
                *device = "auto", *name = NULL, *log_path = NULL, *allow_hosts = NULL,
-               *cors = NULL;
+               *cors = NULL, *weights = "auto";
     int port = 8080, queue = 16, max_n = 4, batch = 8, chat = -1, max_connections = 64, idle = 30;
     float time_limit = 300.0f, batch_wait = 0.0f, request_timeout = 10.0f;
     Flag flags[] = {
@@ -64,6 +64,7 @@ int cmd_serve(int argc, char **argv) {
         {"name", FLAG_STRING, &name, "the model's id for clients (default: the path's last part)",
          FLAG_FREE, 0},
         {"device", FLAG_STRING, &device, "auto, cpu, cuda or cuda-fp32", FLAG_FREE, 0},
+        {"weights", FLAG_STRING, &weights, WEIGHTS_FLAG_HELP, FLAG_FREE, 0},
         {"queue", FLAG_INT, &queue, "requests waiting beyond the running one (then 503)",
          FLAG_FREE, 0},
         {"max-n", FLAG_INT, &max_n, "most completions per request", FLAG_FREE, 0},
@@ -126,7 +127,8 @@ int cmd_serve(int argc, char **argv) {
                           &skipped, &err))
         return cli_fail(err.msg);
     Model m;
-    if (model_source_build(&ck, be, batch, &m, &err)) {
+    if (model_source_choose_weights(&ck, weights, be, &err) ||
+        model_source_build(&ck, be, batch, &m, &err)) {
         model_source_free(&ck);
         return cli_fail(err.msg);
     }

@@ -85,11 +85,15 @@ typedef struct {
 // slices.
 // MODEL_PACKED is inference of a ternary model whose projections are packed (model/packed.h):
 // 2 bits a weight, integer matmuls (CPU only), the other tensors fp32 (model/linear.h).
+// MODEL_Q8 and MODEL_Q4 are inference with the embedding, the projections and the LM head in
+// 8- or 4-bit blocks (kernels/qblocks.h): integer matmuls (CPU only), the norms and biases fp32.
 typedef enum {
     MODEL_TRAINING = 0,
     MODEL_RECOMPUTE = 1,
     MODEL_INFERENCE = 2,
-    MODEL_PACKED = 3
+    MODEL_PACKED = 3,
+    MODEL_Q8 = 4,
+    MODEL_Q4 = 5
 } ModelMode;
 
 // A small default, good for CPU experiments on byte-level text.

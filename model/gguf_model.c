@@ -6,6 +6,8 @@
 
 #include "common/file.h"
 #include "kernels/ggml_blocks.h"
+#include "kernels/qblocks.h"
+#include "model/linear.h"
 #include "model/params.h"
 
 // The file's name of ParamTensors field i (%d: the layer), without ".weight" / ".bias".
@@ -81,17 +83,19 @@ static int read_arch(const Gguf *g, char *arch, size_t cap, HfArch *out, Error *
 }
 
 // The matrices' storage: every one BF16 makes a bf16-weight model.
-static int all_matrices_bf16(const Gguf *g) {
+// Whether g has matrices and every one is of type a or b.
+static int all_matrices(const Gguf *g, GgmlType a, GgmlType b) {
     int any = 0;
     for (size_t i = 0; i < g->n_tensors; i++) {
         if (g->tensors[i].n_dims < 2) continue;
-        if (g->tensors[i].type != GGML_BF16) return 0;
+        if (g->tensors[i].type != a && g->tensors[i].type != b) return 0;
         any = 1;
     }
     return any;
 }
 
-int gguf_model_config(const Gguf *g, ModelConfig *m, HfArch *arch_out, int *bf16, Error *err) {
+int gguf_model_config(const Gguf *g, ModelConfig *m, HfArch *arch_out, int *bf16, int *bits,
+                      Error *err) {
     memset(m, 0, sizeof *m);
     char arch[64];
     HfArch a = HF_LLAMA;
@@ -156,7 +160,10 @@ int gguf_model_config(const Gguf *g, ModelConfig *m, HfArch *arch_out, int *bf16
                                             : "each position's token at its own row");
     }
     *arch_out = a;
-    if (bf16) *bf16 = all_matrices_bf16(g);
+    if (bf16) *bf16 = all_matrices(g, GGML_BF16, GGML_BF16);
+    if (bits) *bits = all_matrices(g, GGML_Q4_0, GGML_Q4_0)   ? 4
+                      : all_matrices(g, GGML_Q8_0, GGML_Q4_0) ? 8
+                                                              : 0;
     Error why;
     if (model_config_validate(m, &why)) return error_set(err, "%s: %s", g->path, why.msg);
     return 0;
@@ -164,16 +171,40 @@ int gguf_model_config(const Gguf *g, ModelConfig *m, HfArch *arch_out, int *bf16
 
 // llama.cpp's converter stores each head's rows of q and k (hd rows a head) with the two
 // halves interleaved: file row h hd + 2 j + s holds row h hd + s hd / 2 + j. Undone in place,
-// a head at a time through tmp (hd x cols values).
-static void unpermute_rows(float *x, float *tmp, int n_heads, int hd, size_t cols) {
+// a head at a time through tmp (hd rows), on rows of row_bytes (floats, or Q8_0 blocks).
+static void unpermute_rows(void *x, void *tmp, int n_heads, int hd, size_t row_bytes) {
     for (int h = 0; h < n_heads; h++) {
-        float *head = x + (size_t)h * hd * cols;
-        memcpy(tmp, head, (size_t)hd * cols * sizeof(float));
+        char *head = (char *)x + (size_t)h * hd * row_bytes;
+        memcpy(tmp, head, (size_t)hd * row_bytes);
         for (int j = 0; j < hd / 2; j++)
             for (int s = 0; s < 2; s++)
-                memcpy(head + (size_t)(s * hd / 2 + j) * cols, tmp + (size_t)(2 * j + s) * cols,
-                       cols * sizeof(float));
+                memcpy(head + (size_t)(s * hd / 2 + j) * row_bytes,
+                       (char *)tmp + (size_t)(2 * j + s) * row_bytes, row_bytes);
     }
+}
+
+enum { CHUNK_ROWS = 256 };  // rows handed over at a time (a multiple of the panels' 16)
+
+// A Q8_0 or Q4_0 matrix (field i of layer l) into sink: the mapped file's rows a chunk at a time,
+// each chunk's pages handed back once taken (so the peak memory holds no more than a chunk of
+// the file beside the model), or for q and k a copy in buf unpermuted through tmp.
+static int block_matrix(GgufTensor *t, int i, int l, BlockSink sink, void *user, uint8_t *buf,
+                        void *tmp, int unpermute, int heads, int hd, Error *err) {
+    int bits = t->type == GGML_Q8_0 ? 8 : 4, rows = (int)t->ne[1], rc = 0;
+    size_t row_bytes = ggml_row_bytes(t->type, t->ne[0]);
+    if (unpermute) {
+        memcpy(buf, t->data, t->bytes);
+        unpermute_rows(buf, tmp, heads, hd, row_bytes);
+        rc = sink(user, i, l, bits, 0, rows, buf, err);
+    }
+    for (int r0 = 0; r0 < rows && !unpermute && !rc; r0 += CHUNK_ROWS) {
+        int n = rows - r0 < CHUNK_ROWS ? rows - r0 : CHUNK_ROWS;
+        rc = sink(user, i, l, bits, r0, n, t->data + (size_t)r0 * row_bytes, err);
+        file_map_drop(t->data + (size_t)r0 * row_bytes, (size_t)n * row_bytes);
+    }
+    file_map_drop(t->data, t->bytes);
+    t->used = 1;
+    return rc;
 }
 
 // Tensor i of `layer`, checked against the config's shape (rows x cols; a vector: cols 1).
@@ -197,18 +228,32 @@ static GgufTensor *find_tensor(const Gguf *g, int i, int layer, size_t rows, siz
     return t;
 }
 
-// Its values into dst, decoded row by row.
-static void decode_tensor(GgufTensor *t, float *dst) {
+// A tensor's values into sink at offset (its place in the flat layout): decoded a chunk of
+// rows at a time into buf, each chunk's file pages handed back once decoded, so the peak memory
+// holds a chunk of it beside the model; q and k whole, their rows (of unpermute_bytes, a
+// bias's: one value) reordered through tmp.
+static int decode_tensor(GgufTensor *t, WeightSink sink, void *user, size_t offset, float *buf,
+                         void *tmp, size_t unpermute_bytes, int heads, int hd, Error *err) {
     size_t row_values = t->ne[0], n_rows = t->ne[1];
+    size_t chunk = unpermute_bytes ? n_rows : CHUNK_ROWS;
     size_t row_bytes = ggml_row_bytes(t->type, row_values);
-    for (size_t r = 0; r < n_rows; r++)
-        ggml_decode_row(t->type, t->data + r * row_bytes, dst + r * row_values, row_values);
-    file_map_drop(t->data, t->bytes);  // decoded: the file's pages need not stay resident
+    int rc = 0;
+    for (size_t r0 = 0; r0 < n_rows && !rc; r0 += chunk) {
+        size_t n = n_rows - r0 < chunk ? n_rows - r0 : chunk;
+        for (size_t r = 0; r < n; r++)
+            ggml_decode_row(t->type, t->data + (r0 + r) * row_bytes, buf + r * row_values,
+                            row_values);
+        file_map_drop(t->data + r0 * row_bytes, n * row_bytes);
+        if (unpermute_bytes) unpermute_rows(buf, tmp, heads, hd, unpermute_bytes);
+        rc = sink(user, offset + r0 * row_values, buf, n * row_values, err);
+    }
+    file_map_drop(t->data, t->bytes);
     t->used = 1;
+    return rc;
 }
 
-int gguf_model_weights(Gguf *g, const ModelConfig *c, HfArch arch, WeightSink sink, void *user,
-                       Error *err) {
+int gguf_model_weights(Gguf *g, const ModelConfig *c, HfArch arch, WeightSink sink,
+                       BlockSink block_sink, void *user, Error *err) {
     ParamSpec specs[N_PARAM_TENSORS];
     param_specs(c, specs);
     for (int i = PARAM_ROUTER; i < N_PARAM_TENSORS; i++)
@@ -222,7 +267,7 @@ int gguf_model_weights(Gguf *g, const ModelConfig *c, HfArch arch, WeightSink si
             if (specs[i].rows * specs[i].cols > largest) largest = specs[i].rows * specs[i].cols;
         }
     int hd = model_head_dim(c), permuted = arch == HF_LLAMA || arch == HF_LLADA;
-    float *slice = malloc(largest * sizeof(float));
+    float *slice = malloc(largest * sizeof(float));  // (a chunk of rows is all most use)
     float *tmp = malloc((size_t)hd * c->d_model * sizeof(float));
     int rc = slice && tmp ? 0 : error_set(err, "%s: out of host memory for a %zu-value tensor",
                                           g->path, largest);
@@ -230,11 +275,16 @@ int gguf_model_weights(Gguf *g, const ModelConfig *c, HfArch arch, WeightSink si
     for (int i = 0; i < PARAM_ROUTER && !rc; i++) {
         size_t n = specs[i].rows * specs[i].cols;
         for (int l = 0; l < specs[i].layers && n && !rc; l++) {
-            decode_tensor(find_tensor(g, i, l, specs[i].rows, specs[i].cols, err), slice);
+            GgufTensor *t = find_tensor(g, i, l, specs[i].rows, specs[i].cols, err);
             int heads = i == 2 || i == 5 ? c->n_head : model_kv_heads(c);
-            if (permuted && (i == 2 || i == 3 || i == 5 || i == 6))
-                unpermute_rows(slice, tmp, heads, hd, specs[i].cols);
-            rc = sink(user, offset + l * n, slice, n, err);
+            int unpermute = permuted && (i == 2 || i == 3 || i == 5 || i == 6);
+            if (block_sink && linear_qb_tensor(i) && (t->type == GGML_Q8_0 || t->type == GGML_Q4_0)) {
+                rc = block_matrix(t, i, l, block_sink, user, (uint8_t *)slice, tmp, unpermute,
+                                  heads, hd, err);
+                continue;
+            }
+            rc = decode_tensor(t, sink, user, offset + l * n, slice, tmp,
+                               unpermute ? specs[i].cols * sizeof(float) : 0, heads, hd, err);
         }
         offset += specs[i].size;
     }

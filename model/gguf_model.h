@@ -16,12 +16,23 @@
 #include "model/config.h"
 #include "model/hf_model.h"
 
-// The config of g (seq_len capped at HF_MAX_SEQ_LEN), the layout it corresponds to, and
-// *bf16 = whether every matrix is stored as BF16.
-int gguf_model_config(const Gguf *g, ModelConfig *c, HfArch *arch, int *bf16, Error *err);
-// Every weight of g, decoded, one layer's slice at a time into sink (host memory: the largest
-// tensor); refuses a missing tensor, a wrong shape and a tensor nothing reads.
-int gguf_model_weights(Gguf *g, const ModelConfig *c, HfArch arch, WeightSink sink, void *user,
-                       Error *err);
+// The config of g (seq_len capped at HF_MAX_SEQ_LEN), the layout it corresponds to, *bf16 =
+// whether every matrix is stored as BF16, *bits = 4 when every one is Q4_0, 8 when every one is
+// Q8_0 or Q4_0, else 0.
+int gguf_model_config(const Gguf *g, ModelConfig *c, HfArch *arch, int *bf16, int *bits,
+                      Error *err);
+// Takes rows [row0, row0 + n_rows) (row0 a multiple of 16) of matrix i (a ParamTensors field) of
+// layer l as GGUF rows of Q8_0 (bits 8) or Q4_0 (4) blocks.
+typedef int (*BlockSink)(void *user, int i, int layer, int bits, int row0, int n_rows,
+                         const uint8_t *rows, Error *err);
+// Every weight of g, a chunk of rows at a time (host memory: at most the largest tensor): into
+// sink decoded (each piece whole rows starting at a multiple of 16; q and k whole), or with
+// block_sink (NULL: none) each Q8_0 or Q4_0 matrix a block-quantised model
+// keeps in blocks (linear_qb_tensor) as its rows, unrounded: the file's own bytes, a chunk of
+// rows at a time, each chunk's pages handed back once taken (or for q and k a copy in
+// transformers' row order). Refuses a missing tensor, a wrong shape and a tensor
+// nothing reads.
+int gguf_model_weights(Gguf *g, const ModelConfig *c, HfArch arch, WeightSink sink,
+                       BlockSink block_sink, void *user, Error *err);
 
 #endif

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 
 #include "common/bf16.h"
+#include "kernels/ggml_blocks.h"
+#include "kernels/qblocks.h"
 #include "kernels/ternary.h"
 #include "model/lora.h"
 #include "model/model.h"
@@ -10,6 +12,8 @@
 
 WeightKind linear_kind(const ModelConfig *c, const Backend *be, ModelMode mode) {
     if (mode == MODEL_PACKED) return WEIGHTS_PACKED;
+    if (mode == MODEL_Q8) return WEIGHTS_Q8;
+    if (mode == MODEL_Q4) return WEIGHTS_Q4;
     if (c->ternary) return WEIGHTS_TERNARY;
     if (mode == MODEL_INFERENCE && be->matmul_forward_panels) return WEIGHTS_PANELS;
     return WEIGHTS_DENSE;
@@ -22,14 +26,51 @@ int linear_check(const ModelConfig *c, const Backend *be, ModelMode mode, int ad
     if (mode == MODEL_PACKED && (!c->ternary || adapters || !be->matmul_ternary))
         return error_set(err, "packed ternary weights run on the CPU backend (--device cpu), "
                               "without adapters, for a model trained with --weights ternary");
+    int bits = linear_block_bits(linear_kind(c, be, mode));
+    if (bits && (c->ternary || c->n_experts || adapters || !be->matmul_qb))
+        return error_set(err, "%d-bit weights run on the CPU backend (--device cpu), for a dense "
+                              "model without adapters (not ternary, no experts)", bits);
+    if (bits && (c->d_model % QB_BLOCK || model_q_dim(c) % QB_BLOCK || c->d_ff % QB_BLOCK))
+        return error_set(err, "%d-bit weights come in blocks of %d inputs: d_model %d, q width "
+                              "%d and d_ff %d must be multiples of it",
+                         bits, QB_BLOCK, c->d_model, model_q_dim(c), c->d_ff);
     if (be->weight_bytes != sizeof(float) && mode != MODEL_INFERENCE && !adapters)
         return error_set(err, "bf16 weights are frozen: training them keeps fp32 weights "
                               "(LoRA adapters train on top of a bf16 base)");
     return 0;
 }
 
+int linear_block_bits(WeightKind k) { return k == WEIGHTS_Q8 ? 8 : k == WEIGHTS_Q4 ? 4 : 0; }
+
+int linear_qb_tensor(int i) {
+    return i == PARAM_TOK_EMB || i == PARAM_LM_HEAD || param_is_projection(i);
+}
+
+// Bytes of the block-quantised matrices (of `bits` weights) before tensor i's layer l (all of
+// them: i N_PARAM_TENSORS), in the order of the flat layout; and where they start in the params
+// allocation (after the floats, at a 64-byte boundary).
+static size_t qb_offset(const ModelConfig *c, int bits, int i, int l) {
+    ParamSpec specs[N_PARAM_TENSORS];
+    param_specs(c, specs);
+    size_t at = 0;
+    for (int j = 0; j <= i && j < N_PARAM_TENSORS; j++)
+        if (linear_qb_tensor(j) && specs[j].size)
+            at += (j < i ? (size_t)specs[j].layers : (size_t)l) *
+                  qb_matrix_bytes(bits, (int)specs[j].rows, (int)specs[j].cols);
+    return at;
+}
+
+static const uint8_t *qb_matrix(const Model *m, int i, int l) {
+    return m->lin.qb + qb_offset(&m->cfg, linear_block_bits(m->kind), i, l);
+}
+
+static size_t qb_start(const ModelConfig *c) {
+    return (param_count_without(c, linear_qb_tensor) * sizeof(float) + 63) / 64 * 64;
+}
+
 size_t linear_param_count(const ModelConfig *c, WeightKind k) {
-    return k == WEIGHTS_PACKED ? param_count_packed(c) : param_count(c);
+    if (k == WEIGHTS_PACKED) return param_count_packed(c);
+    return linear_block_bits(k) ? param_count_without(c, linear_qb_tensor) : param_count(c);
 }
 
 size_t linear_param_bytes(const ModelConfig *c, const Backend *be, WeightKind k) {
@@ -40,6 +81,9 @@ size_t linear_param_bytes(const ModelConfig *c, const Backend *be, WeightKind k)
                packed_bytes(c);
     case WEIGHTS_TERNARY:  // a second copy: the ternarised weights the layers read
         return 2 * n * be->weight_bytes;
+    case WEIGHTS_Q8:
+    case WEIGHTS_Q4:  // the other tensors as floats, then the block-quantised matrices
+        return qb_start(c) + qb_offset(c, linear_block_bits(k), N_PARAM_TENSORS, 0);
     default:
         return n * be->weight_bytes;
     }
@@ -48,8 +92,12 @@ size_t linear_param_bytes(const ModelConfig *c, const Backend *be, WeightKind k)
 void linear_scratch(WeightKind k, size_t rows, size_t widest, size_t *acts, size_t *bytes,
                     size_t *floats) {
     *acts = k == WEIGHTS_TERNARY ? rows * widest : 0;
-    *bytes = k == WEIGHTS_PACKED ? rows * (size_t)ternary_padded((int)widest) : 0;
-    *floats = k == WEIGHTS_PACKED ? rows : 0;
+    *bytes = k == WEIGHTS_PACKED ? rows * (size_t)ternary_padded((int)widest)
+              : linear_block_bits(k) ? rows * qb_row_bytes((int)widest)
+                                     : 0;
+    *floats = k == WEIGHTS_PACKED      ? rows
+              : linear_block_bits(k) ? rows * (widest / QB_BLOCK)
+                                     : 0;
 }
 
 void linear_point(Model *m) {
@@ -59,6 +107,11 @@ void linear_point(Model *m) {
         param_tensors_point_packed(&m->p, m->params, c);
         s->packed_scales = m->params + m->n_params;
         s->packed_codes = (uint8_t *)(s->packed_scales + packed_scale_count(c));
+        return;
+    }
+    if (linear_block_bits(m->kind)) {  // the floats, then the block-quantised matrices
+        param_tensors_point_without(&m->p, m->params, c, linear_qb_tensor);
+        s->qb = (uint8_t *)m->params + qb_start(c);
         return;
     }
     param_tensors_point(&m->p, m->params, m->be->weight_bytes, c);
@@ -101,7 +154,99 @@ static void convert_weights(Model *m, int to_panels) {
     m->lin.in_panels = to_panels;
 }
 
+// Matrix i of layer l: its rows [row0, row0 + rows) as GGUF blocks of the model's width, packed
+// straight into the params (block-quantised models live in host memory: CPU ops only; a
+// staging copy would add the largest matrix to the peak memory). row0 a multiple of 16.
+static void pack_rows(Model *m, int i, int l, int row0, int rows, const uint8_t *blocks) {
+    ParamSpec specs[N_PARAM_TENSORS];
+    param_specs(&m->cfg, specs);
+    int bits = linear_block_bits(m->kind), cols = (int)specs[i].cols;
+    uint8_t *dst = m->lin.qb + qb_offset(&m->cfg, bits, i, l) + qb_matrix_bytes(bits, row0, cols);
+    qb_pack(bits, dst, blocks, rows, cols);
+}
+
+int linear_upload_blocks(Model *m, int i, int l, int in_bits, int row0, int n_rows,
+                         const uint8_t *rows, Error *err) {
+    ParamSpec specs[N_PARAM_TENSORS];
+    param_specs(&m->cfg, specs);
+    int bits = linear_block_bits(m->kind), cols = (int)specs[i].cols;
+    if (in_bits == bits) {
+        pack_rows(m, i, l, row0, n_rows, rows);
+        return 0;
+    }
+    // another width: 16 rows at a time through GGUF blocks of the model's (Q4_0 widened to
+    // Q8_0 exactly; Q8_0 decoded and quantised again to Q4_0)
+    size_t in_row = (size_t)cols / QB_BLOCK * qb_gguf_block_bytes(in_bits);
+    size_t out_row = (size_t)cols / QB_BLOCK * qb_gguf_block_bytes(bits);
+    uint8_t *chunk = malloc(QB_PANEL * out_row);
+    float *values = malloc((size_t)cols * sizeof(float));
+    if (!chunk || !values) {
+        free(chunk), free(values);
+        return error_set(err, "out of host memory converting %s", specs[i].name);
+    }
+    for (int r0 = 0; r0 < n_rows; r0 += QB_PANEL) {
+        int n = n_rows - r0 < QB_PANEL ? n_rows - r0 : QB_PANEL;
+        for (int r = 0; r < n; r++) {
+            const uint8_t *in = rows + (size_t)(r0 + r) * in_row;
+            if (bits == 8) {
+                q8_0_from_q4_0(chunk + r * out_row, in, (size_t)cols / QB_BLOCK);
+            } else {
+                ggml_decode_row(GGML_Q8_0, in, values, (size_t)cols);
+                q4_0_quantize_row(chunk + r * out_row, values, cols);
+            }
+        }
+        pack_rows(m, i, l, row0 + r0, n, chunk);
+    }
+    free(chunk), free(values);
+    return 0;
+}
+
+// A block-quantised model's share of the flat layout's values [first, first + n): the floats
+// copied, each quantised matrix's rows quantised (GGUF's Q8_0 or Q4_0 quantiser) and packed 16
+// at a time, so a matrix may come in pieces of whole rows that start at multiples of 16 rows.
+static int upload_qb(Model *m, size_t first, const float *host, size_t n, Error *err) {
+    ParamSpec specs[N_PARAM_TENSORS];
+    param_specs(&m->cfg, specs);
+    int bits = linear_block_bits(m->kind);
+    size_t at = 0, dense = 0, end = first + n;  // tensor i's place in the flat layout, the floats
+    for (int i = 0; i < N_PARAM_TENSORS; at += specs[i].size, i++) {
+        size_t lo = first > at ? first : at, hi = end < at + specs[i].size ? end : at + specs[i].size;
+        if (!linear_qb_tensor(i)) {
+            if (lo < hi)
+                m->be->to_device(m->params + dense + (lo - at), host + (lo - first),
+                                 (hi - lo) * sizeof(float));
+            dense += specs[i].size;
+            continue;
+        }
+        size_t cols = specs[i].cols, matrix = specs[i].rows * cols;
+        size_t row_bytes = cols / QB_BLOCK * qb_gguf_block_bytes(bits);
+        for (int l = 0; l < specs[i].layers && lo < hi; l++) {
+            size_t m0 = at + l * matrix, a = lo > m0 ? lo : m0;
+            size_t b = hi < m0 + matrix ? hi : m0 + matrix;
+            if (a >= b) continue;
+            if ((a - m0) % (QB_PANEL * cols) || ((b - m0) % (QB_PANEL * cols) && b != m0 + matrix))
+                return error_set(err, "quantised weights: %s of layer %d given from value %zu to "
+                                      "%zu (pieces are whole panels of %d rows)", specs[i].name,
+                                 l, a - m0, b - m0, QB_PANEL);
+            uint8_t *chunk = malloc(QB_PANEL * row_bytes);
+            if (!chunk) return error_set(err, "out of host memory quantising %s", specs[i].name);
+            for (size_t r0 = (a - m0) / cols; r0 < (b - m0) / cols; r0 += QB_PANEL) {
+                size_t rows = (b - m0) / cols - r0 < QB_PANEL ? (b - m0) / cols - r0 : QB_PANEL;
+                for (size_t r = 0; r < rows; r++) {
+                    const float *w = host + (m0 + (r0 + r) * cols - first);
+                    if (bits == 8) q8_0_quantize_row(chunk + r * row_bytes, w, cols);
+                    else q4_0_quantize_row(chunk + r * row_bytes, w, cols);
+                }
+                pack_rows(m, i, l, (int)r0, (int)rows, chunk);
+            }
+            free(chunk);
+        }
+    }
+    return 0;
+}
+
 int linear_upload(Model *m, size_t first, const float *host, size_t n, Error *err) {
+    if (linear_block_bits(m->kind)) return upload_qb(m, first, host, n, err);
     if (m->lin.in_panels) convert_weights(m, 0);  // rows again; the next pass converts back
     if (m->be->weight_bytes == sizeof(float)) {
         m->be->to_device(m->params + first, host, n * sizeof(float));
@@ -154,6 +299,10 @@ const Act *linear_input(const Model *m, const Act *inp, int N, int C_in) {
     case WEIGHTS_TERNARY:  // 8 bits per row, in the activation type
         m->be->quantize_rows(m->acts.xq, inp, N, C_in);
         return m->acts.xq;
+    case WEIGHTS_Q8:
+    case WEIGHTS_Q4:  // 8-bit codes and a scale per block of 32
+        m->be->quantize_rows_q8((uint8_t *)m->acts.xq8, m->acts.xq8_scale, inp, N, C_in);
+        return m->acts.xq8;
     default:
         return inp;
     }
@@ -229,6 +378,12 @@ void linear_forward(const Model *m, int l, int t, Act *out, const Act *inp, cons
     case WEIGHTS_PANELS:  // converted by linear_prepare_pass before the pass
         m->be->matmul_forward_panels(out, inp, weight, N, C_in, C_out);
         break;
+    case WEIGHTS_Q8:
+    case WEIGHTS_Q4:  // integer block sums over the projection's quantised matrix
+        m->be->matmul_qb(out, (const uint8_t *)inp, m->acts.xq8_scale,
+                         qb_matrix(m, projection_param(t), l), linear_block_bits(m->kind), N,
+                         C_in, C_out);
+        break;
     default:
         m->be->matmul_forward(out, inp, weight, N, C_in, C_out);
     }
@@ -242,9 +397,24 @@ void linear_backward(const Model *m, int l, int t, Act *dinp, float *dweight, co
     linear_adapter_backward(m, l, t, 0, 0, dinp, dout, inp, N, C_in, C_out);
 }
 
+void linear_embedding_forward(const Model *m, Act *out, int N) {
+    int bits = linear_block_bits(m->kind);
+    if (bits)
+        m->be->embedding_qb(out, m->tokens, qb_matrix(m, PARAM_TOK_EMB, 0), bits, N,
+                            m->cfg.d_model);
+    else
+        m->be->embedding_forward(out, m->tokens, m->p.tok_emb, N, m->cfg.d_model);
+}
+
 void linear_head_forward(const Model *m, Act *logits, const Act *x, int N) {
     const ModelConfig *c = &m->cfg;
-    if (m->lin.in_panels && !c->tied_embeddings)
+    int bits = linear_block_bits(m->kind);
+    if (bits) {  // the embedding's matrix when tied
+        int head = c->tied_embeddings ? PARAM_TOK_EMB : PARAM_LM_HEAD;
+        const Act *xq = linear_input(m, x, N, c->d_model);
+        m->be->matmul_qb(logits, (const uint8_t *)xq, m->acts.xq8_scale, qb_matrix(m, head, 0),
+                         bits, N, c->d_model, c->vocab_size);
+    } else if (m->lin.in_panels && !c->tied_embeddings)
         m->be->matmul_forward_panels(logits, x, m->p.lm_head, N, c->d_model, c->vocab_size);
     else
         m->be->matmul_forward(logits, x, m->p.lm_head, N, c->d_model, c->vocab_size);

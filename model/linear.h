@@ -22,6 +22,9 @@ typedef enum {
                       // copy, inputs quantised to 8 bits per row (training and inference)
     WEIGHTS_PACKED,   // ternary codes packed 2 bits a weight with a scale per matrix, int8
                       // inputs, integer sums (model/packed.h; CPU inference)
+    WEIGHTS_Q8,       // the embedding, projections and LM head in blocks of 32 8-bit (Q4: 4-bit)
+    WEIGHTS_Q4,       // codes with a scale each (kernels/qblocks.h), inputs quantised to 8 bits
+                      // per block, integer block sums (CPU inference)
 } WeightKind;
 
 // What a kind keeps besides the flat parameter layout.
@@ -30,6 +33,8 @@ typedef struct {
     ParamTensors q;         // projections ternarised, the rest copied)
     float *packed_scales;   // packed: after params' unpacked tensors, the projections' scales
     uint8_t *packed_codes;  // and their packed bytes (params' projection fields NULL)
+    uint8_t *qb;            // block-quantised: after params' floats, the quantised matrices
+                            // in the flat layout's order (params' fields for them NULL)
     int in_panels;          // panels: 1 once the projections and LM head are converted
 } LinearStore;
 
@@ -54,6 +59,17 @@ void linear_point(Model *m);
 // Uploads the n host floats starting `first` values into the flat layout, in the kind's form
 // (rounded to bf16 on a bf16-weight table; an inference model's ternary copy refreshed).
 int linear_upload(Model *m, size_t first, const float *host, size_t n, Error *err);
+// The width of a block-quantised kind's weights: 8, 4, or 0 for the other kinds.
+int linear_block_bits(WeightKind k);
+// Whether ParamTensors field i is one a block-quantised model keeps in blocks: the embedding,
+// the seven projections, the LM head (the norms and biases stay fp32).
+int linear_qb_tensor(int i);
+// Rows [row0, row0 + n_rows) (row0 a multiple of 16) of a block-quantised model's matrix
+// (ParamTensors field i, layer l) from GGUF rows of Q8_0 (in_bits 8) or Q4_0 (4) blocks: packed
+// as they are when of the model's width, Q4_0 widened exactly into an 8-bit model, Q8_0
+// quantised again (GGUF's Q4_0 quantiser) into a 4-bit one.
+int linear_upload_blocks(Model *m, int i, int l, int in_bits, int row0, int n_rows,
+                         const uint8_t *rows, Error *err);
 // A packed model's weights (model/packed.h): the unpacked tensors (n_params floats), the
 // scales and the packed projections, from the host.
 void linear_upload_packed(Model *m, const float *dense, const float *scales,
@@ -84,6 +100,8 @@ void linear_adapter_forward(const Model *m, int l, int t, int u, size_t row0, Ac
                             const Act *inp, int N, int C_in, int C_out);
 void linear_adapter_backward(const Model *m, int l, int t, int u, size_t row0, Act *dinp,
                              const Act *dout, const Act *inp, int N, int C_in, int C_out);
+// The embedding of the pass's tokens (m->tokens) into out [N, d_model].
+void linear_embedding_forward(const Model *m, Act *out, int N);
 // The LM head: logits = x @ lm_head^T over N rows.
 void linear_head_forward(const Model *m, Act *logits, const Act *x, int N);
 

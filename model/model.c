@@ -334,15 +334,18 @@ Trainable model_trainable(const Model *m) {
 }
 
 int model_set_weights(Model *m, const float *host, Error *err) {
-    return model_set_weight_range(m, 0, host, m->n_params, err);
+    return model_set_weight_range(m, 0, host, param_count(&m->cfg), err);
 }
 
 int model_set_weight_range(Model *m, size_t first, const float *host, size_t n, Error *err) {
     return linear_upload(m, first, host, n, err);
 }
 
+void model_keep_kv(Model *m, int keep) { m->kv_unkept = !keep; }
+
 int model_is_inference(const Model *m) {
-    return m->mode == MODEL_INFERENCE || m->mode == MODEL_PACKED;
+    return m->mode == MODEL_INFERENCE || m->mode == MODEL_PACKED || m->mode == MODEL_Q8 ||
+           m->mode == MODEL_Q4;
 }
 
 Act *act_at(const Model *m, const Act *a, size_t index) {
@@ -356,7 +359,7 @@ LayerActs layer_acts(const Model *m, int l) {
     int inference = model_is_inference(m);
     size_t KV = model_kv_dim(&m->cfg), s = m->mode == MODEL_TRAINING ? (size_t)l : 0;
     size_t Hkv = model_kv_heads(&m->cfg), qk = m->cfg.qk_norm;
-    size_t kv = inference ? (size_t)l : s;   // inference keeps every layer's cache
+    size_t kv = inference && !m->kv_unkept ? (size_t)l : s;  // inference keeps every layer's cache
     size_t r = inference ? (size_t)l % 2 : (size_t)l;  // and alternates two residuals
     LayerActs la = {
         .resid_in = act_at(m, a->resid, r * N * C),
@@ -486,7 +489,8 @@ static void forward_rows(Model *m, const int *tokens, const int *key_start, int 
     const Backend *be = m->be;
     assert(0 <= start && start < end && end <= T);
     assert(start <= head_start && head_start < head_end && head_end <= end);
-    assert(m->mode != MODEL_RECOMPUTE || (start == 0 && end == T));  // no per-layer cache to reuse
+    // no per-layer cache to reuse
+    assert((m->mode != MODEL_RECOMPUTE && !m->kv_unkept) || (start == 0 && end == T));
     threads_adapt();
     m->B = B;  // per-layer slices hold B * T rows: the whole cache, or a training batch
     m->T = T;
@@ -495,7 +499,7 @@ static void forward_rows(Model *m, const int *tokens, const int *key_start, int 
                        (size_t)Tq * sizeof(int), B);
     if (key_start) be->to_device(m->key_start, key_start, (size_t)B * sizeof(int));
     linear_prepare_pass(m);
-    be->embedding_forward(m->acts.resid, m->tokens, m->p.tok_emb, N, C);
+    linear_embedding_forward(m, m->acts.resid, N);
     moe_begin_pass(m);
     for (int l = 0; l < c->n_layer; l++)
         layer_forward(m, l, key_start ? m->key_start : NULL, start, end);

@@ -71,7 +71,8 @@ typedef struct {
     Act *xq;           // [B*T, max(d_model, d_ff)]: a projection's input quantised to 8 bits
                        // (ternary models only)
     int8_t *xq8;       // [B*T, ternary_padded(max(d_model, d_ff))] and [B*T]: the same as int8
-    float *xq8_scale;  // rows and their multipliers (packed ternary models only)
+    float *xq8_scale;  // rows and their multipliers (packed ternary models); an 8-bit model's
+                       // quantised rows (qb_row_bytes) and block scales (kernels/qblocks.h)
     MoeActs moe;       // mixture of experts only (size 0 without)
 } Activations;
 
@@ -121,6 +122,8 @@ struct Model {
     float *row_weights;          // that predict them (host, [max_batch * seq_len])
     int B, T;                    // shape of the last forward pass
     int pairs;                   // 1: the last pass was model_forward_pairs (BD3 layout)
+    int kv_unkept;               // 1: every layer's keys and values share one slice
+                                 // (model_keep_kv)
     // mixture of experts (model/moe.h): the host's copy of a layer's picks while it sorts them,
     // each MoE layer's first slot of each expert in expert order ([Lm, E + 1]: expert e's
     // slots are [offsets[e], offsets[e + 1])), and the load-balancing tally of the last
@@ -236,5 +239,11 @@ void model_infer(Model *m, const int *tokens, const int *key_start, int B, int T
 // their logits land in acts.logits [B, head_end - head_start, vocab].
 void model_infer_rows(Model *m, const int *tokens, const int *key_start, int B, int T, int start,
                       int end, int head_start, int head_end);
+// keep 0: an inference model's layers write their keys and values into one shared slice, for a
+// caller whose every pass runs whole rows (0, T) and so never reads a cache (a sampler without
+// one): the other layers' slices are never touched (their memory never becomes resident) and
+// passes on fewer rows are refused until keep 1 again (the default; the cache is then stale
+// until a (0, T) pass).
+void model_keep_kv(Model *m, int keep);
 
 #endif

@@ -101,13 +101,17 @@ int param_is_projection(int i) {
     return 0;
 }
 
-size_t param_count_packed(const ModelConfig *c) {
+size_t param_count_without(const ModelConfig *c, int (*left_out)(int i)) {
     ParamSpec specs[N_PARAM_TENSORS];
     param_specs(c, specs);
     size_t n = 0;
     for (int i = 0; i < N_PARAM_TENSORS; i++)
-        if (!param_is_projection(i)) n += specs[i].size;
+        if (!left_out(i)) n += specs[i].size;
     return n;
+}
+
+size_t param_count_packed(const ModelConfig *c) {
+    return param_count_without(c, param_is_projection);
 }
 
 void params_copy_unpacked(float *dst, const float *src, const ModelConfig *c, int to_full) {
@@ -126,8 +130,13 @@ void params_copy_unpacked(float *dst, const float *src, const ModelConfig *c, in
     }
 }
 
+static int none_left_out(int i) {
+    (void)i;
+    return 0;
+}
+
 static void point(ParamTensors *t, void *base, size_t elem_bytes, const ModelConfig *c,
-                  int packed) {
+                  int (*left_out)(int i)) {
     float **fields[N_PARAM_TENSORS] = {
         &t->tok_emb, &t->attn_norm, &t->wq,     &t->wk,     &t->wv,
         &t->bq,      &t->bk,        &t->bv,     &t->wo,     &t->mlp_norm,
@@ -139,7 +148,7 @@ static void point(ParamTensors *t, void *base, size_t elem_bytes, const ModelCon
     param_specs(c, specs);
     float *at = base;
     for (int i = 0; i < N_PARAM_TENSORS; i++) {
-        int skip = packed && param_is_projection(i);
+        int skip = left_out(i);
         *fields[i] = skip ? NULL : at;
         if (!skip) at = advance(at, specs[i].size, elem_bytes);
     }
@@ -147,11 +156,16 @@ static void point(ParamTensors *t, void *base, size_t elem_bytes, const ModelCon
 }
 
 void param_tensors_point(ParamTensors *t, void *base, size_t elem_bytes, const ModelConfig *c) {
-    point(t, base, elem_bytes, c, 0);
+    point(t, base, elem_bytes, c, none_left_out);
+}
+
+void param_tensors_point_without(ParamTensors *t, float *base, const ModelConfig *c,
+                                 int (*left_out)(int i)) {
+    point(t, base, sizeof(float), c, left_out);
 }
 
 void param_tensors_point_packed(ParamTensors *t, float *base, const ModelConfig *c) {
-    point(t, base, sizeof(float), c, 1);
+    point(t, base, sizeof(float), c, param_is_projection);
 }
 
 LayerWeights layer_weights(const ParamTensors *t, const ModelConfig *c, int l, size_t elem_bytes) {

@@ -45,6 +45,7 @@ typedef struct {
 } ParamTensors;
 
 enum { N_PARAM_TENSORS = 25 };
+enum { PARAM_TOK_EMB = 0, PARAM_LM_HEAD = 14 };
 // The mixture of experts' fields' places among them (the MoE layers' tensors, in order).
 enum { PARAM_ROUTER = 17, PARAM_EXPERT_BIAS, PARAM_E_GATE, PARAM_E_UP, PARAM_E_DOWN, PARAM_S_GATE,
        PARAM_S_UP, PARAM_S_DOWN };
@@ -83,6 +84,12 @@ double train_flops_per_token(const ModelConfig *c, int T);
 // then point at bf16 values that only that backend's ops read).
 void param_tensors_point(ParamTensors *t, void *base, size_t elem_bytes, const ModelConfig *c);
 
+// A layout that keeps some tensors elsewhere (left_out(i) true: a packed model's projections,
+// an 8-bit model's matrices): the count of the others, and the fields pointed at them in order
+// in base (the ones left out NULL).
+size_t param_count_without(const ModelConfig *c, int (*left_out)(int i));
+void param_tensors_point_without(ParamTensors *t, float *base, const ModelConfig *c,
+                                 int (*left_out)(int i));
 // A packed ternary model (model/packed.h) keeps its seven projections packed elsewhere: its
 // float weights are the other tensors alone, in the same order ("the unpacked tensors").
 int param_is_projection(int i);  // i: a ParamTensors field's index

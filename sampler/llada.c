@@ -264,6 +264,9 @@ int llada_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
 
     SampleStats st = {0};
     int status = 0;
+    // every LLaDA pass without a cache runs all rows: no layer's keys and values are read again
+    int uncached = L == 0 && sc->cache == CACHE_NONE;
+    if (uncached) model_keep_kv(m, 0);
     for (int k = 0; k < n_blocks && status == 0; k++) {
         int gs, bs, be;
         block_bounds(&d, k, &gs, &bs, &be);
@@ -298,6 +301,7 @@ int llada_generate(Model *m, const SamplerConfig *sc, const int *const *prompts,
         }
         if (L && sc->eos_id >= 0 && all_ended(&d, be)) break;  // every row has its EOS
     }
+    if (uncached) model_keep_kv(m, 1);
     if (status == 0) status = m->be->device_error(err);
     if (status == 0) trim_at_eos(out, B, d.T, prompt_len, sc->eos_id, lengths);
     if (stats) *stats = st;

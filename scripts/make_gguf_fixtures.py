@@ -9,6 +9,9 @@ quantizer leaves it), the tokenizer as tokens / merges / token types / pre-token
     tests/fixtures/gguf/expected.safetensors
         NAME.TYPE.TENSOR: the file's TENSOR as gguf-py dequantises it (the rows in the file's
         order) for two tensors of each quantised model, which dllm's decoded weights must equal
+    tests/fixtures/gguf/llada_blocks.TYPE.gguf   (Q8_0, Q4_0) a random LLaDA model (the llada
+        fixture's tokenizer and shape, widths 64: every matrix whole blocks of 32, so every one
+        is quantised and dllm keeps the file in 8 bits); compared with its own decoding
     tests/fixtures/gguf/q6_k.gguf        a tensor in a type dllm refuses (Q6_K, random bytes)
     tests/fixtures/gguf/blocks.gguf      one tensor of each type dllm reads (Q4_K: random
         blocks, gguf-py has no Q4_K quantiser) and, for each, NAME.expected: gguf-py's
@@ -22,7 +25,9 @@ Usage: python scripts/make_gguf_fixtures.py   (needs numpy, torch, gguf, safeten
 """
 import json
 import os
+import shutil
 import sys
+import tempfile
 
 import numpy as np
 import gguf
@@ -208,6 +213,29 @@ def write_blocks(expected_out):
     w.close()
 
 
+def write_blocks_model():
+    """llada_blocks.{q8_0,q4_0}.gguf: the llada fixture with d_model and the MLP at 64 (heads of
+    32), random weights of std 0.3 (smaller ones attend too uniformly to test anything)."""
+    src = os.path.join(HF, "llada")
+    c = json.load(open(os.path.join(src, "config.json")))
+    c["d_model"] = c["mlp_hidden_size"] = 64
+    rng = np.random.default_rng(11)
+    wider = {32: 64, 48: 64}
+    weights = {k: (0.3 * rng.standard_normal([wider.get(n, n) for n in v.shape])).astype(np.float32)
+               for k, v in load_file(os.path.join(src, "model.safetensors")).items()}
+    for k, v in weights.items():
+        if v.ndim == 1:  # norm gains
+            weights[k] = np.ones_like(v)
+    with tempfile.TemporaryDirectory() as d:
+        json.dump(c, open(os.path.join(d, "config.json"), "w"))
+        for f in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(os.path.join(src, f), d)
+        save_file(weights, os.path.join(d, "model.safetensors"))
+        for qtype in ("Q8_0", "Q4_0"):
+            write_gguf(d, os.path.join(OUT, "llada_blocks.%s.gguf" % qtype.lower()), qtype, None,
+                       None)
+
+
 def write_refused():
     w = gguf.GGUFWriter(os.path.join(OUT, "q6_k.gguf"), "llama")
     q = np.random.default_rng(8).integers(0, 256, size=(1, 210), dtype=np.uint8)
@@ -226,6 +254,7 @@ def main():
             write_model(name, qtype, expected)
     save_file(expected, os.path.join(OUT, "expected.safetensors"))
     write_blocks(expected)
+    write_blocks_model()
     write_refused()
     for f in sorted(os.listdir(OUT)):
         print("%-28s %8d bytes" % (f, os.path.getsize(os.path.join(OUT, f))))

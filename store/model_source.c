@@ -99,14 +99,16 @@ int model_source_from_gguf(const char *path, HfWeights weights, ModelSource *src
     Gguf g;
     if (gguf_open(&g, path, err)) return -1;
     HfArch arch;
-    int rc = gguf_model_config(&g, &src->header.model, &arch, &src->weights_bf16, err);
+    int rc = gguf_model_config(&g, &src->header.model, &arch, &src->weights_bf16,
+                               &src->weights_bits, err);
     src->kind = SOURCE_GGUF;
     src->hf_arch = arch;
     if (rc == 0 && weights == HF_WEIGHTS_LATER && !(src->gguf_path = strdup(path)))
         rc = error_set(err, "%s: out of memory", path);
     if (rc == 0) rc = imported_header(src, weights == HF_WEIGHTS_ON_HOST, path, err);
     if (rc == 0 && src->params)
-        rc = gguf_model_weights(&g, &src->header.model, arch, weight_sink_host, src->params, err);
+        rc = gguf_model_weights(&g, &src->header.model, arch, weight_sink_host, NULL, src->params,
+                                err);
     if (rc == 0) rc = gguf_tokenizer_load(&src->tokenizer, &g, err);
     gguf_close(&g);
     if (rc) {
@@ -192,6 +194,11 @@ static int upload_slice(void *model, size_t offset, const float *values, size_t 
     return model_set_weight_range(model, offset, values, n, err);
 }
 
+static int upload_blocks(void *model, int i, int layer, int bits, int row0, int n_rows,
+                         const uint8_t *rows, Error *err) {
+    return linear_upload_blocks(model, i, layer, bits, row0, n_rows, rows, err);
+}
+
 int model_source_copy_weights(const ModelSource *src, Model *m, Error *err) {
     if (src->hf_dir)  // straight from the files, a tensor at a time
         return hf_weights_stream(src->hf_dir, &src->header.model, src->hf_arch, upload_slice, m,
@@ -199,7 +206,8 @@ int model_source_copy_weights(const ModelSource *src, Model *m, Error *err) {
     if (src->gguf_path) {  // the same from the mapped file
         Gguf g;
         if (gguf_open(&g, src->gguf_path, err)) return -1;
-        int rc = gguf_model_weights(&g, &src->header.model, src->hf_arch, upload_slice, m, err);
+        int rc = gguf_model_weights(&g, &src->header.model, src->hf_arch, upload_slice,
+                                    linear_block_bits(m->kind) ? upload_blocks : NULL, m, err);
         gguf_close(&g);
         return rc;
     }
@@ -207,8 +215,44 @@ int model_source_copy_weights(const ModelSource *src, Model *m, Error *err) {
 }
 
 const Backend *model_source_backend(const ModelSource *src, const Backend *be) {
+    ModelMode mode = model_source_mode(src, be);
+    if (mode == MODEL_Q8 || mode == MODEL_Q4) return be;  // its norms and biases in fp32
+    if (src->weights_bf16 == 2 && be == &backend_cpu) return backend_cpu_bf16_pairs();
     const Backend *bf16 = src->weights_bf16 ? backend_bf16_weights(be) : NULL;
     return bf16 ? bf16 : be;
+}
+
+int model_source_choose_weights(ModelSource *src, const char *choice, const Backend *be,
+                                Error *err) {
+    if (strcmp(choice, "auto") == 0) return 0;
+    if (strcmp(choice, "fp32") == 0) {
+        src->weights_bf16 = src->weights_bits = 0;
+        return 0;
+    }
+    int pairs = strcmp(choice, "bf16") == 0;
+    if (!pairs && strcmp(choice, "q8") != 0 && strcmp(choice, "q4") != 0)
+        return error_set(err, "--weights: unknown kind '%s' (auto, fp32, bf16, q8, q4)", choice);
+    const ModelConfig *c = &src->header.model;
+    if (be != &backend_cpu)
+        return error_set(err, "--weights %s runs on the CPU backend (--device cpu)", choice);
+    if (src->kind == SOURCE_PACKED || src->header.lora.rank || c->ternary || (!pairs && c->n_experts))
+        return error_set(err, "--weights %s takes a dense model without adapters (this one is %s)",
+                         choice,
+                         src->header.lora.rank ? "LoRA adapters"
+                         : c->n_experts        ? "a mixture of experts"
+                                               : "ternary");
+    if (pairs && (c->d_model % 2 || model_q_dim(c) % 2 || c->d_ff % 2))
+        return error_set(err, "--weights bf16 takes inputs in pairs: d_model %d, q width %d and "
+                              "d_ff %d must be even", c->d_model, model_q_dim(c), c->d_ff);
+    src->weights_bf16 = pairs ? 2 : 0;
+    src->weights_bits = pairs ? 0 : choice[1] == '8' ? 8 : 4;
+    return 0;
+}
+
+ModelMode model_source_mode(const ModelSource *src, const Backend *be) {
+    if (src->kind == SOURCE_PACKED) return MODEL_PACKED;
+    if (!src->weights_bits || !be->matmul_qb) return MODEL_INFERENCE;
+    return src->weights_bits == 8 ? MODEL_Q8 : MODEL_Q4;
 }
 
 // A LoRA checkpoint's inference model: the base's weights, then the adapters.
@@ -235,8 +279,8 @@ int model_source_build(const ModelSource *src, const Backend *be, int max_batch,
         linear_upload_packed(m, src->params, src->packed_scales, src->packed_codes);
         return 0;
     }
-    if (model_create(m, &src->header.model, model_source_backend(src, be), max_batch, MODEL_INFERENCE,
-                     err))
+    if (model_create(m, &src->header.model, model_source_backend(src, be), max_batch,
+                     model_source_mode(src, be), err))
         return -1;
     if (model_source_copy_weights(src, m, err)) {
         model_free(m);

@@ -27,8 +27,10 @@ struct ModelSource {
     Tokenizer tokenizer;  // its mask_id is the model's (-1 for an AR model)
     int named_mask_id;    // the mask token the tokenizer names itself (-1: none), which an AR
                           // model adapted to diffusion takes
-    int weights_bf16;  // weights stored as bf16 (config.json's torch_dtype; the files' dtype
+    int weights_bf16;  // weights stored as bf16 (2: with bf16 inputs, --weights bf16) (config.json's torch_dtype; the files' dtype
                        // when read onto the host): inference keeps them so
+    int weights_bits;  // 8 or 4: build a block-quantised model (MODEL_Q8, MODEL_Q4) where the
+                       // backend has one: a GGUF file of Q8_0 / Q4_0 matrices, or --weights
     int hf_arch;       // SOURCE_HF, SOURCE_GGUF: the files' layout (GGUF: its equivalent)
     char *hf_dir;      // SOURCE_HF with its weights left in the files (params NULL)
     char *gguf_path;   // SOURCE_GGUF with its weights left in the file (params NULL)
@@ -79,6 +81,17 @@ int model_source_copy_weights(const ModelSource *src, Model *m, Error *err);
 const Backend *model_source_backend(const ModelSource *src, const Backend *be);
 // Creates an inference model (model/model.h: no gradients or optimizer state) of the source's
 // shape with room for max_batch rows, holding its weights, on model_source_backend(src, be);
+// --weights: "auto" (as stored: a GGUF of Q4_0 matrices in 4 bits, of Q8_0 (and Q4_0) ones in
+// 8, where be has block ops; bf16 as bf16; the rest fp32), "fp32" (every weight decoded to
+// fp32), "bf16" (bf16 weights and bf16 inputs to the projections, fp32 sums: vdpbf16ps's
+// arithmetic, backend_cpu_bf16_pairs; weights_bf16 2), "q8" or "q4" (the matrices in 8- or 4-bit
+// blocks at load, quantised with GGUF's Q8_0 or Q4_0 quantiser unless already such blocks).
+// Refused off the CPU, for adapters and ternary models, and (q8, q4) for MoE models.
+int model_source_choose_weights(ModelSource *src, const char *choice, const Backend *be,
+                                Error *err);
+// The mode model_source_build creates src's model in on be: MODEL_PACKED, MODEL_Q8 / MODEL_Q4
+// (weights_bits on a backend with block ops) or MODEL_INFERENCE.
+ModelMode model_source_mode(const ModelSource *src, const Backend *be);
 // for a LoRA source, its base's weights (on the base's backend) with the adapters on top.
 int model_source_build(const ModelSource *src, const Backend *be, int max_batch, Model *m,
                        Error *err);

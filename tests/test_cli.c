@@ -741,6 +741,41 @@ START_TEST(test_gguf_models) {
     ck_assert_msg(r->status == 0, "%s", r->err);
     assert_one_error(dllm("sample --model tests/fixtures/gguf/q6_k.gguf --prompt hi"),
                      "tensor token_embd.weight is Q6_K");
+    // a Q4_0 file whose matrices are whole blocks runs in 4 bits unless told otherwise; eval
+    // takes --weights too
+    const char *blocks = "sample --model tests/fixtures/gguf/llada_blocks.q4_0.gguf --device cpu";
+    snprintf(args, sizeof args, "%s %s --dry-run 1", blocks, flags);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0 && strstr(r->out, "4-bit weights"), "%s%s", r->out, r->err);
+    snprintf(args, sizeof args, "%s %s --weights fp32 --dry-run 1", blocks, flags);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0 && strstr(r->out, "fp32 weights"), "%s%s", r->out, r->err);
+    snprintf(args, sizeof args, "%s %s", blocks, flags);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0 && strstr(r->err, "llada sampler: 8 steps"), "%s", r->err);
+    snprintf(args, sizeof args, "prepare --tokenizer tests/fixtures/gguf/llada_blocks.q8_0.gguf "
+             "--input tests/fixtures/genesis.txt --val-fraction 0.2 --out %s/sh8", dir);
+    ck_assert_msg(dllm(args)->status == 0, "prepare");
+    snprintf(args, sizeof args, "eval --model tests/fixtures/gguf/llada_blocks.q8_0.gguf --data "
+             "%s/sh8 --windows 2 --device cpu --weights q8", dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0 && strstr(r->out, "llada_blocks.q8_0.gguf mdm"), "%s%s", r->out,
+                  r->err);
+    snprintf(args, sizeof args, "sample --model tests/fixtures/gguf/llama.bf16.gguf %s --device "
+             "cpu --weights bf16 --dry-run 1", flags);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0 && strstr(r->out, "bf16 (bf16 projection inputs) weights"),
+                  "%s%s", r->out, r->err);
+    snprintf(args, sizeof args, "sample --model tests/fixtures/gguf/llama.bf16.gguf %s --device "
+             "cpu --weights bf16", flags);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0 && strstr(r->err, "ar sampler"), "%s", r->err);
+    assert_one_error(dllm("sample --model tests/fixtures/gguf/llada.f32.gguf --prompt hi "
+                          "--device cpu --weights q8"),
+                     "d_ff 48 must be multiples of it");
+    assert_one_error(dllm("sample --model tests/fixtures/gguf/llada.f32.gguf --prompt hi "
+                          "--device cpu --weights int4"),
+                     "--weights: unknown kind 'int4' (auto, fp32, bf16, q8, q4)");
 }
 END_TEST
 

@@ -15,6 +15,7 @@
 #include "common/gguf.h"
 #include "kernels/ggml_blocks.h"
 #include "model/gguf_model.h"
+#include "model/linear.h"
 #include "model/params.h"
 #include "model/safetensors.h"
 #include "store/model_source.h"
@@ -95,6 +96,87 @@ START_TEST(test_quantised_files_stay_near_reference) {
     check_file("dream", "q8_0", 0.05, 4);
     check_file("llama", "q4_0", 0.5, 4);
     check_file("llada", "q4_0", 0.5, 4);
+}
+END_TEST
+
+// A model built from file with the given --weights choice (its weights streamed from the file,
+// or decoded onto the host first), its logits over tokens [B, T].
+static float *logits_with(const char *file, HfWeights read, const char *weights,
+                          const int *tokens, int B, int T, WeightKind *kind, size_t *param_bytes) {
+    ModelSource src;
+    open_gguf_model(file, read, &src);
+    Model m;
+    Error err;
+    ck_assert_int_eq(model_source_choose_weights(&src, weights, &backend_cpu, &err), 0);
+    ck_assert_msg(model_source_build(&src, &backend_cpu, B, &m, &err) == 0, "%s", err.msg);
+    *kind = m.kind;
+    *param_bytes = linear_param_bytes(&m.cfg, m.be, m.kind);
+    model_forward(&m, tokens, B, T);
+    size_t n = (size_t)B * T * m.cfg.vocab_size;
+    float *out = malloc(n * sizeof(float));
+    backend_cpu.act_to_host(out, m.acts.logits, n);
+    model_free(&m);
+    model_source_free(&src);
+    return out;
+}
+
+// A file whose matrices are all Q8_0 (Q4_0) stays in 8 (4) bits on the CPU, its blocks as they
+// are: its logits are those of the file decoded to fp32 (--weights fp32) up to the rounding of
+// the inputs to 8 bits (large on this random model of std 0.3 weights: the bounds are its
+// measured errors with a margin). dllm's quantisers are gguf-py's: each file decoded to fp32
+// and quantised again (--weights q8 / q4) gives its blocks back, so the same logits bit for
+// bit; the Q4_0 file in 8 bits (--weights q8: its codes widened, no rounding) gives the 4-bit
+// model's logits bit for bit too. Widths that are not whole blocks are refused by name.
+START_TEST(test_quantised_files_stay_in_their_blocks) {
+    const char *files[] = {GGUF_DIR "llada_blocks.q8_0.gguf", GGUF_DIR "llada_blocks.q4_0.gguf"};
+    const char *again_as[] = {"q8", "q4"};
+    double bounds[] = {0.08, 0.16};
+    enum { B = 2, T = 24, V = 1024 };
+    int tokens[B * T];
+    size_t n = (size_t)B * T * V;
+    for (int i = 0; i < B * T; i++) tokens[i] = (int)((i * 7919u + 13u) % 1000u);
+    for (int f = 0; f < 2; f++) {
+        WeightKind kind, k32;
+        size_t bytes, bytes32;
+        float *qb = logits_with(files[f], HF_WEIGHTS_LATER, "auto", tokens, B, T, &kind, &bytes);
+        float *fp32 = logits_with(files[f], HF_WEIGHTS_LATER, "fp32", tokens, B, T, &k32, &bytes32);
+        ck_assert_int_eq(linear_block_bits(kind), f ? 4 : 8);
+        ck_assert_int_eq(k32, WEIGHTS_PANELS);
+        double err = max_relative_error(qb, fp32, n);
+        int same = 0;
+        for (int r = 0; r < B * T; r++)
+            same += argmax_row(qb + r * V, V) == argmax_row(fp32 + r * V, V);
+        printf("  %s in %d bits: max relative logit error %.2e against its fp32 decoding, argmax "
+               "equal in %d of %d rows; weights %zu bytes (fp32: %zu)\n",
+               files[f] + strlen(GGUF_DIR), f ? 4 : 8, err, same, B * T, bytes, bytes32);
+        fflush(stdout);
+        ck_assert_msg(err < bounds[f] && same >= B * T * 9 / 10, "%g, %d", err, same);
+        ck_assert(bytes * (f ? 5 : 3) < bytes32);
+        float *again = logits_with(files[f], HF_WEIGHTS_ON_HOST, again_as[f], tokens, B, T, &kind,
+                                   &bytes);
+        ck_assert_mem_eq(again, qb, n * sizeof(float));
+        free(again);
+        if (f) {
+            float *wide = logits_with(files[f], HF_WEIGHTS_LATER, "q8", tokens, B, T, &kind, &bytes);
+            ck_assert_int_eq(kind, WEIGHTS_Q8);
+            ck_assert_mem_eq(wide, qb, n * sizeof(float));
+            free(wide);
+        }
+        free(qb), free(fp32);
+    }
+    printf("  each file decoded and quantised again (--weights q8, q4): the same logits bit for "
+           "bit; the Q4_0 file in 8 bits too\n");
+    ModelSource src;
+    Error err;
+    open_gguf_model(GGUF_DIR "llada.f32.gguf", HF_WEIGHTS_LATER, &src);
+    ck_assert_int_eq(src.weights_bits, 0);
+    ck_assert_int_eq(model_source_choose_weights(&src, "q8", &backend_cpu, &err), 0);
+    Model m;
+    ck_assert_int_eq(model_source_build(&src, &backend_cpu, 1, &m, &err), -1);
+    ck_assert_msg(strstr(err.msg, "d_ff 48 must be multiples"), "%s", err.msg);
+    ck_assert_int_eq(model_source_choose_weights(&src, "q2", &backend_cpu, &err), -1);
+    ck_assert_msg(strstr(err.msg, "--weights: unknown kind 'q2'"), "%s", err.msg);
+    model_source_free(&src);
 }
 END_TEST
 
@@ -236,6 +318,7 @@ int main(void) {
     tcase_add_test(tc, test_f32_files_match_reference);
     tcase_add_test(tc, test_quantised_files_stay_near_reference);
     tcase_add_test(tc, test_decoded_weights_equal_gguf_py);
+    tcase_add_test(tc, test_quantised_files_stay_in_their_blocks);
     tcase_add_test(tc, test_blocks_decode_as_gguf_py);
     tcase_add_test(tc, test_tokenizer_matches_tokenizer_json);
     tcase_add_test(tc, test_what_dllm_does_not_read_is_refused);

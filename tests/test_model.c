@@ -429,6 +429,166 @@ START_TEST(test_inference_panels_give_the_same_logits) {
 }
 END_TEST
 
+// An inference model whose layers share one key/value slice (model_keep_kv 0: a sampler
+// without a cache) gives the same logits for whole-row passes, bit for bit, and never writes
+// the other layers' slices.
+START_TEST(test_unkept_kv_gives_the_same_logits) {
+    ModelConfig cfg = tiny_config(0);
+    Error err;
+    Model m;
+    ck_assert_msg(model_create(&m, &cfg, &backend_cpu, 2, MODEL_INFERENCE, &err) == 0, "%s",
+                  err.msg);
+    float *w = malloc(param_count(&cfg) * sizeof(float));
+    fill_normal(w, param_count(&cfg), 3, 0.5f);
+    ck_assert_int_eq(model_set_weights(&m, w, &err), 0);
+    int tokens[12], V = cfg.vocab_size;
+    random_tokens(tokens, 12, V, 4);
+    float kept[12 * 11], unkept[12 * 11];
+    model_infer(&m, tokens, NULL, 2, 6, 0, 6);
+    memcpy(kept, m.acts.logits, sizeof kept);
+    size_t slice = (size_t)12 * model_kv_dim(&cfg), rest = (cfg.n_layer - 1) * slice;
+    float *k_rest = (float *)m.acts.k + slice, *v_rest = (float *)m.acts.v + slice;
+    for (size_t i = 0; i < rest; i++) k_rest[i] = v_rest[i] = 7.0f;
+    model_keep_kv(&m, 0);
+    model_infer(&m, tokens, NULL, 2, 6, 0, 6);
+    memcpy(unkept, m.acts.logits, sizeof unkept);
+    model_keep_kv(&m, 1);
+    ck_assert_mem_eq(kept, unkept, sizeof kept);
+    for (size_t i = 0; i < rest; i++) ck_assert(k_rest[i] == 7.0f && v_rest[i] == 7.0f);
+    free(w);
+    model_free(&m);
+}
+END_TEST
+
+// On the bf16-pairs table (--weights bf16) the projections' inputs are rounded to bf16 too: the
+// logits are the exact bf16-weight model's up to that rounding, plain and imported shapes.
+START_TEST(test_bf16_pairs_model_gives_the_bf16_logits) {
+    for (int k = 0; k < 2; k++) {
+        ModelConfig cfg = tiny_config(0);
+        cfg.d_model = 32, cfg.d_ff = 48;
+        if (k) cfg = imported_shape(cfg);
+        Error err;
+        Model exact, pairs;
+        ck_assert_msg(model_create(&exact, &cfg, backend_cpu_bf16_weights(), 2, MODEL_INFERENCE,
+                                   &err) == 0, "%s", err.msg);
+        ck_assert_msg(model_create(&pairs, &cfg, backend_cpu_bf16_pairs(), 2, MODEL_INFERENCE,
+                                   &err) == 0, "%s", err.msg);
+        float *w = malloc(param_count(&cfg) * sizeof(float));
+        fill_normal(w, param_count(&cfg), 7, 0.3f);
+        ck_assert_int_eq(model_set_weights(&exact, w, &err), 0);
+        ck_assert_int_eq(model_set_weights(&pairs, w, &err), 0);
+        int tokens[12], V = cfg.vocab_size;
+        random_tokens(tokens, 12, V, 5);
+        model_forward(&exact, tokens, 2, 6);
+        model_forward(&pairs, tokens, 2, 6);
+        const float *got = pairs.acts.logits, *want = exact.acts.logits;
+        double worst = 0.0, scale = 0.0;
+        for (int i = 0; i < 12 * V; i++) {
+            worst = fmax(worst, fabs(got[i] - want[i]));
+            scale = fmax(scale, fabs(want[i]));
+        }
+        ck_assert_msg(worst < 0.03 * scale && worst > 0.0, "%g of %g", worst, scale);
+        printf("  bf16 pairs model: logits within %.4f of the largest exact bf16 logit%s\n",
+               worst / scale, k ? " (tied head, GQA, biases)" : "");
+        free(w);
+        model_free(&exact);
+        model_free(&pairs);
+    }
+}
+END_TEST
+
+// A block-quantised model (MODEL_Q8 / MODEL_Q4: embedding, projections and LM head in blocks of
+// 32, inputs quantised to 8 bits per block) made from a training model's weights gives its
+// logits up to the rounding (4-bit weights: a looser bound), for a plain and an imported shape
+// (GQA, biases, tied head), also after its weights are set again; its weights take under a
+// third (a fifth) of fp32's memory. Widths that are not whole blocks, and tables without block
+// ops, are refused by name.
+static void check_qb_model(ModelConfig cfg, ModelMode mode) {
+    Error err;
+    int bits = mode == MODEL_Q8 ? 8 : 4;
+    Model train = make_model(&cfg, 2), qb;
+    ck_assert_msg(model_create(&qb, &cfg, &backend_cpu, 2, mode, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(linear_block_bits(qb.kind), bits);
+    ck_assert(linear_param_bytes(&cfg, &backend_cpu, qb.kind) * (bits == 8 ? 3 : 5) <
+              param_count(&cfg) * sizeof(float));
+    int tokens[12], V = cfg.vocab_size;
+    random_tokens(tokens, 12, V, 5);
+    for (int round = 0; round < 2; round++) {
+        fill_normal(train.params, train.n_params, 7 + round, 0.1f);
+        ck_assert_int_eq(model_set_weights(&qb, train.params, &err), 0);
+        model_forward(&train, tokens, 2, 6);
+        model_forward(&qb, tokens, 2, 6);
+        const float *got = qb.acts.logits, *want = train.acts.logits;
+        double worst = 0.0, scale = 0.0;
+        int agree = 0;
+        for (int i = 0; i < 12 * V; i++) {
+            worst = fmax(worst, fabs(got[i] - want[i]));
+            scale = fmax(scale, fabs(want[i]));
+        }
+        for (int r = 0; r < 12; r++)
+            agree += argmax_row(got + r * V, V) == argmax_row(want + r * V, V);
+        ck_assert_msg(worst < (bits == 8 ? 0.05 : 0.3) * scale && agree >= (bits == 8 ? 10 : 7),
+                      "%d bits, round %d: max |logit difference| %g of %g, argmax %d of 12", bits,
+                      round, worst, scale, agree);
+        if (round)
+            printf("  %d-bit model: logits within %.3f of the largest, argmax %d of 12%s\n", bits,
+                   worst / scale, agree, cfg.tied_embeddings ? " (tied head, GQA, biases)" : "");
+    }
+    model_free(&train);
+    model_free(&qb);
+}
+
+// Weights set a piece at a time (whole panels of 16 rows, as GGUF files are read) give the
+// model of the whole upload; a piece that splits a panel is refused by name.
+static void check_qb_pieces(ModelConfig cfg) {
+    Error err;
+    Model whole, pieces;
+    ck_assert_int_eq(model_create(&whole, &cfg, &backend_cpu, 2, MODEL_Q4, &err), 0);
+    ck_assert_int_eq(model_create(&pieces, &cfg, &backend_cpu, 2, MODEL_Q4, &err), 0);
+    size_t n = param_count(&cfg);
+    float *w = malloc(n * sizeof(float));
+    fill_normal(w, n, 11, 0.1f);
+    ck_assert_int_eq(model_set_weights(&whole, w, &err), 0);
+    ParamSpec specs[N_PARAM_TENSORS];
+    param_specs(&cfg, specs);
+    size_t at = 0;
+    for (int i = 0; i < N_PARAM_TENSORS; at += specs[i].size, i++)
+        for (size_t v = 0; v < specs[i].size; v += 32 * specs[i].cols) {
+            size_t k = specs[i].size - v < 32 * specs[i].cols ? specs[i].size - v : 32 * specs[i].cols;
+            ck_assert_int_eq(model_set_weight_range(&pieces, at + v, w + at + v, k, &err), 0);
+        }
+    int tokens[12];
+    random_tokens(tokens, 12, cfg.vocab_size, 6);
+    model_forward(&whole, tokens, 2, 6);
+    model_forward(&pieces, tokens, 2, 6);
+    ck_assert_mem_eq(whole.acts.logits, pieces.acts.logits, 12 * cfg.vocab_size * sizeof(float));
+    ck_assert_int_eq(model_set_weight_range(&pieces, 8 * cfg.d_model, w + 8 * cfg.d_model,
+                                            16 * cfg.d_model, &err), -1);
+    ck_assert_msg(strstr(err.msg, "tok_emb of layer 0 given from value"), "%s", err.msg);
+    free(w);
+    model_free(&whole);
+    model_free(&pieces);
+}
+
+START_TEST(test_qb_models_give_the_fp32_logits) {
+    ModelConfig cfg = tiny_config(0);
+    cfg.d_model = 64, cfg.d_ff = 96, cfg.vocab_size = 40, cfg.mask_token_id = 39;
+    for (int k = 0; k < 2; k++) {
+        check_qb_model(cfg, k ? MODEL_Q4 : MODEL_Q8);
+        check_qb_model(imported_shape(cfg), k ? MODEL_Q4 : MODEL_Q8);
+    }
+    check_qb_pieces(cfg);
+    Model m;
+    Error err;
+    ModelConfig odd = cfg;
+    odd.d_ff = 80;
+    ck_assert_int_eq(model_create(&m, &odd, &backend_cpu, 1, MODEL_Q4, &err), -1);
+    ck_assert_msg(strstr(err.msg, "d_ff 80 must be multiples"), "%s", err.msg);
+    ck_assert_int_eq(model_create(&m, &cfg, backend_cpu_bf16_weights(), 1, MODEL_Q8, &err), -1);
+    ck_assert_msg(strstr(err.msg, "8-bit weights run on the CPU backend"), "%s", err.msg);
+}
+END_TEST
+
 START_TEST(test_init_is_seeded) {
     ModelConfig cfg = tiny_config(0);
     Model a = make_model(&cfg, 1), b = make_model(&cfg, 1);
@@ -541,6 +701,9 @@ int main(void) {
     tcase_add_test(tc, test_gradient_accumulation);
     tcase_add_test(tc, test_shorter_sequences);
     tcase_add_test(tc, test_inference_panels_give_the_same_logits);
+    tcase_add_test(tc, test_qb_models_give_the_fp32_logits);
+    tcase_add_test(tc, test_bf16_pairs_model_gives_the_bf16_logits);
+    tcase_add_test(tc, test_unkept_kv_gives_the_same_logits);
     tcase_add_test(tc, test_recompute_gives_identical_gradients);
     tcase_add_test(tc, test_memory_plan_scales);
     tcase_add_test(tc, test_memory_plan_1b_bf16);
