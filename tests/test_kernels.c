@@ -76,37 +76,52 @@ START_TEST(test_matmul) {
 }
 END_TEST
 
-// The backend's matmul (OpenBLAS) against the reference loops of matmul.c, on shapes large
-// enough for OpenBLAS to use threads; and the same bits with one thread and with two.
-START_TEST(test_blas_matmul_matches_loops) {
-    int N = 200, Ci = 384, Co = 320;
-    float *x = randn((size_t)N * Ci, 40), *w = randn((size_t)Co * Ci, 41),
-          *dy = randn((size_t)N * Co, 42);
-    float *ref = zeros((size_t)N * Co), *out = zeros((size_t)N * Co), *one = zeros((size_t)N * Co);
-    float *dx_ref = randn((size_t)N * Ci, 43), *dw_ref = randn((size_t)Co * Ci, 44);
-    float *dx = malloc((size_t)N * Ci * 4), *dw = malloc((size_t)Co * Ci * 4);
-    memcpy(dx, dx_ref, (size_t)N * Ci * 4);
-    memcpy(dw, dw_ref, (size_t)Co * Ci * 4);
-    cpu_matmul_forward(ref, x, w, N, Ci, Co);
-    cpu_matmul_backward(dx_ref, dw_ref, dy, x, w, N, Ci, Co);
-    omp_set_num_threads(2);
+// The backend's matmul (OpenBLAS) on 1 and 2 threads: forward, input and weight gradients.
+static void blas_matmul(int threads, float *out, float *dx, float *dw, const float *x,
+                        const float *w, const float *dy, int N, int Ci, int Co) {
+    omp_set_num_threads(threads);
     be->matmul_forward(out, x, w, N, Ci, Co);
     be->matmul_backward(dx, dw, dy, x, w, N, Ci, Co);
-    float tiny;
-    be->matmul_forward(&tiny, x, w, 1, 4, 1);      // too small for threads
-    ck_assert_int_eq(omp_get_max_threads(), 2);    // and dllm's other loops keep theirs
-    double scale = 0.0, err = 0.0;
-    for (size_t i = 0; i < (size_t)N * Co; i++)
-        scale = fmax(scale, fabs(ref[i])), err = fmax(err, fabs(out[i] - ref[i]));
-    printf("  blas matmul vs loops: forward rel err %.2e\n", err / scale);
-    ck_assert(err / scale < 1e-5);
-    for (size_t i = 0; i < (size_t)N * Ci; i++) ck_assert(fabs(dx[i] - dx_ref[i]) < 1e-3);
-    for (size_t i = 0; i < (size_t)Co * Ci; i++) ck_assert(fabs(dw[i] - dw_ref[i]) < 1e-3);
+}
+
+// The backend's matmul against the reference loops of matmul.c, on shapes large enough for
+// threads, with many rows (OpenBLAS calls on blocks of rows) and few (on chunks of columns;
+// 6..64 rows forward: matmul_rows.c), and a vocabulary-like width that is no multiple of 16;
+// and the same bits with one thread and two.
+START_TEST(test_blas_matmul_matches_loops) {
+    int shapes[][3] = {{200, 384, 320}, {40, 384, 1000}, {5, 384, 1000}, {128, 64, 262}};
+    for (int s = 0; s < 4; s++) {
+        int N = shapes[s][0], Ci = shapes[s][1], Co = shapes[s][2];
+        size_t nx = (size_t)N * Ci, nw = (size_t)Co * Ci, ny = (size_t)N * Co;
+        float *x = randn(nx, 40), *w = randn(nw, 41), *dy = randn(ny, 42);
+        float *ref = zeros(ny), *dx_ref = randn(nx, 43), *dw_ref = randn(nw, 44);
+        float *out[2], *dx[2], *dw[2];
+        for (int t = 0; t < 2; t++) {
+            out[t] = zeros(ny), dx[t] = randn(nx, 43), dw[t] = randn(nw, 44);
+            blas_matmul(2 - t, out[t], dx[t], dw[t], x, w, dy, N, Ci, Co);
+        }
+        cpu_matmul_forward(ref, x, w, N, Ci, Co);
+        cpu_matmul_backward(dx_ref, dw_ref, dy, x, w, N, Ci, Co);
+        float tiny;
+        omp_set_num_threads(2);
+        be->matmul_forward(&tiny, x, w, 1, 4, 1);    // too small for threads
+        ck_assert_int_eq(omp_get_max_threads(), 2);  // and dllm's other loops keep theirs
+        double scale = 0.0, err = 0.0;
+        for (size_t i = 0; i < ny; i++)
+            scale = fmax(scale, fabs(ref[i])), err = fmax(err, fabs(out[0][i] - ref[i]));
+        printf("  blas matmul vs loops, %d x %d x %d: forward rel err %.2e\n", N, Ci, Co,
+               err / scale);
+        ck_assert(err / scale < 1e-5);
+        for (size_t i = 0; i < nx; i++) ck_assert(fabs(dx[0][i] - dx_ref[i]) < 1e-3);
+        for (size_t i = 0; i < nw; i++) ck_assert(fabs(dw[0][i] - dw_ref[i]) < 1e-3);
+        // thread count: same bits
+        ck_assert_mem_eq(out[1], out[0], ny * sizeof(float));
+        ck_assert_mem_eq(dx[1], dx[0], nx * sizeof(float));
+        ck_assert_mem_eq(dw[1], dw[0], nw * sizeof(float));
+        for (int t = 0; t < 2; t++) free(out[t]), free(dx[t]), free(dw[t]);
+        free(x), free(w), free(dy), free(ref), free(dx_ref), free(dw_ref);
+    }
     omp_set_num_threads(1);
-    be->matmul_forward(one, x, w, N, Ci, Co);
-    ck_assert_mem_eq(one, out, (size_t)N * Co * sizeof(float));  // thread count: same bits
-    free(x), free(w), free(dy), free(ref), free(out), free(one), free(dx_ref), free(dw_ref);
-    free(dx), free(dw);
 }
 END_TEST
 
