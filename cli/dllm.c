@@ -24,6 +24,7 @@ static const Command commands[] = {
     {"serve", cmd_serve, "a local OpenAI-compatible HTTP server for a model, with a page that shows it denoise"},
     {"export", cmd_export, "a model as a Hugging Face directory (LLaDA / LLaMA layout, safetensors)"},
     {"logits", cmd_logits, "a model's logits for given token ids, as safetensors (compare implementations)"},
+    {"quantize", cmd_quantize, "a GGUF file's matrices in Q8_0 or Q4_0 (for llama.cpp and dllm)"},
 };
 static const int n_commands = sizeof commands / sizeof commands[0];
 

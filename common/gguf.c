@@ -105,10 +105,14 @@ static int read_kv(Cursor *c, GgufKv *kv) {
         if (take(c, &elem, 4, key) || take(c, &kv->count, 8, key)) return -1;
         kv->elem = elem;
         kv->value = c->p;
-        return skip_values(c, kv->elem, kv->count, key);
+        if (skip_values(c, kv->elem, kv->count, key)) return -1;
+        kv->end = c->p;
+        return 0;
     }
     kv->value = c->p;
-    return skip_values(c, kv->type, 1, key);
+    if (skip_values(c, kv->type, 1, key)) return -1;
+    kv->end = c->p;
+    return 0;
 }
 
 static int read_tensor_info(Cursor *c, GgufTensor *t, uint64_t *offset) {

@@ -34,6 +34,7 @@ typedef struct {
     GgufType elem;          // an array's element type
     uint64_t count;         // an array's length (1 otherwise)
     const uint8_t *value;   // the value's bytes (an array's first element; a string's length)
+    const uint8_t *end;     // just past the value's bytes (its last element's)
 } GgufKv;
 
 typedef struct {

@@ -776,6 +776,31 @@ START_TEST(test_gguf_models) {
     assert_one_error(dllm("sample --model tests/fixtures/gguf/llada.f32.gguf --prompt hi "
                           "--device cpu --weights int4"),
                      "--weights: unknown kind 'int4' (auto, fp32, bf16, q8, q4)");
+    // dllm quantize writes the Q4_0 file gguf-py wrote: the same samples
+    snprintf(args, sizeof args, "quantize tests/fixtures/gguf/llada.f32.gguf --format q4 --out "
+             "%s/llada.q4.gguf", dir);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0 && strstr(r->out, "tensors in Q4_0"), "%s%s", r->out, r->err);
+    snprintf(args, sizeof args, "sample --model tests/fixtures/gguf/llada.q4_0.gguf %s", flags);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0, "%s", r->err);
+    snprintf(want, sizeof want, "%s", r->out);
+    snprintf(args, sizeof args, "sample --model %s/llada.q4.gguf %s", dir, flags);
+    r = dllm(args);
+    ck_assert_msg(r->status == 0 && strcmp(r->out, want) == 0, "%s | %s", r->out, want);
+    snprintf(args, sizeof args, "quantize tests/fixtures/gguf/llada.f32.gguf --format q5 --out "
+             "%s/q5.gguf", dir);
+    assert_one_error(dllm(args), "--format: 'q5' is not one of q8|q4");
+    snprintf(args, sizeof args, "quantize tests/fixtures/hf_models/llada --format q8 --out "
+             "%s/hf.gguf", dir);
+    assert_one_error(dllm(args), "MODEL must be a GGUF file");
+    snprintf(args, sizeof args, "quantize %s/llada.q4.gguf --format q8 --out %s/twice.gguf", dir,
+             dir);
+    assert_one_error(dllm(args), "in Q4_0 already");
+    snprintf(args, sizeof args, "%s/twice.gguf", dir);
+    ck_assert(access(args, F_OK) != 0);  // no partial output
+    snprintf(args, sizeof args, "%s/twice.gguf.tmp", dir);
+    ck_assert(access(args, F_OK) != 0);
 }
 END_TEST
 

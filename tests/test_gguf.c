@@ -18,6 +18,7 @@
 #include "model/linear.h"
 #include "model/params.h"
 #include "model/safetensors.h"
+#include "store/gguf_quantize.h"
 #include "store/model_source.h"
 #include "tests/testutil.h"
 
@@ -311,6 +312,78 @@ START_TEST(test_what_dllm_does_not_read_is_refused) {
 }
 END_TEST
 
+// A metadata entry's bytes as the file holds them (key to the value's end).
+static int same_kv(const GgufKv *a, const GgufKv *b) {
+    return a->key_len == b->key_len && memcmp(a->key, b->key, a->key_len) == 0 &&
+           a->type == b->type && a->elem == b->elem && a->count == b->count &&
+           a->end - a->value == b->end - b->value &&
+           memcmp(a->value, b->value, (size_t)(a->end - a->value)) == 0;
+}
+
+// dllm quantize of the F32 file against the Q8_0 and Q4_0 files gguf-py wrote from the same
+// model: every tensor of the same type, shape and bytes (the same quantisers, the same
+// matrices quantised), every metadata entry the same but the file type; then the output
+// loads and requantising it is refused by name.
+START_TEST(test_quantize_writes_gguf_py_files) {
+    const char *types[] = {"q8_0", "q4_0"};
+    GgmlType to[] = {GGML_Q8_0, GGML_Q4_0};
+    for (int i = 0; i < 2; i++) {
+        char out[512], want_path[256];
+        snprintf(out, sizeof out, "%s", write_temp_file("quantized.gguf", "", 0));
+        snprintf(want_path, sizeof want_path, GGUF_DIR "llama.%s.gguf", types[i]);
+        QuantizeStats st;
+        Error err;
+        ck_assert_msg(gguf_quantize(GGUF_DIR "llama.f32.gguf", out, to[i], &st, &err) == 0, "%s",
+                      err.msg);
+        Gguf got, want;
+        ck_assert_msg(gguf_open(&got, out, &err) == 0, "%s", err.msg);
+        ck_assert(gguf_open(&want, want_path, &err) == 0);
+        ck_assert_int_eq(got.n_tensors, want.n_tensors);
+        int quantised = 0;
+        for (size_t t = 0; t < want.n_tensors; t++) {
+            const GgufTensor *w = &want.tensors[t], *g = gguf_tensor(&got, w->name);
+            ck_assert_msg(g != NULL, "%s missing", w->name);
+            ck_assert_msg(g->type == w->type, "%s: %s, gguf-py %s", w->name,
+                          ggml_type_name(g->type), ggml_type_name(w->type));
+            ck_assert_int_eq(g->n_dims, w->n_dims);
+            for (int d = 0; d < 4; d++) ck_assert(g->ne[d] == w->ne[d]);
+            ck_assert_int_eq(g->bytes, w->bytes);
+            ck_assert_msg(memcmp(g->data, w->data, w->bytes) == 0, "%s: bytes differ", w->name);
+            quantised += w->type == to[i];
+        }
+        ck_assert_int_eq(st.quantised, quantised);
+        ck_assert(quantised >= 7);
+        Gguf in;
+        ck_assert(gguf_open(&in, GGUF_DIR "llama.f32.gguf", &err) == 0);
+        for (size_t k = 0; k < in.n_kv; k++) {
+            char key[128];
+            snprintf(key, sizeof key, "%.*s", (int)in.kv[k].key_len, in.kv[k].key);
+            const GgufKv *g = gguf_find(&got, key);
+            ck_assert_msg(g != NULL, "%s missing", key);
+            if (strcmp(key, "general.file_type") != 0)
+                ck_assert_msg(same_kv(g, &in.kv[k]), "%s differs", key);
+        }
+        int64_t ftype = 0;
+        ck_assert(gguf_get_int(&got, "general.file_type", &ftype, &err) == 0);
+        ck_assert_int_eq(ftype, to[i] == GGML_Q8_0 ? 7 : 2);
+        printf("  quantize %s: %d of %zu tensors quantised, every tensor gguf-py's bytes\n",
+               types[i], quantised, want.n_tensors);
+        gguf_close(&in), gguf_close(&want), gguf_close(&got);
+        // the output loads as gguf-py's file does; quantising it again is refused
+        ModelSource src, want_src;
+        open_gguf_model(out, HF_WEIGHTS_LATER, &src);
+        open_gguf_model(want_path, HF_WEIGHTS_LATER, &want_src);
+        ck_assert_int_eq(src.weights_bits, want_src.weights_bits);
+        ck_assert_int_eq(src.header.model.n_layer, want_src.header.model.n_layer);
+        ck_assert_int_eq(src.header.model.vocab_size, want_src.header.model.vocab_size);
+        model_source_free(&src), model_source_free(&want_src);
+        ck_assert_int_eq(gguf_quantize(out, out, GGML_Q4_0, &st, &err), -1);
+        ck_assert_msg(strstr(err.msg, "already; quantize the F32, F16 or BF16 file"), "%s",
+                      err.msg);
+    }
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("gguf");
     TCase *tc = tcase_create("core");
@@ -322,6 +395,7 @@ int main(void) {
     tcase_add_test(tc, test_blocks_decode_as_gguf_py);
     tcase_add_test(tc, test_tokenizer_matches_tokenizer_json);
     tcase_add_test(tc, test_what_dllm_does_not_read_is_refused);
+    tcase_add_test(tc, test_quantize_writes_gguf_py_files);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
