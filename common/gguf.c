@@ -33,6 +33,8 @@ size_t ggml_row_bytes(GgmlType type, uint64_t n) {
     case GGML_Q8_0: return n % 32 ? 0 : n / 32 * 34;
     case GGML_Q4_0: return n % 32 ? 0 : n / 32 * 18;
     case GGML_Q4_K: return n % 256 ? 0 : n / 256 * 144;
+    case GGML_Q5_K: return n % 256 ? 0 : n / 256 * 176;
+    case GGML_Q6_K: return n % 256 ? 0 : n / 256 * 210;
     }
     return 0;
 }
@@ -143,8 +145,8 @@ static int read_tensor_info(Cursor *c, GgufTensor *t, uint64_t *offset) {
     t->type = (GgmlType)type;
     size_t row = type <= GGML_BF16 ? ggml_row_bytes(t->type, t->ne[0]) : 0;
     if (row == 0)
-        return error_set(c->err, "%s: tensor %s is %s%s; dllm reads F32, F16, BF16, Q8_0, Q4_0 "
-                                 "and Q4_K", c->what, t->name, ggml_type_name(type),
+        return error_set(c->err, "%s: tensor %s is %s%s; dllm reads F32, F16, BF16, Q8_0, Q4_0, "
+                                 "Q4_K, Q5_K and Q6_K", c->what, t->name, ggml_type_name(type),
                          ggml_row_bytes(t->type, 256) && type <= GGML_BF16
                              ? " with rows that are not whole blocks" : "");
     t->bytes = row * (values / t->ne[0]);

@@ -3,7 +3,7 @@
 // and nothing is copied: a tensor's data is a pointer into the map. Parsing checks every count,
 // string and offset against the file's size, so any input gives an error naming the file and
 // what is wrong, never a read outside it. Tensor types other than those below are refused by
-// name (Q6_K, IQ2_XS, ...). Little-endian files only.
+// name (Q3_K, IQ2_XS, ...). Little-endian files only.
 //   header: "GGUF", uint32 version, uint64 tensor count, uint64 metadata count
 //   metadata: string key, uint32 type, value (arrays: uint32 element type, uint64 count, values)
 //   tensor: string name, uint32 dims, uint64 ne[dims] (ne[0] the row length), uint32 type,
@@ -24,7 +24,8 @@ typedef enum {
 
 // The tensor types dllm reads (ggml's numbering).
 typedef enum {
-    GGML_F32 = 0, GGML_F16 = 1, GGML_Q4_0 = 2, GGML_Q8_0 = 8, GGML_Q4_K = 12, GGML_BF16 = 30
+    GGML_F32 = 0, GGML_F16 = 1, GGML_Q4_0 = 2, GGML_Q8_0 = 8, GGML_Q4_K = 12, GGML_Q5_K = 13,
+    GGML_Q6_K = 14, GGML_BF16 = 30
 } GgmlType;
 
 typedef struct {

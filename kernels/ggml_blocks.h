@@ -6,8 +6,15 @@
 //   Q4_K: 256 weights in 8 groups of 32: fp16 d, fp16 dmin, 12 bytes of six-bit group scales
 //         and mins, 128 bytes of nibbles (bytes 32 c .. 32 c + 31 hold group 2c in their low
 //         nibbles, group 2c + 1 in their high ones);              w = d sc q - dmin m
-// Every decode is exact in fp32 for Q8_0 and Q4_0 (a half times a small integer); Q4_K's is
-// the reference's two roundings (d sc, then times q, minus dmin m).
+//   Q5_K: Q4_K's d, dmin and scales, then 32 bytes of fifth bits (bit 2c of byte j: group
+//         2c's weight j, bit 2c + 1: group 2c + 1's), then Q4_K's nibbles; q = nibble + 16 bit
+//   Q6_K: 256 weights in 16 groups of 16: 128 bytes of low nibbles, 64 bytes of high bit
+//         pairs, 16 int8 group scales, fp16 d. Each half of 128 weights: nibble bytes
+//         l (low: weight l, high: weight 64 + l) and 32 + l (low: 32 + l, high: 96 + l), the
+//         pairs of byte l bits 0-1, 2-3, 4-5, 6-7 for weights l, 32 + l, 64 + l, 96 + l;
+//                                                                 w = d sc (q - 32)
+// Every decode is exact in fp32 for Q8_0 and Q4_0 (a half times a small integer); the K
+// types' are the reference's roundings (d sc, then times q, minus dmin m).
 #ifndef DLLM_GGML_BLOCKS_H
 #define DLLM_GGML_BLOCKS_H
 
@@ -80,6 +87,39 @@ static inline void ggml_decode_row(GgmlType t, const uint8_t *src, float *dst, s
                     int nib = g % 2 ? bytes[j] >> 4 : bytes[j] & 0xF;
                     out[32 * g + j] = dl * (float)nib - ml;
                 }
+            }
+        }
+        break;
+    case GGML_Q5_K:
+        for (size_t b = 0; b < n / 256; b++, src += 176) {
+            float d = ggml_half(src), dmin = ggml_half(src + 2);
+            const uint8_t *scales = src + 4, *high = src + 16, *q = src + 48;
+            float *out = dst + 256 * b;
+            for (int g = 0; g < 8; g++) {
+                int sc, m;
+                q4k_scale_min(scales, g, &sc, &m);
+                float dl = d * (float)sc, ml = dmin * (float)m;
+                const uint8_t *bytes = q + 32 * (g / 2);
+                for (int j = 0; j < 32; j++) {
+                    int nib = g % 2 ? bytes[j] >> 4 : bytes[j] & 0xF;
+                    out[32 * g + j] = dl * (float)(nib + 16 * ((high[j] >> g) & 1)) - ml;
+                }
+            }
+        }
+        break;
+    case GGML_Q6_K:
+        for (size_t b = 0; b < n / 256; b++, src += 210) {
+            float d = ggml_half(src + 208);
+            const int8_t *scales = (const int8_t *)(src + 192);
+            for (int half = 0; half < 2; half++) {
+                const uint8_t *low = src + 64 * half, *pairs = src + 128 + 32 * half;
+                float *out = dst + 256 * b + 128 * half;
+                for (int l = 0; l < 32; l++)
+                    for (int k = 0; k < 4; k++) {  // weight 32 k + l
+                        int nib = (k % 2 ? low[l + 32] : low[l]) >> (k / 2 * 4) & 0xF;
+                        int q = (nib | ((pairs[l] >> (2 * k)) & 3) << 4) - 32;
+                        out[32 * k + l] = d * (float)scales[8 * half + 2 * k + l / 16] * (float)q;
+                    }
             }
         }
         break;

@@ -12,9 +12,9 @@ quantizer leaves it), the tokenizer as tokens / merges / token types / pre-token
     tests/fixtures/gguf/llada_blocks.TYPE.gguf   (Q8_0, Q4_0) a random LLaDA model (the llada
         fixture's tokenizer and shape, widths 64: every matrix whole blocks of 32, so every one
         is quantised and dllm keeps the file in 8 bits); compared with its own decoding
-    tests/fixtures/gguf/q6_k.gguf        a tensor in a type dllm refuses (Q6_K, random bytes)
-    tests/fixtures/gguf/blocks.gguf      one tensor of each type dllm reads (Q4_K: random
-        blocks, gguf-py has no Q4_K quantiser) and, for each, NAME.expected: gguf-py's
+    tests/fixtures/gguf/iq2_xs.gguf      a tensor in a type dllm refuses (IQ2_XS, random bytes)
+    tests/fixtures/gguf/blocks.gguf      one tensor of each type dllm reads (Q4_K, Q5_K, Q6_K:
+        random blocks, gguf-py has no quantiser for them) and, for each, NAME.expected: gguf-py's
         dequantisation in F32
 
 The models' logits to compare with are the HF fixtures' reference.safetensors (transformers).
@@ -207,6 +207,16 @@ def write_blocks(expected_out):
     q = blocks.reshape(2, 144)
     w.add_tensor("q4_k", q, raw_shape=q.shape, raw_dtype=T.Q4_K)
     w.add_tensor("q4_k.expected", dequantize(q, T.Q4_K).astype(np.float32).reshape(2, 256))
+    # Q5_K (d, dmin first) and Q6_K (d last): random blocks the same way
+    for name, size, scale_at in (("q5_k", 176, (0, 2)), ("q6_k", 210, (208,))):
+        blocks = rng.integers(0, 256, size=(n_blocks, size), dtype=np.uint8)
+        for b in range(n_blocks):
+            for at in scale_at:
+                blocks[b, at:at + 2] = np.frombuffer(np.float16(rng.uniform(0.001, 0.05)).tobytes(),
+                                                     np.uint8)
+        w.add_tensor(name, blocks, raw_shape=blocks.shape, raw_dtype=T[name.upper()])
+        w.add_tensor(name + ".expected",
+                     dequantize(blocks, T[name.upper()]).astype(np.float32).reshape(2, 256))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -237,9 +247,9 @@ def write_blocks_model():
 
 
 def write_refused():
-    w = gguf.GGUFWriter(os.path.join(OUT, "q6_k.gguf"), "llama")
-    q = np.random.default_rng(8).integers(0, 256, size=(1, 210), dtype=np.uint8)
-    w.add_tensor("token_embd.weight", q, raw_shape=q.shape, raw_dtype=T.Q6_K)
+    w = gguf.GGUFWriter(os.path.join(OUT, "iq2_xs.gguf"), "llama")
+    q = np.random.default_rng(8).integers(0, 256, size=(1, 74), dtype=np.uint8)
+    w.add_tensor("token_embd.weight", q, raw_shape=q.shape, raw_dtype=T.IQ2_XS)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

@@ -739,8 +739,8 @@ START_TEST(test_gguf_models) {
              "--steps 2 --batch-size 2 --seq-len 16 --run %s/ft", dir, dir);
     r = dllm(args);
     ck_assert_msg(r->status == 0, "%s", r->err);
-    assert_one_error(dllm("sample --model tests/fixtures/gguf/q6_k.gguf --prompt hi"),
-                     "tensor token_embd.weight is Q6_K");
+    assert_one_error(dllm("sample --model tests/fixtures/gguf/iq2_xs.gguf --prompt hi"),
+                     "tensor token_embd.weight is IQ2_XS");
     // a Q4_0 file whose matrices are whole blocks runs in 4 bits unless told otherwise; eval
     // takes --weights too
     const char *blocks = "sample --model tests/fixtures/gguf/llada_blocks.q4_0.gguf --device cpu";

@@ -215,14 +215,14 @@ START_TEST(test_decoded_weights_equal_gguf_py) {
 }
 END_TEST
 
-// Every block type dllm reads, against gguf-py's dequantisation (Q4_K from random blocks: every
-// scale byte and nibble pattern).
+// Every block type dllm reads, against gguf-py's dequantisation (the K types from random
+// blocks: every scale byte, nibble and high-bit pattern).
 START_TEST(test_blocks_decode_as_gguf_py) {
     Gguf g;
     Error err;
     ck_assert_msg(gguf_open(&g, GGUF_DIR "blocks.gguf", &err) == 0, "%s", err.msg);
-    const char *types[] = {"f16", "bf16", "q8_0", "q4_0", "q4_k"};
-    for (int k = 0; k < 5; k++) {
+    const char *types[] = {"f16", "bf16", "q8_0", "q4_0", "q4_k", "q5_k", "q6_k"};
+    for (int k = 0; k < 7; k++) {
         char expected[32];
         snprintf(expected, sizeof expected, "%s.expected", types[k]);
         const GgufTensor *t = gguf_tensor(&g, types[k]), *e = gguf_tensor(&g, expected);
@@ -233,7 +233,7 @@ START_TEST(test_blocks_decode_as_gguf_py) {
         ck_assert_msg(!memcmp(out, e->data, sizeof out), "%s differs", types[k]);
     }
     gguf_close(&g);
-    printf("  F16, BF16, Q8_0, Q4_0, Q4_K blocks: gguf-py's values bit for bit\n");
+    printf("  F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K blocks: gguf-py's values bit for bit\n");
 }
 END_TEST
 
@@ -283,7 +283,7 @@ static void expect_refused(const char *path, const char *what) {
 
 // Types, architectures and damaged files are refused with the file and the reason named.
 START_TEST(test_what_dllm_does_not_read_is_refused) {
-    expect_refused(GGUF_DIR "q6_k.gguf", "token_embd.weight is Q6_K");
+    expect_refused(GGUF_DIR "iq2_xs.gguf", "token_embd.weight is IQ2_XS");
     expect_refused(GGUF_DIR "blocks.gguf", "architecture blocks");
     char *data;
     size_t n;
