@@ -20,7 +20,8 @@ int cmd_quantize(int argc, char **argv) {
     int rc = flags_parse_command(flags, 3, argc, argv,
                                  "usage: dllm quantize MODEL.gguf --format q8|q4 --out OUT.gguf");
     if (rc) return rc < 0;
-    if (!model || !format || !out) return cli_fail("quantize: MODEL, --format and --out are required");
+    if (!model || !format || !out)
+        return cli_fail("quantize: MODEL, --format and --out are required");
     Error err;
     static const char *const formats[] = {"q8", "q4"};
     int which = flags_choice("format", format, formats, 2, &err);

@@ -44,6 +44,24 @@ static inline void q4k_scale_min(const uint8_t *s, int j, int *sc, int *m) {
     }
 }
 
+// One Q4_K block (high NULL) or Q5_K block (high: its 32 bytes of fifth bits) of 256 values:
+// d, dmin and the scales at block, the nibbles at q.
+static inline void k_block_decode(const uint8_t *block, const uint8_t *high, const uint8_t *q,
+                                  float *out) {
+    float d = ggml_half(block), dmin = ggml_half(block + 2);
+    for (int g = 0; g < 8; g++) {
+        int sc, m;
+        q4k_scale_min(block + 4, g, &sc, &m);
+        float dl = d * (float)sc, ml = dmin * (float)m;
+        const uint8_t *bytes = q + 32 * (g / 2);
+        for (int j = 0; j < 32; j++) {
+            int v = g % 2 ? bytes[j] >> 4 : bytes[j] & 0xF;
+            if (high) v += 16 * ((high[j] >> g) & 1);
+            out[32 * g + j] = dl * (float)v - ml;
+        }
+    }
+}
+
 // n values (whole blocks for the block types) of a row of type t at src into dst.
 static inline void ggml_decode_row(GgmlType t, const uint8_t *src, float *dst, size_t n) {
     switch (t) {
@@ -74,38 +92,12 @@ static inline void ggml_decode_row(GgmlType t, const uint8_t *src, float *dst, s
         }
         break;
     case GGML_Q4_K:
-        for (size_t b = 0; b < n / 256; b++, src += 144) {
-            float d = ggml_half(src), dmin = ggml_half(src + 2);
-            const uint8_t *scales = src + 4, *q = src + 16;
-            float *out = dst + 256 * b;
-            for (int g = 0; g < 8; g++) {
-                int sc, m;
-                q4k_scale_min(scales, g, &sc, &m);
-                float dl = d * (float)sc, ml = dmin * (float)m;
-                const uint8_t *bytes = q + 32 * (g / 2);
-                for (int j = 0; j < 32; j++) {
-                    int nib = g % 2 ? bytes[j] >> 4 : bytes[j] & 0xF;
-                    out[32 * g + j] = dl * (float)nib - ml;
-                }
-            }
-        }
+        for (size_t b = 0; b < n / 256; b++, src += 144)
+            k_block_decode(src, NULL, src + 16, dst + 256 * b);
         break;
     case GGML_Q5_K:
-        for (size_t b = 0; b < n / 256; b++, src += 176) {
-            float d = ggml_half(src), dmin = ggml_half(src + 2);
-            const uint8_t *scales = src + 4, *high = src + 16, *q = src + 48;
-            float *out = dst + 256 * b;
-            for (int g = 0; g < 8; g++) {
-                int sc, m;
-                q4k_scale_min(scales, g, &sc, &m);
-                float dl = d * (float)sc, ml = dmin * (float)m;
-                const uint8_t *bytes = q + 32 * (g / 2);
-                for (int j = 0; j < 32; j++) {
-                    int nib = g % 2 ? bytes[j] >> 4 : bytes[j] & 0xF;
-                    out[32 * g + j] = dl * (float)(nib + 16 * ((high[j] >> g) & 1)) - ml;
-                }
-            }
-        }
+        for (size_t b = 0; b < n / 256; b++, src += 176)
+            k_block_decode(src, src + 16, src + 48, dst + 256 * b);
         break;
     case GGML_Q6_K:
         for (size_t b = 0; b < n / 256; b++, src += 210) {

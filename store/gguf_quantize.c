@@ -68,7 +68,8 @@ static void put_kv(FILE *f, const GgufKv *kv, int *ok) {
 static void put_head(FILE *f, const Gguf *g, GgmlType to, size_t alignment, size_t *at, int *ok) {
     int has_file_type = 0, has_version = 0;
     for (size_t i = 0; i < g->n_kv; i++)
-        has_file_type |= key_is(&g->kv[i], FILE_TYPE), has_version |= key_is(&g->kv[i], QUANT_VERSION);
+        has_file_type |= key_is(&g->kv[i], FILE_TYPE),
+            has_version |= key_is(&g->kv[i], QUANT_VERSION);
     long start = ftell(f);
     put(f, "GGUF", 4, ok);
     put_u32(f, 3, ok);
@@ -77,7 +78,8 @@ static void put_head(FILE *f, const Gguf *g, GgmlType to, size_t alignment, size
     uint32_t ftype = to == GGML_Q8_0 ? FTYPE_MOSTLY_Q8_0 : FTYPE_MOSTLY_Q4_0;
     for (size_t i = 0; i < g->n_kv; i++) {
         if (key_is(&g->kv[i], FILE_TYPE)) put_u32_kv(f, FILE_TYPE, ftype, ok);
-        else if (key_is(&g->kv[i], QUANT_VERSION)) put_u32_kv(f, QUANT_VERSION, QUANTIZATION_VERSION, ok);
+        else if (key_is(&g->kv[i], QUANT_VERSION))
+            put_u32_kv(f, QUANT_VERSION, QUANTIZATION_VERSION, ok);
         else put_kv(f, &g->kv[i], ok);
     }
     if (!has_file_type) put_u32_kv(f, FILE_TYPE, ftype, ok);
