@@ -42,6 +42,15 @@ static Result *dllm(const char *args) {
     return &r;
 }
 
+// Shards of the fixture's Genesis in dir/out, tokenised by `tokenizer` (a fifth held out).
+static void prepare_genesis(const char *tokenizer, const char *out) {
+    char args[1024];
+    snprintf(args, sizeof args, "prepare --tokenizer %s --input tests/fixtures/genesis.txt "
+             "--val-fraction 0.2 --out %s/%s", tokenizer, dir, out);
+    Result *r = dllm(args);
+    ck_assert_msg(r->status == 0, "prepare with %s: %s", tokenizer, r->err);
+}
+
 // A failure: non-zero exit, exactly one stderr line, starting "dllm: " and containing `what`.
 static void assert_one_error(const Result *r, const char *what) {
     ck_assert_msg(r->status != 0, "expected failure, got exit 0");
@@ -732,9 +741,7 @@ START_TEST(test_gguf_models) {
     r = dllm(args);
     ck_assert_msg(r->status == 0 && strcmp(r->out, want) == 0, "%s | %s", r->out, want);
     // shards prepared with the file's tokenizer (a tokenizer.json made from its vocabulary)
-    snprintf(args, sizeof args, "prepare --tokenizer tests/fixtures/gguf/llama.q8_0.gguf --input "
-             "tests/fixtures/genesis.txt --val-fraction 0.2 --out %s/sh", dir);
-    ck_assert_msg(dllm(args)->status == 0, "prepare");
+    prepare_genesis("tests/fixtures/gguf/llama.q8_0.gguf", "sh");
     snprintf(args, sizeof args, "train --init tests/fixtures/gguf/llama.q8_0.gguf --data %s/sh "
              "--steps 2 --batch-size 2 --seq-len 16 --run %s/ft", dir, dir);
     r = dllm(args);
@@ -753,9 +760,7 @@ START_TEST(test_gguf_models) {
     snprintf(args, sizeof args, "%s %s", blocks, flags);
     r = dllm(args);
     ck_assert_msg(r->status == 0 && strstr(r->err, "llada sampler: 8 steps"), "%s", r->err);
-    snprintf(args, sizeof args, "prepare --tokenizer tests/fixtures/gguf/llada_blocks.q8_0.gguf "
-             "--input tests/fixtures/genesis.txt --val-fraction 0.2 --out %s/sh8", dir);
-    ck_assert_msg(dllm(args)->status == 0, "prepare");
+    prepare_genesis("tests/fixtures/gguf/llada_blocks.q8_0.gguf", "sh8");
     snprintf(args, sizeof args, "eval --model tests/fixtures/gguf/llada_blocks.q8_0.gguf --data "
              "%s/sh8 --windows 2 --device cpu --weights q8", dir);
     r = dllm(args);
@@ -822,9 +827,7 @@ START_TEST(test_imported_models) {
     ck_assert_msg(r->status == 0, "%s", r->err);
     ck_assert_msg(strstr(r->out, "1 rows of") && strstr(r->out, "bf16 weights") &&
                   strstr(r->out, "grads 0 KB | optimizer 0 KB"), "%s", r->out);
-    snprintf(args, sizeof args, "prepare --tokenizer tests/fixtures/hf_models/llama --input "
-             "tests/fixtures/genesis.txt --val-fraction 0.2 --out %s/sh", dir);
-    ck_assert_msg(dllm(args)->status == 0, "prepare");
+    prepare_genesis("tests/fixtures/hf_models/llama", "sh");
     snprintf(args, sizeof args, "eval --model tests/fixtures/hf_models/llada,"
              "tests/fixtures/hf_models/llama --data %s/sh --windows 2", dir);
     r = dllm(args);
@@ -835,9 +838,7 @@ START_TEST(test_imported_models) {
     ck_assert_msg(r->status == 0, "%s", r->err);
     // a Qwen3 base (q/k norms) adapted to diffusion (Dream's recipe: its tokenizer's <|mask|> as
     // [MASK]), then sampled with LLaDA's sampler
-    snprintf(args, sizeof args, "prepare --tokenizer tests/fixtures/hf_models/qwen3 --input "
-             "tests/fixtures/genesis.txt --val-fraction 0.2 --out %s/shq", dir);
-    ck_assert_msg(dllm(args)->status == 0, "prepare with Qwen's tokenizer");
+    prepare_genesis("tests/fixtures/hf_models/qwen3", "shq");
     snprintf(args, sizeof args, "train --init tests/fixtures/hf_models/qwen3 --data %s/shq "
              "--objective mdm --steps 3 --batch-size 2 --seq-len 16 --run %s/qwen3_mdm", dir, dir);
     r = dllm(args);
@@ -856,9 +857,8 @@ START_TEST(test_imported_models) {
              "'s/<|mask|>/<|reserved_9|>/' %s/q3/tokenizer.json && sed -i '/\"mask_token\"/d' "
              "%s/q3/tokenizer_config.json", dir, dir, dir);
     ck_assert(system(args) == 0);
-    snprintf(args, sizeof args, "prepare --tokenizer %s/q3 --input tests/fixtures/genesis.txt "
-             "--val-fraction 0.2 --out %s/shq3", dir, dir);
-    ck_assert_msg(dllm(args)->status == 0, "prepare with the mask-less tokenizer");
+    snprintf(args, sizeof args, "%s/q3", dir);
+    prepare_genesis(args, "shq3");
     snprintf(args, sizeof args, "train --init %s/q3 --data %s/shq3 --objective mdm --steps 2 "
              "--batch-size 2 --seq-len 16 --run %s/q3_mdm", dir, dir, dir);
     assert_one_error(dllm(args), "names none: give --mask-id, an unused id in [1005, 1024)");
@@ -1098,9 +1098,7 @@ START_TEST(test_lora_train_sample_export) {
     ck_assert(fabs(nats[2] - nats[1]) < 1e-4 && fabs(nats[3] - nats[1]) < 2e-3);
     // block diffusion (pretraining-style: bd3 has no SFT loss) trains adapters too, the base
     // read as bd3 as --init allows
-    snprintf(args, sizeof args, "prepare --tokenizer %s --input tests/fixtures/genesis.txt "
-             "--val-fraction 0.2 --out %s/sh", base, dir);
-    ck_assert_msg(dllm(args)->status == 0, "prepare");
+    prepare_genesis(base, "sh");
     snprintf(args, sizeof args, "train --data %s/sh --init %s --objective bd3 --block-size 8 "
              "--lora-rank 2 --seq-len 32 --batch-size 2 --steps 3 --eval-every 0 --device cpu "
              "--run %s/lora_bd3", dir, base, dir);
