@@ -146,6 +146,8 @@ test: check-deps dllm $(TEST_BIN) $(BUILD)/bench/bench $(BUILD)/bench/tokenizer_
       $(BUILD)/bench/matmul_bench $(BUILD)/bench/serve_load \
       $(BUILD)/bench/llmc_files $(EMU)/test_gpu $(EMU)/selftest $(if $(SAN),,$(EMU_FMA)/test_gpu)
 	@status=0; for t in $(TEST_BIN); do echo "== $$t"; ./$$t || status=1; done; \
+	echo "== $(BUILD)/tests/test_kernels, cpu ops on OpenBLAS's Haswell kernels (matmul_blas.c)"; \
+	OPENBLAS_CORETYPE=Haswell CK_RUN_CASE="cpu ops" ./$(BUILD)/tests/test_kernels || status=1; \
 	bash tests/cuda_emu/run.sh $(EMU) $(if $(SAN),san) || status=1; \
 	exit $$status
 

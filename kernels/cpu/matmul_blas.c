@@ -5,9 +5,10 @@
 //
 // The bits must not depend on the thread count: threads_adapt changes it under load, and a
 // run must not change with it (test_kernels checks it). But a product's bits depend on how it
-// is cut into sgemm calls: OpenBLAS 0.3.21's Haswell kernels (any AVX2 CPU without AVX-512,
-// and a Zen 5 its detection does not know) round the last columns of a call differently from
-// the same columns inside a wider call. So the cut follows the shape alone:
+// is cut into sgemm calls: OpenBLAS 0.3.21's Haswell kernels (an AVX2 CPU without AVX-512, or
+// OPENBLAS_CORETYPE=Haswell in the environment, which ./dllm leaves as it finds it) round the
+// last columns of a call differently from the same columns inside a wider call. So the cut
+// follows the shape alone:
 // - many rows: whole blocks of ROW_BLOCK rows per thread, one call each. A row's bits do not
 //   depend on which multiple of ROW_BLOCK its call starts at (the kernels' row unrolls, 4 to
 //   16, divide 48), so one thread's single call equals two threads' halves;
