@@ -2,6 +2,7 @@
 // heuristic's rules, and the GEMM on the CPU in fp32 (column-major, as cuBLASLt reads them).
 #include <cblas.h>
 #include <cublas_v2.h>
+#include <omp.h>
 
 #include <vector>
 
@@ -164,8 +165,14 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t op, const v
             c[i + j * m] = al * sum + be * c[i + j * m];
         }
 #else
+    // OpenBLAS on one thread: with its own threads it splits the product by their count, which
+    // threads_adapt lowers under load, and its Haswell kernels round a split's edge columns
+    // their own way, so a rerun of the emulated training would not repeat its bits
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
     cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, al, a.data(),
                 (int)m, b.data(), (int)k, be, c.data(), (int)m);
+    omp_set_num_threads(threads);
 #endif
     for (uint64_t j = 0; j < n; j++)
         for (uint64_t i = 0; i < m; i++) {
