@@ -51,6 +51,11 @@ static inline size_t qb_matrix_bytes(int bits, int rows, int cols) {
 // n / 32 blocks.
 void q8_0_quantize_row(uint8_t *dst, const float *x, size_t n);
 void q4_0_quantize_row(uint8_t *dst, const float *x, size_t n);
+// The one of the two for `bits` (8: Q8_0, 4: Q4_0).
+static inline void qb_quantize_row(int bits, uint8_t *dst, const float *x, size_t n) {
+    if (bits == 8) q8_0_quantize_row(dst, x, n);
+    else q4_0_quantize_row(dst, x, n);
+}
 // GGUF Q4_0 blocks (18 bytes: fp16 d, 16 bytes of nibbles: value j in the low nibble of byte j,
 // value 16 + j in its high nibble) as Q8_0 blocks of the same values: codes nibble - 8.
 void q8_0_from_q4_0(uint8_t *dst, const uint8_t *src, size_t blocks);

@@ -234,8 +234,7 @@ static int upload_qb(Model *m, size_t first, const float *host, size_t n, Error 
                 size_t rows = (b - m0) / cols - r0 < QB_PANEL ? (b - m0) / cols - r0 : QB_PANEL;
                 for (size_t r = 0; r < rows; r++) {
                     const float *w = host + (m0 + (r0 + r) * cols - first);
-                    if (bits == 8) q8_0_quantize_row(chunk + r * row_bytes, w, cols);
-                    else q4_0_quantize_row(chunk + r * row_bytes, w, cols);
+                    qb_quantize_row(bits, chunk + r * row_bytes, w, cols);
                 }
                 pack_rows(m, i, l, (int)r0, (int)rows, chunk);
             }

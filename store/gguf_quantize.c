@@ -24,6 +24,11 @@ static size_t tensor_rows(const GgufTensor *t) {
     return (size_t)(t->ne[1] * t->ne[2] * t->ne[3]);
 }
 
+// Bytes of tensor t's data in the output.
+static size_t new_bytes(const GgufTensor *t, GgmlType to) {
+    return ggml_row_bytes(new_type(t, to), t->ne[0]) * tensor_rows(t);
+}
+
 static int key_is(const GgufKv *kv, const char *key) {
     return kv->key_len == strlen(key) && memcmp(kv->key, key, kv->key_len) == 0;
 }
@@ -87,14 +92,12 @@ static void put_head(FILE *f, const Gguf *g, GgmlType to, size_t alignment, size
     uint64_t offset = 0;
     for (size_t i = 0; i < g->n_tensors; i++) {
         const GgufTensor *t = &g->tensors[i];
-        GgmlType type = new_type(t, to);
         put_string(f, t->name, strlen(t->name), ok);
         put_u32(f, (uint32_t)t->n_dims, ok);
         for (int d = 0; d < t->n_dims; d++) put_u64(f, t->ne[d], ok);
-        put_u32(f, type, ok);
+        put_u32(f, new_type(t, to), ok);
         put_u64(f, offset, ok);
-        offset += (ggml_row_bytes(type, t->ne[0]) * tensor_rows(t) + alignment - 1) / alignment *
-                  alignment;
+        offset += (new_bytes(t, to) + alignment - 1) / alignment * alignment;
     }
     *at = (size_t)(ftell(f) - start);
 }
@@ -103,6 +106,7 @@ static void put_head(FILE *f, const Gguf *g, GgmlType to, size_t alignment, size
 static int put_quantised(FILE *f, const GgufTensor *t, GgmlType to, int *ok, Error *err) {
     size_t n = t->ne[0], rows = tensor_rows(t), in_row = ggml_row_bytes(t->type, n);
     size_t out_row = ggml_row_bytes(to, n);
+    int bits = to == GGML_Q8_0 ? 8 : 4;
     float *x = malloc(CHUNK_ROWS * n * sizeof(float));
     uint8_t *q = malloc(CHUNK_ROWS * out_row);
     if (!x || !q) {
@@ -114,8 +118,7 @@ static int put_quantised(FILE *f, const GgufTensor *t, GgmlType to, int *ok, Err
 #pragma omp parallel for
         for (int r = 0; r < count; r++) {
             ggml_decode_row(t->type, t->data + (r0 + r) * in_row, x + (size_t)r * n, n);
-            if (to == GGML_Q8_0) q8_0_quantize_row(q + (size_t)r * out_row, x + (size_t)r * n, n);
-            else q4_0_quantize_row(q + (size_t)r * out_row, x + (size_t)r * n, n);
+            qb_quantize_row(bits, q + (size_t)r * out_row, x + (size_t)r * n, n);
         }
         put(f, q, (size_t)count * out_row, ok);
     }
@@ -147,9 +150,8 @@ static int write_quantised(FILE *f, const Gguf *g, GgmlType to, QuantizeStats *s
     memset(stats, 0, sizeof *stats);
     for (size_t i = 0; i < g->n_tensors && ok; i++) {
         const GgufTensor *t = &g->tensors[i];
-        GgmlType type = new_type(t, to);
-        size_t bytes = ggml_row_bytes(type, t->ne[0]) * tensor_rows(t);
-        if (type == t->type) {
+        size_t bytes = new_bytes(t, to);
+        if (new_type(t, to) == t->type) {
             put(f, t->data, t->bytes, &ok);
             stats->kept++;
         } else {

@@ -4,8 +4,8 @@
 // more dimensions whose rows are whole blocks of 32 is decoded from F32, F16 or BF16 and
 // quantised row by row with ggml's reference quantisers (the blocks gguf-py writes), so the
 // output is what llama.cpp and dllm read, and no more than one tensor is in memory at a time.
-// Requantising (a matrix already in Q8_0, Q4_0 or Q4_K) is refused by name: it would add a
-// second rounding to the first.
+// Requantising (a matrix already in a block type: Q8_0, Q4_0, a K type) is refused by name: it
+// would add a second rounding to the first.
 #ifndef DLLM_GGUF_QUANTIZE_H
 #define DLLM_GGUF_QUANTIZE_H
 
