@@ -48,13 +48,12 @@ static inline size_t qb_matrix_bytes(int bits, int rows, int cols) {
 // GGUF's quantisers (ggml's reference ones, and gguf-py's), per block of 32 values, d stored as
 // fp16. Q8_0: d = max |x| / 127, q = round(x / d) (half away from zero). Q4_0: d = -m / 8 with m
 // the value of largest magnitude, nibble = min(15, trunc(x / d + 8.5)). n a multiple of 32; dst
-// n / 32 blocks.
-void q8_0_quantize_row(uint8_t *dst, const float *x, size_t n);
-void q4_0_quantize_row(uint8_t *dst, const float *x, size_t n);
+// n / 32 blocks. 0, or -1 when x holds a NaN or an infinity (dst then incomplete).
+int q8_0_quantize_row(uint8_t *dst, const float *x, size_t n);
+int q4_0_quantize_row(uint8_t *dst, const float *x, size_t n);
 // The one of the two for `bits` (8: Q8_0, 4: Q4_0).
-static inline void qb_quantize_row(int bits, uint8_t *dst, const float *x, size_t n) {
-    if (bits == 8) q8_0_quantize_row(dst, x, n);
-    else q4_0_quantize_row(dst, x, n);
+static inline int qb_quantize_row(int bits, uint8_t *dst, const float *x, size_t n) {
+    return bits == 8 ? q8_0_quantize_row(dst, x, n) : q4_0_quantize_row(dst, x, n);
 }
 // GGUF Q4_0 blocks (18 bytes: fp16 d, 16 bytes of nibbles: value j in the low nibble of byte j,
 // value 16 + j in its high nibble) as Q8_0 blocks of the same values: codes nibble - 8.

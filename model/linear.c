@@ -165,6 +165,12 @@ static void pack_rows(Model *m, int i, int l, int row0, int rows, const uint8_t 
     qb_pack(bits, dst, blocks, rows, cols);
 }
 
+// A row with a NaN or an infinity has no 8- or 4-bit code: refused, naming it.
+static int non_finite_row(const char *name, int layer, int row, Error *err) {
+    return error_set(err, "quantised weights: %s of layer %d holds a non-finite value (row %d)",
+                     name, layer, row);
+}
+
 int linear_upload_blocks(Model *m, int i, int l, int in_bits, int row0, int n_rows,
                          const uint8_t *rows, Error *err) {
     ParamSpec specs[N_PARAM_TENSORS];
@@ -184,21 +190,23 @@ int linear_upload_blocks(Model *m, int i, int l, int in_bits, int row0, int n_ro
         free(chunk), free(values);
         return error_set(err, "out of host memory converting %s", specs[i].name);
     }
-    for (int r0 = 0; r0 < n_rows; r0 += QB_PANEL) {
+    int rc = 0;
+    for (int r0 = 0; r0 < n_rows && !rc; r0 += QB_PANEL) {
         int n = n_rows - r0 < QB_PANEL ? n_rows - r0 : QB_PANEL;
-        for (int r = 0; r < n; r++) {
+        for (int r = 0; r < n && !rc; r++) {
             const uint8_t *in = rows + (size_t)(r0 + r) * in_row;
             if (bits == 8) {
                 q8_0_from_q4_0(chunk + r * out_row, in, (size_t)cols / QB_BLOCK);
             } else {
                 ggml_decode_row(GGML_Q8_0, in, values, (size_t)cols);
-                q4_0_quantize_row(chunk + r * out_row, values, cols);
+                if (q4_0_quantize_row(chunk + r * out_row, values, cols))
+                    rc = non_finite_row(specs[i].name, l, row0 + r0 + r, err);
             }
         }
-        pack_rows(m, i, l, row0 + r0, n, chunk);
+        if (!rc) pack_rows(m, i, l, row0 + r0, n, chunk);
     }
     free(chunk), free(values);
-    return 0;
+    return rc;
 }
 
 // A block-quantised model's share of the flat layout's values [first, first + n): the floats
@@ -234,7 +242,10 @@ static int upload_qb(Model *m, size_t first, const float *host, size_t n, Error 
                 size_t rows = (b - m0) / cols - r0 < QB_PANEL ? (b - m0) / cols - r0 : QB_PANEL;
                 for (size_t r = 0; r < rows; r++) {
                     const float *w = host + (m0 + (r0 + r) * cols - first);
-                    qb_quantize_row(bits, chunk + r * row_bytes, w, cols);
+                    if (qb_quantize_row(bits, chunk + r * row_bytes, w, cols)) {
+                        free(chunk);
+                        return non_finite_row(specs[i].name, l, (int)(r0 + r), err);
+                    }
                 }
                 pack_rows(m, i, l, (int)r0, (int)rows, chunk);
             }

@@ -113,16 +113,22 @@ static int put_quantised(FILE *f, const GgufTensor *t, GgmlType to, int *ok, Err
         free(x), free(q);
         return error_set(err, "quantize: out of memory for tensor %s", t->name);
     }
-    for (size_t r0 = 0; r0 < rows; r0 += CHUNK_ROWS) {
-        int count = (int)(rows - r0 < CHUNK_ROWS ? rows - r0 : CHUNK_ROWS);
-#pragma omp parallel for
+    int bad = -1;  // a row holding a NaN or an infinity (the first of its chunk)
+    for (size_t r0 = 0; r0 < rows && bad < 0; r0 += CHUNK_ROWS) {
+        int count = (int)(rows - r0 < CHUNK_ROWS ? rows - r0 : CHUNK_ROWS), first_bad = count;
+#pragma omp parallel for reduction(min : first_bad)
         for (int r = 0; r < count; r++) {
             ggml_decode_row(t->type, t->data + (r0 + r) * in_row, x + (size_t)r * n, n);
-            qb_quantize_row(bits, q + (size_t)r * out_row, x + (size_t)r * n, n);
+            if (qb_quantize_row(bits, q + (size_t)r * out_row, x + (size_t)r * n, n))
+                first_bad = r < first_bad ? r : first_bad;
         }
-        put(f, q, (size_t)count * out_row, ok);
+        if (first_bad < count) bad = (int)r0 + first_bad;
+        else put(f, q, (size_t)count * out_row, ok);
     }
     free(x), free(q);
+    if (bad >= 0)
+        return error_set(err, "quantize: tensor %s holds a non-finite value (row %d), which has "
+                              "no %s code", t->name, bad, bits == 8 ? "Q8_0" : "Q4_0");
     return 0;
 }
 
@@ -139,8 +145,10 @@ static int check_requantising(const Gguf *g, GgmlType to, Error *err) {
     return 0;
 }
 
-static int write_quantised(FILE *f, const Gguf *g, GgmlType to, QuantizeStats *stats,
-                           Error *err) {
+int gguf_quantize_to(FILE *f, const Gguf *g, GgmlType to, QuantizeStats *stats, Error *err) {
+    if (to != GGML_Q8_0 && to != GGML_Q4_0)
+        return error_set(err, "quantize: writes Q8_0 or Q4_0, not %s", ggml_type_name(to));
+    if (check_requantising(g, to, err)) return -1;
     int64_t alignment = 32;
     if (gguf_get_int(g, "general.alignment", &alignment, err) < 0) return -1;
     int ok = 1;
@@ -166,16 +174,13 @@ static int write_quantised(FILE *f, const Gguf *g, GgmlType to, QuantizeStats *s
 
 int gguf_quantize(const char *in_path, const char *out_path, GgmlType to, QuantizeStats *stats,
                   Error *err) {
-    if (to != GGML_Q8_0 && to != GGML_Q4_0)
-        return error_set(err, "quantize: writes Q8_0 or Q4_0, not %s", ggml_type_name(to));
     Gguf g;
     if (gguf_open(&g, in_path, err)) return -1;
-    int rc = check_requantising(&g, to, err);
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp", out_path);
-    FILE *f = rc ? NULL : fopen(tmp, "wb");
-    if (rc == 0 && !f) rc = error_set(err, "quantize: cannot write %s", tmp);
-    if (rc == 0) rc = write_quantised(f, &g, to, stats, err);
+    FILE *f = fopen(tmp, "wb");
+    int rc = f ? gguf_quantize_to(f, &g, to, stats, err)
+               : error_set(err, "quantize: cannot write %s", tmp);
     if (f && fclose(f) && rc == 0) rc = error_set(err, "quantize: writing %s failed", tmp);
     if (rc == 0 && rename(tmp, out_path))
         rc = error_set(err, "quantize: cannot rename %s to %s", tmp, out_path);

@@ -9,6 +9,8 @@
 #ifndef DLLM_GGUF_QUANTIZE_H
 #define DLLM_GGUF_QUANTIZE_H
 
+#include <stdio.h>
+
 #include "common/error.h"
 #include "common/gguf.h"
 
@@ -21,5 +23,8 @@ typedef struct {
 // temporary file renamed at the end, so a failure leaves no output.
 int gguf_quantize(const char *in_path, const char *out_path, GgmlType to, QuantizeStats *stats,
                   Error *err);
+// The same for a parsed file g, its output written to f (what gguf_quantize writes to the
+// temporary file; the fuzz target's way in).
+int gguf_quantize_to(FILE *f, const Gguf *g, GgmlType to, QuantizeStats *stats, Error *err);
 
 #endif

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/file.h"
 #include "common/gguf.h"
@@ -384,6 +385,65 @@ START_TEST(test_quantize_writes_gguf_py_files) {
 }
 END_TEST
 
+// A copy of fixture `file` with a non-finite value in the data of its first tensor of at least
+// two dimensions whose rows are whole blocks of 32: a float NaN (F32 files) or a Q8_0 block
+// scale that is a half NaN; the tensor's name into name.
+static const char *with_non_finite(const char *file, const char *copy, char *name) {
+    char *data;
+    size_t n;
+    Error err;
+    ck_assert(file_read_all(file, &data, &n, &err) == 0);
+    Gguf g;
+    ck_assert(gguf_parse(&g, (const uint8_t *)data, n, file, &err) == 0);
+    const GgufTensor *t = g.tensors;
+    while (t->n_dims < 2 || t->ne[0] % 32) t++;
+    size_t at = (size_t)(t->data - (const uint8_t *)data);
+    if (t->type == GGML_F32) {
+        float nan = NAN;
+        memcpy(data + at, &nan, 4);
+    } else {
+        ck_assert_int_eq(t->type, GGML_Q8_0);
+        memcpy(data + at, "\x00\x7e", 2);  // fp16 0x7e00: NaN
+    }
+    snprintf(name, 96, "%s", t->name);
+    gguf_close(&g);
+    const char *path = write_temp_file(copy, data, n);
+    free(data);
+    return path;
+}
+
+// Weights with a NaN have no 8- or 4-bit code: dllm quantize refuses the file, naming the
+// tensor and leaving no output, and so do --weights q8 (decoded on the host, quantised again)
+// and --weights q4 (Q8_0 blocks requantised at load), naming the matrix.
+START_TEST(test_non_finite_weights_are_not_quantised) {
+    char name[96], out[512];
+    const char *path = with_non_finite(GGUF_DIR "llama.f32.gguf", "nan.f32.gguf", name);
+    snprintf(out, sizeof out, "%s.q8.gguf", path);
+    QuantizeStats st;
+    Error err;
+    ck_assert_int_eq(gguf_quantize(path, out, GGML_Q8_0, &st, &err), -1);
+    char want[160];
+    snprintf(want, sizeof want, "tensor %s holds a non-finite value (row 0), which has no Q8_0",
+             name);
+    ck_assert_msg(strstr(err.msg, want), "%s", err.msg);
+    ck_assert(access(out, F_OK) != 0);
+    path = with_non_finite(GGUF_DIR "llada_blocks.q8_0.gguf", "nan.q8_0.gguf", name);
+    const char *weights[] = {"q8", "q4"};
+    HfWeights read[] = {HF_WEIGHTS_ON_HOST, HF_WEIGHTS_LATER};
+    for (int k = 0; k < 2; k++) {
+        ModelSource src;
+        Model m;
+        open_gguf_model(path, read[k], &src);
+        ck_assert_int_eq(model_source_choose_weights(&src, weights[k], &backend_cpu, &err), 0);
+        ck_assert_int_eq(model_source_build(&src, &backend_cpu, 1, &m, &err), -1);
+        ck_assert_msg(strstr(err.msg, "of layer 0 holds a non-finite value (row 0)"), "%s",
+                      err.msg);
+        model_source_free(&src);
+    }
+    printf("  non-finite weights: dllm quantize, --weights q8 and q4 refuse them by name\n");
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("gguf");
     TCase *tc = tcase_create("core");
@@ -396,6 +456,7 @@ int main(void) {
     tcase_add_test(tc, test_tokenizer_matches_tokenizer_json);
     tcase_add_test(tc, test_what_dllm_does_not_read_is_refused);
     tcase_add_test(tc, test_quantize_writes_gguf_py_files);
+    tcase_add_test(tc, test_non_finite_weights_are_not_quantised);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

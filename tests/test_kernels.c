@@ -330,10 +330,8 @@ END_TEST
 static uint8_t *gguf_matrix(int bits, const float *w, int rows, int cols) {
     size_t row_bytes = (size_t)cols / QB_BLOCK * qb_gguf_block_bytes(bits);
     uint8_t *q = malloc(rows * row_bytes);
-    for (int r = 0; r < rows; r++) {
-        if (bits == 8) q8_0_quantize_row(q + r * row_bytes, w + (size_t)r * cols, cols);
-        else q4_0_quantize_row(q + r * row_bytes, w + (size_t)r * cols, cols);
-    }
+    for (int r = 0; r < rows; r++)
+        ck_assert_int_eq(qb_quantize_row(bits, q + r * row_bytes, w + (size_t)r * cols, cols), 0);
     return q;
 }
 
@@ -392,9 +390,19 @@ START_TEST(test_qb_pack_and_quantisers) {
     ggml_decode_row(GGML_Q4_0, q4, from_q4, 32);
     ggml_decode_row(GGML_Q8_0, as_q8, from_q8, 32);
     ck_assert_mem_eq(from_q4, from_q8, sizeof from_q4);
+    // a NaN or an infinity anywhere in a row: refused by both quantisers (no code holds it)
+    float bad[2] = {NAN, INFINITY};
+    uint8_t row[3 * Q8_0_BYTES];
+    for (int v = 0; v < 2; v++) {
+        float saved = w[2 * cols + 70];
+        w[2 * cols + 70] = bad[v];
+        ck_assert_int_eq(qb_quantize_row(8, row, w + 2 * cols, cols), -1);
+        ck_assert_int_eq(qb_quantize_row(4, row, w + 2 * cols, cols), -1);
+        w[2 * cols + 70] = saved;
+    }
     printf("  Q8_0 and Q4_0 quantisers: ggml's references step by step; packed and unpacked to "
            "ggml's decoding bit for bit (max error %.3g and %.3g on randn weights); Q4_0 as "
-           "Q8_0 exact\n", err[0], err[1]);
+           "Q8_0 exact; NaN and infinity refused\n", err[0], err[1]);
     free(w), free(decoded), free(unpacked);
 }
 END_TEST

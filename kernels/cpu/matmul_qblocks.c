@@ -16,30 +16,46 @@
 #define QB_SIMD 1
 #endif
 
-void q8_0_quantize_row(uint8_t *dst, const float *x, size_t n) {
+// A block's values all finite: a NaN or an infinity has no code (its conversion to an integer
+// is undefined), so a row holding one is refused rather than stored as garbage.
+static int block_finite(const float *x) {
+    for (int j = 0; j < QB_BLOCK; j++)
+        if (!isfinite(x[j])) return 0;
+    return 1;
+}
+
+int q8_0_quantize_row(uint8_t *dst, const float *x, size_t n) {
     for (size_t b = 0; b < n / QB_BLOCK; b++, x += QB_BLOCK, dst += Q8_0_BYTES) {
+        if (!block_finite(x)) return -1;
         float amax = 0.0f;
         for (int j = 0; j < QB_BLOCK; j++) amax = fmaxf(amax, fabsf(x[j]));
         float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
         uint16_t h = float_to_f16(d);
         memcpy(dst, &h, 2);
-        for (int j = 0; j < QB_BLOCK; j++) dst[2 + j] = (uint8_t)(int8_t)roundf(x[j] * id);
+        // clamped before the conversion: equal for every code, defined where a subnormal d's
+        // 1 / d overflows (x id infinite, or NaN for x = 0; its fp16 scale is 0 anyway)
+        for (int j = 0; j < QB_BLOCK; j++)
+            dst[2 + j] = (uint8_t)(int8_t)roundf(fminf(fmaxf(x[j] * id, -127.0f), 127.0f));
     }
+    return 0;
 }
 
-void q4_0_quantize_row(uint8_t *dst, const float *x, size_t n) {
+// Q4_0's code of v = x / d: trunc(v + 8.5) capped at 15.
+static int nibble(float v) { return (int)fminf(fmaxf(v + 8.5f, 0.0f), 15.0f); }
+
+int q4_0_quantize_row(uint8_t *dst, const float *x, size_t n) {
     for (size_t b = 0; b < n / QB_BLOCK; b++, x += QB_BLOCK, dst += Q4_0_BYTES) {
+        if (!block_finite(x)) return -1;
         float amax = 0.0f, max = 0.0f;  // the value of largest magnitude, the first of ties
         for (int j = 0; j < QB_BLOCK; j++)
             if (amax < fabsf(x[j])) amax = fabsf(x[j]), max = x[j];
         float d = max / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
         uint16_t h = float_to_f16(d);
         memcpy(dst, &h, 2);
-        for (int j = 0; j < 16; j++) {
-            int lo = (int8_t)(x[j] * id + 8.5f), hi = (int8_t)(x[16 + j] * id + 8.5f);
-            dst[2 + j] = (uint8_t)((lo < 15 ? lo : 15) | (hi < 15 ? hi : 15) << 4);
-        }
+        for (int j = 0; j < 16; j++)  // clamped to [0, 15] before the conversion, as Q8_0's
+            dst[2 + j] = (uint8_t)(nibble(x[j] * id) | nibble(x[16 + j] * id) << 4);
     }
+    return 0;
 }
 
 // Code j of a GGUF block (Q8_0 or Q4_0), signed.

@@ -1,14 +1,16 @@
 // A GGUF file: the header, metadata and tensor infos (common/gguf.c), every tensor decoded,
 // then the model config, the tokenizer rebuilt from the metadata and the weights read as a
 // model does (model/gguf_model.c, tokenizer/gguf_tokenizer.c), as an 8-bit model takes them
-// (its Q8_0 and Q4_0 matrices as their rows of blocks). Any input: an error or a model,
-// never a crash, a read outside the input, or an allocation its tensors do not justify.
+// (its Q8_0 and Q4_0 matrices as their rows of blocks), and the file dllm quantize would write
+// of it (store/gguf_quantize.c, to /dev/null). Any input: an error or a model, never a crash, a
+// read outside the input, or an allocation its tensors do not justify.
 #include <stdlib.h>
 
 #include "common/gguf.h"
 #include "kernels/ggml_blocks.h"
 #include "model/gguf_model.h"
 #include "model/params.h"
+#include "store/gguf_quantize.h"
 #include "tests/fuzz/fuzz.h"
 #include "tokenizer/gguf_tokenizer.h"
 
@@ -42,6 +44,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (size_t r = 0; r < rows; r++) ggml_decode_row(t->type, t->data + r * bytes, row, t->ne[0]);
         free(row);
     }
+    FILE *null = fopen("/dev/null", "wb");
+    if (!null) abort();
+    QuantizeStats stats;
+    gguf_quantize_to(null, &g, GGML_Q4_0, &stats, &err);
+    fclose(null);
     ModelConfig c;
     HfArch arch;
     int bf16;
